@@ -1,0 +1,37 @@
+# binder-build: `make up` runs the farm locally, `make test` proves it.
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: up test unit lint install system services clean
+
+up: system $(STAMP)
+	$(BIN)/binder-build up
+
+test: system $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider tests/unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check api workers common tests bench
+	$(BIN)/mypy
+
+install: system $(STAMP)
+
+system:
+	@sh deploy/install-system.sh
+
+services: system $(STAMP)
+	$(BIN)/binder-build services
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[embedded,test]'
+	touch $(STAMP)
+
+clean:
+	rm -rf $(VENV) .binder-data

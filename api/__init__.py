@@ -1,0 +1,27 @@
+"""The Flask API: ``create_app`` builds it; nothing is created at import time."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from common.config import Config, get_config, set_config
+
+
+def create_app(config: Config | None = None) -> Flask:
+    """Build the API app for ``config`` (default: the environment's)."""
+    from api import builds, docs, health, logs, templates
+    from api.errors import register_error_handlers
+    from common.localfarm import ensure_api_key
+
+    config = config or get_config()
+    if not config.api_key:
+        config = config.replace(api_key=ensure_api_key(config))
+    set_config(config)
+    app = Flask(__name__)
+    app.config["BINDER"] = config
+    app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    register_error_handlers(app)
+    for module in (builds, templates, health, logs, docs):
+        app.register_blueprint(module.bp)
+    return app

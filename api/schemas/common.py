@@ -1,0 +1,16 @@
+"""Error bodies and the health list, as the Binder protocol shapes them."""
+
+from marshmallow import Schema, fields
+
+
+class ErrorSchema(Schema):
+    type = fields.String(required=True, metadata={"description": "protocol error name"})
+    error = fields.String(required=True, metadata={"description": "what went wrong"})
+    suggestions = fields.List(fields.String(), required=True)
+
+
+class HealthSchema(Schema):
+    name = fields.String(required=True)
+    timestamp = fields.DateTime(required=True)
+    status = fields.String(required=True, metadata={"description": "ok or failing"})
+    error = fields.String(allow_none=True)

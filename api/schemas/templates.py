@@ -1,0 +1,24 @@
+"""Templates: what a launcher needs to deploy a built image."""
+
+from marshmallow import Schema, fields
+
+
+class ServiceSchema(Schema):
+    name = fields.String(required=True)
+    version = fields.String(allow_none=True)
+    params = fields.Dict(allow_none=True)
+
+
+class TemplateSchema(Schema):
+    name = fields.String(required=True)
+    image_name = fields.String(data_key="image-name", attribute="image-name")
+    image_source = fields.String(data_key="image-source", attribute="image-source")
+    port = fields.Integer()
+    command = fields.String(allow_none=True)
+    services = fields.List(fields.Nested(ServiceSchema))
+    limits = fields.Dict(keys=fields.String(), values=fields.Raw())
+    hardware = fields.Dict(keys=fields.String(), values=fields.Raw())
+    repository = fields.String()
+    commit = fields.String()
+    time_created = fields.DateTime(data_key="time-created", attribute="time-created")
+    time_modified = fields.DateTime(data_key="time-modified", attribute="time-modified")

@@ -1,0 +1,120 @@
+"""Build logs: kept in MongoDB, followable live through a Redis stream.
+
+Lines are numbered from 1 per build. The writer appends each line to the
+build's bounded Redis stream at once (live followers) and flushes batches
+to the ``logs`` collection (keeps) at least every half second and when it
+closes. A reader takes MongoDB first, then any newer lines from the stream,
+so a running build's log is complete whichever store is ahead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from common.config import Config, get_config
+from common.db import get_db, translate_errors
+
+FLUSH_SECONDS = 0.5
+FLUSH_LINES = 200
+
+
+def stream_key(build_id: str) -> str:
+    return f"binder:log:{build_id}"
+
+
+def redis_client(config: Config | None = None) -> redis.Redis:
+    config = config or get_config()
+    return redis.Redis.from_url(config.redis_url, socket_connect_timeout=1, socket_timeout=2,
+                                decode_responses=True)
+
+
+class BuildLogWriter:
+    """Appends numbered lines to one build's log; thread-safe."""
+
+    def __init__(self, build_id: str, config: Config | None = None) -> None:
+        self.build_id = build_id
+        self.config = config or get_config()
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._next = self._last_seq() + 1
+        self._pending_start = self._next
+        self._last_flush = time.monotonic()
+        self._redis = redis_client(self.config)
+
+    def _last_seq(self) -> int:
+        with translate_errors():
+            doc = get_db().logs.find_one({"build_id": self.build_id},
+                                         sort=[("seq", -1)])
+        return 0 if doc is None else doc["seq"] + len(doc["lines"]) - 1
+
+    def write(self, line: str) -> None:
+        line = line.rstrip("\n")
+        with self._lock:
+            seq = self._next
+            self._next += 1
+            self._pending.append(line)
+            try:
+                self._redis.xadd(stream_key(self.build_id), {"n": seq, "line": line},
+                                 maxlen=self.config.log_stream_max, approximate=True)
+            except redis.RedisError:
+                pass  # the live view is best effort; MongoDB keeps the line
+            due = (time.monotonic() - self._last_flush > FLUSH_SECONDS
+                   or len(self._pending) >= FLUSH_LINES)
+        if due:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._pending:
+                return
+            doc = {"build_id": self.build_id, "seq": self._pending_start,
+                   "lines": self._pending}
+            self._pending = []
+            self._pending_start = self._next
+            self._last_flush = time.monotonic()
+        with translate_errors():
+            get_db().logs.insert_one(doc)
+
+    def close(self) -> None:
+        self.flush()
+        try:
+            self._redis.expire(stream_key(self.build_id), 3600)
+        except redis.RedisError:
+            pass
+
+
+def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
+    """Numbered lines of a build's log after line ``after``."""
+    lines: list[tuple[int, str]] = []
+    with translate_errors():
+        docs = get_db().logs.find({"build_id": build_id}).sort("seq", 1)
+        for doc in docs:
+            for offset, text in enumerate(doc["lines"]):
+                seq = doc["seq"] + offset
+                if seq > after:
+                    lines.append((seq, text))
+    last = lines[-1][0] if lines else after
+    lines.extend(_stream_lines(build_id, last))
+    return lines
+
+
+def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
+    try:
+        entries: list[tuple[str, dict[str, Any]]] = redis_client().xrange(stream_key(build_id))
+    except redis.RedisError:
+        return
+    for _entry_id, fields in entries:
+        seq = int(fields["n"])
+        if seq > after:
+            after = seq
+            yield seq, fields["line"]
+
+
+def delete_log(build_id: str) -> None:
+    with translate_errors():
+        get_db().logs.delete_many({"build_id": build_id})

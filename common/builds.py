@@ -1,0 +1,204 @@
+"""Build records in MongoDB: the truth about every build.
+
+One document per build name in ``builds`` holds the current attempt; when a
+name is built again the finished record is archived to ``attempts`` first,
+so history survives. Workers address a record by ``build_id`` and the
+``attempt`` they were handed: every write filters on both plus
+``status: running``, so a stale worker (or a duplicate task) writes nothing
+and learns it lost the lease.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Any
+
+from pymongo import DESCENDING, ReturnDocument
+from pymongo.errors import DuplicateKeyError
+
+from common.db import get_db, translate_errors
+from common.errors import AlreadyBuilding, LeaseLost, NoBuildInfo
+from common.models import FINAL_STATUSES, Phase, Status
+
+Record = dict[str, Any]
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_record(name: str, fields: dict[str, Any]) -> Record:
+    now = utcnow()
+    return {
+        "build_id": uuid.uuid4().hex,
+        "name": name,
+        "status": Status.RUNNING.value,
+        "phase": Phase.QUEUED.value,
+        "start-time": now,
+        "end-time": None,
+        "attempt": 1,
+        "lease": None,
+        "heartbeat": None,
+        "enqueued": False,
+        "cancel_requested": False,
+        "error": None,
+        "commit": None,
+        "image-name": None,
+        "image-source": None,
+        "config": None,
+        "worker": None,
+        "workers": [],
+        "cached": False,
+        "phases": {},
+        **fields,
+    }
+
+
+def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Record:
+    """Store a new running build named ``name`` and return it.
+
+    Raises ``AlreadyBuilding`` when a build of that name is running, unless
+    ``force``: then the running one is cancelled and replaced. Racing
+    creators are serialised by the unique index on ``name``: one wins.
+    """
+    db = get_db()
+    record = new_record(name, fields)
+    with translate_errors():
+        current = db.builds.find_one({"name": name})
+        if current is not None:
+            if current["status"] == Status.RUNNING.value and not force:
+                raise AlreadyBuilding(
+                    f"{name} is already building (phase {current['phase']}).",
+                    suggestions=["Wait for it to finish, or send force: true to restart it."],
+                )
+            archive(current, cancelled=current["status"] == Status.RUNNING.value)
+            replaced = db.builds.find_one_and_replace(
+                {"_id": current["_id"], "build_id": current["build_id"]}, record,
+                return_document=ReturnDocument.AFTER,
+            )
+            if replaced is None:
+                raise AlreadyBuilding(f"{name} was started by another request just now.",
+                                      suggestions=["Read its status with GET /builds/NAME."])
+            return replaced
+        try:
+            db.builds.insert_one(record)
+        except DuplicateKeyError as exc:
+            raise AlreadyBuilding(f"{name} was started by another request just now.",
+                                  suggestions=["Read its status with GET /builds/NAME."]) from exc
+    return record
+
+
+def archive(record: Record, cancelled: bool = False) -> None:
+    """Copy a finished (or superseded) attempt into the history collection."""
+    copy = {key: value for key, value in record.items() if key != "_id"}
+    if cancelled:
+        copy.update(status=Status.CANCELLED.value, error="Replaced by a forced rebuild.",
+                    **{"end-time": utcnow()})
+    get_db().attempts.replace_one({"build_id": copy["build_id"]}, copy, upsert=True)
+
+
+def get_build(name: str) -> Record:
+    """The current record of ``name``; raises ``NoBuildInfo`` when unknown."""
+    with translate_errors():
+        record = get_db().builds.find_one({"name": name})
+    if record is None:
+        raise NoBuildInfo(f"No build named {name}.",
+                          suggestions=["Start one with POST /builds/repo, or list GET /builds/."])
+    return record
+
+
+def find_by_id(build_id: str) -> Record | None:
+    with translate_errors():
+        return get_db().builds.find_one({"build_id": build_id})
+
+
+def list_builds(query: dict[str, Any], limit: int, offset: int) -> list[Record]:
+    with translate_errors():
+        cursor = get_db().builds.find(query).sort("start-time", DESCENDING)
+        return list(cursor.skip(offset).limit(limit))
+
+
+def history(name: str) -> list[Record]:
+    """Every attempt of ``name``, newest first: the current one, then archived."""
+    with translate_errors():
+        db = get_db()
+        current = db.builds.find_one({"name": name})
+        past = list(db.attempts.find({"name": name}).sort("start-time", DESCENDING).limit(100))
+    if current is None and not past:
+        raise NoBuildInfo(f"No build named {name}.", suggestions=["List builds: GET /builds/."])
+    return ([current] if current else []) + [r for r in past
+                                              if not current or r["build_id"] != current["build_id"]]
+
+
+def _running(build_id: str, attempt: int) -> dict[str, Any]:
+    return {"build_id": build_id, "attempt": attempt, "status": Status.RUNNING.value}
+
+
+def update_running(build_id: str, attempt: int, changes: dict[str, Any],
+                   extra: dict[str, Any] | None = None) -> Record:
+    """Apply ``$set: changes`` (and ``extra`` operators) to a running attempt.
+
+    Raises ``LeaseLost`` when the attempt is no longer the running one.
+    """
+    update: dict[str, Any] = {"$set": changes, **(extra or {})}
+    with translate_errors():
+        record = get_db().builds.find_one_and_update(
+            _running(build_id, attempt), update, return_document=ReturnDocument.AFTER)
+    if record is None:
+        raise LeaseLost(build_id)
+    return record
+
+
+def start_phase(build_id: str, attempt: int, phase: Phase, worker: str) -> Record:
+    """Mark ``phase`` started by ``worker`` and take the lease."""
+    now = utcnow()
+    return update_running(
+        build_id, attempt,
+        {"phase": phase.value, "worker": worker, "heartbeat": now,
+         "lease": {"worker": worker, "attempt": attempt, "since": now},
+         f"phases.{phase.value}.start": now, f"phases.{phase.value}.worker": worker},
+        {"$addToSet": {"workers": worker}},
+    )
+
+
+def end_phase(build_id: str, attempt: int, phase: Phase, changes: dict[str, Any]) -> Record:
+    return update_running(build_id, attempt, {f"phases.{phase.value}.end": utcnow(), **changes})
+
+
+def heartbeat(build_id: str, attempt: int) -> Record:
+    return update_running(build_id, attempt, {"heartbeat": utcnow()})
+
+
+def finish(build_id: str, attempt: int, status: Status, error: str | None = None,
+           changes: dict[str, Any] | None = None) -> Record | None:
+    """End a running attempt; returns ``None`` if it already ended."""
+    assert status in FINAL_STATUSES
+    fields: dict[str, Any] = {"status": status.value, "end-time": utcnow(), "lease": None,
+                              "error": error, **(changes or {})}
+    if status is Status.COMPLETED:
+        fields["phase"] = Phase.FINISHED.value
+    with translate_errors():
+        return get_db().builds.find_one_and_update(
+            _running(build_id, attempt), {"$set": fields}, return_document=ReturnDocument.AFTER)
+
+
+def request_cancel(name: str) -> Record:
+    """Flag a running build for cancellation; a queued one is cancelled at once."""
+    record = get_build(name)
+    if record["status"] != Status.RUNNING.value:
+        return record
+    with translate_errors():
+        db = get_db()
+        if record["phase"] == Phase.QUEUED.value and record.get("lease") is None:
+            done = db.builds.find_one_and_update(
+                {"build_id": record["build_id"], "status": Status.RUNNING.value,
+                 "phase": Phase.QUEUED.value, "lease": None},
+                {"$set": {"status": Status.CANCELLED.value, "end-time": utcnow(),
+                          "cancel_requested": True, "error": "Cancelled before it started."}},
+                return_document=ReturnDocument.AFTER)
+            if done is not None:
+                return done
+        return db.builds.find_one_and_update(
+            {"build_id": record["build_id"]}, {"$set": {"cancel_requested": True}},
+            return_document=ReturnDocument.AFTER) or record

@@ -1,0 +1,190 @@
+"""``binder-build``: run the farm and its processes.
+
+``up`` starts every component the configuration does not point elsewhere,
+makes sure the base image exists, then runs the Procfile's processes under
+honcho in the foreground. Ctrl-C or SIGTERM stops what it started, in
+reverse order, and nothing else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from common.config import Config, describe_settings, environment_for, load_config
+from common.errors import ConfigError
+from common.localfarm import ServiceError, ensure_api_key, ensure_services, stop_services
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+UP_PROCESSES = ("api", "worker", "beat", "flower")
+PR_SET_PDEATHSIG = 1
+
+
+def _load(config_file: str | None, **overrides: object) -> Config:
+    try:
+        config = load_config(config_file=config_file, **overrides)
+    except ConfigError as exc:
+        raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
+    config.data_path.mkdir(parents=True, exist_ok=True)
+    return config.replace(api_key=ensure_api_key(config))
+
+
+def _exit_with_parent() -> None:
+    """Get SIGTERM when the parent (make, a shell) dies, so nothing is left behind."""
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+def _child_env(config: Config) -> dict[str, str]:
+    env = {**os.environ, **environment_for(config)}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+config_option = click.option("--config", "config_file", envvar="BINDER_CONFIG",
+                             type=click.Path(dir_okay=False),
+                             help="JSON or TOML config file (BINDER_CONFIG).")
+
+
+@click.group()
+def main() -> None:
+    """Binder build farm."""
+
+
+@main.command()
+@config_option
+def up(config_file: str | None) -> None:
+    """Run the whole farm locally in the foreground."""
+    from workers.base_image import ensure_base_image
+
+    _exit_with_parent()
+    overrides = {} if "BINDER_BUILD_NETWORK" in os.environ else {"build_network": "host"}
+    config = _load(config_file, **overrides)
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    services = []
+    honcho: subprocess.Popen[bytes] | None = None
+    try:
+        services = ensure_services(config, detach=True)
+        ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
+        click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
+        click.echo(f"key  {config.api_key}")
+        honcho = subprocess.Popen(
+            [sys.executable, "-m", "honcho", "-f", str(PROJECT_DIR / "Procfile"),
+             "-d", str(PROJECT_DIR), "start", *UP_PROCESSES],
+            env=_child_env(config), start_new_session=True)
+        honcho.wait()
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except KeyboardInterrupt:
+        click.echo("stopping the farm")
+    finally:
+        if honcho is not None and honcho.poll() is None:
+            os.killpg(honcho.pid, signal.SIGTERM)
+            try:
+                honcho.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(honcho.pid, signal.SIGKILL)
+        stop_services(services)
+
+
+@main.command()
+@config_option
+@click.option("--base-image/--no-base-image", default=True, help="Also build the base image.")
+def services(config_file: str | None, base_image: bool) -> None:
+    """Start the missing components detached (for CI and tests), then exit."""
+    from workers.base_image import ensure_base_image
+
+    config = _load(config_file, build_network=os.environ.get("BINDER_BUILD_NETWORK", "host"))
+    try:
+        started = ensure_services(config, detach=True)
+    except ServiceError as exc:
+        raise click.ClickException(str(exc)) from exc
+    for service in started:
+        click.echo(f"started {service.name} (pid {service.process.pid})")
+    if base_image:
+        ensure_base_image(config, say=click.echo)
+
+
+def _exec(argv: list[str], config: Config) -> None:
+    os.execvpe(argv[0], argv, _child_env(config))
+
+
+@main.command()
+@config_option
+def api(config_file: str | None) -> None:
+    """Serve the API under gunicorn."""
+    config = _load(config_file)
+    gunicorn = shutil.which("gunicorn", path=_child_env(config)["PATH"]) or "gunicorn"
+    _exec([gunicorn, "--bind", f"{config.host}:{config.port}", "--worker-class", "gthread",
+           "--workers", "2", "--threads", "8", "--timeout", "120", "--access-logfile", "-",
+           "api:create_app()"], config)
+
+
+@main.command()
+@config_option
+@click.option("--concurrency", default=1, show_default=True, help="Builds run at once.")
+def worker(config_file: str | None, concurrency: int) -> None:
+    """Run a Celery worker for this Docker host (queues builds and host.<id>)."""
+    from workers.celery_app import SHARED_QUEUE, host_queue
+
+    config = _load(config_file)
+    host = config.worker_host
+    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+           "--loglevel", "INFO", "-Q", f"{SHARED_QUEUE},{host_queue(host)}",
+           "--hostname", f"{host}@%h", "--concurrency", str(concurrency),
+           "--without-mingle", "--without-gossip"],
+          config.replace(worker_id=host))
+
+
+@main.command()
+@config_option
+def beat(config_file: str | None) -> None:
+    """Run Celery beat (the reaper and garbage collection)."""
+    config = _load(config_file)
+    schedule = config.data_path / "celerybeat-schedule"
+    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+           "--loglevel", "INFO", "--schedule", str(schedule)], config)
+
+
+@main.command()
+@config_option
+@click.option("--port", default=5555, show_default=True)
+def flower(config_file: str | None, port: int) -> None:
+    """Run Flower to watch the queue."""
+    config = _load(config_file)
+    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
+           "--address=127.0.0.1", f"--port={port}"], config)
+
+
+@main.command("base-image")
+@config_option
+def base_image_command(config_file: str | None) -> None:
+    """Build and push the base image if its recipe changed."""
+    from workers.base_image import ensure_base_image
+
+    ensure_base_image(_load(config_file), say=click.echo)
+
+
+@main.command()
+def settings() -> None:
+    """List every setting: variable, default, meaning."""
+    for env, default, help_text in describe_settings():
+        click.echo(f"{env:32} {default!s:28} {help_text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,268 @@
+"""Typed configuration: the only reader of the process environment.
+
+Every setting is declared once in ``SETTINGS`` with its type, default,
+environment variable and a help line. Values are layered: defaults, then an
+optional config file (``BINDER_CONFIG`` or ``--config``; JSON like the
+original ``conf/main.json``, or TOML), then the environment, then explicit
+overrides (tests, the app factory).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from common.errors import ConfigError
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off", ""}:
+        return False
+    raise ValueError(f"expected true/false, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting: its attribute name, environment variable, type and help."""
+
+    name: str
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any] = str
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("api_key", "BINDER_API_KEY", "",
+            "Key for authorized requests; generated and saved under the data dir when empty."),
+    Setting("host", "BINDER_HOST", "127.0.0.1", "API bind address."),
+    Setting("port", "BINDER_PORT", 8082, "API port.", int),
+    Setting("data_dir", "BINDER_DATA_DIR", "./.binder-data",
+            "Work dirs, embedded Mongo data, registry storage, logs."),
+    Setting("mongo_url", "MONGO_URL", "",
+            "MongoDB URL; empty starts the embedded Mongo wire server locally."),
+    Setting("mongo_db", "BINDER_MONGO_DB", "binder", "MongoDB database name."),
+    Setting("mongo_timeout_ms", "BINDER_MONGO_TIMEOUT_MS", 1500,
+            "Server selection timeout; bounds how long a request waits for MongoDB.", int),
+    Setting("redis_url", "REDIS_URL", "redis://127.0.0.1:6379/0",
+            "Celery broker and live log streams."),
+    Setting("docker_host", "DOCKER_HOST", "unix:///var/run/docker.sock",
+            "Docker engine of this worker."),
+    Setting("registry", "BINDER_REGISTRY", "127.0.0.1:5000",
+            "Registry host:port images are pushed to."),
+    Setting("registry_username", "BINDER_REGISTRY_USERNAME", "", "Registry user name."),
+    Setting("registry_password", "BINDER_REGISTRY_PASSWORD", "", "Registry password."),
+    Setting("registry_insecure", "BINDER_REGISTRY_INSECURE", True,
+            "Talk plain http to the registry API (local registries).", _bool),
+    Setting("image_prefix", "BINDER_IMAGE_PREFIX", "binder-", "Prefix of built image names."),
+    Setting("base_image", "BINDER_BASE_IMAGE", "",
+            "Base image for generated Dockerfiles; empty means REGISTRY/binder-base:latest."),
+    Setting("base_root_image", "BINDER_BASE_ROOT", "",
+            "Image the base image recipe starts FROM (e.g. debian:bookworm-slim); "
+            "empty builds a Debian root locally with debootstrap."),
+    Setting("github_url", "BINDER_GITHUB_URL", "https://github.com",
+            "Base URL of the GitHub source (GitHub Enterprise, tests)."),
+    Setting("allowed_source_hosts", "BINDER_ALLOWED_SOURCE_HOSTS", (),
+            "Extra host[:port] allowed as repository hosts; plain http allowed for them.", _csv),
+    Setting("pip_index_url", "BINDER_PIP_INDEX_URL", "", "pip index used inside builds."),
+    Setting("build_network", "BINDER_BUILD_NETWORK", "default",
+            "Docker network mode of builds and verification runs."),
+    Setting("config_order", "BINDER_CONFIG_ORDER",
+            ("requirements.txt", "environment.yml", "Dockerfile"),
+            "Config files by precedence; the first present one is built.", _csv),
+    Setting("allowed_base_images", "BINDER_ALLOWED_BASE_IMAGES", (),
+            "Images a repository Dockerfile may start FROM; empty allows any.", _csv),
+    Setting("default_port", "BINDER_DEFAULT_PORT", 8888, "Template port by default.", int),
+    Setting("default_memory", "BINDER_DEFAULT_MEMORY", "2G", "Template memory limit by default."),
+    Setting("default_cpu", "BINDER_DEFAULT_CPU", "1", "Template CPU limit by default."),
+    Setting("build_memory", "BINDER_BUILD_MEMORY", "4G", "Memory limit of a Docker build."),
+    Setting("build_timeout", "BINDER_BUILD_TIMEOUT", 3600,
+            "Seconds a whole build may take.", int),
+    Setting("clone_timeout", "BINDER_CLONE_TIMEOUT", 300, "Seconds a clone may take.", int),
+    Setting("push_timeout", "BINDER_PUSH_TIMEOUT", 900, "Seconds a push may take.", int),
+    Setting("max_repo_mb", "BINDER_MAX_REPO_MB", 1024, "Largest checkout accepted, in MiB.", int),
+    Setting("verify", "BINDER_VERIFY", True,
+            "Start each built image and wait for its port before completing.", _bool),
+    Setting("verify_timeout", "BINDER_VERIFY_TIMEOUT", 90,
+            "Seconds a built image has to answer on its port.", int),
+    Setting("worker_id", "BINDER_WORKER_ID", "",
+            "Host id of this worker (its queue is host.<id>); defaults to the hostname."),
+    Setting("heartbeat_interval", "BINDER_HEARTBEAT_INTERVAL", 5,
+            "Seconds between lease heartbeats.", int),
+    Setting("heartbeat_stale", "BINDER_HEARTBEAT_STALE", 60,
+            "Seconds without heartbeat before a build counts as lost.", int),
+    Setting("max_attempts", "BINDER_MAX_ATTEMPTS", 3,
+            "Attempts before a repeatedly lost build is failed.", int),
+    Setting("reaper_interval", "BINDER_REAPER_INTERVAL", 15,
+            "Seconds between reaper runs.", float),
+    Setting("log_stream_max", "BINDER_LOG_STREAM_MAX", 10000,
+            "Lines kept in a build's live Redis stream.", int),
+    Setting("max_request_bytes", "BINDER_MAX_REQUEST_BYTES", 65536,
+            "Largest request body accepted.", int),
+    Setting("min_free_disk_mb", "BINDER_MIN_FREE_DISK_MB", 2048,
+            "Free space a worker needs before it accepts a build.", int),
+)
+
+_BY_ENV = {setting.env: setting for setting in SETTINGS}
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Config:
+    """Resolved settings; build one with :func:`load_config`."""
+
+    values: Mapping[str, Any] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).resolve()
+
+    @property
+    def work_root(self) -> Path:
+        return self.data_path / "work"
+
+    @property
+    def registry_url(self) -> str:
+        scheme = "http" if self.registry_insecure else "https"
+        return f"{scheme}://{self.registry}"
+
+    @property
+    def base_image_name(self) -> str:
+        return self.base_image or f"{self.registry}/binder-base:latest"
+
+    @property
+    def worker_host(self) -> str:
+        return self.worker_id or socket.gethostname()
+
+    def replace(self, **overrides: Any) -> Config:
+        return Config({**self.values, **_coerce_all(overrides, source="override")})
+
+
+def _coerce(setting: Setting, raw: Any, source: str) -> Any:
+    if isinstance(raw, str):
+        try:
+            return setting.parse(raw)
+        except ValueError as exc:
+            raise ConfigError(
+                f"{source}: {setting.env} is not valid: {exc}",
+                suggestions=[f"{setting.env}: {setting.help}"],
+            ) from exc
+    if isinstance(setting.default, tuple) and isinstance(raw, list | tuple):
+        return tuple(str(item) for item in raw)
+    if isinstance(setting.default, bool) and isinstance(raw, bool):
+        return raw
+    if isinstance(setting.default, int | float) and isinstance(raw, int | float) \
+            and not isinstance(raw, bool):
+        return type(setting.default)(raw)
+    raise ConfigError(
+        f"{source}: {setting.env} should be {type(setting.default).__name__}, got {raw!r}",
+        suggestions=[f"{setting.env}: {setting.help}"],
+    )
+
+
+def _coerce_all(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
+    values = {}
+    for key, value in raw.items():
+        setting = _BY_NAME.get(key) or _BY_ENV.get(key)
+        if setting is None:
+            known = ", ".join(sorted(_BY_ENV))
+            raise ConfigError(f"{source}: unknown setting {key!r}", suggestions=[f"Known: {known}"])
+        values[setting.name] = _coerce(setting, value, source)
+    return values
+
+
+def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a JSON or TOML config file; keys are setting names or variables."""
+    file = Path(path)
+    try:
+        text = file.read_text()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {file}: {exc.strerror}",
+                          suggestions=["Check BINDER_CONFIG or --config."]) from exc
+    try:
+        data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"config file {file} is not valid: {exc}",
+                          suggestions=["Use JSON (.json) or TOML (.toml)."]) from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {file} must hold an object of settings")
+    return _coerce_all(data, source=str(file))
+
+
+def load_config(
+    environ: Mapping[str, str] | None = None,
+    config_file: str | None = None,
+    **overrides: Any,
+) -> Config:
+    """Layer defaults, the config file, the environment and ``overrides``."""
+    env = os.environ if environ is None else environ
+    values = {setting.name: setting.default for setting in SETTINGS}
+    path = config_file or env.get("BINDER_CONFIG")
+    if path:
+        values.update(read_config_file(path))
+    for setting in SETTINGS:
+        if setting.env in env:
+            values[setting.name] = _coerce(setting, env[setting.env], "environment")
+    values.update(_coerce_all(overrides, source="override"))
+    return Config(values)
+
+
+def environment_for(config: Config) -> dict[str, str]:
+    """The environment variables that reproduce ``config`` in a child process."""
+    result = {}
+    for setting in SETTINGS:
+        value = config.values[setting.name]
+        if isinstance(value, tuple):
+            result[setting.env] = ",".join(value)
+        elif isinstance(value, bool):
+            result[setting.env] = "true" if value else "false"
+        else:
+            result[setting.env] = str(value)
+    return result
+
+
+def describe_settings() -> list[tuple[str, str, str]]:
+    """(variable, default, help) rows, for the CLI and the README table."""
+    return [(s.env, str(s.default), s.help) for s in SETTINGS]
+
+
+_current: Config | None = None
+
+
+def get_config() -> Config:
+    """The process-wide configuration, loaded from the environment once."""
+    global _current
+    if _current is None:
+        _current = load_config()
+    return _current
+
+
+def set_config(config: Config | None) -> None:
+    """Replace the process-wide configuration (app factory, tests)."""
+    global _current
+    _current = config
+
+
+__all__ = [
+    "Config", "Setting", "SETTINGS", "load_config", "get_config", "set_config",
+    "environment_for", "describe_settings", "read_config_file",
+]

@@ -1,0 +1,104 @@
+"""The one door to MongoDB: a lazily created client per process.
+
+pymongo is not fork-safe, so the client is created on first use in the
+process that uses it (gunicorn and Celery workers fork after import).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import pymongo
+from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.database import Database
+from pymongo.errors import ConnectionFailure, PyMongoError
+
+from common.config import Config, get_config
+from common.errors import BadDatabase, NoDatabase
+
+DEFAULT_EMBEDDED_URL = "mongodb://127.0.0.1:27017"
+
+#: Every index of every collection, declared once.
+INDEXES: dict[str, list[IndexModel]] = {
+    "builds": [
+        IndexModel([("name", ASCENDING)], unique=True),
+        IndexModel([("start-time", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("start-time", DESCENDING)]),
+        IndexModel([("repository", ASCENDING), ("start-time", DESCENDING)]),
+    ],
+    "attempts": [
+        IndexModel([("name", ASCENDING), ("start-time", DESCENDING)]),
+        IndexModel([("build_id", ASCENDING)], unique=True),
+    ],
+    "templates": [IndexModel([("name", ASCENDING)], unique=True)],
+    "logs": [IndexModel([("build_id", ASCENDING), ("seq", ASCENDING)])],
+}
+
+_lock = threading.Lock()
+_client: pymongo.MongoClient[dict[str, Any]] | None = None
+_client_key: tuple[int, str] | None = None
+
+
+def mongo_url(config: Config) -> str:
+    return config.mongo_url or DEFAULT_EMBEDDED_URL
+
+
+def get_client(config: Config | None = None) -> pymongo.MongoClient[dict[str, Any]]:
+    """The process's MongoClient (recreated after a fork or URL change)."""
+    global _client, _client_key
+    config = config or get_config()
+    key = (os.getpid(), mongo_url(config))
+    with _lock:
+        if _client is None or _client_key != key:
+            _client = pymongo.MongoClient(
+                mongo_url(config),
+                serverSelectionTimeoutMS=config.mongo_timeout_ms,
+                connectTimeoutMS=config.mongo_timeout_ms,
+                socketTimeoutMS=max(10_000, config.mongo_timeout_ms * 4),
+                tz_aware=True,
+                connect=False,
+            )
+            _client_key = key
+        return _client
+
+
+def get_db(config: Config | None = None) -> Database[dict[str, Any]]:
+    """The farm's database."""
+    config = config or get_config()
+    return get_client(config)[config.mongo_db]
+
+
+def ensure_indexes(db: Database[dict[str, Any]] | None = None) -> None:
+    """Create every index in ``INDEXES`` (idempotent)."""
+    db = db if db is not None else get_db()
+    with translate_errors():
+        for collection, indexes in INDEXES.items():
+            db[collection].create_indexes(indexes)
+
+
+class translate_errors:
+    """Context manager: pymongo failures become ``NoDatabase``/``BadDatabase``."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
+        if exc is None:
+            return False
+        if isinstance(exc, ConnectionFailure):
+            raise NoDatabase(
+                "The build database (MongoDB) cannot be reached.",
+                suggestions=["Retry in a few seconds; operators: check MONGO_URL."],
+            ) from exc
+        if isinstance(exc, PyMongoError):
+            raise BadDatabase(f"The build database failed: {exc}",
+                              suggestions=["Retry; operators: check MongoDB."]) from exc
+        return False
+
+
+def ping(config: Config | None = None) -> None:
+    """Raise ``NoDatabase`` unless MongoDB answers."""
+    with translate_errors():
+        get_client(config).admin.command("ping")

@@ -1,0 +1,90 @@
+"""The error hierarchy. ``api/errors.py`` maps it to HTTP in one place.
+
+Each error carries the Binder protocol's ``type`` name, a sentence a user
+can act on, and suggestions. Errors pickle (Celery may carry them).
+"""
+
+from __future__ import annotations
+
+
+class BinderError(Exception):
+    """Base of every error a user may see."""
+
+    type = "internalError"
+    status = 500
+
+    def __init__(self, message: str, suggestions: list[str] | None = None) -> None:
+        super().__init__(message, suggestions)
+        self.message = message
+        self.suggestions = list(suggestions or [])
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_body(self) -> dict[str, object]:
+        return {"type": self.type, "error": self.message, "suggestions": self.suggestions}
+
+
+class ConfigError(BinderError):
+    type = "badConfig"
+    status = 500
+
+
+class MalformedRequest(BinderError):
+    type = "malformedRequest"
+    status = 422
+
+
+class BadRepoSource(BinderError):
+    type = "badRepoSource"
+    status = 422
+
+
+class AlreadyBuilding(BinderError):
+    type = "alreadyBuilding"
+    status = 409
+
+
+class NoBuildInfo(BinderError):
+    type = "noBuildInfo"
+    status = 404
+
+
+class DoesNotExist(BinderError):
+    type = "doesNotExist"
+    status = 404
+
+
+class BadQuery(BinderError):
+    type = "badQuery"
+    status = 422
+
+
+class BadDatabase(BinderError):
+    type = "badDatabase"
+    status = 503
+
+
+class NoDatabase(BinderError):
+    type = "noDatabase"
+    status = 503
+
+
+class Unauthorized(BinderError):
+    type = "unauthorized"
+    status = 403
+
+
+class BuildFailure(BinderError):
+    """A build ended badly; the message is stored as the build's ``error``."""
+
+    type = "buildFailed"
+    status = 500
+
+
+class LeaseLost(Exception):
+    """This worker no longer holds the build's lease; stop without writing."""
+
+
+class BuildCancelled(Exception):
+    """The build was cancelled while a phase ran."""

@@ -1,0 +1,45 @@
+"""Build names and image names, derived as the original Binder did."""
+
+from __future__ import annotations
+
+import re
+
+MAX_NAME_LENGTH = 128
+_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+
+
+def safe_name_part(text: str) -> str:
+    """Lower-case ``text`` and replace what an image name cannot hold."""
+    cleaned = _UNSAFE.sub("-", text.lower()).strip("-.")
+    return cleaned or "x"
+
+
+def build_name(owner: str, repo: str, ref: str | None = None) -> str:
+    """``owner-repo``, plus ``-ref`` when a ref was given; safe for image names.
+
+    Names are bounded in length; an over-long name keeps its start and ends in
+    a short hash of the whole, so distinct long refs stay distinct.
+    """
+    parts = [owner, repo] + ([ref] if ref else [])
+    name = "-".join(safe_name_part(part) for part in parts)
+    if len(name) > MAX_NAME_LENGTH:
+        import hashlib
+
+        digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+        name = f"{name[: MAX_NAME_LENGTH - 11].rstrip('-.')}-{digest}"
+    return name
+
+
+def display_name(owner: str, repo: str, ref: str | None = None) -> str:
+    """``owner/repo`` or ``owner/repo/tree/ref``."""
+    return f"{owner}/{repo}/tree/{ref}" if ref else f"{owner}/{repo}"
+
+
+def image_repository(registry: str, prefix: str, name: str) -> str:
+    """``registry/<prefix><name>``, the repository part of an image address."""
+    return f"{registry}/{prefix}{name}"
+
+
+def image_name(registry: str, prefix: str, name: str, commit: str) -> str:
+    """The full image address: tagged with the resolved commit SHA."""
+    return f"{image_repository(registry, prefix, name)}:{commit}"

@@ -1,0 +1,42 @@
+"""Templates in MongoDB: one per build name, upserted by the template phase."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING
+
+from common.builds import utcnow
+from common.db import get_db, translate_errors
+from common.errors import DoesNotExist
+
+
+def save_template(template: dict[str, Any]) -> dict[str, Any]:
+    """Upsert ``template`` by name, keeping its first ``time-created``."""
+    now = utcnow()
+    fields = {key: value for key, value in template.items() if key != "time-created"}
+    with translate_errors():
+        get_db().templates.update_one(
+            {"name": template["name"]},
+            {"$set": {**fields, "time-modified": now}, "$setOnInsert": {"time-created": now}},
+            upsert=True)
+    return get_template(template["name"])
+
+
+def get_template(name: str) -> dict[str, Any]:
+    with translate_errors():
+        template = get_db().templates.find_one({"name": name})
+    if template is None:
+        raise DoesNotExist(f"The template {name} does not exist.",
+                           suggestions=["Is the name spelled correctly? List GET /templates/."])
+    return template
+
+
+def find_template(name: str) -> dict[str, Any] | None:
+    with translate_errors():
+        return get_db().templates.find_one({"name": name})
+
+
+def list_templates(limit: int = 1000) -> list[dict[str, Any]]:
+    with translate_errors():
+        return list(get_db().templates.find().sort("name", ASCENDING).limit(limit))

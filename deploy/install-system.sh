@@ -1,0 +1,21 @@
+#!/bin/sh
+# Install the Debian packages the embedded farm runs on, if any is missing.
+set -eu
+missing=""
+command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
+command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
+command -v git >/dev/null 2>&1 || missing="$missing git"
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "missing packages:$missing; install them as root (apt-get install$missing)" >&2
+    exit 1
+fi
+echo "installing:$missing"
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+# The packages enable system services; the farm starts its own processes.
+for service in redis-server docker docker-registry; do
+    (systemctl disable --now "$service" || service "$service" stop) >/dev/null 2>&1 || true
+done

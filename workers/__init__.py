@@ -1,0 +1,1 @@
+"""Celery workers: one module per build phase, plus sources and buildpacks."""

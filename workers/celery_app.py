@@ -1,0 +1,54 @@
+"""The Celery app, alone: configuration only; tasks live in their modules.
+
+Tasks are late-acked with prefetch 1 so a message is only gone once its
+phase has finished; the broker's visibility timeout outlasts the longest
+allowed build so Redis does not hand a running task to a second worker.
+MongoDB stays the truth: the reaper (``workers/reaper.py``) restarts what a
+lost message or a dead worker leaves behind.
+"""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from common.config import Config, get_config
+
+SHARED_QUEUE = "builds"
+
+
+def host_queue(host: str) -> str:
+    """The queue only the workers of Docker host ``host`` consume."""
+    return f"host.{host}"
+
+
+def configure(app: Celery, config: Config) -> None:
+    app.conf.update(
+        broker_url=config.redis_url,
+        task_ignore_result=True,
+        result_backend=None,
+        task_serializer="json",
+        accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_default_queue=SHARED_QUEUE,
+        broker_connection_retry_on_startup=True,
+        broker_connection_timeout=2,
+        broker_transport_options={
+            "visibility_timeout": config.build_timeout + 1800,
+            "socket_connect_timeout": 2,
+            "socket_timeout": 10,
+            "retry_on_timeout": True,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule={
+            "reap": {"task": "binder.reap", "schedule": config.reaper_interval},
+            "collect-garbage": {"task": "binder.collect_garbage", "schedule": 600.0},
+        },
+    )
+
+
+app = Celery("binder_build", include=["workers.tasks", "workers.reaper"])
+configure(app, get_config())
