@@ -42,9 +42,9 @@ def start() -> ResponseReturnValue:
 @bp.get("/builds/", strict_slashes=False)
 @require_key
 def list_all() -> ResponseReturnValue:
-    """All builds, newest first; filter by ``status``/``repository``, page with ``limit``/``offset``."""
+    """All builds, newest first; filters ``status``, ``repository``; ``limit``, ``offset``."""
     query = load_query(BuildListQuerySchema())
-    selector = {key: query[key] for key in ("status", "repository") if key in query}
+    selector: dict[str, Any] = {key: query[key] for key in ("status", "repository") if key in query}
     records = builds.list_builds(selector, query["limit"], query["offset"])
     return jsonify(build_schema.dump(records, many=True))
 

@@ -9,6 +9,7 @@ so a running build's log is complete whichever store is ahead.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -58,11 +59,10 @@ class BuildLogWriter:
             seq = self._next
             self._next += 1
             self._pending.append(line)
-            try:
+            # The live view is best effort; MongoDB keeps the line.
+            with contextlib.suppress(redis.RedisError):
                 self._redis.xadd(stream_key(self.build_id), {"n": seq, "line": line},
                                  maxlen=self.config.log_stream_max, approximate=True)
-            except redis.RedisError:
-                pass  # the live view is best effort; MongoDB keeps the line
             due = (time.monotonic() - self._last_flush > FLUSH_SECONDS
                    or len(self._pending) >= FLUSH_LINES)
         if due:
@@ -82,10 +82,8 @@ class BuildLogWriter:
 
     def close(self) -> None:
         self.flush()
-        try:
+        with contextlib.suppress(redis.RedisError):
             self._redis.expire(stream_key(self.build_id), 3600)
-        except redis.RedisError:
-            pass
 
 
 def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
@@ -105,7 +103,8 @@ def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
 
 def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
     try:
-        entries: list[tuple[str, dict[str, Any]]] = redis_client().xrange(stream_key(build_id))
+        entries: list[tuple[str, dict[str, Any]]] = list(
+            redis_client().xrange(stream_key(build_id)) or [])  # type: ignore[arg-type]
     except redis.RedisError:
         return
     for _entry_id, fields in entries:

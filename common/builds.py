@@ -127,8 +127,9 @@ def history(name: str) -> list[Record]:
         past = list(db.attempts.find({"name": name}).sort("start-time", DESCENDING).limit(100))
     if current is None and not past:
         raise NoBuildInfo(f"No build named {name}.", suggestions=["List builds: GET /builds/."])
-    return ([current] if current else []) + [r for r in past
-                                              if not current or r["build_id"] != current["build_id"]]
+    newest = [current] if current else []
+    seen = {record["build_id"] for record in newest}
+    return newest + [record for record in past if record["build_id"] not in seen]
 
 
 def _running(build_id: str, attempt: int) -> dict[str, Any]:

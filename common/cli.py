@@ -8,6 +8,7 @@ reverse order, and nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import shutil
@@ -16,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
 
@@ -28,7 +30,7 @@ UP_PROCESSES = ("api", "worker", "beat", "flower")
 PR_SET_PDEATHSIG = 1
 
 
-def _load(config_file: str | None, **overrides: object) -> Config:
+def _load(config_file: str | None, **overrides: Any) -> Config:
     try:
         config = load_config(config_file=config_file, **overrides)
     except ConfigError as exc:
@@ -39,10 +41,8 @@ def _load(config_file: str | None, **overrides: object) -> Config:
 
 def _exit_with_parent() -> None:
     """Get SIGTERM when the parent (make, a shell) dies, so nothing is left behind."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def _child_env(config: Config) -> dict[str, str]:

@@ -6,8 +6,10 @@ process that uses it (gunicorn and Celery workers fork after import).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pymongo
@@ -78,24 +80,19 @@ def ensure_indexes(db: Database[dict[str, Any]] | None = None) -> None:
             db[collection].create_indexes(indexes)
 
 
-class translate_errors:
-    """Context manager: pymongo failures become ``NoDatabase``/``BadDatabase``."""
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> bool:
-        if exc is None:
-            return False
-        if isinstance(exc, ConnectionFailure):
-            raise NoDatabase(
-                "The build database (MongoDB) cannot be reached.",
-                suggestions=["Retry in a few seconds; operators: check MONGO_URL."],
-            ) from exc
-        if isinstance(exc, PyMongoError):
-            raise BadDatabase(f"The build database failed: {exc}",
-                              suggestions=["Retry; operators: check MongoDB."]) from exc
-        return False
+@contextlib.contextmanager
+def translate_errors() -> Iterator[None]:
+    """pymongo failures inside become ``NoDatabase`` (unreachable) or ``BadDatabase``."""
+    try:
+        yield
+    except ConnectionFailure as exc:
+        raise NoDatabase(
+            "The build database (MongoDB) cannot be reached.",
+            suggestions=["Retry in a few seconds; operators: check MONGO_URL."],
+        ) from exc
+    except PyMongoError as exc:
+        raise BadDatabase(f"The build database failed: {exc}",
+                          suggestions=["Retry; operators: check MongoDB."]) from exc
 
 
 def ping(config: Config | None = None) -> None:

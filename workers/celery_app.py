@@ -50,5 +50,5 @@ def configure(app: Celery, config: Config) -> None:
     )
 
 
-app = Celery("binder_build", include=["workers.tasks", "workers.reaper"])
+app = Celery("binder_build", include=["workers.tasks", "workers.reaper", "workers.liveness"])
 configure(app, get_config())

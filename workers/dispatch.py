@@ -21,7 +21,7 @@ from workers.celery_app import SHARED_QUEUE, app
 log = logging.getLogger(__name__)
 
 #: Bounded retries so a request never waits long on a dead broker.
-RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.3, "timeout": 2}
+RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.3}
 
 
 def broker_epoch() -> str | None:

@@ -28,7 +28,8 @@ class BuildSchema(Schema):
     name = fields.String(required=True)
     display_name = fields.String(data_key="display-name", attribute="display-name")
     repository = fields.String()
-    repo = fields.String(attribute="repository")
+    repo = fields.Function(lambda record: record.get("repository"),
+                           metadata={"description": "same as repository (protocol alias)"})
     status = fields.String(validate=validate.OneOf([s.value for s in Status]))
     phase = fields.String(validate=validate.OneOf([p.value for p in Phase]))
     start_time = fields.DateTime(data_key="start-time", attribute="start-time")
@@ -36,7 +37,8 @@ class BuildSchema(Schema):
     error = fields.String(allow_none=True)
     build_id = fields.String(data_key="build-id")
     attempt = fields.Integer(metadata={"description": "how many times the build was started"})
-    attempts = fields.Integer(attribute="attempt")
+    attempts = fields.Function(lambda record: record.get("attempt"),
+                               metadata={"description": "same as attempt"})
     commit = fields.String(allow_none=True)
     ref = fields.String(allow_none=True)
     image_name = fields.String(data_key="image-name", attribute="image-name", allow_none=True)

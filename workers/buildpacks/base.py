@@ -61,7 +61,7 @@ class BuildPack(ABC):
         """Files added to the context under ``.binder-build/``."""
         return {}
 
-    def check(self, inputs: BuildInputs) -> None:
+    def check(self, inputs: BuildInputs) -> None:  # noqa: B027 - optional hook
         """Raise ``BuildFailure`` when the config cannot be built (before Docker runs)."""
 
     # Shared pieces of generated Dockerfiles.

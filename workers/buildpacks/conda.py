@@ -1,13 +1,85 @@
-"""``environment.yml``: a conda environment solved and installed by py-rattler."""
+"""``environment.yml``: a conda environment solved and installed by py-rattler.
+
+The build runs ``conda_env.py`` (shipped in the context under
+``.binder-build/``) with the base image's ``/opt/rattler/bin/python``: it
+solves ``channels`` and ``dependencies`` with py-rattler, installs them into
+``/srv/env``, pip-installs the ``pip:`` subsection (into the environment's
+own Python, or into ``/srv/env`` made a venv over the system Python when
+the environment has none) and registers the environment's Python as the
+notebook's ``python3`` kernel when it can import ipykernel. ``/srv/env/bin``
+comes first on ``PATH``.
+
+Only ``environment.yml`` is staged before the install, so a code-only change
+reuses the dependency layer; when a ``pip:`` entry refers to files of the
+repository (``-e .``, ``-r other.txt``), the whole repository comes first.
+"""
 
 from __future__ import annotations
 
-from workers.buildpacks.base import BuildInputs, BuildPack
+import json
+from pathlib import Path
+
+from common.errors import BuildFailure
+from workers.buildpacks.base import CONFIG_STAGING, ENV_PREFIX, HOME, BuildInputs, BuildPack
+from workers.buildpacks.conda_env import (
+    EnvironmentFileError,
+    EnvironmentSpec,
+    parse_environment,
+    pip_needs_repo,
+)
+
+SCRIPT = "conda_env.py"
+SCRIPT_SOURCE = Path(__file__).with_name(SCRIPT)
+#: The base image's venv holding py-rattler and pyyaml.
+RATTLER_PYTHON = "/opt/rattler/bin/python"
 
 
 class CondaBuildPack(BuildPack):
     id = "environment.yml"
     config_file = "environment.yml"
 
+    @staticmethod
+    def _spec(inputs: BuildInputs) -> EnvironmentSpec:
+        """The parsed config file; raises ``EnvironmentFileError`` when it is invalid."""
+        assert inputs.config_path is not None
+        text = (inputs.checkout / inputs.config_path).read_text(errors="replace")
+        return parse_environment(text)
+
+    def check(self, inputs: BuildInputs) -> None:
+        try:
+            self._spec(inputs)
+        except EnvironmentFileError as exc:
+            raise BuildFailure(str(exc), suggestions=[
+                "See https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/"
+                "manage-environments.html#create-env-file-manually"]) from exc
+
+    def extra_files(self, inputs: BuildInputs) -> dict[str, bytes]:
+        return {SCRIPT: SCRIPT_SOURCE.read_bytes()}
+
+    def _needs_repo(self, inputs: BuildInputs) -> bool:
+        try:
+            return pip_needs_repo(self._spec(inputs))
+        except EnvironmentFileError:
+            return False  # the script reports it in the build
+
+    @staticmethod
+    def _command(inputs: BuildInputs, env_file: str) -> str:
+        """The RUN line (exec form: nothing goes through a shell)."""
+        argv = [RATTLER_PYTHON, f"{CONFIG_STAGING}/{SCRIPT}", env_file, "--prefix", ENV_PREFIX]
+        if inputs.config.pip_index_url:
+            argv += ["--pip-index-url", str(inputs.config.pip_index_url)]
+        return f"RUN {json.dumps(argv)}"
+
     def render(self, inputs: BuildInputs) -> str:
-        raise NotImplementedError("environment.yml builds are not available yet")
+        assert inputs.config_path is not None
+        lines = self.preamble(inputs) + [
+            f"COPY .binder-build/{SCRIPT} {CONFIG_STAGING}/{SCRIPT}",
+            f"ENV PATH={ENV_PREFIX}/bin:$PATH CONDA_PREFIX={ENV_PREFIX}",
+        ]
+        if self._needs_repo(inputs):
+            lines += [f"COPY --chown=1000:1000 repo/ {HOME}/", f"WORKDIR {HOME}",
+                      self._command(inputs, f"{HOME}/{inputs.config_path}")]
+        else:
+            lines += [self.stage_config(inputs, "environment.yml"),
+                      self._command(inputs, f"{CONFIG_STAGING}/environment.yml")]
+        return "\n".join(lines + self.finish()) + "\n"

@@ -1,0 +1,129 @@
+"""Integration fixtures: the real Docker engine, registry, Redis and Mongo wire server.
+
+Each service is reused when it already answers (``.ci/run`` and ``make up``
+start them) and started otherwise, once per session. A test run gets its
+own MongoDB database, Redis database and image prefix, and a Git server,
+package index and farm processes (API, workers) of its own on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+RUN_ID = uuid.uuid4().hex[:8]
+DATA_DIR = Path(tempfile.mkdtemp(prefix=f"binder-test-{RUN_ID}-"))
+API_KEY = f"test-key-{RUN_ID}"
+
+# The test process and every farm process it starts share these settings;
+# they are set before anything reads the configuration.
+TEST_ENV = {
+    "BINDER_API_KEY": API_KEY,
+    "BINDER_DATA_DIR": str(DATA_DIR),
+    "BINDER_MONGO_DB": f"binder_test_{RUN_ID}",
+    "REDIS_URL": "redis://127.0.0.1:6379/7",
+    "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-",
+    "BINDER_BUILD_NETWORK": "host",
+    "BINDER_HEARTBEAT_INTERVAL": "1",
+    "BINDER_HEARTBEAT_STALE": "10",
+    "BINDER_REAPER_INTERVAL": "2",
+    "BINDER_VERIFY_TIMEOUT": "60",
+    "BINDER_MIN_FREE_DISK_MB": "100",
+}
+os.environ.update(TEST_ENV)
+
+from common.config import get_config, load_config, set_config  # noqa: E402
+from common.localfarm import ensure_services, stop_services  # noqa: E402
+from tests.support.farm import ApiClient, Farm  # noqa: E402
+from tests.support.git_server import GitServer  # noqa: E402
+from tests.support.static_http import serve_directory  # noqa: E402
+from tests.support.wheels import make_simple_index  # noqa: E402
+
+TEST_PACKAGE = "binder-test-pkg"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def git_server() -> Iterator[GitServer]:
+    server = GitServer(DATA_DIR / "git").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def package_index() -> Iterator[str]:
+    root = make_simple_index(DATA_DIR / "index", {
+        TEST_PACKAGE: [("1.0", "GREETING = 'hello from the local index'\n")],
+    })
+    with serve_directory(root) as url:
+        yield f"{url}/simple/"
+
+
+@pytest.fixture(scope="session")
+def farm_env(git_server: GitServer, package_index: str) -> dict[str, str]:
+    env = {
+        **TEST_ENV,
+        "BINDER_GITHUB_URL": f"{git_server.url}/github",
+        "BINDER_ALLOWED_SOURCE_HOSTS": git_server.host,
+        "BINDER_PIP_INDEX_URL": package_index,
+    }
+    os.environ.update(env)
+    set_config(load_config())
+    return env
+
+
+@pytest.fixture(scope="session")
+def services(farm_env: dict[str, str]) -> Iterator[None]:
+    """Every component answering, and the base image in the registry."""
+    from workers.base_image import ensure_base_image
+
+    config = get_config()
+    started = ensure_services(config)
+    ensure_base_image(config, say=lambda line: None)
+    yield
+    stop_services(started)
+
+
+@pytest.fixture(scope="session")
+def farm(request: pytest.FixtureRequest, farm_env: dict[str, str],
+         services: None) -> Iterator[Farm]:
+    farm = Farm(farm_env, DATA_DIR / "logs")
+    yield farm
+    farm.stop()
+    from common.db import get_client
+
+    get_client().drop_database(farm_env["BINDER_MONGO_DB"])
+    if request.session.testsfailed:
+        print(f"\nfarm logs kept in {DATA_DIR / 'logs'}")
+    else:
+        shutil.rmtree(DATA_DIR, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def api(farm: Farm) -> ApiClient:
+    """The API under gunicorn plus one worker (host ``test-a``)."""
+    _, url = farm.start_api()
+    farm.start_worker("test-a")
+    return ApiClient(url, API_KEY)
+
+
+@pytest.fixture
+def repo_url(git_server: GitServer) -> str:
+    """Base URL GitHub-style repositories are served under."""
+    return f"{git_server.url}/github"
+
+
+def unique(name: str) -> str:
+    """A repository name unique to this test run."""
+    return f"{name}-{uuid.uuid4().hex[:6]}"

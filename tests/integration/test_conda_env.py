@@ -1,0 +1,187 @@
+"""environment.yml end to end: the rendered Dockerfile built by the real Docker engine.
+
+A local conda channel and a local pip index are served on 127.0.0.1; builds
+use the host network so they reach them, and nothing else. Images built
+here are removed at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tarfile
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from common.config import load_config
+from tests.support.conda_channel import make_channel, script_package
+from tests.support.pypi_index import make_index, make_wheel
+from tests.support.static_http import serve_directory
+from workers.buildpacks.base import BuildInputs
+from workers.buildpacks.conda import CondaBuildPack
+
+DOCKER_URL = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+DOCKER_SOCKET = Path(DOCKER_URL.removeprefix("unix://"))
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(DOCKER_URL.startswith("unix://") and not DOCKER_SOCKET.exists(),
+                       reason=f"no Docker engine socket at {DOCKER_SOCKET}"),
+]
+
+
+@dataclass
+class Servers:
+    channel: str
+    index: str
+
+
+@dataclass
+class BuildResult:
+    ok: bool
+    log: list[str]
+    error: str
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    channel = make_channel(tmp_path_factory.mktemp("channel"),
+                           [script_package("hello-conda", "hello from conda")])
+    index = make_index(tmp_path_factory.mktemp("index"), [make_wheel("tinypkg", "0.1")])
+    with serve_directory(channel) as channel_url, serve_directory(index) as index_url:
+        yield Servers(channel=channel_url, index=f"{index_url}/simple/")
+
+
+@pytest.fixture(scope="module")
+def docker_api() -> Iterator[object]:
+    import docker
+
+    client = docker.APIClient(base_url=DOCKER_URL, version="auto", timeout=600)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def images(docker_api: object) -> Iterator[list[str]]:
+    """Tags to remove once the test is over."""
+    tags: list[str] = []
+    yield tags
+    for tag in tags:
+        try:
+            docker_api.remove_image(tag, force=True)  # type: ignore[attr-defined]
+        except Exception:  # noqa: BLE001 - best effort; the build may have failed
+            pass
+
+
+def make_checkout(root: Path, environment_yml: str) -> Path:
+    checkout = root / "checkout"
+    checkout.mkdir()
+    (checkout / "environment.yml").write_text(environment_yml)
+    (checkout / "notebook.py").write_text("print('hello')\n")
+    return checkout
+
+
+def render_context(checkout: Path, index_url: str) -> tuple[bytes, str]:
+    """The build context tar (repo/, Dockerfile, .binder-build/) and the Dockerfile."""
+    inputs = BuildInputs(checkout=checkout, config_path=PurePosixPath("environment.yml"),
+                         config=load_config(environ={"BINDER_PIP_INDEX_URL": index_url}))
+    pack = CondaBuildPack()
+    pack.check(inputs)
+    dockerfile = pack.render(inputs)
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(checkout, arcname="repo")
+        files = {"Dockerfile": dockerfile.encode()}
+        files.update({f".binder-build/{name}": data
+                      for name, data in pack.extra_files(inputs).items()})
+        for name, data in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue(), dockerfile
+
+
+def build(docker_api: object, context: bytes, tag: str) -> BuildResult:
+    log: list[str] = []
+    error = ""
+    stream = docker_api.build(  # type: ignore[attr-defined]
+        fileobj=io.BytesIO(context), custom_context=True, tag=tag, network_mode="host",
+        decode=True, rm=True, forcerm=True)
+    for chunk in stream:
+        log += chunk.get("stream", "").splitlines()
+        if "error" in chunk:
+            error = chunk["error"]
+    return BuildResult(ok=not error, log=log, error=error)
+
+
+def run(docker_api: object, image: str, *command: str) -> str:
+    """Run ``command`` in a throw-away container without network; its output."""
+    import docker
+
+    client = docker.DockerClient(base_url=DOCKER_URL, version="auto")
+    try:
+        output = client.containers.run(image, list(command), remove=True, network_mode="none",
+                                       stderr=True)
+    finally:
+        client.close()
+    return bytes(output).decode()
+
+
+KERNELS = ("import json; from jupyter_client.kernelspec import KernelSpecManager; "
+           "print(json.dumps(KernelSpecManager().get_all_specs()))")
+
+
+def test_environment_yml_builds_a_conda_env_with_pip_packages(
+        tmp_path: Path, servers: Servers, docker_api: object, images: list[str]) -> None:
+    checkout = make_checkout(tmp_path, (
+        f"name: demo\nchannels:\n  - {servers.channel}\n"
+        "dependencies:\n  - hello-conda\n  - pip:\n    - tinypkg\n"))
+    context, dockerfile = render_context(checkout, servers.index)
+    tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
+    images.append(tag)
+
+    result = build(docker_api, context, tag)
+    assert result.ok, "\n".join([dockerfile, *result.log[-40:], result.error])
+    log = "\n".join(result.log)
+    assert "installing 1 conda packages into /srv/env:" in log
+    assert "Successfully installed tinypkg-0.1" in log
+
+    assert run(docker_api, tag, "hello-conda").strip() == "hello from conda"
+    assert run(docker_api, tag, "sh", "-c", "command -v hello-conda; command -v python").split() == [
+        "/srv/env/bin/hello-conda", "/srv/env/bin/python"]
+    assert run(docker_api, tag, "python", "-c", "import tinypkg; print(tinypkg.VALUE)"
+               ).strip() == "tinypkg 0.1"
+    specs = json.loads(run(docker_api, tag, "/usr/bin/python3", "-c", KERNELS))
+    assert specs["python3"]["spec"]["argv"][0] == "/srv/env/bin/python"
+    assert run(docker_api, tag, "id", "-un").strip() == "main"
+
+    # A code-only change reuses the dependency layer.
+    (checkout / "notebook.py").write_text("print('changed')\n")
+    context, _ = render_context(checkout, servers.index)
+    again = build(docker_api, context, tag)
+    assert again.ok, "\n".join(again.log[-40:] + [again.error])
+    step = next(i for i, line in enumerate(again.log) if "conda_env.py" in line
+                and line.startswith("Step ") and " RUN " in line)
+    assert again.log[step + 1].strip() == "---> Using cache"
+
+
+def test_an_unsolvable_environment_fails_with_a_sentence(
+        tmp_path: Path, servers: Servers, docker_api: object, images: list[str]) -> None:
+    checkout = make_checkout(tmp_path, (
+        f"channels: [{servers.channel}]\ndependencies: [hello-conda, no-such-package]\n"))
+    context, _ = render_context(checkout, servers.index)
+    tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
+    images.append(tag)
+
+    result = build(docker_api, context, tag)
+    assert not result.ok
+    errors = [line for line in result.log if line.startswith("BINDER-ERROR: ")]
+    assert errors == ["BINDER-ERROR: conda could not solve the environment: nothing provides "
+                      f"no-such-package. Check the package names and versions in environment.yml "
+                      f"against its channels ({servers.channel})."]

@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: local package channels, indexes and servers."""

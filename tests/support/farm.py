@@ -1,0 +1,169 @@
+"""Running the farm's real processes for integration tests.
+
+``Farm`` starts the API under gunicorn and Celery workers/beat as the
+``binder-build`` console script would, each with the test run's
+environment and a log file, and stops them at the end. ``ApiClient`` talks
+to the API over HTTP the way a launcher does.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+
+    def alive(self) -> bool:
+        return self.popen.poll() is None
+
+    def signal(self, signum: int) -> None:
+        if self.alive():
+            os.killpg(self.popen.pid, signum)
+
+    def stop(self, timeout: float = 20) -> None:
+        if not self.alive():
+            return
+        self.signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.popen.wait(10)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        return self.log_path.read_text(errors="replace")[-chars:]
+
+
+@dataclass
+class Farm:
+    env: dict[str, str]
+    log_dir: Path
+    processes: list[Process] = field(default_factory=list)
+
+    def start(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> Process:
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.log_dir / f"{name}.log"
+        env = {**os.environ, **self.env, **(extra_env or {})}
+        env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+        with open(log_path, "ab") as out:
+            popen = subprocess.Popen([str(BIN / "binder-build"), *args], env=env, stdout=out,
+                                     stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     start_new_session=True)
+        process = Process(name, popen, log_path)
+        self.processes.append(process)
+        return process
+
+    def start_worker(self, host: str, **extra_env: str) -> Process:
+        process = self.start(f"worker-{host}", ["worker"],
+                             {"BINDER_WORKER_ID": host, **extra_env})
+        self.wait_worker(host, process)
+        return process
+
+    def wait_worker(self, host: str, process: Process, timeout: float = 60) -> None:
+        from workers.celery_app import app
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not process.alive():
+                raise RuntimeError(f"worker {host} died:\n{process.log_tail()}")
+            replies = app.control.ping(destination=[f"{host}@{socket.gethostname()}"],
+                                       timeout=0.5)
+            if replies:
+                return
+        raise RuntimeError(f"worker {host} did not answer:\n{process.log_tail()}")
+
+    def start_api(self) -> tuple[Process, str]:
+        port = free_port()
+        process = self.start("api", ["api"], {"BINDER_PORT": str(port)})
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                requests.get(f"{url}/openapi.json", timeout=1)
+                return process, url
+            except requests.ConnectionError:
+                if not process.alive():
+                    break
+                time.sleep(0.2)
+        raise RuntimeError(f"API did not start:\n{process.log_tail()}")
+
+    def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.stop()
+        self.processes.clear()
+
+
+class ApiClient:
+    """The farm's HTTP API, as a launcher calls it."""
+
+    def __init__(self, url: str, key: str) -> None:
+        self.url = url
+        self.key = key
+        self.session = requests.Session()
+
+    def request(self, method: str, path: str, auth: bool = True, **kwargs: Any) -> Any:
+        headers = kwargs.pop("headers", {})
+        if auth:
+            headers.setdefault("Authorization", self.key)
+        return self.session.request(method, f"{self.url}{path}", headers=headers, timeout=30,
+                                    **kwargs)
+
+    def start(self, repository: str, force: bool = False) -> Any:
+        return self.request("POST", "/builds/repo",
+                            json={"repository": repository, "force": force})
+
+    def build(self, name: str) -> dict[str, Any]:
+        response = self.request("GET", f"/builds/{name}")
+        response.raise_for_status()
+        result: dict[str, Any] = response.json()
+        return result
+
+    def wait(self, name: str, timeout: float = 600, until: tuple[str, ...] = (
+            "completed", "failed", "cancelled")) -> dict[str, Any]:
+        """Poll until the build's status is one of ``until``; return the record."""
+        deadline = time.monotonic() + timeout
+        record: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            record = self.build(name)
+            if record["status"] in until:
+                return record
+            time.sleep(0.5)
+        raise AssertionError(f"{name} still {record.get('status')}/{record.get('phase')} "
+                             f"after {timeout} s: {record}")
+
+    def wait_phase(self, name: str, phase: str, timeout: float = 300) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        record: dict[str, Any] = {}
+        while time.monotonic() < deadline:
+            record = self.build(name)
+            if record["phase"] == phase or record["status"] != "running":
+                return record
+            time.sleep(0.2)
+        raise AssertionError(f"{name} never reached {phase}: {record}")
+
+    def logs(self, name: str) -> str:
+        response = self.request("GET", f"/builds/{name}/logs")
+        response.raise_for_status()
+        return str(response.text)

@@ -1,0 +1,153 @@
+"""A Git smart-HTTP server on loopback: ``git http-backend`` behind a tiny WSGI app.
+
+Repositories are bare repos under ``root``; ``make_repo`` writes one from a
+dict of files, with branches and tags, and returns its commit SHAs.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def _git(args: list[str], cwd: Path) -> str:
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True,
+                          text=True).stdout.strip()
+
+
+class GitServer:
+    """Serves every bare repository under ``root`` at ``url/<path>``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._server = make_server("127.0.0.1", 0, self._app, server_class=_ThreadingServer,
+                                   handler_class=_QuietHandler)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = f"127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def start(self) -> GitServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else b""
+        cgi_env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "GIT_PROJECT_ROOT": str(self.root), "GIT_HTTP_EXPORT_ALL": "1",
+            "GIT_CONFIG_COUNT": "2", "GIT_CONFIG_KEY_0": "safe.directory",
+            "GIT_CONFIG_VALUE_0": "*", "GIT_CONFIG_KEY_1": "uploadpack.allowReachableSHA1InWant",
+            "GIT_CONFIG_VALUE_1": "true",
+            "REQUEST_METHOD": environ["REQUEST_METHOD"],
+            "PATH_INFO": environ.get("PATH_INFO", ""),
+            "QUERY_STRING": environ.get("QUERY_STRING", ""),
+            "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": "127.0.0.1",
+            "GIT_PROTOCOL": environ.get("HTTP_GIT_PROTOCOL", ""),
+        }
+        done = subprocess.run(["git", "http-backend"], input=body, env=cgi_env,
+                              capture_output=True)
+        head, _, payload = done.stdout.partition(b"\r\n\r\n")
+        if not _:
+            head, _, payload = done.stdout.partition(b"\n\n")
+        status = "200 OK"
+        headers = []
+        for line in head.decode(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.lower() == "status":
+                status = value.strip()
+            elif key:
+                headers.append((key, value.strip()))
+        start_response(status, headers)
+        return [payload]
+
+    def make_repo(self, path: str, files: dict[str, str | bytes],
+                  branches: dict[str, dict[str, str | bytes]] | None = None,
+                  tags: dict[str, str] | None = None,
+                  symlinks: dict[str, str] | None = None) -> dict[str, str]:
+        """Create bare repo ``path`` (``owner/name``); returns {ref: sha}.
+
+        ``files`` is the default branch (main); each of ``branches`` adds its
+        files on top of main; ``tags`` names a ref to tag.
+        """
+        bare = self.root / f"{path}.git"
+        with tempfile.TemporaryDirectory() as scratch:
+            work = Path(scratch)
+            _git(["init", "-q", "-b", "main"], work)
+            _write(work, files, symlinks or {})
+            _git(["add", "-A"], work)
+            _git(["commit", "-q", "-m", "initial"], work)
+            shas = {"main": _git(["rev-parse", "HEAD"], work)}
+            for branch, extra in (branches or {}).items():
+                _git(["checkout", "-q", "-b", branch, "main"], work)
+                _write(work, extra, {})
+                _git(["add", "-A"], work)
+                _git(["commit", "-q", "-m", f"branch {branch}"], work)
+                shas[branch] = _git(["rev-parse", "HEAD"], work)
+            for tag, ref in (tags or {}).items():
+                _git(["tag", "-a", tag, "-m", tag, shas[ref]], work)
+                shas[tag] = shas[ref]
+            bare.parent.mkdir(parents=True, exist_ok=True)
+            if bare.exists():
+                subprocess.run(["rm", "-rf", str(bare)], check=True)
+            _git(["clone", "-q", "--bare", str(work), str(bare)], work.parent)
+        return shas
+
+    def push_commit(self, path: str, files: dict[str, str | bytes], branch: str = "main") -> str:
+        """Add a commit with ``files`` to ``branch`` of an existing repo; return its SHA."""
+        bare = self.root / f"{path}.git"
+        with tempfile.TemporaryDirectory() as scratch:
+            work = Path(scratch) / "w"
+            _git(["clone", "-q", "-b", branch, str(bare), str(work)], Path(scratch))
+            _write(work, files, {})
+            _git(["add", "-A"], work)
+            _git(["commit", "-q", "-m", "update"], work)
+            _git(["push", "-q", "origin", branch], work)
+            return _git(["rev-parse", "HEAD"], work)
+
+
+def _write(work: Path, files: dict[str, str | bytes], symlinks: dict[str, str]) -> None:
+    for name, content in files.items():
+        target = work / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, bytes):
+            target.write_bytes(content)
+        else:
+            target.write_text(content)
+    for name, destination in symlinks.items():
+        (work / name).symlink_to(destination)
+
+
+def serving(root: Path) -> Iterator[GitServer]:
+    server = GitServer(root).start()
+    try:
+        yield server
+    finally:
+        server.stop()

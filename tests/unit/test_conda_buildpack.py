@@ -1,0 +1,237 @@
+"""The environment.yml buildpack: parsing, rendering, and its script on this host.
+
+The script tests solve and install from a local channel served on 127.0.0.1
+(no Docker); the Docker build itself is in tests/integration/test_conda_env.py.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from common.config import load_config
+from common.errors import BuildFailure
+from tests.support.conda_channel import CondaPackage, make_channel, script_package
+from tests.support.static_http import serve_directory
+from workers.buildpacks import BUILDPACKS, detect
+from workers.buildpacks import conda_env as script
+from workers.buildpacks.base import BuildInputs
+from workers.buildpacks.conda import RATTLER_PYTHON, CondaBuildPack
+
+
+def inputs_for(tmp_path: Path, text: str, *, where: str = "environment.yml",
+               index_url: str = "") -> BuildInputs:
+    checkout = tmp_path / "checkout"
+    (checkout / where).parent.mkdir(parents=True, exist_ok=True)
+    (checkout / where).write_text(text)
+    environ = {"BINDER_PIP_INDEX_URL": index_url} if index_url else {}
+    return BuildInputs(checkout=checkout, config_path=PurePosixPath(where),
+                       config=load_config(environ=environ))
+
+
+def run_lines(dockerfile: str) -> list[list[str]]:
+    return [json.loads(line.removeprefix("RUN ")) for line in dockerfile.splitlines()
+            if line.startswith("RUN ")]
+
+
+# parse_environment
+
+
+def test_parse_splits_conda_and_pip_dependencies() -> None:
+    spec = script.parse_environment(
+        "name: demo\nchannels: [conda-forge, bioconda]\n"
+        "dependencies:\n  - numpy=1.26\n  - python >=3.10\n  - pip:\n    - tinypkg==0.1\n")
+    assert spec.channels == ("conda-forge", "bioconda")
+    assert spec.conda == ("numpy=1.26", "python >=3.10")
+    assert spec.pip == ("tinypkg==0.1",)
+    assert spec.ignored == ()
+
+
+def test_parse_reports_ignored_keys_and_accepts_an_empty_file() -> None:
+    assert script.parse_environment("variables: {A: 1}\n").ignored == ("variables",)
+    assert script.parse_environment("") == script.EnvironmentSpec()
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("dependencies: [numpy\n", "environment.yml is not valid YAML (line 2)"),
+    ("- numpy\n", "environment.yml must be a mapping"),
+    ("dependencies: numpy\n", "`dependencies` must be a list"),
+    ("dependencies: [{npm: [x]}]\n", "unknown subsection `npm`"),
+    ("dependencies: [{pip: tinypkg}]\n", "`pip` must be a list"),
+    ("dependencies: [[numpy]]\n", "must be a text"),
+    ("channels: [file:///srv/channel]\n", "is not an http(s) URL"),
+    ("channels: ['conda forge']\n", "is not a channel name or URL"),
+])
+def test_parse_errors_are_sentences(text: str, message: str) -> None:
+    with pytest.raises(script.EnvironmentFileError, match=None) as caught:
+        script.parse_environment(text)
+    assert message in str(caught.value)
+
+
+def test_channel_names_map_to_the_channel_alias_and_urls_stay() -> None:
+    spec = script.parse_environment(
+        "channels: [conda-forge, 'http://127.0.0.1:9/ch/', conda-forge/label/dev, nodefaults, "
+        "conda-forge]\n")
+    assert script.resolve_channels(spec) == [
+        "https://conda.anaconda.org/conda-forge", "http://127.0.0.1:9/ch",
+        "https://conda.anaconda.org/conda-forge/label/dev"]
+    assert script.resolve_channels(script.EnvironmentSpec()) == [
+        "https://conda.anaconda.org/conda-forge"]
+    assert script.channel_urls("defaults") == list(script.DEFAULT_CHANNELS)
+
+
+@pytest.mark.parametrize(("line", "local"), [
+    ("tinypkg", False), ("git+https://example.org/x.git", False), ("--index-url https://x", False),
+    ("-e .", True), ("-r requirements.txt", True), ("./src/pkg", True), ("file:pkg", True),
+])
+def test_pip_lines_that_need_the_repository(line: str, local: bool) -> None:
+    assert script.pip_needs_repo(script.EnvironmentSpec(pip=(line,))) is local
+
+
+def test_pip_index_options_trust_plain_http_hosts_only() -> None:
+    assert script.pip_index_options(None) == []
+    assert script.pip_index_options("http://127.0.0.1:8/simple/") == [
+        "--index-url", "http://127.0.0.1:8/simple/", "--trusted-host", "127.0.0.1"]
+    assert script.pip_index_options("https://pypi.example/simple/") == [
+        "--index-url", "https://pypi.example/simple/"]
+
+
+# the buildpack
+
+
+def test_environment_yml_is_detected_after_requirements_txt(tmp_path: Path) -> None:
+    inputs = inputs_for(tmp_path, "dependencies: [numpy]\n", where="binder/environment.yml")
+    pack, path = detect(inputs.checkout, inputs.config)
+    assert isinstance(pack, CondaBuildPack) and path == PurePosixPath("binder/environment.yml")
+    assert any(isinstance(p, CondaBuildPack) for p in BUILDPACKS)
+    (inputs.checkout / "binder" / "requirements.txt").write_text("tinypkg\n")
+    assert detect(inputs.checkout, inputs.config)[0].id == "requirements.txt"
+
+
+def test_render_stages_only_the_environment_file_before_installing(tmp_path: Path) -> None:
+    inputs = inputs_for(tmp_path, "dependencies: [numpy, {pip: [tinypkg]}]\n",
+                        where="binder/environment.yml", index_url="http://127.0.0.1:8/simple/")
+    text = CondaBuildPack().render(inputs)
+    lines = text.splitlines()
+    assert lines[:2] == [f"FROM {inputs.base_image}", "USER root"]
+    assert "COPY .binder-build/conda_env.py /tmp/binder/conda_env.py" in lines
+    assert "COPY repo/binder/environment.yml /tmp/binder/environment.yml" in lines
+    assert "ENV PATH=/srv/env/bin:$PATH CONDA_PREFIX=/srv/env" in lines
+    assert run_lines(text) == [[RATTLER_PYTHON, "/tmp/binder/conda_env.py",
+                                "/tmp/binder/environment.yml", "--prefix", "/srv/env",
+                                "--pip-index-url", "http://127.0.0.1:8/simple/"]]
+    install = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
+    copy_repo = lines.index("COPY --chown=1000:1000 repo/ /home/main/")
+    assert install < copy_repo
+    assert lines[-3:] == ["USER main", "WORKDIR /home/main", "EXPOSE 8888"]
+
+
+def test_render_without_pip_index_passes_no_index(tmp_path: Path) -> None:
+    text = CondaBuildPack().render(inputs_for(tmp_path, "dependencies: [numpy]\n"))
+    assert run_lines(text) == [[RATTLER_PYTHON, "/tmp/binder/conda_env.py",
+                                "/tmp/binder/environment.yml", "--prefix", "/srv/env"]]
+
+
+def test_render_copies_the_repository_first_for_local_pip_references(tmp_path: Path) -> None:
+    inputs = inputs_for(tmp_path, "dependencies: [{pip: ['-e .']}]\n",
+                        where="binder/environment.yml")
+    lines = CondaBuildPack().render(inputs).splitlines()
+    run = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
+    assert lines[run - 2:run] == ["COPY --chown=1000:1000 repo/ /home/main/", "WORKDIR /home/main"]
+    assert json.loads(lines[run].removeprefix("RUN "))[2] == "/home/main/binder/environment.yml"
+
+
+def test_render_of_an_invalid_file_leaves_the_error_to_the_build(tmp_path: Path) -> None:
+    inputs = inputs_for(tmp_path, "dependencies: [\n")
+    assert "COPY repo/environment.yml /tmp/binder/environment.yml" in \
+        CondaBuildPack().render(inputs)
+    with pytest.raises(BuildFailure, match="environment.yml is not valid YAML"):
+        CondaBuildPack().check(inputs)
+
+
+def test_extra_files_ship_the_script(tmp_path: Path) -> None:
+    files = CondaBuildPack().extra_files(inputs_for(tmp_path, "dependencies: []\n"))
+    assert files == {"conda_env.py": Path(script.__file__).read_bytes()}
+    assert b"from common" not in files["conda_env.py"]
+    assert b"from workers" not in files["conda_env.py"]
+
+
+# the script, run on this host against a local channel
+
+
+@pytest.fixture(scope="module")
+def channel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    root = tmp_path_factory.mktemp("channel")
+    make_channel(root, [
+        script_package("hello-conda", "hello from conda"),
+        script_package("needy", "needs more", depends=("missing-thing >=2",)),
+        CondaPackage("data-only", files={"share/data-only/data.txt": b"42\n"}),
+    ])
+    with serve_directory(root) as url:
+        yield url
+
+
+def run_script(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]
+               ) -> tuple[int, str, str]:
+    env_file = tmp_path / "environment.yml"
+    env_file.write_text(text)
+    code = script.main([str(env_file), "--prefix", str(tmp_path / "env")])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_script_solves_and_installs_from_the_channel(
+        tmp_path: Path, channel_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_script(
+        tmp_path, f"channels: [{channel_url}]\ndependencies: [hello-conda, data-only]\n", capsys)
+    assert code == 0, err
+    prefix = tmp_path / "env"
+    assert (prefix / "bin" / "hello-conda").stat().st_mode & 0o111
+    assert (prefix / "share" / "data-only" / "data.txt").read_text() == "42\n"
+    assert sorted(p.name.split("-1.0")[0] for p in (prefix / "conda-meta").glob("*.json")) == [
+        "data-only", "hello-conda"]
+    assert f"solving 2 conda dependencies for linux-64 from: {channel_url}" in out
+    assert "  hello-conda 1.0 0" in out
+    assert "the environment has no Python" in out
+    assert not (prefix / "bin" / "python").exists()  # no pip: entries, no venv
+
+
+@pytest.mark.parametrize(("dependencies", "message"), [
+    ("[nope]", "conda could not solve the environment: nothing provides nope"),
+    ("['hello-conda >=3']", "nothing provides hello-conda >=3"),
+    ("[needy]", "needy 1.0 would require missing-thing >=2, for which no candidates"),
+    ("['hello-conda >>=1']", "'hello-conda >>=1' is not a valid conda package spec"),
+])
+def test_script_errors_are_one_sentence_on_stderr(
+        tmp_path: Path, channel_url: str, capsys: pytest.CaptureFixture[str],
+        dependencies: str, message: str) -> None:
+    code, _, err = run_script(
+        tmp_path, f"channels: [{channel_url}]\ndependencies: {dependencies}\n", capsys)
+    assert code == 1
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("BINDER-ERROR: ") and message in last
+
+
+def test_script_reports_an_unreachable_channel(
+        tmp_path: Path, channel_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_script(
+        tmp_path, f"channels: [{channel_url}/missing]\ndependencies: [hello-conda]\n", capsys)
+    assert code == 1
+    assert "BINDER-ERROR: conda could not read the channels of environment.yml" in err
+
+
+def test_script_reports_invalid_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run_script(tmp_path, "dependencies: [hello-conda\n", capsys)
+    assert code == 1
+    assert err.startswith("BINDER-ERROR: environment.yml is not valid YAML")
+
+
+def test_existing_python_is_used_not_a_venv(tmp_path: Path) -> None:
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    python.write_text("#!/bin/sh\n")
+    assert script.ensure_python(tmp_path) == python
+    assert not (tmp_path / "pyvenv.cfg").exists()

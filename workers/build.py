@@ -1,0 +1,78 @@
+"""Phase build: render the Dockerfile and build it on this host's engine."""
+
+from __future__ import annotations
+
+from pathlib import PurePosixPath
+from typing import Any
+
+import docker.errors
+
+from common import templates
+from workers.buildpacks import BUILDPACKS, DEFAULT_BUILDPACK, BuildInputs, BuildPack
+from workers.context import write_context
+from workers.docker_build import run_build
+from workers.docker_engine import API_TIMEOUT, docker_client
+from workers.phase import PhaseContext
+from workers.registry import auth_config
+
+
+def buildpack_by_id(pack_id: str) -> BuildPack:
+    return next((pack for pack in BUILDPACKS if pack.id == pack_id), DEFAULT_BUILDPACK)
+
+
+def previous_image(context: PhaseContext) -> str | None:
+    """The last image built for this name, pulled so its layers can be reused."""
+    template = templates.find_template(context.record["name"])
+    image = template.get("image-name") if template else None
+    if not image or image == context.record["image-name"]:
+        return None
+    client = docker_client(context.config, timeout=300)
+    try:
+        client.images.get(image)
+    except docker.errors.ImageNotFound:
+        try:
+            repository, _, tag = image.rpartition(":")
+            client.images.pull(repository, tag=tag, auth_config=auth_config(context.config))
+        except docker.errors.APIError as exc:
+            context.say(f"no layer cache from {image}: {exc.explanation or exc}")
+            return None
+    return str(image)
+
+
+def run(context: PhaseContext) -> dict[str, Any]:
+    record, config = context.record, context.config
+    if record.get("cached"):
+        return {}
+    buildpack = buildpack_by_id(record.get("buildpack") or DEFAULT_BUILDPACK.id)
+    config_path = PurePosixPath(record["config"]) if record.get("config") else None
+    inputs = BuildInputs(context.checkout, config_path, config)
+    dockerfile_text = buildpack.render(inputs)
+    if not buildpack.owns_context:
+        context.say("generated Dockerfile:")
+        for line in dockerfile_text.splitlines():
+            context.say(f"  {line}")
+    context_tar = context.workdir / "context.tar"
+    dockerfile = write_context(context_tar, buildpack, inputs, dockerfile_text)
+    cache_from = previous_image(context)
+    params: dict[str, Any] = {
+        "docker_host": config.docker_host, "timeout": API_TIMEOUT, "context": str(context_tar),
+        "dockerfile": dockerfile, "tag": record["image-name"], "network_mode": config.build_network,
+        "container_limits": {"memory": _bytes(config.build_memory)},
+        "labels": {"org.binder-build.name": record["name"],
+                   "org.binder-build.commit": record["commit"],
+                   "org.binder-build.repository": record["repository"]},
+    }
+    if cache_from:
+        params["cache_from"] = [cache_from]
+        context.say(f"reusing layers from {cache_from}")
+    image_id = run_build(params, context.workdir, context.say, context.guard)
+    context.say(f"built {record['image-name']} ({image_id})")
+    return {"image_id": image_id}
+
+
+def _bytes(size: str) -> int:
+    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+    text = size.strip().lower().rstrip("ib").rstrip("b")
+    if text and text[-1] in units:
+        return int(float(text[:-1]) * units[text[-1]])
+    return int(float(text))

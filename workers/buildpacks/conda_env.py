@@ -1,0 +1,402 @@
+"""Solve and install an ``environment.yml`` into a prefix, inside a Docker build.
+
+This script runs in the build with the base image's ``/opt/rattler/bin/python``
+(a venv holding only py-rattler and pyyaml), so it imports nothing from
+binder-build. The worker imports it too, for :func:`parse_environment` and
+:func:`pip_needs_repo`; py-rattler is therefore imported only where it is used.
+
+What it does, in order (each step prints progress lines for the build log):
+
+1. read ``environment.yml``: ``channels``, ``dependencies`` and their
+   ``pip:`` subsection (``name``, ``prefix`` and ``variables`` are ignored);
+2. solve the conda dependencies with py-rattler against the channels (a name
+   such as ``conda-forge`` means ``https://conda.anaconda.org/conda-forge``,
+   full URLs are used as given) for this machine's platform and ``noarch``;
+3. install the solution into the prefix;
+4. pip-install the ``pip:`` entries: with the environment's own Python when
+   the solution has one, otherwise after making the prefix a venv over the
+   system Python (``python3 -m venv --system-site-packages``);
+5. register the environment's Python as the notebook's ``python3`` kernel
+   when it can import ipykernel.
+
+On failure it prints ``BINDER-ERROR: <a sentence a user can act on>`` on
+stderr (the worker stores that line as the build's error) and exits with 1.
+
+Usage::
+
+    conda_env.py ENVIRONMENT_YML --prefix /srv/env [--pip-index-url URL]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+import yaml
+
+if TYPE_CHECKING:
+    from rattler import RepoDataRecord
+
+CHANNEL_ALIAS = "https://conda.anaconda.org"
+#: What conda means by ``defaults``.
+DEFAULT_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
+#: Used when ``environment.yml`` lists no channels (as Binder does).
+FALLBACK_CHANNELS = ("conda-forge",)
+SYSTEM_PYTHON = "/usr/bin/python3"
+KERNEL_PREFIX = "/usr/local"
+ERROR_PREFIX = "BINDER-ERROR: "
+
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$")
+# pip lines that refer to files of the repository (``-r other.txt``, ``-e .``,
+# local paths): pip then needs the whole repository, not only environment.yml.
+_PIP_LOCAL_REFERENCE = re.compile(
+    r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|~|file:)")
+_NO_CANDIDATES = re.compile(r"^No candidates were found for (.+)$")
+_PIP_NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
+
+
+class EnvironmentFileError(Exception):
+    """The environment cannot be built; the message is a sentence for the user."""
+
+
+@dataclass(frozen=True)
+class EnvironmentSpec:
+    """What an ``environment.yml`` asks for."""
+
+    channels: tuple[str, ...] = ()
+    conda: tuple[str, ...] = ()
+    pip: tuple[str, ...] = ()
+    ignored: tuple[str, ...] = field(default=())
+
+
+# Reading environment.yml (pure Python: the worker uses this part too).
+
+def _string_list(value: Any, what: str) -> list[str]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise EnvironmentFileError(f"environment.yml: `{what}` must be a list.")
+    result = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise EnvironmentFileError(
+                f"environment.yml: every entry of `{what}` must be a text, not {item!r}.")
+        result.append(str(item).strip())
+    return [item for item in result if item]
+
+
+def _split_dependencies(value: Any) -> tuple[list[str], list[str]]:
+    if value is None:
+        return [], []
+    if not isinstance(value, list):
+        raise EnvironmentFileError("environment.yml: `dependencies` must be a list.")
+    conda: list[str] = []
+    pip: list[str] = []
+    for item in value:
+        if isinstance(item, dict):
+            if set(item) != {"pip"}:
+                keys = ", ".join(str(key) for key in item)
+                raise EnvironmentFileError(
+                    f"environment.yml: unknown subsection `{keys}` in `dependencies`; "
+                    "only `pip:` is supported.")
+            pip += _string_list(item["pip"], "pip")
+        else:
+            conda += _string_list([item], "dependencies")
+    return conda, pip
+
+
+def parse_environment(text: str) -> EnvironmentSpec:
+    """The spec of an ``environment.yml``; raises ``EnvironmentFileError`` when invalid."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        raise EnvironmentFileError(f"environment.yml is not valid YAML{line}: "
+                                   f"{getattr(exc, 'problem', None) or exc}.") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise EnvironmentFileError("environment.yml must be a mapping with `channels` and "
+                                   "`dependencies`.")
+    channels = _string_list(data.get("channels"), "channels")
+    for channel in channels:
+        channel_urls(channel)  # validates
+    conda, pip = _split_dependencies(data.get("dependencies"))
+    known = {"name", "prefix", "channels", "dependencies"}
+    ignored = tuple(sorted(str(key) for key in data if key not in known))
+    return EnvironmentSpec(tuple(channels), tuple(conda), tuple(pip), ignored)
+
+
+def pip_needs_repo(spec: EnvironmentSpec) -> bool:
+    """True when a ``pip:`` entry refers to files of the repository."""
+    return any(_PIP_LOCAL_REFERENCE.match(line) for line in spec.pip)
+
+
+def channel_urls(channel: str) -> list[str]:
+    """The URLs a channel entry stands for (``nodefaults`` stands for none)."""
+    if channel == "nodefaults":
+        return []
+    if channel == "defaults":
+        return list(DEFAULT_CHANNELS)
+    if "://" in channel:
+        if urlsplit(channel).scheme not in {"http", "https"}:
+            raise EnvironmentFileError(f"environment.yml: channel {channel} is not an http(s) "
+                                       "URL; use a channel name or an https:// URL.")
+        return [channel.rstrip("/")]
+    if not _CHANNEL_NAME.match(channel):
+        raise EnvironmentFileError(f"environment.yml: {channel!r} is not a channel name or URL "
+                                   "(for example conda-forge or https://conda.anaconda.org/"
+                                   "conda-forge).")
+    return [f"{CHANNEL_ALIAS}/{channel}"]
+
+
+def resolve_channels(spec: EnvironmentSpec) -> list[str]:
+    """Channel URLs in priority order, without repeats."""
+    names = spec.channels or FALLBACK_CHANNELS
+    urls: list[str] = []
+    for name in names:
+        urls += [url for url in channel_urls(name) if url not in urls]
+    return urls
+
+
+# Doing it (inside the build).
+
+def say(message: str) -> None:
+    """One progress line of the build log."""
+    print(message, flush=True)
+
+
+def _match_specs(specs: Sequence[str]) -> list[Any]:
+    from rattler import MatchSpec
+    from rattler.exceptions import InvalidMatchSpecError
+
+    result = []
+    for text in specs:
+        try:
+            result.append(MatchSpec(text, strict=False))
+        except InvalidMatchSpecError as exc:
+            raise EnvironmentFileError(f"environment.yml: {text!r} is not a valid conda "
+                                       f"package spec: {_one_line(str(exc))}.") from exc
+    return result
+
+
+def _one_line(text: str) -> str:
+    return " ".join(line.strip(" └─├│") for line in text.strip().splitlines()).rstrip(".")
+
+
+async def solve(spec: EnvironmentSpec, channels: list[str], cache: Path) -> list[RepoDataRecord]:
+    """The records of the solved environment."""
+    from rattler import Channel, Gateway, Subdir, VirtualPackage
+    from rattler import solve as rattler_solve
+    from rattler.exceptions import GatewayError, SolverError
+
+    specs = _match_specs(spec.conda)
+    if not specs:
+        return []
+    platform = Subdir.current()
+    say(f"solving {len(specs)} conda dependencies for {platform} from: {', '.join(channels)}")
+    try:
+        return await rattler_solve(
+            [Channel(url) for url in channels], specs,
+            gateway=Gateway(cache_dir=cache / "repodata"),
+            platforms=[platform, Subdir("noarch")],
+            virtual_packages=VirtualPackage.detect(),
+            add_pip_as_python_dependency=bool(spec.pip),
+            timestamp_policy="allow-missing",
+        )
+    except SolverError as exc:
+        reason = _one_line(str(exc)).removeprefix("Cannot solve the request because of: ")
+        reason = _NO_CANDIDATES.sub(r"nothing provides \1", reason)
+        print(str(exc), file=sys.stderr)
+        raise EnvironmentFileError(
+            f"conda could not solve the environment: {reason}. Check the package names and "
+            f"versions in environment.yml against its channels ({', '.join(channels)}).") from exc
+    except GatewayError as exc:
+        print(str(exc), file=sys.stderr)
+        raise EnvironmentFileError(f"conda could not read the channels of environment.yml: "
+                                   f"{_one_line(str(exc))}. Check the channel names and "
+                                   "URLs.") from exc
+
+
+async def install(records: list[RepoDataRecord], prefix: Path, cache: Path) -> None:
+    """Install ``records`` into ``prefix``."""
+    from rattler import InstallerReporter
+    from rattler import install as rattler_install
+
+    class Reporter(InstallerReporter):
+        """One line per package fetched; a warning when a post-link script fails."""
+
+        def on_populate_cache_start(self, operation: int, package_name: str) -> int:
+            say(f"  fetching {package_name}")
+            return operation
+
+        def on_post_link_complete(self, index: int, success: bool) -> None:
+            if not success:
+                say("  warning: a package's post-link script failed")
+
+    say(f"installing {len(records)} conda packages into {prefix}:")
+    for record in sorted(records, key=lambda r: r.name.normalized):
+        say(f"  {record.name.normalized} {record.version} {record.build} ({record.channel})")
+    try:
+        await rattler_install(records, prefix, cache_dir=cache / "pkgs", show_progress=False,
+                              execute_link_scripts=True,
+                              # the protocol's other methods are no-ops, not abstract
+                              reporter=Reporter())  # type: ignore[abstract]
+    except Exception as exc:  # rattler raises several unrelated types here
+        print(str(exc), file=sys.stderr)
+        raise EnvironmentFileError(f"installing the conda packages failed: "
+                                   f"{_one_line(str(exc))}.") from exc
+
+
+def pip_index_options(index_url: str | None) -> list[str]:
+    """pip options for the farm's package index (trusted when it is plain http)."""
+    if not index_url:
+        return []
+    options = ["--index-url", index_url]
+    parts = urlsplit(index_url)
+    if parts.scheme == "http" and parts.hostname:
+        options += ["--trusted-host", parts.hostname]
+    return options
+
+
+def ensure_python(prefix: Path) -> Path:
+    """The prefix's Python; makes the prefix a venv over the system Python if it has none."""
+    python = prefix / "bin" / "python"
+    if python.exists():
+        return python
+    say(f"the conda environment has no Python: making {prefix} a venv over {SYSTEM_PYTHON} "
+        "for the pip: packages")
+    _run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(prefix)],
+         "making a venv for the pip: packages failed.")
+    return python
+
+
+def _run(command: list[str], failure: str) -> None:
+    result = subprocess.run(command, check=False)
+    if result.returncode != 0:
+        raise EnvironmentFileError(failure)
+
+
+def pip_install(python: Path, requirements: Sequence[str], workdir: Path,
+                index_url: str | None) -> None:
+    """pip-install ``requirements`` (lines of a requirements file) with ``python``.
+
+    The lines go through a requirements file next to environment.yml, as
+    conda does, so options and relative paths in them work the same way.
+    """
+    say(f"installing {len(requirements)} pip packages with {python}")
+    handle, name = tempfile.mkstemp(prefix="condaenv.", suffix=".requirements.txt", dir=workdir)
+    try:
+        with os.fdopen(handle, "w") as file:
+            file.write("\n".join(requirements) + "\n")
+        command = [str(python), "-m", "pip", "install", "--no-cache-dir",
+                   "--disable-pip-version-check", *pip_index_options(index_url), "-r", name]
+        _stream_pip(command, workdir)
+    finally:
+        os.unlink(name)
+
+
+def _stream_pip(command: list[str], workdir: Path) -> None:
+    env = {**os.environ, "PIP_NO_INPUT": "1", "PIP_ROOT_USER_ACTION": "ignore"}
+    process = subprocess.Popen(command, cwd=workdir, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True, errors="replace")
+    assert process.stdout is not None
+    missing = None
+    for line in process.stdout:
+        say(line.rstrip("\n"))
+        match = _PIP_NOT_FOUND.search(line)
+        if match:
+            missing = match.group(1)
+    if process.wait() == 0:
+        return
+    if missing:
+        raise EnvironmentFileError(f"pip could not install {missing} from the pip: section of "
+                                   "environment.yml: no matching distribution found.")
+    raise EnvironmentFileError(f"pip could not install the pip: section of environment.yml "
+                               f"(exit code {process.returncode}); the lines above say why.")
+
+
+def register_kernel(prefix: Path) -> None:
+    """Make the environment's Python the notebook's ``python3`` kernel, when it can be."""
+    python = prefix / "bin" / "python"
+    if not python.exists():
+        say("the environment has no Python: notebooks keep the base image's Python 3 kernel")
+        return
+    probe = subprocess.run([str(python), "-c", "import ipykernel"], check=False,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if probe.returncode != 0:
+        say(f"{python} cannot import ipykernel: notebooks keep the base image's Python 3 "
+            "kernel (add ipykernel to dependencies to use this environment in notebooks)")
+        return
+    say(f"registering {python} as the python3 kernel")
+    _run([str(python), "-m", "ipykernel", "install", "--prefix", KERNEL_PREFIX,
+          "--name", "python3", "--display-name", "Python 3"],
+         "registering the environment's Python as the notebook kernel failed.")
+
+
+def build(env_file: Path, prefix: Path, index_url: str | None) -> None:
+    """Everything: read, solve, install, pip, kernel. Raises ``EnvironmentFileError``."""
+    try:
+        text = env_file.read_text(errors="replace")
+    except OSError as exc:
+        raise EnvironmentFileError(f"environment.yml cannot be read: {exc.strerror}.") from exc
+    spec = parse_environment(text)
+    if spec.ignored:
+        say(f"environment.yml: ignoring {', '.join(spec.ignored)} (only channels, "
+            "dependencies and pip: are used)")
+    channels = resolve_channels(spec)
+    if not spec.channels:
+        say(f"environment.yml lists no channels: using {', '.join(FALLBACK_CHANNELS)}")
+    if not channels and spec.conda:
+        raise EnvironmentFileError("environment.yml lists dependencies but no channels to "
+                                   "take them from; add a channel such as conda-forge.")
+    prefix.mkdir(parents=True, exist_ok=True)
+    cache = Path(tempfile.mkdtemp(prefix="rattler-"))
+    try:
+        records = asyncio.run(solve(spec, channels, cache))
+        if records:
+            asyncio.run(install(records, prefix, cache))
+        else:
+            say("environment.yml lists no conda dependencies")
+    finally:
+        shutil.rmtree(cache, ignore_errors=True)
+    if spec.pip:
+        pip_install(ensure_python(prefix), spec.pip, env_file.parent, index_url)
+    register_kernel(prefix)
+    say(f"the environment in {prefix} is ready")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("env_file", type=Path, help="the environment.yml")
+    parser.add_argument("--prefix", type=Path, required=True, help="where to install")
+    parser.add_argument("--pip-index-url", default=None, help="pip index for the pip: section")
+    args = parser.parse_args(argv)
+    try:
+        build(args.env_file, args.prefix, args.pip_index_url)
+    except EnvironmentFileError as exc:
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr, flush=True)
+        return 1
+    except Exception as exc:  # a bug or an unforeseen state: keep the details in the log
+        traceback.print_exc()
+        print(f"{ERROR_PREFIX}setting up the conda environment failed unexpectedly: "
+              f"{_one_line(str(exc)) or type(exc).__name__}.", file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Assembling the Docker build context of a checkout."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+from docker.utils.build import exclude_paths
+
+from workers.buildpacks import BuildInputs, BuildPack
+
+GENERATED_DOCKERFILE = "Dockerfile"
+
+
+def _without_git(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
+    parts = Path(info.name).parts
+    return None if ".git" in parts[1:2] else info
+
+
+def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    tar.addfile(info, io.BytesIO(data))
+
+
+def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
+                  dockerfile_text: str) -> str:
+    """Write the context tar to ``target``; return the Dockerfile path inside it.
+
+    Links are stored as links (never followed), so a repository cannot pull
+    files from outside its checkout into the image.
+    """
+    checkout = inputs.checkout
+    with tarfile.open(target, "w") as tar:
+        if buildpack.owns_context:
+            ignore = checkout / ".dockerignore"
+            patterns = ignore.read_text().splitlines() if ignore.is_file() else []
+            patterns = [p for p in patterns if p.strip() and not p.startswith("#")] + [".git"]
+            for relative in sorted(exclude_paths(str(checkout), patterns)):
+                tar.add(checkout / relative, arcname=relative, recursive=False)
+            return str(inputs.config_path)
+        tar.add(checkout, arcname="repo", filter=_without_git)
+        _add_bytes(tar, GENERATED_DOCKERFILE, dockerfile_text.encode())
+        for name, data in buildpack.extra_files(inputs).items():
+            _add_bytes(tar, f".binder-build/{name}", data)
+    return GENERATED_DOCKERFILE

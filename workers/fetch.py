@@ -1,0 +1,52 @@
+"""Phase fetch: resolve the ref, answer from the cache, or clone the commit."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from common import templates
+from common.errors import BuildFailure
+from common.naming import image_name
+from workers.git import fetch_commit, resolve_ref, tree_size_mb
+from workers.phase import COMPLETE, PhaseContext
+from workers.registry import manifest_exists
+
+
+def cached_template(context: PhaseContext, image: str) -> dict[str, Any] | None:
+    """The stored template when ``image`` is already built and pushed."""
+    if context.record.get("force"):
+        return None
+    try:
+        if not manifest_exists(context.config, image):
+            return None
+    except requests.RequestException as exc:
+        context.say(f"registry not reachable for the cache check ({exc}); building")
+        return None
+    template = templates.find_template(context.record["name"])
+    if template is None or template.get("image-name") != image:
+        return None
+    return template
+
+
+def run(context: PhaseContext) -> dict[str, Any]:
+    record, config = context.record, context.config
+    commit = resolve_ref(record["clone_url"], record.get("ref"), config.clone_timeout)
+    context.say(f"resolved {record.get('ref') or 'the default branch'} to {commit}")
+    image = image_name(config.registry, config.image_prefix, record["name"], commit)
+    template = cached_template(context, image)
+    if template is not None:
+        context.say(f"{image} is already built; reusing it")
+        templates.save_template({**template, "commit": commit})
+        return {COMPLETE: True, "commit": commit, "image-name": image, "image-source": image,
+                "cached": True, "config": template.get("config")}
+    fetch_commit(record["clone_url"], commit, context.checkout, config.clone_timeout,
+                 context.say)
+    size = tree_size_mb(context.checkout)
+    if size > config.max_repo_mb:
+        raise BuildFailure(f"The repository is {size:.0f} MiB, over this farm's limit of "
+                           f"{config.max_repo_mb} MiB.",
+                           suggestions=["Keep large data out of the repository."])
+    context.say(f"checked out {commit} ({size:.1f} MiB)")
+    return {"commit": commit, "image-name": image, "cached": False}

@@ -1,0 +1,105 @@
+"""The lease guard around a running phase: heartbeat, cancellation, timeout.
+
+While a phase runs, a thread renews the build's heartbeat every
+``heartbeat_interval`` seconds and watches for a cancel request, the
+build's deadline and loss of the lease. On any of them it records why and
+calls the abort hooks the phase registered (killing a Docker build,
+removing a container), so even a silent step stops promptly. Phase code
+calls :meth:`check` between steps to turn the reason into an exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable
+from types import TracebackType
+
+from common import builds
+from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
+from common.models import Phase
+
+log = logging.getLogger(__name__)
+
+
+class BuildTimedOut(BuildFailure):
+    """The build ran past its deadline."""
+
+
+class PhaseGuard:
+    """Context manager that keeps a phase's lease alive and stops it when it must end."""
+
+    def __init__(self, build_id: str, attempt: int, phase: Phase, deadline: dt.datetime,
+                 timeout_minutes: float, interval: float) -> None:
+        self.build_id = build_id
+        self.attempt = attempt
+        self.phase = phase
+        self.deadline = deadline
+        self.timeout_minutes = timeout_minutes
+        self.interval = interval
+        self.reason: BaseException | None = None
+        self._hooks: list[Callable[[], None]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"guard-{build_id[:8]}")
+
+    def on_abort(self, hook: Callable[[], None]) -> Callable[[], None]:
+        """Call ``hook`` (once) if the phase must stop; returns a remover."""
+        self._hooks.append(hook)
+        if self.reason is not None:
+            hook()
+        return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+
+    def check(self) -> None:
+        """Raise the reason this phase must stop, if there is one."""
+        if self.reason is None:
+            self._poll()
+        if self.reason is not None:
+            raise self.reason
+
+    def _poll(self) -> None:
+        if self.reason is not None:
+            return
+        if builds.utcnow() > self.deadline:
+            self._abort(BuildTimedOut(
+                f"The build timed out after {self.timeout_minutes:g} min in phase "
+                f"{self.phase.value}.",
+                suggestions=["Make the build lighter, or raise the timeout (.binder.yml "
+                             "timeout, up to the farm's BINDER_BUILD_TIMEOUT)."]))
+            return
+        try:
+            record = builds.heartbeat(self.build_id, self.attempt)
+        except LeaseLost as exc:
+            self._abort(exc)
+            return
+        except NoDatabase:
+            return  # keep working; the next beat may get through
+        if record.get("cancel_requested"):
+            self._abort(BuildCancelled(self.build_id))
+
+    def _abort(self, reason: BaseException) -> None:
+        if self.reason is not None:
+            return
+        self.reason = reason
+        log.info("stopping %s phase of %s: %r", self.phase.value, self.build_id, reason)
+        for hook in list(self._hooks):
+            with contextlib.suppress(Exception):
+                hook()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self._poll()
+            except Exception:  # the guard must outlive any one failed beat
+                log.exception("heartbeat failed for %s", self.build_id)
+
+    def __enter__(self) -> PhaseGuard:
+        self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)

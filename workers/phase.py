@@ -1,0 +1,175 @@
+"""What every phase shares: claiming the record, the guard, the log, the ending.
+
+``run_phase`` re-reads the build, takes the lease for this phase (or learns
+it has none and does nothing: a duplicate or stale task), runs the phase
+function under a ``PhaseGuard`` with the build's log open, stores what the
+phase returns, and turns every way a phase can end into the right final
+state with a sentence a user can act on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Any
+
+from common import builds
+from common.buildlog import BuildLogWriter
+from common.config import Config, get_config
+from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
+from common.models import TASK_PHASES, Phase, Status
+from workers.guard import PhaseGuard
+
+log = logging.getLogger(__name__)
+
+
+class Outcome(Enum):
+    CONTINUE = "continue"  # hand on to the next phase
+    DONE = "done"  # the build ended (completed, failed, cancelled)
+    DROPPED = "dropped"  # not ours to run (stale attempt, duplicate)
+
+
+@dataclass
+class PhaseContext:
+    """What a phase function gets."""
+
+    config: Config
+    record: dict[str, Any]
+    guard: PhaseGuard
+    log: BuildLogWriter
+    phase: Phase
+
+    @property
+    def build_id(self) -> str:
+        return str(self.record["build_id"])
+
+    @property
+    def attempt(self) -> int:
+        return int(self.record["attempt"])
+
+    @property
+    def workdir(self) -> Path:
+        return work_dir(self.config, self.build_id, self.attempt)
+
+    @property
+    def checkout(self) -> Path:
+        return self.workdir / "repo"
+
+    def say(self, line: str) -> None:
+        self.log.write(line)
+
+
+PhaseFunction = Callable[[PhaseContext], dict[str, Any] | None]
+
+#: A phase function returns this key set to True to end the build as completed.
+COMPLETE = "_complete"
+
+
+def work_dir(config: Config, build_id: str, attempt: int) -> Path:
+    return config.work_root / f"{build_id}-{attempt}"
+
+
+def _deadline(record: dict[str, Any], config: Config, phase: Phase) -> tuple[dt.datetime, float]:
+    started = record.get("attempt-start") or builds.utcnow()
+    minutes = config.build_timeout / 60
+    requested = (record.get("binder_yml") or {}).get("timeout")
+    if requested:
+        minutes = min(minutes, float(requested))
+    deadline = started + dt.timedelta(minutes=minutes)
+    limits = {Phase.FETCHING: config.clone_timeout, Phase.PUSHING: config.push_timeout}
+    if phase in limits:
+        phase_deadline = builds.utcnow() + dt.timedelta(seconds=limits[phase])
+        if phase_deadline < deadline:
+            return phase_deadline, limits[phase] / 60
+    return deadline, minutes
+
+
+def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> dict[str, Any]:
+    """Take the lease for ``phase``; raise ``LeaseLost`` if another holds it.
+
+    fetch starts an attempt (nobody holds it yet, or this worker after a
+    redelivery); later phases continue on the host whose worker holds it.
+    """
+    record = builds.find_by_id(build_id)
+    if record is None or record["attempt"] != attempt \
+            or record["status"] != Status.RUNNING.value:
+        raise LeaseLost(build_id)
+    holder = (record.get("lease") or {}).get("worker")
+    if holder not in (None, worker):
+        raise LeaseLost(build_id)
+    extra = {"attempt-start": builds.utcnow()} if phase is Phase.FETCHING else {}
+    record = builds.start_phase(build_id, attempt, phase, worker)
+    if extra:
+        record = builds.update_running(build_id, attempt, extra)
+    return record
+
+
+def run_phase(task_name: str, build_id: str, attempt: int, function: PhaseFunction) -> Outcome:
+    """Run one phase of one attempt; see the module docstring."""
+    config = get_config()
+    phase = TASK_PHASES[task_name]
+    worker = config.worker_host
+    try:
+        record = claim(build_id, attempt, phase, worker)
+    except LeaseLost:
+        log.info("%s of %s attempt %s is not ours to run; dropped", task_name, build_id, attempt)
+        return Outcome.DROPPED
+    if record.get("cancel_requested"):
+        return _end(config, record, Status.CANCELLED, "Cancelled by request.")
+    deadline, minutes = _deadline(record, config, phase)
+    writer = BuildLogWriter(build_id, config)
+    guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
+    context = PhaseContext(config, record, guard, writer, phase)
+    try:
+        with guard:
+            context.say(f"== {phase.value} on {worker} (attempt {attempt})")
+            changes = function(context) or {}
+            guard.check()
+        if changes.pop(COMPLETE, False):
+            return _end(config, record, Status.COMPLETED, None, changes, writer)
+        builds.end_phase(build_id, attempt, phase, changes)
+        return Outcome.CONTINUE
+    except BuildCancelled:
+        return _end(config, record, Status.CANCELLED, "Cancelled by request.", writer=writer)
+    except BuildFailure as exc:
+        return _end(config, record, Status.FAILED, exc.message, writer=writer)
+    except LeaseLost:
+        log.warning("%s lost the lease of %s during %s", worker, build_id, task_name)
+        _remove_workdir(config, build_id, attempt)
+        return Outcome.DROPPED
+    except NoDatabase:
+        # The heartbeat stops with us; the reaper restarts the build once the
+        # database is back, so nothing stays running for ever.
+        log.exception("database lost during %s of %s", task_name, build_id)
+        return Outcome.DROPPED
+    except Exception as exc:
+        log.exception("%s of %s failed unexpectedly", task_name, build_id)
+        message = (f"The farm failed in phase {phase.value} ({type(exc).__name__}: {exc}); "
+                   "retry the build, and tell the operators if it persists.")
+        return _end(config, record, Status.FAILED, message, writer=writer)
+    finally:
+        try:
+            writer.close()
+        except NoDatabase:
+            log.warning("could not flush the log of %s", build_id)
+
+
+def _end(config: Config, record: dict[str, Any], status: Status, error: str | None,
+         changes: dict[str, Any] | None = None, writer: BuildLogWriter | None = None) -> Outcome:
+    build_id, attempt = record["build_id"], record["attempt"]
+    if writer is not None:
+        writer.write(f"== build {status.value}" + (f": {error}" if error else ""))
+    if status is not Status.COMPLETED:
+        changes = {**(changes or {}), f"phases.{record['phase']}.end": builds.utcnow()}
+    builds.finish(build_id, attempt, status, error, changes)
+    _remove_workdir(config, build_id, attempt)
+    return Outcome.DONE
+
+
+def _remove_workdir(config: Config, build_id: str, attempt: int) -> None:
+    shutil.rmtree(work_dir(config, build_id, attempt), ignore_errors=True)

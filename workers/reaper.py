@@ -1,0 +1,128 @@
+"""The reaper (Celery beat): no accepted build is lost or left running.
+
+* A running build whose heartbeat is stale and whose worker host is gone
+  (silent, or stopped) is restarted from fetch on the shared queue with
+  attempt + 1, up to ``max_attempts``; then it fails saying so.
+* A queued build whose message may be lost (never sent because the broker
+  was down, or sent before the broker restarted) is sent again; duplicates
+  are harmless because fetch claims the attempt.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import shutil
+import time
+from typing import Any
+
+from common import builds
+from common.config import Config, get_config
+from common.db import get_db, translate_errors
+from common.errors import NoDatabase
+from common.models import Phase, Status
+from workers.celery_app import app
+from workers.dispatch import broker_epoch, enqueue_fetch
+
+log = logging.getLogger(__name__)
+
+#: A queued build whose message is older than this is sent again.
+REQUEUE_AFTER = dt.timedelta(minutes=30)
+
+
+def live_hosts(config: Config) -> set[str]:
+    since = builds.utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
+    with translate_errors():
+        return {doc["host"] for doc in get_db().hosts.find(
+            {"last_seen": {"$gte": since}, "state": "up"})}
+
+
+def lost_builds(config: Config) -> list[dict[str, Any]]:
+    """Running builds holding a lease whose heartbeat and host have both gone quiet."""
+    now = builds.utcnow()
+    quiet = now - dt.timedelta(seconds=max(3 * config.heartbeat_interval, 10))
+    stale = now - dt.timedelta(seconds=config.heartbeat_stale)
+    alive = live_hosts(config)
+    with translate_errors():
+        candidates = get_db().builds.find({"status": Status.RUNNING.value,
+                                           "lease": {"$ne": None},
+                                           "heartbeat": {"$lt": quiet}})
+        lost = []
+        for record in candidates:
+            host = (record.get("lease") or {}).get("worker")
+            # Even on a live host, a build silent for far longer than any
+            # queue wait is lost (its task vanished).
+            very_stale = record["heartbeat"] < stale - dt.timedelta(seconds=config.build_timeout)
+            if host not in alive or very_stale:
+                lost.append(record)
+        return lost
+
+
+def restart(record: dict[str, Any], config: Config) -> None:
+    build_id, attempt = record["build_id"], record["attempt"]
+    host = (record.get("lease") or {}).get("worker", "an unknown host")
+    if attempt >= config.max_attempts:
+        builds.finish(build_id, attempt, Status.FAILED,
+                      f"The worker was lost {attempt} times; last on {host}. "
+                      "Retry the build; operators should check the workers.")
+        log.warning("failed %s after %s lost attempts", record["name"], attempt)
+        return
+    with translate_errors():
+        restarted = get_db().builds.find_one_and_update(
+            {"build_id": build_id, "attempt": attempt, "status": Status.RUNNING.value,
+             "heartbeat": record["heartbeat"]},
+            {"$set": {"attempt": attempt + 1, "phase": Phase.QUEUED.value, "lease": None,
+                      "heartbeat": None, "enqueued": False,
+                      f"lost.{attempt}": {"worker": host, "at": builds.utcnow()}}},
+            return_document=True)
+    if restarted is not None:
+        log.warning("restarting %s (attempt %s) lost on %s", record["name"], attempt + 1, host)
+        enqueue_fetch(restarted)
+
+
+def unsent_builds(config: Config) -> list[dict[str, Any]]:
+    epoch = broker_epoch()
+    if epoch is None:
+        return []  # the broker is down: nothing can be sent now
+    old = builds.utcnow() - REQUEUE_AFTER
+    with translate_errors():
+        return list(get_db().builds.find({
+            "status": Status.RUNNING.value, "phase": Phase.QUEUED.value, "lease": None,
+            "$or": [{"enqueued": False}, {"broker_epoch": {"$ne": epoch}},
+                    {"enqueued_at": {"$lt": old}}]}))
+
+
+@app.task(name="binder.reap", ignore_result=True)
+def reap() -> dict[str, int]:
+    """One pass of the reaper; returns what it did (for logs and tests)."""
+    config = get_config()
+    try:
+        lost = lost_builds(config)
+        for record in lost:
+            restart(record, config)
+        unsent = unsent_builds(config)
+        for record in unsent:
+            enqueue_fetch(record)
+    except NoDatabase:
+        log.warning("reaper: database unreachable; will try again")
+        return {"restarted": 0, "requeued": 0}
+    return {"restarted": len(lost), "requeued": len(unsent)}
+
+
+@app.task(name="binder.collect_garbage", ignore_result=True)
+def collect_garbage() -> dict[str, int]:
+    """Remove work dirs no running build owns, older than the build timeout."""
+    config = get_config()
+    root = config.work_root
+    if not root.exists():
+        return {"removed": 0}
+    with translate_errors():
+        running = {f"{r['build_id']}-{r['attempt']}" for r in get_db().builds.find(
+            {"status": Status.RUNNING.value}, {"build_id": 1, "attempt": 1})}
+    removed = 0
+    cutoff = time.time() - config.build_timeout
+    for path in root.iterdir():
+        if path.name not in running and path.stat().st_mtime < cutoff:
+            shutil.rmtree(path, ignore_errors=True)
+            removed += 1
+    return {"removed": removed}

@@ -1,0 +1,63 @@
+"""The build chain as Celery tasks: fetch -> detect -> build -> push -> template.
+
+Every task takes the build id and attempt, re-reads the record and is
+idempotent (see ``workers/phase.py``). fetch runs on the shared queue; it
+hands the rest of the chain to its own host's queue, where the checkout
+and the image are.
+"""
+
+from __future__ import annotations
+
+from celery import Task, chain
+
+from common.config import get_config
+from workers import build, detect, fetch, push, template
+from workers.celery_app import app, host_queue
+from workers.phase import Outcome, PhaseFunction, run_phase
+
+PHASE_FUNCTIONS: dict[str, PhaseFunction] = {
+    "fetch": fetch.run,
+    "detect": detect.run,
+    "build": build.run,
+    "push": push.run,
+    "template": template.run,
+}
+HOST_PHASES = ("detect", "build", "push", "template")
+
+
+
+
+@app.task(bind=True, name="binder.fetch")
+def fetch_task(self: Task, build_id: str, attempt: int) -> None:
+    outcome = run_phase("fetch", build_id, attempt, PHASE_FUNCTIONS["fetch"])
+    if outcome is not Outcome.CONTINUE:
+        return
+    queue = host_queue(get_config().worker_host)
+    rest = chain(*(app.signature(f"binder.{name}", args=(build_id, attempt), immutable=True,
+                                 queue=queue) for name in HOST_PHASES))
+    raise self.replace(rest)
+
+
+def _continue(task: Task, name: str, build_id: str, attempt: int) -> None:
+    if run_phase(name, build_id, attempt, PHASE_FUNCTIONS[name]) is not Outcome.CONTINUE:
+        task.request.chain = None  # the build ended (or was not ours): stop the chain
+
+
+@app.task(bind=True, name="binder.detect")
+def detect_task(self: Task, build_id: str, attempt: int) -> None:
+    _continue(self, "detect", build_id, attempt)
+
+
+@app.task(bind=True, name="binder.build")
+def build_task(self: Task, build_id: str, attempt: int) -> None:
+    _continue(self, "build", build_id, attempt)
+
+
+@app.task(bind=True, name="binder.push")
+def push_task(self: Task, build_id: str, attempt: int) -> None:
+    _continue(self, "push", build_id, attempt)
+
+
+@app.task(bind=True, name="binder.template")
+def template_task(self: Task, build_id: str, attempt: int) -> None:
+    _continue(self, "template", build_id, attempt)
