@@ -1,4 +1,8 @@
-"""The one place that maps errors to HTTP, in the Binder protocol's body shape."""
+"""The one place that maps errors to HTTP, in the Binder protocol's body shape.
+
+Every answer that is not a success is ``{"type", "error", "suggestions"}``
+with the protocol's type names; nothing answers with a traceback.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import logging
 
 from flask import Flask, Response, jsonify
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from common.errors import BinderError, MalformedRequest
 
@@ -15,24 +19,45 @@ log = logging.getLogger(__name__)
 # HTTP errors Flask raises itself, by the protocol name a client understands.
 _HTTP_TYPES = {400: "malformedRequest", 404: "doesNotExist", 405: "malformedRequest",
                413: "malformedRequest", 415: "malformedRequest"}
+# Request errors are answered 422, as the protocol's malformedRequest is.
+_MALFORMED_CODES = {400, 413, 415}
 
 
 def error_response(error: BinderError) -> tuple[Response, int]:
     return jsonify(error.to_body()), error.status
 
 
-def validation_error(exc: ValidationError) -> MalformedRequest:
-    """A marshmallow error as ``malformedRequest`` naming each field and reason."""
-    messages = exc.normalized_messages()
-    parts = []
+def _reasons(messages: object) -> str:
     if isinstance(messages, dict):
-        for field, reasons in sorted(messages.items()):
-            reason = "; ".join(reasons) if isinstance(reasons, list) else str(reasons)
-            parts.append(f"{field}: {reason}")
+        return "; ".join(f"{key}: {_reasons(value)}" for key, value in messages.items())
+    if isinstance(messages, list):
+        return "; ".join(_reasons(item) for item in messages)
+    return str(messages)
+
+
+def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRequest,
+                     what: str = "Request is not valid") -> BinderError:
+    """A marshmallow error as ``kind`` (``malformedRequest`` by default) naming each field."""
+    messages = exc.normalized_messages()
+    if isinstance(messages, dict):
+        parts = [f"{field}: {_reasons(reasons)}" for field, reasons in sorted(messages.items())]
     else:
-        parts.append(str(messages))
-    return MalformedRequest("Request is not valid: " + ", ".join(parts),
-                            suggestions=["Fix the named fields and send the request again."])
+        parts = [_reasons(messages)]
+    return kind(f"{what}: " + ", ".join(parts) + ".",
+                suggestions=["Fix the named fields and send the request again."])
+
+
+def _http_error(error: HTTPException) -> tuple[Response, int]:
+    code = error.code or 500
+    if isinstance(error, RequestEntityTooLarge):
+        message = "Request body is too large."
+    else:
+        message = error.description or error.name
+    body = {"type": _HTTP_TYPES.get(code, "httpError"), "error": message, "suggestions": []}
+    response = jsonify(body)
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        response.headers["Allow"] = ", ".join(error.valid_methods)
+    return response, 422 if code in _MALFORMED_CODES else code
 
 
 def register_error_handlers(app: Flask) -> None:
@@ -44,18 +69,9 @@ def register_error_handlers(app: Flask) -> None:
     def _validation(error: ValidationError) -> tuple[Response, int]:
         return error_response(validation_error(error))
 
-    @app.errorhandler(RequestEntityTooLarge)
-    def _too_large(error: RequestEntityTooLarge) -> tuple[Response, int]:
-        return error_response(MalformedRequest(
-            "Request body is too large.", suggestions=["Send a small JSON object."]))
-
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> tuple[Response, int]:
-        code = error.code or 500
-        body = {"type": _HTTP_TYPES.get(code, "httpError"), "error": error.description or "",
-                "suggestions": []}
-        status = 422 if code in (400, 413, 415) else code
-        return jsonify(body), status
+        return _http_error(error)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[Response, int]:

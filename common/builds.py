@@ -69,7 +69,7 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Reco
         if current is not None:
             if current["status"] == Status.RUNNING.value and not force:
                 raise AlreadyBuilding(
-                    f"{name} is already building (phase {current['phase']}).",
+                    f"Already building the image {name} (phase {current['phase']}).",
                     suggestions=["Wait for it to finish, or send force: true to restart it."],
                 )
             archive(current, cancelled=current["status"] == Status.RUNNING.value)
@@ -78,13 +78,15 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Reco
                 return_document=ReturnDocument.AFTER,
             )
             if replaced is None:
-                raise AlreadyBuilding(f"{name} was started by another request just now.",
+                raise AlreadyBuilding(f"Already building the image {name}: another request "
+                                      "started it just now.",
                                       suggestions=["Read its status with GET /builds/NAME."])
             return replaced
         try:
             db.builds.insert_one(record)
         except DuplicateKeyError as exc:
-            raise AlreadyBuilding(f"{name} was started by another request just now.",
+            raise AlreadyBuilding(f"Already building the image {name}: another request "
+                                  "started it just now.",
                                   suggestions=["Read its status with GET /builds/NAME."]) from exc
     return record
 
@@ -98,13 +100,22 @@ def archive(record: Record, cancelled: bool = False) -> None:
     get_db().attempts.replace_one({"build_id": copy["build_id"]}, copy, upsert=True)
 
 
+#: The protocol's message for ``noBuildInfo``; ours adds which build.
+NO_BUILD_INFO = "Could not get build information for requested image"
+
+
+def _no_build(name: str) -> NoBuildInfo:
+    return NoBuildInfo(f"{NO_BUILD_INFO}: no build named {name}.",
+                       suggestions=["Is the name spelled correctly? List builds with "
+                                    "GET /builds/, or start one with POST /builds/repo."])
+
+
 def get_build(name: str) -> Record:
     """The current record of ``name``; raises ``NoBuildInfo`` when unknown."""
     with translate_errors():
         record = get_db().builds.find_one({"name": name})
     if record is None:
-        raise NoBuildInfo(f"No build named {name}.",
-                          suggestions=["Start one with POST /builds/repo, or list GET /builds/."])
+        raise _no_build(name)
     return record
 
 
@@ -113,23 +124,50 @@ def find_by_id(build_id: str) -> Record | None:
         return get_db().builds.find_one({"build_id": build_id})
 
 
-def list_builds(query: dict[str, Any], limit: int, offset: int) -> list[Record]:
+#: Newest first; ``_id`` breaks ties so pages do not overlap.
+NEWEST_FIRST = [("start-time", DESCENDING), ("_id", DESCENDING)]
+HISTORY_LIMIT = 100
+
+
+def list_builds(status: str | None = None, repository: str | None = None,
+                limit: int = 100, offset: int = 0) -> list[Record]:
+    """Current records, newest first, optionally of one ``status`` or ``repository``."""
+    selector: dict[str, Any] = {}
+    if status is not None:
+        selector["status"] = status
+    if repository is not None:
+        selector["repository"] = repository
     with translate_errors():
-        cursor = get_db().builds.find(query).sort("start-time", DESCENDING)
+        cursor = get_db().builds.find(selector).sort(NEWEST_FIRST)
         return list(cursor.skip(offset).limit(limit))
 
 
 def history(name: str) -> list[Record]:
-    """Every attempt of ``name``, newest first: the current one, then archived."""
+    """Every attempt of ``name``, newest first: the current one, then archived ones.
+
+    Raises ``NoBuildInfo`` when ``name`` was never built.
+    """
     with translate_errors():
         db = get_db()
         current = db.builds.find_one({"name": name})
-        past = list(db.attempts.find({"name": name}).sort("start-time", DESCENDING).limit(100))
+        past = list(db.attempts.find({"name": name}).sort(NEWEST_FIRST).limit(HISTORY_LIMIT))
     if current is None and not past:
-        raise NoBuildInfo(f"No build named {name}.", suggestions=["List builds: GET /builds/."])
+        raise _no_build(name)
     newest = [current] if current else []
     seen = {record["build_id"] for record in newest}
     return newest + [record for record in past if record["build_id"] not in seen]
+
+
+def find_attempt(name: str, build_id: str) -> Record:
+    """The attempt ``build_id`` of ``name``, current or archived; ``NoBuildInfo`` if none."""
+    with translate_errors():
+        db = get_db()
+        record = (db.builds.find_one({"name": name, "build_id": build_id})
+                  or db.attempts.find_one({"name": name, "build_id": build_id}))
+    if record is None:
+        raise NoBuildInfo(f"{NO_BUILD_INFO}: {name} has no attempt {build_id}.",
+                          suggestions=[f"List its attempts: GET /builds/{name}/history."])
+    return record
 
 
 def _running(build_id: str, attempt: int) -> dict[str, Any]:

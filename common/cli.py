@@ -162,12 +162,11 @@ def beat(config_file: str | None) -> None:
 
 @main.command()
 @config_option
-@click.option("--port", default=5555, show_default=True)
-def flower(config_file: str | None, port: int) -> None:
-    """Run Flower to watch the queue."""
+def flower(config_file: str | None) -> None:
+    """Run Flower to watch the queue (BINDER_FLOWER_PORT)."""
     config = _load(config_file)
     _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
-           "--address=127.0.0.1", f"--port={port}"], config)
+           f"--address={config.host}", f"--port={config.flower_port}"], config)
 
 
 @main.command("base-image")

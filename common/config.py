@@ -50,6 +50,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Key for authorized requests; generated and saved under the data dir when empty."),
     Setting("host", "BINDER_HOST", "127.0.0.1", "API bind address."),
     Setting("port", "BINDER_PORT", 8082, "API port.", int),
+    Setting("flower_port", "BINDER_FLOWER_PORT", 5555, "Flower port (make up).", int),
     Setting("data_dir", "BINDER_DATA_DIR", "./.binder-data",
             "Work dirs, embedded Mongo data, registry storage, logs."),
     Setting("mongo_url", "MONGO_URL", "",

@@ -23,12 +23,19 @@ def save_template(template: dict[str, Any]) -> dict[str, Any]:
     return get_template(template["name"])
 
 
+#: The protocol's message for ``doesNotExist``; ours adds which template.
+DOES_NOT_EXIST = "The requested resource does not exist"
+
+
 def get_template(name: str) -> dict[str, Any]:
+    """The template ``name``; raises ``DoesNotExist`` when there is none."""
     with translate_errors():
         template = get_db().templates.find_one({"name": name})
     if template is None:
-        raise DoesNotExist(f"The template {name} does not exist.",
-                           suggestions=["Is the name spelled correctly? List GET /templates/."])
+        raise DoesNotExist(f"{DOES_NOT_EXIST}: no template named {name}.",
+                           suggestions=["Is the name spelled correctly? List the templates "
+                                        "with GET /templates/; a template appears when its "
+                                        "build completes."])
     return template
 
 
@@ -38,5 +45,6 @@ def find_template(name: str) -> dict[str, Any] | None:
 
 
 def list_templates(limit: int = 1000) -> list[dict[str, Any]]:
+    """Templates by name, at most ``limit``."""
     with translate_errors():
         return list(get_db().templates.find().sort("name", ASCENDING).limit(limit))

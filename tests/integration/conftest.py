@@ -42,8 +42,8 @@ from common.config import get_config, load_config, set_config  # noqa: E402
 from common.localfarm import ensure_services, stop_services  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
+from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
 from tests.support.static_http import serve_directory  # noqa: E402
-from tests.support.wheels import make_simple_index  # noqa: E402
 
 TEST_PACKAGE = "binder-test-pkg"
 
@@ -63,9 +63,9 @@ def git_server() -> Iterator[GitServer]:
 
 @pytest.fixture(scope="session")
 def package_index() -> Iterator[str]:
-    root = make_simple_index(DATA_DIR / "index", {
-        TEST_PACKAGE: [("1.0", "GREETING = 'hello from the local index'\n")],
-    })
+    wheel = make_wheel(TEST_PACKAGE, "1.0", {
+        "binder_test_pkg.py": "GREETING = 'hello from the local index'\n"})
+    root = make_index(DATA_DIR / "index", [wheel])
     with serve_directory(root) as url:
         yield f"{url}/simple/"
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import docker
+import pytest
 import requests
 
-from tests.integration.conftest import API_KEY, TEST_PACKAGE, unique
-from tests.support.farm import ApiClient
+from tests.integration.conftest import TEST_PACKAGE, unique
+from tests.support.conda_channel import make_channel, script_package
+from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
+from tests.support.static_http import serve_directory
 
 REGISTRY = "127.0.0.1:5000"
 
@@ -76,4 +81,188 @@ def test_requirements_repo_installs_from_local_index(api: ApiClient, git_server:
     output = run_in_image(record["image-name"],
                           "python -c 'import binder_test_pkg as p; print(p.GREETING)'")
     assert output.strip() == "hello from the local index"
-    _ = API_KEY
+
+
+BASE_IMAGE = f"{REGISTRY}/binder-base:latest"
+
+
+def test_dockerfile_repo_builds_its_own_dockerfile(api: ApiClient, git_server: GitServer,
+                                                   repo_url: str) -> None:
+    repo = unique("docker")
+    git_server.make_repo(f"github/carol/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo built-by-dockerfile > /marker\n"
+                      "USER main\n",
+    })
+    record = start_and_wait(api, f"{repo_url}/carol/{repo}")
+    assert record["status"] == "completed", (record, api.logs(record["name"]))
+    assert record["config"] == "Dockerfile"
+    assert run_in_image(record["image-name"], "cat /marker").strip() == "built-by-dockerfile"
+
+
+def test_binder_yml_sets_limits_and_services_in_template(api: ApiClient, git_server: GitServer,
+                                                         repo_url: str) -> None:
+    repo = unique("meta")
+    git_server.make_repo(f"github/dave/{repo}", {
+        ".binder.yml": "limits:\n  memory: 512M\n  cpu: 0.5\nhardware:\n  gpu: 1\n"
+                       "services:\n  - name: postgres\n    version: '15'\n"
+                       "    params: {db: demo}\n",
+    })
+    record = start_and_wait(api, f"{repo_url}/dave/{repo}")
+    assert record["status"] == "completed", (record, api.logs(record["name"]))
+    tmpl = template(api, record["name"])
+    assert tmpl["limits"] == {"memory": "512M", "cpu": 0.5}
+    assert tmpl["hardware"] == {"gpu": 1}
+    assert tmpl["services"] == [{"name": "postgres", "version": "15", "params": {"db": "demo"}}]
+    assert tmpl["image-source"] == record["image-name"]
+    assert tmpl["time-created"] and tmpl["time-modified"]
+
+
+def test_all_three_configs_build_from_requirements(api: ApiClient, git_server: GitServer,
+                                                   repo_url: str) -> None:
+    repo = unique("three")
+    git_server.make_repo(f"github/erin/{repo}", {
+        "requirements.txt": f"{TEST_PACKAGE}\n",
+        "environment.yml": "dependencies: [does-not-matter]\n",
+        "Dockerfile": "FROM scratch-that-is-not-used\n",
+    })
+    record = start_and_wait(api, f"{repo_url}/erin/{repo}")
+    assert record["status"] == "completed", (record, api.logs(record["name"]))
+    assert record["config"] == "requirements.txt"
+
+
+def test_branch_and_tag_refs(api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("refs")
+    shas = git_server.make_repo(f"github/frank/{repo}", {"a.txt": "main"},
+                                branches={"feature/x": {"a.txt": "feature"}},
+                                tags={"v1.0": "feature/x"})
+    branch = start_and_wait(api, f"{repo_url}/frank/{repo}/tree/feature/x")
+    assert branch["status"] == "completed", api.logs(branch["name"])
+    assert branch["name"] == f"frank-{repo}-feature-x"
+    assert branch["display-name"] == f"frank/{repo}/tree/feature/x"
+    assert branch["commit"] == shas["feature/x"]
+    tag = start_and_wait(api, f"{repo_url}/frank/{repo}/tree/v1.0")
+    assert tag["status"] == "completed", api.logs(tag["name"])
+    assert tag["name"] == f"frank-{repo}-v1.0"
+    assert tag["commit"] == shas["feature/x"]
+    assert run_in_image(tag["image-name"], "cat /home/main/a.txt") == "feature"
+
+
+def test_second_start_of_built_commit_is_a_cache_hit(api: ApiClient, git_server: GitServer,
+                                                     repo_url: str) -> None:
+    repo = unique("cache")
+    git_server.make_repo(f"github/gina/{repo}", {"requirements.txt": f"{TEST_PACKAGE}\n",
+                                                  "code.py": "v = 1\n"})
+    first = start_and_wait(api, f"{repo_url}/gina/{repo}")
+    assert first["status"] == "completed" and first["cached"] is False
+    second = start_and_wait(api, f"{repo_url}/gina/{repo}")
+    assert second["status"] == "completed", api.logs(second["name"])
+    assert second["cached"] is True
+    assert second["image-name"] == first["image-name"]
+    assert "build" not in second["phases"]
+    # A code-only change rebuilds without reinstalling the dependencies.
+    git_server.push_commit(f"github/gina/{repo}", {"code.py": "v = 2\n"})
+    third = start_and_wait(api, f"{repo_url}/gina/{repo}")
+    assert third["status"] == "completed" and third["cached"] is False
+    log = api.logs(third["name"])
+    pip_step = [line for line in log.splitlines() if "pip install" in line and "Step" in line]
+    assert pip_step, log
+    after_pip = log.split(pip_step[0], 1)[1].splitlines()[:3]
+    assert any("Using cache" in line for line in after_pip), after_pip
+
+
+def failing(api: ApiClient, url: str) -> tuple[dict, str]:
+    record = start_and_wait(api, url)
+    assert record["status"] == "failed", record
+    return record, api.logs(record["name"])
+
+
+def test_failures_end_failed_with_clear_errors(api: ApiClient, git_server: GitServer,
+                                               repo_url: str) -> None:
+    missing, log = failing(api, f"{repo_url}/nobody/{unique('missing')}")
+    assert "could not be read" in missing["error"] and "does not exist" in missing["error"]
+    assert missing["error"] in log
+
+    repo = unique("noref")
+    git_server.make_repo(f"github/hank/{repo}", {"a": "b"})
+    noref, _ = failing(api, f"{repo_url}/hank/{repo}/tree/no-such-branch")
+    assert "No branch or tag named 'no-such-branch'" in noref["error"]
+
+    repo = unique("badreq")
+    git_server.make_repo(f"github/hank/{repo}", {"requirements.txt": "numpy==99\n"})
+    badreq, log = failing(api, f"{repo_url}/hank/{repo}")
+    assert badreq["error"] == "pip could not install numpy==99: no matching distribution found."
+    assert "numpy==99" in log
+
+    repo = unique("runfail")
+    git_server.make_repo(f"github/hank/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo about to fail && exit 1\n"})
+    runfail, log = failing(api, f"{repo_url}/hank/{repo}")
+    assert "failed with exit code 1" in runfail["error"]
+    assert "about to fail" in log
+
+    repo = unique("badyml")
+    git_server.make_repo(f"github/hank/{repo}", {".binder.yml": "limits:\n  memory: lots\n"})
+    badyml, _ = failing(api, f"{repo_url}/hank/{repo}")
+    assert "limits.memory" in badyml["error"]
+
+
+@pytest.fixture(scope="module")
+def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    channel = make_channel(tmp_path_factory.mktemp("channel"),
+                           [script_package("hello-conda", "hello from conda")])
+    with serve_directory(channel) as url:
+        yield url
+
+
+def test_environment_yml_repo_from_local_channel_and_pip(api: ApiClient, git_server: GitServer,
+                                                         repo_url: str, conda_channel: str) -> None:
+    repo = unique("conda")
+    git_server.make_repo(f"github/ivy/{repo}", {
+        "environment.yml": f"channels:\n  - {conda_channel}\ndependencies:\n  - hello-conda\n"
+                           f"  - pip:\n    - {TEST_PACKAGE}\n",
+    })
+    record = start_and_wait(api, f"{repo_url}/ivy/{repo}")
+    assert record["status"] == "completed", (record, api.logs(record["name"]))
+    assert record["config"] == "environment.yml"
+    output = run_in_image(record["image-name"],
+                          "hello-conda; python -c 'import binder_test_pkg as p; print(p.GREETING)'")
+    assert output.splitlines() == ["hello from conda", "hello from the local index"]
+    assert "verified: the image serves on port 8888" in api.logs(record["name"])
+
+
+def test_config_order_setting_and_host_affinity(farm: Farm, api: ApiClient,
+                                                git_server: GitServer, repo_url: str) -> None:
+    """A worker configured with Dockerfile first builds the Dockerfile; with two
+    workers consuming the shared queue, every build stays on one host."""
+    repo = unique("order")
+    git_server.make_repo(f"github/jo/{repo}", {
+        "requirements.txt": f"{TEST_PACKAGE}\n",
+        "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo dockerfile > /marker\nUSER main\n",
+    })
+    main_worker = next(p for p in farm.processes if p.name == "worker-test-a")
+    main_worker.stop()
+    farm.processes.remove(main_worker)
+    other = farm.start_worker("test-order",
+                              BINDER_CONFIG_ORDER="Dockerfile,requirements.txt,environment.yml")
+    try:
+        record = start_and_wait(api, f"{repo_url}/jo/{repo}")
+        assert record["status"] == "completed", (record, api.logs(record["name"]))
+        assert record["config"] == "Dockerfile"
+        assert record["workers"] == ["test-order"]
+        # Now two workers share the queue: each build runs wholly on one host.
+        farm.start_worker("test-a")
+        names = []
+        for index in range(4):
+            name = unique(f"affinity{index}")
+            git_server.make_repo(f"github/jo/{name}", {"f.txt": str(index)})
+            response = api.start(f"{repo_url}/jo/{name}")
+            assert response.status_code == 200, response.text
+            names.append(response.json()["name"])
+        for name in names:
+            done = api.wait(name)
+            assert done["status"] == "completed", api.logs(name)
+            hosts = {phase["worker"] for phase in done["phases"].values()}
+            assert len(hosts) == 1 and hosts <= {"test-a", "test-order"}, done["phases"]
+    finally:
+        other.stop()
+        farm.processes.remove(other)

@@ -66,7 +66,7 @@ def test_parse_reports_ignored_keys_and_accepts_an_empty_file() -> None:
     ("channels: ['conda forge']\n", "is not a channel name or URL"),
 ])
 def test_parse_errors_are_sentences(text: str, message: str) -> None:
-    with pytest.raises(script.EnvironmentFileError, match=None) as caught:
+    with pytest.raises(script.EnvironmentFileError) as caught:
         script.parse_environment(text)
     assert message in str(caught.value)
 
@@ -200,33 +200,35 @@ def test_script_solves_and_installs_from_the_channel(
 
 
 @pytest.mark.parametrize(("dependencies", "message"), [
-    ("[nope]", "conda could not solve the environment: nothing provides nope"),
+    ("[nope]", "conda could not solve the environment: nothing provides nope. Check"),
     ("['hello-conda >=3']", "nothing provides hello-conda >=3"),
     ("[needy]", "needy 1.0 would require missing-thing >=2, for which no candidates"),
     ("['hello-conda >>=1']", "'hello-conda >>=1' is not a valid conda package spec"),
 ])
-def test_script_errors_are_one_sentence_on_stderr(
+def test_script_errors_end_with_one_sentence(
         tmp_path: Path, channel_url: str, capsys: pytest.CaptureFixture[str],
         dependencies: str, message: str) -> None:
-    code, _, err = run_script(
+    code, out, _ = run_script(
         tmp_path, f"channels: [{channel_url}]\ndependencies: {dependencies}\n", capsys)
     assert code == 1
-    last = err.strip().splitlines()[-1]
+    last = out.strip().splitlines()[-1]
     assert last.startswith("BINDER-ERROR: ") and message in last
 
 
 def test_script_reports_an_unreachable_channel(
         tmp_path: Path, channel_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_script(
+    code, out, err = run_script(
         tmp_path, f"channels: [{channel_url}/missing]\ndependencies: [hello-conda]\n", capsys)
     assert code == 1
-    assert "BINDER-ERROR: conda could not read the channels of environment.yml" in err
+    assert "404" in err  # the details
+    assert out.strip().splitlines()[-1].startswith(
+        "BINDER-ERROR: conda could not read the channels of environment.yml")
 
 
 def test_script_reports_invalid_yaml(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, _, err = run_script(tmp_path, "dependencies: [hello-conda\n", capsys)
+    code, out, _ = run_script(tmp_path, "dependencies: [hello-conda\n", capsys)
     assert code == 1
-    assert err.startswith("BINDER-ERROR: environment.yml is not valid YAML")
+    assert out.startswith("BINDER-ERROR: environment.yml is not valid YAML")
 
 
 def test_existing_python_is_used_not_a_venv(tmp_path: Path) -> None:

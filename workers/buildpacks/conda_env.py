@@ -19,8 +19,11 @@ What it does, in order (each step prints progress lines for the build log):
 5. register the environment's Python as the notebook's ``python3`` kernel
    when it can import ipykernel.
 
-On failure it prints ``BINDER-ERROR: <a sentence a user can act on>`` on
-stderr (the worker stores that line as the build's error) and exits with 1.
+On failure it prints the details on stderr, then ``BINDER-ERROR: <a sentence
+a user can act on>`` as the last line, and exits with 1; the worker stores
+that sentence as the build's error. The sentence goes to stdout: Docker's
+classic builder wraps a step's stderr in colour codes, which would hide the
+prefix from the worker.
 
 Usage::
 
@@ -63,7 +66,7 @@ _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$")
 # local paths): pip then needs the whole repository, not only environment.yml.
 _PIP_LOCAL_REFERENCE = re.compile(
     r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|~|file:)")
-_NO_CANDIDATES = re.compile(r"^No candidates were found for (.+)$")
+_NO_CANDIDATES = re.compile(r"^No candidates were found for (.+?)(?: \*)?$")
 _PIP_NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 
 
@@ -388,14 +391,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         build(args.env_file, args.prefix, args.pip_index_url)
     except EnvironmentFileError as exc:
-        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr, flush=True)
+        report_error(str(exc))
         return 1
     except Exception as exc:  # a bug or an unforeseen state: keep the details in the log
         traceback.print_exc()
-        print(f"{ERROR_PREFIX}setting up the conda environment failed unexpectedly: "
-              f"{_one_line(str(exc)) or type(exc).__name__}.", file=sys.stderr, flush=True)
+        report_error("setting up the conda environment failed unexpectedly: "
+                     f"{_one_line(str(exc)) or type(exc).__name__}.")
         return 1
     return 0
+
+
+def report_error(sentence: str) -> None:
+    """The build's error, as the last line of the step's output (see the module doc)."""
+    sys.stderr.flush()
+    print(f"{ERROR_PREFIX}{sentence}", flush=True)
 
 
 if __name__ == "__main__":
