@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify
+from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 
 from api.auth import require_key
 from api.requests import load_json, load_query
 from api.schemas import BuildListQuerySchema, BuildRequestSchema, BuildSchema
 from common import builds
+from common.errors import BadRepoSource
 from workers.dispatch import enqueue_fetch
 from workers.sources import parse_repository
 
@@ -42,11 +44,29 @@ def start() -> ResponseReturnValue:
 @bp.get("/builds/", strict_slashes=False)
 @require_key
 def list_all() -> ResponseReturnValue:
-    """All builds, newest first; filters ``status``, ``repository``; ``limit``, ``offset``."""
+    """Builds newest first (the protocol's ``build statusAll``), one page at a time.
+
+    Filters ``status`` and ``repository``; ``limit`` and ``offset`` page. A full
+    page carries a ``Link: <...>; rel="next"`` header to the next one.
+    """
     query = load_query(BuildListQuerySchema())
-    selector: dict[str, Any] = {key: query[key] for key in ("status", "repository") if key in query}
-    records = builds.list_builds(selector, query["limit"], query["offset"])
-    return jsonify(build_schema.dump(records, many=True))
+    repository = query.get("repository")
+    records = builds.list_builds(status=query.get("status"),
+                                 repository=repository and _normalised(repository),
+                                 limit=query["limit"], offset=query["offset"])
+    response = jsonify(build_schema.dump(records, many=True))
+    if len(records) == query["limit"]:
+        after = {**request.args.to_dict(), "offset": query["offset"] + query["limit"]}
+        response.headers["Link"] = f'<{request.base_url}?{urlencode(after)}>; rel="next"'
+    return response
+
+
+def _normalised(repository: str) -> str:
+    """The repository URL as builds store it, so any spelling of it filters alike."""
+    try:
+        return parse_repository(repository, current_app.config["BINDER"]).repository
+    except BadRepoSource:
+        return repository
 
 
 @bp.get("/builds/<name>")
@@ -57,12 +77,12 @@ def status(name: str) -> ResponseReturnValue:
 
 @bp.get("/builds/<name>/history")
 def history(name: str) -> ResponseReturnValue:
-    """Every attempt of a build, newest first."""
+    """Every attempt of a build, newest first; a rebuild keeps the earlier ones."""
     return jsonify(build_schema.dump(builds.history(name), many=True))
 
 
 @bp.delete("/builds/<name>")
 @require_key
 def cancel(name: str) -> ResponseReturnValue:
-    """Cancel a queued or running build; it ends ``cancelled``."""
+    """Cancel a queued or running build; it ends ``cancelled`` (idempotent)."""
     return jsonify(build_schema.dump(builds.request_cancel(name)))

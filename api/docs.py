@@ -13,57 +13,96 @@ from api import schemas
 
 bp = Blueprint("docs", __name__)
 
-_ERROR = {"description": "error", "content": {"application/json": {"schema": "Error"}}}
+KEY = [{"apiKey": []}]
+_ERRORS = {
+    "403": "unauthorized: the API key is missing or wrong",
+    "404": "noBuildInfo or doesNotExist: no such build or template",
+    "409": "alreadyBuilding: a build of that name is running",
+    "422": "malformedRequest (body), badRepoSource (repository) or badQuery (query)",
+    "503": "noDatabase or badDatabase: MongoDB is unavailable or failed",
+}
 
 
 def _json(schema: str | dict[str, Any], description: str = "ok") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def _name_param(name: str = "name") -> dict[str, Any]:
-    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: _json("Error", _ERRORS[code]) for code in codes}
+
+
+def _list(item: str) -> dict[str, Any]:
+    return {"type": "array", "items": item}
+
+
+# Build and template names are what ``common.naming`` makes: safe for image names.
+_NAME = {"name": "name", "in": "path", "required": True,
+         "schema": {"type": "string", "minLength": 1, "maxLength": 128,
+                    "pattern": r"^[a-z0-9][a-z0-9._-]*$"}}
+
+
+def _start(summary: str) -> dict[str, Any]:
+    return {"summary": summary, "security": KEY,
+            "requestBody": {"required": True,
+                            "content": {"application/json": {"schema": "BuildRequest"}}},
+            "responses": {"200": _json("Build", "the build, started"),
+                          **_errors("403", "409", "422", "503")}}
 
 
 def build_spec() -> APISpec:
     """The OpenAPI document of every route."""
-    spec = APISpec("binder-build", "0.1.0", "3.0.3", plugins=[MarshmallowPlugin()])
-    spec.components.schema("Error", schema=schemas.ErrorSchema)
-    spec.components.schema("Build", schema=schemas.BuildSchema)
-    spec.components.schema("BuildRequest", schema=schemas.BuildRequestSchema)
-    spec.components.schema("Template", schema=schemas.TemplateSchema)
-    spec.components.schema("Health", schema=schemas.HealthSchema)
-    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header",
-                                               "name": "Authorization"})
-    errors = {code: _ERROR for code in ("403", "404", "409", "422", "503")}
-    start = {"security": [{"apiKey": []}],
-             "requestBody": {"required": True,
-                             "content": {"application/json": {"schema": "BuildRequest"}}},
-             "responses": {"200": _json("Build"), **errors}}
-    spec.path("/builds/repo", operations={"post": start})
+    spec = APISpec("binder-build", "0.1.0", "3.0.3", plugins=[MarshmallowPlugin()],
+                   info={"description": "The Binder protocol (binder-protocol 1.2) plus logs, "
+                                        "history and cancel. Errors are "
+                                        "{type, error, suggestions}."})
+    for name, schema in (("Error", schemas.ErrorSchema), ("Build", schemas.BuildSchema),
+                         ("BuildRequest", schemas.BuildRequestSchema),
+                         ("Template", schemas.TemplateSchema), ("Health", schemas.HealthSchema)):
+        spec.components.schema(name, schema=schema)
+    spec.components.security_scheme("apiKey", {
+        "type": "apiKey", "in": "header", "name": "Authorization",
+        "description": "The farm's API key: raw, 'Bearer KEY' or 'token KEY'."})
+    spec.path("/builds/repo", operations={"post": _start("Start a build")})
     spec.path("/builds/", operations={
-        "post": start,
-        "get": {"security": [{"apiKey": []}],
+        "post": _start("Start a build (the protocol's path)"),
+        "get": {"summary": "Builds, newest first, one page", "security": KEY,
                 "parameters": [{"in": "query", "schema": schemas.BuildListQuerySchema}],
-                "responses": {"200": _json({"type": "array", "items": "Build"}), **errors}}})
-    spec.path("/builds/{name}", parameters=[_name_param()], operations={
-        "get": {"responses": {"200": _json("Build"), **errors}},
-        "delete": {"security": [{"apiKey": []}], "responses": {"200": _json("Build"), **errors}},
+                "responses": {"200": _json(_list("Build"), "one page of builds; a full page "
+                                           "has a Link header to the next"),
+                              **_errors("403", "422", "503")}}})
+    spec.path("/builds/{name}", parameters=[_NAME], operations={
+        "get": {"summary": "One build", "responses": {"200": _json("Build"),
+                                                      **_errors("404", "503")}},
+        "delete": {"summary": "Cancel a build", "security": KEY,
+                   "responses": {"200": _json("Build", "the build, cancelled or cancelling"),
+                                 **_errors("403", "404", "503")}},
     })
-    spec.path("/builds/{name}/history", parameters=[_name_param()], operations={
-        "get": {"responses": {"200": _json({"type": "array", "items": "Build"}), **errors}}})
-    spec.path("/builds/{name}/logs", parameters=[_name_param()], operations={
-        "get": {"parameters": [{"name": "follow", "in": "query", "schema": {"type": "string"}}],
-                "responses": {"200": {"description": "log text, or SSE when following",
-                                      "content": {"text/plain": {"schema": {"type": "string"}}}},
-                              **errors}}})
+    spec.path("/builds/{name}/history", parameters=[_NAME], operations={
+        "get": {"summary": "Every attempt of a build, newest first",
+                "responses": {"200": _json(_list("Build")), **_errors("404", "503")}}})
+    spec.path("/builds/{name}/logs", parameters=[_NAME], operations={
+        "get": {"summary": "A build's log",
+                "parameters": [{"in": "query", "schema": schemas.LogQuerySchema},
+                               {"name": "Last-Event-ID", "in": "header", "required": False,
+                                "description": "resume a follow after this line",
+                                "schema": {"type": "string", "pattern": "^[0-9]{1,15}$"}}],
+                "responses": {"200": {"description": "the log as text; Server-Sent Events "
+                                                     "(one per line, id = line number) "
+                                                     "when following",
+                                      "content": {"text/plain": {"schema": {"type": "string"}},
+                                                  "text/event-stream": {
+                                                      "schema": {"type": "string"}}}},
+                              **_errors("404", "422", "503")}}})
     spec.path("/templates/", operations={"get": {
-        "security": [{"apiKey": []}],
-        "responses": {"200": _json({"type": "array", "items": "Template"}), **errors}}})
-    spec.path("/templates/{name}", parameters=[_name_param()], operations={"get": {
-        "security": [{"apiKey": []}], "responses": {"200": _json("Template"), **errors}}})
-    spec.path("/health/", operations={"get": {"responses": {
-        "200": _json({"type": "array", "items": "Health"}),
-        "503": _json({"type": "array", "items": "Health"}, "a component is failing")}}})
+        "summary": "Every template", "security": KEY,
+        "responses": {"200": _json(_list("Template")), **_errors("403", "503")}}})
+    spec.path("/templates/{name}", parameters=[_NAME], operations={"get": {
+        "summary": "One template", "security": KEY,
+        "responses": {"200": _json("Template"), **_errors("403", "404", "503")}}})
+    spec.path("/health/", operations={"get": {"summary": "Health of each component",
+                                              "responses": {
+        "200": _json(_list("Health"), "every component is ok"),
+        "503": _json(_list("Health"), "a component is failing")}}})
     return spec
 
 
@@ -82,9 +121,13 @@ code{background:#eee;padding:0 .2em}li{margin:.3em 0}</style></head>
 fetch('/openapi.json').then(r => r.json()).then(spec => {
   const ul = document.getElementById('paths');
   for (const [path, ops] of Object.entries(spec.paths)) {
-    for (const method of Object.keys(ops).filter(m => m !== 'parameters')) {
+    for (const [method, op] of Object.entries(ops).filter(([m]) => m !== 'parameters')) {
       const li = document.createElement('li');
-      li.innerHTML = '<code>' + method.toUpperCase() + ' ' + path + '</code>';
+      const code = document.createElement('code');
+      code.textContent = method.toUpperCase() + ' ' + path;
+      li.appendChild(code);
+      li.appendChild(document.createTextNode(' ' + (op.summary || '')
+        + (op.security ? ' (API key)' : '')));
       ul.appendChild(li);
     }
   }

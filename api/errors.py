@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, Response, jsonify
+from flask import Flask, Response, current_app, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
@@ -32,7 +32,7 @@ def _reasons(messages: object) -> str:
         return "; ".join(f"{key}: {_reasons(value)}" for key, value in messages.items())
     if isinstance(messages, list):
         return "; ".join(_reasons(item) for item in messages)
-    return str(messages)
+    return str(messages).rstrip(".")
 
 
 def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRequest,
@@ -49,12 +49,19 @@ def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRe
 
 def _http_error(error: HTTPException) -> tuple[Response, int]:
     code = error.code or 500
+    suggestions: list[str] = []
     if isinstance(error, RequestEntityTooLarge):
-        message = "Request body is too large."
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        message = f"Request body is too large (the limit is {limit} bytes)."
+        suggestions = ['Send a small JSON object such as {"repository": URL}.']
     else:
         message = error.description or error.name
-    body = {"type": _HTTP_TYPES.get(code, "httpError"), "error": message, "suggestions": []}
+    body = {"type": _HTTP_TYPES.get(code, "httpError"), "error": message,
+            "suggestions": suggestions}
     response = jsonify(body)
+    if isinstance(error, RequestEntityTooLarge):
+        # The unread body is still on the connection: the client must not reuse it.
+        response.headers["Connection"] = "close"
     if isinstance(error, MethodNotAllowed) and error.valid_methods:
         response.headers["Allow"] = ", ".join(error.valid_methods)
     return response, 422 if code in _MALFORMED_CODES else code

@@ -2,66 +2,90 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
-
 from flask import Blueprint, Response, request, stream_with_context
 from flask.typing import ResponseReturnValue
 
+from api.requests import load_query
+from api.schemas import LogQuerySchema
 from common import buildlog, builds
-from common.errors import BinderError
+from common.errors import BadQuery, BinderError
 from common.models import Status
 
 bp = Blueprint("logs", __name__)
 
 POLL_SECONDS = 0.25
+#: A comment line this often keeps proxies from closing an idle stream.
+KEEPALIVE_SECONDS = 15
 #: A follower is closed after this long even if the build still runs;
 #: clients resume with Last-Event-ID.
 FOLLOW_MAX_SECONDS = 3600
+_LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
 @bp.get("/builds/<name>/logs")
 def logs(name: str) -> ResponseReturnValue:
-    """Plain text; ``?follow=1`` streams SSE until the build ends (resumable)."""
-    record = builds.get_build(name)
-    if request.args.get("follow", "").lower() in {"1", "true", "yes"}:
-        after = _last_event_id()
+    """The log of the current attempt (or ``build-id``'s) as text.
+
+    ``?follow=1`` streams Server-Sent Events instead, one event per line with
+    the line number as its id, until the attempt ends (``event: end``);
+    ``Last-Event-ID`` (or ``after``) resumes after that line.
+    """
+    query = load_query(LogQuerySchema())
+    build_id = query.get("build_id")
+    record = builds.find_attempt(name, build_id) if build_id else builds.get_build(name)
+    if query["follow"]:
+        after = _resume_after(query.get("after", 0))
         return Response(stream_with_context(_follow(name, record["build_id"], after)),
                         mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    lines = buildlog.read_lines(record["build_id"])
-    return Response("".join(f"{text}\n" for _, text in lines), mimetype="text/plain")
+    lines = buildlog.read_lines(record["build_id"], query.get("after", 0))
+    return Response("".join(f"{text}\n" for _, text in lines),
+                    mimetype="text/plain", headers={"Cache-Control": "no-cache"})
 
 
-def _last_event_id() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        return 0
+def _resume_after(after: int) -> int:
+    """The line to resume after: ``Last-Event-ID`` wins over ``after``."""
+    header = request.headers.get("Last-Event-ID")
+    if header is None or header.strip() == "":
+        return after
+    header = header.strip()
+    if not (header.isascii() and header.isdigit()):
+        raise BadQuery("Last-Event-ID must be a line number.",
+                       suggestions=["Send the id of the last event received."])
+    return int(header)
 
 
 def _sse(seq: int, text: str) -> str:
-    data = "\n".join(f"data: {part}" for part in text.split("\n"))
+    data = "\n".join(f"data: {part}" for part in _LINE_BREAKS.split(text))
     return f"id: {seq}\n{data}\n\n"
 
 
 def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
-    deadline = time.monotonic() + FOLLOW_MAX_SECONDS
+    """SSE events of ``build_id``'s lines after ``after`` until the attempt ends."""
+    started = last_sent = time.monotonic()
+    ended: str | None = None
     yield "retry: 1000\n\n"
-    while time.monotonic() < deadline:
+    while time.monotonic() - started < FOLLOW_MAX_SECONDS:
         try:
-            for seq, text in buildlog.read_lines(build_id, after):
-                after = seq
-                yield _sse(seq, text)
-            record = builds.get_build(name)
+            status = builds.find_attempt(name, build_id)["status"]
+            lines = buildlog.read_lines(build_id, after)
         except BinderError as exc:
             yield f"event: error\ndata: {exc.message}\n\n"
             return
-        if record["build_id"] != build_id or record["status"] != Status.RUNNING.value:
-            for seq, text in buildlog.read_lines(build_id, after):
-                after = seq
-                yield _sse(seq, text)
-            yield f"event: end\ndata: {record['status']}\n\n"
+        for seq, text in lines:
+            after = seq
+            yield _sse(seq, text)
+        if ended is not None:
+            yield f"event: end\ndata: {ended}\n\n"
             return
+        if status != Status.RUNNING.value:
+            ended = status  # one more read: the worker's last lines may trail its status
+        elif lines:
+            last_sent = time.monotonic()
+        elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+            last_sent = time.monotonic()
+            yield ": keep-alive\n\n"
         time.sleep(POLL_SECONDS)

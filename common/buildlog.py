@@ -22,6 +22,7 @@ from common.db import get_db, translate_errors
 
 FLUSH_SECONDS = 0.5
 FLUSH_LINES = 200
+REDIS_RETRY_SECONDS = 5.0
 
 
 def stream_key(build_id: str) -> str:
@@ -46,6 +47,7 @@ class BuildLogWriter:
         self._pending_start = self._next
         self._last_flush = time.monotonic()
         self._redis = redis_client(self.config)
+        self._redis_down_until = 0.0
 
     def _last_seq(self) -> int:
         with translate_errors():
@@ -59,14 +61,22 @@ class BuildLogWriter:
             seq = self._next
             self._next += 1
             self._pending.append(line)
-            # The live view is best effort; MongoDB keeps the line.
-            with contextlib.suppress(redis.RedisError):
-                self._redis.xadd(stream_key(self.build_id), {"n": seq, "line": line},
-                                 maxlen=self.config.log_stream_max, approximate=True)
+            self._publish(seq, line)
             due = (time.monotonic() - self._last_flush > FLUSH_SECONDS
                    or len(self._pending) >= FLUSH_LINES)
         if due:
             self.flush()
+
+    def _publish(self, seq: int, line: str) -> None:
+        """Best effort: MongoDB keeps every line; after a Redis failure the live
+        stream pauses for a few seconds instead of slowing every line down."""
+        if time.monotonic() < self._redis_down_until:
+            return
+        try:
+            self._redis.xadd(stream_key(self.build_id), {"n": seq, "line": line},
+                             maxlen=self.config.log_stream_max, approximate=True)
+        except redis.RedisError:
+            self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
 
     def flush(self) -> None:
         with self._lock:

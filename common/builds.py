@@ -223,7 +223,12 @@ def finish(build_id: str, attempt: int, status: Status, error: str | None = None
 
 
 def request_cancel(name: str) -> Record:
-    """Flag a running build for cancellation; a queued one is cancelled at once."""
+    """Flag a running build for cancellation; a queued one is cancelled at once.
+
+    The worker sees the flag at its next heartbeat, stops the Docker build and
+    ends the attempt ``cancelled``. A build that already ended is returned as
+    it is (cancelling is idempotent). Raises ``NoBuildInfo`` when unknown.
+    """
     record = get_build(name)
     if record["status"] != Status.RUNNING.value:
         return record
@@ -238,6 +243,7 @@ def request_cancel(name: str) -> Record:
                 return_document=ReturnDocument.AFTER)
             if done is not None:
                 return done
-        return db.builds.find_one_and_update(
-            {"build_id": record["build_id"]}, {"$set": {"cancel_requested": True}},
-            return_document=ReturnDocument.AFTER) or record
+        flagged = db.builds.find_one_and_update(
+            {"build_id": record["build_id"], "status": Status.RUNNING.value},
+            {"$set": {"cancel_requested": True}}, return_document=ReturnDocument.AFTER)
+    return flagged if flagged is not None else get_build(name)

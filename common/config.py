@@ -113,6 +113,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Lines kept in a build's live Redis stream.", int),
     Setting("max_request_bytes", "BINDER_MAX_REQUEST_BYTES", 65536,
             "Largest request body accepted.", int),
+    Setting("gc_high_percent", "BINDER_GC_HIGH_PERCENT", 85,
+            "Disk use (%) above which old built images are removed.", int),
+    Setting("gc_low_percent", "BINDER_GC_LOW_PERCENT", 70,
+            "Disk use (%) image removal brings the disk back under.", int),
     Setting("min_free_disk_mb", "BINDER_MIN_FREE_DISK_MB", 2048,
             "Free space a worker needs before it accepts a build.", int),
 )

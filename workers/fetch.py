@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from typing import Any
 
 import requests
@@ -30,8 +31,22 @@ def cached_template(context: PhaseContext, image: str) -> dict[str, Any] | None:
     return template
 
 
+def check_disk(context: PhaseContext) -> None:
+    """Refuse the build when this worker is short of disk space."""
+    root = context.config.work_root
+    root.mkdir(parents=True, exist_ok=True)
+    free_mb = shutil.disk_usage(root).free // (1024 * 1024)
+    if free_mb < context.config.min_free_disk_mb:
+        raise BuildFailure(
+            f"Worker {context.config.worker_host} has only {free_mb} MiB of disk free "
+            f"(it needs {context.config.min_free_disk_mb} MiB), so it refused the build.",
+            suggestions=["Retry later; operators: free disk space or lower "
+                         "BINDER_MIN_FREE_DISK_MB."])
+
+
 def run(context: PhaseContext) -> dict[str, Any]:
     record, config = context.record, context.config
+    check_disk(context)
     commit = resolve_ref(record["clone_url"], record.get("ref"), config.clone_timeout)
     context.say(f"resolved {record.get('ref') or 'the default branch'} to {commit}")
     image = image_name(config.registry, config.image_prefix, record["name"], commit)

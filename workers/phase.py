@@ -23,6 +23,7 @@ from common.buildlog import BuildLogWriter
 from common.config import Config, get_config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.models import TASK_PHASES, Phase, Status
+from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
 
 log = logging.getLogger(__name__)
@@ -132,6 +133,10 @@ def run_phase(task_name: str, build_id: str, attempt: int, function: PhaseFuncti
             guard.check()
         if changes.pop(COMPLETE, False):
             return _end(config, record, Status.COMPLETED, None, changes, writer)
+        # The epoch of the broker that will carry the hand-off: if Redis
+        # restarts before the next phase starts, the reaper knows the message
+        # was lost.
+        changes["broker_epoch"] = broker_epoch()
         builds.end_phase(build_id, attempt, phase, changes)
         return Outcome.CONTINUE
     except BuildCancelled:

@@ -10,11 +10,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shutil
 import time
+from pathlib import Path
 from typing import Any
+
+import docker.errors
 
 from common import builds
 from common.config import Config, get_config
@@ -23,6 +27,7 @@ from common.errors import NoDatabase
 from common.models import Phase, Status
 from workers.celery_app import app
 from workers.dispatch import broker_epoch, enqueue_fetch
+from workers.docker_engine import docker_client
 
 log = logging.getLogger(__name__)
 
@@ -38,11 +43,13 @@ def live_hosts(config: Config) -> set[str]:
 
 
 def lost_builds(config: Config) -> list[dict[str, Any]]:
-    """Running builds holding a lease whose heartbeat and host have both gone quiet."""
+    """Running builds holding a lease whose heartbeat went quiet and that cannot go on:
+    their host is gone, or the message for their next phase was lost."""
     now = builds.utcnow()
     quiet = now - dt.timedelta(seconds=max(3 * config.heartbeat_interval, 10))
     stale = now - dt.timedelta(seconds=config.heartbeat_stale)
     alive = live_hosts(config)
+    epoch = broker_epoch()
     with translate_errors():
         candidates = get_db().builds.find({"status": Status.RUNNING.value,
                                            "lease": {"$ne": None},
@@ -53,7 +60,10 @@ def lost_builds(config: Config) -> list[dict[str, Any]]:
             # Even on a live host, a build silent for far longer than any
             # queue wait is lost (its task vanished).
             very_stale = record["heartbeat"] < stale - dt.timedelta(seconds=config.build_timeout)
-            if host not in alive or very_stale:
+            # Handed on through a broker that has restarted since: the
+            # message carrying the next phase is gone.
+            message_lost = epoch is not None and record.get("broker_epoch") != epoch
+            if host not in alive or very_stale or message_lost:
                 lost.append(record)
         return lost
 
@@ -109,13 +119,44 @@ def reap() -> dict[str, int]:
     return {"restarted": len(lost), "requeued": len(unsent)}
 
 
+def disk_percent(path: Path) -> float:
+    usage = shutil.disk_usage(path)
+    return 100.0 * usage.used / usage.total
+
+
+def remove_old_images(config: Config) -> int:
+    """Above the high watermark, remove built images, oldest first, to the low one.
+
+    Only images this farm built (labelled) are touched; they are in the
+    registry already, so a host pulls them again if it needs them.
+    """
+    root = config.data_path
+    if disk_percent(root) < config.gc_high_percent:
+        return 0
+    client = docker_client(config, timeout=120)
+    images = client.images.list(filters={"label": "org.binder-build.name"})
+    images.sort(key=lambda image: image.attrs.get("Created", ""))
+    removed = 0
+    for image in images:
+        if disk_percent(root) < config.gc_low_percent:
+            break
+        for tag in image.tags:
+            with contextlib.suppress(docker.errors.APIError):
+                client.images.remove(tag, noprune=False)
+        removed += 1
+    with contextlib.suppress(docker.errors.APIError):
+        client.images.prune(filters={"dangling": True})
+    return removed
+
+
 @app.task(name="binder.collect_garbage", ignore_result=True)
 def collect_garbage() -> dict[str, int]:
-    """Remove work dirs no running build owns, older than the build timeout."""
+    """Remove stale work dirs, and old images when the disk is filling up."""
     config = get_config()
+    images = remove_old_images(config)
     root = config.work_root
     if not root.exists():
-        return {"removed": 0}
+        return {"removed": 0, "images": images}
     with translate_errors():
         running = {f"{r['build_id']}-{r['attempt']}" for r in get_db().builds.find(
             {"status": Status.RUNNING.value}, {"build_id": 1, "attempt": 1})}
@@ -125,4 +166,4 @@ def collect_garbage() -> dict[str, int]:
         if path.name not in running and path.stat().st_mtime < cutoff:
             shutil.rmtree(path, ignore_errors=True)
             removed += 1
-    return {"removed": removed}
+    return {"removed": removed, "images": images}

@@ -5,11 +5,12 @@ from api.schemas.builds import (
     BuildRequestSchema,
     BuildSchema,
     BuildStartedSchema,
+    LogQuerySchema,
 )
 from api.schemas.common import ErrorSchema, HealthSchema
 from api.schemas.templates import TemplateSchema
 
 __all__ = [
     "BuildListQuerySchema", "BuildRequestSchema", "BuildSchema", "BuildStartedSchema",
-    "ErrorSchema", "HealthSchema", "TemplateSchema",
+    "ErrorSchema", "HealthSchema", "LogQuerySchema", "TemplateSchema",
 ]

@@ -4,6 +4,11 @@ from marshmallow import RAISE, Schema, fields, validate
 
 from common.models import Phase, Status
 
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+MAX_OFFSET = 10_000_000
+MAX_LINE = 2**53
+
 
 class BuildRequestSchema(Schema):
     """Body of ``POST /builds/repo`` and ``POST /builds/``."""
@@ -23,22 +28,27 @@ class PhaseTimesSchema(Schema):
 
 
 class BuildSchema(Schema):
-    """A build record as ``GET /builds/<name>`` shows it."""
+    """A build record as ``GET /builds/<name>`` shows it.
+
+    Required are the fields the protocol's clients read (``name``,
+    ``start-time``, ``status``, ``phase``, ``repository``); the rest is ours.
+    """
 
     name = fields.String(required=True)
-    display_name = fields.String(data_key="display-name", attribute="display-name")
-    repository = fields.String()
-    repo = fields.Function(lambda record: record.get("repository"),
-                           metadata={"description": "same as repository (protocol alias)"})
-    status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    phase = fields.String(validate=validate.OneOf([p.value for p in Phase]))
-    start_time = fields.DateTime(data_key="start-time", attribute="start-time")
+    display_name = fields.String(data_key="display-name", attribute="display-name",
+                                 required=True, metadata={"description": "owner/repo[/tree/ref]"})
+    repository = fields.String(required=True)
+    repo = fields.String(attribute="repository", dump_only=True,
+                         metadata={"description": "same as repository (protocol alias)"})
+    status = fields.String(required=True, validate=validate.OneOf([s.value for s in Status]))
+    phase = fields.String(required=True, validate=validate.OneOf([p.value for p in Phase]))
+    start_time = fields.DateTime(data_key="start-time", attribute="start-time", required=True)
     end_time = fields.DateTime(data_key="end-time", attribute="end-time", allow_none=True)
     error = fields.String(allow_none=True)
     build_id = fields.String(data_key="build-id")
     attempt = fields.Integer(metadata={"description": "how many times the build was started"})
-    attempts = fields.Function(lambda record: record.get("attempt"),
-                               metadata={"description": "same as attempt"})
+    attempts = fields.Integer(attribute="attempt", dump_only=True,
+                              metadata={"description": "same as attempt"})
     commit = fields.String(allow_none=True)
     ref = fields.String(allow_none=True)
     image_name = fields.String(data_key="image-name", attribute="image-name", allow_none=True)
@@ -57,12 +67,33 @@ class BuildStartedSchema(BuildSchema):
 
 
 class BuildListQuerySchema(Schema):
-    """Query of ``GET /builds/``: filters and pagination."""
+    """Query of ``GET /builds/``: filters and pagination, newest first."""
 
     class Meta:
         unknown = RAISE
 
-    status = fields.String(validate=validate.OneOf([s.value for s in Status]))
-    repository = fields.String(validate=validate.Length(max=2048))
-    limit = fields.Integer(load_default=100, validate=validate.Range(min=1, max=1000))
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=10_000_000))
+    status = fields.String(validate=validate.OneOf([s.value for s in Status]),
+                           metadata={"description": "only builds with this status"})
+    repository = fields.String(validate=validate.Length(min=1, max=2048),
+                               metadata={"description": "only builds of this repository URL"})
+    limit = fields.Integer(load_default=DEFAULT_PAGE,
+                           validate=validate.Range(min=1, max=MAX_PAGE),
+                           metadata={"description": "page size"})
+    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET),
+                            metadata={"description": "builds to skip"})
+
+
+class LogQuerySchema(Schema):
+    """Query of ``GET /builds/<name>/logs``."""
+
+    class Meta:
+        unknown = RAISE
+
+    follow = fields.Boolean(load_default=False,
+                            metadata={"description": "stream Server-Sent Events until the "
+                                                     "build ends"})
+    build_id = fields.String(data_key="build-id", validate=validate.Length(min=1, max=64),
+                             metadata={"description": "an earlier attempt (see history)"})
+    after = fields.Integer(validate=validate.Range(min=0, max=MAX_LINE),
+                           metadata={"description": "only lines after this line number "
+                                                    "(Last-Event-ID wins when following)"})

@@ -10,15 +10,21 @@ class ServiceSchema(Schema):
 
 
 class TemplateSchema(Schema):
+    """A template as the original registry served it, plus ``limits`` and ``hardware``."""
+
     name = fields.String(required=True)
-    image_name = fields.String(data_key="image-name", attribute="image-name")
-    image_source = fields.String(data_key="image-source", attribute="image-source")
-    port = fields.Integer()
+    image_name = fields.String(data_key="image-name", attribute="image-name", required=True)
+    image_source = fields.String(data_key="image-source", attribute="image-source",
+                                 required=True)
+    port = fields.Integer(required=True)
     command = fields.String(allow_none=True)
     services = fields.List(fields.Nested(ServiceSchema))
     limits = fields.Dict(keys=fields.String(), values=fields.Raw())
     hardware = fields.Dict(keys=fields.String(), values=fields.Raw())
     repository = fields.String()
     commit = fields.String()
-    time_created = fields.DateTime(data_key="time-created", attribute="time-created")
-    time_modified = fields.DateTime(data_key="time-modified", attribute="time-modified")
+    config = fields.String(allow_none=True, metadata={"description": "config file built from"})
+    time_created = fields.DateTime(data_key="time-created", attribute="time-created",
+                                   required=True)
+    time_modified = fields.DateTime(data_key="time-modified", attribute="time-modified",
+                                    required=True)

@@ -10,6 +10,7 @@ import os
 import subprocess
 import tempfile
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -39,6 +40,8 @@ class GitServer:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        #: seconds to stall requests whose path contains the key (slow hosts)
+        self.delays: dict[str, float] = {}
         root.mkdir(parents=True, exist_ok=True)
         self._server = make_server("127.0.0.1", 0, self._app, server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
@@ -56,6 +59,9 @@ class GitServer:
         self._server.server_close()
 
     def _app(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        for fragment, seconds in list(self.delays.items()):
+            if fragment in environ.get("PATH_INFO", ""):
+                time.sleep(seconds)
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         cgi_env = {

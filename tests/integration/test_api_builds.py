@@ -1,0 +1,160 @@
+"""Builds over HTTP: listing and paging, alreadyBuilding, cancel, and history."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import docker
+
+from common import builds
+from common.models import Status
+from tests.integration.test_api import assert_error
+from tests.support.api_cases import plain_repo, slow_repo
+from tests.support.farm import ApiClient
+from tests.support.git_server import GitServer
+
+
+def start(api: ApiClient, url: str, force: bool = False) -> dict:
+    response = api.start(url, force=force)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def listing(api: ApiClient, query: str) -> list[dict]:
+    response = api.request("GET", f"/builds/?{query}")
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+def wait_cancelled(api: ApiClient, name: str, since: float, within: float = 10) -> dict:
+    record = api.wait(name, timeout=within + 5)
+    assert record["status"] == "cancelled", record
+    assert time.monotonic() - since < within, f"cancelled after {time.monotonic() - since:.1f} s"
+    return record
+
+
+def test_list_filters_and_pages_newest_first(api: ApiClient, git_server: GitServer,
+                                             repo_url: str) -> None:
+    owner = f"pager{uuid.uuid4().hex[:6]}"
+    urls = [plain_repo(git_server, repo_url, owner=owner) for _ in range(3)]
+    names = [start(api, url)["name"] for url in urls]
+    newest_first = names[::-1]
+    try:
+        # Builds of this test are the newest; paging walks them in order.
+        assert [b["name"] for b in listing(api, "limit=3")] == newest_first
+        page = api.request("GET", "/builds/?limit=2")
+        assert [b["name"] for b in page.json()] == newest_first[:2]
+        assert 'rel="next"' in page.headers["Link"] and "offset=2" in page.headers["Link"]
+        assert [b["name"] for b in listing(api, "limit=2&offset=2")][:1] == newest_first[2:]
+        assert [b["name"] for b in listing(api, "limit=1&offset=1")] == [names[1]]
+        # The repository filter, by the URL as given or with a trailing .git.
+        for url, name in zip(urls, names, strict=True):
+            assert [b["name"] for b in listing(api, f"repository={url}")] == [name]
+            assert [b["name"] for b in listing(api, f"repository={url}.git")] == [name]
+        running = {b["name"] for b in listing(api, "status=running&limit=1000")}
+        assert set(names) <= running
+    finally:
+        for name in names:
+            assert api.request("DELETE", f"/builds/{name}").status_code == 200
+    for name in names:
+        assert api.wait(name, timeout=30)["status"] == "cancelled"
+    cancelled = {b["name"] for b in listing(api, "status=cancelled&limit=1000")}
+    assert set(names) <= cancelled
+    assert not set(names) & {b["name"] for b in listing(api, "status=running&limit=1000")}
+    # A queued build is cancelled at once, before any worker touches it.
+    queued = [api.build(name) for name in names if not api.build(name)["phases"]]
+    for record in queued:
+        assert record["error"] == "Cancelled before it started.", record
+
+
+def test_list_has_a_default_page_size(api: ApiClient) -> None:
+    repository = f"https://example.org/paging/{uuid.uuid4().hex[:8]}"
+    for index in range(105):
+        record = builds.create_build(f"paging-{uuid.uuid4().hex[:10]}-{index}", {
+            "display-name": "paging/x", "repository": repository})
+        builds.finish(record["build_id"], record["attempt"], Status.FAILED, "test record")
+    response = api.request("GET", f"/builds/?repository={repository}")
+    assert response.status_code == 200
+    page = response.json()
+    assert len(page) == 100
+    assert [b["name"].rsplit("-", 1)[1] for b in page[:3]] == ["104", "103", "102"]
+    assert "offset=100" in response.headers["Link"]
+    rest = api.request("GET", f"/builds/?repository={repository}&offset=100").json()
+    assert len(rest) == 5
+    assert not {b["name"] for b in page} & {b["name"] for b in rest}
+
+
+def build_containers(marker: str) -> list[str]:
+    """Containers (e.g. a classic-builder step) whose command contains ``marker``."""
+    client = docker.from_env()
+    try:
+        return [c.id for c in client.containers.list(all=True)
+                if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+    finally:
+        client.close()
+
+
+def test_already_building_then_cancel_stops_the_build(api: ApiClient, git_server: GitServer,
+                                                      repo_url: str) -> None:
+    seconds = 300 + uuid.uuid4().int % 500
+    url = slow_repo(git_server, repo_url, seconds=seconds)
+    name = start(api, url)["name"]
+    try:
+        assert_error(api.start(url), 409, "alreadyBuilding", "Already building", name)
+        assert api.wait_phase(name, "building", timeout=120)["status"] == "running"
+        deadline = time.monotonic() + 60
+        while not build_containers(f"sleep {seconds}") and time.monotonic() < deadline:
+            time.sleep(0.5)  # the Docker build reached the sleeping step
+        asked = time.monotonic()
+        response = api.request("DELETE", f"/builds/{name}")
+        assert response.status_code == 200, response.text
+        assert response.json()["cancel-requested"] is True
+    finally:
+        api.request("DELETE", f"/builds/{name}")
+    record = wait_cancelled(api, name, asked)
+    assert record["error"], record
+    again = api.request("DELETE", f"/builds/{name}")
+    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    deadline = time.monotonic() + 15
+    while build_containers(f"sleep {seconds}") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not build_containers(f"sleep {seconds}"), "the Docker build still runs"
+
+
+def test_rebuilds_keep_every_attempt(api: ApiClient, git_server: GitServer,
+                                     repo_url: str) -> None:
+    url = plain_repo(git_server, repo_url)
+    first = start(api, url)
+    name = first["name"]
+    assert api.wait(name, timeout=300)["status"] == "completed"
+    second = start(api, url, force=True)
+    assert second["build-id"] != first["build-id"]
+    assert api.wait(name, timeout=300)["status"] == "completed"
+
+    attempts = api.request("GET", f"/builds/{name}/history")
+    assert attempts.status_code == 200, attempts.text
+    assert [a["build-id"] for a in attempts.json()] == [second["build-id"], first["build-id"]]
+    assert [a["status"] for a in attempts.json()] == ["completed", "completed"]
+    old_log = api.request("GET", f"/builds/{name}/logs?build-id={first['build-id']}")
+    assert old_log.status_code == 200 and old_log.text.strip(), old_log.text
+    assert api.logs(name).strip() and api.logs(name) != ""
+    assert_error(api.request("GET", f"/builds/{name}/logs?build-id=nope"), 404, "noBuildInfo")
+
+
+def test_forced_restart_of_a_running_build_archives_it(api: ApiClient, git_server: GitServer,
+                                                       repo_url: str) -> None:
+    url = slow_repo(git_server, repo_url)
+    first = start(api, url)
+    name = first["name"]
+    try:
+        second = start(api, url, force=True)
+        assert second["status"] == "running" and second["build-id"] != first["build-id"]
+        history = api.request("GET", f"/builds/{name}/history").json()
+        assert [a["build-id"] for a in history] == [second["build-id"], first["build-id"]]
+        assert history[1]["status"] == "cancelled"
+        assert "forced rebuild" in history[1]["error"]
+    finally:
+        asked = time.monotonic()
+        api.request("DELETE", f"/builds/{name}")
+    wait_cancelled(api, name, asked)

@@ -1,0 +1,98 @@
+"""Build logs over HTTP: as text, and followed live as Server-Sent Events."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import requests
+
+from common import builds
+from common.buildlog import BuildLogWriter
+from common.models import Status
+from tests.support.api_cases import Event, read_sse, ticking_repo
+from tests.support.farm import ApiClient
+from tests.support.git_server import GitServer
+
+
+def follow(api: ApiClient, name: str, last_id: str | None = None,
+           query: str = "follow=1") -> requests.Response:
+    headers = {"Last-Event-ID": last_id} if last_id else {}
+    response = api.session.get(f"{api.url}/builds/{name}/logs?{query}", headers=headers,
+                               stream=True, timeout=(5, 120))
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/event-stream")
+    return response
+
+
+def lines_of(events: list[Event]) -> list[tuple[int, str]]:
+    return [(int(e.id), e.data) for e in events if e.event == "message" and e.id is not None]
+
+
+def test_follow_a_real_build_live_and_resume(api: ApiClient, git_server: GitServer,
+                                             repo_url: str) -> None:
+    url = ticking_repo(git_server, repo_url, ticks=8)
+    started = api.start(url)
+    assert started.status_code == 200, started.text
+    name = started.json()["name"]
+
+    first: list[Event] = []
+    with follow(api, name) as response:
+        for event in read_sse(response):
+            first.append(event)
+            if event.data == "tick-3":
+                break  # drop the connection mid-build
+    assert first[-1].data == "tick-3" and first[-1].id is not None
+    second: list[Event] = []
+    with follow(api, name, last_id=first[-1].id) as response:
+        second = list(read_sse(response))
+    assert second[-1].event == "end", second[-3:]
+    record = api.build(name)
+    assert second[-1].data == record["status"] == "completed", (record, api.logs(name))
+
+    numbered = lines_of(first) + lines_of(second)
+    # Resumed exactly after the last event seen: no line twice, none missing.
+    assert [seq for seq, _ in numbered] == list(range(1, len(numbered) + 1))
+    ticks = [text for _, text in numbered if text.startswith("tick-")]
+    assert ticks == [f"tick-{i}" for i in range(1, 9)]
+    # The lines arrived while the build printed them, about a second apart.
+    arrivals = [e.at for e in second if e.data.startswith("tick-")]
+    gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:], strict=False)]
+    assert gaps and max(gaps) < 2.0 and arrivals[-1] - arrivals[0] > 0.6 * len(gaps), gaps
+    # The kept log is the followed one, line for line.
+    assert api.logs(name).splitlines() == [text for _, text in numbered]
+
+
+def test_follow_sends_a_new_line_within_a_second(api: ApiClient) -> None:
+    name = f"logs-{uuid.uuid4().hex[:8]}"
+    record = builds.create_build(name, {"display-name": "logs/latency",
+                                        "repository": "https://example.org/logs/latency"})
+    writer = BuildLogWriter(record["build_id"])
+    writer.write("before following")
+    latencies = []
+    with follow(api, name) as response:
+        events = read_sse(response)
+        assert next(events).data == "before following"
+        for index in range(5):
+            time.sleep(0.3)
+            written = time.monotonic()
+            writer.write(f"line {index}")
+            event = next(events)
+            assert event.data == f"line {index}", event
+            latencies.append(event.at - written)
+        writer.write("two\nparts")
+        assert next(events).data == "two\nparts"
+        writer.close()
+        builds.finish(record["build_id"], record["attempt"], Status.FAILED, "test over")
+        end = next(events)
+        assert (end.event, end.data) == ("end", "failed")
+    assert max(latencies) < 1.0, latencies
+    # Plain text: every line, or those after a line number.
+    assert api.logs(name).splitlines() == ["before following", "line 0", "line 1", "line 2",
+                                           "line 3", "line 4", "two", "parts"]
+    tail = api.request("GET", f"/builds/{name}/logs?after=5")
+    assert tail.text.splitlines() == ["line 4", "two", "parts"]
+    # Following an ended build replays it and ends at once; ?after resumes too.
+    with follow(api, name, query="follow=true&after=6") as response:
+        replay = list(read_sse(response))
+    assert [(e.event, e.data) for e in replay] == [("message", "two\nparts"), ("end", "failed")]

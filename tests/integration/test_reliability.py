@@ -1,0 +1,276 @@
+"""Reliability with real processes: no accepted build is lost or left stuck.
+
+This module runs a farm of its own (API, two workers, beat) on a private
+Redis and MongoDB database, so it can kill workers and stop Redis without
+disturbing other tests. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import docker
+import pymongo
+import pytest
+import requests
+
+from tests.integration.conftest import API_KEY, DATA_DIR, unique
+from tests.support.farm import ApiClient, Farm, Process, free_port
+from tests.support.git_server import GitServer
+
+BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+HOSTS = ("rel-a", "rel-b")
+#: How many times each phase is killed (the acceptance run uses 10 in all).
+KILL_REPEATS = int(os.environ.get("BINDER_FAULT_REPEATS", "1"))
+
+
+class RedisServer:
+    """A private redis-server that tests may stop and start again."""
+
+    def __init__(self, port: int, log_path: Path) -> None:
+        self.port = port
+        self.log_path = log_path
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.log_path, "ab") as out:
+            self.process = subprocess.Popen(
+                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no"], stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with __import__("socket").create_connection(("127.0.0.1", self.port), 0.2):
+                    return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("private redis did not start")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+
+
+@dataclass
+class Cluster:
+    farm: Farm
+    api: ApiClient
+    redis: RedisServer
+    db: pymongo.database.Database
+    workers: dict[str, Process]
+
+    def start_worker(self, host: str) -> Process:
+        since = time.time()
+        process = self.farm.start(f"worker-{host}", ["worker"], {"BINDER_WORKER_ID": host})
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            doc = self.db.hosts.find_one({"host": host, "state": "up"})
+            if doc and doc["last_seen"].timestamp() >= since - 1:
+                self.workers[host] = process
+                return process
+            if not process.alive():
+                break
+            time.sleep(0.3)
+        raise RuntimeError(f"worker {host} did not start:\n{process.log_tail()}")
+
+    def ensure_workers(self) -> None:
+        for host in HOSTS:
+            worker = self.workers.get(host)
+            if worker is None or not worker.alive():
+                if worker is not None:
+                    self.farm.processes.remove(worker)
+                self.start_worker(host)
+
+
+@pytest.fixture(scope="module")
+def cluster(farm_env: dict[str, str], services: None) -> Iterator[Cluster]:
+    run = uuid.uuid4().hex[:6]
+    log_dir = DATA_DIR / f"logs-reliability-{run}"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    redis_server = RedisServer(free_port(), log_dir / "redis.log")
+    redis_server.start()
+    db_name = f"{farm_env['BINDER_MONGO_DB']}_rel_{run}"
+    env = {**farm_env, "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
+           "BINDER_MONGO_DB": db_name}
+    farm = Farm(env, log_dir)
+    client = pymongo.MongoClient("mongodb://127.0.0.1:27017", tz_aware=True)
+    cluster = Cluster(farm, ApiClient("", API_KEY), redis_server, client[db_name], {})
+    try:
+        _, url = farm.start_api()
+        cluster.api = ApiClient(url, API_KEY)
+        farm.start("beat", ["beat"])
+        cluster.ensure_workers()
+        yield cluster
+    finally:
+        farm.stop()
+        redis_server.stop()
+        client.drop_database(db_name)
+        client.close()
+
+
+def slow_dockerfile(seconds: int, extra: str = "") -> str:
+    return (f"FROM {BASE_IMAGE}\nUSER root\nRUN echo {uuid.uuid4().hex} > /id && sleep {seconds}"
+            f"\n{extra}USER main\n")
+
+
+def images_in_registry(image: str) -> list[str]:
+    repository = image.partition("/")[2].rpartition(":")[0]
+    response = requests.get(f"http://127.0.0.1:5000/v2/{repository}/tags/list", timeout=5)
+    return list(response.json().get("tags") or [])
+
+
+def no_container_running(marker: str) -> bool:
+    client = docker.from_env()
+    for container in client.containers.list(all=True):
+        command = " ".join(container.attrs["Config"].get("Cmd") or [])
+        if marker in command:
+            return False
+    return True
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+PHASE_SETUPS = {
+    # phase: (repository files, git-server delay for this repo)
+    "fetching": (lambda: {"Dockerfile": slow_dockerfile(1)}, 6.0),
+    "building": (lambda: {"Dockerfile": slow_dockerfile(12)}, 0.0),
+    "pushing": (lambda: {"Dockerfile": slow_dockerfile(
+        1, "RUN head -c 400000000 /dev/urandom > /big\n")}, 0.0),
+}
+
+
+@pytest.mark.parametrize("phase", [p for p in PHASE_SETUPS for _ in range(KILL_REPEATS)])
+def test_sigkill_worker_mid_phase_build_completes_elsewhere(
+        cluster: Cluster, git_server: GitServer, repo_url: str, phase: str) -> None:
+    cluster.ensure_workers()
+    files, delay = PHASE_SETUPS[phase]
+    repo = unique(f"kill-{phase}")
+    git_server.make_repo(f"github/rel/{repo}", files())
+    if delay:
+        git_server.delays[repo] = delay
+    try:
+        response = cluster.api.start(f"{repo_url}/rel/{repo}")
+        assert response.status_code == 200, response.text
+        name = response.json()["name"]
+        record = cluster.api.wait_phase(name, phase, timeout=120)
+        assert record["phase"] == phase, record
+        victim = record["worker"]
+        git_server.delays.pop(repo, None)
+        cluster.workers[victim].signal(signal.SIGKILL)
+        done = cluster.api.wait(name, timeout=240)
+    finally:
+        git_server.delays.pop(repo, None)
+    assert done["status"] == "completed", (done, cluster.api.logs(name))
+    assert done["attempt"] == 2
+    assert done["worker"] != victim
+    assert images_in_registry(done["image-name"]) == [done["commit"]]
+    assert cluster.db.builds.count_documents({"status": "running", "name": name}) == 0
+
+
+def test_redis_stopped_for_20s_loses_no_build(cluster: Cluster, git_server: GitServer,
+                                              repo_url: str) -> None:
+    cluster.ensure_workers()
+    names = []
+    for index in range(5):
+        repo = unique(f"redis{index}")
+        git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": slow_dockerfile(4)})
+        response = cluster.api.start(f"{repo_url}/rel/{repo}")
+        assert response.status_code == 200, response.text
+        names.append(response.json()["name"])
+    time.sleep(2)
+    cluster.redis.stop()
+    time.sleep(20)
+    cluster.redis.start()
+    for name in names:
+        record = cluster.api.wait(name, timeout=300)
+        assert record["status"] == "completed", (record, cluster.api.logs(name))
+
+
+def test_concurrent_starts_create_one_build(cluster: Cluster, git_server: GitServer,
+                                            repo_url: str) -> None:
+    repo = unique("race")
+    git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": slow_dockerfile(3)})
+    barrier = threading.Barrier(20)
+    results: list[requests.Response] = []
+    lock = threading.Lock()
+
+    def start() -> None:
+        client = ApiClient(cluster.api.url, API_KEY)
+        barrier.wait(10)
+        response = client.start(f"{repo_url}/rel/{repo}")
+        with lock:
+            results.append(response)
+
+    threads = [threading.Thread(target=start) for _ in range(20)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    codes = sorted(response.status_code for response in results)
+    assert codes == [200] + [409] * 19, [r.text for r in results if r.status_code != 409]
+    assert all(r.json()["type"] == "alreadyBuilding" for r in results if r.status_code == 409)
+    name = next(r.json()["name"] for r in results if r.status_code == 200)
+    assert cluster.api.wait(name, timeout=180)["status"] == "completed"
+    assert cluster.db.builds.count_documents({"name": name}) == 1
+
+
+def test_build_over_its_timeout_fails_and_its_container_is_gone(
+        cluster: Cluster, git_server: GitServer, repo_url: str) -> None:
+    cluster.ensure_workers()
+    repo = unique("timeout")
+    git_server.make_repo(f"github/rel/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN sleep 601\n", ".binder.yml": "timeout: 1\n"})
+    response = cluster.api.start(f"{repo_url}/rel/{repo}")
+    name = response.json()["name"]
+    record = cluster.api.wait(name, timeout=150)
+    assert record["status"] == "failed"
+    assert record["error"].startswith("The build timed out after 1 min in phase building"), record
+    assert wait_until(lambda: no_container_running("sleep 601"), 15)
+
+
+def test_cancel_ends_build_within_10s_and_removes_its_container(
+        cluster: Cluster, git_server: GitServer, repo_url: str) -> None:
+    cluster.ensure_workers()
+    repo = unique("cancel")
+    git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": f"FROM {BASE_IMAGE}\n"
+                                                               "RUN sleep 602\n"})
+    name = cluster.api.start(f"{repo_url}/rel/{repo}").json()["name"]
+    assert cluster.api.wait_phase(name, "building", timeout=60)["phase"] == "building"
+    assert wait_until(lambda: not no_container_running("sleep 602"), 30)
+    started = time.monotonic()
+    response = cluster.api.request("DELETE", f"/builds/{name}")
+    assert response.status_code == 200, response.text
+    record = cluster.api.wait(name, timeout=10)
+    assert record["status"] == "cancelled", record
+    assert time.monotonic() - started < 10
+    assert wait_until(lambda: no_container_running("sleep 602"), 10)
+
+
+def test_sigterm_to_a_worker_mid_build_still_completes(cluster: Cluster, git_server: GitServer,
+                                                       repo_url: str) -> None:
+    cluster.ensure_workers()
+    repo = unique("sigterm")
+    git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": slow_dockerfile(8)})
+    name = cluster.api.start(f"{repo_url}/rel/{repo}").json()["name"]
+    record = cluster.api.wait_phase(name, "building", timeout=60)
+    worker = cluster.workers[record["worker"]]
+    os.kill(worker.popen.pid, signal.SIGTERM)  # the worker's main process, as an operator would
+    done = cluster.api.wait(name, timeout=240)
+    assert done["status"] == "completed", (done, cluster.api.logs(name))
+    worker.popen.wait(120)

@@ -1,0 +1,76 @@
+"""Repositories and stream readers the API tests share.
+
+Each ``*_repo`` helper creates a uniquely named repository on the test Git
+server and returns its GitHub-style URL; ``read_sse`` parses a live
+Server-Sent Events response, recording when each event arrived.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from tests.support.git_server import GitServer
+
+BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+
+
+def _unique(name: str) -> str:
+    return f"{name}-{uuid.uuid4().hex[:6]}"
+
+
+def plain_repo(git_server: GitServer, repo_url: str, owner: str = "api") -> str:
+    """A repository without config files: builds in a few seconds."""
+    repo = _unique("plain")
+    git_server.make_repo(f"github/{owner}/{repo}", {"README.md": f"{repo}\n"})
+    return f"{repo_url}/{owner}/{repo}"
+
+
+def slow_repo(git_server: GitServer, repo_url: str, seconds: int = 60,
+              owner: str = "api") -> str:
+    """A Dockerfile repository whose build sleeps ``seconds`` (tests cancel it)."""
+    repo = _unique("slow")
+    git_server.make_repo(f"github/{owner}/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo sleeping && sleep {seconds}\n"})
+    return f"{repo_url}/{owner}/{repo}"
+
+
+def ticking_repo(git_server: GitServer, repo_url: str, ticks: int = 8,
+                 owner: str = "api") -> str:
+    """A Dockerfile repository whose build prints ``tick-N`` once a second."""
+    repo = _unique("ticks")
+    git_server.make_repo(f"github/{owner}/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\n"
+                      f"RUN for i in $(seq 1 {ticks}); do echo tick-$i; sleep 1; done\n"})
+    return f"{repo_url}/{owner}/{repo}"
+
+
+@dataclass
+class Event:
+    """One Server-Sent Event and the monotonic time it was read."""
+
+    id: str | None
+    event: str
+    data: str
+    at: float
+
+
+def read_sse(response: Any) -> Iterator[Event]:
+    """Events of a streaming ``requests`` response, as they arrive."""
+    fields: dict[str, list[str]] = {}
+    for raw in response.iter_lines(chunk_size=1, decode_unicode=True):
+        line = raw if isinstance(raw, str) else raw.decode()
+        if line == "":
+            if "data" in fields or "event" in fields:
+                yield Event(id=(fields.get("id") or [None])[-1],
+                            event=(fields.get("event") or ["message"])[-1],
+                            data="\n".join(fields.get("data", [])), at=time.monotonic())
+            fields = {}
+            continue
+        if line.startswith(":"):
+            continue
+        key, _, value = line.partition(":")
+        fields.setdefault(key, []).append(value.removeprefix(" "))
