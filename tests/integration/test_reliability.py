@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -274,3 +275,73 @@ def test_sigterm_to_a_worker_mid_build_still_completes(cluster: Cluster, git_ser
     done = cluster.api.wait(name, timeout=240)
     assert done["status"] == "completed", (done, cluster.api.logs(name))
     worker.popen.wait(120)
+
+
+def test_start_with_broker_down_is_accepted_and_built_later(
+        cluster: Cluster, git_server: GitServer, repo_url: str) -> None:
+    cluster.ensure_workers()
+    repo = unique("nobroker")
+    git_server.make_repo(f"github/rel/{repo}", {"a.txt": "x"})
+    cluster.redis.stop()
+    try:
+        started = time.monotonic()
+        response = cluster.api.start(f"{repo_url}/rel/{repo}")
+        elapsed = time.monotonic() - started
+    finally:
+        cluster.redis.start()
+    assert response.status_code == 200, response.text
+    assert elapsed < 10
+    body = response.json()
+    assert (body["status"], body["phase"]) == ("running", "queued")
+    record = cluster.api.wait(body["name"], timeout=120)
+    assert record["status"] == "completed", (record, cluster.api.logs(body["name"]))
+
+
+def test_mongo_down_answers_503_fast_and_recovers(farm_env: dict[str, str], services: None,
+                                                  tmp_path: Path) -> None:
+    port = free_port()
+    storage = tmp_path / "mongo"
+    argv = [str(Path(sys.executable).parent / "secantusd-py"), "--host", "127.0.0.1",
+            "--port", str(port), "--storage-path", str(storage), "--log-level", "WARNING"]
+
+    def start_mongo() -> subprocess.Popen[bytes]:
+        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        ok = wait_until(lambda: _mongo_answers(port), 60, 0.3)
+        assert ok, "private mongo did not start"
+        return process
+
+    mongo = start_mongo()
+    farm = Farm({**farm_env, "MONGO_URL": f"mongodb://127.0.0.1:{port}"}, tmp_path / "logs")
+    try:
+        _, url = farm.start_api()
+        api = ApiClient(url, API_KEY)
+        assert api.request("GET", "/builds/x").status_code == 404
+        mongo.terminate()
+        mongo.wait(20)
+        for method, path, body in (("GET", "/builds/x", None),
+                                   ("POST", "/builds/repo",
+                                    {"repository": "https://github.com/o/r"})):
+            started = time.monotonic()
+            response = api.request(method, path, json=body)
+            assert time.monotonic() - started < 3
+            assert response.status_code == 503, response.text
+            assert response.json()["type"] == "noDatabase"
+        mongo = start_mongo()
+        response = api.request("GET", "/builds/x")
+        assert response.status_code == 404 and response.json()["type"] == "noBuildInfo"
+    finally:
+        farm.stop()
+        if mongo.poll() is None:
+            mongo.terminate()
+            mongo.wait(20)
+
+
+def _mongo_answers(port: int) -> bool:
+    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=300)
+    try:
+        client.admin.command("ping")
+        return True
+    except pymongo.errors.PyMongoError:
+        return False
+    finally:
+        client.close()
