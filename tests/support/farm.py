@@ -149,7 +149,7 @@ class ApiClient:
             record = self.build(name)
             if record["status"] in until:
                 return record
-            time.sleep(0.5)
+            time.sleep(0.1)
         raise AssertionError(f"{name} still {record.get('status')}/{record.get('phase')} "
                              f"after {timeout} s: {record}")
 

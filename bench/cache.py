@@ -1,0 +1,114 @@
+"""Benchmark: cache hits and code-only rebuilds against a full build, in one run.
+
+Starts the farm's real processes (API, one worker) against the running
+services, serves a requirements.txt repository from a loopback Git server
+and a local package index, then times, from start request to ``completed``:
+
+* a full build (the baseline),
+* the same commit again (cache hit: registry manifest found, no build),
+* a code-only change (dependency layer reused).
+
+Prints each time and its ratio to the baseline; machines here are noisy,
+so only ratios measured in the same run mean anything.
+
+    .venv/bin/python -m bench.cache [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import datetime
+import os
+import statistics
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+RUN = uuid.uuid4().hex[:6]
+DATA = Path(tempfile.mkdtemp(prefix=f"binder-bench-{RUN}-"))
+ENV = {
+    "BINDER_API_KEY": f"bench-{RUN}", "BINDER_DATA_DIR": str(DATA),
+    "BINDER_MONGO_DB": f"binder_bench_{RUN}", "REDIS_URL": "redis://127.0.0.1:6379/8",
+    "BINDER_IMAGE_PREFIX": f"bench-{RUN}-", "BINDER_BUILD_NETWORK": "host",
+}
+os.environ.update(ENV)
+
+from common.config import load_config, set_config  # noqa: E402
+from common.db import get_client  # noqa: E402
+from common.localfarm import ensure_services, stop_services  # noqa: E402
+from tests.support.farm import ApiClient, Farm  # noqa: E402
+from tests.support.git_server import GitServer  # noqa: E402
+from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
+from tests.support.static_http import serve_directory  # noqa: E402
+
+
+def building_seconds(record: dict) -> float:
+    """Time spent in the build phase (0 for a cache hit)."""
+    phase = record["phases"].get("building")
+    if not phase:
+        return 0.0
+    start, end = (datetime.fromisoformat(phase[key]) for key in ("start", "end"))
+    return (end - start).total_seconds()
+
+
+def timed_build(api: ApiClient, url: str) -> tuple[float, dict]:
+    started = time.perf_counter()
+    response = api.start(url)
+    response.raise_for_status()
+    record = api.wait(response.json()["name"], timeout=900)
+    elapsed = time.perf_counter() - started
+    if record["status"] != "completed":
+        raise SystemExit(f"build failed: {record['error']}")
+    return elapsed, record
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    index = make_index(DATA / "index", [make_wheel("bench-pkg", "1.0")])
+    git = GitServer(DATA / "git").start()
+    with serve_directory(index) as index_url:
+        env = {**ENV, "BINDER_GITHUB_URL": f"{git.url}/gh", "BINDER_ALLOWED_SOURCE_HOSTS":
+               git.host, "BINDER_PIP_INDEX_URL": f"{index_url}/simple/"}
+        os.environ.update(env)
+        config = load_config()
+        set_config(config)
+        started = ensure_services(config)
+        farm = Farm(env, DATA / "logs")
+        try:
+            _, url = farm.start_api()
+            farm.start_worker("bench")
+            api = ApiClient(url, ENV["BINDER_API_KEY"])
+            full, hit, rebuild, full_phase, rebuild_phase = [], [], [], [], []
+            for round_ in range(args.rounds):
+                repo = f"repo{round_}"
+                git.make_repo(f"gh/bench/{repo}", {"requirements.txt": "bench-pkg\n",
+                                                   "code.py": "x = 1\n"})
+                elapsed, record = timed_build(api, f"{git.url}/gh/bench/{repo}")
+                full.append(elapsed)
+                full_phase.append(building_seconds(record))
+                hit.append(timed_build(api, f"{git.url}/gh/bench/{repo}")[0])
+                git.push_commit(f"gh/bench/{repo}", {"code.py": "x = 2\n"})
+                elapsed, record = timed_build(api, f"{git.url}/gh/bench/{repo}")
+                rebuild.append(elapsed)
+                rebuild_phase.append(building_seconds(record))
+        finally:
+            farm.stop()
+            stop_services(started)
+            git.stop()
+            get_client().drop_database(ENV["BINDER_MONGO_DB"])
+    base = statistics.median(full)
+    print(f"full build (baseline)  {base:7.2f} s   ratio 1.000")
+    for label, values in (("cache hit", hit), ("code-only rebuild", rebuild)):
+        value = statistics.median(values)
+        print(f"{label:22} {value:7.2f} s   ratio {value / base:.3f}")
+    phase_base = statistics.median(full_phase)
+    phase_rebuild = statistics.median(rebuild_phase)
+    print(f"build phase: full {phase_base:.2f} s, code-only {phase_rebuild:.2f} s, "
+          f"ratio {phase_rebuild / phase_base:.3f}")
+
+
+if __name__ == "__main__":
+    main()
