@@ -26,39 +26,12 @@ import requests
 from tests.integration.conftest import API_KEY, DATA_DIR, unique
 from tests.support.farm import ApiClient, Farm, Process, free_port
 from tests.support.git_server import GitServer
+from tests.support.redis_server import RedisServer
 
 BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
 HOSTS = ("rel-a", "rel-b")
 #: How many times each phase is killed (the acceptance run uses 10 in all).
 KILL_REPEATS = int(os.environ.get("BINDER_FAULT_REPEATS", "1"))
-
-
-class RedisServer:
-    """A private redis-server that tests may stop and start again."""
-
-    def __init__(self, port: int, log_path: Path) -> None:
-        self.port = port
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log_path, "ab") as out:
-            self.process = subprocess.Popen(
-                ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                 "--appendonly", "no"], stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                with __import__("socket").create_connection(("127.0.0.1", self.port), 0.2):
-                    return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("private redis did not start")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(10)
 
 
 @dataclass

@@ -101,9 +101,9 @@ class Farm:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:
-                requests.get(f"{url}/openapi.json", timeout=1)
+                requests.get(f"{url}/openapi.json", timeout=10)
                 return process, url
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
                 if not process.alive():
                     break
                 time.sleep(0.2)
