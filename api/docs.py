@@ -31,6 +31,12 @@ def _errors(*codes: str) -> dict[str, Any]:
     return {code: _json("Error", _ERRORS[code]) for code in codes}
 
 
+#: Answered by gunicorn before the app sees the request: a request line
+#: (path and query) over its limit of 4094 bytes.
+_URI_TOO_LONG = {"414": {"description": "the URL is longer than the server accepts",
+                         "content": {"text/html": {"schema": {"type": "string"}}}}}
+
+
 def _list(item: str) -> dict[str, Any]:
     return {"type": "array", "items": item}
 
@@ -69,17 +75,18 @@ def build_spec() -> APISpec:
                 "parameters": [{"in": "query", "schema": schemas.BuildListQuerySchema}],
                 "responses": {"200": _json(_list("Build"), "one page of builds; a full page "
                                            "has a Link header to the next"),
-                              **_errors("403", "422", "503")}}})
+                              **_errors("403", "422", "503"), **_URI_TOO_LONG}}})
     spec.path("/builds/{name}", parameters=[_NAME], operations={
         "get": {"summary": "One build", "responses": {"200": _json("Build"),
-                                                      **_errors("404", "503")}},
+                                                      **_errors("404", "503"), **_URI_TOO_LONG}},
         "delete": {"summary": "Cancel a build", "security": KEY,
                    "responses": {"200": _json("Build", "the build, cancelled or cancelling"),
-                                 **_errors("403", "404", "503")}},
+                                 **_errors("403", "404", "503"), **_URI_TOO_LONG}},
     })
     spec.path("/builds/{name}/history", parameters=[_NAME], operations={
         "get": {"summary": "Every attempt of a build, newest first",
-                "responses": {"200": _json(_list("Build")), **_errors("404", "503")}}})
+                "responses": {"200": _json(_list("Build")), **_errors("404", "503"),
+                              **_URI_TOO_LONG}}})
     spec.path("/builds/{name}/logs", parameters=[_NAME], operations={
         "get": {"summary": "A build's log",
                 "parameters": [{"in": "query", "schema": schemas.LogQuerySchema},
@@ -92,13 +99,14 @@ def build_spec() -> APISpec:
                                       "content": {"text/plain": {"schema": {"type": "string"}},
                                                   "text/event-stream": {
                                                       "schema": {"type": "string"}}}},
-                              **_errors("404", "422", "503")}}})
+                              **_errors("404", "422", "503"), **_URI_TOO_LONG}}})
     spec.path("/templates/", operations={"get": {
         "summary": "Every template", "security": KEY,
         "responses": {"200": _json(_list("Template")), **_errors("403", "503")}}})
     spec.path("/templates/{name}", parameters=[_NAME], operations={"get": {
         "summary": "One template", "security": KEY,
-        "responses": {"200": _json("Template"), **_errors("403", "404", "503")}}})
+        "responses": {"200": _json("Template"), **_errors("403", "404", "503"),
+                      **_URI_TOO_LONG}}})
     spec.path("/health/", operations={"get": {"summary": "Health of each component",
                                               "responses": {
         "200": _json(_list("Health"), "every component is ok"),

@@ -107,7 +107,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds without heartbeat before a build counts as lost.", int),
     Setting("max_attempts", "BINDER_MAX_ATTEMPTS", 3,
             "Attempts before a repeatedly lost build is failed.", int),
-    Setting("reaper_interval", "BINDER_REAPER_INTERVAL", 15,
+    Setting("reaper_interval", "BINDER_REAPER_INTERVAL", 15.0,
             "Seconds between reaper runs.", float),
     Setting("log_stream_max", "BINDER_LOG_STREAM_MAX", 10000,
             "Lines kept in a build's live Redis stream.", int),
@@ -177,6 +177,9 @@ def _coerce(setting: Setting, raw: Any, source: str) -> Any:
         return raw
     if isinstance(setting.default, int | float) and isinstance(raw, int | float) \
             and not isinstance(raw, bool):
+        if isinstance(setting.default, int) and raw != int(raw):
+            raise ConfigError(f"{source}: {setting.env} must be a whole number, got {raw!r}",
+                              suggestions=[f"{setting.env}: {setting.help}"])
         return type(setting.default)(raw)
     raise ConfigError(
         f"{source}: {setting.env} should be {type(setting.default).__name__}, got {raw!r}",
@@ -210,7 +213,27 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
                           suggestions=["Use JSON (.json) or TOML (.toml)."]) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold an object of settings")
-    return _coerce_all(data, source=str(file))
+    return _coerce_all(translate_original(data), source=str(file))
+
+
+def translate_original(data: dict[str, Any]) -> dict[str, Any]:
+    """Accept the original binder-build ``conf/main.json`` shape beside flat keys.
+
+    ``{"port": 8082, "apiKey": K, "db": {"host", "port"}, "docker": {"registry"},
+    "logging": {...}}``: ``db`` becomes ``MONGO_URL``, ``docker.registry``
+    ``BINDER_REGISTRY``; the original's logging section has no counterpart.
+    """
+    result = dict(data)
+    result.pop("logging", None)
+    if "apiKey" in result:
+        result["api_key"] = result.pop("apiKey")
+    db = result.pop("db", None)
+    if isinstance(db, dict):
+        result["mongo_url"] = f"mongodb://{db.get('host', '127.0.0.1')}:{db.get('port', 27017)}"
+    docker = result.pop("docker", None)
+    if isinstance(docker, dict) and docker.get("registry"):
+        result["registry"] = docker["registry"]
+    return result
 
 
 def load_config(

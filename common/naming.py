@@ -6,12 +6,21 @@ import re
 
 MAX_NAME_LENGTH = 128
 _UNSAFE = re.compile(r"[^a-z0-9._-]+")
+_SEPARATORS = re.compile(r"[._-]+")
+#: Separators Docker allows between alphanumerics in an image name component.
+_VALID_SEPARATOR = re.compile(r"^(\.|_|__|-+)$")
 
 
 def safe_name_part(text: str) -> str:
-    """Lower-case ``text`` and replace what an image name cannot hold."""
-    cleaned = _UNSAFE.sub("-", text.lower()).strip("-.")
-    return cleaned or "x"
+    """Lower-case ``text`` and replace what an image name cannot hold.
+
+    The result matches Docker's path component grammar: alphanumerics joined
+    by ``.``, ``_``, ``__`` or dashes; any other run of separators becomes ``-``.
+    """
+    cleaned = _UNSAFE.sub("-", text.lower())
+    cleaned = _SEPARATORS.sub(
+        lambda match: match.group() if _VALID_SEPARATOR.match(match.group()) else "-", cleaned)
+    return cleaned.strip("-._") or "x"
 
 
 def build_name(owner: str, repo: str, ref: str | None = None) -> str:
@@ -26,7 +35,7 @@ def build_name(owner: str, repo: str, ref: str | None = None) -> str:
         import hashlib
 
         digest = hashlib.sha1(name.encode()).hexdigest()[:10]
-        name = f"{name[: MAX_NAME_LENGTH - 11].rstrip('-.')}-{digest}"
+        name = f"{name[: MAX_NAME_LENGTH - 11].rstrip('-._')}-{digest}"
     return name
 
 

@@ -7,6 +7,7 @@ Keys, as the original Binder read them: ``limits`` (``memory``, ``cpu``),
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -35,7 +36,7 @@ class LimitsSchema(Schema):
     @validates("cpu")
     def _cpu(self, value: Any, **_: Any) -> None:
         try:
-            if float(value) <= 0:
+            if isinstance(value, bool) or not (math.isfinite(float(value)) and float(value) > 0):
                 raise ValueError
         except (TypeError, ValueError):
             raise ValidationError("must be a positive number of CPUs") from None
@@ -57,9 +58,9 @@ class BinderYmlSchema(Schema):
     limits = fields.Nested(LimitsSchema, load_default=dict)
     hardware = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
     services = fields.List(fields.Nested(ServiceSchema), load_default=list)
-    port = fields.Integer(validate=validate.Range(min=1, max=65535))
+    port = fields.Integer(strict=True, validate=validate.Range(min=1, max=65535))
     command = fields.String(validate=validate.Length(min=1, max=4096))
-    timeout = fields.Integer(validate=validate.Range(min=1, max=24 * 60),
+    timeout = fields.Integer(strict=True, validate=validate.Range(min=1, max=24 * 60),
                              metadata={"description": "build timeout in minutes"})
 
 
@@ -74,10 +75,12 @@ def find_binder_yml(checkout: Path) -> Path | None:
 def load_binder_yml(path: Path) -> dict[str, Any]:
     """Parse and validate; ``BuildFailure`` names the field and the reason."""
     try:
-        raw = yaml.safe_load(path.read_text(errors="replace")) or {}
+        raw = yaml.safe_load(path.read_text(errors="replace"))
     except yaml.YAMLError as exc:
         raise BuildFailure(f"{path.name} is not valid YAML: {exc}",
                            suggestions=["Fix the YAML syntax."]) from exc
+    if raw is None:
+        raw = {}
     if not isinstance(raw, dict):
         raise BuildFailure(f"{path.name} must be a mapping of keys to values.")
     try:

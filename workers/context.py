@@ -38,7 +38,8 @@ def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
             ignore = checkout / ".dockerignore"
             patterns = ignore.read_text().splitlines() if ignore.is_file() else []
             patterns = [p for p in patterns if p.strip() and not p.startswith("#")] + [".git"]
-            for relative in sorted(exclude_paths(str(checkout), patterns)):
+            kept = exclude_paths(str(checkout), patterns, dockerfile=str(inputs.config_path))
+            for relative in sorted(kept):
                 tar.add(checkout / relative, arcname=relative, recursive=False)
             return str(inputs.config_path)
         tar.add(checkout, arcname="repo", filter=_without_git)

@@ -9,6 +9,21 @@ from workers.buildpacks.base import CONFIG_STAGING, ENV_PREFIX, HOME, BuildInput
 # Lines that refer to other files of the repository (``-r other.txt``,
 # ``-e .``, local paths) need the whole repository before pip runs.
 _LOCAL_REFERENCE = re.compile(r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|file:)")
+_FIND_LINKS = re.compile(r"^\s*(-f|--find-links)[\s=]+(\S+)")
+
+
+def needs_repository(line: str) -> bool:
+    """True when a requirements line refers to files of the repository."""
+    text = line.split(" #", 1)[0].strip()
+    if not text or text.startswith("#"):
+        return False
+    if _LOCAL_REFERENCE.match(text):
+        return True
+    find_links = _FIND_LINKS.match(text)
+    if find_links:
+        return "://" not in find_links.group(2)
+    first = text.split()[0]
+    return "/" in first and "://" not in first  # a relative path such as wheels/x.whl
 
 
 class RequirementsBuildPack(BuildPack):
@@ -18,7 +33,7 @@ class RequirementsBuildPack(BuildPack):
     def render(self, inputs: BuildInputs) -> str:
         assert inputs.config_path is not None
         text = (inputs.checkout / inputs.config_path).read_text(errors="replace")
-        needs_repo = any(_LOCAL_REFERENCE.match(line) for line in text.splitlines())
+        needs_repo = any(needs_repository(line) for line in text.splitlines())
         pip = f"{ENV_PREFIX}/bin/pip install --no-cache-dir --disable-pip-version-check " \
               f"{self.pip_options(inputs)}".rstrip()
         lines = self.preamble(inputs) + [

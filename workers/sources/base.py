@@ -22,8 +22,9 @@ from common.naming import build_name, display_name
 
 # A ref must look like a Git ref or SHA: no leading dash (option injection),
 # no "..", no control characters, no ref-spec syntax.
-_REF_OK = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+@-]{1,200}(?<![./])$")
-_PART_OK = re.compile(r"^(?!-)[A-Za-z0-9._-]{1,100}$")
+_REF_OK = re.compile(r"^(?![-/])(?!.*\.\.)(?!.*//)[A-Za-z0-9._/+@-]{1,200}(?<![./])$")
+# A path segment; never "." or ".." (they would let git fetch another path).
+_PART_OK = re.compile(r"^(?!-)(?!\.{1,2}$)[A-Za-z0-9._-]{1,100}$")
 
 
 @dataclass(frozen=True)

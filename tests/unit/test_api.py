@@ -1,0 +1,302 @@
+"""The Flask API on paths that answer before MongoDB or Celery would be reached.
+
+``common.builds`` and the enqueueing are replaced by guards that fail the
+test if a request gets that far, except where a test stubs them on purpose.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+import api.builds
+import common.config
+from api import create_app
+from common.config import load_config
+
+KEY = "k"
+AUTH = {"Authorization": KEY}
+MAX_BYTES = 2048
+
+
+def _must_not_run(*args: object, **kwargs: object) -> Any:
+    raise AssertionError("this request must not reach the database or the queue")
+
+
+@pytest.fixture
+def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    # create_app installs its config process-wide; put the previous one back afterwards.
+    monkeypatch.setattr(common.config, "_current", common.config._current)
+    for name in ("create_build", "list_builds", "get_build", "history", "request_cancel",
+                 "find_attempt"):
+        monkeypatch.setattr(api.builds.builds, name, _must_not_run, raising=False)
+    monkeypatch.setattr(api.builds, "enqueue_fetch", _must_not_run)
+    config = load_config(environ={"BINDER_API_KEY": KEY, "BINDER_DATA_DIR": str(tmp_path),
+                                  "BINDER_MAX_REQUEST_BYTES": str(MAX_BYTES)})
+    app = create_app(config)
+    app.config["TESTING"] = True
+    yield app
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+def post(client: FlaskClient, body: object, headers: dict[str, str] | None = None,
+         path: str = "/builds/repo") -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, str | bytes) else json.dumps(body)
+    response = client.post(path, data=data, headers=headers if headers is not None else AUTH,
+                           content_type="application/json")
+    return response.status_code, response.get_json()
+
+
+def assert_error_body(body: dict[str, Any], kind: str) -> None:
+    assert set(body) == {"type", "error", "suggestions"}
+    assert body["type"] == kind
+    assert isinstance(body["error"], str) and body["error"]
+    assert isinstance(body["suggestions"], list)
+
+
+# authorization
+
+
+@pytest.mark.parametrize("headers", [
+    {},
+    {"Authorization": "wrong"},
+    {"Authorization": "Bearer wrong"},
+    {"Authorization": "Basic k"},
+    {"Authorization": "kk"},
+    {"Authorization": ""},
+])
+def test_start_without_the_key_is_unauthorized(client: FlaskClient,
+                                               headers: dict[str, str]) -> None:
+    status, body = post(client, {"repository": "https://github.com/o/r"}, headers)
+    assert status == 403
+    assert_error_body(body, "unauthorized")
+    assert body["suggestions"]
+
+
+@pytest.mark.parametrize("header", ["k", "Bearer k", "bearer k", "token k", "TOKEN   k ", " k "])
+def test_key_is_accepted_raw_bearer_or_token(client: FlaskClient, header: str) -> None:
+    status, body = post(client, {}, {"Authorization": header})
+    assert status == 422  # past the key check, stopped by validation
+    assert_error_body(body, "malformedRequest")
+    assert "repository" in body["error"]
+
+
+def test_key_check_comes_before_reading_the_body(client: FlaskClient) -> None:
+    status, body = post(client, "not json", {})
+    assert status == 403
+    assert body["type"] == "unauthorized"
+
+
+def test_other_writes_need_the_key(client: FlaskClient) -> None:
+    for method, path in [("get", "/builds/"), ("delete", "/builds/o-r"),
+                         ("get", "/templates/"), ("get", "/templates/o-r"),
+                         ("post", "/builds/")]:
+        response = getattr(client, method)(path)
+        assert response.status_code == 403, (method, path)
+        assert response.get_json()["type"] == "unauthorized"
+
+
+# request bodies
+
+
+@pytest.mark.parametrize(("data", "fragment"), [
+    ("not json", "not JSON"),
+    ("", "not JSON"),
+    (b"\xff\xfe{", "not JSON"),
+    ("[1, 2]", "JSON object"),
+    ('"https://github.com/o/r"', "JSON object"),
+    ("null", "JSON object"),
+])
+def test_body_that_is_not_a_json_object(client: FlaskClient, data: str | bytes,
+                                        fragment: str) -> None:
+    status, body = post(client, data)
+    assert status == 422
+    assert_error_body(body, "malformedRequest")
+    assert fragment in body["error"]
+
+
+def test_unknown_field_is_named(client: FlaskClient) -> None:
+    status, body = post(client, {"repository": "https://github.com/o/r", "colour": "blue"})
+    assert status == 422
+    assert_error_body(body, "malformedRequest")
+    assert "colour" in body["error"]
+
+
+@pytest.mark.parametrize("force", ["maybe", [], {"a": 1}, 2])
+def test_force_of_the_wrong_type(client: FlaskClient, force: object) -> None:
+    status, body = post(client, {"repository": "https://github.com/o/r", "force": force})
+    assert status == 422
+    assert_error_body(body, "malformedRequest")
+    assert "force" in body["error"]
+
+
+@pytest.mark.parametrize("repository", ["", 42, None])
+def test_repository_must_be_a_non_empty_string(client: FlaskClient, repository: object) -> None:
+    status, body = post(client, {"repository": repository})
+    assert status == 422
+    assert "repository" in body["error"]
+
+
+def test_oversized_body_is_malformed(client: FlaskClient) -> None:
+    status, body = post(client, {"repository": "https://github.com/o/" + "r" * MAX_BYTES})
+    assert status == 422
+    assert_error_body(body, "malformedRequest")
+    assert str(MAX_BYTES) in body["error"]
+
+
+@pytest.mark.parametrize("repository", ["file:///etc", "ext::sh -c id", "git@github.com:o/r",
+                                        "https://user:pw@gitlab.com/o/r"])
+def test_bad_repository_url_is_bad_repo_source(client: FlaskClient, repository: str) -> None:
+    status, body = post(client, {"repository": repository})
+    assert status == 422
+    assert_error_body(body, "badRepoSource")
+    assert body["suggestions"]
+
+
+def test_start_records_and_enqueues_the_parsed_repository(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    created: list[tuple[str, dict[str, Any], bool]] = []
+    enqueued: list[dict[str, Any]] = []
+
+    def create_build(name: str, fields: dict[str, Any], force: bool) -> dict[str, Any]:
+        created.append((name, fields, force))
+        return {"name": name, **fields, "status": "running", "phase": "queued",
+                "start-time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "attempt": 1}
+
+    monkeypatch.setattr(api.builds.builds, "create_build", create_build)
+    monkeypatch.setattr(api.builds, "enqueue_fetch", enqueued.append)
+    status, body = post(client, {"repository": "https://github.com/Owner/Repo/tree/feat/x",
+                                 "force": True})
+    assert status == 200
+    name, fields, force = created[0]
+    assert (name, force) == ("owner-repo-feat-x", True)
+    assert fields["clone_url"] == "https://github.com/Owner/Repo.git"
+    assert fields["ref"] == "feat/x"
+    assert fields["source"] == "github"
+    assert enqueued == [create_build(name, fields, force)]
+    assert body["name"] == "owner-repo-feat-x"
+    assert body["display-name"] == "Owner/Repo/tree/feat/x"
+    assert body["repository"] == body["repo"] == "https://github.com/Owner/Repo/tree/feat/x"
+    assert body["start-time"].startswith("2024-01-02T03:04:05")
+    assert body["attempts"] == body["attempt"] == 1
+
+
+# queries, answered before the database
+
+
+@pytest.mark.parametrize("query", ["limit=0", "limit=lots", "offset=-1", "status=sleeping",
+                                   "limit=1&limit=2", "colour=blue"])
+def test_bad_list_query_is_bad_query(client: FlaskClient, query: str) -> None:
+    response = client.get(f"/builds/?{query}", headers=AUTH)
+    assert response.status_code == 422
+    assert_error_body(response.get_json(), "badQuery")
+
+
+def test_bad_log_query_is_bad_query(client: FlaskClient) -> None:
+    response = client.get("/builds/o-r/logs?follow=perhaps")
+    assert response.status_code == 422
+    body = response.get_json()
+    assert_error_body(body, "badQuery")
+    assert "follow" in body["error"]
+
+
+# routing and errors
+
+
+def test_unknown_route_is_a_json_404(client: FlaskClient) -> None:
+    response = client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.is_json
+    assert_error_body(response.get_json(), "doesNotExist")
+
+
+def test_wrong_method_is_malformed(client: FlaskClient) -> None:
+    response = client.put("/builds/repo", headers=AUTH)
+    assert response.status_code == 405
+    assert_error_body(response.get_json(), "malformedRequest")
+    assert "POST" in response.headers["Allow"]
+
+
+def test_unexpected_errors_do_not_leak_a_traceback(client: FlaskClient,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(*args: object, **kwargs: object) -> dict[str, Any]:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(api.builds.builds, "get_build", explode)
+    monkeypatch.setattr("api.errors.log.exception", lambda *a, **k: None)
+    response = client.get("/builds/o-r")
+    assert response.status_code == 500
+    body = response.get_json()
+    assert_error_body(body, "internalError")
+    assert "secret" not in response.get_data(as_text=True)
+
+
+# documentation
+
+
+def _refs(node: object) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
+def _resolve(document: dict[str, Any], ref: str) -> object:
+    assert ref.startswith("#/"), ref
+    node: Any = document
+    for part in ref[2:].split("/"):
+        node = node[part]
+    return node
+
+
+def test_openapi_document(client: FlaskClient) -> None:
+    response = client.get("/openapi.json")
+    assert response.status_code == 200
+    document = response.get_json()
+    assert document["openapi"].startswith("3.")
+    assert document["info"]["title"] and document["info"]["version"]
+    assert {"/builds/repo", "/builds/{name}", "/templates/{name}", "/health/"} <= \
+        set(document["paths"])
+    assert "post" in document["paths"]["/builds/repo"]
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            if method != "parameters":
+                assert operation["responses"], (path, method)
+    for ref in _refs(document):
+        assert _resolve(document, ref) is not None
+    schema = document["components"]["schemas"]["BuildRequest"]
+    assert schema["required"] == ["repository"]
+
+
+def test_openapi_document_validates_against_the_openapi_3_0_schema(client: FlaskClient) -> None:
+    definitions = pytest.importorskip("schemathesis.specs.openapi.definitions")
+    document = client.get("/openapi.json").get_json()
+    definitions.OPENAPI_30_VALIDATOR.validate(document)
+
+
+def test_docs_page_is_html(client: FlaskClient) -> None:
+    response = client.get("/docs")
+    assert response.status_code == 200
+    assert response.mimetype == "text/html"
+    assert "/openapi.json" in response.get_data(as_text=True)
+
+
+def test_app_factory_sets_the_request_limit(app: Flask) -> None:
+    assert app.config["MAX_CONTENT_LENGTH"] == MAX_BYTES
+    assert app.config["BINDER"].api_key == KEY

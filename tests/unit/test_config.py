@@ -1,0 +1,256 @@
+"""``common/config.py``: defaults, layering (file < environment < overrides), parsing, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from common.config import (
+    SETTINGS,
+    Config,
+    describe_settings,
+    environment_for,
+    load_config,
+    read_config_file,
+)
+from common.errors import ConfigError
+
+
+def write_json(tmp_path: Path, data: object, name: str = "binder.json") -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def write_toml(tmp_path: Path, text: str, name: str = "binder.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+# defaults
+
+
+def test_every_setting_has_its_default_when_nothing_is_set() -> None:
+    config = load_config(environ={})
+    assert dict(config.values) == {s.name: s.default for s in SETTINGS}
+    assert config.port == 8082
+    assert config.github_url == "https://github.com"
+    assert config.config_order == ("requirements.txt", "environment.yml", "Dockerfile")
+    assert config.allowed_source_hosts == ()
+    assert config.verify is True
+
+
+def test_load_config_ignores_the_process_environment_when_given_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("BINDER_PORT", "1234")
+    assert load_config(environ={}).port == 8082
+    assert load_config().port == 1234
+
+
+def test_derived_properties() -> None:
+    config = load_config(environ={"BINDER_REGISTRY": "reg.example:5000",
+                                  "BINDER_REGISTRY_INSECURE": "false",
+                                  "BINDER_DATA_DIR": "/srv/binder"})
+    assert config.registry_url == "https://reg.example:5000"
+    assert config.base_image_name == "reg.example:5000/binder-base:latest"
+    assert config.work_root == Path("/srv/binder/work")
+    assert config.replace(base_image="python:3.12").base_image_name == "python:3.12"
+    assert config.replace(registry_insecure=True).registry_url == "http://reg.example:5000"
+    assert config.replace(worker_id="host-a").worker_host == "host-a"
+
+
+def test_unknown_attribute_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        _ = load_config(environ={}).no_such_setting
+
+
+# environment parsing
+
+
+def test_environment_overrides_defaults_with_parsed_types() -> None:
+    config = load_config(environ={
+        "BINDER_PORT": "9000",
+        "BINDER_VERIFY": "no",
+        "BINDER_REAPER_INTERVAL": "0.5",
+        "BINDER_CONFIG_ORDER": " Dockerfile , requirements.txt,, ",
+        "BINDER_ALLOWED_SOURCE_HOSTS": "127.0.0.1:8000",
+        "UNRELATED_VARIABLE": "ignored",
+    })
+    assert config.port == 9000
+    assert config.verify is False
+    assert config.reaper_interval == 0.5
+    assert config.config_order == ("Dockerfile", "requirements.txt")
+    assert config.allowed_source_hosts == ("127.0.0.1:8000",)
+
+
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("1", True), ("true", True), ("YES", True), (" on ", True),
+    ("0", False), ("false", False), ("No", False), ("off", False), ("", False),
+])
+def test_bool_parsing(raw: str, expected: bool) -> None:
+    assert load_config(environ={"BINDER_VERIFY": raw}).verify is expected
+
+
+def test_empty_list_variable_is_an_empty_tuple() -> None:
+    config = load_config(environ={"BINDER_ALLOWED_BASE_IMAGES": ""})
+    assert config.allowed_base_images == ()
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("BINDER_PORT", "eighty"),
+    ("BINDER_PORT", ""),
+    ("BINDER_VERIFY", "maybe"),
+    ("BINDER_REAPER_INTERVAL", "soon"),
+    ("BINDER_MAX_ATTEMPTS", "2.5"),
+])
+def test_bad_environment_value_names_the_variable(variable: str, value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={variable: value})
+    assert variable in caught.value.message
+    assert "environment" in caught.value.message
+    assert any(variable in s for s in caught.value.suggestions)
+
+
+# config files
+
+
+def test_json_file_is_layered_under_the_environment(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"BINDER_PORT": 9001, "mongo_db": "from-file",
+                                 "verify": False, "config_order": ["Dockerfile"]})
+    config = load_config(environ={"BINDER_PORT": "9002"}, config_file=path)
+    assert config.port == 9002  # environment wins
+    assert config.mongo_db == "from-file"
+    assert config.verify is False
+    assert config.config_order == ("Dockerfile",)
+    assert config.host == "127.0.0.1"  # untouched default
+
+
+def test_toml_file_is_layered_under_the_environment(tmp_path: Path) -> None:
+    path = write_toml(tmp_path, 'port = 9003\nBINDER_REGISTRY = "reg:5000"\nverify = true\n'
+                                'allowed_base_images = ["python:3.12", "debian:12"]\n')
+    config = load_config(environ={"BINDER_REGISTRY": "env:5000"}, config_file=path)
+    assert config.port == 9003
+    assert config.registry == "env:5000"
+    assert config.verify is True
+    assert config.allowed_base_images == ("python:3.12", "debian:12")
+
+
+def test_string_values_in_a_file_are_parsed_like_the_environment(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"port": "9004", "verify": "off",
+                                 "allowed_source_hosts": "a:1, b:2"})
+    config = load_config(environ={}, config_file=path)
+    assert (config.port, config.verify, config.allowed_source_hosts) == (9004, False,
+                                                                          ("a:1", "b:2"))
+
+
+def test_binder_config_variable_names_the_file(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"mongo_db": "chosen-by-variable"})
+    assert load_config(environ={"BINDER_CONFIG": path}).mongo_db == "chosen-by-variable"
+
+
+def test_explicit_config_file_wins_over_binder_config(tmp_path: Path) -> None:
+    by_variable = write_json(tmp_path, {"mongo_db": "variable"}, "a.json")
+    explicit = write_json(tmp_path, {"mongo_db": "explicit"}, "b.json")
+    config = load_config(environ={"BINDER_CONFIG": by_variable}, config_file=explicit)
+    assert config.mongo_db == "explicit"
+
+
+def test_overrides_win_over_environment_and_file(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"port": 1})
+    config = load_config(environ={"BINDER_PORT": "2"}, config_file=path, port=3)
+    assert config.port == 3
+
+
+def test_unknown_key_in_a_file_is_refused_by_name(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"port": 1, "colour": "blue"})
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, config_file=path)
+    assert "'colour'" in caught.value.message
+    assert "BINDER_PORT" in caught.value.suggestions[0]  # lists the known variables
+
+
+def test_unknown_override_is_refused() -> None:
+    with pytest.raises(ConfigError, match="colour"):
+        load_config(environ={}, colour="blue")
+    with pytest.raises(ConfigError, match="colour"):
+        load_config(environ={}).replace(colour="blue")
+
+
+@pytest.mark.parametrize(("data", "variable"), [
+    ({"port": True}, "BINDER_PORT"),
+    ({"port": [1]}, "BINDER_PORT"),
+    ({"host": 5}, "BINDER_HOST"),
+    ({"mongo_url": None}, "MONGO_URL"),
+    ({"verify": "perhaps"}, "BINDER_VERIFY"),
+    ({"BINDER_CONFIG_ORDER": 3}, "BINDER_CONFIG_ORDER"),
+])
+def test_bad_value_in_a_file_names_the_variable_and_the_file(
+        tmp_path: Path, data: dict[str, object], variable: str) -> None:
+    path = write_json(tmp_path, data)
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={}, config_file=path)
+    assert variable in caught.value.message
+    assert path in caught.value.message
+
+
+@pytest.mark.parametrize(("name", "text", "message"), [
+    ("bad.json", "{not json", "is not valid"),
+    ("bad.toml", "port = = 1", "is not valid"),
+    ("list.json", "[1, 2]", "must hold an object"),
+])
+def test_unreadable_config_files(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        read_config_file(path)
+
+
+def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config file"):
+        load_config(environ={"BINDER_CONFIG": str(tmp_path / "absent.json")})
+
+
+def test_float_setting_keeps_its_fraction_from_a_file_and_overrides(tmp_path: Path) -> None:
+    path = write_json(tmp_path, {"reaper_interval": 0.5})
+    assert load_config(environ={}, config_file=path).reaper_interval == 0.5
+    assert load_config(environ={}, reaper_interval=0.5).reaper_interval == 0.5
+
+
+# environment_for
+
+
+def test_environment_for_round_trips_a_config(tmp_path: Path) -> None:
+    config = load_config(environ={
+        "BINDER_PORT": "9010", "BINDER_VERIFY": "false", "BINDER_REGISTRY_INSECURE": "true",
+        "BINDER_CONFIG_ORDER": "Dockerfile,requirements.txt",
+        "BINDER_ALLOWED_SOURCE_HOSTS": "", "BINDER_REAPER_INTERVAL": "2.5",
+        "BINDER_API_KEY": "secret", "BINDER_DATA_DIR": str(tmp_path)})
+    environ = environment_for(config)
+    assert set(environ) == {s.env for s in SETTINGS}
+    assert all(isinstance(value, str) for value in environ.values())
+    assert environ["BINDER_VERIFY"] == "false"
+    assert environ["BINDER_CONFIG_ORDER"] == "Dockerfile,requirements.txt"
+    assert load_config(environ=environ).values == config.values
+
+
+def test_environment_for_defaults_round_trips() -> None:
+    config = load_config(environ={})
+    assert load_config(environ=environment_for(config)).values == config.values
+
+
+def test_describe_settings_lists_every_variable_once() -> None:
+    rows = describe_settings()
+    assert [row[0] for row in rows] == [s.env for s in SETTINGS]
+    assert len({row[0] for row in rows}) == len(rows)
+    assert ("BINDER_PORT", "8082", "API port.") in rows
+    assert all(help_text for _, _, help_text in rows)
+
+
+def test_config_values_are_not_shared_between_replacements() -> None:
+    base = load_config(environ={})
+    changed = base.replace(port=1)
+    assert (base.port, changed.port) == (8082, 1)
+    assert isinstance(changed, Config)

@@ -1,0 +1,161 @@
+"""``workers/context.write_context``: the Docker build context of a checkout."""
+
+from __future__ import annotations
+
+import os
+import tarfile
+from pathlib import Path, PurePosixPath
+
+from common.config import load_config
+from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.buildpacks.default import DefaultBuildPack
+from workers.buildpacks.dockerfile import DockerfileBuildPack
+from workers.context import write_context
+
+CONFIG = load_config(environ={})
+
+
+class ExtraFilesBuildPack(DefaultBuildPack):
+    """A generated build that ships helper files."""
+
+    def extra_files(self, inputs: BuildInputs) -> dict[str, bytes]:
+        return {"install.sh": b"#!/bin/sh\necho hi\n", "env/lock.json": b"{}"}
+
+
+def make_checkout(tmp_path: Path) -> Path:
+    checkout = tmp_path / "checkout"
+    (checkout / ".git" / "objects").mkdir(parents=True)
+    (checkout / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (checkout / "src").mkdir()
+    (checkout / "src" / "app.py").write_text("print('hi')\n")
+    (checkout / "README.md").write_text("# demo\n")
+    (checkout / "notes.git").write_text("not a git dir\n")
+    return checkout
+
+
+def members(tar_path: Path) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(tar_path) as tar:
+        return {info.name: info for info in tar.getmembers()}
+
+
+def read(tar_path: Path, name: str) -> bytes:
+    with tarfile.open(tar_path) as tar:
+        file = tar.extractfile(name)
+        assert file is not None
+        return file.read()
+
+
+def build(tmp_path: Path, pack: BuildPack, checkout: Path, config_path: str | None,
+          dockerfile: str = "FROM base\n") -> tuple[str, dict[str, tarfile.TarInfo], Path]:
+    target = tmp_path / "context.tar"
+    inputs = BuildInputs(checkout, PurePosixPath(config_path) if config_path else None, CONFIG)
+    path = write_context(target, pack, inputs, dockerfile)
+    return path, members(target), target
+
+
+# generated Dockerfiles
+
+
+def test_generated_context_puts_the_repository_under_repo(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    path, names, target = build(tmp_path, DefaultBuildPack(), checkout, None, "FROM x\nRUN y\n")
+    assert path == "Dockerfile"
+    assert {"repo", "repo/src", "repo/src/app.py", "repo/README.md", "repo/notes.git",
+            "Dockerfile"} <= set(names)
+    assert read(target, "Dockerfile") == b"FROM x\nRUN y\n"
+    assert read(target, "repo/src/app.py") == b"print('hi')\n"
+    assert "src/app.py" not in names  # nothing of the repository at the root
+
+
+def test_generated_context_leaves_out_git_metadata(tmp_path: Path) -> None:
+    _, names, _ = build(tmp_path, DefaultBuildPack(), make_checkout(tmp_path), None)
+    assert not [name for name in names if name == "repo/.git" or name.startswith("repo/.git/")]
+
+
+def test_extra_files_go_under_binder_build(tmp_path: Path) -> None:
+    _, names, target = build(tmp_path, ExtraFilesBuildPack(), make_checkout(tmp_path), None)
+    assert read(target, ".binder-build/install.sh") == b"#!/bin/sh\necho hi\n"
+    assert read(target, ".binder-build/env/lock.json") == b"{}"
+    assert names[".binder-build/install.sh"].mode == 0o644
+
+
+def test_generated_context_stores_links_as_links(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    outside_dir = tmp_path / "outside"
+    outside_dir.mkdir()
+    (outside_dir / "key").write_text("key\n")
+    checkout = make_checkout(tmp_path)
+    os.symlink(secret, checkout / "leak.txt")
+    os.symlink(outside_dir, checkout / "leakdir")
+    _, names, target = build(tmp_path, DefaultBuildPack(), checkout, None)
+    assert names["repo/leak.txt"].issym()
+    assert names["repo/leak.txt"].linkname == str(secret)
+    assert names["repo/leakdir"].issym()
+    assert "repo/leakdir/key" not in names
+    with tarfile.open(target) as tar:
+        assert b"top secret" not in b"".join(
+            f.read() for m in tar.getmembers() if m.isfile()
+            for f in [tar.extractfile(m)] if f is not None)
+
+
+# the repository's own Dockerfile
+
+
+def test_own_context_is_the_repository_root_without_git(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
+    path, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "Dockerfile")
+    assert path == "Dockerfile"
+    assert {"Dockerfile", "src", "src/app.py", "README.md", "notes.git"} <= set(names)
+    assert not [name for name in names if name.split("/")[0] == ".git"]
+    assert not [name for name in names if name.startswith("repo/")]
+
+
+def test_own_context_honours_dockerignore(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
+    (checkout / "data").mkdir()
+    (checkout / "data" / "big.bin").write_bytes(b"0" * 10)
+    (checkout / "data" / "keep.txt").write_text("keep\n")
+    (checkout / ".dockerignore").write_text("# comment\n\ndata\n!data/keep.txt\n*.md\n")
+    _, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "Dockerfile")
+    assert "data/big.bin" not in names
+    assert "data/keep.txt" in names
+    assert "README.md" not in names
+    assert {"Dockerfile", "src/app.py"} <= set(names)
+
+
+def test_own_context_with_dockerfile_in_binder_folder(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    (checkout / "binder").mkdir()
+    (checkout / "binder" / "Dockerfile").write_text("FROM python:3.12\n")
+    path, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "binder/Dockerfile")
+    assert path == "binder/Dockerfile"
+    assert "binder/Dockerfile" in names
+    assert "src/app.py" in names
+
+
+def test_own_context_stores_links_as_links(tmp_path: Path) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret\n")
+    outside_dir = tmp_path / "outside"
+    outside_dir.mkdir()
+    (outside_dir / "key").write_text("key\n")
+    checkout = make_checkout(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
+    os.symlink(secret, checkout / "leak.txt")
+    os.symlink(outside_dir, checkout / "leakdir")
+    _, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "Dockerfile")
+    assert names["leak.txt"].issym() and names["leak.txt"].linkname == str(secret)
+    assert names["leakdir"].issym()
+    assert "leakdir/key" not in names
+
+
+def test_dockerignore_cannot_drop_the_dockerfile_being_built(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    (checkout / "binder").mkdir()
+    (checkout / "binder" / "Dockerfile").write_text("FROM python:3.12\n")
+    (checkout / ".dockerignore").write_text("binder\n")
+    path, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "binder/Dockerfile")
+    assert path in names

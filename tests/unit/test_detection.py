@@ -1,0 +1,140 @@
+"""``workers/buildpacks`` ``detect()``: which config file decides the build."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+
+import pytest
+
+from common.config import Config, load_config
+from common.errors import BuildFailure
+from workers.buildpacks import DEFAULT_BUILDPACK, detect
+from workers.buildpacks.conda import CondaBuildPack
+from workers.buildpacks.default import DefaultBuildPack
+from workers.buildpacks.dockerfile import DockerfileBuildPack
+from workers.buildpacks.requirements import RequirementsBuildPack
+
+CONFIG = load_config(environ={})
+
+ALL_CONFIG_FILES = ("requirements.txt", "environment.yml", "Dockerfile")
+
+
+def checkout_with(tmp_path: Path, *files: str) -> Path:
+    checkout = tmp_path / "checkout"
+    checkout.mkdir(exist_ok=True)
+    for name in files:
+        path = checkout / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("FROM scratch\n" if path.name == "Dockerfile" else "\n")
+    return checkout
+
+
+def detected(checkout: Path, config: Config = CONFIG) -> tuple[str, str | None]:
+    pack, path = detect(checkout, config)
+    return pack.id, (str(path) if path is not None else None)
+
+
+def test_default_precedence_is_requirements_environment_dockerfile(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, *ALL_CONFIG_FILES)
+    pack, path = detect(checkout, CONFIG)
+    assert isinstance(pack, RequirementsBuildPack)
+    assert path == PurePosixPath("requirements.txt")
+    (checkout / "requirements.txt").unlink()
+    pack, path = detect(checkout, CONFIG)
+    assert isinstance(pack, CondaBuildPack) and path == PurePosixPath("environment.yml")
+    (checkout / "environment.yml").unlink()
+    pack, path = detect(checkout, CONFIG)
+    assert isinstance(pack, DockerfileBuildPack) and path == PurePosixPath("Dockerfile")
+
+
+def test_order_comes_from_config(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, *ALL_CONFIG_FILES)
+    config = load_config(environ={"BINDER_CONFIG_ORDER": "Dockerfile,requirements.txt"})
+    assert detected(checkout, config) == ("Dockerfile", "Dockerfile")
+
+
+def test_files_left_out_of_the_order_are_not_built(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "Dockerfile")
+    config = CONFIG.replace(config_order=("requirements.txt",))
+    pack, path = detect(checkout, config)
+    assert pack is DEFAULT_BUILDPACK and path is None
+
+
+def test_no_config_file_means_the_default_buildpack(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "README.md", "src/app.py")
+    pack, path = detect(checkout, CONFIG)
+    assert isinstance(pack, DefaultBuildPack)
+    assert path is None
+
+
+@pytest.mark.parametrize("folder", ["binder", ".binder"])
+def test_binder_folder_is_where_config_files_are_looked_for(tmp_path: Path, folder: str) -> None:
+    checkout = checkout_with(tmp_path, "requirements.txt", f"{folder}/environment.yml")
+    assert detected(checkout) == ("environment.yml", f"{folder}/environment.yml")
+
+
+def test_binder_wins_over_dot_binder(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "binder/Dockerfile", ".binder/requirements.txt")
+    assert detected(checkout) == ("Dockerfile", "binder/Dockerfile")
+
+
+def test_empty_binder_folder_hides_root_config_files(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "requirements.txt")
+    (checkout / "binder").mkdir()
+    assert detected(checkout) == ("default", None)
+
+
+def test_binder_folder_that_is_a_link_is_ignored(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "requirements.txt", "elsewhere/Dockerfile")
+    os.symlink("elsewhere", checkout / "binder")
+    assert detected(checkout) == ("requirements.txt", "requirements.txt")
+
+
+def test_directory_named_like_a_config_file_is_skipped(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "requirements.txt/inner", "Dockerfile")
+    assert detected(checkout) == ("Dockerfile", "Dockerfile")
+
+
+def test_link_to_a_file_inside_the_checkout_is_accepted(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "deps/base.txt")
+    os.symlink("deps/base.txt", checkout / "requirements.txt")
+    assert detected(checkout) == ("requirements.txt", "requirements.txt")
+
+
+@pytest.mark.parametrize("where", ["requirements.txt", "binder/requirements.txt"])
+def test_link_leading_outside_the_checkout_is_refused(tmp_path: Path, where: str) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("numpy\n")
+    checkout = checkout_with(tmp_path, "README.md")
+    (checkout / where).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(secret, checkout / where)
+    with pytest.raises(BuildFailure) as caught:
+        detect(checkout, CONFIG)
+    assert where in caught.value.message
+    assert "outside" in caught.value.message
+
+
+def test_relative_link_climbing_out_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM evil\n")
+    checkout = checkout_with(tmp_path, "README.md")
+    os.symlink("../Dockerfile", checkout / "Dockerfile")
+    with pytest.raises(BuildFailure):
+        detect(checkout, CONFIG)
+
+
+def test_dangling_link_is_refused(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "README.md")
+    os.symlink("missing.txt", checkout / "requirements.txt")
+    with pytest.raises(BuildFailure):
+        detect(checkout, CONFIG)
+
+
+def test_unknown_file_in_config_order_is_refused(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "requirements.txt")
+    config = CONFIG.replace(config_order=("requirements.txt", "Pipfile"))
+    with pytest.raises(BuildFailure) as caught:
+        detect(checkout, config)
+    assert "Pipfile" in caught.value.message
+    assert "BINDER_CONFIG_ORDER" in caught.value.message
+    assert "requirements.txt" in caught.value.suggestions[0]
