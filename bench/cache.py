@@ -17,12 +17,12 @@ so only ratios measured in the same run mean anything.
 from __future__ import annotations
 
 import argparse
-from datetime import datetime
 import os
 import statistics
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 
 RUN = uuid.uuid4().hex[:6]
