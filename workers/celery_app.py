@@ -9,9 +9,14 @@ lost message or a dead worker leaves behind.
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 from celery import Celery
+from celery.signals import after_setup_logger, after_setup_task_logger
 
 from common.config import Config, get_config
+from common.logs import configure_logger
 
 SHARED_QUEUE = "builds"
 
@@ -40,7 +45,6 @@ def configure(app: Celery, config: Config) -> None:
             "socket_timeout": 10,
             "retry_on_timeout": True,
         },
-        worker_hijack_root_logger=False,
         worker_send_task_events=True,
         task_send_sent_event=True,
         beat_schedule={
@@ -48,6 +52,12 @@ def configure(app: Celery, config: Config) -> None:
             "collect-garbage": {"task": "binder.collect_garbage", "schedule": 600.0},
         },
     )
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _structured_logs(logger: logging.Logger, **_: Any) -> None:
+    configure_logger(logger)
 
 
 app = Celery("binder_build", include=["workers.tasks", "workers.reaper", "workers.liveness"])

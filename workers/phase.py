@@ -22,6 +22,7 @@ from common import builds
 from common.buildlog import BuildLogWriter
 from common.config import Config, get_config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
+from common.logs import bind_build
 from common.models import TASK_PHASES, Phase, Status
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
@@ -112,6 +113,13 @@ def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> dict[str, A
 
 def run_phase(task_name: str, build_id: str, attempt: int, function: PhaseFunction) -> Outcome:
     """Run one phase of one attempt; see the module docstring."""
+    record = builds.find_by_id(build_id)
+    with bind_build(record["name"] if record else build_id, task_name):
+        return _run_phase(task_name, build_id, attempt, function)
+
+
+def _run_phase(task_name: str, build_id: str, attempt: int,
+               function: PhaseFunction) -> Outcome:
     config = get_config()
     phase = TASK_PHASES[task_name]
     worker = config.worker_host

@@ -8,9 +8,12 @@ and the image are.
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import Task, chain
 
 from common.config import get_config
+from common.errors import NoDatabase
 from workers import build, detect, fetch, push, template
 from workers.celery_app import app, host_queue
 from workers.phase import Outcome, PhaseFunction, run_phase
@@ -24,10 +27,17 @@ PHASE_FUNCTIONS: dict[str, PhaseFunction] = {
 }
 HOST_PHASES = ("detect", "build", "push", "template")
 
+#: A task that cannot reach MongoDB to claim its build waits and tries again
+#: rather than dropping the message (MongoDB is the truth; it will be back).
+RETRY_WHILE_NO_DATABASE: dict[str, Any] = {
+    "autoretry_for": (NoDatabase,), "retry_backoff": 2, "retry_backoff_max": 60,
+    "max_retries": None, "retry_jitter": True,
+}
 
 
 
-@app.task(bind=True, name="binder.fetch")
+
+@app.task(bind=True, name="binder.fetch", **RETRY_WHILE_NO_DATABASE)
 def fetch_task(self: Task, build_id: str, attempt: int) -> None:
     outcome = run_phase("fetch", build_id, attempt, PHASE_FUNCTIONS["fetch"])
     if outcome is not Outcome.CONTINUE:
@@ -43,21 +53,21 @@ def _continue(task: Task, name: str, build_id: str, attempt: int) -> None:
         task.request.chain = None  # the build ended (or was not ours): stop the chain
 
 
-@app.task(bind=True, name="binder.detect")
+@app.task(bind=True, name="binder.detect", **RETRY_WHILE_NO_DATABASE)
 def detect_task(self: Task, build_id: str, attempt: int) -> None:
     _continue(self, "detect", build_id, attempt)
 
 
-@app.task(bind=True, name="binder.build")
+@app.task(bind=True, name="binder.build", **RETRY_WHILE_NO_DATABASE)
 def build_task(self: Task, build_id: str, attempt: int) -> None:
     _continue(self, "build", build_id, attempt)
 
 
-@app.task(bind=True, name="binder.push")
+@app.task(bind=True, name="binder.push", **RETRY_WHILE_NO_DATABASE)
 def push_task(self: Task, build_id: str, attempt: int) -> None:
     _continue(self, "push", build_id, attempt)
 
 
-@app.task(bind=True, name="binder.template")
+@app.task(bind=True, name="binder.template", **RETRY_WHILE_NO_DATABASE)
 def template_task(self: Task, build_id: str, attempt: int) -> None:
     _continue(self, "template", build_id, attempt)

@@ -27,7 +27,9 @@ TEST_ENV = {
     "BINDER_API_KEY": API_KEY,
     "BINDER_DATA_DIR": str(DATA_DIR),
     "BINDER_MONGO_DB": f"binder_test_{RUN_ID}",
-    "REDIS_URL": "redis://127.0.0.1:6379/7",
+    # A Redis database of its own, so concurrent test runs never take each
+    # other's tasks (queue names are the same in every farm).
+    "REDIS_URL": f"redis://127.0.0.1:6379/{1 + int(RUN_ID, 16) % 15}",
     "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-",
     "BINDER_BUILD_NETWORK": "host",
     "BINDER_HEARTBEAT_INTERVAL": "1",
