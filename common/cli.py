@@ -139,7 +139,7 @@ def api(config_file: str | None) -> None:
 @click.option("--concurrency", default=1, show_default=True, help="Builds run at once.")
 def worker(config_file: str | None, concurrency: int) -> None:
     """Run a Celery worker for this Docker host (queues builds and host.<id>)."""
-    from workers.celery_app import SHARED_QUEUE, host_queue
+    from common.naming import SHARED_QUEUE, host_queue
 
     config = _load(config_file)
     host = config.worker_host

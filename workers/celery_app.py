@@ -17,13 +17,7 @@ from celery.signals import after_setup_logger, after_setup_task_logger
 
 from common.config import Config, get_config
 from common.logs import configure_logger
-
-SHARED_QUEUE = "builds"
-
-
-def host_queue(host: str) -> str:
-    """The queue only the workers of Docker host ``host`` consume."""
-    return f"host.{host}"
+from common.naming import SHARED_QUEUE
 
 
 def configure(app: Celery, config: Config) -> None:

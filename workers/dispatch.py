@@ -16,7 +16,8 @@ from kombu.exceptions import OperationalError
 from common.buildlog import redis_client
 from common.builds import utcnow
 from common.db import get_db, translate_errors
-from workers.celery_app import SHARED_QUEUE, app
+from common.naming import SHARED_QUEUE
+from workers.celery_app import app
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,9 @@ from celery import Task, chain
 
 from common.config import get_config
 from common.errors import NoDatabase
+from common.naming import host_queue
 from workers import build, detect, fetch, push, template
-from workers.celery_app import app, host_queue
+from workers.celery_app import app
 from workers.phase import Outcome, PhaseFunction, run_phase
 
 PHASE_FUNCTIONS: dict[str, PhaseFunction] = {
