@@ -9,7 +9,7 @@ from common.config import Config, get_config, set_config
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the API app for ``config`` (default: the environment's)."""
-    from api import builds, docs, health, logs, templates
+    from api import builds, docs, health, logs, metrics, templates, web
     from api.errors import register_error_handlers
     from common.localfarm import ensure_api_key
 
@@ -22,6 +22,6 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)
-    for module in (builds, templates, health, logs, docs):
+    for module in (builds, templates, health, logs, docs, metrics, web):
         app.register_blueprint(module.bp)
     return app

@@ -50,9 +50,8 @@ def list_all() -> ResponseReturnValue:
     page carries a ``Link: <...>; rel="next"`` header to the next one.
     """
     query = load_query(BuildListQuerySchema())
-    repository = query.get("repository")
-    records = builds.list_builds(status=query.get("status"),
-                                 repository=repository and _normalised(repository),
+    repository = _normalised(query["repository"]) if "repository" in query else None
+    records = builds.list_builds(status=query.get("status"), repository=repository,
                                  limit=query["limit"], offset=query["offset"])
     response = jsonify(build_schema.dump(records, many=True))
     if len(records) == query["limit"]:

@@ -13,7 +13,7 @@ from api import schemas
 
 bp = Blueprint("docs", __name__)
 
-KEY = [{"apiKey": []}]
+KEY: list[dict[str, list[str]]] = [{"apiKey": []}]
 _ERRORS = {
     "403": "unauthorized: the API key is missing or wrong",
     "404": "noBuildInfo or doesNotExist: no such build or template",
@@ -35,6 +35,10 @@ def _errors(*codes: str) -> dict[str, Any]:
 #: (path and query) over its limit of 4094 bytes.
 _URI_TOO_LONG = {"414": {"description": "the URL is longer than the server accepts",
                          "content": {"text/html": {"schema": {"type": "string"}}}}}
+
+
+_LINK = {"description": 'on a full page, <URL of the next page>; rel="next"',
+         "schema": {"type": "string"}}
 
 
 def _list(item: str) -> dict[str, Any]:
@@ -63,7 +67,8 @@ def build_spec() -> APISpec:
                                         "{type, error, suggestions}."})
     for name, schema in (("Error", schemas.ErrorSchema), ("Build", schemas.BuildSchema),
                          ("BuildRequest", schemas.BuildRequestSchema),
-                         ("Template", schemas.TemplateSchema), ("Health", schemas.HealthSchema)):
+                         ("Template", schemas.TemplateSchema), ("Health", schemas.HealthSchema),
+                         ("LogEvent", schemas.LogEventSchema)):
         spec.components.schema(name, schema=schema)
     spec.components.security_scheme("apiKey", {
         "type": "apiKey", "in": "header", "name": "Authorization",
@@ -73,8 +78,8 @@ def build_spec() -> APISpec:
         "post": _start("Start a build (the protocol's path)"),
         "get": {"summary": "Builds, newest first, one page", "security": KEY,
                 "parameters": [{"in": "query", "schema": schemas.BuildListQuerySchema}],
-                "responses": {"200": _json(_list("Build"), "one page of builds; a full page "
-                                           "has a Link header to the next"),
+                "responses": {"200": {**_json(_list("Build"), "one page of builds"),
+                                      "headers": {"Link": _LINK}},
                               **_errors("403", "422", "503"), **_URI_TOO_LONG}}})
     spec.path("/builds/{name}", parameters=[_NAME], operations={
         "get": {"summary": "One build", "responses": {"200": _json("Build"),
@@ -98,7 +103,7 @@ def build_spec() -> APISpec:
                                                      "when following",
                                       "content": {"text/plain": {"schema": {"type": "string"}},
                                                   "text/event-stream": {
-                                                      "schema": {"type": "string"}}}},
+                                                      "schema": "LogEvent"}}},
                               **_errors("404", "422", "503"), **_URI_TOO_LONG}}})
     spec.path("/templates/", operations={"get": {
         "summary": "Every template", "security": KEY,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+
 from flask import Blueprint, Response, request, stream_with_context
 from flask.typing import ResponseReturnValue
 

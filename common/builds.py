@@ -17,7 +17,7 @@ from typing import Any
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
-from common.db import get_db, translate_errors
+from common.db import ensure_indexes, get_db, translate_errors
 from common.errors import AlreadyBuilding, LeaseLost, NoBuildInfo
 from common.models import FINAL_STATUSES, Phase, Status
 
@@ -62,9 +62,10 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Reco
     ``force``: then the running one is cancelled and replaced. Racing
     creators are serialised by the unique index on ``name``: one wins.
     """
-    db = get_db()
+    ensure_indexes()
     record = new_record(name, fields)
     with translate_errors():
+        db = get_db()
         current = db.builds.find_one({"name": name})
         if current is not None:
             if current["status"] == Status.RUNNING.value and not force:

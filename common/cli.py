@@ -131,6 +131,7 @@ def api(config_file: str | None) -> None:
     gunicorn = shutil.which("gunicorn", path=_child_env(config)["PATH"]) or "gunicorn"
     _exec([gunicorn, "--bind", f"{config.host}:{config.port}", "--worker-class", "gthread",
            "--workers", "2", "--threads", "8", "--timeout", "120", "--access-logfile", "-",
+           "--limit-request-line", "8190",
            "api:create_app()"], config)
 
 

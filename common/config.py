@@ -60,6 +60,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Server selection timeout; bounds how long a request waits for MongoDB.", int),
     Setting("redis_url", "REDIS_URL", "redis://127.0.0.1:6379/0",
             "Celery broker and live log streams."),
+    Setting("broker_prefix", "BINDER_BROKER_PREFIX", "",
+            "Prefix of every Redis key of the broker, so several farms can share a Redis."),
     Setting("docker_host", "DOCKER_HOST", "unix:///var/run/docker.sock",
             "Docker engine of this worker."),
     Setting("registry", "BINDER_REGISTRY", "127.0.0.1:5000",

@@ -26,14 +26,17 @@ DEFAULT_EMBEDDED_URL = "mongodb://127.0.0.1:27017"
 INDEXES: dict[str, list[IndexModel]] = {
     "builds": [
         IndexModel([("name", ASCENDING)], unique=True),
-        IndexModel([("start-time", DESCENDING)]),
-        IndexModel([("status", ASCENDING), ("start-time", DESCENDING)]),
-        IndexModel([("repository", ASCENDING), ("start-time", DESCENDING)]),
+        IndexModel([("build_id", ASCENDING)]),
+        IndexModel([("start-time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("start-time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("repository", ASCENDING), ("start-time", DESCENDING),
+                    ("_id", DESCENDING)]),
     ],
     "attempts": [
-        IndexModel([("name", ASCENDING), ("start-time", DESCENDING)]),
+        IndexModel([("name", ASCENDING), ("start-time", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("build_id", ASCENDING)], unique=True),
     ],
+    "hosts": [IndexModel([("host", ASCENDING)], unique=True)],
     "templates": [IndexModel([("name", ASCENDING)], unique=True)],
     "logs": [IndexModel([("build_id", ASCENDING), ("seq", ASCENDING)])],
 }
@@ -72,12 +75,25 @@ def get_db(config: Config | None = None) -> Database[dict[str, Any]]:
     return get_client(config)[config.mongo_db]
 
 
-def ensure_indexes(db: Database[dict[str, Any]] | None = None) -> None:
-    """Create every index in ``INDEXES`` (idempotent)."""
-    db = db if db is not None else get_db()
+_indexed: set[tuple[int, str, str]] = set()
+
+
+def ensure_indexes(config: Config | None = None) -> None:
+    """Create every index in ``INDEXES`` once per process and database.
+
+    Called before the first write that relies on them (the unique build
+    name serialises racing starts), so a database that was down at start-up
+    is indexed as soon as it is back.
+    """
+    config = config or get_config()
+    key = (os.getpid(), mongo_url(config), config.mongo_db)
+    if key in _indexed:
+        return
+    db = get_db(config)
     with translate_errors():
         for collection, indexes in INDEXES.items():
             db[collection].create_indexes(indexes)
+    _indexed.add(key)
 
 
 @contextlib.contextmanager
@@ -91,7 +107,9 @@ def translate_errors() -> Iterator[None]:
             suggestions=["Retry in a few seconds; operators: check MONGO_URL."],
         ) from exc
     except PyMongoError as exc:
-        raise BadDatabase(f"The build database failed: {exc}",
+        details = getattr(exc, "details", None) or {}
+        reason = details.get("errmsg") if isinstance(details, dict) else None
+        raise BadDatabase(f"The build database failed: {reason or exc}",
                           suggestions=["Retry; operators: check MongoDB."]) from exc
 
 

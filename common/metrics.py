@@ -85,7 +85,8 @@ class FarmCollector(Collector):
                                    "build queue.")
         up = GaugeMetricFamily("binder_broker_up", "1 when Redis answered this scrape.")
         try:
-            queued.add_metric([], redis_client(self.config).llen(SHARED_QUEUE))
+            queue = self.config.broker_prefix + SHARED_QUEUE
+            queued.add_metric([], redis_client(self.config).llen(queue))
             up.add_metric([], 1)
             yield queued
         except redis.RedisError:

@@ -38,6 +38,7 @@ def configure(app: Celery, config: Config) -> None:
             "socket_connect_timeout": 2,
             "socket_timeout": 10,
             "retry_on_timeout": True,
+            **({"global_keyprefix": config.broker_prefix} if config.broker_prefix else {}),
         },
         worker_send_task_events=True,
         task_send_sent_event=True,

@@ -17,7 +17,7 @@ from celery.signals import worker_ready, worker_shutdown
 
 from common.builds import utcnow
 from common.config import get_config
-from common.db import get_db
+from common.db import ensure_indexes, get_db
 from common.errors import NoDatabase
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,7 @@ def _beat_forever(host: str, interval: float) -> None:
 def _start(**_: Any) -> None:
     config = get_config()
     try:
+        ensure_indexes(config)
         beat_once(config.worker_host)
     except Exception:
         log.warning("database not reachable at worker start")

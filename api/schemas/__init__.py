@@ -5,6 +5,7 @@ from api.schemas.builds import (
     BuildRequestSchema,
     BuildSchema,
     BuildStartedSchema,
+    LogEventSchema,
     LogQuerySchema,
 )
 from api.schemas.common import ErrorSchema, HealthSchema
@@ -12,5 +13,5 @@ from api.schemas.templates import TemplateSchema
 
 __all__ = [
     "BuildListQuerySchema", "BuildRequestSchema", "BuildSchema", "BuildStartedSchema",
-    "ErrorSchema", "HealthSchema", "LogQuerySchema", "TemplateSchema",
+    "ErrorSchema", "HealthSchema", "LogEventSchema", "LogQuerySchema", "TemplateSchema",
 ]

@@ -97,3 +97,17 @@ class LogQuerySchema(Schema):
     after = fields.Integer(validate=validate.Range(min=0, max=MAX_LINE),
                            metadata={"description": "only lines after this line number "
                                                     "(Last-Event-ID wins when following)"})
+
+
+class LogEventSchema(Schema):
+    """One Server-Sent Event of a followed log: a line (``message``), or the end."""
+
+    event = fields.String(required=True, validate=validate.OneOf(["message", "end", "error"]),
+                          metadata={"description": "message: a log line; end: the build "
+                                                   "ended (data: its status); error: the "
+                                                   "log could not be read"})
+    data = fields.String(required=True)
+    id = fields.String(validate=validate.Regexp(r"^[0-9]+$"),
+                       metadata={"description": "the line number; resume after it with "
+                                                "Last-Event-ID"})
+    retry = fields.Integer(metadata={"description": "reconnect delay in milliseconds"})

@@ -31,6 +31,7 @@ TEST_ENV = {
     # other's tasks (queue names are the same in every farm).
     "REDIS_URL": f"redis://127.0.0.1:6379/{1 + int(RUN_ID, 16) % 15}",
     "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-",
+    "BINDER_BROKER_PREFIX": f"test-{RUN_ID}:",
     "BINDER_BUILD_NETWORK": "host",
     "BINDER_HEARTBEAT_INTERVAL": "1",
     "BINDER_HEARTBEAT_STALE": "10",

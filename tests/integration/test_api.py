@@ -6,6 +6,7 @@ Builds, cancel and history are in ``test_api_builds.py``; logs in
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Iterator
 
@@ -188,12 +189,11 @@ def test_bad_log_queries(api: ApiClient, git_server: GitServer, repo_url: str) -
     assert_error(response, 404, "noBuildInfo")
 
 
-@pytest.fixture
-def api_without_database(farm: Farm) -> Iterator[str]:
-    """A second API process whose MongoDB is unreachable."""
+@contextlib.contextmanager
+def second_api(farm: Farm, name: str, **env: str) -> Iterator[str]:
+    """Another API process of the farm, with ``env`` changing its settings."""
     port = free_port()
-    process = farm.start("api-nodb", ["api"], {"BINDER_PORT": str(port),
-                                              "MONGO_URL": "mongodb://127.0.0.1:1"})
+    process = farm.start(name, ["api"], {"BINDER_PORT": str(port), **env})
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -203,25 +203,41 @@ def api_without_database(farm: Farm) -> Iterator[str]:
         except requests.ConnectionError:
             assert process.alive(), process.log_tail()
             time.sleep(0.2)
-    yield url
-    process.stop()
-    farm.processes.remove(process)
+    try:
+        yield url
+    finally:
+        process.stop()
+        farm.processes.remove(process)
 
 
-def test_no_database_answers_503_quickly(api_without_database: str, git_server: GitServer,
-                                         repo_url: str) -> None:
-    url = api_without_database
-    headers = {"Authorization": API_KEY}
-    calls = [("GET", "/builds/x", None), ("GET", "/builds/", None),
-             ("POST", "/builds/repo", {"repository": f"{repo_url}/nodb/anything"}),
-             ("GET", "/templates/x", None), ("DELETE", "/builds/x", None)]
-    for method, path, body in calls:
-        started = time.monotonic()
-        response = requests.request(method, f"{url}{path}", json=body, headers=headers,
-                                    timeout=10)
-        assert time.monotonic() - started < 3, (method, path)
-        assert_error(response, 503, "noDatabase", "MongoDB")
-    health = requests.get(f"{url}/health/", timeout=10)
+def database_calls(repo_url: str) -> list[tuple[str, str, dict | None]]:
+    return [("GET", "/builds/x", None), ("GET", "/builds/", None),
+            ("GET", "/builds/x/history", None), ("GET", "/builds/x/logs", None),
+            ("POST", "/builds/repo", {"repository": f"{repo_url}/nodb/anything"}),
+            ("GET", "/templates/", None), ("GET", "/templates/x", None),
+            ("DELETE", "/builds/x", None)]
+
+
+def test_no_database_answers_503_quickly(api: ApiClient, farm: Farm, repo_url: str) -> None:
+    """Every database-backed call fails fast; health names MongoDB alone (``api``
+    brings the worker up, so the workers check passes)."""
+    with second_api(farm, "api-nodb", MONGO_URL="mongodb://127.0.0.1:1") as url:
+        for method, path, body in database_calls(repo_url):
+            started = time.monotonic()
+            response = requests.request(method, f"{url}{path}", json=body, timeout=10,
+                                        headers={"Authorization": API_KEY})
+            assert time.monotonic() - started < 3, (method, path)
+            assert_error(response, 503, "noDatabase", "MongoDB")
+        health = requests.get(f"{url}/health/", timeout=10)
     assert health.status_code == 503
     failing = {entry["name"] for entry in health.json() if entry["status"] != "ok"}
     assert failing == {"mongo"}, health.json()
+
+
+def test_database_failure_is_bad_database(farm: Farm, repo_url: str) -> None:
+    """MongoDB is there but the work fails (here: a database name it refuses)."""
+    with second_api(farm, "api-baddb", BINDER_MONGO_DB="no such/db") as url:
+        for method, path, body in database_calls(repo_url):
+            response = requests.request(method, f"{url}{path}", json=body, timeout=10,
+                                        headers={"Authorization": API_KEY})
+            assert_error(response, 503, "badDatabase", "database")

@@ -13,6 +13,7 @@ import json
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -51,7 +52,7 @@ class Cli:
         return done.stdout + done.stderr
 
 
-def printed_json(output: str) -> object:
+def printed_json(output: str) -> Any:
     """The JSON the client printed after its message line."""
     start = min(i for i in (output.find("{"), output.find("[")) if i >= 0)
     end = max(output.rfind("}"), output.rfind("]")) + 1
@@ -94,7 +95,7 @@ def test_start_while_building_prints_already_building(cli: Cli, api: ApiClient,
                                                       git_server: GitServer,
                                                       repo_url: str) -> None:
     url = slow_repo(git_server, repo_url, owner="cli")
-    name = printed_json(cli("build", "start", url, "false"))["name"]  # type: ignore[index]
+    name = printed_json(cli("build", "start", url, "false"))["name"]
     try:
         output = cli("build", "start", url, "false")
         assert f"Error: Already building the image {name}" in output, output

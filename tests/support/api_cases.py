@@ -32,19 +32,19 @@ def plain_repo(git_server: GitServer, repo_url: str, owner: str = "api") -> str:
 def slow_repo(git_server: GitServer, repo_url: str, seconds: int = 60,
               owner: str = "api") -> str:
     """A Dockerfile repository whose build sleeps ``seconds`` (tests cancel it)."""
-    repo = _unique("slow")
+    repo = _unique("slow")  # in the RUN line too, so no layer cache skips it
     git_server.make_repo(f"github/{owner}/{repo}", {
-        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo sleeping && sleep {seconds}\n"})
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo {repo} sleeping && sleep {seconds}\n"})
     return f"{repo_url}/{owner}/{repo}"
 
 
 def ticking_repo(git_server: GitServer, repo_url: str, ticks: int = 8,
                  owner: str = "api") -> str:
     """A Dockerfile repository whose build prints ``tick-N`` once a second."""
-    repo = _unique("ticks")
+    repo = _unique("ticks")  # in the RUN line too, so no layer cache skips it
     git_server.make_repo(f"github/{owner}/{repo}", {
-        "Dockerfile": f"FROM {BASE_IMAGE}\n"
-                      f"RUN for i in $(seq 1 {ticks}); do echo tick-$i; sleep 1; done\n"})
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo {repo} && "
+                      f"for i in $(seq 1 {ticks}); do echo tick-$i; sleep 1; done\n"})
     return f"{repo_url}/{owner}/{repo}"
 
 
@@ -65,7 +65,8 @@ def read_sse(response: Any) -> Iterator[Event]:
         line = raw if isinstance(raw, str) else raw.decode()
         if line == "":
             if "data" in fields or "event" in fields:
-                yield Event(id=(fields.get("id") or [None])[-1],
+                ids = fields.get("id")
+                yield Event(id=ids[-1] if ids else None,
                             event=(fields.get("event") or ["message"])[-1],
                             data="\n".join(fields.get("data", [])), at=time.monotonic())
             fields = {}
