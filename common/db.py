@@ -89,8 +89,8 @@ def ensure_indexes(config: Config | None = None) -> None:
     key = (os.getpid(), mongo_url(config), config.mongo_db)
     if key in _indexed:
         return
-    db = get_db(config)
     with translate_errors():
+        db = get_db(config)
         for collection, indexes in INDEXES.items():
             db[collection].create_indexes(indexes)
     _indexed.add(key)
