@@ -50,10 +50,18 @@ class BuildLogWriter:
         self._redis_down_until = 0.0
 
     def _last_seq(self) -> int:
+        """The last line number used, in MongoDB or in the live stream (a worker
+        that died may have streamed lines it never flushed)."""
         with translate_errors():
             doc = get_db().logs.find_one({"build_id": self.build_id},
                                          sort=[("seq", -1)])
-        return 0 if doc is None else doc["seq"] + len(doc["lines"]) - 1
+        stored = 0 if doc is None else doc["seq"] + len(doc["lines"]) - 1
+        try:
+            newest = redis_client(self.config).xrevrange(stream_key(self.build_id), count=1)
+        except redis.RedisError:
+            newest = []
+        streamed = int(newest[0][1]["n"]) if newest else 0  # type: ignore[index]
+        return max(stored, streamed)
 
     def write(self, line: str) -> None:
         line = line.rstrip("\n")
@@ -73,8 +81,10 @@ class BuildLogWriter:
         if time.monotonic() < self._redis_down_until:
             return
         try:
+            # Entry ids are the line numbers, so readers ask for "after N".
             self._redis.xadd(stream_key(self.build_id), {"n": seq, "line": line},
-                             maxlen=self.config.log_stream_max, approximate=True)
+                             id=f"{seq}-0", maxlen=self.config.log_stream_max,
+                             approximate=True)
         except redis.RedisError:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
 
@@ -83,7 +93,7 @@ class BuildLogWriter:
             if not self._pending:
                 return
             doc = {"build_id": self.build_id, "seq": self._pending_start,
-                   "lines": self._pending}
+                   "last": self._next - 1, "lines": self._pending}
             self._pending = []
             self._pending_start = self._next
             self._last_flush = time.monotonic()
@@ -100,7 +110,7 @@ def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
     """Numbered lines of a build's log after line ``after``."""
     lines: list[tuple[int, str]] = []
     with translate_errors():
-        docs = get_db().logs.find({"build_id": build_id}).sort("seq", 1)
+        docs = get_db().logs.find({"build_id": build_id, "last": {"$gt": after}}).sort("seq", 1)
         for doc in docs:
             for offset, text in enumerate(doc["lines"]):
                 seq = doc["seq"] + offset
@@ -114,7 +124,8 @@ def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
 def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
     try:
         entries: list[tuple[str, dict[str, Any]]] = list(
-            redis_client().xrange(stream_key(build_id)) or [])  # type: ignore[arg-type]
+            redis_client().xrange(stream_key(build_id), min=f"{after + 1}-0")
+            or [])  # type: ignore[arg-type]
     except redis.RedisError:
         return
     for _entry_id, fields in entries:

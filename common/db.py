@@ -38,7 +38,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "hosts": [IndexModel([("host", ASCENDING)], unique=True)],
     "templates": [IndexModel([("name", ASCENDING)], unique=True)],
-    "logs": [IndexModel([("build_id", ASCENDING), ("seq", ASCENDING)])],
+    "logs": [IndexModel([("build_id", ASCENDING), ("seq", ASCENDING)]),
+             IndexModel([("build_id", ASCENDING), ("last", ASCENDING)])],
 }
 
 _lock = threading.Lock()
