@@ -79,6 +79,9 @@ def up(config_file: str | None) -> None:
     honcho: subprocess.Popen[bytes] | None = None
     try:
         services = ensure_services(config, detach=True)
+        for service in services:
+            click.echo(f"started {service.name} (pid {service.process.pid}, log "
+                       f"{service.log_path})")
         ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
         click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
         click.echo(f"key  {config.api_key}")

@@ -8,6 +8,7 @@ to the API over HTTP the way a launcher does.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import signal
 import socket
@@ -21,6 +22,12 @@ from typing import Any
 import requests
 
 BIN = Path(sys.executable).parent
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_test() -> None:
+    """A farm process gets SIGTERM if the test process dies (a killed run)."""
+    ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -70,7 +77,7 @@ class Farm:
         with open(log_path, "ab") as out:
             popen = subprocess.Popen([str(BIN / "binder-build"), *args], env=env, stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True)
+                                     start_new_session=True, preexec_fn=_die_with_test)
         process = Process(name, popen, log_path)
         self.processes.append(process)
         return process
