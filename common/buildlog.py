@@ -10,6 +10,8 @@ so a running build's log is complete whichever store is ahead.
 from __future__ import annotations
 
 import contextlib
+import functools
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -30,8 +32,15 @@ def stream_key(build_id: str) -> str:
 
 
 def redis_client(config: Config | None = None) -> redis.Redis:
+    """This process's client for the configured Redis (one connection pool, reused)."""
     config = config or get_config()
-    return redis.Redis.from_url(config.redis_url, socket_connect_timeout=1, socket_timeout=2,
+    return _client(os.getpid(), config.redis_url)
+
+
+@functools.lru_cache(maxsize=8)
+def _client(pid: int, url: str) -> redis.Redis:
+    # Keyed by pid: a pool must not cross a fork (gunicorn, Celery prefork).
+    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2,
                                 decode_responses=True)
 
 

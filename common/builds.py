@@ -190,16 +190,27 @@ def update_running(build_id: str, attempt: int, changes: dict[str, Any],
     return record
 
 
-def start_phase(build_id: str, attempt: int, phase: Phase, worker: str) -> Record:
-    """Mark ``phase`` started by ``worker`` and take the lease."""
+def start_phase(build_id: str, attempt: int, phase: Phase, worker: str,
+                extra: dict[str, Any] | None = None) -> Record:
+    """Mark ``phase`` started by ``worker`` and take the lease, in one atomic step.
+
+    Only when nobody holds the lease, or ``worker`` already does (a
+    redelivered task); otherwise ``LeaseLost``.
+    """
     now = utcnow()
-    return update_running(
-        build_id, attempt,
-        {"phase": phase.value, "worker": worker, "heartbeat": now,
-         "lease": {"worker": worker, "attempt": attempt, "since": now},
-         f"phases.{phase.value}.start": now, f"phases.{phase.value}.worker": worker},
-        {"$addToSet": {"workers": worker}},
-    )
+    changes = {"phase": phase.value, "worker": worker, "heartbeat": now,
+               "lease": {"worker": worker, "attempt": attempt, "since": now},
+               f"phases.{phase.value}.start": now, f"phases.{phase.value}.worker": worker,
+               **(extra or {})}
+    with translate_errors():
+        record = get_db().builds.find_one_and_update(
+            {**_running(build_id, attempt),
+             "$or": [{"lease": None}, {"lease.worker": worker}]},
+            {"$set": changes, "$addToSet": {"workers": worker}},
+            return_document=ReturnDocument.AFTER)
+    if record is None:
+        raise LeaseLost(build_id)
+    return record
 
 
 def end_phase(build_id: str, attempt: int, phase: Phase, changes: dict[str, Any]) -> Record:

@@ -97,37 +97,26 @@ def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> dict[str, A
     fetch starts an attempt (nobody holds it yet, or this worker after a
     redelivery); later phases continue on the host whose worker holds it.
     """
-    record = builds.find_by_id(build_id)
-    if record is None or record["attempt"] != attempt \
-            or record["status"] != Status.RUNNING.value:
-        raise LeaseLost(build_id)
-    holder = (record.get("lease") or {}).get("worker")
-    if holder not in (None, worker):
-        raise LeaseLost(build_id)
     extra = {"attempt-start": builds.utcnow()} if phase is Phase.FETCHING else {}
-    record = builds.start_phase(build_id, attempt, phase, worker)
-    if extra:
-        record = builds.update_running(build_id, attempt, extra)
-    return record
+    return builds.start_phase(build_id, attempt, phase, worker, extra)
 
 
 def run_phase(task_name: str, build_id: str, attempt: int, function: PhaseFunction) -> Outcome:
     """Run one phase of one attempt; see the module docstring."""
-    record = builds.find_by_id(build_id)
-    with bind_build(record["name"] if record else build_id, task_name):
-        return _run_phase(task_name, build_id, attempt, function)
-
-
-def _run_phase(task_name: str, build_id: str, attempt: int,
-               function: PhaseFunction) -> Outcome:
     config = get_config()
     phase = TASK_PHASES[task_name]
-    worker = config.worker_host
     try:
-        record = claim(build_id, attempt, phase, worker)
+        record = claim(build_id, attempt, phase, config.worker_host)
     except LeaseLost:
         log.info("%s of %s attempt %s is not ours to run; dropped", task_name, build_id, attempt)
         return Outcome.DROPPED
+    with bind_build(record["name"], task_name):
+        return _run_claimed(config, record, phase, function)
+
+
+def _run_claimed(config: Config, record: dict[str, Any], phase: Phase,
+                 function: PhaseFunction) -> Outcome:
+    build_id, attempt, worker = record["build_id"], record["attempt"], config.worker_host
     if record.get("cancel_requested"):
         return _end(config, record, Status.CANCELLED, "Cancelled by request.")
     deadline, minutes = _deadline(record, config, phase)
@@ -152,16 +141,16 @@ def _run_phase(task_name: str, build_id: str, attempt: int,
     except BuildFailure as exc:
         return _end(config, record, Status.FAILED, exc.message, writer=writer)
     except LeaseLost:
-        log.warning("%s lost the lease of %s during %s", worker, build_id, task_name)
+        log.warning("%s lost the lease of %s during %s", worker, build_id, phase.value)
         _remove_workdir(config, build_id, attempt)
         return Outcome.DROPPED
     except NoDatabase:
         # The heartbeat stops with us; the reaper restarts the build once the
         # database is back, so nothing stays running for ever.
-        log.exception("database lost during %s of %s", task_name, build_id)
+        log.exception("database lost during %s of %s", phase.value, build_id)
         return Outcome.DROPPED
     except Exception as exc:
-        log.exception("%s of %s failed unexpectedly", task_name, build_id)
+        log.exception("%s of %s failed unexpectedly", phase.value, build_id)
         message = (f"The farm failed in phase {phase.value} ({type(exc).__name__}: {exc}); "
                    "retry the build, and tell the operators if it persists.")
         return _end(config, record, Status.FAILED, message, writer=writer)
