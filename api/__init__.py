@@ -11,7 +11,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the API app for ``config`` (default: the environment's)."""
     from api import builds, docs, health, logs, metrics, templates, web
     from api.errors import register_error_handlers
-    from common.localfarm import ensure_api_key
+    from common.api_keys import ensure_api_key
 
     config = config or get_config()
     if not config.api_key:

@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 from api.auth import require_key
 from api.requests import load_json, load_query
 from api.schemas import BuildListQuerySchema, BuildRequestSchema, BuildSchema
-from common import builds
+from common import build_store
 from common.errors import BadRepoSource
 from workers.dispatch import enqueue_fetch
 from workers.sources import parse_repository
@@ -29,14 +29,14 @@ def start() -> ResponseReturnValue:
     body = load_json(BuildRequestSchema())
     spec = parse_repository(body["repository"], current_app.config["BINDER"])
     fields: dict[str, Any] = {
-        "display-name": spec.display_name,
+        "display_name": spec.display_name,
         "repository": spec.repository,
         "clone_url": spec.clone_url,
         "source": spec.source,
         "ref": spec.ref,
         "force": body["force"],
     }
-    record = builds.create_build(spec.name, fields, force=body["force"])
+    record = build_store.create_build(spec.name, fields, force=body["force"])
     enqueue_fetch(record)
     return jsonify(build_schema.dump(record))
 
@@ -51,7 +51,7 @@ def list_all() -> ResponseReturnValue:
     """
     query = load_query(BuildListQuerySchema())
     repository = _normalised(query["repository"]) if "repository" in query else None
-    records = builds.list_builds(status=query.get("status"), repository=repository,
+    records = build_store.list_builds(status=query.get("status"), repository=repository,
                                  limit=query["limit"], offset=query["offset"])
     response = jsonify(build_schema.dump(records, many=True))
     if len(records) == query["limit"]:
@@ -71,17 +71,17 @@ def _normalised(repository: str) -> str:
 @bp.get("/builds/<name>")
 def status(name: str) -> ResponseReturnValue:
     """One build's record (the protocol's ``build status``)."""
-    return jsonify(build_schema.dump(builds.get_build(name)))
+    return jsonify(build_schema.dump(build_store.get_build(name)))
 
 
 @bp.get("/builds/<name>/history")
 def history(name: str) -> ResponseReturnValue:
     """Every attempt of a build, newest first; a rebuild keeps the earlier ones."""
-    return jsonify(build_schema.dump(builds.history(name), many=True))
+    return jsonify(build_schema.dump(build_store.history(name), many=True))
 
 
 @bp.delete("/builds/<name>")
 @require_key
 def cancel(name: str) -> ResponseReturnValue:
     """Cancel a queued or running build; it ends ``cancelled`` (idempotent)."""
-    return jsonify(build_schema.dump(builds.request_cancel(name)))
+    return jsonify(build_schema.dump(build_store.request_cancel(name)))

@@ -11,7 +11,7 @@ from flask.typing import ResponseReturnValue
 
 from api.requests import load_query
 from api.schemas import LogQuerySchema
-from common import buildlog, builds
+from common import build_store, log_store
 from common.errors import BadQuery, BinderError
 from common.models import Status
 
@@ -36,13 +36,13 @@ def logs(name: str) -> ResponseReturnValue:
     """
     query = load_query(LogQuerySchema())
     build_id = query.get("build_id")
-    record = builds.find_attempt(name, build_id) if build_id else builds.get_build(name)
+    record = build_store.find_attempt(name, build_id) if build_id else build_store.get_build(name)
     if query["follow"]:
         after = _resume_after(query.get("after", 0))
         return Response(stream_with_context(_follow(name, record["build_id"], after)),
                         mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    lines = buildlog.read_lines(record["build_id"], query.get("after", 0))
+    lines = log_store.read_lines(record["build_id"], query.get("after", 0))
     return Response("".join(f"{text}\n" for _, text in lines),
                     mimetype="text/plain", headers={"Cache-Control": "no-cache"})
 
@@ -71,8 +71,8 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
     yield "retry: 1000\n\n"
     while time.monotonic() - started < FOLLOW_MAX_SECONDS:
         try:
-            status = builds.find_attempt(name, build_id)["status"]
-            lines = buildlog.read_lines(build_id, after)
+            status = build_store.find_attempt(name, build_id)["status"]
+            lines = log_store.read_lines(build_id, after)
         except BinderError as exc:
             yield f"event: error\ndata: {exc.message}\n\n"
             return

@@ -1,12 +1,108 @@
-"""``GET /metrics``: Prometheus text format, computed from the shared stores."""
+"""``GET /metrics``: Prometheus metrics, read from the truth (MongoDB) and the broker
+at scrape time.
+
+Because every API process computes the same numbers from the shared
+stores, any of them can be scraped; nothing is lost when a process
+restarts.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+
+import redis
 from flask import Blueprint, Response, current_app
 from flask.typing import ResponseReturnValue
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector, CollectorRegistry
 
-from common.metrics import farm_registry
+from common.config import Config
+from common.db import get_db, translate_errors
+from common.errors import BadDatabase, NoDatabase
+from common.models import Phase, Status
+from common.redis_client import redis_client
+from workers.queues import SHARED_QUEUE
+
+RECENT = dt.timedelta(hours=1)
+
+
+class FarmCollector(Collector):
+    """Builds by status and phase, templates, live workers, queue lengths."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def collect(self) -> Iterator[Metric]:
+        up = GaugeMetricFamily("binder_store_up", "1 when MongoDB answered this scrape.")
+        try:
+            yield from self._from_store()
+            up.add_metric([], 1)
+        except (NoDatabase, BadDatabase):
+            up.add_metric([], 0)
+        yield up
+        yield from self._from_broker()
+
+    def _from_store(self) -> Iterator[Metric]:
+        with translate_errors():
+            db = get_db(self.config)
+            statuses = {row["_id"]: row["n"] for row in db.builds.aggregate(
+                [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
+            phases = {row["_id"]: row["n"] for row in db.builds.aggregate([
+                {"$match": {"status": Status.RUNNING.value}},
+                {"$group": {"_id": "$phase", "n": {"$sum": 1}}}])}
+            templates = db.templates.estimated_document_count()
+            since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.config.heartbeat_stale)
+            hosts = db.hosts.count_documents({"last_seen": {"$gte": since}, "state": "up"})
+            recent = list(db.builds.find(
+                {"status": Status.COMPLETED.value,
+                 "end_time": {"$gte": dt.datetime.now(dt.UTC) - RECENT}},
+                {"start_time": 1, "end_time": 1, "cached": 1}))
+        by_status = GaugeMetricFamily("binder_builds", "Builds by status (current attempt).",
+                                      labels=["status"])
+        for status in Status:
+            by_status.add_metric([status.value], statuses.get(status.value, 0))
+        yield by_status
+        by_phase = GaugeMetricFamily("binder_running_builds", "Running builds by phase.",
+                                     labels=["phase"])
+        for phase in Phase:
+            if phase is not Phase.FINISHED:
+                by_phase.add_metric([phase.value], phases.get(phase.value, 0))
+        yield by_phase
+        yield GaugeMetricFamily("binder_templates", "Stored templates.", value=templates)
+        yield GaugeMetricFamily("binder_worker_hosts", "Worker hosts seen alive.", value=hosts)
+        durations = sorted((r["end_time"] - r["start_time"]).total_seconds() for r in recent)
+        cached = sum(1 for r in recent if r.get("cached"))
+        yield GaugeMetricFamily("binder_completed_last_hour", "Builds completed in the last hour.",
+                                value=len(recent))
+        yield GaugeMetricFamily("binder_cache_hits_last_hour",
+                                "Completed builds of the last hour served from the cache.",
+                                value=cached)
+        median = GaugeMetricFamily("binder_build_seconds_median_last_hour",
+                                   "Median start-to-completion time of the last hour's builds.")
+        median.add_metric([], durations[len(durations) // 2] if durations else 0.0)
+        yield median
+
+    def _from_broker(self) -> Iterator[Metric]:
+        queued = GaugeMetricFamily("binder_queue_messages", "Messages waiting in the shared "
+                                   "build queue.")
+        up = GaugeMetricFamily("binder_broker_up", "1 when Redis answered this scrape.")
+        try:
+            queue = self.config.broker_prefix + SHARED_QUEUE
+            queued.add_metric([], redis_client(self.config).llen(queue))
+            up.add_metric([], 1)
+            yield queued
+        except redis.RedisError:
+            up.add_metric([], 0)
+        yield up
+
+
+def farm_registry(config: Config) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FarmCollector(config))
+    return registry
+
 
 bp = Blueprint("metrics", __name__)
 

@@ -7,7 +7,7 @@ from flask.typing import ResponseReturnValue
 
 from api.auth import require_key
 from api.schemas import TemplateSchema
-from common import templates
+from common import template_store
 
 bp = Blueprint("templates", __name__)
 
@@ -17,10 +17,10 @@ template_schema = TemplateSchema()
 @bp.get("/templates/", strict_slashes=False)
 @require_key
 def list_all() -> ResponseReturnValue:
-    return jsonify(template_schema.dump(templates.list_templates(), many=True))
+    return jsonify(template_schema.dump(template_store.list_templates(), many=True))
 
 
 @bp.get("/templates/<name>")
 @require_key
 def fetch(name: str) -> ResponseReturnValue:
-    return jsonify(template_schema.dump(templates.get_template(name)))
+    return jsonify(template_schema.dump(template_store.get_template(name)))

@@ -36,11 +36,11 @@ os.environ.update(ENV)
 
 from common.config import load_config, set_config  # noqa: E402
 from common.db import get_client  # noqa: E402
-from common.localfarm import ensure_services, stop_services  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
 from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
 from tests.support.static_http import serve_directory  # noqa: E402
+from workers.launcher import ensure_services, stop_services  # noqa: E402
 
 
 def building_seconds(record: dict) -> float:

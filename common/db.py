@@ -27,13 +27,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     "builds": [
         IndexModel([("name", ASCENDING)], unique=True),
         IndexModel([("build_id", ASCENDING)]),
-        IndexModel([("start-time", DESCENDING), ("_id", DESCENDING)]),
-        IndexModel([("status", ASCENDING), ("start-time", DESCENDING), ("_id", DESCENDING)]),
-        IndexModel([("repository", ASCENDING), ("start-time", DESCENDING),
+        IndexModel([("start_time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("repository", ASCENDING), ("start_time", DESCENDING),
                     ("_id", DESCENDING)]),
     ],
     "attempts": [
-        IndexModel([("name", ASCENDING), ("start-time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("name", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("build_id", ASCENDING)], unique=True),
     ],
     "hosts": [IndexModel([("host", ASCENDING)], unique=True)],

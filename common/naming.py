@@ -44,15 +44,6 @@ def display_name(owner: str, repo: str, ref: str | None = None) -> str:
     return f"{owner}/{repo}/tree/{ref}" if ref else f"{owner}/{repo}"
 
 
-#: The queue every worker consumes: builds start there (phase fetch).
-SHARED_QUEUE = "builds"
-
-
-def host_queue(host: str) -> str:
-    """The queue only the workers of Docker host ``host`` consume."""
-    return f"host.{host}"
-
-
 def image_repository(registry: str, prefix: str, name: str) -> str:
     """``registry/<prefix><name>``, the repository part of an image address."""
     return f"{registry}/{prefix}{name}"

@@ -16,8 +16,8 @@ from celery import Celery
 from celery.signals import after_setup_logger, after_setup_task_logger
 
 from common.config import Config, get_config
-from common.logs import configure_logger
-from common.naming import SHARED_QUEUE
+from workers.process_logs import configure_logger
+from workers.queues import SHARED_QUEUE
 
 
 def configure(app: Celery, config: Config) -> None:
@@ -55,5 +55,5 @@ def _structured_logs(logger: logging.Logger, **_: Any) -> None:
     configure_logger(logger)
 
 
-app = Celery("binder_build", include=["workers.tasks", "workers.reaper", "workers.liveness"])
+app = Celery("binder_build", include=["workers.pipeline", "workers.reaper", "workers.liveness"])
 configure(app, get_config())

@@ -13,11 +13,12 @@ from typing import Any
 import redis
 from kombu.exceptions import OperationalError
 
-from common.buildlog import redis_client
-from common.builds import utcnow
+from common.clock import utcnow
+from common.config import get_config
 from common.db import get_db, translate_errors
-from common.naming import SHARED_QUEUE
+from common.redis_client import redis_client
 from workers.celery_app import app
+from workers.queues import SHARED_QUEUE
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.3}
 def broker_epoch() -> str | None:
     """The broker's run id; it changes when Redis restarts (and loses queues)."""
     try:
-        return str(redis_client().info("server").get("run_id"))
+        return str(redis_client(get_config()).info("server").get("run_id"))
     except redis.RedisError:
         return None
 

@@ -17,7 +17,8 @@ import threading
 from collections.abc import Callable
 from types import TracebackType
 
-from common import builds
+from common import build_store
+from common.clock import utcnow
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.models import Phase
 
@@ -62,7 +63,7 @@ class PhaseGuard:
     def _poll(self) -> None:
         if self.reason is not None:
             return
-        if builds.utcnow() > self.deadline:
+        if utcnow() > self.deadline:
             self._abort(BuildTimedOut(
                 f"The build timed out after {self.timeout_minutes:g} min in phase "
                 f"{self.phase.value}.",
@@ -70,7 +71,7 @@ class PhaseGuard:
                              "timeout, up to the farm's BINDER_BUILD_TIMEOUT)."]))
             return
         try:
-            record = builds.heartbeat(self.build_id, self.attempt)
+            record = build_store.heartbeat(self.build_id, self.attempt)
         except LeaseLost as exc:
             self._abort(exc)
             return

@@ -15,7 +15,7 @@ from typing import Any
 
 from celery.signals import worker_ready, worker_shutdown
 
-from common.builds import utcnow
+from common.clock import utcnow
 from common.config import get_config
 from common.db import ensure_indexes, get_db
 from common.errors import NoDatabase

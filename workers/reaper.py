@@ -20,7 +20,8 @@ from typing import Any
 
 import docker.errors
 
-from common import builds
+from common import build_store
+from common.clock import utcnow
 from common.config import Config, get_config
 from common.db import get_db, translate_errors
 from common.errors import NoDatabase
@@ -36,7 +37,7 @@ REQUEUE_AFTER = dt.timedelta(minutes=30)
 
 
 def live_hosts(config: Config) -> set[str]:
-    since = builds.utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
+    since = utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
     with translate_errors():
         return {doc["host"] for doc in get_db().hosts.find(
             {"last_seen": {"$gte": since}, "state": "up"})}
@@ -45,7 +46,7 @@ def live_hosts(config: Config) -> set[str]:
 def lost_builds(config: Config) -> list[dict[str, Any]]:
     """Running builds holding a lease whose heartbeat went quiet and that cannot go on:
     their host is gone, or the message for their next phase was lost."""
-    now = builds.utcnow()
+    now = utcnow()
     quiet = now - dt.timedelta(seconds=max(3 * config.heartbeat_interval, 10))
     stale = now - dt.timedelta(seconds=config.heartbeat_stale)
     alive = live_hosts(config)
@@ -72,7 +73,7 @@ def restart(record: dict[str, Any], config: Config) -> None:
     build_id, attempt = record["build_id"], record["attempt"]
     host = (record.get("lease") or {}).get("worker", "an unknown host")
     if attempt >= config.max_attempts:
-        builds.finish(build_id, attempt, Status.FAILED,
+        build_store.finish(build_id, attempt, Status.FAILED,
                       f"The worker was lost {attempt} times; last on {host}. "
                       "Retry the build; operators should check the workers.")
         log.warning("failed %s after %s lost attempts", record["name"], attempt)
@@ -83,7 +84,7 @@ def restart(record: dict[str, Any], config: Config) -> None:
              "heartbeat": record["heartbeat"]},
             {"$set": {"attempt": attempt + 1, "phase": Phase.QUEUED.value, "lease": None,
                       "heartbeat": None, "enqueued": False,
-                      f"lost.{attempt}": {"worker": host, "at": builds.utcnow()}}},
+                      f"lost.{attempt}": {"worker": host, "at": utcnow()}}},
             return_document=True)
     if restarted is not None:
         log.warning("restarting %s (attempt %s) lost on %s", record["name"], attempt + 1, host)
@@ -94,7 +95,7 @@ def unsent_builds(config: Config) -> list[dict[str, Any]]:
     epoch = broker_epoch()
     if epoch is None:
         return []  # the broker is down: nothing can be sent now
-    old = builds.utcnow() - REQUEUE_AFTER
+    old = utcnow() - REQUEUE_AFTER
     with translate_errors():
         return list(get_db().builds.find({
             "status": Status.RUNNING.value, "phase": Phase.QUEUED.value, "lease": None,

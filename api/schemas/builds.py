@@ -35,15 +35,15 @@ class BuildSchema(Schema):
     """
 
     name = fields.String(required=True)
-    display_name = fields.String(data_key="display-name", attribute="display-name",
+    display_name = fields.String(data_key="display-name",
                                  required=True, metadata={"description": "owner/repo[/tree/ref]"})
     repository = fields.String(required=True)
     repo = fields.String(attribute="repository", dump_only=True,
                          metadata={"description": "same as repository (protocol alias)"})
     status = fields.String(required=True, validate=validate.OneOf([s.value for s in Status]))
     phase = fields.String(required=True, validate=validate.OneOf([p.value for p in Phase]))
-    start_time = fields.DateTime(data_key="start-time", attribute="start-time", required=True)
-    end_time = fields.DateTime(data_key="end-time", attribute="end-time", allow_none=True)
+    start_time = fields.DateTime(data_key="start-time", required=True)
+    end_time = fields.DateTime(data_key="end-time", allow_none=True)
     error = fields.String(allow_none=True)
     build_id = fields.String(data_key="build-id")
     attempt = fields.Integer(metadata={"description": "how many times the build was started"})
@@ -51,8 +51,8 @@ class BuildSchema(Schema):
                               metadata={"description": "same as attempt"})
     commit = fields.String(allow_none=True)
     ref = fields.String(allow_none=True)
-    image_name = fields.String(data_key="image-name", attribute="image-name", allow_none=True)
-    image_source = fields.String(data_key="image-source", attribute="image-source",
+    image_name = fields.String(data_key="image-name", allow_none=True)
+    image_source = fields.String(data_key="image-source",
                                  allow_none=True)
     config = fields.String(allow_none=True, metadata={"description": "config file built from"})
     worker = fields.String(allow_none=True)

@@ -13,8 +13,8 @@ class TemplateSchema(Schema):
     """A template as the original registry served it, plus ``limits`` and ``hardware``."""
 
     name = fields.String(required=True)
-    image_name = fields.String(data_key="image-name", attribute="image-name", required=True)
-    image_source = fields.String(data_key="image-source", attribute="image-source",
+    image_name = fields.String(data_key="image-name", required=True)
+    image_source = fields.String(data_key="image-source",
                                  required=True)
     port = fields.Integer(required=True)
     command = fields.String(allow_none=True)
@@ -24,7 +24,7 @@ class TemplateSchema(Schema):
     repository = fields.String()
     commit = fields.String()
     config = fields.String(allow_none=True, metadata={"description": "config file built from"})
-    time_created = fields.DateTime(data_key="time-created", attribute="time-created",
+    time_created = fields.DateTime(data_key="time-created",
                                    required=True)
-    time_modified = fields.DateTime(data_key="time-modified", attribute="time-modified",
+    time_modified = fields.DateTime(data_key="time-modified",
                                     required=True)

@@ -42,11 +42,11 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 from common.config import get_config, load_config, set_config  # noqa: E402
-from common.localfarm import ensure_services, stop_services  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
 from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
 from tests.support.static_http import serve_directory  # noqa: E402
+from workers.launcher import ensure_services, stop_services  # noqa: E402
 
 TEST_PACKAGE = "binder-test-pkg"
 

@@ -200,7 +200,7 @@ def second_api(farm: Farm, name: str, **env: str) -> Iterator[str]:
         try:
             requests.get(f"{url}/openapi.json", timeout=1)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             assert process.alive(), process.log_tail()
             time.sleep(0.2)
     try:

@@ -7,7 +7,7 @@ import uuid
 
 import docker
 
-from common import builds
+from common import build_store
 from common.models import Status
 from tests.integration.test_api import assert_error
 from tests.support.api_cases import plain_repo, slow_repo
@@ -71,9 +71,9 @@ def test_list_filters_and_pages_newest_first(api: ApiClient, git_server: GitServ
 def test_list_has_a_default_page_size(api: ApiClient) -> None:
     repository = f"https://example.org/paging/{uuid.uuid4().hex[:8]}"
     for index in range(105):
-        record = builds.create_build(f"paging-{uuid.uuid4().hex[:10]}-{index}", {
-            "display-name": "paging/x", "repository": repository})
-        builds.finish(record["build_id"], record["attempt"], Status.FAILED, "test record")
+        record = build_store.create_build(f"paging-{uuid.uuid4().hex[:10]}-{index}", {
+            "display_name": "paging/x", "repository": repository})
+        build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "test record")
     response = api.request("GET", f"/builds/?repository={repository}")
     assert response.status_code == 200
     page = response.json()

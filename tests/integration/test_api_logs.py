@@ -7,8 +7,8 @@ import uuid
 
 import requests
 
-from common import builds
-from common.buildlog import BuildLogWriter
+from common import build_store
+from common.log_store import BuildLogWriter
 from common.models import Status
 from tests.support.api_cases import Event, read_sse, ticking_repo
 from tests.support.farm import ApiClient
@@ -65,7 +65,7 @@ def test_follow_a_real_build_live_and_resume(api: ApiClient, git_server: GitServ
 
 def test_follow_sends_a_new_line_within_a_second(api: ApiClient) -> None:
     name = f"logs-{uuid.uuid4().hex[:8]}"
-    record = builds.create_build(name, {"display-name": "logs/latency",
+    record = build_store.create_build(name, {"display_name": "logs/latency",
                                         "repository": "https://example.org/logs/latency"})
     writer = BuildLogWriter(record["build_id"])
     writer.write("before following")
@@ -83,7 +83,7 @@ def test_follow_sends_a_new_line_within_a_second(api: ApiClient) -> None:
         writer.write("two\nparts")
         assert next(events).data == "two\nparts"
         writer.close()
-        builds.finish(record["build_id"], record["attempt"], Status.FAILED, "test over")
+        build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "test over")
         end = next(events)
         assert (end.event, end.data) == ("end", "failed")
     assert max(latencies) < 1.0, latencies

@@ -51,8 +51,8 @@ def test_up_serves_health_then_stops_everything_it_started(
                 health = requests.get(f"http://127.0.0.1:{port}/health/", timeout=5)
                 if health.status_code == 200:
                     break
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # still starting
             time.sleep(0.5)
         assert health is not None and health.status_code == 200, log.read_text()[-3000:]
         components = {item["name"]: item["status"] for item in health.json()}

@@ -1,6 +1,6 @@
 """The Flask API on paths that answer before MongoDB or Celery would be reached.
 
-``common.builds`` and the enqueueing are replaced by guards that fail the
+``common.build_store`` and the enqueueing are replaced by guards that fail the
 test if a request gets that far, except where a test stubs them on purpose.
 """
 
@@ -36,7 +36,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     monkeypatch.setattr(common.config, "_current", common.config._current)
     for name in ("create_build", "list_builds", "get_build", "history", "request_cancel",
                  "find_attempt"):
-        monkeypatch.setattr(api.builds.builds, name, _must_not_run, raising=False)
+        monkeypatch.setattr(api.builds.build_store, name, _must_not_run, raising=False)
     monkeypatch.setattr(api.builds, "enqueue_fetch", _must_not_run)
     config = load_config(environ={"BINDER_API_KEY": KEY, "BINDER_DATA_DIR": str(tmp_path),
                                   "BINDER_MAX_REQUEST_BYTES": str(MAX_BYTES)})
@@ -172,9 +172,9 @@ def test_start_records_and_enqueues_the_parsed_repository(
     def create_build(name: str, fields: dict[str, Any], force: bool) -> dict[str, Any]:
         created.append((name, fields, force))
         return {"name": name, **fields, "status": "running", "phase": "queued",
-                "start-time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "attempt": 1}
+                "start_time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "attempt": 1}
 
-    monkeypatch.setattr(api.builds.builds, "create_build", create_build)
+    monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
     monkeypatch.setattr(api.builds, "enqueue_fetch", enqueued.append)
     status, body = post(client, {"repository": "https://github.com/Owner/Repo/tree/feat/x",
                                  "force": True})
@@ -233,7 +233,7 @@ def test_unexpected_errors_do_not_leak_a_traceback(client: FlaskClient,
     def explode(*args: object, **kwargs: object) -> dict[str, Any]:
         raise RuntimeError("secret internals")
 
-    monkeypatch.setattr(api.builds.builds, "get_build", explode)
+    monkeypatch.setattr(api.builds.build_store, "get_build", explode)
     monkeypatch.setattr("api.errors.log.exception", lambda *a, **k: None)
     response = client.get("/builds/o-r")
     assert response.status_code == 500

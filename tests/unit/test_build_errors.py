@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.docker_build import explain_failure
+from workers.image_build import explain_failure
 
 STEP_FAILED = "The command '/bin/sh -c exit 1' returned a non-zero code: 1"
 

@@ -1,4 +1,4 @@
-"""``workers/context.write_context``: the Docker build context of a checkout."""
+"""``workers/docker_context.write_context``: the Docker build context of a checkout."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from common.config import load_config
 from workers.buildpacks.base import BuildInputs, BuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
-from workers.context import write_context
+from workers.docker_context import write_context
 
 CONFIG = load_config(environ={})
 

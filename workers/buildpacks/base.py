@@ -2,7 +2,7 @@
 
 A buildpack is chosen by its ``config_file`` (the first present one, in the
 order of the ``BINDER_CONFIG_ORDER`` setting) and renders a Dockerfile for
-the build context that ``workers/context.py`` assembles:
+the build context that ``workers/docker_context.py`` assembles:
 
 * generated Dockerfiles see the repository under ``repo/`` and any
   ``extra_files`` under ``.binder-build/``;

@@ -7,15 +7,15 @@ from typing import Any
 
 import requests
 
-from common import templates
+from common import template_store
 from common.errors import BuildFailure
 from common.naming import image_name
 from workers.git import fetch_commit, resolve_ref, tree_size_mb
-from workers.phase import COMPLETE, PhaseContext
+from workers.phase_runner import COMPLETE, PhaseRun
 from workers.registry import manifest_exists
 
 
-def cached_template(context: PhaseContext, image: str) -> dict[str, Any] | None:
+def cached_template(context: PhaseRun, image: str) -> dict[str, Any] | None:
     """The stored template when ``image`` is already built and pushed."""
     if context.record.get("force"):
         return None
@@ -25,13 +25,13 @@ def cached_template(context: PhaseContext, image: str) -> dict[str, Any] | None:
     except requests.RequestException as exc:
         context.say(f"registry not reachable for the cache check ({exc}); building")
         return None
-    template = templates.find_template(context.record["name"])
-    if template is None or template.get("image-name") != image:
+    template = template_store.find_template(context.record["name"])
+    if template is None or template.get("image_name") != image:
         return None
     return template
 
 
-def check_disk(context: PhaseContext) -> None:
+def check_disk(context: PhaseRun) -> None:
     """Refuse the build when this worker is short of disk space."""
     root = context.config.work_root
     root.mkdir(parents=True, exist_ok=True)
@@ -44,7 +44,7 @@ def check_disk(context: PhaseContext) -> None:
                          "BINDER_MIN_FREE_DISK_MB."])
 
 
-def run(context: PhaseContext) -> dict[str, Any]:
+def run(context: PhaseRun) -> dict[str, Any]:
     record, config = context.record, context.config
     check_disk(context)
     commit = resolve_ref(record["clone_url"], record.get("ref"), config.clone_timeout)
@@ -53,8 +53,8 @@ def run(context: PhaseContext) -> dict[str, Any]:
     template = cached_template(context, image)
     if template is not None:
         context.say(f"{image} is already built; reusing it")
-        templates.save_template({**template, "commit": commit})
-        return {COMPLETE: True, "commit": commit, "image-name": image, "image-source": image,
+        template_store.save_template({**template, "commit": commit})
+        return {COMPLETE: True, "commit": commit, "image_name": image, "image_source": image,
                 "cached": True, "config": template.get("config")}
     fetch_commit(record["clone_url"], commit, context.checkout, config.clone_timeout,
                  context.say)
@@ -64,4 +64,4 @@ def run(context: PhaseContext) -> dict[str, Any]:
                            f"{config.max_repo_mb} MiB.",
                            suggestions=["Keep large data out of the repository."])
     context.say(f"checked out {commit} ({size:.1f} MiB)")
-    return {"commit": commit, "image-name": image, "cached": False}
+    return {"commit": commit, "image_name": image, "cached": False}

@@ -10,8 +10,6 @@ so a running build's log is complete whichever store is ahead.
 from __future__ import annotations
 
 import contextlib
-import functools
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +19,7 @@ import redis
 
 from common.config import Config, get_config
 from common.db import get_db, translate_errors
+from common.redis_client import redis_client
 
 FLUSH_SECONDS = 0.5
 FLUSH_LINES = 200
@@ -29,19 +28,6 @@ REDIS_RETRY_SECONDS = 5.0
 
 def stream_key(build_id: str) -> str:
     return f"binder:log:{build_id}"
-
-
-def redis_client(config: Config | None = None) -> redis.Redis:
-    """This process's client for the configured Redis (one connection pool, reused)."""
-    config = config or get_config()
-    return _client(os.getpid(), config.redis_url)
-
-
-@functools.lru_cache(maxsize=8)
-def _client(pid: int, url: str) -> redis.Redis:
-    # Keyed by pid: a pool must not cross a fork (gunicorn, Celery prefork).
-    return redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=2,
-                                decode_responses=True)
 
 
 class BuildLogWriter:
@@ -133,7 +119,7 @@ def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
 def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
     try:
         entries: list[tuple[str, dict[str, Any]]] = list(
-            redis_client().xrange(stream_key(build_id), min=f"{after + 1}-0")
+            redis_client(get_config()).xrange(stream_key(build_id), min=f"{after + 1}-0")
             or [])  # type: ignore[arg-type]
     except redis.RedisError:
         return
@@ -142,8 +128,3 @@ def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
         if seq > after:
             after = seq
             yield seq, fields["line"]
-
-
-def delete_log(build_id: str) -> None:
-    with translate_errors():
-        get_db().logs.delete_many({"build_id": build_id})

@@ -1,4 +1,4 @@
-"""``binder-build``: run the farm and its processes.
+"""The farm's own commands: run it locally, or each of its processes.
 
 ``up`` starts every component the configuration does not point elsewhere,
 makes sure the base image exists, then runs the Procfile's processes under
@@ -15,17 +15,18 @@ import shutil
 import signal
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
 
+from common.api_keys import ensure_api_key
 from common.config import Config, describe_settings, environment_for, load_config
 from common.errors import ConfigError
-from common.localfarm import ServiceError, ensure_api_key, ensure_services, stop_services
+from workers.launcher import ServiceError, ensure_services, stop_services
 
-PROJECT_DIR = Path(__file__).resolve().parent.parent
 UP_PROCESSES = ("api", "worker", "beat", "flower")
 PR_SET_PDEATHSIG = 1
 
@@ -46,7 +47,7 @@ def _exit_with_parent() -> None:
 
 
 def _child_env(config: Config) -> dict[str, str]:
-    env = {**os.environ, **environment_for(config)}
+    env = {**os.environ, **environment_for(config), "BINDER_DATA_DIR": str(config.data_path)}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     return env
 
@@ -56,12 +57,7 @@ config_option = click.option("--config", "config_file", envvar="BINDER_CONFIG",
                              help="JSON or TOML config file (BINDER_CONFIG).")
 
 
-@click.group()
-def main() -> None:
-    """Binder build farm."""
-
-
-@main.command()
+@click.command()
 @config_option
 def up(config_file: str | None) -> None:
     """Run the whole farm locally in the foreground."""
@@ -85,11 +81,12 @@ def up(config_file: str | None) -> None:
         ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
         click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
         click.echo(f"key  {config.api_key}")
-        honcho = subprocess.Popen(
-            [sys.executable, "-m", "honcho", "-f", str(PROJECT_DIR / "Procfile"),
-             "-d", str(PROJECT_DIR), "start", *UP_PROCESSES],
-            env=_child_env(config), start_new_session=True)
-        honcho.wait()
+        with resources.as_file(resources.files("workers.cli") / "Procfile") as procfile:
+            honcho = subprocess.Popen(
+                [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", os.getcwd(),
+                 "start", *UP_PROCESSES],
+                env=_child_env(config), start_new_session=True)
+            honcho.wait()
     except ServiceError as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
@@ -104,7 +101,7 @@ def up(config_file: str | None) -> None:
         stop_services(services)
 
 
-@main.command()
+@click.command()
 @config_option
 @click.option("--base-image/--no-base-image", default=True, help="Also build the base image.")
 def services(config_file: str | None, base_image: bool) -> None:
@@ -126,7 +123,7 @@ def _exec(argv: list[str], config: Config) -> None:
     os.execvpe(argv[0], argv, _child_env(config))
 
 
-@main.command()
+@click.command()
 @config_option
 def api(config_file: str | None) -> None:
     """Serve the API under gunicorn."""
@@ -138,12 +135,12 @@ def api(config_file: str | None) -> None:
            "api:create_app()"], config)
 
 
-@main.command()
+@click.command()
 @config_option
 @click.option("--concurrency", default=1, show_default=True, help="Builds run at once.")
 def worker(config_file: str | None, concurrency: int) -> None:
     """Run a Celery worker for this Docker host (queues builds and host.<id>)."""
-    from common.naming import SHARED_QUEUE, host_queue
+    from workers.queues import SHARED_QUEUE, host_queue
 
     config = _load(config_file)
     host = config.worker_host
@@ -154,7 +151,7 @@ def worker(config_file: str | None, concurrency: int) -> None:
           config.replace(worker_id=host))
 
 
-@main.command()
+@click.command()
 @config_option
 def beat(config_file: str | None) -> None:
     """Run Celery beat (the reaper and garbage collection)."""
@@ -164,7 +161,7 @@ def beat(config_file: str | None) -> None:
            "--loglevel", "INFO", "--schedule", str(schedule)], config)
 
 
-@main.command()
+@click.command()
 @config_option
 def flower(config_file: str | None) -> None:
     """Run Flower to watch the queue (BINDER_FLOWER_PORT)."""
@@ -173,7 +170,7 @@ def flower(config_file: str | None) -> None:
            f"--address={config.host}", f"--port={config.flower_port}"], config)
 
 
-@main.command("base-image")
+@click.command("base-image")
 @config_option
 def base_image_command(config_file: str | None) -> None:
     """Build and push the base image if its recipe changed."""
@@ -182,12 +179,11 @@ def base_image_command(config_file: str | None) -> None:
     ensure_base_image(_load(config_file), say=click.echo)
 
 
-@main.command()
+@click.command()
 def settings() -> None:
     """List every setting: variable, default, meaning."""
     for env, default, help_text in describe_settings():
         click.echo(f"{env:32} {default!s:28} {help_text}")
 
 
-if __name__ == "__main__":
-    main()
+COMMANDS = (up, services, api, worker, beat, flower, base_image_command, settings)

@@ -7,12 +7,12 @@ from typing import Any
 
 import docker.errors
 
-from common import templates
+from common import template_store
 from workers.buildpacks import BUILDPACKS, DEFAULT_BUILDPACK, BuildInputs, BuildPack
-from workers.context import write_context
-from workers.docker_build import run_build
+from workers.docker_context import write_context
 from workers.docker_engine import API_TIMEOUT, docker_client
-from workers.phase import PhaseContext
+from workers.image_build import run_build
+from workers.phase_runner import PhaseRun
 from workers.registry import auth_config
 
 
@@ -20,11 +20,11 @@ def buildpack_by_id(pack_id: str) -> BuildPack:
     return next((pack for pack in BUILDPACKS if pack.id == pack_id), DEFAULT_BUILDPACK)
 
 
-def previous_image(context: PhaseContext) -> str | None:
+def previous_image(context: PhaseRun) -> str | None:
     """The last image built for this name, pulled so its layers can be reused."""
-    template = templates.find_template(context.record["name"])
-    image = template.get("image-name") if template else None
-    if not image or image == context.record["image-name"]:
+    template = template_store.find_template(context.record["name"])
+    image = template.get("image_name") if template else None
+    if not image or image == context.record["image_name"]:
         return None
     client = docker_client(context.config, timeout=300)
     try:
@@ -39,7 +39,7 @@ def previous_image(context: PhaseContext) -> str | None:
     return str(image)
 
 
-def run(context: PhaseContext) -> dict[str, Any]:
+def run(context: PhaseRun) -> dict[str, Any]:
     record, config = context.record, context.config
     if record.get("cached"):
         return {}
@@ -56,7 +56,7 @@ def run(context: PhaseContext) -> dict[str, Any]:
     cache_from = previous_image(context)
     params: dict[str, Any] = {
         "docker_host": config.docker_host, "timeout": API_TIMEOUT, "context": str(context_tar),
-        "dockerfile": dockerfile, "tag": record["image-name"], "network_mode": config.build_network,
+        "dockerfile": dockerfile, "tag": record["image_name"], "network_mode": config.build_network,
         "container_limits": {"memory": _bytes(config.build_memory)},
         "labels": {"org.binder-build.name": record["name"],
                    "org.binder-build.commit": record["commit"],
@@ -66,7 +66,7 @@ def run(context: PhaseContext) -> dict[str, Any]:
         params["cache_from"] = [cache_from]
         context.say(f"reusing layers from {cache_from}")
     image_id = run_build(params, context.workdir, context.say, context.guard)
-    context.say(f"built {record['image-name']} ({image_id})")
+    context.say(f"built {record['image_name']} ({image_id})")
     return {"image_id": image_id}
 
 

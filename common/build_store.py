@@ -10,22 +10,18 @@ and learns it lost the lease.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from common.clock import utcnow
 from common.db import ensure_indexes, get_db, translate_errors
 from common.errors import AlreadyBuilding, LeaseLost, NoBuildInfo
 from common.models import FINAL_STATUSES, Phase, Status
 
 Record = dict[str, Any]
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def new_record(name: str, fields: dict[str, Any]) -> Record:
@@ -35,8 +31,8 @@ def new_record(name: str, fields: dict[str, Any]) -> Record:
         "name": name,
         "status": Status.RUNNING.value,
         "phase": Phase.QUEUED.value,
-        "start-time": now,
-        "end-time": None,
+        "start_time": now,
+        "end_time": None,
         "attempt": 1,
         "lease": None,
         "heartbeat": None,
@@ -44,8 +40,8 @@ def new_record(name: str, fields: dict[str, Any]) -> Record:
         "cancel_requested": False,
         "error": None,
         "commit": None,
-        "image-name": None,
-        "image-source": None,
+        "image_name": None,
+        "image_source": None,
         "config": None,
         "worker": None,
         "workers": [],
@@ -97,7 +93,7 @@ def archive(record: Record, cancelled: bool = False) -> None:
     copy = {key: value for key, value in record.items() if key != "_id"}
     if cancelled:
         copy.update(status=Status.CANCELLED.value, error="Replaced by a forced rebuild.",
-                    **{"end-time": utcnow()})
+                    **{"end_time": utcnow()})
     get_db().attempts.replace_one({"build_id": copy["build_id"]}, copy, upsert=True)
 
 
@@ -120,13 +116,8 @@ def get_build(name: str) -> Record:
     return record
 
 
-def find_by_id(build_id: str) -> Record | None:
-    with translate_errors():
-        return get_db().builds.find_one({"build_id": build_id})
-
-
 #: Newest first; ``_id`` breaks ties so pages do not overlap.
-NEWEST_FIRST = [("start-time", DESCENDING), ("_id", DESCENDING)]
+NEWEST_FIRST = [("start_time", DESCENDING), ("_id", DESCENDING)]
 HISTORY_LIMIT = 100
 
 
@@ -225,7 +216,7 @@ def finish(build_id: str, attempt: int, status: Status, error: str | None = None
            changes: dict[str, Any] | None = None) -> Record | None:
     """End a running attempt; returns ``None`` if it already ended."""
     assert status in FINAL_STATUSES
-    fields: dict[str, Any] = {"status": status.value, "end-time": utcnow(), "lease": None,
+    fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
                               "error": error, **(changes or {})}
     if status is Status.COMPLETED:
         fields["phase"] = Phase.FINISHED.value
@@ -250,7 +241,7 @@ def request_cancel(name: str) -> Record:
             done = db.builds.find_one_and_update(
                 {"build_id": record["build_id"], "status": Status.RUNNING.value,
                  "phase": Phase.QUEUED.value, "lease": None},
-                {"$set": {"status": Status.CANCELLED.value, "end-time": utcnow(),
+                {"$set": {"status": Status.CANCELLED.value, "end_time": utcnow(),
                           "cancel_requested": True, "error": "Cancelled before it started."}},
                 return_document=ReturnDocument.AFTER)
             if done is not None:

@@ -18,14 +18,15 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from common import builds
-from common.buildlog import BuildLogWriter
+from common import build_store
+from common.clock import utcnow
 from common.config import Config, get_config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
-from common.logs import bind_build
+from common.log_store import BuildLogWriter
 from common.models import TASK_PHASES, Phase, Status
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
+from workers.process_logs import bind_build
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,7 @@ class Outcome(Enum):
 
 
 @dataclass
-class PhaseContext:
+class PhaseRun:
     """What a phase function gets."""
 
     config: Config
@@ -66,7 +67,7 @@ class PhaseContext:
         self.log.write(line)
 
 
-PhaseFunction = Callable[[PhaseContext], dict[str, Any] | None]
+PhaseFunction = Callable[[PhaseRun], dict[str, Any] | None]
 
 #: A phase function returns this key set to True to end the build as completed.
 COMPLETE = "_complete"
@@ -77,7 +78,7 @@ def work_dir(config: Config, build_id: str, attempt: int) -> Path:
 
 
 def _deadline(record: dict[str, Any], config: Config, phase: Phase) -> tuple[dt.datetime, float]:
-    started = record.get("attempt-start") or builds.utcnow()
+    started = record.get("attempt_start") or utcnow()
     minutes = config.build_timeout / 60
     requested = (record.get("binder_yml") or {}).get("timeout")
     if requested:
@@ -85,7 +86,7 @@ def _deadline(record: dict[str, Any], config: Config, phase: Phase) -> tuple[dt.
     deadline = started + dt.timedelta(minutes=minutes)
     limits = {Phase.FETCHING: config.clone_timeout, Phase.PUSHING: config.push_timeout}
     if phase in limits:
-        phase_deadline = builds.utcnow() + dt.timedelta(seconds=limits[phase])
+        phase_deadline = utcnow() + dt.timedelta(seconds=limits[phase])
         if phase_deadline < deadline:
             return phase_deadline, limits[phase] / 60
     return deadline, minutes
@@ -97,8 +98,8 @@ def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> dict[str, A
     fetch starts an attempt (nobody holds it yet, or this worker after a
     redelivery); later phases continue on the host whose worker holds it.
     """
-    extra = {"attempt-start": builds.utcnow()} if phase is Phase.FETCHING else {}
-    return builds.start_phase(build_id, attempt, phase, worker, extra)
+    extra = {"attempt_start": utcnow()} if phase is Phase.FETCHING else {}
+    return build_store.start_phase(build_id, attempt, phase, worker, extra)
 
 
 def run_phase(task_name: str, build_id: str, attempt: int, function: PhaseFunction) -> Outcome:
@@ -122,7 +123,7 @@ def _run_claimed(config: Config, record: dict[str, Any], phase: Phase,
     deadline, minutes = _deadline(record, config, phase)
     writer = BuildLogWriter(build_id, config)
     guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
-    context = PhaseContext(config, record, guard, writer, phase)
+    context = PhaseRun(config, record, guard, writer, phase)
     try:
         with guard:
             context.say(f"== {phase.value} on {worker} (attempt {attempt})")
@@ -134,7 +135,7 @@ def _run_claimed(config: Config, record: dict[str, Any], phase: Phase,
         # restarts before the next phase starts, the reaper knows the message
         # was lost.
         changes["broker_epoch"] = broker_epoch()
-        builds.end_phase(build_id, attempt, phase, changes)
+        build_store.end_phase(build_id, attempt, phase, changes)
         return Outcome.CONTINUE
     except BuildCancelled:
         return _end(config, record, Status.CANCELLED, "Cancelled by request.", writer=writer)
@@ -167,8 +168,8 @@ def _end(config: Config, record: dict[str, Any], status: Status, error: str | No
     if writer is not None:
         writer.write(f"== build {status.value}" + (f": {error}" if error else ""))
     if status is not Status.COMPLETED:
-        changes = {**(changes or {}), f"phases.{record['phase']}.end": builds.utcnow()}
-    builds.finish(build_id, attempt, status, error, changes)
+        changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
+    build_store.finish(build_id, attempt, status, error, changes)
     _remove_workdir(config, build_id, attempt)
     return Outcome.DONE
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from pymongo import ASCENDING
 
-from common.builds import utcnow
+from common.clock import utcnow
 from common.db import get_db, translate_errors
 from common.errors import DoesNotExist
 
@@ -14,11 +14,11 @@ from common.errors import DoesNotExist
 def save_template(template: dict[str, Any]) -> dict[str, Any]:
     """Upsert ``template`` by name, keeping its first ``time-created``."""
     now = utcnow()
-    fields = {key: value for key, value in template.items() if key != "time-created"}
+    fields = {key: value for key, value in template.items() if key != "time_created"}
     with translate_errors():
         get_db().templates.update_one(
             {"name": template["name"]},
-            {"$set": {**fields, "time-modified": now}, "$setOnInsert": {"time-created": now}},
+            {"$set": {**fields, "time_modified": now}, "$setOnInsert": {"time_created": now}},
             upsert=True)
     return get_template(template["name"])
 

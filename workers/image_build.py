@@ -3,7 +3,7 @@
 The Docker SDK's build call streams over one HTTP connection; the engine
 cancels the build (and removes its step container) when that connection
 closes. So the build runs in a small child process (``python -m
-workers.docker_build PARAMS.json``) that prints each decoded chunk as a
+workers.image_build PARAMS.json``) that prints each decoded chunk as a
 JSON line: killing the child stops the build, whatever step is running,
 and the child dies with the worker process that started it.
 """
@@ -65,7 +65,7 @@ def run_build(params: dict[str, Any], workdir: Path, say: Callable[[str], None],
     """
     params_file = workdir / "build-params.json"
     params_file.write_text(json.dumps(params))
-    child = subprocess.Popen([sys.executable, "-m", "workers.docker_build", str(params_file)],
+    child = subprocess.Popen([sys.executable, "-m", "workers.image_build", str(params_file)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              preexec_fn=_die_with_parent, cwd=Path(__file__).parent.parent)
     remove_hook = guard.on_abort(child.kill)

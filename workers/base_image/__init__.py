@@ -1,6 +1,6 @@
 """The Binder base image: built once per recipe, pushed so every host can pull it.
 
-Recipe: ``deploy/base-image/Dockerfile``. Its ROOT is ``BINDER_BASE_ROOT``
+Recipe: ``Dockerfile`` beside this module (package data). Its ROOT is ``BINDER_BASE_ROOT``
 when set (``debian:bookworm-slim`` where a registry can be pulled from),
 otherwise a Debian root made here with debootstrap and imported. The image
 is labelled with a hash of the recipe; a host that already has the image of
@@ -16,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
+from importlib import resources
 from pathlib import Path
 
 import docker.errors
@@ -24,7 +25,7 @@ from common.config import Config
 from workers.docker_engine import docker_client
 from workers.registry import auth_config, manifest_exists, split_image
 
-RECIPE_DIR = Path(__file__).resolve().parent.parent / "deploy" / "base-image"
+RECIPE = resources.files(__name__) / "Dockerfile"
 ROOT_IMAGE = "binder-rootfs:bookworm"
 RECIPE_LABEL = "binder-build.recipe"
 DEBOOTSTRAP_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,git"
@@ -34,7 +35,7 @@ Say = Callable[[str], None]
 
 
 def recipe_hash() -> str:
-    digest = hashlib.sha256((RECIPE_DIR / "Dockerfile").read_bytes())
+    digest = hashlib.sha256(RECIPE.read_bytes())
     digest.update(" ".join(WHEELS).encode())
     return digest.hexdigest()[:16]
 
@@ -106,7 +107,7 @@ def build_base_image(config: Config, image: str, recipe: str, say: Say) -> None:
     if not any(wheels.glob("*.whl")):
         download_wheels(wheels)
     with tempfile.TemporaryDirectory(dir=config.data_path) as context:
-        shutil.copy(RECIPE_DIR / "Dockerfile", context)
+        (Path(context) / "Dockerfile").write_bytes(RECIPE.read_bytes())
         shutil.copytree(wheels, Path(context) / "wheels")
         say(f"building {image} from {root}")
         client = docker_client(config)

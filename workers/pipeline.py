@@ -1,7 +1,7 @@
 """The build chain as Celery tasks: fetch -> detect -> build -> push -> template.
 
 Every task takes the build id and attempt, re-reads the record and is
-idempotent (see ``workers/phase.py``). fetch runs on the shared queue; it
+idempotent (see ``workers/phase_runner.py``). fetch runs on the shared queue; it
 hands the rest of the chain to its own host's queue, where the checkout
 and the image are.
 """
@@ -14,10 +14,10 @@ from celery import Task, chain
 
 from common.config import get_config
 from common.errors import NoDatabase
-from common.naming import host_queue
-from workers import build, detect, fetch, push, template
 from workers.celery_app import app
-from workers.phase import Outcome, PhaseFunction, run_phase
+from workers.phase_runner import Outcome, PhaseFunction, run_phase
+from workers.phases import build, detect, fetch, push, template
+from workers.queues import host_queue
 
 PHASE_FUNCTIONS: dict[str, PhaseFunction] = {
     "fetch": fetch.run,

@@ -6,15 +6,15 @@ from typing import Any
 
 from common.errors import BuildFailure
 from workers.docker_engine import docker_client
-from workers.phase import PhaseContext
+from workers.phase_runner import PhaseRun
 from workers.registry import auth_config
 
 
-def run(context: PhaseContext) -> dict[str, Any]:
+def run(context: PhaseRun) -> dict[str, Any]:
     record = context.record
-    image = record["image-name"]
+    image = record["image_name"]
     if record.get("cached"):
-        return {"image-source": image}
+        return {"image_source": image}
     client = docker_client(context.config, timeout=context.config.push_timeout)
     context.guard.on_abort(client.close)
     repository, _, tag = image.rpartition(":")
@@ -31,4 +31,4 @@ def run(context: PhaseContext) -> dict[str, Any]:
             context.say(status)
         last_status = status
     context.say(f"pushed {image}")
-    return {"image-source": image}
+    return {"image_source": image}

@@ -5,10 +5,10 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from common import templates
+from common import template_store
 from common.config import Config
 from workers.docker_engine import docker_client
-from workers.phase import COMPLETE, PhaseContext
+from workers.phase_runner import COMPLETE, PhaseRun
 from workers.verify import verify_image
 
 
@@ -25,8 +25,8 @@ def make_template(record: dict[str, Any], config: Config, command: str | None) -
               **binder_yml.get("limits", {})}
     return {
         "name": record["name"],
-        "image-name": record["image-name"],
-        "image-source": record["image-name"],
+        "image_name": record["image_name"],
+        "image_source": record["image_name"],
         "repository": record["repository"],
         "commit": record["commit"],
         "config": record.get("config"),
@@ -38,14 +38,14 @@ def make_template(record: dict[str, Any], config: Config, command: str | None) -
     }
 
 
-def run(context: PhaseContext) -> dict[str, Any]:
+def run(context: PhaseRun) -> dict[str, Any]:
     record, config = context.record, context.config
-    command = image_command(config, record["image-name"])
+    command = image_command(config, record["image_name"])
     template = make_template(record, config, command)
     if config.verify and not record.get("cached"):
-        verify_image(config, record["image-name"], template["port"],
+        verify_image(config, record["image_name"], template["port"],
                      (record.get("binder_yml") or {}).get("command"), record["build_id"],
                      context.say, context.guard)
-    templates.save_template(template)
+    template_store.save_template(template)
     context.say(f"template {record['name']} saved")
-    return {COMPLETE: True, "image-source": record["image-name"]}
+    return {COMPLETE: True, "image_source": record["image_name"]}

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import secrets
 import shutil
 import signal
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.config import Config
-from common.health import check_docker, check_mongo, check_redis, check_registry
+from common.probes import check_docker, check_mongo, check_redis, check_registry
 
 log = logging.getLogger(__name__)
 
@@ -180,22 +179,3 @@ def stop_services(services: list[Service]) -> None:
     for service in reversed(services):
         with contextlib.suppress(Exception):
             service.stop()
-
-
-def ensure_api_key(config: Config) -> str:
-    """The configured key, or the one saved under the data dir (made on first use)."""
-    if config.api_key:
-        return str(config.api_key)
-    path = config.data_path / "api-key"
-    if path.exists():
-        return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    key = secrets.token_urlsafe(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process made it first
-        time.sleep(0.1)
-        return path.read_text().strip()
-    with os.fdopen(fd, "w") as out:
-        out.write(key + "\n")
-    return key

@@ -6,10 +6,10 @@ from typing import Any
 
 from workers.binder_yml import find_binder_yml, load_binder_yml
 from workers.buildpacks import BuildInputs, detect
-from workers.phase import PhaseContext
+from workers.phase_runner import PhaseRun
 
 
-def run(context: PhaseContext) -> dict[str, Any]:
+def run(context: PhaseRun) -> dict[str, Any]:
     checkout = context.checkout
     buildpack, config_path = detect(checkout, context.config)
     buildpack.check(BuildInputs(checkout, config_path, context.config))

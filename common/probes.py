@@ -1,0 +1,40 @@
+"""Does each service answer? Each probe raises when it does not, within about a second.
+
+Used by the API's health report and by the launcher, which reuses a service
+that answers instead of starting another.
+"""
+
+from __future__ import annotations
+
+import docker
+import redis
+import requests
+
+from common import db
+from common.config import Config
+
+
+def check_mongo(config: Config) -> None:
+    db.ping(config)
+
+
+def check_redis(config: Config) -> None:
+    client = redis.Redis.from_url(config.redis_url, socket_connect_timeout=1, socket_timeout=1)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def check_docker(config: Config) -> None:
+    client = docker.DockerClient(base_url=config.docker_host, timeout=2)
+    try:
+        client.ping()
+    finally:
+        client.close()
+
+
+def check_registry(config: Config) -> None:
+    response = requests.get(f"{config.registry_url}/v2/", timeout=1.5)
+    if response.status_code not in (200, 401):
+        raise RuntimeError(f"registry answered {response.status_code}")

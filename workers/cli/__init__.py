@@ -1,0 +1,19 @@
+"""``binder-build``: the program's entry (``[project.scripts]``)."""
+
+from __future__ import annotations
+
+import click
+
+from workers.cli import server
+
+
+@click.group()
+def main() -> None:
+    """Binder build farm."""
+
+
+for _command in server.COMMANDS:
+    main.add_command(_command)
+
+if __name__ == "__main__":
+    main()
