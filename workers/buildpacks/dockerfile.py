@@ -2,25 +2,8 @@
 
 from __future__ import annotations
 
-import re
-
-from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
-
-_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.I | re.M)
-
-
-def base_images(dockerfile: str) -> list[str]:
-    """Images the Dockerfile starts FROM, leaving out references to its own stages."""
-    stages: set[str] = set()
-    images = []
-    for match in _FROM.finditer(dockerfile):
-        image, alias = match.group(1), match.group(2)
-        if image.lower() not in stages:
-            images.append(image)
-        if alias:
-            stages.add(alias.lower())
-    return images
+from workers.image_policy import check_dockerfile
 
 
 class DockerfileBuildPack(BuildPack):
@@ -30,22 +13,12 @@ class DockerfileBuildPack(BuildPack):
 
     def _text(self, inputs: BuildInputs) -> str:
         assert inputs.config_path is not None
-        return (inputs.checkout / inputs.config_path).read_text(errors="replace")
+        # surrogateescape keeps stray bytes as they are, as Docker's parser sees them
+        return (inputs.checkout / inputs.config_path).read_text(errors="surrogateescape")
 
     def check(self, inputs: BuildInputs) -> None:
-        allowed = tuple(inputs.config.allowed_base_images)
-        images = base_images(self._text(inputs))
-        if not images:
-            raise BuildFailure("The Dockerfile has no FROM line.",
-                               suggestions=[f"Start it with FROM {inputs.base_image}."])
-        if not allowed:
-            return
-        for image in images:
-            if image not in allowed:
-                raise BuildFailure(
-                    f"The Dockerfile starts FROM {image}, which this farm does not allow; "
-                    f"allowed base images: {', '.join(allowed)}.",
-                    suggestions=["Change the FROM line to one of the allowed images."])
+        """Every image the build could pull must be allowed (``workers/image_policy.py``)."""
+        check_dockerfile(self._text(inputs), inputs.config.allowed_base_images)
 
     def render(self, inputs: BuildInputs) -> str:
         return self._text(inputs)

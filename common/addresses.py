@@ -1,0 +1,164 @@
+"""Which network addresses the farm may fetch from on a repository's behalf.
+
+A repository URL (or a redirect, or a provider API URL) names a host; the
+farm must never be steered by it into its own network: loopback, private,
+link-local, shared, multicast or otherwise non-global addresses, in any
+spelling (``127.1``, ``2130706433``, ``[::ffff:127.0.0.1]``, a name that
+resolves there). The rule, checked on the *resolved* addresses:
+
+* ``https`` to a host whose every address is global is allowed;
+* a host named in ``BINDER_ALLOWED_SOURCE_HOSTS`` (``host`` or
+  ``host:port``) is allowed whatever its addresses, and only such hosts
+  may be reached over plain ``http``;
+* everything else is refused with a sentence, before any connection.
+
+:func:`check_url` returns a :class:`CheckedTarget` holding the addresses it
+checked; whoever connects must connect to those (``curl_resolve`` pins them
+for git and curl), so a second DNS answer cannot point elsewhere.
+
+Tests stub the resolver (the ``resolve`` argument): nothing here connects.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from common.errors import BadRepoSource
+
+#: host, port -> the addresses the host name resolves to (text form)
+Resolver = Callable[[str, int], list[str]]
+
+DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+class ForbiddenAddress(BadRepoSource):
+    """The URL leads to an address this farm does not fetch from."""
+
+
+class UnknownHost(BadRepoSource):
+    """The URL's host name does not resolve (now)."""
+
+
+@dataclass(frozen=True)
+class CheckedTarget:
+    """A URL that passed the address check, with the addresses it was checked on."""
+
+    url: str
+    scheme: str
+    host: str  # lower case, IPv6 without brackets
+    port: int
+    addresses: tuple[str, ...]
+    allowed_host: bool  # named in BINDER_ALLOWED_SOURCE_HOSTS
+
+    def curl_resolve(self) -> str:
+        """``HOST:PORT:ADDR[,ADDR]`` for curl's ``--resolve`` / git's ``http.curloptResolve``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        addresses = ",".join(f"[{a}]" if ":" in a else a for a in self.addresses)
+        return f"{host}:{self.port}:{addresses}"
+
+
+def resolve_host(host: str, port: int) -> list[str]:
+    """Every address ``host`` resolves to (IPv4 and IPv6), without repeats."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UnknownHost(f"The host {host} cannot be resolved.",
+                          suggestions=["Check the host name in the URL."]) from exc
+    addresses: list[str] = []
+    for *_, sockaddr in infos:
+        address = str(sockaddr[0]).split("%", 1)[0]  # drop an IPv6 zone
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def is_public_address(address: str) -> bool:
+    """True for a global unicast address, including IPv4 carried inside IPv6."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if not ip.is_global or ip.is_multicast or ip.is_reserved or ip.is_unspecified:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.is_site_local:
+            return False
+        # NAT64 (64:ff9b::/96) counts as reserved above; these carry IPv4 inside.
+        embedded = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+        return all(is_public_address(str(v4)) for v4 in embedded if v4 is not None)
+    return True
+
+
+def split_host_port(entry: str) -> tuple[str, int | None]:
+    """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as (lower-case host, port)."""
+    entry = entry.strip().lower()
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        port = rest[1:] if rest.startswith(":") else ""
+    elif entry.count(":") == 1:
+        host, _, port = entry.partition(":")
+    else:
+        host, port = entry, ""
+    return host, (int(port) if port.isdigit() else None)
+
+
+def host_is_allowed(host: str, port: int, allowed_hosts: Iterable[str]) -> bool:
+    """True when ``host:port`` is named in ``allowed_hosts`` (an entry without a port names
+    every port of its host)."""
+    host = host.lower()
+    for entry in allowed_hosts:
+        allowed_host, allowed_port = split_host_port(entry)
+        if allowed_host == host and allowed_port in (None, port):
+            return True
+    return False
+
+
+def check_url(url: str, allowed_hosts: Iterable[str],
+              resolve: Resolver = resolve_host) -> CheckedTarget:
+    """Check ``url`` against the address rule (see the module docstring).
+
+    Raises ``ForbiddenAddress`` (or ``BadRepoSource`` for a URL that names
+    no host, has credentials or an unknown scheme, ``UnknownHost`` when the
+    name does not resolve) with a sentence that does not repeat the URL.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host = port = None
+    if not host or scheme not in DEFAULT_PORTS:
+        raise BadRepoSource("The URL must be http(s)://HOST/... .",
+                            suggestions=["Use an https URL."])
+    if parts.username is not None or parts.password is not None:
+        raise BadRepoSource("URLs with credentials are not accepted.",
+                            suggestions=["Give the URL without user name or password."])
+    port = port or DEFAULT_PORTS[scheme]
+    allowed = list(allowed_hosts)
+    named = host_is_allowed(host, port, allowed)
+    if scheme == "http" and not named:
+        raise ForbiddenAddress(
+            f"Plain http is not accepted for {host}.",
+            suggestions=["Use an https URL; operators may allow plain http for a host in "
+                         "BINDER_ALLOWED_SOURCE_HOSTS."])
+    addresses = tuple(resolve(host, port))
+    if not addresses:
+        raise UnknownHost(f"The host {host} cannot be resolved.",
+                          suggestions=["Check the host name in the URL."])
+    if not named:
+        private = [address for address in addresses if not is_public_address(address)]
+        if private:
+            raise ForbiddenAddress(
+                f"{host} leads to a loopback, private or link-local address, which this "
+                "farm does not fetch from.",
+                suggestions=["Use a repository on a public host; operators may allow a host "
+                             "in BINDER_ALLOWED_SOURCE_HOSTS."])
+    return CheckedTarget(url, scheme, host, port, addresses, named)
+
+
+__all__ = ["CheckedTarget", "ForbiddenAddress", "Resolver", "UnknownHost", "check_url",
+           "host_is_allowed", "is_public_address", "resolve_host", "split_host_port"]

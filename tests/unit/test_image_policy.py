@@ -1,0 +1,77 @@
+"""``workers/image_policy.py``: image names as Docker resolves them, and the allowed list."""
+
+from __future__ import annotations
+
+import pytest
+
+from common.errors import BuildFailure
+from workers.image_policy import InvalidReference, check_dockerfile, parse_reference
+
+BASE = "127.0.0.1:5000/binder-base"
+
+
+@pytest.mark.parametrize(("text", "normalised"), [
+    ("debian", "docker.io/library/debian:latest"),
+    ("debian:12", "docker.io/library/debian:12"),
+    ("docker.io/library/debian:12", "docker.io/library/debian:12"),
+    ("index.docker.io/library/debian", "docker.io/library/debian:latest"),
+    ("jupyter/base-notebook", "docker.io/jupyter/base-notebook:latest"),
+    ("127.0.0.1:5000/binder-base:latest", "127.0.0.1:5000/binder-base:latest"),
+    ("localhost/x", "localhost/x:latest"),
+    ("Registry.example/a/b__c-d.e:v1.0_x", "Registry.example/a/b__c-d.e:v1.0_x"),
+    ("debian@sha256:" + "a" * 64, "docker.io/library/debian@sha256:" + "a" * 64),
+])
+def test_references_normalise_as_docker_does(text: str, normalised: str) -> None:
+    assert str(parse_reference(text)) == normalised
+
+
+@pytest.mark.parametrize("text", ["Debian", "a" * 64, "debian:", "debian:-x", "-x", "a//b",
+                                  "reg.example:port/x", "a_b.example/x", "x@sha256:12",
+                                  "x y", "$IMG", ""])
+def test_invalid_references(text: str) -> None:
+    with pytest.raises(InvalidReference):
+        parse_reference(text)
+
+
+@pytest.mark.parametrize("dockerfile", [
+    f"FROM {BASE}\n",
+    f"FROM {BASE}:v2 AS build\nFROM build\nCOPY --from=build /a /b\n",
+    f"ARG B={BASE}\nFROM $B\n",
+    "FROM debian:12\n",
+    "FROM docker.io/library/debian:12\n",
+    "FROM scratch\n",
+])
+def test_allowed_images_pass(dockerfile: str) -> None:
+    check_dockerfile(dockerfile, [BASE, "debian:12"])
+
+
+@pytest.mark.parametrize(("dockerfile", "shown"), [
+    ("FROM debian:11\n", "FROM on line 1 would pull docker.io/library/debian:11"),
+    ("FROM debian:12@sha256:" + "b" * 64 + "\n", "FROM on line 1 would pull"),
+    (f"FROM {BASE}\nFR\\\nOM evil\n", "FROM on line 2 would pull docker.io/library/evil:latest"),
+    (f"\ufeff# escape=`\nFROM {BASE}\nRUN x \\\nFROM evil\n", "FROM on line 4"),
+    ("ARG IMG=evil\nFROM ${IMG}\n", "would pull docker.io/library/evil:latest"),
+    (f"FROM {BASE}\nCOPY --from=evil:1 / /\n", "COPY --from on line 2 would pull"),
+    (f"FROM {BASE}\nRUN --mount=from=evil,target=/x true\n", "RUN --mount from= on line 2"),
+    (f"# syntax=evil/frontend\nFROM {BASE}\n", "# syntax on line 1 would pull"),
+    (f"FROM {BASE} AS b\nONBUILD COPY --from=evil / /\nFROM b\n", "ONBUILD COPY --from"),
+])
+def test_images_outside_the_list_are_refused_naming_line_and_list(dockerfile: str,
+                                                                  shown: str) -> None:
+    with pytest.raises(BuildFailure) as caught:
+        check_dockerfile(dockerfile, [BASE, "debian:12"])
+    assert shown in caught.value.message
+    assert caught.value.message.endswith(f"allowed images: {BASE}, debian:12.")
+
+
+def test_an_empty_list_allows_any_image_but_not_an_unbuildable_file() -> None:
+    assert [u.image for u in check_dockerfile("FROM anything:1\n", [])] == ["anything:1"]
+    with pytest.raises(BuildFailure, match="no FROM line"):
+        check_dockerfile("RUN true\n", [])
+    with pytest.raises(BuildFailure, match=r"names 'UPPER', which is not an image name"):
+        check_dockerfile("FROM UPPER\n", [])
+
+
+def test_a_bad_allowed_entry_is_an_operator_error() -> None:
+    with pytest.raises(BuildFailure, match="BINDER_ALLOWED_BASE_IMAGES holds 'Not Valid'"):
+        check_dockerfile("FROM x\n", ["Not Valid"])

@@ -1,0 +1,78 @@
+"""``workers/repo_yaml.py``: the one loader for a repository's YAML files."""
+
+from __future__ import annotations
+
+import pytest
+
+from workers.repo_yaml import RepoYamlError, load_repo_yaml, shorten
+
+# 470 bytes that PyYAML's safe_load expands into ~10^9 list entries.
+LAUGHS = "\n".join(
+    ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    + [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]) + "\n"
+
+
+def test_plain_data_loads() -> None:
+    text = ("name: demo\nchannels: [conda-forge]\ndependencies:\n  - numpy=1.26\n"
+            "  - pip: [requests]\nflag: true\nnothing: null\nwhen: 2024-01-02\nn: 3\n")
+    assert load_repo_yaml(text, "environment.yml") == {
+        "name": "demo", "channels": ["conda-forge"],
+        "dependencies": ["numpy=1.26", {"pip": ["requests"]}],
+        "flag": True, "nothing": None, "when": "2024-01-02", "n": 3}
+
+
+def test_the_billion_laughs_is_refused_at_its_first_anchor() -> None:
+    assert len(LAUGHS) < 600
+    with pytest.raises(RepoYamlError) as caught:
+        load_repo_yaml(LAUGHS, "environment.yml")
+    message = str(caught.value)
+    assert message.startswith("environment.yml (line 1): YAML anchors")
+    assert len(message) < 200
+
+
+def test_an_alias_alone_is_refused() -> None:
+    with pytest.raises(RepoYamlError, match=r"\(line 2\): YAML aliases"):
+        load_repo_yaml("a: 1\nb: *a\n", ".binder.yml")
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ("a: 1\na: 2\n", "the key a appears twice"),
+    ("1: one\n", "every mapping key must be text"),
+    ("<<: {a: 1}\n", "merge keys"),
+    ("x: !!python/object/apply:os.system [id]\n", "the tag tag:yaml.org,2002:python/object"),
+    ("x: !!binary aGk=\n", "tag:yaml.org,2002:binary is not accepted"),
+    ("x: !!set {a}\n", "tag:yaml.org,2002:set is not accepted"),
+    ("x: !custom 1\n", "the tag !custom is not accepted"),
+    ("[" * 60 + "]" * 60, "nested more than 50 deep"),
+    ("a: [1\n", "is not valid YAML (line 2)"),
+])
+def test_refusals_are_sentences_naming_the_file(text: str, reason: str) -> None:
+    with pytest.raises(RepoYamlError) as caught:
+        load_repo_yaml(text, "f.yml")
+    assert str(caught.value).startswith("f.yml")
+    assert reason in str(caught.value)
+
+
+def test_size_is_capped_before_parsing() -> None:
+    text = "a: " + "x" * 2048 + "\n"
+    with pytest.raises(RepoYamlError, match=r"f.yml is 2 KiB; this farm reads config files of "
+                                            r"at most 1 KiB"):
+        load_repo_yaml(text, "f.yml", max_bytes=1024)
+    assert load_repo_yaml(text.encode(), "f.yml", max_bytes=4096) == {"a": "x" * 2048}
+
+
+def test_node_count_is_capped() -> None:
+    text = "[" + ",".join(["1"] * 20_001) + "]"
+    with pytest.raises(RepoYamlError, match="more than 20000 values"):
+        load_repo_yaml(text, "f.yml")
+    assert len(load_repo_yaml("[" + ",".join(["1"] * 19_000) + "]", "f.yml")) == 19_000
+
+
+def test_user_text_in_messages_is_shortened_and_printable() -> None:
+    long_key = "k" * 5000
+    with pytest.raises(RepoYamlError) as caught:
+        load_repo_yaml(f"{long_key}: 1\n{long_key}: 2\n", "f.yml")
+    assert len(str(caught.value)) < 200
+    assert shorten("a\x00b\nc") == "a?b?c"
+    assert shorten("x" * 100, 10) == "x" * 9 + "…"
+    assert shorten(3.5) == "float"

@@ -1,0 +1,176 @@
+"""Which images a repository's Dockerfile may pull (``BINDER_ALLOWED_BASE_IMAGES``).
+
+Image names are compared as Docker resolves them, not as written:
+``debian``, ``docker.io/library/debian`` and ``index.docker.io/library/debian:latest``
+are one image. An allowed entry without a tag or digest allows every tag
+and digest of its repository; ``NAME:TAG`` allows that tag only (not a
+digest, which could name any manifest of the repository); ``NAME@DIGEST``
+allows that digest only. An empty list allows every image.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from common.errors import BuildFailure
+from workers.dockerfile_parser import DockerfileError, ImageUse, pulled_images
+from workers.repo_yaml import shorten
+
+DEFAULT_DOMAIN = "docker.io"
+NAME_MAX = 255
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_DOMAIN_COMPONENT = re.compile(r"^(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])$")
+_IPV6_HOST = re.compile(r"^\[[a-fA-F0-9:]+\]$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$", re.ASCII)
+_DIGEST = re.compile(r"^[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}$")
+_IMAGE_ID = re.compile(r"^[a-f0-9]{64}$")
+
+
+class InvalidReference(ValueError):
+    """Not an image reference Docker accepts."""
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """A normalised image reference (``docker.io/library/debian:latest``)."""
+
+    domain: str
+    path: str
+    tag: str | None
+    digest: str | None
+
+    @property
+    def repository(self) -> str:
+        return f"{self.domain}/{self.path}"
+
+    def __str__(self) -> str:
+        text = self.repository
+        if self.tag:
+            text += f":{self.tag}"
+        if self.digest:
+            text += f"@{self.digest}"
+        return text
+
+
+def parse_reference(text: str) -> ImageReference:
+    """Normalise as Docker's ``ParseNormalizedNamed`` does; ``InvalidReference`` if invalid."""
+    if len(text) > 1024:
+        raise InvalidReference("it is too long")
+    if _IMAGE_ID.match(text):
+        raise InvalidReference("an image id cannot be pulled by name")
+    name, _, digest = text.partition("@")
+    if digest and not _DIGEST.match(digest):
+        raise InvalidReference("its digest is not valid")
+    tag = None
+    last_colon, last_slash = name.rfind(":"), name.rfind("/")
+    if last_colon > last_slash:
+        name, tag = name[:last_colon], name[last_colon + 1:]
+        if not _TAG.match(tag):
+            raise InvalidReference("its tag is not valid")
+    first, slash, rest = name.partition("/")
+    if not slash or ("." not in first and ":" not in first and first != "localhost"
+                     and first.lower() == first):
+        domain, remainder = DEFAULT_DOMAIN, name
+    else:
+        domain, remainder = first, rest
+        _check_domain(domain)
+    if domain == "index.docker.io":
+        domain = DEFAULT_DOMAIN
+    if domain == DEFAULT_DOMAIN and "/" not in remainder:
+        remainder = f"library/{remainder}"
+    if remainder.lower() != remainder:
+        raise InvalidReference("repository names must be lower case")
+    if not all(_PATH_COMPONENT.match(part) for part in remainder.split("/")):
+        raise InvalidReference("its repository name is not valid")
+    if len(f"{domain}/{remainder}") > NAME_MAX:
+        raise InvalidReference("its name is too long")
+    if tag is None and not digest:
+        tag = "latest"
+    return ImageReference(domain, remainder, tag, digest or None)
+
+
+def _check_domain(domain: str) -> None:
+    host, port = domain, ""
+    if ("]:" in domain) if domain.startswith("[") else (":" in domain):
+        host, _, port = domain.rpartition(":")
+    if port and not port.isdigit():
+        raise InvalidReference("its registry port is not a number")
+    if _IPV6_HOST.match(host):
+        return
+    if not all(_DOMAIN_COMPONENT.match(part) for part in host.split(".")):
+        raise InvalidReference("its registry host is not valid")
+
+
+@dataclass(frozen=True)
+class AllowedImage:
+    """One entry of the allowed list and what it covers."""
+
+    written: str
+    reference: ImageReference
+    any_tag: bool  # written without tag or digest
+
+    @classmethod
+    def parse(cls, entry: str) -> AllowedImage:
+        written = entry.strip()
+        last = written.rsplit("/", 1)[-1]
+        return cls(written, parse_reference(written), ":" not in last and "@" not in last)
+
+    def covers(self, image: ImageReference) -> bool:
+        if image.repository != self.reference.repository:
+            return False
+        if self.any_tag:
+            return True
+        if self.reference.digest:
+            return image.digest == self.reference.digest
+        return image.digest is None and image.tag == self.reference.tag
+
+
+def allowed_images(entries: Iterable[str]) -> list[AllowedImage]:
+    """The allowed list, parsed; ``BuildFailure`` names an entry that is no image name."""
+    result = []
+    for entry in entries:
+        try:
+            result.append(AllowedImage.parse(entry))
+        except InvalidReference as exc:
+            raise BuildFailure(
+                f"This farm's BINDER_ALLOWED_BASE_IMAGES holds {shorten(entry)!r}, which is not "
+                f"an image name ({exc}).",
+                suggestions=["Operators: fix BINDER_ALLOWED_BASE_IMAGES."]) from None
+    return result
+
+
+def check_dockerfile(text: str, allowed_entries: Iterable[str],
+                     build_args: Mapping[str, str] | None = None) -> list[ImageUse]:
+    """The images building ``text`` would pull, each one allowed; else ``BuildFailure``.
+
+    With an empty allowed list every image is allowed, but the file must
+    still be one Docker can build.
+    """
+    allowed = allowed_images(allowed_entries)
+    try:
+        uses = pulled_images(text, build_args)
+    except DockerfileError as exc:
+        raise BuildFailure(str(exc), suggestions=[
+            "Fix the Dockerfile so that `docker build` accepts it."]) from None
+    for use in uses:
+        try:
+            reference = parse_reference(use.image)
+        except InvalidReference as exc:
+            raise BuildFailure(
+                f"The Dockerfile's {use.how} on line {use.line} names "
+                f"{shorten(use.image)!r}, which is not an image name ({exc}).",
+                suggestions=["Write a valid image name such as debian:bookworm."]) from None
+        if allowed and not any(entry.covers(reference) for entry in allowed):
+            names = ", ".join(entry.written for entry in allowed)
+            raise BuildFailure(
+                f"The Dockerfile's {use.how} on line {use.line} would pull {reference}, which "
+                f"this farm does not allow; allowed images: {names}.",
+                suggestions=["Build FROM one of the allowed images (and copy only from "
+                             "stages of your own Dockerfile)."])
+    return uses
+
+
+__all__ = ["AllowedImage", "ImageReference", "InvalidReference", "allowed_images",
+           "check_dockerfile", "parse_reference"]
