@@ -10,16 +10,20 @@ so a running build's log is complete whichever store is ahead.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import redis
+from pymongo.errors import DuplicateKeyError
 
 from common.config import Config, get_config
 from common.db import get_db, translate_errors
 from common.redis_client import redis_client
+
+log = logging.getLogger(__name__)
 
 FLUSH_SECONDS = 0.5
 FLUSH_LINES = 200
@@ -93,7 +97,12 @@ class BuildLogWriter:
             self._pending_start = self._next
             self._last_flush = time.monotonic()
         with translate_errors():
-            get_db().logs.insert_one(doc)
+            try:
+                get_db().logs.insert_one(doc)
+            except DuplicateKeyError:
+                # pymongo retried the insert after a slow answer and the first try was
+                # written: the batch is stored (same _id), nothing is lost or doubled.
+                log.info("log batch of %s was already written", self.build_id)
 
     def close(self) -> None:
         self.flush()
