@@ -66,7 +66,7 @@ def resolve_host(host: str, port: int) -> list[str]:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
-        raise UnknownHost(f"The host {host} cannot be resolved.",
+        raise UnknownHost(f"The host {host[:100]} cannot be resolved.",
                           suggestions=["Check the host name in the URL."]) from exc
     addresses: list[str] = []
     for *_, sockaddr in infos:
@@ -74,6 +74,19 @@ def resolve_host(host: str, port: int) -> list[str]:
         if address not in addresses:
             addresses.append(address)
     return addresses
+
+
+def literal_address(host: str) -> str | None:
+    """The address ``host`` spells, in any form getaddrinfo reads (``127.1``, ``0x7f000001``,
+    ``2130706433``, ``::ffff:127.0.0.1``), or ``None`` for a host name."""
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        pass
+    try:
+        return socket.inet_ntoa(socket.inet_aton(host))
+    except (OSError, UnicodeError, ValueError):
+        return None
 
 
 def is_public_address(address: str) -> bool:
@@ -118,12 +131,15 @@ def host_is_allowed(host: str, port: int, allowed_hosts: Iterable[str]) -> bool:
 
 
 def check_url(url: str, allowed_hosts: Iterable[str],
-              resolve: Resolver = resolve_host) -> CheckedTarget:
+              resolve: Resolver | None = resolve_host) -> CheckedTarget:
     """Check ``url`` against the address rule (see the module docstring).
 
     Raises ``ForbiddenAddress`` (or ``BadRepoSource`` for a URL that names
     no host, has credentials or an unknown scheme, ``UnknownHost`` when the
     name does not resolve) with a sentence that does not repeat the URL.
+    With ``resolve=None`` only addresses written in the URL are checked and
+    host names pass unresolved (``addresses`` is empty): a quick refusal
+    where no DNS lookup is wanted; whoever connects checks again, resolving.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
@@ -142,18 +158,24 @@ def check_url(url: str, allowed_hosts: Iterable[str],
     named = host_is_allowed(host, port, allowed)
     if scheme == "http" and not named:
         raise ForbiddenAddress(
-            f"Plain http is not accepted for {host}.",
+            f"Plain http is not accepted for {host[:100]}.",
             suggestions=["Use an https URL; operators may allow plain http for a host in "
                          "BINDER_ALLOWED_SOURCE_HOSTS."])
-    addresses = tuple(resolve(host, port))
-    if not addresses:
-        raise UnknownHost(f"The host {host} cannot be resolved.",
-                          suggestions=["Check the host name in the URL."])
+    literal = literal_address(host)
+    if literal is not None:
+        addresses: tuple[str, ...] = (literal,)
+    elif resolve is None:
+        addresses = ()
+    else:
+        addresses = tuple(resolve(host, port))
+        if not addresses:
+            raise UnknownHost(f"The host {host[:100]} cannot be resolved.",
+                              suggestions=["Check the host name in the URL."])
     if not named:
         private = [address for address in addresses if not is_public_address(address)]
         if private:
             raise ForbiddenAddress(
-                f"{host} leads to a loopback, private or link-local address, which this "
+                f"{host[:100]} leads to a loopback, private or link-local address, which this "
                 "farm does not fetch from.",
                 suggestions=["Use a repository on a public host; operators may allow a host "
                              "in BINDER_ALLOWED_SOURCE_HOSTS."])
@@ -161,4 +183,5 @@ def check_url(url: str, allowed_hosts: Iterable[str],
 
 
 __all__ = ["CheckedTarget", "ForbiddenAddress", "Resolver", "UnknownHost", "check_url",
-           "host_is_allowed", "is_public_address", "resolve_host", "split_host_port"]
+           "host_is_allowed", "is_public_address", "literal_address", "resolve_host",
+           "split_host_port"]

@@ -1,28 +1,75 @@
-"""Git for untrusted repositories: resolve a ref, fetch exactly one commit.
+"""Git for untrusted repositories: resolve a ref, fetch exactly one commit, within bounds.
 
-Only the protocols the URL policy allows reach git (``GIT_ALLOW_PROTOCOL``),
-never with a prompt, hooks, submodules or a system/global config; every
-URL and ref comes after ``--`` or was validated, so nothing reads as an
-option. Each command is bounded in time.
+Every command talks to one checked target (``common/addresses.py``): only
+its scheme is allowed (``GIT_ALLOW_PROTOCOL``), its host is pinned to the
+addresses that were checked (``http.curloptResolve``, so git cannot
+resolve the name again and land elsewhere) and redirects are not followed.
+Never a prompt, hooks, submodules or a system/global config; every URL and
+ref comes after ``--`` or was validated, so nothing reads as an option.
+
+Sizes are bounded while bytes arrive, not after: output and every file git
+writes are capped by ``RLIMIT_FSIZE``, the pack is watched while it
+downloads, and the tree's size and file count (``git ls-tree -r -l``) are
+checked before a single file is checked out.
+
+What a user sees of a failure is a fixed sentence: git's own words (which
+tell an open port from a closed one) go only to the worker's log.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import resource
 import shutil
 import subprocess
+import tempfile
+import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+from common.addresses import CheckedTarget
 from common.errors import BuildFailure
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+#: Largest output (refs of ls-remote, the tree listing) read from git.
+MAX_OUTPUT = 64 * 1024 * 1024
+#: Entries (files, links, directories) a checkout may have.
+MAX_TREE_ENTRIES = 100_000
+#: How often a running download is measured.
+WATCH_INTERVAL = 0.1
+#: Attributes that make a checkout write each blob byte for byte (no CRLF,
+#: no re-encoding, no filters), so the listed sizes are the sizes on disk.
+EXACT_CHECKOUT = "* -text -eol -ident -filter -working-tree-encoding\n"
 
 Say = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
-def git_env() -> dict[str, str]:
+class GitError(BuildFailure):
+    """A git command failed; ``message`` is a fixed sentence, ``stderr`` for operators."""
+
+    def __init__(self, message: str, stderr: str = "",
+                 suggestions: list[str] | None = None) -> None:
+        super().__init__(message, suggestions)
+        self.stderr = stderr
+
+    def __reduce__(self) -> tuple[type, tuple[str, str, list[str]]]:
+        return (type(self), (self.message, self.stderr, self.suggestions))
+
+
+@dataclass(frozen=True)
+class GitLimits:
+    """What one git command may write."""
+
+    max_bytes: int = MAX_OUTPUT  # each file, including its stdout
+    watch: Path | None = None  # a directory whose total size is also bounded
+    watch_bytes: int = 0
+
+
+def git_env(target: CheckedTarget | None = None) -> dict[str, str]:
     return {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": "/nonexistent",
@@ -30,99 +77,202 @@ def git_env() -> dict[str, str]:
         "GIT_ASKPASS": "/bin/true",
         "GIT_CONFIG_NOSYSTEM": "1",
         "GIT_CONFIG_GLOBAL": "/dev/null",
-        "GIT_ALLOW_PROTOCOL": "https:http",
+        "GIT_ALLOW_PROTOCOL": target.scheme if target else "https",
         "GIT_LFS_SKIP_SMUDGE": "1",
         "LANG": "C",
     }
 
 
-def run_git(args: list[str], timeout: float, cwd: Path | None = None) -> str:
-    """Run git; on failure raise ``BuildFailure`` with git's own last words."""
+def git_argv(args: list[str], target: CheckedTarget | None = None) -> list[str]:
+    """The full command line: safety settings first, then ``args``."""
     argv = ["git", "-c", "core.hooksPath=/dev/null", "-c", "protocol.file.allow=never",
-            "-c", "core.symlinks=true", *args]
-    try:
-        done = subprocess.run(argv, cwd=cwd, env=git_env(), capture_output=True, text=True,
-                              timeout=timeout, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired as exc:
-        raise BuildFailure(f"git {args[0]} took longer than {int(timeout)} s and was stopped.",
-                           suggestions=["Is the repository very large or its host slow?"]) \
-            from exc
-    if done.returncode != 0:
-        raise GitError(args[0], done.stderr.strip())
-    return done.stdout
+            "-c", "core.symlinks=true", "-c", "credential.helper=",
+            "-c", "http.followRedirects=false", "-c", "fetch.unpackLimit=1"]
+    if target is not None:
+        argv += ["-c", f"http.curloptResolve={target.curl_resolve()}"]
+    return argv + args
 
 
-class GitError(BuildFailure):
-    def __init__(self, command: str, stderr: str) -> None:
-        last = stderr.splitlines()[-1] if stderr else "no output"
-        super().__init__(f"git {command} failed: {last}")
-        self.stderr = stderr
+def _limit_files(max_bytes: int) -> Callable[[], None]:
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+    return apply
 
 
-def resolve_ref(clone_url: str, ref: str | None, timeout: float) -> str:
+def directory_bytes(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (links not followed)."""
+    total = 0
+    for root, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                stat = os.lstat(os.path.join(root, name))
+            except OSError:
+                continue  # git renamed or removed it meanwhile
+            total += stat.st_size
+    return total
+
+
+def run_git(args: list[str], timeout: float, cwd: Path | None = None,
+            target: CheckedTarget | None = None, limits: GitLimits | None = None) -> str:
+    """Run git within ``limits`` and ``timeout``; its stdout, or ``GitError``.
+
+    Raises ``SizeExceeded`` when the watched directory outgrows its bound.
+    """
+    limits = limits or GitLimits()
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        process = subprocess.Popen(
+            git_argv(args, target), cwd=cwd, env=git_env(target), stdin=subprocess.DEVNULL,
+            stdout=out, stderr=err, preexec_fn=_limit_files(limits.max_bytes))
+        deadline = time.monotonic() + timeout
+        outgrown = False
+        try:
+            while process.poll() is None:
+                if time.monotonic() > deadline:
+                    raise BuildFailure(
+                        f"git {args[0]} took longer than {int(timeout)} s and was stopped.",
+                        suggestions=["Is the repository very large or its host slow?"])
+                if limits.watch is not None and \
+                        directory_bytes(limits.watch) > limits.watch_bytes:
+                    outgrown = True
+                    break
+                time.sleep(WATCH_INTERVAL)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read(64 * 1024).decode(errors="replace")
+    if outgrown or _hit_file_limit(process.returncode, limits):
+        raise SizeExceeded(f"git {args[0]} wrote more than this farm allows.", stderr)
+    if process.returncode != 0:
+        log.warning("git %s failed (exit %s): %s", args[0], process.returncode, stderr[-4000:])
+        raise _failure(args[0], stderr)
+    return stdout
+
+
+def _hit_file_limit(returncode: int, limits: GitLimits) -> bool:
+    if returncode == -25:  # SIGXFSZ: a write passed RLIMIT_FSIZE
+        return True
+    return returncode != 0 and limits.watch is not None and \
+        directory_bytes(limits.watch) >= limits.watch_bytes - 64 * 1024
+
+
+class SizeExceeded(GitError):
+    """Git's output, a file or the watched directory passed its bound."""
+
+
+def _failure(command: str, stderr: str) -> GitError:
+    """The fixed sentence for a failed git command (see the module docstring)."""
+    lowered = stderr.lower()
+    if re.search(r"returned error: 3\d\d", lowered):
+        return GitError("The repository's host answered with a redirect, which this farm "
+                        "does not follow.", stderr,
+                        ["Give the repository's final URL (where the redirect leads)."])
+    if any(words in lowered for words in (
+            "not found", "returned error: 404", "does not exist", "returned error: 401",
+            "returned error: 403", "authentication", "terminal prompts disabled",
+            "could not read username")):
+        return GitError("The repository does not exist or is not public.", stderr,
+                        ["Check the URL and that the repository is public."])
+    return GitError(f"git {command} could not read the repository from its host (the host "
+                    "is unreachable, refused the connection, or is not a Git server).", stderr,
+                    ["Check the URL; retry later if the host is down."])
+
+
+def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float) -> str:
     """The full commit SHA of ``ref`` (default branch when ``None``) via ls-remote."""
     if ref and SHA_RE.match(ref):
         return ref
-    try:
-        output = run_git(["ls-remote", "--", clone_url], timeout)
-    except GitError as exc:
-        raise BuildFailure(
-            f"The repository {clone_url} could not be read: "
-            f"{_reason(exc.stderr)}.",
-            suggestions=["Check the URL and that the repository is public."]) from exc
+    output = run_git(["ls-remote", "--", target.url], timeout, target=target)
     refs: dict[str, str] = {}
     for line in output.splitlines():
         sha, _, name = line.partition("\t")
         refs[name] = sha
     if ref is None:
         if "HEAD" not in refs:
-            raise BuildFailure(f"The repository {clone_url} has no default branch (empty?).",
+            raise BuildFailure("The repository has no default branch (is it empty?).",
                                suggestions=["Push a commit, or name a branch with /tree/REF."])
         return refs["HEAD"]
     for candidate in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
         if candidate in refs:
             return refs[candidate]
-    raise BuildFailure(f"No branch or tag named {ref!r} in {clone_url}.",
+    raise BuildFailure(f"No branch or tag named {ref!r} in the repository.",
                        suggestions=["Check the name after /tree/, or use a full commit SHA."])
 
 
-def _reason(stderr: str) -> str:
-    lowered = stderr.lower()
-    if "not found" in lowered or "404" in lowered or "does not exist" in lowered:
-        return "it does not exist"
-    if "could not resolve host" in lowered or "connection refused" in lowered:
-        return "its host cannot be reached"
-    if "authentication" in lowered or "terminal prompts disabled" in lowered:
-        return "it needs credentials"
-    return stderr.strip().splitlines()[-1] if stderr.strip() else "git failed"
+def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: float,
+                 max_bytes: int, say: Say) -> int:
+    """Check out exactly ``commit`` into ``checkout``; return its size in bytes.
 
-
-def fetch_commit(clone_url: str, commit: str, target: Path, timeout: float, say: Say) -> None:
-    """Check out exactly ``commit`` into ``target`` (shallow where the server allows)."""
-    if target.exists():
-        shutil.rmtree(target)
-    target.mkdir(parents=True)
-    run_git(["init", "--quiet", str(target)], timeout)
+    The download may not pass ``max_bytes``, nor may the tree (checked with
+    ``ls-tree`` before anything is written), nor its entry count
+    ``MAX_TREE_ENTRIES``: each refusal is a ``BuildFailure`` naming the limit.
+    """
+    if checkout.exists():
+        shutil.rmtree(checkout)
+    checkout.mkdir(parents=True)
+    run_git(["init", "--quiet", str(checkout)], timeout)
+    download = GitLimits(max_bytes=max_bytes, watch=checkout / ".git" / "objects",
+                         watch_bytes=max_bytes)
     try:
-        run_git(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", clone_url, commit],
-                timeout, cwd=target)
-    except GitError:
-        say("server refused a shallow fetch by SHA; fetching the full history")
-        run_git(["fetch", "--quiet", "--no-tags", "--", clone_url,
-                 "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
-                timeout, cwd=target)
+        try:
+            run_git(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", target.url, commit],
+                    timeout, cwd=checkout, target=target, limits=download)
+        except SizeExceeded:
+            raise
+        except GitError:
+            say("server refused a shallow fetch by SHA; fetching the full history")
+            run_git(["fetch", "--quiet", "--no-tags", "--", target.url,
+                     "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                    timeout, cwd=checkout, target=target, limits=download)
+    except SizeExceeded as exc:
+        raise BuildFailure(f"The repository's download passed this farm's limit of "
+                           f"{_mib(max_bytes)} and was stopped.",
+                           suggestions=["Keep large data out of the repository."]) from exc
+    size = check_tree(checkout, commit, timeout, max_bytes)
+    (checkout / ".git" / "info").mkdir(exist_ok=True)
+    (checkout / ".git" / "info" / "attributes").write_text(EXACT_CHECKOUT)
     try:
-        run_git(["checkout", "--quiet", "--detach", commit], timeout, cwd=target)
+        run_git(["checkout", "--quiet", "--detach", commit], timeout, cwd=checkout,
+                limits=GitLimits(max_bytes=max(max_bytes, 1)))
     except GitError as exc:
-        raise BuildFailure(f"Commit {commit} is not in {clone_url}.",
+        raise BuildFailure(f"Commit {commit} is not in the repository.",
                            suggestions=["Check the commit SHA."]) from exc
+    return size
 
 
-def tree_size_mb(path: Path) -> float:
-    total = 0
-    for root, _dirs, files in os.walk(path):
-        for name in files:
-            file = Path(root) / name
-            if not file.is_symlink():
-                total += file.stat().st_size
-    return total / (1024 * 1024)
+def check_tree(checkout: Path, commit: str, timeout: float, max_bytes: int) -> int:
+    """Total blob bytes of ``commit``'s tree; ``BuildFailure`` when over a limit."""
+    try:
+        listing = run_git(["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit], timeout,
+                          cwd=checkout)
+    except SizeExceeded as exc:
+        raise BuildFailure("The repository has too many files and folders for this farm.",
+                           suggestions=["Keep generated or data files out of the "
+                                        "repository."]) from exc
+    except GitError as exc:
+        raise BuildFailure(f"Commit {commit} is not in the repository.",
+                           suggestions=["Check the commit SHA."]) from exc
+    total = entries = 0
+    for entry in listing.split("\0"):
+        if not entry:
+            continue
+        entries += 1
+        fields = entry.partition("\t")[0].split()
+        if len(fields) == 4 and fields[3].isdigit():
+            total += int(fields[3])
+    if entries > MAX_TREE_ENTRIES:
+        raise BuildFailure(f"The repository has {entries} files and folders, over this farm's "
+                           f"limit of {MAX_TREE_ENTRIES}.",
+                           suggestions=["Keep generated or data files out of the repository."])
+    if total > max_bytes:
+        raise BuildFailure(f"The repository is {_mib(total)}, over this farm's limit of "
+                           f"{_mib(max_bytes)}; nothing was checked out.",
+                           suggestions=["Keep large data out of the repository."])
+    return total
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1024 * 1024):.0f} MiB" if size >= 1024 * 1024 else f"{size} bytes"

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import workers.git as git
+from common.addresses import CheckedTarget
 from common.errors import BuildFailure
 
 SHA_A = "a" * 40
@@ -14,6 +15,7 @@ SHA_B = "b" * 40
 SHA_C = "c" * 40
 SHA_D = "d" * 40
 URL = "https://git.example/o/r.git"
+TARGET = CheckedTarget(URL, "https", "git.example", 443, ("93.184.216.34",), False)
 
 LS_REMOTE = "\n".join([
     f"{SHA_A}\tHEAD",
@@ -38,7 +40,8 @@ def no_git(monkeypatch: pytest.MonkeyPatch) -> None:
 def ls_remote(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
 
-    def fake(args: list[str], timeout: float, cwd: Path | None = None) -> str:
+    def fake(args: list[str], timeout: float, cwd: Path | None = None,
+             **kwargs: object) -> str:
         calls.append(args)
         return LS_REMOTE
 
@@ -49,11 +52,11 @@ def ls_remote(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
 @pytest.mark.usefixtures("no_git")
 def test_full_sha_is_returned_without_running_git() -> None:
     sha = "0123456789abcdef0123456789abcdef01234567"
-    assert git.resolve_ref(URL, sha, timeout=1) == sha
+    assert git.resolve_ref(TARGET, sha, timeout=1) == sha
 
 
 def test_default_branch_is_head(ls_remote: list[list[str]]) -> None:
-    assert git.resolve_ref(URL, None, timeout=5) == SHA_A
+    assert git.resolve_ref(TARGET, None, timeout=5) == SHA_A
     assert ls_remote == [["ls-remote", "--", URL]]
 
 
@@ -65,76 +68,135 @@ def test_default_branch_is_head(ls_remote: list[list[str]]) -> None:
     ("refs/heads/main", SHA_A),
 ])
 def test_named_refs(ls_remote: list[list[str]], ref: str, sha: str) -> None:
-    assert git.resolve_ref(URL, ref, timeout=5) == sha
+    assert git.resolve_ref(TARGET, ref, timeout=5) == sha
 
 
 def test_unknown_ref(ls_remote: list[list[str]]) -> None:
     with pytest.raises(BuildFailure, match="No branch or tag named 'nope'"):
-        git.resolve_ref(URL, "nope", timeout=5)
+        git.resolve_ref(TARGET, "nope", timeout=5)
 
 
 def test_short_sha_is_looked_up_not_trusted(ls_remote: list[list[str]]) -> None:
     with pytest.raises(BuildFailure):
-        git.resolve_ref(URL, "aaaaaaa", timeout=5)
+        git.resolve_ref(TARGET, "aaaaaaa", timeout=5)
     assert ls_remote  # git was asked
 
 
 def test_empty_repository_has_no_default_branch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(git, "run_git", lambda *a, **k: "")
     with pytest.raises(BuildFailure, match="no default branch"):
-        git.resolve_ref(URL, None, timeout=5)
+        git.resolve_ref(TARGET, None, timeout=5)
 
 
-def test_unreadable_repository_gives_the_reason(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unreadable_repository_gives_a_fixed_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
     def fail(*args: object, **kwargs: object) -> str:
-        raise git.GitError("ls-remote", "remote: Repository not found.\n"
+        raise git._failure("ls-remote", "remote: Repository not found.\n"
                                         "fatal: repository 'x' not found")
 
     monkeypatch.setattr(git, "run_git", fail)
     with pytest.raises(BuildFailure) as caught:
-        git.resolve_ref(URL, "main", timeout=5)
-    assert caught.value.message == \
-        f"The repository {URL} could not be read: it does not exist."
+        git.resolve_ref(TARGET, "main", timeout=5)
+    assert caught.value.message == "The repository does not exist or is not public."
 
 
-@pytest.mark.parametrize(("stderr", "reason"), [
-    ("fatal: repository 'https://x/o/r/' not found", "it does not exist"),
-    ("fatal: unable to access 'x': The requested URL returned error: 404", "it does not exist"),
-    ("ERROR: Project does not exist", "it does not exist"),
-    ("fatal: unable to access 'x': Could not resolve host: nowhere.example",
-     "its host cannot be reached"),
-    ("fatal: unable to access 'x': Failed to connect to h port 1: Connection refused",
-     "its host cannot be reached"),
-    ("fatal: Authentication failed for 'x'", "it needs credentials"),
+UNREACHABLE = ("git ls-remote could not read the repository from its host (the host is "
+               "unreachable, refused the connection, or is not a Git server).")
+
+
+@pytest.mark.parametrize(("stderr", "sentence"), [
+    ("fatal: repository 'https://x/o/r/' not found",
+     "The repository does not exist or is not public."),
+    ("fatal: unable to access 'x': The requested URL returned error: 404",
+     "The repository does not exist or is not public."),
+    ("fatal: Authentication failed for 'x'", "The repository does not exist or is not public."),
     ("fatal: could not read Username for 'x': terminal prompts disabled",
-     "it needs credentials"),
-    ("warning: something\nfatal: the remote end hung up unexpectedly\n",
-     "fatal: the remote end hung up unexpectedly"),
-    ("", "git failed"),
-    ("   \n", "git failed"),
+     "The repository does not exist or is not public."),
+    ("fatal: unable to access 'x': The requested URL returned error: 302",
+     "The repository's host answered with a redirect, which this farm does not follow."),
+    # an open port and a closed one read alike
+    ("fatal: unable to access 'x': Failed to connect to h port 1 after 0 ms: Couldn't connect "
+     "to server", UNREACHABLE),
+    ("fatal: unable to access 'x': Empty reply from server", UNREACHABLE),
+    ("fatal: unable to access 'x': Recv failure: Connection reset by peer", UNREACHABLE),
+    ("fatal: unable to access 'x': Could not resolve host: nowhere.example", UNREACHABLE),
+    ("fatal: the remote end hung up unexpectedly", UNREACHABLE),
+    ("", UNREACHABLE),
 ])
-def test_reason(stderr: str, reason: str) -> None:
-    assert git._reason(stderr) == reason
-
-
-def test_git_error_keeps_the_last_line_and_all_of_stderr() -> None:
-    error = git.GitError("fetch", "line one\nfatal: last words")
-    assert error.message == "git fetch failed: fatal: last words"
-    assert error.stderr == "line one\nfatal: last words"
+def test_failures_are_fixed_sentences(stderr: str, sentence: str) -> None:
+    error = git._failure("ls-remote", stderr)
+    assert error.message == sentence
+    assert error.stderr == stderr  # kept for the worker's log only
     assert isinstance(error, BuildFailure)
-    assert git.GitError("fetch", "").message == "git fetch failed: no output"
 
 
-def test_git_environment_allows_only_http_protocols_and_no_prompt() -> None:
-    env = git.git_env()
-    assert env["GIT_ALLOW_PROTOCOL"] == "https:http"
+def test_git_errors_pickle_with_their_details() -> None:
+    import pickle
+
+    error = pickle.loads(pickle.dumps(git._failure("fetch", "fatal: x not found")))
+    assert (error.message, error.stderr) == ("The repository does not exist or is not public.",
+                                             "fatal: x not found")
+
+
+def test_git_environment_allows_only_the_target_scheme_and_no_prompt() -> None:
+    env = git.git_env(TARGET)
+    assert env["GIT_ALLOW_PROTOCOL"] == "https"
+    assert git.git_env(CheckedTarget("http://h/x", "http", "h", 80, ("10.0.0.1",), True))[
+        "GIT_ALLOW_PROTOCOL"] == "http"
     assert env["GIT_TERMINAL_PROMPT"] == "0"
     assert env["GIT_CONFIG_NOSYSTEM"] == "1"
     assert env["GIT_CONFIG_GLOBAL"] == "/dev/null"
 
 
-def test_tree_size_counts_files_but_not_links(tmp_path: Path) -> None:
+def test_git_never_follows_redirects_and_connects_to_the_checked_addresses() -> None:
+    argv = git.git_argv(["ls-remote", "--", URL], TARGET)
+    settings = [argv[i + 1] for i, word in enumerate(argv) if word == "-c"]
+    assert "http.followRedirects=false" in settings
+    assert "http.curloptResolve=git.example:443:93.184.216.34" in settings
+    assert "credential.helper=" in settings
+    assert argv[-3:] == ["ls-remote", "--", URL]
+
+
+def _commit(repo: Path, files: dict[str, bytes]) -> str:
+    import subprocess
+
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
+           "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
+    subprocess.run(["git", "init", "-q", str(repo)], check=True, env=env)
+    for name, data in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_bytes(data)
+    subprocess.run(["git", "add", "-A"], cwd=repo, check=True, env=env)
+    subprocess.run(["git", "commit", "-qm", "x"], cwd=repo, check=True, env=env)
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, env=env,
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_tree_size_is_read_before_checkout(tmp_path: Path) -> None:
+    commit = _commit(tmp_path, {"a/b.bin": b"x" * 3000, "c.txt": b"hello"})
+    assert git.check_tree(tmp_path, commit, timeout=30, max_bytes=10_000) == 3005
+    with pytest.raises(BuildFailure, match="The repository is 3005 bytes, over this farm's "
+                                           "limit of 3000 bytes; nothing was checked out."):
+        git.check_tree(tmp_path, commit, timeout=30, max_bytes=3000)
+
+
+def test_too_many_tree_entries_are_refused(tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    commit = _commit(tmp_path, {f"d/f{i}": b"" for i in range(5)})
+    monkeypatch.setattr(git, "MAX_TREE_ENTRIES", 5)  # five files and their folder
+    with pytest.raises(BuildFailure, match="has 6 files and folders, over this farm's limit of 5"):
+        git.check_tree(tmp_path, commit, timeout=30, max_bytes=10_000)
+
+
+def test_output_is_capped_while_git_writes(tmp_path: Path) -> None:
+    commit = _commit(tmp_path, {f"file-with-a-long-name-{i}": b"" for i in range(200)})
+    with pytest.raises(git.SizeExceeded):
+        git.run_git(["ls-tree", "-r", commit], 30, cwd=tmp_path,
+                    limits=git.GitLimits(max_bytes=1000))
+
+
+def test_directory_bytes_counts_a_link_as_itself_not_its_target(tmp_path: Path) -> None:
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "big").write_bytes(b"x" * (1024 * 1024))
     (tmp_path / "link").symlink_to(tmp_path / "sub" / "big")
-    assert git.tree_size_mb(tmp_path) == pytest.approx(1.0)
+    assert git.directory_bytes(tmp_path) == 1024 * 1024 + len(str(tmp_path / "sub" / "big"))

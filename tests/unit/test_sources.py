@@ -173,6 +173,16 @@ def test_refused_sources(url: str) -> None:
     assert caught.value.suggestions
 
 
+@pytest.mark.parametrize("url", [
+    "https://127.0.0.1/o/r", "https://127.1/o/r", "https://2130706433/o/r",
+    "https://[::1]/o/r", "https://[::ffff:169.254.169.254]/o/r", "https://169.254.169.254/o/r",
+    "https://10.0.0.8/group/repo", "https://0x7f000001/o/r",
+])
+def test_private_addresses_written_in_the_url_are_refused_without_dns(url: str) -> None:
+    with pytest.raises(BadRepoSource, match="loopback, private or link-local"):
+        parse_repository(url, CONFIG)
+
+
 def test_http_host_allowance_is_for_that_host_only() -> None:
     config = CONFIG.replace(allowed_source_hosts=("127.0.0.1:8000",))
     for url in ("http://127.0.0.1:8001/o/r", "http://127.0.0.1/o/r",

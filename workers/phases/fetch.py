@@ -8,9 +8,10 @@ from typing import Any
 import requests
 
 from common import template_store
-from common.errors import BuildFailure
+from common.addresses import CheckedTarget, check_url
+from common.errors import BadRepoSource, BuildFailure
 from common.naming import image_name
-from workers.git import fetch_commit, resolve_ref, tree_size_mb
+from workers.git import fetch_commit, resolve_ref
 from workers.phase_runner import COMPLETE, PhaseRun
 from workers.registry import manifest_exists
 
@@ -44,10 +45,19 @@ def check_disk(context: PhaseRun) -> None:
                          "BINDER_MIN_FREE_DISK_MB."])
 
 
+def checked_target(context: PhaseRun) -> CheckedTarget:
+    """The clone URL, its host resolved and checked now (git connects to these addresses)."""
+    try:
+        return check_url(context.record["clone_url"], context.config.allowed_source_hosts)
+    except BadRepoSource as exc:
+        raise BuildFailure(exc.message, suggestions=exc.suggestions) from exc
+
+
 def run(context: PhaseRun) -> dict[str, Any]:
     record, config = context.record, context.config
     check_disk(context)
-    commit = resolve_ref(record["clone_url"], record.get("ref"), config.clone_timeout)
+    target = checked_target(context)
+    commit = resolve_ref(target, record.get("ref"), config.clone_timeout)
     context.say(f"resolved {record.get('ref') or 'the default branch'} to {commit}")
     image = image_name(config.registry, config.image_prefix, record["name"], commit)
     template = cached_template(context, image)
@@ -56,12 +66,7 @@ def run(context: PhaseRun) -> dict[str, Any]:
         template_store.save_template({**template, "commit": commit})
         return {COMPLETE: True, "commit": commit, "image_name": image, "image_source": image,
                 "cached": True, "config": template.get("config")}
-    fetch_commit(record["clone_url"], commit, context.checkout, config.clone_timeout,
-                 context.say)
-    size = tree_size_mb(context.checkout)
-    if size > config.max_repo_mb:
-        raise BuildFailure(f"The repository is {size:.0f} MiB, over this farm's limit of "
-                           f"{config.max_repo_mb} MiB.",
-                           suggestions=["Keep large data out of the repository."])
-    context.say(f"checked out {commit} ({size:.1f} MiB)")
+    size = fetch_commit(target, commit, context.checkout, config.clone_timeout,
+                        config.max_repo_mb * 1024 * 1024, context.say)
+    context.say(f"checked out {commit} ({size / (1024 * 1024):.1f} MiB)")
     return {"commit": commit, "image_name": image, "cached": False}

@@ -16,6 +16,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from common.addresses import check_url
 from common.config import Config
 from common.errors import BadRepoSource
 from common.naming import build_name, display_name
@@ -64,13 +65,16 @@ def check_part(part: str, what: str) -> str:
 
 
 def check_url_policy(url: str, config: Config) -> None:
-    """Refuse schemes and hosts that may not reach git (see the security model)."""
+    """Refuse schemes and hosts that may not reach git (see the security model).
+
+    Addresses written in the URL are checked here, at once; host names are
+    resolved, checked and pinned by the fetch (``common/addresses.py``).
+    """
     parts = urlsplit(url)
     host = parts.netloc.rsplit("@", 1)[-1].lower()
     allowed = {h.lower() for h in config.allowed_source_hosts}
-    if parts.scheme == "https" and host:
-        return
-    if parts.scheme == "http" and host in allowed:
+    if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in allowed):
+        check_url(url, config.allowed_source_hosts, resolve=None)
         return
     hint = "Use an https URL" + (
         "" if parts.scheme != "http" else
