@@ -1,37 +1,65 @@
 """``.binder.yml``: template metadata a repository may declare.
 
 Keys, as the original Binder read them: ``limits`` (``memory``, ``cpu``),
-``hardware`` (e.g. ``gpu: 1``), ``services`` (``{name, version, params}``),
+``hardware`` (``gpu: N``), ``services`` (``{name, version, params}``),
 ``port``, ``command``; plus ``timeout`` (minutes, may only lower the farm's).
+
+Everything in the file is bounded before it is stored or given to a
+launcher: the file's size and shape (``workers/repo_yaml.py``), each value
+(memory and CPUs up to the farm's ceilings, a known hardware key, service
+parameters as short plain values under plain keys, never ``$`` or ``.``,
+which MongoDB would read as operators or paths), and ``command`` must split
+into words as a shell would, checked here rather than after a build.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import shlex
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from common.errors import BuildFailure
+from common.sizes import parse_size
+from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file, shorten
 
 FILE_NAMES = (".binder.yml", ".binder.yaml", "binder.yml")
-_MEMORY = re.compile(r"^\d+(\.\d+)?\s*([kKmMgGtT]i?[bB]?)?$")
+#: Largest .binder.yml read.
+MAX_BYTES = 64 * 1024
+MAX_GPUS = 16
+MAX_SERVICES = 10
+MAX_PARAMS = 20
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
+_SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+ALLOWED_KEYS = ("Allowed keys: limits (memory, cpu), hardware (gpu), services (name, version, "
+                "params), port, command, timeout.")
+
+
+@dataclass(frozen=True)
+class Ceilings:
+    """The most a repository may ask for (the farm's settings)."""
+
+    memory_bytes: int = 64 * 1024**3
+    cpu: float = 64.0
 
 
 class LimitsSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    memory = fields.String()
+    memory = fields.String(validate=validate.Length(max=32))
     cpu = fields.Raw()
 
     @validates("memory")
     def _memory(self, value: str, **_: Any) -> None:
-        if not _MEMORY.match(value.strip()):
-            raise ValidationError("must be a size such as 512M or 2G")
+        try:
+            parse_size(value)
+        except ValueError as exc:
+            raise ValidationError(str(exc)) from None
 
     @validates("cpu")
     def _cpu(self, value: Any, **_: Any) -> None:
@@ -42,13 +70,49 @@ class LimitsSchema(Schema):
             raise ValidationError("must be a positive number of CPUs") from None
 
 
+class HardwareSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    gpu = fields.Integer(strict=True, validate=validate.Range(min=0, max=MAX_GPUS))
+
+
+def _param_value(value: Any) -> None:
+    if isinstance(value, str):
+        if len(value) > 200:
+            raise ValidationError("must be at most 200 characters")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationError("must be a finite number")
+    elif value is not None and not isinstance(value, bool | int):
+        raise ValidationError("must be text, a number, a boolean or null")
+
+
 class ServiceSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    name = fields.String(required=True, validate=validate.Length(min=1, max=100))
-    version = fields.String(load_default=None, allow_none=True)
-    params = fields.Dict(load_default=dict)
+    name = fields.String(required=True, validate=validate.Regexp(
+        _SERVICE_NAME, error="must be a name of letters, digits, '.', '_' or '-'"))
+    version = fields.String(load_default=None, allow_none=True,
+                            validate=validate.Length(max=100))
+    params = fields.Dict(
+        keys=fields.String(validate=validate.Regexp(
+            _KEY, error="must be a name of letters, digits, '_' or '-'")),
+        values=fields.Raw(validate=_param_value, allow_none=True),
+        validate=validate.Length(max=MAX_PARAMS), load_default=dict)
+
+
+def _command(value: str) -> None:
+    if "\0" in value:
+        raise ValidationError("must not contain NUL characters")
+    try:
+        words = shlex.split(value)
+    except ValueError as exc:
+        raise ValidationError(f"cannot be split into words as a shell would ({exc}); "
+                              "check its quotes") from None
+    if not words:
+        raise ValidationError("names no program")
 
 
 class BinderYmlSchema(Schema):
@@ -56,10 +120,11 @@ class BinderYmlSchema(Schema):
         unknown = RAISE
 
     limits = fields.Nested(LimitsSchema, load_default=dict)
-    hardware = fields.Dict(keys=fields.String(), values=fields.Raw(), load_default=dict)
-    services = fields.List(fields.Nested(ServiceSchema), load_default=list)
+    hardware = fields.Nested(HardwareSchema, load_default=dict)
+    services = fields.List(fields.Nested(ServiceSchema), load_default=list,
+                           validate=validate.Length(max=MAX_SERVICES))
     port = fields.Integer(strict=True, validate=validate.Range(min=1, max=65535))
-    command = fields.String(validate=validate.Length(min=1, max=4096))
+    command = fields.String(validate=[validate.Length(min=1, max=4096), _command])
     timeout = fields.Integer(strict=True, validate=validate.Range(min=1, max=24 * 60),
                              metadata={"description": "build timeout in minutes"})
 
@@ -72,32 +137,48 @@ def find_binder_yml(checkout: Path) -> Path | None:
     return None
 
 
-def load_binder_yml(path: Path) -> dict[str, Any]:
+def load_binder_yml(path: Path, ceilings: Ceilings | None = None) -> dict[str, Any]:
     """Parse and validate; ``BuildFailure`` names the field and the reason."""
+    ceilings = ceilings or Ceilings()
     try:
-        raw = yaml.safe_load(path.read_text(errors="replace"))
-    except yaml.YAMLError as exc:
-        raise BuildFailure(f"{path.name} is not valid YAML: {exc}",
-                           suggestions=["Fix the YAML syntax."]) from exc
+        raw = load_repo_yaml(read_repo_file(path, path.name, MAX_BYTES), path.name, MAX_BYTES)
+    except RepoYamlError as exc:
+        raise BuildFailure(str(exc), suggestions=["Fix the YAML syntax.", ALLOWED_KEYS]) from exc
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise BuildFailure(f"{path.name} must be a mapping of keys to values.")
+        raise BuildFailure(f"{path.name} must be a mapping of keys to values.",
+                           suggestions=[ALLOWED_KEYS])
     try:
         result: dict[str, Any] = BinderYmlSchema().load(raw)
+        _check_ceilings(result.get("limits", {}), ceilings)
     except ValidationError as exc:
-        problems = "; ".join(_flatten(exc.normalized_messages()))
+        lines = _flatten(exc.normalized_messages())
+        problems = "; ".join(lines[:10]) + (f"; and {len(lines) - 10} more" if len(lines) > 10
+                                            else "")
         raise BuildFailure(f"{path.name} is invalid: {problems}",
-                           suggestions=["Allowed keys: limits (memory, cpu), hardware, "
-                                        "services, port, command, timeout."]) from exc
+                           suggestions=[ALLOWED_KEYS]) from exc
     return result
 
 
+def _check_ceilings(limits: dict[str, Any], ceilings: Ceilings) -> None:
+    problems: dict[str, list[str]] = {}
+    if "memory" in limits and parse_size(limits["memory"]) > ceilings.memory_bytes:
+        problems["memory"] = [f"must be at most {ceilings.memory_bytes // 1024**2}M on this "
+                              "farm"]
+    if "cpu" in limits and float(limits["cpu"]) > ceilings.cpu:
+        problems["cpu"] = [f"must be at most {ceilings.cpu:g} on this farm"]
+    if problems:
+        raise ValidationError({"limits": problems})
+
+
 def _flatten(messages: Any, prefix: str = "") -> list[str]:
+    """``field.sub: reason`` lines, field names shortened (they may be the user's keys)."""
     if isinstance(messages, dict):
         out = []
         for key, value in messages.items():
-            out.extend(_flatten(value, f"{prefix}{key}."))
+            name = "" if key == "_schema" else f"{shorten(str(key), 40)}."
+            out.extend(_flatten(value, f"{prefix}{name}"))
         return out
     if isinstance(messages, list):
         return [f"{prefix.rstrip('.')}: {m}" for m in messages if isinstance(m, str)] + [

@@ -23,6 +23,7 @@ read a repository's YAML there.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -144,6 +145,16 @@ _Loader.yaml_constructors = {
 }
 
 
+def read_repo_file(path: Path, file_name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
+    """The bytes of a repository's config file, refused (unread) above ``max_bytes``."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise RepoYamlError(f"{file_name} is {_size(size)}; this farm reads config files of at "
+                            f"most {_size(max_bytes)}.")
+    with path.open("rb") as file:
+        return file.read(max_bytes + 1)
+
+
 def load_repo_yaml(text: str | bytes, file_name: str,
                    max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
     """The data in one YAML document from a repository, or ``RepoYamlError``.
@@ -181,4 +192,4 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "RepoYamlError", "load_repo_yaml", "shorten"]
+__all__ = ["DEFAULT_MAX_BYTES", "RepoYamlError", "load_repo_yaml", "read_repo_file", "shorten"]

@@ -123,3 +123,65 @@ def test_find_ignores_links_and_directories(tmp_path: Path) -> None:
     os.symlink(outside, checkout / ".binder.yml")
     (checkout / ".binder.yaml").mkdir()
     assert find_binder_yml(checkout) is None
+
+
+# hostile values
+
+
+@pytest.mark.parametrize(("text", "field", "reason"), [
+    ("limits: {memory: 99999999999999999999T}\n", "limits.memory", "must be a size"),
+    ("limits: {memory: 100T}\n", "limits.memory", "must be at most 65536M on this farm"),
+    ("limits: {cpu: 1e300}\n", "limits.cpu", "must be at most 64 on this farm"),
+    ("limits: {cpu: '1e300'}\n", "limits.cpu", "must be at most 64 on this farm"),
+    ("hardware: {privileged: true}\n", "hardware.privileged", "Unknown field"),
+    ("hardware: {gpu: 1000}\n", "hardware.gpu", ""),
+    ("hardware: {gpu: true}\n", "hardware.gpu", ""),
+    ("$gt: ''\n", "$gt", "Unknown field"),
+    ("limits: {'$gt': ''}\n", "limits.$gt", "Unknown field"),
+    ("services: [{name: db, params: {'$where': x}}]\n", "services.0.params.$where.key",
+     "must be a name"),
+    ("services: [{name: db, params: {a.b: x}}]\n", "services.0.params.a.b.key", "must be a name"),
+    ("services: [{name: db, params: {a: [1, 2]}}]\n", "services.0.params.a.value",
+     "must be text, a number"),
+    ("services: [{name: db, params: {a: " + "x" * 300 + "}}]\n", "services.0.params.a.value",
+     "must be at most 200"),
+    ("services: [{name: 'a b'}]\n", "services.0.name", "must be a name"),
+    ("services: [" + ", ".join(["{name: s}"] * 11) + "]\n", "services", ""),
+    ("command: 'jupyter lab \"unclosed'\n", "command", "cannot be split into words"),
+    ("command: '   '\n", "command", "names no program"),
+])
+def test_hostile_values_are_refused_by_name(tmp_path: Path, text: str, field: str,
+                                            reason: str) -> None:
+    with pytest.raises(BuildFailure) as caught:
+        load_binder_yml(write(tmp_path, text))
+    assert f"{field}: {reason}" in caught.value.message
+
+
+def test_custom_ceilings_apply(tmp_path: Path) -> None:
+    from workers.binder_yml import Ceilings
+
+    path = write(tmp_path, "limits: {memory: 8G, cpu: 4}\n")
+    assert load_binder_yml(path)["limits"] == {"memory": "8G", "cpu": 4}
+    with pytest.raises(BuildFailure, match="limits.memory: must be at most 4096M"):
+        load_binder_yml(path, Ceilings(memory_bytes=4 * 1024**3, cpu=2))
+
+
+def test_aliases_are_refused_before_anything_expands(tmp_path: Path) -> None:
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [" + ", ".join([f"*{chr(97 + i)}"] * 9) + "]\n"
+        for i in range(8))
+    with pytest.raises(BuildFailure, match=r"^\.binder\.yml \(line 4\): YAML anchors"):
+        load_binder_yml(write(tmp_path, "services:\n  - name: x\n    params:\n" + bomb))
+
+
+def test_many_unknown_keys_give_a_bounded_message(tmp_path: Path) -> None:
+    text = "".join(f"k{i}: 1\n" for i in range(500))
+    with pytest.raises(BuildFailure) as caught:
+        load_binder_yml(write(tmp_path, text))
+    assert "and 490 more" in caught.value.message and len(caught.value.message) < 1000
+
+
+def test_an_oversized_file_is_not_read(tmp_path: Path) -> None:
+    with pytest.raises(BuildFailure, match="is 68 KiB; this farm reads config files of at most "
+                                           "64 KiB"):
+        load_binder_yml(write(tmp_path, "# " + "x" * 70_000 + "\n"))

@@ -92,11 +92,11 @@ def test_pip_lines_that_need_the_repository(line: str, local: bool) -> None:
 
 
 def test_pip_index_options_trust_plain_http_hosts_only() -> None:
-    assert script.pip_index_options(None) == []
+    assert script.pip_index_options(None) == ["--isolated"]
     assert script.pip_index_options("http://127.0.0.1:8/simple/") == [
-        "--index-url", "http://127.0.0.1:8/simple/", "--trusted-host", "127.0.0.1"]
+        "--isolated", "--index-url", "http://127.0.0.1:8/simple/", "--trusted-host", "127.0.0.1"]
     assert script.pip_index_options("https://pypi.example/simple/") == [
-        "--index-url", "https://pypi.example/simple/"]
+        "--isolated", "--index-url", "https://pypi.example/simple/"]
 
 
 # the buildpack
@@ -152,11 +152,74 @@ def test_render_of_an_invalid_file_leaves_the_error_to_the_build(tmp_path: Path)
         CondaBuildPack().check(inputs)
 
 
-def test_extra_files_ship_the_script(tmp_path: Path) -> None:
+def test_extra_files_ship_the_script_and_the_yaml_loader(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from workers import repo_yaml
+
     files = CondaBuildPack().extra_files(inputs_for(tmp_path, "dependencies: []\n"))
-    assert files == {"conda_env.py": Path(script.__file__).read_bytes()}
-    assert b"from common" not in files["conda_env.py"]
-    assert b"from workers" not in files["conda_env.py"]
+    assert files == {"conda_env.py": Path(script.__file__).read_bytes(),
+                     "repo_yaml.py": Path(repo_yaml.__file__).read_bytes()}
+    for data in files.values():
+        assert b"from common" not in data
+    # Shipped alone (the farm's packages not importable), the script reads YAML with the
+    # loader beside it, aliases refused.
+    shipped = tmp_path / "shipped"
+    shipped.mkdir()
+    for name, data in files.items():
+        (shipped / name).write_bytes(data)
+    probe = ("import sys; sys.modules['workers'] = None; sys.modules['common'] = None; "
+             f"sys.path.insert(0, {str(shipped)!r}); import conda_env as c\n"
+             "try:\n    c.parse_environment('a: &x [1]\\nb: *x\\n')\n"
+             "except c.EnvironmentFileError as e:\n    print(e)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert done.stdout.strip() == ("environment.yml (line 1): YAML anchors (&name) are not "
+                                   "accepted; write the value out in full."), done.stderr
+
+
+def test_render_ships_the_loader_beside_the_script(tmp_path: Path) -> None:
+    lines = CondaBuildPack().render(inputs_for(tmp_path, "dependencies: []\n")).splitlines()
+    assert "COPY .binder-build/repo_yaml.py /tmp/binder/repo_yaml.py" in lines
+
+
+@pytest.mark.parametrize(("text", "entry"), [
+    ("dependencies: [{pip: [tinypkg, '--index-url https://evil.example/simple']}]\n", 2),
+    ("dependencies: [{pip: ['-i https://evil.example/simple']}]\n", 1),
+    ("dependencies: [{pip: ['--extra-index-url=https://evil.example/simple']}]\n", 1),
+    ("dependencies: [{pip: ['-f https://evil.example/links']}]\n", 1),
+])
+def test_pip_entries_may_not_name_an_index(tmp_path: Path, text: str, entry: int) -> None:
+    with pytest.raises(BuildFailure, match=rf"^environment.yml pip: entry {entry} \(`"):
+        CondaBuildPack().check(inputs_for(tmp_path, text))
+
+
+def test_pip_entries_follow_requirement_files_in_the_repository(tmp_path: Path) -> None:
+    inputs = inputs_for(tmp_path, "dependencies: [{pip: ['-r more.txt']}]\n",
+                        where="binder/environment.yml")
+    (inputs.checkout / "binder" / "more.txt").write_text("ok\n--trusted-host evil.example\n")
+    with pytest.raises(BuildFailure, match=r"^binder/more.txt line 2 \(`--trusted-host"):
+        CondaBuildPack().check(inputs)
+
+
+def test_an_oversized_environment_file_is_not_parsed(tmp_path: Path) -> None:
+    inputs = inputs_for(tmp_path, "# " + "x" * (600 * 1024) + "\n")
+    with pytest.raises(BuildFailure, match=r"environment.yml is 600 KiB; this farm reads "):
+        CondaBuildPack().check(inputs)
+
+
+def test_parse_errors_never_repeat_a_huge_value() -> None:
+    huge = "x" * 100_000
+    for text in (f"channels: ['{huge}!']\n", f"channels: [[{huge}]]\n"):
+        with pytest.raises(script.EnvironmentFileError) as caught:
+            script.parse_environment(text)
+        assert len(str(caught.value)) < 400
+    spec = script.parse_environment(f"dependencies: ['{huge}[']\n")
+    with pytest.raises(script.EnvironmentFileError) as caught:
+        script._match_specs(spec.conda)
+    assert len(str(caught.value)) < 400
+
 
 
 # the script, run on this host against a local channel

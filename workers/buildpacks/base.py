@@ -86,10 +86,12 @@ class BuildPack(ABC):
 
     @staticmethod
     def pip_options(inputs: BuildInputs) -> str:
+        """The farm's index for pip; ``--isolated`` so that no pip.conf the repository
+        puts in ``$HOME`` (``.config/pip/pip.conf``) and no ``PIP_*`` variable replaces it."""
         url = inputs.config.pip_index_url
         if not url:
-            return ""
-        options = f"--index-url {url}"
+            return "--isolated"
+        options = f"--isolated --index-url {url}"
         parts = urlsplit(url)
         if parts.scheme == "http" and parts.hostname:
             options += f" --trusted-host {parts.hostname}"

@@ -20,6 +20,7 @@ import json
 from pathlib import Path
 
 from common.errors import BuildFailure
+from workers import repo_yaml
 from workers.buildpacks.base import CONFIG_STAGING, ENV_PREFIX, HOME, BuildInputs, BuildPack
 from workers.buildpacks.conda_env import (
     EnvironmentFileError,
@@ -27,9 +28,13 @@ from workers.buildpacks.conda_env import (
     parse_environment,
     pip_needs_repo,
 )
+from workers.package_index import check_requirement_lines
 
 SCRIPT = "conda_env.py"
 SCRIPT_SOURCE = Path(__file__).with_name(SCRIPT)
+#: The repository YAML loader the script imports inside the build.
+LOADER = "repo_yaml.py"
+LOADER_SOURCE = Path(repo_yaml.__file__)
 #: The base image's venv holding py-rattler and pyyaml.
 RATTLER_PYTHON = "/opt/rattler/bin/python"
 
@@ -42,19 +47,28 @@ class CondaBuildPack(BuildPack):
     def _spec(inputs: BuildInputs) -> EnvironmentSpec:
         """The parsed config file; raises ``EnvironmentFileError`` when it is invalid."""
         assert inputs.config_path is not None
-        text = (inputs.checkout / inputs.config_path).read_text(errors="replace")
-        return parse_environment(text)
+        try:
+            data = repo_yaml.read_repo_file(inputs.checkout / inputs.config_path,
+                                            "environment.yml")
+        except repo_yaml.RepoYamlError as exc:
+            raise EnvironmentFileError(str(exc)) from None
+        return parse_environment(data.decode("utf-8", "replace"))
 
     def check(self, inputs: BuildInputs) -> None:
+        """The file must parse, and its ``pip:`` entries may not name a package index."""
+        assert inputs.config_path is not None
         try:
-            self._spec(inputs)
+            spec = self._spec(inputs)
         except EnvironmentFileError as exc:
             raise BuildFailure(str(exc), suggestions=[
                 "See https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/"
                 "manage-environments.html#create-env-file-manually"]) from exc
+        env_file = inputs.checkout / inputs.config_path
+        check_requirement_lines(enumerate(spec.pip, start=1), "environment.yml pip:",
+                                env_file.parent, inputs.checkout, unit="entry")
 
     def extra_files(self, inputs: BuildInputs) -> dict[str, bytes]:
-        return {SCRIPT: SCRIPT_SOURCE.read_bytes()}
+        return {SCRIPT: SCRIPT_SOURCE.read_bytes(), LOADER: LOADER_SOURCE.read_bytes()}
 
     def _needs_repo(self, inputs: BuildInputs) -> bool:
         try:
@@ -74,6 +88,7 @@ class CondaBuildPack(BuildPack):
         assert inputs.config_path is not None
         lines = self.preamble(inputs) + [
             f"COPY .binder-build/{SCRIPT} {CONFIG_STAGING}/{SCRIPT}",
+            f"COPY .binder-build/{LOADER} {CONFIG_STAGING}/{LOADER}",
             f"ENV PATH={ENV_PREFIX}/bin:$PATH CONDA_PREFIX={ENV_PREFIX}",
         ]
         if self._needs_repo(inputs):

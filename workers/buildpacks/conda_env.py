@@ -2,8 +2,9 @@
 
 This script runs in the build with the base image's ``/opt/rattler/bin/python``
 (a venv holding only py-rattler and pyyaml), so it imports nothing from
-binder-build. The worker imports it too, for :func:`parse_environment` and
-:func:`pip_needs_repo`; py-rattler is therefore imported only where it is used.
+binder-build but the repository YAML loader, which is shipped beside it
+(``repo_yaml.py``). The worker imports it too, for :func:`parse_environment`
+and :func:`pip_needs_repo`; py-rattler is therefore imported only where it is used.
 
 What it does, in order (each step prints progress lines for the build log):
 
@@ -47,7 +48,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-import yaml
+try:
+    from workers.repo_yaml import RepoYamlError, load_repo_yaml, shorten
+except ImportError:  # inside a build: the loader is shipped beside this script
+    from repo_yaml import RepoYamlError, load_repo_yaml, shorten  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from rattler import RepoDataRecord
@@ -86,6 +90,12 @@ class EnvironmentSpec:
 
 # Reading environment.yml (pure Python: the worker uses this part too).
 
+def _kind(value: Any) -> str:
+    """What a YAML value is, in words (the value itself may be huge)."""
+    kinds = ((bool, "a boolean"), (list, "a list"), (dict, "a mapping"), (type(None), "null"))
+    return next((name for kind, name in kinds if isinstance(value, kind)), "a value")
+
+
 def _string_list(value: Any, what: str) -> list[str]:
     if value is None:
         return []
@@ -95,7 +105,7 @@ def _string_list(value: Any, what: str) -> list[str]:
     for item in value:
         if isinstance(item, bool) or not isinstance(item, str | int | float):
             raise EnvironmentFileError(
-                f"environment.yml: every entry of `{what}` must be a text, not {item!r}.")
+                f"environment.yml: every entry of `{what}` must be a text, not {_kind(item)}.")
         result.append(str(item).strip())
     return [item for item in result if item]
 
@@ -123,12 +133,9 @@ def _split_dependencies(value: Any) -> tuple[list[str], list[str]]:
 def parse_environment(text: str) -> EnvironmentSpec:
     """The spec of an ``environment.yml``; raises ``EnvironmentFileError`` when invalid."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        where = getattr(exc, "problem_mark", None)
-        line = f" (line {where.line + 1})" if where is not None else ""
-        raise EnvironmentFileError(f"environment.yml is not valid YAML{line}: "
-                                   f"{getattr(exc, 'problem', None) or exc}.") from exc
+        data = load_repo_yaml(text, "environment.yml")
+    except RepoYamlError as exc:
+        raise EnvironmentFileError(str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -160,7 +167,8 @@ def channel_urls(channel: str) -> list[str]:
                                        "URL; use a channel name or an https:// URL.")
         return [channel.rstrip("/")]
     if not _CHANNEL_NAME.match(channel):
-        raise EnvironmentFileError(f"environment.yml: {channel!r} is not a channel name or URL "
+        raise EnvironmentFileError(f"environment.yml: {shorten(channel)!r} is not a channel "
+                                   "name or URL "
                                    "(for example conda-forge or https://conda.anaconda.org/"
                                    "conda-forge).")
     return [f"{CHANNEL_ALIAS}/{channel}"]
@@ -191,8 +199,9 @@ def _match_specs(specs: Sequence[str]) -> list[Any]:
         try:
             result.append(MatchSpec(text, strict=False))
         except InvalidMatchSpecError as exc:
-            raise EnvironmentFileError(f"environment.yml: {text!r} is not a valid conda "
-                                       f"package spec: {_one_line(str(exc))}.") from exc
+            raise EnvironmentFileError(f"environment.yml: {shorten(text)!r} is not a valid conda "
+                                       f"package spec: {shorten(_one_line(str(exc)), 200)}."
+                                       ) from exc
     return result
 
 
@@ -267,8 +276,8 @@ async def install(records: list[RepoDataRecord], prefix: Path, cache: Path) -> N
 def pip_index_options(index_url: str | None) -> list[str]:
     """pip options for the farm's package index (trusted when it is plain http)."""
     if not index_url:
-        return []
-    options = ["--index-url", index_url]
+        return ["--isolated"]
+    options = ["--isolated", "--index-url", index_url]
     parts = urlsplit(index_url)
     if parts.scheme == "http" and parts.hostname:
         options += ["--trusted-host", parts.hostname]

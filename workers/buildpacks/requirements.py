@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from workers.buildpacks.base import CONFIG_STAGING, ENV_PREFIX, HOME, BuildInputs, BuildPack
+from workers.package_index import check_requirements_file
 
 # Lines that refer to other files of the repository (``-r other.txt``,
 # ``-e .``, local paths) need the whole repository before pip runs.
@@ -29,6 +30,11 @@ def needs_repository(line: str) -> bool:
 class RequirementsBuildPack(BuildPack):
     id = "requirements.txt"
     config_file = "requirements.txt"
+
+    def check(self, inputs: BuildInputs) -> None:
+        """The file (and those it pulls in with -r/-c) may not name a package index."""
+        assert inputs.config_path is not None
+        check_requirements_file(inputs.checkout, str(inputs.config_path))
 
     def render(self, inputs: BuildInputs) -> str:
         assert inputs.config_path is not None

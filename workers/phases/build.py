@@ -8,6 +8,7 @@ from typing import Any
 import docker.errors
 
 from common import template_store
+from common.sizes import parse_size
 from workers.buildpacks import BUILDPACKS, DEFAULT_BUILDPACK, BuildInputs, BuildPack
 from workers.docker_context import write_context
 from workers.docker_engine import API_TIMEOUT, docker_client
@@ -57,7 +58,7 @@ def run(context: PhaseRun) -> dict[str, Any]:
     params: dict[str, Any] = {
         "docker_host": config.docker_host, "timeout": API_TIMEOUT, "context": str(context_tar),
         "dockerfile": dockerfile, "tag": record["image_name"], "network_mode": config.build_network,
-        "container_limits": {"memory": _bytes(config.build_memory)},
+        "container_limits": {"memory": parse_size(config.build_memory)},
         "labels": {"org.binder-build.name": record["name"],
                    "org.binder-build.commit": record["commit"],
                    "org.binder-build.repository": record["repository"]},
@@ -69,10 +70,3 @@ def run(context: PhaseRun) -> dict[str, Any]:
     context.say(f"built {record['image_name']} ({image_id})")
     return {"image_id": image_id}
 
-
-def _bytes(size: str) -> int:
-    units = {"k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
-    text = size.strip().lower().rstrip("ib").rstrip("b")
-    if text and text[-1] in units:
-        return int(float(text[:-1]) * units[text[-1]])
-    return int(float(text))

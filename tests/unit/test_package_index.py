@@ -1,0 +1,101 @@
+"""``workers/package_index.py``: a repository cannot replace the farm's package index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common.errors import BuildFailure
+from workers.package_index import check_requirements_file, logical_lines, sources_replaced
+
+
+def check(tmp_path: Path, text: str, name: str = "requirements.txt",
+          others: dict[str, str] | None = None) -> None:
+    for other, content in (others or {}).items():
+        (tmp_path / other).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / other).write_text(content)
+    (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / name).write_text(text)
+    check_requirements_file(tmp_path, name)
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("numpy\n--index-url https://evil.example/simple\n", 2),
+    ("--index-url=https://evil.example/simple\n", 1),
+    ("-i https://evil.example/simple\n", 1),
+    ("-ihttps://evil.example/simple\n", 1),
+    ("--extra-index-url https://evil.example/simple\nnumpy\n", 1),
+    ("--trusted-host evil.example\n", 1),
+    ("-f https://evil.example/links/\n", 1),
+    ("--find-links=http://evil.example/links/\n", 1),
+    ("--pypi-url https://evil.example/simple\n", 1),  # pip's alias of --index-url
+    ("--index-u https://evil.example/simple\n", 1),  # abbreviations are options too
+    ("--extra-ind=https://evil.example/simple\n", 1),
+    ("--trust evil.example\n", 1),
+    ("numpy \\\n  --index-url https://evil.example/simple\n", 1),  # a continued line
+    ("-\\\ni https://evil.example/simple\n", 1),  # continuations join without a space
+    ("numpy==1.0 --index-url https://evil.example/simple\n", 1),
+    ("-r https://evil.example/reqs.txt\n", 1),
+    ("--constraint=http://evil.example/c.txt\n", 1),
+])
+def test_index_options_are_refused_naming_the_line(tmp_path: Path, text: str,
+                                                   line: int) -> None:
+    with pytest.raises(BuildFailure) as caught:
+        check(tmp_path, text)
+    assert caught.value.message.startswith(f"requirements.txt line {line} (`")
+    assert "this farm" in caught.value.message
+    assert caught.value.suggestions
+
+
+@pytest.mark.parametrize("text", [
+    "numpy==1.26\npandas>=2 ; python_version > '3.8'\n",
+    "# --index-url https://evil.example/simple in a comment\nnumpy\n",
+    "numpy # -i https://evil.example in a trailing comment\n",
+    "--no-index\n-f ./wheels\nmypkg\n",
+    "--find-links wheels/\nmypkg\n",
+    "-e .\n--pre\n--prefer-binary\n",
+    "git+https://example.org/pkg.git#egg=pkg\n",
+    "pkg @ https://files.example/pkg-1.0-py3-none-any.whl\n",
+    "-r other.txt\n",
+])
+def test_ordinary_requirements_pass(tmp_path: Path, text: str) -> None:
+    check(tmp_path, text, others={"other.txt": "requests\n"})
+
+
+def test_files_pulled_in_are_read_the_same_way(tmp_path: Path) -> None:
+    with pytest.raises(BuildFailure, match=r"^reqs/more.txt line 2 \(`--index-url"):
+        check(tmp_path, "-r reqs/base.txt\n", others={
+            "reqs/base.txt": "numpy\n-c more.txt\n",
+            "reqs/more.txt": "x\n--index-url https://evil.example/simple\n"})
+
+
+def test_a_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
+    checkout = tmp_path / "checkout"
+    (tmp_path / "outside.txt").write_text("numpy\n")
+    with pytest.raises(BuildFailure, match="outside the repository"):
+        check(checkout, "-r ../outside.txt\n")
+
+
+def test_requirement_files_that_include_each_other_end(tmp_path: Path) -> None:
+    check(tmp_path, "-r a.txt\n", others={"a.txt": "-r b.txt\n", "b.txt": "-r a.txt\n"})
+
+
+def test_long_lines_are_shortened_in_the_message(tmp_path: Path) -> None:
+    with pytest.raises(BuildFailure) as caught:
+        check(tmp_path, "--index-url https://evil.example/" + "x" * 10_000 + "\n")
+    assert len(caught.value.message) < 300
+
+
+def test_logical_lines_follow_pip() -> None:
+    text = "a \\\n  b\n# comment\n  \nc # tail\n# not joined \\\nd\n"
+    assert logical_lines(text) == [(1, "a   b"), (5, "c"), (7, "d")]
+
+
+def test_sources_replaced_sentence() -> None:
+    assert sources_replaced("Pipfile", [], ["https://index.example/simple"]) is None
+    assert sources_replaced("environment.yml", ["conda-forge", "https://evil.example/ch"],
+                            ["https://conda.example/farm"]) == (
+        "environment.yml names its own package sources (conda-forge, "
+        "https://evil.example/ch); this farm uses its configured sources instead: "
+        "https://conda.example/farm.")

@@ -1,0 +1,188 @@
+"""The farm's package sources, and what a repository may not say about them.
+
+Builds install packages only from what the operator configured: the pip
+index (``BINDER_PIP_INDEX_URL``), conda channels and CRAN mirror. A
+repository cannot replace or extend them:
+
+* pip options that name an index (``--index-url``/``-i``, ``--extra-index-url``,
+  ``--trusted-host``, ``--find-links``/``-f`` with a URL, in any spelling pip
+  accepts, abbreviations included) are refused with a sentence naming the
+  file and line; files pulled in with ``-r``/``-c`` are read the same way,
+  and ``-r``/``-c`` with a URL are refused too;
+* where a config file names its own sources (``environment.yml`` channels,
+  a Pipfile's ``[[source]]``, ``repos=`` in ``install.R``), the buildpack uses
+  the farm's instead and logs :func:`sources_replaced`'s sentence.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from common.errors import BuildFailure
+from workers.repo_yaml import shorten
+
+#: Long options that change where pip looks for packages (``--pypi-url`` is pip's
+#: alias of ``--index-url``).
+INDEX_OPTIONS = ("--index-url", "--pypi-url", "--extra-index-url", "--trusted-host",
+                 "--find-links")
+#: Options that pull in another requirements file.
+FILE_OPTIONS = ("--requirement", "--constraint")
+_ALWAYS_REFUSED = ("--index-url", "--pypi-url", "--extra-index-url", "--trusted-host")
+_SHORT = {"-i": "--index-url", "-f": "--find-links", "-r": "--requirement",
+          "-c": "--constraint"}
+#: pip's other options in a requirements file: written in full they are not abbreviations.
+_OTHER_OPTIONS = ("--editable", "--no-index", "--prefer-binary", "--require-hashes",
+                  "--no-require-hashes", "--pre", "--all-releases", "--only-final",
+                  "--only-binary", "--no-binary", "--use-feature", "--hash", "--config-settings",
+                  "--global-option")
+#: pip's comment pattern (``req_file.COMMENT_RE``)
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+MAX_FILES = 50
+MAX_FILE_BYTES = 1024 * 1024
+
+
+def _long_option(token: str) -> tuple[str | None, str | None]:
+    """(the index or file option a token may name, its attached value).
+
+    pip (optparse) accepts any unambiguous abbreviation of a long option;
+    whatever pip's version, a prefix of an index option is read as one.
+    """
+    if token.startswith("--"):
+        name, has_value, value = token.partition("=")
+        if len(name) <= 2 or name in _OTHER_OPTIONS:
+            return None, None
+        candidates = [option for option in (*INDEX_OPTIONS, *FILE_OPTIONS)
+                      if option.startswith(name)]
+        if not candidates:
+            return None, None
+        option = next((o for o in candidates if o in _ALWAYS_REFUSED), candidates[0])
+        return option, (value if has_value else None)
+    if token[:2] in _SHORT:
+        return _SHORT[token[:2]], (token[2:] or None)
+    return None, None
+
+
+def logical_lines(text: str) -> list[tuple[int, str]]:
+    """pip's reading of a requirements file (``join_lines``, ``ignore_comments``):
+    (first line number, line), continuations joined, comments removed."""
+    joined: list[tuple[int, str]] = []
+    parts: list[str] = []
+    first = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.endswith("\\") or _COMMENT.match(line):
+            if _COMMENT.match(line):
+                line = " " + line
+            if parts:
+                joined.append((first, "".join([*parts, line])))
+                parts = []
+            else:
+                joined.append((number, line))
+        else:
+            if not parts:
+                first = number
+            parts.append(line.strip("\\"))
+    if parts:
+        joined.append((first, "".join(parts)))
+    result = []
+    for number, line in joined:
+        line = _COMMENT.sub("", line).strip()
+        if line:
+            result.append((number, line))
+    return result
+
+
+def _tokens(line: str) -> list[str]:
+    """Words as pip splits them, and as plain whitespace does (either reading counts)."""
+    try:
+        words = shlex.split(line)
+    except ValueError:
+        words = []
+    return words + line.split()
+
+
+def check_requirement_lines(lines: Iterable[tuple[int, str]], where: str,
+                            base: Path | None = None, checkout: Path | None = None,
+                            seen: set[Path] | None = None, unit: str = "line") -> None:
+    """Refuse index options in pip requirement lines; follow ``-r``/``-c`` files in the checkout.
+
+    ``where`` names the file in messages and ``unit`` what the numbers count
+    (``line``, ``entry``); ``base`` is the folder relative paths are read
+    from, ``checkout`` the repository root they must stay in.
+    """
+    seen = seen if seen is not None else set()
+    for number, line in lines:
+        tokens = _tokens(line)
+        for index, token in enumerate(tokens):
+            option, value = _long_option(token)
+            if option is None:
+                continue
+            if value is None and index + 1 < len(tokens):
+                value = tokens[index + 1]
+            _check_option(option, value or "", f"{where} {unit} {number}", line)
+            if option in FILE_OPTIONS and value and base is not None and checkout is not None:
+                _follow(base / value, checkout, seen)
+
+
+def _check_option(option: str, value: str, where: str, line: str) -> None:
+    shown = f"{where} (`{shorten(line, 80)}`)"
+    file_name = where.split(" ", 1)[0]
+    if option in _ALWAYS_REFUSED or (
+            option == "--find-links" and _URL.match(value)):
+        raise BuildFailure(
+            f"{shown} names a package index; this farm installs packages only from its own "
+            "index.", suggestions=[f"Remove it from {file_name}; list the packages by name "
+                                   "(or as wheels in the repository with -f ./folder)."])
+    if option in FILE_OPTIONS and _URL.match(value):
+        raise BuildFailure(
+            f"{shown} reads requirements from a URL; this farm reads them only from the "
+            "repository.", suggestions=["Commit that file to the repository and name its path."])
+
+
+def _follow(path: Path, checkout: Path, seen: set[Path]) -> None:
+    try:
+        resolved = path.resolve()
+        relative = resolved.relative_to(checkout.resolve())
+    except (OSError, ValueError):
+        raise BuildFailure(f"{shorten(str(path.name))} is referred to with -r or -c but lies "
+                           "outside the repository.",
+                           suggestions=["Refer only to files inside the repository."]) from None
+    if resolved in seen or not resolved.is_file():
+        return  # pip reports a missing file itself
+    seen.add(resolved)
+    if len(seen) > MAX_FILES:
+        raise BuildFailure(f"The requirements files refer to more than {MAX_FILES} others.",
+                           suggestions=["Merge the requirements files."])
+    if resolved.stat().st_size > MAX_FILE_BYTES:
+        raise BuildFailure(f"{relative} is over {MAX_FILE_BYTES // 1024} KiB.",
+                           suggestions=["Keep requirements files short."])
+    text = resolved.read_text(errors="replace")
+    check_requirement_lines(logical_lines(text), str(relative), resolved.parent, checkout, seen)
+
+
+def check_requirements_file(checkout: Path, relative: str) -> None:
+    """Refuse index options in the requirements file ``relative`` and the files it pulls in."""
+    path = checkout / relative
+    _follow(path, checkout, set())
+
+
+def sources_replaced(file_name: str, declared: Sequence[str], used: Sequence[str]) -> str | None:
+    """The build-log sentence when ``file_name`` names package sources the farm replaces.
+
+    ``declared`` are the sources the file names (index URLs, channels, CRAN
+    repos), ``used`` the farm's own. ``None`` when the file names none.
+    """
+    if not declared:
+        return None
+    named = ", ".join(shorten(source, 80) for source in declared[:5])
+    more = f" and {len(declared) - 5} more" if len(declared) > 5 else ""
+    farm = ", ".join(used) if used else "its defaults"
+    return (f"{file_name} names its own package sources ({named}{more}); this farm uses its "
+            f"configured sources instead: {farm}.")
+
+
+__all__ = ["FILE_OPTIONS", "INDEX_OPTIONS", "check_requirement_lines",
+           "check_requirements_file", "logical_lines", "sources_replaced"]
