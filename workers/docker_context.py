@@ -9,6 +9,7 @@ from pathlib import Path
 from docker.utils.build import exclude_paths
 
 from workers.buildpacks import BuildInputs, BuildPack
+from workers.dockerignore import ignore_patterns
 
 GENERATED_DOCKERFILE = "Dockerfile"
 
@@ -35,9 +36,8 @@ def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
     checkout = inputs.checkout
     with tarfile.open(target, "w") as tar:
         if buildpack.owns_context:
-            ignore = checkout / ".dockerignore"
-            patterns = ignore.read_text().splitlines() if ignore.is_file() else []
-            patterns = [p for p in patterns if p.strip() and not p.startswith("#")] + [".git"]
+            assert inputs.config_path is not None
+            patterns = ignore_patterns(checkout, inputs.config_path) + [".git"]
             kept = exclude_paths(str(checkout), patterns, dockerfile=str(inputs.config_path))
             for relative in sorted(kept):
                 tar.add(checkout / relative, arcname=relative, recursive=False)

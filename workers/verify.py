@@ -1,8 +1,10 @@
 """Verification: start the built image as the template says and wait for its port.
 
-The container runs with no network (or the build network) and is probed
-from inside its own namespace with ``docker exec``, so verification needs
-no free host port and sends nothing off the container.
+The container runs with no network and is probed from inside its own
+namespace with ``docker exec``, so verification needs no free host port and
+sends nothing off the container. It is repository code, so it runs bounded:
+memory (no swap), CPUs and processes limited, every capability dropped and
+no privilege gained through setuid programs.
 """
 
 from __future__ import annotations
@@ -16,8 +18,14 @@ import docker.errors
 
 from common.config import Config
 from common.errors import BuildFailure
+from common.sizes import parse_size
 from workers.docker_engine import docker_client
 from workers.guard import PhaseGuard
+
+#: Processes the image may start while it is verified.
+VERIFY_PIDS = 256
+#: CPUs it may use.
+VERIFY_CPUS = 1.0
 
 PROBE = ("python3 -c 'import socket,sys; socket.create_connection((\"127.0.0.1\", {port}), 2)' "
          "2>/dev/null || bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null")
@@ -28,9 +36,12 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
     """Raise ``BuildFailure`` unless ``image`` serves on ``port`` in time."""
     client = docker_client(config, timeout=60)
     say(f"verifying: starting {image} and waiting for port {port}")
+    memory = parse_size(config.build_memory)
     container = client.containers.run(
         image, command=shlex.split(command) if command else None, detach=True,
-        network_mode="none", mem_limit=config.build_memory, labels={"binder-build.verify": label})
+        network_mode="none", mem_limit=memory, memswap_limit=memory,
+        pids_limit=VERIFY_PIDS, nano_cpus=int(VERIFY_CPUS * 1e9), cap_drop=["ALL"],
+        security_opt=["no-new-privileges"], labels={"binder-build.verify": label})
     remove = guard.on_abort(lambda: container.remove(force=True))
     try:
         deadline = time.monotonic() + config.verify_timeout

@@ -6,7 +6,10 @@ import os
 import tarfile
 from pathlib import Path, PurePosixPath
 
+import pytest
+
 from common.config import load_config
+from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
@@ -159,3 +162,25 @@ def test_dockerignore_cannot_drop_the_dockerfile_being_built(tmp_path: Path) -> 
     (checkout / ".dockerignore").write_text("binder\n")
     path, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "binder/Dockerfile")
     assert path in names
+
+
+@pytest.mark.parametrize("ignore_file", [".dockerignore", "Dockerfile.dockerignore"])
+def test_an_ignore_file_that_is_a_link_is_refused(tmp_path: Path, ignore_file: str) -> None:
+    secret = tmp_path / "environ"
+    secret.write_text("REDIS_PASSWORD=hunter2\n")
+    checkout = make_checkout(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
+    os.symlink(secret, checkout / ignore_file)
+    with pytest.raises(BuildFailure, match=f"^{ignore_file} is a link"):
+        build(tmp_path, DockerfileBuildPack(), checkout, "Dockerfile")
+    inputs = BuildInputs(checkout, PurePosixPath("Dockerfile"), CONFIG)
+    with pytest.raises(BuildFailure, match=f"^{ignore_file} is a link"):
+        DockerfileBuildPack().check(inputs)  # refused at detect, before any build
+
+
+def test_a_dockerignore_that_is_no_text_still_reads(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
+    (checkout / ".dockerignore").write_bytes(b"\xff\xfe*.md\n")
+    _, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "Dockerfile")
+    assert "README.md" in names  # the pattern line is garbled, nothing crashed

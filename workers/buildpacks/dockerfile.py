@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.dockerignore import check_ignore_files
 from workers.image_policy import check_dockerfile
 
 
@@ -17,8 +18,11 @@ class DockerfileBuildPack(BuildPack):
         return (inputs.checkout / inputs.config_path).read_text(errors="surrogateescape")
 
     def check(self, inputs: BuildInputs) -> None:
-        """Every image the build could pull must be allowed (``workers/image_policy.py``)."""
+        """Every image the build could pull must be allowed (``workers/image_policy.py``);
+        the ignore files must be files of the repository."""
+        assert inputs.config_path is not None
         check_dockerfile(self._text(inputs), inputs.config.allowed_base_images)
+        check_ignore_files(inputs.checkout, inputs.config_path)
 
     def render(self, inputs: BuildInputs) -> str:
         return self._text(inputs)

@@ -1,0 +1,48 @@
+"""A repository's ``.dockerignore``: read as a file of its own, never through a link.
+
+A link named ``.dockerignore`` (or ``<Dockerfile>.dockerignore``, which
+BuildKit's client prefers) could point at any file the worker may read,
+``/proc/self/environ`` included, and its lines would steer which files
+reach the build. Such links are refused; the file is read with a size cap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path, PurePosixPath
+
+from common.errors import BuildFailure
+from workers.repo_yaml import RepoYamlError, read_repo_file
+
+MAX_BYTES = 256 * 1024
+
+
+def ignore_files(checkout: Path, dockerfile: PurePosixPath) -> list[Path]:
+    """The ignore files Docker clients may read for ``dockerfile``, most preferred first."""
+    return [checkout / f"{dockerfile}.dockerignore", checkout / ".dockerignore"]
+
+
+def check_ignore_files(checkout: Path, dockerfile: PurePosixPath) -> None:
+    """``BuildFailure`` when an ignore file is a link (or a folder, or too large)."""
+    for path in ignore_files(checkout, dockerfile):
+        name = path.relative_to(checkout).as_posix()
+        if path.is_symlink():
+            raise BuildFailure(f"{name} is a link; this farm reads it only as a file of the "
+                               "repository.", suggestions=[f"Commit {name} itself, not a link."])
+        if path.exists() and not path.is_file():
+            raise BuildFailure(f"{name} is not a file.", suggestions=[f"Remove {name}."])
+        if path.is_file() and path.stat().st_size > MAX_BYTES:
+            raise BuildFailure(f"{name} is over {MAX_BYTES // 1024} KiB.",
+                               suggestions=[f"Shorten {name}."])
+
+
+def ignore_patterns(checkout: Path, dockerfile: PurePosixPath) -> list[str]:
+    """The patterns of ``.dockerignore`` (comments and blank lines left out)."""
+    check_ignore_files(checkout, dockerfile)
+    path = checkout / ".dockerignore"
+    if not path.is_file():
+        return []
+    try:
+        text = read_repo_file(path, ".dockerignore", MAX_BYTES).decode("utf-8", "replace")
+    except RepoYamlError as exc:
+        raise BuildFailure(str(exc)) from None
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
