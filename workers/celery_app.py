@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from celery import Celery
-from celery.signals import after_setup_logger, after_setup_task_logger
+from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
 from common.config import Config, get_config
 from workers.process_logs import configure_logger
@@ -53,6 +53,15 @@ def configure(app: Celery, config: Config) -> None:
 @after_setup_task_logger.connect
 def _structured_logs(logger: logging.Logger, **_: Any) -> None:
     configure_logger(logger)
+
+
+@worker_init.connect
+def _serve_package_index(**_: Any) -> None:
+    """In the worker's main process, before its pool forks (``workers/index_proxy.py``)."""
+    from workers.index_proxy import start_proxy
+
+    config = get_config()
+    start_proxy(config.pip_index_url, config.pip_proxy)
 
 
 app = Celery("binder_build", include=["workers.pipeline", "workers.reaper", "workers.liveness"])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import functools
 import threading
 from collections.abc import Iterator
@@ -14,17 +15,35 @@ from typing import Any
 class _QuietHandler(SimpleHTTPRequestHandler):
     """A static file handler that does not write every request to stderr."""
 
+    #: the Authorization header every request must carry (None: none needed)
+    authorization: str | None = None
+
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
 
+    def send_head(self) -> Any:
+        if self.authorization and self.headers.get("Authorization") != self.authorization:
+            self.send_response(401)
+            self.send_header("WWW-Authenticate", 'Basic realm="index"')
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return super().send_head()
+
 
 @contextmanager
-def serve_directory(root: Path) -> Iterator[str]:
+def serve_directory(root: Path, credentials: tuple[str, str] | None = None) -> Iterator[str]:
     """Serve ``root`` on a free loopback port; yield its base URL (no trailing slash).
 
+    With ``credentials`` (user, password) every request needs them (HTTP Basic).
     The server runs in a daemon thread and is shut down when the block ends.
     """
-    handler = functools.partial(_QuietHandler, directory=str(root))
+    handler_class = _QuietHandler
+    if credentials is not None:
+        token = base64.b64encode(":".join(credentials).encode()).decode()
+        handler_class = type("_AuthHandler", (_QuietHandler,),
+                             {"authorization": f"Basic {token}"})
+    handler = functools.partial(handler_class, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, name=f"serve {root}", daemon=True)

@@ -13,6 +13,7 @@ from workers.buildpacks import BUILDPACKS, DEFAULT_BUILDPACK, BuildInputs, Build
 from workers.docker_context import write_context
 from workers.docker_engine import API_TIMEOUT, docker_client
 from workers.image_build import run_build
+from workers.index_proxy import build_index_url
 from workers.phase_runner import PhaseRun
 from workers.registry import auth_config
 
@@ -46,7 +47,10 @@ def run(context: PhaseRun) -> dict[str, Any]:
         return {}
     buildpack = buildpack_by_id(record.get("buildpack") or DEFAULT_BUILDPACK.id)
     config_path = PurePosixPath(record["config"]) if record.get("config") else None
-    inputs = BuildInputs(context.checkout, config_path, config)
+    # Builds see the index without its credentials (workers/index_proxy.py).
+    visible_index = build_index_url(config.pip_index_url, config.pip_proxy)
+    inputs = BuildInputs(context.checkout, config_path,
+                         config.replace(pip_index_url=visible_index))
     dockerfile_text = buildpack.render(inputs)
     if not buildpack.owns_context:
         context.say("generated Dockerfile:")

@@ -1,0 +1,137 @@
+"""``workers/index_proxy.py``: the credentials stay on the host, builds get a URL without them.
+
+An index that wants Basic credentials is served on loopback; the proxy
+answers for it on another loopback port.
+"""
+
+from __future__ import annotations
+
+import base64
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+import requests
+
+from common.errors import ConfigError
+from workers.index_proxy import build_index_url, start_proxy, without_credentials
+
+USER, PASSWORD = "farm", "s3cret/with:odd@chars"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def index() -> Iterator[tuple[str, list[str]]]:
+    """An index at http://127.0.0.1:PORT/root/simple/ that wants credentials; yields its
+    origin and the Authorization headers it saw."""
+    seen: list[str] = []
+    expected = "Basic " + base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            seen.append(self.headers.get("Authorization", ""))
+            origin = f"http://127.0.0.1:{self.server.server_address[1]}"
+            if self.headers.get("Authorization") != expected:
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="index"')
+                self.end_headers()
+            elif self.path == "/root/simple/tinypkg/":
+                body = (f'<a href="{origin}/root/packages/tinypkg-1.0.whl">tinypkg</a>'
+                        '<a href="https://files.example/other.whl">elsewhere</a>').encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/root/packages/tinypkg-1.0.whl":
+                body = b"PK" + b"\0" * 100_000
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.end_headers()
+                self.wfile.write(body)
+            elif self.path == "/root/simple/moved/":
+                self.send_response(301)
+                self.send_header("Location", f"{origin}/root/simple/tinypkg/")
+                self.end_headers()
+            else:
+                self.send_response(404)
+                self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    server.shutdown()
+    server.server_close()
+
+
+def test_urls_without_credentials_are_given_to_builds_as_they_are() -> None:
+    assert build_index_url("https://pypi.example/simple/", "127.0.0.1:3141") == \
+        "https://pypi.example/simple/"
+    assert start_proxy("https://pypi.example/simple/", "127.0.0.1:3141") is None
+    assert build_index_url("https://u:p@pypi.example/root/simple/", "127.0.0.1:3141") == \
+        "http://127.0.0.1:3141/root/simple/"
+    assert without_credentials("https://u:p@[::1]:8443/x?q=1") == "https://[::1]:8443/x?q=1"
+
+
+def test_the_proxy_adds_the_credentials_and_rewrites_links(
+        index: tuple[str, list[str]]) -> None:
+    origin, seen = index
+    quoted = PASSWORD.replace("/", "%2F").replace(":", "%3A").replace("@", "%40")
+    secret_url = f"{origin.replace('://', f'://{USER}:{quoted}@')}/root/simple/"
+    listen = f"127.0.0.1:{free_port()}"
+    server = start_proxy(secret_url, listen)
+    assert server is not None
+    try:
+        visible = build_index_url(secret_url, listen)
+        assert visible == f"http://{listen}/root/simple/" and PASSWORD not in visible
+        page = requests.get(f"{visible}tinypkg/", timeout=10)
+        assert page.status_code == 200
+        assert f'href="http://{listen}/root/packages/tinypkg-1.0.whl"' in page.text
+        assert 'href="https://files.example/other.whl"' in page.text  # other hosts untouched
+        wheel = requests.get(f"http://{listen}/root/packages/tinypkg-1.0.whl", timeout=10)
+        assert wheel.content == b"PK" + b"\0" * 100_000
+        moved = requests.get(f"{visible}moved/", allow_redirects=False, timeout=10)
+        assert moved.status_code == 301
+        assert moved.headers["Location"] == f"http://{listen}/root/simple/tinypkg/"
+        assert requests.get(f"{visible}nothing/", timeout=10).status_code == 404
+        assert all(header.startswith("Basic ") for header in seen)
+        for answer in (page, wheel, moved):
+            assert PASSWORD not in str(answer.headers) and PASSWORD not in answer.text
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_only_gets_for_the_index_host(index: tuple[str, list[str]]) -> None:
+    origin, _ = index
+    listen = f"127.0.0.1:{free_port()}"
+    server = start_proxy(origin.replace("://", f"://{USER}:x@") + "/root/simple/", listen)
+    assert server is not None
+    try:
+        assert requests.post(f"http://{listen}/root/simple/", timeout=10).status_code == 501
+        with socket.create_connection(("127.0.0.1", int(listen.split(":")[1]))) as sock:
+            sock.sendall(b"GET http://evil.example/x HTTP/1.0\r\n\r\n")
+            assert sock.recv(100).startswith(b"HTTP/1.0 400")
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_taken_port_stops_the_worker_with_a_sentence() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        listen = f"127.0.0.1:{taken.getsockname()[1]}"
+        with pytest.raises(ConfigError, match=f"cannot listen on {listen}"):
+            start_proxy("https://u:p@pypi.example/simple/", listen)
