@@ -42,6 +42,7 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 from common.config import get_config, load_config, set_config  # noqa: E402
+from tests.support.conda_channel import make_channel, script_package  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
 from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
@@ -74,12 +75,22 @@ def package_index() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def farm_env(git_server: GitServer, package_index: str) -> dict[str, str]:
+def conda_channel() -> Iterator[str]:
+    """The farm's conda channel (BINDER_CONDA_CHANNELS): holds ``hello-conda``."""
+    channel = make_channel(DATA_DIR / "channel", [script_package("hello-conda",
+                                                                  "hello from conda")])
+    with serve_directory(channel) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def farm_env(git_server: GitServer, package_index: str, conda_channel: str) -> dict[str, str]:
     env = {
         **TEST_ENV,
         "BINDER_GITHUB_URL": f"{git_server.url}/github",
         "BINDER_ALLOWED_SOURCE_HOSTS": git_server.host,
         "BINDER_PIP_INDEX_URL": package_index,
+        "BINDER_CONDA_CHANNELS": conda_channel,
     }
     os.environ.update(env)
     set_config(load_config())

@@ -85,10 +85,11 @@ def make_checkout(root: Path, environment_yml: str) -> Path:
     return checkout
 
 
-def render_context(checkout: Path, index_url: str) -> tuple[bytes, str]:
+def render_context(checkout: Path, index_url: str, channel: str) -> tuple[bytes, str]:
     """The build context tar (repo/, Dockerfile, .binder-build/) and the Dockerfile."""
     inputs = BuildInputs(checkout=checkout, config_path=PurePosixPath("environment.yml"),
-                         config=load_config(environ={"BINDER_PIP_INDEX_URL": index_url}))
+                         config=load_config(environ={"BINDER_PIP_INDEX_URL": index_url,
+                                                     "BINDER_CONDA_CHANNELS": channel}))
     pack = CondaBuildPack()
     pack.check(inputs)
     dockerfile = pack.render(inputs)
@@ -139,7 +140,7 @@ def test_environment_yml_builds_a_conda_env_with_pip_packages(
     checkout = make_checkout(tmp_path, (
         f"name: demo\nchannels:\n  - {servers.channel}\n"
         "dependencies:\n  - hello-conda\n  - pip:\n    - tinypkg\n"))
-    context, dockerfile = render_context(checkout, servers.index)
+    context, dockerfile = render_context(checkout, servers.index, servers.channel)
     tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
     images.append(tag)
 
@@ -162,7 +163,7 @@ def test_environment_yml_builds_a_conda_env_with_pip_packages(
 
     # A code-only change reuses the dependency layer.
     (checkout / "notebook.py").write_text("print('changed')\n")
-    context, _ = render_context(checkout, servers.index)
+    context, _ = render_context(checkout, servers.index, servers.channel)
     again = build(docker_api, context, tag)
     assert again.ok, "\n".join(again.log[-40:] + [again.error])
     step = next(i for i, line in enumerate(again.log) if "conda_env.py" in line
@@ -175,7 +176,7 @@ def test_an_unsolvable_environment_fails_with_a_sentence(
         tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
     checkout = make_checkout(tmp_path, (
         f"channels: [{servers.channel}]\ndependencies: [hello-conda, no-such-package]\n"))
-    context, _ = render_context(checkout, servers.index)
+    context, _ = render_context(checkout, servers.index, servers.channel)
     tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
     images.append(tag)
 

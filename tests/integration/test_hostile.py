@@ -25,13 +25,16 @@ import socket
 import threading
 from collections.abc import Iterator
 
+import docker
 import pytest
 
-from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, unique
-from tests.support.farm import ApiClient, Farm
+from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, unique
+from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
+from tests.support.static_http import serve_directory
 
 BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+INDEX_CREDENTIALS = ("farm", f"index-secret-{RUN_ID}")
 
 # 470 bytes that expand to a billion list entries through aliases.
 LAUGHS = "\n".join(
@@ -40,15 +43,27 @@ LAUGHS = "\n".join(
 
 
 @pytest.fixture(scope="module")
-def strict_api(farm_env: dict[str, str], services: None) -> Iterator[ApiClient]:
-    """A second farm (own database, broker prefix, API and worker) with strict limits."""
+def secret_index(package_index: str) -> Iterator[str]:
+    """The test package index again, wanting credentials; yields its URL with them."""
+    with serve_directory(DATA_DIR / "index", credentials=INDEX_CREDENTIALS) as url:
+        user, password = INDEX_CREDENTIALS
+        yield url.replace("://", f"://{user}:{password}@") + "/simple/"
+
+
+@pytest.fixture(scope="module")
+def strict_api(farm_env: dict[str, str], services: None,
+               secret_index: str) -> Iterator[ApiClient]:
+    """A second farm (own database, broker prefix, API and worker) with strict limits and a
+    package index that needs credentials."""
     env = {**farm_env,
            "BINDER_MONGO_DB": f"binder_test_{RUN_ID}_strict",
            "BINDER_BROKER_PREFIX": f"test-{RUN_ID}-strict:",
            "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-strict-",
            "BINDER_DATA_DIR": str(DATA_DIR / "strict"),
            "BINDER_ALLOWED_BASE_IMAGES": "127.0.0.1:5000/binder-base",
-           "BINDER_MAX_REPO_MB": "1"}
+           "BINDER_MAX_REPO_MB": "1",
+           "BINDER_PIP_INDEX_URL": secret_index,
+           "BINDER_PIP_PROXY": f"127.0.0.1:{free_port()}"}
     farm = Farm(env, DATA_DIR / "logs" / "strict")
     _, url = farm.start_api()
     farm.start_worker("strict-a")
@@ -229,6 +244,58 @@ def test_requirements_that_name_an_index_are_refused_naming_the_line(
         "package index; this farm installs packages only from its own index.")
     never_reached_detect_end(record)
     assert_healthy(api)
+
+
+def test_index_credentials_never_enter_a_build(strict_api: ApiClient, git_server: GitServer,
+                                              repo_url: str) -> None:
+    password = INDEX_CREDENTIALS[1]
+    repo = unique("private-index")
+    git_server.make_repo(f"github/alice/{repo}", {"requirements.txt": f"{TEST_PACKAGE}==1.0\n"})
+    started = strict_api.start(f"{repo_url}/alice/{repo}")
+    assert started.status_code == 200, started.text
+    record = strict_api.wait(started.json()["name"], timeout=600)
+    log = strict_api.logs(record["name"])
+    assert record["status"] == "completed", (record, log)
+    image = record["image-name"]
+    client = docker.from_env()
+    try:
+        # installed from the index that wants credentials, through the host's proxy
+        assert run(client, image, "python -c 'import binder_test_pkg as p; print(p.GREETING)'"
+                   ).strip() == "hello from the local index"
+        history = json.dumps(client.api.history(image))
+        config = json.dumps(client.api.inspect_image(image)["Config"])
+        files = run(client, image, f"grep -rsl {shlex.quote(password)} /etc /home /root /srv "
+                                   "/tmp /usr/local /opt; true")
+        for where, text in (("log", log), ("history", history), ("config", config),
+                            ("files", files), ("record", json.dumps(record))):
+            assert password not in text, where
+        assert "--index-url http://127.0.0.1:" in history  # the proxy, without credentials
+    finally:
+        client.close()
+    assert_healthy(strict_api)
+
+
+def test_environment_yml_pip_entries_may_not_name_an_index(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    """(Its channels are replaced by the farm's: test_pipeline's environment.yml case.)"""
+    repo = unique("channels")
+    git_server.make_repo(f"github/mallory/{repo}", {
+        "environment.yml": "dependencies: [hello-conda, {pip: ['-e .', '--trusted-host x']}]\n"})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"] == ("environment.yml pip: entry 2 (`--trusted-host x`) names a "
+                               "package index; this farm installs packages only from its own "
+                               "index.")
+    never_reached_detect_end(record)
+
+
+def run(client: docker.DockerClient, image: str, command: str) -> str:
+    container = client.containers.run(image, ["sh", "-c", command], detach=True,
+                                      network_mode="none")
+    try:
+        container.wait(timeout=120)
+        return str(container.logs().decode(errors="replace"))
+    finally:
+        container.remove(force=True)
 
 
 # 8. Smaller doors

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import docker
-import pytest
 import requests
 
 from tests.integration.conftest import TEST_PACKAGE, unique
-from tests.support.conda_channel import make_channel, script_package
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
-from tests.support.static_http import serve_directory
 
 REGISTRY = "127.0.0.1:5000"
 
@@ -206,19 +201,13 @@ def test_failures_end_failed_with_clear_errors(api: ApiClient, git_server: GitSe
     assert "limits.memory" in badyml["error"]
 
 
-@pytest.fixture(scope="module")
-def conda_channel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    channel = make_channel(tmp_path_factory.mktemp("channel"),
-                           [script_package("hello-conda", "hello from conda")])
-    with serve_directory(channel) as url:
-        yield url
-
-
-def test_environment_yml_repo_from_local_channel_and_pip(api: ApiClient, git_server: GitServer,
-                                                         repo_url: str, conda_channel: str) -> None:
+def test_environment_yml_repo_from_the_farms_channel_and_pip(
+        api: ApiClient, git_server: GitServer, repo_url: str, conda_channel: str) -> None:
     repo = unique("conda")
+    # The file's own channel (a closed loopback port) is replaced by the farm's.
+    own = "http://127.0.0.1:9/channel"
     git_server.make_repo(f"github/ivy/{repo}", {
-        "environment.yml": f"channels:\n  - {conda_channel}\ndependencies:\n  - hello-conda\n"
+        "environment.yml": f"channels:\n  - {own}\ndependencies:\n  - hello-conda\n"
                            f"  - pip:\n    - {TEST_PACKAGE}\n",
     })
     record = start_and_wait(api, f"{repo_url}/ivy/{repo}")
@@ -227,7 +216,10 @@ def test_environment_yml_repo_from_local_channel_and_pip(api: ApiClient, git_ser
     output = run_in_image(record["image-name"],
                           "hello-conda; python -c 'import binder_test_pkg as p; print(p.GREETING)'")
     assert output.splitlines() == ["hello from conda", "hello from the local index"]
-    assert "verified: the image serves on port 8888" in api.logs(record["name"])
+    log = api.logs(record["name"])
+    assert "verified: the image serves on port 8888" in log
+    assert (f"environment.yml names its own package sources ({own}); this farm uses its "
+            f"configured sources instead: {conda_channel}.") in log
 
 
 def test_config_order_setting_and_host_affinity(farm: Farm, api: ApiClient,

@@ -122,7 +122,8 @@ def test_render_stages_only_the_environment_file_before_installing(tmp_path: Pat
     assert "ENV PATH=/srv/env/bin:$PATH CONDA_PREFIX=/srv/env" in lines
     assert run_lines(text) == [[RATTLER_PYTHON, "/tmp/binder/conda_env.py",
                                 "/tmp/binder/environment.yml", "--prefix", "/srv/env",
-                                "--pip-index-url", "http://127.0.0.1:8/simple/"]]
+                                "--pip-index-url", "http://127.0.0.1:8/simple/",
+                                "--channel", "conda-forge"]]
     install = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
     copy_repo = lines.index("COPY --chown=1000:1000 repo/ /home/main/")
     assert install < copy_repo
@@ -132,7 +133,22 @@ def test_render_stages_only_the_environment_file_before_installing(tmp_path: Pat
 def test_render_without_pip_index_passes_no_index(tmp_path: Path) -> None:
     text = CondaBuildPack().render(inputs_for(tmp_path, "dependencies: [numpy]\n"))
     assert run_lines(text) == [[RATTLER_PYTHON, "/tmp/binder/conda_env.py",
-                                "/tmp/binder/environment.yml", "--prefix", "/srv/env"]]
+                                "/tmp/binder/environment.yml", "--prefix", "/srv/env",
+                                "--channel", "conda-forge"]]
+
+
+def test_the_farms_channels_replace_the_files_and_detect_says_so(tmp_path: Path) -> None:
+    inputs = inputs_for(tmp_path, "channels: [https://evil.example/ch, defaults]\n"
+                                  "dependencies: [numpy]\n")
+    farm = BuildInputs(inputs.checkout, inputs.config_path,
+                       inputs.config.replace(conda_channels=("https://conda.example/farm",)))
+    assert CondaBuildPack().notices(farm) == [
+        "environment.yml names its own package sources (https://evil.example/ch, defaults); "
+        "this farm uses its configured sources instead: https://conda.example/farm."]
+    assert run_lines(CondaBuildPack().render(farm))[0][-2:] == [
+        "--channel", "https://conda.example/farm"]
+    same = inputs_for(tmp_path / "same", "channels: [conda-forge]\ndependencies: [numpy]\n")
+    assert CondaBuildPack().notices(same) == []
 
 
 def test_render_copies_the_repository_first_for_local_pip_references(tmp_path: Path) -> None:
@@ -237,11 +253,11 @@ def channel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield url
 
 
-def run_script(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str]
-               ) -> tuple[int, str, str]:
+def run_script(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str],
+               *options: str) -> tuple[int, str, str]:
     env_file = tmp_path / "environment.yml"
     env_file.write_text(text)
-    code = script.main([str(env_file), "--prefix", str(tmp_path / "env")])
+    code = script.main([str(env_file), "--prefix", str(tmp_path / "env"), *options])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -260,6 +276,17 @@ def test_script_solves_and_installs_from_the_channel(
     assert "  hello-conda 1.0 0" in out
     assert "the environment has no Python" in out
     assert not (prefix / "bin" / "python").exists()  # no pip: entries, no venv
+
+
+def test_script_solves_from_the_farms_channels_not_the_files(
+        tmp_path: Path, channel_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    # the file's channel is a closed loopback port: used, the solve would fail
+    code, out, err = run_script(tmp_path, "channels: ['http://127.0.0.1:9/nothing']\n"
+                                          "dependencies: [hello-conda]\n", capsys,
+                                "--channel", channel_url)
+    assert code == 0, err + out
+    assert f"using this farm's channels: {channel_url}" in out
+    assert f"solving 1 conda dependencies for linux-64 from: {channel_url}" in out
 
 
 @pytest.mark.parametrize(("dependencies", "message"), [

@@ -64,6 +64,11 @@ class BuildPack(ABC):
     def check(self, inputs: BuildInputs) -> None:  # noqa: B027 - optional hook
         """Raise ``BuildFailure`` when the config cannot be built (before Docker runs)."""
 
+    def notices(self, inputs: BuildInputs) -> list[str]:
+        """Lines for the build log at detect, e.g. that the farm's package sources replace
+        the ones the config file names (``workers.package_index.sources_replaced``)."""
+        return []
+
     # Shared pieces of generated Dockerfiles.
 
     @staticmethod

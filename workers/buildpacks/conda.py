@@ -2,12 +2,13 @@
 
 The build runs ``conda_env.py`` (shipped in the context under
 ``.binder-build/``) with the base image's ``/opt/rattler/bin/python``: it
-solves ``channels`` and ``dependencies`` with py-rattler, installs them into
-``/srv/env``, pip-installs the ``pip:`` subsection (into the environment's
-own Python, or into ``/srv/env`` made a venv over the system Python when
-the environment has none) and registers the environment's Python as the
-notebook's ``python3`` kernel when it can import ipykernel. ``/srv/env/bin``
-comes first on ``PATH``.
+solves ``dependencies`` with py-rattler against the farm's channels
+(``BINDER_CONDA_CHANNELS``, which replace the file's ``channels``; detect
+logs so), installs them into ``/srv/env``, pip-installs the ``pip:``
+subsection (into the environment's own Python, or into ``/srv/env`` made a
+venv over the system Python when the environment has none) and registers
+the environment's Python as the notebook's ``python3`` kernel when it can
+import ipykernel. ``/srv/env/bin`` comes first on ``PATH``.
 
 Only ``environment.yml`` is staged before the install, so a code-only change
 reuses the dependency layer; when a ``pip:`` entry refers to files of the
@@ -28,7 +29,7 @@ from workers.buildpacks.conda_env import (
     parse_environment,
     pip_needs_repo,
 )
-from workers.package_index import check_requirement_lines
+from workers.package_index import check_requirement_lines, sources_replaced
 
 SCRIPT = "conda_env.py"
 SCRIPT_SOURCE = Path(__file__).with_name(SCRIPT)
@@ -67,6 +68,17 @@ class CondaBuildPack(BuildPack):
         check_requirement_lines(enumerate(spec.pip, start=1), "environment.yml pip:",
                                 env_file.parent, inputs.checkout, unit="entry")
 
+    def notices(self, inputs: BuildInputs) -> list[str]:
+        """Say so when the file names channels other than the farm's (which replace them)."""
+        try:
+            declared = [c for c in self._spec(inputs).channels if c != "nodefaults"]
+        except EnvironmentFileError:
+            return []
+        used = list(inputs.config.conda_channels)
+        notice = sources_replaced("environment.yml", declared, used) \
+            if used and declared != used else None
+        return [notice] if notice else []
+
     def extra_files(self, inputs: BuildInputs) -> dict[str, bytes]:
         return {SCRIPT: SCRIPT_SOURCE.read_bytes(), LOADER: LOADER_SOURCE.read_bytes()}
 
@@ -82,6 +94,8 @@ class CondaBuildPack(BuildPack):
         argv = [RATTLER_PYTHON, f"{CONFIG_STAGING}/{SCRIPT}", env_file, "--prefix", ENV_PREFIX]
         if inputs.config.pip_index_url:
             argv += ["--pip-index-url", str(inputs.config.pip_index_url)]
+        for channel in inputs.config.conda_channels:
+            argv += ["--channel", channel]
         return f"RUN {json.dumps(argv)}"
 
     def render(self, inputs: BuildInputs) -> str:

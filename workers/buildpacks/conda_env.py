@@ -10,9 +10,10 @@ What it does, in order (each step prints progress lines for the build log):
 
 1. read ``environment.yml``: ``channels``, ``dependencies`` and their
    ``pip:`` subsection (``name``, ``prefix`` and ``variables`` are ignored);
-2. solve the conda dependencies with py-rattler against the channels (a name
-   such as ``conda-forge`` means ``https://conda.anaconda.org/conda-forge``,
-   full URLs are used as given) for this machine's platform and ``noarch``;
+2. solve the conda dependencies with py-rattler against the channels (the
+   farm's, given with ``--channel``, replace the file's own; a name such as
+   ``conda-forge`` means ``https://conda.anaconda.org/conda-forge``, full URLs
+   are used as given) for this machine's platform and ``noarch``;
 3. install the solution into the prefix;
 4. pip-install the ``pip:`` entries: with the environment's own Python when
    the solution has one, otherwise after making the prefix a venv over the
@@ -28,7 +29,7 @@ prefix from the worker.
 
 Usage::
 
-    conda_env.py ENVIRONMENT_YML --prefix /srv/env [--pip-index-url URL]
+    conda_env.py ENVIRONMENT_YML --prefix /srv/env [--pip-index-url URL] [--channel C ...]
 """
 
 from __future__ import annotations
@@ -174,9 +175,10 @@ def channel_urls(channel: str) -> list[str]:
     return [f"{CHANNEL_ALIAS}/{channel}"]
 
 
-def resolve_channels(spec: EnvironmentSpec) -> list[str]:
-    """Channel URLs in priority order, without repeats."""
-    names = spec.channels or FALLBACK_CHANNELS
+def resolve_channels(spec: EnvironmentSpec, farm_channels: Sequence[str] = ()) -> list[str]:
+    """Channel URLs in priority order, without repeats: the farm's when it names any (they
+    replace the file's own), else the file's."""
+    names = tuple(farm_channels) or spec.channels or FALLBACK_CHANNELS
     urls: list[str] = []
     for name in names:
         urls += [url for url in channel_urls(name) if url not in urls]
@@ -359,7 +361,8 @@ def register_kernel(prefix: Path) -> None:
          "registering the environment's Python as the notebook kernel failed.")
 
 
-def build(env_file: Path, prefix: Path, index_url: str | None) -> None:
+def build(env_file: Path, prefix: Path, index_url: str | None,
+          farm_channels: Sequence[str] = ()) -> None:
     """Everything: read, solve, install, pip, kernel. Raises ``EnvironmentFileError``."""
     try:
         text = env_file.read_text(errors="replace")
@@ -369,8 +372,10 @@ def build(env_file: Path, prefix: Path, index_url: str | None) -> None:
     if spec.ignored:
         say(f"environment.yml: ignoring {', '.join(spec.ignored)} (only channels, "
             "dependencies and pip: are used)")
-    channels = resolve_channels(spec)
-    if not spec.channels:
+    channels = resolve_channels(spec, farm_channels)
+    if farm_channels:
+        say(f"using this farm's channels: {', '.join(farm_channels)}")
+    elif not spec.channels:
         say(f"environment.yml lists no channels: using {', '.join(FALLBACK_CHANNELS)}")
     if not channels and spec.conda:
         raise EnvironmentFileError("environment.yml lists dependencies but no channels to "
@@ -396,9 +401,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("env_file", type=Path, help="the environment.yml")
     parser.add_argument("--prefix", type=Path, required=True, help="where to install")
     parser.add_argument("--pip-index-url", default=None, help="pip index for the pip: section")
+    parser.add_argument("--channel", action="append", default=[], dest="channels",
+                        help="a channel of the farm (repeatable); replaces the file's channels")
     args = parser.parse_args(argv)
     try:
-        build(args.env_file, args.prefix, args.pip_index_url)
+        build(args.env_file, args.prefix, args.pip_index_url, args.channels)
     except EnvironmentFileError as exc:
         report_error(str(exc))
         return 1
