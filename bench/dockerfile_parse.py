@@ -19,6 +19,7 @@ Machines here are noisy: only ratios from the same run mean anything.
 from __future__ import annotations
 
 import argparse
+import gc
 import re
 import time
 from collections.abc import Callable
@@ -44,11 +45,17 @@ def inputs(size: int) -> dict[str, str]:
 
 
 def timed(function: Callable[[], object], rounds: int = 3) -> float:
+    """Best of ``rounds`` runs, garbage collection paused (it would add noise, not work)."""
     best = float("inf")
-    for _ in range(rounds):
-        start = time.perf_counter()
-        function()
-        best = min(best, time.perf_counter() - start)
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            function()
+            best = min(best, time.perf_counter() - start)
+    finally:
+        gc.enable()
     return best
 
 

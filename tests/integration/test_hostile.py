@@ -23,6 +23,7 @@ import os
 import shlex
 import socket
 import threading
+import time
 from collections.abc import Iterator
 
 import docker
@@ -84,8 +85,14 @@ def failed_build(api: ApiClient, url: str) -> dict:
     return record
 
 
-def assert_healthy(api: ApiClient) -> None:
-    response = api.request("GET", "/health/")
+def assert_healthy(api: ApiClient, within: float = 30) -> None:
+    """Every component answers /health/ (a worker busy on a loaded machine gets a few tries)."""
+    deadline = time.monotonic() + within
+    while True:
+        response = api.request("GET", "/health/")
+        if response.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
     assert response.status_code == 200, response.text
 
 
@@ -95,33 +102,35 @@ def never_reached_detect_end(record: dict) -> None:
     assert set(record["phases"]) <= {"fetching", "detecting"}, record["phases"]
 
 
+def refused_at_detect(api: ApiClient, git_server: GitServer, files: dict[str, str | bytes],
+                      symlinks: dict[str, str] | None = None) -> dict:
+    """Serve a repository of ``files``, build it, expect a failure at detect; its record."""
+    repo = unique("hostile")
+    git_server.make_repo(f"github/mallory/{repo}", files, symlinks=symlinks)
+    record = failed_build(api, f"{git_server.url}/github/mallory/{repo}")
+    never_reached_detect_end(record)
+    assert_healthy(api)
+    return record
+
+
 # 3. YAML bombs
 
 
 def test_yaml_bomb_in_environment_yml_fails_with_a_short_sentence(
-        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
-    repo = unique("bomb-env")
+        api: ApiClient, git_server: GitServer) -> None:
     assert len(LAUGHS) < 600
-    git_server.make_repo(f"github/mallory/{repo}", {
+    record = refused_at_detect(api, git_server, {
         "environment.yml": LAUGHS + "dependencies: [numpy]\n"})
-    record = failed_build(api, f"{repo_url}/mallory/{repo}")
     assert record["error"] == ("environment.yml (line 1): YAML anchors (&name) are not "
                                "accepted; write the value out in full.")
-    never_reached_detect_end(record)
-    assert_healthy(api)
 
 
-def test_yaml_bomb_in_binder_yml_is_never_stored(api: ApiClient, git_server: GitServer,
-                                                 repo_url: str) -> None:
-    repo = unique("bomb-yml")
-    git_server.make_repo(f"github/mallory/{repo}", {
+def test_yaml_bomb_in_binder_yml_is_never_stored(api: ApiClient, git_server: GitServer) -> None:
+    record = refused_at_detect(api, git_server, {
         ".binder.yml": "services:\n  - name: db\n    params:\n" + "".join(
             f"      {line}\n" for line in LAUGHS.splitlines())})
-    record = failed_build(api, f"{repo_url}/mallory/{repo}")
     assert record["error"].startswith(".binder.yml (line 4): YAML anchors")
-    never_reached_detect_end(record)
     assert len(str(api.build(record["name"]))) < 5000
-    assert_healthy(api)
 
 
 # 4. SSRF and redirects
@@ -193,15 +202,10 @@ def test_plain_http_is_refused_for_hosts_not_allowed(api: ApiClient) -> None:
      "The Dockerfile's # syntax on line 1 would pull docker.io/evil/frontend:1"),
 ])
 def test_hidden_base_images_are_refused_at_detect(strict_api: ApiClient, git_server: GitServer,
-                                                  repo_url: str, dockerfile: str,
-                                                  shown: str) -> None:
-    repo = unique("from")
-    git_server.make_repo(f"github/mallory/{repo}", {"Dockerfile": dockerfile})
-    record = failed_build(strict_api, f"{repo_url}/mallory/{repo}")
+                                                  dockerfile: str, shown: str) -> None:
+    record = refused_at_detect(strict_api, git_server, {"Dockerfile": dockerfile})
     assert record["error"] == (f"{shown}, which this farm does not allow; allowed images: "
                                "127.0.0.1:5000/binder-base.")
-    never_reached_detect_end(record)
-    assert_healthy(strict_api)
 
 
 # 6. Checkout size
@@ -234,16 +238,12 @@ def test_a_compressible_tree_is_refused_before_checkout(
 
 
 def test_requirements_that_name_an_index_are_refused_naming_the_line(
-        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
-    repo = unique("index")
-    git_server.make_repo(f"github/mallory/{repo}", {
+        api: ApiClient, git_server: GitServer) -> None:
+    record = refused_at_detect(api, git_server, {
         "requirements.txt": "numpy\n--extra-index-url https://evil.example/simple\n"})
-    record = failed_build(api, f"{repo_url}/mallory/{repo}")
     assert record["error"] == (
         "requirements.txt line 2 (`--extra-index-url https://evil.example/simple`) names a "
         "package index; this farm installs packages only from its own index.")
-    never_reached_detect_end(record)
-    assert_healthy(api)
 
 
 def test_index_credentials_never_enter_a_build(strict_api: ApiClient, git_server: GitServer,
@@ -276,16 +276,13 @@ def test_index_credentials_never_enter_a_build(strict_api: ApiClient, git_server
 
 
 def test_environment_yml_pip_entries_may_not_name_an_index(
-        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+        api: ApiClient, git_server: GitServer) -> None:
     """(Its channels are replaced by the farm's: test_pipeline's environment.yml case.)"""
-    repo = unique("channels")
-    git_server.make_repo(f"github/mallory/{repo}", {
+    record = refused_at_detect(api, git_server, {
         "environment.yml": "dependencies: [hello-conda, {pip: ['-e .', '--trusted-host x']}]\n"})
-    record = failed_build(api, f"{repo_url}/mallory/{repo}")
     assert record["error"] == ("environment.yml pip: entry 2 (`--trusted-host x`) names a "
                                "package index; this farm installs packages only from its own "
                                "index.")
-    never_reached_detect_end(record)
 
 
 def run(client: docker.DockerClient, image: str, command: str) -> str:
@@ -301,16 +298,11 @@ def run(client: docker.DockerClient, image: str, command: str) -> str:
 # 8. Smaller doors
 
 
-def test_a_dockerignore_link_is_refused(api: ApiClient, git_server: GitServer,
-                                        repo_url: str) -> None:
-    repo = unique("ignore")
-    git_server.make_repo(f"github/mallory/{repo}", {"Dockerfile": f"FROM {BASE_IMAGE}\n"},
-                         symlinks={".dockerignore": "/proc/self/environ"})
-    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+def test_a_dockerignore_link_is_refused(api: ApiClient, git_server: GitServer) -> None:
+    record = refused_at_detect(api, git_server, {"Dockerfile": f"FROM {BASE_IMAGE}\n"},
+                               symlinks={".dockerignore": "/proc/self/environ"})
     assert record["error"] == (".dockerignore is a link; this farm reads it only as a file of "
                                "the repository.")
-    never_reached_detect_end(record)
-    assert_healthy(api)
 
 
 @pytest.mark.parametrize(("binder_yml", "problem"), [
@@ -321,26 +313,19 @@ def test_a_dockerignore_link_is_refused(api: ApiClient, git_server: GitServer,
     ("services: [{name: db, params: {'$where': '1'}}]\n", "services.0.params.$where.key"),
 ])
 def test_unbounded_binder_yml_values_are_refused(api: ApiClient, git_server: GitServer,
-                                                 repo_url: str, binder_yml: str,
-                                                 problem: str) -> None:
-    repo = unique("yml")
-    git_server.make_repo(f"github/mallory/{repo}", {".binder.yml": binder_yml})
-    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+                                                 binder_yml: str, problem: str) -> None:
+    record = refused_at_detect(api, git_server, {".binder.yml": binder_yml})
     assert record["error"].startswith(".binder.yml is invalid: ")
     assert problem in record["error"]
-    never_reached_detect_end(record)
 
 
 def test_a_command_a_shell_cannot_split_is_refused_at_detect(
-        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
-    repo = unique("cmd")
-    git_server.make_repo(f"github/mallory/{repo}", {
+        api: ApiClient, git_server: GitServer) -> None:
+    # refused at detect: not after a build and a push
+    record = refused_at_detect(api, git_server, {
         ".binder.yml": "command: 'jupyter notebook --NotebookApp.token=\"unclosed'\n"})
-    record = failed_build(api, f"{repo_url}/mallory/{repo}")
     assert record["error"] == (".binder.yml is invalid: command: cannot be split into words "
                                "as a shell would (No closing quotation); check its quotes")
-    never_reached_detect_end(record)  # not after a build and a push
-    assert_healthy(api)
 
 
 def test_the_verification_container_is_limited(api: ApiClient, git_server: GitServer,
