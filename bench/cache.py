@@ -31,10 +31,14 @@ ENV = {
     "BINDER_API_KEY": f"bench-{RUN}", "BINDER_DATA_DIR": str(DATA),
     "BINDER_MONGO_DB": f"binder_bench_{RUN}", "REDIS_URL": "redis://127.0.0.1:6379/8",
     "BINDER_IMAGE_PREFIX": f"bench-{RUN}-", "BINDER_BUILD_NETWORK": "host",
+    # The services' credentials: those of the farm that started them.
+    "BINDER_CREDENTIALS_FILE": os.environ.get(
+        "BINDER_CREDENTIALS_FILE",
+        str(Path(__file__).resolve().parents[1] / ".binder-data" / "credentials.json")),
 }
 os.environ.update(ENV)
 
-from common.config import load_config, set_config  # noqa: E402
+from common.config import get_config, set_config  # noqa: E402
 from common.db import get_client  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
@@ -73,9 +77,9 @@ def main() -> None:
         env = {**ENV, "BINDER_GITHUB_URL": f"{git.url}/gh", "BINDER_ALLOWED_SOURCE_HOSTS":
                git.host, "BINDER_PIP_INDEX_URL": f"{index_url}/simple/"}
         os.environ.update(env)
-        config = load_config()
-        set_config(config)
-        started = ensure_services(config)
+        set_config(None)
+        started = ensure_services(get_config())
+        set_config(None)  # with the credentials, if starting the services made them
         farm = Farm(env, DATA / "logs")
         try:
             _, url = farm.start_api()

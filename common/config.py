@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.errors import ConfigError
+from common.service_credentials import with_service_credentials
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -54,12 +55,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("data_dir", "BINDER_DATA_DIR", "./.binder-data",
             "Work dirs, embedded Mongo data, registry storage, logs."),
     Setting("mongo_url", "MONGO_URL", "",
-            "MongoDB URL; empty starts the embedded Mongo wire server locally."),
+            "MongoDB URL; empty means the embedded Mongo wire server on 127.0.0.1:27017. "
+            "A loopback URL that does not answer is started locally."),
     Setting("mongo_db", "BINDER_MONGO_DB", "binder", "MongoDB database name."),
     Setting("mongo_timeout_ms", "BINDER_MONGO_TIMEOUT_MS", 1500,
             "Server selection timeout; bounds how long a request waits for MongoDB.", int),
     Setting("redis_url", "REDIS_URL", "redis://127.0.0.1:6379/0",
             "Celery broker and live log streams."),
+    Setting("credentials_file", "BINDER_CREDENTIALS_FILE", "",
+            "Credentials of the local Redis, Mongo wire server and registry, made (mode 0600) "
+            "when the farm first starts them; empty means DATA_DIR/credentials.json."),
     Setting("broker_prefix", "BINDER_BROKER_PREFIX", "",
             "Prefix of every Redis key of the broker, so several farms can share a Redis."),
     Setting("docker_host", "DOCKER_HOST", "unix:///var/run/docker.sock",
@@ -89,8 +94,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("conda_channels", "BINDER_CONDA_CHANNELS", ("conda-forge",),
             "Conda channels (names or URLs) of environment.yml builds, used instead of the "
             "file's own.", _csv),
-    Setting("build_network", "BINDER_BUILD_NETWORK", "default",
-            "Docker network mode of builds and verification runs."),
+    Setting("build_network", "BINDER_BUILD_NETWORK", "host",
+            "Docker network mode of builds and verification runs (see Production)."),
     Setting("config_order", "BINDER_CONFIG_ORDER",
             ("requirements.txt", "environment.yml", "Dockerfile"),
             "Config files by precedence; the first present one is built.", _csv),
@@ -292,10 +297,14 @@ _current: Config | None = None
 
 
 def get_config() -> Config:
-    """The process-wide configuration, loaded from the environment once."""
+    """The process-wide configuration, loaded from the environment once.
+
+    The local services' credentials (see ``common/service_credentials.py``)
+    are added here, so every process that reaches them uses them.
+    """
     global _current
     if _current is None:
-        _current = load_config()
+        _current = with_service_credentials(load_config())
     return _current
 
 

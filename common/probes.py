@@ -35,6 +35,13 @@ def check_docker(config: Config) -> None:
 
 
 def check_registry(config: Config) -> None:
-    response = requests.get(f"{config.registry_url}/v2/", timeout=1.5)
-    if response.status_code not in (200, 401):
+    """The registry answers, and takes the farm's credentials when it asks for some."""
+    auth = (config.registry_username, config.registry_password) \
+        if config.registry_username else None
+    response = requests.get(f"{config.registry_url}/v2/", auth=auth, timeout=1.5)
+    if response.status_code == 401:
+        raise RuntimeError("the registry refused the farm's credentials" if auth else
+                           "the registry requires credentials (BINDER_REGISTRY_USERNAME, "
+                           "BINDER_REGISTRY_PASSWORD)")
+    if response.status_code != 200:
         raise RuntimeError(f"registry answered {response.status_code}")

@@ -3,7 +3,9 @@
 Each ``ensure_*`` reuses a component that already answers and otherwise
 starts it as a child process (logs under ``DATA_DIR/logs``), returning the
 ``Service`` it started (or ``None`` when it reused one) so the caller stops
-exactly what it started and nothing else.
+exactly what it started and nothing else. Redis, the Mongo wire server and
+the registry it starts require the credentials of
+``common/service_credentials.py`` (see ``workers/service_auth.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -23,10 +26,22 @@ from urllib.parse import urlsplit
 
 from common.config import Config
 from common.probes import check_docker, check_mongo, check_redis, check_registry
+from common.service_credentials import (
+    EMBEDDED_MONGO_URL,
+    ServiceCredentials,
+    as_configured,
+    ensure_credentials,
+    is_loopback,
+    mongo_address,
+    record_address,
+    redis_address,
+    registry_address,
+    with_service_credentials,
+)
+from workers import service_auth
 
 log = logging.getLogger(__name__)
 
-LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 DEFAULT_DOCKER_SOCKET = "unix:///var/run/docker.sock"
 
 
@@ -55,29 +70,56 @@ class Service:
             action()
 
 
-def _answers(check: Callable[[Config], None], config: Config) -> bool:
+def _problem(check: Callable[[Config], None], config: Config) -> str | None:
+    """Why ``check`` fails, or ``None`` when the component answers."""
     try:
         check(config)
-        return True
-    except Exception:
-        return False
+        return None
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+
+
+def _answers(check: Callable[[Config], None], config: Config) -> bool:
+    return _problem(check, config) is None
+
+
+def _refuse_if_taken(name: str, address: str, problem: str | None, setting: str) -> None:
+    """Something listens at ``address`` but did not answer the farm: say what to do."""
+    host, _, port = address.rpartition(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            pass
+    except OSError:
+        return  # nothing there: the caller starts it
+    raise ServiceError(
+        f"{name} at {address} answers, but not to this farm ({problem}). If another farm "
+        "started it, point BINDER_CREDENTIALS_FILE at that farm's credentials.json (or put "
+        f"its credentials in {setting}); otherwise stop it and the farm starts its own.")
+
+
+def _program(name: str, component: str) -> str:
+    search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    program = shutil.which(name, path=search)
+    if program is None:
+        raise ServiceError(f"{name} is not installed; run `make install` (needs root) "
+                           f"or point the farm at an existing {component}.")
+    return program
 
 
 def _spawn(name: str, argv: list[str], config: Config, detach: bool) -> Service:
-    logs = config.data_path / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{name}.log"
-    search = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    program = shutil.which(argv[0], path=search)
-    if program is None:
-        raise ServiceError(f"{argv[0]} is not installed; run `make install` (needs root) "
-                           f"or point the farm at an existing {name}.")
-    argv = [program, *argv[1:]]
+    log_path = _log_path(config, name)
+    argv = [_program(argv[0], name), *argv[1:]]
     with open(log_path, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL, start_new_session=detach)
     log.info("started %s (pid %s), log %s", name, process.pid, log_path)
     return Service(name, process, log_path)
+
+
+def _log_path(config: Config, name: str) -> Path:
+    logs = config.data_path / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    return logs / f"{name}.log"
 
 
 def _wait(service: Service, check: Callable[[Config], None], config: Config,
@@ -94,30 +136,52 @@ def _wait(service: Service, check: Callable[[Config], None], config: Config,
     raise ServiceError(f"{service.name} did not come up; its log ends:\n{tail}")
 
 
-def ensure_redis(config: Config, detach: bool = False) -> Service | None:
-    if _answers(check_redis, config):
+def ensure_redis(config: Config, credentials: ServiceCredentials,
+                 detach: bool = False) -> Service | None:
+    problem = _problem(check_redis, config)
+    if problem is None:
         return None
-    url = urlsplit(config.redis_url)
-    if url.hostname not in LOOPBACK:
-        raise ServiceError(f"Redis at {config.redis_url} does not answer; check REDIS_URL.")
-    argv = ["redis-server", "--port", str(url.port or 6379), "--bind", "127.0.0.1",
-            "--save", "", "--appendonly", "no"]
-    return _wait(_spawn("redis", argv, config, detach), check_redis, config, 20)
+    address = redis_address(config.redis_url)
+    if not is_loopback(urlsplit(config.redis_url).hostname):
+        raise ServiceError(f"Redis at {address} does not answer ({problem}); check REDIS_URL.")
+    _refuse_if_taken("Redis", address, problem, "REDIS_URL")
+    port = int(address.rpartition(":")[2])
+    conf = service_auth.write_private(config.data_path / "redis.conf",
+                                      service_auth.redis_config_text(port, credentials))
+    service = _spawn("redis", ["redis-server", str(conf)], config, detach)
+    record_address(config, "redis")
+    return _wait(service, check_redis, with_service_credentials(config), 20)
 
 
-def ensure_mongo(config: Config, detach: bool = False) -> Service | None:
-    if _answers(check_mongo, config):
+def ensure_mongo(config: Config, credentials: ServiceCredentials,
+                 detach: bool = False) -> Service | None:
+    problem = _problem(check_mongo, config)
+    if problem is None:
         return None
-    if config.mongo_url:
-        raise ServiceError(f"MongoDB at {config.mongo_url} does not answer; check MONGO_URL.")
+    url = config.mongo_url or EMBEDDED_MONGO_URL
+    address = mongo_address(url)
+    if not is_loopback(urlsplit(url).hostname):
+        raise ServiceError(f"MongoDB at {address} does not answer ({problem}); "
+                           "check MONGO_URL.")
+    _refuse_if_taken("MongoDB", address, problem, "MONGO_URL")
     storage = config.data_path / "mongo"
     storage.mkdir(parents=True, exist_ok=True)
-    argv = ["secantusd-py", "--host", "127.0.0.1", "--port", "27017",
-            "--storage-path", str(storage), "--log-level", "WARNING"]
-    return _wait(_spawn("mongo", argv, config, detach), check_mongo, config, 60)
+    marker = config.data_path / "mongo.provisioned"
+    if not service_auth.mongo_user_provisioned(marker, credentials):
+        try:
+            service_auth.provision_mongo_user(_program("secantusd-py", "MongoDB"), storage,
+                                              credentials, _log_path(config, "mongo"), marker)
+        except RuntimeError as exc:
+            raise ServiceError(str(exc)) from exc
+    argv = ["secantusd-py", "--host", "127.0.0.1", "--port", address.rpartition(":")[2],
+            "--storage-path", str(storage), "--log-level", "WARNING", "--auth"]
+    service = _spawn("mongo", argv, config, detach)
+    record_address(config, "mongo")
+    return _wait(service, check_mongo, with_service_credentials(config), 60)
 
 
-def ensure_docker(config: Config, detach: bool = False) -> Service | None:
+def ensure_docker(config: Config, credentials: ServiceCredentials,
+                  detach: bool = False) -> Service | None:
     if _answers(check_docker, config):
         return None
     if config.docker_host != DEFAULT_DOCKER_SOCKET or os.geteuid() != 0:
@@ -128,32 +192,31 @@ def ensure_docker(config: Config, detach: bool = False) -> Service | None:
     return _wait(_spawn("docker", argv, config, detach), check_docker, config, 60)
 
 
-def registry_config_text(config: Config) -> str:
-    storage = config.data_path / "registry"
-    return (
-        "version: 0.1\n"
-        "log:\n  level: warn\n"
-        f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
-        "  delete:\n    enabled: true\n"
-        f"http:\n  addr: {config.registry}\n"
-    )
-
-
-def ensure_registry(config: Config, detach: bool = False) -> Service | None:
-    if _answers(check_registry, config):
+def ensure_registry(config: Config, credentials: ServiceCredentials,
+                    detach: bool = False) -> Service | None:
+    problem = _problem(check_registry, config)
+    if problem is None:
         return None
-    host = config.registry.rsplit(":", 1)[0]
-    if host not in LOOPBACK:
-        raise ServiceError(f"The registry {config.registry} does not answer; check "
-                           "BINDER_REGISTRY.")
-    config.data_path.mkdir(parents=True, exist_ok=True)
-    conf = config.data_path / "registry.yml"
-    conf.write_text(registry_config_text(config))
+    address = registry_address(config.registry)
+    if not is_loopback(address.rpartition(":")[0]):
+        raise ServiceError(f"The registry {config.registry} does not answer ({problem}); "
+                           "check BINDER_REGISTRY.")
+    _refuse_if_taken("The registry", address, problem,
+                     "BINDER_REGISTRY_USERNAME and BINDER_REGISTRY_PASSWORD")
+    htpasswd = service_auth.write_private(
+        config.data_path / "registry.htpasswd",
+        service_auth.htpasswd_line(credentials.registry_username,
+                                   credentials.registry_password))
+    conf = service_auth.write_private(
+        config.data_path / "registry.yml",
+        service_auth.registry_config_text(address, config.data_path / "registry", htpasswd,
+                                          credentials))
     service = _spawn("registry", ["docker-registry", "serve", str(conf)], config, detach)
-    return _wait(service, check_registry, config, 30)
+    record_address(config, "registry")
+    return _wait(service, check_registry, with_service_credentials(config), 30)
 
 
-STARTERS: dict[str, Callable[[Config, bool], Service | None]] = {
+STARTERS: dict[str, Callable[[Config, ServiceCredentials, bool], Service | None]] = {
     "docker": ensure_docker,
     "redis": ensure_redis,
     "mongo": ensure_mongo,
@@ -162,11 +225,25 @@ STARTERS: dict[str, Callable[[Config, bool], Service | None]] = {
 
 
 def ensure_services(config: Config, detach: bool = False) -> list[Service]:
-    """Start every missing component; on failure stop what was started and raise."""
+    """Start every missing component; on failure stop what was started and raise.
+
+    Nothing is made when every component answers. Otherwise the local
+    services' credentials are made first (when there are none), and the
+    services started here require them: afterwards
+    ``with_service_credentials(config)`` reaches every component.
+    """
+    config = with_service_credentials(config)
+    checks = {"docker": check_docker, "redis": check_redis, "mongo": check_mongo,
+              "registry": check_registry}
+    if all(_answers(check, config) for check in checks.values()):
+        return []
+    made = ensure_credentials(config)
+    config = with_service_credentials(config)
+    credentials = as_configured(config, made)
     started: list[Service] = []
     try:
         for starter in STARTERS.values():
-            service = starter(config, detach)
+            service = starter(config, credentials, detach)
             if service is not None:
                 started.append(service)
     except BaseException:

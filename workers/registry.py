@@ -1,10 +1,15 @@
-"""The OCI registry's HTTP API: does an image tag exist?"""
+"""The OCI registry: does an image tag exist, and the credentials Docker needs for it."""
 
 from __future__ import annotations
+
+import base64
+import json
+from pathlib import Path
 
 import requests
 
 from common.config import Config
+from workers.service_auth import write_private
 
 MANIFEST_TYPES = ", ".join([
     "application/vnd.docker.distribution.manifest.v2+json",
@@ -44,3 +49,19 @@ def auth_config(config: Config) -> dict[str, str] | None:
     if not config.registry_username:
         return None
     return {"username": config.registry_username, "password": config.registry_password}
+
+
+def docker_cli_config(config: Config) -> Path:
+    """A ``DOCKER_CONFIG`` directory for the Docker CLI holding only the registry's login.
+
+    The CLI hands these to the engine for pulls and ``--cache-from`` imports
+    (BuildKit's session); they never reach a build step. Private (0600).
+    """
+    directory = config.data_path / "docker-config"
+    auths = {}
+    if config.registry_username:
+        login = f"{config.registry_username}:{config.registry_password}".encode()
+        auths[config.registry] = {"auth": base64.b64encode(login).decode()}
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    write_private(directory / "config.json", json.dumps({"auths": auths}, indent=2) + "\n")
+    return directory

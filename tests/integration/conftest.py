@@ -4,6 +4,13 @@ Each service is reused when it already answers (``.ci/run`` and ``make up``
 start them) and started otherwise, once per session. A test run gets its
 own MongoDB database, Redis database and image prefix, and a Git server,
 package index and farm processes (API, workers) of its own on loopback.
+
+The services require credentials: the test run reads them from the file
+of the farm that started the services, ``BINDER_CREDENTIALS_FILE`` when set
+(e.g. ``/tmp/ci-base/.binder-data/credentials.json``), else this checkout's
+``.binder-data/credentials.json`` (what ``make up`` and ``.ci/run`` make).
+Services elsewhere: ``REDIS_URL`` (its database number is replaced),
+``MONGO_URL`` and ``BINDER_REGISTRY`` from the environment.
 """
 
 from __future__ import annotations
@@ -14,12 +21,17 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 RUN_ID = uuid.uuid4().hex[:8]
 DATA_DIR = Path(tempfile.mkdtemp(prefix=f"binder-test-{RUN_ID}-"))
 API_KEY = f"test-key-{RUN_ID}"
+CHECKOUT = Path(__file__).resolve().parents[2]
+CREDENTIALS_FILE = os.environ.get("BINDER_CREDENTIALS_FILE",
+                                  str(CHECKOUT / ".binder-data" / "credentials.json"))
+SERVICES_REDIS = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
 
 # The test process and every farm process it starts share these settings;
 # they are set before anything reads the configuration.
@@ -29,7 +41,8 @@ TEST_ENV = {
     "BINDER_MONGO_DB": f"binder_test_{RUN_ID}",
     # A Redis database of its own, so concurrent test runs never take each
     # other's tasks (queue names are the same in every farm).
-    "REDIS_URL": f"redis://127.0.0.1:6379/{1 + int(RUN_ID, 16) % 15}",
+    "REDIS_URL": urlunsplit(SERVICES_REDIS._replace(path=f"/{1 + int(RUN_ID, 16) % 15}")),
+    "BINDER_CREDENTIALS_FILE": CREDENTIALS_FILE,
     "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-",
     "BINDER_BROKER_PREFIX": f"test-{RUN_ID}:",
     "BINDER_BUILD_NETWORK": "host",
@@ -41,7 +54,7 @@ TEST_ENV = {
 }
 os.environ.update(TEST_ENV)
 
-from common.config import get_config, load_config, set_config  # noqa: E402
+from common.config import get_config, set_config  # noqa: E402
 from tests.support.conda_channel import make_channel, script_package  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
@@ -93,7 +106,7 @@ def farm_env(git_server: GitServer, package_index: str, conda_channel: str) -> d
         "BINDER_CONDA_CHANNELS": conda_channel,
     }
     os.environ.update(env)
-    set_config(load_config())
+    set_config(None)  # read again, with the services' credentials
     return env
 
 
@@ -102,9 +115,9 @@ def services(farm_env: dict[str, str]) -> Iterator[None]:
     """Every component answering, and the base image in the registry."""
     from workers.base_image import ensure_base_image
 
-    config = get_config()
-    started = ensure_services(config)
-    ensure_base_image(config, say=lambda line: None)
+    started = ensure_services(get_config())
+    set_config(None)  # the services' credentials, if starting them made some
+    ensure_base_image(get_config(), say=lambda line: None)
     yield
     stop_services(started)
 

@@ -24,17 +24,26 @@ import shlex
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import docker
 import pytest
+import redis
 
+from common.config import get_config
+from common.db import mongo_url
+from common.service_credentials import mongo_address, redis_address
 from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, unique
 from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
+from tests.support.service_clients import base_image, mongo_client, registry_request
 from tests.support.static_http import serve_directory
 
 BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+PROBE = Path(__file__).resolve().parents[1] / "support" / "service_probe.py"
 INDEX_CREDENTIALS = ("farm", f"index-secret-{RUN_ID}")
 
 # 470 bytes that expand to a billion list entries through aliases.
@@ -111,6 +120,55 @@ def refused_at_detect(api: ApiClient, git_server: GitServer, files: dict[str, st
     never_reached_detect_end(record)
     assert_healthy(api)
     return record
+
+
+# 2. Builds reaching the farm's own services
+
+
+def test_a_build_step_reaches_the_services_but_cannot_write(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    """A repository Dockerfile connects to Redis, MongoDB and the registry: the ports
+    answer, every write is refused for want of credentials, and nothing changed."""
+    config = get_config()
+    marker = f"probe-{uuid.uuid4().hex[:10]}"
+    repo = unique("probe")
+    git_server.make_repo(f"github/mallory/{repo}", {
+        "service_probe.py": PROBE.read_text(),
+        "Dockerfile": (f"FROM {base_image()}\nCOPY service_probe.py /tmp/service_probe.py\n"
+                       f"RUN python3 /tmp/service_probe.py {redis_address(config.redis_url)} "
+                       f"{mongo_address(mongo_url(config))} {config.registry} "
+                       f"{config.mongo_db} {marker}\n"),
+    })
+    started = api.start(f"{repo_url}/mallory/{repo}")
+    assert started.status_code == 200, started.text
+    record = api.wait(started.json()["name"], timeout=600)
+    log = api.logs(record["name"])
+    assert record["status"] == "completed", (record, log[-3000:])
+    lines = {name: next(line for line in log.splitlines() if f"probe {name} " in line)
+             for name in ("redis", "mongo", "registry")}
+    assert "reachable; write refused" in lines["redis"] and "NOAUTH" in lines["redis"]
+    assert "reachable; write refused" in lines["mongo"] and "code 13" in lines["mongo"]
+    assert "reachable; write refused" in lines["registry"] and "HTTP 401" in lines["registry"]
+
+    # nothing changed behind the refusals
+    database_zero = urlunsplit(urlsplit(config.redis_url)._replace(path="/0"))
+    assert redis.Redis.from_url(database_zero).exists(marker) == 0
+    client = mongo_client()
+    try:
+        assert marker not in client[config.mongo_db].list_collection_names()
+    finally:
+        client.close()
+    catalog = registry_request("GET", "/v2/_catalog?n=1000").json()["repositories"]
+    assert marker not in catalog
+    # and the build never saw a credential
+    secrets = [password for password in (config.registry_password,
+                                         urlsplit(config.redis_url).password,
+                                         urlsplit(mongo_url(config)).password) if password]
+    assert secrets and not any(secret in log for secret in secrets)
+    image = docker.from_env().images.get(record["image-name"])
+    assert not any(secret in str(item) for secret in secrets
+                   for item in (image.attrs["Config"].get("Env"), image.history()))
+    assert_healthy(api)
 
 
 # 3. YAML bombs

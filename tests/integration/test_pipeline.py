@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import docker
-import requests
 
 from tests.integration.conftest import TEST_PACKAGE, unique
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
-
-REGISTRY = "127.0.0.1:5000"
+from tests.support.service_clients import base_image, registry_request
 
 
 def in_registry(image: str) -> bool:
     repository, _, tag = image.partition("/")[2].rpartition(":")
-    response = requests.head(
-        f"http://{REGISTRY}/v2/{repository}/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}, timeout=5)
+    response = registry_request(
+        "HEAD", f"/v2/{repository}/manifests/{tag}",
+        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
     return response.status_code == 200
 
 
@@ -78,7 +76,7 @@ def test_requirements_repo_installs_from_local_index(api: ApiClient, git_server:
     assert output.strip() == "hello from the local index"
 
 
-BASE_IMAGE = f"{REGISTRY}/binder-base:latest"
+BASE_IMAGE = base_image()
 
 
 def test_dockerfile_repo_builds_its_own_dockerfile(api: ApiClient, git_server: GitServer,

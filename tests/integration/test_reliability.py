@@ -27,8 +27,9 @@ from tests.integration.conftest import API_KEY, DATA_DIR, unique
 from tests.support.farm import ApiClient, Farm, Process, free_port
 from tests.support.git_server import GitServer
 from tests.support.redis_server import RedisServer
+from tests.support.service_clients import base_image, mongo_client, registry_request
 
-BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+BASE_IMAGE = base_image()
 HOSTS = ("rel-a", "rel-b")
 #: How many times each phase is killed (the acceptance run uses 10 in all).
 KILL_REPEATS = int(os.environ.get("BINDER_FAULT_REPEATS", "1"))
@@ -76,7 +77,7 @@ def cluster(farm_env: dict[str, str], services: None) -> Iterator[Cluster]:
     env = {**farm_env, "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
            "BINDER_MONGO_DB": db_name}
     farm = Farm(env, log_dir)
-    client = pymongo.MongoClient("mongodb://127.0.0.1:27017", tz_aware=True)
+    client = mongo_client()
     cluster = Cluster(farm, ApiClient("", API_KEY), redis_server, client[db_name], {})
     try:
         _, url = farm.start_api()
@@ -98,7 +99,7 @@ def slow_dockerfile(seconds: int, extra: str = "") -> str:
 
 def images_in_registry(image: str) -> list[str]:
     repository = image.partition("/")[2].rpartition(":")[0]
-    response = requests.get(f"http://127.0.0.1:5000/v2/{repository}/tags/list", timeout=5)
+    response = registry_request("GET", f"/v2/{repository}/tags/list")
     return list(response.json().get("tags") or [])
 
 

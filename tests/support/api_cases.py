@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tests.support.git_server import GitServer
+from tests.support.service_clients import base_image
 
-BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+BASE_IMAGE = base_image()
 
 
 def _unique(name: str) -> str:

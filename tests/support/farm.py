@@ -93,10 +93,11 @@ class Farm:
         from celery import Celery
 
         from common.config import load_config
+        from common.service_credentials import with_service_credentials
         from workers.celery_app import configure
 
         app = Celery("binder_build_control")
-        configure(app, load_config(environ=self.env))
+        configure(app, with_service_credentials(load_config(environ=self.env)))
         return app
 
     def wait_worker(self, host: str, process: Process, timeout: float = 60) -> None:

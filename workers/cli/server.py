@@ -25,6 +25,7 @@ import click
 from common.api_keys import ensure_api_key
 from common.config import Config, describe_settings, environment_for, load_config
 from common.errors import ConfigError
+from common.service_credentials import credentials_path, with_service_credentials
 from workers.launcher import ServiceError, ensure_services, stop_services
 
 UP_PROCESSES = ("api", "worker", "beat", "flower")
@@ -32,11 +33,13 @@ PR_SET_PDEATHSIG = 1
 
 
 def _load(config_file: str | None, **overrides: Any) -> Config:
+    """The configuration with the API key and the local services' credentials."""
     try:
         config = load_config(config_file=config_file, **overrides)
+        config.data_path.mkdir(parents=True, exist_ok=True)
+        config = with_service_credentials(config)
     except ConfigError as exc:
         raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
-    config.data_path.mkdir(parents=True, exist_ok=True)
     return config.replace(api_key=ensure_api_key(config))
 
 
@@ -64,8 +67,7 @@ def up(config_file: str | None) -> None:
     from workers.base_image import ensure_base_image
 
     _exit_with_parent()
-    overrides = {} if "BINDER_BUILD_NETWORK" in os.environ else {"build_network": "host"}
-    config = _load(config_file, **overrides)
+    config = _load(config_file)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -75,19 +77,21 @@ def up(config_file: str | None) -> None:
     honcho: subprocess.Popen[bytes] | None = None
     try:
         services = ensure_services(config, detach=True)
+        config = with_service_credentials(config)  # made if this started the services
         for service in services:
             click.echo(f"started {service.name} (pid {service.process.pid}, log "
                        f"{service.log_path})")
         ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
         click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
         click.echo(f"key  {config.api_key}")
+        click.echo(f"service credentials  {credentials_path(config)}")
         with resources.as_file(resources.files("workers.cli") / "Procfile") as procfile:
             honcho = subprocess.Popen(
                 [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", os.getcwd(),
                  "start", *UP_PROCESSES],
                 env=_child_env(config), start_new_session=True)
             honcho.wait()
-    except ServiceError as exc:
+    except (ServiceError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo("stopping the farm")
@@ -108,13 +112,15 @@ def services(config_file: str | None, base_image: bool) -> None:
     """Start the missing components detached (for CI and tests), then exit."""
     from workers.base_image import ensure_base_image
 
-    config = _load(config_file, build_network=os.environ.get("BINDER_BUILD_NETWORK", "host"))
+    config = _load(config_file)
     try:
         started = ensure_services(config, detach=True)
-    except ServiceError as exc:
+        config = with_service_credentials(config)  # made if this started the services
+    except (ServiceError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     for service in started:
         click.echo(f"started {service.name} (pid {service.process.pid})")
+    click.echo(f"service credentials: {credentials_path(config)}")
     if base_image:
         ensure_base_image(config, say=click.echo)
 
