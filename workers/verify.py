@@ -54,7 +54,13 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                     f"The image exited (status {container.attrs['State']['ExitCode']}) instead "
                     f"of serving on port {port}. Its last output: {output[-500:] or 'none'}",
                     suggestions=["Check the command in .binder.yml or the Dockerfile's CMD."])
-            probe = container.exec_run(["sh", "-c", PROBE.format(port=port)])
+            try:
+                probe = container.exec_run(["sh", "-c", PROBE.format(port=port)])
+            except docker.errors.APIError:
+                container.reload()
+                if container.status != "running":
+                    continue  # it exited meanwhile: the check above says how
+                raise
             if probe.exit_code == 0:
                 say(f"verified: the image serves on port {port}")
                 return
