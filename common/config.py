@@ -9,6 +9,7 @@ overrides (tests, the app factory).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -35,127 +36,122 @@ def _bool(value: str) -> bool:
     raise ValueError(f"expected true/false, got {value!r}")
 
 
-@dataclass(frozen=True)
-class Setting:
-    """One setting: its attribute name, environment variable, type and help."""
-
-    name: str
-    env: str
-    default: Any
-    help: str
-    parse: Callable[[str], Any] = str
+_PARSERS: dict[type, Callable[[str], Any]] = {
+    bool: _bool, int: int, float: float, tuple: _csv, str: str}
 
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting("api_key", "BINDER_API_KEY", "",
-            "Key for authorized requests; generated and saved under the data dir when empty."),
-    Setting("host", "BINDER_HOST", "127.0.0.1", "API bind address."),
-    Setting("port", "BINDER_PORT", 8082, "API port.", int),
-    Setting("flower_port", "BINDER_FLOWER_PORT", 5555, "Flower port (make up).", int),
-    Setting("data_dir", "BINDER_DATA_DIR", "./.binder-data",
-            "Work dirs, embedded Mongo data, registry storage, logs."),
-    Setting("mongo_url", "MONGO_URL", "",
-            "MongoDB URL; empty means the embedded Mongo wire server on 127.0.0.1:27017. "
-            "A loopback URL that does not answer is started locally."),
-    Setting("mongo_db", "BINDER_MONGO_DB", "binder", "MongoDB database name."),
-    Setting("mongo_timeout_ms", "BINDER_MONGO_TIMEOUT_MS", 1500,
-            "Server selection timeout; bounds how long a request waits for MongoDB.", int),
-    Setting("redis_url", "REDIS_URL", "redis://127.0.0.1:6379/0",
-            "Celery broker and live log streams."),
-    Setting("credentials_file", "BINDER_CREDENTIALS_FILE", "",
-            "Credentials of the local Redis, Mongo wire server and registry, made (mode 0600) "
-            "when the farm first starts them; empty means DATA_DIR/credentials.json."),
-    Setting("broker_prefix", "BINDER_BROKER_PREFIX", "",
-            "Prefix of every Redis key of the broker, so several farms can share a Redis."),
-    Setting("docker_host", "DOCKER_HOST", "unix:///var/run/docker.sock",
-            "Docker engine of this worker."),
-    Setting("registry", "BINDER_REGISTRY", "127.0.0.1:5000",
-            "Registry host:port images are pushed to."),
-    Setting("registry_username", "BINDER_REGISTRY_USERNAME", "", "Registry user name."),
-    Setting("registry_password", "BINDER_REGISTRY_PASSWORD", "", "Registry password."),
-    Setting("registry_insecure", "BINDER_REGISTRY_INSECURE", True,
-            "Talk plain http to the registry API (local registries).", _bool),
-    Setting("image_prefix", "BINDER_IMAGE_PREFIX", "binder-", "Prefix of built image names."),
-    Setting("base_image", "BINDER_BASE_IMAGE", "",
-            "Base image for generated Dockerfiles; empty means REGISTRY/binder-base:latest."),
-    Setting("base_root_image", "BINDER_BASE_ROOT", "",
-            "Image the base image recipe starts FROM (e.g. debian:bookworm-slim); "
-            "empty builds a Debian root locally with debootstrap."),
-    Setting("github_url", "BINDER_GITHUB_URL", "https://github.com",
-            "Base URL of the GitHub source (GitHub Enterprise, tests)."),
-    Setting("allowed_source_hosts", "BINDER_ALLOWED_SOURCE_HOSTS", (),
-            "Extra host[:port] allowed as repository hosts even on loopback or private "
-            "addresses; only they may use plain http.", _csv),
-    Setting("pip_index_url", "BINDER_PIP_INDEX_URL", "",
-            "pip index of builds; credentials in it stay on the host (see BINDER_PIP_PROXY)."),
-    Setting("pip_proxy", "BINDER_PIP_PROXY", "127.0.0.1:3141",
-            "host:port where a worker serves its pip index to builds, adding the "
-            "credentials of BINDER_PIP_INDEX_URL; builds must reach it."),
-    Setting("conda_channels", "BINDER_CONDA_CHANNELS", ("conda-forge",),
-            "Conda channels (names or URLs) of environment.yml builds, used instead of the "
-            "file's own.", _csv),
-    Setting("build_network", "BINDER_BUILD_NETWORK", "host",
-            "Docker network mode of builds and verification runs (see Production)."),
-    Setting("config_order", "BINDER_CONFIG_ORDER",
-            ("requirements.txt", "environment.yml", "Dockerfile"),
-            "Config files by precedence; the first present one is built.", _csv),
-    Setting("allowed_base_images", "BINDER_ALLOWED_BASE_IMAGES", (),
-            "Images a repository Dockerfile may pull (FROM, COPY --from, ...); an entry "
-            "without a tag allows all its tags; empty allows any.", _csv),
-    Setting("default_port", "BINDER_DEFAULT_PORT", 8888, "Template port by default.", int),
-    Setting("default_memory", "BINDER_DEFAULT_MEMORY", "2G", "Template memory limit by default."),
-    Setting("default_cpu", "BINDER_DEFAULT_CPU", "1", "Template CPU limit by default."),
-    Setting("max_memory", "BINDER_MAX_MEMORY", "64G",
-            "Most memory a repository's .binder.yml may ask for."),
-    Setting("max_cpu", "BINDER_MAX_CPU", 64.0,
-            "Most CPUs a repository's .binder.yml may ask for.", float),
-    Setting("build_memory", "BINDER_BUILD_MEMORY", "4G", "Memory limit of a Docker build."),
-    Setting("build_timeout", "BINDER_BUILD_TIMEOUT", 3600,
-            "Seconds a whole build may take.", int),
-    Setting("clone_timeout", "BINDER_CLONE_TIMEOUT", 300, "Seconds a clone may take.", int),
-    Setting("push_timeout", "BINDER_PUSH_TIMEOUT", 900, "Seconds a push may take.", int),
-    Setting("max_repo_mb", "BINDER_MAX_REPO_MB", 1024, "Largest checkout accepted, in MiB.", int),
-    Setting("verify", "BINDER_VERIFY", True,
-            "Start each built image and wait for its port before completing.", _bool),
-    Setting("verify_timeout", "BINDER_VERIFY_TIMEOUT", 90,
-            "Seconds a built image has to answer on its port.", int),
-    Setting("worker_id", "BINDER_WORKER_ID", "",
-            "Host id of this worker (its queue is host.<id>); defaults to the hostname."),
-    Setting("heartbeat_interval", "BINDER_HEARTBEAT_INTERVAL", 5,
-            "Seconds between lease heartbeats.", int),
-    Setting("heartbeat_stale", "BINDER_HEARTBEAT_STALE", 60,
-            "Seconds without heartbeat before a build counts as lost.", int),
-    Setting("max_attempts", "BINDER_MAX_ATTEMPTS", 3,
-            "Attempts before a repeatedly lost build is failed.", int),
-    Setting("reaper_interval", "BINDER_REAPER_INTERVAL", 15.0,
-            "Seconds between reaper runs.", float),
-    Setting("log_stream_max", "BINDER_LOG_STREAM_MAX", 10000,
-            "Lines kept in a build's live Redis stream.", int),
-    Setting("max_request_bytes", "BINDER_MAX_REQUEST_BYTES", 65536,
-            "Largest request body accepted.", int),
-    Setting("gc_high_percent", "BINDER_GC_HIGH_PERCENT", 85,
-            "Disk use (%) above which old built images are removed.", int),
-    Setting("gc_low_percent", "BINDER_GC_LOW_PERCENT", 70,
-            "Disk use (%) image removal brings the disk back under.", int),
-    Setting("min_free_disk_mb", "BINDER_MIN_FREE_DISK_MB", 2048,
-            "Free space a worker needs before it accepts a build.", int),
-)
+def setting(env: str, default: Any, help: str) -> Any:
+    """Declare a setting: its environment variable, default and help line.
 
-_BY_ENV = {setting.env: setting for setting in SETTINGS}
-_BY_NAME = {setting.name: setting for setting in SETTINGS}
+    The default's type says how the environment's text is parsed (booleans
+    accept true/false/1/0, tuples are comma-separated lists).
+    """
+    return field(default=default, metadata={"env": env, "help": help})
 
 
 @dataclass(frozen=True)
 class Config:
-    """Resolved settings; build one with :func:`load_config`."""
+    """Every setting of the farm, typed; build one with :func:`load_config`.
 
-    values: Mapping[str, Any] = field(default_factory=dict)
+    Adding a setting is one line here (and its README row, which a test checks).
+    """
 
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self.values[name]
-        except KeyError:
-            raise AttributeError(name) from None
+    api_key: str = setting("BINDER_API_KEY", "",
+        "Key for authorized requests; generated and saved under the data dir when empty.")
+    host: str = setting("BINDER_HOST", "127.0.0.1", "API bind address.")
+    port: int = setting("BINDER_PORT", 8082, "API port.")
+    flower_port: int = setting("BINDER_FLOWER_PORT", 5555, "Flower port (make up).")
+    data_dir: str = setting("BINDER_DATA_DIR", "./.binder-data",
+        "Work dirs, embedded Mongo data, registry storage, logs.")
+    mongo_url: str = setting("MONGO_URL", "",
+        "MongoDB URL; empty means the embedded Mongo wire server on 127.0.0.1:27017. A loopback "
+        "URL that does not answer is started locally.")
+    mongo_db: str = setting("BINDER_MONGO_DB", "binder", "MongoDB database name.")
+    mongo_timeout_ms: int = setting("BINDER_MONGO_TIMEOUT_MS", 1500,
+        "Server selection timeout; bounds how long a request waits for MongoDB.")
+    redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0",
+        "Celery broker and live log streams.")
+    credentials_file: str = setting("BINDER_CREDENTIALS_FILE", "",
+        "Credentials of the local Redis, Mongo wire server and registry, made (mode 0600) when "
+        "the farm first starts them; empty means DATA_DIR/credentials.json.")
+    broker_prefix: str = setting("BINDER_BROKER_PREFIX", "",
+        "Prefix of every Redis key of the broker, so several farms can share a Redis.")
+    docker_host: str = setting("DOCKER_HOST", "unix:///var/run/docker.sock",
+        "Docker engine of this worker.")
+    registry: str = setting("BINDER_REGISTRY", "127.0.0.1:5000",
+        "Registry host:port images are pushed to.")
+    registry_username: str = setting("BINDER_REGISTRY_USERNAME", "", "Registry user name.")
+    registry_password: str = setting("BINDER_REGISTRY_PASSWORD", "", "Registry password.")
+    registry_insecure: bool = setting("BINDER_REGISTRY_INSECURE", True,
+        "Talk plain http to the registry API (local registries).")
+    image_prefix: str = setting("BINDER_IMAGE_PREFIX", "binder-", "Prefix of built image names.")
+    base_image: str = setting("BINDER_BASE_IMAGE", "",
+        "Base image for generated Dockerfiles; empty means REGISTRY/binder-base:latest.")
+    base_root_image: str = setting("BINDER_BASE_ROOT", "",
+        "Image the base image recipe starts FROM (e.g. debian:bookworm-slim); empty builds a "
+        "Debian root locally with debootstrap.")
+    github_url: str = setting("BINDER_GITHUB_URL", "https://github.com",
+        "Base URL of the GitHub source (GitHub Enterprise, tests).")
+    allowed_source_hosts: tuple[str, ...] = setting("BINDER_ALLOWED_SOURCE_HOSTS", (),
+        "Extra host[:port] allowed as repository hosts even on loopback or private addresses; "
+        "only they may use plain http.")
+    pip_index_url: str = setting("BINDER_PIP_INDEX_URL", "",
+        "pip index of builds; credentials in it stay on the host (see BINDER_PIP_PROXY).")
+    pip_proxy: str = setting("BINDER_PIP_PROXY", "127.0.0.1:3141",
+        "host:port where a worker serves its pip index to builds, adding the credentials of "
+        "BINDER_PIP_INDEX_URL; builds must reach it.")
+    conda_channels: tuple[str, ...] = setting("BINDER_CONDA_CHANNELS", ("conda-forge",),
+        "Conda channels (names or URLs) of environment.yml builds, used instead of the file's "
+        "own.")
+    build_network: str = setting("BINDER_BUILD_NETWORK", "host",
+        "Docker network mode of builds and verification runs (see Production).")
+    config_order: tuple[str, ...] = setting(
+        "BINDER_CONFIG_ORDER", ("requirements.txt", "environment.yml", "Dockerfile"),
+        "Config files by precedence; the first present one is built.")
+    allowed_base_images: tuple[str, ...] = setting("BINDER_ALLOWED_BASE_IMAGES", (),
+        "Images a repository Dockerfile may pull (FROM, COPY --from, ...); an entry without a "
+        "tag allows all its tags; empty allows any.")
+    default_port: int = setting("BINDER_DEFAULT_PORT", 8888, "Template port by default.")
+    default_memory: str = setting("BINDER_DEFAULT_MEMORY", "2G",
+        "Template memory limit by default.")
+    default_cpu: str = setting("BINDER_DEFAULT_CPU", "1", "Template CPU limit by default.")
+    max_memory: str = setting("BINDER_MAX_MEMORY", "64G",
+        "Most memory a repository's .binder.yml may ask for.")
+    max_cpu: float = setting("BINDER_MAX_CPU", 64.0,
+        "Most CPUs a repository's .binder.yml may ask for.")
+    build_memory: str = setting("BINDER_BUILD_MEMORY", "4G", "Memory limit of a Docker build.")
+    build_timeout: int = setting("BINDER_BUILD_TIMEOUT", 3600, "Seconds a whole build may take.")
+    clone_timeout: int = setting("BINDER_CLONE_TIMEOUT", 300, "Seconds a clone may take.")
+    push_timeout: int = setting("BINDER_PUSH_TIMEOUT", 900, "Seconds a push may take.")
+    max_repo_mb: int = setting("BINDER_MAX_REPO_MB", 1024, "Largest checkout accepted, in MiB.")
+    verify: bool = setting("BINDER_VERIFY", True,
+        "Start each built image and wait for its port before completing.")
+    verify_timeout: int = setting("BINDER_VERIFY_TIMEOUT", 90,
+        "Seconds a built image has to answer on its port.")
+    worker_id: str = setting("BINDER_WORKER_ID", "",
+        "Host id of this worker (its queue is host.<id>); defaults to the hostname.")
+    heartbeat_interval: int = setting("BINDER_HEARTBEAT_INTERVAL", 5,
+        "Seconds between lease heartbeats.")
+    heartbeat_stale: int = setting("BINDER_HEARTBEAT_STALE", 60,
+        "Seconds without heartbeat before a build counts as lost.")
+    max_attempts: int = setting("BINDER_MAX_ATTEMPTS", 3,
+        "Attempts before a repeatedly lost build is failed.")
+    reaper_interval: float = setting("BINDER_REAPER_INTERVAL", 15.0, "Seconds between reaper runs.")
+    log_stream_max: int = setting("BINDER_LOG_STREAM_MAX", 10000,
+        "Lines kept in a build's live Redis stream.")
+    max_request_bytes: int = setting("BINDER_MAX_REQUEST_BYTES", 65536,
+        "Largest request body accepted.")
+    gc_high_percent: int = setting("BINDER_GC_HIGH_PERCENT", 85,
+        "Disk use (%) above which old built images are removed.")
+    gc_low_percent: int = setting("BINDER_GC_LOW_PERCENT", 70,
+        "Disk use (%) image removal brings the disk back under.")
+    min_free_disk_mb: int = setting("BINDER_MIN_FREE_DISK_MB", 2048,
+        "Free space a worker needs before it accepts a build.")
+
+    @property
+    def values(self) -> dict[str, Any]:
+        """Every setting by attribute name."""
+        return {s.name: getattr(self, s.name) for s in SETTINGS}
 
     @property
     def data_path(self) -> Path:
@@ -167,8 +163,7 @@ class Config:
 
     @property
     def registry_url(self) -> str:
-        scheme = "http" if self.registry_insecure else "https"
-        return f"{scheme}://{self.registry}"
+        return registry_url(self.registry, self.registry_insecure)
 
     @property
     def base_image_name(self) -> str:
@@ -179,7 +174,31 @@ class Config:
         return self.worker_id or socket.gethostname()
 
     def replace(self, **overrides: Any) -> Config:
-        return Config({**self.values, **_coerce_all(overrides, source="override")})
+        return dataclasses.replace(self, **_coerce_all(overrides, source="override"))
+
+
+def registry_url(registry: str, insecure: bool) -> str:
+    """The registry's HTTP API base: plain http only for an insecure (local) registry."""
+    return f"{'http' if insecure else 'https'}://{registry}"
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting as the CLI, the README and the environment see it."""
+
+    name: str
+    env: str
+    default: Any
+    help: str
+    parse: Callable[[str], Any]
+
+
+SETTINGS: tuple[Setting, ...] = tuple(
+    Setting(f.name, f.metadata["env"], f.default, f.metadata["help"],
+            _PARSERS[type(f.default)])
+    for f in dataclasses.fields(Config))
+_BY_ENV = {s.env: s for s in SETTINGS}
+_BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _coerce(setting: Setting, raw: Any, source: str) -> Any:
@@ -263,7 +282,7 @@ def load_config(
 ) -> Config:
     """Layer defaults, the config file, the environment and ``overrides``."""
     env = os.environ if environ is None else environ
-    values = {setting.name: setting.default for setting in SETTINGS}
+    values: dict[str, Any] = {}
     path = config_file or env.get("BINDER_CONFIG")
     if path:
         values.update(read_config_file(path))
@@ -271,14 +290,14 @@ def load_config(
         if setting.env in env:
             values[setting.name] = _coerce(setting, env[setting.env], "environment")
     values.update(_coerce_all(overrides, source="override"))
-    return Config(values)
+    return Config(**values)
 
 
 def environment_for(config: Config) -> dict[str, str]:
     """The environment variables that reproduce ``config`` in a child process."""
     result = {}
     for setting in SETTINGS:
-        value = config.values[setting.name]
+        value = getattr(config, setting.name)
         if isinstance(value, tuple):
             result[setting.env] = ",".join(value)
         elif isinstance(value, bool):
@@ -315,6 +334,6 @@ def set_config(config: Config | None) -> None:
 
 
 __all__ = [
-    "Config", "Setting", "SETTINGS", "load_config", "get_config", "set_config",
-    "environment_for", "describe_settings", "read_config_file",
+    "Config", "Setting", "SETTINGS", "setting", "registry_url", "load_config", "get_config",
+    "set_config", "environment_for", "describe_settings", "read_config_file",
 ]
