@@ -13,6 +13,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from common.errors import BinderError, MalformedRequest
+from common.validation import field_problems
 
 log = logging.getLogger(__name__)
 
@@ -27,23 +28,10 @@ def error_response(error: BinderError) -> tuple[Response, int]:
     return jsonify(error.to_body()), error.status
 
 
-def _reasons(messages: object) -> str:
-    if isinstance(messages, dict):
-        return "; ".join(f"{key}: {_reasons(value)}" for key, value in messages.items())
-    if isinstance(messages, list):
-        return "; ".join(_reasons(item) for item in messages)
-    return str(messages).rstrip(".")
-
-
 def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRequest,
                      what: str = "Request is not valid") -> BinderError:
     """A marshmallow error as ``kind`` (``malformedRequest`` by default) naming each field."""
-    messages = exc.normalized_messages()
-    if isinstance(messages, dict):
-        parts = [f"{field}: {_reasons(reasons)}" for field, reasons in sorted(messages.items())]
-    else:
-        parts = [_reasons(messages)]
-    return kind(f"{what}: " + ", ".join(parts) + ".",
+    return kind(f"{what}: " + "; ".join(field_problems(exc)) + ".",
                 suggestions=["Fix the named fields and send the request again."])
 
 

@@ -25,6 +25,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 
 from common.errors import BuildFailure
 from common.sizes import parse_size
+from common.validation import field_problems
 from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file, shorten
 
 FILE_NAMES = (".binder.yml", ".binder.yaml", "binder.yml")
@@ -153,7 +154,7 @@ def load_binder_yml(path: Path, ceilings: Ceilings | None = None) -> dict[str, A
         result: dict[str, Any] = BinderYmlSchema().load(raw)
         _check_ceilings(result.get("limits", {}), ceilings)
     except ValidationError as exc:
-        lines = _flatten(exc.normalized_messages())
+        lines = field_problems(exc)
         problems = "; ".join(lines[:10]) + (f"; and {len(lines) - 10} more" if len(lines) > 10
                                             else "")
         raise BuildFailure(f"{path.name} is invalid: {problems}",
@@ -171,16 +172,3 @@ def _check_ceilings(limits: dict[str, Any], ceilings: Ceilings) -> None:
     if problems:
         raise ValidationError({"limits": problems})
 
-
-def _flatten(messages: Any, prefix: str = "") -> list[str]:
-    """``field.sub: reason`` lines, field names shortened (they may be the user's keys)."""
-    if isinstance(messages, dict):
-        out = []
-        for key, value in messages.items():
-            name = "" if key == "_schema" else f"{shorten(str(key), 40)}."
-            out.extend(_flatten(value, f"{prefix}{name}"))
-        return out
-    if isinstance(messages, list):
-        return [f"{prefix.rstrip('.')}: {m}" for m in messages if isinstance(m, str)] + [
-            item for m in messages if not isinstance(m, str) for item in _flatten(m, prefix)]
-    return [f"{prefix.rstrip('.')}: {messages}"]

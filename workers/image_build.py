@@ -10,8 +10,6 @@ and the child dies with the worker process that started it.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import json
 import re
 import signal
@@ -23,8 +21,7 @@ from typing import Any
 
 from common.errors import BuildFailure
 from workers.guard import PhaseGuard
-
-PR_SET_PDEATHSIG = 1
+from workers.orphans import die_with_parent
 
 _PIP_MISSING = re.compile(r"No matching distribution found for ([^\s]+)")
 _PIP_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([^\s]+)")
@@ -51,11 +48,6 @@ def explain_failure(error: str, recent: list[str]) -> str:
     return f"Docker could not build the image: {error.strip()[:500]}"
 
 
-def _die_with_parent() -> None:
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 def run_build(params: dict[str, Any], workdir: Path, say: Callable[[str], None],
               guard: PhaseGuard) -> str:
     """Build as ``params`` says (docker_host, context, tag, ...); return the image id.
@@ -67,7 +59,8 @@ def run_build(params: dict[str, Any], workdir: Path, say: Callable[[str], None],
     params_file.write_text(json.dumps(params))
     child = subprocess.Popen([sys.executable, "-m", "workers.image_build", str(params_file)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=_die_with_parent, cwd=Path(__file__).parent.parent)
+                             preexec_fn=lambda: die_with_parent(signal.SIGKILL),
+                             cwd=Path(__file__).parent.parent)
     remove_hook = guard.on_abort(child.kill)
     recent: list[str] = []
     error, image_id = "", ""

@@ -1,14 +1,18 @@
-"""The OCI registry: does an image tag exist, and the credentials Docker needs for it."""
+"""The OCI registry: does an image tag exist, pushing and pulling through the engine,
+and the credentials Docker needs for it."""
 
 from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Callable
 from pathlib import Path
 
+import docker
 import requests
 
-from common.config import Config
+from common.config import Config, registry_url
+from common.errors import BuildFailure
 from workers.service_auth import write_private
 
 MANIFEST_TYPES = ", ".join([
@@ -19,12 +23,18 @@ MANIFEST_TYPES = ", ".join([
 ])
 
 
+def split_tag(image: str) -> tuple[str, str]:
+    """``host:port/repo/path:tag`` -> (``host:port/repo/path``, ``tag``); no tag is ``latest``."""
+    repository, colon, tag = image.rpartition(":")
+    if not colon or "/" in tag:  # the colon was the registry's port
+        return image, "latest"
+    return repository, tag
+
+
 def split_image(image: str) -> tuple[str, str, str]:
     """``host:port/repo/path:tag`` -> (registry, repository, tag)."""
     registry, _, rest = image.partition("/")
-    repository, _, tag = rest.rpartition(":")
-    if not repository:
-        repository, tag = rest, "latest"
+    repository, tag = split_tag(rest)
     return registry, repository, tag
 
 
@@ -37,8 +47,8 @@ def _auth(config: Config) -> tuple[str, str] | None:
 def manifest_exists(config: Config, image: str, timeout: float = 5) -> bool:
     """True when the registry holds ``image`` (a full ``registry/repo:tag``)."""
     registry, repository, tag = split_image(image)
-    scheme = "http" if config.registry_insecure else "https"
-    response = requests.head(f"{scheme}://{registry}/v2/{repository}/manifests/{tag}",
+    base = registry_url(registry, config.registry_insecure)
+    response = requests.head(f"{base}/v2/{repository}/manifests/{tag}",
                              headers={"Accept": MANIFEST_TYPES}, auth=_auth(config),
                              timeout=timeout)
     return response.status_code == 200
@@ -65,3 +75,27 @@ def docker_cli_config(config: Config) -> Path:
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     write_private(directory / "config.json", json.dumps({"auths": auths}, indent=2) + "\n")
     return directory
+
+
+def push_image(client: docker.DockerClient, config: Config, image: str,
+               on_status: Callable[[str], None], check: Callable[[], None] = lambda: None) -> None:
+    """Push ``image``; each new overall status goes to ``on_status``, ``check`` runs
+    between events (it raises to stop). Raises ``BuildFailure`` when refused."""
+    repository, tag = split_tag(image)
+    last_status = ""
+    for event in client.api.push(repository, tag=tag, stream=True, decode=True,
+                                 auth_config=auth_config(config)):
+        check()
+        if "error" in event:
+            raise BuildFailure(f"The registry refused the image: {event['error']}",
+                               suggestions=["Retry; operators: check BINDER_REGISTRY."])
+        status = event.get("status", "")
+        if status and status != last_status and "id" not in event:
+            on_status(status)
+        last_status = status
+
+
+def pull_image(client: docker.DockerClient, config: Config, image: str) -> None:
+    """Pull ``image`` from the registry; raises ``docker.errors.APIError``."""
+    repository, tag = split_tag(image)
+    client.images.pull(repository, tag=tag, auth_config=auth_config(config))

@@ -15,7 +15,7 @@ import requests
 
 from tests.integration.conftest import API_KEY
 from tests.support.api_cases import plain_repo
-from tests.support.farm import ApiClient, Farm, free_port
+from tests.support.farm import ApiClient, Farm, free_port, wait_http
 from tests.support.git_server import GitServer
 
 PROTOCOL_BUILD_FIELDS = {"name", "display-name", "repo", "repository", "phase", "status",
@@ -195,14 +195,7 @@ def second_api(farm: Farm, name: str, **env: str) -> Iterator[str]:
     port = free_port()
     process = farm.start(name, ["api"], {"BINDER_PORT": str(port), **env})
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            requests.get(f"{url}/openapi.json", timeout=1)
-            break
-        except (requests.ConnectionError, requests.Timeout):
-            assert process.alive(), process.log_tail()
-            time.sleep(0.2)
+    wait_http(f"{url}/openapi.json", process.alive)
     try:
         yield url
     finally:

@@ -9,9 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-import requests
-
-from tests.support.farm import BIN, free_port
+from tests.support.farm import BIN, free_port, wait_http
 
 
 def farm_processes(marker: str) -> list[int]:
@@ -44,17 +42,13 @@ def test_up_serves_health_then_stops_everything_it_started(
         up = subprocess.Popen([str(BIN / "binder-build"), "up"], env=env, stdout=out,
                               stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        health = None
-        while time.monotonic() < deadline:
-            try:
-                health = requests.get(f"http://127.0.0.1:{port}/health/", timeout=5)
-                if health.status_code == 200:
-                    break
-            except (requests.ConnectionError, requests.Timeout):
-                pass  # still starting
+        # The API answers before the worker does: wait for every component to be ok.
+        deadline = time.monotonic() + 90
+        health = wait_http(f"http://127.0.0.1:{port}/health/", lambda: up.poll() is None)
+        while health.status_code != 200 and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert health is not None and health.status_code == 200, log.read_text()[-3000:]
+            health = wait_http(f"http://127.0.0.1:{port}/health/", lambda: up.poll() is None)
+        assert health.status_code == 200, log.read_text()[-3000:]
         components = {item["name"]: item["status"] for item in health.json()}
         assert components == {name: "ok" for name in
                               ("mongo", "redis", "docker", "registry", "workers")}

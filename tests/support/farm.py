@@ -8,26 +8,38 @@ to the API over HTTP the way a launcher does.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from workers.orphans import die_with_parent
+
 BIN = Path(sys.executable).parent
-PR_SET_PDEATHSIG = 1
 
 
-def _die_with_test() -> None:
-    """A farm process gets SIGTERM if the test process dies (a killed run)."""
-    ctypes.CDLL("libc.so.6").prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+def wait_http(url: str, alive: Callable[[], bool], timeout: float = 60) -> requests.Response:
+    """The first answer of ``url`` (any status), while ``alive()`` says its server runs.
+
+    Raises ``RuntimeError`` when the server dies or never answers in ``timeout``.
+    """
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return requests.get(url, timeout=10)
+        except (requests.ConnectionError, requests.Timeout):
+            if not alive():
+                raise RuntimeError(f"the server of {url} exited") from None
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer within {timeout} s")
 
 
 def free_port() -> int:
@@ -77,7 +89,7 @@ class Farm:
         with open(log_path, "ab") as out:
             popen = subprocess.Popen([str(BIN / "binder-build"), *args], env=env, stdout=out,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_die_with_test)
+                                     start_new_session=True, preexec_fn=die_with_parent)
         process = Process(name, popen, log_path)
         self.processes.append(process)
         return process
@@ -90,15 +102,11 @@ class Farm:
 
     def control_app(self) -> Any:
         """A Celery app speaking to this farm's broker (its own database and key prefix)."""
-        from celery import Celery
-
         from common.config import load_config
         from common.service_credentials import with_service_credentials
-        from workers.celery_app import configure
+        from workers.celery_app import create_celery
 
-        app = Celery("binder_build_control")
-        configure(app, with_service_credentials(load_config(environ=self.env)))
-        return app
+        return create_celery(with_service_credentials(load_config(environ=self.env)))
 
     def wait_worker(self, host: str, process: Process, timeout: float = 60) -> None:
         app = self.control_app()
@@ -116,16 +124,11 @@ class Farm:
         port = free_port()
         process = self.start("api", ["api"], {"BINDER_PORT": str(port)})
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                requests.get(f"{url}/openapi.json", timeout=10)
-                return process, url
-            except (requests.ConnectionError, requests.Timeout):
-                if not process.alive():
-                    break
-                time.sleep(0.2)
-        raise RuntimeError(f"API did not start:\n{process.log_tail()}")
+        try:
+            wait_http(f"{url}/openapi.json", process.alive)
+        except RuntimeError as exc:
+            raise RuntimeError(f"API did not start ({exc}):\n{process.log_tail()}") from exc
+        return process, url
 
     def stop(self) -> None:
         for process in reversed(self.processes):

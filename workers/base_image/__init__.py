@@ -23,7 +23,7 @@ import docker.errors
 
 from common.config import Config
 from workers.docker_engine import docker_client
-from workers.registry import auth_config, manifest_exists, split_image
+from workers.registry import manifest_exists, push_image
 
 RECIPE = resources.files(__name__) / "Dockerfile"
 ROOT_IMAGE = "binder-rootfs:bookworm"
@@ -93,11 +93,7 @@ def ensure_base_image(config: Config, say: Say = print) -> str:
     if not current:
         build_base_image(config, image, wanted, say)
     say(f"pushing {image}")
-    registry, repository, tag = split_image(image)
-    for event in client.api.push(f"{registry}/{repository}", tag=tag, stream=True, decode=True,
-                                 auth_config=auth_config(config)):
-        if "error" in event:
-            raise RuntimeError(f"pushing {image} failed: {event['error']}")
+    push_image(client, config, image, on_status=lambda status: None)
     return str(image)
 
 
