@@ -1,10 +1,14 @@
-"""The Flask API: ``create_app`` builds it; nothing is created at import time."""
+"""The Flask API: ``create_app`` builds it; nothing is created at import time.
+
+``api:create_app()`` is what gunicorn serves; the settings come from the
+environment then, or from the caller (tests).
+"""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from common.config import Config, get_config, set_config
+from common.config import Config, load_config, set_config
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -12,13 +16,15 @@ def create_app(config: Config | None = None) -> Flask:
     from api import builds, docs, health, logs, metrics, templates, web
     from api.errors import register_error_handlers
     from common.api_keys import ensure_api_key
+    from workers.celery_app import create_celery
 
-    config = config or get_config()
+    config = config or load_config()
     if not config.api_key:
         config = config.replace(api_key=ensure_api_key(config))
     set_config(config)
     app = Flask(__name__)
     app.config["BINDER"] = config
+    app.extensions["celery"] = create_celery(config)  # sends work; runs no task here
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_error_handlers(app)

@@ -13,7 +13,7 @@ from api.requests import load_json, load_query
 from api.schemas import BuildListQuerySchema, BuildRequestSchema, BuildSchema
 from common import build_store
 from common.errors import BadRepoSource
-from workers.dispatch import enqueue_fetch
+from workers.dispatch import enqueue_build
 from workers.sources import parse_repository
 
 bp = Blueprint("builds", __name__)
@@ -37,7 +37,7 @@ def start() -> ResponseReturnValue:
         "force": body["force"],
     }
     record = build_store.create_build(spec.name, fields, force=body["force"])
-    enqueue_fetch(record)
+    enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
     return jsonify(build_schema.dump(record))
 
 

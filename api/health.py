@@ -7,11 +7,13 @@ even when a component hangs; a failing check returns its reason.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
+from celery import Celery
 from flask import Blueprint, current_app, jsonify
 from flask.typing import ResponseReturnValue
 
@@ -33,12 +35,9 @@ class ComponentHealth:
     error: str | None = None
 
 
-def check_workers(config: Config) -> None:
+def check_workers(config: Config, celery: Celery) -> None:
     check_redis(config)  # a ping through a dead broker would only hang
-    from workers.celery_app import app
-
-    replies = app.control.ping(timeout=1.0)
-    if not replies:
+    if not celery.control.ping(timeout=1.0):
         raise RuntimeError("no Celery worker answered a ping")
 
 
@@ -47,15 +46,16 @@ CHECKS: dict[str, Callable[[Config], None]] = {
     "redis": check_redis,
     "docker": check_docker,
     "registry": check_registry,
-    "workers": check_workers,
 }
 
 
-def check_all(config: Config) -> list[ComponentHealth]:
+def check_all(config: Config, celery: Celery) -> list[ComponentHealth]:
     """Run every check concurrently; each one counts as failing past its time."""
     now = utcnow()
-    pool = ThreadPoolExecutor(max_workers=len(CHECKS))
-    futures = {name: pool.submit(check, config) for name, check in CHECKS.items()}
+    checks: dict[str, Callable[[Config], None]] = {
+        **CHECKS, "workers": functools.partial(check_workers, celery=celery)}
+    pool = ThreadPoolExecutor(max_workers=len(checks))
+    futures = {name: pool.submit(check, config) for name, check in checks.items()}
     results = []
     for name, future in futures.items():
         try:
@@ -71,6 +71,6 @@ def check_all(config: Config) -> list[ComponentHealth]:
 
 @bp.get("/health/", strict_slashes=False)
 def health() -> ResponseReturnValue:
-    components = check_all(current_app.config["BINDER"])
+    components = check_all(current_app.config["BINDER"], current_app.extensions["celery"])
     status = 200 if all(c.status == "ok" for c in components) else 503
     return jsonify(HealthSchema().dump(components, many=True)), status

@@ -16,17 +16,16 @@ from typing import Any
 from pymongo import DESCENDING, ReturnDocument
 from pymongo.errors import DuplicateKeyError
 
+from common import db
 from common.clock import utcnow
-from common.db import ensure_indexes, get_db, translate_errors
+from common.db import ensure_indexes, translate_errors
 from common.errors import AlreadyBuilding, LeaseLost, NoBuildInfo
-from common.models import FINAL_STATUSES, Phase, Status
-
-Record = dict[str, Any]
+from common.models import FINAL_STATUSES, BuildRecord, Phase, Status
 
 
-def new_record(name: str, fields: dict[str, Any]) -> Record:
+def new_record(name: str, fields: dict[str, Any]) -> BuildRecord:
     now = utcnow()
-    return {
+    record: BuildRecord = {
         "build_id": uuid.uuid4().hex,
         "name": name,
         "status": Status.RUNNING.value,
@@ -47,11 +46,12 @@ def new_record(name: str, fields: dict[str, Any]) -> Record:
         "workers": [],
         "cached": False,
         "phases": {},
-        **fields,
     }
+    record.update(fields)  # type: ignore[typeddict-item]  # the request's own fields
+    return record
 
 
-def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Record:
+def create_build(name: str, fields: dict[str, Any], force: bool = False) -> BuildRecord:
     """Store a new running build named ``name`` and return it.
 
     Raises ``AlreadyBuilding`` when a build of that name is running, unless
@@ -61,8 +61,7 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Reco
     ensure_indexes()
     record = new_record(name, fields)
     with translate_errors():
-        db = get_db()
-        current = db.builds.find_one({"name": name})
+        current = db.builds().find_one({"name": name})
         if current is not None:
             if current["status"] == Status.RUNNING.value and not force:
                 raise AlreadyBuilding(
@@ -70,7 +69,7 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Reco
                     suggestions=["Wait for it to finish, or send force: true to restart it."],
                 )
             archive(current, cancelled=current["status"] == Status.RUNNING.value)
-            replaced = db.builds.find_one_and_replace(
+            replaced = db.builds().find_one_and_replace(
                 {"_id": current["_id"], "build_id": current["build_id"]}, record,
                 return_document=ReturnDocument.AFTER,
             )
@@ -80,7 +79,7 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Reco
                                       suggestions=["Read its status with GET /builds/NAME."])
             return replaced
         try:
-            db.builds.insert_one(record)
+            db.builds().insert_one(record)
         except DuplicateKeyError as exc:
             raise AlreadyBuilding(f"Already building the image {name}: another request "
                                   "started it just now.",
@@ -88,13 +87,13 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Reco
     return record
 
 
-def archive(record: Record, cancelled: bool = False) -> None:
+def archive(record: BuildRecord, cancelled: bool = False) -> None:
     """Copy a finished (or superseded) attempt into the history collection."""
     copy = {key: value for key, value in record.items() if key != "_id"}
     if cancelled:
         copy.update(status=Status.CANCELLED.value, error="Replaced by a forced rebuild.",
                     **{"end_time": utcnow()})
-    get_db().attempts.replace_one({"build_id": copy["build_id"]}, copy, upsert=True)
+    db.attempts().replace_one({"build_id": copy["build_id"]}, copy, upsert=True)
 
 
 #: The protocol's message for ``noBuildInfo``; ours adds which build.
@@ -107,10 +106,10 @@ def _no_build(name: str) -> NoBuildInfo:
                                     "GET /builds/, or start one with POST /builds/repo."])
 
 
-def get_build(name: str) -> Record:
+def get_build(name: str) -> BuildRecord:
     """The current record of ``name``; raises ``NoBuildInfo`` when unknown."""
     with translate_errors():
-        record = get_db().builds.find_one({"name": name})
+        record = db.builds().find_one({"name": name})
     if record is None:
         raise _no_build(name)
     return record
@@ -122,7 +121,7 @@ HISTORY_LIMIT = 100
 
 
 def list_builds(status: str | None = None, repository: str | None = None,
-                limit: int = 100, offset: int = 0) -> list[Record]:
+                limit: int = 100, offset: int = 0) -> list[BuildRecord]:
     """Current records, newest first, optionally of one ``status`` or ``repository``."""
     selector: dict[str, Any] = {}
     if status is not None:
@@ -130,19 +129,18 @@ def list_builds(status: str | None = None, repository: str | None = None,
     if repository is not None:
         selector["repository"] = repository
     with translate_errors():
-        cursor = get_db().builds.find(selector).sort(NEWEST_FIRST)
+        cursor = db.builds().find(selector).sort(NEWEST_FIRST)
         return list(cursor.skip(offset).limit(limit))
 
 
-def history(name: str) -> list[Record]:
+def history(name: str) -> list[BuildRecord]:
     """Every attempt of ``name``, newest first: the current one, then archived ones.
 
     Raises ``NoBuildInfo`` when ``name`` was never built.
     """
     with translate_errors():
-        db = get_db()
-        current = db.builds.find_one({"name": name})
-        past = list(db.attempts.find({"name": name}).sort(NEWEST_FIRST).limit(HISTORY_LIMIT))
+        current = db.builds().find_one({"name": name})
+        past = list(db.attempts().find({"name": name}).sort(NEWEST_FIRST).limit(HISTORY_LIMIT))
     if current is None and not past:
         raise _no_build(name)
     newest = [current] if current else []
@@ -150,12 +148,11 @@ def history(name: str) -> list[Record]:
     return newest + [record for record in past if record["build_id"] not in seen]
 
 
-def find_attempt(name: str, build_id: str) -> Record:
+def find_attempt(name: str, build_id: str) -> BuildRecord:
     """The attempt ``build_id`` of ``name``, current or archived; ``NoBuildInfo`` if none."""
     with translate_errors():
-        db = get_db()
-        record = (db.builds.find_one({"name": name, "build_id": build_id})
-                  or db.attempts.find_one({"name": name, "build_id": build_id}))
+        record = (db.builds().find_one({"name": name, "build_id": build_id})
+                  or db.attempts().find_one({"name": name, "build_id": build_id}))
     if record is None:
         raise NoBuildInfo(f"{NO_BUILD_INFO}: {name} has no attempt {build_id}.",
                           suggestions=[f"List its attempts: GET /builds/{name}/history."])
@@ -167,14 +164,14 @@ def _running(build_id: str, attempt: int) -> dict[str, Any]:
 
 
 def update_running(build_id: str, attempt: int, changes: dict[str, Any],
-                   extra: dict[str, Any] | None = None) -> Record:
+                   extra: dict[str, Any] | None = None) -> BuildRecord:
     """Apply ``$set: changes`` (and ``extra`` operators) to a running attempt.
 
     Raises ``LeaseLost`` when the attempt is no longer the running one.
     """
     update: dict[str, Any] = {"$set": changes, **(extra or {})}
     with translate_errors():
-        record = get_db().builds.find_one_and_update(
+        record = db.builds().find_one_and_update(
             _running(build_id, attempt), update, return_document=ReturnDocument.AFTER)
     if record is None:
         raise LeaseLost(build_id)
@@ -182,7 +179,7 @@ def update_running(build_id: str, attempt: int, changes: dict[str, Any],
 
 
 def start_phase(build_id: str, attempt: int, phase: Phase, worker: str,
-                extra: dict[str, Any] | None = None) -> Record:
+                extra: dict[str, Any] | None = None) -> BuildRecord:
     """Mark ``phase`` started by ``worker`` and take the lease, in one atomic step.
 
     Only when nobody holds the lease, or ``worker`` already does (a
@@ -194,7 +191,7 @@ def start_phase(build_id: str, attempt: int, phase: Phase, worker: str,
                f"phases.{phase.value}.start": now, f"phases.{phase.value}.worker": worker,
                **(extra or {})}
     with translate_errors():
-        record = get_db().builds.find_one_and_update(
+        record = db.builds().find_one_and_update(
             {**_running(build_id, attempt),
              "$or": [{"lease": None}, {"lease.worker": worker}]},
             {"$set": changes, "$addToSet": {"workers": worker}},
@@ -204,16 +201,16 @@ def start_phase(build_id: str, attempt: int, phase: Phase, worker: str,
     return record
 
 
-def end_phase(build_id: str, attempt: int, phase: Phase, changes: dict[str, Any]) -> Record:
+def end_phase(build_id: str, attempt: int, phase: Phase, changes: dict[str, Any]) -> BuildRecord:
     return update_running(build_id, attempt, {f"phases.{phase.value}.end": utcnow(), **changes})
 
 
-def heartbeat(build_id: str, attempt: int) -> Record:
+def heartbeat(build_id: str, attempt: int) -> BuildRecord:
     return update_running(build_id, attempt, {"heartbeat": utcnow()})
 
 
 def finish(build_id: str, attempt: int, status: Status, error: str | None = None,
-           changes: dict[str, Any] | None = None) -> Record | None:
+           changes: dict[str, Any] | None = None) -> BuildRecord | None:
     """End a running attempt; returns ``None`` if it already ended."""
     assert status in FINAL_STATUSES
     fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
@@ -221,11 +218,11 @@ def finish(build_id: str, attempt: int, status: Status, error: str | None = None
     if status is Status.COMPLETED:
         fields["phase"] = Phase.FINISHED.value
     with translate_errors():
-        return get_db().builds.find_one_and_update(
+        return db.builds().find_one_and_update(
             _running(build_id, attempt), {"$set": fields}, return_document=ReturnDocument.AFTER)
 
 
-def request_cancel(name: str) -> Record:
+def request_cancel(name: str) -> BuildRecord:
     """Flag a running build for cancellation; a queued one is cancelled at once.
 
     The worker sees the flag at its next heartbeat, stops the Docker build and
@@ -236,9 +233,8 @@ def request_cancel(name: str) -> Record:
     if record["status"] != Status.RUNNING.value:
         return record
     with translate_errors():
-        db = get_db()
         if record["phase"] == Phase.QUEUED.value and record.get("lease") is None:
-            done = db.builds.find_one_and_update(
+            done = db.builds().find_one_and_update(
                 {"build_id": record["build_id"], "status": Status.RUNNING.value,
                  "phase": Phase.QUEUED.value, "lease": None},
                 {"$set": {"status": Status.CANCELLED.value, "end_time": utcnow(),
@@ -246,7 +242,7 @@ def request_cancel(name: str) -> Record:
                 return_document=ReturnDocument.AFTER)
             if done is not None:
                 return done
-        flagged = db.builds.find_one_and_update(
+        flagged = db.builds().find_one_and_update(
             {"build_id": record["build_id"], "status": Status.RUNNING.value},
             {"$set": {"cancel_requested": True}}, return_document=ReturnDocument.AFTER)
     return flagged if flagged is not None else get_build(name)

@@ -10,15 +10,17 @@ import contextlib
 import os
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING, IndexModel
+from pymongo.collection import Collection
 from pymongo.database import Database
 from pymongo.errors import ConnectionFailure, PyMongoError
 
 from common.config import Config, get_config
 from common.errors import BadDatabase, NoDatabase
+from common.models import BuildRecord, TemplateRecord
 
 DEFAULT_EMBEDDED_URL = "mongodb://127.0.0.1:27017"
 
@@ -74,6 +76,20 @@ def get_db(config: Config | None = None) -> Database[dict[str, Any]]:
     """The farm's database."""
     config = config or get_config()
     return get_client(config)[config.mongo_db]
+
+
+def builds(config: Config | None = None) -> Collection[BuildRecord]:
+    """Current attempts, one per build name."""
+    return cast(Collection[BuildRecord], get_db(config).builds)
+
+
+def attempts(config: Config | None = None) -> Collection[BuildRecord]:
+    """Archived attempts (history)."""
+    return cast(Collection[BuildRecord], get_db(config).attempts)
+
+
+def templates(config: Config | None = None) -> Collection[TemplateRecord]:
+    return cast(Collection[TemplateRecord], get_db(config).templates)
 
 
 _indexed: set[tuple[int, str, str]] = set()

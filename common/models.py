@@ -1,8 +1,15 @@
-"""Statuses and phases, shared by the API, the workers and stored records."""
+"""What a build is: its statuses and phases, the ordered steps, the stored records.
+
+Shared by the API, the workers and MongoDB. Records use snake_case keys; the
+Binder protocol's hyphenated names exist only at the wire (``api/schemas``).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypedDict
 
 
 class Status(StrEnum):
@@ -12,7 +19,12 @@ class Status(StrEnum):
     CANCELLED = "cancelled"
 
 
+FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+
+
 class Phase(StrEnum):
+    """Where a build is: ``queued``, then each step's state, then ``finished``."""
+
     QUEUED = "queued"
     FETCHING = "fetching"
     DETECTING = "detecting"
@@ -22,13 +34,96 @@ class Phase(StrEnum):
     FINISHED = "finished"
 
 
-#: The phase each task sets while it runs, in chain order.
-TASK_PHASES: dict[str, Phase] = {
-    "fetch": Phase.FETCHING,
-    "detect": Phase.DETECTING,
-    "build": Phase.BUILDING,
-    "push": Phase.PUSHING,
-    "template": Phase.REGISTERING,
-}
+@dataclass(frozen=True)
+class Step:
+    """One step of every build.
 
-FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
+    ``name`` is the Celery task ``binder.<name>`` and the module
+    ``workers/phases/<name>.py`` whose ``run`` does the work; ``state`` is the
+    record's phase while it runs; a ``same_host`` step runs on the Docker
+    host of the step before it (which holds the checkout and the image).
+    """
+
+    name: str
+    state: Phase
+    same_host: bool = True
+
+
+#: The steps of a build, in order: the one list the tasks and the chain are made from.
+STEPS: tuple[Step, ...] = (
+    Step("fetch", Phase.FETCHING, same_host=False),
+    Step("detect", Phase.DETECTING),
+    Step("build", Phase.BUILDING),
+    Step("push", Phase.PUSHING),
+    Step("template", Phase.REGISTERING),
+)
+
+
+class PhaseTimes(TypedDict, total=False):
+    start: dt.datetime
+    end: dt.datetime
+    worker: str
+
+
+class Lease(TypedDict):
+    worker: str
+    attempt: int
+    since: dt.datetime
+
+
+class BuildRecord(TypedDict, total=False):
+    """A build's current attempt in ``builds`` (archived attempts in ``attempts``)."""
+
+    _id: Any
+    build_id: str
+    name: str
+    display_name: str
+    repository: str
+    clone_url: str
+    source: str
+    ref: str | None
+    force: bool
+    status: str  # a Status
+    phase: str  # a Phase
+    start_time: dt.datetime
+    end_time: dt.datetime | None
+    attempt_start: dt.datetime
+    attempt: int
+    lease: Lease | None
+    heartbeat: dt.datetime | None
+    enqueued: bool
+    enqueued_at: dt.datetime
+    broker_epoch: str | None
+    cancel_requested: bool
+    error: str | None
+    commit: str | None
+    image_name: str | None
+    image_source: str | None
+    image_id: str
+    config: str | None
+    buildpack: str
+    binder_yml: dict[str, Any]
+    worker: str | None
+    workers: list[str]
+    cached: bool
+    phases: dict[str, PhaseTimes]
+    lost: dict[str, Any]
+
+
+class TemplateRecord(TypedDict, total=False):
+    """A deployable template in ``templates``, one per build name."""
+
+    _id: Any
+    name: str
+    image_name: str
+    image_source: str
+    repository: str
+    commit: str
+    config: str | None
+    port: int
+    command: str | None
+    services: list[dict[str, Any]]
+    limits: dict[str, Any]
+    hardware: dict[str, Any]
+    time_created: dt.datetime
+    time_modified: dt.datetime

@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymongo import ASCENDING
 
+from common import db
 from common.clock import utcnow
-from common.db import get_db, translate_errors
+from common.db import translate_errors
 from common.errors import DoesNotExist
+from common.models import TemplateRecord
 
 
-def save_template(template: dict[str, Any]) -> dict[str, Any]:
+def save_template(template: TemplateRecord) -> TemplateRecord:
     """Upsert ``template`` by name, keeping its first ``time-created``."""
     now = utcnow()
     fields = {key: value for key, value in template.items() if key != "time_created"}
     with translate_errors():
-        get_db().templates.update_one(
+        db.templates().update_one(
             {"name": template["name"]},
             {"$set": {**fields, "time_modified": now}, "$setOnInsert": {"time_created": now}},
             upsert=True)
@@ -27,10 +27,10 @@ def save_template(template: dict[str, Any]) -> dict[str, Any]:
 DOES_NOT_EXIST = "The requested resource does not exist"
 
 
-def get_template(name: str) -> dict[str, Any]:
+def get_template(name: str) -> TemplateRecord:
     """The template ``name``; raises ``DoesNotExist`` when there is none."""
     with translate_errors():
-        template = get_db().templates.find_one({"name": name})
+        template = db.templates().find_one({"name": name})
     if template is None:
         raise DoesNotExist(f"{DOES_NOT_EXIST}: no template named {name}.",
                            suggestions=["Is the name spelled correctly? List the templates "
@@ -39,12 +39,12 @@ def get_template(name: str) -> dict[str, Any]:
     return template
 
 
-def find_template(name: str) -> dict[str, Any] | None:
+def find_template(name: str) -> TemplateRecord | None:
     with translate_errors():
-        return get_db().templates.find_one({"name": name})
+        return db.templates().find_one({"name": name})
 
 
-def list_templates(limit: int = 1000) -> list[dict[str, Any]]:
+def list_templates(limit: int = 1000) -> list[TemplateRecord]:
     """Templates by name, at most ``limit``."""
     with translate_errors():
-        return list(get_db().templates.find().sort("name", ASCENDING).limit(limit))
+        return list(db.templates().find().sort("name", ASCENDING).limit(limit))

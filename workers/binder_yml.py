@@ -26,7 +26,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from common.errors import BuildFailure
 from common.sizes import parse_size
 from common.validation import field_problems
-from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file, shorten
+from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file
 
 FILE_NAMES = (".binder.yml", ".binder.yaml", "binder.yml")
 #: Largest .binder.yml read.

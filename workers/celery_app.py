@@ -1,4 +1,8 @@
-"""The Celery app, alone: configuration only; tasks live in their modules.
+"""The farm's Celery app, made by :func:`create_celery` from the settings.
+
+The API's app factory makes one to send work; the worker, beat and Flower
+load ``workers.worker_app``, which makes one from the process's settings
+with the task modules included.
 
 Tasks are late-acked with prefetch 1 so a message is only gone once its
 phase has finished; the broker's visibility timeout outlasts the longest
@@ -10,17 +14,30 @@ lost message or a dead worker leaves behind.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
-from celery import Celery
+from celery import Celery, Task
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
-from common.config import Config, get_config
+from common.config import Config
 from workers.process_logs import configure_logger
 from workers.queues import SHARED_QUEUE
 
+#: Modules whose tasks a worker runs.
+TASK_MODULES = ("workers.pipeline", "workers.reaper", "workers.liveness")
 
-def configure(app: Celery, config: Config) -> None:
+
+class FarmCelery(Celery):
+    """A Celery app that carries the farm's settings for its tasks."""
+
+    farm_config: Config
+
+
+def create_celery(config: Config, with_tasks: bool = False) -> FarmCelery:
+    """A Celery app for ``config``; ``with_tasks`` for processes that run tasks."""
+    app = FarmCelery("binder_build", include=list(TASK_MODULES) if with_tasks else [],
+                     set_as_current=with_tasks)
+    app.farm_config = config
     app.conf.update(
         broker_url=config.redis_url,
         task_ignore_result=True,
@@ -47,6 +64,12 @@ def configure(app: Celery, config: Config) -> None:
             "collect-garbage": {"task": "binder.collect_garbage", "schedule": 600.0},
         },
     )
+    return app
+
+
+def task_config(task: Task) -> Config:
+    """The farm settings of the app running ``task``."""
+    return cast(FarmCelery, task.app).farm_config
 
 
 @after_setup_logger.connect
@@ -56,13 +79,9 @@ def _structured_logs(logger: logging.Logger, **_: Any) -> None:
 
 
 @worker_init.connect
-def _serve_package_index(**_: Any) -> None:
+def _serve_package_index(sender: Any, **_: Any) -> None:
     """In the worker's main process, before its pool forks (``workers/index_proxy.py``)."""
     from workers.index_proxy import start_proxy
 
-    config = get_config()
+    config = cast(FarmCelery, sender.app).farm_config
     start_proxy(config.pip_index_url, config.pip_proxy)
-
-
-app = Celery("binder_build", include=["workers.pipeline", "workers.reaper", "workers.liveness"])
-configure(app, get_config())

@@ -8,17 +8,17 @@ once the broker is back.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import redis
+from celery import Celery
 from kombu.exceptions import OperationalError
 
 from common.clock import utcnow
-from common.config import get_config
+from common.config import Config
 from common.db import get_db, translate_errors
+from common.models import STEPS, BuildRecord
 from common.redis_client import redis_client
-from workers.celery_app import app
-from workers.queues import SHARED_QUEUE
+from workers.queues import SHARED_QUEUE, task_name
 
 log = logging.getLogger(__name__)
 
@@ -26,26 +26,27 @@ log = logging.getLogger(__name__)
 RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.3}
 
 
-def broker_epoch() -> str | None:
+def broker_epoch(config: Config) -> str | None:
     """The broker's run id; it changes when Redis restarts (and loses queues)."""
     try:
-        return str(redis_client(get_config()).info("server").get("run_id"))
+        return str(redis_client(config).info("server").get("run_id"))
     except redis.RedisError:
         return None
 
 
-def enqueue_fetch(record: dict[str, Any]) -> bool:
-    """Send the first phase of ``record``'s current attempt; True when sent."""
+def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
+    """Send the first step of ``record``'s current attempt; True when sent."""
     build_id, attempt = record["build_id"], record["attempt"]
     try:
-        app.send_task("binder.fetch", args=[build_id, attempt], queue=SHARED_QUEUE,
-                      retry=True, retry_policy=RETRY_POLICY)
+        celery.send_task(task_name(STEPS[0]), args=[build_id, attempt],
+                         queue=SHARED_QUEUE, retry=True, retry_policy=RETRY_POLICY)
     except (OperationalError, redis.RedisError, OSError) as exc:
         log.warning("broker unavailable; %s stays queued for the reaper: %s",
                     record["name"], exc)
         return False
     with translate_errors():
-        get_db().builds.update_one(
+        get_db(config).builds.update_one(
             {"build_id": build_id, "attempt": attempt},
-            {"$set": {"enqueued": True, "enqueued_at": utcnow(), "broker_epoch": broker_epoch()}})
+            {"$set": {"enqueued": True, "enqueued_at": utcnow(),
+                      "broker_epoch": broker_epoch(config)}})
     return True

@@ -13,17 +13,17 @@ import datetime as dt
 import logging
 import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from common import build_store
 from common.clock import utcnow
-from common.config import Config, get_config
+from common.config import Config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.log_store import BuildLogWriter
-from common.models import TASK_PHASES, Phase, Status
+from common.models import BuildRecord, Phase, Status, Step
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
 from workers.process_logs import bind_build
@@ -42,10 +42,10 @@ class PhaseRun:
     """What a phase function gets."""
 
     config: Config
-    record: dict[str, Any]
+    record: BuildRecord
     guard: PhaseGuard
     log: BuildLogWriter
-    phase: Phase
+    state: Phase
 
     @property
     def build_id(self) -> str:
@@ -54,6 +54,20 @@ class PhaseRun:
     @property
     def attempt(self) -> int:
         return int(self.record["attempt"])
+
+    @property
+    def commit(self) -> str:
+        """The commit (content id) this attempt builds; set by fetch."""
+        commit = self.record.get("commit")
+        assert commit, "fetch sets the commit before any later step runs"
+        return commit
+
+    @property
+    def image(self) -> str:
+        """The image this attempt builds and pushes; set by fetch."""
+        image = self.record.get("image_name")
+        assert image, "fetch sets the image name before any later step runs"
+        return image
 
     @property
     def workdir(self) -> Path:
@@ -67,17 +81,28 @@ class PhaseRun:
         self.log.write(line)
 
 
-PhaseFunction = Callable[[PhaseRun], dict[str, Any] | None]
+@dataclass
+class PhaseResult:
+    """What a phase function returns: fields to store, and whether the build is done."""
 
-#: A phase function returns this key set to True to end the build as completed.
-COMPLETE = "_complete"
+    changes: dict[str, Any] = field(default_factory=dict)
+    #: True ends the build ``completed`` (a cache hit, or the last step).
+    complete: bool = False
+
+
+PhaseFunction = Callable[[PhaseRun], PhaseResult | None]
+
+
+def work_dir_name(build_id: str, attempt: int) -> str:
+    """The name of an attempt's work dir under ``config.work_root``."""
+    return f"{build_id}-{attempt}"
 
 
 def work_dir(config: Config, build_id: str, attempt: int) -> Path:
-    return config.work_root / f"{build_id}-{attempt}"
+    return config.work_root / work_dir_name(build_id, attempt)
 
 
-def _deadline(record: dict[str, Any], config: Config, phase: Phase) -> tuple[dt.datetime, float]:
+def _deadline(record: BuildRecord, config: Config, phase: Phase) -> tuple[dt.datetime, float]:
     started = record.get("attempt_start") or utcnow()
     minutes = config.build_timeout / 60
     requested = (record.get("binder_yml") or {}).get("timeout")
@@ -92,7 +117,7 @@ def _deadline(record: dict[str, Any], config: Config, phase: Phase) -> tuple[dt.
     return deadline, minutes
 
 
-def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> dict[str, Any]:
+def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> BuildRecord:
     """Take the lease for ``phase``; raise ``LeaseLost`` if another holds it.
 
     fetch starts an attempt (nobody holds it yet, or this worker after a
@@ -102,20 +127,20 @@ def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> dict[str, A
     return build_store.start_phase(build_id, attempt, phase, worker, extra)
 
 
-def run_phase(task_name: str, build_id: str, attempt: int, function: PhaseFunction) -> Outcome:
-    """Run one phase of one attempt; see the module docstring."""
-    config = get_config()
-    phase = TASK_PHASES[task_name]
+def run_phase(config: Config, step: Step, build_id: str, attempt: int,
+              function: PhaseFunction) -> Outcome:
+    """Run one step of one attempt; see the module docstring."""
+    phase = step.state
     try:
         record = claim(build_id, attempt, phase, config.worker_host)
     except LeaseLost:
-        log.info("%s of %s attempt %s is not ours to run; dropped", task_name, build_id, attempt)
+        log.info("%s of %s attempt %s is not ours to run; dropped", step.name, build_id, attempt)
         return Outcome.DROPPED
-    with bind_build(record["name"], task_name):
+    with bind_build(record["name"], step.name):
         return _run_claimed(config, record, phase, function)
 
 
-def _run_claimed(config: Config, record: dict[str, Any], phase: Phase,
+def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
                  function: PhaseFunction) -> Outcome:
     build_id, attempt, worker = record["build_id"], record["attempt"], config.worker_host
     if record.get("cancel_requested"):
@@ -123,18 +148,19 @@ def _run_claimed(config: Config, record: dict[str, Any], phase: Phase,
     deadline, minutes = _deadline(record, config, phase)
     writer = BuildLogWriter(build_id, config)
     guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
-    context = PhaseRun(config, record, guard, writer, phase)
+    run = PhaseRun(config, record, guard, writer, phase)
     try:
         with guard:
-            context.say(f"== {phase.value} on {worker} (attempt {attempt})")
-            changes = function(context) or {}
+            run.say(f"== {phase.value} on {worker} (attempt {attempt})")
+            result = function(run) or PhaseResult()
             guard.check()
-        if changes.pop(COMPLETE, False):
+        changes = dict(result.changes)
+        if result.complete:
             return _end(config, record, Status.COMPLETED, None, changes, writer)
         # The epoch of the broker that will carry the hand-off: if Redis
         # restarts before the next phase starts, the reaper knows the message
         # was lost.
-        changes["broker_epoch"] = broker_epoch()
+        changes["broker_epoch"] = broker_epoch(config)
         build_store.end_phase(build_id, attempt, phase, changes)
         return Outcome.CONTINUE
     except BuildCancelled:
@@ -162,7 +188,7 @@ def _run_claimed(config: Config, record: dict[str, Any], phase: Phase,
             log.warning("could not flush the log of %s", build_id)
 
 
-def _end(config: Config, record: dict[str, Any], status: Status, error: str | None,
+def _end(config: Config, record: BuildRecord, status: Status, error: str | None,
          changes: dict[str, Any] | None = None, writer: BuildLogWriter | None = None) -> Outcome:
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:

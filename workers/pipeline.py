@@ -1,32 +1,29 @@
-"""The build chain as Celery tasks: fetch -> detect -> build -> push -> template.
+"""The build chain as Celery tasks, one per step of ``common.models.STEPS``.
 
 Every task takes the build id and attempt, re-reads the record and is
-idempotent (see ``workers/phase_runner.py``). fetch runs on the shared queue; it
-hands the rest of the chain to its own host's queue, where the checkout
-and the image are.
+idempotent (see ``workers/phase_runner.py``). The first step runs on the
+shared queue; when it is done it hands the rest of the chain on, each
+``same_host`` step to its own host's queue, where the checkout and the
+image are.
+
+Adding a step: its module ``workers/phases/<name>.py`` with ``run``, and its
+entry in ``STEPS`` (``common/models.py``).
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from celery import Task, chain
+from celery import Task, chain, shared_task
+from celery.canvas import Signature
 
-from common.config import get_config
+from common.config import Config
 from common.errors import NoDatabase
-from workers.celery_app import app
+from common.models import STEPS, Step
+from workers.celery_app import task_config
 from workers.phase_runner import Outcome, PhaseFunction, run_phase
-from workers.phases import build, detect, fetch, push, template
-from workers.queues import host_queue
-
-PHASE_FUNCTIONS: dict[str, PhaseFunction] = {
-    "fetch": fetch.run,
-    "detect": detect.run,
-    "build": build.run,
-    "push": push.run,
-    "template": template.run,
-}
-HOST_PHASES = ("detect", "build", "push", "template")
+from workers.queues import SHARED_QUEUE, host_queue, task_name
 
 #: A task that cannot reach MongoDB to claim its build waits and tries again
 #: rather than dropping the message (MongoDB is the truth; it will be back).
@@ -36,39 +33,32 @@ RETRY_WHILE_NO_DATABASE: dict[str, Any] = {
 }
 
 
+def step_function(step: Step) -> PhaseFunction:
+    function: PhaseFunction = importlib.import_module(f"workers.phases.{step.name}").run
+    return function
 
 
-@app.task(bind=True, name="binder.fetch", **RETRY_WHILE_NO_DATABASE)
-def fetch_task(self: Task, build_id: str, attempt: int) -> None:
-    outcome = run_phase("fetch", build_id, attempt, PHASE_FUNCTIONS["fetch"])
-    if outcome is not Outcome.CONTINUE:
-        return
-    queue = host_queue(get_config().worker_host)
-    rest = chain(*(app.signature(f"binder.{name}", args=(build_id, attempt), immutable=True,
-                                 queue=queue) for name in HOST_PHASES))
-    raise self.replace(rest)
+def rest_of_chain(config: Config, build_id: str, attempt: int) -> Signature:
+    """The steps after the first, each on the queue it must run on."""
+    host = host_queue(config.worker_host)
+    return chain(*(Signature(task_name(step), args=(build_id, attempt), immutable=True,
+                             queue=host if step.same_host else SHARED_QUEUE)
+                   for step in STEPS[1:]))
 
 
-def _continue(task: Task, name: str, build_id: str, attempt: int) -> None:
-    if run_phase(name, build_id, attempt, PHASE_FUNCTIONS[name]) is not Outcome.CONTINUE:
-        task.request.chain = None  # the build ended (or was not ours): stop the chain
+def _make_task(step: Step) -> None:
+    function = step_function(step)
+    first = step is STEPS[0]
+
+    @shared_task(bind=True, name=task_name(step), **RETRY_WHILE_NO_DATABASE)
+    def run_step(self: Task, build_id: str, attempt: int) -> None:
+        config = task_config(self)
+        outcome = run_phase(config, step, build_id, attempt, function)
+        if outcome is not Outcome.CONTINUE:
+            self.request.chain = None  # the build ended (or was not ours): stop the chain
+        elif first:
+            raise self.replace(rest_of_chain(config, build_id, attempt))
 
 
-@app.task(bind=True, name="binder.detect", **RETRY_WHILE_NO_DATABASE)
-def detect_task(self: Task, build_id: str, attempt: int) -> None:
-    _continue(self, "detect", build_id, attempt)
-
-
-@app.task(bind=True, name="binder.build", **RETRY_WHILE_NO_DATABASE)
-def build_task(self: Task, build_id: str, attempt: int) -> None:
-    _continue(self, "build", build_id, attempt)
-
-
-@app.task(bind=True, name="binder.push", **RETRY_WHILE_NO_DATABASE)
-def push_task(self: Task, build_id: str, attempt: int) -> None:
-    _continue(self, "push", build_id, attempt)
-
-
-@app.task(bind=True, name="binder.template", **RETRY_WHILE_NO_DATABASE)
-def template_task(self: Task, build_id: str, attempt: int) -> None:
-    _continue(self, "template", build_id, attempt)
+for _step in STEPS:
+    _make_task(_step)

@@ -16,19 +16,20 @@ import logging
 import shutil
 import time
 from pathlib import Path
-from typing import Any
 
 import docker.errors
+from celery import Celery, Task, shared_task
 
-from common import build_store
+from common import build_store, db
 from common.clock import utcnow
-from common.config import Config, get_config
+from common.config import Config
 from common.db import get_db, translate_errors
 from common.errors import NoDatabase
-from common.models import Phase, Status
-from workers.celery_app import app
-from workers.dispatch import broker_epoch, enqueue_fetch
+from common.models import BuildRecord, Phase, Status
+from workers.celery_app import task_config
+from workers.dispatch import broker_epoch, enqueue_build
 from workers.docker_engine import docker_client
+from workers.phase_runner import work_dir_name
 
 log = logging.getLogger(__name__)
 
@@ -39,28 +40,31 @@ REQUEUE_AFTER = dt.timedelta(minutes=30)
 def live_hosts(config: Config) -> set[str]:
     since = utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
     with translate_errors():
-        return {doc["host"] for doc in get_db().hosts.find(
+        return {doc["host"] for doc in get_db(config).hosts.find(
             {"last_seen": {"$gte": since}, "state": "up"})}
 
 
-def lost_builds(config: Config) -> list[dict[str, Any]]:
+def lost_builds(config: Config) -> list[BuildRecord]:
     """Running builds holding a lease whose heartbeat went quiet and that cannot go on:
     their host is gone, or the message for their next phase was lost."""
     now = utcnow()
     quiet = now - dt.timedelta(seconds=max(3 * config.heartbeat_interval, 10))
     stale = now - dt.timedelta(seconds=config.heartbeat_stale)
     alive = live_hosts(config)
-    epoch = broker_epoch()
+    epoch = broker_epoch(config)
     with translate_errors():
-        candidates = get_db().builds.find({"status": Status.RUNNING.value,
+        candidates = db.builds(config).find({"status": Status.RUNNING.value,
                                            "lease": {"$ne": None},
                                            "heartbeat": {"$lt": quiet}})
         lost = []
         for record in candidates:
-            host = (record.get("lease") or {}).get("worker")
+            lease = record.get("lease")
+            host = lease["worker"] if lease else None
             # Even on a live host, a build silent for far longer than any
             # queue wait is lost (its task vanished).
-            very_stale = record["heartbeat"] < stale - dt.timedelta(seconds=config.build_timeout)
+            beat = record["heartbeat"]
+            very_stale = beat is not None and beat < stale - dt.timedelta(
+                seconds=config.build_timeout)
             # Handed on through a broker that has restarted since: the
             # message carrying the next phase is gone.
             message_lost = epoch is not None and record.get("broker_epoch") != epoch
@@ -69,9 +73,10 @@ def lost_builds(config: Config) -> list[dict[str, Any]]:
         return lost
 
 
-def restart(record: dict[str, Any], config: Config) -> None:
+def restart(celery: Celery, record: BuildRecord, config: Config) -> None:
     build_id, attempt = record["build_id"], record["attempt"]
-    host = (record.get("lease") or {}).get("worker", "an unknown host")
+    lease = record.get("lease")
+    host = lease["worker"] if lease else "an unknown host"
     if attempt >= config.max_attempts:
         build_store.finish(build_id, attempt, Status.FAILED,
                       f"The worker was lost {attempt} times; last on {host}. "
@@ -79,7 +84,7 @@ def restart(record: dict[str, Any], config: Config) -> None:
         log.warning("failed %s after %s lost attempts", record["name"], attempt)
         return
     with translate_errors():
-        restarted = get_db().builds.find_one_and_update(
+        restarted = db.builds(config).find_one_and_update(
             {"build_id": build_id, "attempt": attempt, "status": Status.RUNNING.value,
              "heartbeat": record["heartbeat"]},
             {"$set": {"attempt": attempt + 1, "phase": Phase.QUEUED.value, "lease": None,
@@ -88,32 +93,32 @@ def restart(record: dict[str, Any], config: Config) -> None:
             return_document=True)
     if restarted is not None:
         log.warning("restarting %s (attempt %s) lost on %s", record["name"], attempt + 1, host)
-        enqueue_fetch(restarted)
+        enqueue_build(celery, config, restarted)
 
 
-def unsent_builds(config: Config) -> list[dict[str, Any]]:
-    epoch = broker_epoch()
+def unsent_builds(config: Config) -> list[BuildRecord]:
+    epoch = broker_epoch(config)
     if epoch is None:
         return []  # the broker is down: nothing can be sent now
     old = utcnow() - REQUEUE_AFTER
     with translate_errors():
-        return list(get_db().builds.find({
+        return list(db.builds(config).find({
             "status": Status.RUNNING.value, "phase": Phase.QUEUED.value, "lease": None,
             "$or": [{"enqueued": False}, {"broker_epoch": {"$ne": epoch}},
                     {"enqueued_at": {"$lt": old}}]}))
 
 
-@app.task(name="binder.reap", ignore_result=True)
-def reap() -> dict[str, int]:
+@shared_task(bind=True, name="binder.reap", ignore_result=True)
+def reap(self: Task) -> dict[str, int]:
     """One pass of the reaper; returns what it did (for logs and tests)."""
-    config = get_config()
+    config = task_config(self)
     try:
         lost = lost_builds(config)
         for record in lost:
-            restart(record, config)
+            restart(self.app, record, config)
         unsent = unsent_builds(config)
         for record in unsent:
-            enqueue_fetch(record)
+            enqueue_build(self.app, config, record)
     except NoDatabase:
         log.warning("reaper: database unreachable; will try again")
         return {"restarted": 0, "requeued": 0}
@@ -150,16 +155,16 @@ def remove_old_images(config: Config) -> int:
     return removed
 
 
-@app.task(name="binder.collect_garbage", ignore_result=True)
-def collect_garbage() -> dict[str, int]:
+@shared_task(bind=True, name="binder.collect_garbage", ignore_result=True)
+def collect_garbage(self: Task) -> dict[str, int]:
     """Remove stale work dirs, and old images when the disk is filling up."""
-    config = get_config()
+    config = task_config(self)
     images = remove_old_images(config)
     root = config.work_root
     if not root.exists():
         return {"removed": 0, "images": images}
     with translate_errors():
-        running = {f"{r['build_id']}-{r['attempt']}" for r in get_db().builds.find(
+        running = {work_dir_name(r["build_id"], r["attempt"]) for r in get_db(config).builds.find(
             {"status": Status.RUNNING.value}, {"build_id": 1, "attempt": 1})}
     removed = 0
     cutoff = time.time() - config.build_timeout

@@ -37,7 +37,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     for name in ("create_build", "list_builds", "get_build", "history", "request_cancel",
                  "find_attempt"):
         monkeypatch.setattr(api.builds.build_store, name, _must_not_run, raising=False)
-    monkeypatch.setattr(api.builds, "enqueue_fetch", _must_not_run)
+    monkeypatch.setattr(api.builds, "enqueue_build", _must_not_run)
     config = load_config(environ={"BINDER_API_KEY": KEY, "BINDER_DATA_DIR": str(tmp_path),
                                   "BINDER_MAX_REQUEST_BYTES": str(MAX_BYTES)})
     app = create_app(config)
@@ -175,7 +175,8 @@ def test_start_records_and_enqueues_the_parsed_repository(
                 "start_time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "attempt": 1}
 
     monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
-    monkeypatch.setattr(api.builds, "enqueue_fetch", enqueued.append)
+    monkeypatch.setattr(api.builds, "enqueue_build",
+                        lambda celery, config, record: enqueued.append(record))
     status, body = post(client, {"repository": "https://github.com/Owner/Repo/tree/feat/x",
                                  "force": True})
     assert status == 200

@@ -8,10 +8,7 @@ reverse order, and nothing else.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,9 +24,9 @@ from common.config import Config, describe_settings, environment_for, load_confi
 from common.errors import ConfigError
 from common.service_credentials import credentials_path, with_service_credentials
 from workers.launcher import ServiceError, ensure_services, stop_services
+from workers.orphans import die_with_parent
 
 UP_PROCESSES = ("api", "worker", "beat", "flower")
-PR_SET_PDEATHSIG = 1
 
 
 def _load(config_file: str | None, **overrides: Any) -> Config:
@@ -41,12 +38,6 @@ def _load(config_file: str | None, **overrides: Any) -> Config:
     except ConfigError as exc:
         raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
     return config.replace(api_key=ensure_api_key(config))
-
-
-def _exit_with_parent() -> None:
-    """Get SIGTERM when the parent (make, a shell) dies, so nothing is left behind."""
-    with contextlib.suppress(OSError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _child_env(config: Config) -> dict[str, str]:
@@ -66,7 +57,7 @@ def up(config_file: str | None) -> None:
     """Run the whole farm locally in the foreground."""
     from workers.base_image import ensure_base_image
 
-    _exit_with_parent()
+    die_with_parent()  # get SIGTERM when make or the shell dies: nothing is left behind
     config = _load(config_file)
 
     def _stop(signum: int, frame: FrameType | None) -> None:
@@ -134,10 +125,10 @@ def _exec(argv: list[str], config: Config) -> None:
 def api(config_file: str | None) -> None:
     """Serve the API under gunicorn."""
     config = _load(config_file)
-    gunicorn = shutil.which("gunicorn", path=_child_env(config)["PATH"]) or "gunicorn"
-    _exec([gunicorn, "--bind", f"{config.host}:{config.port}", "--worker-class", "gthread",
-           "--workers", "2", "--threads", "8", "--timeout", "120", "--access-logfile", "-",
-           "--limit-request-line", "8190",
+    # This interpreter's gunicorn, so the API runs the same install as this command.
+    _exec([sys.executable, "-m", "gunicorn", "--bind", f"{config.host}:{config.port}",
+           "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "120",
+           "--access-logfile", "-", "--limit-request-line", "8190",
            "api:create_app()"], config)
 
 
@@ -150,7 +141,7 @@ def worker(config_file: str | None, concurrency: int) -> None:
 
     config = _load(config_file)
     host = config.worker_host
-    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
+    _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "worker",
            "--loglevel", "INFO", "-Q", f"{SHARED_QUEUE},{host_queue(host)}",
            "--hostname", f"{host}@%h", "--concurrency", str(concurrency),
            "--without-mingle", "--without-gossip"],
@@ -163,7 +154,7 @@ def beat(config_file: str | None) -> None:
     """Run Celery beat (the reaper and garbage collection)."""
     config = _load(config_file)
     schedule = config.data_path / "celerybeat-schedule"
-    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "beat",
+    _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "beat",
            "--loglevel", "INFO", "--schedule", str(schedule)], config)
 
 
@@ -172,7 +163,7 @@ def beat(config_file: str | None) -> None:
 def flower(config_file: str | None) -> None:
     """Run Flower to watch the queue (BINDER_FLOWER_PORT)."""
     config = _load(config_file)
-    _exec([sys.executable, "-m", "celery", "-A", "workers.celery_app", "flower",
+    _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "flower",
            f"--address={config.host}", f"--port={config.flower_port}"], config)
 
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import shlex
-from typing import Any
 
 from common import template_store
 from common.config import Config
+from common.models import BuildRecord, TemplateRecord
 from workers.docker_engine import docker_client
-from workers.phase_runner import COMPLETE, PhaseRun
+from workers.phase_runner import PhaseResult, PhaseRun
 from workers.verify import verify_image
 
 
@@ -19,16 +19,17 @@ def image_command(config: Config, image: str) -> str | None:
     return shlex.join(argv) if argv else None
 
 
-def make_template(record: dict[str, Any], config: Config, command: str | None) -> dict[str, Any]:
+def make_template(record: BuildRecord, image: str, commit: str, config: Config,
+                  command: str | None) -> TemplateRecord:
     binder_yml = record.get("binder_yml") or {}
     limits = {"memory": config.default_memory, "cpu": config.default_cpu,
               **binder_yml.get("limits", {})}
     return {
         "name": record["name"],
-        "image_name": record["image_name"],
-        "image_source": record["image_name"],
+        "image_name": image,
+        "image_source": image,
         "repository": record["repository"],
-        "commit": record["commit"],
+        "commit": commit,
         "config": record.get("config"),
         "port": binder_yml.get("port", config.default_port),
         "command": binder_yml.get("command", command),
@@ -38,14 +39,14 @@ def make_template(record: dict[str, Any], config: Config, command: str | None) -
     }
 
 
-def run(context: PhaseRun) -> dict[str, Any]:
-    record, config = context.record, context.config
-    command = image_command(config, record["image_name"])
-    template = make_template(record, config, command)
+def run(phase: PhaseRun) -> PhaseResult:
+    record, config = phase.record, phase.config
+    command = image_command(config, phase.image)
+    template = make_template(record, phase.image, phase.commit, config, command)
     if config.verify and not record.get("cached"):
-        verify_image(config, record["image_name"], template["port"],
+        verify_image(config, phase.image, template["port"],
                      (record.get("binder_yml") or {}).get("command"), record["build_id"],
-                     context.say, context.guard)
+                     phase.say, phase.guard)
     template_store.save_template(template)
-    context.say(f"template {record['name']} saved")
-    return {COMPLETE: True, "image_source": record["image_name"]}
+    phase.say(f"template {record['name']} saved")
+    return PhaseResult({"image_source": phase.image}, complete=True)
