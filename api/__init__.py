@@ -1,14 +1,14 @@
 """The Flask API: ``create_app`` builds it; nothing is created at import time.
 
 ``api:create_app()`` is what gunicorn serves; the settings come from the
-environment then, or from the caller (tests).
+environment (and the local services' credentials) then, or from the caller.
 """
 
 from __future__ import annotations
 
 from flask import Flask
 
-from common.config import Config, load_config, set_config
+from common.config import Config, get_config, set_config
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -18,7 +18,7 @@ def create_app(config: Config | None = None) -> Flask:
     from common.api_keys import ensure_api_key
     from workers.celery_app import create_celery
 
-    config = config or load_config()
+    config = config or get_config()
     if not config.api_key:
         config = config.replace(api_key=ensure_api_key(config))
     set_config(config)

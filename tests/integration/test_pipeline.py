@@ -172,7 +172,7 @@ def failing(api: ApiClient, url: str) -> tuple[dict, str]:
 def test_failures_end_failed_with_clear_errors(api: ApiClient, git_server: GitServer,
                                                repo_url: str) -> None:
     missing, log = failing(api, f"{repo_url}/nobody/{unique('missing')}")
-    assert "could not be read" in missing["error"] and "does not exist" in missing["error"]
+    assert "does not exist or is not public" in missing["error"]
     assert missing["error"] in log
 
     repo = unique("noref")
