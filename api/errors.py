@@ -31,7 +31,8 @@ def error_response(error: BinderError) -> tuple[Response, int]:
 def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRequest,
                      what: str = "Request is not valid") -> BinderError:
     """A marshmallow error as ``kind`` (``malformedRequest`` by default) naming each field."""
-    return kind(f"{what}: " + "; ".join(field_problems(exc)) + ".",
+    message = f"{what}: " + "; ".join(field_problems(exc))
+    return kind(message if message.endswith(".") else message + ".",
                 suggestions=["Fix the named fields and send the request again."])
 
 

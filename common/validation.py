@@ -24,7 +24,7 @@ def _flatten(messages: Any, prefix: str) -> list[str]:
     if isinstance(messages, list):
         return [line for item in messages for line in _flatten(item, prefix)]
     where = prefix.rstrip(".")
-    reason = str(messages).rstrip(".")
+    reason = str(messages)
     return [f"{where}: {reason}" if where else reason]
 
 
