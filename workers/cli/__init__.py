@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from workers.cli import server
+from workers.cli import client, server
 
 
 @click.group()
@@ -12,7 +12,7 @@ def main() -> None:
     """Binder build farm."""
 
 
-for _command in server.COMMANDS:
+for _command in (*server.COMMANDS, *client.COMMANDS):
     main.add_command(_command)
 
 if __name__ == "__main__":

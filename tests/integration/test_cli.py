@@ -1,0 +1,231 @@
+"""The user commands (``binder-build build ...``, ``templates ...``) against the running farm.
+
+Each test runs the installed ``binder-build`` program as a user would, with
+the farm's URL and key in ``BINDER_URL``/``BINDER_API_KEY``, its output a
+pipe (plain text, no colours), or a pseudo-terminal where the live view is
+the point.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import uuid
+from pathlib import Path
+
+from tests.integration.conftest import API_KEY
+from tests.support.api_cases import BASE_IMAGE, plain_repo, slow_repo
+from tests.support.farm import BIN, ApiClient
+from tests.support.git_server import GitServer
+from tests.support.terminal import run_in_terminal
+
+PHASES = ["fetching", "detecting", "building", "pushing", "registering"]
+
+
+def cli_env(api: ApiClient, **extra: str) -> dict[str, str]:
+    env = {**os.environ, "BINDER_URL": api.url, "BINDER_API_KEY": API_KEY,
+           "BINDER_CLIENT_CONFIG": "", **extra}
+    env.pop("NO_COLOR", None)
+    return env
+
+
+def cli(api: ApiClient, *args: str, timeout: float = 300,
+        **extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(BIN / "binder-build"), *args], capture_output=True, text=True,
+                          timeout=timeout, env=cli_env(api, **extra), stdin=subprocess.DEVNULL)
+
+
+def cli_background(api: ApiClient, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([str(BIN / "binder-build"), *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=cli_env(api),
+                            stdin=subprocess.DEVNULL)
+
+
+def failing_repo(git_server: GitServer, repo_url: str) -> str:
+    repo = f"broken-{uuid.uuid4().hex[:6]}"
+    git_server.make_repo(f"github/cli/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo {repo} about to fail && exit 3\n"})
+    return f"{repo_url}/cli/{repo}"
+
+
+def assert_no_traceback(done: subprocess.CompletedProcess[str]) -> None:
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+
+
+def test_start_follow_completes_with_phases_in_order_and_the_image(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    url = plain_repo(git_server, repo_url, owner="cli")
+    done = cli(api, "build", "start", url, "--ref", "main", "--follow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
+    starts = [lines.index(f"==> {phase}") for phase in PHASES]
+    assert starts == sorted(starts), done.stdout
+    assert all(any(line.startswith(f"==> {phase} done in ") for line in lines)
+               for phase in PHASES), done.stdout
+    ends = [next(i for i, line in enumerate(lines) if line.startswith(f"==> {phase} done in "))
+            for phase in PHASES]
+    assert all(start < end for start, end in zip(starts, ends, strict=True)), done.stdout
+    name = lines[0].split()[1].rstrip(":")
+    record = api.build(name)
+    assert record["status"] == "completed" and record["ref"] == "main"
+    assert f"image     {record['image-name']}" in done.stdout, done.stdout
+    assert "docker run --rm -it -p 8888:8888" in done.stdout
+    assert "\x1b[" not in done.stdout, "no colours in a pipe"
+    log_line = next(line for line in api.logs(name).splitlines() if line.strip())
+    assert log_line in done.stdout
+
+
+def test_start_follow_of_a_failing_repository_exits_1_with_the_error(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    url = failing_repo(git_server, repo_url)
+    done = cli(api, "build", "start", url, "--follow")
+    assert done.returncode == 1, done.stdout + done.stderr
+    name = done.stdout.splitlines()[0].split()[1].rstrip(":")
+    record = api.build(name)
+    assert record["status"] == "failed"
+    assert f"error: {record['error']}" in done.stderr
+    assert "about to fail" in done.stdout  # the log streamed before the end
+    assert "==> building failed after" in done.stdout
+    assert_no_traceback(done)
+
+
+def test_read_commands_print_json_that_parses(api: ApiClient, git_server: GitServer,
+                                              repo_url: str) -> None:
+    url = plain_repo(git_server, repo_url, owner="cli")
+    started = cli(api, "build", "start", url, "--follow", "--json")
+    assert started.returncode == 0, started.stderr
+    final = json.loads(started.stdout)
+    name = final["name"]
+    assert final["status"] == "completed" and final["template"]["name"] == name
+    assert "==> building" in started.stderr  # the story goes to stderr with --json
+
+    status = json.loads(cli(api, "build", "status", name, "--json").stdout)
+    assert status["image-name"] == final["image-name"]
+    listed = json.loads(cli(api, "build", "list", "--json", "--limit", "50").stdout)
+    assert name in [record["name"] for record in listed]
+    history = json.loads(cli(api, "build", "history", name, "--json").stdout)
+    assert [attempt["build-id"] for attempt in history] == [final["build-id"]]
+    template = json.loads(cli(api, "templates", "show", name, "--json").stdout)
+    assert template["image-name"] == final["image-name"]
+    templates = json.loads(cli(api, "templates", "list", "--json").stdout)
+    assert name in [item["name"] for item in templates]
+    for follow in ([], ["--follow"]):
+        done = cli(api, "build", "logs", name, "--json", *follow)
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert lines and all("text" in line for line in lines if "event" not in line)
+    assert lines[-1] == {"event": "end", "data": "completed"}
+
+
+def test_list_and_status_show_builds(api: ApiClient, git_server: GitServer,
+                                     repo_url: str) -> None:
+    names = []
+    for _ in range(2):
+        url = plain_repo(git_server, repo_url, owner="cli")
+        done = cli(api, "build", "start", url)
+        assert done.returncode == 0, done.stderr
+        names.append(done.stdout.split()[1])
+    for name in names:
+        api.wait(name, timeout=300)
+    listed = cli(api, "build", "list")
+    assert listed.returncode == 0, listed.stderr
+    header, *rows = listed.stdout.splitlines()
+    assert header.split("\t") == ["NAME", "STATUS", "PHASE", "REPOSITORY", "STARTED",
+                                  "DURATION", "CACHED"]
+    by_name = {row.split("\t")[0]: row.split("\t") for row in rows}
+    for name in names:
+        assert by_name[name][1:3] == ["completed", "finished"], listed.stdout
+    completed = cli(api, "build", "list", "--status", "failed").stdout
+    assert not any(name in completed for name in names)
+
+    status = cli(api, "build", "status", names[0])
+    assert "status      completed" in status.stdout, status.stdout
+    assert "fetching" in status.stdout and "registering" in status.stdout
+    shown = cli(api, "templates", "show", names[0])
+    assert f"template    {names[0]}" in shown.stdout and "run         docker run" in shown.stdout
+
+
+def test_cancel_ends_a_running_build_cancelled(api: ApiClient, git_server: GitServer,
+                                               repo_url: str) -> None:
+    url = slow_repo(git_server, repo_url, seconds=120, owner="cli")
+    follower = cli_background(api, "build", "start", url, "--follow")
+    try:
+        assert follower.stdout is not None
+        name = follower.stdout.readline().split()[1].rstrip(":")
+        api.wait_phase(name, "building", timeout=120)
+        done = cli(api, "build", "cancel", name)
+        assert done.returncode == 0, done.stderr
+        assert f"cancelling {name}" in done.stdout
+        out, err = follower.communicate(timeout=90)
+    finally:
+        follower.kill()
+        api.request("DELETE", f"/builds/{name}")
+    assert api.wait(name, timeout=60)["status"] == "cancelled"
+    assert follower.returncode == 1, out + err
+    assert "cancelled in" in out and "error: Cancelled by request." in err
+    again = cli(api, "build", "cancel", name)
+    assert again.returncode == 0 and f"{name} is cancelled" in again.stdout
+
+
+def test_ctrl_c_exits_130_and_says_how_to_cancel(api: ApiClient, git_server: GitServer,
+                                                 repo_url: str) -> None:
+    url = slow_repo(git_server, repo_url, seconds=120, owner="cli")
+    follower = cli_background(api, "build", "start", url, "--follow")
+    assert follower.stdout is not None
+    name = follower.stdout.readline().split()[1].rstrip(":")
+    try:
+        api.wait_phase(name, "fetching", timeout=60)
+        follower.send_signal(signal.SIGINT)
+        out, err = follower.communicate(timeout=30)
+        assert follower.returncode == 130, out + err
+        assert f"binder-build build cancel {name}" in err
+        assert "Traceback" not in err
+        assert api.build(name)["status"] == "running"  # nobody asked to cancel it
+    finally:
+        follower.kill()
+        api.request("DELETE", f"/builds/{name}")
+    api.wait(name, timeout=60)
+
+
+def test_errors_are_a_sentence_and_suggestions(api: ApiClient, tmp_path: Path) -> None:
+    missing = cli(api, "build", "status", "no-such-build")
+    assert missing.returncode == 1
+    assert missing.stderr.startswith("error: Could not get build information"), missing.stderr
+    assert "\n  - " in missing.stderr
+    assert_no_traceback(missing)
+
+    denied = cli(api, "build", "start", "https://github.com/o/r", BINDER_API_KEY="wrong")
+    assert denied.returncode == 1 and "error: Unauthorized request" in denied.stderr
+    assert_no_traceback(denied)
+
+    bad = cli(api, "build", "start", "file:///etc")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: "), bad.stderr
+    assert_no_traceback(bad)
+
+    port = api.url.rsplit(":", 1)[1]
+    closed = cli(api, "build", "list", BINDER_URL=f"http://127.0.0.1:{int(port) ^ 1}")
+    assert closed.returncode == 1 and "Cannot reach the farm" in closed.stderr
+    assert_no_traceback(closed)
+
+    config = tmp_path / "client.toml"
+    config.write_text(f'url = "{api.url}"\napi_key = "{API_KEY}"\n')
+    env = {"BINDER_URL": "", "BINDER_API_KEY": ""}
+    from_file = cli(api, "build", "list", "--client-config", str(config), **env)
+    assert from_file.returncode == 0, from_file.stderr
+    config.write_text("url = [1]\n")
+    broken = cli(api, "build", "list", "--client-config", str(config), **env)
+    assert broken.returncode == 1 and "url must be a string" in broken.stderr
+    assert_no_traceback(broken)
+
+
+def test_follow_on_a_terminal_draws_phases_and_the_log(api: ApiClient, git_server: GitServer,
+                                                       repo_url: str) -> None:
+    url = plain_repo(git_server, repo_url, owner="cli")
+    screen = run_in_terminal([str(BIN / "binder-build"), "build", "start", url, "--follow"],
+                             env=cli_env(api), columns=100, rows=40, timeout=300)
+    assert screen.returncode == 0, screen.text
+    assert "\x1b[" in screen.raw, "colours on a terminal"
+    for phase in PHASES:
+        assert any(line.startswith("✓") and phase in line for line in screen.lines), screen.text
+    assert "completed in" in screen.text and "image" in screen.text

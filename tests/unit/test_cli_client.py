@@ -1,0 +1,174 @@
+"""The user commands' logic without a farm: settings, SSE parsing, phases, the follow loop."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+from rich.console import Console
+
+from workers.cli import build_watch
+from workers.cli.build_view import PlainBuildView, phase_state, run_command
+from workers.cli.build_watch import watch_build
+from workers.cli.client import repository_with_ref
+from workers.cli.client_settings import DEFAULT_URL, read_client_config, resolve
+from workers.cli.farm_client import ApiError, LogEvent, parse_sse
+from workers.cli.output import Output, ago, duration, last_overwrite, strip_ansi
+
+T0 = "2026-01-01T10:00:00"
+
+
+def at(seconds: float) -> str:
+    return (dt.datetime.fromisoformat(T0) + dt.timedelta(seconds=seconds)).isoformat()
+
+
+def record(status: str = "running", phase: str = "building", **phases: Any) -> dict[str, Any]:
+    return {"name": "o-r", "build-id": "b1", "repository": "https://h/o/r", "status": status,
+            "phase": phase, "start-time": T0, "end-time": None, "phases": phases}
+
+
+class FakeResponse:
+    def __init__(self, body: bytes) -> None:
+        self.body = body
+
+    def iter_lines(self, chunk_size: int | None = None) -> Iterator[bytes]:
+        yield from self.body.split(b"\n")
+
+
+def test_sse_lines_end_and_unicode_separators() -> None:
+    body = ("retry: 1000\n\nid: 1\ndata: first \u2028 still first\n\n: keep-alive\n\n"
+            "id: 2\ndata: two\ndata: parts\n\nevent: end\ndata: completed\n\n").encode()
+    events = list(parse_sse(FakeResponse(body)))  # type: ignore[arg-type]
+    assert events == [LogEvent("line", "first \u2028 still first", 1),
+                      LogEvent("line", "two\nparts", 2), LogEvent("end", "completed", None)]
+
+
+@pytest.mark.parametrize(("status", "phase", "phases", "expected"), [
+    ("running", "building", {"fetching": {"start": T0, "end": T0},
+                             "building": {"start": T0}}, ["done", "pending", "running"]),
+    ("failed", "building", {"fetching": {"start": T0, "end": T0},
+                            "building": {"start": T0, "end": T0}}, ["done", "pending", "failed"]),
+    ("completed", "finished", {"fetching": {"start": T0, "end": T0},
+                               "building": {"start": T0}}, ["done", "skipped", "done"]),
+    ("cancelled", "queued", {}, ["pending", "pending", "pending"]),
+])
+def test_phase_states(status: str, phase: str, phases: dict[str, Any],
+                      expected: list[str]) -> None:
+    shown = record(status, phase, **phases)
+    assert [phase_state(shown, p) for p in ("fetching", "detecting", "building")] == expected
+
+
+def test_durations_and_ages() -> None:
+    assert duration(None) == "" and duration(4.25) == "4.2s"
+    assert duration(125) == "2m 05s" and duration(3720) == "1h 02m"
+    now = dt.datetime.fromisoformat(T0).replace(tzinfo=dt.UTC)
+    assert ago(at(-42), now) == "42s ago" and ago(at(-7200), now) == "2h ago"
+    assert ago(None) == "" and ago("not a time") == ""
+
+
+def test_terminal_text_helpers() -> None:
+    assert strip_ansi("\x1b[31mred\x1b[0m plain") == "red plain"
+    assert last_overwrite("10%\r50%\r100%\r") == "100%"
+
+
+def test_ref_rides_on_the_url() -> None:
+    assert repository_with_ref("https://github.com/o/r/", "v1") == \
+        "https://github.com/o/r/tree/v1"
+    assert repository_with_ref("https://github.com/o/r", None) == "https://github.com/o/r"
+    with pytest.raises(click.UsageError):
+        repository_with_ref("https://github.com/o/r/tree/main", "v1")
+
+
+def test_settings_come_from_options_then_file_then_defaults(tmp_path: Path) -> None:
+    config = tmp_path / "client.toml"
+    config.write_text('url = "https://farm.example"\napi_key = "from-file"\n')
+    assert resolve(None, None, str(config)).api_key == "from-file"
+    assert resolve("http://other:1", "given", str(config)).url == "http://other:1"
+    assert resolve(None, "given", str(config)).api_key == "given"
+    missing = tmp_path / "nothing.toml"
+    with pytest.raises(ApiError, match="does not exist"):
+        resolve(None, None, str(missing))
+    assert read_client_config(missing, required=False) == {}
+    config.write_text('url = "x"\ntoken = "y"\n')
+    with pytest.raises(ApiError, match="unknown keys: token"):
+        read_client_config(config, required=True)
+    config.write_text("url = \n")
+    with pytest.raises(ApiError, match="not valid TOML"):
+        read_client_config(config, required=True)
+
+
+def test_default_farm_is_the_local_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path / "data"))
+    assert resolve(None, None, None).url == DEFAULT_URL
+    assert resolve(None, None, None).api_key is None
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "api-key").write_text("saved-key\n")
+    assert resolve(None, None, None).api_key == "saved-key"
+    # never sent anywhere but to a farm on this machine
+    assert resolve("https://farm.example", None, None).api_key is None
+
+
+def test_run_command_follows_the_template() -> None:
+    template = {"image-name": "reg/img:abc", "port": 9000, "command": "start-it --now",
+                "limits": {"memory": "1G", "cpu": "2"}, "hardware": {"gpu": 1}}
+    assert run_command(template) == ("docker run --rm -it -p 9000:9000 --memory 1G --cpus 2 "
+                                     "--gpus 1 reg/img:abc start-it --now")
+
+
+def plain_output() -> tuple[Output, io.StringIO]:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    return Output(console, console), buffer
+
+
+def test_plain_table_is_tab_separated(capsys: pytest.CaptureFixture[str]) -> None:
+    output, _ = plain_output()
+    output.table(["name", "cached"], [["a", True], ["b", None]])
+    assert capsys.readouterr().out == "NAME\tCACHED\na\tyes\nb\t\n"
+
+
+class FakeClient:
+    """Scripted records and log events, as the follow loop reads them."""
+
+    def __init__(self, records: list[dict[str, Any]], events: list[LogEvent]) -> None:
+        self.records = records
+        self.events = events
+
+    def build(self, name: str) -> dict[str, Any]:
+        return self.records.pop(0) if len(self.records) > 1 else self.records[0]
+
+    def history(self, name: str) -> list[dict[str, Any]]:
+        return []
+
+    def follow_log(self, name: str, build_id: str | None = None) -> Iterator[LogEvent]:
+        yield from self.events
+
+
+def test_follow_tells_phases_in_order_then_returns_the_final_record(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build_watch, "POLL_SECONDS", 0.01)
+    done = {"start": at(0), "end": at(1)}
+    records = [
+        record("running", "fetching", fetching={"start": at(0)}),
+        record("running", "building", fetching=done, detecting=done, building={"start": at(1)}),
+        {**record("completed", "finished", fetching=done, detecting=done, building=done,
+                  pushing=done, registering={"start": at(1)}), "end-time": at(3)},
+    ]
+    client = FakeClient(records, [LogEvent("line", "hello", 1), LogEvent("end", "completed")])
+    told: list[str] = []
+    output, _ = plain_output()
+    view = PlainBuildView(output, record("running", "queued"), echo=told.append)
+    final = watch_build(client, record("running", "queued"), view)  # type: ignore[arg-type]
+    assert final["status"] == "completed"
+    story = [line for line in told if line.startswith("==>")]
+    assert story == ["==> fetching", "==> fetching done in 1.0s", "==> detecting",
+                     "==> detecting done in 1.0s", "==> building", "==> building done in 1.0s",
+                     "==> pushing", "==> pushing done in 1.0s", "==> registering",
+                     "==> registering done in 2.0s"]
+    assert "hello" in told and told[0] == "build o-r: https://h/o/r"

@@ -1,0 +1,331 @@
+"""The user commands: ``binder-build build ...`` and ``binder-build templates ...`` over HTTP.
+
+Every command takes ``--url`` and ``--api-key`` (see ``client_settings``)
+and prints for people on a terminal, plain text in a pipe, or JSON with
+``--json``. A request that fails prints the farm's sentence and
+suggestions and exits 1; there is never a traceback.
+
+Exit codes of ``build start --follow``: 0 when the build completed, 1 when
+it failed or was cancelled (and on any API error), 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from common.models import Status
+from workers.cli.build_view import LiveBuildView, PlainBuildView, summarise, template_pairs
+from workers.cli.build_watch import is_final, seconds_between, watch_build
+from workers.cli.client_settings import resolve
+from workers.cli.farm_client import ApiError, FarmClient
+from workers.cli.output import Output, ago, duration
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_FAILED = 1
+EXIT_INTERRUPTED = 130
+
+
+class Session:
+    """What a command needs: the client for the chosen farm and where to print."""
+
+    def __init__(self, url: str | None, api_key: str | None, config_file: str | None,
+                 as_json: bool) -> None:
+        self.settings = resolve(url, api_key, config_file)
+        self.client = FarmClient(self.settings.url, self.settings.api_key)
+        self.output = Output()
+        self.as_json = as_json
+
+
+def farm_command(view: F) -> F:
+    """Add the connection options and ``--json``; turn ``ApiError`` into message + exit 1."""
+
+    @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+    @click.option("--client-config", envvar="BINDER_CLIENT_CONFIG", metavar="FILE",
+                  help="Client config file (TOML: url, api_key) [BINDER_CLIENT_CONFIG; "
+                       "default ~/.config/binder-build/client.toml].")
+    @click.option("--api-key", envvar="BINDER_API_KEY", metavar="KEY",
+                  help="The farm's API key [BINDER_API_KEY].")
+    @click.option("--url", envvar="BINDER_URL", metavar="URL",
+                  help="The farm's API [BINDER_URL; default http://127.0.0.1:8082].")
+    @functools.wraps(view)
+    def wrapper(url: str | None, api_key: str | None, client_config: str | None,
+                as_json: bool, **kwargs: Any) -> Any:
+        output = Output()
+        try:
+            session = Session(url, api_key, client_config, as_json)
+            return view(session, **kwargs)
+        except ApiError as exc:
+            output.error(exc)
+            sys.exit(EXIT_FAILED)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group()
+def build() -> None:
+    """Start, watch and cancel builds on a farm."""
+
+
+@click.group()
+def templates() -> None:
+    """Read the templates of finished builds."""
+
+
+# -- build --------------------------------------------------------------------
+
+
+def repository_with_ref(repository: str, ref: str | None) -> str:
+    """The URL the API takes: a ref rides on it as ``/tree/REF``."""
+    if not ref:
+        return repository
+    if "/tree/" in repository:
+        raise click.UsageError("The repository URL already names a ref (/tree/...); "
+                               "give the ref either there or with --ref.")
+    return f"{repository.rstrip('/')}/tree/{ref}"
+
+
+@build.command("start")
+@click.argument("repository")
+@click.option("--ref", help="Branch, tag or commit to build (default: the default branch).")
+@click.option("--force", is_flag=True, help="Build again even if an image exists, or restart "
+                                            "a running build.")
+@click.option("--follow", "-f", is_flag=True, help="Watch the build until it ends; exit 0 when "
+                                                   "it completed, 1 when not.")
+@farm_command
+def start(session: Session, repository: str, ref: str | None, force: bool, follow: bool) -> None:
+    """Start a build of REPOSITORY (https://github.com/OWNER/REPO or any Git URL)."""
+    record = session.client.start(repository_with_ref(repository, ref), force)
+    if not follow:
+        if session.as_json:
+            session.output.json(record)
+        else:
+            session.output.fields([("started", record.get("name")),
+                                   ("status", session.output.status(record.get("status"))),
+                                   ("follow", f"binder-build build logs {record.get('name')} "
+                                              "--follow")])
+        return
+    sys.exit(follow_build(session, record))
+
+
+def follow_build(session: Session, record: dict[str, Any]) -> int:
+    """Watch ``record``'s attempt to its end; the exit code its status deserves."""
+    output = session.output
+    if session.as_json:
+        view: LiveBuildView | PlainBuildView = PlainBuildView(output, record, echo=output.note)
+    elif output.terminal:
+        view = LiveBuildView(output, record)
+    else:
+        view = PlainBuildView(output, record)
+    try:
+        with view:
+            final = watch_build(session.client, record, view)
+    except KeyboardInterrupt:
+        offer_cancel(session, record["name"])
+        return EXIT_INTERRUPTED
+    finally:
+        session.client.close()
+    template: dict[str, Any] | ApiError | None = None
+    if final.get("status") == Status.COMPLETED.value:
+        try:
+            template = FarmClient(session.settings.url, session.settings.api_key).template(
+                final["name"])
+        except ApiError as exc:
+            template = exc
+    if session.as_json:
+        output.json({**final, "template": template if isinstance(template, dict) else None})
+    else:
+        summarise(output, final, template)
+    return 0 if final.get("status") == Status.COMPLETED.value else EXIT_FAILED
+
+
+def offer_cancel(session: Session, name: str) -> None:
+    """After Ctrl-C: ask whether to cancel (on a terminal), else say how to."""
+    output = session.output
+    hint = f"The build goes on; cancel it with: binder-build build cancel {name}"
+    if not (sys.stdin.isatty() and output.err.is_terminal):
+        output.note(hint)
+        return
+    try:
+        cancel_it = click.confirm(f"\nCancel the build {name}?", default=False, err=True)
+    except click.Abort:
+        cancel_it = False
+    if not cancel_it:
+        output.note(hint)
+        return
+    try:
+        FarmClient(session.settings.url, session.settings.api_key).cancel(name)
+        output.note(f"cancelling {name}")
+    except ApiError as exc:
+        output.error(exc)
+
+
+@build.command("status")
+@click.argument("name")
+@farm_command
+def status(session: Session, name: str) -> None:
+    """Show one build: status, phase, image, times, error."""
+    record = session.client.build(name)
+    if session.as_json:
+        session.output.json(record)
+        return
+    show_build(session.output, record)
+
+
+def show_build(output: Output, record: dict[str, Any]) -> None:
+    phases = record.get("phases") or {}
+    timing = "  ".join(
+        f"{phase} {duration(seconds_between(times.get('start'), times.get('end')))}"
+        for phase, times in phases.items() if isinstance(times, dict) and times.get("start"))
+    output.fields([
+        ("name", record.get("name")),
+        ("status", output.status(record.get("status"))),
+        ("phase", record.get("phase")),
+        ("repository", record.get("repository")),
+        ("ref", record.get("ref")),
+        ("commit", record.get("commit")),
+        ("image", record.get("image-name")),
+        ("config", record.get("config")),
+        ("worker", record.get("worker")),
+        ("started", f"{record.get('start-time')} ({ago(record.get('start-time'))})"),
+        ("duration", duration(seconds_between(record.get("start-time"),
+                                              record.get("end-time")))),
+        ("cached", "yes" if record.get("cached") else None),
+        ("attempt", record.get("attempt") if (record.get("attempt") or 1) > 1 else None),
+        ("phases", timing),
+        ("error", record.get("error")),
+    ])
+
+
+def build_rows(output: Output, records: list[dict[str, Any]],
+               first: str = "name") -> list[list[Any]]:
+    return [[record.get(first) or "", output.status(record.get("status")), record.get("phase"),
+             record.get("repository"), ago(record.get("start-time")),
+             duration(seconds_between(record.get("start-time"), record.get("end-time"))),
+             "yes" if record.get("cached") else ""] for record in records]
+
+
+@build.command("list")
+@click.option("--status", "status_", type=click.Choice([s.value for s in Status]),
+              help="Only builds with this status.")
+@click.option("--repository", help="Only builds of this repository URL.")
+@click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
+              help="How many builds, newest first.")
+@farm_command
+def list_builds(session: Session, status_: str | None, repository: str | None,
+                limit: int) -> None:
+    """List builds, newest first."""
+    records = session.client.builds(status=status_, repository=repository, limit=limit)
+    if session.as_json:
+        session.output.json(records)
+        return
+    if not records:
+        session.output.note("no builds" + (f" with status {status_}" if status_ else ""))
+        return
+    session.output.table(["name", "status", "phase", "repository", "started", "duration",
+                          "cached"], build_rows(session.output, records))
+
+
+@build.command("history")
+@click.argument("name")
+@farm_command
+def history(session: Session, name: str) -> None:
+    """List every attempt of a build, newest first."""
+    records = session.client.history(name)
+    if session.as_json:
+        session.output.json(records)
+        return
+    session.output.table(["build-id", "status", "phase", "repository", "started", "duration",
+                          "cached"], build_rows(session.output, records, first="build-id"))
+
+
+@build.command("logs")
+@click.argument("name")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing lines until the build ends.")
+@click.option("--build-id", help="An earlier attempt's log (see build history).")
+@farm_command
+def logs(session: Session, name: str, follow: bool, build_id: str | None) -> None:
+    """Print a build's log (with --json, one JSON object per line)."""
+    output = session.output
+    if not follow:
+        text = session.client.log_text(name, build_id)
+        for line in text.splitlines():
+            if session.as_json:
+                output.json_line({"text": line})
+            else:
+                output.log_line(line)
+        return
+    try:
+        for event in session.client.follow_log(name, build_id):
+            if event.kind == "line":
+                if session.as_json:
+                    output.json_line({"id": event.id, "text": event.text})
+                else:
+                    output.log_line(event.text)
+            elif session.as_json:
+                output.json_line({"event": event.kind, "data": event.text})
+            elif event.kind == "error":
+                raise ApiError(f"The log could not be read: {event.text}")
+            else:
+                output.note(f"build {name} {event.text}")
+    except KeyboardInterrupt:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+@build.command("cancel")
+@click.argument("name")
+@farm_command
+def cancel(session: Session, name: str) -> None:
+    """Cancel a queued or running build (it ends cancelled)."""
+    record = session.client.cancel(name)
+    if session.as_json:
+        session.output.json(record)
+        return
+    if is_final(record):
+        session.output.line(f"{name} is {record.get('status')}")
+    else:
+        session.output.line(f"cancelling {name} (it stops within a few seconds)")
+
+
+# -- templates ----------------------------------------------------------------
+
+
+@templates.command("list")
+@farm_command
+def list_templates(session: Session) -> None:
+    """List templates: one per completed build."""
+    records = session.client.templates()
+    if session.as_json:
+        session.output.json(records)
+        return
+    if not records:
+        session.output.note("no templates")
+        return
+    session.output.table(
+        ["name", "image", "port", "repository", "modified"],
+        [[t.get("name"), t.get("image-name"), t.get("port"), t.get("repository"),
+          ago(t.get("time-modified"))] for t in records])
+
+
+@templates.command("show")
+@click.argument("name")
+@farm_command
+def show_template(session: Session, name: str) -> None:
+    """Show a template: image, port, command, limits and how to run it."""
+    template = session.client.template(name)
+    if session.as_json:
+        session.output.json(template)
+        return
+    session.output.fields([("image", template.get("image-name")),
+                           ("repository", template.get("repository")),
+                           ("commit", template.get("commit")),
+                           ("config", template.get("config")),
+                           *template_pairs(template),
+                           ("modified", template.get("time-modified"))])
+
+
+COMMANDS = (build, templates)
