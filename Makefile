@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test unit lint install system services clean
+.PHONY: up test unit lint install system services screenshots clean
 
 up: system $(STAMP)
 	$(BIN)/binder-build up
@@ -23,6 +23,11 @@ install: system $(STAMP)
 
 system:
 	@sh deploy/install-system.sh
+
+# The README's screenshots, taken from a real farm by the terminal tests.
+screenshots: system $(STAMP)
+	BINDER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider \
+		tests/integration/test_cli.py::test_follow_on_a_terminal_draws_phases_and_the_log
 
 services: system $(STAMP)
 	$(BIN)/binder-build services

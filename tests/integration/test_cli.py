@@ -15,13 +15,18 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from tests.integration.conftest import API_KEY
-from tests.support.api_cases import BASE_IMAGE, plain_repo, slow_repo
+import pyte
+from rich.spinner import SPINNERS
+
+from tests.integration.conftest import API_KEY, RUN_ID
+from tests.support.api_cases import BASE_IMAGE, plain_repo, slow_repo, ticking_repo
 from tests.support.farm import BIN, ApiClient
 from tests.support.git_server import GitServer
-from tests.support.terminal import run_in_terminal
+from tests.support.screenshots import screenshot_dir
+from tests.support.terminal import Terminal, run_in_terminal, screen_svg
 
 PHASES = ["fetching", "detecting", "building", "pushing", "registering"]
+SPINNER_FRAMES = "".join(SPINNERS["dots"]["frames"])
 
 
 def cli_env(api: ApiClient, **extra: str) -> dict[str, str]:
@@ -221,11 +226,53 @@ def test_errors_are_a_sentence_and_suggestions(api: ApiClient, tmp_path: Path) -
 
 def test_follow_on_a_terminal_draws_phases_and_the_log(api: ApiClient, git_server: GitServer,
                                                        repo_url: str) -> None:
-    url = plain_repo(git_server, repo_url, owner="cli")
+    url = ticking_repo(git_server, repo_url, ticks=6, owner="cli")
+    frames: list[str] = []
+
+    def watch(screen: pyte.Screen, terminal: Terminal) -> None:
+        shown = "\n".join(screen.display)
+        if not frames and "tick-4" in shown and "building" in shown:
+            frames.append(screen_svg(screen, "binder-build build start --follow"))
+            running = [line for line in screen.display if "building" in line][0]
+            assert running.lstrip()[0] in SPINNER_FRAMES, running  # a spinner, not a tick
+
     screen = run_in_terminal([str(BIN / "binder-build"), "build", "start", url, "--follow"],
-                             env=cli_env(api), columns=100, rows=40, timeout=300)
+                             env=cli_env(api), columns=100, rows=36, timeout=300,
+                             on_screen=watch)
     assert screen.returncode == 0, screen.text
+    assert frames, "the log streamed while the build ran"
     assert "\x1b[" in screen.raw, "colours on a terminal"
     for phase in PHASES:
         assert any(line.startswith("✓") and phase in line for line in screen.lines), screen.text
     assert "completed in" in screen.text and "image" in screen.text
+    shots = screenshot_dir(RUN_ID)
+    (shots / "follow.svg").write_text(frames[0])
+    (shots / "follow-done.svg").write_text(screen_svg(screen.screen,
+                                                      "binder-build build start --follow"))
+
+
+def test_ctrl_c_on_a_terminal_offers_to_cancel(api: ApiClient, git_server: GitServer,
+                                              repo_url: str) -> None:
+    url = slow_repo(git_server, repo_url, seconds=120, owner="cli")
+    steps: list[str] = []
+
+    def answer(screen: pyte.Screen, terminal: Terminal) -> None:
+        shown = "\n".join(screen.display)
+        if not steps and "fetching" in shown:
+            steps.append("interrupted")
+            terminal.process.send_signal(signal.SIGINT)
+        elif steps == ["interrupted"] and "Cancel the build" in shown:
+            steps.append("answered")
+            terminal.type("y\n")
+
+    screen = run_in_terminal([str(BIN / "binder-build"), "build", "start", url, "--follow"],
+                             env=cli_env(api), columns=100, rows=36, timeout=120,
+                             on_screen=answer)
+    name = screen.lines[0].split()[0]
+    try:
+        assert steps == ["interrupted", "answered"], screen.text
+        assert screen.returncode == 130, screen.text
+        assert f"cancelling {name}" in screen.text
+        assert api.wait(name, timeout=60)["status"] == "cancelled"
+    finally:
+        api.request("DELETE", f"/builds/{name}")

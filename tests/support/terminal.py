@@ -25,6 +25,17 @@ from rich.text import Text
 
 
 @dataclass
+class Terminal:
+    """The running program, for a test that types or signals while it watches the screen."""
+
+    process: subprocess.Popen[bytes]
+    controller: int
+
+    def type(self, text: str) -> None:
+        os.write(self.controller, text.encode())
+
+
+@dataclass
 class TerminalRun:
     returncode: int
     raw: str
@@ -41,8 +52,12 @@ class TerminalRun:
 
 def run_in_terminal(argv: list[str], env: dict[str, str], columns: int = 100, rows: int = 40,
                     timeout: float = 300,
-                    on_screen: Callable[[pyte.Screen], None] | None = None) -> TerminalRun:
-    """Run ``argv`` on a ``columns`` x ``rows`` terminal until it exits (or ``timeout``)."""
+                    on_screen: Callable[[pyte.Screen, Terminal], None] | None = None) \
+        -> TerminalRun:
+    """Run ``argv`` on a ``columns`` x ``rows`` terminal until it exits (or ``timeout``).
+
+    ``on_screen`` sees the screen after each write of the program.
+    """
     screen = pyte.Screen(columns, rows)
     stream = pyte.ByteStream(screen)
     controller, terminal = os.openpty()
@@ -68,7 +83,7 @@ def run_in_terminal(argv: list[str], env: dict[str, str], columns: int = 100, ro
                 raw += chunk
                 stream.feed(chunk)
                 if on_screen is not None:
-                    on_screen(screen)
+                    on_screen(screen, Terminal(process, controller))
             elif process.poll() is not None:
                 break
         returncode = process.wait(timeout=max(1.0, deadline - time.monotonic()))

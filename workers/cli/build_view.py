@@ -29,6 +29,8 @@ from workers.cli.output import STATUS_STYLES, Output, duration, last_overwrite, 
 
 #: Log lines kept under the phases (fewer on a short terminal).
 TAIL_LINES = 16
+#: Lines left on screen above the error once a build failed.
+FAILED_TAIL_LINES = 10
 #: Rows the block uses besides the log: title, phases, blank lines.
 _FRAME_ROWS = len(WORK_PHASES) + 4
 
@@ -101,10 +103,16 @@ class LiveBuildView:
         yield self._phases(record)
         height = options.height or console.height
         room = max(3, min(TAIL_LINES, height - _FRAME_ROWS - len(notes)))
+        if record.get("status") == "completed":
+            room = 0  # what is left on screen is the summary; the log is a command away
+        elif record.get("status") in ("failed", "cancelled"):
+            room = min(room, FAILED_TAIL_LINES)
         lines = [Text.assemble(("│ ", "bright_black"),
                                Text.from_ansi(text, style="bright_black"),
-                               no_wrap=True, overflow="ellipsis") for text in tail[-room:]]
-        yield Group(Text(""), *lines, *(Text(note, style="yellow") for note in notes))
+                               no_wrap=True, overflow="ellipsis")
+                 for text in (tail[-room:] if room else [])]
+        if lines or notes:
+            yield Group(Text(""), *lines, *(Text(note, style="yellow") for note in notes))
 
     def _title(self, record: dict[str, Any]) -> Text:
         status = record.get("status") or ""
@@ -206,6 +214,7 @@ def summarise(output: Output, record: dict[str, Any],
     status = record.get("status") or ""
     total = duration(seconds_between(record.get("start-time"), record.get("end-time")))
     cached = " (cached)" if record.get("cached") else ""
+    output.line()
     output.line(Text.assemble(output.status(status), f" in {total}{cached}"))
     if status == "completed":
         pairs: list[tuple[str, Any]] = [("image", record.get("image-name"))]
