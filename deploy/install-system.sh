@@ -7,6 +7,9 @@ command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 command -v git >/dev/null 2>&1 || missing="$missing git"
+# The browser test of /docs drives Debian's Chromium through its WebDriver.
+command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing packages:$missing; install them as root (apt-get install$missing)" >&2

@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from selenium.webdriver.remote.webdriver import WebDriver
 
 RUN_ID = uuid.uuid4().hex[:8]
 DATA_DIR = Path(tempfile.mkdtemp(prefix=f"binder-test-{RUN_ID}-"))
@@ -55,6 +56,7 @@ TEST_ENV = {
 os.environ.update(TEST_ENV)
 
 from common.config import get_config, set_config  # noqa: E402
+from tests.support.browser import chromium  # noqa: E402
 from tests.support.conda_channel import make_channel, script_package  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
@@ -143,6 +145,13 @@ def api(farm: Farm) -> ApiClient:
     _, url = farm.start_api()
     farm.start_worker("test-a")
     return ApiClient(url, API_KEY)
+
+
+@pytest.fixture(scope="session")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
+    """Headless Chromium for tests of the farm's pages (see ``tests.support.browser``)."""
+    with chromium(tmp_path_factory.mktemp("chromium")) as driver:
+        yield driver
 
 
 @pytest.fixture
