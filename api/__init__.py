@@ -6,15 +6,31 @@ environment (and the local services' credentials) then, or from the caller.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Flask
 
 from common.config import Config, get_config, set_config
 
+if TYPE_CHECKING:
+    from api.docs import Api
+
+def register_api(app: Flask) -> Api:
+    """Register every resource's blueprint, ``/openapi.json``, ``/docs`` and the error
+    handlers on ``app``; returns the flask-smorest ``Api`` holding the document."""
+    from api import builds, health, logs, metrics, templates, web
+    from api.docs import Api
+    from api.errors import register_error_handlers
+
+    api = Api(app)
+    register_error_handlers(app)
+    for module in (builds, templates, logs, health, metrics, web):
+        api.register_blueprint(module.bp)
+    return api
+
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the API app for ``config`` (default: the environment's)."""
-    from api import builds, docs, health, logs, metrics, templates, web
-    from api.errors import register_error_handlers
     from common.api_keys import ensure_api_key
     from workers.celery_app import create_celery
 
@@ -27,7 +43,5 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions["celery"] = create_celery(config)  # sends work; runs no task here
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    register_error_handlers(app)
-    for module in (builds, templates, health, logs, docs, metrics, web):
-        app.register_blueprint(module.bp)
+    register_api(app)
     return app

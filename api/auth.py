@@ -1,4 +1,9 @@
-"""API-key checks for the protocol's authorized endpoints."""
+"""API-key checks for the protocol's authorized endpoints.
+
+An auth decorator goes right under ``@bp.route`` (above ``@bp.arguments``),
+so the key is checked before the body is read; it documents itself in the
+OpenAPI document (the ``apiKey`` security requirement and the 403 answer).
+"""
 
 from __future__ import annotations
 
@@ -8,12 +13,25 @@ from functools import wraps
 from typing import Any, TypeVar
 
 from flask import current_app, request
+from flask_smorest import Blueprint
 
 from common.errors import Unauthorized
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 _SCHEMES = ("bearer ", "token ")
+
+#: How a client presents a key, as the OpenAPI document declares it.
+API_KEY_SCHEME = {"type": "apiKey", "in": "header", "name": "Authorization",
+                  "description": "The farm's API key: raw, 'Bearer KEY' or 'token KEY'."}
+#: The part of an operation's document a key check adds.
+_KEY_DOC: dict[str, Any] = {"security": [{"apiKey": []}], "responses": {403: "FORBIDDEN"}}
+
+
+def documented_key_check(wrapper: Callable[..., Any]) -> Any:
+    """``wrapper``, a view wrapped by a key check, with the check in the OpenAPI document
+    (the ``apiKey`` requirement and the 403 answer). Every auth decorator returns this."""
+    return Blueprint.doc(**_KEY_DOC)(wrapper)
 
 
 def presented_key() -> str:
@@ -39,4 +57,4 @@ def require_key(view: F) -> F:
                                             "header (raw, 'Bearer KEY' or 'token KEY')."])
         return view(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return documented_key_check(wrapper)

@@ -5,28 +5,36 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify, request
-from flask.typing import ResponseReturnValue
+from flask import current_app, request
 
 from api.auth import require_key
-from api.requests import load_json, load_query
-from api.schemas import BuildListQuerySchema, BuildRequestSchema, BuildSchema
+from api.blueprint import Blueprint
+from api.schemas.builds import BuildListQuerySchema, BuildRequestSchema, BuildSchema
 from common import build_store
 from common.errors import BadRepoSource
+from common.models import BuildRecord
 from workers.dispatch import enqueue_build
 from workers.sources import parse_repository
 
-bp = Blueprint("builds", __name__)
+bp = Blueprint("builds", __name__, description="Start, read, list and cancel builds.")
 
-build_schema = BuildSchema()
+_NEXT_PAGE = {"Link": {"description": 'on a full page, <URL of the next page>; rel="next"',
+                       "schema": {"type": "string"}}}
 
 
-@bp.post("/builds/repo")
-@bp.post("/builds/", strict_slashes=False)
+@bp.route("/builds/repo", methods=["POST"])
+@bp.route("/builds/", methods=["POST"], strict_slashes=False, endpoint="start_protocol")
 @require_key
-def start() -> ResponseReturnValue:
-    """Start a build of a repository (the protocol's ``build start``)."""
-    body = load_json(BuildRequestSchema())
+@bp.arguments(BuildRequestSchema)
+@bp.response(200, BuildSchema, description="the build, started")
+@bp.alt_response(409, response="CONFLICT")
+def start(body: dict[str, Any]) -> BuildRecord:
+    """Start a build of a repository (the protocol's ``build start``).
+
+    ``POST /builds/`` is the protocol's path, ``POST /builds/repo`` the
+    original binder-build's; both do the same. A build of that name that is
+    still running answers ``alreadyBuilding`` (409) unless ``force``.
+    """
     spec = parse_repository(body["repository"], current_app.config["BINDER"])
     fields: dict[str, Any] = {
         "display_name": spec.display_name,
@@ -38,26 +46,28 @@ def start() -> ResponseReturnValue:
     }
     record = build_store.create_build(spec.name, fields, force=body["force"])
     enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
-    return jsonify(build_schema.dump(record))
+    return record
 
 
-@bp.get("/builds/", strict_slashes=False)
+@bp.route("/builds/", strict_slashes=False)
 @require_key
-def list_all() -> ResponseReturnValue:
+@bp.arguments(BuildListQuerySchema, location="query")
+@bp.response(200, BuildSchema(many=True), description="one page of builds",
+             headers=_NEXT_PAGE)
+def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
     """Builds newest first (the protocol's ``build statusAll``), one page at a time.
 
     Filters ``status`` and ``repository``; ``limit`` and ``offset`` page. A full
     page carries a ``Link: <...>; rel="next"`` header to the next one.
     """
-    query = load_query(BuildListQuerySchema())
     repository = _normalised(query["repository"]) if "repository" in query else None
     records = build_store.list_builds(status=query.get("status"), repository=repository,
-                                 limit=query["limit"], offset=query["offset"])
-    response = jsonify(build_schema.dump(records, many=True))
+                                      limit=query["limit"], offset=query["offset"])
+    headers = {}
     if len(records) == query["limit"]:
         after = {**request.args.to_dict(), "offset": query["offset"] + query["limit"]}
-        response.headers["Link"] = f'<{request.base_url}?{urlencode(after)}>; rel="next"'
-    return response
+        headers["Link"] = f'<{request.base_url}?{urlencode(after)}>; rel="next"'
+    return records, headers
 
 
 def _normalised(repository: str) -> str:
@@ -68,20 +78,26 @@ def _normalised(repository: str) -> str:
         return repository
 
 
-@bp.get("/builds/<name>")
-def status(name: str) -> ResponseReturnValue:
+@bp.route("/builds/<name:name>")
+@bp.response(200, BuildSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def status(name: str) -> BuildRecord:
     """One build's record (the protocol's ``build status``)."""
-    return jsonify(build_schema.dump(build_store.get_build(name)))
+    return build_store.get_build(name)
 
 
-@bp.get("/builds/<name>/history")
-def history(name: str) -> ResponseReturnValue:
+@bp.route("/builds/<name:name>/history")
+@bp.response(200, BuildSchema(many=True))
+@bp.alt_response(404, response="NOT_FOUND")
+def history(name: str) -> list[BuildRecord]:
     """Every attempt of a build, newest first; a rebuild keeps the earlier ones."""
-    return jsonify(build_schema.dump(build_store.history(name), many=True))
+    return build_store.history(name)
 
 
-@bp.delete("/builds/<name>")
+@bp.route("/builds/<name:name>", methods=["DELETE"])
 @require_key
-def cancel(name: str) -> ResponseReturnValue:
+@bp.response(200, BuildSchema, description="the build, cancelled or cancelling")
+@bp.alt_response(404, response="NOT_FOUND")
+def cancel(name: str) -> BuildRecord:
     """Cancel a queued or running build; it ends ``cancelled`` (idempotent)."""
-    return jsonify(build_schema.dump(build_store.request_cancel(name)))
+    return build_store.request_cancel(name)

@@ -1,7 +1,11 @@
 """The one place that maps errors to HTTP, in the Binder protocol's body shape.
 
 Every answer that is not a success is ``{"type", "error", "suggestions"}``
-with the protocol's type names; nothing answers with a traceback.
+with the protocol's type names; nothing answers with a traceback. This
+covers the farm's own errors, werkzeug's (unknown route, wrong method, body
+too large), request arguments the schemas refuse (instead of webargs' 422
+body) and flask-smorest's ``abort`` (``docs.Api`` hands its error hook to
+``http_error``).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from flask import Flask, Response, current_app, jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
-from common.errors import BinderError, MalformedRequest
+from common.errors import BadQuery, BinderError, MalformedRequest
 from common.validation import field_problems
 
 log = logging.getLogger(__name__)
@@ -22,6 +26,17 @@ _HTTP_TYPES = {400: "malformedRequest", 404: "doesNotExist", 405: "malformedRequ
                413: "malformedRequest", 415: "malformedRequest"}
 # Request errors are answered 422, as the protocol's malformedRequest is.
 _MALFORMED_CODES = {400, 413, 415}
+
+#: Where a request argument came from (webargs' location) -> the protocol
+#: error it raises and how its message begins.
+_ARGUMENT_ERRORS: dict[str, tuple[type[BinderError], str]] = {
+    "json": (MalformedRequest, "Request is not valid"),
+    "query": (BadQuery, "Query is not valid"),
+    "querystring": (BadQuery, "Query is not valid"),
+    "headers": (BadQuery, "Request headers are not valid"),
+    "path": (MalformedRequest, "Path is not valid"),
+    "view_args": (MalformedRequest, "Path is not valid"),
+}
 
 
 def error_response(error: BinderError) -> tuple[Response, int]:
@@ -36,7 +51,22 @@ def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRe
                 suggestions=["Fix the named fields and send the request again."])
 
 
-def _http_error(error: HTTPException) -> tuple[Response, int]:
+def argument_error(error: ValidationError) -> BinderError:
+    """A request argument the schemas refused, as the protocol error of its location.
+
+    webargs puts the schema's messages under the location (``{"query": {...}}``).
+    """
+    messages = error.normalized_messages()
+    if len(messages) == 1:
+        (location, inner), = messages.items()
+        if location in _ARGUMENT_ERRORS:
+            kind, what = _ARGUMENT_ERRORS[location]
+            return validation_error(ValidationError(inner), kind, what)
+    return validation_error(error)
+
+
+def http_error(error: HTTPException) -> tuple[Response, int]:
+    """werkzeug's errors (and flask-smorest's ``abort``) in the protocol's shape."""
     code = error.code or 500
     suggestions: list[str] = []
     if isinstance(error, RequestEntityTooLarge):
@@ -44,7 +74,10 @@ def _http_error(error: HTTPException) -> tuple[Response, int]:
         message = f"Request body is too large (the limit is {limit} bytes)."
         suggestions = ['Send a small JSON object such as {"repository": URL}.']
     else:
-        message = error.description or error.name
+        # flask-smorest's ``abort(code, message=...)`` keeps its message in ``data``.
+        data = getattr(error, "data", None)
+        given = data.get("message") if isinstance(data, dict) else None
+        message = str(given) if given else error.description or error.name
     body = {"type": _HTTP_TYPES.get(code, "httpError"), "error": message,
             "suggestions": suggestions}
     response = jsonify(body)
@@ -67,7 +100,7 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(error: HTTPException) -> tuple[Response, int]:
-        return _http_error(error)
+        return http_error(error)
 
     @app.errorhandler(Exception)
     def _unexpected(error: Exception) -> tuple[Response, int]:

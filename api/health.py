@@ -14,15 +14,15 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 
 from celery import Celery
-from flask import Blueprint, current_app, jsonify
-from flask.typing import ResponseReturnValue
+from flask import current_app
 
-from api.schemas import HealthSchema
+from api.blueprint import Blueprint
+from api.schemas.common import HealthSchema
 from common.clock import utcnow
 from common.config import Config
 from common.probes import check_docker, check_mongo, check_redis, check_registry
 
-bp = Blueprint("health", __name__)
+bp = Blueprint("health", __name__, description="Whether the farm's components answer.")
 
 CHECK_TIMEOUT = 1.5
 
@@ -69,8 +69,10 @@ def check_all(config: Config, celery: Celery) -> list[ComponentHealth]:
     return results
 
 
-@bp.get("/health/", strict_slashes=False)
-def health() -> ResponseReturnValue:
+@bp.route("/health/", strict_slashes=False)
+@bp.response(200, HealthSchema(many=True), description="every component is ok")
+@bp.alt_response(503, schema=HealthSchema(many=True), description="a component is failing")
+def health() -> tuple[list[ComponentHealth], int]:
+    """Health of each component: MongoDB, Redis, Docker, the registry and the workers."""
     components = check_all(current_app.config["BINDER"], current_app.extensions["celery"])
-    status = 200 if all(c.status == "ok" for c in components) else 503
-    return jsonify(HealthSchema().dump(components, many=True)), status
+    return components, 200 if all(c.status == "ok" for c in components) else 503

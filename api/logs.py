@@ -5,17 +5,17 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterator
+from typing import Any
 
-from flask import Blueprint, Response, request, stream_with_context
-from flask.typing import ResponseReturnValue
+from flask import Response, stream_with_context
 
-from api.requests import load_query
-from api.schemas import LogQuerySchema
+from api.blueprint import Blueprint
+from api.schemas.builds import LogEventSchema, LogHeadersSchema, LogQuerySchema
 from common import build_store, log_store
 from common.errors import BadQuery, BinderError
 from common.models import Status
 
-bp = Blueprint("logs", __name__)
+bp = Blueprint("logs", __name__, description="Build logs, kept and followed live.")
 
 POLL_SECONDS = 0.25
 #: A comment line this often keeps proxies from closing an idle stream.
@@ -26,19 +26,25 @@ FOLLOW_MAX_SECONDS = 3600
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
-@bp.get("/builds/<name>/logs")
-def logs(name: str) -> ResponseReturnValue:
-    """The log of the current attempt (or ``build-id``'s) as text.
+@bp.route("/builds/<name:name>/logs")
+@bp.arguments(LogQuerySchema, location="query")
+@bp.arguments(LogHeadersSchema, location="headers")
+@bp.response(200, {"type": "string"}, content_type="text/plain", description="the log as text")
+@bp.alt_response(200, schema=LogEventSchema, content_type="text/event-stream", success=True,
+                 description="the log as text; Server-Sent Events (one per line, id = line "
+                             "number) when following")
+@bp.alt_response(404, response="NOT_FOUND")
+def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
+    """A build's log: the current attempt's (or ``build-id``'s) as text.
 
     ``?follow=1`` streams Server-Sent Events instead, one event per line with
     the line number as its id, until the attempt ends (``event: end``);
     ``Last-Event-ID`` (or ``after``) resumes after that line.
     """
-    query = load_query(LogQuerySchema())
     build_id = query.get("build_id")
     record = build_store.find_attempt(name, build_id) if build_id else build_store.get_build(name)
     if query["follow"]:
-        after = _resume_after(query.get("after", 0))
+        after = _resume_after(headers.get("last_event_id"), query.get("after", 0))
         return Response(stream_with_context(_follow(name, record["build_id"], after)),
                         mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -47,9 +53,8 @@ def logs(name: str) -> ResponseReturnValue:
                     mimetype="text/plain", headers={"Cache-Control": "no-cache"})
 
 
-def _resume_after(after: int) -> int:
+def _resume_after(header: str | None, after: int) -> int:
     """The line to resume after: ``Last-Event-ID`` wins over ``after``."""
-    header = request.headers.get("Last-Event-ID")
     if header is None or header.strip() == "":
         return after
     header = header.strip()

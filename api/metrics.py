@@ -12,12 +12,12 @@ import datetime as dt
 from collections.abc import Iterator
 
 import redis
-from flask import Blueprint, Response, current_app
-from flask.typing import ResponseReturnValue
+from flask import Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from api.blueprint import Blueprint
 from common.config import Config
 from common.db import get_db, translate_errors
 from common.errors import BadDatabase, NoDatabase
@@ -104,10 +104,22 @@ def farm_registry(config: Config) -> CollectorRegistry:
     return registry
 
 
-bp = Blueprint("metrics", __name__)
+bp = Blueprint("metrics", __name__,
+               description="Prometheus metrics of builds, queues and workers.")
 
 
-@bp.get("/metrics")
-def metrics() -> ResponseReturnValue:
-    registry = farm_registry(current_app.config["BINDER"])
-    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+@bp.route("/metrics")
+@bp.response(200, {"type": "string"}, content_type="text/plain",
+             description="Prometheus text exposition format")
+def metrics() -> Response:
+    """The farm's metrics, for Prometheus to scrape."""
+    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+
+
+def _registry() -> CollectorRegistry:
+    """The app's registry, made at its first scrape (the collector reads at every one)."""
+    registry = current_app.extensions.get("binder_metrics")
+    if registry is None:
+        registry = farm_registry(current_app.config["BINDER"])
+        current_app.extensions["binder_metrics"] = registry
+    return registry

@@ -2,25 +2,27 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
-from flask.typing import ResponseReturnValue
-
 from api.auth import require_key
-from api.schemas import TemplateSchema
+from api.blueprint import Blueprint
+from api.schemas.templates import TemplateSchema
 from common import template_store
+from common.models import TemplateRecord
 
-bp = Blueprint("templates", __name__)
-
-template_schema = TemplateSchema()
+bp = Blueprint("templates", __name__, description="What a launcher needs to run a built image.")
 
 
-@bp.get("/templates/", strict_slashes=False)
+@bp.route("/templates/", strict_slashes=False)
 @require_key
-def list_all() -> ResponseReturnValue:
-    return jsonify(template_schema.dump(template_store.list_templates(), many=True))
+@bp.response(200, TemplateSchema(many=True))
+def list_all() -> list[TemplateRecord]:
+    """Every template (the protocol's ``registry fetchAll``)."""
+    return template_store.list_templates()
 
 
-@bp.get("/templates/<name>")
+@bp.route("/templates/<name:name>")
 @require_key
-def fetch(name: str) -> ResponseReturnValue:
-    return jsonify(template_schema.dump(template_store.get_template(name)))
+@bp.response(200, TemplateSchema)
+@bp.alt_response(404, response="NOT_FOUND")
+def fetch(name: str) -> TemplateRecord:
+    """One build's template (the protocol's ``registry fetch``)."""
+    return template_store.get_template(name)

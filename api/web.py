@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response
-from flask.typing import ResponseReturnValue
+from flask import Response
 
-bp = Blueprint("web", __name__)
+from api.blueprint import Blueprint
+
+bp = Blueprint("web", __name__, description="The farm's own web page.")
 
 _PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>binder-build</title>
@@ -58,7 +59,8 @@ refresh(); setInterval(refresh, 5000);
 </script></body></html>"""
 
 
-@bp.get("/")
-def index() -> ResponseReturnValue:
+@bp.route("/")
+@bp.response(200, {"type": "string"}, content_type="text/html", description="an HTML page")
+def index() -> Response:
     """The farm's page: builds, their status and live logs."""
     return Response(_PAGE, mimetype="text/html")

@@ -62,10 +62,6 @@ class BuildSchema(Schema):
     phases = fields.Dict(keys=fields.String(), values=fields.Nested(PhaseTimesSchema))
 
 
-class BuildStartedSchema(BuildSchema):
-    """The answer to a start: the protocol asks for ``name`` at least."""
-
-
 class BuildListQuerySchema(Schema):
     """Query of ``GET /builds/``: filters and pagination, newest first."""
 
@@ -97,6 +93,15 @@ class LogQuerySchema(Schema):
     after = fields.Integer(validate=validate.Range(min=0, max=MAX_LINE),
                            metadata={"description": "only lines after this line number "
                                                     "(Last-Event-ID wins when following)"})
+
+
+class LogHeadersSchema(Schema):
+    """Headers of ``GET /builds/<name>/logs``; checked only when following."""
+
+    last_event_id = fields.String(
+        data_key="Last-Event-ID",
+        metadata={"description": "resume a follow after this line",
+                  "pattern": "^[0-9]{1,15}$"})
 
 
 class LogEventSchema(Schema):

@@ -128,6 +128,8 @@ def test_start_answers_the_protocol_fields_and_the_build_completes(
     (b'{"repository": "https://github.com/a/b", "force": "maybe"}', ["force", "boolean"]),
     (b'{"force": true}', ["repository", "required"]),
     (b'{"repository": ""}', ["repository"]),
+    (b'{"repository": "https://github.com/a/b", "repository": "https://github.com/c/d"}',
+     ['"repository"', "more than once"]),
     (b"[" * 5000 + b"]" * 5000, ["JSON"]),
 ])
 def test_malformed_request_bodies(api: ApiClient, body: bytes, words: list[str]) -> None:

@@ -7,11 +7,14 @@ test if a request gets that far, except where a test stubs them on purpose.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import flask_smorest
+import marshmallow
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -19,6 +22,7 @@ from flask.testing import FlaskClient
 import api.builds
 import common.config
 from api import create_app
+from api.docs import build_spec
 from common.config import load_config
 
 KEY = "k"
@@ -301,3 +305,102 @@ def test_docs_page_is_html(client: FlaskClient) -> None:
 def test_app_factory_sets_the_request_limit(app: Flask) -> None:
     assert app.config["MAX_CONTENT_LENGTH"] == MAX_BYTES
     assert app.config["BINDER"].api_key == KEY
+
+
+# request bodies, the protocol's way
+
+
+@pytest.mark.parametrize("data", [
+    '{"repository": "https://github.com/o/r", "repository": "https://github.com/o/s"}',
+    '{"repository": "https://github.com/o/r", "force": true, "force": false}',
+])
+def test_a_repeated_key_is_malformed_naming_it(client: FlaskClient, data: str) -> None:
+    status, body = post(client, data)
+    assert status == 422
+    assert_error_body(body, "malformedRequest")
+    key = "repository" if data.count("repository") == 2 else "force"
+    assert f'"{key}" more than once' in body["error"]
+
+
+def test_a_long_repeated_key_is_quoted_shortened(client: FlaskClient) -> None:
+    key = "k\n" * 200
+    status, body = post(client, f'{{{json.dumps(key)}: 1, {json.dumps(key)}: 2}}')
+    assert status == 422
+    assert_error_body(body, "malformedRequest")
+    assert "\n" not in body["error"] and len(body["error"]) < 200
+
+
+def test_the_body_is_read_whatever_its_content_type(client: FlaskClient) -> None:
+    response = client.post("/builds/repo", data='{"repository": "file:///etc"}',
+                           headers=AUTH, content_type="text/plain")
+    assert response.status_code == 422
+    assert_error_body(response.get_json(), "badRepoSource")
+
+
+# errors raised through flask-smorest keep the protocol's shape
+
+
+def test_smorest_abort_answers_the_protocol_shape(app: Flask) -> None:
+    def conflict() -> None:
+        flask_smorest.abort(409, message="taken")
+
+    app.add_url_rule("/conflict", view_func=conflict)
+    response = app.test_client().get("/conflict")
+    assert response.status_code == 409
+    assert_error_body(response.get_json(), "httpError")
+    assert response.get_json()["error"] == "taken"
+
+
+# documentation, generated from the views
+
+
+def test_every_operation_has_a_unique_id(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").get_json()
+    ids = [operation["operationId"] for item in document["paths"].values()
+           for method, operation in item.items() if method != "parameters"]
+    assert len(ids) == len(set(ids)) >= 10
+    assert document["paths"]["/builds/{name}"]["get"]["operationId"] == "builds.status"
+
+
+def test_the_document_states_auth_and_errors_as_the_views_do(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").get_json()
+    paths = document["paths"]
+    assert paths["/builds/repo"]["post"]["security"] == [{"apiKey": []}]
+    assert "403" in paths["/builds/repo"]["post"]["responses"]
+    assert "security" not in paths["/builds/{name}"]["get"]
+    assert "422" in paths["/builds/"]["get"]["responses"]
+    error = document["components"]["schemas"]["Error"]
+    assert set(error["required"]) == {"type", "error", "suggestions"}
+    assert document["components"]["securitySchemes"]["apiKey"]["name"] == "Authorization"
+
+
+def test_the_document_is_the_one_the_app_serves(client: FlaskClient) -> None:
+    assert client.get("/openapi.json").get_json() == build_spec().to_dict()
+
+
+def test_docs_page_uses_swagger_ui_served_by_the_api(client: FlaskClient) -> None:
+    page = client.get("/docs").get_data(as_text=True)
+    scripts = re.findall(r'<script src="([^"]+)"', page)
+    assert scripts and all(src.startswith("docs/static/") for src in scripts), scripts
+    for src in scripts:
+        response = client.get(f"/{src}")
+        assert response.status_code == 200, src
+        assert "javascript" in response.mimetype
+    assert "http://" not in page and "https://" not in page
+
+
+def test_views_make_no_schema_per_request(client: FlaskClient,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[str] = []
+    original = marshmallow.Schema.__init__
+
+    def counting_init(self: marshmallow.Schema, *args: Any, **kwargs: Any) -> None:
+        made.append(type(self).__name__)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(marshmallow.Schema, "__init__", counting_init)
+    for _ in range(3):
+        assert client.get("/builds/?limit=0", headers=AUTH).status_code == 422
+        assert client.get("/builds/o-r/logs?follow=perhaps").status_code == 422
+        assert post(client, {"repository": "file:///etc"})[0] == 422
+    assert made == []
