@@ -15,6 +15,10 @@ from common.config import Config, get_config, set_config
 if TYPE_CHECKING:
     from api.docs import Api
 
+#: Where the API's HTML pages (Jinja templates) live, beside this file.
+PAGES = "pages"
+
+
 def register_api(app: Flask) -> Api:
     """Register every resource's blueprint, ``/openapi.json``, ``/docs`` and the error
     handlers on ``app``; returns the flask-smorest ``Api`` holding the document."""
@@ -38,7 +42,7 @@ def create_app(config: Config | None = None) -> Flask:
     if not config.api_key:
         config = config.replace(api_key=ensure_api_key(config))
     set_config(config)
-    app = Flask(__name__)
+    app = Flask(__name__, template_folder=PAGES)
     app.config["BINDER"] = config
     app.extensions["celery"] = create_celery(config)  # sends work; runs no task here
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes

@@ -19,6 +19,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+import api
 import api.builds
 import common.config
 from api import create_app
@@ -387,6 +388,13 @@ def test_docs_page_uses_swagger_ui_served_by_the_api(client: FlaskClient) -> Non
         assert response.status_code == 200, src
         assert "javascript" in response.mimetype
     assert "http://" not in page and "https://" not in page
+
+
+def test_the_web_page_is_a_template_file(client: FlaskClient) -> None:
+    response = client.get("/")
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert (Path(api.__file__).parent / "pages" / "index.html").read_text().strip() in page
 
 
 def test_views_make_no_schema_per_request(client: FlaskClient,
