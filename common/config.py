@@ -91,7 +91,25 @@ class Config:
         "Image the base image recipe starts FROM (e.g. debian:bookworm-slim); empty builds a "
         "Debian root locally with debootstrap.")
     github_url: str = setting("BINDER_GITHUB_URL", "https://github.com",
-        "Base URL of the GitHub source (GitHub Enterprise, tests).")
+        "Base URL of the GitHub provider (GitHub Enterprise, tests).")
+    gitlab_url: str = setting("BINDER_GITLAB_URL", "https://gitlab.com",
+        "Base URL of the GitLab provider (a self-hosted GitLab, tests).")
+    gist_url: str = setting("BINDER_GIST_URL", "https://gist.github.com",
+        "Base URL of the Gist provider.")
+    zenodo_url: str = setting("BINDER_ZENODO_URL", "https://zenodo.org",
+        "Base URL of the Zenodo provider (records pages and API).")
+    figshare_url: str = setting("BINDER_FIGSHARE_URL", "https://figshare.com",
+        "Base URL of Figshare's article pages.")
+    figshare_api_url: str = setting("BINDER_FIGSHARE_API_URL", "https://api.figshare.com/v2",
+        "Base URL of Figshare's API.")
+    dataverse_urls: tuple[str, ...] = setting("BINDER_DATAVERSE_URLS",
+        ("https://dataverse.harvard.edu", "https://borealisdata.ca", "https://dataverse.no"),
+        "Dataverse installations datasets and DOIs are fetched from.")
+    doi_resolver_url: str = setting("BINDER_DOI_RESOLVER_URL", "https://doi.org",
+        "DOI resolver; a DOI is fetched from wherever its redirect leads, if a provider serves "
+        "that host.")
+    source_tokens: tuple[str, ...] = setting("BINDER_SOURCE_TOKENS", (),
+        "Tokens for private repositories, HOST=TOKEN or HOST=USER:TOKEN; used for fetching only.")
     allowed_source_hosts: tuple[str, ...] = setting("BINDER_ALLOWED_SOURCE_HOSTS", (),
         "Extra host[:port] allowed as repository hosts even on loopback or private addresses; "
         "only they may use plain http.")
@@ -123,7 +141,12 @@ class Config:
     build_timeout: int = setting("BINDER_BUILD_TIMEOUT", 3600, "Seconds a whole build may take.")
     clone_timeout: int = setting("BINDER_CLONE_TIMEOUT", 300, "Seconds a clone may take.")
     push_timeout: int = setting("BINDER_PUSH_TIMEOUT", 900, "Seconds a push may take.")
-    max_repo_mb: int = setting("BINDER_MAX_REPO_MB", 1024, "Largest checkout accepted, in MiB.")
+    max_repo_mb: int = setting("BINDER_MAX_REPO_MB", 1024,
+        "Largest checkout or download accepted, in MiB.")
+    max_repo_files: int = setting("BINDER_MAX_REPO_FILES", 100000,
+        "Most files an archive or record may hold.")
+    max_archive_ratio: int = setting("BINDER_MAX_ARCHIVE_RATIO", 100,
+        "Most times its own size an archive may unpack to (zip bombs).")
     verify: bool = setting("BINDER_VERIFY", True,
         "Start each built image and wait for its port before completing.")
     verify_timeout: int = setting("BINDER_VERIFY_TIMEOUT", 90,

@@ -1,7 +1,14 @@
-"""Build names and image names, derived as the original Binder did."""
+"""Build names and image names.
+
+A build's preferred name is the original Binder's ``owner-repo[-ref]`` for
+GitHub and the provider or host plus the path for other sources; which
+name a repository and ref actually get (one name, one repository and ref,
+for ever) is decided by ``common/name_store.py``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 MAX_NAME_LENGTH = 128
@@ -23,20 +30,34 @@ def safe_name_part(text: str) -> str:
     return cleaned.strip("-._") or "x"
 
 
-def build_name(owner: str, repo: str, ref: str | None = None) -> str:
-    """``owner-repo``, plus ``-ref`` when a ref was given; safe for image names.
+def preferred_name(parts: tuple[str, ...] | list[str]) -> str:
+    """The pieces joined with ``-``, each made safe; bounded in length.
 
-    Names are bounded in length; an over-long name keeps its start and ends in
-    a short hash of the whole, so distinct long refs stay distinct.
+    ``("jupyter", "notebook", "v1.0")`` gives ``jupyter-notebook-v1.0``. An
+    over-long name keeps its start and ends in a short hash of the whole,
+    so distinct long names stay distinct.
     """
-    parts = [owner, repo] + ([ref] if ref else [])
-    name = "-".join(safe_name_part(part) for part in parts)
+    name = "-".join(safe_name_part(part) for part in parts if part)
     if len(name) > MAX_NAME_LENGTH:
-        import hashlib
-
         digest = hashlib.sha1(name.encode()).hexdigest()[:10]
         name = f"{name[: MAX_NAME_LENGTH - 11].rstrip('-._')}-{digest}"
     return name
+
+
+def build_name(owner: str, repo: str, ref: str | None = None) -> str:
+    """``owner-repo``, plus ``-ref`` when a ref was given: the original Binder's name."""
+    return preferred_name([owner, repo] + ([ref] if ref else []))
+
+
+def identity(repository: str, ref: str | None) -> str:
+    """The one string that says which content a name stands for."""
+    return f"{repository}\n{ref or ''}"
+
+
+def suffixed_name(name: str, key: str, length: int = 8) -> str:
+    """``name`` plus a short hash of ``key``: the unambiguous form on a clash."""
+    digest = hashlib.sha256(key.encode()).hexdigest()[:length]
+    return f"{name[: MAX_NAME_LENGTH - length - 1].rstrip('-._')}-{digest}"
 
 
 def display_name(owner: str, repo: str, ref: str | None = None) -> str:

@@ -26,9 +26,10 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from common.addresses import CheckedTarget
 from common.errors import BuildFailure
@@ -69,8 +70,21 @@ class GitLimits:
     watch_bytes: int = 0
 
 
-def git_env(target: CheckedTarget | None = None) -> dict[str, str]:
-    return {
+#: Extra git configuration for one command, as ``{key: value}`` (the header
+#: that carries a token to one host). It travels in the environment
+#: (``GIT_CONFIG_COUNT``), never on the command line or in ``.git/config``.
+GitConfig = Mapping[str, str]
+
+
+def header_config(url: str, header: str) -> dict[str, str]:
+    """Git configuration sending ``header`` with requests to ``url``'s host only."""
+    parts = urlsplit(url)
+    return {f"http.{parts.scheme}://{parts.netloc}/.extraHeader": header}
+
+
+def git_env(target: CheckedTarget | None = None, extra: GitConfig | None = None) \
+        -> dict[str, str]:
+    env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
         "HOME": "/nonexistent",
         "GIT_TERMINAL_PROMPT": "0",
@@ -81,6 +95,12 @@ def git_env(target: CheckedTarget | None = None) -> dict[str, str]:
         "GIT_LFS_SKIP_SMUDGE": "1",
         "LANG": "C",
     }
+    for index, (key, value) in enumerate((extra or {}).items()):
+        env[f"GIT_CONFIG_KEY_{index}"] = key
+        env[f"GIT_CONFIG_VALUE_{index}"] = value
+    if extra:
+        env["GIT_CONFIG_COUNT"] = str(len(extra))
+    return env
 
 
 def git_argv(args: list[str], target: CheckedTarget | None = None) -> list[str]:
@@ -113,7 +133,8 @@ def directory_bytes(path: Path) -> int:
 
 
 def run_git(args: list[str], timeout: float, cwd: Path | None = None,
-            target: CheckedTarget | None = None, limits: GitLimits | None = None) -> str:
+            target: CheckedTarget | None = None, limits: GitLimits | None = None,
+            extra: GitConfig | None = None) -> str:
     """Run git within ``limits`` and ``timeout``; its stdout, or ``GitError``.
 
     Raises ``SizeExceeded`` when the watched directory outgrows its bound.
@@ -121,7 +142,7 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
     limits = limits or GitLimits()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
-            git_argv(args, target), cwd=cwd, env=git_env(target), stdin=subprocess.DEVNULL,
+            git_argv(args, target), cwd=cwd, env=git_env(target, extra), stdin=subprocess.DEVNULL,
             stdout=out, stderr=err, preexec_fn=_limit_files(limits.max_bytes))
         deadline = time.monotonic() + timeout
         outgrown = False
@@ -181,11 +202,12 @@ def _failure(command: str, stderr: str) -> GitError:
                     ["Check the URL; retry later if the host is down."])
 
 
-def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float) -> str:
+def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float,
+                extra: GitConfig | None = None) -> str:
     """The full commit SHA of ``ref`` (default branch when ``None``) via ls-remote."""
     if ref and SHA_RE.match(ref):
         return ref
-    output = run_git(["ls-remote", "--", target.url], timeout, target=target)
+    output = run_git(["ls-remote", "--", target.url], timeout, target=target, extra=extra)
     refs: dict[str, str] = {}
     for line in output.splitlines():
         sha, _, name = line.partition("\t")
@@ -203,7 +225,7 @@ def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float) -> str:
 
 
 def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: float,
-                 max_bytes: int, say: Say) -> int:
+                 max_bytes: int, say: Say, extra: GitConfig | None = None) -> int:
     """Check out exactly ``commit`` into ``checkout``; return its size in bytes.
 
     The download may not pass ``max_bytes``, nor may the tree (checked with
@@ -219,14 +241,14 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
     try:
         try:
             run_git(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", target.url, commit],
-                    timeout, cwd=checkout, target=target, limits=download)
+                    timeout, cwd=checkout, target=target, limits=download, extra=extra)
         except SizeExceeded:
             raise
         except GitError:
             say("server refused a shallow fetch by SHA; fetching the full history")
             run_git(["fetch", "--quiet", "--no-tags", "--", target.url,
                      "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
-                    timeout, cwd=checkout, target=target, limits=download)
+                    timeout, cwd=checkout, target=target, limits=download, extra=extra)
     except SizeExceeded as exc:
         raise BuildFailure(f"The repository's download passed this farm's limit of "
                            f"{_mib(max_bytes)} and was stopped.",

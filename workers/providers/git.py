@@ -1,0 +1,97 @@
+"""Any Git repository over https: ``https://HOST/PATH[.git][@REF]``.
+
+Also the base of the hosted-Git providers (GitHub, GitLab, Gist), which
+only understand their own URL forms: resolving is ``git ls-remote`` (no API
+rate limits) and fetching is a shallow fetch of exactly the resolved
+commit, both through ``workers/git.py``. The content id is the commit SHA.
+Git connects only to the addresses the address check resolved
+(``common/addresses.py``), and follows no redirect.
+
+A ref of a plain Git URL is given as ``URL@REF`` (pip's form), the one
+form that cannot be mistaken for a path on any host.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from common.errors import BadRepoSource
+from workers.git import GitConfig, fetch_commit, header_config, resolve_ref
+from workers.providers.base import (
+    ContentProvider,
+    FetchLimits,
+    Resolved,
+    Say,
+    Spec,
+    check_part,
+    check_ref,
+    check_url_policy,
+    checked_target,
+    host_of,
+)
+
+HINT = "Use https://HOST/PATH, with a ref as https://HOST/PATH@REF."
+
+
+class GitProvider(ContentProvider):
+    id = "git"
+    label = "Git"
+    #: user name that goes with a token in HTTP Basic auth (GitHub takes any)
+    token_user = "x-access-token"
+
+    def detect(self, text: str) -> Spec | None:
+        check_url_policy(text, self.config)
+        parts = urlsplit(text)
+        if parts.query or parts.fragment or "@" in parts.netloc:
+            raise BadRepoSource(f"{text!r} carries credentials, a query or a fragment.",
+                                suggestions=["Give the plain repository URL. " + HINT])
+        path, ref = parts.path.strip("/"), None
+        last = path.rsplit("/", 1)[-1]
+        if "@" in last:
+            path, _, ref = path.rpartition("@")
+        segments = [segment for segment in path.split("/") if segment]
+        if not segments:
+            raise BadRepoSource(f"{text!r} names no repository.", suggestions=[HINT])
+        if "tree" in segments[2:]:
+            raise BadRepoSource(
+                f"{text!r} looks like a web page of a repository, not a Git URL.",
+                suggestions=["Give the ref of a plain Git URL as https://HOST/PATH@REF."])
+        segments[-1] = segments[-1].removesuffix(".git") or segments[-1]
+        for segment in segments:
+            check_part(segment, "path segment", HINT)
+        ref = check_ref(ref, hint="Give a branch, tag or commit SHA after @.")
+        host = host_of(text)
+        repository = f"{parts.scheme}://{host}/{'/'.join(segments)}"
+        clone_url = f"{parts.scheme}://{host}/{path}"
+        return Spec(
+            provider=self.id, repository=repository, ref=ref,
+            text=clone_url + (f"@{ref}" if ref else ""),
+            display_name=f"{host}/{'/'.join(segments)}" + (f"@{ref}" if ref else ""),
+            name_parts=(host, *segments, *([ref] if ref else [])),
+            locator={"clone_url": clone_url})
+
+    def git_config(self, clone_url: str, limits: FetchLimits) -> GitConfig:
+        """The header carrying this host's token (if one is configured), for git only."""
+        token = limits.token_for(host_of(clone_url))
+        if not token:
+            return {}
+        credentials = token if ":" in token else f"{self.token_user}:{token}"
+        encoded = base64.b64encode(credentials.encode()).decode()
+        return header_config(clone_url, f"Authorization: Basic {encoded}")
+
+    def resolve(self, spec: Spec, limits: FetchLimits) -> Resolved:
+        clone_url = spec.locator["clone_url"]
+        target = checked_target(clone_url, self.config)
+        commit = resolve_ref(target, spec.ref, limits.remaining("Resolving the ref"),
+                             self.git_config(clone_url, limits))
+        return Resolved(spec=spec, provider=self.id, content_id=commit, commit=commit,
+                        description=f"{spec.ref or 'the default branch'} is commit {commit}",
+                        detail={"target": target})
+
+    def fetch(self, resolved: Resolved, dest: Path, limits: FetchLimits, say: Say) -> None:
+        clone_url = resolved.spec.locator["clone_url"]
+        fetch_commit(resolved.detail["target"], resolved.content_id, dest,
+                     limits.remaining("The checkout"), limits.max_bytes, say,
+                     self.git_config(clone_url, limits))
