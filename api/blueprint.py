@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError, fields
 from webargs.flaskparser import FlaskParser
 from werkzeug.routing import BaseConverter
 
-from api.errors import argument_error
+from api.errors import argument_error, quoted
 from common.errors import BadQuery, MalformedRequest
 from common.naming import MAX_NAME_LENGTH
 
@@ -40,11 +40,6 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _RepeatedKey(key)
         members[key] = value
     return members
-
-
-def _quoted(key: str) -> str:
-    text = json.dumps(key)  # escapes quotes and control characters
-    return text if len(text) <= _MAX_QUOTED else f"{text[:_MAX_QUOTED - 4]}...\""
 
 
 def _json_type(value: Any) -> str:
@@ -70,7 +65,8 @@ def read_json_object(raw: bytes, schema: Schema) -> dict[str, Any]:
     try:
         body = json.loads(raw, object_pairs_hook=_unique_keys)
     except _RepeatedKey as exc:
-        raise MalformedRequest(f"Request body has the key {_quoted(exc.key)} more than once.",
+        raise MalformedRequest(f"Request body has the key {quoted(exc.key, _MAX_QUOTED)} "
+                               "more than once.",
                                suggestions=["Give each key once."]) from exc
     except (ValueError, RecursionError) as exc:  # also bad UTF-8, absurd nesting
         raise MalformedRequest(f"Request body is not JSON: {exc}.",

@@ -10,9 +10,10 @@ body) and flask-smorest's ``abort`` (``docs.Api`` hands its error hook to
 
 from __future__ import annotations
 
+import json
 import logging
 
-from flask import Flask, Response, current_app, jsonify
+from flask import Flask, Response, current_app, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
@@ -26,6 +27,8 @@ _HTTP_TYPES = {400: "malformedRequest", 404: "doesNotExist", 405: "malformedRequ
                413: "malformedRequest", 415: "malformedRequest"}
 # Request errors are answered 422, as the protocol's malformedRequest is.
 _MALFORMED_CODES = {400, 413, 415}
+#: Every error answer ends with where to read how to call the API.
+_SEE_DOCS = "The API is described at /docs (and /openapi.json)."
 
 #: Where a request argument came from (webargs' location) -> the protocol
 #: error it raises and how its message begins.
@@ -40,7 +43,10 @@ _ARGUMENT_ERRORS: dict[str, tuple[type[BinderError], str]] = {
 
 
 def error_response(error: BinderError) -> tuple[Response, int]:
-    return jsonify(error.to_body()), error.status
+    body = error.to_body()
+    if not body["suggestions"]:
+        body["suggestions"] = [_SEE_DOCS]
+    return jsonify(body), error.status
 
 
 def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRequest,
@@ -65,19 +71,49 @@ def argument_error(error: ValidationError) -> BinderError:
     return validation_error(error)
 
 
+#: Longest path quoted back in an error message.
+_MAX_QUOTED_PATH = 200
+
+
+def _http_message_and_suggestions(error: HTTPException) -> tuple[str, list[str]]:
+    """What went wrong and what to do, for each kind of werkzeug error."""
+    code = error.code or 500
+    if isinstance(error, RequestEntityTooLarge):
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        return (f"Request body is too large (the limit is {limit} bytes).",
+                ['Send a small JSON object such as {"repository": URL}.'])
+    # flask-smorest's ``abort(code, message=...)`` keeps its message in ``data``.
+    data = getattr(error, "data", None)
+    given = data.get("message") if isinstance(data, dict) else None
+    if given:
+        return str(given), [_SEE_DOCS]
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        methods = ", ".join(sorted(error.valid_methods))
+        return (f"{request.method} is not allowed on {_quoted_path()}.",
+                [f"This path answers {methods}.", _SEE_DOCS])
+    if code == 404:
+        return (f"There is no {_quoted_path()} in this API.",
+                ["Check the path: GET /openapi.json lists every path of the API.", _SEE_DOCS])
+    if code in _MALFORMED_CODES:
+        return (error.description or error.name,
+                ['Send a JSON object such as {"repository": URL}.', _SEE_DOCS])
+    return error.description or error.name, [_SEE_DOCS]
+
+
+def _quoted_path() -> str:
+    return quoted(request.path, _MAX_QUOTED_PATH)
+
+
+def quoted(text: str, limit: int) -> str:
+    """``text`` (a user's) as a JSON string to quote in a message, at most ``limit`` long."""
+    literal = json.dumps(text)  # escapes quotes and control characters
+    return literal if len(literal) <= limit else f"{literal[:limit - 4]}...\""
+
+
 def http_error(error: HTTPException) -> tuple[Response, int]:
     """werkzeug's errors (and flask-smorest's ``abort``) in the protocol's shape."""
     code = error.code or 500
-    suggestions: list[str] = []
-    if isinstance(error, RequestEntityTooLarge):
-        limit = current_app.config.get("MAX_CONTENT_LENGTH")
-        message = f"Request body is too large (the limit is {limit} bytes)."
-        suggestions = ['Send a small JSON object such as {"repository": URL}.']
-    else:
-        # flask-smorest's ``abort(code, message=...)`` keeps its message in ``data``.
-        data = getattr(error, "data", None)
-        given = data.get("message") if isinstance(data, dict) else None
-        message = str(given) if given else error.description or error.name
+    message, suggestions = _http_message_and_suggestions(error)
     body = {"type": _HTTP_TYPES.get(code, "httpError"), "error": message,
             "suggestions": suggestions}
     response = jsonify(body)

@@ -41,14 +41,16 @@ def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
     the line number as its id, until the attempt ends (``event: end``);
     ``Last-Event-ID`` (or ``after``) resumes after that line.
     """
+    # Every argument is checked before the database is asked.
+    after = (_resume_after(headers.get("last_event_id"), query.get("after", 0))
+             if query["follow"] else query.get("after", 0))
     build_id = query.get("build_id")
     record = build_store.find_attempt(name, build_id) if build_id else build_store.get_build(name)
     if query["follow"]:
-        after = _resume_after(headers.get("last_event_id"), query.get("after", 0))
         return Response(stream_with_context(_follow(name, record["build_id"], after)),
                         mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    lines = log_store.read_lines(record["build_id"], query.get("after", 0))
+    lines = log_store.read_lines(record["build_id"], after)
     return Response("".join(f"{text}\n" for _, text in lines),
                     mimetype="text/plain", headers={"Cache-Control": "no-cache"})
 

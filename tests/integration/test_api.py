@@ -187,8 +187,8 @@ def test_bad_log_queries(api: ApiClient, git_server: GitServer, repo_url: str) -
                      query.split("=", 1)[0])
     response = api.request("GET", "/builds/whatever/logs?follow=1",
                            headers={"Last-Event-ID": "seven"})
-    # The build is unknown; the header is checked once the build is found.
-    assert_error(response, 404, "noBuildInfo")
+    # Arguments, headers included, are checked before the build is looked up.
+    assert_error(response, 422, "badQuery", "Last-Event-ID")
 
 
 @contextlib.contextmanager

@@ -22,6 +22,7 @@ from flask.testing import FlaskClient
 import api
 import api.builds
 import common.config
+import common.errors
 from api import create_app
 from api.docs import build_spec
 from common.config import load_config
@@ -232,6 +233,62 @@ def test_wrong_method_is_malformed(client: FlaskClient) -> None:
     assert response.status_code == 405
     assert_error_body(response.get_json(), "malformedRequest")
     assert "POST" in response.headers["Allow"]
+
+
+def test_unknown_route_names_the_path_and_where_paths_are_listed(client: FlaskClient) -> None:
+    body = client.get("/no/such/route").get_json()
+    assert '"/no/such/route"' in body["error"]
+    assert any("/openapi.json" in suggestion for suggestion in body["suggestions"])
+
+
+def test_wrong_method_suggests_the_methods_the_path_answers(client: FlaskClient) -> None:
+    body = client.put("/builds/repo", headers=AUTH).get_json()
+    assert body["error"].startswith("PUT is not allowed")
+    assert any("POST" in suggestion for suggestion in body["suggestions"])
+
+
+def test_a_long_unknown_path_is_quoted_shortened(client: FlaskClient) -> None:
+    body = client.get("/x" * 500).get_json()
+    assert len(body["error"]) < 300 and '..."' in body["error"]
+
+
+def _failing_requests(client: FlaskClient) -> dict[str, Any]:
+    """One request of each way the API refuses, by what it tries."""
+    return {
+        "unknown route": client.get("/no/such/route"),
+        "wrong method": client.put("/builds/repo", headers=AUTH),
+        "no key": client.post("/builds/repo", json={"repository": "x"}),
+        "not JSON": client.post("/builds/repo", data="{", headers=AUTH),
+        "unknown field": client.post("/builds/repo", json={"repository": "x", "y": 1},
+                                     headers=AUTH),
+        "too large": client.post("/builds/repo", data="x" * (MAX_BYTES + 1), headers=AUTH),
+        "bad repository": client.post("/builds/repo", json={"repository": "file:///etc"},
+                                      headers=AUTH),
+        "bad query": client.get("/builds/?limit=0", headers=AUTH),
+        "bad header": client.get("/builds/o-r/logs?follow=1",
+                                 headers={"Last-Event-ID": "x"}),
+        "missing static file": client.get("/docs/static/nothing.js"),
+    }
+
+
+def test_every_refusal_is_json_with_a_message_and_suggestions(client: FlaskClient) -> None:
+    for what, response in _failing_requests(client).items():
+        assert 400 <= response.status_code < 500, (what, response.status_code)
+        assert response.mimetype == "application/json", what
+        body = response.get_json()
+        assert set(body) == {"type", "error", "suggestions"}, (what, body)
+        assert body["error"].strip(), what
+        assert body["suggestions"] and all(s.strip() for s in body["suggestions"]), (what, body)
+
+
+def test_a_farm_error_without_suggestions_still_gets_one(app: Flask) -> None:
+    def fails() -> None:
+        raise common.errors.BuildFailure("it broke")
+
+    app.add_url_rule("/fails", view_func=fails)
+    response = app.test_client().get("/fails")
+    assert response.status_code == 500
+    assert response.get_json()["suggestions"]
 
 
 def test_unexpected_errors_do_not_leak_a_traceback(client: FlaskClient,
