@@ -10,12 +10,14 @@ imported.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import sysconfig
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.support.farm import free_port, wait_http
 
@@ -71,8 +73,8 @@ def test_installed_program_runs_and_finds_its_package_data(installed: Path,
     assert "is up to date" in base.stdout
 
 
-def test_installed_api_serves_health(installed: Path, farm_env: dict[str, str],
-                                     services: None) -> None:
+def test_installed_api_serves_health_and_its_pages(installed: Path, farm_env: dict[str, str],
+                                                   services: None) -> None:
     port = free_port()
     api = subprocess.Popen([str(installed / "bin" / "binder-build"), "api"], cwd=installed.parent,
                            env={**os.environ, **farm_env, "BINDER_PORT": str(port),
@@ -83,6 +85,16 @@ def test_installed_api_serves_health(installed: Path, farm_env: dict[str, str],
         health = wait_http(f"http://127.0.0.1:{port}/health/", lambda: api.poll() is None)
         components = {item["name"]: item["status"] for item in health.json()}
         assert components["mongo"] == "ok" and components["registry"] == "ok", components
+        # The farm's page (a template file) and /docs with its Swagger UI files (from
+        # the swagger-ui-bundle package) are found by the installed copy too.
+        page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
+        assert page.status_code == 200 and "<table" in page.text, page.text[:500]
+        docs = requests.get(f"http://127.0.0.1:{port}/docs", timeout=10)
+        assert docs.status_code == 200, docs.text[:500]
+        scripts = re.findall(r'<script src="([^"]+)"', docs.text)
+        assert scripts, docs.text[:500]
+        for src in scripts:
+            assert requests.get(f"http://127.0.0.1:{port}/{src}", timeout=10).ok, src
     finally:
         os.killpg(api.pid, 15)
         api.wait(30)
