@@ -4,12 +4,12 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test unit lint install system services screenshots clean
+.PHONY: up test unit lint install system system-test services screenshots clean
 
 up: system $(STAMP)
 	$(BIN)/binder-build up
 
-test: system $(STAMP)
+test: system-test $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_ARGS)
 
 unit: $(STAMP)
@@ -23,6 +23,9 @@ install: system $(STAMP)
 
 system:
 	@sh deploy/install-system.sh
+
+system-test:
+	@sh deploy/install-system.sh --test
 
 # The README's screenshots, taken from a real farm by the terminal tests.
 screenshots: system $(STAMP)

@@ -1,5 +1,6 @@
 #!/bin/sh
 # Install the Debian packages the embedded farm runs on, if any is missing.
+# With --test, also those only the test suite needs (a farm never runs them).
 set -eu
 missing=""
 command -v dockerd >/dev/null 2>&1 || missing="$missing docker.io"
@@ -7,9 +8,11 @@ command -v docker-registry >/dev/null 2>&1 || missing="$missing docker-registry"
 command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
 command -v debootstrap >/dev/null 2>&1 || missing="$missing debootstrap"
 command -v git >/dev/null 2>&1 || missing="$missing git"
-# The browser test of /docs drives Debian's Chromium through its WebDriver.
-command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
-command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+if [ "${1:-}" = "--test" ]; then
+    # The browser tests of the farm's pages drive Debian's Chromium through its WebDriver.
+    command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
+    command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "missing packages:$missing; install them as root (apt-get install$missing)" >&2

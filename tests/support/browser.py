@@ -3,8 +3,9 @@
 For tests of the farm's pages. The browser gets a fresh profile and no
 background traffic (no component updates, sync or first-run pages), so the
 only requests it makes are the ones the page under test makes; tests read
-them back with ``resource_urls``. ``deploy/install-system.sh`` installs both
-packages.
+them back with ``resource_urls``. ``deploy/install-system.sh --test`` (run by
+``make test`` and CI) installs both packages; without them the page tests fail
+rather than skip.
 """
 
 from __future__ import annotations
