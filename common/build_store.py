@@ -74,17 +74,29 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Buil
                 return_document=ReturnDocument.AFTER,
             )
             if replaced is None:
-                raise AlreadyBuilding(f"Already building the image {name}: another request "
-                                      "started it just now.",
-                                      suggestions=["Read its status with GET /builds/NAME."])
+                return _ours_or_already_building(name, record)
             return replaced
         try:
             db.builds().insert_one(record)
-        except DuplicateKeyError as exc:
-            raise AlreadyBuilding(f"Already building the image {name}: another request "
-                                  "started it just now.",
-                                  suggestions=["Read its status with GET /builds/NAME."]) from exc
+        except DuplicateKeyError:
+            return _ours_or_already_building(name, record)
     return record
+
+
+def _ours_or_already_building(name: str, record: BuildRecord) -> BuildRecord:
+    """After a write that seemed to lose a race: the stored record, if it is ours.
+
+    pymongo retries a write whose answer was lost; when the first try had
+    landed, the retry finds the record already there (a duplicate name, or
+    a replace that no longer matches). The fresh ``build_id`` tells our own
+    write from another request's.
+    """
+    stored = db.builds().find_one({"name": name})
+    if stored is not None and stored["build_id"] == record["build_id"]:
+        return stored
+    raise AlreadyBuilding(f"Already building the image {name}: another request "
+                          "started it just now.",
+                          suggestions=["Read its status with GET /builds/NAME."])
 
 
 def archive(record: BuildRecord, cancelled: bool = False) -> None:
