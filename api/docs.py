@@ -40,7 +40,7 @@ SETTINGS: dict[str, Any] = {
         "The Binder protocol (binder-protocol 1.2) plus logs, history and cancel. "
         "Errors are {type, error, suggestions}; `type` is the protocol's name for the "
         "error (malformedRequest, badQuery, badRepoSource, unauthorized, noBuildInfo, "
-        "doesNotExist, alreadyBuilding, noDatabase, badDatabase, internalError).")}},
+        "doesNotExist, alreadyBuilding, nameTaken, noDatabase, badDatabase, internalError).")}},
     "OPENAPI_URL_PREFIX": "/",
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "docs",

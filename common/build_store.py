@@ -19,8 +19,9 @@ from pymongo.errors import DuplicateKeyError
 from common import db
 from common.clock import utcnow
 from common.db import ensure_indexes, translate_errors
-from common.errors import AlreadyBuilding, LeaseLost, NoBuildInfo
+from common.errors import AlreadyBuilding, LeaseLost, NameTaken, NoBuildInfo
 from common.models import FINAL_STATUSES, BuildRecord, Phase, Status
+from common.name_store import belongs
 
 
 def new_record(name: str, fields: dict[str, Any]) -> BuildRecord:
@@ -57,11 +58,19 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Buil
     Raises ``AlreadyBuilding`` when a build of that name is running, unless
     ``force``: then the running one is cancelled and replaced. Racing
     creators are serialised by the unique index on ``name``: one wins.
+    A current record of another repository or ref (the name was not
+    claimed through ``common/name_store.py``) is never replaced:
+    ``NameTaken``.
     """
     ensure_indexes()
     record = new_record(name, fields)
     with translate_errors():
         current = db.builds().find_one({"name": name})
+        if current is not None and "repository" in fields and \
+                not belongs(current, fields["repository"], fields.get("ref")):
+            raise NameTaken(
+                f"The build name {name} belongs to another repository.",
+                suggestions=["Retry the request; tell the operators if it persists."])
         if current is not None:
             if current["status"] == Status.RUNNING.value and not force:
                 raise AlreadyBuilding(
@@ -133,13 +142,19 @@ HISTORY_LIMIT = 100
 
 
 def list_builds(status: str | None = None, repository: str | None = None,
-                limit: int = 100, offset: int = 0) -> list[BuildRecord]:
-    """Current records, newest first, optionally of one ``status`` or ``repository``."""
+                limit: int = 100, offset: int = 0,
+                ref: str | None = None) -> list[BuildRecord]:
+    """Current records, newest first, optionally of one ``status`` or ``repository``.
+
+    With ``ref``, only the builds of the repository at that ref.
+    """
     selector: dict[str, Any] = {}
     if status is not None:
         selector["status"] = status
     if repository is not None:
         selector["repository"] = repository
+    if ref is not None:
+        selector["ref"] = ref
     with translate_errors():
         cursor = db.builds().find(selector).sort(NEWEST_FIRST)
         return list(cursor.skip(offset).limit(limit))

@@ -40,6 +40,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     "hosts": [IndexModel([("host", ASCENDING)], unique=True)],
     "templates": [IndexModel([("name", ASCENDING)], unique=True)],
+    # _id is the name; one name per repository and ref (see common/name_store.py)
+    "names": [IndexModel([("key", ASCENDING)], unique=True)],
     "logs": [IndexModel([("build_id", ASCENDING), ("seq", ASCENDING)]),
              IndexModel([("build_id", ASCENDING), ("last", ASCENDING)])],
 }

@@ -45,6 +45,13 @@ class AlreadyBuilding(BinderError):
     status = 409
 
 
+class NameTaken(BinderError):
+    """A build name is held by another repository or ref (names are one-to-one)."""
+
+    type = "nameTaken"
+    status = 409
+
+
 class NoBuildInfo(BinderError):
     type = "noBuildInfo"
     status = 404

@@ -10,9 +10,12 @@ from common.naming import (
     MAX_NAME_LENGTH,
     build_name,
     display_name,
+    identity,
     image_name,
     image_repository,
+    preferred_name,
     safe_name_part,
+    suffixed_name,
 )
 
 # A path component of an image reference, as the distribution spec defines it.
@@ -98,3 +101,25 @@ def test_ordinary_names_are_valid_image_components(owner: str, repo: str,
 def test_every_accepted_name_is_a_valid_image_component(owner: str, repo: str,
                                                         ref: str | None) -> None:
     assert DOCKER_COMPONENT.match("binder-" + build_name(owner, repo, ref))
+
+
+def test_preferred_name_joins_any_pieces() -> None:
+    assert preferred_name(("gitlab", "Group", "sub", "project", "feature/x")) == \
+        "gitlab-group-sub-project-feature-x"
+    assert preferred_name(("zenodo", "3232985")) == "zenodo-3232985"
+    assert preferred_name(["o", "r", ""]) == build_name("o", "r")
+
+
+def test_a_suffixed_name_is_distinct_per_repository_and_bounded() -> None:
+    first = suffixed_name("a-b-c", identity("https://github.com/a/b-c", None))
+    second = suffixed_name("a-b-c", identity("https://github.com/a-b/c", None))
+    third = suffixed_name("a-b-c", identity("https://github.com/a/b", "c"))
+    assert len({first, second, third}) == 3
+    assert all(re.fullmatch(r"a-b-c-[0-9a-f]{8}", name) for name in (first, second, third))
+    long = suffixed_name("x" * MAX_NAME_LENGTH, "key", 16)
+    assert len(long) <= MAX_NAME_LENGTH and long.endswith(suffixed_name("x", "key", 16)[2:])
+
+
+def test_identity_tells_a_ref_from_no_ref() -> None:
+    assert identity("https://host/o/r", None) == identity("https://host/o/r", "")
+    assert identity("https://host/o/r", None) != identity("https://host/o/r", "main")
