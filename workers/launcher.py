@@ -39,6 +39,7 @@ from common.service_credentials import (
     with_service_credentials,
 )
 from workers import service_auth
+from workers.docker_engine import ENGINE_ENVIRONMENT, dockerd_command
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,14 @@ def _program(name: str, component: str) -> str:
     return program
 
 
-def _spawn(name: str, argv: list[str], config: Config, detach: bool) -> Service:
+def _spawn(name: str, argv: list[str], config: Config, detach: bool,
+           env: dict[str, str] | None = None) -> Service:
     log_path = _log_path(config, name)
     argv = [_program(argv[0], name), *argv[1:]]
     with open(log_path, "ab") as out:
         process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=detach)
+                                   stdin=subprocess.DEVNULL, start_new_session=detach,
+                                   env={**os.environ, **(env or {})})
     log.info("started %s (pid %s), log %s", name, process.pid, log_path)
     return Service(name, process, log_path)
 
@@ -187,9 +190,9 @@ def ensure_docker(config: Config, credentials: ServiceCredentials,
     if config.docker_host != DEFAULT_DOCKER_SOCKET or os.geteuid() != 0:
         raise ServiceError(f"No Docker engine answers at {config.docker_host}; start one "
                            "or set DOCKER_HOST (the farm starts one only as root).")
-    argv = ["dockerd", "--host", DEFAULT_DOCKER_SOCKET, "--bridge=none",
-            "--iptables=false", "--ip-masq=false"]
-    return _wait(_spawn("docker", argv, config, detach), check_docker, config, 60)
+    service = _spawn("docker", dockerd_command(DEFAULT_DOCKER_SOCKET), config, detach,
+                     ENGINE_ENVIRONMENT)
+    return _wait(service, check_docker, config, 60)
 
 
 def ensure_registry(config: Config, credentials: ServiceCredentials,
