@@ -137,7 +137,12 @@ class Config:
         "Most memory a repository's .binder.yml may ask for.")
     max_cpu: float = setting("BINDER_MAX_CPU", 64.0,
         "Most CPUs a repository's .binder.yml may ask for.")
-    build_memory: str = setting("BINDER_BUILD_MEMORY", "4G", "Memory limit of a Docker build.")
+    build_memory: str = setting("BINDER_BUILD_MEMORY", "4G",
+        "Memory limit of the builds an engine runs at once (the cgroup its BuildKit step "
+        "containers run under).")
+    limit_build_cgroup: bool = setting("BINDER_LIMIT_BUILD_CGROUP", True,
+        "Set that limit on the engine; turn off where another farm shares the engine or its "
+        "operator limits the cgroup.")
     build_timeout: int = setting("BINDER_BUILD_TIMEOUT", 3600, "Seconds a whole build may take.")
     clone_timeout: int = setting("BINDER_CLONE_TIMEOUT", 300, "Seconds a clone may take.")
     push_timeout: int = setting("BINDER_PUSH_TIMEOUT", 900, "Seconds a push may take.")

@@ -35,6 +35,13 @@ def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
     """
     checkout = inputs.checkout
     with tarfile.open(target, "w") as tar:
+        # The Docker client tells a context tar on stdin from a Dockerfile by
+        # parsing the first 512 bytes as one tar header: that entry must be
+        # plain (no PAX or long-name record, which Python writes for any
+        # file's fractional mtime).
+        root = tarfile.TarInfo("./")
+        root.type, root.mode = tarfile.DIRTYPE, 0o755
+        tar.addfile(root)
         if buildpack.owns_context:
             assert inputs.config_path is not None
             patterns = ignore_patterns(checkout, inputs.config_path) + [".git"]

@@ -1,36 +1,115 @@
-"""Running a Docker build so that it can be stopped at any moment.
+"""Running a BuildKit build through the Docker CLI, so that it can be stopped at any moment.
 
-The Docker SDK's build call streams over one HTTP connection; the engine
-cancels the build (and removes its step container) when that connection
-closes. So the build runs in a small child process (``python -m
-workers.image_build PARAMS.json``) that prints each decoded chunk as a
-JSON line: killing the child stops the build, whatever step is running,
-and the child dies with the worker process that started it.
+The engine's BuildKit runs ``RUN --mount=type=cache`` and caches layers by
+content; Debian's Docker client drives it with ``DOCKER_BUILDKIT=1`` and
+``--progress plain``, with no buildx plugin and no frontend image. The
+client streams the context tar from stdin and prints every step line on
+stderr, which goes to the build's log as it arrives.
+
+The engine cancels a build, and kills its running step container, when the
+client's connection closes. So stopping a build is killing the client
+(SIGKILL: on SIGTERM the client lingers while the step keeps running); the
+client also dies with the worker process that started it.
 """
 
 from __future__ import annotations
 
-import json
+import collections
+import contextlib
+import os
 import re
 import signal
 import subprocess
-import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from common.config import Config
 from common.errors import BuildFailure
 from workers.guard import PhaseGuard
 from workers.orphans import die_with_parent
+from workers.registry import docker_cli_config
 
+#: Debian's client: BuildKit built in. A newer client elsewhere on PATH may
+#: insist on the buildx plugin, which these engines do not need.
+DOCKER_CLI = "/usr/bin/docker"
+
+#: Exit code of a step the kernel killed; the farm's own stops are told apart
+#: by the guard, so this is the build cgroup's memory limit at work.
+KILLED = 137
+
+_STEP_LINE = re.compile(r"^#\d+ \d+\.\d+ (.*)$")
 _PIP_MISSING = re.compile(r"No matching distribution found for ([^\s]+)")
 _PIP_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([^\s]+)")
-_STEP_FAILED = re.compile(r"The command '(?:/bin/sh -c )?(.*)' returned a non-zero code: (\d+)",
+_STEP_FAILED = re.compile(r"executor failed running \[(?:/bin/sh -c )?(.*)\]: exit code: (\d+)",
                           re.S)
+_SOLVE_PREFIX = re.compile(r"^(failed to solve with frontend [\w.]+: )?(failed to [\w ]+: )?")
 
 
-def explain_failure(error: str, recent: list[str]) -> str:
-    """A sentence a user can act on, from Docker's error and the last log lines."""
+@dataclass
+class BuildRequest:
+    """One image build: the context tar and how to build it."""
+
+    context: Path
+    dockerfile: str
+    tag: str
+    network: str = "default"
+    labels: Mapping[str, str] = field(default_factory=dict)
+    cache_from: list[str] = field(default_factory=list)
+    build_args: Mapping[str, str] = field(default_factory=dict)
+
+
+#: The networks BuildKit runs steps on (never a named network).
+BUILDKIT_NETWORKS = ("default", "host", "none")
+
+
+def build_command(request: BuildRequest, iidfile: Path) -> list[str]:
+    """The ``docker build`` argv; the context tar comes on stdin."""
+    if request.network not in BUILDKIT_NETWORKS:
+        raise BuildFailure(
+            f"This farm builds on the Docker network {request.network!r}, which BuildKit "
+            "cannot run build steps on.",
+            suggestions=["Operators: set BINDER_BUILD_NETWORK to default (firewall the "
+                         "engine's default bridge), host or none."])
+    argv = [DOCKER_CLI, "build", "--progress", "plain", "--file", request.dockerfile,
+            "--tag", request.tag, "--iidfile", str(iidfile),
+            # Layer-cache metadata inside the pushed image: another host's
+            # build can reuse its layers with --cache-from.
+            "--build-arg", "BUILDKIT_INLINE_CACHE=1"]
+    if request.network != "default":
+        argv += ["--network", request.network]
+    for key, value in sorted(request.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    for image in request.cache_from:
+        argv += ["--cache-from", image]
+    for key, value in sorted(request.build_args.items()):
+        argv += ["--build-arg", f"{key}={value}"]
+    return [*argv, "-"]
+
+
+def client_environment(config: Config) -> dict[str, str]:
+    """The client's whole environment: this worker's engine, BuildKit, the registry login.
+
+    The login (``docker_cli_config``) is used by the engine for pulls and
+    ``--cache-from``, never by a build step; nothing of the worker's own
+    environment or home directory reaches the client.
+    """
+    return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "DOCKER_HOST": config.docker_host,
+            "DOCKER_BUILDKIT": "1", "DOCKER_CONFIG": str(docker_cli_config(config))}
+
+
+def step_output(line: str) -> str | None:
+    """What a step printed, from a plain progress line (``#7 1.23 text``)."""
+    match = _STEP_LINE.match(line)
+    return match.group(1) if match else None
+
+
+def explain_failure(error: str, recent: list[str], memory: str) -> str:
+    """A sentence a user can act on, from the client's last line and the last step output.
+
+    ``recent`` holds what the steps printed, without BuildKit's prefixes;
+    ``memory`` is the build memory limit, named when a step was killed.
+    """
     for line in reversed(recent):
         if line.startswith("BINDER-ERROR: "):
             return line.removeprefix("BINDER-ERROR: ").strip()
@@ -40,75 +119,61 @@ def explain_failure(error: str, recent: list[str]) -> str:
                 return f"pip could not install {match.group(1)}: no matching distribution found."
     match = _STEP_FAILED.search(error)
     if match:
-        command, code = match.group(1).strip(), match.group(2)
+        command, code = match.group(1).strip()[:200], int(match.group(2))
+        if code == KILLED:
+            return (f"The build step `RUN {command}` was killed (exit code {KILLED}): the build "
+                    f"ran out of memory; builds on this farm are limited to {memory}.")
         last = next((line.strip() for line in reversed(recent)
-                     if line.strip() and not line.startswith(("Step ", " ---> "))), "")
+                     if line.strip() and line.strip() != "Killed"), "")
         tail = f" Its last output: {last[:300]}" if last else ""
-        return f"The build step `RUN {command[:200]}` failed with exit code {code}.{tail}"
-    return f"Docker could not build the image: {error.strip()[:500]}"
+        return f"The build step `RUN {command}` failed with exit code {code}.{tail}"
+    reason = _SOLVE_PREFIX.sub("", error.strip(), count=1)
+    return f"Docker could not build the image: {reason[:500]}"
 
 
-def run_build(params: dict[str, Any], workdir: Path, say: Callable[[str], None],
-              guard: PhaseGuard) -> str:
-    """Build as ``params`` says (docker_host, context, tag, ...); return the image id.
+def run_build(request: BuildRequest, config: Config, workdir: Path,
+              say: Callable[[str], None], guard: PhaseGuard) -> str:
+    """Build as ``request`` says on this worker's engine; return the image id.
 
-    Raises ``BuildFailure`` with an explained message, or the guard's reason
-    when the build was stopped.
+    Every progress line goes to ``say`` as it arrives. Raises ``BuildFailure``
+    with an explained message, or the guard's reason when the build was stopped.
     """
-    params_file = workdir / "build-params.json"
-    params_file.write_text(json.dumps(params))
-    child = subprocess.Popen([sys.executable, "-m", "workers.image_build", str(params_file)],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                             preexec_fn=lambda: die_with_parent(signal.SIGKILL),
-                             cwd=Path(__file__).parent.parent)
-    remove_hook = guard.on_abort(child.kill)
-    recent: list[str] = []
-    error, image_id = "", ""
-    assert child.stdout is not None
+    iidfile = workdir / "image-id"
+    iidfile.unlink(missing_ok=True)
+    env = client_environment(config)
+    with open(request.context, "rb") as context:
+        client = subprocess.Popen(build_command(request, iidfile), stdin=context,
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                  start_new_session=True,  # a stop reaches nothing else
+                                  preexec_fn=lambda: die_with_parent(signal.SIGKILL), cwd=workdir)
+    remove_hook = guard.on_abort(lambda: _kill(client))
+    recent: collections.deque[str] = collections.deque(maxlen=40)
+    last = ""
+    assert client.stdout is not None
     try:
-        for raw in child.stdout:
-            chunk = json.loads(raw)
-            if "stream" in chunk:
-                for line in chunk["stream"].splitlines():
-                    say(line)
-                    recent = (recent + [line])[-40:]
-            elif "error" in chunk:
-                error = chunk["error"]
-            elif "aux" in chunk and isinstance(chunk["aux"], dict):
-                image_id = chunk["aux"].get("ID", image_id)
-            elif "status" in chunk:
-                say(chunk["status"])
-        child.wait()
+        for raw in client.stdout:
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            say(line)
+            output = step_output(line)
+            if output is not None:
+                recent.append(output)
+            if line.strip():
+                last = line
+        client.wait()
     finally:
         remove_hook()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
+        if client.poll() is None:
+            _kill(client)
+            client.wait()
     guard.check()
-    if error:
-        raise BuildFailure(explain_failure(error, recent))
-    if child.returncode != 0:
-        assert child.stderr is not None
-        problem = child.stderr.read().strip().splitlines()
-        raise BuildFailure("Docker build could not run: "
-                           + (problem[-1] if problem else f"exit {child.returncode}"))
+    if client.returncode != 0:
+        raise BuildFailure(explain_failure(last, list(recent), config.build_memory))
+    image_id = iidfile.read_text().strip() if iidfile.exists() else ""
     if not image_id:
         raise BuildFailure("Docker reported no image for the build.")
     return image_id
 
 
-def _child(params_path: str) -> None:
-    import docker
-
-    params = json.loads(Path(params_path).read_text())
-    client = docker.APIClient(base_url=params.pop("docker_host"), timeout=params.pop("timeout"))
-    context = params.pop("context")
-    with open(context, "rb") as fileobj:
-        for chunk in client.build(fileobj=fileobj, custom_context=True, decode=True,
-                                  rm=True, forcerm=True, pull=False, **params):
-            sys.stdout.write(json.dumps(chunk) + "\n")
-            sys.stdout.flush()
-
-
-if __name__ == "__main__":
-    _child(sys.argv[1])
+def _kill(client: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(client.pid, signal.SIGKILL)

@@ -20,6 +20,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,17 +53,23 @@ TEST_ENV = {
     "BINDER_REAPER_INTERVAL": "2",
     "BINDER_VERIFY_TIMEOUT": "60",
     "BINDER_MIN_FREE_DISK_MB": "100",
+    # Other farms build on the shared engine: its build cgroup is not ours to
+    # limit (tests of the limit run an engine of their own).
+    "BINDER_LIMIT_BUILD_CGROUP": "false",
 }
 os.environ.update(TEST_ENV)
 
 from common.config import get_config, set_config  # noqa: E402
 from tests.support.browser import chromium  # noqa: E402
 from tests.support.conda_channel import make_channel, script_package  # noqa: E402
+from tests.support.docker_engine import DockerEngine  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
 from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
 from tests.support.static_http import serve_directory  # noqa: E402
+from workers.docker_engine import docker_client  # noqa: E402
 from workers.launcher import ensure_services, stop_services  # noqa: E402
+from workers.registry import auth_config  # noqa: E402
 
 TEST_PACKAGE = "binder-test-pkg"
 
@@ -152,6 +159,54 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
     """Headless Chromium for tests of the farm's pages (see ``tests.support.browser``)."""
     with chromium(tmp_path_factory.mktemp("chromium")) as driver:
         yield driver
+
+
+@dataclass
+class SecondHost:
+    """A farm of its own on a Docker engine of its own.
+
+    Its engine's build cgroup is limited to ``SECOND_HOST_MEMORY``, and its
+    base image (``base_image``, a copy of the shared one) is its own: tests
+    may change either without touching what other farms share.
+    """
+
+    engine: DockerEngine
+    farm: Farm
+    api: ApiClient
+    base_image: str
+
+
+SECOND_HOST_MEMORY = "256M"
+
+
+@pytest.fixture(scope="session")
+def second_host(farm_env: dict[str, str], services: None) -> Iterator[SecondHost]:
+    config = get_config()
+    base = f"{config.registry}/test-{RUN_ID}-base:latest"
+    shared = docker_client(config, timeout=600)
+    shared.images.get(config.base_image_name).tag(base)
+    for event in shared.api.push(base, stream=True, decode=True,
+                                 auth_config=auth_config(config)):
+        assert "error" not in event, event
+    engine = DockerEngine(DATA_DIR / "engine-b", "b").start()
+    farm = None
+    try:
+        engine.pull(config.base_image_name, auth_config(config))
+        env = {**farm_env, "DOCKER_HOST": engine.host, "BINDER_DATA_DIR": str(DATA_DIR / "farm-b"),
+               "BINDER_MONGO_DB": f"binder_test_{RUN_ID}_b",
+               "BINDER_BROKER_PREFIX": f"test-{RUN_ID}-b:",
+               "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-b-", "BINDER_BASE_IMAGE": base,
+               "BINDER_BUILD_MEMORY": SECOND_HOST_MEMORY, "BINDER_LIMIT_BUILD_CGROUP": "true",
+               "BINDER_VERIFY": "false"}
+        farm = Farm(env, DATA_DIR / "logs-b")
+        _, url = farm.start_api()
+        farm.start_worker("engine-b")
+        yield SecondHost(engine, farm, ApiClient(url, API_KEY), base)
+    finally:
+        if farm is not None:
+            farm.stop()
+        engine.stop()
+        shared.images.remove(base, force=True)
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import docker
 import pymongo
 import pytest
 import requests
@@ -26,6 +25,7 @@ import requests
 from tests.integration.conftest import API_KEY, DATA_DIR, unique
 from tests.support.farm import ApiClient, Farm, Process, free_port
 from tests.support.git_server import GitServer
+from tests.support.processes import commands_running
 from tests.support.redis_server import RedisServer
 from tests.support.service_clients import base_image, mongo_client, registry_request
 
@@ -101,15 +101,6 @@ def images_in_registry(image: str) -> list[str]:
     repository = image.partition("/")[2].rpartition(":")[0]
     response = registry_request("GET", f"/v2/{repository}/tags/list")
     return list(response.json().get("tags") or [])
-
-
-def no_container_running(marker: str) -> bool:
-    client = docker.from_env()
-    for container in client.containers.list(all=True):
-        command = " ".join(container.attrs["Config"].get("Cmd") or [])
-        if marker in command:
-            return False
-    return True
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.5) -> bool:  # type: ignore[no-untyped-def]
@@ -216,7 +207,7 @@ def test_build_over_its_timeout_fails_and_its_container_is_gone(
     record = cluster.api.wait(name, timeout=150)
     assert record["status"] == "failed"
     assert record["error"].startswith("The build timed out after 1 min in phase building"), record
-    assert wait_until(lambda: no_container_running("sleep 601"), 15)
+    assert wait_until(lambda: not commands_running("sleep 601"), 15)
 
 
 def test_cancel_ends_build_within_10s_and_removes_its_container(
@@ -227,14 +218,14 @@ def test_cancel_ends_build_within_10s_and_removes_its_container(
                                                                "RUN sleep 602\n"})
     name = cluster.api.start(f"{repo_url}/rel/{repo}").json()["name"]
     assert cluster.api.wait_phase(name, "building", timeout=60)["phase"] == "building"
-    assert wait_until(lambda: not no_container_running("sleep 602"), 30)
+    assert wait_until(lambda: bool(commands_running("sleep 602")), 30)
     started = time.monotonic()
     response = cluster.api.request("DELETE", f"/builds/{name}")
     assert response.status_code == 200, response.text
     record = cluster.api.wait(name, timeout=10)
     assert record["status"] == "cancelled", record
     assert time.monotonic() - started < 10
-    assert wait_until(lambda: no_container_running("sleep 602"), 10)
+    assert wait_until(lambda: not commands_running("sleep 602"), 10)
 
 
 def test_sigterm_to_a_worker_mid_build_still_completes(cluster: Cluster, git_server: GitServer,

@@ -1,62 +1,113 @@
-"""``workers/docker_build.explain_failure``: a sentence a user can act on."""
+"""``explain_failure`` and the client command: BuildKit's plain output made into a sentence."""
 
 from __future__ import annotations
 
-from workers.image_build import explain_failure
+from pathlib import Path
 
-STEP_FAILED = "The command '/bin/sh -c exit 1' returned a non-zero code: 1"
+import pytest
+
+from common.errors import BuildFailure
+from workers.image_build import BuildRequest, build_command, explain_failure, step_output
+
+STEP_FAILED = "executor failed running [/bin/sh -c exit 1]: exit code: 1"
+
+
+def explain(error: str, recent: list[str]) -> str:
+    return explain_failure(error, recent, "4G")
+
+
+def test_step_output_strips_the_progress_prefix() -> None:
+    assert step_output("#5 0.057 hello world") == "hello world"
+    assert step_output("#12 104.250 ") == ""
+    assert step_output("#5 [2/2] RUN make") is None
+    assert step_output("#5 sha256:a4a0fab1") is None
+    assert step_output("#5 DONE 0.4s") is None
 
 
 def test_pip_missing_distribution() -> None:
-    recent = ["Step 5/9 : RUN pip install -r requirements.txt",
+    recent = ["Looking in indexes: http://127.0.0.1:9/simple/",
               "ERROR: Could not find a version that satisfies the requirement numpy==99",
               "ERROR: No matching distribution found for numpy==99"]
-    assert explain_failure("The command '/bin/sh -c pip install' returned a non-zero code: 1",
-                           recent) == \
-        "pip could not install numpy==99: no matching distribution found."
+    assert explain("executor failed running [/bin/sh -c pip install]: exit code: 1",
+                   recent) == "pip could not install numpy==99: no matching distribution found."
 
 
 def test_pip_version_not_found_alone() -> None:
     recent = ["ERROR: Could not find a version that satisfies the requirement tinypkg>=5 "
               "(from versions: 0.1)"]
-    assert explain_failure("failed", recent) == \
+    assert explain("failed", recent) == \
         "pip could not install tinypkg>=5: no matching distribution found."
 
 
 def test_failed_step_names_the_command_and_exit_code() -> None:
-    message = explain_failure(STEP_FAILED, ["Step 3/4 : RUN exit 1",
-                                            " ---> Running in 0123abcd"])
-    assert message == "The build step `RUN exit 1` failed with exit code 1."
+    assert explain(STEP_FAILED, []) == "The build step `RUN exit 1` failed with exit code 1."
 
 
 def test_failed_step_quotes_the_last_output_line() -> None:
-    recent = ["Step 3/4 : RUN make", "compiling", "make: *** [all] Error 2", "   "]
-    message = explain_failure(
-        "The command '/bin/sh -c make' returned a non-zero code: 2", recent)
+    recent = ["compiling", "make: *** [all] Error 2", "   "]
+    message = explain("executor failed running [/bin/sh -c make]: exit code: 2", recent)
     assert message == ("The build step `RUN make` failed with exit code 2. "
                        "Its last output: make: *** [all] Error 2")
 
 
 def test_failed_exec_form_step() -> None:
-    message = explain_failure(
-        "The command 'python3 -c raise SystemExit(3)' returned a non-zero code: 3", [])
+    message = explain("executor failed running [python3 -c raise SystemExit(3)]: exit code: 3",
+                      [])
     assert message == "The build step `RUN python3 -c raise SystemExit(3)` failed with exit code 3."
+
+
+def test_killed_step_names_the_memory_limit() -> None:
+    message = explain_failure(
+        "executor failed running [/bin/sh -c python3 grow.py]: exit code: 137",
+        ["allocating", "Killed"], "512M")
+    assert message == ("The build step `RUN python3 grow.py` was killed (exit code 137): the "
+                       "build ran out of memory; builds on this farm are limited to 512M.")
 
 
 def test_binder_error_line_wins() -> None:
     recent = ["ERROR: No matching distribution found for numpy==99",
               "BINDER-ERROR: conda could not solve the environment: nothing provides x  ",
               "some trailing output"]
-    assert explain_failure(STEP_FAILED, recent) == \
+    assert explain(STEP_FAILED, recent) == \
         "conda could not solve the environment: nothing provides x"
 
 
-def test_generic_failure_quotes_docker() -> None:
-    assert explain_failure("  pull access denied for nope  ", ["Step 1/2 : FROM nope"]) == \
-        "Docker could not build the image: pull access denied for nope"
+def test_generic_failure_drops_buildkit_prefixes() -> None:
+    error = ("failed to solve with frontend dockerfile.v0: failed to create LLB definition: "
+             "127.0.0.1:5000/nope:latest: not found")
+    assert explain(error, []) == \
+        "Docker could not build the image: 127.0.0.1:5000/nope:latest: not found"
+    assert explain('failed to compute cache key: "/missing" not found: not found', []) == \
+        'Docker could not build the image: "/missing" not found: not found'
 
 
 def test_generic_failure_is_bounded() -> None:
-    message = explain_failure("x" * 5000, [])
+    message = explain("x" * 5000, [])
     assert message.startswith("Docker could not build the image: x")
     assert len(message) <= len("Docker could not build the image: ") + 500
+
+
+def test_command_uses_buildkit_with_plain_progress_and_inline_cache() -> None:
+    request = BuildRequest(Path("/w/context.tar"), "Dockerfile", "reg/img:abc", network="host",
+                           labels={"b": "2", "a": "1"}, cache_from=["reg/img:old"])
+    argv = build_command(request, Path("/w/iid"))
+    assert argv[:4] == ["/usr/bin/docker", "build", "--progress", "plain"]
+    assert argv[-1] == "-"  # the context tar arrives on stdin
+    joined = " ".join(argv)
+    assert "--build-arg BUILDKIT_INLINE_CACHE=1" in joined
+    assert "--cache-from reg/img:old" in joined
+    assert "--network host" in joined
+    assert "--label a=1 --label b=2" in joined
+    assert "--memory" not in joined  # BuildKit ignores it; see workers/build_cgroup.py
+
+
+def test_default_network_is_left_to_the_engine() -> None:
+    argv = build_command(BuildRequest(Path("c.tar"), "Dockerfile", "t"), Path("iid"))
+    assert "--network" not in argv
+
+
+def test_a_named_network_is_refused_with_what_to_set() -> None:
+    request = BuildRequest(Path("c.tar"), "Dockerfile", "t", network="binder-builds")
+    with pytest.raises(BuildFailure, match="BuildKit cannot run build steps on") as caught:
+        build_command(request, Path("iid"))
+    assert "BINDER_BUILD_NETWORK" in caught.value.suggestions[0]

@@ -184,3 +184,19 @@ def test_a_dockerignore_that_is_no_text_still_reads(tmp_path: Path) -> None:
     (checkout / ".dockerignore").write_bytes(b"\xff\xfe*.md\n")
     _, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "Dockerfile")
     assert "README.md" in names  # the pattern line is garbled, nothing crashed
+
+
+def test_context_tar_opens_with_one_plain_header(tmp_path: Path) -> None:
+    """The Docker client takes stdin for a tar only when its first 512 bytes parse
+    as one complete header; a PAX record (fractional mtimes, long names) first
+    would make it read the context as a Dockerfile."""
+    checkout = make_checkout(tmp_path)
+    deep = checkout / ("d" * 90) / ("e" * 90)
+    deep.mkdir(parents=True)
+    (deep / "data.txt").write_text("x")
+    os.utime(checkout / "README.md", (1.5, 1.5))
+    for pack, config_path in ((DockerfileBuildPack(), "Dockerfile"), (DefaultBuildPack(), None)):
+        (checkout / "Dockerfile").write_text("FROM base\n")
+        _, _, target = build(tmp_path, pack, checkout, config_path)
+        first = tarfile.TarInfo.frombuf(target.read_bytes()[:512], "utf-8", "surrogateescape")
+        assert first.type == tarfile.DIRTYPE and first.name in {".", "./"}

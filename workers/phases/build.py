@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 from pathlib import PurePosixPath
-from typing import Any
-
-import docker.errors
 
 from common import template_store
-from common.sizes import parse_size
+from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.buildpacks import BUILDPACKS, DEFAULT_BUILDPACK, BuildInputs, BuildPack
 from workers.docker_context import write_context
-from workers.docker_engine import API_TIMEOUT, docker_client
-from workers.image_build import run_build
+from workers.image_build import BuildRequest, run_build
 from workers.index_proxy import build_index_url
 from workers.phase_runner import PhaseResult, PhaseRun
-from workers.registry import pull_image
 
 
 def buildpack_by_id(pack_id: str) -> BuildPack:
@@ -23,21 +18,25 @@ def buildpack_by_id(pack_id: str) -> BuildPack:
 
 
 def previous_image(phase: PhaseRun) -> str | None:
-    """The last image built for this name, pulled so its layers can be reused."""
+    """The last image built for this name: its inline cache metadata lets BuildKit
+    reuse its layers, pulling only those it needs, on any host."""
     template = template_store.find_template(phase.record["name"])
     image = template.get("image_name") if template else None
     if not image or image == phase.image:
         return None
-    client = docker_client(phase.config, timeout=300)
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        try:
-            pull_image(client, phase.config, image)
-        except docker.errors.APIError as exc:
-            phase.say(f"no layer cache from {image}: {exc.explanation or exc}")
-            return None
     return str(image)
+
+
+def memory_limit(phase: PhaseRun) -> None:
+    """Put the engine's build containers under the build memory limit (see build_cgroup)."""
+    if not phase.config.limit_build_cgroup:
+        return
+    try:
+        cgroup = limit_build_memory(phase.config)
+    except LimitNotSet as exc:
+        phase.say(f"warning: the build memory limit is not enforced: {exc}")
+        return
+    phase.say(f"build memory limit {phase.config.build_memory} (cgroup {cgroup})")
 
 
 def run(phase: PhaseRun) -> PhaseResult | None:
@@ -58,19 +57,17 @@ def run(phase: PhaseRun) -> PhaseResult | None:
             phase.say(f"  {line}")
     context_tar = phase.workdir / "context.tar"
     dockerfile = write_context(context_tar, buildpack, inputs, dockerfile_text)
+    request = BuildRequest(
+        context=context_tar, dockerfile=dockerfile, tag=phase.image,
+        network=config.build_network,
+        labels={"org.binder-build.name": record["name"],
+                "org.binder-build.commit": phase.commit,
+                "org.binder-build.repository": record["repository"]})
     cache_from = previous_image(phase)
-    params: dict[str, Any] = {
-        "docker_host": config.docker_host, "timeout": API_TIMEOUT, "context": str(context_tar),
-        "dockerfile": dockerfile, "tag": record["image_name"], "network_mode": config.build_network,
-        "container_limits": {"memory": parse_size(config.build_memory)},
-        "labels": {"org.binder-build.name": record["name"],
-                   "org.binder-build.commit": record["commit"],
-                   "org.binder-build.repository": record["repository"]},
-    }
     if cache_from:
-        params["cache_from"] = [cache_from]
+        request.cache_from.append(cache_from)
         phase.say(f"reusing layers from {cache_from}")
-    image_id = run_build(params, phase.workdir, phase.say, phase.guard)
-    phase.say(f"built {record['image_name']} ({image_id})")
+    memory_limit(phase)
+    image_id = run_build(request, config, phase.workdir, phase.say, phase.guard)
+    phase.say(f"built {phase.image} ({image_id})")
     return PhaseResult({"image_id": image_id})
-

@@ -1,0 +1,84 @@
+"""BuildKit builds: the memory limit, whole step logs, and stopping a build.
+
+The memory limit and the step log limits are properties of the engine, so
+those tests run on the second host (``second_host``: a farm and engine of
+their own), never reconfiguring the engine other tests share.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+from tests.integration.conftest import RUN_ID, SECOND_HOST_MEMORY, SecondHost, unique
+from tests.support.farm import ApiClient
+from tests.support.git_server import GitServer
+from tests.support.processes import commands_running, wait_until
+
+BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+
+
+def build(api: ApiClient, git_server: GitServer, owner: str, files: dict[str, str],
+          timeout: float = 300) -> dict:
+    repo = unique(owner)
+    git_server.make_repo(f"github/{owner}/{repo}", files)
+    response = api.start(f"{git_server.url}/github/{owner}/{repo}")
+    assert response.status_code == 200, response.text
+    return api.wait(response.json()["name"], timeout)
+
+
+def test_step_allocating_past_the_memory_limit_fails_saying_so(
+        second_host: SecondHost, git_server: GitServer) -> None:
+    api = second_host.api
+    record = build(api, git_server, "memory", {"Dockerfile": (
+        f"FROM {BASE_IMAGE}\n"
+        "RUN python3 -c \"data = b'x' * (600 * 1024 * 1024); print(len(data))\"\n")})
+    log = api.logs(record["name"])
+    assert record["status"] == "failed", (record, log)
+    assert "ran out of memory" in record["error"], record["error"]
+    assert SECOND_HOST_MEMORY in record["error"]
+    assert f"build memory limit {SECOND_HOST_MEMORY}" in log
+
+
+#: Prints numbered lines in bursts of a thousand, about 1 MiB/s, as a
+#: verbose compiler does.
+CHATTY = """\
+import sys, time
+for i in range(int(sys.argv[1])):
+    print(f"line {i:06d} " + "x" * 88)
+    if i % 1000 == 999:
+        sys.stdout.flush()
+        time.sleep(0.1)
+"""
+
+
+def test_a_step_printing_3_mib_of_log_arrives_whole(
+        second_host: SecondHost, git_server: GitServer) -> None:
+    api = second_host.api
+    lines = 32 * 1024  # 101 bytes each: a little over 3 MiB, at about 1 MiB/s
+    record = build(api, git_server, "chatty", {"chatty.py": CHATTY, "Dockerfile": (
+        f"FROM {BASE_IMAGE}\nCOPY chatty.py /tmp/\nRUN python3 /tmp/chatty.py {lines}\n")})
+    log = api.logs(record["name"])
+    assert record["status"] == "completed", (record, log[-3000:])
+    numbers = [int(match.group(1)) for match in
+               re.finditer(r"^#\d+ [\d.]+ line (\d{6}) x{88}$", log, re.M)]
+    assert numbers == list(range(lines))
+    assert "output clipped" not in log
+
+
+def test_cancel_stops_a_buildkit_build_and_leaves_nothing_running(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    marker = f"sleep {3000 + int(RUN_ID, 16) % 997}"
+    repo = unique("bkcancel")
+    git_server.make_repo(f"github/stop/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo step started && {marker}\n"})
+    name = api.start(f"{repo_url}/stop/{repo}").json()["name"]
+    assert wait_until(lambda: bool(commands_running(marker)), 120), api.logs(name)
+    started = time.monotonic()
+    response = api.request("DELETE", f"/builds/{name}")
+    assert response.status_code == 200, response.text
+    record = api.wait(name, timeout=20)
+    assert record["status"] == "cancelled", record
+    assert wait_until(lambda: not commands_running(marker), 10), commands_running(marker)
+    assert time.monotonic() - started < 20
+    assert "step started" in api.logs(name)
