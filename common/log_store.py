@@ -1,10 +1,16 @@
 """Build logs: kept in MongoDB, followable live through a Redis stream.
 
-Lines are numbered from 1 per build. The writer appends each line to the
-build's bounded Redis stream at once (live followers) and flushes batches
-to the ``logs`` collection (keeps) at least every half second and when it
-closes. A reader takes MongoDB first, then any newer lines from the stream,
-so a running build's log is complete whichever store is ahead.
+Lines are numbered from 1 per build. Writing a line only queues it: a
+drainer thread hands queued lines to the build's bounded Redis stream in
+pipelined batches, at most a tenth of a second after they were written
+(live followers), and keeps them in the ``logs`` collection in documents of
+up to a few thousand lines, at least every half second. So a build printing
+megabytes a second is read as fast as it prints (BuildKit stalls a build
+whose output is not read), and a store that slows down delays only the
+drainer, until the queue holds ``MAX_BACKLOG_BYTES``: then writers wait,
+which bounds memory. A reader takes MongoDB first, then any newer lines
+from the stream, so a running build's log is complete whichever store is
+ahead.
 """
 
 from __future__ import annotations
@@ -25,8 +31,14 @@ from common.redis_client import redis_client
 
 log = logging.getLogger(__name__)
 
+PUBLISH_SECONDS = 0.1
+PUBLISH_LINES = 1000
 FLUSH_SECONDS = 0.5
-FLUSH_LINES = 200
+FLUSH_LINES = 5000
+FLUSH_BYTES = 1024 * 1024
+MAX_BACKLOG_BYTES = 32 * 1024 * 1024
+#: Longer lines are cut (a document holds at most 16 MiB).
+MAX_LINE_CHARS = 64 * 1024
 REDIS_RETRY_SECONDS = 5.0
 
 
@@ -35,18 +47,33 @@ def stream_key(build_id: str) -> str:
 
 
 class BuildLogWriter:
-    """Appends numbered lines to one build's log; thread-safe."""
+    """Appends numbered lines to one build's log; thread-safe.
+
+    ``flush`` publishes and keeps every line written so far (call it before
+    the build's status changes, so a follower that sees the end has every
+    line); ``close`` flushes and stops the drainer. A store failure is
+    raised by the next ``write`` or ``flush``; its lines stay queued.
+    """
 
     def __init__(self, build_id: str, config: Config | None = None) -> None:
         self.build_id = build_id
         self.config = config or get_config()
-        self._lock = threading.Lock()
-        self._pending: list[str] = []
+        self._cond = threading.Condition()  # guards the queues below
+        self._io = threading.Lock()  # one drain at a time, so lines stay in order
+        self._unpublished: list[tuple[int, str]] = []
+        self._unstored: list[str] = []
+        self._unstored_bytes = 0
+        self._backlog = 0  # bytes written and not yet stored
         self._next = self._last_seq() + 1
-        self._pending_start = self._next
-        self._last_flush = time.monotonic()
+        self._unstored_start = self._next
+        self._last_store = time.monotonic()
         self._redis = redis_client(self.config)
         self._redis_down_until = 0.0
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._drainer = threading.Thread(target=self._run, daemon=True,
+                                         name=f"log-{build_id[:8]}")
+        self._drainer.start()
 
     def _last_seq(self) -> int:
         """The last line number used, in MongoDB or in the live stream (a worker
@@ -63,39 +90,111 @@ class BuildLogWriter:
         return max(stored, streamed)
 
     def write(self, line: str) -> None:
-        line = line.rstrip("\n")
-        with self._lock:
+        """Queue one line; waits only while the queue is full."""
+        self._raise_failure()
+        line = line.rstrip("\n")[:MAX_LINE_CHARS]
+        with self._cond:
+            while self._backlog > MAX_BACKLOG_BYTES and self._error is None:
+                self._cond.wait(1)
             seq = self._next
             self._next += 1
-            self._pending.append(line)
-            self._publish(seq, line)
-            due = (time.monotonic() - self._last_flush > FLUSH_SECONDS
-                   or len(self._pending) >= FLUSH_LINES)
-        if due:
-            self.flush()
+            self._unpublished.append((seq, line))
+            self._unstored.append(line)
+            self._unstored_bytes += len(line)
+            self._backlog += len(line)
+            if len(self._unpublished) >= PUBLISH_LINES:
+                self._cond.notify_all()
 
-    def _publish(self, seq: int, line: str) -> None:
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if self._stopping:
+                    return
+                self._cond.wait(PUBLISH_SECONDS)
+            try:
+                self._drain(force=False)
+            except Exception as exc:  # handed to the next write or flush
+                self._error = exc
+                time.sleep(1)
+
+    def _drain(self, force: bool) -> None:
+        """Publish what is queued, and store it when a batch is due (or ``force``)."""
+        with self._io:
+            now = time.monotonic()
+            docs: list[dict[str, Any]] = []
+            with self._cond:
+                publish, self._unpublished = self._unpublished, []
+                if self._unstored and (force or now - self._last_store >= FLUSH_SECONDS
+                                       or len(self._unstored) >= FLUSH_LINES
+                                       or self._unstored_bytes >= FLUSH_BYTES):
+                    docs = self._documents(self._unstored_start, self._unstored)
+                    self._unstored, self._unstored_bytes = [], 0
+                    self._unstored_start = self._next
+                    self._last_store = now
+            if publish:
+                self._publish(publish)
+            for index, doc in enumerate(docs):
+                try:
+                    self._store(doc)
+                except BaseException:
+                    self._requeue(docs[index:])
+                    raise
+                with self._cond:
+                    self._backlog -= sum(len(line) for line in doc["lines"])
+                    self._cond.notify_all()
+
+    def _documents(self, start: int, lines: list[str]) -> list[dict[str, Any]]:
+        """``lines`` from line ``start`` on, in documents of bounded length and size."""
+        docs: list[dict[str, Any]] = []
+        chunk: list[str] = []
+        size = 0
+        for line in lines:
+            if chunk and (len(chunk) >= FLUSH_LINES or size + len(line) > FLUSH_BYTES):
+                docs.append(self._document(start, chunk))
+                start, chunk, size = start + len(chunk), [], 0
+            chunk.append(line)
+            size += len(line)
+        if chunk:
+            docs.append(self._document(start, chunk))
+        return docs
+
+    def _document(self, start: int, lines: list[str]) -> dict[str, Any]:
+        # The _id is fixed by the first line, so a retried insert cannot store a batch twice.
+        return {"_id": f"{self.build_id}:{start}", "build_id": self.build_id, "seq": start,
+                "last": start + len(lines) - 1, "lines": lines}
+
+    def _requeue(self, docs: list[dict[str, Any]]) -> None:
+        with self._cond:
+            lines = [line for doc in docs for line in doc["lines"]]
+            self._unstored = lines + self._unstored
+            self._unstored_bytes += sum(len(line) for line in lines)
+            self._unstored_start = docs[0]["seq"]
+
+    def _publish(self, lines: list[tuple[int, str]]) -> None:
         """Best effort: MongoDB keeps every line; after a Redis failure the live
         stream pauses for a few seconds instead of slowing every line down."""
         if time.monotonic() < self._redis_down_until:
             return
+        # The stream keeps only its newest lines: older ones need not be sent.
+        lines = lines[-self.config.log_stream_max:]
         try:
-            # Entry ids are the line numbers, so readers ask for "after N".
-            self._redis.xadd(stream_key(self.build_id), {"n": seq, "line": line},
-                             id=f"{seq}-0", maxlen=self.config.log_stream_max,
-                             approximate=True)
+            for start in range(0, len(lines), PUBLISH_LINES):
+                pipe = self._redis.pipeline(transaction=False)
+                for seq, line in lines[start:start + PUBLISH_LINES]:
+                    # Entry ids are the line numbers, so readers ask for "after N".
+                    pipe.xadd(stream_key(self.build_id), {"n": seq, "line": line},
+                              id=f"{seq}-0", maxlen=self.config.log_stream_max,
+                              approximate=True)
+                pipe.execute()
         except redis.RedisError:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
 
-    def flush(self) -> None:
-        with self._lock:
-            if not self._pending:
-                return
-            doc = {"build_id": self.build_id, "seq": self._pending_start,
-                   "last": self._next - 1, "lines": self._pending}
-            self._pending = []
-            self._pending_start = self._next
-            self._last_flush = time.monotonic()
+    def _store(self, doc: dict[str, Any]) -> None:
         with translate_errors():
             try:
                 get_db().logs.insert_one(doc)
@@ -104,7 +203,17 @@ class BuildLogWriter:
                 # written: the batch is stored (same _id), nothing is lost or doubled.
                 log.info("log batch of %s was already written", self.build_id)
 
+    def flush(self) -> None:
+        """Publish and keep every line written so far, now."""
+        self._raise_failure()
+        self._drain(force=True)
+
     def close(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._drainer is not threading.current_thread():
+            self._drainer.join(timeout=10)
         self.flush()
         with contextlib.suppress(redis.RedisError):
             self._redis.expire(stream_key(self.build_id), 3600)

@@ -193,6 +193,7 @@ def _end(config: Config, record: BuildRecord, status: Status, error: str | None,
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:
         writer.write(f"== build {status.value}" + (f": {error}" if error else ""))
+        writer.flush()  # a follower that sees the build end has every line
     if status is not Status.COMPLETED:
         changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
     build_store.finish(build_id, attempt, status, error, changes)

@@ -1,7 +1,8 @@
-"""``common/log_store.py``: a batch written twice by pymongo's own retry is not an error."""
+"""``common/log_store.py``: batches to both stores, whole logs, retried writes, failures."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import fakeredis
@@ -10,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 import common.log_store as log_store
 from common.config import load_config
+from common.errors import NoDatabase
 
 
 class Logs:
@@ -36,3 +38,78 @@ def test_a_retried_batch_that_was_written_does_not_fail_the_build(
     writer.write("one")
     writer.flush()  # no BadDatabase
     assert logs.inserted[0]["lines"] == ["one"]
+
+
+class Collection:
+    """A ``logs`` collection that keeps documents and can be told to fail."""
+
+    def __init__(self) -> None:
+        self.docs: list[dict[str, Any]] = []
+        self.failing = False
+
+    def find_one(self, *args: object, **kwargs: object) -> None:
+        return None
+
+    def insert_one(self, doc: dict[str, Any]) -> None:
+        if self.failing:
+            from pymongo.errors import AutoReconnect
+            raise AutoReconnect("down")
+        self.docs.append(doc)
+
+
+@pytest.fixture
+def stores(monkeypatch: pytest.MonkeyPatch) -> tuple[Collection, fakeredis.FakeRedis]:
+    logs, stream = Collection(), fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
+    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    return logs, stream
+
+
+def kept_lines(logs: Collection) -> list[tuple[int, str]]:
+    return [(doc["seq"] + offset, line) for doc in sorted(logs.docs, key=lambda d: d["seq"])
+            for offset, line in enumerate(doc["lines"])]
+
+
+def test_many_lines_are_kept_whole_in_bounded_documents(
+        stores: tuple[Collection, fakeredis.FakeRedis]) -> None:
+    logs, stream = stores
+    writer = log_store.BuildLogWriter("b2", load_config(environ={}))
+    lines = [f"line {i} " + "x" * 400 for i in range(6000)]
+    for line in lines:
+        writer.write(line)
+    writer.close()
+    assert kept_lines(logs) == list(enumerate(lines, start=1))
+    for doc in logs.docs:
+        assert len(doc["lines"]) <= log_store.FLUSH_LINES
+        assert sum(map(len, doc["lines"])) <= log_store.FLUSH_BYTES
+        assert doc["last"] == doc["seq"] + len(doc["lines"]) - 1
+        assert doc["_id"] == f"b2:{doc['seq']}"
+    newest = stream.xrevrange(log_store.stream_key("b2"), count=1)
+    assert newest[0][1]["n"] == "6000"
+
+
+def test_lines_reach_the_live_stream_without_a_flush(
+        stores: tuple[Collection, fakeredis.FakeRedis]) -> None:
+    _, stream = stores
+    writer = log_store.BuildLogWriter("b3", load_config(environ={}))
+    writer.write("hello")
+    for _ in range(50):
+        if stream.xlen(log_store.stream_key("b3")):
+            break
+        time.sleep(0.02)
+    assert stream.xrange(log_store.stream_key("b3"))[0][1] == {"n": "1", "line": "hello"}
+    writer.close()
+
+
+def test_a_store_failure_keeps_the_lines_and_is_raised(
+        stores: tuple[Collection, fakeredis.FakeRedis]) -> None:
+    logs, _ = stores
+    writer = log_store.BuildLogWriter("b4", load_config(environ={}))
+    writer.write("first")
+    logs.failing = True
+    with pytest.raises(NoDatabase):
+        writer.flush()
+    logs.failing = False
+    writer.write("second")
+    writer.close()
+    assert kept_lines(logs) == [(1, "first"), (2, "second")]
