@@ -1,8 +1,9 @@
 """Verification: start the built image as the template says and wait for its port.
 
 The container runs with no network and is probed from inside its own
-namespace with ``docker exec``, so verification needs no free host port and
-sends nothing off the container. It is repository code, so it runs bounded:
+namespace with one ``docker exec`` that tries the port every 50 ms until it
+answers, so verification needs no free host port, sends nothing off the
+container and ends the moment the image serves. It is repository code, so it runs bounded:
 memory (no swap), CPUs and processes limited, every capability dropped and
 no privilege gained through setuid programs.
 """
@@ -27,14 +28,34 @@ VERIFY_PIDS = 256
 #: CPUs it may use.
 VERIFY_CPUS = 1.0
 
-PROBE = ("python3 -c 'import socket,sys; socket.create_connection((\"127.0.0.1\", {port}), 2)' "
-         "2>/dev/null || bash -c 'exec 3<>/dev/tcp/127.0.0.1/{port}' 2>/dev/null")
+#: Waits inside the container until PORT answers (exit 0) or SECONDS pass (exit 1):
+#: with Python when the image has it, else with bash's /dev/tcp.
+WAIT_FOR_PORT = r"""
+if command -v python3 >/dev/null 2>&1; then
+    exec python3 -c 'import socket, sys, time
+end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1).close()
+        sys.exit(0)
+    except OSError:
+        time.sleep(0.05)
+sys.exit(1)' "$PORT" "$SECONDS_LEFT"
+fi
+end=$(( $(date +%s) + ${SECONDS_LEFT%.*} + 1 ))
+while [ "$(date +%s)" -lt "$end" ]; do
+    bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT" 2>/dev/null && exit 0
+    sleep 0.1
+done
+exit 1
+"""
 
 
 def verify_image(config: Config, image: str, port: int, command: str | None, label: str,
                  say: Callable[[str], None], guard: PhaseGuard) -> None:
     """Raise ``BuildFailure`` unless ``image`` serves on ``port`` in time."""
-    client = docker_client(config, timeout=60)
+    # The exec waits up to the whole verification time: reads must outlast it.
+    client = docker_client(config, timeout=config.verify_timeout + 60)
     say(f"verifying: starting {image} and waiting for port {port}")
     memory = parse_size(config.build_memory)
     container = client.containers.run(
@@ -45,8 +66,22 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
     remove = guard.on_abort(lambda: container.remove(force=True))
     try:
         deadline = time.monotonic() + config.verify_timeout
-        while time.monotonic() < deadline:
+        while True:
             guard.check()
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise BuildFailure(
+                    f"The image did not serve on port {port} within {config.verify_timeout} s.",
+                    suggestions=["Set the right port in .binder.yml, or fix the command."])
+            try:
+                probe = container.exec_run(["sh", "-c", WAIT_FOR_PORT], environment={
+                    "PORT": str(port), "SECONDS_LEFT": f"{left:.1f}"})
+            except docker.errors.APIError:
+                probe = None  # the container stopped (or was stopped) meanwhile
+            guard.check()
+            if probe is not None and probe.exit_code == 0:
+                say(f"verified: the image serves on port {port}")
+                return
             container.reload()
             if container.status != "running":
                 output = container.logs(tail=15).decode(errors="replace").strip()
@@ -54,20 +89,8 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                     f"The image exited (status {container.attrs['State']['ExitCode']}) instead "
                     f"of serving on port {port}. Its last output: {output[-500:] or 'none'}",
                     suggestions=["Check the command in .binder.yml or the Dockerfile's CMD."])
-            try:
-                probe = container.exec_run(["sh", "-c", PROBE.format(port=port)])
-            except docker.errors.APIError:
-                container.reload()
-                if container.status != "running":
-                    continue  # it exited meanwhile: the check above says how
-                raise
-            if probe.exit_code == 0:
-                say(f"verified: the image serves on port {port}")
-                return
-            time.sleep(1)
-        raise BuildFailure(f"The image did not serve on port {port} within "
-                           f"{config.verify_timeout} s.",
-                           suggestions=["Set the right port in .binder.yml, or fix the command."])
+            if probe is None or probe.exit_code != 1:
+                time.sleep(0.1)  # the exec could not run yet: try again shortly
     finally:
         remove()
         with contextlib.suppress(docker.errors.NotFound):
