@@ -17,6 +17,7 @@ from common.models import Status
 
 bp = Blueprint("logs", __name__, description="Build logs, kept and followed live.")
 
+#: Longest wait for a new line (a new line ends the wait at once) or the end.
 POLL_SECONDS = 0.25
 #: A comment line this often keeps proxies from closing an idle stream.
 KEEPALIVE_SECONDS = 15
@@ -96,4 +97,4 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
         elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
             last_sent = time.monotonic()
             yield ": keep-alive\n\n"
-        time.sleep(POLL_SECONDS)
+        log_store.wait_for_lines(build_id, after, POLL_SECONDS)

@@ -234,6 +234,16 @@ def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
     return lines
 
 
+def wait_for_lines(build_id: str, after: int, timeout: float) -> None:
+    """Return as soon as the live stream has a line after ``after``, at most ``timeout``
+    seconds later: a follower is woken by the line itself, not by a poll."""
+    try:
+        redis_client(get_config()).xread({stream_key(build_id): f"{after}-0"}, count=1,
+                                         block=max(1, int(timeout * 1000)))
+    except redis.RedisError:
+        time.sleep(timeout)  # no live stream: the caller reads MongoDB again in a while
+
+
 def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
     try:
         entries: list[tuple[str, dict[str, Any]]] = list(

@@ -113,3 +113,16 @@ def test_a_store_failure_keeps_the_lines_and_is_raised(
     writer.write("second")
     writer.close()
     assert kept_lines(logs) == [(1, "first"), (2, "second")]
+
+
+def test_a_follower_waits_for_the_next_line_not_a_poll(
+        stores: tuple[Collection, fakeredis.FakeRedis], monkeypatch: pytest.MonkeyPatch) -> None:
+    _, stream = stores
+    monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
+    stream.xadd(log_store.stream_key("b5"), {"n": 1, "line": "one"}, id="1-0")
+    started = time.monotonic()
+    log_store.wait_for_lines("b5", 0, timeout=5)  # a line after 0 is there: no wait
+    assert time.monotonic() - started < 1
+    started = time.monotonic()
+    log_store.wait_for_lines("b5", 1, timeout=0.3)  # none after 1: waits out the timeout
+    assert 0.25 < time.monotonic() - started < 2
