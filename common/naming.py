@@ -70,6 +70,6 @@ def image_repository(registry: str, prefix: str, name: str) -> str:
     return f"{registry}/{prefix}{name}"
 
 
-def image_name(registry: str, prefix: str, name: str, commit: str) -> str:
-    """The full image address: tagged with the resolved commit SHA."""
-    return f"{image_repository(registry, prefix, name)}:{commit}"
+def image_name(registry: str, prefix: str, name: str, tag: str) -> str:
+    """The full image address: ``registry/<prefix><name>:<tag>``."""
+    return f"{image_repository(registry, prefix, name)}:{tag}"

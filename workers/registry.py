@@ -1,5 +1,5 @@
-"""The OCI registry: does an image tag exist, pushing and pulling through the engine,
-and the credentials Docker needs for it."""
+"""The OCI registry: which tags exist and their digests, pushing and pulling through the
+engine, and the credentials Docker needs for it."""
 
 from __future__ import annotations
 
@@ -44,14 +44,21 @@ def _auth(config: Config) -> tuple[str, str] | None:
     return None
 
 
-def manifest_exists(config: Config, image: str, timeout: float = 5) -> bool:
-    """True when the registry holds ``image`` (a full ``registry/repo:tag``)."""
+def manifest_digest(config: Config, image: str, timeout: float = 5) -> str | None:
+    """The registry's digest of ``image`` (``sha256:...``), ``None`` when it has no such tag."""
     registry, repository, tag = split_image(image)
     base = registry_url(registry, config.registry_insecure)
     response = requests.head(f"{base}/v2/{repository}/manifests/{tag}",
                              headers={"Accept": MANIFEST_TYPES}, auth=_auth(config),
                              timeout=timeout)
-    return response.status_code == 200
+    if response.status_code != 200:
+        return None
+    return response.headers.get("Docker-Content-Digest") or None
+
+
+def manifest_exists(config: Config, image: str, timeout: float = 5) -> bool:
+    """True when the registry holds ``image`` (a full ``registry/repo:tag``)."""
+    return manifest_digest(config, image, timeout) is not None
 
 
 def auth_config(config: Config) -> dict[str, str] | None:

@@ -51,7 +51,7 @@ def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_ser
     assert record["commit"] == shas["main"]
     assert record["config"] is None
     image = record["image-name"]
-    assert image.endswith(f":{shas['main']}")
+    assert image.rpartition(":")[2].startswith(f"{shas['main']}-")  # commit, base and recipe
     assert in_registry(image)
     tmpl = template(api, record["name"])
     assert tmpl["image-name"] == image and tmpl["port"] == 8888

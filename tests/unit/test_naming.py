@@ -74,7 +74,7 @@ def test_display_name() -> None:
     assert display_name("o", "r", "feature/x") == "o/r/tree/feature/x"
 
 
-def test_image_name_is_registry_prefix_name_and_commit() -> None:
+def test_image_name_is_registry_prefix_name_and_tag() -> None:
     sha = "a" * 40
     assert image_repository("127.0.0.1:5000", "binder-", "o-r") == "127.0.0.1:5000/binder-o-r"
     assert image_name("127.0.0.1:5000", "binder-", "o-r", sha) == \

@@ -10,8 +10,8 @@ from common import template_store
 from common.addresses import CheckedTarget, check_url
 from common.errors import BadRepoSource, BuildFailure
 from common.models import TemplateRecord
-from common.naming import image_name
 from workers.git import fetch_commit, resolve_ref
+from workers.image_identity import image_for
 from workers.phase_runner import PhaseResult, PhaseRun
 from workers.registry import manifest_exists
 
@@ -59,7 +59,8 @@ def run(phase: PhaseRun) -> PhaseResult:
     target = checked_target(phase)
     commit = resolve_ref(target, record.get("ref"), config.clone_timeout)
     phase.say(f"resolved {record.get('ref') or 'the default branch'} to {commit}")
-    image = image_name(config.registry, config.image_prefix, record["name"], commit)
+    # The commit on today's base image and recipe: a new base rebuilds under a new tag.
+    image = image_for(config, record["name"], commit)
     template = cached_template(phase, image)
     if template is not None:
         phase.say(f"{image} is already built; reusing it")
