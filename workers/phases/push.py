@@ -1,19 +1,46 @@
-"""Phase push: send the image to the registry under its tag."""
+"""Phase push: send the image to the registry under its tag, verifying it meanwhile.
+
+Verification (``workers/verify.py``) starts the image on this host while the
+engine pushes it: neither waits for the other, and the phase ends when both
+have succeeded. If the push fails first, the verification is left to end by
+itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``).
+"""
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 from workers.docker_engine import docker_client
 from workers.phase_runner import PhaseResult, PhaseRun
+from workers.phases.template import serving_port
 from workers.registry import push_image
+from workers.verify import verify_image
+
+
+def verify(phase: PhaseRun) -> None:
+    """Start the image as its template will and wait until it serves."""
+    record = phase.record
+    verify_image(phase.config, phase.image, serving_port(record, phase.config),
+                 (record.get("binder_yml") or {}).get("command"), record["build_id"],
+                 phase.say, phase.guard)
 
 
 def run(phase: PhaseRun) -> PhaseResult:
     image = phase.image
     if phase.record.get("cached"):
         return PhaseResult({"image_source": image})
-    client = docker_client(phase.config, timeout=phase.config.push_timeout)
-    phase.guard.on_abort(client.close)
-    phase.say(f"pushing {image}")
-    push_image(client, phase.config, image, on_status=phase.say, check=phase.guard.check)
-    phase.say(f"pushed {image}")
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify")
+    verifying: Future[None] | None = None
+    try:
+        if phase.config.verify:
+            verifying = pool.submit(verify, phase)
+        client = docker_client(phase.config, timeout=phase.config.push_timeout)
+        phase.guard.on_abort(client.close)
+        phase.say(f"pushing {image}")
+        push_image(client, phase.config, image, on_status=phase.say, check=phase.guard.check)
+        phase.say(f"pushed {image}")
+        if verifying is not None:
+            verifying.result()
+    finally:
+        pool.shutdown(wait=False)
     return PhaseResult({"image_source": image})

@@ -1,4 +1,8 @@
-"""Phase template ("registering"): verify the image, then write its template."""
+"""Phase template ("registering"): write the template of the pushed, verified image.
+
+The image is verified beside the push (``workers/phases/push.py``), so this
+phase only writes what both made true.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ from common.config import Config
 from common.models import BuildRecord, TemplateRecord
 from workers.docker_engine import docker_client
 from workers.phase_runner import PhaseResult, PhaseRun
-from workers.verify import verify_image
 
 
 def image_command(config: Config, image: str) -> str | None:
@@ -17,6 +20,11 @@ def image_command(config: Config, image: str) -> str | None:
     attrs = docker_client(config, timeout=60).images.get(image).attrs["Config"]
     argv = (attrs.get("Entrypoint") or []) + (attrs.get("Cmd") or [])
     return shlex.join(argv) if argv else None
+
+
+def serving_port(record: BuildRecord, config: Config) -> int:
+    """The port the image serves on: .binder.yml's, else the farm's default."""
+    return int((record.get("binder_yml") or {}).get("port", config.default_port))
 
 
 def make_template(record: BuildRecord, image: str, commit: str, config: Config,
@@ -31,7 +39,7 @@ def make_template(record: BuildRecord, image: str, commit: str, config: Config,
         "repository": record["repository"],
         "commit": commit,
         "config": record.get("config"),
-        "port": binder_yml.get("port", config.default_port),
+        "port": serving_port(record, config),
         "command": binder_yml.get("command", command),
         "services": binder_yml.get("services", []),
         "limits": limits,
@@ -43,10 +51,6 @@ def run(phase: PhaseRun) -> PhaseResult:
     record, config = phase.record, phase.config
     command = image_command(config, phase.image)
     template = make_template(record, phase.image, phase.commit, config, command)
-    if config.verify and not record.get("cached"):
-        verify_image(config, phase.image, template["port"],
-                     (record.get("binder_yml") or {}).get("command"), record["build_id"],
-                     phase.say, phase.guard)
     template_store.save_template(template)
     phase.say(f"template {record['name']} saved")
     return PhaseResult({"image_source": phase.image}, complete=True)
