@@ -220,18 +220,35 @@ class BuildLogWriter:
 
 
 def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
-    """Numbered lines of a build's log after line ``after``."""
-    lines: list[tuple[int, str]] = []
+    """Numbered lines of a build's log after line ``after``.
+
+    MongoDB holds the flushed batches; the live stream gives the rest: lines
+    newer than the last batch, and lines a worker streamed but died before
+    flushing (a gap between batches, as the next writer numbers on from the
+    stream).
+    """
+    stored: list[tuple[int, str]] = []
     with translate_errors():
         docs = get_db().logs.find({"build_id": build_id, "last": {"$gt": after}}).sort("seq", 1)
         for doc in docs:
             for offset, text in enumerate(doc["lines"]):
                 seq = doc["seq"] + offset
                 if seq > after:
-                    lines.append((seq, text))
-    last = lines[-1][0] if lines else after
-    lines.extend(_stream_lines(build_id, last))
-    return lines
+                    stored.append((seq, text))
+    lines = dict(stored)
+    for seq, text in _stream_lines(build_id, _first_missing(stored, after) - 1):
+        lines.setdefault(seq, text)
+    return sorted(lines.items())
+
+
+def _first_missing(lines: list[tuple[int, str]], after: int) -> int:
+    """The first line number after ``after`` that ``lines`` (in order) lacks."""
+    expected = after + 1
+    for seq, _text in lines:
+        if seq != expected:
+            break
+        expected += 1
+    return expected
 
 
 def wait_for_lines(build_id: str, after: int, timeout: float) -> None:

@@ -1,4 +1,5 @@
-"""``common/log_store.py``: batches to both stores, whole logs, retried writes, failures."""
+"""``common/log_store.py``: batches to both stores, whole logs, retried writes, failures,
+and the lines a dead worker streamed but never stored."""
 
 from __future__ import annotations
 
@@ -126,3 +127,38 @@ def test_a_follower_waits_for_the_next_line_not_a_poll(
     started = time.monotonic()
     log_store.wait_for_lines("b5", 1, timeout=0.3)  # none after 1: waits out the timeout
     assert 0.25 < time.monotonic() - started < 2
+
+
+class StoredBatches:
+    """A ``logs`` collection holding given batches, as ``read_lines`` queries it."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = docs
+
+    def find(self, query: dict[str, Any]) -> Any:
+        after = query["last"]["$gt"]
+        found = sorted((doc for doc in self.docs if doc["last"] > after),
+                       key=lambda doc: doc["seq"])
+        return type("Cursor", (), {"sort": lambda self, *args: found})()
+
+
+def test_lines_a_dead_worker_streamed_but_never_stored_are_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Line 2 reached the stream, then its worker was killed before storing it; the
+    # task's next delivery numbered on from the stream and stored line 3.
+    logs = StoredBatches([{"seq": 1, "last": 1, "lines": ["one"]},
+                          {"seq": 3, "last": 3, "lines": ["three"]}])
+    stream = fakeredis.FakeRedis(decode_responses=True)
+    key = log_store.stream_key("b9")
+    for seq, line in enumerate(["one", "two, then killed", "three"], start=1):
+        stream.xadd(key, {"n": seq, "line": line}, id=f"{seq}-0")
+    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
+    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
+    expected = [(1, "one"), (2, "two, then killed"), (3, "three")]
+    assert log_store.read_lines("b9") == expected
+    assert log_store.read_lines("b9", after=1) == expected[1:]
+    assert log_store.read_lines("b9", after=2) == expected[2:]
+    stream.delete(key)  # the stream expired: what was stored
+    assert log_store.read_lines("b9") == [expected[0], expected[2]]
+
