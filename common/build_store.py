@@ -210,7 +210,8 @@ def start_phase(build_id: str, attempt: int, phase: Phase, worker: str,
     """Mark ``phase`` started by ``worker`` and take the lease, in one atomic step.
 
     Only when nobody holds the lease, or ``worker`` already does (a
-    redelivered task); otherwise ``LeaseLost``.
+    redelivered task); otherwise ``LeaseLost``. Each claim counts one
+    delivery of this phase of this attempt (see :func:`phase_deliveries`).
     """
     now = utcnow()
     changes = {"phase": phase.value, "worker": worker, "heartbeat": now,
@@ -221,11 +222,22 @@ def start_phase(build_id: str, attempt: int, phase: Phase, worker: str,
         record = db.builds().find_one_and_update(
             {**_running(build_id, attempt),
              "$or": [{"lease": None}, {"lease.worker": worker}]},
-            {"$set": changes, "$addToSet": {"workers": worker}},
+            {"$set": changes, "$addToSet": {"workers": worker},
+             "$inc": {f"deliveries.{attempt}.{phase.value}": 1}},
             return_document=ReturnDocument.AFTER)
     if record is None:
         raise LeaseLost(build_id)
     return record
+
+
+def phase_deliveries(record: BuildRecord, phase: Phase) -> int:
+    """How many times ``phase`` of the record's attempt was claimed.
+
+    More than once means its task came back: the worker process running it
+    died (killed, out of memory) and the broker delivered the task again.
+    """
+    per_attempt = (record.get("deliveries") or {}).get(str(record["attempt"])) or {}
+    return int(per_attempt.get(phase.value, 0))
 
 
 def end_phase(build_id: str, attempt: int, phase: Phase, changes: dict[str, Any]) -> BuildRecord:

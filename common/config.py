@@ -164,6 +164,10 @@ class Config:
         "Seconds without heartbeat before a build counts as lost.")
     max_attempts: int = setting("BINDER_MAX_ATTEMPTS", 3,
         "Attempts before a repeatedly lost build is failed.")
+    max_deliveries: int = setting(
+        "BINDER_MAX_DELIVERIES", 3,
+        "Times one phase of an attempt may start after its worker process died running it "
+        "before the build fails.")
     reaper_interval: float = setting("BINDER_REAPER_INTERVAL", 15.0, "Seconds between reaper runs.")
     log_stream_max: int = setting("BINDER_LOG_STREAM_MAX", 10000,
         "Lines kept in a build's live Redis stream.")

@@ -108,6 +108,7 @@ class BuildRecord(TypedDict, total=False):
     cached: bool
     phases: dict[str, PhaseTimes]
     lost: dict[str, Any]
+    deliveries: dict[str, dict[str, int]]  # attempt -> phase -> claims
 
 
 class TemplateRecord(TypedDict, total=False):

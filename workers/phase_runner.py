@@ -5,6 +5,12 @@ it has none and does nothing: a duplicate or stale task), runs the phase
 function under a ``PhaseGuard`` with the build's log open, stores what the
 phase returns, and turns every way a phase can end into the right final
 state with a sentence a user can act on.
+
+A phase that takes its worker process down (SIGKILL, out of memory) comes
+back: its task is late-acked, so the broker delivers it again, to the same
+attempt. Every claim counts a delivery; past ``max_deliveries`` the build
+fails instead of running the phase once more, and a cancelled build ends
+at its next delivery.
 """
 
 from __future__ import annotations
@@ -150,8 +156,15 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
     guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
     run = PhaseRun(config, record, guard, writer, phase)
     try:
+        deliveries = build_store.phase_deliveries(record, phase)
+        if deliveries > config.max_deliveries:
+            message = _worker_died_message(phase, deliveries - 1)
+            return _end(config, record, Status.FAILED, message, writer=writer)
         with guard:
             run.say(f"== {phase.value} on {worker} (attempt {attempt})")
+            if deliveries > 1:
+                run.say(f"== {phase.value} runs again: its worker process died "
+                        f"{deliveries - 1} time(s) (at most {config.max_deliveries})")
             result = function(run) or PhaseResult()
             guard.check()
         changes = dict(result.changes)
@@ -186,6 +199,11 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
             writer.close()
         except NoDatabase:
             log.warning("could not flush the log of %s", build_id)
+
+
+def _worker_died_message(phase: Phase, deaths: int) -> str:
+    return (f"The build took its worker process down {deaths} times in phase {phase.value} "
+            "(killed, or out of memory), so it was failed instead of being run again.")
 
 
 def _end(config: Config, record: BuildRecord, status: Status, error: str | None,

@@ -9,9 +9,10 @@ private and link-local ranges are tested at the address check
 (``tests/unit/test_addresses.py``), and the cases below that name such
 addresses are refused before any connection.
 
-Two farms: the session's (``api``) and a *strict* one (``strict_api``) with
+Three farms: the session's (``api``), a *strict* one (``strict_api``) with
 an allowed-images list and a 1 MiB repository limit, for the cases that
-need those settings. To add a case: a function per defect, named for it,
+need those settings, and one worker on a broker of its own (``one_worker``)
+whose processes the test kills. To add a case: a function per defect, named for it,
 building with :func:`failed_build` or asserting a refusal, then
 :func:`assert_healthy`.
 """
@@ -39,11 +40,14 @@ from common.service_credentials import mongo_address, redis_address
 from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, unique
 from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
+from tests.support.one_worker_farm import OneWorkerFarm, one_worker_farm
 from tests.support.service_clients import base_image, mongo_client, registry_request
 from tests.support.static_http import serve_directory
 
 BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
 PROBE = Path(__file__).resolve().parents[1] / "support" / "service_probe.py"
+#: Deliveries of a phase the one-worker farm allows before it fails the build.
+MAX_DELIVERIES = 2
 INDEX_CREDENTIALS = ("farm", f"index-secret-{RUN_ID}")
 
 # 470 bytes that expand to a billion list entries through aliases.
@@ -405,6 +409,66 @@ def test_the_verification_container_is_limited(api: ApiClient, git_server: GitSe
     assert "NoNewPrivs:\t1" in error
     assert "100000" in error  # one CPU: a quota of 100000 per 100000 period
     assert_healthy(api)
+
+
+# 9. A build that kills its worker process
+
+
+@pytest.fixture(scope="module")
+def one_worker(farm_env: dict[str, str], services: None) -> Iterator[OneWorkerFarm]:
+    """One worker on a broker of its own and no beat: only redelivery brings a phase back."""
+    with one_worker_farm(farm_env, DATA_DIR / "logs" / "one-worker", API_KEY, "redeliver-a",
+                         BINDER_MAX_DELIVERIES=str(MAX_DELIVERIES)) as farm:
+        yield farm
+
+
+def sleeping_repo(git_server: GitServer, repo_url: str) -> str:
+    repo = unique("killer")
+    git_server.make_repo(f"github/mallory/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo {repo} sleeping && sleep 600\n"})
+    return f"{repo_url}/mallory/{repo}"
+
+
+def test_a_phase_killed_on_every_delivery_fails_after_the_bound(
+        one_worker: OneWorkerFarm, git_server: GitServer, repo_url: str) -> None:
+    started = one_worker.api.start(sleeping_repo(git_server, repo_url))
+    assert started.status_code == 200, started.text
+    name = started.json()["name"]
+    for delivery in range(1, MAX_DELIVERIES + 1):
+        one_worker.wait_delivery(name, delivery, "sleeping")
+        one_worker.kill_phase_process()  # as the kernel kills a process out of memory
+    record = one_worker.api.wait(name, timeout=120)
+    assert record["status"] == "failed", record
+    assert record["error"] == (
+        f"The build took its worker process down {MAX_DELIVERIES} times in phase building "
+        "(killed, or out of memory), so it was failed instead of being run again.")
+    assert one_worker.deliveries(name) == MAX_DELIVERIES + 1
+    assert record["attempt"] == 1  # the same attempt came back each time
+    assert (f"building runs again: its worker process died 1 time(s) (at most "
+            f"{MAX_DELIVERIES})") in one_worker.api.logs(name)
+
+    repo = unique("after-killer")  # the worker takes the next build
+    git_server.make_repo(f"github/alice/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo {repo} built\n"})
+    started = one_worker.api.start(f"{repo_url}/alice/{repo}")
+    after = one_worker.api.wait(started.json()["name"], timeout=600)
+    assert after["status"] == "completed", (after["error"], one_worker.api.logs(after["name"]))
+    assert one_worker.worker.alive()
+    assert_healthy(one_worker.api)
+
+
+def test_cancel_stops_a_build_that_keeps_killing_its_worker(
+        one_worker: OneWorkerFarm, git_server: GitServer, repo_url: str) -> None:
+    started = one_worker.api.start(sleeping_repo(git_server, repo_url))
+    name = started.json()["name"]
+    one_worker.wait_delivery(name, 1, "sleeping")
+    one_worker.kill_phase_process()
+    one_worker.wait_delivery(name, 2, "sleeping")
+    assert one_worker.api.request("DELETE", f"/builds/{name}").status_code == 200
+    one_worker.kill_phase_process()  # before or after the guard saw the cancel
+    record = one_worker.api.wait(name, timeout=120)
+    assert record["status"] == "cancelled", record
+    assert one_worker.deliveries(name) <= MAX_DELIVERIES + 1
 
 
 # The farms still build
