@@ -35,6 +35,9 @@ def register_api(app: Flask) -> Api:
 
 def create_app(config: Config | None = None) -> Flask:
     """Build the API app for ``config`` (default: the environment's)."""
+    from api.admission import ADMISSION_EXTENSION, Admission
+    from api.auth import KEYS_EXTENSION
+    from api.keys import KeyRing
     from common.api_keys import ensure_api_key
     from workers.celery_app import create_celery
 
@@ -46,6 +49,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["BINDER"] = config
     app.extensions["celery"] = create_celery(config)  # sends work; runs no task here
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
+    app.extensions[KEYS_EXTENSION] = KeyRing(config)
+    app.extensions[ADMISSION_EXTENSION] = Admission(config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_api(app)
     return app

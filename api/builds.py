@@ -7,7 +7,8 @@ from urllib.parse import urlencode
 
 from flask import current_app, request
 
-from api.auth import require_key
+from api.admission import ADMISSION_EXTENSION, Admission
+from api.auth import current_key, public_read, require_build
 from api.blueprint import Blueprint
 from api.schemas.builds import BuildListQuerySchema, BuildRequestSchema, BuildSchema
 from common import build_store
@@ -24,18 +25,25 @@ _NEXT_PAGE = {"Link": {"description": 'on a full page, <URL of the next page>; r
 
 @bp.route("/builds/repo", methods=["POST"])
 @bp.route("/builds/", methods=["POST"], strict_slashes=False, endpoint="start_protocol")
-@require_key
+@require_build
 @bp.arguments(BuildRequestSchema)
 @bp.response(200, BuildSchema, description="the build, started")
 @bp.alt_response(409, response="CONFLICT")
+@bp.alt_response(429, response="TOO_MANY_REQUESTS")
 def start(body: dict[str, Any]) -> BuildRecord:
     """Start a build of a repository (the protocol's ``build start``).
 
     ``POST /builds/`` is the protocol's path, ``POST /builds/repo`` the
     original binder-build's; both do the same. A build of that name that is
-    still running answers ``alreadyBuilding`` (409) unless ``force``.
+    still running answers ``alreadyBuilding`` (409) unless ``force``. A
+    banned repository answers ``repositoryBanned`` (403), a start past the
+    key's or the repository's rate ``rateLimited`` (429, ``Retry-After``).
     """
     spec = parse_repository(body["repository"], current_app.config["BINDER"])
+    key = current_key()
+    assert key is not None  # require_build saw it
+    admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
+    admission.admit(key, spec.repository, spec.ref)
     fields: dict[str, Any] = {
         "display_name": spec.display_name,
         "repository": spec.repository,
@@ -50,7 +58,7 @@ def start(body: dict[str, Any]) -> BuildRecord:
 
 
 @bp.route("/builds/", strict_slashes=False)
-@require_key
+@public_read
 @bp.arguments(BuildListQuerySchema, location="query")
 @bp.response(200, BuildSchema(many=True), description="one page of builds",
              headers=_NEXT_PAGE)
@@ -79,6 +87,7 @@ def _normalised(repository: str) -> str:
 
 
 @bp.route("/builds/<name:name>")
+@public_read
 @bp.response(200, BuildSchema)
 @bp.alt_response(404, response="NOT_FOUND")
 def status(name: str) -> BuildRecord:
@@ -87,6 +96,7 @@ def status(name: str) -> BuildRecord:
 
 
 @bp.route("/builds/<name:name>/history")
+@public_read
 @bp.response(200, BuildSchema(many=True))
 @bp.alt_response(404, response="NOT_FOUND")
 def history(name: str) -> list[BuildRecord]:
@@ -95,7 +105,7 @@ def history(name: str) -> list[BuildRecord]:
 
 
 @bp.route("/builds/<name:name>", methods=["DELETE"])
-@require_key
+@require_build
 @bp.response(200, BuildSchema, description="the build, cancelled or cancelling")
 @bp.alt_response(404, response="NOT_FOUND")
 def cancel(name: str) -> BuildRecord:

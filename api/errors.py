@@ -46,7 +46,9 @@ def error_response(error: BinderError) -> tuple[Response, int]:
     body = error.to_body()
     if not body["suggestions"]:
         body["suggestions"] = [_SEE_DOCS]
-    return jsonify(body), error.status
+    response = jsonify(body)
+    response.headers.update(error.headers())
+    return response, error.status
 
 
 def validation_error(exc: ValidationError, kind: type[BinderError] = MalformedRequest,

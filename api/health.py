@@ -1,7 +1,8 @@
 """``GET /health/``: one entry per component; 503 naming what fails.
 
 Each check is bounded in time (about a second) so the report comes fast
-even when a component hangs; a failing check returns its reason.
+even when a component hangs; a failing check returns its reason, shown
+only to a request with a key.
 """
 
 from __future__ import annotations
@@ -11,11 +12,12 @@ import functools
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from celery import Celery
 from flask import current_app
 
+from api.auth import current_key, no_key
 from api.blueprint import Blueprint
 from api.schemas.common import HealthSchema
 from common.clock import utcnow
@@ -70,9 +72,16 @@ def check_all(config: Config, celery: Celery) -> list[ComponentHealth]:
 
 
 @bp.route("/health/", strict_slashes=False)
+@no_key
 @bp.response(200, HealthSchema(many=True), description="every component is ok")
 @bp.alt_response(503, schema=HealthSchema(many=True), description="a component is failing")
 def health() -> tuple[list[ComponentHealth], int]:
-    """Health of each component: MongoDB, Redis, Docker, the registry and the workers."""
+    """Health of each component: MongoDB, Redis, Docker, the registry and the workers.
+
+    Anyone may ask; why a component fails (which names internal addresses)
+    is shown only to a request with a key of the farm.
+    """
     components = check_all(current_app.config["BINDER"], current_app.extensions["celery"])
+    if current_key() is None:
+        components = [replace(component, error=None) for component in components]
     return components, 200 if all(c.status == "ok" for c in components) else 503

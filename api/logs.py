@@ -9,6 +9,7 @@ from typing import Any
 
 from flask import Response, stream_with_context
 
+from api.auth import public_read
 from api.blueprint import Blueprint
 from api.schemas.builds import LogEventSchema, LogHeadersSchema, LogQuerySchema
 from common import build_store, log_store
@@ -28,6 +29,7 @@ _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 
 
 @bp.route("/builds/<name:name>/logs")
+@public_read
 @bp.arguments(LogQuerySchema, location="query")
 @bp.arguments(LogHeadersSchema, location="headers")
 @bp.response(200, {"type": "string"}, content_type="text/plain", description="the log as text")

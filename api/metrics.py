@@ -17,6 +17,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from api.auth import public_read
 from api.blueprint import Blueprint
 from common.config import Config
 from common.db import get_db, translate_errors
@@ -109,6 +110,7 @@ bp = Blueprint("metrics", __name__,
 
 
 @bp.route("/metrics")
+@public_read
 @bp.response(200, {"type": "string"}, content_type="text/plain",
              description="Prometheus text exposition format")
 def metrics() -> Response:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.auth import require_key
+from api.auth import require_read
 from api.blueprint import Blueprint
 from api.schemas.templates import TemplateSchema
 from common import template_store
@@ -12,7 +12,7 @@ bp = Blueprint("templates", __name__, description="What a launcher needs to run 
 
 
 @bp.route("/templates/", strict_slashes=False)
-@require_key
+@require_read
 @bp.response(200, TemplateSchema(many=True))
 def list_all() -> list[TemplateRecord]:
     """Every template (the protocol's ``registry fetchAll``)."""
@@ -20,7 +20,7 @@ def list_all() -> list[TemplateRecord]:
 
 
 @bp.route("/templates/<name:name>")
-@require_key
+@require_read
 @bp.response(200, TemplateSchema)
 @bp.alt_response(404, response="NOT_FOUND")
 def fetch(name: str) -> TemplateRecord:

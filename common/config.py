@@ -57,7 +57,23 @@ class Config:
     """
 
     api_key: str = setting("BINDER_API_KEY", "",
-        "Key for authorized requests; generated and saved under the data dir when empty.")
+        "Key of scope admin; generated and saved under the data dir when empty.")
+    api_keys: tuple[str, ...] = setting("BINDER_API_KEYS", (),
+        "More keys, comma-separated NAME:SCOPE:KEY (scope read, build or admin); all valid "
+        "at once.")
+    api_keys_file: str = setting("BINDER_API_KEYS_FILE", "",
+        "File of NAME:SCOPE:KEY lines, read again when it changes (rotation without a "
+        "restart).")
+    public_reads: bool = setting("BINDER_PUBLIC_READS", True,
+        "Build status, history, logs and the build list need no key.")
+    start_rate_per_key: str = setting("BINDER_START_RATE_PER_KEY", "600/hour",
+        "Starts one key may make (N/minute, N/hour, N/day); empty for no limit; admin keys "
+        "have none.")
+    start_rate_per_repo: str = setting("BINDER_START_RATE_PER_REPO", "120/hour",
+        "Starts of one repository, from all keys together; empty for no limit.")
+    banned_repos: tuple[str, ...] = setting("BINDER_BANNED_REPOS", (),
+        "Regular expressions (comma-separated; a list in a config file): a repository URL "
+        "one of them finds is refused.")
     host: str = setting("BINDER_HOST", "127.0.0.1", "API bind address.")
     port: int = setting("BINDER_PORT", 8082, "API port.")
     flower_port: int = setting("BINDER_FLOWER_PORT", 5555, "Flower port (make up).")

@@ -24,6 +24,10 @@ class BinderError(Exception):
     def to_body(self) -> dict[str, object]:
         return {"type": self.type, "error": self.message, "suggestions": self.suggestions}
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the body."""
+        return {}
+
 
 class ConfigError(BinderError):
     type = "badConfig"
@@ -80,6 +84,34 @@ class NoDatabase(BinderError):
 class Unauthorized(BinderError):
     type = "unauthorized"
     status = 403
+
+
+class InsufficientScope(BinderError):
+    """A valid key whose scope does not allow the request."""
+
+    type = "insufficientScope"
+    status = 403
+
+
+class RepositoryBanned(BinderError):
+    type = "repositoryBanned"
+    status = 403
+
+
+class RateLimited(BinderError):
+    """Too many starts; ``retry_after`` seconds until one is allowed again."""
+
+    type = "rateLimited"
+    status = 429
+
+    def __init__(self, message: str, suggestions: list[str] | None = None,
+                 retry_after: int = 1) -> None:
+        super().__init__(message, suggestions)
+        self.args = (message, suggestions, retry_after)
+        self.retry_after = retry_after
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class BuildFailure(BinderError):

@@ -13,4 +13,5 @@ class HealthSchema(Schema):
     name = fields.String(required=True)
     timestamp = fields.DateTime(required=True)
     status = fields.String(required=True, metadata={"description": "ok or failing"})
-    error = fields.String(allow_none=True)
+    error = fields.String(allow_none=True, metadata={
+        "description": "why it fails; only with a key (it names internal addresses)"})

@@ -41,6 +41,7 @@ from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, 
 from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
 from tests.support.one_worker_farm import OneWorkerFarm, one_worker_farm
+from tests.support.redis_server import RedisServer
 from tests.support.service_clients import base_image, mongo_client, registry_request
 from tests.support.static_http import serve_directory
 
@@ -469,6 +470,95 @@ def test_cancel_stops_a_build_that_keeps_killing_its_worker(
     record = one_worker.api.wait(name, timeout=120)
     assert record["status"] == "cancelled", record
     assert one_worker.deliveries(name) <= MAX_DELIVERIES + 1
+
+
+# 10. Keys, public reads, rate limits, the ban list
+
+KEYED = {"reader": "reader-key-of-the-keyed-farm", "launcher": "launcher-key-of-the-keyed-farm",
+         "launcher-next": "rotated-launcher-key-keyed-farm"}
+
+
+@pytest.fixture(scope="module")
+def keyed_farm(farm_env: dict[str, str], services: None) -> Iterator[list[str]]:
+    """Two API servers (no worker) on one private broker: scoped keys, no public reads,
+    low start rates, a ban list. Yields the two API URLs."""
+    broker = RedisServer(free_port(), DATA_DIR / "keyed-redis.log")
+    broker.start()
+    env = {**farm_env,
+           "REDIS_URL": f"redis://127.0.0.1:{broker.port}/0",
+           "BINDER_MONGO_DB": f"binder_test_{RUN_ID}_keyed",
+           "BINDER_DATA_DIR": str(DATA_DIR / "keyed"),
+           "BINDER_API_KEYS": ",".join(f"{name}:{'read' if name == 'reader' else 'build'}:{key}"
+                                       for name, key in KEYED.items()),
+           "BINDER_PUBLIC_READS": "false",
+           "BINDER_START_RATE_PER_KEY": "3/hour",
+           "BINDER_START_RATE_PER_REPO": "2/hour",
+           "BINDER_BANNED_REPOS": r"/mallory/banned-"}
+    farm = Farm(env, DATA_DIR / "logs" / "keyed")
+    try:
+        urls = [farm.start_api()[1], farm.start_api()[1]]
+        yield urls
+    finally:
+        farm.stop()
+        broker.stop()
+        with mongo_client() as client:
+            client.drop_database(env["BINDER_MONGO_DB"])
+
+
+def keyed(url: str, name: str | None) -> ApiClient:
+    return ApiClient(url, KEYED[name] if name else "")
+
+
+def test_a_key_of_too_small_a_scope_is_refused(keyed_farm: list[str], repo_url: str) -> None:
+    reader = keyed(keyed_farm[0], "reader")
+    refused = reader.start(f"{repo_url}/alice/scoped")
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["type"] == "insufficientScope"
+    assert "has the scope read; this request needs build" in refused.json()["error"]
+    cancel = reader.request("DELETE", "/builds/alice-scoped")
+    assert cancel.status_code == 403 and cancel.json()["type"] == "insufficientScope"
+    assert reader.request("GET", "/builds/alice-scoped").status_code == 404  # nothing stored
+
+
+def test_reads_need_a_key_when_public_reads_are_off(keyed_farm: list[str]) -> None:
+    anonymous = keyed(keyed_farm[1], None)
+    for path in ("/builds/", "/builds/any", "/builds/any/history", "/builds/any/logs",
+                 "/metrics"):
+        response = anonymous.request("GET", path, auth=False)
+        assert response.status_code == 403 and response.json()["type"] == "unauthorized", path
+        assert keyed(keyed_farm[1], "reader").request("GET", path).status_code in (200, 404)
+    health = anonymous.request("GET", "/health/", auth=False)  # open, without details
+    assert all(entry["error"] is None for entry in health.json()), health.text
+
+
+def test_a_banned_repository_is_refused(keyed_farm: list[str], repo_url: str) -> None:
+    response = keyed(keyed_farm[0], "launcher").start(f"{repo_url}/mallory/banned-thing")
+    assert response.status_code == 403, response.text
+    assert response.json()["type"] == "repositoryBanned"
+    assert response.json()["error"].endswith("is not allowed on this farm: its operators "
+                                             "banned it.")
+    assert keyed(keyed_farm[0], "reader").request(
+        "GET", "/builds/mallory-banned-thing").status_code == 404
+
+
+def test_start_limits_hold_across_api_servers_and_rotated_keys(
+        keyed_farm: list[str], repo_url: str) -> None:
+    first, second = keyed_farm
+    repo = f"{repo_url}/alice/{unique('limited')}"
+    assert keyed(first, "launcher").start(repo).status_code == 200
+    again = keyed(second, "launcher-next").start(repo)  # the other key, the other server
+    assert again.status_code == 409, again.text  # already building, and counted
+    limited = keyed(first, "launcher-next").start(repo)
+    assert limited.status_code == 429, limited.text
+    assert limited.json()["type"] == "rateLimited"
+    assert 3000 < int(limited.headers["Retry-After"]) <= 3600
+    # the key's own limit: two more repositories, then a third is refused
+    for server in (second, first):
+        assert keyed(server, "launcher").start(f"{repo_url}/alice/{unique('other')}"
+                                               ).status_code == 200
+    refused = keyed(second, "launcher").start(f"{repo_url}/alice/{unique('one-too-many')}")
+    assert refused.status_code == 429
+    assert "for the key 'launcher': at most 3 per hour" in refused.json()["error"]
 
 
 # The farms still build

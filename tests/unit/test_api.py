@@ -105,7 +105,7 @@ def test_key_check_comes_before_reading_the_body(client: FlaskClient) -> None:
 
 
 def test_other_writes_need_the_key(client: FlaskClient) -> None:
-    for method, path in [("get", "/builds/"), ("delete", "/builds/o-r"),
+    for method, path in [("delete", "/builds/o-r"),
                          ("get", "/templates/"), ("get", "/templates/o-r"),
                          ("post", "/builds/")]:
         response = getattr(client, method)(path)
@@ -425,7 +425,8 @@ def test_the_document_states_auth_and_errors_as_the_views_do(client: FlaskClient
     paths = document["paths"]
     assert paths["/builds/repo"]["post"]["security"] == [{"apiKey": []}]
     assert "403" in paths["/builds/repo"]["post"]["responses"]
-    assert "security" not in paths["/builds/{name}"]["get"]
+    assert paths["/builds/{name}"]["get"]["security"] == [{}, {"apiKey": []}]  # public read
+    assert paths["/health/"]["get"]["security"] == []
     assert "422" in paths["/builds/"]["get"]["responses"]
     error = document["components"]["schemas"]["Error"]
     assert set(error["required"]) == {"type", "error", "suggestions"}
