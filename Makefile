@@ -27,9 +27,10 @@ system:
 system-test:
 	@sh deploy/install-system.sh --test
 
-# The README's screenshots, taken from a real farm by the terminal tests.
-screenshots: system $(STAMP)
+# The README's screenshots, taken from a real farm by the browser and terminal tests.
+screenshots: system-test $(STAMP)
 	BINDER_SCREENSHOTS=$(CURDIR)/docs/screenshots $(BIN)/python -m pytest -p no:cacheprovider \
+		tests/integration/test_build_page.py \
 		tests/integration/test_cli.py::test_follow_on_a_terminal_draws_phases_and_the_log
 
 services: system $(STAMP)

@@ -20,7 +20,7 @@ from werkzeug.routing import BaseConverter
 
 from api.errors import argument_error, quoted
 from common.errors import BadQuery, MalformedRequest
-from common.naming import MAX_NAME_LENGTH
+from common.naming import MAX_NAME_LENGTH, NAME_PATTERN
 
 #: Longest key quoted back in an error message.
 _MAX_QUOTED = 64
@@ -131,4 +131,4 @@ class NameConverter(BaseConverter):
     """
 
     schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": MAX_NAME_LENGTH,
-                              "pattern": r"^[a-z0-9][a-z0-9._-]*$"}
+                              "pattern": NAME_PATTERN}

@@ -12,10 +12,17 @@ import hashlib
 import re
 
 MAX_NAME_LENGTH = 128
+#: The form every build name takes (what ``preferred_name`` and ``suffixed_name`` make).
+NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]*$"
 _UNSAFE = re.compile(r"[^a-z0-9._-]+")
 _SEPARATORS = re.compile(r"[._-]+")
 #: Separators Docker allows between alphanumerics in an image name component.
 _VALID_SEPARATOR = re.compile(r"^(\.|_|__|-+)$")
+
+
+def possible_name(name: str) -> bool:
+    """Whether ``name`` has the form of a build name (it may still name no build)."""
+    return len(name) <= MAX_NAME_LENGTH and re.fullmatch(NAME_PATTERN, name) is not None
 
 
 def safe_name_part(text: str) -> str:

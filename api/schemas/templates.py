@@ -1,6 +1,26 @@
 """Templates: what a launcher needs to deploy a built image."""
 
+import shlex
+from typing import Any
+
 from marshmallow import Schema, fields
+
+
+def docker_run_command(template: dict[str, Any]) -> str:
+    """The ``docker run`` line a template describes: port, limits, GPUs, then the command."""
+    port = template.get("port") or 8888
+    argv = ["docker", "run", "--rm", "-it", "-p", f"{port}:{port}"]
+    limits = template.get("limits") or {}
+    if limits.get("memory"):
+        argv += ["--memory", str(limits["memory"])]
+    if limits.get("cpu"):
+        argv += ["--cpus", str(limits["cpu"])]
+    gpus = (template.get("hardware") or {}).get("gpu")
+    if gpus:
+        argv += ["--gpus", str(gpus)]
+    argv.append(str(template.get("image_name") or ""))
+    command = template.get("command")  # already one shell-quoted string
+    return shlex.join(argv) + (f" {command}" if command else "")
 
 
 class ServiceSchema(Schema):
@@ -28,3 +48,7 @@ class TemplateSchema(Schema):
                                    required=True)
     time_modified = fields.DateTime(data_key="time-modified",
                                     required=True)
+    run_command = fields.Function(docker_run_command, data_key="run-command", dump_only=True,
+                                  metadata={"description": "a docker run line for the image, "
+                                                           "with the template's port, limits "
+                                                           "and command"})

@@ -89,6 +89,10 @@ def test_installed_api_serves_health_and_its_pages(installed: Path, farm_env: di
         # the swagger-ui-bundle package) are found by the installed copy too.
         page = requests.get(f"http://127.0.0.1:{port}/", timeout=10)
         assert page.status_code == 200 and "<table" in page.text, page.text[:500]
+        page_files = re.findall(r'(?:src|href)="(/static/[^"]+)"', page.text)
+        assert len(page_files) >= 2, page.text[:500]
+        for src in page_files:
+            assert requests.get(f"http://127.0.0.1:{port}{src}", timeout=10).ok, src
         docs = requests.get(f"http://127.0.0.1:{port}/docs", timeout=10)
         assert docs.status_code == 200, docs.text[:500]
         scripts = re.findall(r'<script src="([^"]+)"', docs.text)

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 
 import api
 import api.builds
+import api.web
 import common.config
 import common.errors
 from api import create_app
@@ -448,11 +449,62 @@ def test_docs_page_uses_swagger_ui_served_by_the_api(client: FlaskClient) -> Non
     assert "http://" not in page and "https://" not in page
 
 
-def test_the_web_page_is_a_template_file(client: FlaskClient) -> None:
-    response = client.get("/")
+@pytest.mark.parametrize(("path", "script", "part"), [("/", "index.js", 'id="start-form"'),
+                                                     ("/build/a-build", "build.js",
+                                                      'data-name="a-build"')])
+def test_the_pages_are_template_files_with_their_own_files(client: FlaskClient, path: str,
+                                                           script: str, part: str) -> None:
+    response = client.get(path)
     assert response.status_code == 200 and response.mimetype == "text/html"
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
     page = response.get_data(as_text=True)
-    assert (Path(api.__file__).parent / "pages" / "index.html").read_text().strip() in page
+    assert part in page and "{%" not in page and "{{" not in page
+    files = re.findall(r'(?:src|href)="(/static/[^"]+)"', page)
+    assert f"/static/{script}" in files and "/static/page.css" in files, files
+    for url in files:
+        served = client.get(url)
+        assert served.status_code == 200, url
+        assert served.mimetype in ("text/javascript", "application/javascript", "text/css"), url
+    assert "http://" not in page and "https://" not in page.replace("https://github.com/OWNER",
+                                                                    "")
+
+
+def test_the_pages_scripts_import_only_files_that_exist() -> None:
+    static = Path(api.__file__).parent / "static"
+    for script in static.glob("*.js"):
+        for imported in re.findall(r"from '\./([^']+)'", script.read_text()):
+            assert (static / imported).is_file(), f"{script.name} imports {imported}"
+
+
+def test_the_pages_say_what_needs_a_key_as_the_document_declares(client: FlaskClient) -> None:
+    page = client.get("/").get_data(as_text=True)
+    note = re.search(r'<p class="access" id="access">(.*?)</p>', page, re.S)
+    assert note, page[:500]
+    keyed, _, public = note.group(1).partition("Open to all:")
+    assert "starting and cancelling builds" in keyed and "workers and queues" in keyed
+    assert "the farm&#39;s health" in public and "a build&#39;s status" in public
+    assert "the list of builds" in public  # BINDER_PUBLIC_READS is on by default
+
+
+def test_an_optional_key_is_needed_only_without_public_reads() -> None:
+    keyed, optional = {"security": [{"apiKey": []}]}, {"security": [{}, {"apiKey": []}]}
+    assert api.web.needs_key(keyed, public_reads=True)
+    assert not api.web.needs_key(optional, public_reads=True)
+    assert api.web.needs_key(optional, public_reads=False)
+    assert not api.web.needs_key({"security": []}, public_reads=False)
+    paths = {path: {"get": optional, "post": keyed, "delete": keyed}
+             for operations in api.web.PAGE_ACTIONS.values() for _, path in operations}
+    assert api.web.page_access(paths, public_reads=True)["needs_key"] == [
+        "starting and cancelling builds"]
+    assert api.web.page_access(paths, public_reads=False)["public"] == []
+
+
+@pytest.mark.parametrize("name", ["Not%20A%20Name", "%22%3E%3Cscript%3Ealert(1)", "x" * 129])
+def test_a_build_page_for_a_name_no_build_can_have_is_not_found(client: FlaskClient,
+                                                                name: str) -> None:
+    response = client.get(f"/build/{name}")
+    assert response.status_code == 404 and response.mimetype == "application/json"
+    assert response.get_json()["type"] == "noBuildInfo"
 
 
 def test_views_make_no_schema_per_request(client: FlaskClient,

@@ -12,8 +12,9 @@ import click
 import pytest
 from rich.console import Console
 
+from api.schemas.templates import docker_run_command
 from workers.cli import build_watch
-from workers.cli.build_view import PlainBuildView, phase_state, run_command
+from workers.cli.build_view import PlainBuildView, phase_state
 from workers.cli.build_watch import watch_build
 from workers.cli.client import repository_with_ref
 from workers.cli.client_settings import DEFAULT_URL, read_client_config, resolve
@@ -115,9 +116,9 @@ def test_default_farm_is_the_local_one(monkeypatch: pytest.MonkeyPatch, tmp_path
 
 
 def test_run_command_follows_the_template() -> None:
-    template = {"image-name": "reg/img:abc", "port": 9000, "command": "start-it --now",
+    template = {"image_name": "reg/img:abc", "port": 9000, "command": "start-it --now",
                 "limits": {"memory": "1G", "cpu": "2"}, "hardware": {"gpu": 1}}
-    assert run_command(template) == ("docker run --rm -it -p 9000:9000 --memory 1G --cpus 2 "
+    assert docker_run_command(template) == ("docker run --rm -it -p 9000:9000 --memory 1G --cpus 2 "
                                      "--gpus 1 reg/img:abc start-it --now")
 
 

@@ -11,7 +11,6 @@ template, or the error.
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -191,23 +190,6 @@ class PlainBuildView:
         return True
 
 
-def run_command(template: dict[str, Any]) -> str:
-    """The ``docker run`` line the template describes (port, limits, GPUs, command)."""
-    port = template.get("port") or 8888
-    argv = ["docker", "run", "--rm", "-it", "-p", f"{port}:{port}"]
-    limits = template.get("limits") or {}
-    if limits.get("memory"):
-        argv += ["--memory", str(limits["memory"])]
-    if limits.get("cpu"):
-        argv += ["--cpus", str(limits["cpu"])]
-    gpus = (template.get("hardware") or {}).get("gpu")
-    if gpus:
-        argv += ["--gpus", str(gpus)]
-    argv.append(str(template.get("image-name") or ""))
-    command = template.get("command")
-    return shlex.join(argv) + (f" {command}" if command else "")
-
-
 def summarise(output: Output, record: dict[str, Any],
               template: dict[str, Any] | ApiError | None) -> None:
     """The end of a followed build: image and template, or the error and what to do."""
@@ -241,5 +223,5 @@ def template_pairs(template: dict[str, Any]) -> list[tuple[str, Any]]:
         ("limits", ", ".join(f"{key} {value}" for key, value in limits.items())),
         ("hardware", ", ".join(f"{key} {value}" for key, value in hardware.items())),
         ("services", ", ".join(str(service.get("name")) for service in services)),
-        ("run", run_command(template)),
+        ("run", template.get("run-command")),
     ]

@@ -1,0 +1,229 @@
+"""The build page in a real browser (Debian's Chromium through chromium-driver).
+
+Each state a person meets is checked and saved as a screenshot: the list
+of builds, a build started from the form with its log arriving live, a
+finished build with its template, a failed build with its error, the page
+without a key, and the page on a phone.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webdriver import WebDriver
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.integration.conftest import API_KEY, RUN_ID
+from tests.support.api_cases import BASE_IMAGE, plain_repo, ticking_repo
+from tests.support.farm import ApiClient
+from tests.support.git_server import GitServer
+from tests.support.screenshots import screenshot_dir
+from workers.image_build import step_output
+
+WAIT = 120
+
+
+def wait_for(driver: WebDriver, condition: Any, timeout: float = WAIT, what: str = "") -> Any:
+    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        lambda d: condition(d), message=what)
+
+
+def text_of(driver: WebDriver, selector: str) -> str:
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    return found[0].text if found else ""
+
+
+class Page:
+    """The farm's pages in one browser tab."""
+
+    def __init__(self, driver: WebDriver, url: str, shots: Path) -> None:
+        self.driver = driver
+        self.url = url
+        self.shots = shots
+
+    def open(self, path: str = "/") -> None:
+        self.driver.get(f"{self.url}{path}")
+
+    def use_key(self, key: str) -> None:
+        field = self.driver.find_element(By.ID, "key-input")
+        field.send_keys(key)
+        self.driver.find_element(By.CSS_SELECTOR, "#key-form button[type=submit]").click()
+        wait_for(self.driver, lambda d: "key set" in text_of(d, ".key-state"), 10)
+
+    def forget_key(self) -> None:
+        self.driver.execute_script("sessionStorage.clear()")
+
+    def screenshot(self, name: str) -> Path:
+        """The whole page, not only the window: the window grows to the page's height."""
+        path = self.shots / f"{name}.png"
+        size = self.driver.get_window_size()
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(size["width"], max(size["height"], min(height + 140, 4000)))
+        try:
+            self.driver.save_screenshot(str(path))
+        finally:
+            self.driver.set_window_size(size["width"], size["height"])
+        return path
+
+    def row(self, name: str) -> Any:
+        rows = self.driver.find_elements(By.CSS_SELECTOR, f'#builds tr[data-name="{name}"]')
+        return rows[0] if rows else None
+
+    def log_lines(self) -> list[str]:
+        """The log's lines as shown, a build step's output without BuildKit's prefix."""
+        return [step_output(line) or line
+                for line in self.driver.find_element(By.ID, "log").text.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def page(browser: WebDriver, api: ApiClient) -> Iterator[Page]:
+    shots = screenshot_dir(RUN_ID)
+    browser.set_window_size(1280, 900)
+    yield Page(browser, api.url, shots)
+    print(f"\nscreenshots in {shots}")
+
+
+def failing_repo(git_server: GitServer, repo_url: str) -> str:
+    repo = f"broken-{uuid.uuid4().hex[:6]}"
+    git_server.make_repo(f"github/page/{repo}", {
+        "Dockerfile": (f"FROM {BASE_IMAGE}\n"
+                       f"RUN printf '\\033[31m{repo} colour check\\033[0m\\n' && exit 3\n")})
+    return f"{repo_url}/page/{repo}"
+
+
+def test_the_page_lists_builds(page: Page, api: ApiClient, git_server: GitServer,
+                               repo_url: str) -> None:
+    names = [api.start(plain_repo(git_server, repo_url, owner="page")).json()["name"]
+             for _ in range(2)]
+    for name in names:
+        api.wait(name, timeout=300)
+    page.open("/")
+    page.use_key(API_KEY)
+    for name in names:
+        wait_for(page.driver, lambda d, name=name: page.row(name) is not None, 15, name)
+        row = page.row(name)
+        assert row.get_attribute("data-status") == "completed"
+        assert "finished" in row.text and "plain-" in row.text
+    link = page.row(names[0]).find_element(By.CSS_SELECTOR, "a")
+    assert link.get_attribute("href").endswith(f"/build/{names[0]}")
+    wait_for(page.driver, lambda d: "mongo" in text_of(d, "#health"), 15, "health shown")
+    wait_for(page.driver, lambda d: "test-a" in text_of(d, "#workers"), 15, "workers shown")
+    assert "queue builds" in text_of(page.driver, "#queue")
+    page.screenshot("list")
+
+
+def test_a_build_started_from_the_form_streams_its_log(page: Page, api: ApiClient,
+                                                       git_server: GitServer,
+                                                       repo_url: str) -> None:
+    url = ticking_repo(git_server, repo_url, ticks=12, owner="page")
+    page.open("/")
+    page.use_key(API_KEY)
+    page.driver.find_element(By.NAME, "repository").send_keys(url)
+    page.driver.find_element(By.NAME, "ref").send_keys("main")
+    page.driver.find_element(By.CSS_SELECTOR, "#start-form button[type=submit]").click()
+    wait_for(page.driver, lambda d: "/build/" in d.current_url, 30, "went to the build page")
+    name = page.driver.current_url.rsplit("/build/", 1)[1]
+    assert api.build(name)["ref"] == "main"
+
+    wait_for(page.driver, lambda d: "tick-2" in page.log_lines(), WAIT, "first ticks")
+    assert "tick-12" not in page.log_lines(), "lines arrive as the build prints them"
+    assert api.build(name)["status"] == "running", "lines arrive while it runs"
+    building = '#phases li[data-phase="building"][data-state="running"]'
+    wait_for(page.driver, lambda d: d.find_elements(By.CSS_SELECTOR, building), 15, "building")
+    done = page.driver.find_elements(By.CSS_SELECTOR, '#phases li[data-state="done"]')
+    assert [item.get_attribute("data-phase") for item in done] == ["fetching", "detecting"]
+    page.screenshot("build-running")
+    wait_for(page.driver, lambda d: "tick-12" in page.log_lines(), WAIT, "the last tick")
+    wait_for(page.driver, lambda d: "ended completed" in text_of(d, "#log-state"), 300, "end")
+
+    page.open("/")
+    wait_for(page.driver, lambda d: page.row(name) is not None, 15, "the new build is listed")
+
+
+def test_a_finished_build_shows_its_image_and_template(page: Page, api: ApiClient,
+                                                      git_server: GitServer,
+                                                      repo_url: str) -> None:
+    name = api.start(plain_repo(git_server, repo_url, owner="page")).json()["name"]
+    record = api.wait(name, timeout=300)
+    template = api.request("GET", f"/templates/{name}").json()
+    page.open(f"/build/{name}")
+    page.use_key(API_KEY)
+    wait_for(page.driver, lambda d: "docker run" in text_of(d, "#template"), 30, "template")
+    assert record["image-name"] in text_of(page.driver, '[data-fact="image"]')
+    run = text_of(page.driver, '[data-fact="run"]')
+    assert template["run-command"] in run
+    assert str(template["port"]) == text_of(page.driver, '[data-fact="port"]')
+    states = [item.get_attribute("data-state")
+              for item in page.driver.find_elements(By.CSS_SELECTOR, "#phases li")]
+    assert states == ["done"] * 5
+    wait_for(page.driver, lambda d: "ended completed" in text_of(d, "#log-state"), 30, "log")
+    assert "build completed" in " ".join(page.log_lines())
+    page.screenshot("build-completed")
+
+
+def test_a_failed_build_shows_its_error_and_coloured_log(page: Page, api: ApiClient,
+                                                        git_server: GitServer,
+                                                        repo_url: str) -> None:
+    name = api.start(failing_repo(git_server, repo_url)).json()["name"]
+    record = api.wait(name, timeout=300)
+    assert record["status"] == "failed"
+    page.open(f"/build/{name}")
+    wait_for(page.driver, lambda d: record["error"] in text_of(d, "#build-error"), 30, "error")
+    assert "failed" in text_of(page.driver, "#build-status")
+    failed = page.driver.find_element(By.CSS_SELECTOR, '#phases li[data-state="failed"]')
+    assert failed.get_attribute("data-phase") == "building"
+    red = wait_for(page.driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#log .ansi-red"),
+                   30, "coloured line")
+    assert "colour check" in red[0].text and "\x1b" not in page.driver.find_element(
+        By.ID, "log").text
+    assert page.driver.find_element(By.ID, "image-panel").is_displayed() is False
+    wait_for(page.driver, lambda d: "ended failed" in text_of(d, "#log-state"), 30, "log end")
+    page.screenshot("build-failed")
+
+
+def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
+    page.open("/")
+    page.forget_key()
+    page.open("/")
+    access = text_of(page.driver, "#access")
+    assert "Needs the API key: starting and cancelling builds" in access
+    assert "Open to all: the list of builds" in access  # public reads are on
+    wait_for(page.driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#builds tbody tr"), 15,
+             "builds listed without a key")
+    wait_for(page.driver, lambda d: "Needs the API key" in text_of(d, "#workers"), 15,
+             "workers explain the key")
+    page.driver.find_element(By.NAME, "repository").send_keys("https://github.com/o/r")
+    page.driver.find_element(By.CSS_SELECTOR, "#start-form button[type=submit]").click()
+    wait_for(page.driver, lambda d: "Unauthorized" in text_of(d, ".form-result"), 15, "refused")
+    assert "API key" in text_of(page.driver, ".form-result")
+    page.screenshot("no-key")
+
+
+def test_the_page_is_readable_on_a_phone(page: Page, api: ApiClient) -> None:
+    page.driver.set_window_size(390, 844)
+    try:
+        page.open("/")
+        page.use_key(API_KEY)
+        wait_for(page.driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#builds tbody tr"),
+                 15, "builds listed")
+        wait_for(page.driver, lambda d: "test-a" in text_of(d, "#workers"), 15, "farm shown")
+        overflow = page.driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{overflow}px wider than the phone"
+        page.screenshot("phone-list")
+        name = page.driver.find_element(By.CSS_SELECTOR, "#builds tbody tr").get_attribute(
+            "data-name")
+        page.open(f"/build/{name}")
+        wait_for(page.driver, lambda d: "ended" in text_of(d, "#log-state"), 30, "log read")
+        overflow = page.driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        assert overflow <= 0, f"{overflow}px wider than the phone"
+        page.screenshot("phone-build")
+    finally:
+        page.driver.set_window_size(1280, 900)
+
