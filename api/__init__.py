@@ -30,6 +30,7 @@ def register_api(app: Flask) -> Api:
     register_error_handlers(app)
     for module in (builds, templates, logs, health, farm, metrics, web):
         api.register_blueprint(module.bp)
+    api.list_error_types()
     return api
 
 

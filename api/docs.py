@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 
 from api.auth import API_KEY_SCHEME
 from api.blueprint import NameConverter
-from api.errors import http_error
+from api.errors import error_types, http_error
 from api.schemas.common import ErrorSchema
 
 
@@ -38,9 +38,9 @@ SETTINGS: dict[str, Any] = {
     "OPENAPI_VERSION": "3.0.3",
     "API_SPEC_OPTIONS": {"info": {"description": (
         "The Binder protocol (binder-protocol 1.2) plus logs, history and cancel. "
-        "Errors are {type, error, suggestions}; `type` is the protocol's name for the "
-        "error (malformedRequest, badQuery, badRepoSource, unauthorized, noBuildInfo, "
-        "doesNotExist, alreadyBuilding, nameTaken, noDatabase, badDatabase, internalError).")}},
+        "Every error answer is an Error: {type, error, suggestions}; `type` is the "
+        "protocol's name for the error (the Error schema lists them), `error` says what "
+        "went wrong and `suggestions` what to do about it.")}},
     "OPENAPI_URL_PREFIX": "/",
     "OPENAPI_JSON_PATH": "openapi.json",
     "OPENAPI_SWAGGER_UI_PATH": "docs",
@@ -99,6 +99,12 @@ class Api(flask_smorest.Api):
         self.register_converter(NameConverter, lambda converter: dict(converter.schema))
         self.spec.components.security_scheme("apiKey", API_KEY_SCHEME)
         app.register_blueprint(swagger_ui)
+
+    def list_error_types(self) -> None:
+        """Enumerate the error ``type`` names in the Error schema, once every view module
+        (and so every error class) is imported."""
+        schema = self.spec.components.schemas[ErrorSchema.__name__.removesuffix("Schema")]
+        schema["properties"]["type"]["enum"] = error_types()
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return http_error(error)

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # HTTP errors Flask raises itself, by the protocol name a client understands.
 _HTTP_TYPES = {400: "malformedRequest", 404: "doesNotExist", 405: "malformedRequest",
                413: "malformedRequest", 415: "malformedRequest"}
+#: The ``type`` of any other HTTP error (flask-smorest's ``abort``, say).
+HTTP_ERROR = "httpError"
 # Request errors are answered 422, as the protocol's malformedRequest is.
 _MALFORMED_CODES = {400, 413, 415}
 #: Every error answer ends with where to read how to call the API.
@@ -40,6 +42,18 @@ _ARGUMENT_ERRORS: dict[str, tuple[type[BinderError], str]] = {
     "path": (MalformedRequest, "Path is not valid"),
     "view_args": (MalformedRequest, "Path is not valid"),
 }
+
+
+def error_types() -> list[str]:
+    """Every ``type`` an error answer may carry: each ``BinderError``'s (of the modules
+    imported so far) and those of werkzeug's errors."""
+    found: set[str] = set()
+    kinds: list[type[BinderError]] = [BinderError]
+    while kinds:
+        kind = kinds.pop()
+        found.add(kind.type)
+        kinds.extend(kind.__subclasses__())
+    return sorted(found | set(_HTTP_TYPES.values()) | {HTTP_ERROR})
 
 
 def error_response(error: BinderError) -> tuple[Response, int]:
@@ -116,7 +130,7 @@ def http_error(error: HTTPException) -> tuple[Response, int]:
     """werkzeug's errors (and flask-smorest's ``abort``) in the protocol's shape."""
     code = error.code or 500
     message, suggestions = _http_message_and_suggestions(error)
-    body = {"type": _HTTP_TYPES.get(code, "httpError"), "error": message,
+    body = {"type": _HTTP_TYPES.get(code, HTTP_ERROR), "error": message,
             "suggestions": suggestions}
     response = jsonify(body)
     if isinstance(error, RequestEntityTooLarge):

@@ -4,7 +4,9 @@ from marshmallow import Schema, fields
 
 
 class ErrorSchema(Schema):
-    type = fields.String(required=True, metadata={"description": "protocol error name"})
+    # The names it may take are listed in the document by ``api.docs.Api.list_error_types``.
+    type = fields.String(required=True,
+                         metadata={"description": "the protocol's name for the error"})
     error = fields.String(required=True, metadata={"description": "what went wrong"})
     suggestions = fields.List(fields.String(), required=True)
 

@@ -273,6 +273,8 @@ def _failing_requests(client: FlaskClient) -> dict[str, Any]:
 
 
 def test_every_refusal_is_json_with_a_message_and_suggestions(client: FlaskClient) -> None:
+    document = client.get("/openapi.json").get_json()
+    listed = document["components"]["schemas"]["Error"]["properties"]["type"]["enum"]
     for what, response in _failing_requests(client).items():
         assert 400 <= response.status_code < 500, (what, response.status_code)
         assert response.mimetype == "application/json", what
@@ -280,6 +282,14 @@ def test_every_refusal_is_json_with_a_message_and_suggestions(client: FlaskClien
         assert set(body) == {"type", "error", "suggestions"}, (what, body)
         assert body["error"].strip(), what
         assert body["suggestions"] and all(s.strip() for s in body["suggestions"]), (what, body)
+        assert body["type"] in listed, (what, body["type"])
+
+
+def test_the_document_lists_every_error_type() -> None:
+    listed = build_spec().to_dict()["components"]["schemas"]["Error"]["properties"]["type"]
+    assert {"malformedRequest", "badQuery", "badRepoSource", "unauthorized", "noBuildInfo",
+            "doesNotExist", "alreadyBuilding", "nameTaken", "noDatabase", "badDatabase",
+            "internalError", "httpError"} <= set(listed["enum"])
 
 
 def test_a_farm_error_without_suggestions_still_gets_one(app: Flask) -> None:
