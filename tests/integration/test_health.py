@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.support.farm import ApiClient, Farm, free_port
-from tests.support.redis_server import RedisServer
+from tests.support.farm import ApiClient, Farm
+from tests.support.services import RedisInstance
 
 
 def statuses(api: ApiClient) -> tuple[int, dict[str, str], float]:
@@ -25,9 +25,9 @@ def test_health_lists_all_components_ok(api: ApiClient) -> None:
 
 def test_health_names_stopped_redis_fast_and_recovers(farm_env: dict[str, str], services: None,
                                                       tmp_path: Path) -> None:
-    redis = RedisServer(free_port(), tmp_path / "redis.log")
+    redis = RedisInstance(tmp_path)
     redis.start()
-    env = {**farm_env, "REDIS_URL": f"redis://127.0.0.1:{redis.port}/0"}
+    env = {**farm_env, "REDIS_URL": redis.url}
     farm = Farm(env, tmp_path / "logs")
     try:
         _, url = farm.start_api()

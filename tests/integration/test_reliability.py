@@ -26,8 +26,8 @@ from tests.integration.conftest import API_KEY, DATA_DIR, unique
 from tests.support.farm import ApiClient, Farm, Process, free_port
 from tests.support.git_server import GitServer
 from tests.support.processes import commands_running
-from tests.support.redis_server import RedisServer
 from tests.support.service_clients import base_image, mongo_client, registry_request
+from tests.support.services import RedisInstance
 
 BASE_IMAGE = base_image()
 HOSTS = ("rel-a", "rel-b")
@@ -39,7 +39,7 @@ KILL_REPEATS = int(os.environ.get("BINDER_FAULT_REPEATS", "1"))
 class Cluster:
     farm: Farm
     api: ApiClient
-    redis: RedisServer
+    redis: RedisInstance
     db: pymongo.database.Database
     workers: dict[str, Process]
 
@@ -71,10 +71,10 @@ def cluster(farm_env: dict[str, str], services: None) -> Iterator[Cluster]:
     run = uuid.uuid4().hex[:6]
     log_dir = DATA_DIR / f"logs-reliability-{run}"
     log_dir.mkdir(parents=True, exist_ok=True)
-    redis_server = RedisServer(free_port(), log_dir / "redis.log")
+    redis_server = RedisInstance(log_dir)
     redis_server.start()
     db_name = f"{farm_env['BINDER_MONGO_DB']}_rel_{run}"
-    env = {**farm_env, "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
+    env = {**farm_env, "REDIS_URL": redis_server.url,
            "BINDER_MONGO_DB": db_name}
     farm = Farm(env, log_dir)
     client = mongo_client()
