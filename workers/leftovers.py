@@ -107,3 +107,42 @@ def clear_socket(path: Path, say: Say) -> None:
         say(f"stale socket {path} (nothing listens): removed")
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes of the process group ``pgid``."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in {"Z", "X"}:
+            members.append(int(entry.name))
+    return members
+
+
+def started_at(pid: int) -> int | None:
+    """When ``pid`` started (clock ticks since boot): with the pid, it names one
+    process for good, even after the pid is reused."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return int(fields[19])
+
+
+def identity(pid: int) -> str:
+    """``"PID STARTED"``, for a pid file that must not be fooled by pid reuse."""
+    return f"{pid} {started_at(pid)}"
+
+
+def same_process(text: str) -> int | None:
+    """The pid in an ``identity`` text if that very process still runs, else ``None``."""
+    parts = text.split()
+    if len(parts) < 2 or not parts[0].isdigit():
+        return None
+    pid = int(parts[0])
+    return pid if str(started_at(pid)) == parts[1] and program_of(pid) else None

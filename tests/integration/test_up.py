@@ -1,15 +1,22 @@
-"""``binder-build up`` (what ``make up`` runs): the farm serves, and stops clean."""
+"""``binder-build up`` (what ``make up`` runs): the farm serves, stops clean, and
+starts again cleanly after it was killed."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
 
+import requests
+
 from tests.support.farm import BIN, free_port, wait_http
+from tests.support.services import unmount_below
 
 
 def farm_processes(marker: str) -> list[int]:
@@ -64,3 +71,79 @@ def test_up_serves_health_then_stops_everything_it_started(
     while farm_processes(str(data_dir)) and time.monotonic() < deadline:
         time.sleep(0.5)
     assert farm_processes(str(data_dir)) == []
+
+
+def _start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as out:
+        return subprocess.Popen([str(BIN / "binder-build"), "up"], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def _wait_healthy(port: int, up: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
+    """Seconds until every component of the farm answers; fails past ``timeout``."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        assert up.poll() is None, log.read_text()[-3000:]
+        try:
+            response = requests.get(f"http://127.0.0.1:{port}/health/", timeout=5)
+            if response.status_code == 200:
+                return time.monotonic() - started
+        except requests.RequestException:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+def test_up_again_after_sigkill_of_its_process_group_starts_cleanly(
+        farm_env: dict[str, str], services: None) -> None:
+    """Every service is the run's own (nothing answers where it points), so
+    ``up`` starts them all, and a killed run leaves pid files, sockets and
+    processes still stopping for the next one to deal with."""
+    run = uuid.uuid4().hex[:6]
+    data_dir = Path(tempfile.mkdtemp(prefix=f"bup-{run}-"))  # short: it holds a socket
+    port = free_port()
+    env = {**os.environ, **farm_env, "BINDER_DATA_DIR": str(data_dir), "BINDER_PORT": str(port),
+           "BINDER_FLOWER_PORT": str(free_port()), "BINDER_WORKER_ID": f"up-{run}",
+           "REDIS_URL": f"redis://127.0.0.1:{free_port()}/0",
+           "MONGO_URL": f"mongodb://127.0.0.1:{free_port()}", "BINDER_MONGO_DB": "farm",
+           "BINDER_REGISTRY": f"127.0.0.1:{free_port()}",
+           "DOCKER_HOST": f"unix://{data_dir}/docker.sock",
+           # Its services' credentials are its own, not those of the shared ones.
+           "BINDER_CREDENTIALS_FILE": str(data_dir / "credentials.json"),
+           "BINDER_BASE_IMAGE": "127.0.0.1:5000/binder-base:latest"}
+    env.pop("BINDER_API_KEY")
+    env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    log = data_dir / "up.log"
+    try:
+        for attempt in range(3):
+            up = _start_up(env, log)
+            _wait_healthy(port, up, log, 120)
+            if attempt == 2:
+                break
+            os.killpg(up.pid, signal.SIGKILL)  # make's process group: make, up
+            if attempt == 1:  # and then every process of the farm: pid files, sockets stay
+                for pid in farm_processes(str(data_dir)):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                assert (data_dir / "run" / "dockerd.pid").exists()
+            up.wait(10)
+            assert (data_dir / "run" / "up.pid").exists()  # left behind
+        text = log.read_text()
+        assert "previous run | the previous run (pid" in text
+        assert "ended without stopping" in text
+        assert "farm processes of the previous run are still there" in text
+        assert "stale pid file of redis" in text
+        assert f"stale pid file {data_dir}/run/dockerd.pid" in text
+        up.send_signal(signal.SIGTERM)
+        up.wait(90)
+        deadline = time.monotonic() + 30
+        while farm_processes(str(data_dir)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert farm_processes(str(data_dir)) == []
+        assert sorted(path.name for path in (data_dir / "run").glob("*.pid")) == []
+    finally:
+        for pid in farm_processes(str(data_dir)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        unmount_below(data_dir)
+        shutil.rmtree(data_dir, ignore_errors=True)

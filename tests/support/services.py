@@ -294,15 +294,20 @@ class DockerEngine(ServiceProcess):
         """After ``stop``: the data root (unmounting anything left in it) and exec
         root, removed by a process of their own (images take a while to delete)."""
         for path in (self.exec_root, self.data_root):
-            if not path.exists():
-                continue
-            mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
-                      if line.split()[1].startswith(str(path))]
-            for mount in sorted(mounts, reverse=True):
-                subprocess.run(["umount", "-l", mount], check=False, capture_output=True)
-            subprocess.Popen(["rm", "-rf", "--one-file-system", str(path)],
-                             start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+            unmount_below(path)
+            if path.exists():
+                subprocess.Popen(["rm", "-rf", "--one-file-system", str(path)],
+                                 start_new_session=True, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+
+
+def unmount_below(root: Path) -> None:
+    """Lazily unmount anything a Docker engine left mounted at or under ``root``."""
+    prefix = str(root.resolve())
+    points = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+              if line.split()[1] == prefix or line.split()[1].startswith(prefix + "/")]
+    for point in sorted(points, key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 
 
 class DedicatedServices:

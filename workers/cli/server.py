@@ -3,7 +3,9 @@
 ``up`` starts every component the configuration does not point elsewhere,
 makes sure the base image exists, then runs the Procfile's processes under
 honcho in the foreground. Ctrl-C or SIGTERM stops what it started, in
-reverse order, and nothing else.
+reverse order, and nothing else; if ``up`` is killed instead, what it
+started gets SIGTERM, and the next ``up`` clears what is left (see
+``workers/previous_run.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from common.errors import ConfigError
 from common.service_credentials import credentials_path, with_service_credentials
 from workers.launcher import ServiceError, ensure_services, stop_services
 from workers.orphans import die_with_parent
+from workers.previous_run import AlreadyRunning, RunFiles
 
 UP_PROCESSES = ("api", "worker", "beat", "flower")
 
@@ -64,14 +67,19 @@ def up(config_file: str | None) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, _stop)
+    run = RunFiles(config, say=lambda line: click.echo(f"previous run | {line}"))
     services = []
     honcho: subprocess.Popen[bytes] | None = None
+    owned = False
     try:
-        services = ensure_services(config, detach=True)
+        run.check_previous_up()
+        run.record_up("running")
+        owned = True
+        run.stop_leftover_farm()
+        services = ensure_services(config, detach=True, run=run)
         config = with_service_credentials(config)  # made if this started the services
         for service in services:
-            click.echo(f"started {service.name} (pid {service.process.pid}, log "
-                       f"{service.log_path})")
+            click.echo(f"started {service.name} (pid {service.pid}, log {service.log_path})")
         ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
         click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
         click.echo(f"key  {config.api_key}")
@@ -80,13 +88,16 @@ def up(config_file: str | None) -> None:
             honcho = subprocess.Popen(
                 [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", os.getcwd(),
                  "start", *UP_PROCESSES],
-                env=_child_env(config), start_new_session=True)
+                env=_child_env(config), start_new_session=True, preexec_fn=die_with_parent)
+            run.record_farm(honcho.pid)
             honcho.wait()
-    except (ServiceError, ConfigError) as exc:
+    except (ServiceError, ConfigError, AlreadyRunning) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
         click.echo("stopping the farm")
     finally:
+        if owned:
+            run.record_up("stopping")
         if honcho is not None and honcho.poll() is None:
             os.killpg(honcho.pid, signal.SIGTERM)
             try:
@@ -94,6 +105,8 @@ def up(config_file: str | None) -> None:
             except subprocess.TimeoutExpired:
                 os.killpg(honcho.pid, signal.SIGKILL)
         stop_services(services)
+        if owned:
+            run.clear()
 
 
 @click.command()
@@ -110,7 +123,7 @@ def services(config_file: str | None, base_image: bool) -> None:
     except (ServiceError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     for service in started:
-        click.echo(f"started {service.name} (pid {service.process.pid})")
+        click.echo(f"started {service.name} (pid {service.pid})")
     click.echo(f"service credentials: {credentials_path(config)}")
     if base_image:
         ensure_base_image(config, say=click.echo)
