@@ -125,7 +125,7 @@ class Farm:
         process = self.start("api", ["api"], {"BINDER_PORT": str(port)})
         url = f"http://127.0.0.1:{port}"
         try:
-            wait_http(f"{url}/openapi.json", process.alive)
+            wait_http(f"{url}/openapi.json", process.alive, 90)  # a loaded machine imports slowly
         except RuntimeError as exc:
             raise RuntimeError(f"API did not start ({exc}):\n{process.log_tail()}") from exc
         return process, url
