@@ -270,6 +270,9 @@ def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
         return
     for _entry_id, fields in entries:
         seq = int(fields["n"])
-        if seq > after:
-            after = seq
-            yield seq, fields["line"]
+        if seq != after + 1:
+            # The stream keeps only its newest lines (and misses those written
+            # while Redis was down): stop at a gap; MongoDB fills it shortly.
+            return
+        after = seq
+        yield seq, fields["line"]

@@ -162,3 +162,16 @@ def test_lines_a_dead_worker_streamed_but_never_stored_are_read(
     stream.delete(key)  # the stream expired: what was stored
     assert log_store.read_lines("b9") == [expected[0], expected[2]]
 
+
+def test_a_reader_behind_the_trimmed_stream_gets_every_line_in_order(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = StoredBatches([{"seq": 1, "last": 3, "lines": ["one", "two", "three"]}])
+    stream = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
+    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
+    for seq in (7, 8, 9):  # lines 4-6 already trimmed from the live stream, not yet stored
+        stream.xadd(log_store.stream_key("b6"), {"n": seq, "line": f"line {seq}"}, id=f"{seq}-0")
+    assert log_store.read_lines("b6") == [(1, "one"), (2, "two"), (3, "three")]
+    logs.docs.append({"seq": 4, "last": 6, "lines": ["four", "five", "six"]})
+    assert [seq for seq, _ in log_store.read_lines("b6", after=3)] == [4, 5, 6, 7, 8, 9]
