@@ -4,7 +4,7 @@ PYTHON ?= python3
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: up test unit lint install system system-test services screenshots clean
+.PHONY: up test unit lint install system system-test services screenshots bench clean
 
 up: system $(STAMP)
 	$(BIN)/binder-build up
@@ -14,6 +14,9 @@ test: system-test $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider tests/unit
+
+bench: system $(STAMP)
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check api workers common tests bench
@@ -43,4 +46,4 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 clean:
-	rm -rf $(VENV) .binder-data
+	rm -rf $(VENV) .binder-data .bench-data

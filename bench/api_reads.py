@@ -1,0 +1,150 @@
+"""``GET /builds/NAME`` under load, against reading the same records from the store directly.
+
+The store holds 100,000 build records. As many client processes as the
+machine has cores read random records for a fixed time: first straight
+from MongoDB (the baseline: what the API cannot beat), then through the
+API. Reported: the API's rate as a fraction of the direct rate, its 99th
+percentile latency, and the resident memory of each API worker afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import multiprocessing
+import os
+import random
+import time
+from pathlib import Path
+from typing import Any
+
+from pymongo.errors import BulkWriteError
+
+from bench.lab import Lab
+from bench.stats import Result, Samples, at_most, below, percentile, ratio_at_least
+
+RECORDS = 100_000
+DUPLICATE_KEY = 11000
+NAME = "bench-read-{:06d}"
+
+
+def fill(lab: Lab, count: int = RECORDS) -> None:
+    """``count`` completed build records shaped as the farm writes them."""
+    from common.build_store import new_record
+    from common.db import ensure_indexes, get_db
+
+    ensure_indexes()
+    builds = get_db().builds
+    builds.delete_many({"name": {"$regex": "^bench-read-"}})
+    now = dt.datetime.now(dt.UTC)
+    batch: list[dict[str, Any]] = []
+    for index in range(count):
+        name = NAME.format(index)
+        record = new_record(name, {
+            "display_name": f"bench/read-{index}", "repository": f"https://example.org/r/{index}",
+            "ref": None, "provider": "git", "status": "completed", "phase": "finished",
+            "commit": f"{index:040x}", "image_name": f"{lab.registry}/bench-{name}:{index:040x}",
+            "config": "requirements.txt", "worker": "host-a", "end_time": now,
+            "phases": {p: {"start": now, "end": now, "worker": "host-a"}
+                       for p in ("fetching", "detecting", "building", "pushing", "registering")}})
+        batch.append(dict(record))
+        if len(batch) == 5000:
+            _insert(builds, batch)
+            batch = []
+    if batch:
+        _insert(builds, batch)
+
+
+def _insert(builds: Any, batch: list[dict[str, Any]]) -> None:
+    """Insert ``batch``; records a retried insert had already stored are not an error."""
+    try:
+        builds.insert_many(batch, ordered=False)
+    except BulkWriteError as exc:
+        if any(error.get("code") != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+            raise
+
+
+def _direct(args: tuple[str, str, float, int]) -> tuple[int, list[float]]:
+    mongo_url, database, seconds, seed = args
+    import pymongo
+
+    builds = pymongo.MongoClient(mongo_url)[database].builds
+    return _loop(lambda name: builds.find_one({"name": name}), seconds, seed)
+
+
+def _api(args: tuple[str, str, float, int]) -> tuple[int, list[float]]:
+    url, _, seconds, seed = args
+    import requests
+
+    session = requests.Session()
+
+    def read(name: str) -> None:
+        response = session.get(f"{url}/builds/{name}", timeout=10)
+        response.raise_for_status()
+        response.json()
+    return _loop(read, seconds, seed)
+
+
+def _loop(read: Any, seconds: float, seed: int) -> tuple[int, list[float]]:
+    rng = random.Random(seed)
+    latencies: list[float] = []
+    end = time.perf_counter() + seconds
+    while True:
+        started = time.perf_counter()
+        if started > end:
+            return len(latencies), latencies
+        read(NAME.format(rng.randrange(RECORDS)))
+        latencies.append(time.perf_counter() - started)
+
+
+def _clients(target: Any, first: str, second: str, seconds: float,
+             processes: int) -> tuple[float, list[float]]:
+    context = multiprocessing.get_context("spawn")
+    with context.Pool(processes) as pool:
+        results = pool.map(target, [(first, second, seconds, seed) for seed in range(processes)])
+    count = sum(n for n, _ in results)
+    return count / seconds, [latency for _, values in results for latency in values]
+
+
+def api_worker_rss_mb(lab: Lab) -> list[float]:
+    """Resident memory of each gunicorn worker of the lab's API."""
+    master = next(p for p in lab.farm.processes if p.name == "api").popen.pid
+    sizes = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if ":" in line)
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(master):
+            sizes.append(int(fields["VmRSS"].split()[0]) / 1024)
+    return sizes
+
+
+def api_reads(lab: Lab, rounds: int, say: Any, seconds: float = 10) -> list[Result]:
+    say(f"storing {RECORDS:,} build records")
+    started = time.monotonic()
+    fill(lab)
+    say(f"  stored in {time.monotonic() - started:.0f} s")
+    processes = os.cpu_count() or 2
+    direct_rate, api_rate, latency = Samples("req/s"), Samples("req/s"), Samples("s")
+    p99s = Samples("ms")
+    for round_ in range(rounds):
+        rate, _ = _clients(_direct, lab.env["MONGO_URL"], lab.env["BINDER_MONGO_DB"], seconds,
+                           processes)
+        direct_rate.add(rate)
+        rate, latencies = _clients(_api, lab.api.url, "", seconds, processes)
+        api_rate.add(rate)
+        latency.values.extend(latencies)
+        p99s.add(percentile(latencies, 0.99) * 1000)
+        say(f"  round {round_ + 1}: direct {direct_rate.values[-1]:.0f}/s, "
+            f"API {rate:.0f}/s, p99 {p99s.values[-1]:.1f} ms")
+    rss = Samples("MB", api_worker_rss_mb(lab))
+    return [
+        Result("GET /builds/NAME, 100,000 records", "requests per second", api_rate,
+               ratio_at_least(0.90), direct_rate,
+               f"direct store reads from {processes} processes"),
+        Result("GET /builds/NAME, 100,000 records", "p99 latency", p99s, at_most(50, "ms"),
+               value=percentile(latency.values, 0.99) * 1000),
+        Result("GET /builds/NAME, 100,000 records", "RSS of each API worker", rss,
+               below(150, "MB"), value=max(rss.values) if rss.values else None),
+    ]

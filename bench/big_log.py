@@ -1,0 +1,136 @@
+"""A build printing 1 GiB of log lines: the worker's memory, and a follower that keeps up.
+
+The build's one step prints numbered lines at a steady rate just under what
+the engine lets a step print (see ``workers.docker_engine``). While it runs,
+a follower reads the log as Server-Sent Events and the worker's resident
+memory (its process and children) is sampled. Reported: the memory growth
+over the worker before the build, whether the follower got every line, and
+how far behind the end of the build it got the last one.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from bench.builds import await_build
+from bench.lab import Lab
+from bench.stats import Result, Samples, at_most, below
+from workers.docker_engine import ENGINE_ENVIRONMENT
+
+LINE_BYTES = 100  # with its newline
+PRINTER = """\
+import sys, time
+total, rate = int(sys.argv[1]), float(sys.argv[2])
+count, per_tick = total // 100, max(1, int(rate / 100 / 20))
+pad = "x" * 88
+started = time.monotonic()
+for first in range(0, count, per_tick):
+    last = min(count, first + per_tick)
+    sys.stdout.write("".join(f"L{i:010d} {pad}\\n" for i in range(first, last)))
+    sys.stdout.flush()
+    ahead = (first + per_tick) * 100 / rate - (time.monotonic() - started)
+    if ahead > 0:
+        time.sleep(ahead)
+"""
+_LINE = re.compile(r" L(\d{10}) x{88}$")
+
+
+def process_tree_rss_mb(pid: int) -> float:
+    """Resident memory of ``pid`` and all its descendants, in MiB."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
+                          if ":" in line)
+        except OSError:
+            continue
+        this = int(status.parent.name)
+        children.setdefault(int(fields["PPid"]), []).append(this)
+        rss[this] = int(fields.get("VmRSS", "0 kB").split()[0])
+    total, todo = 0, [pid]
+    while todo:
+        current = todo.pop()
+        total += rss.get(current, 0)
+        todo.extend(children.get(current, []))
+    return total / 1024
+
+
+class Follower(threading.Thread):
+    """Follows a build's log over the API, noting each numbered line it gets."""
+
+    def __init__(self, lab: Lab, name: str) -> None:
+        super().__init__(daemon=True)
+        self.url = f"{lab.api.url}/builds/{name}/logs?follow=1"
+        self.headers = {"Authorization": lab.api.key}
+        self.highest = -1
+        self.count = 0
+        self.in_order = True
+        self.ended_at: float | None = None
+
+    def run(self) -> None:
+        with requests.get(self.url, headers=self.headers, stream=True, timeout=(10, 600)) as r:
+            for raw in r.iter_lines(chunk_size=65536, decode_unicode=True):
+                if raw.startswith("event: end"):
+                    self.ended_at = time.monotonic()
+                    return
+                if raw.startswith("data: "):
+                    match = _LINE.search(raw)
+                    if match:
+                        number = int(match.group(1))
+                        self.in_order &= number == self.highest + 1
+                        self.highest = max(self.highest, number)
+                        self.count += 1
+
+
+def big_log(lab: Lab, say: Any, total: int = 1024**3) -> list[Result]:
+    rate = 0.9 * int(ENGINE_ENVIRONMENT["BUILDKIT_STEP_LOG_MAX_SPEED"])
+    lines = total // LINE_BYTES
+    say(f"a build printing {total / 1024**2:.0f} MiB of log lines "
+        f"(about {total / rate / 60:.0f} min)")
+    repo = f"biglog/print-{int(time.time())}"
+    lab.git.make_repo(f"gh/{repo}", {"printer.py": PRINTER, "Dockerfile": (
+        f"FROM {lab.base_image}\nCOPY printer.py /tmp/\n"
+        f"RUN python3 /tmp/printer.py {total} {rate:.0f}\n")})
+    worker = lab.workers["host-a"].popen.pid
+    before = process_tree_rss_mb(worker)
+    peak = before
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.wait(1):
+            peak = max(peak, process_tree_rss_mb(worker))
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    response = lab.api.start(lab.repo_url(repo))
+    response.raise_for_status()
+    follower = Follower(lab, response.json()["name"])
+    follower.start()
+    try:
+        await_build(lab, response.json(), start + 3 * total / rate + 600)
+    finally:
+        done.set()
+    seconds = time.perf_counter() - start
+    completed_at = time.monotonic()
+    follower.join(120)
+    lag = (follower.ended_at or time.monotonic()) - completed_at
+    say(f"  built in {seconds:.0f} s; worker {before:.0f} -> peak {peak:.0f} MiB; follower got "
+        f"{follower.count:,} of {lines:,} lines, {lag:.1f} s after the end")
+    missing = Samples("lines", [float(lines - follower.count
+                                      if follower.in_order else lines)])
+    return [
+        Result("1 GiB of log lines", "worker RSS growth", Samples("MiB", [peak - before]),
+               below(100, "MiB")),
+        Result("1 GiB of log lines", "lines the follower missed", missing, at_most(0, "lines")),
+        Result("1 GiB of log lines", "follower behind the end", Samples("s", [max(lag, 0)]),
+               at_most(5, "s")),
+    ]

@@ -1,0 +1,115 @@
+"""Timing builds as a user sees them, and the same builds done by hand.
+
+``farm_build`` is a start request to ``completed`` over the API. The
+``by_hand_*`` functions are what a person would type on the same engine
+and registry: ``docker build`` and ``docker push``, timed together.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from bench.lab import Lab
+from common.config import load_config
+from workers.buildpacks import BuildInputs, detect
+from workers.docker_context import write_context
+
+#: Poll interval while waiting for a build: small against what is measured.
+POLL = 0.02
+
+
+class BuildFailed(RuntimeError):
+    pass
+
+
+def farm_build(lab: Lab, url: str, force: bool = False,
+               timeout: float = 1800) -> tuple[float, dict[str, Any]]:
+    """Seconds from the start request to ``completed``, and the final record."""
+    started = time.perf_counter()
+    response = lab.api.start(url, force=force)
+    response.raise_for_status()
+    record = await_build(lab, response.json(), started + timeout)
+    return time.perf_counter() - started, record
+
+
+def await_build(lab: Lab, record: dict[str, Any], deadline: float) -> dict[str, Any]:
+    """Poll the build of ``record`` until it ends; raise unless it completed."""
+    while record["status"] == "running":
+        if time.perf_counter() > deadline:
+            raise BuildFailed(f"{record['name']} still running at the deadline")
+        time.sleep(POLL)
+        record = lab.api.build(record["name"])
+    if record["status"] != "completed":
+        raise BuildFailed(f"{record['name']} {record['status']}: {record.get('error')}\n"
+                          f"{lab.api.logs(record['name'])[-3000:]}")
+    return record
+
+
+def write_checkout(root: Path, files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def legacy_dockerfile(base_image: str, index_url: str) -> str:
+    """How single-host tools build a requirements.txt repository (pip, no BuildKit)."""
+    return (f"FROM {base_image}\n"
+            "USER root\n"
+            "RUN python3 -m venv --system-site-packages /srv/env\n"
+            "COPY requirements.txt /tmp/requirements.txt\n"
+            f"RUN /srv/env/bin/pip install --no-cache-dir --index-url {index_url} "
+            "-r /tmp/requirements.txt\n"
+            "COPY . /home/main/\n"
+            "RUN chown -R 1000:1000 /home/main\n"
+            "USER main\n")
+
+
+def by_hand_legacy(lab: Lab, host: str, files: dict[str, str], image: str) -> float:
+    """Legacy builder on the base image, then push: seconds for both."""
+    with tempfile.TemporaryDirectory(dir=lab.run_dir) as work:
+        checkout = write_checkout(Path(work) / "repo", files)
+        (checkout / "Dockerfile").write_text(
+            legacy_dockerfile(lab.base_image, lab.env["BINDER_PIP_INDEX_URL"]))
+        started = time.perf_counter()
+        lab.docker(host, "build", "--network", "host", "--quiet", "--tag", image, str(checkout),
+                   buildkit=False)
+        lab.docker(host, "push", "--quiet", image)
+        return time.perf_counter() - started
+
+
+def farm_context(lab: Lab, files: dict[str, str], target: Path) -> str:
+    """The context tar the farm builds for ``files``; returns its Dockerfile path."""
+    config = load_config()
+    checkout = write_checkout(target.parent / "repo", files)
+    buildpack, config_path = detect(checkout, config)
+    inputs = BuildInputs(checkout, PurePosixPath(config_path) if config_path else None, config)
+    return write_context(target, buildpack, inputs, buildpack.render(inputs))
+
+
+def by_hand_buildkit(lab: Lab, host: str, files: dict[str, str], image: str) -> float:
+    """The farm's own generated Dockerfile, built with BuildKit and pushed by hand."""
+    with tempfile.TemporaryDirectory(dir=lab.run_dir) as work:
+        context = Path(work) / "context.tar"
+        dockerfile = farm_context(lab, files, context)
+        started = time.perf_counter()
+        with open(context, "rb") as stdin:
+            lab.docker(host, "build", "--network", "host", "--quiet", "--file", dockerfile,
+                       "--tag", image, "-", stdin=stdin)
+        lab.docker(host, "push", "--quiet", image)
+        return time.perf_counter() - started
+
+
+def run_parallel(jobs: list[Any], width: int) -> float:
+    """Run callables ``width`` at a time; seconds until all ended."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=width) as pool:
+        for future in [pool.submit(job) for job in jobs]:
+            future.result()
+    return time.perf_counter() - started

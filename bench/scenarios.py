@@ -1,0 +1,163 @@
+"""The build scenarios: cold and warm builds, cache hits, a second host, a burst.
+
+Each function runs its rounds (baselines interleaved with the farm's runs,
+so a slow minute of a shared machine hits both) and returns report lines.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import time
+import uuid
+from typing import Any
+
+from bench.builds import by_hand_buildkit, by_hand_legacy, farm_build, run_parallel
+from bench.lab import Lab
+from bench.stats import Result, Samples, at_most, below, ratio_at_most
+from bench.wheelhouse import SCIENTIFIC
+
+SCIENCE = {
+    "requirements.txt": "\n".join(SCIENTIFIC) + "\n",
+    "analysis.py": "import numpy, pandas, scipy, matplotlib, seaborn\nprint('ready')\n",
+    "README.md": "# requirements\nnumpy, pandas, scipy, matplotlib and seaborn.\n",
+}
+SMALL = {"requirements.txt": "pytz\n", "README.md": "# small\n"}
+
+
+def _run_id() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+def scientific(lab: Lab, rounds: int, say: Any) -> list[Result]:
+    """Cold builds against both baselines, then a second repository, a code-only
+    commit, cache hits and a second host, all on the scientific requirements."""
+    legacy, by_hand, cold = Samples("s"), Samples("s"), Samples("s")
+    second_repo, code_only = Samples("s"), Samples("s")
+    run = _run_id()
+    repos = []
+    for round_ in range(rounds):
+        say(f"scientific round {round_ + 1}/{rounds}")
+        lab.cold("a")
+        legacy.add(by_hand_legacy(lab, "a", SCIENCE, f"{lab.registry}/hand-legacy-{run}:{round_}"))
+        say(f"  legacy builder by hand {legacy.values[-1]:.1f} s")
+        lab.cold("a")
+        by_hand.add(by_hand_buildkit(lab, "a", SCIENCE, f"{lab.registry}/hand-bk-{run}:{round_}"))
+        say(f"  BuildKit by hand {by_hand.values[-1]:.1f} s")
+        lab.cold("a")
+        repo = f"science/req-{run}-{round_}"
+        lab.git.make_repo(f"gh/{repo}", SCIENCE)
+        seconds, _ = farm_build(lab, lab.repo_url(repo))
+        cold.add(seconds)
+        say(f"  farm, cold {seconds:.1f} s")
+        other = f"science/other-{run}-{round_}"
+        lab.git.make_repo(f"gh/{other}", {**SCIENCE, "analysis.py": "print('another')\n"})
+        second_repo.add(farm_build(lab, lab.repo_url(other))[0])
+        say(f"  farm, second repository {second_repo.values[-1]:.1f} s")
+        lab.git.push_commit(f"gh/{repo}", {"analysis.py": f"print('round {round_}')\n"})
+        code_only.add(farm_build(lab, lab.repo_url(repo))[0])
+        say(f"  farm, code-only commit {code_only.values[-1]:.1f} s")
+        repos.append(repo)
+    results = [
+        Result("cold scientific build", "POST to completed", cold, ratio_at_most(0.80),
+               legacy, "legacy builder + pip by hand, then push"),
+        Result("cold scientific build", "POST to completed", cold, ratio_at_most(1.02),
+               by_hand, "BuildKit build of the farm's Dockerfile + push by hand"),
+        Result("second repository, same requirements", "POST to completed", second_repo,
+               ratio_at_most(0.40), cold, "its cold build"),
+        Result("code-only commit", "POST to completed", code_only, ratio_at_most(0.15), cold,
+               "the cold build"),
+    ]
+    results += cache_hits(lab, repos, say)
+    results.append(second_host(lab, repos, cold, say))
+    return results
+
+
+def cache_hits(lab: Lab, repos: list[str], say: Any, per_repo: int = 40) -> list[Result]:
+    """Starts of already-built commits: latency, and no build at all."""
+    say("cache hits")
+    latency = Samples("s")
+    builds_run = 0
+    for repo in repos:
+        for _ in range(per_repo):
+            seconds, record = farm_build(lab, lab.repo_url(repo))
+            latency.add(seconds)
+            if not record.get("cached") or "building" in (record.get("phases") or {}):
+                builds_run += 1
+    p99 = sorted(latency.values)[max(0, round(0.99 * len(latency.values)) - 1)]
+    built = Samples("builds", [float(builds_run)])
+    return [
+        Result("start of an already-built commit", "p50", latency, below(0.15, "s")),
+        Result("start of an already-built commit", "p99", latency, below(0.5, "s"), value=p99),
+        Result("start of an already-built commit", "Docker builds", built, at_most(0, "builds")),
+    ]
+
+
+def second_host(lab: Lab, repos: list[str], cold: Samples, say: Any) -> Result:
+    """Host B's first build of a newer commit, after host A built the older ones."""
+    say("second host")
+    first_build = Samples("s")
+    lab.stop_worker("host-a")
+    lab.start_worker("b")
+    try:
+        for round_, repo in enumerate(repos):
+            lab.cold("b")
+            lab.git.push_commit(f"gh/{repo}", {"analysis.py": f"print('host b {round_}')\n"})
+            seconds, record = farm_build(lab, lab.repo_url(repo))
+            if record.get("worker") != "host-b":
+                raise RuntimeError(f"{repo} was built by {record.get('worker')}, not host-b")
+            first_build.add(seconds)
+            say(f"  host B {seconds:.1f} s")
+    finally:
+        lab.stop_worker("host-b")
+        lab.start_worker("a")
+    return Result("first build on a second host", "POST to completed", first_build,
+                  ratio_at_most(0.50), cold, "the cold build on host A")
+
+
+def burst(lab: Lab, rounds: int, say: Any, repos: int = 10, starts: int = 50) -> list[Result]:
+    """Many starts for a few repositories at once, two workers, against builds by hand."""
+    farm, by_hand = Samples("s"), Samples("s")
+    extra = lab.start_worker("a", name="host-a2")
+    built_once = True
+    try:
+        for round_ in range(rounds):
+            say(f"burst round {round_ + 1}/{rounds}")
+            run = _run_id()
+            files = [{**SMALL, "app.py": f"print({index})\n"} for index in range(repos)]
+            lab.cold("a")
+            images = [f"{lab.registry}/hand-{run}-{index}:1" for index in range(repos)]
+            by_hand.add(run_parallel(
+                [lambda f=f, image=image: by_hand_buildkit(lab, "a", f, image)
+                 for f, image in zip(files, images, strict=True)], width=2))
+            say(f"  by hand, two at a time {by_hand.values[-1]:.1f} s")
+            lab.cold("a")
+            urls = []
+            for index, repo_files in enumerate(files):
+                lab.git.make_repo(f"gh/burst/r{run}-{index}", repo_files)
+                urls.append(lab.repo_url(f"burst/r{run}-{index}"))
+            seconds, names = _burst(lab, [urls[i % repos] for i in range(starts)])
+            farm.add(seconds)
+            say(f"  farm, {starts} starts {seconds:.1f} s")
+            for name in names:
+                history = lab.api.request("GET", f"/builds/{name}/history").json()
+                built_once &= len([h for h in history if not h.get("cached")]) == 1
+    finally:
+        lab.stop_worker("host-a2")
+        del extra
+    once = Samples("repositories built more than once", [0.0 if built_once else 1.0])
+    return [Result("50 starts for 10 repositories, 2 workers", "first start to all completed",
+                   farm, ratio_at_most(1.10), by_hand, "the 10 builds by hand, two at a time"),
+            Result("50 starts for 10 repositories, 2 workers", "each built once", once,
+                   at_most(0, ""))]
+
+
+def _burst(lab: Lab, urls: list[str]) -> tuple[float, set[str]]:
+    started = time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        answers = list(pool.map(lambda url: lab.api.start(url), urls))
+    names = {answer.json()["name"] for answer in answers if answer.status_code == 200}
+    for name in names:
+        record = lab.api.wait(name, timeout=1800)
+        if record["status"] != "completed":
+            raise RuntimeError(f"{name} {record['status']}: {record.get('error')}")
+    return time.perf_counter() - started, names
