@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +41,21 @@ MAX_BACKLOG_BYTES = 32 * 1024 * 1024
 #: Longer lines are cut (a document holds at most 16 MiB).
 MAX_LINE_CHARS = 64 * 1024
 REDIS_RETRY_SECONDS = 5.0
+
+
+#: The line each phase's log starts with; readers of a log learn the phase from it.
+_BANNER = re.compile(r"^== (?P<phase>[a-z]+) on \S+ \(attempt \d+\)$")
+
+
+def phase_banner(phase: str, worker: str, attempt: int) -> str:
+    """The first line of a phase's part of the log."""
+    return f"== {phase} on {worker} (attempt {attempt})"
+
+
+def banner_phase(line: str) -> str | None:
+    """The phase a ``phase_banner`` line starts, else ``None``."""
+    match = _BANNER.match(line)
+    return match.group("phase") if match else None
 
 
 def stream_key(build_id: str) -> str:

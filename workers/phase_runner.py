@@ -28,7 +28,7 @@ from common import build_store
 from common.clock import utcnow
 from common.config import Config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
-from common.log_store import BuildLogWriter
+from common.log_store import BuildLogWriter, phase_banner
 from common.models import BuildRecord, Phase, Status, Step
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
@@ -161,7 +161,7 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
             message = _worker_died_message(phase, deliveries - 1)
             return _end(config, record, Status.FAILED, message, writer=writer)
         with guard:
-            run.say(f"== {phase.value} on {worker} (attempt {attempt})")
+            run.say(phase_banner(phase.value, worker, attempt))
             if deliveries > 1:
                 run.say(f"== {phase.value} runs again: its worker process died "
                         f"{deliveries - 1} time(s) (at most {config.max_deliveries})")
