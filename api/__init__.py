@@ -38,6 +38,7 @@ def create_app(config: Config | None = None) -> Flask:
     """Build the API app for ``config`` (default: the environment's)."""
     from api.admission import ADMISSION_EXTENSION, Admission
     from api.auth import KEYS_EXTENSION
+    from api.cors import register_cors
     from api.keys import KeyRing
     from common.api_keys import ensure_api_key
     from workers.celery_app import create_celery
@@ -54,4 +55,5 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions[ADMISSION_EXTENSION] = Admission(config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_api(app)
+    register_cors(app, config.cors_allow_origin)
     return app

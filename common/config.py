@@ -189,6 +189,8 @@ class Config:
         "Lines kept in a build's live Redis stream.")
     max_request_bytes: int = setting("BINDER_MAX_REQUEST_BYTES", 65536,
         "Largest request body accepted.")
+    cors_allow_origin: str = setting("BINDER_CORS_ALLOW_ORIGIN", "",
+        "Origins (comma list, or *) whose pages may call the API from a browser; empty: none.")
     gc_high_percent: int = setting("BINDER_GC_HIGH_PERCENT", 85,
         "Disk use (%) above which old built images are removed.")
     gc_low_percent: int = setting("BINDER_GC_LOW_PERCENT", 70,

@@ -1,0 +1,47 @@
+"""CORS: which other origins' pages may call the API (``BINDER_CORS_ALLOW_ORIGIN``).
+
+Off by default. With ``*`` any page may; with a comma list, pages of those
+origins (the matching one is echoed, with ``Vary: Origin``). Preflights
+(``OPTIONS`` with ``Access-Control-Request-Method``) are answered for every
+route, allowing the ``Authorization`` header, so a launcher page can open
+the build stream with a key.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, Response, request
+
+#: Headers a page may send: the key, JSON bodies, resuming a followed log.
+ALLOWED_HEADERS = "Authorization, Content-Type, Last-Event-ID"
+PREFLIGHT_MAX_AGE = "600"
+
+
+def allowed_origin(setting: str, origin: str | None) -> str | None:
+    """The ``Access-Control-Allow-Origin`` value for a request from ``origin``, if any."""
+    origins = [entry.strip().rstrip("/") for entry in setting.split(",") if entry.strip()]
+    if "*" in origins:
+        return "*"
+    if origin and origin.rstrip("/") in origins:
+        return origin
+    return None
+
+
+def register_cors(app: Flask, setting: str) -> None:
+    """Answer cross-origin requests and preflights of ``app`` as ``setting`` allows."""
+    if not setting.strip():
+        return
+
+    @app.after_request
+    def add_cors_headers(response: Response) -> Response:
+        allowed = allowed_origin(setting, request.headers.get("Origin"))
+        if allowed is None:
+            return response
+        response.headers["Access-Control-Allow-Origin"] = allowed
+        if allowed != "*":
+            response.vary.add("Origin")
+        if request.method == "OPTIONS" and "Access-Control-Request-Method" in request.headers:
+            methods = response.headers.get("Allow") or "GET, POST, DELETE, OPTIONS"
+            response.headers["Access-Control-Allow-Methods"] = methods
+            response.headers["Access-Control-Allow-Headers"] = ALLOWED_HEADERS
+            response.headers["Access-Control-Max-Age"] = PREFLIGHT_MAX_AGE
+        return response
