@@ -22,13 +22,13 @@ PAGES = "pages"
 def register_api(app: Flask) -> Api:
     """Register every resource's blueprint, ``/openapi.json``, ``/docs`` and the error
     handlers on ``app``; returns the flask-smorest ``Api`` holding the document."""
-    from api import builds, farm, health, logs, metrics, templates, web
+    from api import binderhub, builds, farm, health, logs, metrics, templates, web
     from api.docs import Api
     from api.errors import register_error_handlers
 
     api = Api(app)
     register_error_handlers(app)
-    for module in (builds, templates, logs, health, farm, metrics, web):
+    for module in (builds, templates, logs, health, farm, metrics, web, binderhub):
         api.register_blueprint(module.bp)
     api.list_error_types()
     return api

@@ -39,20 +39,33 @@ def start(body: dict[str, Any]) -> BuildRecord:
     banned repository answers ``repositoryBanned`` (403), a start past the
     key's or the repository's rate ``rateLimited`` (429, ``Retry-After``).
     """
-    spec = parse_repository(body["repository"], current_app.config["BINDER"])
-    key = current_key()
-    assert key is not None  # require_build saw it
-    admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
-    admission.admit(key, spec.repository, spec.ref)
-    fields: dict[str, Any] = {
+    name, fields = build_request(body["repository"], body["force"])
+    return start_build(name, fields)
+
+
+def build_request(repository: str, force: bool = False) -> tuple[str, dict[str, Any]]:
+    """The build name and record fields a start of ``repository`` makes (no network);
+    ``BadRepoSource`` says what is wrong with the spec."""
+    spec = parse_repository(repository, current_app.config["BINDER"])
+    return spec.name, {
         "display_name": spec.display_name,
         "repository": spec.repository,
         "clone_url": spec.clone_url,
         "source": spec.source,
         "ref": spec.ref,
-        "force": body["force"],
+        "force": force,
     }
-    record = build_store.create_build(spec.name, fields, force=body["force"])
+
+
+def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
+    """Admit the start (ban list, the key's and the repository's rates), store the build
+    and queue its first step; ``AlreadyBuilding`` while one runs (unless ``force``).
+    The caller has checked the request's key."""
+    key = current_key()
+    assert key is not None  # the caller checked it
+    admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
+    admission.admit(key, fields["repository"], fields["ref"])
+    record = build_store.create_build(name, fields, force=bool(fields.get("force")))
     enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
     return record
 

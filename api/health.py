@@ -71,7 +71,7 @@ def check_all(config: Config, celery: Celery) -> list[ComponentHealth]:
     return results
 
 
-@bp.route("/health/", strict_slashes=False)
+@bp.route("/health/")
 @no_key
 @bp.response(200, HealthSchema(many=True), description="every component is ok")
 @bp.alt_response(503, schema=HealthSchema(many=True), description="a component is failing")

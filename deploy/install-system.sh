@@ -12,6 +12,9 @@ if [ "${1:-}" = "--test" ]; then
     # The browser tests of the farm's pages drive Debian's Chromium through its WebDriver.
     command -v chromium >/dev/null 2>&1 || missing="$missing chromium"
     command -v chromedriver >/dev/null 2>&1 || missing="$missing chromium-driver"
+    # The client tests run BinderHub's npm client and the Binder CLI under Node.
+    command -v node >/dev/null 2>&1 || missing="$missing nodejs"
+    command -v npm >/dev/null 2>&1 || missing="$missing npm"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

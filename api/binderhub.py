@@ -1,0 +1,272 @@
+"""BinderHub's build API in its build-only mode, over the farm's own builds and logs.
+
+Launchers written for BinderHub (and its npm client
+``@jupyterhub/binderhub-client``) open ``GET /build/<prefix>/<spec>
+?build_only=true`` as an EventSource and read ``data: {json}`` events:
+
+- ``{"phase": "waiting", "message": "Waiting for build to start...\\n"}`` first;
+- every log line as ``{"phase": P, "message": LINE + "\\n"}``, ``P`` being
+  ``waiting``, ``fetching``, ``building`` or ``pushing`` (the farm's phase
+  the line belongs to, in BinderHub's words);
+- at the end ``{"phase": "ready", "message": "Done! Image built\\n",
+  "imageName": IMAGE}`` (``"Done! Found built image\\n"`` when nothing had
+  to be built) or ``{"phase": "failed", "message": ERROR + "\\n"}``;
+- a ``:keepalive`` comment every 25 seconds.
+
+A request for a spec whose build is running attaches to it and replays its
+log from the start; one already built (same content, image in the
+registry) answers ``ready`` at once. Errors are events too (an EventSource
+cannot read an error body): ``{"phase": "failed", "status_code": N,
+"message": ...}``, as BinderHub sends them. Also here: ``/versions``,
+BinderHub's public ``/health`` and ``/api/repoproviders``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Response, current_app, request, stream_with_context
+
+from api.auth import check_scope, no_key
+from api.binderhub_specs import PREFIXES, farm_spec
+from api.blueprint import Blueprint
+from api.builds import build_request, start_build
+from api.health import check_all
+from api.keys import Scope
+from api.logs import FOLLOW_MAX_SECONDS, POLL_SECONDS
+from api.schemas.binderhub import BinderHubHealthSchema, RepoProviderSchema, VersionsSchema
+from common import build_store, log_store
+from common.config import Config
+from common.errors import AlreadyBuilding, BinderError, NoBuildInfo
+from common.models import BuildRecord, Phase, Status
+
+bp = Blueprint("binderhub", __name__,
+               description="BinderHub's build API (build-only mode), for BinderHub launchers.")
+
+#: BinderHub's keepalive period: idle proxies keep the stream open.
+KEEPALIVE_SECONDS = 25
+#: How long the check that a finished build is still current may take.
+RESOLVE_SECONDS = 10
+
+#: The farm's phases in BinderHub's words.
+BINDERHUB_PHASES = {
+    Phase.QUEUED: "waiting",
+    Phase.FETCHING: "fetching",
+    Phase.DETECTING: "building",
+    Phase.BUILDING: "building",
+    Phase.PUSHING: "pushing",
+    Phase.REGISTERING: "pushing",
+    Phase.FINISHED: "pushing",
+}
+
+WAITING = {"phase": "waiting", "message": "Waiting for build to start...\n"}
+BUILT = "Done! Image built\n"
+FOUND = "Done! Found built image\n"
+
+
+def _data(event: dict[str, Any]) -> str:
+    return f"data: {json.dumps(event)}\n\n"
+
+
+def _failed(message: str, status_code: int | None = None) -> dict[str, Any]:
+    event: dict[str, Any] = {"phase": "failed"}
+    if status_code is not None:
+        event["status_code"] = status_code
+    event["message"] = message.rstrip("\n") + "\n"
+    return event
+
+
+def _error_event(exc: BinderError) -> dict[str, Any]:
+    message = exc.message if exc.message.endswith((".", "?", "!")) else f"{exc.message}."
+    return _failed(" ".join([message, *exc.suggestions]), exc.status)
+
+
+def _stream(events: Iterator[str]) -> Response:
+    return Response(stream_with_context(events), mimetype="text/event-stream",
+                    headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+def _raw_spec(prefix: str, routed: str) -> str:
+    """The spec as the client escaped it: ``gl`` and ``git`` specs carry ``%2F`` that
+    the routed (decoded) path has lost."""
+    raw = request.environ.get("RAW_URI") or request.environ.get("REQUEST_URI")
+    if raw:
+        path = urlsplit(raw).path
+        marker = f"/build/{prefix}/"
+        at = path.find(marker)
+        if at >= 0:
+            return path[at + len(marker):]
+    return routed
+
+
+@bp.route("/build/<prefix>/<path:spec>")
+@bp.doc(security=[{"apiKey": []}],
+        parameters=[{"name": "build_only", "in": "query", "required": True,
+                     "schema": {"type": "string", "enum": ["true"]},
+                     "description": "this farm serves BinderHub's build-only mode"}],
+        responses={200: {"description": "Server-Sent Events (data: one JSON object each), "
+                                        "errors included",
+                         "content": {"text/event-stream": {"schema": {"type": "string"}}}}})
+def build(prefix: str, spec: str) -> Response:
+    """BinderHub's ``GET /build/<provider>/<spec>?build_only=true`` as an event stream.
+
+    Starts the build of the spec (or attaches to the running one) and
+    streams its phases and log in BinderHub's events until ``ready`` or
+    ``failed``. Prefixes: gh, gl, gist, git, zenodo, figshare, dataverse.
+    """
+    config: Config = current_app.config["BINDER"]
+    try:
+        check_scope(Scope.BUILD)
+    except BinderError as exc:  # no key, or one that may not start builds
+        return _stream(iter([_data(_error_event(exc))]))
+    if request.args.get("build_only", "").lower() != "true":
+        return _stream(iter([_data(_failed(
+            "This server builds images only (BinderHub's build-only mode) and launches "
+            "nothing: add ?build_only=true to the request.", 400))]))
+    try:
+        text = farm_spec(prefix, _raw_spec(prefix, spec), config)
+        name, fields = build_request(text)
+        record = _current_or_started(config, name, fields, text)
+    except BinderError as exc:
+        return _stream(iter([_data(_error_event(exc))]))
+    if record["status"] == Status.COMPLETED.value:
+        return _stream(iter([_data(_ready(record, FOUND))]))
+    return _stream(_follow(record))
+
+
+def _current_or_started(config: Config, name: str, fields: dict[str, Any],
+                        text: str) -> BuildRecord:
+    """The running build of ``name``, its finished build when still current, or a new one."""
+    try:
+        record = build_store.get_build(name)
+    except NoBuildInfo:
+        record = None
+    if record is not None:
+        if record["status"] == Status.RUNNING.value:
+            return record
+        if record["status"] == Status.COMPLETED.value and _still_current(config, record, text):
+            return record
+    try:
+        return start_build(name, fields)
+    except AlreadyBuilding:  # another request started it just now: attach
+        return build_store.get_build(name)
+
+
+def _still_current(config: Config, record: BuildRecord, text: str) -> bool:
+    """Whether a completed build holds what ``text`` names now: its image is in the
+    registry and its content id is what the ref resolves to (a moved branch rebuilds)."""
+    from workers.providers import FetchLimits, parse_spec, provider_for
+    from workers.registry import manifest_exists
+
+    image = record.get("image_name")
+    built = record.get("content_id") or record.get("commit")
+    if not image or not built:
+        return False
+    try:
+        spec = parse_spec(text, config)
+        resolved = provider_for(spec, config).resolve(
+            spec, FetchLimits.from_config(config, timeout=RESOLVE_SECONDS))
+        return resolved.content_id == built and manifest_exists(config, image)
+    except Exception:  # noqa: BLE001 -- any doubt means: build (the build says what is wrong)
+        return False
+
+
+def _ready(record: BuildRecord, message: str) -> dict[str, Any]:
+    return {"phase": "ready", "message": message, "imageName": record.get("image_name")}
+
+
+def _ending(record: BuildRecord) -> dict[str, Any]:
+    status = record["status"]
+    if status == Status.COMPLETED.value:
+        return _ready(record, FOUND if record.get("cached") else BUILT)
+    if status == Status.CANCELLED.value:
+        return _failed(f"Build cancelled. {record.get('error') or ''}".strip())
+    return _failed(record.get("error") or f"Build {status}.")
+
+
+def _follow(record: BuildRecord) -> Iterator[str]:
+    """The build's events from the start of its log until it ends."""
+    name, build_id = record["name"], record["build_id"]
+    yield _data(WAITING)
+    phase, after = "waiting", 0
+    started = last_sent = time.monotonic()
+    ended: BuildRecord | None = None
+    while time.monotonic() - started < FOLLOW_MAX_SECONDS:
+        try:
+            current = build_store.find_attempt(name, build_id)
+            lines = log_store.read_lines(build_id, after)
+        except BinderError as exc:
+            yield _data(_error_event(exc))
+            return
+        for seq, text in lines:
+            after = seq
+            banner = log_store.banner_phase(text)
+            if banner in BINDERHUB_PHASES:
+                phase = BINDERHUB_PHASES[Phase(banner)]
+            yield _data({"phase": phase, "message": f"{text}\n"})
+        if lines:
+            last_sent = time.monotonic()
+        if ended is not None:
+            yield _data(_ending(ended))
+            return
+        if current["status"] != Status.RUNNING.value:
+            ended = current  # one more read: the worker's last lines may trail its status
+            continue
+        if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
+            last_sent = time.monotonic()
+            yield ":keepalive\n\n"
+        log_store.wait_for_lines(build_id, after, POLL_SECONDS)
+    yield _data(_failed(f"Stopped following after {FOLLOW_MAX_SECONDS} s; the build goes "
+                        f"on: GET /builds/{name}."))
+
+
+def _farm_version() -> str:
+    try:
+        return version("binder-build")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@bp.route("/versions")
+@no_key
+@bp.response(200, VersionsSchema, description="the farm's version, in BinderHub's shape")
+def versions() -> dict[str, Any]:
+    """BinderHub's ``/versions``: ``binderhub`` (this farm's version) and ``builder_info``."""
+    farm = _farm_version()
+    return {"builder_info": {"binder-build": farm}, "binderhub": f"binder-build {farm}"}
+
+
+#: The farm's components as BinderHub's /health names them (no addresses, no reasons).
+PUBLIC_NAMES = {"mongo": "MongoDB", "redis": "Redis", "docker": "Docker",
+                "registry": "Docker registry", "workers": "Build workers"}
+
+
+@bp.route("/health")
+@no_key
+@bp.response(200, BinderHubHealthSchema, description="every service is ok")
+@bp.alt_response(503, schema=BinderHubHealthSchema, description="a service is failing")
+def health() -> tuple[dict[str, Any], int]:
+    """BinderHub's public ``/health``: ``{"ok": ..., "checks": [{"service", "ok"}]}``.
+
+    No addresses and no failure reasons; ``/health/`` has the details.
+    """
+    components = check_all(current_app.config["BINDER"], current_app.extensions["celery"])
+    checks = [{"service": PUBLIC_NAMES.get(c.name, c.name), "ok": c.status == "ok"}
+              for c in components]
+    ok = all(check["ok"] for check in checks)
+    return {"ok": ok, "checks": checks}, 200 if ok else 503
+
+
+@bp.route("/api/repoproviders")
+@no_key
+@bp.response(200, RepoProviderSchema(many=True),
+             description="each prefix's display configuration")
+def repoproviders() -> list[dict[str, Any]]:
+    """BinderHub's ``/api/repoproviders``: each prefix's launch-form configuration."""
+    config = current_app.config["BINDER"]
+    return [prefix.display_config(config) for prefix in PREFIXES.values()]
