@@ -11,11 +11,11 @@ from api.admission import ADMISSION_EXTENSION, Admission
 from api.auth import current_key, public_read, require_build
 from api.blueprint import Blueprint
 from api.schemas.builds import BuildListQuerySchema, BuildRequestSchema, BuildSchema
-from common import build_store
+from common import build_store, name_store
 from common.errors import BadRepoSource
 from common.models import BuildRecord
 from workers.dispatch import enqueue_build
-from workers.sources import parse_repository
+from workers.providers import Spec, parse_spec
 
 bp = Blueprint("builds", __name__, description="Start, read, list and cancel builds.")
 
@@ -35,24 +35,28 @@ def start(body: dict[str, Any]) -> BuildRecord:
 
     ``POST /builds/`` is the protocol's path, ``POST /builds/repo`` the
     original binder-build's; both do the same. A build of that name that is
-    still running answers ``alreadyBuilding`` (409) unless ``force``. A
-    banned repository answers ``repositoryBanned`` (403), a start past the
-    key's or the repository's rate ``rateLimited`` (429, ``Retry-After``).
+    still running answers ``alreadyBuilding`` (409) unless ``force``; a name
+    held by another repository answers ``nameTaken`` (409). A banned
+    repository answers ``repositoryBanned`` (403), a start past the key's or
+    the repository's rate ``rateLimited`` (429, ``Retry-After``).
     """
     name, fields = build_request(body["repository"], body["force"])
     return start_build(name, fields)
 
 
 def build_request(repository: str, force: bool = False) -> tuple[str, dict[str, Any]]:
-    """The build name and record fields a start of ``repository`` makes (no network);
-    ``BadRepoSource`` says what is wrong with the spec."""
-    spec = parse_repository(repository, current_app.config["BINDER"])
-    return spec.name, {
+    """The build name and record fields a start of ``repository`` makes; ``BadRepoSource``
+    says what is wrong with the spec. No network: the name is claimed in MongoDB
+    (one name per repository and ref, see common/name_store.py)."""
+    spec = parse_spec(repository, current_app.config["BINDER"])
+    name = name_store.claim_name(spec.preferred_name, spec.repository, spec.ref,
+                                 spec.provider)
+    return name, {
         "display_name": spec.display_name,
+        "provider": spec.provider,
         "repository": spec.repository,
-        "clone_url": spec.clone_url,
-        "source": spec.source,
         "ref": spec.ref,
+        "spec": spec.text,
         "force": force,
     }
 
@@ -81,9 +85,12 @@ def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
     Filters ``status`` and ``repository``; ``limit`` and ``offset`` page. A full
     page carries a ``Link: <...>; rel="next"`` header to the next one.
     """
-    repository = _normalised(query["repository"]) if "repository" in query else None
-    records = build_store.list_builds(status=query.get("status"), repository=repository,
-                                      limit=query["limit"], offset=query["offset"])
+    spec = _understood(query["repository"]) if "repository" in query else None
+    records = build_store.list_builds(
+        status=query.get("status"),
+        repository=spec.repository if spec else query.get("repository"),
+        ref=spec.ref if spec else None,
+        limit=query["limit"], offset=query["offset"])
     headers = {}
     if len(records) == query["limit"]:
         after = {**request.args.to_dict(), "offset": query["offset"] + query["limit"]}
@@ -91,12 +98,15 @@ def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
     return records, headers
 
 
-def _normalised(repository: str) -> str:
-    """The repository URL as builds store it, so any spelling of it filters alike."""
+def _understood(repository: str) -> Spec | None:
+    """The spec as builds store it, so any spelling of a repository filters alike.
+
+    A spec that names a ref (``/tree/REF``, ``@REF``) filters on it too.
+    """
     try:
-        return parse_repository(repository, current_app.config["BINDER"]).repository
+        return parse_spec(repository, current_app.config["BINDER"])
     except BadRepoSource:
-        return repository
+        return None
 
 
 @bp.route("/builds/<name:name>")

@@ -78,10 +78,10 @@ class BuildRecord(TypedDict, total=False):
     build_id: str
     name: str
     display_name: str
-    repository: str
-    clone_url: str
-    source: str
+    provider: str
+    repository: str  # normalised by its provider
     ref: str | None
+    spec: str  # the canonical spec the fetch phase reads again
     force: bool
     status: str  # a Status
     phase: str  # a Phase
@@ -96,7 +96,8 @@ class BuildRecord(TypedDict, total=False):
     broker_epoch: str | None
     cancel_requested: bool
     error: str | None
-    commit: str | None
+    commit: str | None  # the commit SHA of Git content, else None
+    content_id: str  # the image tag: a commit SHA or an archive record's digest
     image_name: str | None
     image_source: str | None
     image_id: str
@@ -118,8 +119,11 @@ class TemplateRecord(TypedDict, total=False):
     name: str
     image_name: str
     image_source: str
+    provider: str | None
     repository: str
-    commit: str
+    ref: str | None
+    commit: str | None
+    content_id: str | None
     config: str | None
     port: int
     command: str | None

@@ -1,1 +1,1 @@
-"""Celery workers: one module per build phase, plus sources and buildpacks."""
+"""Celery workers: one module per build phase, plus content providers and buildpacks."""

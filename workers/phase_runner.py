@@ -62,11 +62,11 @@ class PhaseRun:
         return int(self.record["attempt"])
 
     @property
-    def commit(self) -> str:
-        """The commit (content id) this attempt builds; set by fetch."""
-        commit = self.record.get("commit")
-        assert commit, "fetch sets the commit before any later step runs"
-        return commit
+    def content_id(self) -> str:
+        """The content id (commit SHA, archive digest) this attempt builds; set by fetch."""
+        content_id = self.record.get("content_id")
+        assert content_id, "fetch sets the content id before any later step runs"
+        return content_id
 
     @property
     def image(self) -> str:

@@ -35,11 +35,21 @@ class BuildSchema(Schema):
     """
 
     name = fields.String(required=True)
-    display_name = fields.String(data_key="display-name",
-                                 required=True, metadata={"description": "owner/repo[/tree/ref]"})
-    repository = fields.String(required=True)
+    display_name = fields.String(data_key="display-name", required=True,
+                                 metadata={"description": "owner/repo[/tree/ref], "
+                                                          "doi:..., zenodo/records/N, ..."})
+    repository = fields.String(required=True, metadata={
+        "description": "the repository, normalised, without the ref (see ref)"})
     repo = fields.String(attribute="repository", dump_only=True,
                          metadata={"description": "same as repository (protocol alias)"})
+    provider = fields.String(allow_none=True, metadata={
+        "description": "content provider: github, gitlab, gist, git, zenodo, figshare, "
+                       "dataverse (doi until a DOI is resolved)"})
+    spec = fields.String(allow_none=True, metadata={
+        "description": "the repository as requested, in its canonical form"})
+    content_id = fields.String(data_key="content-id", allow_none=True, metadata={
+        "description": "the resolved content: a commit SHA, or a digest of an archive "
+                       "record's version; the image tag"})
     status = fields.String(required=True, validate=validate.OneOf([s.value for s in Status]))
     phase = fields.String(required=True, validate=validate.OneOf([p.value for p in Phase]))
     start_time = fields.DateTime(data_key="start-time", required=True)
@@ -49,7 +59,7 @@ class BuildSchema(Schema):
     attempt = fields.Integer(metadata={"description": "how many times the build was started"})
     attempts = fields.Integer(attribute="attempt", dump_only=True,
                               metadata={"description": "same as attempt"})
-    commit = fields.String(allow_none=True)
+    commit = fields.String(allow_none=True, metadata={"description": "for Git content"})
     ref = fields.String(allow_none=True)
     image_name = fields.String(data_key="image-name", allow_none=True)
     image_source = fields.String(data_key="image-source",

@@ -41,8 +41,12 @@ class TemplateSchema(Schema):
     services = fields.List(fields.Nested(ServiceSchema))
     limits = fields.Dict(keys=fields.String(), values=fields.Raw())
     hardware = fields.Dict(keys=fields.String(), values=fields.Raw())
+    provider = fields.String(allow_none=True)
     repository = fields.String()
-    commit = fields.String()
+    ref = fields.String(allow_none=True)
+    commit = fields.String(allow_none=True, metadata={"description": "for Git content"})
+    content_id = fields.String(data_key="content-id", allow_none=True,
+                               metadata={"description": "the image tag"})
     config = fields.String(allow_none=True, metadata={"description": "config file built from"})
     time_created = fields.DateTime(data_key="time-created",
                                    required=True)

@@ -34,6 +34,8 @@ CHECKOUT = Path(__file__).resolve().parents[2]
 CREDENTIALS_FILE = os.environ.get("BINDER_CREDENTIALS_FILE",
                                   str(CHECKOUT / ".binder-data" / "credentials.json"))
 SERVICES_REDIS = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+#: The token the farm holds for the Git server's private repositories.
+GIT_TOKEN = f"git-token-{RUN_ID}-private"
 
 # The test process and every farm process it starts share these settings;
 # they are set before anything reads the configuration.
@@ -65,6 +67,7 @@ from tests.support.conda_channel import make_channel, script_package  # noqa: E4
 from tests.support.docker_engine import DockerEngine  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
+from tests.support.provider_servers import ProviderServers  # noqa: E402
 from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
 from tests.support.static_http import serve_directory  # noqa: E402
 from workers.docker_engine import docker_client  # noqa: E402
@@ -82,9 +85,23 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 @pytest.fixture(scope="session")
 def git_server() -> Iterator[GitServer]:
+    """GitHub at ``/github``, GitLab at ``/gitlab``, gists at ``/gist``, any Git elsewhere.
+
+    GitHub owners ``private`` and ``locked`` are private: the first needs
+    ``GIT_TOKEN`` (which the farm holds), the second a token nobody has.
+    """
     server = GitServer(DATA_DIR / "git").start()
+    server.tokens.update({"github/private/": GIT_TOKEN, "github/locked/": "nobody-has-it"})
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def provider_servers() -> Iterator[ProviderServers]:
+    """Loopback Zenodo, Figshare, Dataverse and DOI resolver (``tests/support``)."""
+    servers = ProviderServers.start()
+    yield servers
+    servers.stop()
 
 
 @pytest.fixture(scope="session")
@@ -106,11 +123,16 @@ def conda_channel() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def farm_env(git_server: GitServer, package_index: str, conda_channel: str) -> dict[str, str]:
+def farm_env(git_server: GitServer, package_index: str, conda_channel: str,
+             provider_servers: ProviderServers) -> dict[str, str]:
     env = {
         **TEST_ENV,
         "BINDER_GITHUB_URL": f"{git_server.url}/github",
-        "BINDER_ALLOWED_SOURCE_HOSTS": git_server.host,
+        "BINDER_GITLAB_URL": f"{git_server.url}/gitlab",
+        "BINDER_GIST_URL": f"{git_server.url}/gist",
+        **provider_servers.settings(),
+        "BINDER_ALLOWED_SOURCE_HOSTS": ",".join([git_server.host, *provider_servers.hosts]),
+        "BINDER_SOURCE_TOKENS": f"{git_server.host}={GIT_TOKEN}",
         "BINDER_PIP_INDEX_URL": package_index,
         "BINDER_CONDA_CHANNELS": conda_channel,
     }

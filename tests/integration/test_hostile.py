@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import socket
 import threading
@@ -34,10 +35,14 @@ import docker
 import pytest
 import redis
 
+from common import build_store, template_store
 from common.config import get_config
-from common.db import mongo_url
+from common.db import get_db, mongo_url
+from common.errors import NameTaken
+from common.models import Status
 from common.service_credentials import mongo_address, redis_address
 from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, unique
+from tests.integration.test_pipeline import run_in_image, start_and_wait, template
 from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
 from tests.support.one_worker_farm import OneWorkerFarm, one_worker_farm
@@ -125,6 +130,128 @@ def refused_at_detect(api: ApiClient, git_server: GitServer, files: dict[str, st
     never_reached_detect_end(record)
     assert_healthy(api)
     return record
+
+
+# 1. One name per repository and ref: repositories whose old names collided
+
+
+def started_name(api: ApiClient, url: str) -> str:
+    """Start a build of ``url``, cancel it at once, and return its name."""
+    response = api.start(url)
+    assert response.status_code == 200, response.text
+    name = str(response.json()["name"])
+    assert api.request("DELETE", f"/builds/{name}").status_code == 200
+    api.wait(name, timeout=60)
+    return name
+
+
+def marker(image: str) -> str:
+    return run_in_image(image, "cat WHO")
+
+
+def test_owner_repo_and_ref_splits_that_collided_keep_their_own_templates_and_images(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    """``a-b/c``, ``a/b-c`` and ``a/b/tree/c`` all were ``a-b-c``."""
+    a = f"a{uuid.uuid4().hex[:6]}"
+    git_server.make_repo(f"github/{a}-b/c", {"WHO": "a-b/c"})
+    git_server.make_repo(f"github/{a}/b-c", {"WHO": "a/b-c"})
+    git_server.make_repo(f"github/{a}/b", {"WHO": "a/b main"}, branches={"c": {"WHO": "a/b@c"}})
+    urls = {"a-b/c": f"{repo_url}/{a}-b/c", "a/b-c": f"{repo_url}/{a}/b-c",
+            "a/b@c": f"{repo_url}/{a}/b/tree/c"}
+
+    built = {who: start_and_wait(api, url) for who, url in urls.items()}
+    names = {who: record["name"] for who, record in built.items()}
+    assert len(set(names.values())) == 3, names
+    assert names["a-b/c"] == f"{a}-b-c"  # the first keeps the plain name
+    for who, record in built.items():
+        assert record["status"] == "completed", (record, api.logs(record["name"]))
+        assert template(api, record["name"])["image-name"] == record["image-name"]
+        assert marker(record["image-name"]) == who
+
+    # a/b-c moves on and rebuilds; the others keep their templates and images.
+    git_server.push_commit(f"github/{a}/b-c", {"WHO": "a/b-c v2"})
+    rebuilt = start_and_wait(api, urls["a/b-c"])
+    assert rebuilt["name"] == names["a/b-c"] and not rebuilt["cached"]
+    assert marker(rebuilt["image-name"]) == "a/b-c v2"
+    for who in ("a-b/c", "a/b@c"):
+        tmpl = template(api, names[who])
+        assert tmpl["image-name"] == built[who]["image-name"]
+        assert marker(tmpl["image-name"]) == who
+
+    # Starting the others again answers from their own cache, not a/b-c's.
+    for who in ("a-b/c", "a/b@c"):
+        again = start_and_wait(api, urls[who])
+        assert again["cached"] and again["image-name"] == built[who]["image-name"], again
+    assert_healthy(api)
+
+
+def test_refs_that_differ_only_by_separator_or_case_get_their_own_names(
+        api: ApiClient, repo_url: str) -> None:
+    repo = f"{repo_url}/refs{uuid.uuid4().hex[:6]}/r"
+    names = [started_name(api, f"{repo}/tree/{ref}")
+             for ref in ("feature/x", "feature-x", "Feature-X")]
+    assert len(set(names)) == 3, names
+    records = [api.build(name) for name in names]
+    assert [record["ref"] for record in records] == ["feature/x", "feature-x", "Feature-X"]
+    # The same spelling again is the same build.
+    assert started_name(api, f"{repo}/tree/feature-x") == names[1]
+
+
+def test_hosts_and_providers_are_part_of_names(api: ApiClient, git_server: GitServer,
+                                               repo_url: str) -> None:
+    """``evil.example/jupyter/notebook``, ``gitlab.com/...`` and GitHub's were one name."""
+    owner = f"jup{uuid.uuid4().hex[:6]}"
+    github = started_name(api, f"{repo_url}/{owner}/notebook")
+    plain = started_name(api, f"{git_server.url}/evil/{owner}/notebook")
+    gitlab = started_name(api, f"{git_server.url}/gitlab/{owner}/notebook")
+    assert github == f"{owner}-notebook"
+    assert len({github, plain, gitlab}) == 3
+    assert plain.endswith(f"-evil-{owner}-notebook") and gitlab == f"gitlab-{owner}-notebook"
+    # GitHub's owner "gitlab" would take GitLab's name: it gets a suffixed one instead.
+    taken = started_name(api, f"{repo_url}/gitlab/{owner}-notebook")
+    assert taken.startswith(f"gitlab-{owner}-notebook-") and taken != gitlab
+
+
+def test_a_name_hashed_for_length_is_not_given_to_a_short_name_equal_to_it(
+        api: ApiClient, repo_url: str) -> None:
+    repo = f"{repo_url}/o{uuid.uuid4().hex[:6]}/r"
+    hashed = started_name(api, f"{repo}/tree/{'long-' * 35}ref")
+    assert len(hashed) <= 128 and re.search(r"-[0-9a-f]{10}$", hashed)
+    owner_repo = hashed.split("-", 2)[:2]
+    # A ref that spells out the rest of that name asks for exactly that name.
+    twin = started_name(api, f"{repo}/tree/{hashed[len('-'.join(owner_repo)) + 1:]}")
+    assert twin != hashed
+    assert api.build(twin)["ref"] != api.build(hashed)["ref"]
+
+
+def test_names_held_by_records_from_before_the_rule_are_not_taken_over(
+        api: ApiClient, repo_url: str) -> None:
+    """A build or template stored under a name with no owner on file keeps it."""
+    owner = f"old{uuid.uuid4().hex[:6]}"
+    legacy_repository = f"https://github.example/{owner}/repo"
+    record = build_store.create_build(f"{owner}-repo", {
+        "display_name": "old", "repository": legacy_repository, "ref": None})
+    build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "legacy")
+    template_store.save_template({"name": f"{owner}-tmpl", "image_name": "legacy:1",
+                                  "image_source": "legacy:1", "port": 8888,
+                                  "repository": legacy_repository, "ref": None})
+    for preferred in ("repo", "tmpl"):
+        name = started_name(api, f"{repo_url}/{owner}/{preferred}")
+        assert name.startswith(f"{owner}-{preferred}-") and len(name) == \
+            len(f"{owner}-{preferred}-") + 8
+    assert api.build(f"{owner}-repo")["repository"] == legacy_repository
+    assert template(api, f"{owner}-tmpl")["image-name"] == "legacy:1"
+
+
+def test_a_record_of_another_repository_is_never_replaced(farm_env: dict[str, str]) -> None:
+    name = f"guarded-{uuid.uuid4().hex[:6]}"
+    build_store.create_build(name, {"display_name": "x", "repository": "https://h/a/b",
+                                    "ref": None})
+    with pytest.raises(NameTaken):
+        build_store.create_build(name, {"display_name": "y", "repository": "https://h/a/b",
+                                        "ref": "main"}, force=True)
+    stored = get_db().builds.find_one({"name": name})
+    assert stored is not None and stored["ref"] is None
 
 
 # 2. Builds reaching the farm's own services

@@ -30,7 +30,7 @@ from tests.integration.conftest import API_KEY
 from tests.support.api_cases import plain_repo
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
-from workers.sources import parse_repository
+from workers.providers import parse_spec
 
 MIN_CASES = 500
 #: Examples per operation: valid and invalid requests, and valid ones naming
@@ -111,7 +111,7 @@ def would_start_a_build(case: schemathesis.Case) -> bool:
     if not isinstance(repository, str):
         return False
     try:
-        parse_repository(repository, get_config())
+        parse_spec(repository, get_config())
     except BadRepoSource:
         return False
     return True

@@ -6,6 +6,7 @@ dict of files, with branches and tags, and returns its commit SHAs.
 
 from __future__ import annotations
 
+import base64
 import os
 import subprocess
 import tempfile
@@ -44,6 +45,11 @@ class GitServer:
         self.delays: dict[str, float] = {}
         #: path prefix -> URL: requests under the prefix answer 302 to URL + the rest
         self.redirects: dict[str, str] = {}
+        #: path prefix -> token: repositories there answer 401 without
+        #: ``Authorization: Basic`` carrying that token (private repositories)
+        self.tokens: dict[str, str] = {}
+        #: the Authorization header of every request, for tests that follow a token
+        self.authorizations: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
         self._server = make_server("127.0.0.1", 0, self._app, server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
@@ -69,6 +75,12 @@ class GitServer:
             if path.startswith(prefix):
                 start_response("302 Found", [("Location", location + path[len(prefix):])])
                 return [b""]
+        authorization = environ.get("HTTP_AUTHORIZATION", "")
+        self.authorizations.append(authorization)
+        if not self._authorised(path, authorization):
+            start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'),
+                                                ("Content-Type", "text/plain")])
+            return [b"authentication required\n"]
         length = int(environ.get("CONTENT_LENGTH") or 0)
         body = environ["wsgi.input"].read(length) if length else b""
         cgi_env = {
@@ -100,6 +112,17 @@ class GitServer:
                 headers.append((key, value.strip()))
         start_response(status, headers)
         return [payload]
+
+    def _authorised(self, path: str, authorization: str) -> bool:
+        for prefix, token in self.tokens.items():
+            if path.lstrip("/").startswith(prefix):
+                scheme, _, encoded = authorization.partition(" ")
+                try:
+                    credentials = base64.b64decode(encoded).decode()
+                except ValueError:
+                    return False
+                return scheme == "Basic" and credentials.partition(":")[2] == token
+        return True
 
     def make_repo(self, path: str, files: dict[str, str | bytes],
                   branches: dict[str, dict[str, str | bytes]] | None = None,

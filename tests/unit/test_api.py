@@ -44,6 +44,7 @@ def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     for name in ("create_build", "list_builds", "get_build", "history", "request_cancel",
                  "find_attempt"):
         monkeypatch.setattr(api.builds.build_store, name, _must_not_run, raising=False)
+    monkeypatch.setattr(api.builds.name_store, "claim_name", _must_not_run)
     monkeypatch.setattr(api.builds, "enqueue_build", _must_not_run)
     config = load_config(environ={"BINDER_API_KEY": KEY, "BINDER_DATA_DIR": str(tmp_path),
                                   "BINDER_MAX_REQUEST_BYTES": str(MAX_BYTES)})
@@ -175,27 +176,36 @@ def test_start_records_and_enqueues_the_parsed_repository(
         client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     created: list[tuple[str, dict[str, Any], bool]] = []
     enqueued: list[dict[str, Any]] = []
+    claimed: list[tuple[str, ...]] = []
+
+    def claim_name(preferred: str, repository: str, ref: str | None, provider: str) -> str:
+        claimed.append((preferred, repository, str(ref), provider))
+        return preferred
 
     def create_build(name: str, fields: dict[str, Any], force: bool) -> dict[str, Any]:
         created.append((name, fields, force))
         return {"name": name, **fields, "status": "running", "phase": "queued",
                 "start_time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "attempt": 1}
 
+    monkeypatch.setattr(api.builds.name_store, "claim_name", claim_name)
     monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
     monkeypatch.setattr(api.builds, "enqueue_build",
                         lambda celery, config, record: enqueued.append(record))
     status, body = post(client, {"repository": "https://github.com/Owner/Repo/tree/feat/x",
                                  "force": True})
     assert status == 200
+    assert claimed == [("owner-repo-feat-x", "https://github.com/owner/repo", "feat/x",
+                        "github")]
     name, fields, force = created[0]
     assert (name, force) == ("owner-repo-feat-x", True)
-    assert fields["clone_url"] == "https://github.com/Owner/Repo.git"
+    assert fields["spec"] == "https://github.com/Owner/Repo/tree/feat/x"
     assert fields["ref"] == "feat/x"
-    assert fields["source"] == "github"
+    assert fields["provider"] == "github"
     assert enqueued == [create_build(name, fields, force)]
     assert body["name"] == "owner-repo-feat-x"
     assert body["display-name"] == "Owner/Repo/tree/feat/x"
-    assert body["repository"] == body["repo"] == "https://github.com/Owner/Repo/tree/feat/x"
+    assert body["repository"] == body["repo"] == "https://github.com/owner/repo"
+    assert (body["ref"], body["provider"]) == ("feat/x", "github")
     assert body["start-time"].startswith("2024-01-02T03:04:05")
     assert body["attempts"] == body["attempt"] == 1
 

@@ -57,6 +57,7 @@ def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **environ: str) ->
     for name in ("list_builds", "get_build", "history", "request_cancel", "find_attempt"):
         monkeypatch.setattr(api.builds.build_store, name, _no_build, raising=False)
     monkeypatch.setattr(api.builds.build_store, "create_build", _already)
+    monkeypatch.setattr(api.builds.name_store, "claim_name", lambda preferred, *rest: preferred)
     monkeypatch.setattr(api.logs.build_store, "get_build", _no_build)
     monkeypatch.setattr(api.templates.template_store, "list_templates", lambda: [])
     monkeypatch.setattr(api.templates.template_store, "get_template",

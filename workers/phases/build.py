@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import PurePosixPath
 
 from common import template_store
+from common.name_store import belongs
 from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.buildpacks import BUILDPACKS, DEFAULT_BUILDPACK, BuildInputs, BuildPack
 from workers.docker_context import write_context
@@ -19,8 +20,15 @@ def buildpack_by_id(pack_id: str) -> BuildPack:
 
 def previous_image(phase: PhaseRun) -> str | None:
     """The last image built for this name: its inline cache metadata lets BuildKit
-    reuse its layers, pulling only those it needs, on any host."""
-    template = template_store.find_template(phase.record["name"])
+    reuse its layers, pulling only those it needs, on any host.
+
+    Only an image of this same repository and ref: another repository's
+    layers must never end up in this one's image.
+    """
+    record = phase.record
+    template = template_store.find_template(record["name"])
+    if not belongs(template, record["repository"], record.get("ref")):
+        return None
     image = template.get("image_name") if template else None
     if not image or image == phase.image:
         return None
@@ -61,8 +69,11 @@ def run(phase: PhaseRun) -> PhaseResult | None:
         context=context_tar, dockerfile=dockerfile, tag=phase.image,
         network=config.build_network,
         labels={"org.binder-build.name": record["name"],
-                "org.binder-build.commit": phase.commit,
-                "org.binder-build.repository": record["repository"]})
+                "org.binder-build.provider": record.get("provider") or "",
+                "org.binder-build.repository": record["repository"],
+                "org.binder-build.ref": record.get("ref") or "",
+                "org.binder-build.content-id": phase.content_id,
+                "org.binder-build.commit": record.get("commit") or ""})
     cache_from = previous_image(phase)
     if cache_from:
         request.cache_from.append(cache_from)

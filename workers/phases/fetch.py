@@ -1,24 +1,49 @@
-"""Phase fetch: resolve the ref, answer from the cache, or clone the commit."""
+"""Phase fetch: resolve the content, answer from the cache, or fetch it.
+
+The build's provider (``workers/providers/``) turns the recorded spec into
+an immutable content id, which is the image tag: the same content is
+built once, whichever provider it came from. A cached template is used
+only when it is of this same repository and ref (names are one-to-one,
+and this checks it for records from before that rule).
+"""
 
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 import requests
 
 from common import template_store
-from common.addresses import CheckedTarget, check_url
+from common.config import Config
 from common.errors import BadRepoSource, BuildFailure
-from common.models import TemplateRecord
-from workers.git import fetch_commit, resolve_ref
+from common.models import BuildRecord, TemplateRecord
+from common.name_store import belongs
+from workers.git import directory_bytes
 from workers.image_identity import image_for
 from workers.phase_runner import PhaseResult, PhaseRun
+from workers.providers import FetchLimits, Spec, parse_spec, provider_for
 from workers.registry import manifest_exists
 
 
+def recorded_spec(record: BuildRecord, config: Config) -> Spec:
+    """The spec the build was requested with, understood again by today's providers."""
+    try:
+        spec = parse_spec(record.get("spec") or record["repository"], config)
+    except BadRepoSource as exc:
+        raise BuildFailure(f"This farm no longer builds from {record['repository']}: "
+                           f"{exc.message}", suggestions=exc.suggestions) from exc
+    if not belongs(record, spec.repository, spec.ref):
+        raise BuildFailure("This farm's provider settings changed since the build was "
+                           "requested, so its repository reads differently now.",
+                           suggestions=["Start the build again."])
+    return spec
+
+
 def cached_template(phase: PhaseRun, image: str) -> TemplateRecord | None:
-    """The stored template when ``image`` is already built and pushed."""
-    if phase.record.get("force"):
+    """The stored template of this repository and ref when ``image`` is built and pushed."""
+    record = phase.record
+    if record.get("force"):
         return None
     try:
         if not manifest_exists(phase.config, image):
@@ -26,8 +51,9 @@ def cached_template(phase: PhaseRun, image: str) -> TemplateRecord | None:
     except requests.RequestException as exc:
         phase.say(f"registry not reachable for the cache check ({exc}); building")
         return None
-    template = template_store.find_template(phase.record["name"])
-    if template is None or template.get("image_name") != image:
+    template = template_store.find_template(record["name"])
+    if template is None or template.get("image_name") != image or \
+            not belongs(template, record["repository"], record.get("ref")):
         return None
     return template
 
@@ -45,29 +71,28 @@ def check_disk(phase: PhaseRun) -> None:
                          "BINDER_MIN_FREE_DISK_MB."])
 
 
-def checked_target(phase: PhaseRun) -> CheckedTarget:
-    """The clone URL, its host resolved and checked now (git connects to these addresses)."""
-    try:
-        return check_url(phase.record["clone_url"], phase.config.allowed_source_hosts)
-    except BadRepoSource as exc:
-        raise BuildFailure(exc.message, suggestions=exc.suggestions) from exc
-
-
 def run(phase: PhaseRun) -> PhaseResult:
     record, config = phase.record, phase.config
     check_disk(phase)
-    target = checked_target(phase)
-    commit = resolve_ref(target, record.get("ref"), config.clone_timeout)
-    phase.say(f"resolved {record.get('ref') or 'the default branch'} to {commit}")
-    # The commit on today's base image and recipe: a new base rebuilds under a new tag.
-    image = image_for(config, record["name"], commit)
+    spec = recorded_spec(record, config)
+    provider = provider_for(spec, config)
+    limits = FetchLimits.from_config(config, interrupt=phase.guard.check)
+    resolved = provider.resolve(spec, limits)
+    phase.say(f"resolved: {resolved.description}")
+    # The content on today's base image and recipe: a new base rebuilds under a new tag.
+    image = image_for(config, record["name"], resolved.content_id)
+    found: dict[str, Any] = {"provider": resolved.provider, "content_id": resolved.content_id,
+                             "commit": resolved.commit, "image_name": image}
     template = cached_template(phase, image)
     if template is not None:
         phase.say(f"{image} is already built; reusing it")
-        template_store.save_template({**template, "commit": commit})
-        return PhaseResult({"commit": commit, "image_name": image, "image_source": image,
-                            "cached": True, "config": template.get("config")}, complete=True)
-    size = fetch_commit(target, commit, phase.checkout, config.clone_timeout,
-                        config.max_repo_mb * 1024 * 1024, phase.say)
-    phase.say(f"checked out {commit} ({size / (1024 * 1024):.1f} MiB)")
-    return PhaseResult({"commit": commit, "image_name": image, "cached": False})
+        template_store.save_template({**template, "commit": resolved.commit,
+                                      "content_id": resolved.content_id})
+        return PhaseResult({**found, "image_source": image, "cached": True,
+                            "config": template.get("config")}, complete=True)
+    # Each provider bounds what it writes (git before checkout, archives while
+    # they unpack), so the size here is for the log.
+    provider.fetch(resolved, phase.checkout, limits, phase.say)
+    size = directory_bytes(phase.checkout) / (1024 * 1024)
+    phase.say(f"fetched {resolved.content_id} ({size:.1f} MiB)")
+    return PhaseResult({**found, "cached": False})

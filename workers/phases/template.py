@@ -27,7 +27,7 @@ def serving_port(record: BuildRecord, config: Config) -> int:
     return int((record.get("binder_yml") or {}).get("port", config.default_port))
 
 
-def make_template(record: BuildRecord, image: str, commit: str, config: Config,
+def make_template(record: BuildRecord, image: str, config: Config,
                   command: str | None) -> TemplateRecord:
     binder_yml = record.get("binder_yml") or {}
     limits = {"memory": config.default_memory, "cpu": config.default_cpu,
@@ -36,8 +36,11 @@ def make_template(record: BuildRecord, image: str, commit: str, config: Config,
         "name": record["name"],
         "image_name": image,
         "image_source": image,
+        "provider": record.get("provider"),
         "repository": record["repository"],
-        "commit": commit,
+        "ref": record.get("ref"),
+        "commit": record.get("commit"),
+        "content_id": record.get("content_id"),
         "config": record.get("config"),
         "port": serving_port(record, config),
         "command": binder_yml.get("command", command),
@@ -50,7 +53,7 @@ def make_template(record: BuildRecord, image: str, commit: str, config: Config,
 def run(phase: PhaseRun) -> PhaseResult:
     record, config = phase.record, phase.config
     command = image_command(config, phase.image)
-    template = make_template(record, phase.image, phase.commit, config, command)
+    template = make_template(record, phase.image, config, command)
     template_store.save_template(template)
     phase.say(f"template {record['name']} saved")
     return PhaseResult({"image_source": phase.image}, complete=True)

@@ -110,21 +110,29 @@ class FetchLimits:
     max_ratio: int = 100
     tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
     deadline: float = field(default=0.0)
+    #: called between steps; raises to stop (the phase guard: cancel, lease lost)
+    interrupt: Callable[[], None] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.deadline:
             object.__setattr__(self, "deadline", time.monotonic() + self.timeout)
 
     @classmethod
-    def from_config(cls, config: Config, timeout: float | None = None) -> FetchLimits:
+    def from_config(cls, config: Config, timeout: float | None = None,
+                    interrupt: Callable[[], None] | None = None) -> FetchLimits:
         return cls(timeout=float(timeout if timeout is not None else config.clone_timeout),
                    max_bytes=int(config.max_repo_mb) * 1024 * 1024,
                    max_files=int(config.max_repo_files),
                    max_ratio=int(config.max_archive_ratio),
-                   tokens=parse_tokens(config.source_tokens))
+                   tokens=parse_tokens(config.source_tokens), interrupt=interrupt)
 
     def remaining(self, what: str) -> float:
-        """Seconds left; raises ``BuildFailure`` naming ``what`` when none are."""
+        """Seconds left; raises ``BuildFailure`` naming ``what`` when none are.
+
+        Also the point where an interrupted fetch (cancelled, lease lost) stops.
+        """
+        if self.interrupt is not None:
+            self.interrupt()
         left = self.deadline - time.monotonic()
         if left <= 0:
             raise BuildFailure(f"{what} took longer than {int(self.timeout)} s and was stopped.",
