@@ -1,0 +1,70 @@
+"""The fetch and build phases read only what belongs to the build's own repository and ref."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from common.config import load_config
+from common.errors import BuildFailure
+from workers.phases import build, fetch
+
+CONFIG = load_config(environ={})
+RECORD = {"name": "o-r", "repository": "https://github.com/o/r", "ref": None,
+          "spec": "https://github.com/O/R", "force": False}
+IMAGE = "127.0.0.1:5000/binder-o-r:" + "a" * 40
+
+
+def run_of(record: dict[str, Any]) -> Any:
+    said: list[str] = []
+    return SimpleNamespace(record=record, config=CONFIG, say=said.append, said=said,
+                           image=record.get("image_name"))
+
+
+def test_the_recorded_spec_is_understood_again() -> None:
+    spec = fetch.recorded_spec(RECORD, CONFIG)
+    assert (spec.provider, spec.repository, spec.locator["clone_url"]) == (
+        "github", "https://github.com/o/r", "https://github.com/O/R.git")
+
+
+def test_a_spec_that_reads_differently_now_fails_the_build() -> None:
+    moved = CONFIG.replace(github_url="https://github.example")
+    with pytest.raises(BuildFailure, match="provider settings changed"):
+        fetch.recorded_spec(RECORD, moved)
+    with pytest.raises(BuildFailure, match="no longer builds from"):
+        fetch.recorded_spec({**RECORD, "spec": "file:///etc"}, CONFIG)
+
+
+@pytest.fixture
+def stored(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The template stored under the build's name (tests fill it in)."""
+    template: dict[str, Any] = {}
+    monkeypatch.setattr(fetch, "manifest_exists", lambda config, image: True)
+    monkeypatch.setattr(fetch.template_store, "find_template", lambda name: template or None)
+    monkeypatch.setattr(build.template_store, "find_template", lambda name: template or None)
+    return template
+
+
+def test_a_cached_template_of_the_same_repository_is_used(stored: dict[str, Any]) -> None:
+    stored.update(name="o-r", image_name=IMAGE, repository=RECORD["repository"], ref=None)
+    assert fetch.cached_template(run_of(RECORD), IMAGE) == stored
+    assert fetch.cached_template(run_of({**RECORD, "force": True}), IMAGE) is None
+
+
+@pytest.mark.parametrize("other", [{"repository": "https://evil.example/o/r"},
+                                   {"ref": "main"}, {"repository": None}])
+def test_a_template_of_another_repository_or_ref_is_never_a_cache_hit(
+        stored: dict[str, Any], other: dict[str, Any]) -> None:
+    stored.update({"name": "o-r", "image_name": IMAGE, "repository": RECORD["repository"],
+                   "ref": None, **other})
+    assert fetch.cached_template(run_of(RECORD), IMAGE) is None
+
+
+def test_only_the_same_repositorys_image_is_layer_cache(stored: dict[str, Any]) -> None:
+    newer = {**RECORD, "image_name": IMAGE[:-1] + "b"}
+    stored.update(name="o-r", image_name=IMAGE, repository=RECORD["repository"], ref=None)
+    assert build.previous_image(run_of(newer)) == IMAGE
+    stored.update(repository="https://evil.example/o/r")
+    assert build.previous_image(run_of(newer)) is None
