@@ -93,7 +93,10 @@ def test_start_answers_the_protocol_fields_and_the_build_completes(
     name = started["name"]
     assert name == f"proto-{url.rsplit('/', 1)[1]}"
     assert started["display-name"] == f"Proto/{url.rsplit('/', 1)[1]}"
-    assert started["repository"] == started["repo"] == url
+    # The repository as the record keeps it: normalised (GitHub paths compare
+    # case-insensitively), without a ref.
+    assert started["repository"] == started["repo"] == url.lower()
+    assert (started["provider"], started["ref"], started["spec"]) == ("github", None, url)
     assert started["status"] == "running" and started["phase"] == "queued"
 
     record = api.wait(name, timeout=300)
