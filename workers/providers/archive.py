@@ -81,6 +81,10 @@ def shape_error(service: str, what: str) -> ProviderError:
                                       "check the provider's base URL setting)."])
 
 
+#: Files of a record named one by one in the build log; the rest are counted.
+LOGGED_FILES = 50
+
+
 @dataclass(frozen=True)
 class ArchiveFile:
     """One file of a record: where it goes, where it comes from, what it is."""
@@ -165,13 +169,16 @@ class ArchiveProvider(ContentProvider):
             self._fetch_single(record.files[0], dest, client, limits, say)
             return
         budget = limits.max_bytes
-        for item in record.files:
+        for index, item in enumerate(record.files):
             relative = member_path(item.path)
             if relative is None:
                 raise ProviderError(f"{self.label} listed a file without a name.",
                                     suggestions=["Report it to the record's owners."])
             target = dest.joinpath(*relative.parts)
-            say(f"downloading {relative}")
+            if index < LOGGED_FILES:
+                say(f"downloading {relative}")
+            elif index == LOGGED_FILES:
+                say(f"downloading {len(record.files) - index} more files")
             try:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 budget -= client.download(item.url, target, str(relative), budget)
