@@ -33,6 +33,7 @@ from workers.providers.base import (
     Resolved,
     Say,
     Spec,
+    split_base,
 )
 from workers.providers.http import AuthHeaders, HttpClient, ProviderError, bearer
 from workers.unpack import (
@@ -107,6 +108,31 @@ class ArchiveProvider(ContentProvider):
 
     #: the HTTP headers that carry a token to this service
     auth: AuthHeaders = staticmethod(bearer)
+    #: DOIs of the provider's own prefix; the group ``record`` names the record
+    doi_pattern: re.Pattern[str] | None = None
+    #: what one record is called there ("record", "article", "dataset")
+    record_word = "record"
+
+    @abstractmethod
+    def sites(self) -> list[str]:
+        """Base URLs of the provider's pages (where its specs and landing pages live)."""
+
+    @abstractmethod
+    def hint(self) -> str:
+        """How a spec of this provider is written, for error suggestions."""
+
+    def detect(self, text: str) -> Spec | None:
+        if self.doi_pattern is not None:
+            spec = self.doi_spec(text, self.doi_pattern)
+            if spec is not None:
+                return spec
+        if not any(split_base(text, site) is not None for site in self.sites()):
+            return None
+        spec = self.landing(text)
+        if spec is None:
+            raise BadRepoSource(f"{text!r} is not a {self.label} {self.record_word}.",
+                                suggestions=[self.hint()])
+        return spec
 
     @abstractmethod
     def hosts(self) -> set[str]:

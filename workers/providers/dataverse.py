@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 from urllib.parse import parse_qs, quote, urlsplit
 
-from common.errors import BadRepoSource
 from workers.providers.archive import ArchiveFile, ArchiveProvider, ArchiveRecord, shape_error
 from workers.providers.base import Spec, check_url_policy, host_of, split_base
 from workers.providers.http import HttpClient
@@ -35,25 +34,19 @@ class DataverseProvider(ArchiveProvider):
     id = "dataverse"
     label = "Dataverse"
     auth = staticmethod(dataverse_auth)
+    record_word = "dataset"
 
-    def installations(self) -> list[str]:
+    def sites(self) -> list[str]:
         return [str(url).rstrip("/") for url in self.config.dataverse_urls]
 
     def hosts(self) -> set[str]:
-        return {host_of(url) for url in self.installations()}
+        return {host_of(url) for url in self.sites()}
 
-    def detect(self, text: str) -> Spec | None:
-        if not any(split_base(text, base) is not None for base in self.installations()):
-            return None
-        spec = self.landing(text)
-        if spec is None:
-            raise BadRepoSource(f"{text!r} is not a Dataverse dataset.",
-                                suggestions=["Use INSTALLATION/dataset.xhtml?persistentId="
-                                             "doi:... or the dataset's DOI."])
-        return spec
+    def hint(self) -> str:
+        return "Use INSTALLATION/dataset.xhtml?persistentId=doi:... or the dataset's DOI."
 
     def landing(self, url: str) -> Spec | None:
-        base = next((b for b in self.installations() if split_base(url, b) is not None), None)
+        base = next((b for b in self.sites() if split_base(url, b) is not None), None)
         if base is None:
             return None
         parts = urlsplit(url)

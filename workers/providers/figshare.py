@@ -15,7 +15,6 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from common.errors import BadRepoSource
 from workers.providers.archive import ArchiveFile, ArchiveProvider, ArchiveRecord, shape_error
 from workers.providers.base import Spec, check_url_policy, host_of, split_base
 from workers.providers.http import HttpClient
@@ -40,6 +39,8 @@ class FigshareProvider(ArchiveProvider):
     id = "figshare"
     label = "Figshare"
     auth = staticmethod(figshare_auth)
+    doi_pattern = _DOI
+    record_word = "article"
 
     @property
     def base(self) -> str:
@@ -52,18 +53,11 @@ class FigshareProvider(ArchiveProvider):
     def hosts(self) -> set[str]:
         return {host_of(self.base), host_of(self.api)}
 
-    def detect(self, text: str) -> Spec | None:
-        spec = self.doi_spec(text, _DOI)
-        if spec is not None:
-            return spec
-        if split_base(text, self.base) is None:
-            return None
-        spec = self.landing(text)
-        if spec is None:
-            raise BadRepoSource(f"{text!r} is not a Figshare article.",
-                                suggestions=[f"Use {self.base}/articles/TYPE/TITLE/N[/VERSION] "
-                                             "or a Figshare DOI."])
-        return spec
+    def sites(self) -> list[str]:
+        return [self.base]
+
+    def hint(self) -> str:
+        return f"Use {self.base}/articles/TYPE/TITLE/N[/VERSION] or a Figshare DOI."
 
     def landing(self, url: str) -> Spec | None:
         rest = split_base(url, self.base)

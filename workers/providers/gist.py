@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 
 from common.errors import BadRepoSource
-from workers.providers.base import Spec, check_part, check_ref, check_url_policy, split_base
+from workers.providers.base import Spec, check_part, check_ref
 from workers.providers.git import GitProvider
 
 _GIST_ID = re.compile(r"^[0-9a-fA-F]{1,64}$")
@@ -23,10 +23,9 @@ class GistProvider(GitProvider):
 
     def detect(self, text: str) -> Spec | None:
         base = self.config.gist_url.rstrip("/")
-        rest = split_base(text, base)
+        rest = self.path_on(text, base)
         if rest is None:
             return None
-        check_url_policy(base, self.config)
         hint = f"Use {base}/USER/ID, with a revision as {base}/USER/ID@REF."
         path, _, ref_part = rest.strip("/").partition("@")
         user, _, gist_id = path.partition("/")

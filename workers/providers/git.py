@@ -30,6 +30,7 @@ from workers.providers.base import (
     check_url_policy,
     checked_target,
     host_of,
+    split_base,
 )
 
 HINT = "Use https://HOST/PATH, with a ref as https://HOST/PATH@REF."
@@ -71,6 +72,13 @@ class GitProvider(ContentProvider):
             display_name=f"{host}/{'/'.join(segments)}" + (f"@{ref}" if ref else ""),
             name_parts=(host, *segments, *([ref] if ref else [])),
             locator={"clone_url": clone_url})
+
+    def path_on(self, text: str, base: str) -> str | None:
+        """The path of ``text`` after a hosted provider's ``base``, or ``None`` if elsewhere."""
+        rest = split_base(text, base)
+        if rest is not None:
+            check_url_policy(base, self.config)
+        return rest
 
     def git_config(self, clone_url: str, limits: FetchLimits) -> GitConfig:
         """The header carrying this host's token (if one is configured), for git only."""

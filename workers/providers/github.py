@@ -8,7 +8,7 @@ repository compare case-insensitively, as GitHub does.
 from __future__ import annotations
 
 from common.errors import BadRepoSource
-from workers.providers.base import Spec, check_part, check_ref, check_url_policy, split_base
+from workers.providers.base import Spec, check_part, check_ref
 from workers.providers.git import GitProvider
 
 
@@ -18,10 +18,9 @@ class GitHubProvider(GitProvider):
 
     def detect(self, text: str) -> Spec | None:
         base = self.config.github_url.rstrip("/")
-        rest = split_base(text, base)
+        rest = self.path_on(text, base)
         if rest is None:
             return None
-        check_url_policy(base, self.config)
         hint = f"Use {base}/OWNER/REPO, with a ref as {base}/OWNER/REPO/tree/REF."
         owner, _, remainder = rest.strip("/").partition("/")
         repo, _, tail = remainder.partition("/")

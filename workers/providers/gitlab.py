@@ -9,7 +9,7 @@ GitLab does.
 from __future__ import annotations
 
 from common.errors import BadRepoSource
-from workers.providers.base import Spec, check_part, check_ref, check_url_policy, split_base
+from workers.providers.base import Spec, check_part, check_ref
 from workers.providers.git import GitProvider
 
 
@@ -20,10 +20,9 @@ class GitLabProvider(GitProvider):
 
     def detect(self, text: str) -> Spec | None:
         base = self.config.gitlab_url.rstrip("/")
-        rest = split_base(text, base)
+        rest = self.path_on(text, base)
         if rest is None:
             return None
-        check_url_policy(base, self.config)
         hint = f"Use {base}/GROUP/PROJECT, with a ref as {base}/GROUP/PROJECT/-/tree/REF."
         path, marker, ref_part = rest.strip("/").partition("/-/tree/")
         if marker and not ref_part:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from urllib.parse import urlsplit
 
-from common.errors import BadRepoSource
 from workers.providers.archive import (
     ArchiveFile,
     ArchiveProvider,
@@ -31,6 +30,7 @@ _RECORD_PATH = re.compile(r"^records?/(?P<record>\d{1,20})/?$")
 class ZenodoProvider(ArchiveProvider):
     id = "zenodo"
     label = "Zenodo"
+    doi_pattern = _DOI
 
     @property
     def base(self) -> str:
@@ -39,17 +39,11 @@ class ZenodoProvider(ArchiveProvider):
     def hosts(self) -> set[str]:
         return {host_of(self.base)}
 
-    def detect(self, text: str) -> Spec | None:
-        spec = self.doi_spec(text, _DOI)
-        if spec is not None:
-            return spec
-        if split_base(text, self.base) is None:
-            return None
-        spec = self.landing(text)
-        if spec is None:
-            raise BadRepoSource(f"{text!r} is not a Zenodo record.",
-                                suggestions=[f"Use {self.base}/records/N or a Zenodo DOI."])
-        return spec
+    def sites(self) -> list[str]:
+        return [self.base]
+
+    def hint(self) -> str:
+        return f"Use {self.base}/records/N or a Zenodo DOI."
 
     def landing(self, url: str) -> Spec | None:
         rest = split_base(url, self.base)
