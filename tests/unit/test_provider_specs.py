@@ -181,10 +181,11 @@ def test_plain_git_url_with_dot_git_and_at_ref() -> None:
     assert spec.display_name == "git.example.org/team/tool@v2"
 
 
-def test_plain_git_without_ref_and_a_single_segment() -> None:
-    spec = parsed("https://Codeberg.org/repo.git/")
-    assert (spec.provider, spec.ref, spec.repository) == ("git", None, "https://codeberg.org/repo")
-    assert spec.preferred_name == "codeberg.org-repo"
+def test_plain_git_without_ref() -> None:
+    spec = parsed("https://Codeberg.org/o/repo.git/")
+    assert (spec.provider, spec.ref) == ("git", None)
+    assert spec.repository == "https://codeberg.org/o/repo"
+    assert spec.preferred_name == "codeberg.org-o-repo"
 
 
 def test_plain_git_refuses_a_web_tree_path_and_says_how_to_give_a_ref() -> None:
@@ -309,6 +310,7 @@ def test_malformed_archive_specs_are_refused(text: str) -> None:
     "https://git.example/o/r?ref=main",
     "https://git.example/o/r#main",
     "https:///o/r",
+    "https://git.example/repo.git",
     "https://git.example/o/r@..",
     "https://git.example/o/r@-x",
     "https://git.example/o/-r",

@@ -1,4 +1,4 @@
-"""Any Git repository over https: ``https://HOST/PATH[.git][@REF]``.
+"""Any Git repository over https: ``https://HOST/OWNER/.../REPO[.git][@REF]``.
 
 Also the base of the hosted-Git providers (GitHub, GitLab, Gist), which
 only understand their own URL forms: resolving is ``git ls-remote`` (no API
@@ -33,7 +33,7 @@ from workers.providers.base import (
     split_base,
 )
 
-HINT = "Use https://HOST/PATH, with a ref as https://HOST/PATH@REF."
+HINT = "Use https://HOST/OWNER/REPO, with a ref as https://HOST/OWNER/REPO@REF."
 
 
 class GitProvider(ContentProvider):
@@ -53,12 +53,12 @@ class GitProvider(ContentProvider):
         if "@" in last:
             path, _, ref = path.rpartition("@")
         segments = [segment for segment in path.split("/") if segment]
-        if not segments:
+        if len(segments) < 2:
             raise BadRepoSource(f"{text!r} names no repository.", suggestions=[HINT])
         if "tree" in segments[2:]:
             raise BadRepoSource(
                 f"{text!r} looks like a web page of a repository, not a Git URL.",
-                suggestions=["Give the ref of a plain Git URL as https://HOST/PATH@REF."])
+                suggestions=["Give the ref of a plain Git URL as https://HOST/OWNER/REPO@REF."])
         segments[-1] = segments[-1].removesuffix(".git") or segments[-1]
         for segment in segments:
             check_part(segment, "path segment", HINT)
