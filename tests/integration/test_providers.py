@@ -299,4 +299,4 @@ def test_a_private_repository_without_a_token_fails_with_a_sentence(
     repo = unique("locked")
     git_server.make_repo(f"github/locked/{repo}", {"README.md": "x"})
     record = failed(api, f"{git_server.url}/github/locked/{repo}")
-    assert "needs credentials" in record["error"], record["error"]
+    assert record["error"] == "The repository does not exist or is not public."
