@@ -46,8 +46,8 @@ from tests.integration.test_pipeline import run_in_image, start_and_wait, templa
 from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
 from tests.support.one_worker_farm import OneWorkerFarm, one_worker_farm
-from tests.support.redis_server import RedisServer
 from tests.support.service_clients import base_image, mongo_client, registry_request
+from tests.support.services import RedisInstance
 from tests.support.static_http import serve_directory
 
 BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
@@ -609,10 +609,10 @@ KEYED = {"reader": "reader-key-of-the-keyed-farm", "launcher": "launcher-key-of-
 def keyed_farm(farm_env: dict[str, str], services: None) -> Iterator[list[str]]:
     """Two API servers (no worker) on one private broker: scoped keys, no public reads,
     low start rates, a ban list. Yields the two API URLs."""
-    broker = RedisServer(free_port(), DATA_DIR / "keyed-redis.log")
+    broker = RedisInstance(DATA_DIR / "keyed-redis")
     broker.start()
     env = {**farm_env,
-           "REDIS_URL": f"redis://127.0.0.1:{broker.port}/0",
+           "REDIS_URL": broker.url,
            "BINDER_MONGO_DB": f"binder_test_{RUN_ID}_keyed",
            "BINDER_DATA_DIR": str(DATA_DIR / "keyed"),
            "BINDER_API_KEYS": ",".join(f"{name}:{'read' if name == 'reader' else 'build'}:{key}"

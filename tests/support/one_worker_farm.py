@@ -19,9 +19,9 @@ from typing import Any
 
 import pymongo
 
-from tests.support.farm import ApiClient, Farm, Process, free_port
-from tests.support.redis_server import RedisServer
+from tests.support.farm import ApiClient, Farm, Process
 from tests.support.service_clients import mongo_client
+from tests.support.services import RedisInstance
 
 
 @dataclass
@@ -69,7 +69,7 @@ def one_worker_farm(farm_env: dict[str, str], log_dir: Path, key: str, host: str
     """An API and one worker (``host``) on a private broker and database; ``env`` added."""
     run = uuid.uuid4().hex[:6]
     log_dir.mkdir(parents=True, exist_ok=True)
-    broker = RedisServer(free_port(), log_dir / "redis.log")
+    broker = RedisInstance(log_dir / "broker")
     broker.start()
     db_name = f"{farm_env['BINDER_MONGO_DB']}_{host}_{run}".replace("-", "_")
     farm = Farm({**farm_env, "REDIS_URL": f"redis://127.0.0.1:{broker.port}/0",
