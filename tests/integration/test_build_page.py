@@ -34,8 +34,18 @@ def wait_for(driver: WebDriver, condition: Any, timeout: float = WAIT, what: str
 
 
 def text_of(driver: WebDriver, selector: str) -> str:
-    found = driver.find_elements(By.CSS_SELECTOR, selector)
-    return found[0].text if found else ""
+    """The shown text of the first match, read in one step: the pages redraw their lists
+    every few seconds, so an element found first and read later may be gone."""
+    return str(driver.execute_script(
+        "const found = document.querySelector(arguments[0]);"
+        "return found ? found.innerText : '';", selector))
+
+
+def attributes(driver: WebDriver, selector: str, name: str) -> list[str]:
+    """Attribute ``name`` of every match, read in one step (see ``text_of``)."""
+    return list(driver.execute_script(
+        "return [...document.querySelectorAll(arguments[0])]"
+        ".map(element => element.getAttribute(arguments[1]));", selector, name))
 
 
 class Page:
@@ -70,14 +80,17 @@ class Page:
             self.driver.set_window_size(size["width"], size["height"])
         return path
 
-    def row(self, name: str) -> Any:
-        rows = self.driver.find_elements(By.CSS_SELECTOR, f'#builds tr[data-name="{name}"]')
-        return rows[0] if rows else None
+    def row(self, name: str) -> dict[str, str] | None:
+        """The list's row of build ``name`` (status, text, link), read in one step."""
+        found = self.driver.execute_script(
+            "const row = document.querySelector(`#builds tr[data-name=\"${arguments[0]}\"]`);"
+            "return row && {status: row.dataset.status, text: row.innerText,"
+            " href: row.querySelector('a').href};", name)
+        return dict(found) if found else None
 
     def log_lines(self) -> list[str]:
         """The log's lines as shown, a build step's output without BuildKit's prefix."""
-        return [step_output(line) or line
-                for line in self.driver.find_element(By.ID, "log").text.splitlines()]
+        return [step_output(line) or line for line in text_of(self.driver, "#log").splitlines()]
 
 
 @pytest.fixture(scope="module")
@@ -107,10 +120,10 @@ def test_the_page_lists_builds(page: Page, api: ApiClient, git_server: GitServer
     for name in names:
         wait_for(page.driver, lambda d, name=name: page.row(name) is not None, 15, name)
         row = page.row(name)
-        assert row.get_attribute("data-status") == "completed"
-        assert "finished" in row.text and "plain-" in row.text
-    link = page.row(names[0]).find_element(By.CSS_SELECTOR, "a")
-    assert link.get_attribute("href").endswith(f"/build/{names[0]}")
+        assert row is not None and row["status"] == "completed"
+        assert "finished" in row["text"] and "plain-" in row["text"]
+    row = page.row(names[0])
+    assert row is not None and row["href"].endswith(f"/build/{names[0]}")
     wait_for(page.driver, lambda d: "mongo" in text_of(d, "#health"), 15, "health shown")
     wait_for(page.driver, lambda d: "test-a" in text_of(d, "#workers"), 15, "workers shown")
     assert "queue builds" in text_of(page.driver, "#queue")
@@ -135,8 +148,8 @@ def test_a_build_started_from_the_form_streams_its_log(page: Page, api: ApiClien
     assert api.build(name)["status"] == "running", "lines arrive while it runs"
     building = '#phases li[data-phase="building"][data-state="running"]'
     wait_for(page.driver, lambda d: d.find_elements(By.CSS_SELECTOR, building), 15, "building")
-    done = page.driver.find_elements(By.CSS_SELECTOR, '#phases li[data-state="done"]')
-    assert [item.get_attribute("data-phase") for item in done] == ["fetching", "detecting"]
+    done = attributes(page.driver, '#phases li[data-state="done"]', "data-phase")
+    assert done == ["fetching", "detecting"]
     page.screenshot("build-running")
     wait_for(page.driver, lambda d: "tick-12" in page.log_lines(), WAIT, "the last tick")
     wait_for(page.driver, lambda d: "ended completed" in text_of(d, "#log-state"), 300, "end")
@@ -158,9 +171,7 @@ def test_a_finished_build_shows_its_image_and_template(page: Page, api: ApiClien
     run = text_of(page.driver, '[data-fact="run"]')
     assert template["run-command"] in run
     assert str(template["port"]) == text_of(page.driver, '[data-fact="port"]')
-    states = [item.get_attribute("data-state")
-              for item in page.driver.find_elements(By.CSS_SELECTOR, "#phases li")]
-    assert states == ["done"] * 5
+    assert attributes(page.driver, "#phases li", "data-state") == ["done"] * 5
     wait_for(page.driver, lambda d: "ended completed" in text_of(d, "#log-state"), 30, "log")
     assert "build completed" in " ".join(page.log_lines())
     page.screenshot("build-completed")
@@ -175,8 +186,8 @@ def test_a_failed_build_shows_its_error_and_coloured_log(page: Page, api: ApiCli
     page.open(f"/build/{name}")
     wait_for(page.driver, lambda d: record["error"] in text_of(d, "#build-error"), 30, "error")
     assert "failed" in text_of(page.driver, "#build-status")
-    failed = page.driver.find_element(By.CSS_SELECTOR, '#phases li[data-state="failed"]')
-    assert failed.get_attribute("data-phase") == "building"
+    assert attributes(page.driver, '#phases li[data-state="failed"]', "data-phase") == [
+        "building"]
     red = wait_for(page.driver, lambda d: d.find_elements(By.CSS_SELECTOR, "#log .ansi-red"),
                    30, "coloured line")
     assert "colour check" in red[0].text and "\x1b" not in page.driver.find_element(
@@ -216,8 +227,7 @@ def test_the_page_is_readable_on_a_phone(page: Page, api: ApiClient) -> None:
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
         assert overflow <= 0, f"{overflow}px wider than the phone"
         page.screenshot("phone-list")
-        name = page.driver.find_element(By.CSS_SELECTOR, "#builds tbody tr").get_attribute(
-            "data-name")
+        name = attributes(page.driver, "#builds tbody tr", "data-name")[0]
         page.open(f"/build/{name}")
         wait_for(page.driver, lambda d: "ended" in text_of(d, "#log-state"), 30, "log read")
         overflow = page.driver.execute_script(
