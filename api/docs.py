@@ -64,6 +64,20 @@ URI_TOO_LONG = {"description": "the URL is longer than the server accepts",
                 "content": {"text/html": {"schema": {"type": "string"}}}}
 
 
+#: What /docs may load and call: the API's own files and the API, nothing else (Swagger
+#: UI's configuration is one inline script in flask-smorest's page).
+DOCS_POLICY = ("default-src 'self'; script-src 'self' 'unsafe-inline'; "
+               "style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; "
+               "base-uri 'none'; frame-ancestors 'none'")
+DOCS_ENDPOINT = "api-docs.openapi_swagger_ui"
+
+
+def _docs_policy(response: flask.Response) -> flask.Response:
+    if flask.request.endpoint == DOCS_ENDPOINT:
+        response.headers["Content-Security-Policy"] = DOCS_POLICY
+    return response
+
+
 class SharedOperationFacts(BasePlugin):
     """What every operation has without its view saying so.
 
@@ -99,6 +113,7 @@ class Api(flask_smorest.Api):
         self.register_converter(NameConverter, lambda converter: dict(converter.schema))
         self.spec.components.security_scheme("apiKey", API_KEY_SCHEME)
         app.register_blueprint(swagger_ui)
+        app.after_request(_docs_policy)
 
     def list_error_types(self) -> None:
         """Enumerate the error ``type`` names in the Error schema, once every view module

@@ -458,6 +458,12 @@ def test_the_document_is_the_one_the_app_serves(client: FlaskClient) -> None:
     assert client.get("/openapi.json").get_json() == build_spec().to_dict()
 
 
+def test_docs_page_may_load_only_the_apis_own_files(client: FlaskClient) -> None:
+    policy = client.get("/docs").headers["Content-Security-Policy"]
+    assert "default-src 'self'" in policy and "http" not in policy
+    assert "Content-Security-Policy" not in client.get("/openapi.json").headers
+
+
 def test_docs_page_uses_swagger_ui_served_by_the_api(client: FlaskClient) -> None:
     page = client.get("/docs").get_data(as_text=True)
     scripts = re.findall(r'<script src="([^"]+)"', page)
