@@ -102,7 +102,7 @@ class Config:
         "Talk plain http to the registry API (local registries).")
     image_prefix: str = setting("BINDER_IMAGE_PREFIX", "binder-", "Prefix of built image names.")
     base_image: str = setting("BINDER_BASE_IMAGE", "",
-        "Base image for generated Dockerfiles; empty means REGISTRY/binder-base:latest.")
+        "Base image for generated Dockerfiles; empty means REGISTRY/binder-base:jupyterlab4.")
     base_root_image: str = setting("BINDER_BASE_ROOT", "",
         "Image the base image recipe starts FROM (e.g. debian:bookworm-slim); empty builds a "
         "Debian root locally with debootstrap.")
@@ -136,12 +136,30 @@ class Config:
         "BINDER_PIP_INDEX_URL; builds must reach it.")
     conda_channels: tuple[str, ...] = setting("BINDER_CONDA_CHANNELS", ("conda-forge",),
         "Conda channels (names or URLs) of environment.yml builds, used instead of the file's "
-        "own.")
+        "own, and of runtime.txt's python-X.Y.")
     build_network: str = setting("BINDER_BUILD_NETWORK", "host",
         "Docker network mode of builds and verification runs (see Production).")
-    config_order: tuple[str, ...] = setting(
-        "BINDER_CONFIG_ORDER", ("requirements.txt", "environment.yml", "Dockerfile"),
-        "Config files by precedence; the first present one is built.")
+    config_order: tuple[str, ...] = setting("BINDER_CONFIG_ORDER", ("default",),
+        "Environment files by precedence, the first present one is built: `default` "
+        "(requirements.txt, environment.yml, Dockerfile, then the others), `repo2docker` "
+        "(mybinder.org's: a Dockerfile first) or a comma-separated list of file names.")
+    nb_user: str = setting("BINDER_NB_USER", "jovyan", "User name inside built images.")
+    nb_uid: int = setting("BINDER_NB_UID", 1000, "User id inside built images.")
+    repo_dir: str = setting("BINDER_REPO_DIR", "",
+        "Where the repository is copied in images; empty means the user's home.")
+    jupyterhub_version: str = setting("BINDER_JUPYTERHUB_VERSION", "",
+        "jupyterhub (for jupyterhub-singleuser) in the base image, to match the operator's "
+        "hub; empty takes the recipe's locked version.")
+    appendix: str = setting("BINDER_APPENDIX", "",
+        "Dockerfile lines appended to every generated build (as BinderHub's appendix).")
+    apt_mirror: str = setting("BINDER_APT_MIRROR", "",
+        "Debian mirror for the base image and apt.txt (e.g. http://mirror.example/debian); "
+        "empty uses http://deb.debian.org/debian.")
+    cran_url: str = setting("BINDER_CRAN_URL", "https://packagemanager.posit.co/cran/{date}",
+        "CRAN-like repository for R packages; `{date}` becomes runtime.txt's date "
+        "(a dated snapshot), or `latest` when there is none.")
+    python_installer: str = setting("BINDER_PYTHON_INSTALLER", "uv",
+        "Installer of Python requirements in builds: `uv` (uv pip) or `pip`.")
     allowed_base_images: tuple[str, ...] = setting("BINDER_ALLOWED_BASE_IMAGES", (),
         "Images a repository Dockerfile may pull (FROM, COPY --from, ...); an entry without a "
         "tag allows all its tags; empty allows any.")
@@ -217,7 +235,22 @@ class Config:
 
     @property
     def base_image_name(self) -> str:
-        return self.base_image or f"{self.registry}/binder-base:latest"
+        # The tag names the image generation (what built images may assume: user jovyan,
+        # JupyterLab 4), so farms of another generation sharing a registry never replace it.
+        return self.base_image or f"{self.registry}/binder-base:jupyterlab4"
+
+    @property
+    def root_image_name(self) -> str:
+        """The farm's Debian root, published for repository Dockerfiles."""
+        return f"{self.registry}/binder-root:latest"
+
+    @property
+    def home_dir(self) -> str:
+        return f"/home/{self.nb_user}"
+
+    @property
+    def repo_path(self) -> str:
+        return str(self.repo_dir or self.home_dir)
 
     @property
     def worker_host(self) -> str:

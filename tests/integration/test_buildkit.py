@@ -14,8 +14,9 @@ from tests.integration.conftest import RUN_ID, SECOND_HOST_MEMORY, SecondHost, u
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
 from tests.support.processes import commands_running, wait_until
+from tests.support.service_clients import base_image
 
-BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+BASE_IMAGE = base_image()
 
 
 def build(api: ApiClient, git_server: GitServer, owner: str, files: dict[str, str],

@@ -697,7 +697,7 @@ def test_each_farm_still_builds_a_good_repository(api: ApiClient, strict_api: Ap
     for client in (api, strict_api):
         repo = unique("good")
         git_server.make_repo(f"github/alice/{repo}", {
-            "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo ok > /ok\nUSER main\n"})
+            "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo ok > /ok\nUSER ${{NB_USER}}\n"})
         started = client.start(f"{repo_url}/alice/{repo}")
         assert started.status_code == 200, started.text
         record = client.wait(started.json()["name"], timeout=600)

@@ -38,7 +38,7 @@ def test_every_setting_has_its_default_when_nothing_is_set() -> None:
     assert dict(config.values) == {s.name: s.default for s in SETTINGS}
     assert config.port == 8082
     assert config.github_url == "https://github.com"
-    assert config.config_order == ("requirements.txt", "environment.yml", "Dockerfile")
+    assert config.config_order == ("default",)
     assert config.allowed_source_hosts == ()
     assert config.verify is True
 
@@ -55,7 +55,7 @@ def test_derived_properties() -> None:
                                   "BINDER_REGISTRY_INSECURE": "false",
                                   "BINDER_DATA_DIR": "/srv/binder"})
     assert config.registry_url == "https://reg.example:5000"
-    assert config.base_image_name == "reg.example:5000/binder-base:latest"
+    assert config.base_image_name == "reg.example:5000/binder-base:jupyterlab4"
     assert config.work_root == Path("/srv/binder/work")
     assert config.replace(base_image="python:3.12").base_image_name == "python:3.12"
     assert config.replace(registry_insecure=True).registry_url == "http://reg.example:5000"

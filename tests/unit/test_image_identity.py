@@ -43,7 +43,7 @@ def test_the_base_digest_is_asked_once_in_a_while(monkeypatch: pytest.MonkeyPatc
     image = identity.image_for(CONFIG, "o-r", SHA)
     assert image.startswith(f"127.0.0.1:5000/b-o-r:{SHA}-")
     assert identity.image_for(CONFIG, "o-r", SHA) == image
-    assert asked == ["127.0.0.1:5000/binder-base:latest"]
+    assert asked == ["127.0.0.1:5000/binder-base:jupyterlab4"]
     clock = identity.time.monotonic() + identity.BASE_DIGEST_SECONDS + 1
     monkeypatch.setattr(identity.time, "monotonic", lambda: clock)
     identity.image_for(CONFIG, "o-r", SHA)

@@ -13,7 +13,7 @@ from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
 
-BASE = "registry.test:5000/binder-base:latest"
+BASE = "registry.test:5000/binder-base:jupyterlab4"
 COPY_REPO = "COPY --chown=1000:1000 repo/ /home/main/"
 
 

@@ -182,11 +182,17 @@ def flower(config_file: str | None) -> None:
 
 @click.command("base-image")
 @config_option
-def base_image_command(config_file: str | None) -> None:
-    """Build and push the base image if its recipe changed."""
-    from workers.base_image import ensure_base_image
+@click.option("--lock", is_flag=True,
+              help="Re-pin the recipe's wheels (requirements.in to wheels.lock) instead.")
+@click.option("--tag", default=None, help="Build and push under this image name instead.")
+def base_image_command(config_file: str | None, lock: bool, tag: str | None) -> None:
+    """Build and push the base image (and the Debian root) if the recipe changed."""
+    from workers.base_image import ensure_base_image, write_lock
 
-    ensure_base_image(_load(config_file), say=click.echo)
+    if lock:
+        write_lock(say=click.echo)
+        return
+    ensure_base_image(_load(config_file), say=click.echo, image=tag)
 
 
 @click.command()
