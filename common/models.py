@@ -102,6 +102,7 @@ class BuildRecord(TypedDict, total=False):
     image_source: str | None
     image_id: str
     config: str | None
+    config_files: list[str]
     buildpack: str
     binder_yml: dict[str, Any]
     worker: str | None
@@ -130,5 +131,6 @@ class TemplateRecord(TypedDict, total=False):
     services: list[dict[str, Any]]
     limits: dict[str, Any]
     hardware: dict[str, Any]
+    interfaces: list[str]
     time_created: dt.datetime
     time_modified: dt.datetime

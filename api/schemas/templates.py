@@ -48,6 +48,9 @@ class TemplateSchema(Schema):
     content_id = fields.String(data_key="content-id", allow_none=True,
                                metadata={"description": "the image tag"})
     config = fields.String(allow_none=True, metadata={"description": "config file built from"})
+    interfaces = fields.List(fields.String(), metadata={
+        "description": "user interfaces the image serves (lab: /lab, notebook: /tree); "
+                       "empty when the image does not say"})
     time_created = fields.DateTime(data_key="time-created",
                                    required=True)
     time_modified = fields.DateTime(data_key="time-modified",

@@ -91,24 +91,21 @@ def test_pip_lines_that_need_the_repository(line: str, local: bool) -> None:
     assert script.pip_needs_repo(script.EnvironmentSpec(pip=(line,))) is local
 
 
-def test_pip_index_options_trust_plain_http_hosts_only() -> None:
-    assert script.pip_index_options(None) == ["--isolated"]
-    assert script.pip_index_options("http://127.0.0.1:8/simple/") == [
-        "--isolated", "--index-url", "http://127.0.0.1:8/simple/", "--trusted-host", "127.0.0.1"]
-    assert script.pip_index_options("https://pypi.example/simple/") == [
-        "--isolated", "--index-url", "https://pypi.example/simple/"]
-
-
 # the buildpack
 
 
 def test_environment_yml_is_detected_after_requirements_txt(tmp_path: Path) -> None:
     inputs = inputs_for(tmp_path, "dependencies: [numpy]\n", where="binder/environment.yml")
-    pack, path = detect(inputs.checkout, inputs.config)
-    assert isinstance(pack, CondaBuildPack) and path == PurePosixPath("binder/environment.yml")
+    detection = detect(inputs.checkout, inputs.config)
+    assert isinstance(detection.buildpack, CondaBuildPack)
+    assert detection.config_path == PurePosixPath("binder/environment.yml")
     assert any(isinstance(p, CondaBuildPack) for p in BUILDPACKS)
     (inputs.checkout / "binder" / "requirements.txt").write_text("tinypkg\n")
-    assert detect(inputs.checkout, inputs.config)[0].id == "requirements.txt"
+    assert detect(inputs.checkout, inputs.config).buildpack.id == "requirements.txt"
+
+
+def script_run(argv: list[str]) -> list[str]:
+    return argv[argv.index(RATTLER_PYTHON):]
 
 
 def test_render_stages_only_the_environment_file_before_installing(tmp_path: Path) -> None:
@@ -117,24 +114,28 @@ def test_render_stages_only_the_environment_file_before_installing(tmp_path: Pat
     text = CondaBuildPack().render(inputs)
     lines = text.splitlines()
     assert lines[:2] == [f"FROM {inputs.base_image}", "USER root"]
-    assert "COPY .binder-build/conda_env.py /tmp/binder/conda_env.py" in lines
-    assert "COPY repo/binder/environment.yml /tmp/binder/environment.yml" in lines
-    assert "ENV PATH=/srv/env/bin:$PATH CONDA_PREFIX=/srv/env" in lines
-    assert run_lines(text) == [[RATTLER_PYTHON, "/tmp/binder/conda_env.py",
-                                "/tmp/binder/environment.yml", "--prefix", "/srv/env",
-                                "--pip-index-url", "http://127.0.0.1:8/simple/",
-                                "--channel", "conda-forge"]]
-    install = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
-    copy_repo = lines.index("COPY --chown=1000:1000 repo/ /home/main/")
+    assert "COPY --chown=1000:1000 .binder-build/conda_env.py /tmp/binder/conda_env.py" in lines
+    assert "COPY --chown=1000:1000 repo/binder/environment.yml /tmp/binder/environment.yml" \
+        in lines
+    [run] = [line for line in lines if line.startswith("RUN ")]
+    assert "--mount=type=cache,id=binder-rattler,target=/var/cache/binder/rattler" in run
+    argv = json.loads(run[run.index("["):])
+    assert argv[:5] == [RATTLER_PYTHON, "/tmp/binder/conda_env.py",
+                        "/tmp/binder/environment.yml", "--prefix", "/srv/env"]
+    installer = json.loads(argv[argv.index("--installer") + 1])
+    assert installer[:5] == ["uv", "pip", "install", "--python", "{python}"]
+    assert installer[-2:] == ["--index-url", "http://127.0.0.1:8/simple/"]
+    assert argv[argv.index("--cache-dir") + 1] == "/var/cache/binder/rattler"
+    install = lines.index(run)
+    copy_repo = lines.index("COPY --chown=1000:1000 repo/ /home/jovyan/")
+    assert argv[-2:] == ["--channel", "conda-forge"]
     assert install < copy_repo
-    assert lines[-3:] == ["USER main", "WORKDIR /home/main", "EXPOSE 8888"]
+    assert lines[-4:-1] == ["USER jovyan", "WORKDIR /home/jovyan", "EXPOSE 8888"]
 
 
 def test_render_without_pip_index_passes_no_index(tmp_path: Path) -> None:
     text = CondaBuildPack().render(inputs_for(tmp_path, "dependencies: [numpy]\n"))
-    assert run_lines(text) == [[RATTLER_PYTHON, "/tmp/binder/conda_env.py",
-                                "/tmp/binder/environment.yml", "--prefix", "/srv/env",
-                                "--channel", "conda-forge"]]
+    assert "--index-url" not in text
 
 
 def test_the_farms_channels_replace_the_files_and_detect_says_so(tmp_path: Path) -> None:
@@ -145,8 +146,9 @@ def test_the_farms_channels_replace_the_files_and_detect_says_so(tmp_path: Path)
     assert CondaBuildPack().notices(farm) == [
         "environment.yml names its own package sources (https://evil.example/ch, defaults); "
         "this farm uses its configured sources instead: https://conda.example/farm."]
-    assert run_lines(CondaBuildPack().render(farm))[0][-2:] == [
-        "--channel", "https://conda.example/farm"]
+    run = next(line for line in CondaBuildPack().render(farm).splitlines()
+               if line.startswith("RUN ") and "conda_env.py" in line)
+    assert json.loads(run[run.index("["):])[-2:] == ["--channel", "https://conda.example/farm"]
     same = inputs_for(tmp_path / "same", "channels: [conda-forge]\ndependencies: [numpy]\n")
     assert CondaBuildPack().notices(same) == []
 
@@ -156,14 +158,15 @@ def test_render_copies_the_repository_first_for_local_pip_references(tmp_path: P
                         where="binder/environment.yml")
     lines = CondaBuildPack().render(inputs).splitlines()
     run = next(i for i, line in enumerate(lines) if line.startswith("RUN "))
-    assert lines[run - 2:run] == ["COPY --chown=1000:1000 repo/ /home/main/", "WORKDIR /home/main"]
-    assert json.loads(lines[run].removeprefix("RUN "))[2] == "/home/main/binder/environment.yml"
+    assert lines[run - 2:run] == ["COPY --chown=1000:1000 repo/ /home/jovyan/",
+                                  "WORKDIR /home/jovyan"]
+    argv = json.loads(lines[run][lines[run].index("["):])
+    assert argv[2] == "binder/environment.yml"
 
 
 def test_render_of_an_invalid_file_leaves_the_error_to_the_build(tmp_path: Path) -> None:
     inputs = inputs_for(tmp_path, "dependencies: [\n")
-    assert "COPY repo/environment.yml /tmp/binder/environment.yml" in \
-        CondaBuildPack().render(inputs)
+    assert "repo/environment.yml /tmp/binder/environment.yml" in CondaBuildPack().render(inputs)
     with pytest.raises(BuildFailure, match="environment.yml is not valid YAML"):
         CondaBuildPack().check(inputs)
 

@@ -9,7 +9,7 @@ import pytest
 
 from common.config import Config, load_config
 from common.errors import BuildFailure
-from workers.buildpacks import DEFAULT_BUILDPACK, detect
+from workers.buildpacks import DEFAULT_BUILDPACK, BuildPack, detect
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
@@ -30,21 +30,27 @@ def checkout_with(tmp_path: Path, *files: str) -> Path:
     return checkout
 
 
+def pack_and_path(checkout: Path,
+                  config: Config = CONFIG) -> tuple[BuildPack, PurePosixPath | None]:
+    detection = detect(checkout, config)
+    return detection.buildpack, detection.config_path
+
+
 def detected(checkout: Path, config: Config = CONFIG) -> tuple[str, str | None]:
-    pack, path = detect(checkout, config)
+    pack, path = pack_and_path(checkout, config)
     return pack.id, (str(path) if path is not None else None)
 
 
 def test_default_precedence_is_requirements_environment_dockerfile(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, *ALL_CONFIG_FILES)
-    pack, path = detect(checkout, CONFIG)
+    pack, path = pack_and_path(checkout, CONFIG)
     assert isinstance(pack, RequirementsBuildPack)
     assert path == PurePosixPath("requirements.txt")
     (checkout / "requirements.txt").unlink()
-    pack, path = detect(checkout, CONFIG)
+    pack, path = pack_and_path(checkout, CONFIG)
     assert isinstance(pack, CondaBuildPack) and path == PurePosixPath("environment.yml")
     (checkout / "environment.yml").unlink()
-    pack, path = detect(checkout, CONFIG)
+    pack, path = pack_and_path(checkout, CONFIG)
     assert isinstance(pack, DockerfileBuildPack) and path == PurePosixPath("Dockerfile")
 
 
@@ -57,13 +63,13 @@ def test_order_comes_from_config(tmp_path: Path) -> None:
 def test_files_left_out_of_the_order_are_not_built(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "Dockerfile")
     config = CONFIG.replace(config_order=("requirements.txt",))
-    pack, path = detect(checkout, config)
+    pack, path = pack_and_path(checkout, config)
     assert pack is DEFAULT_BUILDPACK and path is None
 
 
 def test_no_config_file_means_the_default_buildpack(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "README.md", "src/app.py")
-    pack, path = detect(checkout, CONFIG)
+    pack, path = pack_and_path(checkout, CONFIG)
     assert isinstance(pack, DefaultBuildPack)
     assert path is None
 
@@ -132,9 +138,9 @@ def test_dangling_link_is_refused(tmp_path: Path) -> None:
 
 def test_unknown_file_in_config_order_is_refused(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "requirements.txt")
-    config = CONFIG.replace(config_order=("requirements.txt", "Pipfile"))
+    config = CONFIG.replace(config_order=("requirements.txt", "Cargo.toml"))
     with pytest.raises(BuildFailure) as caught:
         detect(checkout, config)
-    assert "Pipfile" in caught.value.message
+    assert "Cargo.toml" in caught.value.message
     assert "BINDER_CONFIG_ORDER" in caught.value.message
     assert "requirements.txt" in caught.value.suggestions[0]

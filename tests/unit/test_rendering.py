@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -9,12 +10,16 @@ import pytest
 from common.config import load_config
 from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs
+from workers.buildpacks.compose import default_command
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
 
 BASE = "registry.test:5000/binder-base:jupyterlab4"
-COPY_REPO = "COPY --chown=1000:1000 repo/ /home/main/"
+CMD = f"CMD {json.dumps(default_command())}"
+COPY_REPO = "COPY --chown=1000:1000 repo/ /home/jovyan/"
+STAGE = "COPY --chown=1000:1000 repo/"
+TAIL = ["USER jovyan", "WORKDIR /home/jovyan", "EXPOSE 8888", CMD]
 
 
 def inputs_for(tmp_path: Path, where: str | None, text: str = "", **environ: str) -> BuildInputs:
@@ -38,12 +43,12 @@ def test_requirements_are_installed_before_the_repository_is_copied(tmp_path: Pa
     text = RequirementsBuildPack().render(inputs_for(tmp_path, "requirements.txt", "numpy\n"))
     lines = text.splitlines()
     assert lines[0] == f"FROM {BASE}"
-    stage = lines.index("COPY repo/requirements.txt /tmp/binder/requirements.txt")
-    install = index_of(lines, "RUN /srv/env/bin/pip install")
+    stage = lines.index(f"{STAGE}requirements.txt /tmp/binder/requirements.txt")
+    install = index_of(lines, "RUN --mount=type=cache,id=binder-uv")
     assert lines[install].endswith("-r /tmp/binder/requirements.txt")
     assert stage < install < lines.index(COPY_REPO)
     assert lines.count(COPY_REPO) == 1
-    assert lines[-3:] == ["USER main", "WORKDIR /home/main", "EXPOSE 8888"]
+    assert lines[-4:] == TAIL
     assert "LABEL org.binder-build.config=requirements.txt" in lines
     assert text.endswith("\n")
 
@@ -51,7 +56,7 @@ def test_requirements_are_installed_before_the_repository_is_copied(tmp_path: Pa
 def test_requirements_in_binder_folder_are_staged_from_there(tmp_path: Path) -> None:
     text = RequirementsBuildPack().render(
         inputs_for(tmp_path, "binder/requirements.txt", "numpy\n"))
-    assert "COPY repo/binder/requirements.txt /tmp/binder/requirements.txt" in text.splitlines()
+    assert f"{STAGE}binder/requirements.txt /tmp/binder/requirements.txt" in text.splitlines()
 
 
 def test_no_index_options_without_a_pip_index(tmp_path: Path) -> None:
@@ -63,9 +68,13 @@ def test_http_index_is_used_and_trusted(tmp_path: Path) -> None:
     text = RequirementsBuildPack().render(inputs_for(
         tmp_path, "requirements.txt", "numpy\n",
         BINDER_PIP_INDEX_URL="http://127.0.0.1:8123/simple"))
-    install = next(line for line in text.splitlines() if "pip install" in line)
+    install = next(line for line in text.splitlines() if "uv pip install" in line)
     assert "--index-url http://127.0.0.1:8123/simple" in install
-    assert "--trusted-host 127.0.0.1 " in install
+    pip = RequirementsBuildPack().render(inputs_for(
+        tmp_path, "requirements.txt", "numpy\n", BINDER_PIP_INDEX_URL="http://127.0.0.1:8123/simple",
+        BINDER_PYTHON_INSTALLER="pip"))
+    install = next(line for line in pip.splitlines() if "-m pip install" in line)
+    assert "--index-url http://127.0.0.1:8123/simple --trusted-host 127.0.0.1 " in install
 
 
 def test_https_index_is_not_marked_trusted(tmp_path: Path) -> None:
@@ -90,17 +99,17 @@ def test_local_references_copy_the_whole_repository_first(tmp_path: Path,
     lines = RequirementsBuildPack().render(
         inputs_for(tmp_path, "requirements.txt", requirements)).splitlines()
     copy = lines.index(COPY_REPO)
-    install = index_of(lines, "RUN /srv/env/bin/pip install")
+    install = index_of(lines, "RUN --mount=type=cache,id=binder-uv")
     assert copy < install
     assert lines[install].endswith(" -r requirements.txt")
-    assert lines[copy + 1] == "WORKDIR /home/main"
-    assert not any(line.startswith("COPY repo/requirements.txt") for line in lines)
+    assert lines[copy + 1] == "WORKDIR /home/jovyan"
+    assert not any(line.startswith(f"{STAGE}requirements.txt") for line in lines)
 
 
 def test_local_reference_keeps_the_binder_folder_path(tmp_path: Path) -> None:
     lines = RequirementsBuildPack().render(
         inputs_for(tmp_path, "binder/requirements.txt", "-e .\n")).splitlines()
-    assert lines[index_of(lines, "RUN /srv/env/bin/pip")].endswith(
+    assert lines[index_of(lines, "RUN --mount=type=cache,id=binder-uv")].endswith(
         " -r binder/requirements.txt")
 
 
@@ -111,7 +120,7 @@ def test_local_reference_keeps_the_binder_folder_path(tmp_path: Path) -> None:
 ])
 def test_remote_requirements_keep_the_dependency_layer(tmp_path: Path, requirements: str) -> None:
     text = RequirementsBuildPack().render(inputs_for(tmp_path, "requirements.txt", requirements))
-    assert "COPY repo/requirements.txt /tmp/binder/requirements.txt" in text
+    assert f"{STAGE}requirements.txt /tmp/binder/requirements.txt" in text
 
 
 @pytest.mark.parametrize("requirements", [
@@ -123,7 +132,7 @@ def test_find_links_and_relative_paths_copy_the_repository_first(
         tmp_path: Path, requirements: str) -> None:
     lines = RequirementsBuildPack().render(
         inputs_for(tmp_path, "requirements.txt", requirements)).splitlines()
-    assert lines.index(COPY_REPO) < index_of(lines, "RUN /srv/env/bin/pip install")
+    assert lines.index(COPY_REPO) < index_of(lines, "RUN --mount=type=cache,id=binder-uv")
 
 
 # default
@@ -133,7 +142,7 @@ def test_default_is_the_base_image_plus_the_repository(tmp_path: Path) -> None:
     text = DefaultBuildPack().render(inputs_for(tmp_path, None))
     assert text.splitlines() == [
         f"FROM {BASE}", "USER root", "LABEL org.binder-build.config=none",
-        COPY_REPO, "USER main", "WORKDIR /home/main", "EXPOSE 8888"]
+        "ENV REPO_DIR=/home/jovyan", "USER jovyan", COPY_REPO, "WORKDIR /home/jovyan", *TAIL]
 
 
 def test_default_uses_a_configured_base_image(tmp_path: Path) -> None:

@@ -1,30 +1,92 @@
-"""Buildpacks and detection: exactly one config file decides the build.
+"""Buildpacks and detection: one environment file, and the files composed on top.
 
-``BUILDPACKS`` is the one list of config types. The ``BINDER_CONFIG_ORDER``
-setting orders their config files (default: requirements.txt,
-environment.yml, Dockerfile, as the original binder-build); with none
-present the default buildpack builds the base image plus the repository.
-A ``binder/`` or ``.binder/`` folder, when present, is where config files
-are looked for.
+``BUILDPACKS`` is the one list of environment buildpacks. The
+``BINDER_CONFIG_ORDER`` setting orders their files: ``default`` (the
+original binder-build's requirements.txt, environment.yml, Dockerfile, then
+the others), ``repo2docker`` (mybinder.org's precedence: a Dockerfile first,
+environment.yml over requirements.txt) or an explicit list. The first
+present file that applies is the environment; with none the default
+buildpack builds the base image's environment plus the repository.
+
+``apt.txt``, ``runtime.txt``, ``install.R`` (with R), ``postBuild`` and
+``start`` compose on top of any environment but a repository Dockerfile.
+A file that applies but is left out in this combination is named in the
+build log, never silently ignored; a file the farm cannot build (Julia,
+Nix) fails the build with a sentence. A ``binder/`` or ``.binder/`` folder,
+when present, is where the files are looked for.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from common.config import Config
 from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.buildpacks.compose import check_extras, runtime_of
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
+from workers.buildpacks.pipfile import PipfileBuildPack, PipfileLockBuildPack
+from workers.buildpacks.python_package import PyprojectBuildPack, SetupPyBuildPack
+from workers.buildpacks.r import DescriptionBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
+from workers.buildpacks.unsupported import UNSUPPORTED
 
-#: Every buildpack chosen by a config file; the default comes when none matches.
-BUILDPACKS: list[BuildPack] = [RequirementsBuildPack(), CondaBuildPack(), DockerfileBuildPack()]
+
+class RuntimeBuildPack(DefaultBuildPack):
+    """``runtime.txt`` alone: the base environment with the Python or R it asks for."""
+
+    id = "runtime.txt"
+    config_file = "runtime.txt"
+
+
+#: Every environment buildpack chosen by a file; the default comes when none applies.
+BUILDPACKS: list[BuildPack] = [
+    RequirementsBuildPack(), CondaBuildPack(), DockerfileBuildPack(), SetupPyBuildPack(),
+    PyprojectBuildPack(), PipfileLockBuildPack(), PipfileBuildPack(), DescriptionBuildPack(),
+    RuntimeBuildPack(), *UNSUPPORTED,
+]
 DEFAULT_BUILDPACK = DefaultBuildPack()
 
+ORDERS = {
+    "default": ("requirements.txt", "environment.yml", "Dockerfile", "setup.py",
+                "pyproject.toml", "Pipfile.lock", "Pipfile", "DESCRIPTION", "Project.toml",
+                "JuliaProject.toml", "REQUIRE", "default.nix", "runtime.txt"),
+    "repo2docker": ("Dockerfile", "Project.toml", "JuliaProject.toml", "REQUIRE", "default.nix",
+                    "DESCRIPTION", "environment.yml", "Pipfile.lock", "Pipfile",
+                    "requirements.txt", "setup.py", "pyproject.toml", "runtime.txt"),
+}
+#: Files composed on top of the environment, in the order they apply.
+EXTRAS = ("apt.txt", "runtime.txt", "install.R", "postBuild", "start")
+#: Files that go with another one and are never named as ignored beside it.
+COMPANIONS = {"Pipfile.lock": ("Pipfile",)}
+
 CONFIG_DIRS = ("binder", ".binder")
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a checkout builds with: the environment, the files on top, what is left out."""
+
+    buildpack: BuildPack
+    config_path: PurePosixPath | None
+    extras: dict[str, PurePosixPath] = field(default_factory=dict)
+    ignored: list[tuple[PurePosixPath, str]] = field(default_factory=list)
+
+    def inputs(self, checkout: Path, config: Config) -> BuildInputs:
+        return BuildInputs(checkout, self.config_path, config, self.extras)
+
+    @property
+    def applied(self) -> list[PurePosixPath]:
+        """Every file that shapes the image, in the order it applies."""
+        files = [self.extras[name] for name in ("apt.txt", "runtime.txt") if name in self.extras]
+        if self.config_path is not None and self.config_path not in files:
+            files.append(self.config_path)
+        files += [self.extras[name] for name in ("install.R", "postBuild", "start")
+                  if name in self.extras]
+        return files
 
 
 def config_dir(checkout: Path) -> Path:
@@ -44,23 +106,99 @@ def _inside(checkout: Path, path: Path) -> bool:
         return False
 
 
-def detect(checkout: Path, config: Config) -> tuple[BuildPack, PurePosixPath | None]:
-    """The buildpack for ``checkout`` and its config file (relative path)."""
-    by_file = {pack.config_file: pack for pack in BUILDPACKS}
-    unknown = [name for name in config.config_order if name not in by_file]
+def config_order(config: Config) -> tuple[str, ...]:
+    """The environment files by precedence, from ``BINDER_CONFIG_ORDER``."""
+    names = tuple(config.config_order)
+    if len(names) == 1 and names[0] in ORDERS:
+        return ORDERS[names[0]]
+    known = {pack.config_file for pack in BUILDPACKS}
+    unknown = [name for name in names if name not in known]
     if unknown:
-        raise BuildFailure(f"BINDER_CONFIG_ORDER names unknown config files: {unknown}",
-                           suggestions=[f"Known: {', '.join(str(f) for f in by_file)}."])
+        raise BuildFailure(
+            f"BINDER_CONFIG_ORDER names unknown config files: {', '.join(unknown)}",
+            suggestions=[f"Use default, repo2docker or files among: "
+                         f"{', '.join(str(f) for f in known)}."])
+    return names
+
+
+def _find(checkout: Path, folder: Path, name: str) -> PurePosixPath | None:
+    path = folder / name
+    if not (path.is_file() or path.is_symlink()):
+        return None
+    if not _inside(checkout, path) or not path.is_file():
+        raise BuildFailure(f"{path.relative_to(checkout)} is a link that leads outside "
+                           "the repository.", suggestions=["Commit the file itself."])
+    return PurePosixPath(path.relative_to(checkout).as_posix())
+
+
+def detect(checkout: Path, config: Config) -> Detection:
+    """What ``checkout`` builds with; raises ``BuildFailure`` for what cannot be built."""
+    by_file = {pack.config_file: pack for pack in BUILDPACKS}
     folder = config_dir(checkout)
-    for file_name in config.config_order:
-        path = folder / file_name
-        if not (path.is_file() or path.is_symlink()):
+    present = {name: path for name in {*config_order(config), *EXTRAS}
+               if (path := _find(checkout, folder, name)) is not None}
+    chosen: tuple[BuildPack, PurePosixPath] | None = None
+    ignored: list[tuple[PurePosixPath, str]] = []
+    for name in config_order(config):
+        if name not in present:
             continue
-        if not _inside(checkout, path) or not path.is_file():
-            raise BuildFailure(f"{path.relative_to(checkout)} is a link that leads outside "
-                               "the repository.", suggestions=["Commit the file itself."])
-        return by_file[file_name], PurePosixPath(path.relative_to(checkout).as_posix())
-    return DEFAULT_BUILDPACK, None
+        pack = by_file[name]
+        if chosen is None:
+            if pack.applies(BuildInputs(checkout, present[name], config)):
+                chosen = (pack, present[name])
+            else:
+                ignored.append((present[name], "it has no [build-system] table"))
+        elif name not in EXTRAS and name not in COMPANIONS.get(str(chosen[0].config_file), ()):
+            ignored.append((present[name], f"the environment comes from {chosen[1]}"))
+    pack, config_path = chosen if chosen else (DEFAULT_BUILDPACK, None)
+    extras: dict[str, PurePosixPath] = {}
+    for name in EXTRAS:
+        if name not in present:
+            continue
+        if pack.owns_context:
+            ignored.append((present[name], f"{config_path} builds the image by itself"))
+        else:
+            extras[name] = present[name]
+    detection = Detection(pack, config_path, extras, ignored)
+    _leave_out_install_r(checkout, config, detection)
+    _leave_out_runtime_python(checkout, config, detection)
+    return detection
 
 
-__all__ = ["BUILDPACKS", "DEFAULT_BUILDPACK", "BuildInputs", "BuildPack", "detect"]
+def _leave_out_runtime_python(checkout: Path, config: Config, detection: Detection) -> None:
+    """A conda environment brings its own Python: runtime.txt's python-X.Y does not apply."""
+    if "runtime.txt" not in detection.extras or not detection.buildpack.brings_python:
+        return
+    runtime = runtime_of(detection.inputs(checkout, config))
+    if runtime is not None and runtime.language == "python":
+        path = detection.extras.pop("runtime.txt")
+        detection.ignored.append((path, f"{detection.config_path} chooses its own Python"))
+
+
+def _leave_out_install_r(checkout: Path, config: Config, detection: Detection) -> None:
+    """``install.R`` runs only with R (runtime.txt ``r-...`` or DESCRIPTION), as in repo2docker."""
+    if "install.R" not in detection.extras:
+        return
+    runtime = runtime_of(detection.inputs(checkout, config))
+    with_r = detection.buildpack.id == "DESCRIPTION" or (
+        runtime is not None and runtime.language == "r")
+    if not with_r:
+        path = detection.extras.pop("install.R")
+        detection.ignored.append((path, "R is chosen by runtime.txt r-YYYY-MM-DD or a "
+                                        "DESCRIPTION file"))
+
+
+def check(detection: Detection, checkout: Path, config: Config) -> None:
+    """Raise ``BuildFailure`` when the detected files cannot be built (before Docker runs)."""
+    inputs = detection.inputs(checkout, config)
+    detection.buildpack.check(inputs)
+    if not detection.buildpack.owns_context:
+        check_extras(detection.buildpack, inputs)
+
+
+def buildpack_by_id(pack_id: str) -> BuildPack:
+    return next((pack for pack in BUILDPACKS if pack.id == pack_id), DEFAULT_BUILDPACK)
+
+
+__all__ = ["BUILDPACKS", "DEFAULT_BUILDPACK", "BuildInputs", "BuildPack", "Detection", "check",
+           "detect", "buildpack_by_id"]

@@ -4,11 +4,12 @@ The build runs ``conda_env.py`` (shipped in the context under
 ``.binder-build/``) with the base image's ``/opt/rattler/bin/python``: it
 solves ``dependencies`` with py-rattler against the farm's channels
 (``BINDER_CONDA_CHANNELS``, which replace the file's ``channels``; detect
-logs so), installs them into ``/srv/env``, pip-installs the ``pip:``
-subsection (into the environment's own Python, or into ``/srv/env`` made a
-venv over the system Python when the environment has none) and registers
-the environment's Python as the notebook's ``python3`` kernel when it can
-import ipykernel. ``/srv/env/bin`` comes first on ``PATH``.
+logs so), installs them into
+``/srv/env`` (replacing the base image's venv there), installs the ``pip:``
+subsection with the farm's Python installer, and registers the
+environment's Python as the ``python3`` kernel when it can import ipykernel.
+The same script installs runtime.txt's ``python-X.Y`` alone
+(:func:`runtime_python_step`).
 
 Only ``environment.yml`` is staged before the install, so a code-only change
 reuses the dependency layer; when a ``pip:`` entry refers to files of the
@@ -20,14 +21,29 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from common.config import Config
 from common.errors import BuildFailure
 from workers import repo_yaml
-from workers.buildpacks.base import CONFIG_STAGING, ENV_PREFIX, HOME, BuildInputs, BuildPack
+from workers.buildpacks.base import (
+    CONFIG_STAGING,
+    ENV_PREFIX,
+    ENV_PYTHON,
+    BuildInputs,
+    BuildPack,
+    Install,
+    staged,
+)
 from workers.buildpacks.conda_env import (
     EnvironmentFileError,
     EnvironmentSpec,
     parse_environment,
     pip_needs_repo,
+)
+from workers.buildpacks.installers import (
+    CACHE_ROOT,
+    cache_mount,
+    install_argv,
+    python_cache_mount,
 )
 from workers.package_index import check_requirement_lines, sources_replaced
 
@@ -36,13 +52,44 @@ SCRIPT_SOURCE = Path(__file__).with_name(SCRIPT)
 #: The repository YAML loader the script imports inside the build.
 LOADER = "repo_yaml.py"
 LOADER_SOURCE = Path(repo_yaml.__file__)
+#: The repository YAML loader the script imports inside the build.
+LOADER = "repo_yaml.py"
+LOADER_SOURCE = Path(repo_yaml.__file__)
 #: The base image's venv holding py-rattler and pyyaml.
 RATTLER_PYTHON = "/opt/rattler/bin/python"
+
+
+def _run_script(config: Config, args: list[str]) -> str:
+    """The RUN line of the script (exec form inside ``sh -c``-free JSON)."""
+    argv = [RATTLER_PYTHON, staged(SCRIPT), *args, "--prefix", ENV_PREFIX,
+            "--installer", json.dumps(install_argv(config, "{python}")),
+            "--cache-dir", f"{CACHE_ROOT}/rattler"]
+    for channel in config.conda_channels:
+        argv += ["--channel", channel]
+    mounts = f"{cache_mount('rattler', config.nb_uid)} {python_cache_mount(config)}"
+    return f"RUN {mounts} {json.dumps(argv)}"
+
+
+def script_lines(inputs: BuildInputs) -> list[str]:
+    """Stage the script (once per Dockerfile)."""
+    uid = inputs.config.nb_uid
+    return [f"COPY --chown={uid}:{uid} .binder-build/{SCRIPT} .binder-build/{LOADER} "
+            f"{CONFIG_STAGING}/"]
+
+
+def runtime_python_step(inputs: BuildInputs, version: str) -> list[str]:
+    """Lines putting Python ``version`` from ``BINDER_CONDA_CHANNELS`` into ``/srv/env``."""
+    return [*script_lines(inputs), _run_script(inputs.config, ["--python", version])]
+
+
+def script_file() -> dict[str, bytes]:
+    return {SCRIPT: SCRIPT_SOURCE.read_bytes(), LOADER: LOADER_SOURCE.read_bytes()}
 
 
 class CondaBuildPack(BuildPack):
     id = "environment.yml"
     config_file = "environment.yml"
+    brings_python = True
 
     @staticmethod
     def _spec(inputs: BuildInputs) -> EnvironmentSpec:
@@ -79,36 +126,23 @@ class CondaBuildPack(BuildPack):
             if used and declared != used else None
         return [notice] if notice else []
 
-    def extra_files(self, inputs: BuildInputs) -> dict[str, bytes]:
-        return {SCRIPT: SCRIPT_SOURCE.read_bytes(), LOADER: LOADER_SOURCE.read_bytes()}
-
     def _needs_repo(self, inputs: BuildInputs) -> bool:
         try:
             return pip_needs_repo(self._spec(inputs))
         except EnvironmentFileError:
             return False  # the script reports it in the build
 
-    @staticmethod
-    def _command(inputs: BuildInputs, env_file: str) -> str:
-        """The RUN line (exec form: nothing goes through a shell)."""
-        argv = [RATTLER_PYTHON, f"{CONFIG_STAGING}/{SCRIPT}", env_file, "--prefix", ENV_PREFIX]
-        if inputs.config.pip_index_url:
-            argv += ["--pip-index-url", str(inputs.config.pip_index_url)]
-        for channel in inputs.config.conda_channels:
-            argv += ["--channel", channel]
-        return f"RUN {json.dumps(argv)}"
-
-    def render(self, inputs: BuildInputs) -> str:
+    def install(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
-        lines = self.preamble(inputs) + [
-            f"COPY .binder-build/{SCRIPT} {CONFIG_STAGING}/{SCRIPT}",
-            f"COPY .binder-build/{LOADER} {CONFIG_STAGING}/{LOADER}",
-            f"ENV PATH={ENV_PREFIX}/bin:$PATH CONDA_PREFIX={ENV_PREFIX}",
-        ]
+        result = Install(files=script_file(), own_python=True)
         if self._needs_repo(inputs):
-            lines += [f"COPY --chown=1000:1000 repo/ {HOME}/", f"WORKDIR {HOME}",
-                      self._command(inputs, f"{HOME}/{inputs.config_path}")]
+            result.before_repo = script_lines(inputs)
+            result.after_repo = [_run_script(inputs.config, [str(inputs.config_path)])]
         else:
-            lines += [self.stage_config(inputs, "environment.yml"),
-                      self._command(inputs, f"{CONFIG_STAGING}/environment.yml")]
-        return "\n".join(lines + self.finish()) + "\n"
+            result.before_repo = [*script_lines(inputs),
+                                  self.stage(inputs, inputs.config_path, "environment.yml"),
+                                  _run_script(inputs.config, [staged("environment.yml")])]
+        return result
+
+
+__all__ = ["CondaBuildPack", "ENV_PYTHON", "runtime_python_step", "script_file"]

@@ -27,15 +27,26 @@ that sentence as the build's error. The sentence goes to stdout: Docker's
 classic builder wraps a step's stderr in colour codes, which would hide the
 prefix from the worker.
 
+The pip step runs the installer command the worker hands over as JSON
+(``--installer``: uv pip or pip, with the farm's index already in it; the
+word ``{python}`` stands for the environment's Python). Downloads are kept
+in ``--cache-dir`` (a build cache shared by builds on the host). A prefix
+that holds a venv (the base image's ``/srv/env``) is emptied first.
+
+With ``--python X.Y`` and no environment file, the environment is that
+Python alone, from the ``--channel`` channels (runtime.txt's python-X.Y).
+
 Usage::
 
-    conda_env.py ENVIRONMENT_YML --prefix /srv/env [--pip-index-url URL] [--channel C ...]
+    conda_env.py [ENVIRONMENT_YML] --prefix /srv/env [--installer JSON] [--cache-dir DIR]
+                 [--python X.Y --channel URL ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
 import shutil
@@ -63,7 +74,7 @@ DEFAULT_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anacond
 #: Used when ``environment.yml`` lists no channels (as Binder does).
 FALLBACK_CHANNELS = ("conda-forge",)
 SYSTEM_PYTHON = "/usr/bin/python3"
-KERNEL_PREFIX = "/usr/local"
+DEFAULT_INSTALLER = ("{python}", "-m", "pip", "install", "--disable-pip-version-check")
 ERROR_PREFIX = "BINDER-ERROR: "
 
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$")
@@ -275,17 +286,6 @@ async def install(records: list[RepoDataRecord], prefix: Path, cache: Path) -> N
                                    f"{_one_line(str(exc))}.") from exc
 
 
-def pip_index_options(index_url: str | None) -> list[str]:
-    """pip options for the farm's package index (trusted when it is plain http)."""
-    if not index_url:
-        return ["--isolated"]
-    options = ["--isolated", "--index-url", index_url]
-    parts = urlsplit(index_url)
-    if parts.scheme == "http" and parts.hostname:
-        options += ["--trusted-host", parts.hostname]
-    return options
-
-
 def ensure_python(prefix: Path) -> Path:
     """The prefix's Python; makes the prefix a venv over the system Python if it has none."""
     python = prefix / "bin" / "python"
@@ -305,20 +305,19 @@ def _run(command: list[str], failure: str) -> None:
 
 
 def pip_install(python: Path, requirements: Sequence[str], workdir: Path,
-                index_url: str | None) -> None:
-    """pip-install ``requirements`` (lines of a requirements file) with ``python``.
+                installer: Sequence[str] = DEFAULT_INSTALLER) -> None:
+    """Install ``requirements`` (lines of a requirements file) into ``python``'s environment.
 
     The lines go through a requirements file next to environment.yml, as
     conda does, so options and relative paths in them work the same way.
     """
-    say(f"installing {len(requirements)} pip packages with {python}")
+    command = [str(python) if word == "{python}" else word for word in installer]
+    say(f"installing {len(requirements)} pip packages with {' '.join(command[:3])}")
     handle, name = tempfile.mkstemp(prefix="condaenv.", suffix=".requirements.txt", dir=workdir)
     try:
         with os.fdopen(handle, "w") as file:
             file.write("\n".join(requirements) + "\n")
-        command = [str(python), "-m", "pip", "install", "--no-cache-dir",
-                   "--disable-pip-version-check", *pip_index_options(index_url), "-r", name]
-        _stream_pip(command, workdir)
+        _stream_pip([*command, "-r", name], workdir)
     finally:
         os.unlink(name)
 
@@ -356,19 +355,42 @@ def register_kernel(prefix: Path) -> None:
             "kernel (add ipykernel to dependencies to use this environment in notebooks)")
         return
     say(f"registering {python} as the python3 kernel")
-    _run([str(python), "-m", "ipykernel", "install", "--prefix", KERNEL_PREFIX,
-          "--name", "python3", "--display-name", "Python 3"],
+    _run([str(python), "-m", "ipykernel", "install", "--sys-prefix",
+          "--name", "python3", "--display-name", "Python 3 (ipykernel)"],
          "registering the environment's Python as the notebook kernel failed.")
 
 
-def build(env_file: Path, prefix: Path, index_url: str | None,
+def clear_venv(prefix: Path) -> None:
+    """Empty ``prefix`` when it holds a venv (the base image's), for the conda environment."""
+    if not (prefix / "pyvenv.cfg").exists():
+        return
+    say(f"replacing the venv in {prefix} with the conda environment")
+    for child in prefix.iterdir():
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def build(env_file: Path | None, prefix: Path, installer: Sequence[str] = DEFAULT_INSTALLER,
+          cache: Path | None = None, python: str | None = None,
           farm_channels: Sequence[str] = ()) -> None:
-    """Everything: read, solve, install, pip, kernel. Raises ``EnvironmentFileError``."""
-    try:
-        text = env_file.read_text(errors="replace")
-    except OSError as exc:
-        raise EnvironmentFileError(f"environment.yml cannot be read: {exc.strerror}.") from exc
-    spec = parse_environment(text)
+    """Everything: read, solve, install, pip, kernel. Raises ``EnvironmentFileError``.
+
+    ``farm_channels`` replace the file's channels; without a file, ``python``
+    (X.Y) alone is installed from them.
+    """
+    if env_file is None:
+        if not python:
+            raise EnvironmentFileError("nothing to install: no environment.yml and no Python.")
+        spec = EnvironmentSpec(conda=(f"python {python}.*",))
+    else:
+        try:
+            text = env_file.read_text(errors="replace")
+        except OSError as exc:
+            raise EnvironmentFileError(
+                f"environment.yml cannot be read: {exc.strerror}.") from exc
+        spec = parse_environment(text)
     if spec.ignored:
         say(f"environment.yml: ignoring {', '.join(spec.ignored)} (only channels, "
             "dependencies and pip: are used)")
@@ -381,31 +403,48 @@ def build(env_file: Path, prefix: Path, index_url: str | None,
         raise EnvironmentFileError("environment.yml lists dependencies but no channels to "
                                    "take them from; add a channel such as conda-forge.")
     prefix.mkdir(parents=True, exist_ok=True)
-    cache = Path(tempfile.mkdtemp(prefix="rattler-"))
+    clear_venv(prefix)
+    scratch = None
+    if cache is None:
+        scratch = cache = Path(tempfile.mkdtemp(prefix="rattler-"))
     try:
-        records = asyncio.run(solve(spec, channels, cache))
+        try:
+            records = asyncio.run(solve(spec, channels, cache))
+        except EnvironmentFileError as exc:
+            if env_file is None and str(exc).startswith("conda could not solve"):
+                raise EnvironmentFileError(
+                    f"runtime.txt asks for Python {python}, which the conda channels "
+                    f"({', '.join(channels)}) do not have; ask for a Python they have, or "
+                    "leave runtime.txt out for the base image's Python.") from None
+            raise
         if records:
             asyncio.run(install(records, prefix, cache))
         else:
             say("environment.yml lists no conda dependencies")
     finally:
-        shutil.rmtree(cache, ignore_errors=True)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     if spec.pip:
-        pip_install(ensure_python(prefix), spec.pip, env_file.parent, index_url)
+        assert env_file is not None
+        pip_install(ensure_python(prefix), spec.pip, env_file.parent, installer)
     register_kernel(prefix)
     say(f"the environment in {prefix} is ready")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("env_file", type=Path, help="the environment.yml")
+    parser.add_argument("env_file", type=Path, nargs="?", help="the environment.yml")
     parser.add_argument("--prefix", type=Path, required=True, help="where to install")
-    parser.add_argument("--pip-index-url", default=None, help="pip index for the pip: section")
+    parser.add_argument("--installer", type=json.loads, default=list(DEFAULT_INSTALLER),
+                        help="JSON list: the install command of the pip: section")
+    parser.add_argument("--cache-dir", type=Path, default=None, help="package cache")
+    parser.add_argument("--python", default=None, help="X.Y: install this Python only")
     parser.add_argument("--channel", action="append", default=[], dest="channels",
                         help="a channel of the farm (repeatable); replaces the file's channels")
     args = parser.parse_args(argv)
     try:
-        build(args.env_file, args.prefix, args.pip_index_url, args.channels)
+        build(args.env_file, args.prefix, args.installer, args.cache_dir, args.python,
+              args.channels)
     except EnvironmentFileError as exc:
         report_error(str(exc))
         return 1

@@ -1,13 +1,10 @@
-"""No config file: the base image plus the repository."""
+"""No environment file: the base image's environment plus the repository."""
 
 from __future__ import annotations
 
-from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.buildpacks.base import BuildPack
 
 
 class DefaultBuildPack(BuildPack):
     id = "default"
-    config_file = None
-
-    def render(self, inputs: BuildInputs) -> str:
-        return "\n".join(self.preamble(inputs) + self.finish()) + "\n"
+    config_file: str | None = None

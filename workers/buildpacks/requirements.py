@@ -1,14 +1,15 @@
-"""``requirements.txt``: a venv over the base image's Python, pip-installed."""
+"""``requirements.txt``: installed into the user's environment with uv or pip."""
 
 from __future__ import annotations
 
 import re
 
-from workers.buildpacks.base import CONFIG_STAGING, ENV_PREFIX, HOME, BuildInputs, BuildPack
+from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
+from workers.buildpacks.installers import python_install
 from workers.package_index import check_requirements_file
 
 # Lines that refer to other files of the repository (``-r other.txt``,
-# ``-e .``, local paths) need the whole repository before pip runs.
+# ``-e .``, local paths) need the whole repository before the install runs.
 _LOCAL_REFERENCE = re.compile(r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|file:)")
 _FIND_LINKS = re.compile(r"^\s*(-f|--find-links)[\s=]+(\S+)")
 
@@ -36,21 +37,13 @@ class RequirementsBuildPack(BuildPack):
         assert inputs.config_path is not None
         check_requirements_file(inputs.checkout, str(inputs.config_path))
 
-    def render(self, inputs: BuildInputs) -> str:
+    def install(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
-        text = (inputs.checkout / inputs.config_path).read_text(errors="replace")
-        needs_repo = any(needs_repository(line) for line in text.splitlines())
-        pip = f"{ENV_PREFIX}/bin/pip install --no-cache-dir --disable-pip-version-check " \
-              f"{self.pip_options(inputs)}".rstrip()
-        lines = self.preamble(inputs) + [
-            f"ENV PATH={ENV_PREFIX}/bin:$PATH VIRTUAL_ENV={ENV_PREFIX}",
-            f"RUN python3 -m venv --system-site-packages {ENV_PREFIX} && "
-            + self.register_kernel(f"{ENV_PREFIX}/bin/python"),
-        ]
-        if needs_repo:
-            lines += [f"COPY --chown=1000:1000 repo/ {HOME}/", f"WORKDIR {HOME}",
-                      f"RUN {pip} -r {inputs.config_path}"]
-        else:
-            lines += [self.stage_config(inputs, "requirements.txt"),
-                      f"RUN {pip} -r {CONFIG_STAGING}/requirements.txt"]
-        return "\n".join(lines + self.finish()) + "\n"
+        text = inputs.read()
+        if any(needs_repository(line) for line in text.splitlines()):
+            return Install(after_repo=[python_install(
+                inputs.config, ENV_PYTHON, ["-r", str(inputs.config_path)], "requirements.txt")])
+        return Install(before_repo=[
+            self.stage(inputs, inputs.config_path, "requirements.txt"),
+            python_install(inputs.config, ENV_PYTHON, ["-r", staged("requirements.txt")],
+                           "requirements.txt")])

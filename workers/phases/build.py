@@ -1,21 +1,20 @@
-"""Phase build: render the Dockerfile and build it on this host's engine."""
+"""Phase build: render the Dockerfile and build it on this host's engine.
+
+Detection runs again on the checkout (it is deterministic), so the build
+renders exactly what the detect phase logged.
+"""
 
 from __future__ import annotations
-
-from pathlib import PurePosixPath
 
 from common import template_store
 from common.name_store import belongs
 from workers.build_cgroup import LimitNotSet, limit_build_memory
-from workers.buildpacks import BUILDPACKS, DEFAULT_BUILDPACK, BuildInputs, BuildPack
+from workers.buildpacks import detect
+from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_context import write_context
 from workers.image_build import BuildRequest, run_build
 from workers.index_proxy import build_index_url
 from workers.phase_runner import PhaseResult, PhaseRun
-
-
-def buildpack_by_id(pack_id: str) -> BuildPack:
-    return next((pack for pack in BUILDPACKS if pack.id == pack_id), DEFAULT_BUILDPACK)
 
 
 def previous_image(phase: PhaseRun) -> str | None:
@@ -51,13 +50,11 @@ def run(phase: PhaseRun) -> PhaseResult | None:
     record, config = phase.record, phase.config
     if record.get("cached"):
         return None
-    buildpack = buildpack_by_id(record.get("buildpack") or DEFAULT_BUILDPACK.id)
-    config_file = record.get("config")
-    config_path = PurePosixPath(config_file) if config_file else None
+    detection = detect(phase.checkout, config)
+    buildpack = detection.buildpack
     # Builds see the index without its credentials (workers/index_proxy.py).
     visible_index = build_index_url(config.pip_index_url, config.pip_proxy)
-    inputs = BuildInputs(phase.checkout, config_path,
-                         config.replace(pip_index_url=visible_index))
+    inputs = detection.inputs(phase.checkout, config.replace(pip_index_url=visible_index))
     dockerfile_text = buildpack.render(inputs)
     if not buildpack.owns_context:
         phase.say("generated Dockerfile:")
@@ -73,7 +70,9 @@ def run(phase: PhaseRun) -> PhaseResult | None:
                 "org.binder-build.repository": record["repository"],
                 "org.binder-build.ref": record.get("ref") or "",
                 "org.binder-build.content-id": phase.content_id,
-                "org.binder-build.commit": record.get("commit") or ""})
+                "org.binder-build.commit": record.get("commit") or ""},
+        # Binder's conventions reach a repository's own Dockerfile as build arguments.
+        build_args=DockerfileBuildPack.build_args(config) if buildpack.owns_context else {})
     cache_from = previous_image(phase)
     if cache_from:
         request.cache_from.append(cache_from)

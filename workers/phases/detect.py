@@ -1,4 +1,4 @@
-"""Phase detect: choose the buildpack and read ``.binder.yml``."""
+"""Phase detect: choose the environment and what composes on top; read ``.binder.yml``."""
 
 from __future__ import annotations
 
@@ -6,16 +6,15 @@ from typing import Any
 
 from common.sizes import parse_size
 from workers.binder_yml import Ceilings, find_binder_yml, load_binder_yml
-from workers.buildpacks import BuildInputs, detect
+from workers.buildpacks import check, detect
 from workers.phase_runner import PhaseResult, PhaseRun
 
 
 def run(phase: PhaseRun) -> PhaseResult:
     checkout, config = phase.checkout, phase.config
-    buildpack, config_path = detect(checkout, config)
-    inputs = BuildInputs(checkout, config_path, config)
-    buildpack.check(inputs)
-    for notice in buildpack.notices(inputs):
+    detection = detect(checkout, config)
+    check(detection, checkout, config)
+    for notice in detection.buildpack.notices(detection.inputs(checkout, config)):
         phase.say(notice)
     binder_yml: dict[str, Any] = {}
     yml_path = find_binder_yml(checkout)
@@ -23,7 +22,12 @@ def run(phase: PhaseRun) -> PhaseResult:
         binder_yml = load_binder_yml(yml_path, Ceilings(parse_size(config.max_memory),
                                                         config.max_cpu))
         phase.say(f"read {yml_path.name}")
-    chosen = str(config_path) if config_path else "none"
-    phase.say(f"building with the {buildpack.id} buildpack (config file: {chosen})")
+    applied = [str(path) for path in detection.applied]
+    phase.say(f"building with the {detection.buildpack.id} buildpack; applying, in order: "
+              f"{', '.join(applied) if applied else 'no configuration file'}")
+    for path, reason in detection.ignored:
+        phase.say(f"ignoring {path}: {reason}")
+    config_path = detection.config_path
     return PhaseResult({"config": str(config_path) if config_path else None,
-                        "buildpack": buildpack.id, "binder_yml": binder_yml})
+                        "buildpack": detection.buildpack.id, "config_files": applied,
+                        "binder_yml": binder_yml})

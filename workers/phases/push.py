@@ -12,16 +12,17 @@ from concurrent.futures import Future, ThreadPoolExecutor
 
 from workers.docker_engine import docker_client
 from workers.phase_runner import PhaseResult, PhaseRun
-from workers.phases.template import serving_port
+from workers.phases.template import image_facts, launch_command, serving_port
 from workers.registry import push_image
 from workers.verify import verify_image
 
 
 def verify(phase: PhaseRun) -> None:
     """Start the image as its template will and wait until it serves."""
-    record = phase.record
-    verify_image(phase.config, phase.image, serving_port(record, phase.config),
-                 (record.get("binder_yml") or {}).get("command"), record["build_id"],
+    record, config = phase.record, phase.config
+    image_cmd, _ = image_facts(config, phase.image)
+    verify_image(config, phase.image, serving_port(record, config),
+                 launch_command(record, config, image_cmd), record["build_id"],
                  phase.say, phase.guard)
 
 

@@ -2,6 +2,13 @@
 
 The image is verified beside the push (``workers/phases/push.py``), so this
 phase only writes what both made true.
+
+The template's ``command`` is what a launcher runs as the image's command
+(Docker's CMD; the image's entrypoint, such as a repository's ``start``,
+stays and wraps it): ``.binder.yml``'s command, else the image's own CMD,
+else JupyterLab's server on the template's port. ``interfaces`` lists the
+user interfaces the image says it serves (its
+``org.binder-build.interfaces`` label, set by the base image).
 """
 
 from __future__ import annotations
@@ -11,15 +18,29 @@ import shlex
 from common import template_store
 from common.config import Config
 from common.models import BuildRecord, TemplateRecord
+from workers.buildpacks.compose import PORT, default_command
 from workers.docker_engine import docker_client
 from workers.phase_runner import PhaseResult, PhaseRun
 
+INTERFACES_LABEL = "org.binder-build.interfaces"
+#: Commands of images that name no command of their own (the Debian root's shell).
+NO_COMMAND: tuple[list[str], ...] = ([], ["/bin/bash"], ["bash"], ["/bin/sh"], ["sh"])
 
-def image_command(config: Config, image: str) -> str | None:
-    """The image's own default command, as one shell-quoted string."""
+
+def image_facts(config: Config, image: str) -> tuple[list[str], list[str]]:
+    """The image's own CMD and the interfaces its label names."""
     attrs = docker_client(config, timeout=60).images.get(image).attrs["Config"]
-    argv = (attrs.get("Entrypoint") or []) + (attrs.get("Cmd") or [])
-    return shlex.join(argv) if argv else None
+    labels = attrs.get("Labels") or {}
+    interfaces = [name.strip() for name in labels.get(INTERFACES_LABEL, "").split(",")
+                  if name.strip()]
+    return list(attrs.get("Cmd") or []), interfaces
+
+
+def template_command(image_cmd: list[str], port: int) -> str:
+    """The image's own command, or JupyterLab's server on ``port``."""
+    if image_cmd in NO_COMMAND or image_cmd == default_command(PORT):
+        return shlex.join(default_command(port))
+    return shlex.join(image_cmd)
 
 
 def serving_port(record: BuildRecord, config: Config) -> int:
@@ -27,8 +48,15 @@ def serving_port(record: BuildRecord, config: Config) -> int:
     return int((record.get("binder_yml") or {}).get("port", config.default_port))
 
 
+def launch_command(record: BuildRecord, config: Config, image_cmd: list[str]) -> str:
+    """The command the template gives launchers, and verification runs."""
+    binder_yml = record.get("binder_yml") or {}
+    return str(binder_yml.get("command")
+               or template_command(image_cmd, serving_port(record, config)))
+
+
 def make_template(record: BuildRecord, image: str, config: Config,
-                  command: str | None) -> TemplateRecord:
+                  image_cmd: list[str], interfaces: list[str] | None = None) -> TemplateRecord:
     binder_yml = record.get("binder_yml") or {}
     limits = {"memory": config.default_memory, "cpu": config.default_cpu,
               **binder_yml.get("limits", {})}
@@ -43,17 +71,18 @@ def make_template(record: BuildRecord, image: str, config: Config,
         "content_id": record.get("content_id"),
         "config": record.get("config"),
         "port": serving_port(record, config),
-        "command": binder_yml.get("command", command),
+        "command": launch_command(record, config, image_cmd),
         "services": binder_yml.get("services", []),
         "limits": limits,
         "hardware": binder_yml.get("hardware", {}),
+        "interfaces": interfaces or [],
     }
 
 
 def run(phase: PhaseRun) -> PhaseResult:
     record, config = phase.record, phase.config
-    command = image_command(config, phase.image)
-    template = make_template(record, phase.image, config, command)
+    image_cmd, interfaces = image_facts(config, phase.image)
+    template = make_template(record, phase.image, config, image_cmd, interfaces)
     template_store.save_template(template)
     phase.say(f"template {record['name']} saved")
     return PhaseResult({"image_source": phase.image}, complete=True)

@@ -1,0 +1,320 @@
+"""Composed buildpacks: detection of every file, the generated Dockerfile's order, and
+the sentences for what cannot be built."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import pytest
+
+from common.config import Config, load_config
+from common.errors import BuildFailure
+from workers.base_image import RECIPE_DIR
+from workers.buildpacks import Detection, check, detect
+from workers.buildpacks.compose import apt_packages, default_command
+from workers.buildpacks.installers import index_options
+from workers.buildpacks.pipfile import requirements
+from workers.buildpacks.r import cran_url, description_dependencies
+from workers.buildpacks.runtime import Runtime, parse_runtime
+from workers.phases.template import launch_command, template_command
+
+CONFIG = load_config(environ={"BINDER_REGISTRY": "registry.test:5000",
+                              "BINDER_PIP_INDEX_URL": "http://127.0.0.1:9/simple/",
+                              "BINDER_CONDA_CHANNELS": "http://127.0.0.1:8/channel",
+                              "BINDER_CRAN_URL": "http://127.0.0.1:7/{date}"})
+
+
+def checkout_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    checkout = tmp_path / "checkout"
+    for name, text in files.items():
+        (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / name).write_text(text)
+    checkout.mkdir(exist_ok=True)
+    return checkout
+
+
+def detected(tmp_path: Path, files: dict[str, str], config: Config = CONFIG) -> Detection:
+    return detect(checkout_with(tmp_path, files), config)
+
+
+def dockerfile(tmp_path: Path, files: dict[str, str], config: Config = CONFIG) -> list[str]:
+    checkout = checkout_with(tmp_path, files)
+    detection = detect(checkout, config)
+    check(detection, checkout, config)
+    return detection.buildpack.render(detection.inputs(checkout, config)).splitlines()
+
+
+def position(lines: list[str], text: str) -> int:
+    return next(i for i, line in enumerate(lines) if text in line)
+
+
+# detection
+
+
+def test_every_composed_file_applies_in_order(tmp_path: Path) -> None:
+    detection = detected(tmp_path, {
+        "binder/start": "#!/bin/bash\nexec \"$@\"\n", "binder/postBuild": "true\n",
+        "binder/apt.txt": "cowsay\n", "binder/requirements.txt": "numpy\n",
+        "binder/runtime.txt": "python-3.11\n"})
+    assert detection.buildpack.id == "requirements.txt"
+    assert [str(path) for path in detection.applied] == [
+        "binder/apt.txt", "binder/runtime.txt", "binder/requirements.txt", "binder/postBuild",
+        "binder/start"]
+    assert detection.ignored == []
+
+
+def test_a_repository_dockerfile_leaves_out_everything_else_by_name(tmp_path: Path) -> None:
+    detection = detected(tmp_path, {"Dockerfile": "FROM x\n", "apt.txt": "cowsay\n",
+                                    "postBuild": "true\n", "setup.py": ""})
+    assert detection.buildpack.id == "Dockerfile" and detection.extras == {}
+    assert {str(path): reason for path, reason in detection.ignored} == {
+        "setup.py": "the environment comes from Dockerfile",
+        "apt.txt": "Dockerfile builds the image by itself",
+        "postBuild": "Dockerfile builds the image by itself"}
+
+
+@pytest.mark.parametrize(("files", "chosen"), [
+    ({"requirements.txt": "", "environment.yml": "", "Dockerfile": "FROM x\n"},
+     ("requirements.txt", "Dockerfile")),
+    ({"requirements.txt": "", "environment.yml": ""}, ("requirements.txt", "environment.yml")),
+    ({"setup.py": "", "Pipfile": ""}, ("setup.py", "Pipfile")),
+    ({"Pipfile": "", "Pipfile.lock": "{}"}, ("Pipfile.lock", "Pipfile.lock")),
+    ({"DESCRIPTION": "Package: x\n", "runtime.txt": "r-2024-01-01\n"},
+     ("DESCRIPTION", "DESCRIPTION")),
+    ({"runtime.txt": "python-3.12\n"}, ("runtime.txt", "runtime.txt")),
+    ({"requirements.txt": "", "Project.toml": ""}, ("requirements.txt", "Project.toml")),
+])
+def test_default_and_repo2docker_precedence(tmp_path: Path, files: dict[str, str],
+                                            chosen: tuple[str, str]) -> None:
+    assert detected(tmp_path, files).buildpack.id == chosen[0]
+    repo2docker = CONFIG.replace(config_order=("repo2docker",))
+    assert detected(tmp_path, files, repo2docker).buildpack.id == chosen[1]
+
+
+def test_a_pyproject_without_build_system_is_not_a_package(tmp_path: Path) -> None:
+    detection = detected(tmp_path, {"pyproject.toml": "[tool.ruff]\nline-length = 1\n"})
+    assert detection.buildpack.id == "default"
+    assert [(str(p), r) for p, r in detection.ignored] == [
+        ("pyproject.toml", "it has no [build-system] table")]
+    assert detected(tmp_path, {"pyproject.toml": "[build-system]\nrequires = []\n"}
+                    ).buildpack.id == "pyproject.toml"
+
+
+def test_install_r_needs_r_chosen(tmp_path: Path) -> None:
+    without = detected(tmp_path, {"install.R": "1\n", "requirements.txt": ""})
+    assert "install.R" not in without.extras
+    assert [str(p) for p, _ in without.ignored] == ["install.R"]
+    with_r = detected(tmp_path, {"runtime.txt": "r-2024-01-01\n"})
+    assert "install.R" in with_r.extras
+
+
+def test_environment_yml_brings_its_own_python(tmp_path: Path) -> None:
+    detection = detected(tmp_path, {"environment.yml": "", "runtime.txt": "python-3.12\n"})
+    assert "runtime.txt" not in detection.extras
+    assert detection.ignored[0][1] == "environment.yml chooses its own Python"
+
+
+@pytest.mark.parametrize(("name", "what"), [
+    ("Project.toml", "a Julia environment"), ("REQUIRE", "a Julia environment (REQUIRE)"),
+    ("default.nix", "a Nix environment")])
+def test_unsupported_files_fail_with_a_sentence(tmp_path: Path, name: str, what: str) -> None:
+    checkout = checkout_with(tmp_path, {name: ""})
+    with pytest.raises(BuildFailure) as caught:
+        check(detect(checkout, CONFIG), checkout, CONFIG)
+    assert caught.value.message.startswith(
+        f"{name} asks for {what}, which this farm cannot build; it builds requirements.txt")
+
+
+# the generated Dockerfile
+
+
+def test_composed_order_users_expect(tmp_path: Path) -> None:
+    lines = dockerfile(tmp_path, {
+        "apt.txt": "cowsay\n", "requirements.txt": "numpy\n", "postBuild": "true\n",
+        "start": "exec \"$@\"\n"})
+    apt = position(lines, "apt-get install")
+    assert "cowsay" in lines[apt] and "id=binder-apt-archives" in lines[apt]
+    user = lines.index("USER jovyan")
+    install = position(lines, "uv pip install")
+    copy = lines.index("COPY --chown=1000:1000 repo/ /home/jovyan/")
+    post = position(lines, "run-script postBuild")
+    entry = position(lines, "ENTRYPOINT")
+    assert apt < user < install < copy < post < entry
+    assert json.loads(lines[entry].removeprefix("ENTRYPOINT ")) == [
+        "tini", "-g", "--", "/home/jovyan/start"]
+    assert lines[-1] == f"CMD {json.dumps(default_command())}"
+
+
+def test_runtime_python_comes_from_the_conda_channels(tmp_path: Path) -> None:
+    lines = dockerfile(tmp_path, {"runtime.txt": "python-3.12\n", "requirements.txt": "x\n"})
+    run = lines[position(lines, "conda_env.py\", \"--python\"")]
+    argv = json.loads(run[run.index("["):])
+    assert argv[argv.index("--python") + 1] == "3.12"
+    assert argv[argv.index("--channel") + 1] == "http://127.0.0.1:8/channel"
+    assert position(lines, "--python\", \"3.12") < position(lines, "uv pip install")
+    assert "ipykernel install --sys-prefix" in lines[position(lines, "import ipykernel")]
+
+
+def test_runtime_python_of_the_base_image_needs_no_conda(tmp_path: Path) -> None:
+    lines = dockerfile(tmp_path, {"runtime.txt": "python-3.11\n"})
+    assert not any("conda_env.py" in line for line in lines)
+
+
+def test_r_runtime_installs_r_irkernel_and_the_dated_snapshot(tmp_path: Path) -> None:
+    lines = dockerfile(tmp_path, {"runtime.txt": "r-2024-01-01\n", "install.R": "1\n"})
+    r = lines[position(lines, "r-base-core")]
+    assert "r-cran-irkernel" in r and "IRkernel::installspec" in r
+    assert "http://127.0.0.1:7/2024-01-01" in r
+    staged = lines.index("COPY --chown=1000:1000 repo/install.R /tmp/binder/install.R")
+    assert lines[staged + 1] == "RUN cd /tmp/binder && Rscript install.R"
+    assert r.index("r-base-core") and position(lines, "r-base-core") < lines.index("USER jovyan")
+
+
+def test_description_installs_its_dependencies_then_the_package(tmp_path: Path) -> None:
+    lines = dockerfile(tmp_path, {"DESCRIPTION": "Package: demo\nImports: dplyr (>= 1.0),\n"
+                                                 "    ggplot2, utils\nDepends: R (>= 4.0)\n"})
+    deps = lines[position(lines, "Rscript -e")]
+    assert '"dplyr", "ggplot2"' in deps and '"utils"' not in deps
+    assert "http://127.0.0.1:7/latest" in lines[position(lines, "r-base-core")]
+    assert position(lines, "Rscript -e") < position(lines, "repo/ /home") < position(
+        lines, "R CMD INSTALL .")
+
+
+def test_appendix_and_repo_dir(tmp_path: Path) -> None:
+    config = CONFIG.replace(appendix="USER root\\nRUN echo operator-layer\\nUSER jovyan",
+                            repo_dir="/srv/repo")
+    lines = dockerfile(tmp_path, {}, config)
+    assert lines[lines.index("# BINDER_APPENDIX") + 1:][:3] == [
+        "USER root", "RUN echo operator-layer", "USER jovyan"]
+    assert "ENV REPO_DIR=/srv/repo" in lines
+    assert "COPY --chown=1000:1000 repo/ /srv/repo/" in lines
+    assert "RUN install -d -o 1000 -g 1000 /srv/repo" in lines
+
+
+def test_pip_is_a_setting_away_and_named_in_the_log(tmp_path: Path) -> None:
+    lines = dockerfile(tmp_path, {"requirements.txt": "numpy\n"},
+                       CONFIG.replace(python_installer="pip"))
+    run = lines[position(lines, "pip install")]
+    assert "installing requirements.txt with pip" in run
+    assert "/srv/env/bin/python -m pip install" in run
+    assert "id=binder-pip,target=/var/cache/binder/pip,uid=1000" in run
+
+
+def test_index_options_for_each_installer() -> None:
+    assert index_options("uv", "") == []
+    assert index_options("uv", "http://127.0.0.1:9/simple/") == [
+        "--index-url", "http://127.0.0.1:9/simple/"]
+    assert index_options("pip", "http://127.0.0.1:9/simple/") == [
+        "--index-url", "http://127.0.0.1:9/simple/", "--trusted-host", "127.0.0.1"]
+    assert index_options("pip", "https://pypi.example/simple/") == [
+        "--index-url", "https://pypi.example/simple/"]
+
+
+def test_the_recipe_and_generated_images_share_one_command() -> None:
+    recipe = (RECIPE_DIR / "Dockerfile").read_text()
+    assert f"CMD {json.dumps(default_command())}" in recipe.splitlines()
+
+
+@pytest.mark.parametrize(("image_cmd", "port", "command"), [
+    (default_command(), 8888, default_command()),
+    (default_command(), 9000, default_command(9000)),
+    ([], 8888, default_command()),
+    (["/bin/bash"], 8888, default_command()),
+    (["voila", "app.ipynb"], 8888, ["voila", "app.ipynb"]),
+])
+def test_template_command(image_cmd: list[str], port: int, command: list[str]) -> None:
+    assert template_command(image_cmd, port) == " ".join(command)
+
+
+def test_verification_runs_the_template_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    from types import SimpleNamespace
+
+    from workers.phases import push
+
+    ran: list[tuple[int, str | None]] = []
+    monkeypatch.setattr(push, "image_facts", lambda config, image: (default_command(), []))
+    monkeypatch.setattr(push, "verify_image", lambda config, image, port, command, *rest:
+                        ran.append((port, command)))
+    for binder_yml, expected in (({}, (8888, shlex.join(default_command(8888)))),
+                                 ({"port": 9000}, (9000, shlex.join(default_command(9000)))),
+                                 ({"command": "voila"}, (8888, "voila"))):
+        record = {"build_id": "b", "binder_yml": binder_yml}
+        push.verify(SimpleNamespace(record=record, config=CONFIG, image="i", say=print,
+                                    guard=None))  # type: ignore[arg-type]
+        assert ran.pop() == expected
+        assert launch_command(record, CONFIG, default_command()) == expected[1]  # type: ignore[arg-type]
+
+
+# the files' own sentences
+
+
+@pytest.mark.parametrize(("text", "runtime"), [
+    ("python-3.12\n", Runtime("python", "3.12")),
+    ("python-3.10.4", Runtime("python", "3.10")),
+    ("# pinned\nr-2024-01-01\n", Runtime("r", "4.2", "2024-01-01")),
+    ("r-4.2-2023-06-30", Runtime("r", "4.2", "2023-06-30")),
+])
+def test_runtime_txt(text: str, runtime: Runtime) -> None:
+    assert parse_runtime(text) == runtime
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("r-4.3-2024-01-01", "asks for R 4.3, but this farm provides R 4.2 only"),
+    ("r-4.2", "asks for R without a date"),
+    ("r-2024-13-01", "2024-13-01 is not a date"),
+    ("julia-1.9", "says `julia-1.9`, which this farm cannot build"),
+    ("python-3.12\npython-3.11", "must hold one line"),
+])
+def test_runtime_txt_errors(text: str, message: str) -> None:
+    with pytest.raises(BuildFailure, match=message):
+        parse_runtime(text)
+
+
+def test_apt_txt_names_are_checked() -> None:
+    assert apt_packages("# c\ncowsay fortune-mod\nlibfoo1=1.2-3\n") == [
+        "cowsay", "fortune-mod", "libfoo1=1.2-3"]
+    with pytest.raises(BuildFailure, match="apt.txt line 2: `-oAPT::x` is not a Debian"):
+        apt_packages("cowsay\n-oAPT::x\n")
+    with pytest.raises(BuildFailure, match="is not a Debian package name"):
+        apt_packages("$(curl evil)\n")
+
+
+def test_pipfile_lock_pins_with_hashes_and_pipfile_specifiers() -> None:
+    digest = "sha256:" + "a" * 64
+    lock = json.dumps({"_meta": {"requires": {"python_version": "3.12"}},
+                       "default": {"numpy": {"version": "==1.26.0", "hashes": [digest],
+                                             "markers": "python_version >= '3.9'"}},
+                       "develop": {"local": {"path": ".", "editable": True}}})
+    lines, needs_repo, python = requirements(lock, "Pipfile.lock")
+    assert lines == [f"numpy==1.26.0; python_version >= '3.9' --hash={digest}", "-e ."]
+    assert needs_repo and python == "3.12"
+    lines, needs_repo, python = requirements(
+        '[packages]\nrequests = "*"\npandas = {version = ">=2", extras = ["excel"]}\n'
+        '[dev-packages]\npytest = "==8.0"\n', "Pipfile")
+    assert lines == ["requests", "pandas[excel]>=2", "pytest==8.0"]
+    assert not needs_repo and python is None
+    with pytest.raises(BuildFailure, match="is not a version specifier"):
+        requirements('[packages]\nx = "; rm -rf /"\n', "Pipfile")
+    with pytest.raises(BuildFailure, match="points outside the repository"):
+        requirements('[packages]\nx = {path = "../elsewhere"}\n', "Pipfile")
+
+
+def test_pipfile_sources_are_replaced_by_the_farm_index_and_said(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, {"Pipfile": '[[source]]\nurl = "https://evil.example/simple"'
+                                                   '\nname = "evil"\n[packages]\nx = "*"\n'})
+    detection = detect(checkout, CONFIG)
+    [note] = detection.buildpack.notices(detection.inputs(checkout, CONFIG))
+    assert note.startswith("Pipfile names its own package sources (https://evil.example/simple)")
+    assert note.endswith("http://127.0.0.1:9/simple/.")
+    lines = detection.buildpack.render(detection.inputs(checkout, CONFIG))
+    assert "evil.example" not in lines
+
+
+def test_description_dependencies_and_cran_url() -> None:
+    assert description_dependencies("Package: x\nDepends: R (>= 4), methods\n") == []
+    with pytest.raises(BuildFailure, match="is not an R package name"):
+        description_dependencies("Imports: ok, bad;name\n")
+    assert cran_url(CONFIG, "2024-01-01") == "http://127.0.0.1:7/2024-01-01"
+    assert cran_url(CONFIG, None) == "http://127.0.0.1:7/latest"

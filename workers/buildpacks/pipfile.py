@@ -1,0 +1,153 @@
+"""``Pipfile.lock`` (preferred) or ``Pipfile``: pipenv's files, installed without pipenv.
+
+The worker turns the packages (default and develop, as ``pipenv install
+--dev`` does in repo2docker) into a requirements file: a lock's exact pins
+with their hashes, or a Pipfile's specifiers. It goes in the context under
+``.binder-build/`` and is installed with the farm's Python installer from
+the farm's index: a ``[[source]]`` of the repository is not used.
+``[requires] python_version`` asks for that Python, as runtime.txt would.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from typing import Any
+
+from common.errors import BuildFailure
+from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
+from workers.buildpacks.installers import python_install
+from workers.package_index import sources_replaced
+
+REQUIREMENTS = "Pipfile.requirements.txt"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_SPECIFIER = re.compile(r"^(\*|(===?|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
+                        r"(\s*,\s*(===?|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+)*)$")
+_PYTHON_VERSION = re.compile(r"^(\d+)\.(\d+)")
+
+
+class PipfileError(BuildFailure):
+    pass
+
+
+def _requirement(name: str, entry: Any, source: str, locked: bool) -> tuple[str, bool]:
+    """One requirements line and whether it refers to the repository's files."""
+    if not _NAME.match(name):
+        raise PipfileError(f"{source}: `{name[:60]}` is not a package name.")
+    if isinstance(entry, str):
+        entry = {"version": entry}
+    if not isinstance(entry, dict):
+        raise PipfileError(f"{source}: the entry of {name} must be a version or a table.")
+    extras = entry.get("extras") or []
+    if not isinstance(extras, list) or not all(isinstance(e, str) and _NAME.match(e)
+                                               for e in extras):
+        raise PipfileError(f"{source}: the extras of {name} must be a list of names.")
+    requirement = name + (f"[{','.join(extras)}]" if extras else "")
+    if "path" in entry:
+        path = str(entry["path"])
+        if path.startswith(("/", "~")) or ".." in path.split("/"):
+            raise PipfileError(f"{source}: {name} points outside the repository ({path[:60]}).")
+        editable = "-e " if entry.get("editable") else ""
+        return f"{editable}{path}", True
+    if "git" in entry or "file" in entry:
+        url = str(entry.get("git") or entry.get("file"))
+        if not url.startswith("https://"):
+            raise PipfileError(f"{source}: {name} must come from an https:// URL.")
+        ref = f"@{entry['ref']}" if entry.get("ref") and "git" in entry else ""
+        prefix = "git+" if "git" in entry else ""
+        return f"{requirement} @ {prefix}{url}{ref}", False
+    version = str(entry.get("version", "*")).strip()
+    if not _SPECIFIER.match(version):
+        raise PipfileError(f"{source}: the version of {name} ({version[:60]}) is not a "
+                           "version specifier such as ==1.0 or >=2.")
+    line = requirement + ("" if version == "*" else version)
+    markers = entry.get("markers")
+    if isinstance(markers, str) and markers.strip():
+        line += f"; {markers.strip()}"
+    if locked:
+        hashes = entry.get("hashes") or []
+        line += "".join(f" --hash={digest}" for digest in hashes
+                        if isinstance(digest, str) and re.match(r"^sha256:[0-9a-f]{64}$", digest))
+    return line, False
+
+
+def declared_sources(text: str, source: str) -> list[str]:
+    """The package indexes the file names (``[[source]]``, a lock's ``_meta.sources``)."""
+    try:
+        data = json.loads(text) if source.endswith(".lock") else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError):
+        return []
+    sources = (data.get("_meta") or {}).get("sources") if source.endswith(".lock") \
+        else data.get("source")
+    if not isinstance(sources, list):
+        return []
+    return [str(entry["url"]) for entry in sources if isinstance(entry, dict) and "url" in entry]
+
+
+def requirements(text: str, source: str) -> tuple[list[str], bool, str | None]:
+    """(requirements lines, whether they need the repository, python version X.Y)."""
+    locked = source.endswith(".lock")
+    try:
+        data = json.loads(text) if locked else tomllib.loads(text)
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise PipfileError(f"{source} is not valid {'JSON' if locked else 'TOML'}: "
+                           f"{str(exc)[:200]}") from exc
+    if not isinstance(data, dict):
+        raise PipfileError(f"{source} must hold a table of packages.")
+    sections = ("default", "develop") if locked else ("packages", "dev-packages")
+    lines, needs_repo = [], False
+    for section in sections:
+        packages = data.get(section) or {}
+        if not isinstance(packages, dict):
+            raise PipfileError(f"{source}: `{section}` must be a table of packages.")
+        for name, entry in packages.items():
+            line, local = _requirement(str(name), entry, source, locked)
+            lines.append(line)
+            needs_repo = needs_repo or local
+    requires = (data.get("_meta", {}) if locked else data).get("requires") or {}
+    version = None
+    if isinstance(requires, dict) and requires.get("python_version"):
+        match = _PYTHON_VERSION.match(str(requires["python_version"]))
+        if not match:
+            raise PipfileError(f"{source}: python_version must look like 3.12.")
+        version = f"{match.group(1)}.{match.group(2)}"
+    return lines, needs_repo, version
+
+
+class PipfileBuildPack(BuildPack):
+    id = "Pipfile"
+    config_file = "Pipfile"
+
+    def _parse(self, inputs: BuildInputs) -> tuple[list[str], bool, str | None]:
+        assert inputs.config_path is not None
+        return requirements(inputs.read(), str(inputs.config_path))
+
+    def check(self, inputs: BuildInputs) -> None:
+        self._parse(inputs)
+
+    def notices(self, inputs: BuildInputs) -> list[str]:
+        index = str(inputs.config.pip_index_url) or "the installer's default index"
+        note = sources_replaced(str(inputs.config_path),
+                                declared_sources(inputs.read(), str(inputs.config_path)),
+                                [index])
+        return [note] if note else []
+
+    def install(self, inputs: BuildInputs) -> Install:
+        lines, needs_repo, python = self._parse(inputs)
+        text = (f"# from {inputs.config_path}\n" + "\n".join(lines) + "\n").encode()
+        result = Install(files={REQUIREMENTS: text}, python=python)
+        uid = inputs.config.nb_uid
+        stage = f"COPY --chown={uid}:{uid} .binder-build/{REQUIREMENTS} {staged(REQUIREMENTS)}"
+        run = python_install(inputs.config, ENV_PYTHON, ["-r", staged(REQUIREMENTS)],
+                             str(inputs.config_path))
+        if needs_repo:
+            result.after_repo = [stage, run]
+        else:
+            result.before_repo = [stage, run]
+        return result
+
+
+class PipfileLockBuildPack(PipfileBuildPack):
+    id = "Pipfile.lock"
+    config_file = "Pipfile.lock"

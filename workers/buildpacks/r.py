@@ -1,0 +1,107 @@
+"""R, chosen as repo2docker chooses it: ``runtime.txt`` ``r-[X.Y-]YYYY-MM-DD`` or a
+``DESCRIPTION`` file (``install.R`` alone does not select R).
+
+R and IRkernel come from Debian (``r-base-core``, ``r-cran-irkernel``; R
+4.2), installed as root with the kernel registered as ``ir``. Packages
+come from ``BINDER_CRAN_URL``, a CRAN-like repository: its ``{date}`` is
+runtime.txt's date (a dated snapshot) or ``latest``. The site library
+belongs to the image user, so ``install.R`` (run as that user) and
+``postBuild`` can install into it.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from common.config import Config
+from common.errors import BuildFailure
+from workers.buildpacks.base import BuildInputs, BuildPack, Install
+from workers.buildpacks.installers import apt_install
+
+R_PACKAGES = ("r-base-core", "r-cran-irkernel")
+SITE_LIBRARY = "/usr/local/lib/R/site-library"
+RPROFILE = "/etc/R/Rprofile.site"
+#: Packages that come with R itself.
+BASE_PACKAGES = frozenset({
+    "R", "base", "compiler", "datasets", "grDevices", "graphics", "grid", "methods",
+    "parallel", "splines", "stats", "stats4", "tcltk", "tools", "utils"})
+_PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
+_FIELD = re.compile(r"^([A-Za-z/@]+):\s*(.*)$")
+
+
+def cran_url(config: Config, date: str | None) -> str:
+    return str(config.cran_url).replace("{date}", date or "latest").rstrip("/")
+
+
+def r_system(config: Config, date: str | None) -> list[str]:
+    """Lines (as root) installing R and IRkernel and pointing R at the CRAN repository."""
+    profile = f"local(options(repos = c(CRAN = '{cran_url(config, date)}')))"
+    uid = config.nb_uid
+    return [
+        apt_install(R_PACKAGES) + " && "
+        # HOME=/root: jupyter would otherwise leave root-owned files in the user's home
+        "HOME=/root R --quiet --no-save -e \"IRkernel::installspec(user = FALSE)\" && "
+        f"echo {shlex.quote(profile)} >> {RPROFILE} && "
+        f"install -d -o {uid} -g {uid} {SITE_LIBRARY} && chown {uid}:{uid} {SITE_LIBRARY}",
+    ]
+
+
+def check_cran_url(config: Config) -> None:
+    url = cran_url(config, "2000-01-01")
+    if not re.match(r"^https?://[A-Za-z0-9.:\[\]_/@%+~-]+$", url) or "'" in url:
+        raise BuildFailure(f"BINDER_CRAN_URL is not an http(s) URL: {url[:100]}")
+
+
+def description_dependencies(text: str) -> list[str]:
+    """The packages a DESCRIPTION's Depends, Imports and LinkingTo name (not R's own)."""
+    fields: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if line[:1].isspace() and current:
+            fields[current] += " " + line.strip()
+            continue
+        match = _FIELD.match(line)
+        current = match.group(1) if match else None
+        if match:
+            fields[match.group(1)] = match.group(2)
+    names = []
+    for field in ("Depends", "Imports", "LinkingTo"):
+        for item in fields.get(field, "").split(","):
+            name = item.split("(")[0].strip()
+            if not name or name in BASE_PACKAGES:
+                continue
+            if not _PACKAGE.match(name):
+                raise BuildFailure(f"DESCRIPTION: `{name[:60]}` in {field} is not an R "
+                                   "package name.")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def install_packages(names: list[str]) -> str:
+    """R code installing ``names`` that are missing, failing when one does not install."""
+    listed = ", ".join(f'"{name}"' for name in names)
+    return (f"pkgs <- c({listed}); need <- setdiff(pkgs, rownames(installed.packages())); "
+            "if (length(need)) install.packages(need); "
+            "missing <- setdiff(pkgs, rownames(installed.packages())); "
+            'if (length(missing)) stop("could not install R packages: ", '
+            'paste(missing, collapse = ", "))')
+
+
+class DescriptionBuildPack(BuildPack):
+    """An R package: its dependencies from CRAN, then the package itself."""
+
+    id = "DESCRIPTION"
+    config_file = "DESCRIPTION"
+
+    def check(self, inputs: BuildInputs) -> None:
+        description_dependencies(inputs.read())
+
+    def install(self, inputs: BuildInputs) -> Install:
+        names = description_dependencies(inputs.read())
+        before = [f"RUN Rscript -e {shlex.quote(install_packages(names))}"] if names else []
+        assert inputs.config_path is not None
+        folder = str(inputs.config_path.parent)
+        return Install(before_repo=before, after_repo=[f"RUN R CMD INSTALL {folder}"],
+                       needs_r=True)
