@@ -20,7 +20,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -53,7 +53,7 @@ TEST_ENV = {
     "BINDER_HEARTBEAT_INTERVAL": "1",
     "BINDER_HEARTBEAT_STALE": "10",
     "BINDER_REAPER_INTERVAL": "2",
-    "BINDER_VERIFY_TIMEOUT": "60",
+    "BINDER_VERIFY_TIMEOUT": "600",  # a bound: a busy host starts Jupyter slowly
     "BINDER_MIN_FREE_DISK_MB": "100",
     # Other farms build on the shared engine: its build cgroup is not ours to
     # limit (tests of the limit run an engine of their own).
@@ -68,7 +68,7 @@ from tests.support.docker_engine import DockerEngine  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
 from tests.support.git_server import GitServer  # noqa: E402
 from tests.support.provider_servers import ProviderServers  # noqa: E402
-from tests.support.pypi_index import make_index, make_wheel  # noqa: E402
+from tests.support.pypi_index import Wheel, make_index, make_wheel, wheels_in  # noqa: E402
 from tests.support.static_http import serve_directory  # noqa: E402
 from workers.docker_engine import docker_client  # noqa: E402
 from workers.launcher import ensure_services, stop_services  # noqa: E402
@@ -104,27 +104,59 @@ def provider_servers() -> Iterator[ProviderServers]:
     servers.stop()
 
 
-@pytest.fixture(scope="session")
-def package_index() -> Iterator[str]:
-    wheel = make_wheel(TEST_PACKAGE, "1.0", {
-        "binder_test_pkg.py": "GREETING = 'hello from the local index'\n"})
-    root = make_index(DATA_DIR / "index", [wheel])
-    with serve_directory(root) as url:
-        yield f"{url}/simple/"
+def package_wheel(version: str) -> Wheel:
+    return make_wheel(TEST_PACKAGE, version, {
+        "binder_test_pkg.py": f"GREETING = 'hello from the local index'\nVERSION = '{version}'\n"})
+
+
+@dataclass
+class Served:
+    """A directory served on loopback, its URL and its access log."""
+
+    root: Path
+    url: str
+    access_log: list[str] = field(default_factory=list)
 
 
 @pytest.fixture(scope="session")
-def conda_channel() -> Iterator[str]:
-    """The farm's conda channel (BINDER_CONDA_CHANNELS): holds ``hello-conda``."""
-    channel = make_channel(DATA_DIR / "channel", [script_package("hello-conda",
-                                                                  "hello from conda")])
-    with serve_directory(channel) as url:
-        yield url
+def package_index() -> Iterator[Served]:
+    """The farm's index: the test package (1.0 and 2.0) and the base image's locked wheels
+    (Jupyter, setuptools ...), as a mirror of PyPI would serve them."""
+    from workers.base_image import download_wheels
+
+    wheelhouse = DATA_DIR / "wheelhouse"
+    download_wheels(get_config(), wheelhouse)
+    root = make_index(DATA_DIR / "index", [package_wheel("1.0"), package_wheel("2.0"),
+                                           *wheels_in(wheelhouse)])
+    log: list[str] = []
+    with serve_directory(root, access_log=log) as url:
+        yield Served(root, f"{url}/simple/", log)
 
 
 @pytest.fixture(scope="session")
-def farm_env(git_server: GitServer, package_index: str, conda_channel: str,
-             provider_servers: ProviderServers) -> dict[str, str]:
+def conda_channel() -> Iterator[Served]:
+    """The farm's conda channel (BINDER_CONDA_CHANNELS): holds ``hello-conda``; tests
+    add the packages they need."""
+    root = make_channel(DATA_DIR / "channel", [script_package("hello-conda",
+                                                               "hello from conda")])
+    log: list[str] = []
+    with serve_directory(root, access_log=log) as url:
+        yield Served(root, url, log)
+
+
+@pytest.fixture(scope="session")
+def cran() -> Iterator[Served]:
+    """The farm's CRAN-like repository (BINDER_CRAN_URL, dated snapshots); tests fill it."""
+    root = DATA_DIR / "cran"
+    root.mkdir(parents=True)
+    log: list[str] = []
+    with serve_directory(root, access_log=log) as url:
+        yield Served(root, url, log)
+
+
+@pytest.fixture(scope="session")
+def farm_env(git_server: GitServer, package_index: Served, conda_channel: Served,
+             cran: Served, provider_servers: ProviderServers) -> dict[str, str]:
     env = {
         **TEST_ENV,
         "BINDER_GITHUB_URL": f"{git_server.url}/github",
@@ -133,8 +165,9 @@ def farm_env(git_server: GitServer, package_index: str, conda_channel: str,
         **provider_servers.settings(),
         "BINDER_ALLOWED_SOURCE_HOSTS": ",".join([git_server.host, *provider_servers.hosts]),
         "BINDER_SOURCE_TOKENS": f"{git_server.host}={GIT_TOKEN}",
-        "BINDER_PIP_INDEX_URL": package_index,
-        "BINDER_CONDA_CHANNELS": conda_channel,
+        "BINDER_PIP_INDEX_URL": package_index.url,
+        "BINDER_CONDA_CHANNELS": conda_channel.url,
+        "BINDER_CRAN_URL": f"{cran.url}/{{date}}",
     }
     os.environ.update(env)
     set_config(None)  # read again, with the services' credentials

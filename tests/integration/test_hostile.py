@@ -41,7 +41,7 @@ from common.db import get_db, mongo_url
 from common.errors import NameTaken
 from common.models import Status
 from common.service_credentials import mongo_address, redis_address
-from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, unique
+from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, Served, unique
 from tests.integration.test_pipeline import run_in_image, start_and_wait, template
 from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
@@ -63,7 +63,7 @@ LAUGHS = "\n".join(
 
 
 @pytest.fixture(scope="module")
-def secret_index(package_index: str) -> Iterator[str]:
+def secret_index(package_index: Served) -> Iterator[str]:
     """The test package index again, wanting credentials; yields its URL with them."""
     with serve_directory(DATA_DIR / "index", credentials=INDEX_CREDENTIALS) as url:
         user, password = INDEX_CREDENTIALS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import docker
 
-from tests.integration.conftest import TEST_PACKAGE, unique
+from tests.integration.conftest import TEST_PACKAGE, Served, unique
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
 from tests.support.service_clients import base_image, registry_request
@@ -56,7 +56,7 @@ def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_ser
     tmpl = template(api, record["name"])
     assert tmpl["image-name"] == image and tmpl["port"] == 8888
     assert "jupyter" in tmpl["command"]
-    assert run_in_image(image, "id -u; cat /home/main/README.md") == "1000\nhi"
+    assert run_in_image(image, "id -u; cat /home/jovyan/README.md") == "1000\nhi"
     log = api.logs(record["name"])
     assert "verified: the image serves on port 8888" in log
     phases = record["phases"]
@@ -84,7 +84,7 @@ def test_dockerfile_repo_builds_its_own_dockerfile(api: ApiClient, git_server: G
     repo = unique("docker")
     git_server.make_repo(f"github/carol/{repo}", {
         "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo built-by-dockerfile > /marker\n"
-                      "USER main\n",
+                      "USER ${NB_USER}\n",
     })
     record = start_and_wait(api, f"{repo_url}/carol/{repo}")
     assert record["status"] == "completed", (record, api.logs(record["name"]))
@@ -137,7 +137,7 @@ def test_branch_and_tag_refs(api: ApiClient, git_server: GitServer, repo_url: st
     assert tag["status"] == "completed", api.logs(tag["name"])
     assert tag["name"] == f"frank-{repo}-v1.0"
     assert tag["commit"] == shas["feature/x"]
-    assert run_in_image(tag["image-name"], "cat /home/main/a.txt") == "feature"
+    assert run_in_image(tag["image-name"], "cat /home/jovyan/a.txt") == "feature"
 
 
 def test_second_start_of_built_commit_is_a_cache_hit(api: ApiClient, git_server: GitServer,
@@ -157,7 +157,7 @@ def test_second_start_of_built_commit_is_a_cache_hit(api: ApiClient, git_server:
     third = start_and_wait(api, f"{repo_url}/gina/{repo}")
     assert third["status"] == "completed" and third["cached"] is False
     log = api.logs(third["name"])
-    assert step_was_cached(log, "pip install"), log
+    assert step_was_cached(log, "uv pip install"), log
 
 
 def step_was_cached(log: str, command: str) -> bool:
@@ -204,7 +204,7 @@ def test_failures_end_failed_with_clear_errors(api: ApiClient, git_server: GitSe
 
 
 def test_environment_yml_repo_from_the_farms_channel_and_pip(
-        api: ApiClient, git_server: GitServer, repo_url: str, conda_channel: str) -> None:
+        api: ApiClient, git_server: GitServer, repo_url: str, conda_channel: Served) -> None:
     repo = unique("conda")
     # The file's own channel (a closed loopback port) is replaced by the farm's.
     own = "http://127.0.0.1:9/channel"
@@ -221,7 +221,7 @@ def test_environment_yml_repo_from_the_farms_channel_and_pip(
     log = api.logs(record["name"])
     assert "verified: the image serves on port 8888" in log
     assert (f"environment.yml names its own package sources ({own}); this farm uses its "
-            f"configured sources instead: {conda_channel}.") in log
+            f"configured sources instead: {conda_channel.url}.") in log
 
 
 def test_config_order_setting_and_host_affinity(farm: Farm, api: ApiClient,
@@ -231,18 +231,27 @@ def test_config_order_setting_and_host_affinity(farm: Farm, api: ApiClient,
     repo = unique("order")
     git_server.make_repo(f"github/jo/{repo}", {
         "requirements.txt": f"{TEST_PACKAGE}\n",
-        "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo dockerfile > /marker\nUSER main\n",
+        "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo dockerfile > /marker\n"
+                      "USER ${NB_USER}\n",
     })
+    conda = unique("order-conda")
+    git_server.make_repo(f"github/jo/{conda}", {"requirements.txt": f"{TEST_PACKAGE}\n",
+                                                 "environment.yml": "dependencies: []\n"})
     main_worker = next(p for p in farm.processes if p.name == "worker-test-a")
     main_worker.stop()
     farm.processes.remove(main_worker)
-    other = farm.start_worker("test-order",
-                              BINDER_CONFIG_ORDER="Dockerfile,requirements.txt,environment.yml")
+    other = farm.start_worker("test-order", BINDER_CONFIG_ORDER="repo2docker")
     try:
         record = start_and_wait(api, f"{repo_url}/jo/{repo}")
         assert record["status"] == "completed", (record, api.logs(record["name"]))
         assert record["config"] == "Dockerfile"
         assert record["workers"] == ["test-order"]
+        assert "ignoring requirements.txt: the environment comes from Dockerfile" in \
+            api.logs(record["name"])
+        # repo2docker's precedence: environment.yml over requirements.txt.
+        record = start_and_wait(api, f"{repo_url}/jo/{conda}")
+        assert record["status"] == "completed", (record, api.logs(record["name"]))
+        assert record["config"] == "environment.yml"
         # Now two workers share the queue: each build runs wholly on one host.
         farm.start_worker("test-a")
         names = []

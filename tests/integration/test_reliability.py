@@ -94,7 +94,7 @@ def cluster(farm_env: dict[str, str], services: None) -> Iterator[Cluster]:
 
 def slow_dockerfile(seconds: int, extra: str = "") -> str:
     return (f"FROM {BASE_IMAGE}\nUSER root\nRUN echo {uuid.uuid4().hex} > /id && sleep {seconds}"
-            f"\n{extra}USER main\n")
+            f"\n{extra}USER ${{NB_USER}}\n")
 
 
 def images_in_registry(image: str) -> list[str]:

@@ -68,6 +68,15 @@ def _zip(files: dict[str, bytes]) -> bytes:
     return buffer.getvalue()
 
 
+def wheels_in(folder: Path) -> list[Wheel]:
+    """The wheel files of ``folder`` (a wheelhouse pip downloaded), for ``make_index``."""
+    result = []
+    for path in sorted(folder.glob("*.whl")):
+        name = path.name.split("-", 1)[0]
+        result.append(Wheel(name=name, file_name=path.name, data=path.read_bytes()))
+    return result
+
+
 def make_index(root: Path, wheels: list[Wheel]) -> Path:
     """Write a simple index of ``wheels`` under ``root``; return ``root``."""
     (root / "packages").mkdir(parents=True, exist_ok=True)

@@ -31,18 +31,34 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         return super().send_head()
 
 
+class _LoggingHandler(_QuietHandler):
+    """Also appends each request's method and path to ``access_log``."""
+
+    access_log: list[str]
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        self.access_log.append(f"{self.command} {self.path} {code}")
+
+
 @contextmanager
-def serve_directory(root: Path, credentials: tuple[str, str] | None = None) -> Iterator[str]:
+def serve_directory(root: Path, credentials: tuple[str, str] | None = None,
+                    access_log: list[str] | None = None) -> Iterator[str]:
     """Serve ``root`` on a free loopback port; yield its base URL (no trailing slash).
 
     With ``credentials`` (user, password) every request needs them (HTTP Basic).
-    The server runs in a daemon thread and is shut down when the block ends.
+    With ``access_log``, every request is appended to it as ``METHOD PATH
+    STATUS``. The server runs in a daemon thread and is shut down when the
+    block ends.
     """
-    handler_class = _QuietHandler
+    attributes: dict[str, Any] = {}
+    base: type[_QuietHandler] = _QuietHandler
     if credentials is not None:
         token = base64.b64encode(":".join(credentials).encode()).decode()
-        handler_class = type("_AuthHandler", (_QuietHandler,),
-                             {"authorization": f"Basic {token}"})
+        attributes["authorization"] = f"Basic {token}"
+    if access_log is not None:
+        base = _LoggingHandler
+        attributes["access_log"] = access_log
+    handler_class = type("Handler", (base,), attributes) if attributes else base
     handler = functools.partial(handler_class, directory=str(root))
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     server.daemon_threads = True

@@ -198,7 +198,7 @@ def test_pip_is_a_setting_away_and_named_in_the_log(tmp_path: Path) -> None:
                        CONFIG.replace(python_installer="pip"))
     run = lines[position(lines, "pip install")]
     assert "installing requirements.txt with pip" in run
-    assert "/srv/env/bin/python -m pip install" in run
+    assert "/srv/env/bin/python -m pip install --isolated" in run
     assert "id=binder-pip,target=/var/cache/binder/pip,uid=1000" in run
 
 

@@ -114,7 +114,6 @@ def test_render_stages_only_the_environment_file_before_installing(tmp_path: Pat
     text = CondaBuildPack().render(inputs)
     lines = text.splitlines()
     assert lines[:2] == [f"FROM {inputs.base_image}", "USER root"]
-    assert "COPY --chown=1000:1000 .binder-build/conda_env.py /tmp/binder/conda_env.py" in lines
     assert "COPY --chown=1000:1000 repo/binder/environment.yml /tmp/binder/environment.yml" \
         in lines
     [run] = [line for line in lines if line.startswith("RUN ")]
@@ -123,7 +122,7 @@ def test_render_stages_only_the_environment_file_before_installing(tmp_path: Pat
     assert argv[:5] == [RATTLER_PYTHON, "/tmp/binder/conda_env.py",
                         "/tmp/binder/environment.yml", "--prefix", "/srv/env"]
     installer = json.loads(argv[argv.index("--installer") + 1])
-    assert installer[:5] == ["uv", "pip", "install", "--python", "{python}"]
+    assert installer[:6] == ["uv", "pip", "install", "--no-config", "--python", "{python}"]
     assert installer[-2:] == ["--index-url", "http://127.0.0.1:8/simple/"]
     assert argv[argv.index("--cache-dir") + 1] == "/var/cache/binder/rattler"
     install = lines.index(run)
@@ -200,7 +199,8 @@ def test_extra_files_ship_the_script_and_the_yaml_loader(tmp_path: Path) -> None
 
 def test_render_ships_the_loader_beside_the_script(tmp_path: Path) -> None:
     lines = CondaBuildPack().render(inputs_for(tmp_path, "dependencies: []\n")).splitlines()
-    assert "COPY .binder-build/repo_yaml.py /tmp/binder/repo_yaml.py" in lines
+    assert ("COPY --chown=1000:1000 .binder-build/conda_env.py .binder-build/repo_yaml.py "
+            "/tmp/binder/") in lines
 
 
 @pytest.mark.parametrize(("text", "entry"), [

@@ -1,0 +1,340 @@
+"""Repositories as Binder users write them, built by the farm and checked in the image.
+
+Each repository is served by the loopback Git server; packages come from
+the loopback index, conda channel and CRAN-like repository (conftest), and
+Debian packages from Debian's mirror (apt.txt, R). Every image is started
+and checked for the effect of each file, and for the Binder conventions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import docker
+import pytest
+
+from common.config import get_config
+from tests.integration.conftest import TEST_PACKAGE, Served, package_wheel, unique
+from tests.support.conda_channel import interpreter_package, make_channel, script_package
+from tests.support.cran_repo import RPackage, make_cran
+from tests.support.farm import ApiClient
+from tests.support.git_server import GitServer
+from tests.support.pypi_index import make_index, make_wheel
+
+PYTHON_INSTALL = Path("/root/.pyenv/versions/3.12.1")
+R_SNAPSHOT = "2024-01-01"
+
+
+def start_and_wait(api: ApiClient, url: str, timeout: float = 900) -> dict:
+    response = api.start(url)
+    assert response.status_code == 200, response.text
+    return api.wait(response.json()["name"], timeout)
+
+
+def built(api: ApiClient, url: str) -> dict:
+    record = start_and_wait(api, url)
+    assert record["status"] == "completed", (record, api.logs(record["name"])[-6000:])
+    return record
+
+
+def run_in_image(image: str, command: str, entrypoint: bool = True) -> str:
+    """``command`` (sh -c) in a throw-away container without network: its output."""
+    client = docker.from_env(timeout=600)
+    kwargs = {} if entrypoint else {"entrypoint": []}
+    container = client.containers.run(image, ["sh", "-c", command], detach=True,
+                                      network_mode="none", **kwargs)
+    try:
+        container.wait(timeout=600)
+        return str(container.logs().decode())
+    finally:
+        container.remove(force=True)
+
+
+def template(api: ApiClient, name: str) -> dict:
+    response = api.request("GET", f"/templates/{name}")
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+def assert_binder_conventions(image: str) -> None:
+    """What launchers and user code assume of every Binder image."""
+    output = run_in_image(image, "id; echo HOME=$HOME; jupyterhub-singleuser --version "
+                                 "&& jupyter lab --version && echo versions-ok")
+    assert output.splitlines()[0].startswith("uid=1000(jovyan)"), output
+    assert "HOME=/home/jovyan" in output.splitlines()
+    assert output.strip().endswith("versions-ok"), output
+
+
+@pytest.fixture(scope="module")
+def docker_client() -> Iterator[docker.DockerClient]:
+    client = docker.from_env(timeout=600)
+    yield client
+    client.close()
+
+
+def kernel_environment(client: docker.DockerClient, image: str, command: str) -> dict[str, str]:
+    """Start ``image`` as a launcher would (its entrypoint, the template's command), start
+    a kernel through the server's REST API, and read that kernel process's environment."""
+    # The API asks an anonymous POST for an XSRF cookie: a token is simpler.
+    command = command.replace("--IdentityProvider.token=", "--IdentityProvider.token=probe")
+    container = client.containers.run(image, ["sh", "-c", f"exec {command}"], detach=True,
+                                      network_mode="none")
+    probe = ("import json, urllib.request as u, time\n"
+             "for _ in range(180):\n"
+             "    try:\n"
+             "        u.urlopen('http://127.0.0.1:8888/api'); break\n"
+             "    except OSError: time.sleep(1)\n"
+             "r = u.Request('http://127.0.0.1:8888/api/kernels', data=b'{}', method='POST',"
+             " headers={'Content-Type': 'application/json', 'Authorization': 'token probe'})\n"
+             "print(json.load(u.urlopen(r))['id'])\n")
+    try:
+        result = container.exec_run(["python3", "-c", probe])
+        assert result.exit_code == 0, (result.output, container.logs()[-3000:])
+        environ = b""
+        for _ in range(120):
+            found = container.exec_run(["sh", "-c", "for p in /proc/[0-9]*; do "
+                                        "grep -q ipykernel_launcher $p/cmdline 2>/dev/null && "
+                                        "cat $p/environ && break; done"])
+            environ = found.output
+            if environ:
+                break
+            time.sleep(1)
+        assert environ, container.logs()[-3000:]
+        return dict(item.split("=", 1) for item in environ.decode().split("\0") if "=" in item)
+    finally:
+        container.remove(force=True)
+
+
+def test_apt_requirements_postbuild_start_compose(api: ApiClient, git_server: GitServer,
+                                                  repo_url: str,
+                                                  docker_client: docker.DockerClient) -> None:
+    repo = unique("compose")
+    git_server.make_repo(f"github/kim/{repo}", {
+        "binder/apt.txt": "# a game and nothing else\ncowsay\n",
+        "binder/requirements.txt": f"{TEST_PACKAGE}==1.0\n",
+        "binder/postBuild": "#!/bin/bash\nset -e\necho \"written by postBuild\" > "
+                            "$HOME/.postbuild-marker\necho postBuild ran\n",
+        "binder/start": "#!/bin/bash\nexport BINDER_START_VAR=set-by-start\nexec \"$@\"\n",
+        "analysis.py": "print(1)\n",
+    })
+    record = built(api, f"{repo_url}/kim/{repo}")
+    image = record["image-name"]
+    log = api.logs(record["name"])
+    assert ("applying, in order: binder/apt.txt, binder/requirements.txt, binder/postBuild, "
+            "binder/start") in log
+    assert "generated Dockerfile:" in log and "ENTRYPOINT" in log
+    assert "installing requirements.txt with uv pip" in log
+    assert "postBuild ran" in log
+
+    output = run_in_image(image, "/usr/games/cowsay moo | grep -c moo; "
+                                 "python -c 'import binder_test_pkg as p; print(p.VERSION)'; "
+                                 "cat $HOME/.postbuild-marker; echo $REPO_DIR; ls $REPO_DIR")
+    lines = output.splitlines()
+    assert lines[:4] == ["1", "1.0", "written by postBuild", "/home/jovyan"], output
+    assert "analysis.py" in lines[4:] and "binder" in lines[4:]
+    assert_binder_conventions(image)
+
+    tmpl = template(api, record["name"])
+    assert tmpl["port"] == 8888
+    assert tmpl["command"].startswith("jupyter lab --ip=0.0.0.0 --port=8888")
+    assert tmpl["interfaces"] == ["lab", "notebook"]
+    environ = kernel_environment(docker_client, image, tmpl["command"])
+    assert environ.get("BINDER_START_VAR") == "set-by-start"
+    assert environ.get("NB_USER") == "jovyan" and environ.get("NB_UID") == "1000"
+
+
+def test_postbuild_failure_names_the_script_and_line(api: ApiClient, git_server: GitServer,
+                                                     repo_url: str) -> None:
+    repo = unique("postfail")
+    git_server.make_repo(f"github/kim/{repo}", {
+        "postBuild": "#!/bin/bash\necho preparing\ncp /no/such/file $HOME/\necho done\n"
+                     "exit 4\n",
+    })
+    record = start_and_wait(api, f"{repo_url}/kim/{repo}")
+    assert record["status"] == "failed", record
+    assert record["error"] == ("postBuild failed with exit code 4 at line 3: "
+                               "cp /no/such/file $HOME/"), record["error"]
+    assert "preparing" in api.logs(record["name"])
+
+
+def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_server: GitServer,
+                                                         repo_url: str,
+                                                         package_index: Served) -> None:
+    """The Dockerfile form the Binder documentation shows, FROM the farm's Debian root."""
+    root = get_config().root_image_name
+    repo = unique("docs-dockerfile")
+    git_server.make_repo(f"github/lee/{repo}", {
+        "Dockerfile": f"FROM {root}\n"
+                      "ARG NB_USER\nARG NB_UID\n"
+                      "ENV USER ${NB_USER}\nENV HOME /home/${NB_USER}\n"
+                      'RUN adduser --disabled-password --gecos "Default user" '
+                      "--uid ${NB_UID} ${NB_USER}\n"
+                      f"RUN pip install --no-cache-dir --index-url {package_index.url} "
+                      "notebook jupyterlab jupyterhub\n"
+                      "COPY . ${HOME}\nUSER root\nRUN chown -R ${NB_UID} ${HOME}\n"
+                      "USER ${NB_USER}\nWORKDIR ${HOME}\n",
+        "apt.txt": "cowsay\n",
+        "notes.md": "hello\n",
+    })
+    record = built(api, f"{repo_url}/lee/{repo}")
+    log = api.logs(record["name"])
+    assert "ignoring apt.txt: Dockerfile builds the image by itself" in log
+    assert "verified: the image serves on port 8888" in log
+    assert_binder_conventions(record["image-name"])
+    assert run_in_image(record["image-name"], "cat notes.md").strip() == "hello"
+    assert template(api, record["name"])["command"].startswith("jupyter lab ")
+
+
+def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer, repo_url: str,
+                                          package_index: Served) -> None:
+    setup_py = unique("setup-py")
+    git_server.make_repo(f"github/max/{setup_py}", {
+        "setup.py": "from setuptools import setup\n"
+                    "setup(name='setup-demo', version='0.3', py_modules=['setup_demo'])\n",
+        "setup_demo.py": "WHO = 'setup.py'\n",
+    })
+    pyproject = unique("pyproject")
+    git_server.make_repo(f"github/max/{pyproject}", {
+        "pyproject.toml": "[build-system]\nrequires = ['setuptools>=70']\n"
+                          "build-backend = 'setuptools.build_meta'\n\n"
+                          "[project]\nname = 'pyproject-demo'\nversion = '0.4'\n",
+        "pyproject_demo.py": "WHO = 'pyproject.toml'\n",
+    })
+    wheel = package_wheel("1.0")
+    digest = hashlib.sha256(wheel.data).hexdigest()
+    pipfile = unique("pipfile")
+    git_server.make_repo(f"github/max/{pipfile}", {
+        "Pipfile": f'[packages]\n{TEST_PACKAGE} = "*"\n',
+        "Pipfile.lock": json.dumps({
+            "_meta": {"sources": [{"name": "elsewhere", "url": "https://elsewhere.example/"}]},
+            "default": {TEST_PACKAGE: {"version": "==1.0", "hashes": [f"sha256:{digest}"]}},
+            "develop": {}}),
+    })
+    for name, module in ((setup_py, "setup_demo"), (pyproject, "pyproject_demo")):
+        record = built(api, f"{repo_url}/max/{name}")
+        output = run_in_image(record["image-name"],
+                              f"cd /tmp && python -c 'import {module}; print({module}.WHO)'")
+        assert output.strip() == record["config"], output
+    record = built(api, f"{repo_url}/max/{pipfile}")
+    assert record["config"] == "Pipfile.lock"
+    # The Pipfile says any version (2.0 is the newest): the lock's pin is what is installed.
+    output = run_in_image(record["image-name"],
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'")
+    assert output.strip() == "1.0"
+    assert "ignoring Pipfile" not in api.logs(record["name"])
+
+
+@pytest.fixture(scope="module")
+def python_channel(conda_channel: Served) -> Served:
+    """The farm's channel, now holding this machine's CPython 3.12 as a conda package."""
+    if not (PYTHON_INSTALL / "bin" / "python3.12").exists():
+        pytest.fail(f"no CPython installation at {PYTHON_INSTALL} to package")
+    make_channel(conda_channel.root, [interpreter_package(PYTHON_INSTALL, "3.12.1"),
+                                      script_package("hello-conda", "hello from conda")])
+    return conda_channel
+
+
+def test_runtime_python_from_the_conda_channel(api: ApiClient, git_server: GitServer,
+                                               repo_url: str, python_channel: Served) -> None:
+    repo = unique("runtime-py")
+    git_server.make_repo(f"github/ned/{repo}", {
+        "runtime.txt": "python-3.12\n",
+        "requirements.txt": f"{TEST_PACKAGE}==2.0\n",
+    })
+    record = built(api, f"{repo_url}/ned/{repo}")
+    output = run_in_image(record["image-name"],
+                          "python -c 'import sys, binder_test_pkg as p; "
+                          "print(sys.version_info[:2], sys.prefix, p.VERSION)'")
+    assert output.strip() == "(3, 12) /srv/env 2.0", output
+    assert "applying, in order: runtime.txt, requirements.txt" in api.logs(record["name"])
+    assert any("/linux-64/python-3.12.1-0.tar.bz2" in line for line in python_channel.access_log)
+    assert_binder_conventions(record["image-name"])
+
+    missing = unique("runtime-py39")
+    git_server.make_repo(f"github/ned/{missing}", {"runtime.txt": "python-3.9\n"})
+    record = start_and_wait(api, f"{repo_url}/ned/{missing}")
+    assert record["status"] == "failed"
+    assert record["error"].startswith(
+        f"runtime.txt asks for Python 3.9, which the conda channels ({python_channel.url}) "
+        "do not have"), record["error"]
+
+
+@pytest.fixture(scope="module")
+def r_repository(cran: Served) -> Served:
+    make_cran(cran.root, R_SNAPSHOT, [
+        RPackage("binderhello", "0.1.0", {"hello": "'hello from the CRAN snapshot'"})])
+    return cran
+
+
+def test_r_runtime_with_install_r(api: ApiClient, git_server: GitServer, repo_url: str,
+                                  r_repository: Served) -> None:
+    repo = unique("r-runtime")
+    git_server.make_repo(f"github/ola/{repo}", {
+        "runtime.txt": f"r-{R_SNAPSHOT}\n",
+        "install.R": 'install.packages("binderhello")\n',
+    })
+    record = built(api, f"{repo_url}/ola/{repo}")
+    image = record["image-name"]
+    output = run_in_image(image, "Rscript -e 'cat(binderhello::hello(), \"\\n\")'; "
+                                 "jupyter kernelspec list")
+    assert output.splitlines()[0].strip() == "hello from the CRAN snapshot", output
+    assert any(line.split()[:1] == ["ir"] for line in output.splitlines()), output
+    assert any(f"/{R_SNAPSHOT}/src/contrib/binderhello_0.1.0.tar.gz" in line
+               for line in r_repository.access_log), r_repository.access_log
+    assert_binder_conventions(image)
+
+
+def test_install_r_alone_does_not_choose_r(api: ApiClient, git_server: GitServer,
+                                           repo_url: str) -> None:
+    repo = unique("install-r-only")
+    git_server.make_repo(f"github/ola/{repo}", {
+        "install.R": 'install.packages("binderhello")\n',
+        "requirements.txt": f"{TEST_PACKAGE}\n",
+    })
+    record = built(api, f"{repo_url}/ola/{repo}")
+    log = api.logs(record["name"])
+    assert ("ignoring install.R: R is chosen by runtime.txt r-YYYY-MM-DD or a DESCRIPTION "
+            "file") in log
+    assert run_in_image(record["image-name"], "command -v R || echo no-R").strip() == "no-R"
+
+
+def test_unsupported_files_fail_with_a_sentence(api: ApiClient, git_server: GitServer,
+                                                repo_url: str) -> None:
+    repo = unique("julia")
+    git_server.make_repo(f"github/pat/{repo}", {"Project.toml": "[deps]\n"})
+    record = start_and_wait(api, f"{repo_url}/pat/{repo}")
+    assert record["status"] == "failed"
+    assert record["error"].startswith(
+        "Project.toml asks for a Julia environment, which this farm cannot build; it builds "
+        "requirements.txt, environment.yml, a Dockerfile"), record["error"]
+    repo = unique("runtime-julia")
+    git_server.make_repo(f"github/pat/{repo}", {"runtime.txt": "julia-1.9\n"})
+    record = start_and_wait(api, f"{repo_url}/pat/{repo}")
+    assert record["status"] == "failed"
+    assert record["error"].startswith("runtime.txt says `julia-1.9`, which this farm cannot "
+                                      "build"), record["error"]
+
+
+def test_a_second_repository_downloads_no_wheel_again(api: ApiClient, git_server: GitServer,
+                                                      repo_url: str,
+                                                      package_index: Served) -> None:
+    """Wheels live in a BuildKit cache shared by every build on the host."""
+    # A project no build of this run has asked the index for yet.
+    wheel = make_wheel("binder-cache-probe", "3.0", {"binder_cache_probe.py": "VERSION = '3.0'\n"})
+    make_index(package_index.root, [wheel])
+    first, second = unique("wheels-a"), unique("wheels-b")
+    git_server.make_repo(f"github/quinn/{first}", {"requirements.txt": "binder-cache-probe==3.0\n"})
+    git_server.make_repo(f"github/quinn/{second}", {"requirements.txt": "binder-cache-probe==3.0\n",
+                                                    "other.txt": "a different repository\n"})
+    built(api, f"{repo_url}/quinn/{first}")
+    downloads = [line for line in package_index.access_log if wheel.file_name in line]
+    assert downloads, package_index.access_log[-20:]
+    record = built(api, f"{repo_url}/quinn/{second}")
+    assert [line for line in package_index.access_log if wheel.file_name in line] == downloads
+    assert run_in_image(record["image-name"],
+                        "python -c 'import binder_cache_probe as p; print(p.VERSION)'"
+                        ).strip() == "3.0"
