@@ -49,8 +49,10 @@ from tests.support.one_worker_farm import OneWorkerFarm, one_worker_farm
 from tests.support.service_clients import base_image, mongo_client, registry_request
 from tests.support.services import RedisInstance
 from tests.support.static_http import serve_directory
+from workers.registry import split_tag
 
-BASE_IMAGE = "127.0.0.1:5000/binder-base:latest"
+BASE_IMAGE = base_image()
+BASE_REPOSITORY = split_tag(BASE_IMAGE)[0]
 PROBE = Path(__file__).resolve().parents[1] / "support" / "service_probe.py"
 #: Deliveries of a phase the one-worker farm allows before it fails the build.
 MAX_DELIVERIES = 2
@@ -80,7 +82,7 @@ def strict_api(farm_env: dict[str, str], services: None,
            "BINDER_BROKER_PREFIX": f"test-{RUN_ID}-strict:",
            "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-strict-",
            "BINDER_DATA_DIR": str(DATA_DIR / "strict"),
-           "BINDER_ALLOWED_BASE_IMAGES": "127.0.0.1:5000/binder-base",
+           "BINDER_ALLOWED_BASE_IMAGES": BASE_REPOSITORY,
            "BINDER_MAX_REPO_MB": "1",
            "BINDER_PIP_INDEX_URL": secret_index,
            "BINDER_PIP_PROXY": f"127.0.0.1:{free_port()}"}
@@ -395,7 +397,7 @@ def test_hidden_base_images_are_refused_at_detect(strict_api: ApiClient, git_ser
                                                   dockerfile: str, shown: str) -> None:
     record = refused_at_detect(strict_api, git_server, {"Dockerfile": dockerfile})
     assert record["error"] == (f"{shown}, which this farm does not allow; allowed images: "
-                               "127.0.0.1:5000/binder-base.")
+                               f"{BASE_REPOSITORY}.")
 
 
 # 6. Checkout size
