@@ -43,6 +43,11 @@ _PIP_MISSING = re.compile(r"No matching distribution found for ([^\s]+)")
 _PIP_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([^\s]+)")
 _STEP_FAILED = re.compile(r"executor failed running \[(?:/bin/sh -c )?(.*)\]: exit code: (\d+)",
                           re.S)
+#: uv's error and its causes, as it prints them without a terminal ("error:" / "cause:")
+#: and with one ("×" / "╰─▶"); a cause runs on over lines indented further.
+_UV_ERROR = re.compile(r"^\s*(?:error:|×)\s+(.+)$")
+_UV_CAUSE = re.compile(r"^\s*(?:cause:|╰─▶)\s+(.+)$")
+_UV_MORE = re.compile(r"^\s{4,}(?=\S)(?![\s^]*$)(.+)$")
 _SOLVE_PREFIX = re.compile(r"^(failed to solve with frontend [\w.]+: )?(failed to [\w ]+: )?")
 
 
@@ -104,6 +109,25 @@ def step_output(line: str) -> str | None:
     return match.group(1) if match else None
 
 
+def uv_error(recent: list[str]) -> str | None:
+    """uv's last error with its causes, as one line; ``None`` when uv printed none."""
+    for index in range(len(recent) - 1, -1, -1):
+        head = _UV_ERROR.match(recent[index])
+        if not head:
+            continue
+        parts = [head.group(1).strip().rstrip(":")]
+        for line in recent[index + 1:]:
+            cause, more = _UV_CAUSE.match(line), _UV_MORE.match(line)
+            if cause:
+                parts.append(cause.group(1).strip().rstrip(":"))
+            elif more and len(parts) > 1:
+                parts[-1] += " " + more.group(1).strip()
+            else:
+                break
+        return ": ".join(parts)
+    return None
+
+
 def explain_failure(error: str, recent: list[str], memory: str) -> str:
     """A sentence a user can act on, from the client's last line and the last step output.
 
@@ -123,6 +147,9 @@ def explain_failure(error: str, recent: list[str], memory: str) -> str:
         if code == KILLED:
             return (f"The build step `RUN {command}` was killed (exit code {KILLED}): the build "
                     f"ran out of memory; builds on this farm are limited to {memory}.")
+        uv = uv_error(recent) if "uv pip " in match.group(1) else None
+        if uv:
+            return f"uv could not install the Python packages: {uv[:600]}"
         last = next((line.strip() for line in reversed(recent)
                      if line.strip() and line.strip() != "Killed"), "")
         tail = f" Its last output: {last[:300]}" if last else ""

@@ -187,7 +187,10 @@ def test_failures_end_failed_with_clear_errors(api: ApiClient, git_server: GitSe
     repo = unique("badreq")
     git_server.make_repo(f"github/hank/{repo}", {"requirements.txt": "numpy==99\n"})
     badreq, log = failing(api, f"{repo_url}/hank/{repo}")
-    assert badreq["error"] == "pip could not install numpy==99: no matching distribution found."
+    assert badreq["error"] == (
+        "uv could not install the Python packages: No solution found when resolving "
+        "dependencies: Because numpy was not found in the package registry and you require "
+        "numpy==99, we can conclude that your requirements are unsatisfiable.")
     assert "numpy==99" in log
 
     repo = unique("runfail")

@@ -111,3 +111,48 @@ def test_a_named_network_is_refused_with_what_to_set() -> None:
     with pytest.raises(BuildFailure, match="BuildKit cannot run build steps on") as caught:
         build_command(request, Path("iid"))
     assert "BINDER_BUILD_NETWORK" in caught.value.suggestions[0]
+
+
+UV_STEP = ("executor failed running [/bin/sh -c echo 'installing requirements.txt with uv pip' "
+           "&& uv pip install --no-config -r requirements.txt]: exit code: 1")
+
+
+def test_uv_resolution_failure_quotes_uv_cause() -> None:
+    recent = ["Using Python 3.11.2 environment at: /srv/env",
+              "error: No solution found when resolving dependencies",
+              "  cause: Because there is no version of tinypkg==9.0 and you require "
+              "tinypkg==9.0, we can conclude that your requirements are unsatisfiable."]
+    assert explain(UV_STEP, recent) == (
+        "uv could not install the Python packages: No solution found when resolving "
+        "dependencies: Because there is no version of tinypkg==9.0 and you require "
+        "tinypkg==9.0, we can conclude that your requirements are unsatisfiable.")
+
+
+def test_uv_cause_over_several_lines_and_terminal_marks() -> None:
+    recent = ["  × No solution found when resolving dependencies:",
+              "  ╰─▶ Because only tinypkg==1.0 is available and all versions of needy depend "
+              "on tinypkg>=5, we can conclude that all versions of needy cannot be used.",
+              "         And because you require needy, we can conclude that your requirements "
+              "are unsatisfiable."]
+    message = explain(UV_STEP, recent)
+    assert message.startswith("uv could not install the Python packages: No solution found "
+                              "when resolving dependencies: Because only tinypkg==1.0")
+    assert message.endswith("cannot be used. And because you require needy, we can conclude "
+                            "that your requirements are unsatisfiable.")
+
+
+def test_uv_parse_error_leaves_out_the_caret_line() -> None:
+    recent = ["error: Couldn't parse requirement in `requirements.txt` at position 13",
+              "  cause: Expected one of `@`, `(`, `<`, `=`, `>`, `~`, `!`, `;`, found `l`",
+              "         bad line here!",
+              "             ^"]
+    assert explain(UV_STEP, recent) == (
+        "uv could not install the Python packages: Couldn't parse requirement in "
+        "`requirements.txt` at position 13: Expected one of `@`, `(`, `<`, `=`, `>`, `~`, `!`, "
+        "`;`, found `l` bad line here!")
+
+
+def test_error_lines_of_other_steps_are_not_read_as_uv() -> None:
+    recent = ["error: cannot open file", "  cause: gone"]
+    assert explain("executor failed running [/bin/sh -c make]: exit code: 2", recent) == (
+        "The build step `RUN make` failed with exit code 2. Its last output: cause: gone")
