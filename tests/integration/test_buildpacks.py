@@ -275,9 +275,13 @@ def test_r_runtime_with_install_r(api: ApiClient, git_server: GitServer, repo_ur
     repo = unique("r-runtime")
     git_server.make_repo(f"github/ola/{repo}", {
         "runtime.txt": f"r-{R_SNAPSHOT}\n",
-        "install.R": 'install.packages("binderhello")\n',
+        # The farm's repository replaces the one named here (nothing answers there).
+        "install.R": 'install.packages("binderhello", repos = "http://127.0.0.1:9/cran")\n',
     })
     record = built(api, f"{repo_url}/ola/{repo}")
+    assert ("install.R names its own package sources (http://127.0.0.1:9/cran); this farm uses "
+            f"its configured sources instead: {r_repository.url}/{R_SNAPSHOT}.") \
+        in api.logs(record["name"])
     image = record["image-name"]
     output = run_in_image(image, "Rscript -e 'cat(binderhello::hello(), \"\\n\")'; "
                                  "jupyter kernelspec list")

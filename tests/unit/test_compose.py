@@ -12,11 +12,16 @@ import pytest
 from common.config import Config, load_config
 from common.errors import BuildFailure
 from workers.base_image import RECIPE_DIR
-from workers.buildpacks import Detection, check, detect
+from workers.buildpacks import Detection, check, detect, notices
 from workers.buildpacks.compose import apt_packages, default_command
 from workers.buildpacks.installers import index_options
 from workers.buildpacks.pipfile import requirements
-from workers.buildpacks.r import cran_url, description_dependencies
+from workers.buildpacks.r import (
+    FARM_REPOS_PRELUDE,
+    cran_url,
+    declared_repos,
+    description_dependencies,
+)
 from workers.buildpacks.runtime import Runtime, parse_runtime
 from workers.phases.template import launch_command, template_command
 
@@ -168,8 +173,39 @@ def test_r_runtime_installs_r_irkernel_and_the_dated_snapshot(tmp_path: Path) ->
     assert "r-cran-irkernel" in r and "IRkernel::installspec" in r
     assert "http://127.0.0.1:7/2024-01-01" in r
     staged = lines.index("COPY --chown=1000:1000 repo/install.R /tmp/binder/install.R")
-    assert lines[staged + 1] == "RUN cd /tmp/binder && Rscript install.R"
+    assert lines[staged + 1].startswith("RUN cd /tmp/binder && Rscript -e ")
+    assert lines[staged + 1].endswith(""" }); source("install.R")'""")
     assert r.index("r-base-core") and position(lines, "r-base-core") < lines.index("USER jovyan")
+
+
+def test_install_r_repos_are_named_and_replaced_by_the_farm_repository(tmp_path: Path) -> None:
+    install_r = ('install.packages("a", repos = "https://cran.example/")\n'
+                 "options(repos=c(CRAN='https://mirror.example/cran', other = \"https://x.example\"))\n"
+                 'install.packages("local.tar.gz", repos = NULL, type = "source")\n'
+                 "install.packages('b', repo = r)\n"
+                 "if (x == 1) install.packages('c')\n")
+    assert declared_repos(install_r) == ["https://cran.example/", "https://mirror.example/cran",
+                                         "https://x.example", "r"]
+    files = {"runtime.txt": "r-2024-01-01\n", "install.R": install_r}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    assert notices(detect(tmp_path, CONFIG), tmp_path, CONFIG) == [
+        "install.R names its own package sources (https://cran.example/, "
+        "https://mirror.example/cran, https://x.example, r); this farm uses its configured "
+        "sources instead: http://127.0.0.1:7/2024-01-01."]
+    run = next(line for line in dockerfile(tmp_path, files) if "install.R" in line
+               and line.startswith("RUN"))
+    assert FARM_REPOS_PRELUDE in run
+
+
+def test_install_r_without_repos_and_without_r_says_nothing(tmp_path: Path) -> None:
+    for files in ({"runtime.txt": "r-2024-01-01\n", "install.R": 'install.packages("a")\n'},
+                  {"requirements.txt": "", "install.R": 'install.packages("a", repos="u")\n'}):
+        for name, text in files.items():
+            (tmp_path / name).write_text(text)
+        assert notices(detect(tmp_path, CONFIG), tmp_path, CONFIG) == []
+        for name in files:
+            (tmp_path / name).unlink()
 
 
 def test_description_installs_its_dependencies_then_the_package(tmp_path: Path) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path, PurePosixPath
 from common.config import Config
 from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
-from workers.buildpacks.compose import check_extras, runtime_of
+from workers.buildpacks.compose import check_extras, extras_notices, runtime_of
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
@@ -196,9 +196,18 @@ def check(detection: Detection, checkout: Path, config: Config) -> None:
         check_extras(detection.buildpack, inputs)
 
 
+def notices(detection: Detection, checkout: Path, config: Config) -> list[str]:
+    """Build-log lines at detect, e.g. package sources the farm replaces."""
+    inputs = detection.inputs(checkout, config)
+    lines = detection.buildpack.notices(inputs)
+    if not detection.buildpack.owns_context:
+        lines += extras_notices(detection.buildpack, inputs)
+    return lines
+
+
 def buildpack_by_id(pack_id: str) -> BuildPack:
     return next((pack for pack in BUILDPACKS if pack.id == pack_id), DEFAULT_BUILDPACK)
 
 
 __all__ = ["BUILDPACKS", "DEFAULT_BUILDPACK", "BuildInputs", "BuildPack", "Detection", "check",
-           "detect", "buildpack_by_id"]
+           "detect", "buildpack_by_id", "notices"]

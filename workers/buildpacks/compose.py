@@ -32,8 +32,9 @@ from workers.buildpacks.base import (
 )
 from workers.buildpacks.conda import runtime_python_step, script_file
 from workers.buildpacks.installers import apt_install
-from workers.buildpacks.r import check_cran_url, r_system
+from workers.buildpacks.r import check_cran_url, cran_url, declared_repos, r_system, run_install_r
 from workers.buildpacks.runtime import BASE_PYTHON, Runtime, parse_runtime
+from workers.package_index import sources_replaced
 
 RUN_SCRIPT = "run-script"
 SCRIPT_TRAP = "script-trap.sh"
@@ -83,6 +84,18 @@ def check_extras(pack: BuildPack, inputs: BuildInputs) -> None:
             and not inputs.config.conda_channels:
         raise BuildFailure(f"runtime.txt asks for Python {runtime.version}, but this farm has "
                            "no conda channels to take it from (BINDER_CONDA_CHANNELS).")
+
+
+def extras_notices(pack: BuildPack, inputs: BuildInputs) -> list[str]:
+    """Build-log lines about the composed files: the farm's CRAN repository replaces
+    the ones ``install.R`` names."""
+    path = inputs.extras.get("install.R")
+    if path is None or not uses_r(inputs, pack.install(inputs)):
+        return []
+    runtime = runtime_of(inputs)
+    note = sources_replaced(str(path), declared_repos(inputs.read(path)),
+                            [cran_url(inputs.config, runtime.date if runtime else None)])
+    return [note] if note else []
 
 
 def context_files(pack: BuildPack, inputs: BuildInputs) -> dict[str, bytes]:
@@ -144,7 +157,7 @@ def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     if r and "install.R" in extras:
         lines += [f"COPY --chown={uid}:{uid} repo/{extras['install.R']} "
                   f"{CONFIG_STAGING}/install.R",
-                  f"RUN cd {CONFIG_STAGING} && Rscript install.R"]
+                  run_install_r(CONFIG_STAGING)]
     lines += [f"COPY --chown={uid}:{uid} repo/ {repo}/", f"WORKDIR {repo}"]
     lines += install.after_repo
     if python:

@@ -7,6 +7,11 @@ come from ``BINDER_CRAN_URL``, a CRAN-like repository: its ``{date}`` is
 runtime.txt's date (a dated snapshot) or ``latest``. The site library
 belongs to the image user, so ``install.R`` (run as that user) and
 ``postBuild`` can install into it.
+
+``install.R`` runs with the farm's repository in place of any it names
+(``install.packages(..., repos = ...)``, ``options(repos = ...)``), as
+pip and conda files get the farm's index and channels; ``repos = NULL``
+(installing a local file) stays.
 """
 
 from __future__ import annotations
@@ -28,6 +33,24 @@ BASE_PACKAGES = frozenset({
     "parallel", "splines", "stats", "stats4", "tcltk", "tools", "utils"})
 _PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 _FIELD = re.compile(r"^([A-Za-z/@]+):\s*(.*)$")
+#: ``repos =`` (or R's partial ``repo =``) and what follows, up to the end of its call.
+_REPOS = re.compile(r"\brepos?\s*=(?!=)\s*(c\s*\([^)]*\)|\"[^\"]*\"|'[^']*'|[^,)\s]+)")
+_STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
+#: R run before ``install.R``: every ``install.packages`` call (bare or ``utils::``, also
+#: from packages loaded later) gets the farm's repository, whatever repos it names;
+#: ``repos = NULL`` (a local file) stays. The farm's repository is the site profile's.
+FARM_REPOS_PRELUDE = (
+    'local({ farm <- getOption("repos"); original <- utils::install.packages; '
+    "forced <- function(...) { args <- list(...); given <- names(args); "
+    "hit <- if (is.null(given)) integer(0) else "
+    'which(nzchar(given) & startsWith("repos", given)); '
+    "if (length(hit) && is.null(args[[hit[1]]])) return(invisible(original(...))); "
+    "if (length(hit)) args <- args[-hit]; "
+    "invisible(do.call(original, c(args, list(repos = farm)))) }; "
+    'for (env in list(as.environment("package:utils"), asNamespace("utils"))) { '
+    'unlockBinding("install.packages", env); assign("install.packages", forced, envir = env); '
+    'lockBinding("install.packages", env) } })'
+)
 
 
 def cran_url(config: Config, date: str | None) -> str:
@@ -45,6 +68,27 @@ def r_system(config: Config, date: str | None) -> list[str]:
         f"echo {shlex.quote(profile)} >> {RPROFILE} && "
         f"install -d -o {uid} -g {uid} {SITE_LIBRARY} && chown {uid}:{uid} {SITE_LIBRARY}",
     ]
+
+
+def declared_repos(text: str) -> list[str]:
+    """The package repositories an R script names with ``repos =`` (not ``NULL``)."""
+    found: list[str] = []
+    for match in _REPOS.finditer(text):
+        value = match.group(1).strip()
+        if value == "NULL":
+            continue
+        strings = [a or b for a, b in _STRING.findall(value)]
+        for source in strings or [value]:
+            if source and source not in found:
+                found.append(source)
+    return found
+
+
+def run_install_r(folder: str) -> str:
+    """The ``RUN`` line running ``install.R``, staged in ``folder``, with the farm's
+    repository in place of any it names."""
+    code = f'{FARM_REPOS_PRELUDE}; source("install.R")'
+    return f"RUN cd {folder} && Rscript -e {shlex.quote(code)}"
 
 
 def check_cran_url(config: Config) -> None:

@@ -6,7 +6,7 @@ from typing import Any
 
 from common.sizes import parse_size
 from workers.binder_yml import Ceilings, find_binder_yml, load_binder_yml
-from workers.buildpacks import check, detect
+from workers.buildpacks import check, detect, notices
 from workers.phase_runner import PhaseResult, PhaseRun
 
 
@@ -14,7 +14,7 @@ def run(phase: PhaseRun) -> PhaseResult:
     checkout, config = phase.checkout, phase.config
     detection = detect(checkout, config)
     check(detection, checkout, config)
-    for notice in detection.buildpack.notices(detection.inputs(checkout, config)):
+    for notice in notices(detection, checkout, config):
         phase.say(notice)
     binder_yml: dict[str, Any] = {}
     yml_path = find_binder_yml(checkout)
