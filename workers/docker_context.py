@@ -47,7 +47,11 @@ def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
             patterns = ignore_patterns(checkout, inputs.config_path) + [".git"]
             kept = exclude_paths(str(checkout), patterns, dockerfile=str(inputs.config_path))
             for relative in sorted(kept):
-                tar.add(checkout / relative, arcname=relative, recursive=False)
+                if relative == str(inputs.config_path):
+                    # as rendered (a short FROM binder-root made the farm's full name)
+                    _add_bytes(tar, relative, dockerfile_text.encode(errors="surrogateescape"))
+                else:
+                    tar.add(checkout / relative, arcname=relative, recursive=False)
             return str(inputs.config_path)
         tar.add(checkout, arcname="repo", filter=_without_git)
         _add_bytes(tar, GENERATED_DOCKERFILE, dockerfile_text.encode())

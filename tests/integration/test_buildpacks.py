@@ -164,11 +164,12 @@ def test_postbuild_failure_names_the_script_and_line(api: ApiClient, git_server:
 def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_server: GitServer,
                                                          repo_url: str,
                                                          package_index: Served) -> None:
-    """The Dockerfile form the Binder documentation shows, FROM the farm's Debian root."""
+    """The Dockerfile form the Binder documentation shows, FROM the farm's Debian root by
+    its short name."""
     root = get_config().root_image_name
     repo = unique("docs-dockerfile")
     git_server.make_repo(f"github/lee/{repo}", {
-        "Dockerfile": f"FROM {root}\n"
+        "Dockerfile": "FROM binder-root\n"
                       "ARG NB_USER\nARG NB_UID\n"
                       "ENV USER ${NB_USER}\nENV HOME /home/${NB_USER}\n"
                       'RUN adduser --disabled-password --gecos "Default user" '
@@ -183,6 +184,7 @@ def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_se
     record = built(api, f"{repo_url}/lee/{repo}")
     log = api.logs(record["name"])
     assert "ignoring apt.txt: Dockerfile builds the image by itself" in log
+    assert f"Dockerfile: FROM binder-root is this farm's Debian root, {root}" in log
     assert "verified: the image serves on port 8888" in log
     assert_binder_conventions(record["image-name"])
     assert run_in_image(record["image-name"], "cat notes.md").strip() == "hello"

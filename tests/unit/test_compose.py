@@ -14,6 +14,7 @@ from common.errors import BuildFailure
 from workers.base_image import RECIPE_DIR
 from workers.buildpacks import Detection, check, detect, notices
 from workers.buildpacks.compose import apt_packages, default_command
+from workers.buildpacks.dockerfile import with_farm_root
 from workers.buildpacks.installers import index_options
 from workers.buildpacks.pipfile import requirements
 from workers.buildpacks.r import (
@@ -354,3 +355,33 @@ def test_description_dependencies_and_cran_url() -> None:
         description_dependencies("Imports: ok, bad;name\n")
     assert cran_url(CONFIG, "2024-01-01") == "http://127.0.0.1:7/2024-01-01"
     assert cran_url(CONFIG, None) == "http://127.0.0.1:7/latest"
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    ("FROM binder-root\n", "FROM {root}\n"),
+    ("from binder-root:latest AS base\nFROM base\n", "from {root} AS base\nFROM base\n"),
+    ("FROM --platform=linux/amd64 binder-root\n", "FROM --platform=linux/amd64 {root}\n"),
+    ("FROM binder-root:2024\n", "FROM binder-root:2024\n"),
+    ("FROM binder-rootfs\n", "FROM binder-rootfs\n"),
+    ("FROM debian AS binder-root\nFROM binder-root\n",
+     "FROM debian AS binder-root\nFROM binder-root\n"),
+    ("RUN echo FROM binder-root\n", "RUN echo FROM binder-root\n"),
+])
+def test_short_binder_root_names_the_farm_root(written: str, expected: str) -> None:
+    root = CONFIG.root_image_name
+    assert with_farm_root(written, root) == expected.format(root=root)
+
+
+def test_dockerfile_from_binder_root_is_rendered_checked_and_logged(tmp_path: Path) -> None:
+    (tmp_path / "Dockerfile").write_text("FROM binder-root\nARG NB_USER\nUSER ${NB_USER}\n")
+    strict = CONFIG.replace(allowed_base_images=("registry.test:5000/binder-base",))
+    detection = detect(tmp_path, CONFIG)
+    root = CONFIG.root_image_name
+    assert detection.buildpack.render(detection.inputs(tmp_path, CONFIG)).startswith(
+        f"FROM {root}\n")
+    assert notices(detection, tmp_path, CONFIG) == [
+        f"Dockerfile: FROM binder-root is this farm's Debian root, {root}"]
+    with pytest.raises(BuildFailure, match=f"would pull {root}, which this farm does not"):
+        check(detection, tmp_path, strict)
+    check(detection, tmp_path, strict.replace(
+        allowed_base_images=("registry.test:5000/binder-root",)))

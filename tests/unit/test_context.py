@@ -200,3 +200,13 @@ def test_context_tar_opens_with_one_plain_header(tmp_path: Path) -> None:
         _, _, target = build(tmp_path, pack, checkout, config_path)
         first = tarfile.TarInfo.frombuf(target.read_bytes()[:512], "utf-8", "surrogateescape")
         assert first.type == tarfile.DIRTYPE and first.name in {".", "./"}
+
+
+def test_own_dockerfile_is_written_as_rendered(tmp_path: Path) -> None:
+    checkout = make_checkout(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM binder-root\nRUN true\n")
+    inputs = BuildInputs(checkout, PurePosixPath("Dockerfile"), CONFIG)
+    pack = DockerfileBuildPack()
+    path = write_context(tmp_path / "context.tar", pack, inputs, pack.render(inputs))
+    assert read(tmp_path / "context.tar", path) == \
+        f"FROM {CONFIG.root_image_name}\nRUN true\n".encode()
