@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import tempfile
 import time
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 from bench.lab import Lab
 from common.config import load_config
-from workers.buildpacks import BuildInputs, detect
+from workers.buildpacks import detect
 from workers.docker_context import write_context
 
 #: Poll interval while waiting for a build: small against what is measured.
@@ -86,9 +86,9 @@ def farm_context(lab: Lab, files: dict[str, str], target: Path) -> str:
     """The context tar the farm builds for ``files``; returns its Dockerfile path."""
     config = load_config()
     checkout = write_checkout(target.parent / "repo", files)
-    buildpack, config_path = detect(checkout, config)
-    inputs = BuildInputs(checkout, PurePosixPath(config_path) if config_path else None, config)
-    return write_context(target, buildpack, inputs, buildpack.render(inputs))
+    detection = detect(checkout, config)
+    inputs = detection.inputs(checkout, config)
+    return write_context(target, detection.buildpack, inputs, detection.buildpack.render(inputs))
 
 
 def by_hand_buildkit(lab: Lab, host: str, files: dict[str, str], image: str) -> float:

@@ -184,7 +184,7 @@ def ensure_base(lab: Lab, say: Any) -> None:
 
     config = load_config()
     client = lab.client("a")
-    made = client.images.list(filters={"label": f"{RECIPE_LABEL}={recipe_hash()}"})
+    made = client.images.list(filters={"label": f"{RECIPE_LABEL}={recipe_hash(config)}"})
     if made:  # built by an earlier run, tagged for that run's registry port
         made[0].tag(lab.base_image)
     started = time.monotonic()
