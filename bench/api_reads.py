@@ -67,7 +67,7 @@ def _direct(args: tuple[str, str, float, int]) -> tuple[int, list[float]]:
     mongo_url, database, seconds, seed = args
     import pymongo
 
-    builds = pymongo.MongoClient(mongo_url)[database].builds
+    builds: Any = pymongo.MongoClient(mongo_url)[database].builds
     return _loop(lambda name: builds.find_one({"name": name}), seconds, seed)
 
 

@@ -75,7 +75,7 @@ def main() -> None:
     print(f"{'input':<22}{'size':>8}{'parser s':>11}{'scan s':>10}{'parser/scan':>13}"
           f"{'old regex s':>13}{'old/parser':>12}")
     for name in inputs(1):
-        first_ratio = None
+        first_ratio: float | None = None
         for kb in sizes:
             text = inputs(kb * 1024)[name]
             parse_time = timed(lambda text=text: pulled_images(text))  # type: ignore[misc]
@@ -87,8 +87,9 @@ def main() -> None:
                 old_time = timed(lambda text=text: list(OLD_FROM.finditer(text)), rounds=1)  # type: ignore[misc]
                 old = f"{old_time:>13.3f}{old_time / parse_time:>12.1f}"
             print(f"{name:<22}{kb:>6}KB{parse_time:>11.4f}{scan_time:>10.4f}{ratio:>13.1f}{old}")
+        growth = ratio / first_ratio if first_ratio else float("nan")
         print(f"{'':<22}growth of parser/scan from {sizes[0]} KB to {sizes[-1]} KB: "
-              f"{ratio / first_ratio:.2f}x (1.0 = linear)\n")
+              f"{growth:.2f}x (1.0 = linear)\n")
 
 
 if __name__ == "__main__":

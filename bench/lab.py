@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import docker
+from docker import DockerClient
 
 from bench.services import Daemon, mongo_daemon, redis_daemon, registry_daemon
 from bench.wheelhouse import ensure_wheelhouse, write_simple_index
@@ -90,7 +91,7 @@ class Lab:
         return subprocess.run([DOCKER_CLI, *args], env=env, stdin=stdin, text=True,
                               capture_output=True, check=True)
 
-    def client(self, host: str) -> docker.DockerClient:
+    def client(self, host: str) -> DockerClient:
         return self.engines[host].client(timeout=600)
 
     def cold(self, *hosts: str) -> None:

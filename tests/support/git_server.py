@@ -12,7 +12,7 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -124,7 +124,7 @@ class GitServer:
                 return scheme == "Basic" and credentials.partition(":")[2] == token
         return True
 
-    def make_repo(self, path: str, files: dict[str, str | bytes],
+    def make_repo(self, path: str, files: Mapping[str, str | bytes],
                   branches: dict[str, dict[str, str | bytes]] | None = None,
                   tags: dict[str, str] | None = None,
                   symlinks: dict[str, str] | None = None) -> dict[str, str]:
@@ -156,7 +156,7 @@ class GitServer:
             _git(["clone", "-q", "--bare", str(work), str(bare)], work.parent)
         return shas
 
-    def push_commit(self, path: str, files: dict[str, str | bytes], branch: str = "main") -> str:
+    def push_commit(self, path: str, files: Mapping[str, str | bytes], branch: str = "main") -> str:
         """Add a commit with ``files`` to ``branch`` of an existing repo; return its SHA."""
         bare = self.root / f"{path}.git"
         with tempfile.TemporaryDirectory() as scratch:
@@ -169,7 +169,7 @@ class GitServer:
             return _git(["rev-parse", "HEAD"], work)
 
 
-def _write(work: Path, files: dict[str, str | bytes], symlinks: dict[str, str]) -> None:
+def _write(work: Path, files: Mapping[str, str | bytes], symlinks: dict[str, str]) -> None:
     for name, content in files.items():
         target = work / name
         target.parent.mkdir(parents=True, exist_ok=True)
