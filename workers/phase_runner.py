@@ -212,8 +212,9 @@ def _end(config: Config, record: BuildRecord, status: Status, error: str | None,
     if writer is not None:
         writer.write(f"== build {status.value}" + (f": {error}" if error else ""))
         writer.flush()  # a follower that sees the build end has every line
-    if status is not Status.COMPLETED:
-        changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
+    # The phase that ended the build ends too (a cache hit ends in fetch; the last
+    # step completes the build): every phase that started has its end time.
+    changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
     build_store.finish(build_id, attempt, status, error, changes)
     _remove_workdir(config, build_id, attempt)
     return Outcome.DONE
