@@ -108,6 +108,7 @@ class BuildRecord(TypedDict, total=False):
     worker: str | None
     workers: list[str]
     cached: bool
+    pushed_bytes: int  # bytes of layers the push phase sent (metrics)
     phases: dict[str, PhaseTimes]
     lost: dict[str, Any]
     deliveries: dict[str, dict[str, int]]  # attempt -> phase -> claims

@@ -85,11 +85,17 @@ def docker_cli_config(config: Config) -> Path:
 
 
 def push_image(client: docker.DockerClient, config: Config, image: str,
-               on_status: Callable[[str], None], check: Callable[[], None] = lambda: None) -> None:
+               on_status: Callable[[str], None], check: Callable[[], None] = lambda: None) -> int:
     """Push ``image``; each new overall status goes to ``on_status``, ``check`` runs
-    between events (it raises to stop). Raises ``BuildFailure`` when refused."""
+    between events (it raises to stop). Raises ``BuildFailure`` when refused.
+
+    Returns the bytes of the layers the engine pushed, as its progress reported
+    them (layers the registry already had count nothing).
+    """
     repository, tag = split_tag(image)
     last_status = ""
+    progress: dict[str, int] = {}
+    pushed = 0
     for event in client.api.push(repository, tag=tag, stream=True, decode=True,
                                  auth_config=auth_config(config)):
         check()
@@ -97,9 +103,16 @@ def push_image(client: docker.DockerClient, config: Config, image: str,
             raise BuildFailure(f"The registry refused the image: {event['error']}",
                                suggestions=["Retry; operators: check BINDER_REGISTRY."])
         status = event.get("status", "")
+        layer = event.get("id")
+        if layer and status == "Pushing":
+            detail = event.get("progressDetail") or {}
+            progress[layer] = max(progress.get(layer, 0), int(detail.get("current") or 0))
+        elif layer and status == "Pushed":
+            pushed += progress.pop(layer, 0)
         if status and status != last_status and "id" not in event:
             on_status(status)
         last_status = status
+    return pushed
 
 
 def pull_image(client: docker.DockerClient, config: Config, image: str) -> None:

@@ -11,6 +11,7 @@ started gets SIGTERM, and the next ``up`` clears what is left (see
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,20 +130,28 @@ def services(config_file: str | None, base_image: bool) -> None:
         ensure_base_image(config, say=click.echo)
 
 
-def _exec(argv: list[str], config: Config) -> None:
-    os.execvpe(argv[0], argv, _child_env(config))
+def _exec(argv: list[str], config: Config, **extra_env: str) -> None:
+    os.execvpe(argv[0], argv, {**_child_env(config), **extra_env})
 
 
 @click.command()
 @config_option
 def api(config_file: str | None) -> None:
     """Serve the API under gunicorn."""
+    from api.request_metrics import MULTIPROC_ENV
+
     config = _load(config_file)
+    # Request latencies of every gunicorn process, summed at /metrics; what a
+    # previous run left there would be counted again.
+    metrics_dir = config.data_path / "api-metrics"
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
     # This interpreter's gunicorn, so the API runs the same install as this command.
     _exec([sys.executable, "-m", "gunicorn", "--bind", f"{config.host}:{config.port}",
            "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "120",
            "--access-logfile", "-", "--limit-request-line", "8190",
-           "api:create_app()"], config)
+           "--config", "python:api.gunicorn_config", "api:create_app()"], config,
+          **{MULTIPROC_ENV: str(metrics_dir)})
 
 
 @click.command()

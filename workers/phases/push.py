@@ -38,10 +38,11 @@ def run(phase: PhaseRun) -> PhaseResult:
         client = docker_client(phase.config, timeout=phase.config.push_timeout)
         phase.guard.on_abort(client.close)
         phase.say(f"pushing {image}")
-        push_image(client, phase.config, image, on_status=phase.say, check=phase.guard.check)
-        phase.say(f"pushed {image}")
+        pushed = push_image(client, phase.config, image, on_status=phase.say,
+                            check=phase.guard.check)
+        phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
             verifying.result()
     finally:
         pool.shutdown(wait=False)
-    return PhaseResult({"image_source": image})
+    return PhaseResult({"image_source": image, "pushed_bytes": pushed})

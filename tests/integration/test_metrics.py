@@ -1,0 +1,79 @@
+"""``/metrics`` under gunicorn: build counters match the builds this test ran, phase
+histograms count their phases, bytes pushed add up, request latencies are summed over
+the API's processes, and the whole exposition parses as Prometheus reads it."""
+
+from __future__ import annotations
+
+import uuid
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from common.db import get_db
+from tests.support.api_cases import plain_repo
+from tests.support.farm import ApiClient
+from tests.support.git_server import GitServer
+
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(api: ApiClient) -> Samples:
+    response = api.request("GET", "/metrics", auth=False)
+    assert response.status_code == 200, response.text
+    assert response.headers["Content-Type"].startswith("text/plain")
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.text)
+            for sample in family.samples}
+
+
+def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    key = (name, tuple(sorted(labels.items())))
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+def total(samples: Samples, name: str) -> float:
+    return sum(value for (sample, _), value in samples.items() if sample == name)
+
+
+def test_metrics_count_the_builds_this_test_ran(api: ApiClient, git_server: GitServer,
+                                                 repo_url: str) -> None:
+    before = scrape(api)
+    url = plain_repo(git_server, repo_url, owner="metrics")
+    built = api.wait(api.start(url).json()["name"])
+    assert built["status"] == "completed" and not built["cached"], built
+    hit = api.wait(api.start(url).json()["name"])  # same content: served from the cache
+    assert hit["status"] == "completed" and hit["cached"], hit
+    missing = api.start(f"{repo_url}/nobody/gone-{uuid.uuid4().hex[:6]}")
+    assert missing.status_code == 200, missing.text
+    failed = api.wait(missing.json()["name"])
+    assert failed["status"] == "failed", failed
+    for _ in range(3):
+        assert api.request("GET", "/templates/no-such-template").status_code == 404
+    after = scrape(api)
+
+    assert total(after, "binder_builds_started_total") - \
+        total(before, "binder_builds_started_total") == 3
+    counted = "binder_builds_completed_total"
+    assert delta(before, after, counted, config="none", cached="false") == 1
+    assert delta(before, after, counted, config="none", cached="true") == 1
+    assert total(after, counted) - total(before, counted) == 2
+    assert delta(before, after, "binder_builds_failed_total", config="unknown",
+                 cached="false") == 1
+    assert total(after, "binder_builds_cancelled_total") == \
+        total(before, "binder_builds_cancelled_total")
+    # Every build fetched; only the first went through the later phases.
+    histogram = "binder_phase_duration_seconds_count"
+    assert delta(before, after, histogram, phase="fetching") == 3
+    for phase in ("detecting", "building", "pushing", "registering"):
+        assert delta(before, after, histogram, phase=phase) == 1, phase
+    assert delta(before, after, "binder_build_duration_seconds_count", config="none",
+                 cached="false") == 1
+    stored = get_db().builds.find_one({"build_id": built["build-id"]}) or \
+        get_db().attempts.find_one({"build_id": built["build-id"]})
+    assert stored is not None and stored["pushed_bytes"] > 0
+    assert delta(before, after, "binder_pushed_bytes_total") == stored["pushed_bytes"]
+    # Three 404s, answered by whichever gunicorn process took them, counted once each.
+    assert delta(before, after, "binder_api_request_duration_seconds_count",
+                 endpoint="/templates/<name:name>", method="GET", status="404") == 3
+    # The shared queue and the live worker host's own queue are measured (and empty now).
+    assert after[("binder_queue_messages", (("queue", "builds"),))] == 0
+    assert after[("binder_queue_messages", (("queue", "host.test-a"),))] == 0

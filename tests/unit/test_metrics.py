@@ -1,0 +1,141 @@
+"""Build counters and histograms from records, and the API's request latencies."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import CollectorRegistry
+
+import api.metrics
+from api.metrics import build_metrics, config_label
+from api.request_metrics import REQUEST_SECONDS
+from tests.unit.test_api_scopes import make_app
+
+T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def record(status: str, config: str | None = None, cached: bool = False,
+           phases: dict[str, tuple[float, float]] | None = None, **extra: Any) -> dict[str, Any]:
+    return {"build_id": extra.pop("build_id", status), "status": status, "config": config,
+            "cached": cached, "start_time": T0, "end_time": at(40),
+            "phases": {phase: {"start": at(start), "end": at(end)}
+                       for phase, (start, end) in (phases or {}).items()}, **extra}
+
+
+def samples(records: list[dict[str, Any]]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of the exposition of ``records``, parsed back as Prometheus would."""
+
+    class Records:
+        def collect(self) -> Any:
+            return build_metrics(records)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Records())  # type: ignore[arg-type]
+    text = generate_latest(registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def test_counters_by_status_config_and_cache_hit() -> None:
+    records = [
+        record("completed", "binder/requirements.txt", build_id="a",
+               phases={"detecting": (1, 2)}, pushed_bytes=1000),
+        record("completed", "requirements.txt", cached=True, build_id="b"),
+        record("failed", None, build_id="c", phases={"fetching": (0, 3), "detecting": (3, 4)}),
+        record("cancelled", None, build_id="d"),
+        record("running", "Dockerfile", build_id="e", pushed_bytes=24,
+               lease={"worker": "host-a", "attempt": 1, "since": T0}),
+    ]
+    got = samples(records)
+    pip = (("cached", "false"), ("config", "requirements.txt"))
+    hit = (("cached", "true"), ("config", "requirements.txt"))
+    assert got[("binder_builds_started_total", pip)] == 1
+    assert got[("binder_builds_started_total", hit)] == 1
+    assert got[("binder_builds_completed_total", pip)] == 1
+    assert got[("binder_builds_completed_total", hit)] == 1
+    # No config file found ("none") differs from ending before detection ("unknown").
+    assert got[("binder_builds_failed_total", (("cached", "false"), ("config", "none")))] == 1
+    assert got[("binder_builds_cancelled_total",
+                (("cached", "false"), ("config", "unknown")))] == 1
+    assert sum(v for (name, _), v in got.items() if name == "binder_builds_started_total") == 5
+    assert got[("binder_running_builds_by_host", (("host", "host-a"),))] == 1
+    assert got[("binder_pushed_bytes_total", ())] == 1024
+
+
+def test_phase_and_build_duration_histograms() -> None:
+    records = [record("completed", "environment.yml", build_id=str(n),
+                      phases={"building": (0, seconds)})
+               for n, seconds in enumerate((3, 20, 200))]
+    got = samples(records)
+    building = (("phase", "building"),)
+    assert got[("binder_phase_duration_seconds_count", building)] == 3
+    assert got[("binder_phase_duration_seconds_sum", building)] == 223
+    buckets = {le: got[("binder_phase_duration_seconds_bucket", (("le", le),) + building)]
+               for le in ("5.0", "30.0", "+Inf")}
+    assert buckets == {"5.0": 1, "30.0": 2, "+Inf": 3}
+    env = (("cached", "false"), ("config", "environment.yml"))
+    assert got[("binder_build_duration_seconds_count", env)] == 3
+    assert got[("binder_build_duration_seconds_sum", env)] == 120
+
+
+@pytest.mark.parametrize(("config", "phases", "cached", "label"), [
+    ("binder/environment.yml", {}, False, "environment.yml"),
+    (None, {"detecting": {"start": T0, "end": T0}}, False, "none"),
+    (None, {}, True, "none"),
+    (None, {"detecting": {"start": T0}}, False, "unknown"),
+])
+def test_config_label(config: str | None, phases: dict[str, Any], cached: bool,
+                      label: str) -> None:
+    assert config_label({"config": config, "phases": phases, "cached": cached}) == label
+
+
+def test_requests_are_timed_by_route_method_and_status(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    client = make_app(tmp_path, monkeypatch).test_client()
+
+    def count(endpoint: str, status: str) -> float:
+        registry = CollectorRegistry()
+        registry.register(REQUEST_SECONDS)
+        return registry.get_sample_value("binder_api_request_duration_seconds_count",
+                                         {"endpoint": endpoint, "method": "GET",
+                                          "status": status}) or 0.0
+
+    route = "/builds/<name:name>"  # the rule, with its converter
+    before = count(route, "404"), count("unmatched", "404")
+    for name in ("one", "two", "three"):
+        assert client.get(f"/builds/{name}").status_code == 404
+    assert client.get("/no/such/route").status_code == 404
+    assert count(route, "404") == before[0] + 3
+    assert count("unmatched", "404") == before[1] + 1
+    assert api.metrics.REQUEST_SECONDS is REQUEST_SECONDS
+
+
+def test_the_api_command_starts_gunicorn_in_multiprocess_mode(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    import workers.cli.server as server
+
+    calls: list[tuple[list[str], dict[str, str]]] = []
+    monkeypatch.setattr(server.os, "execvpe",
+                        lambda file, argv, environ: calls.append((argv, environ)))
+    left = tmp_path / "api-metrics" / "histogram_4242.db"
+    left.parent.mkdir()
+    left.write_bytes(b"from the previous run")
+    result = CliRunner().invoke(server.api, [], env={
+        "BINDER_DATA_DIR": str(tmp_path), "BINDER_API_KEY": "admin-key-0123456789",
+        "BINDER_CREDENTIALS_FILE": str(tmp_path / "none.json"), "BINDER_CONFIG": None})
+    assert result.exit_code == 0, result.output
+    [(argv, environ)] = calls
+    assert environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "api-metrics")
+    assert not left.exists() and left.parent.is_dir()  # emptied, so nothing counts twice
+    assert argv[argv.index("--config") + 1] == "python:api.gunicorn_config"
