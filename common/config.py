@@ -77,6 +77,10 @@ class Config:
     host: str = setting("BINDER_HOST", "127.0.0.1", "API bind address.")
     port: int = setting("BINDER_PORT", 8082, "API port.")
     flower_port: int = setting("BINDER_FLOWER_PORT", 5555, "Flower port (make up).")
+    flower_user: str = setting("BINDER_FLOWER_USER", "binder", "Flower's basic-auth user name.")
+    flower_password: str = setting("BINDER_FLOWER_PASSWORD", "",
+        "Flower's basic-auth password (no commas); generated and saved under the data dir when "
+        "empty.")
     data_dir: str = setting("BINDER_DATA_DIR", "./.binder-data",
         "Work dirs, embedded Mongo data, registry storage, logs.")
     mongo_url: str = setting("MONGO_URL", "",

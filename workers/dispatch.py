@@ -18,7 +18,7 @@ from common.config import Config
 from common.db import get_db, translate_errors
 from common.models import STEPS, BuildRecord
 from common.redis_client import redis_client
-from workers.queues import SHARED_QUEUE, task_name
+from workers.queues import SHARED_QUEUE, shown_name, task_name
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     build_id, attempt = record["build_id"], record["attempt"]
     try:
         celery.send_task(task_name(STEPS[0]), args=[build_id, attempt],
+                         shadow=shown_name(STEPS[0], record["name"]),
                          queue=SHARED_QUEUE, retry=True, retry_policy=RETRY_POLICY)
     except (OperationalError, redis.RedisError, OSError) as exc:
         log.warning("broker unavailable; %s stays queued for the reaper: %s",

@@ -23,7 +23,7 @@ from common.errors import NoDatabase
 from common.models import STEPS, Step
 from workers.celery_app import task_config
 from workers.phase_runner import Outcome, PhaseFunction, run_phase
-from workers.queues import SHARED_QUEUE, host_queue, task_name
+from workers.queues import SHARED_QUEUE, build_name_shown, host_queue, shown_name, task_name
 
 #: A task that cannot reach MongoDB to claim its build waits and tries again
 #: rather than dropping the message (MongoDB is the truth; it will be back).
@@ -38,11 +38,13 @@ def step_function(step: Step) -> PhaseFunction:
     return function
 
 
-def rest_of_chain(config: Config, build_id: str, attempt: int) -> Signature:
-    """The steps after the first, each on the queue it must run on."""
+def rest_of_chain(config: Config, build_id: str, attempt: int, name: str = "") -> Signature:
+    """The steps after the first, each on the queue it must run on (and shown with the
+    build's ``name``)."""
     host = host_queue(config.worker_host)
     return chain(*(Signature(task_name(step), args=(build_id, attempt), immutable=True,
-                             queue=host if step.same_host else SHARED_QUEUE)
+                             queue=host if step.same_host else SHARED_QUEUE,
+                             shadow=shown_name(step, name) if name else None)
                    for step in STEPS[1:]))
 
 
@@ -57,7 +59,8 @@ def _make_task(step: Step) -> None:
         if outcome is not Outcome.CONTINUE:
             self.request.chain = None  # the build ended (or was not ours): stop the chain
         elif first:
-            raise self.replace(rest_of_chain(config, build_id, attempt))
+            name = build_name_shown(self.request.shadow)
+            raise self.replace(rest_of_chain(config, build_id, attempt, name))
 
 
 for _step in STEPS:

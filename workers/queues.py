@@ -17,3 +17,14 @@ def host_queue(host: str) -> str:
 def task_name(step: Step) -> str:
     """The Celery task that runs ``step``."""
     return f"binder.{step.name}"
+
+
+def shown_name(step: Step, build_name: str) -> str:
+    """How a step's task of build ``build_name`` shows in Flower, events and worker logs
+    (Celery's ``shadow``): ``binder.fetch:owner-repo``; the task run is ``task_name``."""
+    return f"{task_name(step)}:{build_name}"
+
+
+def build_name_shown(shown: str | None) -> str:
+    """The build name in a ``shown_name`` (empty for a task sent without one)."""
+    return (shown or "").partition(":")[2]

@@ -22,7 +22,7 @@ from typing import Any
 
 import click
 
-from common.api_keys import ensure_api_key
+from common.api_keys import ensure_api_key, ensure_flower_password
 from common.config import Config, describe_settings, environment_for, load_config
 from common.errors import ConfigError
 from common.service_credentials import credentials_path, with_service_credentials
@@ -84,6 +84,8 @@ def up(config_file: str | None) -> None:
         ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
         click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
         click.echo(f"key  {config.api_key}")
+        click.echo(f"Flower  http://{config.host}:{config.flower_port}/  (user "
+                   f"{config.flower_user}, password {ensure_flower_password(config)})")
         click.echo(f"service credentials  {credentials_path(config)}")
         with resources.as_file(resources.files("workers.cli") / "Procfile") as procfile:
             honcho = subprocess.Popen(
@@ -183,10 +185,17 @@ def beat(config_file: str | None) -> None:
 @click.command()
 @config_option
 def flower(config_file: str | None) -> None:
-    """Run Flower to watch the queue (BINDER_FLOWER_PORT)."""
+    """Run Flower to watch the queue (BINDER_FLOWER_PORT), behind basic auth."""
     config = _load(config_file)
+    password = ensure_flower_password(config)
+    if "," in password or ":" in config.flower_user:
+        raise click.ClickException("BINDER_FLOWER_PASSWORD may not hold a comma, nor "
+                                   "BINDER_FLOWER_USER a colon (Flower splits on them).")
+    # Flower reads its options from FLOWER_* variables too: the password stays off the
+    # command line (ps).
     _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "flower",
-           f"--address={config.host}", f"--port={config.flower_port}"], config)
+           f"--address={config.host}", f"--port={config.flower_port}"], config,
+          FLOWER_BASIC_AUTH=f"{config.flower_user}:{password}")
 
 
 @click.command("base-image")
