@@ -40,6 +40,7 @@ def create_app(config: Config | None = None) -> Flask:
     from api.auth import KEYS_EXTENSION
     from api.cors import register_cors
     from api.keys import KeyRing
+    from api.request_logs import register_request_logs
     from api.request_metrics import register_request_metrics
     from common.api_keys import ensure_api_key
     from workers.celery_app import create_celery
@@ -56,6 +57,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.extensions[ADMISSION_EXTENSION] = Admission(config)
     app.json.sort_keys = False  # type: ignore[attr-defined]
     register_request_metrics(app)
+    register_request_logs(app)
     register_api(app)
     register_cors(app, config.cors_allow_origin)
     return app

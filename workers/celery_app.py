@@ -19,8 +19,8 @@ from typing import Any, cast
 from celery import Celery, Task
 from celery.signals import after_setup_logger, after_setup_task_logger, worker_init
 
-from common.config import Config
-from workers.process_logs import configure_logger
+from common.config import Config, get_config
+from workers.process_logs import configure_logger, set_host
 from workers.queues import SHARED_QUEUE
 
 #: Modules whose tasks a worker runs.
@@ -75,6 +75,7 @@ def task_config(task: Task) -> Config:
 @after_setup_logger.connect
 @after_setup_task_logger.connect
 def _structured_logs(logger: logging.Logger, **_: Any) -> None:
+    set_host(get_config().worker_host)
     configure_logger(logger)
 
 

@@ -142,7 +142,7 @@ def run_phase(config: Config, step: Step, build_id: str, attempt: int,
     except LeaseLost:
         log.info("%s of %s attempt %s is not ours to run; dropped", step.name, build_id, attempt)
         return Outcome.DROPPED
-    with bind_build(record["name"], step.name):
+    with bind_build(record["name"], step.name, attempt):
         return _run_claimed(config, record, phase, function)
 
 

@@ -1,0 +1,105 @@
+"""Process logs: one logfmt line per record, naming host, build, phase and attempt."""
+
+from __future__ import annotations
+
+import io
+import logging
+import logging.config
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from flask import current_app
+
+import workers.process_logs as process_logs
+from tests.unit.test_api_scopes import make_app
+from workers.process_logs import FIELDS, LOGGING_CONFIG, bind_build, configure_handler, set_host
+
+
+def parse(line: str) -> dict[str, str]:
+    """A logfmt line back into its fields (shlex undoes the quoting for these values)."""
+    assert "\n" not in line
+    return dict(part.split("=", 1) for part in shlex.split(line))
+
+
+@pytest.fixture
+def captured() -> tuple[logging.Logger, io.StringIO]:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    configure_handler(handler)
+    logger = logging.getLogger(f"test.process_logs.{id(out)}")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    return logger, out
+
+
+def lines(out: io.StringIO) -> list[dict[str, str]]:
+    return [parse(line) for line in out.getvalue().splitlines()]
+
+
+def test_every_line_names_host_build_phase_and_attempt(
+        captured: tuple[logging.Logger, io.StringIO], monkeypatch: pytest.MonkeyPatch) -> None:
+    logger, out = captured
+    monkeypatch.setattr(process_logs, "_host", process_logs._host)
+    set_host("host-a")
+    logger.info("between builds")
+    with bind_build("owner-repo", "build", 2):
+        logger.warning('pushing "%s" to\tthe registry', "img:1")
+    logger.info("after")
+    first, during, after = lines(out)
+    assert list(first)[:len(FIELDS)] == list(FIELDS) and list(first)[-1] == "msg"
+    assert [first[k] for k in ("host", "build", "phase", "attempt")] == ["host-a", "-", "-", "-"]
+    assert [during[k] for k in ("level", "host", "build", "phase", "attempt")] == [
+        "WARNING", "host-a", "owner-repo", "build", "2"]
+    assert during["msg"] == 'pushing "img:1" to\\tthe registry'
+    assert after["build"] == "-"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", first["time"])
+
+
+def test_a_traceback_stays_on_its_line(captured: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = captured
+    with bind_build("owner-repo", "fetch", 1):
+        try:
+            raise RuntimeError("line one\nline two")
+        except RuntimeError:
+            logger.exception("fetch failed")
+    [line] = lines(out)
+    assert line["msg"] == "fetch failed" and line["build"] == "owner-repo"
+    assert "Traceback" in line["exc"] and "line one\\nline two" in line["exc"]
+
+
+def test_gunicorn_logging_config_formats_every_logger() -> None:
+    logging.config.dictConfig(LOGGING_CONFIG)
+    try:
+        handler = logging.getLogger("gunicorn.error").handlers[0]
+        record = logging.LogRecord("gunicorn.error", logging.INFO, __file__, 1, "Booting worker",
+                                   None, None)
+        assert all(f.filter(record) for f in handler.filters)
+        fields = parse(handler.format(record))
+        assert fields["msg"] == "Booting worker" and fields["build"] == "-"
+        assert logging.getLogger().handlers[0].formatter.__class__ is \
+            process_logs.LogfmtFormatter
+    finally:
+        logging.getLogger().handlers.clear()
+        for name in ("gunicorn.error", "gunicorn.access"):
+            logging.getLogger(name).handlers.clear()
+
+
+def test_api_lines_name_the_build_of_the_request(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        captured: tuple[logging.Logger, io.StringIO]) -> None:
+    logger, out = captured
+    app = make_app(tmp_path, monkeypatch)
+
+    @app.after_request
+    def _log(response: object) -> object:
+        logger.info("answered %s", current_app.name)
+        return response
+
+    app.test_client().get("/builds/owner-repo-main")
+    app.test_client().get("/templates/")
+    about_build, about_none = lines(out)
+    assert about_build["build"] == "owner-repo-main"
+    assert about_none["build"] == "-"
