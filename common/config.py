@@ -213,6 +213,14 @@ class Config:
         "Largest request body accepted.")
     cors_allow_origin: str = setting("BINDER_CORS_ALLOW_ORIGIN", "",
         "Origins (comma list, or *) whose pages may call the API from a browser; empty: none.")
+    keep_images: int = setting("BINDER_KEEP_IMAGES", 5,
+        "Registry images kept per build name, newest first (a template's image always); older "
+        "ones are deleted from the registry; 0 keeps all.")
+    log_retention_days: int = setting("BINDER_LOG_RETENTION_DAYS", 90,
+        "Stored logs of builds that ended more than this many days ago are deleted; 0 keeps "
+        "all.")
+    retention_interval: float = setting("BINDER_RETENTION_INTERVAL", 3600.0,
+        "Seconds between retention runs (beat).")
     gc_high_percent: int = setting("BINDER_GC_HIGH_PERCENT", 85,
         "Disk use (%) above which old built images are removed.")
     gc_low_percent: int = setting("BINDER_GC_LOW_PERCENT", 70,

@@ -109,6 +109,8 @@ class BuildRecord(TypedDict, total=False):
     workers: list[str]
     cached: bool
     pushed_bytes: int  # bytes of layers the push phase sent (metrics)
+    image_pruned: dt.datetime  # when retention deleted the image from the registry
+    log_pruned: dt.datetime  # when retention deleted the stored log
     phases: dict[str, PhaseTimes]
     lost: dict[str, Any]
     deliveries: dict[str, dict[str, int]]  # attempt -> phase -> claims

@@ -24,7 +24,7 @@ from workers.process_logs import configure_logger, set_host
 from workers.queues import SHARED_QUEUE
 
 #: Modules whose tasks a worker runs.
-TASK_MODULES = ("workers.pipeline", "workers.reaper", "workers.liveness")
+TASK_MODULES = ("workers.pipeline", "workers.reaper", "workers.liveness", "workers.retention")
 
 
 class FarmCelery(Celery):
@@ -62,6 +62,7 @@ def create_celery(config: Config, with_tasks: bool = False) -> FarmCelery:
         beat_schedule={
             "reap": {"task": "binder.reap", "schedule": config.reaper_interval},
             "collect-garbage": {"task": "binder.collect_garbage", "schedule": 600.0},
+            "retention": {"task": "binder.retention", "schedule": config.retention_interval},
         },
     )
     return app

@@ -1,0 +1,146 @@
+"""Retention against the real registry and Mongo wire server: a name keeps its newest
+images (and its template's), older ones leave the registry; old logs leave MongoDB."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import uuid
+from typing import Any
+
+import pytest
+import requests
+
+from common import db
+from common.clock import utcnow
+from common.config import Config, get_config
+from common.log_store import read_lines
+from workers.celery_app import create_celery
+from workers.registry import manifest_exists, split_image
+from workers.retention import prune_images, prune_logs
+
+MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+
+
+class Registry:
+    """Pushes tiny images straight through the registry's HTTP API (no engine needed)."""
+
+    def __init__(self, config: Config) -> None:
+        self.base = config.registry_url
+        self.session = requests.Session()
+        if config.registry_username:
+            self.session.auth = (config.registry_username, config.registry_password)
+
+    def blob(self, repository: str, data: bytes) -> dict[str, Any]:
+        digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+        start = self.session.post(f"{self.base}/v2/{repository}/blobs/uploads/", timeout=10)
+        assert start.status_code == 202, start.text
+        location = start.headers["Location"]
+        if location.startswith("/"):
+            location = self.base + location
+        done = self.session.put(location, params={"digest": digest}, data=data, timeout=10,
+                                headers={"Content-Type": "application/octet-stream"})
+        assert done.status_code == 201, done.text
+        return {"digest": digest, "size": len(data)}
+
+    def push(self, image: str) -> None:
+        """A one-layer image whose config names ``image`` (so every tag has its own digest)."""
+        _, repository, tag = split_image(image)
+        layer = self.blob(repository, b"layer of " + image.encode())
+        config = self.blob(repository, json.dumps({
+            "architecture": "amd64", "os": "linux", "config": {"Labels": {"image": image}},
+            "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode())
+        manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                               **config},
+                    "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                                **layer}]}
+        response = self.session.put(f"{self.base}/v2/{repository}/manifests/{tag}",
+                                    data=json.dumps(manifest), timeout=10,
+                                    headers={"Content-Type": MANIFEST})
+        assert response.status_code == 201, response.text
+
+    def tags(self, repository: str) -> set[str]:
+        response = self.session.get(f"{self.base}/v2/{repository}/tags/list", timeout=10)
+        return set(response.json().get("tags") or []) if response.status_code == 200 else set()
+
+
+def days_ago(days: float) -> dt.datetime:
+    return utcnow() - dt.timedelta(days=days)
+
+
+def record(name: str, image: str | None, ended: dt.datetime | None,
+           status: str = "completed") -> dict[str, Any]:
+    return {"build_id": uuid.uuid4().hex, "name": name, "status": status, "image_name": image,
+            "start_time": ended or utcnow(), "end_time": ended, "attempt": 1}
+
+
+@pytest.fixture
+def config(services: None) -> Config:
+    return get_config().replace(keep_images=2, log_retention_days=7)
+
+
+def test_a_name_keeps_its_newest_images_and_its_templates(config: Config) -> None:
+    registry = Registry(config)
+    name = f"retention-{uuid.uuid4().hex[:8]}"
+    repository = f"{config.image_prefix}{name}"
+    image = {tag: f"{config.registry}/{repository}:{tag}" for tag in
+             ("oldest", "old", "pinned", "newer", "newest", "running")}
+    for each in image.values():
+        registry.push(each)
+    other = f"{config.registry}/{config.image_prefix}{name}-other:only"
+    registry.push(other)
+    # Archived attempts, oldest first; the current record is the newest build.
+    db.attempts(config).insert_many([
+        record(name, image["oldest"], days_ago(30)), record(name, image["old"], days_ago(20)),
+        record(name, image["pinned"], days_ago(10)),
+        record(name, image["oldest"], days_ago(25)),  # same content built twice
+        record(name, image["newer"], days_ago(5)), record(name, image["newest"], days_ago(1)),
+        record(name, None, days_ago(1), status="failed")])
+    db.builds(config).insert_many([record(name, image["running"], None, status="running"),
+                                   record(f"{name}-other", other, days_ago(40))])
+    # The template still points at an old image (e.g. a rebuild of new content failed to
+    # register): what a launcher would start is never deleted.
+    db.templates(config).insert_one({"name": name, "image_name": image["pinned"]})
+
+    deleted = prune_images(config)
+
+    assert sorted(deleted) == sorted([image["oldest"], image["old"]])
+    assert registry.tags(repository) == {"pinned", "newer", "newest", "running"}
+    assert not manifest_exists(config, image["oldest"])
+    assert manifest_exists(config, other)  # one image of its name: kept
+    pruned = {r["image_name"] for r in db.attempts(config).find(
+        {"name": name, "image_pruned": {"$exists": True}})}
+    assert pruned == {image["oldest"], image["old"]}
+    assert prune_images(config) == []  # nothing left to do; pruned records are skipped
+    assert prune_images(config.replace(keep_images=0)) == []  # 0 keeps everything
+
+
+def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config) -> None:
+    name = f"retention-logs-{uuid.uuid4().hex[:8]}"
+    old, recent, running = (record(name, None, days_ago(8), "failed"),
+                            record(name, None, days_ago(6)),
+                            record(f"{name}-r", None, None, "running"))
+    db.attempts(config).insert_many([old, recent])
+    db.builds(config).insert_one(running)
+    logs = db.get_db(config).logs
+    for each in (old, recent, running):
+        logs.insert_many([{"_id": f"{each['build_id']}:{seq}", "build_id": each["build_id"],
+                           "seq": seq, "last": seq, "lines": [f"line {seq}"]}
+                          for seq in (1, 2)])
+
+    assert prune_logs(config) >= 1
+
+    assert read_lines(old["build_id"]) == []
+    assert [line for _, line in read_lines(recent["build_id"])] == ["line 1", "line 2"]
+    assert len(read_lines(running["build_id"])) == 2
+    stored = db.attempts(config).find_one({"build_id": old["build_id"]})
+    assert stored is not None and stored.get("log_pruned")
+    assert not (db.attempts(config).find_one({"build_id": recent["build_id"]}) or {}).get(
+        "log_pruned")
+
+
+def test_beat_runs_retention_on_its_interval(config: Config) -> None:
+    schedule = create_celery(config.replace(retention_interval=120.0)).conf.beat_schedule
+    assert schedule["retention"] == {"task": "binder.retention", "schedule": 120.0}
