@@ -10,6 +10,7 @@ from flask import current_app, request
 from api.admission import ADMISSION_EXTENSION, Admission
 from api.auth import current_key, public_read, require_build
 from api.blueprint import Blueprint
+from api.cache_hits import answer, find_hit
 from api.schemas.builds import BuildListQuerySchema, BuildRequestSchema, BuildSchema
 from common import build_store, name_store
 from common.errors import BadRepoSource
@@ -64,11 +65,15 @@ def build_request(repository: str, force: bool = False) -> tuple[str, dict[str, 
 def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
     """Admit the start (ban list, the key's and the repository's rates), store the build
     and queue its first step; ``AlreadyBuilding`` while one runs (unless ``force``).
-    The caller has checked the request's key."""
+    Content already built is answered ``completed`` and ``cached`` at once
+    (``api/cache_hits.py``). The caller has checked the request's key."""
     key = current_key()
     assert key is not None  # the caller checked it
     admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
     admission.admit(key, fields["repository"], fields["ref"])
+    hit = find_hit(current_app.config["BINDER"], name, fields)
+    if hit is not None:  # already built: completed now, no task sent
+        return answer(name, fields, hit)
     record = build_store.create_build(name, fields, force=bool(fields.get("force")))
     enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
     return record

@@ -24,10 +24,14 @@ from common.models import FINAL_STATUSES, BuildRecord, Phase, Status
 from common.name_store import belongs
 
 
-def new_record(name: str, fields: dict[str, Any]) -> BuildRecord:
+def new_build_id() -> str:
+    return uuid.uuid4().hex
+
+
+def new_record(name: str, fields: dict[str, Any], build_id: str | None = None) -> BuildRecord:
     now = utcnow()
     record: BuildRecord = {
-        "build_id": uuid.uuid4().hex,
+        "build_id": build_id or new_build_id(),
         "name": name,
         "status": Status.RUNNING.value,
         "phase": Phase.QUEUED.value,
@@ -52,8 +56,10 @@ def new_record(name: str, fields: dict[str, Any]) -> BuildRecord:
     return record
 
 
-def create_build(name: str, fields: dict[str, Any], force: bool = False) -> BuildRecord:
-    """Store a new running build named ``name`` and return it.
+def create_build(name: str, fields: dict[str, Any], force: bool = False,
+                 build_id: str | None = None) -> BuildRecord:
+    """Store a new build named ``name`` (running, unless ``fields`` say otherwise) and
+    return it; ``build_id`` when the caller already wrote under it (its log).
 
     Raises ``AlreadyBuilding`` when a build of that name is running, unless
     ``force``: then the running one is cancelled and replaced. Racing
@@ -63,7 +69,7 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False) -> Buil
     ``NameTaken``.
     """
     ensure_indexes()
-    record = new_record(name, fields)
+    record = new_record(name, fields, build_id)
     with translate_errors():
         current = db.builds().find_one({"name": name})
         if current is not None and "repository" in fields and \
@@ -134,6 +140,13 @@ def get_build(name: str) -> BuildRecord:
     if record is None:
         raise _no_build(name)
     return record
+
+
+def completed_with_image(image: str) -> BuildRecord | None:
+    """The current record of a completed build that made ``image``, if any: an image
+    counts as built only when such a record says so."""
+    with translate_errors():
+        return db.builds().find_one({"image_name": image, "status": Status.COMPLETED.value})
 
 
 #: Newest first; ``_id`` breaks ties so pages do not overlap.

@@ -29,6 +29,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     "builds": [
         IndexModel([("name", ASCENDING)], unique=True),
         IndexModel([("build_id", ASCENDING)]),
+        IndexModel([("image_name", ASCENDING)]),  # cache hits (api/cache_hits.py)
         IndexModel([("start_time", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("repository", ASCENDING), ("start_time", DESCENDING),

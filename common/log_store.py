@@ -62,6 +62,25 @@ def stream_key(build_id: str) -> str:
     return f"binder:log:{build_id}"
 
 
+def log_document(build_id: str, start: int, lines: list[str]) -> dict[str, Any]:
+    """The stored batch of ``lines`` numbered from ``start``.
+
+    The _id is fixed by the first line, so a retried insert cannot store a batch twice.
+    """
+    return {"_id": f"{build_id}:{start}", "build_id": build_id, "seq": start,
+            "last": start + len(lines) - 1, "lines": lines}
+
+
+def store_lines(build_id: str, lines: list[str]) -> None:
+    """Keep the whole, short log of a build no worker runs (a cache hit the API answers)."""
+    with translate_errors():
+        try:
+            get_db().logs.insert_one(log_document(build_id, 1, [line[:MAX_LINE_CHARS]
+                                                                for line in lines]))
+        except DuplicateKeyError:
+            log.info("log of %s was already written", build_id)
+
+
 class BuildLogWriter:
     """Appends numbered lines to one build's log; thread-safe.
 
@@ -180,9 +199,7 @@ class BuildLogWriter:
         return docs
 
     def _document(self, start: int, lines: list[str]) -> dict[str, Any]:
-        # The _id is fixed by the first line, so a retried insert cannot store a batch twice.
-        return {"_id": f"{self.build_id}:{start}", "build_id": self.build_id, "seq": start,
-                "last": start + len(lines) - 1, "lines": lines}
+        return log_document(self.build_id, start, lines)
 
     def _requeue(self, docs: list[dict[str, Any]]) -> None:
         with self._cond:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import docker
 
+from common import build_store
 from tests.integration.conftest import TEST_PACKAGE, Served, unique
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
@@ -147,11 +148,18 @@ def test_second_start_of_built_commit_is_a_cache_hit(api: ApiClient, git_server:
                                                   "code.py": "v = 1\n"})
     first = start_and_wait(api, f"{repo_url}/gina/{repo}")
     assert first["status"] == "completed" and first["cached"] is False
-    second = start_and_wait(api, f"{repo_url}/gina/{repo}")
+    # The API answers it: completed in the start's own answer, and no task was sent.
+    response = api.start(f"{repo_url}/gina/{repo}")
+    assert response.status_code == 200, response.text
+    second = response.json()
     assert second["status"] == "completed", api.logs(second["name"])
     assert second["cached"] is True
     assert second["image-name"] == first["image-name"]
-    assert "build" not in second["phases"]
+    assert second["commit"] == first["commit"] and second["phases"] == {}
+    stored = build_store.get_build(second["name"])
+    assert stored["build_id"] == second["build-id"] != first["build-id"]
+    assert stored["enqueued"] is False and stored["workers"] == []
+    assert f"{first['image-name']} is already built" in api.logs(second["name"])
     # A code-only change rebuilds without reinstalling the dependencies.
     git_server.push_commit(f"github/gina/{repo}", {"code.py": "v = 2\n"})
     third = start_and_wait(api, f"{repo_url}/gina/{repo}")

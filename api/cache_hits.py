@@ -1,0 +1,87 @@
+"""Cache hits answered by the API: a start of content already built completes at once.
+
+A start without ``force`` resolves its ref here, bounded by
+``BINDER_CACHE_RESOLVE_TIMEOUT`` (the provider's own resolve, so the same
+address checks as the fetch phase), and names the image the fetch phase
+would name (``workers.image_identity.image_for``). When a completed build
+of this repository and ref made that image, its template points at it and
+the registry holds it, the start is stored ``completed`` with ``cached:
+true`` and no task is sent. Any doubt (a slow or failing resolve, a
+registry or store that does not answer) leaves the decision to the build's
+fetch phase, which says what is wrong.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from common import build_store, log_store, template_store
+from common.clock import utcnow
+from common.config import Config
+from common.models import BuildRecord, Phase, Status
+from common.name_store import belongs
+from workers.image_identity import image_for
+from workers.providers import FetchLimits, parse_spec, provider_for
+from workers.registry import manifest_exists
+
+log = logging.getLogger(__name__)
+
+#: What a completed build tells about its image, copied to the start it answers.
+IMAGE_FACTS = ("config", "config_files", "buildpack", "binder_yml")
+
+
+@dataclass(frozen=True)
+class CacheHit:
+    """A start answered from a completed build: the fields of its record and its log."""
+
+    fields: dict[str, Any]
+    log_lines: list[str]
+
+
+def find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | None:
+    """The answer to the start of ``name`` when its content is already built, else ``None``."""
+    if fields.get("force") or config.cache_resolve_timeout <= 0:
+        return None
+    try:
+        return _find_hit(config, name, fields)
+    except Exception as exc:  # noqa: BLE001 -- any doubt means: the build decides
+        log.info("no cache answer for %s: %s", name, exc)
+        return None
+
+
+def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | None:
+    spec = parse_spec(fields["spec"], config)
+    limits = FetchLimits.from_config(config, timeout=config.cache_resolve_timeout)
+    resolved = provider_for(spec, config).resolve(spec, limits)
+    image = image_for(config, name, resolved.content_id)
+    built = build_store.completed_with_image(image)
+    if built is None or not belongs(built, spec.repository, spec.ref):
+        return None
+    template = template_store.find_template(name)
+    if template is None or template.get("image_name") != image or \
+            not belongs(template, spec.repository, spec.ref):
+        return None
+    if not manifest_exists(config, image):
+        return None
+    now = utcnow()
+    record: dict[str, Any] = {
+        "status": Status.COMPLETED.value, "phase": Phase.FINISHED.value, "end_time": now,
+        "provider": resolved.provider, "content_id": resolved.content_id,
+        "commit": resolved.commit, "image_name": image, "image_source": image,
+        "cached": True,
+        **{key: built[key] for key in IMAGE_FACTS if key in built},  # type: ignore[literal-required]
+    }
+    return CacheHit(record, [f"resolved: {resolved.description}",
+                             f"{image} is already built (build {built['build_id']}); "
+                             "reusing it"])
+
+
+def answer(name: str, fields: dict[str, Any], hit: CacheHit) -> BuildRecord:
+    """Store the start of ``name`` (its request ``fields``) as the completed cache hit
+    ``hit``: its log first, so a reader that sees it completed reads the whole log.
+    ``AlreadyBuilding`` while a build of ``name`` runs, as any start."""
+    build_id = build_store.new_build_id()
+    log_store.store_lines(build_id, hit.log_lines)
+    return build_store.create_build(name, {**fields, **hit.fields}, build_id=build_id)

@@ -1,0 +1,133 @@
+"""The API answers a start of content already built: when, and what it stores."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+import api.builds
+import common.config
+from api import cache_hits, create_app
+from common.config import load_config
+from common.errors import BuildFailure
+from workers.providers import Resolved, Spec
+
+CONFIG = load_config(environ={})
+REPOSITORY = "https://github.com/o/r"
+FIELDS = {"display_name": "O/R", "provider": "github", "repository": REPOSITORY, "ref": None,
+          "spec": "https://github.com/O/R", "force": False}
+COMMIT = "c" * 40
+IMAGE = f"127.0.0.1:5000/binder-o-r:{COMMIT}-0123456789ab"
+
+
+@pytest.fixture
+def farm(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A farm where o-r was built at COMMIT into IMAGE; tests change what they need."""
+    state: dict[str, Any] = {
+        "resolved": COMMIT, "resolve_error": None, "pushed": True, "timeouts": [],
+        "built": {"build_id": "b1", "name": "o-r", "repository": REPOSITORY, "ref": None,
+                  "status": "completed", "image_name": IMAGE, "config": "requirements.txt",
+                  "buildpack": "requirements", "config_files": ["requirements.txt"]},
+        "template": {"name": "o-r", "image_name": IMAGE, "repository": REPOSITORY, "ref": None},
+    }
+
+    class Provider:
+        def resolve(self, spec: Spec, limits: Any) -> Resolved:
+            state["timeouts"].append(limits.timeout)
+            if state["resolve_error"]:
+                raise state["resolve_error"]
+            return Resolved(spec=spec, provider="github", content_id=state["resolved"],
+                            commit=state["resolved"], description=f"HEAD is {state['resolved']}")
+
+    def completed_with_image(image: str) -> dict[str, Any] | None:
+        built = state["built"]
+        return built if built and built["image_name"] == image else None
+
+    monkeypatch.setattr(cache_hits, "provider_for", lambda spec, config: Provider())
+    monkeypatch.setattr(cache_hits, "image_for",
+                        lambda config, name, content: f"127.0.0.1:5000/binder-{name}:"
+                                                      f"{content}-0123456789ab")
+    monkeypatch.setattr(cache_hits.build_store, "completed_with_image", completed_with_image)
+    monkeypatch.setattr(cache_hits.template_store, "find_template",
+                        lambda name: state["template"])
+    monkeypatch.setattr(cache_hits, "manifest_exists", lambda config, image: state["pushed"])
+    return state
+
+
+def test_a_built_commit_is_answered_completed_and_cached(farm: dict[str, Any]) -> None:
+    hit = cache_hits.find_hit(CONFIG, "o-r", FIELDS)
+    assert hit is not None
+    assert hit.fields["status"] == "completed" and hit.fields["phase"] == "finished"
+    assert hit.fields["cached"] is True
+    assert hit.fields["image_name"] == hit.fields["image_source"] == IMAGE
+    assert (hit.fields["commit"], hit.fields["content_id"]) == (COMMIT, COMMIT)
+    assert hit.fields["config"] == "requirements.txt"
+    assert hit.fields["config_files"] == ["requirements.txt"]
+    assert any(IMAGE in line and "b1" in line for line in hit.log_lines)
+    assert farm["timeouts"] == [CONFIG.cache_resolve_timeout] and CONFIG.cache_resolve_timeout <= 1
+
+
+@pytest.mark.parametrize("change", [
+    {"resolved": "d" * 40},  # the ref moved on
+    {"built": None},  # no completed build made the image
+    {"pushed": False},  # the registry lost it
+    {"template": None},
+    {"template": {"name": "o-r", "image_name": "other:tag", "repository": REPOSITORY}},
+    {"template": {"name": "o-r", "image_name": IMAGE, "repository": "https://evil.example/r"}},
+    {"built": {"build_id": "b2", "repository": REPOSITORY, "ref": "main",
+               "image_name": IMAGE, "status": "completed"}},
+    {"resolve_error": BuildFailure("Resolving the ref took longer than 1 s and was stopped.")},
+    {"resolve_error": OSError("connection refused")},
+])
+def test_anything_else_is_left_to_the_build(farm: dict[str, Any], change: dict[str, Any]) -> None:
+    farm.update(change)
+    assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is None
+
+
+def test_force_or_a_zero_timeout_never_resolves(farm: dict[str, Any]) -> None:
+    assert cache_hits.find_hit(CONFIG, "o-r", {**FIELDS, "force": True}) is None
+    assert cache_hits.find_hit(CONFIG.replace(cache_resolve_timeout=0), "o-r", FIELDS) is None
+    assert farm["timeouts"] == []
+
+
+@pytest.fixture
+def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlaskClient]:
+    monkeypatch.setattr(common.config, "_current", common.config._current)
+    app = create_app(load_config(environ={"BINDER_API_KEY": "k",
+                                          "BINDER_DATA_DIR": str(tmp_path)}))
+    app.config["TESTING"] = True
+    yield app.test_client()
+
+
+def test_a_cache_hit_start_stores_its_log_then_the_record_and_sends_no_task(
+        client: FlaskClient, farm: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    writes: list[tuple[str, Any]] = []
+
+    def create_build(name: str, fields: dict[str, Any], force: bool = False,
+                     build_id: str | None = None) -> dict[str, Any]:
+        writes.append(("record", (name, build_id, force)))
+        return {"name": name, "build_id": build_id, **fields, "attempt": 1,
+                "start_time": datetime(2024, 1, 2, tzinfo=UTC)}
+
+    def enqueue(*args: object) -> None:
+        raise AssertionError("a cache hit sends no task")
+
+    monkeypatch.setattr(api.builds.name_store, "claim_name", lambda *args: "o-r")
+    monkeypatch.setattr(api.builds, "enqueue_build", enqueue)
+    monkeypatch.setattr(cache_hits.build_store, "create_build", create_build)
+    monkeypatch.setattr(cache_hits.log_store, "store_lines",
+                        lambda build_id, lines: writes.append(("log", build_id)))
+    response = client.post("/builds/repo", json={"repository": "https://github.com/O/R"},
+                           headers={"Authorization": "k"})
+    assert response.status_code == 200, response.text
+    body = response.get_json()
+    assert body["status"] == "completed" and body["cached"] is True
+    assert body["image-name"] == IMAGE
+    (log_kind, log_id), (record_kind, (name, record_id, force)) = writes
+    assert (log_kind, record_kind, name, force) == ("log", "record", "o-r", False)
+    assert log_id == record_id == body["build-id"]
