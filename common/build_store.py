@@ -133,10 +133,19 @@ def _no_build(name: str) -> NoBuildInfo:
                                     "GET /builds/, or start one with POST /builds/repo."])
 
 
-def get_build(name: str) -> BuildRecord:
-    """The current record of ``name``; raises ``NoBuildInfo`` when unknown."""
+Keys = tuple[str, ...] | None
+
+
+def _projection(keys: Keys) -> dict[str, int] | None:
+    """Only ``keys`` (and no ``_id``), or everything when ``keys`` is None."""
+    return None if keys is None else {"_id": 0, **dict.fromkeys(keys, 1)}
+
+
+def get_build(name: str, keys: Keys = None) -> BuildRecord:
+    """The current record of ``name`` (only ``keys`` of it, if given); raises
+    ``NoBuildInfo`` when unknown."""
     with translate_errors():
-        record = db.builds().find_one({"name": name})
+        record = db.builds().find_one({"name": name}, _projection(keys))
     if record is None:
         raise _no_build(name)
     return record
@@ -156,10 +165,11 @@ HISTORY_LIMIT = 100
 
 def list_builds(status: str | None = None, repository: str | None = None,
                 limit: int = 100, offset: int = 0,
-                ref: str | None = None) -> list[BuildRecord]:
+                ref: str | None = None, keys: Keys = None) -> list[BuildRecord]:
     """Current records, newest first, optionally of one ``status`` or ``repository``.
 
-    With ``ref``, only the builds of the repository at that ref.
+    With ``ref``, only the builds of the repository at that ref; with
+    ``keys``, only those keys of each.
     """
     selector: dict[str, Any] = {}
     if status is not None:
@@ -169,18 +179,21 @@ def list_builds(status: str | None = None, repository: str | None = None,
     if ref is not None:
         selector["ref"] = ref
     with translate_errors():
-        cursor = db.builds().find(selector).sort(NEWEST_FIRST)
+        cursor = db.builds().find(selector, _projection(keys)).sort(NEWEST_FIRST)
         return list(cursor.skip(offset).limit(limit))
 
 
-def history(name: str) -> list[BuildRecord]:
-    """Every attempt of ``name``, newest first: the current one, then archived ones.
+def history(name: str, keys: Keys = None) -> list[BuildRecord]:
+    """Every attempt of ``name``, newest first: the current one, then archived ones
+    (only ``keys`` of each, and ``build_id``, if given).
 
     Raises ``NoBuildInfo`` when ``name`` was never built.
     """
+    projection = _projection(None if keys is None else (*keys, "build_id"))
     with translate_errors():
-        current = db.builds().find_one({"name": name})
-        past = list(db.attempts().find({"name": name}).sort(NEWEST_FIRST).limit(HISTORY_LIMIT))
+        current = db.builds().find_one({"name": name}, projection)
+        past = list(db.attempts().find({"name": name}, projection)
+                    .sort(NEWEST_FIRST).limit(HISTORY_LIMIT))
     if current is None and not past:
         raise _no_build(name)
     newest = [current] if current else []

@@ -76,6 +76,10 @@ class Config:
         "one of them finds is refused.")
     host: str = setting("BINDER_HOST", "127.0.0.1", "API bind address.")
     port: int = setting("BINDER_PORT", 8082, "API port.")
+    api_workers: int = setting("BINDER_API_WORKERS", 0,
+        "API worker processes; 0 is two per core plus one.")
+    api_threads: int = setting("BINDER_API_THREADS", 4,
+        "Threads of each API worker process (requests one process serves at once).")
     flower_port: int = setting("BINDER_FLOWER_PORT", 5555, "Flower port (make up).")
     flower_user: str = setting("BINDER_FLOWER_USER", "binder", "Flower's basic-auth user name.")
     flower_password: str = setting("BINDER_FLOWER_PASSWORD", "",

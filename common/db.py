@@ -32,6 +32,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("image_name", ASCENDING)]),  # cache hits (api/cache_hits.py)
         IndexModel([("start_time", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)]),
+        IndexModel([("status", ASCENDING), ("end_time", DESCENDING)]),  # recent, for metrics
         IndexModel([("repository", ASCENDING), ("start_time", DESCENDING),
                     ("_id", DESCENDING)]),
     ],

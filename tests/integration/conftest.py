@@ -56,6 +56,8 @@ TEST_ENV = {
     "BINDER_VERIFY_TIMEOUT": "600",  # a bound: a busy host starts Jupyter slowly
     # A bound: a busy host resolves slowly, and tests check the API's cache answer.
     "BINDER_CACHE_RESOLVE_TIMEOUT": "20",
+    # Test runs start many farms on a small machine: two API processes each.
+    "BINDER_API_WORKERS": "2",
     "BINDER_MIN_FREE_DISK_MB": "100",
     # Other farms build on the shared engine: its build cgroup is not ours to
     # limit (tests of the limit run an engine of their own).

@@ -136,6 +136,14 @@ def _exec(argv: list[str], config: Config, **extra_env: str) -> None:
     os.execvpe(argv[0], argv, {**_child_env(config), **extra_env})
 
 
+def api_workers(config: Config, cores: int | None = None) -> int:
+    """``BINDER_API_WORKERS``, else gunicorn's rule for a CPU-bound app: two worker
+    processes per core plus one (a worker waiting on MongoDB leaves its core to another)."""
+    if config.api_workers > 0:
+        return int(config.api_workers)
+    return 2 * (cores or len(os.sched_getaffinity(0)) or 1) + 1
+
+
 @click.command()
 @config_option
 def api(config_file: str | None) -> None:
@@ -150,7 +158,8 @@ def api(config_file: str | None) -> None:
     metrics_dir.mkdir(parents=True)
     # This interpreter's gunicorn, so the API runs the same install as this command.
     _exec([sys.executable, "-m", "gunicorn", "--bind", f"{config.host}:{config.port}",
-           "--worker-class", "gthread", "--workers", "2", "--threads", "8", "--timeout", "120",
+           "--worker-class", "gthread", "--workers", str(api_workers(config)),
+           "--threads", str(max(1, config.api_threads)), "--timeout", "120",
            "--access-logfile", "-", "--limit-request-line", "8190",
            "--config", "python:api.gunicorn_config", "api:create_app()"], config,
           **{MULTIPROC_ENV: str(metrics_dir)})

@@ -1,0 +1,42 @@
+"""API reads fetch only what they serve; the API's process count follows the cores."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from api.schemas.builds import SERVED_BUILD_KEYS, BuildSchema
+from common.build_store import _projection, new_record
+from common.config import load_config
+from workers.cli.server import api_workers
+
+NOW = dt.datetime(2024, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
+
+
+def full_record() -> dict:
+    record = dict(new_record("o-r", {
+        "display_name": "o/r", "provider": "github", "repository": "https://github.com/o/r",
+        "ref": None, "spec": "https://github.com/o/r", "force": False,
+        "status": "completed", "phase": "finished", "end_time": NOW, "commit": "a" * 40,
+        "content_id": "a" * 40, "image_name": "r/i:a", "image_source": "r/i:a",
+        "config": "requirements.txt", "worker": "h", "workers": ["h"],
+        "phases": {"fetching": {"start": NOW, "end": NOW, "worker": "h"}}}))
+    record.update(_id="oid", binder_yml={"port": 1}, config_files=["requirements.txt"],
+                  deliveries={"1": {"fetching": 1}}, lease=None, buildpack="requirements")
+    return record
+
+
+def test_the_projection_serves_exactly_what_the_whole_record_serves() -> None:
+    record = full_record()
+    projection = _projection(SERVED_BUILD_KEYS)
+    assert projection is not None and projection["_id"] == 0
+    projected = {key: value for key, value in record.items() if projection.get(key)}
+    schema = BuildSchema()
+    assert schema.dump(projected) == schema.dump(record)
+    assert {"deliveries", "binder_yml", "lease", "_id"}.isdisjoint(projected)
+    assert _projection(None) is None
+
+
+def test_api_processes_follow_the_core_count_unless_set() -> None:
+    assert api_workers(load_config(environ={}), cores=2) == 5
+    assert api_workers(load_config(environ={}), cores=8) == 17
+    assert api_workers(load_config(environ={"BINDER_API_WORKERS": "3"}), cores=8) == 3
