@@ -32,13 +32,15 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("image_name", ASCENDING)]),  # cache hits (api/cache_hits.py)
         IndexModel([("start_time", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("status", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)]),
-        IndexModel([("status", ASCENDING), ("end_time", DESCENDING)]),  # recent, for metrics
+        # recent builds (metrics), long-ended ones (log retention)
+        IndexModel([("status", ASCENDING), ("end_time", DESCENDING)]),
         IndexModel([("repository", ASCENDING), ("start_time", DESCENDING),
                     ("_id", DESCENDING)]),
     ],
     "attempts": [
         IndexModel([("name", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)]),
         IndexModel([("build_id", ASCENDING)], unique=True),
+        IndexModel([("status", ASCENDING), ("end_time", DESCENDING)]),  # log retention
     ],
     "hosts": [IndexModel([("host", ASCENDING)], unique=True)],
     "templates": [IndexModel([("name", ASCENDING)], unique=True)],
