@@ -1,8 +1,8 @@
 """Cache hits answered by the API: a start of content already built completes at once.
 
-A start without ``force`` resolves its ref here, bounded by
-``BINDER_CACHE_RESOLVE_TIMEOUT`` (the provider's own resolve, so the same
-address checks as the fetch phase), and names the image the fetch phase
+A start without ``force`` resolves its ref here, the whole lookup bounded
+by ``BINDER_CACHE_RESOLVE_TIMEOUT`` (the provider's own resolve, so the
+same address checks as the fetch phase), and names the image the fetch phase
 would name (``workers.image_identity.image_for``). When a completed build
 of this repository and ref made that image, its template points at it and
 the registry holds it, the start is stored ``completed`` with ``cached:
@@ -14,6 +14,9 @@ fetch phase, which says what is wrong.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,12 +43,36 @@ class CacheHit:
     log_lines: list[str]
 
 
+#: Lookups in flight per API process; a start finding none free gets no cache answer.
+LOOKUP_THREADS = 4
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _lookups() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="cache-lookup")
+        return _pool
+
+
 def find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | None:
-    """The answer to the start of ``name`` when its content is already built, else ``None``."""
+    """The answer to the start of ``name`` when its content is already built, else ``None``.
+
+    The whole lookup (name resolution included, which no timeout of the
+    resolve covers) gets ``BINDER_CACHE_RESOLVE_TIMEOUT``; past it, the
+    start goes on to the build and the lookup ends on its own.
+    """
     if fields.get("force") or config.cache_resolve_timeout <= 0:
         return None
+    lookup = _lookups().submit(_find_hit, config, name, fields)
     try:
-        return _find_hit(config, name, fields)
+        return lookup.result(timeout=config.cache_resolve_timeout)
+    except FutureTimeout:
+        log.info("no cache answer for %s within %s s", name, config.cache_resolve_timeout)
+        return None
     except Exception as exc:  # noqa: BLE001 -- any doubt means: the build decides
         log.info("no cache answer for %s: %s", name, exc)
         return None

@@ -188,8 +188,8 @@ class Config:
     build_timeout: int = setting("BINDER_BUILD_TIMEOUT", 3600, "Seconds a whole build may take.")
     clone_timeout: int = setting("BINDER_CLONE_TIMEOUT", 300, "Seconds a clone may take.")
     cache_resolve_timeout: float = setting("BINDER_CACHE_RESOLVE_TIMEOUT", 1.0,
-        "Seconds the API may take to resolve a start's ref, to answer a cache hit at once "
-        "(else the build decides); 0 turns the API's cache answer off.")
+        "Seconds the API may spend looking a start up in the cache (resolving its ref, "
+        "finding its image) to answer it at once, else the build decides; 0 turns it off.")
     push_timeout: int = setting("BINDER_PUSH_TIMEOUT", 900, "Seconds a push may take.")
     max_repo_mb: int = setting("BINDER_MAX_REPO_MB", 1024,
         "Largest checkout or download accepted, in MiB.")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -87,6 +88,27 @@ def test_a_built_commit_is_answered_completed_and_cached(farm: dict[str, Any]) -
 def test_anything_else_is_left_to_the_build(farm: dict[str, Any], change: dict[str, Any]) -> None:
     farm.update(change)
     assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is None
+
+
+def test_a_lookup_past_the_bound_is_left_to_the_build(farm: dict[str, Any],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host name that takes long to resolve is no timeout of the resolve's own: the
+    whole lookup is bounded, and the start goes on without waiting for it."""
+    release = threading.Event()
+    slow = cache_hits._find_hit
+
+    def stuck_resolver(*args: Any) -> Any:
+        release.wait(30)
+        return slow(*args)
+
+    monkeypatch.setattr(cache_hits, "_find_hit", stuck_resolver)
+    try:
+        assert cache_hits.find_hit(CONFIG.replace(cache_resolve_timeout=0.2), "o-r",
+                                   FIELDS) is None
+    finally:
+        release.set()
+    # The same lookup, let through, would have been a hit.
+    assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is not None
 
 
 def test_force_or_a_zero_timeout_never_resolves(farm: dict[str, Any]) -> None:
