@@ -15,6 +15,8 @@ if [ "${1:-}" = "--test" ]; then
     # The client tests run BinderHub's npm client and the Binder CLI under Node.
     command -v node >/dev/null 2>&1 || missing="$missing nodejs"
     command -v npm >/dev/null 2>&1 || missing="$missing npm"
+    # deploy/docker-compose.yml is checked by docker-compose itself.
+    command -v docker-compose >/dev/null 2>&1 || missing="$missing docker-compose"
 fi
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ]; then

@@ -1,0 +1,149 @@
+"""deploy/ holds together: every command a real ``binder-build`` command, every
+variable a real setting, every secret the compose file needs in ``.env.example``.
+
+Docker Hub cannot be reached here, so the compose file is read, not run
+(``tests/integration/test_deploy.py`` has docker-compose check it too).
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import click
+import pytest
+import yaml
+
+from common.config import SETTINGS, load_config
+from workers.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+SETTING_NAMES = {setting.env for setting in SETTINGS}
+INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?([-?])([^}]*))?\}")
+
+
+def env_file(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+EXAMPLE = env_file(DEPLOY / ".env.example")
+
+
+def interpolate(value: str) -> str:
+    """What docker-compose makes of ``value`` with .env.example filled in."""
+    def one(match: re.Match[str]) -> str:
+        name, kind, default = match.groups()
+        given = EXAMPLE.get(name) or ("secret-for-" + name.lower() if kind == "?" else "")
+        return given or (default if kind == "-" else "")
+    return INTERPOLATION.sub(one, value.replace("$$", "$"))
+
+
+def compose() -> dict[str, Any]:
+    return dict(yaml.safe_load((DEPLOY / "docker-compose.yml").read_text()))
+
+
+def farm_services() -> dict[str, dict[str, Any]]:
+    """The services running the farm's own image (the rest are MongoDB, Redis, registry)."""
+    return {name: service for name, service in compose()["services"].items()
+            if "build" in service}
+
+
+def check_command(argv: list[str]) -> click.Context:
+    """``argv`` is a real ``binder-build`` command whose options parse."""
+    assert argv[0] == "binder-build", argv
+    command = main.commands.get(argv[1])
+    assert command is not None, f"binder-build has no command {argv[1]!r}"
+    return command.make_context(argv[1], [interpolate(arg) for arg in argv[2:]])
+
+
+def test_compose_runs_every_process_of_the_farm() -> None:
+    services = farm_services()
+    commands = {service["command"][1] for service in services.values()}
+    assert commands == {"api", "worker", "beat", "flower"}
+    assert {"mongo", "redis", "registry"} <= set(compose()["services"])
+    for service in services.values():
+        check_command(service["command"])
+
+
+@pytest.mark.parametrize("name", sorted(farm_services()))
+def test_every_variable_of_a_farm_service_is_a_setting(name: str) -> None:
+    environment = farm_services()[name]["environment"]
+    assert set(environment) <= SETTING_NAMES, set(environment) - SETTING_NAMES
+    # ... and the values parse as those settings.
+    config = load_config(environ={key: interpolate(str(value))
+                                  for key, value in environment.items()})
+    assert config.flower_password and config.registry_password and config.api_key
+
+
+def test_the_services_require_credentials() -> None:
+    services = compose()["services"]
+    assert "MONGO_INITDB_ROOT_PASSWORD" in services["mongo"]["environment"]
+    assert "--requirepass" in " ".join(services["redis"]["command"])
+    assert services["registry"]["environment"]["REGISTRY_AUTH"] == "htpasswd"
+    assert services["registry"]["environment"]["REGISTRY_STORAGE_DELETE_ENABLED"] == "true"
+    for service in farm_services().values():
+        environment = service["environment"]
+        assert "${MONGO_PASSWORD" in environment["MONGO_URL"]
+        assert "${REDIS_PASSWORD" in environment["REDIS_URL"]
+        assert environment["BINDER_FLOWER_PASSWORD"].startswith("${FLOWER_PASSWORD:?")
+    for port in [p for s in services.values() for p in s.get("ports", [])]:
+        assert port.startswith("127.0.0.1:"), f"{port} is open beyond this machine"
+
+
+def test_env_example_names_exactly_what_compose_interpolates() -> None:
+    used = set(INTERPOLATION.findall((DEPLOY / "docker-compose.yml").read_text()))
+    names = {name for name, _, _ in used}
+    assert names == set(EXAMPLE), (names ^ set(EXAMPLE))
+    required = {name for name, kind, _ in used if kind == "?"}
+    assert required == {"MONGO_PASSWORD", "REDIS_PASSWORD", "REGISTRY_PASSWORD",
+                        "BINDER_API_KEY", "FLOWER_PASSWORD"}
+    assert all(not EXAMPLE[name] for name in required), "no secret is shipped"
+
+
+def test_one_worker_per_docker_host() -> None:
+    workers = {name: s for name, s in farm_services().items() if s["command"][1] == "worker"}
+    hosts = [interpolate(s["environment"]["BINDER_WORKER_ID"]) for s in workers.values()]
+    assert hosts and len(set(hosts)) == len(hosts)
+    for service in workers.values():
+        assert service["environment"]["DOCKER_HOST"] == "unix:///var/run/docker.sock"
+        assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"]
+
+
+def test_systemd_worker_unit() -> None:
+    unit = (DEPLOY / "systemd" / "binder-build-worker.service").read_text()
+    [exec_start] = re.findall(r"^ExecStart=(.+)$", unit, re.MULTILINE)
+    argv = shlex.split(exec_start)
+    assert argv[0] == "/opt/binder-build/bin/binder-build"
+    assert check_command(["binder-build", *argv[1:]]).command.name == "worker"
+    assert "EnvironmentFile=/etc/binder-build/worker.env" in unit
+    assert re.search(r"^User=binder$", unit, re.MULTILINE)
+    settings = env_file(DEPLOY / "systemd" / "worker.env.example")
+    assert set(settings) <= SETTING_NAMES, set(settings) - SETTING_NAMES
+    assert load_config(environ=settings).worker_id == "docker-host-2"
+
+
+def test_dockerfile_installs_the_farm_without_a_checkout() -> None:
+    dockerfile = (DEPLOY / "Dockerfile").read_text()
+    install = [line for line in dockerfile.splitlines() if "pip install" in line
+               and not line.startswith("#")]
+    assert install and all(" -e " not in line and "--editable" not in line for line in install)
+    assert "rm -rf /src" in dockerfile
+    [cmd] = re.findall(r"^CMD (.+)$", dockerfile, re.MULTILINE)
+    check_command(yaml.safe_load(cmd))
+    assert re.search(r"^USER binder$", dockerfile, re.MULTILINE)
+
+
+@pytest.mark.parametrize("procfile", [ROOT / "Procfile", ROOT / "workers" / "cli" / "Procfile"])
+def test_procfile_runs_the_four_processes(procfile: Path) -> None:
+    processes = dict(line.split(": ", 1) for line in procfile.read_text().splitlines() if line)
+    assert set(processes) == {"api", "worker", "beat", "flower"}
+    for name, command in processes.items():
+        assert check_command(shlex.split(command)).command.name == name
