@@ -101,7 +101,14 @@ class Config:
     broker_prefix: str = setting("BINDER_BROKER_PREFIX", "",
         "Prefix of every Redis key of the broker, so several farms can share a Redis.")
     docker_host: str = setting("DOCKER_HOST", "unix:///var/run/docker.sock",
-        "Docker engine of this worker.")
+        "Docker engine of this worker: unix:///PATH, or tcp://HOST:PORT with the TLS "
+        "settings below (plain TCP is refused).")
+    docker_tls_ca: str = setting("BINDER_DOCKER_TLS_CA", "",
+        "CA certificate (PEM file) the worker checks a tcp:// engine's certificate against.")
+    docker_tls_cert: str = setting("BINDER_DOCKER_TLS_CERT", "",
+        "Client certificate (PEM file) the worker shows a tcp:// engine.")
+    docker_tls_key: str = setting("BINDER_DOCKER_TLS_KEY", "",
+        "Private key (PEM file) of that client certificate.")
     registry: str = setting("BINDER_REGISTRY", "127.0.0.1:5000",
         "Registry host:port images are pushed to.")
     registry_username: str = setting("BINDER_REGISTRY_USERNAME", "", "Registry user name.")
@@ -203,6 +210,9 @@ class Config:
         "Seconds a built image has to answer on its port.")
     worker_id: str = setting("BINDER_WORKER_ID", "",
         "Host id of this worker (its queue is host.<id>); defaults to the hostname.")
+    worker_concurrency: int = setting("BINDER_WORKER_CONCURRENCY", 1,
+        "Builds one worker (one Docker host) runs at once; a host running that many takes "
+        "no new ones.")
     heartbeat_interval: int = setting("BINDER_HEARTBEAT_INTERVAL", 5,
         "Seconds between lease heartbeats.")
     heartbeat_stale: int = setting("BINDER_HEARTBEAT_STALE", 60,

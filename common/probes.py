@@ -6,12 +6,12 @@ that answers instead of starting another.
 
 from __future__ import annotations
 
-import docker
 import redis
 import requests
 
 from common import db
 from common.config import Config
+from common.docker_connection import engine_client
 
 
 def check_mongo(config: Config) -> None:
@@ -27,7 +27,7 @@ def check_redis(config: Config) -> None:
 
 
 def check_docker(config: Config) -> None:
-    client = docker.DockerClient(base_url=config.docker_host, timeout=2)
+    client = engine_client(config, timeout=2)
     try:
         client.ping()
     finally:

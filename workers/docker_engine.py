@@ -10,6 +10,7 @@ from __future__ import annotations
 import docker
 
 from common.config import Config
+from common.docker_connection import engine_client
 
 #: Long reads: a build step may print nothing for minutes.
 API_TIMEOUT = 3600
@@ -47,4 +48,5 @@ def dockerd_command(host: str, data_root: str | None = None, exec_root: str | No
 
 
 def docker_client(config: Config, timeout: int = API_TIMEOUT) -> docker.DockerClient:
-    return docker.DockerClient(base_url=config.docker_host, timeout=timeout)
+    """The SDK client of this worker's engine (TLS for tcp://; see common/docker_connection)."""
+    return engine_client(config, timeout)

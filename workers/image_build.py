@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from common.config import Config
+from common.docker_connection import cli_flags
 from common.errors import BuildFailure
 from workers.guard import PhaseGuard
 from workers.orphans import die_with_parent
@@ -169,7 +170,9 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
     iidfile.unlink(missing_ok=True)
     env = client_environment(config)
     with open(request.context, "rb") as context:
-        client = subprocess.Popen(build_command(request, iidfile), stdin=context,
+        argv = build_command(request, iidfile)
+        argv[1:1] = cli_flags(config)  # a remote engine: the same TLS as the SDK's
+        client = subprocess.Popen(argv, stdin=context,
                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
                                   start_new_session=True,  # a stop reaches nothing else
                                   preexec_fn=lambda: die_with_parent(signal.SIGKILL), cwd=workdir)

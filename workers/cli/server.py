@@ -165,18 +165,41 @@ def api(config_file: str | None) -> None:
           **{MULTIPROC_ENV: str(metrics_dir)})
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @config_option
-@click.option("--concurrency", default=1, show_default=True, help="Builds run at once.")
-def worker(config_file: str | None, concurrency: int) -> None:
-    """Run a Celery worker for this Docker host (queues builds and host.<id>)."""
+@click.option("--docker-host", metavar="URL",
+              help="This host's Docker engine: unix:///PATH or tcp://HOST:PORT with TLS "
+                   "[DOCKER_HOST].")
+@click.option("--host-id", metavar="ID", help="This Docker host's id; its queue is host.ID "
+                                              "[BINDER_WORKER_ID; default the hostname].")
+@click.option("--concurrency", type=click.IntRange(min=1),
+              help="Builds run at once [BINDER_WORKER_CONCURRENCY; default 1].")
+@click.pass_context
+def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
+           host_id: str | None, concurrency: int | None) -> None:
+    """Run a Celery worker for one Docker host (queues builds and host.<id>).
+
+    `worker drain HOST-ID` and `worker undrain HOST-ID` take a host out of
+    service and back, through the API.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from common.docker_connection import check_engine_address
     from workers.queues import SHARED_QUEUE, host_queue
 
-    config = _load(config_file)
+    overrides = {key: value for key, value in (("docker_host", docker_host),
+                                               ("worker_id", host_id),
+                                               ("worker_concurrency", concurrency))
+                 if value is not None}
+    config = _load(config_file, **overrides)
+    try:
+        check_engine_address(config)
+    except ConfigError as exc:
+        raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
     host = config.worker_host
     _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "worker",
            "--loglevel", "INFO", "-Q", f"{SHARED_QUEUE},{host_queue(host)}",
-           "--hostname", f"{host}@%h", "--concurrency", str(concurrency),
+           "--hostname", f"{host}@%h", "--concurrency", str(config.worker_concurrency),
            "--without-mingle", "--without-gossip"],
           config.replace(worker_id=host))
 

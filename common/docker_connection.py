@@ -1,0 +1,105 @@
+"""How the farm reaches a Docker engine: a local socket, or TCP with TLS, never plain TCP.
+
+An engine's API is root on its host: whoever reaches it runs anything
+there. So a worker talks to a local engine over its unix socket, and to a
+remote one only over mutual TLS: ``DOCKER_HOST=tcp://HOST:PORT`` with a CA
+certificate to check the engine, and a client certificate and key the
+engine checks (``dockerd --tlsverify --tlscacert ... --tlscert ... --tlskey``).
+The SDK (``client_options``) and the Docker CLI that runs BuildKit builds
+(``cli_flags``) get the same settings.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+import docker
+import docker.tls
+
+from common.config import Config
+from common.errors import ConfigError
+
+TLS_SETTINGS = ("BINDER_DOCKER_TLS_CA", "BINDER_DOCKER_TLS_CERT", "BINDER_DOCKER_TLS_KEY")
+
+
+def _tls_files(config: Config) -> tuple[str, str, str]:
+    return config.docker_tls_ca, config.docker_tls_cert, config.docker_tls_key
+
+
+def uses_tls(config: Config) -> bool:
+    return urlsplit(config.docker_host).scheme == "tcp"
+
+
+def check_engine_address(config: Config) -> None:
+    """Raise ``ConfigError`` unless ``DOCKER_HOST`` is a unix socket or TCP with TLS."""
+    address = config.docker_host
+    scheme = urlsplit(address).scheme
+    if scheme == "unix":
+        return
+    if scheme != "tcp":
+        raise ConfigError(
+            f"DOCKER_HOST {address} is not an address the farm uses for a Docker engine.",
+            suggestions=["Use unix:///PATH/docker.sock for an engine on this machine, or "
+                         "tcp://HOST:PORT with BINDER_DOCKER_TLS_CA, BINDER_DOCKER_TLS_CERT "
+                         "and BINDER_DOCKER_TLS_KEY for a remote one."])
+    missing = [name for name, path in zip(TLS_SETTINGS, _tls_files(config), strict=True)
+               if not path]
+    if missing:
+        raise ConfigError(
+            f"DOCKER_HOST {address} is plain TCP: anyone who reaches that port controls the "
+            "engine, so the farm refuses it.",
+            suggestions=[f"Start the engine with --tlsverify and set {', '.join(missing)} "
+                         "(PEM files: the CA that signed the engine's certificate, this "
+                         "worker's client certificate and its key)."])
+    for name, path in zip(TLS_SETTINGS, _tls_files(config), strict=True):
+        if not os.access(path, os.R_OK):
+            raise ConfigError(f"{name} {path} cannot be read.",
+                              suggestions=[f"Check the path and permissions of {name}."])
+
+
+def client_options(config: Config) -> dict[str, Any]:
+    """Keyword arguments of ``docker.DockerClient`` for this worker's engine."""
+    check_engine_address(config)
+    if not uses_tls(config):
+        return {"base_url": config.docker_host}
+    ca, cert, key = _tls_files(config)
+    return {"base_url": config.docker_host,
+            "tls": docker.tls.TLSConfig(client_cert=(cert, key), ca_cert=ca, verify=True)}
+
+
+def cli_flags(config: Config) -> list[str]:
+    """The Docker CLI's global flags for the same engine (``-H`` comes from DOCKER_HOST)."""
+    if not uses_tls(config):
+        return []
+    ca, cert, key = _tls_files(config)
+    return ["--tlsverify", f"--tlscacert={ca}", f"--tlscert={cert}", f"--tlskey={key}"]
+
+
+class _EngineApi(docker.APIClient):
+    """The SDK's API client, deaf to the process environment's CA bundles and proxies.
+
+    requests would otherwise check the engine's certificate against
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` instead of
+    ``BINDER_DOCKER_TLS_CA``, from the first request on (the client asks the
+    engine for its API version as it is made).
+    """
+
+    @property
+    def trust_env(self) -> bool:
+        return False
+
+    @trust_env.setter
+    def trust_env(self, value: bool) -> None:
+        pass  # requests.Session sets it; it stays off
+
+
+class _EngineClient(docker.DockerClient):
+    def __init__(self, **options: Any) -> None:  # the API client only, made our way
+        self.api = _EngineApi(**options)
+
+
+def engine_client(config: Config, timeout: int) -> docker.DockerClient:
+    """The SDK client of this worker's engine (see ``client_options``)."""
+    return _EngineClient(**client_options(config), timeout=timeout)

@@ -1,0 +1,106 @@
+"""Docker engines a worker drives: unix sockets or TCP with mutual TLS; the worker command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import docker.api.client
+import pytest
+from click.testing import CliRunner
+
+from common.config import load_config
+from common.docker_connection import (
+    check_engine_address,
+    cli_flags,
+    client_options,
+    engine_client,
+)
+from common.errors import ConfigError
+from workers.cli import main, server
+
+
+def test_plain_tcp_and_unknown_engine_addresses_are_refused() -> None:
+    check_engine_address(load_config(environ={}, docker_host="unix:///run/d.sock"))
+    with pytest.raises(ConfigError) as plain:
+        check_engine_address(load_config(environ={}, docker_host="tcp://10.0.0.5:2375"))
+    assert "plain TCP" in plain.value.message
+    assert "BINDER_DOCKER_TLS_CA" in plain.value.suggestions[0]
+    with pytest.raises(ConfigError) as other:
+        check_engine_address(load_config(environ={}, docker_host="http://10.0.0.5:2375"))
+    assert "unix:///" in other.value.suggestions[0]
+    with pytest.raises(ConfigError, match="cannot be read"):
+        check_engine_address(load_config(
+            environ={}, docker_host="tcp://h:2376", docker_tls_ca="/nonexistent/ca.pem",
+            docker_tls_cert="/nonexistent/c.pem", docker_tls_key="/nonexistent/k.pem"))
+
+
+def test_tls_reaches_both_the_sdk_and_the_docker_cli(tmp_path: Path) -> None:
+    files = {}
+    for name in ("ca", "cert", "key"):
+        files[name] = tmp_path / f"{name}.pem"
+        files[name].write_text("-----BEGIN-----\n")
+    config = load_config(environ={}, docker_host="tcp://127.0.0.1:2376",
+                         docker_tls_ca=str(files["ca"]), docker_tls_cert=str(files["cert"]),
+                         docker_tls_key=str(files["key"]))
+    options = client_options(config)
+    assert options["base_url"] == "tcp://127.0.0.1:2376"
+    tls = options["tls"]
+    assert tls.verify is True and tls.ca_cert == str(files["ca"])
+    assert tls.cert == (str(files["cert"]), str(files["key"]))
+    assert cli_flags(config) == ["--tlsverify", f"--tlscacert={files['ca']}",
+                                 f"--tlscert={files['cert']}", f"--tlskey={files['key']}"]
+    local = load_config(environ={}, docker_host="unix:///var/run/docker.sock")
+    assert cli_flags(local) == [] and "tls" not in client_options(local)
+
+
+def test_worker_options_name_the_engine_host_id_and_concurrency(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ran: dict[str, Any] = {}
+    monkeypatch.setattr(server, "_exec",
+                        lambda argv, config: ran.update(argv=argv, config=config))
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BINDER_API_KEY", "k")
+    result = CliRunner().invoke(main, ["worker", "--docker-host", "unix:///tmp/b.sock",
+                                       "--host-id", "host-b", "--concurrency", "3"])
+    assert result.exit_code == 0, result.output
+    argv = ran["argv"]
+    assert argv[argv.index("-Q") + 1] == "builds,host.host-b"
+    assert argv[argv.index("--concurrency") + 1] == "3"
+    assert argv[argv.index("--hostname") + 1] == "host-b@%h"
+    config = ran["config"]
+    assert (config.docker_host, config.worker_id, config.worker_concurrency) == \
+        ("unix:///tmp/b.sock", "host-b", 3)
+
+
+def test_worker_refuses_plain_tcp_before_starting(monkeypatch: pytest.MonkeyPatch,
+                                                  tmp_path: Path) -> None:
+    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BINDER_API_KEY", "k")
+    result = CliRunner().invoke(main, ["worker", "--docker-host", "tcp://127.0.0.1:2375"])
+    assert result.exit_code != 0
+    assert "plain TCP" in result.output
+
+
+def test_the_engine_ca_wins_over_the_environments_ca_bundle(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca, cert, key = (tmp_path / name for name in ("ca.pem", "c.pem", "k.pem"))
+    for path in (ca, cert, key):
+        path.write_text("-----BEGIN-----\n")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    config = load_config(environ={}, docker_host="tcp://127.0.0.1:2376", docker_tls_ca=str(ca),
+                         docker_tls_cert=str(cert), docker_tls_key=str(key))
+    url = "https://127.0.0.1:2376/version"
+    seen: list[object] = []
+
+    def version(self: docker.api.client.APIClient) -> str:
+        # The first request, made as the client is made: no engine answers here.
+        seen.append(self.merge_environment_settings(url, {}, None, None, None)["verify"])
+        return "1.41"
+
+    monkeypatch.setattr(docker.api.client.APIClient, "_retrieve_server_version", version)
+    client = engine_client(config, timeout=5)
+    assert seen == [str(ca)]
+    assert client.api.merge_environment_settings(url, {}, None, None, None)["verify"] == str(ca)
