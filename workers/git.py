@@ -18,10 +18,12 @@ tell an open port from a closed one) go only to the worker's log.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import resource
+import select
 import shutil
 import subprocess
 import tempfile
@@ -39,7 +41,7 @@ SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 MAX_OUTPUT = 64 * 1024 * 1024
 #: Entries (files, links, directories) a checkout may have.
 MAX_TREE_ENTRIES = 100_000
-#: How often a running download is measured.
+#: How often a running download is measured (and the deadline checked).
 WATCH_INTERVAL = 0.1
 #: Attributes that make a checkout write each blob byte for byte (no CRLF,
 #: no re-encoding, no filters), so the listed sizes are the sizes on disk.
@@ -132,6 +134,33 @@ def directory_bytes(path: Path) -> int:
     return total
 
 
+class ExitNotice:
+    """Waits for a process to exit, returning the moment it does (a pidfd in ``select``).
+
+    A quick git command (ls-remote of one ref) must not wait out a poll
+    interval: that would add it to every cache answer and every fetch step.
+    Without pidfds (not Linux, an old kernel) it falls back to ``Popen.wait``.
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self.process = process
+        self.fd: int | None = None
+        with contextlib.suppress(AttributeError, OSError):
+            self.fd = os.pidfd_open(process.pid)
+
+    def wait(self, seconds: float) -> None:
+        if self.fd is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=seconds)
+            return
+        select.select([self.fd], [], [], seconds)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def run_git(args: list[str], timeout: float, cwd: Path | None = None,
             target: CheckedTarget | None = None, limits: GitLimits | None = None,
             extra: GitConfig | None = None) -> str:
@@ -146,6 +175,7 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
             stdout=out, stderr=err, preexec_fn=_limit_files(limits.max_bytes))
         deadline = time.monotonic() + timeout
         outgrown = False
+        exited = ExitNotice(process)
         try:
             while process.poll() is None:
                 if time.monotonic() > deadline:
@@ -156,8 +186,9 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
                         directory_bytes(limits.watch) > limits.watch_bytes:
                     outgrown = True
                     break
-                time.sleep(WATCH_INTERVAL)
+                exited.wait(min(WATCH_INTERVAL, max(0.0, deadline - time.monotonic())))
         finally:
+            exited.close()
             if process.poll() is None:
                 process.kill()
                 process.wait()

@@ -200,3 +200,18 @@ def test_directory_bytes_counts_a_link_as_itself_not_its_target(tmp_path: Path) 
     (tmp_path / "sub" / "big").write_bytes(b"x" * (1024 * 1024))
     (tmp_path / "link").symlink_to(tmp_path / "sub" / "big")
     assert git.directory_bytes(tmp_path) == 1024 * 1024 + len(str(tmp_path / "sub" / "big"))
+
+
+def test_git_is_answered_the_moment_it_exits_not_after_a_poll_interval(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A resolve is one quick ls-remote: waiting out the watch interval after it exits
+    would add that interval to every cache answer and every fetch step (the old loop
+    slept it; this one waits on the process)."""
+    commit = _commit(tmp_path, {"a.txt": b"a"})
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"run_git slept {seconds} s instead of waiting for git")
+
+    monkeypatch.setattr(git.time, "sleep", no_sleep)
+    monkeypatch.setattr(git, "WATCH_INTERVAL", 3600.0)
+    assert git.run_git(["rev-parse", "HEAD"], 30, cwd=tmp_path).strip() == commit
