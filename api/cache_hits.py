@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
@@ -42,6 +43,13 @@ class CacheHit:
     fields: dict[str, Any]
     log_lines: list[str]
 
+
+#: How long a process trusts that an image it found in the registry is there.
+PUSHED_SECONDS = 10.0
+PUSHED_MAX = 10_000
+_pushed: dict[str, float] = {}
+_pushed_lock = threading.Lock()
+_clock = time.monotonic
 
 #: Lookups in flight per API process; a start finding none free gets no cache answer.
 LOOKUP_THREADS = 4
@@ -90,7 +98,7 @@ def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | N
     if template is None or template.get("image_name") != image or \
             not belongs(template, spec.repository, spec.ref):
         return None
-    if not manifest_exists(config, image):
+    if not in_registry(config, image):
         return None
     now = utcnow()
     record: dict[str, Any] = {
@@ -103,6 +111,27 @@ def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | N
     return CacheHit(record, [f"resolved: {resolved.description}",
                              f"{image} is already built (build {built['build_id']}); "
                              "reusing it"])
+
+
+def in_registry(config: Config, image: str) -> bool:
+    """Whether the registry holds ``image``; a yes is trusted for ``PUSHED_SECONDS``.
+
+    Each registry request costs an authentication (a password hash) on the
+    registry's side; a burst of starts of one repository (a class launching
+    it) asks once. Retention never deletes an image a template points at.
+    """
+    now = _clock()
+    with _pushed_lock:
+        seen = _pushed.get(image)
+    if seen is not None and now - seen < PUSHED_SECONDS:
+        return True
+    if not manifest_exists(config, image):
+        return False
+    with _pushed_lock:
+        if len(_pushed) >= PUSHED_MAX:
+            _pushed.clear()
+        _pushed[image] = now
+    return True
 
 
 def answer(name: str, fields: dict[str, Any], hit: CacheHit) -> BuildRecord:

@@ -56,7 +56,14 @@ def farm(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(cache_hits.build_store, "completed_with_image", completed_with_image)
     monkeypatch.setattr(cache_hits.template_store, "find_template",
                         lambda name: state["template"])
-    monkeypatch.setattr(cache_hits, "manifest_exists", lambda config, image: state["pushed"])
+    state["registry_asked"] = 0
+
+    def manifest_exists(config: Any, image: str) -> bool:
+        state["registry_asked"] += 1
+        return bool(state["pushed"])
+
+    monkeypatch.setattr(cache_hits, "manifest_exists", manifest_exists)
+    monkeypatch.setattr(cache_hits, "_pushed", {})
     return state
 
 
@@ -109,6 +116,19 @@ def test_a_lookup_past_the_bound_is_left_to_the_build(farm: dict[str, Any],
         release.set()
     # The same lookup, let through, would have been a hit.
     assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is not None
+
+
+def test_the_registry_is_asked_once_for_a_burst_of_hits(farm: dict[str, Any],
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(cache_hits, "_clock", lambda: clock[0])
+    for _ in range(3):
+        assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is not None
+    assert farm["registry_asked"] == 1
+    clock[0] += cache_hits.PUSHED_SECONDS + 1
+    farm["pushed"] = False  # gone from the registry: asked again, and no longer a hit
+    assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is None
+    assert farm["registry_asked"] == 2
 
 
 def test_force_or_a_zero_timeout_never_resolves(farm: dict[str, Any]) -> None:
