@@ -5,13 +5,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from workers.process_logs import LOGGING_CONFIG
+from gunicorn.glogging import Logger
+
+from api.request_logs import BUILD_ENVIRON_KEY
+from workers.process_logs import LOGGING_CONFIG, bind_build
 
 #: Every line in the farm's key=value format (``workers/process_logs.py``); an
 #: access line's message holds the request's own fields.
 logconfig_dict = LOGGING_CONFIG
 access_log_format = ('method=%(m)s path="%(U)s" status=%(s)s bytes=%(B)s '
                      'duration_ms=%(M)s remote=%(h)s')
+
+
+class AccessLogger(Logger):
+    """gunicorn's logger, whose access line names the build the request was about
+    (the app leaves its name in the WSGI environ; the request is over by then)."""
+
+    def access(self, resp: Any, req: Any, environ: dict[str, Any], request_time: Any) -> None:
+        name = environ.get(BUILD_ENVIRON_KEY)
+        if name is None:
+            super().access(resp, req, environ, request_time)
+            return
+        with bind_build(name):
+            super().access(resp, req, environ, request_time)
+
+
+logger_class = AccessLogger
 
 
 def child_exit(server: Any, worker: Any) -> None:

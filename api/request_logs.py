@@ -9,6 +9,9 @@ from flask import Flask, g, request
 
 from workers.process_logs import bind_build
 
+#: Where a request leaves the build it named, for gunicorn's access line.
+BUILD_ENVIRON_KEY = "binder.build"
+
 
 def register_request_logs(app: Flask) -> None:
     """Bind the build named in a request's path for the lines logged while it runs."""
@@ -17,6 +20,7 @@ def register_request_logs(app: Flask) -> None:
     def _bind() -> None:
         name = (request.view_args or {}).get("name")
         if name:
+            request.environ[BUILD_ENVIRON_KEY] = str(name)
             stack = contextlib.ExitStack()
             stack.enter_context(bind_build(str(name)))
             g.binder_log_context = stack

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -143,7 +144,14 @@ def run_phase(config: Config, step: Step, build_id: str, attempt: int,
         log.info("%s of %s attempt %s is not ours to run; dropped", step.name, build_id, attempt)
         return Outcome.DROPPED
     with bind_build(record["name"], step.name, attempt):
-        return _run_claimed(config, record, phase, function)
+        # One line as each phase starts and ends, so an operator follows a build
+        # through the process logs of every host (grep build=NAME).
+        log.info("phase %s started (build id %s)", step.name, build_id)
+        started = time.monotonic()
+        outcome = _run_claimed(config, record, phase, function)
+        log.info("phase %s ended: %s in %.1f s", step.name, outcome.value,
+                 time.monotonic() - started)
+        return outcome
 
 
 def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
