@@ -210,7 +210,7 @@ def beat(config_file: str | None) -> None:
     """Run Celery beat (the reaper and garbage collection)."""
     config = _load(config_file)
     schedule = config.data_path / "celerybeat-schedule"
-    _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "beat",
+    _exec([sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker_app", "beat",
            "--loglevel", "INFO", "--schedule", str(schedule)], config)
 
 
