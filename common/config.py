@@ -92,7 +92,8 @@ class Config:
         "URL that does not answer is started locally.")
     mongo_db: str = setting("BINDER_MONGO_DB", "binder", "MongoDB database name.")
     mongo_timeout_ms: int = setting("BINDER_MONGO_TIMEOUT_MS", 1500,
-        "Server selection timeout; bounds how long a request waits for MongoDB.")
+        "Longest wait for one MongoDB operation (connect, select, answer): a request "
+        "answers noDatabase after it when MongoDB is down or hung.")
     redis_url: str = setting("REDIS_URL", "redis://127.0.0.1:6379/0",
         "Celery broker and live log streams.")
     credentials_file: str = setting("BINDER_CREDENTIALS_FILE", "",

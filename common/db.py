@@ -66,11 +66,16 @@ def get_client(config: Config | None = None) -> pymongo.MongoClient[dict[str, An
     key = (os.getpid(), mongo_url(config))
     with _lock:
         if _client is None or _client_key != key:
+            # timeoutMS bounds a whole operation (selection, connection, the
+            # answer, a retry): a server that accepts connections but never
+            # answers (frozen, hung) costs at most that, not a socket timeout
+            # per pooled connection.
+            bound = config.mongo_timeout_ms
             _client = pymongo.MongoClient(
                 mongo_url(config),
-                serverSelectionTimeoutMS=config.mongo_timeout_ms,
-                connectTimeoutMS=config.mongo_timeout_ms,
-                socketTimeoutMS=max(10_000, config.mongo_timeout_ms * 4),
+                timeoutMS=bound,
+                serverSelectionTimeoutMS=bound,
+                connectTimeoutMS=bound,
                 tz_aware=True,
                 connect=False,
             )
@@ -121,15 +126,16 @@ def ensure_indexes(config: Config | None = None) -> None:
 
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
-    """pymongo failures inside become ``NoDatabase`` (unreachable) or ``BadDatabase``."""
+    """pymongo failures inside become ``NoDatabase`` (unreachable, or no answer
+    within ``BINDER_MONGO_TIMEOUT_MS``) or ``BadDatabase`` (it answered with an error)."""
     try:
         yield
-    except ConnectionFailure as exc:
-        raise NoDatabase(
-            "The build database (MongoDB) cannot be reached.",
-            suggestions=["Retry in a few seconds; operators: check MONGO_URL."],
-        ) from exc
     except PyMongoError as exc:
+        if isinstance(exc, ConnectionFailure) or exc.timeout:
+            raise NoDatabase(
+                "The build database (MongoDB) cannot be reached.",
+                suggestions=["Retry in a few seconds; operators: check MONGO_URL."],
+            ) from exc
         details = getattr(exc, "details", None) or {}
         reason = details.get("errmsg") if isinstance(details, dict) else None
         raise BadDatabase(f"The build database failed: {reason or exc}",

@@ -22,8 +22,12 @@ from workers.queues import SHARED_QUEUE, shown_name, task_name
 
 log = logging.getLogger(__name__)
 
-#: Bounded retries so a request never waits long on a dead broker.
-RETRY_POLICY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.3}
+#: One try on a connection of its own with short socket timeouts, so a request
+#: waits about a second on a broker that is down or frozen (accepts connections,
+#: never answers), not the worker's long, retrying timeouts.
+SEND_TIMEOUT = 1.0
+SEND_OPTIONS = {"socket_timeout": SEND_TIMEOUT, "socket_connect_timeout": SEND_TIMEOUT,
+                "retry_on_timeout": False, "max_retries": 0}
 
 
 def broker_epoch(config: Config) -> str | None:
@@ -38,9 +42,11 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     """Send the first step of ``record``'s current attempt; True when sent."""
     build_id, attempt = record["build_id"], record["attempt"]
     try:
-        celery.send_task(task_name(STEPS[0]), args=[build_id, attempt],
-                         shadow=shown_name(STEPS[0], record["name"]),
-                         queue=SHARED_QUEUE, retry=True, retry_policy=RETRY_POLICY)
+        with celery.connection_for_write(transport_options=SEND_OPTIONS,
+                                         connect_timeout=SEND_TIMEOUT) as connection:
+            celery.send_task(task_name(STEPS[0]), args=[build_id, attempt], queue=SHARED_QUEUE,
+                             shadow=shown_name(STEPS[0], record["name"]),
+                             connection=connection, retry=False)
     except (OperationalError, redis.RedisError, OSError) as exc:
         log.warning("broker unavailable; %s stays queued for the reaper: %s",
                     record["name"], exc)

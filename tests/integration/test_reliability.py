@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -22,12 +20,13 @@ import pymongo
 import pytest
 import requests
 
+from common.build_store import new_record
 from tests.integration.conftest import API_KEY, DATA_DIR, unique
-from tests.support.farm import ApiClient, Farm, Process, free_port
+from tests.support.farm import ApiClient, Farm, Process
 from tests.support.git_server import GitServer
 from tests.support.processes import commands_running
 from tests.support.service_clients import base_image, mongo_client, registry_request
-from tests.support.services import RedisInstance
+from tests.support.services import MongoInstance, RedisInstance
 
 BASE_IMAGE = base_image()
 HOSTS = ("rel-a", "rel-b")
@@ -242,71 +241,80 @@ def test_sigterm_to_a_worker_mid_build_still_completes(cluster: Cluster, git_ser
     worker.popen.wait(120)
 
 
-def test_start_with_broker_down_is_accepted_and_built_later(
-        cluster: Cluster, git_server: GitServer, repo_url: str) -> None:
+@pytest.mark.parametrize("fault", ["down", "frozen"])
+def test_start_with_broker_down_or_frozen_is_accepted_fast_and_built_later(
+        cluster: Cluster, git_server: GitServer, repo_url: str, fault: str) -> None:
     cluster.ensure_workers()
-    repo = unique("nobroker")
+    repo = unique(f"nobroker-{fault}")
     git_server.make_repo(f"github/rel/{repo}", {"a.txt": "x"})
-    cluster.redis.stop()
+    if fault == "down":
+        cluster.redis.stop()
+    else:
+        cluster.redis.freeze()
     try:
         started = time.monotonic()
         response = cluster.api.start(f"{repo_url}/rel/{repo}")
         elapsed = time.monotonic() - started
     finally:
-        cluster.redis.start()
+        if fault == "down":
+            cluster.redis.start()
+        else:
+            cluster.redis.thaw()
     assert response.status_code == 200, response.text
-    assert elapsed < 10
+    assert elapsed < 2.5
     body = response.json()
     assert (body["status"], body["phase"]) == ("running", "queued")
     record = cluster.api.wait(body["name"], timeout=120)
     assert record["status"] == "completed", (record, cluster.api.logs(body["name"]))
 
 
-def test_mongo_down_answers_503_fast_and_recovers(farm_env: dict[str, str], services: None,
-                                                  tmp_path: Path) -> None:
-    port = free_port()
-    storage = tmp_path / "mongo"
-    argv = [str(Path(sys.executable).parent / "secantusd-py"), "--host", "127.0.0.1",
-            "--port", str(port), "--storage-path", str(storage), "--log-level", "WARNING"]
+def _timed_get(api: ApiClient, path: str) -> tuple[int, str, float]:
+    started = time.monotonic()
+    response = api.request("GET", path)
+    return response.status_code, response.json().get("type", ""), time.monotonic() - started
 
-    def start_mongo() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        ok = wait_until(lambda: _mongo_answers(port), 60, 0.3)
-        assert ok, "private mongo did not start"
-        return process
 
-    mongo = start_mongo()
-    farm = Farm({**farm_env, "MONGO_URL": f"mongodb://127.0.0.1:{port}"}, tmp_path / "logs")
+def _until_200(api: ApiClient, path: str, timeout: float) -> float:
+    """Seconds until ``path`` answers 200 (fails past ``timeout``)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if _timed_get(api, path)[0] == 200:
+            return time.monotonic() - started
+        time.sleep(0.1)
+    raise AssertionError(f"{path} did not answer 200 within {timeout} s")
+
+
+def test_store_frozen_or_down_answers_503_fast_and_recovers(
+        farm_env: dict[str, str], services: None, tmp_path: Path) -> None:
+    mongo = MongoInstance(tmp_path).start()
+    farm = Farm({**farm_env, "MONGO_URL": mongo.url}, tmp_path / "logs")
+    client = mongo.client()
     try:
+        client[farm_env["BINDER_MONGO_DB"]].builds.insert_one(new_record("probe", {
+            "display_name": "o/probe", "repository": "https://github.com/o/probe"}))
         _, url = farm.start_api()
         api = ApiClient(url, API_KEY)
-        assert api.request("GET", "/builds/x").status_code == 404
-        mongo.terminate()
-        mongo.wait(20)
-        for method, path, body in (("GET", "/builds/x", None),
+        assert _timed_get(api, "/builds/probe")[0] == 200
+        # Frozen: the server accepts connections and never answers.
+        with mongo.frozen():
+            for _ in range(3):
+                code, kind, elapsed = _timed_get(api, "/builds/probe")
+                assert (code, kind) == (503, "noDatabase")
+                assert elapsed < 2.5
+        assert _until_200(api, "/builds/probe", 5) < 5
+        # Down: connections are refused.
+        mongo.stop()
+        for method, path, body in (("GET", "/builds/probe", None),
                                    ("POST", "/builds/repo",
                                     {"repository": "https://github.com/o/r"})):
             started = time.monotonic()
             response = api.request(method, path, json=body)
-            assert time.monotonic() - started < 3
+            assert time.monotonic() - started < 2.5
             assert response.status_code == 503, response.text
             assert response.json()["type"] == "noDatabase"
-        mongo = start_mongo()
-        response = api.request("GET", "/builds/x")
-        assert response.status_code == 404 and response.json()["type"] == "noBuildInfo"
-    finally:
-        farm.stop()
-        if mongo.poll() is None:
-            mongo.terminate()
-            mongo.wait(20)
-
-
-def _mongo_answers(port: int) -> bool:
-    client = pymongo.MongoClient(f"mongodb://127.0.0.1:{port}", serverSelectionTimeoutMS=300)
-    try:
-        client.admin.command("ping")
-        return True
-    except pymongo.errors.PyMongoError:
-        return False
+        mongo.start()
+        assert _until_200(api, "/builds/probe", 5) < 5
     finally:
         client.close()
+        farm.stop()
+        mongo.stop()
