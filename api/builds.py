@@ -17,7 +17,7 @@ from api.schemas.builds import (
     BuildRequestSchema,
     BuildSchema,
 )
-from common import build_store, name_store
+from common import build_store, leases, name_store
 from common.errors import BadRepoSource
 from common.models import BuildRecord
 from workers.dispatch import enqueue_build
@@ -142,5 +142,6 @@ def history(name: str) -> list[BuildRecord]:
 @bp.response(200, BuildSchema, description="the build, cancelled or cancelling")
 @bp.alt_response(404, response="NOT_FOUND")
 def cancel(name: str) -> BuildRecord:
-    """Cancel a queued or running build; it ends ``cancelled`` (idempotent)."""
-    return build_store.request_cancel(name)
+    """Cancel a queued or running build; it ends ``cancelled`` (idempotent): at once
+    when no worker holds it, else within seconds, by the worker that does."""
+    return leases.cancel(name, current_app.config["BINDER"])

@@ -1,51 +1,68 @@
 """What the farm is doing: worker hosts and their builds, and how much is waiting.
 
-Read for the farm's page from the truth (MongoDB: host records and running
-builds) and the broker (Redis: messages in each queue). A host is ``lost``
-when it says ``up`` but has not been seen for ``BINDER_HEARTBEAT_STALE``.
+Read for the farm's page from the truth (MongoDB: worker process records,
+see ``common/worker_store.py``, and running builds) and the broker (Redis:
+messages in each queue). A worker process is ``lost`` when it says ``up``
+but has not been seen for ``BINDER_HEARTBEAT_STALE``; a host is ``up`` while
+one of its processes is.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import redis
 
+from common import worker_store
 from common.clock import utcnow
 from common.config import Config
 from common.db import get_db, translate_errors
 from common.models import Phase, Status
 from common.redis_client import redis_client
+from common.worker_store import WorkerRecord
 from workers.queues import SHARED_QUEUE, host_queue
 
-
-def _aware(moment: dt.datetime | None) -> dt.datetime | None:
-    if moment is None:
-        return None
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+#: A host's state from its processes' states, the first that any has.
+HOST_STATE_ORDER = ("up", "draining", "lost", "stopped")
 
 
 def worker_hosts(config: Config) -> list[dict[str, Any]]:
-    """Each host with its state, when it was last seen, and the builds it runs now."""
-    stale = utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
+    """Each host with its state, when it was last seen, and its worker processes
+    with the builds each runs now."""
     with translate_errors():
-        db = get_db(config)
-        hosts = list(db.hosts.find({}, {"_id": 0}).sort("host", 1))
-        running = list(db.builds.find({"status": Status.RUNNING.value, "worker": {"$ne": None}},
-                                      {"_id": 0, "name": 1, "worker": 1}))
-    builds: dict[str, list[str]] = {}
-    for record in running:
-        builds.setdefault(record["worker"], []).append(record["name"])
-    result = []
-    for host in hosts:
-        seen = _aware(host.get("last_seen"))
-        state = host.get("state") or "up"
-        if state == "up" and (seen is None or seen < stale):
+        running = {record["build_id"]: record["name"] for record in get_db(config).builds.find(
+            {"status": Status.RUNNING.value}, {"_id": 0, "build_id": 1, "name": 1})}
+    return hosts_view(worker_store.all_workers().values(), running, config.heartbeat_stale,
+                      utcnow())
+
+
+def hosts_view(workers: Iterable[WorkerRecord], names: Mapping[str, str], stale: float,
+               now: dt.datetime) -> list[dict[str, Any]]:
+    """``workers`` grouped by host, sorted by host and then process name.
+
+    ``names`` maps the ids of running builds to their names (a process may
+    still list a build that just ended). A stopped process is shown only
+    while its host has no other: its host is then ``stopped``.
+    """
+    by_host: dict[str, list[dict[str, Any]]] = {}
+    for worker in workers:
+        state = worker["state"]
+        if state == "up" and not worker_store.seen(worker, stale, now):
             state = "lost"
-        result.append({"host": host["host"], "state": state, "last_seen": seen,
-                       "workers": [{"name": host["host"], "state": state, "last_seen": seen,
-                                    "builds": sorted(builds.get(host["host"], []))}]})
+        by_host.setdefault(worker["host"], []).append({
+            "name": worker["worker"], "state": state, "last_seen": worker["last_seen"],
+            "builds": sorted(names[b] for b in worker["builds"] if b in names)})
+    result = []
+    for host, processes in sorted(by_host.items()):
+        states = {process["state"] for process in processes}
+        state = next(s for s in HOST_STATE_ORDER if s in states)
+        if state != "stopped":
+            processes = [p for p in processes if p["state"] != "stopped"]
+        result.append({"host": host, "state": state,
+                       "last_seen": max(p["last_seen"] for p in processes),
+                       "workers": sorted(processes, key=lambda p: p["name"])})
     return result
 
 

@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 from api.auth import public_read
 from api.blueprint import Blueprint
 from api.request_metrics import MULTIPROC_ENV, REQUEST_SECONDS
+from common import worker_store
 from common.config import Config
 from common.db import get_db, translate_errors
 from common.errors import BadDatabase, NoDatabase
@@ -182,8 +183,8 @@ class FarmCollector(Collector):
                 {"$match": {"status": Status.RUNNING.value}},
                 {"$group": {"_id": "$phase", "n": {"$sum": 1}}}])}
             templates = db.templates.estimated_document_count()
-            since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.config.heartbeat_stale)
-            hosts = db.hosts.count_documents({"last_seen": {"$gte": since}, "state": "up"})
+            hosts = len(worker_store.live_hosts(worker_store.all_workers(),
+                                                self.config.heartbeat_stale))
             recent = list(db.builds.find(
                 {"status": Status.COMPLETED.value,
                  "end_time": {"$gte": dt.datetime.now(dt.UTC) - RECENT}},
@@ -231,11 +232,9 @@ class FarmCollector(Collector):
         yield up
 
     def _live_hosts(self) -> list[str]:
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=self.config.heartbeat_stale)
         try:
-            with translate_errors():
-                return sorted(doc["host"] for doc in get_db(self.config).hosts.find(
-                    {"last_seen": {"$gte": since}}, {"host": 1}))
+            return sorted(worker_store.live_hosts(worker_store.all_workers(),
+                                                  self.config.heartbeat_stale))
         except (NoDatabase, BadDatabase):
             return []
 

@@ -201,6 +201,12 @@ def history(name: str, keys: Keys = None) -> list[BuildRecord]:
     return newest + [record for record in past if record["build_id"] not in seen]
 
 
+def find_by_id(build_id: str) -> BuildRecord | None:
+    """The current record whose attempt is ``build_id``'s, if any."""
+    with translate_errors():
+        return db.builds().find_one({"build_id": build_id})
+
+
 def find_attempt(name: str, build_id: str) -> BuildRecord:
     """The attempt ``build_id`` of ``name``, current or archived; ``NoBuildInfo`` if none."""
     with translate_errors():
@@ -231,24 +237,34 @@ def update_running(build_id: str, attempt: int, changes: dict[str, Any],
     return record
 
 
-def start_phase(build_id: str, attempt: int, phase: Phase, worker: str,
-                extra: dict[str, Any] | None = None) -> BuildRecord:
-    """Mark ``phase`` started by ``worker`` and take the lease, in one atomic step.
+def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker: str,
+                host: str, extra: dict[str, Any] | None = None,
+                replacing: str | None = None) -> BuildRecord:
+    """Take the lease for ``phase`` and mark it started, in one atomic step.
 
-    Only when nobody holds the lease, or ``worker`` already does (a
-    redelivered task); otherwise ``LeaseLost``. Each claim counts one
-    delivery of this phase of this attempt (see :func:`phase_deliveries`).
+    ``worker`` (a process, see ``worker_store``) on ``host`` may take it when
+    the build waits for ``phase``: nobody holds the build and its phase is
+    ``after`` (queued for fetch, handed on to ``host`` for later phases), or
+    ``worker`` already took this very phase (a redelivered task), or the
+    process ``replacing`` did and died (its task came back to another process
+    of the same worker). Anything else (a stale or duplicate task) gets
+    ``LeaseLost``. Each claim counts one delivery of this phase of this
+    attempt (see :func:`phase_deliveries`).
     """
     now = utcnow()
-    changes = {"phase": phase.value, "worker": worker, "heartbeat": now,
-               "lease": {"worker": worker, "attempt": attempt, "since": now},
-               f"phases.{phase.value}.start": now, f"phases.{phase.value}.worker": worker,
+    changes = {"phase": phase.value, "worker": host, "heartbeat": now,
+               "lease": {"worker": worker, "host": host, "attempt": attempt, "since": now},
+               f"phases.{phase.value}.start": now, f"phases.{phase.value}.worker": host,
                **(extra or {})}
+    waiting: dict[str, Any] = (
+        {"lease": None} if after is Phase.QUEUED else {"lease.worker": None, "lease.host": host})
     with translate_errors():
         record = db.builds().find_one_and_update(
             {**_running(build_id, attempt),
-             "$or": [{"lease": None}, {"lease.worker": worker}]},
-            {"$set": changes, "$addToSet": {"workers": worker},
+             "$or": [{**waiting, "phase": after.value},
+                     *({"lease.worker": holder, "phase": phase.value}
+                       for holder in (worker, replacing) if holder)]},
+            {"$set": changes, "$addToSet": {"workers": host},
              "$inc": {f"deliveries.{attempt}.{phase.value}": 1}},
             return_document=ReturnDocument.AFTER)
     if record is None:
@@ -266,8 +282,14 @@ def phase_deliveries(record: BuildRecord, phase: Phase) -> int:
     return int(per_attempt.get(phase.value, 0))
 
 
-def end_phase(build_id: str, attempt: int, phase: Phase, changes: dict[str, Any]) -> BuildRecord:
-    return update_running(build_id, attempt, {f"phases.{phase.value}.end": utcnow(), **changes})
+def end_phase(build_id: str, attempt: int, phase: Phase, worker: str,
+              changes: dict[str, Any]) -> BuildRecord:
+    """Mark ``phase`` done and hand the build on: any worker of its host may take
+    the next phase (the lease keeps the host, and ``worker`` as ``handed_by``)."""
+    now = utcnow()
+    return update_running(build_id, attempt, {f"phases.{phase.value}.end": now,
+                                              "lease.worker": None, "lease.handed_by": worker,
+                                              "lease.handed_at": now, **changes})
 
 
 def heartbeat(build_id: str, attempt: int) -> BuildRecord:
@@ -285,29 +307,3 @@ def finish(build_id: str, attempt: int, status: Status, error: str | None = None
     with translate_errors():
         return db.builds().find_one_and_update(
             _running(build_id, attempt), {"$set": fields}, return_document=ReturnDocument.AFTER)
-
-
-def request_cancel(name: str) -> BuildRecord:
-    """Flag a running build for cancellation; a queued one is cancelled at once.
-
-    The worker sees the flag at its next heartbeat, stops the Docker build and
-    ends the attempt ``cancelled``. A build that already ended is returned as
-    it is (cancelling is idempotent). Raises ``NoBuildInfo`` when unknown.
-    """
-    record = get_build(name)
-    if record["status"] != Status.RUNNING.value:
-        return record
-    with translate_errors():
-        if record["phase"] == Phase.QUEUED.value and record.get("lease") is None:
-            done = db.builds().find_one_and_update(
-                {"build_id": record["build_id"], "status": Status.RUNNING.value,
-                 "phase": Phase.QUEUED.value, "lease": None},
-                {"$set": {"status": Status.CANCELLED.value, "end_time": utcnow(),
-                          "cancel_requested": True, "error": "Cancelled before it started."}},
-                return_document=ReturnDocument.AFTER)
-            if done is not None:
-                return done
-        flagged = db.builds().find_one_and_update(
-            {"build_id": record["build_id"], "status": Status.RUNNING.value},
-            {"$set": {"cancel_requested": True}}, return_document=ReturnDocument.AFTER)
-    return flagged if flagged is not None else get_build(name)

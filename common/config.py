@@ -215,9 +215,13 @@ class Config:
         "Builds one worker (one Docker host) runs at once; a host running that many takes "
         "no new ones.")
     heartbeat_interval: int = setting("BINDER_HEARTBEAT_INTERVAL", 5,
-        "Seconds between lease heartbeats.")
+        "Seconds between heartbeats of a worker and of the builds it runs.")
     heartbeat_stale: int = setting("BINDER_HEARTBEAT_STALE", 60,
-        "Seconds without heartbeat before a build counts as lost.")
+        "Seconds a worker may go unheard before the builds it holds count as lost.")
+    service_wait: int = setting("BINDER_SERVICE_WAIT", 300,
+        "Seconds a worker waits for MongoDB, the broker, its Docker engine or the "
+        "registry when one stops answering in the middle of a build, before giving the "
+        "build back (the reaper restarts it).")
     max_attempts: int = setting("BINDER_MAX_ATTEMPTS", 3,
         "Attempts before a repeatedly lost build is failed.")
     max_deliveries: int = setting(

@@ -42,7 +42,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("build_id", ASCENDING)], unique=True),
         IndexModel([("status", ASCENDING), ("end_time", DESCENDING)]),  # log retention
     ],
-    "hosts": [IndexModel([("host", ASCENDING)], unique=True)],
+    "workers": [IndexModel([("worker", ASCENDING)], unique=True),
+                IndexModel([("node", ASCENDING)])],
     "templates": [IndexModel([("name", ASCENDING)], unique=True)],
     # _id is the name; one name per repository and ref (see common/name_store.py)
     "names": [IndexModel([("key", ASCENDING)], unique=True)],

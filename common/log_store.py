@@ -28,6 +28,7 @@ from pymongo.errors import DuplicateKeyError
 
 from common.config import Config, get_config
 from common.db import get_db, translate_errors
+from common.errors import NoDatabase
 from common.redis_client import redis_client
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,7 @@ MAX_BACKLOG_BYTES = 32 * 1024 * 1024
 #: Longer lines are cut (a document holds at most 16 MiB).
 MAX_LINE_CHARS = 64 * 1024
 REDIS_RETRY_SECONDS = 5.0
+MONGO_RETRY_SECONDS = 1.0
 
 
 #: The line each phase's log starts with; readers of a log learn the phase from it.
@@ -153,6 +155,11 @@ class BuildLogWriter:
                 self._cond.wait(PUBLISH_SECONDS)
             try:
                 self._drain(force=False)
+            except NoDatabase:
+                # MongoDB is away (restarted, frozen): the lines stay queued (the
+                # live stream has them) and are stored once it is back; the
+                # build goes on writing meanwhile.
+                time.sleep(MONGO_RETRY_SECONDS)
             except Exception as exc:  # handed to the next write or flush
                 self._error = exc
                 time.sleep(1)

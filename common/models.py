@@ -65,10 +65,19 @@ class PhaseTimes(TypedDict, total=False):
     worker: str
 
 
-class Lease(TypedDict):
-    worker: str
+class Lease(TypedDict, total=False):
+    """Who runs a build: the worker process of its current phase and its host.
+
+    Between phases ``worker`` is None, ``handed_by`` the process that ended
+    the last phase and ``handed_at`` when (see ``common/leases.py``).
+    """
+
+    worker: str | None
+    host: str
     attempt: int
     since: dt.datetime
+    handed_by: str
+    handed_at: dt.datetime
 
 
 class BuildRecord(TypedDict, total=False):

@@ -59,8 +59,8 @@ def create_celery(config: Config, with_tasks: bool = False) -> FarmCelery:
         },
         worker_send_task_events=True,
         task_send_sent_event=True,
+        # The reaper runs in the beat process itself (workers/reaper.py).
         beat_schedule={
-            "reap": {"task": "binder.reap", "schedule": config.reaper_interval},
             "collect-garbage": {"task": "binder.collect_garbage", "schedule": 600.0},
             "retention": {"task": "binder.retention", "schedule": config.retention_interval},
         },

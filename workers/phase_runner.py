@@ -15,6 +15,7 @@ at its next delivery.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import shutil
@@ -25,17 +26,25 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
-from common import build_store
+import redis
+from kombu.exceptions import OperationalError
+
+from common import build_store, leases
 from common.clock import utcnow
 from common.config import Config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.log_store import BuildLogWriter, phase_banner
-from common.models import BuildRecord, Phase, Status, Step
+from common.models import STEPS, BuildRecord, Phase, Status, Step
+from workers import liveness
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
+from workers.outages import OutageTooLong, OutageWait, ServiceLost
 from workers.process_logs import bind_build
 
 log = logging.getLogger(__name__)
+
+#: What sending a message raises while the broker is unreachable.
+BROKER_ERRORS = (OperationalError, redis.RedisError, OSError)
 
 
 class Outcome(Enum):
@@ -98,6 +107,10 @@ class PhaseResult:
 
 
 PhaseFunction = Callable[[PhaseRun], PhaseResult | None]
+#: Sends the next step of the build (it raises while the broker is unreachable).
+HandOn = Callable[[BuildRecord], None]
+#: Sends the first step of a restarted build.
+Restart = Callable[[BuildRecord], None]
 
 
 def work_dir_name(build_id: str, attempt: int) -> str:
@@ -124,89 +137,145 @@ def _deadline(record: BuildRecord, config: Config, phase: Phase) -> tuple[dt.dat
     return deadline, minutes
 
 
-def claim(build_id: str, attempt: int, phase: Phase, worker: str) -> BuildRecord:
-    """Take the lease for ``phase``; raise ``LeaseLost`` if another holds it.
+def claim(build_id: str, attempt: int, phase: Phase, config: Config) -> BuildRecord:
+    """Take the lease for ``phase`` for this worker process; ``LeaseLost`` if the
+    build does not wait for it (see ``build_store.start_phase``).
 
-    fetch starts an attempt (nobody holds it yet, or this worker after a
-    redelivery); later phases continue on the host whose worker holds it.
+    A phase whose process died comes back to another process of the same
+    worker (the task is late-acked): it takes the phase over from the dead one.
     """
     extra = {"attempt_start": utcnow()} if phase is Phase.FETCHING else {}
-    return build_store.start_phase(build_id, attempt, phase, worker, extra)
+    me, host, after = liveness.worker_name(config), config.worker_host, previous_phase(phase)
+    try:
+        return build_store.start_phase(build_id, attempt, phase, after, me, host, extra)
+    except LeaseLost:
+        record = build_store.find_by_id(build_id)
+        holder = ((record or {}).get("lease") or {}).get("worker")
+        if not holder or not liveness.died_here(holder, config):
+            raise
+        log.warning("%s takes %s of %s over from %s, which died running it",
+                    me, phase.value, build_id, holder)
+        return build_store.start_phase(build_id, attempt, phase, after, me, host, extra,
+                                       replacing=holder)
+
+
+def previous_phase(phase: Phase) -> Phase:
+    """The phase that hands a build on to ``phase`` (``queued`` for the first)."""
+    order = [step.state for step in STEPS]
+    index = order.index(phase)
+    return order[index - 1] if index else Phase.QUEUED
 
 
 def run_phase(config: Config, step: Step, build_id: str, attempt: int,
-              function: PhaseFunction) -> Outcome:
-    """Run one step of one attempt; see the module docstring."""
+              function: PhaseFunction, hand_on: HandOn | None = None,
+              restart: Restart | None = None) -> Outcome:
+    """Run one step of one attempt; see the module docstring.
+
+    ``hand_on`` sends the next step; it is called (while this process still
+    holds the build) when the step ends with the build going on. If it cannot
+    be sent, the build starts again as its next attempt, sent by ``restart``.
+    """
     phase = step.state
-    try:
-        record = claim(build_id, attempt, phase, config.worker_host)
-    except LeaseLost:
-        log.info("%s of %s attempt %s is not ours to run; dropped", step.name, build_id, attempt)
-        return Outcome.DROPPED
-    with bind_build(record["name"], step.name, attempt):
-        # One line as each phase starts and ends, so an operator follows a build
-        # through the process logs of every host (grep build=NAME).
-        log.info("phase %s started (build id %s)", step.name, build_id)
-        started = time.monotonic()
-        outcome = _run_claimed(config, record, phase, function)
-        log.info("phase %s ended: %s in %.1f s", step.name, outcome.value,
-                 time.monotonic() - started)
-        return outcome
+    with liveness.holding(build_id):
+        try:
+            record = claim(build_id, attempt, phase, config)
+        except LeaseLost:
+            log.info("%s of %s attempt %s is not ours to run; dropped",
+                     step.name, build_id, attempt)
+            _forget_if_ended(config, build_id, attempt)
+            return Outcome.DROPPED
+        with bind_build(record["name"], step.name, attempt):
+            # One line as each phase starts and ends, so an operator follows a build
+            # through the process logs of every host (grep build=NAME).
+            log.info("phase %s started (build id %s)", step.name, build_id)
+            started = time.monotonic()
+            wait = OutageWait(config)
+            outcome = _run_claimed(config, record, phase, function, wait)
+            if outcome is Outcome.CONTINUE and hand_on is not None:
+                outcome = _hand_on(config, record, hand_on, restart, wait)
+            log.info("phase %s ended: %s in %.1f s", step.name, outcome.value,
+                     time.monotonic() - started)
+            return outcome
 
 
 def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
-                 function: PhaseFunction) -> Outcome:
-    build_id, attempt, worker = record["build_id"], record["attempt"], config.worker_host
-    if record.get("cancel_requested"):
-        return _end(config, record, Status.CANCELLED, "Cancelled by request.")
-    deadline, minutes = _deadline(record, config, phase)
-    writer = BuildLogWriter(build_id, config)
-    guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
-    run = PhaseRun(config, record, guard, writer, phase)
+                 function: PhaseFunction, wait: OutageWait) -> Outcome:
+    build_id, attempt, host = record["build_id"], record["attempt"], config.worker_host
+    writer: BuildLogWriter | None = None
     try:
+        if record.get("cancel_requested"):
+            return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.")
         deliveries = build_store.phase_deliveries(record, phase)
         if deliveries > config.max_deliveries:
             message = _worker_died_message(phase, deliveries - 1)
-            return _end(config, record, Status.FAILED, message, writer=writer)
+            return _end(config, record, Status.FAILED, wait, message)
+        deadline, minutes = _deadline(record, config, phase)
+        writer = wait.call(lambda: BuildLogWriter(build_id, config), "opening the log")
+        guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
+        run = PhaseRun(config, record, guard, writer, phase)
         with guard:
-            run.say(phase_banner(phase.value, worker, attempt))
+            run.say(phase_banner(phase.value, host, attempt))
             if deliveries > 1:
                 run.say(f"== {phase.value} runs again: its worker process died "
                         f"{deliveries - 1} time(s) (at most {config.max_deliveries})")
-            result = function(run) or PhaseResult()
+            result = _run_function(run, function, wait)
             guard.check()
         changes = dict(result.changes)
         if result.complete:
-            return _end(config, record, Status.COMPLETED, None, changes, writer)
+            return _end(config, record, Status.COMPLETED, wait, None, changes, writer)
         # The epoch of the broker that will carry the hand-off: if Redis
         # restarts before the next phase starts, the reaper knows the message
-        # was lost.
-        changes["broker_epoch"] = broker_epoch(config)
-        build_store.end_phase(build_id, attempt, phase, changes)
+        # was lost. Unknown (Redis unreachable just now) keeps the last one.
+        epoch = broker_epoch(config)
+        if epoch is not None:
+            changes["broker_epoch"] = epoch
+        worker = liveness.worker_name(config)
+        wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker, changes),
+                  f"ending {phase.value}")
         return Outcome.CONTINUE
     except BuildCancelled:
-        return _end(config, record, Status.CANCELLED, "Cancelled by request.", writer=writer)
+        return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
+                    writer=writer)
     except BuildFailure as exc:
-        return _end(config, record, Status.FAILED, exc.message, writer=writer)
+        return _end(config, record, Status.FAILED, wait, exc.message, writer=writer)
     except LeaseLost:
-        log.warning("%s lost the lease of %s during %s", worker, build_id, phase.value)
+        log.warning("%s lost the lease of %s during %s", liveness.worker_name(config),
+                    build_id, phase.value)
         _remove_workdir(config, build_id, attempt)
         return Outcome.DROPPED
-    except NoDatabase:
-        # The heartbeat stops with us; the reaper restarts the build once the
-        # database is back, so nothing stays running for ever.
-        log.exception("database lost during %s of %s", phase.value, build_id)
-        return Outcome.DROPPED
+    except OutageTooLong as exc:
+        return _give_back(config, record, str(exc))
     except Exception as exc:
         log.exception("%s of %s failed unexpectedly", phase.value, build_id)
         message = (f"The farm failed in phase {phase.value} ({type(exc).__name__}: {exc}); "
                    "retry the build, and tell the operators if it persists.")
-        return _end(config, record, Status.FAILED, message, writer=writer)
+        return _end(config, record, Status.FAILED, wait, message, writer=writer)
     finally:
+        if writer is not None:
+            _close_log(writer, wait)
+
+
+#: A phase that lost a service half-way runs again (from its start) this often.
+PHASE_RUNS = 3
+
+
+def _run_function(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> PhaseResult:
+    """Run the phase function; if a service it needed stopped answering (MongoDB,
+    the Docker engine, the registry), wait for it and run the phase again
+    (phases are idempotent)."""
+    phase = run.state.value
+    for count in range(1, PHASE_RUNS + 1):
         try:
-            writer.close()
-        except NoDatabase:
-            log.warning("could not flush the log of %s", build_id)
+            return function(run) or PhaseResult()
+        except (NoDatabase, ServiceLost) as exc:
+            lost = exc if isinstance(exc, ServiceLost) else None
+            service = lost.service if lost else "the database"
+            if count == PHASE_RUNS:
+                raise OutageTooLong(f"{service} failed {count} runs of {phase}") from exc
+            run.say(f"{service} stopped answering during {phase}; waiting for it")
+            wait.until_back(lost, f"running {phase}")
+            run.say(f"{service} is back; running {phase} again")
+    raise AssertionError("unreachable")
 
 
 def _worker_died_message(phase: Phase, deaths: int) -> str:
@@ -214,18 +283,98 @@ def _worker_died_message(phase: Phase, deaths: int) -> str:
             "(killed, or out of memory), so it was failed instead of being run again.")
 
 
-def _end(config: Config, record: BuildRecord, status: Status, error: str | None,
-         changes: dict[str, Any] | None = None, writer: BuildLogWriter | None = None) -> Outcome:
+def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart | None,
+             wait: OutageWait) -> Outcome:
+    """Send the next phase, trying again while the broker is unreachable, up to
+    ``BINDER_SERVICE_WAIT``; then give the build back to be started again."""
+    deadline = time.monotonic() + config.service_wait
+    sent_before = broker_epoch(config)
+    while True:
+        try:
+            send(record)
+            _note_epoch(config, record, sent_before, wait)
+            return Outcome.CONTINUE
+        except BROKER_ERRORS as exc:
+            if time.monotonic() >= deadline:
+                reason = f"its next phase could not be sent ({exc})"
+                break
+            log.warning("broker unreachable handing %s on; trying again", record["name"])
+            time.sleep(HAND_ON_RETRY_SECONDS)
+    try:
+        current = wait.call(lambda: build_store.find_by_id(record["build_id"]), "giving back")
+        restarted = leases.restart(current, reason, config) if current else None
+    except OutageTooLong:
+        restarted = None
+    if restarted is not None and restart is not None:
+        restart(restarted)
+    return _give_back(config, record, reason)
+
+
+HAND_ON_RETRY_SECONDS = 2.0
+
+
+def _note_epoch(config: Config, record: BuildRecord, before: str | None,
+                wait: OutageWait) -> None:
+    """After a hand-off the broker took: if it restarted since the phase ended,
+    the message is in the new one, not lost with the old one; say so."""
+    epoch = broker_epoch(config)
+    if epoch is None or epoch == before:
+        return
+    build_id, attempt = record["build_id"], record["attempt"]
+    with contextlib.suppress(LeaseLost, OutageTooLong):
+        wait.call(lambda: build_store.update_running(build_id, attempt,
+                                                     {"broker_epoch": epoch}),
+                  "recording the broker's epoch")
+
+
+def _give_back(config: Config, record: BuildRecord, reason: str) -> Outcome:
+    """Stop holding the build; the reaper starts it again (this worker's next
+    liveness record no longer lists it)."""
+    log.error("gave %s back: %s", record["name"], reason)
+    liveness.let_go(record["build_id"])
+    _remove_workdir(config, record["build_id"], record["attempt"])
+    return Outcome.DROPPED
+
+
+def _close_log(writer: BuildLogWriter, wait: OutageWait) -> None:
+    try:
+        wait.call(writer.close, "storing the log")
+    except OutageTooLong:
+        log.warning("could not store the end of the log of %s", writer.build_id)
+
+
+def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
+         error: str | None, changes: dict[str, Any] | None = None,
+         writer: BuildLogWriter | None = None) -> Outcome:
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:
         writer.write(f"== build {status.value}" + (f": {error}" if error else ""))
-        writer.flush()  # a follower that sees the build end has every line
+        # A follower that sees the build end has every line.
+        with contextlib.suppress(OutageTooLong):
+            wait.call(writer.flush, "storing the log")
     # The phase that ended the build ends too (a cache hit ends in fetch; the last
     # step completes the build): every phase that started has its end time.
     changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
-    build_store.finish(build_id, attempt, status, error, changes)
+    try:
+        wait.call(lambda: build_store.finish(build_id, attempt, status, error, changes),
+                  f"ending the build {status.value}")
+    except OutageTooLong as exc:
+        return _give_back(config, record, str(exc))
     _remove_workdir(config, build_id, attempt)
     return Outcome.DONE
+
+
+def _forget_if_ended(config: Config, build_id: str, attempt: int) -> None:
+    """A phase that came too late (the build was cancelled or restarted between
+    phases) removes what the attempt left on this host."""
+    path = work_dir(config, build_id, attempt)
+    if not path.exists():
+        return
+    with contextlib.suppress(NoDatabase):
+        record = build_store.find_by_id(build_id)
+        if record is None or record["attempt"] != attempt \
+                or record["status"] != Status.RUNNING.value:
+            _remove_workdir(config, build_id, attempt)
 
 
 def _remove_workdir(config: Config, build_id: str, attempt: int) -> None:

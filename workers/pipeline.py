@@ -2,9 +2,10 @@
 
 Every task takes the build id and attempt, re-reads the record and is
 idempotent (see ``workers/phase_runner.py``). The first step runs on the
-shared queue; when it is done it hands the rest of the chain on, each
-``same_host`` step to its own host's queue, where the checkout and the
-image are.
+shared queue; each ``same_host`` step after it runs on its own host's queue,
+where the checkout and the image are. A step sends the next one itself,
+while it still holds the build, so a message that cannot be sent is noticed
+(and the build started again) instead of lost with nobody knowing.
 
 Adding a step: its module ``workers/phases/<name>.py`` with ``run``, and its
 entry in ``STEPS`` (``common/models.py``).
@@ -15,15 +16,15 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from celery import Task, chain, shared_task
-from celery.canvas import Signature
+from celery import Celery, Task, shared_task
 
 from common.config import Config
 from common.errors import NoDatabase
-from common.models import STEPS, Step
+from common.models import STEPS, BuildRecord, Step
 from workers.celery_app import task_config
-from workers.phase_runner import Outcome, PhaseFunction, run_phase
-from workers.queues import SHARED_QUEUE, build_name_shown, host_queue, shown_name, task_name
+from workers.dispatch import enqueue_build
+from workers.phase_runner import PhaseFunction, run_phase
+from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
 
 #: A task that cannot reach MongoDB to claim its build waits and tries again
 #: rather than dropping the message (MongoDB is the truth; it will be back).
@@ -38,29 +39,30 @@ def step_function(step: Step) -> PhaseFunction:
     return function
 
 
-def rest_of_chain(config: Config, build_id: str, attempt: int, name: str = "") -> Signature:
-    """The steps after the first, each on the queue it must run on (and shown with the
-    build's ``name``)."""
-    host = host_queue(config.worker_host)
-    return chain(*(Signature(task_name(step), args=(build_id, attempt), immutable=True,
-                             queue=host if step.same_host else SHARED_QUEUE,
-                             shadow=shown_name(step, name) if name else None)
-                   for step in STEPS[1:]))
+def send_next(app: Celery, config: Config, step: Step, record: BuildRecord) -> None:
+    """Send the step after ``step`` of ``record``'s attempt: on this host's queue
+    when it must run where the checkout is, shown with the build's name."""
+    following = STEPS[STEPS.index(step) + 1]
+    queue = host_queue(config.worker_host) if following.same_host else SHARED_QUEUE
+    app.send_task(task_name(following), args=(record["build_id"], record["attempt"]),
+                  queue=queue, shadow=shown_name(following, record["name"]))
 
 
 def _make_task(step: Step) -> None:
     function = step_function(step)
-    first = step is STEPS[0]
+    last = step is STEPS[-1]
 
     @shared_task(bind=True, name=task_name(step), **RETRY_WHILE_NO_DATABASE)
     def run_step(self: Task, build_id: str, attempt: int) -> None:
         config = task_config(self)
-        outcome = run_phase(config, step, build_id, attempt, function)
-        if outcome is not Outcome.CONTINUE:
-            self.request.chain = None  # the build ended (or was not ours): stop the chain
-        elif first:
-            name = build_name_shown(self.request.shadow)
-            raise self.replace(rest_of_chain(config, build_id, attempt, name))
+
+        def hand_on(record: BuildRecord) -> None:
+            send_next(self.app, config, step, record)
+
+        def restart(record: BuildRecord) -> None:
+            enqueue_build(self.app, config, record)
+
+        run_phase(config, step, build_id, attempt, function, None if last else hand_on, restart)
 
 
 for _step in STEPS:

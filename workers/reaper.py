@@ -1,11 +1,24 @@
-"""The reaper (Celery beat): no accepted build is lost or left running.
+"""The reaper: no accepted build is lost or left running.
 
-* A running build whose heartbeat is stale and whose worker host is gone
-  (silent, or stopped) is restarted from fetch on the shared queue with
-  attempt + 1, up to ``max_attempts``; then it fails saying so.
-* A queued build whose message may be lost (never sent because the broker
-  was down, or sent before the broker restarted) is sent again; duplicates
-  are harmless because fetch claims the attempt.
+It runs in the beat process, on a thread of its own every
+``BINDER_REAPER_INTERVAL`` seconds, not as a queued task: a reaper waiting
+behind builds for a free worker would come too late. Each pass:
+
+* ends a build whose cancel was requested and that nobody holds any more
+  (its worker is quiet for a few heartbeat intervals, or let it go);
+* restarts from fetch, as the next attempt, a running build its worker
+  lost: the worker process named in its lease stopped, went silent for
+  ``BINDER_HEARTBEAT_STALE``, or is alive but let the build go (see
+  ``common/worker_store.py``); a build between phases whose host has no live
+  worker, or whose next phase went with a restarted broker. After
+  ``BINDER_MAX_ATTEMPTS`` it fails the build saying so;
+* sends again the first phase of a queued build whose message may be lost
+  (never sent because the broker was down, or sent before it restarted);
+  duplicates are harmless because fetch claims the attempt.
+
+A worker cannot write its record while the database is down, so after an
+outage the reaper judges no record older than the moment it could read the
+database again.
 """
 
 from __future__ import annotations
@@ -14,19 +27,24 @@ import contextlib
 import datetime as dt
 import logging
 import shutil
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 from celery import Celery, Task, shared_task
+from celery.signals import beat_init
 
-from common import build_store, db
+from common import db, leases, worker_store
 from common.clock import utcnow
 from common.config import Config
-from common.db import get_db, translate_errors
+from common.db import translate_errors
 from common.errors import NoDatabase
 from common.models import BuildRecord, Phase, Status
-from workers.celery_app import task_config
+from common.worker_store import Holder, WorkerRecord
+from workers.celery_app import FarmCelery, task_config
 from workers.dispatch import broker_epoch, enqueue_build
 from workers.docker_engine import docker_client
 from workers.phase_runner import work_dir_name
@@ -35,65 +53,67 @@ log = logging.getLogger(__name__)
 
 #: A queued build whose message is older than this is sent again.
 REQUEUE_AFTER = dt.timedelta(minutes=30)
+#: Worker records not written for this long are removed.
+FORGET_WORKERS_AFTER = dt.timedelta(days=1)
 
 
-def live_hosts(config: Config) -> set[str]:
-    since = utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
+class StoreWatch:
+    """When the reaper could last not read the database (or did not run)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        # Until it has watched for a while, assume the worse: records may be
+        # old because the database was down, not because workers are gone.
+        self.back_since: dt.datetime = utcnow()
+        self._last_ok: float | None = None
+        self._failing = False
+
+    def failed(self) -> None:
+        self._failing = True
+
+    def succeeded(self, now: dt.datetime) -> None:
+        gap = self.config.reaper_interval * 3 + self.config.mongo_timeout_ms / 1000
+        if self._failing or (self._last_ok is not None and time.monotonic() - self._last_ok > gap):
+            self.back_since = now
+        self._failing = False
+        self._last_ok = time.monotonic()
+
+
+def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts: set[str],
+            epoch: str | None, now: dt.datetime, config: Config,
+            seen_since: dt.datetime) -> tuple[str, str] | None:
+    """What to do with a running build holding a lease: ``("cancel", why)``,
+    ``("restart", why)`` or nothing."""
+    lease = build.get("lease")
+    assert lease is not None, "the reaper judges builds holding a lease"
+    if build.get("cancel_requested"):
+        held = worker_store.holder(build, workers, worker_store.quiet_window(config), now)
+        return None if held is Holder.HELD else ("cancel", f"nobody holds it ({held.value})")
+    held = worker_store.holder(build, workers, config.heartbeat_stale, now, seen_since)
+    worker = lease.get("worker")
+    too_long = dt.timedelta(seconds=config.heartbeat_stale + config.build_timeout)
+    if held is Holder.HELD:
+        beat = build.get("heartbeat")
+        if beat is not None and now - beat > too_long:
+            return "restart", f"{worker} holds it but has not worked on it for {too_long}"
+        return None
+    if held in (Holder.LET_GO, Holder.SILENT, Holder.STOPPED):
+        return "restart", f"its worker {worker} {held.value}"
+    host = lease.get("host")
+    if host not in live_hosts:
+        return "restart", f"no worker of host {host} is alive"
+    if epoch is not None and build.get("broker_epoch") not in (None, epoch):
+        return "restart", "the broker restarted and lost its next phase"
+    handed = lease.get("handed_at") or lease["since"]
+    if now - handed > too_long:
+        return "restart", f"its next phase did not start within {too_long}"
+    return None
+
+
+def _running_with_lease(config: Config) -> list[BuildRecord]:
     with translate_errors():
-        return {doc["host"] for doc in get_db(config).hosts.find(
-            {"last_seen": {"$gte": since}, "state": "up"})}
-
-
-def lost_builds(config: Config) -> list[BuildRecord]:
-    """Running builds holding a lease whose heartbeat went quiet and that cannot go on:
-    their host is gone, or the message for their next phase was lost."""
-    now = utcnow()
-    quiet = now - dt.timedelta(seconds=max(3 * config.heartbeat_interval, 10))
-    stale = now - dt.timedelta(seconds=config.heartbeat_stale)
-    alive = live_hosts(config)
-    epoch = broker_epoch(config)
-    with translate_errors():
-        candidates = db.builds(config).find({"status": Status.RUNNING.value,
-                                           "lease": {"$ne": None},
-                                           "heartbeat": {"$lt": quiet}})
-        lost = []
-        for record in candidates:
-            lease = record.get("lease")
-            host = lease["worker"] if lease else None
-            # Even on a live host, a build silent for far longer than any
-            # queue wait is lost (its task vanished).
-            beat = record["heartbeat"]
-            very_stale = beat is not None and beat < stale - dt.timedelta(
-                seconds=config.build_timeout)
-            # Handed on through a broker that has restarted since: the
-            # message carrying the next phase is gone.
-            message_lost = epoch is not None and record.get("broker_epoch") != epoch
-            if host not in alive or very_stale or message_lost:
-                lost.append(record)
-        return lost
-
-
-def restart(celery: Celery, record: BuildRecord, config: Config) -> None:
-    build_id, attempt = record["build_id"], record["attempt"]
-    lease = record.get("lease")
-    host = lease["worker"] if lease else "an unknown host"
-    if attempt >= config.max_attempts:
-        build_store.finish(build_id, attempt, Status.FAILED,
-                      f"The worker was lost {attempt} times; last on {host}. "
-                      "Retry the build; operators should check the workers.")
-        log.warning("failed %s after %s lost attempts", record["name"], attempt)
-        return
-    with translate_errors():
-        restarted = db.builds(config).find_one_and_update(
-            {"build_id": build_id, "attempt": attempt, "status": Status.RUNNING.value,
-             "heartbeat": record["heartbeat"]},
-            {"$set": {"attempt": attempt + 1, "phase": Phase.QUEUED.value, "lease": None,
-                      "heartbeat": None, "enqueued": False,
-                      f"lost.{attempt}": {"worker": host, "at": utcnow()}}},
-            return_document=True)
-    if restarted is not None:
-        log.warning("restarting %s (attempt %s) lost on %s", record["name"], attempt + 1, host)
-        enqueue_build(celery, config, restarted)
+        return list(db.builds(config).find({"status": Status.RUNNING.value,
+                                            "lease": {"$ne": None}}))
 
 
 def unsent_builds(config: Config) -> list[BuildRecord]:
@@ -108,21 +128,70 @@ def unsent_builds(config: Config) -> list[BuildRecord]:
                     {"enqueued_at": {"$lt": old}}]}))
 
 
-@shared_task(bind=True, name="binder.reap", ignore_result=True)
-def reap(self: Task) -> dict[str, int]:
+def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
     """One pass of the reaper; returns what it did (for logs and tests)."""
-    config = task_config(self)
+    done = {"cancelled": 0, "restarted": 0, "failed": 0, "requeued": 0}
+    now = utcnow()
     try:
-        lost = lost_builds(config)
-        for record in lost:
-            restart(self.app, record, config)
-        unsent = unsent_builds(config)
-        for record in unsent:
-            enqueue_build(self.app, config, record)
+        workers = worker_store.all_workers()
+        running = _running_with_lease(config)
     except NoDatabase:
+        watch.failed()
         log.warning("reaper: database unreachable; will try again")
-        return {"restarted": 0, "requeued": 0}
-    return {"restarted": len(lost), "requeued": len(unsent)}
+        return done
+    watch.succeeded(now)
+    hosts = worker_store.live_hosts(workers, config.heartbeat_stale, now, watch.back_since)
+    epoch = broker_epoch(config)
+    try:
+        for build in running:
+            decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since)
+            if decision is not None:
+                _act(celery, build, *decision, config, done)
+        for record in unsent_builds(config):
+            done["requeued"] += enqueue_build(celery, config, record)
+        worker_store.prune(FORGET_WORKERS_AFTER)
+    except NoDatabase:
+        watch.failed()
+        log.warning("reaper: database lost during a pass; will try again")
+    return done
+
+
+def _act(celery: Celery, build: BuildRecord, action: str, reason: str, config: Config,
+         done: dict[str, int]) -> None:
+    name = build["name"]
+    if action == "cancel":
+        if leases.end_unheld(build, Status.CANCELLED, "Cancelled by request.") is not None:
+            log.info("cancelled %s: %s", name, reason)
+            done["cancelled"] += 1
+        return
+    restarted = leases.restart(build, reason, config)
+    if restarted is None:
+        if build["attempt"] >= config.max_attempts:
+            log.warning("failed %s after %s lost attempts: %s", name, build["attempt"], reason)
+            done["failed"] += 1
+        return
+    log.warning("restarting %s as attempt %s: %s", name, restarted["attempt"], reason)
+    done["restarted"] += 1
+    enqueue_build(celery, config, restarted)
+
+
+def run_forever(celery: FarmCelery, stop: threading.Event) -> None:
+    config = celery.farm_config
+    watch = StoreWatch(config)
+    while not stop.wait(config.reaper_interval):
+        try:
+            reap(celery, config, watch)
+        except Exception:  # the reaper must outlive any one failed pass
+            log.exception("reaper pass failed")
+
+
+_stop = threading.Event()
+
+
+@beat_init.connect
+def _start_reaper(sender: Any, **_: Any) -> None:
+    threading.Thread(target=run_forever, args=(sender.app, _stop), daemon=True,
+                     name="reaper").start()
 
 
 def disk_percent(path: Path) -> float:
@@ -164,7 +233,7 @@ def collect_garbage(self: Task) -> dict[str, int]:
     if not root.exists():
         return {"removed": 0, "images": images}
     with translate_errors():
-        running = {work_dir_name(r["build_id"], r["attempt"]) for r in get_db(config).builds.find(
+        running = {work_dir_name(r["build_id"], r["attempt"]) for r in db.builds(config).find(
             {"status": Status.RUNNING.value}, {"build_id": 1, "attempt": 1})}
     removed = 0
     cutoff = time.time() - config.build_timeout

@@ -62,10 +62,15 @@ TEST_ENV = {
     # Other farms build on the shared engine: its build cgroup is not ours to
     # limit (tests of the limit run an engine of their own).
     "BINDER_LIMIT_BUILD_CGROUP": "false",
+    # The shared Mongo wire server serves every test run on the machine and,
+    # under load, sometimes takes several seconds to answer; a tighter bound
+    # makes a busy store look down. Tests of the bound on a down or hung store
+    # set it back (STORE_BOUND).
+    "BINDER_MONGO_TIMEOUT_MS": "15000",
 }
 os.environ.update(TEST_ENV)
 
-from common.config import get_config, set_config  # noqa: E402
+from common.config import SETTINGS, get_config, set_config  # noqa: E402
 from tests.support.browser import chromium  # noqa: E402
 from tests.support.conda_channel import make_channel, script_package  # noqa: E402
 from tests.support.docker_engine import DockerEngine  # noqa: E402
@@ -79,6 +84,10 @@ from workers.launcher import ensure_services, stop_services  # noqa: E402
 from workers.registry import auth_config  # noqa: E402
 
 TEST_PACKAGE = "binder-test-pkg"
+#: The farm's default bound on one MongoDB operation, for the farms of tests of
+#: that bound (their store is their own, or not there at all).
+STORE_BOUND = {setting.env: str(setting.default) for setting in SETTINGS
+               if setting.env == "BINDER_MONGO_TIMEOUT_MS"}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.integration.conftest import API_KEY
+from tests.integration.conftest import API_KEY, STORE_BOUND
 from tests.support.api_cases import plain_repo
 from tests.support.farm import ApiClient, Farm, free_port, wait_http
 from tests.support.git_server import GitServer
@@ -218,7 +218,7 @@ def database_calls(repo_url: str) -> list[tuple[str, str, dict | None]]:
 def test_no_database_answers_503_quickly(api: ApiClient, farm: Farm, repo_url: str) -> None:
     """Every database-backed call fails fast; health names MongoDB alone (``api``
     brings the worker up, so the workers check passes)."""
-    with second_api(farm, "api-nodb", MONGO_URL="mongodb://127.0.0.1:1") as url:
+    with second_api(farm, "api-nodb", MONGO_URL="mongodb://127.0.0.1:1", **STORE_BOUND) as url:
         for method, path, body in database_calls(repo_url):
             started = time.monotonic()
             response = requests.request(method, f"{url}{path}", json=body, timeout=10,

@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from common.build_store import new_record
-from tests.integration.conftest import API_KEY, DATA_DIR, unique
+from tests.integration.conftest import API_KEY, DATA_DIR, STORE_BOUND, unique
 from tests.support.farm import ApiClient, Farm, Process
 from tests.support.git_server import GitServer
 from tests.support.processes import commands_running
@@ -43,18 +43,9 @@ class Cluster:
     workers: dict[str, Process]
 
     def start_worker(self, host: str) -> Process:
-        since = time.time()
-        process = self.farm.start(f"worker-{host}", ["worker"], {"BINDER_WORKER_ID": host})
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            doc = self.db.hosts.find_one({"host": host, "state": "up"})
-            if doc and doc["last_seen"].timestamp() >= since - 1:
-                self.workers[host] = process
-                return process
-            if not process.alive():
-                break
-            time.sleep(0.3)
-        raise RuntimeError(f"worker {host} did not start:\n{process.log_tail()}")
+        process = self.farm.start_recorded_worker(host, self.db.workers, timeout=60)
+        self.workers[host] = process
+        return process
 
     def ensure_workers(self) -> None:
         for host in HOSTS:
@@ -287,7 +278,7 @@ def _until_200(api: ApiClient, path: str, timeout: float) -> float:
 def test_store_frozen_or_down_answers_503_fast_and_recovers(
         farm_env: dict[str, str], services: None, tmp_path: Path) -> None:
     mongo = MongoInstance(tmp_path).start()
-    farm = Farm({**farm_env, "MONGO_URL": mongo.url}, tmp_path / "logs")
+    farm = Farm({**farm_env, "MONGO_URL": mongo.url, **STORE_BOUND}, tmp_path / "logs")
     client = mongo.client()
     try:
         client[farm_env["BINDER_MONGO_DB"]].builds.insert_one(new_record("probe", {

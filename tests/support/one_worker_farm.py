@@ -7,7 +7,6 @@ redelivery alone (no reaper restarts the build).
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import signal
 import time
@@ -77,13 +76,7 @@ def one_worker_farm(farm_env: dict[str, str], log_dir: Path, key: str, host: str
     client = mongo_client()
     try:
         _, url = farm.start_api()
-        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-        worker = farm.start(f"worker-{host}", ["worker"], {"BINDER_WORKER_ID": host})
-        deadline = time.monotonic() + 60
-        while not client[db_name].hosts.find_one(
-                {"host": host, "state": "up", "last_seen": {"$gte": since}}):
-            assert worker.alive() and time.monotonic() < deadline, worker.log_tail()
-            time.sleep(0.3)
+        worker = farm.start_recorded_worker(host, client[db_name].workers, timeout=60)
         yield OneWorkerFarm(ApiClient(url, key), worker, client[db_name])
     finally:
         farm.stop()

@@ -41,10 +41,11 @@ def _must_not_run(*args: object, **kwargs: object) -> Any:
 def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
     # create_app installs its config process-wide; put the previous one back afterwards.
     monkeypatch.setattr(common.config, "_current", common.config._current)
-    for name in ("create_build", "list_builds", "get_build", "history", "request_cancel",
+    for name in ("create_build", "list_builds", "get_build", "history",
                  "find_attempt"):
         monkeypatch.setattr(api.builds.build_store, name, _must_not_run, raising=False)
     monkeypatch.setattr(api.builds.name_store, "claim_name", _must_not_run)
+    monkeypatch.setattr(api.builds.leases, "cancel", _must_not_run)
     monkeypatch.setattr(api.builds, "enqueue_build", _must_not_run)
     config = load_config(environ={"BINDER_API_KEY": KEY, "BINDER_DATA_DIR": str(tmp_path),
                                   "BINDER_MAX_REQUEST_BYTES": str(MAX_BYTES)})

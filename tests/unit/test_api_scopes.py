@@ -54,8 +54,9 @@ def _already(*args: object, **kwargs: object) -> Any:
 
 def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **environ: str) -> Flask:
     monkeypatch.setattr(common.config, "_current", common.config._current)
-    for name in ("list_builds", "get_build", "history", "request_cancel", "find_attempt"):
-        monkeypatch.setattr(api.builds.build_store, name, _no_build, raising=False)
+    for name in ("list_builds", "get_build", "history", "find_attempt"):
+        monkeypatch.setattr(api.builds.build_store, name, _no_build)
+    monkeypatch.setattr(api.builds.leases, "cancel", _no_build)
     monkeypatch.setattr(api.builds.build_store, "create_build", _already)
     monkeypatch.setattr(api.builds.name_store, "claim_name", lambda preferred, *rest: preferred)
     monkeypatch.setattr(api.logs.build_store, "get_build", _no_build)

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 import workers.cli.server as server
 from common.config import load_config
 from common.models import STEPS
-from workers.pipeline import rest_of_chain
-from workers.queues import build_name_shown, shown_name
+from workers.pipeline import send_next
+from workers.queues import SHARED_QUEUE, build_name_shown, host_queue, shown_name
 
 
 def run_flower(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **env: str) -> Any:
@@ -59,11 +59,21 @@ def test_flower_refuses_a_password_it_would_split(tmp_path: Path,
 
 def test_every_step_after_fetch_is_shown_with_the_build_name() -> None:
     config = load_config(environ={"BINDER_WORKER_ID": "host-a"})
-    tasks = rest_of_chain(config, "build-id", 2, "owner-repo").tasks
-    assert [task.options["shadow"] for task in tasks] == [
+    sent: list[tuple[str, tuple[object, ...], dict[str, Any]]] = []
+
+    class App:
+        def send_task(self, name: str, args: tuple[object, ...], **options: Any) -> None:
+            sent.append((name, args, options))
+
+    record: Any = {"build_id": "build-id", "attempt": 2, "name": "owner-repo"}
+    for step in STEPS[:-1]:
+        send_next(App(), config, step, record)  # type: ignore[arg-type]
+    assert [options["shadow"] for _, _, options in sent] == [
         f"binder.{step.name}:owner-repo" for step in STEPS[1:]]
-    assert [task.task for task in tasks] == [f"binder.{step.name}" for step in STEPS[1:]]
-    assert all(task.args == ("build-id", 2) for task in tasks)
+    assert [name for name, _, _ in sent] == [f"binder.{step.name}" for step in STEPS[1:]]
+    assert all(args == ("build-id", 2) for _, args, _ in sent)
+    assert [options["queue"] for _, _, options in sent] == [
+        host_queue("host-a") if step.same_host else SHARED_QUEUE for step in STEPS[1:]]
 
 
 def test_the_build_name_is_read_back_from_the_shown_name() -> None:

@@ -116,6 +116,19 @@ def test_a_store_failure_keeps_the_lines_and_is_raised(
     assert kept_lines(logs) == [(1, "first"), (2, "second")]
 
 
+def test_writes_go_on_while_the_store_is_away_and_every_line_is_kept_after(
+        stores: tuple[Collection, fakeredis.FakeRedis]) -> None:
+    logs, _ = stores
+    writer = log_store.BuildLogWriter("b6", load_config(environ={}))
+    logs.failing = True
+    writer.write("first")
+    time.sleep(log_store.FLUSH_SECONDS + 0.5)  # the drainer tried to store it and failed
+    writer.write("second")  # no NoDatabase: a store that is away does not stop the build
+    logs.failing = False
+    writer.close()
+    assert kept_lines(logs) == [(1, "first"), (2, "second")]
+
+
 def test_a_follower_waits_for_the_next_line_not_a_poll(
         stores: tuple[Collection, fakeredis.FakeRedis], monkeypatch: pytest.MonkeyPatch) -> None:
     _, stream = stores

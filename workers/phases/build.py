@@ -14,6 +14,7 @@ from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_context import write_context
 from workers.image_build import BuildRequest, run_build
 from workers.index_proxy import build_index_url
+from workers.outages import engine_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
 
 
@@ -78,6 +79,7 @@ def run(phase: PhaseRun) -> PhaseResult | None:
         request.cache_from.append(cache_from)
         phase.say(f"reusing layers from {cache_from}")
     memory_limit(phase)
-    image_id = run_build(request, config, phase.workdir, phase.say, phase.guard)
+    with watching(config, phase.guard, engine_lost):
+        image_id = run_build(request, config, phase.workdir, phase.say, phase.guard)
     phase.say(f"built {phase.image} ({image_id})")
     return PhaseResult({"image_id": image_id})

@@ -11,6 +11,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 
 from workers.docker_engine import docker_client
+from workers.outages import engine_lost, registry_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
 from workers.phases.template import image_facts, launch_command, serving_port
 from workers.registry import push_image
@@ -38,8 +39,9 @@ def run(phase: PhaseRun) -> PhaseResult:
         client = docker_client(phase.config, timeout=phase.config.push_timeout)
         phase.guard.on_abort(client.close)
         phase.say(f"pushing {image}")
-        pushed = push_image(client, phase.config, image, on_status=phase.say,
-                            check=phase.guard.check)
+        with watching(phase.config, phase.guard, engine_lost, registry_lost):
+            pushed = push_image(client, phase.config, image, on_status=phase.say,
+                                check=phase.guard.check)
         phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
             verifying.result()

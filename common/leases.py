@@ -1,0 +1,107 @@
+"""What happens to a running build nobody holds: it is ended or started again.
+
+A running build's ``lease`` says who runs it: the worker process that took
+its current phase (``worker``), the host it runs on (``host``), the attempt
+and when it was taken (``since``). Between phases ``worker`` is empty and
+``handed_at`` says since when: any worker of that host may take the next
+phase. Taking and handing on a lease are in ``build_store`` (``start_phase``,
+``end_phase``); whether the lease's worker still holds the build is in
+``worker_store``. Both writes here apply only if the lease is still the one
+the caller looked at, so a worker that took the build meanwhile wins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ReturnDocument
+
+from common import db, worker_store
+from common.build_store import get_build
+from common.clock import utcnow
+from common.config import Config
+from common.db import translate_errors
+from common.models import BuildRecord, Phase, Status
+
+
+def _unchanged(record: BuildRecord) -> dict[str, Any]:
+    """A filter matching ``record``'s attempt only while its lease is the same."""
+    selector: dict[str, Any] = {"build_id": record["build_id"], "attempt": record["attempt"],
+                                "status": Status.RUNNING.value}
+    lease = record.get("lease")
+    if lease:
+        selector.update({"lease.since": lease["since"], "lease.worker": lease.get("worker")})
+    else:
+        selector["lease"] = None
+    return selector
+
+
+def end_unheld(record: BuildRecord, status: Status, error: str) -> BuildRecord | None:
+    """End ``record``'s attempt as ``status``, unless a worker took it meanwhile."""
+    fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
+                              "error": error}
+    phase = record.get("phase")
+    if phase not in (Phase.QUEUED.value, None) and "end" not in record["phases"].get(phase, {}):
+        fields[f"phases.{phase}.end"] = fields["end_time"]
+    with translate_errors():
+        return db.builds().find_one_and_update(
+            _unchanged(record), {"$set": fields}, return_document=ReturnDocument.AFTER)
+
+
+def cancel(name: str, config: Config) -> BuildRecord:
+    """Cancel the build ``name``: it ends ``cancelled`` (an ended build is returned as
+    it is). Raises ``NoBuildInfo`` when unknown.
+
+    The flag is set first, so a worker that takes the build from now on ends
+    it. A build nobody holds (queued, between phases, or left by a worker
+    that is quiet, stopped or let it go) is then ended at once; a held one
+    is ended by its worker, which sees the flag at its next heartbeat and
+    stops the Docker build (or by the reaper, if that worker goes quiet).
+    """
+    record = get_build(name)
+    if record["status"] != Status.RUNNING.value:
+        return record
+    with translate_errors():
+        flagged = db.builds().find_one_and_update(
+            {"build_id": record["build_id"], "status": Status.RUNNING.value},
+            {"$set": {"cancel_requested": True}}, return_document=ReturnDocument.AFTER)
+    if flagged is None:
+        return get_build(name)
+    lease = flagged.get("lease") or {}
+    name_of_worker = lease.get("worker")
+    worker = worker_store.find(name_of_worker) if name_of_worker else None
+    workers = {worker["worker"]: worker} if worker else {}
+    if worker_store.holder(flagged, workers, worker_store.quiet_window(config)) \
+            is worker_store.Holder.HELD:
+        return flagged
+    queued = flagged["phase"] == Phase.QUEUED.value
+    ended = end_unheld(flagged, Status.CANCELLED,
+                       "Cancelled before it started." if queued else "Cancelled by request.")
+    return ended or get_build(name)
+
+
+def restart(record: BuildRecord, reason: str, config: Config) -> BuildRecord | None:
+    """Start ``record``'s build again from fetch as the next attempt, since the
+    worker that ran it is lost or let it go (``reason`` says which); after
+    ``BINDER_MAX_ATTEMPTS`` attempts, fail it saying so.
+
+    Returns the restarted record (the caller sends its first phase), or
+    ``None`` when the build failed or the lease changed meanwhile. Only if
+    its heartbeat did not move either: a build that is still beating is not lost.
+    """
+    attempt = record["attempt"]
+    lease = record.get("lease") or {}
+    where = lease.get("worker") or lease.get("host") or "an unknown worker"
+    if attempt >= config.max_attempts:
+        end_unheld(record, Status.FAILED,
+                   f"The build was lost {attempt} times ({reason}; last on {where}). "
+                   "Retry it; operators should check the workers.")
+        return None
+    lost = {"worker": lease.get("worker"), "host": lease.get("host"), "reason": reason,
+            "at": utcnow()}
+    with translate_errors():
+        return db.builds().find_one_and_update(
+            {**_unchanged(record), "heartbeat": record.get("heartbeat")},
+            {"$set": {"attempt": attempt + 1, "phase": Phase.QUEUED.value, "lease": None,
+                      "heartbeat": None, "enqueued": False, f"lost.{attempt}": lost}},
+            return_document=ReturnDocument.AFTER)

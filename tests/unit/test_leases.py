@@ -1,0 +1,132 @@
+"""Who holds a running build, and what the reaper does with one nobody holds."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from common.config import load_config
+from common.worker_store import Holder, WorkerRecord, holder, live_hosts, quiet_window
+from workers.reaper import verdict
+
+NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
+CONFIG = load_config(environ={}, heartbeat_interval=1, heartbeat_stale=10, build_timeout=600)
+W = "a@box:10"
+
+
+def ago(seconds: float) -> dt.datetime:
+    return NOW - dt.timedelta(seconds=seconds)
+
+
+def worker(name: str = W, seen: float = 0.5, builds: tuple[str, ...] = ("b1",),
+           state: str = "up", host: str = "a") -> WorkerRecord:
+    return WorkerRecord(worker=name, node=name.split(":")[0], host=host, hostname="box",
+                        pid=int(name.rsplit(":", 1)[1]), state=state, started=ago(3600),
+                        last_seen=ago(seen), builds=list(builds))
+
+
+def build(lease_worker: str | None = W, since: float = 30, handed: float | None = None,
+          handed_by: str | None = None, **fields: Any) -> dict[str, Any]:
+    lease: dict[str, Any] = {"worker": lease_worker, "host": "a", "attempt": 1,
+                             "since": ago(since)}
+    if handed is not None:
+        lease.update(handed_at=ago(handed), handed_by=handed_by)
+    return {"build_id": "b1", "name": "n", "attempt": 1, "status": "running",
+            "phase": "building", "phases": {"building": {"start": ago(since)}},
+            "lease": lease, "heartbeat": ago(1), **fields}
+
+
+def workers(*records: WorkerRecord) -> dict[str, WorkerRecord]:
+    return {record["worker"]: record for record in records}
+
+
+@pytest.mark.parametrize(("record", "found", "expected"), [
+    (build(), workers(worker()), Holder.HELD),
+    # Alive, wrote after taking the lease, no longer lists the build: let go.
+    (build(), workers(worker(builds=())), Holder.LET_GO),
+    # Its last record predates the lease: it may not list the build yet.
+    (build(since=0.1), workers(worker(seen=0.5, builds=())), Holder.HELD),
+    (build(), workers(worker(seen=11)), Holder.SILENT),
+    (build(), workers(worker(state="stopped")), Holder.STOPPED),
+    (build(), workers(worker(state="draining")), Holder.HELD),
+    # No record at all: silent once the lease is older than the window.
+    (build(since=30), {}, Holder.SILENT),
+    (build(since=2), {}, Holder.HELD),
+    (build(lease_worker=None, handed=5), workers(worker(builds=())), Holder.HANDED_ON),
+    # The worker that ended the last phase still sends the next one.
+    (build(lease_worker=None, handed=5, handed_by=W), workers(worker()), Holder.HELD),
+    (build(lease_worker=None, handed=5, handed_by=W), workers(worker(seen=11)),
+     Holder.HANDED_ON),
+    ({**build(), "lease": None}, {}, Holder.NOBODY),
+])
+def test_holder(record: dict[str, Any], found: dict[str, WorkerRecord], expected: Holder) -> None:
+    assert holder(record, found, 10, NOW) is expected
+
+
+def test_after_a_store_outage_records_are_not_judged_older_than_its_end() -> None:
+    quiet = workers(worker(seen=25))
+    assert holder(build(), quiet, 10, NOW) is Holder.SILENT
+    assert holder(build(), quiet, 10, NOW, seen_since=ago(3)) is Holder.HELD
+
+
+def test_live_hosts_are_hosts_with_a_worker_up_and_seen() -> None:
+    found = workers(worker("a@box:1", host="a"), worker("b@box:2", host="b", seen=30),
+                    worker("c@box:3", host="c", state="stopped"),
+                    worker("d@box:4", host="d", state="draining"))
+    assert live_hosts(found, 10, NOW) == {"a"}
+
+
+def test_quiet_window_is_a_few_heartbeats() -> None:
+    assert quiet_window(CONFIG) == 3.0
+    assert quiet_window(CONFIG.replace(heartbeat_interval=5)) == 11.0
+
+
+LONG_AGO = ago(3600)
+
+
+def judge(record: dict[str, Any], found: dict[str, WorkerRecord], hosts: set[str] | None = None,
+          epoch: str | None = "e1", seen_since: dt.datetime = LONG_AGO) -> str | None:
+    decision = verdict(record, found, {"a"} if hosts is None else hosts, epoch, NOW, CONFIG,
+                       seen_since)
+    return None if decision is None else decision[0]
+
+
+def test_a_held_build_is_left_alone() -> None:
+    assert judge(build(), workers(worker())) is None
+
+
+@pytest.mark.parametrize("found", [
+    workers(worker(builds=())),  # let go (it gave the build back)
+    workers(worker(seen=11)),  # silent: killed, or its host is gone
+    workers(worker(state="stopped")),  # stopped (warm shutdown)
+])
+def test_a_build_its_worker_does_not_hold_is_restarted(found: dict[str, WorkerRecord]) -> None:
+    assert judge(build(), found) == "restart"
+
+
+def test_a_worker_silent_during_a_store_outage_is_not_judged_lost() -> None:
+    assert judge(build(), workers(worker(seen=25)), seen_since=ago(2)) is None
+
+
+def test_a_build_that_holds_but_never_beats_is_restarted_after_the_build_timeout() -> None:
+    assert judge(build(heartbeat=ago(700)), workers(worker())) == "restart"
+
+
+def test_between_phases_a_build_waits_for_a_live_host() -> None:
+    waiting = build(lease_worker=None, handed=20, broker_epoch="e1")
+    idle = workers(worker(builds=()))
+    assert judge(waiting, idle) is None
+    assert judge(waiting, idle, hosts=set()) == "restart"  # its host is gone
+    assert judge(waiting, idle, epoch="e2") == "restart"  # the broker restarted
+    assert judge(waiting, idle, epoch=None) is None  # the broker is unreachable
+    assert judge(build(lease_worker=None, handed=700), idle) == "restart"
+
+
+def test_cancel_requested_ends_a_build_nobody_holds_within_the_quiet_window() -> None:
+    cancelled = build(cancel_requested=True)
+    assert judge(cancelled, workers(worker(seen=0.5))) is None  # its worker ends it
+    assert judge(cancelled, workers(worker(seen=4))) == "cancel"  # killed a moment ago
+    assert judge(cancelled, workers(worker(builds=()))) == "cancel"
+    assert judge(build(lease_worker=None, handed=1, cancel_requested=True), {}) == "cancel"

@@ -1,0 +1,36 @@
+"""A redelivered phase may take over only from a dead process of its own worker."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+from common.config import load_config
+from workers.liveness import died_here, node_name
+
+CONFIG = load_config(environ={"BINDER_WORKER_ID": "host-a"})
+NODE = node_name(CONFIG)
+
+
+def test_a_live_process_of_this_worker_has_not_died() -> None:
+    assert not died_here(f"{NODE}:{os.getpid()}", CONFIG)
+
+
+def test_an_exited_process_of_this_worker_died_reaped_or_not() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 10
+    while not died_here(f"{NODE}:{child.pid}", CONFIG):  # a zombie until waited for
+        assert time.monotonic() < deadline, "an exited child never counted as dead"
+        time.sleep(0.05)
+    child.wait()
+    assert died_here(f"{NODE}:{child.pid}", CONFIG)
+
+
+def test_processes_of_other_workers_or_machines_are_never_judged() -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert not died_here(f"host-b@{NODE.partition('@')[2]}:{child.pid}", CONFIG)
+    assert not died_here(f"host-a@elsewhere:{child.pid}", CONFIG)
+    assert not died_here("not a worker name", CONFIG)

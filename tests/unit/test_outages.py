@@ -1,0 +1,72 @@
+"""A worker rides out a service that stops answering: it waits, bounded, then gives up."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import workers.outages
+from common.config import load_config
+from common.errors import NoDatabase
+from workers.outages import OutageTooLong, OutageWait
+
+CONFIG = load_config(environ={}, service_wait=5, redis_url="redis://127.0.0.1:1/0")
+
+
+class Clock:
+    """Stands in for time.monotonic and time.sleep: sleeping moves it on."""
+
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
+    clock = Clock()
+    monkeypatch.setattr(workers.outages.time, "monotonic", clock.monotonic)
+    monkeypatch.setattr(workers.outages.time, "sleep", clock.sleep)
+    return clock
+
+
+def failing(times: int) -> Any:
+    calls = {"n": 0}
+
+    def action() -> str:
+        calls["n"] += 1
+        if calls["n"] <= times:
+            raise NoDatabase("down")
+        return "done"
+    return action
+
+
+def test_waits_for_the_database_and_carries_on(clock: Clock) -> None:
+    assert OutageWait(CONFIG).call(failing(3), "testing") == "done"
+    assert clock.now == 103.0
+
+
+def test_gives_up_after_the_bound(clock: Clock) -> None:
+    with pytest.raises(OutageTooLong, match="did not answer for 5 s while testing"):
+        OutageWait(CONFIG).call(failing(100), "testing")
+    assert clock.now == 105.0
+
+
+def test_after_giving_up_it_waits_no_more(clock: Clock) -> None:
+    wait = OutageWait(CONFIG)
+    with pytest.raises(OutageTooLong):
+        wait.call(failing(100), "testing")
+    with pytest.raises(OutageTooLong):
+        wait.call(failing(1), "closing")
+    assert clock.now == 105.0
+
+
+def test_each_outage_gets_the_whole_bound(clock: Clock) -> None:
+    wait = OutageWait(CONFIG)
+    assert wait.call(failing(4), "first") == "done"
+    assert wait.call(failing(4), "second") == "done"  # 8 s of waiting in all
