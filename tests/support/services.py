@@ -6,7 +6,7 @@ reconfigure one starts its OWN instance here, on a free loopback port or a
 socket and data dir of its own, and points its farm at it:
 
     with DedicatedServices(tmp_root) as services:       # all four, or pick
-        services.seed_base_image(shared_engine, "127.0.0.1:5000/binder-base:latest")
+        services.seed_base_image("127.0.0.1:5000")     # the farm's base image, copied
         farm = Farm({**farm_env, **services.env()}, log_dir)
         with services.mongo.frozen():                  # SIGSTOP ... SIGCONT
             ...
@@ -36,6 +36,7 @@ import docker
 import pymongo
 import requests
 
+from common.config import load_config
 from tests.support.farm import BIN, free_port
 from workers.docker_engine import ENGINE_ENVIRONMENT, dockerd_command
 from workers.leftovers import clear_pid_file, read_pid, runs, wait_gone
@@ -319,7 +320,8 @@ class DedicatedServices:
         self.mongo = MongoInstance(root)
         self.registry = RegistryInstance(root)
         self.docker = DockerEngine(root) if docker_engine else None
-        self.base_image = f"{self.registry.address}/binder-base:latest"
+        #: The base image a farm on this registry uses by default.
+        self.base_image = load_config(environ={}, registry=self.registry.address).base_image_name
 
     @property
     def all(self) -> list[ServiceProcess]:
@@ -359,11 +361,13 @@ class DedicatedServices:
             env["DOCKER_HOST"] = self.docker.url
         return env
 
-    def seed_base_image(self, source_registry: str, image: str = "binder-base:latest",
+    def seed_base_image(self, source_registry: str, image: str | None = None,
                         auth: tuple[str, str] | None = None) -> str:
-        """Copy ``image`` from ``source_registry`` (e.g. the shared one) into this
-        registry blob by blob (no recompression), then pull it into this engine;
-        returns its name here."""
+        """Copy ``image`` (``repository:tag``; the farm's base image by default) from
+        ``source_registry`` (e.g. the shared one) into this registry blob by blob (no
+        recompression), then pull it into this engine. It is the base image of
+        farms on these services from then on (``env``); returns its name here."""
+        image = image or self.base_image.partition("/")[2]
         repository, _, tag = image.rpartition(":")
         copy_image(f"http://{source_registry}", f"http://{self.registry.address}",
                    repository, tag, auth)
@@ -373,7 +377,8 @@ class DedicatedServices:
                 client.images.pull(f"{self.registry.address}/{repository}", tag=tag)
             finally:
                 client.close()
-        return f"{self.registry.address}/{image}"
+        self.base_image = f"{self.registry.address}/{image}"
+        return self.base_image
 
 
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
