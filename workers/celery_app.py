@@ -24,7 +24,8 @@ from workers.process_logs import configure_logger, set_host
 from workers.queues import SHARED_QUEUE
 
 #: Modules whose tasks a worker runs.
-TASK_MODULES = ("workers.pipeline", "workers.reaper", "workers.liveness", "workers.retention")
+TASK_MODULES = ("workers.pipeline", "workers.reaper", "workers.liveness", "workers.retention",
+                "workers.host_advert")
 
 
 class FarmCelery(Celery):
@@ -38,6 +39,10 @@ def create_celery(config: Config, with_tasks: bool = False) -> FarmCelery:
     app = FarmCelery("binder_build", include=list(TASK_MODULES) if with_tasks else [],
                      set_as_current=with_tasks)
     app.farm_config = config
+    if with_tasks:
+        from workers.host_advert import HostGate
+
+        app.steps["consumer"].add(HostGate)
     app.conf.update(
         broker_url=config.redis_url,
         task_ignore_result=True,

@@ -1,5 +1,8 @@
 """Putting builds on the queue. Used by the API and the reaper.
 
+A build goes to the queue of the host placement chooses
+(``workers/placement.py``), or to the shared queue when no host is free.
+
 A message is only a hint: the build record is written first, so a failed
 enqueue (broker down) leaves ``enqueued: false`` and the reaper sends it
 once the broker is back.
@@ -18,7 +21,8 @@ from common.config import Config
 from common.db import get_db, translate_errors
 from common.models import STEPS, BuildRecord
 from common.redis_client import redis_client
-from workers.queues import SHARED_QUEUE, shown_name, task_name
+from workers.placement import queue_for
+from workers.queues import shown_name, task_name
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +45,11 @@ def broker_epoch(config: Config) -> str | None:
 def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     """Send the first step of ``record``'s current attempt; True when sent."""
     build_id, attempt = record["build_id"], record["attempt"]
+    queue, host = queue_for(config, record["name"])
     try:
         with celery.connection_for_write(transport_options=SEND_OPTIONS,
                                          connect_timeout=SEND_TIMEOUT) as connection:
-            celery.send_task(task_name(STEPS[0]), args=[build_id, attempt], queue=SHARED_QUEUE,
+            celery.send_task(task_name(STEPS[0]), args=[build_id, attempt], queue=queue,
                              shadow=shown_name(STEPS[0], record["name"]),
                              connection=connection, retry=False)
     except (OperationalError, redis.RedisError, OSError) as exc:
@@ -54,6 +59,6 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     with translate_errors():
         get_db(config).builds.update_one(
             {"build_id": build_id, "attempt": attempt},
-            {"$set": {"enqueued": True, "enqueued_at": utcnow(),
+            {"$set": {"enqueued": True, "enqueued_at": utcnow(), "placed_on": host,
                       "broker_epoch": broker_epoch(config)}})
     return True

@@ -24,6 +24,7 @@ from common.models import STEPS, BuildRecord, Step
 from workers.celery_app import task_config
 from workers.dispatch import enqueue_build
 from workers.phase_runner import PhaseFunction, run_phase
+from workers.placement import reroute
 from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
 
 #: A task that cannot reach MongoDB to claim its build waits and tries again
@@ -55,6 +56,8 @@ def _make_task(step: Step) -> None:
     @shared_task(bind=True, name=task_name(step), **RETRY_WHILE_NO_DATABASE)
     def run_step(self: Task, build_id: str, attempt: int) -> None:
         config = task_config(self)
+        if not step.same_host and reroute(self.app, config, build_id, attempt):
+            return  # this host takes no new build now; another one will
 
         def hand_on(record: BuildRecord) -> None:
             send_next(self.app, config, step, record)

@@ -116,7 +116,9 @@ def _running_with_lease(config: Config) -> list[BuildRecord]:
                                             "lease": {"$ne": None}}))
 
 
-def unsent_builds(config: Config) -> list[BuildRecord]:
+def unsent_builds(config: Config, live_hosts: set[str] | None = None) -> list[BuildRecord]:
+    """Queued builds to send again: never sent, sent to a broker that restarted since,
+    sent long ago, or sent to the queue of a host that is no longer alive."""
     epoch = broker_epoch(config)
     if epoch is None:
         return []  # the broker is down: nothing can be sent now
@@ -125,7 +127,9 @@ def unsent_builds(config: Config) -> list[BuildRecord]:
         return list(db.builds(config).find({
             "status": Status.RUNNING.value, "phase": Phase.QUEUED.value, "lease": None,
             "$or": [{"enqueued": False}, {"broker_epoch": {"$ne": epoch}},
-                    {"enqueued_at": {"$lt": old}}]}))
+                    {"enqueued_at": {"$lt": old}},
+                    *([{"placed_on": {"$nin": [None, *sorted(live_hosts)]}}]
+                      if live_hosts is not None else [])]}))
 
 
 def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
@@ -147,7 +151,7 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
             decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since)
             if decision is not None:
                 _act(celery, build, *decision, config, done)
-        for record in unsent_builds(config):
+        for record in unsent_builds(config, hosts):
             done["requeued"] += enqueue_build(celery, config, record)
         worker_store.prune(FORGET_WORKERS_AFTER)
     except NoDatabase:

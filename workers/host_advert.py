@@ -1,0 +1,191 @@
+"""A worker's Docker host: its base image, what it advertises, and when it takes new builds.
+
+In the worker's main process:
+
+- before it takes any task, the engine gets the base image from the
+  registry if it lacks it (a new host starts empty);
+- a thread writes the host's record (``common/host_store.py``) every
+  heartbeat interval: engine version, free disk, concurrency, the builds
+  running there, and reads back whether operators drained it;
+- a consumer step (``HostGate``) consumes the shared queue only while the
+  host is free, so a full or draining host leaves new builds to the
+  others; phases of its own builds keep coming on its ``host.<id>`` queue.
+
+What the advert has not seen yet the fetch task checks again as it starts
+(``workers/placement.py``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import shutil
+import socket
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import docker.errors
+from celery import bootsteps
+from celery.signals import worker_init, worker_shutdown
+
+from common import host_store
+from common.clock import utcnow
+from common.config import Config, get_config
+from common.errors import BinderError
+from common.host_store import HostRecord
+from workers.docker_engine import docker_client
+from workers.queues import SHARED_QUEUE
+from workers.registry import pull_image
+
+log = logging.getLogger(__name__)
+
+MIB = 1024 * 1024
+
+
+def ensure_base_pulled(config: Config, say: Callable[[str], None] = log.info) -> bool:
+    """Pull the base image into this host's engine when it lacks it; True when pulled."""
+    image = config.base_image_name
+    client = docker_client(config, timeout=1800)
+    try:
+        try:
+            client.images.get(image)
+            return False
+        except docker.errors.ImageNotFound:
+            pass
+        say(f"the engine at {config.docker_host} has no {image}; pulling it from the registry")
+        pull_image(client, config, image)
+        say(f"pulled {image}")
+        return True
+    finally:
+        client.close()
+
+
+def free_disk_mb(paths: list[Path]) -> int:
+    """Free MiB on the fullest of ``paths`` (those that exist here)."""
+    free = [shutil.disk_usage(path).free // MIB for path in paths if path.exists()]
+    return int(min(free)) if free else 0
+
+
+class HostAdvert:
+    """The thread that writes this host's record and knows whether it is free."""
+
+    def __init__(self, config: Config, node: str) -> None:
+        self.config = config
+        self.node = node
+        self.accepting = True
+        self.record: HostRecord | None = None
+        self.engine_version = ""
+        self.data_root: Path | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="host-advert")
+
+    def start(self) -> HostAdvert:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        try:
+            host_store.mark_stopped(self.config.worker_host)
+        except BinderError:
+            log.warning("could not record that host %s stopped", self.config.worker_host)
+
+    def _engine_facts(self) -> None:
+        client = docker_client(self.config, timeout=10)
+        try:
+            self.engine_version = str(client.version().get("Version", ""))
+            if self.config.docker_host.startswith("unix://"):  # its disk is this machine's
+                self.data_root = Path(client.info().get("DockerRootDir", ""))
+        finally:
+            client.close()
+
+    def advertised(self) -> HostRecord:
+        config = self.config
+        config.work_root.mkdir(parents=True, exist_ok=True)
+        paths = [config.work_root] + ([self.data_root] if self.data_root else [])
+        running = host_store.running_builds(config.worker_host).get(config.worker_host, [])
+        return HostRecord(
+            host=config.worker_host, node=self.node, docker_host=config.docker_host,
+            engine_version=self.engine_version, free_disk_mb=free_disk_mb(paths),
+            min_free_disk_mb=config.min_free_disk_mb, concurrency=config.worker_concurrency,
+            running=running, state="up", last_seen=utcnow())
+
+    def beat(self) -> None:
+        if not self.engine_version:
+            with contextlib.suppress(docker.errors.DockerException, OSError):
+                self._engine_facts()
+        mine = self.advertised()
+        self.record = host_store.advertise(mine)
+        reason = host_store.refusal(self.record, len(mine["running"]),
+                                    self.config.heartbeat_stale)
+        if (reason is None) != self.accepting:
+            log.info("host %s %s", self.config.worker_host,
+                     "takes new builds" if reason is None else f"takes no new builds: {reason}")
+        self.accepting = reason is None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.beat()
+            except Exception:  # keep advertising: the database may be back next time
+                log.warning("could not advertise host %s", self.config.worker_host,
+                            exc_info=True)
+            self._stop.wait(self.config.heartbeat_interval)
+
+
+_advert: HostAdvert | None = None
+
+
+class HostGate(bootsteps.StartStopStep):
+    """Consume the shared queue only while this host is free (see the module docstring)."""
+
+    requires = {"celery.worker.consumer.tasks:Tasks"}
+
+    def __init__(self, parent: Any, **kwargs: Any) -> None:
+        super().__init__(parent, **kwargs)
+        self.timer_entry: Any = None
+
+    def start(self, consumer: Any) -> None:
+        global _advert
+        if _advert is None:
+            config = get_config()
+            _advert = HostAdvert(config, f"{config.worker_host}@{socket.gethostname()}")
+            _advert.node = getattr(consumer, "hostname", None) or _advert.node
+            _advert.start()
+        self.timer_entry = consumer.timer.call_repeatedly(1.0, self.sync, (consumer,))
+
+    def sync(self, consumer: Any) -> None:
+        tasks = consumer.task_consumer
+        if _advert is None or tasks is None:
+            return
+        consuming = tasks.consuming_from(SHARED_QUEUE)
+        if _advert.accepting and not consuming:
+            consumer.add_task_queue(SHARED_QUEUE)
+        elif not _advert.accepting and consuming:
+            consumer.cancel_task_queue(SHARED_QUEUE)
+
+    def stop(self, consumer: Any) -> None:
+        if self.timer_entry is not None:
+            self.timer_entry.cancel()
+            self.timer_entry = None
+
+
+@worker_init.connect
+def _pull_base(**_: Any) -> None:
+    """Before the first task: a host whose engine lacks the base image pulls it."""
+    def say(line: str) -> None:  # before Celery's logging is set up
+        print(f"base image | {line}", flush=True)
+
+    try:
+        ensure_base_pulled(get_config(), say)
+    except (docker.errors.DockerException, OSError, BinderError) as exc:
+        # Builds still pull it themselves (their FROM); say why it was not here.
+        log.warning("could not pull the base image: %s", exc)
+
+
+@worker_shutdown.connect
+def _stopping(**_: Any) -> None:
+    if _advert is not None:
+        _advert.stop()
