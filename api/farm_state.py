@@ -15,10 +15,11 @@ from typing import Any
 
 import redis
 
-from common import worker_store
+from common import host_store, worker_store
 from common.clock import utcnow
 from common.config import Config
 from common.db import get_db, translate_errors
+from common.host_store import HostRecord
 from common.models import Phase, Status
 from common.redis_client import redis_client
 from common.worker_store import WorkerRecord
@@ -34,8 +35,13 @@ def worker_hosts(config: Config) -> list[dict[str, Any]]:
     with translate_errors():
         running = {record["build_id"]: record["name"] for record in get_db(config).builds.find(
             {"status": Status.RUNNING.value}, {"_id": 0, "build_id": 1, "name": 1})}
-    return hosts_view(worker_store.all_workers().values(), running, config.heartbeat_stale,
-                      utcnow())
+    hosts = hosts_view(worker_store.all_workers().values(), running, config.heartbeat_stale,
+                       utcnow())
+    drained = {host["host"] for host in host_store.all_hosts() if host.get("draining")}
+    for host in hosts:
+        if host["state"] == "up" and host["host"] in drained:
+            host["state"] = "draining"
+    return hosts
 
 
 def hosts_view(workers: Iterable[WorkerRecord], names: Mapping[str, str], stale: float,
@@ -64,6 +70,29 @@ def hosts_view(workers: Iterable[WorkerRecord], names: Mapping[str, str], stale:
                        "last_seen": max(p["last_seen"] for p in processes),
                        "workers": sorted(processes, key=lambda p: p["name"])})
     return result
+
+
+def _state(host: Mapping[str, Any], stale: dt.datetime) -> str:
+    """``stopped``, ``lost`` (says up, not seen for a while), ``draining`` or ``up``."""
+    seen = host.get("last_seen")
+    state = host.get("state") or "up"
+    if state == "up" and (seen is None or seen < stale):
+        return "lost"
+    if state == "up" and host.get("draining"):
+        return "draining"
+    return str(state)
+
+
+def docker_host(config: Config, host: HostRecord) -> dict[str, Any]:
+    """One Docker host's record for the API (see ``common/host_store.py``), with its state."""
+    stale = utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
+    return {**host, "state": _state(host, stale), "draining": bool(host.get("draining")),
+            "running": host.get("running") or []}
+
+
+def docker_hosts(config: Config) -> list[dict[str, Any]]:
+    """Every Docker host a worker ever ran as."""
+    return [docker_host(config, host) for host in host_store.all_hosts()]
 
 
 def queue_lengths(config: Config, hosts: list[str]) -> dict[str, Any]:

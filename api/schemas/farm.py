@@ -23,6 +23,23 @@ class HostSchema(Schema):
     workers = fields.List(fields.Nested(WorkerSchema))
 
 
+class DockerHostSchema(Schema):
+    """A Docker host as its worker advertises it, and whether operators drained it."""
+
+    host = fields.String(required=True)
+    state = fields.String(required=True, validate=validate.OneOf(HOST_STATES),
+                          metadata={"description": "draining: takes no new builds; lost: "
+                                                   "not seen for BINDER_HEARTBEAT_STALE s"})
+    draining = fields.Boolean(required=True)
+    docker_host = fields.String(data_key="docker-host", allow_none=True)
+    engine_version = fields.String(data_key="engine-version", allow_none=True)
+    free_disk_mb = fields.Integer(data_key="free-disk-mb", allow_none=True)
+    min_free_disk_mb = fields.Integer(data_key="min-free-disk-mb", allow_none=True)
+    concurrency = fields.Integer(allow_none=True, metadata={"description": "builds at once"})
+    running = fields.List(fields.String(), metadata={"description": "builds it runs now"})
+    last_seen = fields.DateTime(data_key="last-seen", allow_none=True)
+
+
 class QueueLengthSchema(Schema):
     name = fields.String(required=True)
     messages = fields.Integer(allow_none=True,

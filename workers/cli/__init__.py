@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from workers.cli import client, server
+from workers.cli import client, hosts, server
 
 
 @click.group()
@@ -14,6 +14,8 @@ def main() -> None:
 
 for _command in (*server.COMMANDS, *client.COMMANDS):
     main.add_command(_command)
+for _command in hosts.COMMANDS:
+    server.worker.add_command(_command)
 
 if __name__ == "__main__":
     main()

@@ -137,6 +137,15 @@ class FarmClient:
     def template(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/templates/{_segment(name)}")
 
+    # -- hosts ------------------------------------------------------------
+
+    def hosts(self) -> list[dict[str, Any]]:
+        return self._json("GET", "/hosts/")
+
+    def drain(self, host: str, draining: bool = True) -> dict[str, Any]:
+        action = "drain" if draining else "undrain"
+        return self._json("POST", f"/hosts/{_segment(host)}/{action}")
+
     # -- plumbing ---------------------------------------------------------
 
     def _json(self, method: str, path: str, **kwargs: Any) -> Any:

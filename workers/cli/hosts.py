@@ -1,0 +1,71 @@
+"""Operators' host commands over the API: ``binder-build worker drain|undrain HOST-ID``.
+
+They need a key of scope ``admin``. ``drain`` stops the host taking new
+builds at once and, unless ``--no-wait``, waits until the builds running
+there have ended (Ctrl-C stops waiting; the host stays drained).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import click
+
+from workers.cli.client import EXIT_INTERRUPTED, Session, farm_command
+
+#: Seconds between two looks at a draining host.
+POLL_SECONDS = 2.0
+
+
+def _host(session: Session, host_id: str) -> dict[str, Any]:
+    return next((host for host in session.client.hosts() if host.get("host") == host_id), {})
+
+
+def _show(session: Session, record: dict[str, Any]) -> None:
+    if session.as_json:
+        session.output.json(record)
+        return
+    running = record.get("running") or []
+    session.output.fields([("host", record.get("host")),
+                           ("state", record.get("state")),
+                           ("running", ", ".join(running) if running else "none")])
+
+
+@click.command()
+@click.argument("host_id", metavar="HOST-ID")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait until the builds running on the host have ended.")
+@farm_command
+def drain(session: Session, host_id: str, wait: bool) -> None:
+    """Take HOST-ID out of service: it takes no new builds and finishes its running ones."""
+    record = session.client.drain(host_id, True)
+    if not wait:
+        _show(session, record)
+        return
+    shown: list[str] | None = None
+    try:
+        while record.get("running"):
+            if record["running"] != shown and not session.as_json:
+                session.output.note(f"{host_id} is draining; waiting for "
+                                    f"{', '.join(record['running'])}")
+                shown = record["running"]
+            time.sleep(POLL_SECONDS)
+            record = _host(session, host_id) or record
+    except KeyboardInterrupt:
+        session.output.note(f"stopped waiting; {host_id} stays drained "
+                            f"(binder-build worker undrain {host_id} takes it back)")
+        sys.exit(EXIT_INTERRUPTED)
+    _show(session, record)
+
+
+@click.command()
+@click.argument("host_id", metavar="HOST-ID")
+@farm_command
+def undrain(session: Session, host_id: str) -> None:
+    """Put HOST-ID back into service: it takes new builds again."""
+    _show(session, session.client.drain(host_id, False))
+
+
+COMMANDS = (drain, undrain)
