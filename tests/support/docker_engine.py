@@ -35,9 +35,12 @@ def _die_with_test() -> None:
 class DockerEngine:
     """One extra ``dockerd``; see the module docstring."""
 
-    def __init__(self, root: Path, name: str = "engine") -> None:
+    def __init__(self, root: Path, name: str = "engine",
+                 extra_args: tuple[str, ...] = ()) -> None:
         self.root = root
         self.name = name
+        #: More dockerd flags, e.g. a TLS listener on loopback (``tls_listener``).
+        self.extra_args = extra_args
         # Unix socket paths are short (108 bytes): keep them near the root.
         self.socket = root / "docker.sock"
         self.cgroup_parent = f"/binder-test-{name}-{uuid.uuid4().hex[:8]}"
@@ -59,7 +62,7 @@ class DockerEngine:
         argv = dockerd_command(self.host, data_root=str(self.root / "data"),
                                exec_root=str(self.root / "exec"),
                                pidfile=str(self.root / "docker.pid"),
-                               cgroup_parent=self.cgroup_parent)
+                               cgroup_parent=self.cgroup_parent) + list(self.extra_args)
         env = {**os.environ, **ENGINE_ENVIRONMENT}
         env.pop("DOCKER_HOST", None)
         with open(self.log_path, "ab") as log:
