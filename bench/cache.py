@@ -9,6 +9,9 @@ and a local package index, then times, from start request to ``completed``:
   unless ``BINDER_CACHE_RESOLVE_TIMEOUT=0``, then by the fetch phase),
 * a code-only change (dependency layer reused).
 
+Each full build and rebuild also prints its timeline: the wait before each
+phase (queue hops) and the phase itself, so the farm's own overhead shows.
+
 Prints each time and its ratio to the baseline; machines here are noisy,
 so only ratios measured in the same run mean anything.
 
@@ -57,6 +60,24 @@ def building_seconds(record: dict) -> float:
     return (end - start).total_seconds()
 
 
+def timeline(record: dict) -> str:
+    """Where a build's time went: the wait before each phase, then the phase itself."""
+    at = datetime.fromisoformat(record["start-time"])
+    parts = []
+    phases = sorted(((name, times) for name, times in record["phases"].items()
+                     if times.get("start") and times.get("end")),
+                    key=lambda item: item[1]["start"])
+    for name, times in phases:
+        start, end = (datetime.fromisoformat(times[key]) for key in ("start", "end"))
+        parts.append(f"wait {(start - at).total_seconds():.2f}  {name} "
+                     f"{(end - start).total_seconds():.2f}")
+        at = end
+    if record.get("end-time"):
+        ended = datetime.fromisoformat(record["end-time"])
+        parts.append(f"wait {(ended - at).total_seconds():.2f}")
+    return " | ".join(parts)
+
+
 def timed_build(api: ApiClient, url: str) -> tuple[float, dict]:
     started = time.perf_counter()
     response = api.start(url)
@@ -95,6 +116,7 @@ def main() -> None:
                 elapsed, record = timed_build(api, f"{git.url}/gh/bench/{repo}")
                 full.append(elapsed)
                 full_phase.append(building_seconds(record))
+                print(f"full build {elapsed:.2f} s: {timeline(record)}", flush=True)
                 for _ in range(args.hits):
                     elapsed, record = timed_build(api, f"{git.url}/gh/bench/{repo}")
                     if not record["cached"]:
@@ -103,6 +125,7 @@ def main() -> None:
                 git.push_commit(f"gh/bench/{repo}", {"code.py": "x = 2\n"})
                 elapsed, record = timed_build(api, f"{git.url}/gh/bench/{repo}")
                 rebuild.append(elapsed)
+                print(f"code-only rebuild {elapsed:.2f} s: {timeline(record)}", flush=True)
                 rebuild_phase.append(building_seconds(record))
         finally:
             farm.stop()
