@@ -105,17 +105,19 @@ def test_api_lines_name_the_build_of_the_request(
     assert about_none["build"] == "-"
 
 
-def test_beat_prints_no_banner_between_its_log_lines(tmp_path: Path,
-                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("command", ["beat", "worker"])
+def test_celery_prints_no_banner_between_log_lines(command: str, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
 
     import workers.cli.server as server
 
     calls: list[list[str]] = []
     monkeypatch.setattr(server.os, "execvpe", lambda file, argv, environ: calls.append(argv))
-    result = CliRunner().invoke(server.beat, [], env={
+    result = CliRunner().invoke(getattr(server, command), [], env={
         "BINDER_DATA_DIR": str(tmp_path), "BINDER_API_KEY": "admin-key-0123456789",
-        "BINDER_CREDENTIALS_FILE": str(tmp_path / "none.json"), "BINDER_CONFIG": None})
+        "BINDER_CREDENTIALS_FILE": str(tmp_path / "none.json"), "BINDER_CONFIG": None,
+        "DOCKER_HOST": "unix:///var/run/docker.sock"})
     assert result.exit_code == 0, result.output
     [argv] = calls
-    assert argv.index("--quiet") < argv.index("beat")  # celery's global option
+    assert argv.index("--quiet") < argv.index(command)  # celery's global option

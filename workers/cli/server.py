@@ -197,7 +197,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
     except ConfigError as exc:
         raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
     host = config.worker_host
-    _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "worker",
+    _exec([sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker_app", "worker",
            "--loglevel", "INFO", "-Q", f"{SHARED_QUEUE},{host_queue(host)}",
            "--hostname", f"{host}@%h", "--concurrency", str(config.worker_concurrency),
            "--without-mingle", "--without-gossip"],
