@@ -33,7 +33,8 @@ def test_compose_config_accepts_the_file_with_its_secrets(tmp_path: Path) -> Non
     resolved = yaml.safe_load(result.stdout)
     flower = resolved["services"]["flower"]["environment"]
     assert flower["BINDER_FLOWER_PASSWORD"] == "flower_password-value"
-    assert resolved["services"]["worker-host-1"]["command"][-1] == "2"
+    worker = resolved["services"]["worker-host-1"]["environment"]
+    assert worker["BINDER_WORKER_CONCURRENCY"] == "2"
 
 
 def test_compose_config_refuses_to_run_without_secrets(tmp_path: Path) -> None:

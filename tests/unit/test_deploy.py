@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from common.config import SETTINGS, load_config
+from common.docker_connection import check_engine_address
 from workers.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -108,13 +109,27 @@ def test_env_example_names_exactly_what_compose_interpolates() -> None:
     assert all(not EXAMPLE[name] for name in required), "no secret is shipped"
 
 
-def test_one_worker_per_docker_host() -> None:
+def test_one_worker_per_docker_host(tmp_path: Path) -> None:
     workers = {name: s for name, s in farm_services().items() if s["command"][1] == "worker"}
     hosts = [interpolate(s["environment"]["BINDER_WORKER_ID"]) for s in workers.values()]
-    assert hosts and len(set(hosts)) == len(hosts)
-    for service in workers.values():
-        assert service["environment"]["DOCKER_HOST"] == "unix:///var/run/docker.sock"
-        assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"]
+    assert len(hosts) >= 2 and len(set(hosts)) == len(hosts)
+    for name, service in workers.items():
+        environment = {key: interpolate(str(value))
+                       for key, value in service["environment"].items()}
+        if environment["DOCKER_HOST"] == "unix:///var/run/docker.sock":
+            assert "/var/run/docker.sock:/var/run/docker.sock" in service["volumes"]
+            continue
+        # A remote engine: TCP with every TLS file, mounted where the settings say.
+        assert environment["DOCKER_HOST"].startswith("tcp://"), name
+        mounted = {volume.split(":")[1] for volume in service["volumes"]}
+        tls = {key: value for key, value in environment.items()
+               if key.startswith("BINDER_DOCKER_TLS_")}
+        assert len(tls) == 3 and all(str(Path(v).parent) in mounted for v in tls.values())
+        files = {key: tmp_path / Path(value).name for key, value in tls.items()}
+        for file in files.values():
+            file.write_text("PEM")
+        config = load_config(environ={**environment, **{k: str(v) for k, v in files.items()}})
+        check_engine_address(config)  # the worker's own check: never plain TCP
 
 
 def test_systemd_worker_unit() -> None:
