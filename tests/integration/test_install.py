@@ -61,11 +61,14 @@ def test_installed_program_runs_and_finds_its_package_data(installed: Path,
                                                            services: None) -> None:
     helped = run(installed, "up", "--help")
     assert helped.returncode == 0 and "Run the whole farm" in helped.stdout
-    recipe = subprocess.run(
-        [str(installed / "bin" / "python"), "-c",
-         "from workers.base_image import RECIPE; print(RECIPE.read_text())"],
-        check=True, capture_output=True, text=True, cwd=installed.parent).stdout
-    assert recipe.strip() == (SOURCE / "workers/base_image/Dockerfile").read_text().strip()
+    # Every file of the recipe is package data of the installed copy, as in the source tree.
+    for name in ("Dockerfile", "requirements.in", "wheels.lock"):
+        installed_text = subprocess.run(
+            [str(installed / "bin" / "python"), "-c",
+             "from workers.base_image import RECIPE_DIR;"
+             f"print((RECIPE_DIR / {name!r}).read_text())"],
+            check=True, capture_output=True, text=True, cwd=installed.parent).stdout
+        assert installed_text.strip() == (SOURCE / "workers/base_image" / name).read_text().strip()
     # The recipe's hash, read from the installed package data, matches the image the
     # session built from the source tree: the base image is up to date, not rebuilt.
     base = run(installed, "base-image", timeout=600)
