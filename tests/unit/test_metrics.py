@@ -128,14 +128,15 @@ def test_the_api_command_starts_gunicorn_in_multiprocess_mode(
     calls: list[tuple[list[str], dict[str, str]]] = []
     monkeypatch.setattr(server.os, "execvpe",
                         lambda file, argv, environ: calls.append((argv, environ)))
-    left = tmp_path / "api-metrics" / "histogram_4242.db"
-    left.parent.mkdir()
+    left = tmp_path / "api-metrics" / "18123" / "histogram_4242.db"
+    left.parent.mkdir(parents=True)
     left.write_bytes(b"from the previous run")
     result = CliRunner().invoke(server.api, [], env={
-        "BINDER_DATA_DIR": str(tmp_path), "BINDER_API_KEY": "admin-key-0123456789",
+        "BINDER_DATA_DIR": str(tmp_path), "BINDER_PORT": "18123",
+        "BINDER_API_KEY": "admin-key-0123456789",
         "BINDER_CREDENTIALS_FILE": str(tmp_path / "none.json"), "BINDER_CONFIG": None})
     assert result.exit_code == 0, result.output
     [(argv, environ)] = calls
-    assert environ["PROMETHEUS_MULTIPROC_DIR"] == str(tmp_path / "api-metrics")
+    assert environ["PROMETHEUS_MULTIPROC_DIR"] == str(left.parent)
     assert not left.exists() and left.parent.is_dir()  # emptied, so nothing counts twice
     assert argv[argv.index("--config") + 1] == "python:api.gunicorn_config"

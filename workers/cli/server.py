@@ -152,8 +152,9 @@ def api(config_file: str | None) -> None:
 
     config = _load(config_file)
     # Request latencies of every gunicorn process, summed at /metrics; what a
-    # previous run left there would be counted again.
-    metrics_dir = config.data_path / "api-metrics"
+    # previous run left there would be counted again. One folder per listening
+    # port: another API on the same data folder must not empty this one's.
+    metrics_dir = config.data_path / "api-metrics" / str(config.port)
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     # This interpreter's gunicorn, so the API runs the same install as this command.
