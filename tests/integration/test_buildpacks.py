@@ -253,7 +253,9 @@ def test_runtime_python_from_the_conda_channel(api: ApiClient, git_server: GitSe
                           "print(sys.version_info[:2], sys.prefix, p.VERSION)'")
     assert output.strip() == "(3, 12) /srv/env 2.0", output
     assert "applying, in order: runtime.txt, requirements.txt" in api.logs(record["name"])
-    assert any("/linux-64/python-3.12.1-0.tar.bz2" in line for line in python_channel.access_log)
+    # The channel was asked; the package itself may come from the host's package cache,
+    # which an earlier build from a channel like this one filled.
+    assert "GET /linux-64/repodata.json 200" in python_channel.access_log
     assert_binder_conventions(record["image-name"])
 
     missing = unique("runtime-py39")
