@@ -7,6 +7,7 @@ import datetime as dt
 import hashlib
 import json
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -81,9 +82,19 @@ def config(services: None) -> Config:
     return get_config().replace(keep_images=2, log_retention_days=7)
 
 
-def test_a_name_keeps_its_newest_images_and_its_templates(config: Config) -> None:
-    registry = Registry(config)
+@pytest.fixture
+def name(config: Config) -> Iterator[str]:
+    """A name of the test's own. Its records are not whole builds, and other tests list
+    every build the farm's API serves, so they leave the store after the test."""
     name = f"retention-{uuid.uuid4().hex[:8]}"
+    yield name
+    mine = {"name": {"$regex": f"^{name}"}}
+    for collection in (db.builds(config), db.attempts(config), db.templates(config)):
+        collection.delete_many(mine)
+
+
+def test_a_name_keeps_its_newest_images_and_its_templates(config: Config, name: str) -> None:
+    registry = Registry(config)
     repository = f"{config.image_prefix}{name}"
     image = {tag: f"{config.registry}/{repository}:{tag}" for tag in
              ("oldest", "old", "pinned", "newer", "newest", "running")}
@@ -117,8 +128,7 @@ def test_a_name_keeps_its_newest_images_and_its_templates(config: Config) -> Non
     assert prune_images(config.replace(keep_images=0)) == []  # 0 keeps everything
 
 
-def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config) -> None:
-    name = f"retention-logs-{uuid.uuid4().hex[:8]}"
+def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config, name: str) -> None:
     old, recent, running = (record(name, None, days_ago(8), "failed"),
                             record(name, None, days_ago(6)),
                             record(f"{name}-r", None, None, "running"))
