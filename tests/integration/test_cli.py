@@ -23,7 +23,7 @@ from tests.support.api_cases import BASE_IMAGE, plain_repo, slow_repo, ticking_r
 from tests.support.farm import BIN, ApiClient
 from tests.support.git_server import GitServer
 from tests.support.screenshots import screenshot_dir
-from tests.support.terminal import Terminal, run_in_terminal, screen_svg
+from tests.support.terminal import Terminal, interruptible, run_in_terminal, screen_svg
 
 PHASES = ["fetching", "detecting", "building", "pushing", "registering"]
 SPINNER_FRAMES = "".join(SPINNERS["dots"]["frames"])
@@ -45,7 +45,7 @@ def cli(api: ApiClient, *args: str, timeout: float = 300,
 def cli_background(api: ApiClient, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([str(BIN / "binder-build"), *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=cli_env(api),
-                            stdin=subprocess.DEVNULL)
+                            stdin=subprocess.DEVNULL, preexec_fn=interruptible)
 
 
 def failing_repo(git_server: GitServer, repo_url: str) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import os
 import select
+import signal
 import struct
 import subprocess
 import termios
@@ -22,6 +23,14 @@ import pyte
 from rich.console import Console
 from rich.style import Style
 from rich.text import Text
+
+
+def interruptible() -> None:
+    """Let Ctrl-C reach the program (a ``preexec_fn``): a shell starts a background
+    command with SIGINT ignored, its children inherit that, and Python then installs
+    no KeyboardInterrupt handler; a test suite run in the background would otherwise
+    interrupt a program that cannot hear it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @dataclass
@@ -66,7 +75,7 @@ def run_in_terminal(argv: list[str], env: dict[str, str], columns: int = 100, ro
            "COLUMNS": str(columns), "LINES": str(rows)}
     env.pop("NO_COLOR", None)
     process = subprocess.Popen(argv, stdin=terminal, stdout=terminal, stderr=terminal, env=env,
-                               start_new_session=True)
+                               start_new_session=True, preexec_fn=interruptible)
     os.close(terminal)
     raw = bytearray()
     deadline = time.monotonic() + timeout
