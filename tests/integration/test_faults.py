@@ -33,7 +33,7 @@ import requests
 
 from common.config import get_config
 from tests.integration.conftest import API_KEY, DATA_DIR, STORE_BOUND, unique
-from tests.support.farm import ApiClient, Farm, Process
+from tests.support.farm import ApiClient, Farm, HostWorkers, start_whole_farm
 from tests.support.git_server import GitServer
 from tests.support.services import DedicatedServices, ServiceProcess
 from workers.registry import split_image
@@ -55,20 +55,9 @@ class FaultFarm:
     farm: Farm
     api: ApiClient
     db: pymongo.database.Database[dict[str, Any]]
-    workers: dict[str, Process] = field(default_factory=dict)
+    workers: HostWorkers
     #: phase -> seconds its builds take without a fault
     normal: dict[str, float] = field(default_factory=dict)
-
-    def start_worker(self, host: str, **env: str) -> Process:
-        process = self.farm.start_recorded_worker(host, self.db.workers, **env)
-        self.workers[host] = process
-        return process
-
-    def ensure_workers(self) -> None:
-        for host in HOSTS:
-            process = self.workers.get(host)
-            if process is None or not process.alive():
-                self.start_worker(host)
 
     def status(self, name: str) -> dict[str, Any] | None:
         """The build as the API shows it; ``None`` while the API cannot say (503)."""
@@ -119,11 +108,8 @@ def fault_farm(farm_env: dict[str, str], services: None) -> Iterator[FaultFarm]:
                     "BINDER_IMAGE_PREFIX": "fault-", "BINDER_VERIFY": "false",
                     "BINDER_HEARTBEAT_INTERVAL": "1", "BINDER_HEARTBEAT_STALE": str(STALE),
                     "BINDER_REAPER_INTERVAL": "1", **STORE_BOUND}
-        _, url = farm.start_api()
-        faults = FaultFarm(dedicated, farm, ApiClient(url, API_KEY), client["faults"])
-        farm.start("beat", ["beat"])
-        faults.ensure_workers()
-        yield faults
+        url, workers = start_whole_farm(farm, client["faults"].workers, HOSTS)
+        yield FaultFarm(dedicated, farm, ApiClient(url, API_KEY), client["faults"], workers)
     finally:
         farm.stop()
         client.close()
@@ -196,7 +182,7 @@ def test_builds_survive_a_service_fault(fault_farm: FaultFarm, git_server: GitSe
                                         repo_url: str, service: str, kind: str,
                                         phase: str) -> None:
     ff = fault_farm
-    ff.ensure_workers()
+    ff.workers.ensure()
     normal = normal_duration(ff, git_server, repo_url, phase)
     started = time.monotonic()
     names = start_builds(ff, git_server, repo_url, phase, f"{service[:5]}-{kind[:4]}-")
@@ -234,7 +220,7 @@ def wait_cancelled(ff: FaultFarm, name: str, timeout: float) -> float:
 def test_cancel_of_a_build_whose_worker_was_killed_ends_it_within_5s(
         fault_farm: FaultFarm, git_server: GitServer, repo_url: str) -> None:
     ff = fault_farm
-    ff.ensure_workers()
+    ff.workers.ensure()
     repo = unique("cancel-killed")
     git_server.make_repo(f"github/fault/{repo}", {"Dockerfile": hung_dockerfile(ff, 600)})
     name = ff.api.start(f"{repo_url}/fault/{repo}").json()["name"]
@@ -256,7 +242,7 @@ def test_cancel_of_a_build_its_worker_gave_back_after_a_store_freeze_ends_it_wit
     ff = fault_farm
     for host in HOSTS:  # only the impatient worker takes the build
         ff.workers[host].stop()
-    impatient = ff.start_worker("fault-c", BINDER_SERVICE_WAIT="3")
+    impatient = ff.workers.start("fault-c", BINDER_SERVICE_WAIT="3")
     try:
         repo = unique("cancel-given-back")
         git_server.make_repo(f"github/fault/{repo}", {"Dockerfile": hung_dockerfile(ff, 3)})
@@ -276,4 +262,4 @@ def test_cancel_of_a_build_its_worker_gave_back_after_a_store_freeze_ends_it_wit
         assert time.monotonic() - started < 5
     finally:
         impatient.stop()
-        ff.ensure_workers()
+        ff.workers.ensure()

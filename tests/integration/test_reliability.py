@@ -22,7 +22,7 @@ import requests
 
 from common.build_store import new_record
 from tests.integration.conftest import API_KEY, DATA_DIR, STORE_BOUND, unique
-from tests.support.farm import ApiClient, Farm, Process
+from tests.support.farm import ApiClient, Farm, HostWorkers, start_whole_farm
 from tests.support.git_server import GitServer
 from tests.support.processes import commands_running
 from tests.support.service_clients import base_image, mongo_client, registry_request
@@ -40,20 +40,7 @@ class Cluster:
     api: ApiClient
     redis: RedisInstance
     db: pymongo.database.Database
-    workers: dict[str, Process]
-
-    def start_worker(self, host: str) -> Process:
-        process = self.farm.start_recorded_worker(host, self.db.workers, timeout=60)
-        self.workers[host] = process
-        return process
-
-    def ensure_workers(self) -> None:
-        for host in HOSTS:
-            worker = self.workers.get(host)
-            if worker is None or not worker.alive():
-                if worker is not None:
-                    self.farm.processes.remove(worker)
-                self.start_worker(host)
+    workers: HostWorkers
 
 
 @pytest.fixture(scope="module")
@@ -68,13 +55,9 @@ def cluster(farm_env: dict[str, str], services: None) -> Iterator[Cluster]:
            "BINDER_MONGO_DB": db_name}
     farm = Farm(env, log_dir)
     client = mongo_client()
-    cluster = Cluster(farm, ApiClient("", API_KEY), redis_server, client[db_name], {})
     try:
-        _, url = farm.start_api()
-        cluster.api = ApiClient(url, API_KEY)
-        farm.start("beat", ["beat"])
-        cluster.ensure_workers()
-        yield cluster
+        url, workers = start_whole_farm(farm, client[db_name].workers, HOSTS, timeout=60)
+        yield Cluster(farm, ApiClient(url, API_KEY), redis_server, client[db_name], workers)
     finally:
         farm.stop()
         redis_server.stop()
@@ -114,7 +97,7 @@ PHASE_SETUPS = {
 @pytest.mark.parametrize("phase", [p for p in PHASE_SETUPS for _ in range(KILL_REPEATS)])
 def test_sigkill_worker_mid_phase_build_completes_elsewhere(
         cluster: Cluster, git_server: GitServer, repo_url: str, phase: str) -> None:
-    cluster.ensure_workers()
+    cluster.workers.ensure()
     files, delay = PHASE_SETUPS[phase]
     repo = unique(f"kill-{phase}")
     git_server.make_repo(f"github/rel/{repo}", files())
@@ -141,7 +124,7 @@ def test_sigkill_worker_mid_phase_build_completes_elsewhere(
 
 def test_redis_stopped_for_20s_loses_no_build(cluster: Cluster, git_server: GitServer,
                                               repo_url: str) -> None:
-    cluster.ensure_workers()
+    cluster.workers.ensure()
     names = []
     for index in range(5):
         repo = unique(f"redis{index}")
@@ -188,7 +171,7 @@ def test_concurrent_starts_create_one_build(cluster: Cluster, git_server: GitSer
 
 def test_build_over_its_timeout_fails_and_its_container_is_gone(
         cluster: Cluster, git_server: GitServer, repo_url: str) -> None:
-    cluster.ensure_workers()
+    cluster.workers.ensure()
     repo = unique("timeout")
     git_server.make_repo(f"github/rel/{repo}", {
         "Dockerfile": f"FROM {BASE_IMAGE}\nRUN sleep 601\n", ".binder.yml": "timeout: 1\n"})
@@ -202,7 +185,7 @@ def test_build_over_its_timeout_fails_and_its_container_is_gone(
 
 def test_cancel_ends_build_within_10s_and_removes_its_container(
         cluster: Cluster, git_server: GitServer, repo_url: str) -> None:
-    cluster.ensure_workers()
+    cluster.workers.ensure()
     repo = unique("cancel")
     git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": f"FROM {BASE_IMAGE}\n"
                                                                "RUN sleep 602\n"})
@@ -220,7 +203,7 @@ def test_cancel_ends_build_within_10s_and_removes_its_container(
 
 def test_sigterm_to_a_worker_mid_build_still_completes(cluster: Cluster, git_server: GitServer,
                                                        repo_url: str) -> None:
-    cluster.ensure_workers()
+    cluster.workers.ensure()
     repo = unique("sigterm")
     git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": slow_dockerfile(8)})
     name = cluster.api.start(f"{repo_url}/rel/{repo}").json()["name"]
@@ -235,7 +218,7 @@ def test_sigterm_to_a_worker_mid_build_still_completes(cluster: Cluster, git_ser
 @pytest.mark.parametrize("fault", ["down", "frozen"])
 def test_start_with_broker_down_or_frozen_is_accepted_fast_and_built_later(
         cluster: Cluster, git_server: GitServer, repo_url: str, fault: str) -> None:
-    cluster.ensure_workers()
+    cluster.workers.ensure()
     repo = unique(f"nobroker-{fault}")
     git_server.make_repo(f"github/rel/{repo}", {"a.txt": "x"})
     if fault == "down":

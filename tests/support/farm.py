@@ -155,6 +155,46 @@ class Farm:
         self.processes.clear()
 
 
+@dataclass
+class HostWorkers:
+    """One worker per host of ``farm``, each started once its record in ``records``
+    (the farm's ``workers`` collection) says it is up; ``ensure`` starts again
+    the ones a test killed or stopped."""
+
+    farm: Farm
+    records: Any
+    hosts: tuple[str, ...]
+    timeout: float = 90
+    processes: dict[str, Process] = field(default_factory=dict)
+
+    def __getitem__(self, host: str) -> Process:
+        return self.processes[host]
+
+    def start(self, host: str, **extra_env: str) -> Process:
+        process = self.farm.start_recorded_worker(host, self.records, self.timeout, **extra_env)
+        self.processes[host] = process
+        return process
+
+    def ensure(self) -> None:
+        for host in self.hosts:
+            process = self.processes.get(host)
+            if process is None or not process.alive():
+                if process is not None and process in self.farm.processes:
+                    self.farm.processes.remove(process)
+                self.start(host)
+
+
+def start_whole_farm(farm: Farm, records: Any, hosts: tuple[str, ...],
+                     timeout: float = 90) -> tuple[str, HostWorkers]:
+    """The API, beat and one worker per host of ``farm`` (see ``HostWorkers``);
+    returns the API's URL and the workers."""
+    _, url = farm.start_api()
+    farm.start("beat", ["beat"])
+    workers = HostWorkers(farm, records, hosts, timeout)
+    workers.ensure()
+    return url, workers
+
+
 class ApiClient:
     """The farm's HTTP API, as a launcher calls it."""
 
