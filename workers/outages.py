@@ -21,6 +21,7 @@ from typing import TypeVar
 
 import docker.errors
 import requests
+import urllib3.exceptions
 
 from common.config import Config
 from common.db import ping
@@ -66,7 +67,10 @@ def watching(config: Config, guard: PhaseGuard,
     ``ServiceLost`` (the phase runs again once it is back), not the build's fault."""
     try:
         yield
-    except (BuildFailure, docker.errors.DockerException, requests.RequestException) as exc:
+    except (BuildFailure, docker.errors.DockerException, requests.RequestException,
+            urllib3.exceptions.HTTPError, ConnectionError) as exc:
+        # A stream cut short (the engine died mid-push) surfaces as urllib3's
+        # ProtocolError, not wrapped by docker-py.
         if guard.reason is not None:  # stopped on purpose: cancelled, timed out
             raise
         for check in checks:

@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import urllib3.exceptions
 
 import workers.outages
 from common.config import load_config
-from common.errors import NoDatabase
-from workers.outages import OutageTooLong, OutageWait
+from common.errors import BuildFailure, NoDatabase
+from workers.outages import OutageTooLong, OutageWait, ServiceLost, watching
 
 CONFIG = load_config(environ={}, service_wait=5, redis_url="redis://127.0.0.1:1/0")
 
@@ -70,3 +71,39 @@ def test_each_outage_gets_the_whole_bound(clock: Clock) -> None:
     wait = OutageWait(CONFIG)
     assert wait.call(failing(4), "first") == "done"
     assert wait.call(failing(4), "second") == "done"  # 8 s of waiting in all
+
+
+class Guard:
+    reason: BaseException | None = None
+
+
+def gone(config: Any) -> ServiceLost:
+    return ServiceLost("the Docker engine", lambda: None)
+
+
+def there(config: Any) -> None:
+    return None
+
+
+@pytest.mark.parametrize("error", [
+    urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead(0 bytes read)"),
+    ConnectionRefusedError(111, "Connection refused"),
+    BuildFailure("The registry did not answer for the base image"),
+])
+def test_a_failure_while_a_service_is_gone_is_that_service_lost(error: Exception) -> None:
+    with pytest.raises(ServiceLost) as raised, watching(CONFIG, Guard(), there, gone):  # type: ignore[arg-type]
+        raise error
+    assert raised.value.service == "the Docker engine"
+    assert raised.value.__cause__ is error
+
+
+def test_a_failure_while_every_service_answers_is_the_builds() -> None:
+    with pytest.raises(BuildFailure), watching(CONFIG, Guard(), there):  # type: ignore[arg-type]
+        raise BuildFailure("bad Dockerfile")
+
+
+def test_a_phase_stopped_on_purpose_is_not_a_lost_service() -> None:
+    guard = Guard()
+    guard.reason = TimeoutError("over its timeout")
+    with pytest.raises(BuildFailure), watching(CONFIG, guard, gone):  # type: ignore[arg-type]
+        raise BuildFailure("stopped")

@@ -21,6 +21,7 @@ from common.models import BuildRecord, TemplateRecord
 from common.name_store import belongs
 from workers.git import directory_bytes
 from workers.image_identity import image_for
+from workers.outages import registry_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
 from workers.providers import FetchLimits, Spec, parse_spec, provider_for
 from workers.registry import manifest_exists
@@ -80,7 +81,8 @@ def run(phase: PhaseRun) -> PhaseResult:
     resolved = provider.resolve(spec, limits)
     phase.say(f"resolved: {resolved.description}")
     # The content on today's base image and recipe: a new base rebuilds under a new tag.
-    image = image_for(config, record["name"], resolved.content_id)
+    with watching(config, phase.guard, registry_lost):  # it asks for the base image's digest
+        image = image_for(config, record["name"], resolved.content_id)
     found: dict[str, Any] = {"provider": resolved.provider, "content_id": resolved.content_id,
                              "commit": resolved.commit, "image_name": image}
     template = cached_template(phase, image)
