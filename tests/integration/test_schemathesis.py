@@ -40,6 +40,15 @@ EXAMPLES = {"positive": 100, "negative": 60, "existing": 40}
 
 
 
+def can_be_invalid(parameter: dict[str, Any]) -> bool:
+    """Whether a request can carry an invalid value of this parameter. A path
+    segment whose only rule is "not empty" cannot: an empty segment is another URL."""
+    schema = parameter.get("schema", {})
+    if parameter.get("in") == "path" and schema.get("type") == "string":
+        return bool(set(schema) - {"type", "minLength", "description"})
+    return True
+
+
 def _runs() -> list[tuple[str, str, str]]:
     """(method, path, mode) for every operation of the document, known without a
     server; "existing" only where a path names a build, "negative" only where
@@ -49,7 +58,8 @@ def _runs() -> list[tuple[str, str, str]]:
         for method, operation in item.items():
             if method == "parameters":
                 continue
-            has_input = bool(item.get("parameters") or operation.get("parameters")
+            parameters = [*item.get("parameters", []), *operation.get("parameters", [])]
+            has_input = bool(any(map(can_be_invalid, parameters))
                              or operation.get("requestBody"))
             for mode in EXAMPLES:
                 if mode == "existing" and "{name}" not in path:
