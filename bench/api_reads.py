@@ -5,18 +5,29 @@ machine has cores read random records for a fixed time: first straight
 from MongoDB (the baseline: what the API cannot beat), then through the
 API. Reported: the API's rate as a fraction of the direct rate, its 99th
 percentile latency, and the resident memory of each API worker afterwards.
+
+Both sides' clients are lean, so the two rates compare the servers rather
+than the load generators that share the cores with them: the direct side
+is pymongo (its BSON codec in C, one pooled connection), the API side is
+the standard library's ``http.client`` on one kept-alive connection per
+process (``requests`` spends several times its CPU per call, which on a
+two-core machine is taken from the API being measured).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import http.client
+import json
 import multiprocessing
 import os
 import random
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+import pymongo
 from pymongo.errors import BulkWriteError
 
 from bench.lab import Lab
@@ -25,6 +36,8 @@ from bench.stats import Result, Samples, at_most, below, percentile, ratio_at_le
 RECORDS = 100_000
 DUPLICATE_KEY = 11000
 NAME = "bench-read-{:06d}"
+#: Seconds one step of the fill (a batch of records) may take.
+FILL_TIMEOUT = 120
 
 
 def fill(lab: Lab, count: int = RECORDS) -> None:
@@ -34,7 +47,8 @@ def fill(lab: Lab, count: int = RECORDS) -> None:
 
     ensure_indexes()
     builds = get_db().builds
-    builds.delete_many({"name": {"$regex": "^bench-read-"}})
+    with pymongo.timeout(FILL_TIMEOUT):
+        builds.delete_many({"name": {"$regex": "^bench-read-"}})
     now = dt.datetime.now(dt.UTC)
     batch: list[dict[str, Any]] = []
     for index in range(count):
@@ -55,9 +69,15 @@ def fill(lab: Lab, count: int = RECORDS) -> None:
 
 
 def _insert(builds: Any, batch: list[dict[str, Any]]) -> None:
-    """Insert ``batch``; records a retried insert had already stored are not an error."""
+    """Insert ``batch``; records a retried insert had already stored are not an error.
+
+    The farm bounds every store operation (``BINDER_MONGO_TIMEOUT_MS``, 1.5 s by
+    default); a batch of thousands of records may take longer on the embedded
+    server, so the fill has a bound of its own.
+    """
     try:
-        builds.insert_many(batch, ordered=False)
+        with pymongo.timeout(FILL_TIMEOUT):
+            builds.insert_many(batch, ordered=False)
     except BulkWriteError as exc:
         if any(error.get("code") != DUPLICATE_KEY for error in exc.details["writeErrors"]):
             raise
@@ -65,22 +85,24 @@ def _insert(builds: Any, batch: list[dict[str, Any]]) -> None:
 
 def _direct(args: tuple[str, str, float, int]) -> tuple[int, list[float]]:
     mongo_url, database, seconds, seed = args
-    import pymongo
-
     builds: Any = pymongo.MongoClient(mongo_url)[database].builds
     return _loop(lambda name: builds.find_one({"name": name}), seconds, seed)
 
 
 def _api(args: tuple[str, str, float, int]) -> tuple[int, list[float]]:
     url, _, seconds, seed = args
-    import requests
-
-    session = requests.Session()
+    address = urlsplit(url)
+    # One kept-alive connection per client, as pymongo keeps one per direct client.
+    connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port,
+                                            timeout=10)
 
     def read(name: str) -> None:
-        response = session.get(f"{url}/builds/{name}", timeout=10)
-        response.raise_for_status()
-        response.json()
+        connection.request("GET", f"/builds/{name}")
+        response = connection.getresponse()
+        body = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"GET /builds/{name} answered {response.status}: {body[:200]!r}")
+        json.loads(body)
     return _loop(read, seconds, seed)
 
 
