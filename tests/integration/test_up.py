@@ -79,19 +79,44 @@ def _start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
-def _wait_healthy(port: int, up: subprocess.Popen[bytes], log: Path, timeout: float) -> float:
-    """Seconds until every component of the farm answers; fails past ``timeout``."""
+def _tail(path: Path, chars: int = 3000) -> str:
+    try:
+        return path.read_text(errors="replace")[-chars:]
+    except OSError as exc:
+        return f"({exc})"
+
+
+def _why_not_healthy(data_dir: Path, log: Path, last: str) -> str:
+    """What a failure needs to say: the last health answer (with each component's
+    reason), ``up``'s output with the farm's log lines, and each service's own log
+    (the Mongo server's first: a restarted one that does not answer says why there)."""
+    services = sorted((data_dir / "logs").glob("*.log"),
+                      key=lambda path: (path.name != "mongo.log", path.name))
+    return "\n".join([f"last health answer: {last}", f"--- {log} (tail):", _tail(log),
+                      *(f"--- {path} (tail):\n{_tail(path, 1500)}" for path in services)])
+
+
+def _wait_healthy(port: int, up: subprocess.Popen[bytes], data_dir: Path, log: Path,
+                  timeout: float) -> float:
+    """Seconds until every component of the farm answers; fails past ``timeout``,
+    saying why (see ``_why_not_healthy``)."""
     started = time.monotonic()
+    last = "none"
     while time.monotonic() - started < timeout:
-        assert up.poll() is None, log.read_text()[-3000:]
+        assert up.poll() is None, _why_not_healthy(data_dir, log, last)
+        key = data_dir / "api-key"  # health names each failing component's reason to a key
+        headers = {"Authorization": key.read_text().strip()} if key.exists() else {}
         try:
-            response = requests.get(f"http://127.0.0.1:{port}/health/", timeout=5)
+            response = requests.get(f"http://127.0.0.1:{port}/health/", headers=headers,
+                                    timeout=5)
             if response.status_code == 200:
                 return time.monotonic() - started
-        except requests.RequestException:
-            pass
+            last = f"{response.status_code} {response.text}"
+        except requests.RequestException as exc:
+            last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.5)
-    raise AssertionError(f"not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+    raise AssertionError(f"not healthy after {timeout} s\n"
+                         f"{_why_not_healthy(data_dir, log, last)}")
 
 
 def test_up_again_after_sigkill_of_its_process_group_starts_cleanly(
@@ -117,7 +142,7 @@ def test_up_again_after_sigkill_of_its_process_group_starts_cleanly(
     try:
         for attempt in range(3):
             up = _start_up(env, log)
-            _wait_healthy(port, up, log, 120)
+            _wait_healthy(port, up, data_dir, log, 120)
             if attempt == 2:
                 break
             os.killpg(up.pid, signal.SIGKILL)  # make's process group: make, up
