@@ -7,14 +7,16 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from flask import Response, stream_with_context
+from flask import Response, current_app, stream_with_context
 
 from api.auth import public_read
 from api.blueprint import Blueprint
 from api.schemas.builds import LogEventSchema, LogHeadersSchema, LogQuerySchema
+from api.schemas.common import ErrorSchema
 from common import build_store, log_store
-from common.errors import BadQuery, BinderError
-from common.models import Status
+from common.config import Config
+from common.errors import BadQuery, BinderError, LogPruned
+from common.models import BuildRecord, Status
 
 bp = Blueprint("logs", __name__, description="Build logs, kept and followed live.")
 
@@ -37,18 +39,24 @@ _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
                  description="the log as text; Server-Sent Events (one per line, id = line "
                              "number) when following")
 @bp.alt_response(404, response="NOT_FOUND")
+@bp.alt_response(410, schema=ErrorSchema, description="retention deleted the log "
+                                                     "(BINDER_LOG_RETENTION_DAYS): logPruned")
 def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
     """A build's log: the current attempt's (or ``build-id``'s) as text.
 
     ``?follow=1`` streams Server-Sent Events instead, one event per line with
     the line number as its id, until the attempt ends (``event: end``);
-    ``Last-Event-ID`` (or ``after``) resumes after that line.
+    ``Last-Event-ID`` (or ``after``) resumes after that line. A log retention
+    deleted answers 410 (``logPruned``) instead of an empty log.
     """
     # Every argument is checked before the database is asked.
     after = (_resume_after(headers.get("last_event_id"), query.get("after", 0))
              if query["follow"] else query.get("after", 0))
     build_id = query.get("build_id")
-    record = build_store.find_attempt(name, build_id) if build_id else build_store.get_build(name)
+    record = (build_store.find_attempt(name, build_id) if build_id
+              else build_store.get_build(name, LOG_KEYS))
+    if record.get("log_pruned"):
+        raise pruned(record, current_app.config["BINDER"])
     if query["follow"]:
         return Response(stream_with_context(_follow(name, record["build_id"], after)),
                         mimetype="text/event-stream",
@@ -56,6 +64,24 @@ def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
     lines = log_store.read_lines(record["build_id"], after)
     return Response("".join(f"{text}\n" for _, text in lines),
                     mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+#: What the view reads of a build record.
+LOG_KEYS = ("name", "build_id", "log_pruned")
+
+
+def pruned(record: BuildRecord, config: Config) -> LogPruned:
+    """The answer for a build whose stored log retention deleted."""
+    when = record["log_pruned"].strftime("%Y-%m-%d")
+    days = config.log_retention_days
+    kept = (f"this farm keeps the logs of builds for {days} days after they end" if days > 0
+            else "the farm kept logs for a limited time then")
+    return LogPruned(
+        f"The log of {record['name']} (build {record['build_id']}) was removed on {when}: "
+        f"{kept} (BINDER_LOG_RETENTION_DAYS).",
+        suggestions=[f"The build record is kept: GET /builds/{record['name']} and "
+                     f"/builds/{record['name']}/history.",
+                     "Start the build again with force to make a new log."])
 
 
 def _resume_after(header: str | None, after: int) -> int:

@@ -66,6 +66,13 @@ class DoesNotExist(BinderError):
     status = 404
 
 
+class LogPruned(BinderError):
+    """The build's stored log was deleted by retention (``BINDER_LOG_RETENTION_DAYS``)."""
+
+    type = "logPruned"
+    status = 410
+
+
 class BadQuery(BinderError):
     type = "badQuery"
     status = 422

@@ -70,6 +70,12 @@ class BuildSchema(Schema):
     cached = fields.Boolean()
     cancel_requested = fields.Boolean(data_key="cancel-requested")
     phases = fields.Dict(keys=fields.String(), values=fields.Nested(PhaseTimesSchema))
+    image_pruned = fields.DateTime(data_key="image-pruned", metadata={
+        "description": "when retention deleted the image from the registry (BINDER_KEEP_IMAGES); "
+                       "absent while it is kept"})
+    log_pruned = fields.DateTime(data_key="log-pruned", metadata={
+        "description": "when retention deleted the stored log (BINDER_LOG_RETENTION_DAYS); "
+                       "absent while it is kept"})
 
 
 def stored_keys(schema: type[Schema]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from common import db
 from common.clock import utcnow
 from common.config import Config, get_config
 from common.log_store import read_lines
+from tests.support.farm import ApiClient
 from workers.celery_app import create_celery
 from workers.registry import manifest_exists, split_image
 from workers.retention import prune_images, prune_logs
@@ -128,7 +129,8 @@ def test_a_name_keeps_its_newest_images_and_its_templates(config: Config, name: 
     assert prune_images(config.replace(keep_images=0)) == []  # 0 keeps everything
 
 
-def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config, name: str) -> None:
+def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config, name: str,
+                                                       api: ApiClient) -> None:
     old, recent, running = (record(name, None, days_ago(8), "failed"),
                             record(name, None, days_ago(6)),
                             record(f"{name}-r", None, None, "running"))
@@ -149,6 +151,21 @@ def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config, name: st
     assert stored is not None and stored.get("log_pruned")
     assert not (db.attempts(config).find_one({"build_id": recent["build_id"]}) or {}).get(
         "log_pruned")
+
+    # The API says the log is gone, and why, rather than serving it empty.
+    gone = api.request("GET", f"/builds/{name}/logs", params={"build-id": old["build_id"]})
+    assert gone.status_code == 410, gone.text
+    body = gone.json()
+    assert body["type"] == "logPruned"
+    assert body["error"].startswith(f"The log of {name} (build {old['build_id']}) was removed "
+                                    f"on {stored['log_pruned']:%Y-%m-%d}: this farm keeps")
+    assert "BINDER_LOG_RETENTION_DAYS" in body["error"] and body["suggestions"]
+    kept = api.request("GET", f"/builds/{name}/logs", params={"build-id": recent["build_id"]})
+    assert kept.status_code == 200 and kept.text == "line 1\nline 2\n"
+    history = {attempt["build-id"]: attempt for attempt in api.request(
+        "GET", f"/builds/{name}/history").json()}
+    assert history[old["build_id"]]["log-pruned"].startswith(f"{stored['log_pruned']:%Y-%m-%d}")
+    assert "log-pruned" not in history[recent["build_id"]]
 
 
 def test_beat_runs_retention_on_its_interval(config: Config) -> None:

@@ -21,6 +21,7 @@ from flask.testing import FlaskClient
 
 import api
 import api.builds
+import api.logs
 import api.web
 import common.config
 import common.errors
@@ -228,6 +229,46 @@ def test_bad_log_query_is_bad_query(client: FlaskClient) -> None:
     body = response.get_json()
     assert_error_body(body, "badQuery")
     assert "follow" in body["error"]
+
+
+PRUNED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("query", ["", "?follow=1", "?build-id=b1"])
+def test_a_log_retention_deleted_is_gone_not_empty(client: FlaskClient,
+                                                   monkeypatch: pytest.MonkeyPatch,
+                                                   query: str) -> None:
+    record = {"name": "o-r", "build_id": "b1", "log_pruned": PRUNED}
+    monkeypatch.setattr(api.logs.build_store, "get_build", lambda name, keys=None: record)
+    monkeypatch.setattr(api.logs.build_store, "find_attempt", lambda name, build_id: record)
+    monkeypatch.setattr(api.logs.log_store, "read_lines", _must_not_run)
+    response = client.get(f"/builds/o-r/logs{query}")
+    assert response.status_code == 410
+    body = response.get_json()
+    assert_error_body(body, "logPruned")
+    assert body["error"] == ("The log of o-r (build b1) was removed on 2024-05-06: this farm "
+                             "keeps the logs of builds for 90 days after they end "
+                             "(BINDER_LOG_RETENTION_DAYS).")
+    assert any("GET /builds/o-r" in suggestion for suggestion in body["suggestions"])
+
+
+def test_a_kept_log_is_read_as_text(client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api.logs.build_store, "get_build",
+                        lambda name, keys=None: {"name": name, "build_id": "b1"})
+    monkeypatch.setattr(api.logs.log_store, "read_lines",
+                        lambda build_id, after: [(1, "one"), (2, "two")])
+    response = client.get("/builds/o-r/logs")
+    assert response.status_code == 200
+    assert response.get_data(as_text=True) == "one\ntwo\n"
+
+
+def test_the_document_says_a_pruned_log_is_gone() -> None:
+    document = build_spec().to_dict()
+    answers = document["paths"]["/builds/{name}/logs"]["get"]["responses"]
+    assert "BINDER_LOG_RETENTION_DAYS" in answers["410"]["description"]
+    assert "logPruned" in document["components"]["schemas"]["Error"]["properties"]["type"]["enum"]
+    build = document["components"]["schemas"]["Build"]["properties"]
+    assert build["log-pruned"]["format"] == build["image-pruned"]["format"] == "date-time"
 
 
 # routing and errors

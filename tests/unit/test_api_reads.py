@@ -21,7 +21,8 @@ def full_record() -> dict:
         "config": "requirements.txt", "worker": "h", "workers": ["h"],
         "phases": {"fetching": {"start": NOW, "end": NOW, "worker": "h"}}}))
     record.update(_id="oid", binder_yml={"port": 1}, config_files=["requirements.txt"],
-                  deliveries={"1": {"fetching": 1}}, lease=None, buildpack="requirements")
+                  deliveries={"1": {"fetching": 1}}, lease=None, buildpack="requirements",
+                  image_pruned=NOW, log_pruned=NOW)
     return record
 
 
@@ -32,6 +33,8 @@ def test_the_projection_serves_exactly_what_the_whole_record_serves() -> None:
     projected = {key: value for key, value in record.items() if projection.get(key)}
     schema = BuildSchema()
     assert schema.dump(projected) == schema.dump(record)
+    assert schema.dump(projected)["log-pruned"] == schema.dump(projected)["image-pruned"] \
+        == NOW.isoformat()
     assert {"deliveries", "binder_yml", "lease", "_id"}.isdisjoint(projected)
     assert _projection(None) is None
 
