@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 
@@ -130,7 +131,15 @@ def test_rebuilds_keep_every_attempt(api: ApiClient, git_server: GitServer,
     assert api.wait(name, timeout=300)["status"] == "completed"
     second = start(api, url, force=True)
     assert second["build-id"] != first["build-id"]
-    assert api.wait(name, timeout=300)["status"] == "completed"
+    rebuilt = api.wait(name, timeout=300)
+    log = api.logs(name)
+    assert rebuilt["status"] == "completed", (rebuilt, log)
+    # force rebuilds: a Docker build ran (BuildKit's step lines, then the image it made),
+    # not the cache answer of an already-built commit.
+    assert rebuilt["cached"] is False, rebuilt
+    assert "is already built; reusing it" not in log
+    assert re.search(r"^#\d+ \[", log, re.MULTILINE), log
+    assert f"built {rebuilt['image-name']} (sha256:" in log, log
 
     attempts = api.request("GET", f"/builds/{name}/history")
     assert attempts.status_code == 200, attempts.text
