@@ -1,10 +1,11 @@
 """Build logs: kept in MongoDB, followable live through a Redis stream.
 
 Lines are numbered from 1 per build. Writing a line only queues it: a
-drainer thread hands queued lines to the build's bounded Redis stream in
-pipelined batches, at most a tenth of a second after they were written
-(live followers), and keeps them in the ``logs`` collection in documents of
-up to a few thousand lines, at least every half second. So a build printing
+drainer thread hands queued lines to the build's bounded Redis stream, one
+entry per batch (its id the batch's last line number), at most a tenth of a
+second after they were written (live followers), and keeps them in the
+``logs`` collection in documents of up to a few thousand lines, at least
+every half second. So a build printing
 megabytes a second is read as fast as it prints (BuildKit stalls a build
 whose output is not read), and a store that slows down delays only the
 drainer, until the queue holds ``MAX_BACKLOG_BYTES``: then writers wait,
@@ -16,6 +17,7 @@ ahead.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import re
 import threading
@@ -25,6 +27,7 @@ from typing import Any
 
 import redis
 from pymongo.errors import DuplicateKeyError
+from redis.typing import EncodableT, FieldT
 
 from common.config import Config, get_config
 from common.db import get_db, translate_errors
@@ -62,6 +65,18 @@ def banner_phase(line: str) -> str | None:
 
 def stream_key(build_id: str) -> str:
     return f"binder:log:{build_id}"
+
+
+def stream_entry(first: int, lines: list[str]) -> tuple[str, dict[FieldT, EncodableT]]:
+    """The live stream's entry for ``lines`` numbered from ``first``: its id is the last
+    line's number (so "entries after N" are those holding a line after N)."""
+    return f"{first + len(lines) - 1}-0", {"n": first, "lines": json.dumps(lines)}
+
+
+def entry_lines(fields: dict[str, Any]) -> list[tuple[int, str]]:
+    """The numbered lines of one live stream entry."""
+    first = int(fields["n"])
+    return list(enumerate(json.loads(fields["lines"]), start=first))
 
 
 def log_document(build_id: str, start: int, lines: list[str]) -> dict[str, Any]:
@@ -123,7 +138,8 @@ class BuildLogWriter:
             newest = redis_client(self.config).xrevrange(stream_key(self.build_id), count=1)
         except redis.RedisError:
             newest = []
-        streamed = int(newest[0][1]["n"]) if newest else 0  # type: ignore[index]
+        # entry ids are "<last line number>-0"
+        streamed = int(str(newest[0][0]).split("-")[0]) if newest else 0
         return max(stored, streamed)
 
     def write(self, line: str) -> None:
@@ -223,14 +239,15 @@ class BuildLogWriter:
         # The stream keeps only its newest lines: older ones need not be sent.
         lines = lines[-self.config.log_stream_max:]
         try:
+            pipe = self._redis.pipeline(transaction=False)
             for start in range(0, len(lines), PUBLISH_LINES):
-                pipe = self._redis.pipeline(transaction=False)
-                for seq, line in lines[start:start + PUBLISH_LINES]:
-                    # Entry ids are the line numbers, so readers ask for "after N".
-                    pipe.xadd(stream_key(self.build_id), {"n": seq, "line": line},
-                              id=f"{seq}-0", maxlen=self.config.log_stream_max,
-                              approximate=True)
-                pipe.execute()
+                batch = lines[start:start + PUBLISH_LINES]
+                entry_id, fields = stream_entry(batch[0][0], [line for _, line in batch])
+                # Entry ids are line numbers: trimming below one keeps the newest lines.
+                pipe.xadd(stream_key(self.build_id), fields, id=entry_id,
+                          minid=max(0, batch[-1][0] - self.config.log_stream_max),
+                          approximate=True)
+            pipe.execute()
         except redis.RedisError:
             self._redis_down_until = time.monotonic() + REDIS_RETRY_SECONDS
 
@@ -309,10 +326,12 @@ def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:
     except redis.RedisError:
         return
     for _entry_id, fields in entries:
-        seq = int(fields["n"])
-        if seq != after + 1:
-            # The stream keeps only its newest lines (and misses those written
-            # while Redis was down): stop at a gap; MongoDB fills it shortly.
-            return
-        after = seq
-        yield seq, fields["line"]
+        for seq, text in entry_lines(fields):
+            if seq <= after:
+                continue
+            if seq != after + 1:
+                # The stream keeps only its newest lines (and misses those written
+                # while Redis was down): stop at a gap; MongoDB fills it shortly.
+                return
+            after = seq
+            yield seq, text

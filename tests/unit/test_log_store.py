@@ -86,7 +86,8 @@ def test_many_lines_are_kept_whole_in_bounded_documents(
         assert doc["last"] == doc["seq"] + len(doc["lines"]) - 1
         assert doc["_id"] == f"b2:{doc['seq']}"
     newest = stream.xrevrange(log_store.stream_key("b2"), count=1)
-    assert newest[0][1]["n"] == "6000"
+    assert newest[0][0] == "6000-0"
+    assert log_store.entry_lines(newest[0][1])[-1] == (6000, lines[-1])
 
 
 def test_lines_reach_the_live_stream_without_a_flush(
@@ -98,7 +99,8 @@ def test_lines_reach_the_live_stream_without_a_flush(
         if stream.xlen(log_store.stream_key("b3")):
             break
         time.sleep(0.02)
-    assert stream.xrange(log_store.stream_key("b3"))[0][1] == {"n": "1", "line": "hello"}
+    assert log_store.entry_lines(stream.xrange(log_store.stream_key("b3"))[0][1]) == [
+        (1, "hello")]
     writer.close()
 
 
@@ -133,7 +135,8 @@ def test_a_follower_waits_for_the_next_line_not_a_poll(
         stores: tuple[Collection, fakeredis.FakeRedis], monkeypatch: pytest.MonkeyPatch) -> None:
     _, stream = stores
     monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
-    stream.xadd(log_store.stream_key("b5"), {"n": 1, "line": "one"}, id="1-0")
+    entry_id, fields = log_store.stream_entry(1, ["one"])
+    stream.xadd(log_store.stream_key("b5"), fields, id=entry_id)
     started = time.monotonic()
     log_store.wait_for_lines("b5", 0, timeout=5)  # a line after 0 is there: no wait
     assert time.monotonic() - started < 1
@@ -164,7 +167,8 @@ def test_lines_a_dead_worker_streamed_but_never_stored_are_read(
     stream = fakeredis.FakeRedis(decode_responses=True)
     key = log_store.stream_key("b9")
     for seq, line in enumerate(["one", "two, then killed", "three"], start=1):
-        stream.xadd(key, {"n": seq, "line": line}, id=f"{seq}-0")
+        entry_id, fields = log_store.stream_entry(seq, [line])
+        stream.xadd(key, fields, id=entry_id)
     monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
     monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
     monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
@@ -183,8 +187,40 @@ def test_a_reader_behind_the_trimmed_stream_gets_every_line_in_order(
     monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
     monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
     monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
-    for seq in (7, 8, 9):  # lines 4-6 already trimmed from the live stream, not yet stored
-        stream.xadd(log_store.stream_key("b6"), {"n": seq, "line": f"line {seq}"}, id=f"{seq}-0")
+    # lines 4-6 already trimmed from the live stream, not yet stored
+    entry_id, fields = log_store.stream_entry(7, [f"line {seq}" for seq in (7, 8, 9)])
+    stream.xadd(log_store.stream_key("b6"), fields, id=entry_id)
     assert log_store.read_lines("b6") == [(1, "one"), (2, "two"), (3, "three")]
     logs.docs.append({"seq": 4, "last": 6, "lines": ["four", "five", "six"]})
     assert [seq for seq, _ in log_store.read_lines("b6", after=3)] == [4, 5, 6, 7, 8, 9]
+
+
+def test_the_live_stream_keeps_the_newest_lines_in_few_entries(
+        stores: tuple[Collection, fakeredis.FakeRedis]) -> None:
+    _, stream = stores
+    writer = log_store.BuildLogWriter("b7", load_config(environ={"BINDER_LOG_STREAM_MAX": "3000"}))
+    for i in range(1, 10001):
+        writer.write(f"line {i}")
+    writer.close()
+    entries = stream.xrange(log_store.stream_key("b7"))
+    # one entry per published batch, not per line; trimmed by line number
+    assert len(entries) <= 10000 // log_store.PUBLISH_LINES
+    streamed = [seq for _, fields in entries for seq, _ in log_store.entry_lines(fields)]
+    assert streamed == list(range(streamed[0], 10001))
+    assert 3000 <= len(streamed) <= 3000 + 2 * log_store.PUBLISH_LINES
+
+
+def test_a_reader_starting_inside_a_stream_entry_gets_the_lines_after(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    logs = StoredBatches([])
+    stream = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
+    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
+    key = log_store.stream_key("b8")
+    for first, lines in ((1, ["one", "two", "three"]), (4, ["four", "five\nstill five"])):
+        entry_id, fields = log_store.stream_entry(first, lines)
+        stream.xadd(key, fields, id=entry_id)
+    assert log_store.read_lines("b8", after=2) == [(3, "three"), (4, "four"),
+                                                   (5, "five\nstill five")]
+    assert log_store.read_lines("b8", after=5) == []
