@@ -28,6 +28,8 @@ KEEPALIVE_SECONDS = 15
 #: clients resume with Last-Event-ID.
 FOLLOW_MAX_SECONDS = 3600
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
+#: Server-Sent Events sent in one write while following a log.
+EVENTS_PER_WRITE = 1000
 
 
 @bp.route("/builds/<name:name>/logs")
@@ -112,9 +114,12 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
         except BinderError as exc:
             yield f"event: error\ndata: {exc.message}\n\n"
             return
-        for seq, text in lines:
-            after = seq
-            yield _sse(seq, text)
+        for start in range(0, len(lines), EVENTS_PER_WRITE):
+            # one write per batch of events: a log printing megabytes a second
+            # is sent as fast as it is stored, not one system call per line
+            batch = lines[start:start + EVENTS_PER_WRITE]
+            after = batch[-1][0]
+            yield "".join(_sse(seq, text) for seq, text in batch)
         if ended is not None:
             yield f"event: end\ndata: {ended}\n\n"
             return
