@@ -53,13 +53,18 @@ def main() -> None:
     chosen = args.only or list(scenarios)
     started = time.monotonic()
     results: list[Result] = []
+    durations: dict[str, float] = {}
     with Lab.open(DATA, say, base=any(name != "api" for name in chosen)) as lab:
         lab.start_worker("a")
+        durations["lab start"] = (time.monotonic() - started) / 60
         for name in chosen:
+            began = time.monotonic()
             results += scenarios[name](lab)
+            durations[name] = (time.monotonic() - began) / 60
+            say(f"{name} took {durations[name]:.1f} min")
     minutes = (time.monotonic() - started) / 60
-    print_results(results)
-    write_results(args.results, results, minutes, complete=not args.only)
+    print_results(results, durations)
+    write_results(args.results, results, minutes, complete=not args.only, durations=durations)
     say(f"{args.results} written ({minutes:.1f} min)")
     if not all(result.met for result in results):
         raise SystemExit(1)

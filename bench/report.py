@@ -42,29 +42,57 @@ def commit() -> str:
     return f"{head}{' (with uncommitted changes)' if dirty else ''}"
 
 
-def _row(result: Result) -> tuple[str, str, str, str, str, str]:
+COLUMNS = ("scenario", "measured", "value", "samples: min / median / max", "baseline",
+           "ratio", "target", "met")
+
+
+def _value(result: Result) -> str:
+    return f"{result.checked_value:.3g} {result.samples.unit}".strip()
+
+
+def _row(result: Result) -> tuple[str, ...]:
     ratio = f"{result.ratio:.3f}" if result.ratio is not None else ""
     baseline = f"{result.baseline_name}: {result.baseline.summary()}" if result.baseline else ""
-    return (result.scenario, result.quantity, result.samples.summary(), baseline, ratio,
-            f"{result.target.text}: {'met' if result.met else 'NOT MET'}")
+    return (result.scenario, result.quantity, _value(result), result.samples.summary(), baseline,
+            ratio, result.target.text, "met" if result.met else "NOT MET")
 
 
-def print_results(results: list[Result]) -> None:
+def verdict(results: list[Result]) -> str:
+    missed = [result for result in results if not result.met]
+    if not results:
+        return "no results"
+    if not missed:
+        return f"every target met ({len(results)} of {len(results)})"
+    return f"{len(missed)} of {len(results)} targets NOT met"
+
+
+def print_results(results: list[Result], durations: dict[str, float] | None = None) -> None:
     print()
     for result in results:
-        scenario, quantity, samples, baseline, ratio, target = _row(result)
-        print(f"{scenario} — {quantity}\n    {samples}")
+        scenario, quantity, value, samples, baseline, ratio, target, met = _row(result)
+        print(f"{scenario} — {quantity}: {value}\n    {samples}")
         if baseline:
             print(f"    baseline {baseline}\n    ratio {ratio}")
-        print(f"    {target}")
+        print(f"    {target}: {met}")
+    for name, minutes in (durations or {}).items():
+        print(f"{name}: {minutes:.1f} min")
+    print(verdict(results))
 
 
-def write_results(path: Path, results: list[Result], minutes: float, complete: bool) -> None:
+def write_results(path: Path, results: list[Result], minutes: float, complete: bool,
+                  durations: dict[str, float] | None = None) -> None:
+    """``bench/RESULTS.md``: the machine, the run, then one row per target.
+
+    ``durations`` are the minutes each part of the run took (the lab's start,
+    each scenario), so the run's time can be read against its budget.
+    """
     lines = [
         "# Benchmark results",
         "",
         "Written by `make bench` (`bench/__main__.py`); each ratio is against a baseline "
-        "measured in the same run, on the same engines and registry.",
+        "measured in the same run, on the same engines and registry. Samples are one per "
+        "round unless the row says otherwise; the value is what the target checks "
+        "(the median unless the row names a percentile or a worst case).",
         "",
         f"- date: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC",
         f"- commit: {commit()}",
@@ -72,9 +100,15 @@ def write_results(path: Path, results: list[Result], minutes: float, complete: b
         f"load average at the end: {os.getloadavg()[0]:.1f}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in versions().items())}",
         f"- run time: {minutes:.1f} min" + ("" if complete else " (some scenarios only)"),
+    ]
+    if durations:
+        lines.append("- of which: " + "; ".join(f"{name} {part:.1f} min"
+                                               for name, part in durations.items()))
+    lines += [
+        f"- result: {verdict(results)}",
         "",
-        "| scenario | measured | samples | baseline | ratio | target |",
-        "|---|---|---|---|---|---|",
+        "| " + " | ".join(COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
     ]
     lines += ["| " + " | ".join(cell.replace("|", "/") for cell in _row(result)) + " |"
               for result in results]

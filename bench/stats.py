@@ -38,12 +38,13 @@ class Samples:
         return statistics.median(self.values)
 
     def summary(self) -> str:
+        unit = f" {self.unit}" if self.unit else ""
         if not self.values:
             return "no samples"
         if len(self.values) == 1:
-            return f"{self.values[0]:.3g} {self.unit} (once)"
+            return f"{self.values[0]:.3g}{unit} (once)"
         return (f"min {min(self.values):.3g} / median {self.median:.3g} / "
-                f"max {max(self.values):.3g} {self.unit} (n={len(self.values)})")
+                f"max {max(self.values):.3g}{unit} (n={len(self.values)})")
 
 
 @dataclass
@@ -65,11 +66,11 @@ def ratio_at_least(limit: float) -> Target:
 
 
 def at_most(limit: float, unit: str) -> Target:
-    return Target(f"<= {limit:g} {unit}", lambda value, _base: value <= limit)
+    return Target(f"<= {limit:g} {unit}".strip(), lambda value, _base: value <= limit)
 
 
 def below(limit: float, unit: str) -> Target:
-    return Target(f"< {limit:g} {unit}", lambda value, _base: value < limit)
+    return Target(f"< {limit:g} {unit}".strip(), lambda value, _base: value < limit)
 
 
 @dataclass
