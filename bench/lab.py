@@ -57,7 +57,10 @@ class Lab:
 
     @property
     def base_image(self) -> str:
-        return f"{self.registry}/binder-base:latest"
+        """The farm's base image (what its workers build FROM), in the lab's registry."""
+        from common.config import load_config
+
+        return str(load_config().base_image_name)
 
     def repo_url(self, path: str) -> str:
         return f"{self.git.url}/gh/{path}"
