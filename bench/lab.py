@@ -2,10 +2,10 @@
 
 ``Lab.open(root)`` starts everything a run needs on loopback and returns the
 lab; ``close()`` stops it. Under ``root`` (``.bench-data``) only the engine
-of host A, the registry storage and the downloaded wheels outlive a run, so
-a second run reuses the base image and the wheels; everything else is made
-fresh. Builds run on the lab's engines only, whose caches the scenarios may
-prune.
+of host A and the registry storage, each holding just the base image and the
+Debian root, and the downloaded wheels outlive a run, so a second run reuses
+them; everything else (images built by hand or by the farm) is removed.
+Builds run on the lab's engines only, whose caches the scenarios may prune.
 """
 
 from __future__ import annotations
@@ -25,7 +25,14 @@ from typing import Any
 import docker
 from docker import DockerClient
 
-from bench.services import Daemon, mongo_daemon, redis_daemon, registry_daemon
+from bench.services import (
+    KEPT_REPOSITORIES,
+    Daemon,
+    forget_pushed_images,
+    mongo_daemon,
+    redis_daemon,
+    registry_daemon,
+)
 from bench.wheelhouse import ensure_wheelhouse, write_simple_index
 from tests.support.docker_engine import DockerEngine
 from tests.support.farm import ApiClient, Farm, Process
@@ -36,6 +43,8 @@ from workers.image_build import DOCKER_CLI
 
 SMALL_PACKAGE = "bench-pkg"
 HOSTS = ("a", "b")
+#: Images host A keeps between runs: the base image, the Debian root it is built on.
+KEPT_IMAGES = (*KEPT_REPOSITORIES, "binder-rootfs")
 
 
 @dataclass
@@ -108,11 +117,25 @@ class Lab:
                         client.images.remove(tag, force=True)
             client.close()
 
+    def forget_images(self, host: str) -> None:
+        """Remove every image and build cache of host ``host`` but the base and root images."""
+        client = self.client(host)
+        for image in client.images.list():
+            if not any(tag.rsplit(":", 1)[0].rsplit("/", 1)[-1] in KEPT_IMAGES
+                       for tag in image.tags):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(image.id, force=True)
+        client.close()
+        self.docker(host, "builder", "prune", "--all", "--force")
+
     def close(self) -> None:
         self.farm.stop()
         self._stack.close()
+        with contextlib.suppress(Exception):  # best effort: the next run starts cold anyway
+            self.forget_images("a")
         for daemon in reversed(self.daemons):
             daemon.stop()
+        forget_pushed_images(self.run_dir / "registry.yml", self.root / "registry")
         for name, engine in self.engines.items():
             if name == "a":
                 engine.stop(remove=False)

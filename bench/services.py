@@ -92,3 +92,24 @@ def registry_daemon(run_dir: Path, storage: Path) -> Daemon:
                       f"http:\n  addr: 127.0.0.1:{port}\n")
     return Daemon("registry", ["docker-registry", "serve", str(config)], port,
                   run_dir / "registry.log")
+
+
+#: Registry repositories a run leaves for the next one: the base image and the Debian root.
+KEPT_REPOSITORIES = ("binder-base", "binder-root")
+
+
+def forget_pushed_images(config: Path, storage: Path) -> None:
+    """Delete from a stopped registry's storage every image but the kept ones.
+
+    Each round pushes new gigabytes (hand-built and farm-built images); a run
+    keeps only what the next one reuses.
+    """
+    repositories = storage / "docker" / "registry" / "v2" / "repositories"
+    if not repositories.is_dir():
+        return
+    for repository in repositories.iterdir():
+        if repository.name not in KEPT_REPOSITORIES:
+            shutil.rmtree(repository, ignore_errors=True)
+    subprocess.run(["docker-registry", "garbage-collect", "--delete-untagged", str(config)],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600,
+                   check=False)
