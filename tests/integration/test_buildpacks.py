@@ -23,47 +23,26 @@ from tests.support.conda_channel import interpreter_package, make_channel, scrip
 from tests.support.cran_repo import RPackage, make_cran
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
+from tests.support.images import run_in_image
 from tests.support.pypi_index import make_index, make_wheel
 
 PYTHON_INSTALL = Path("/root/.pyenv/versions/3.12.1")
 R_SNAPSHOT = "2024-01-01"
-
-
-def start_and_wait(api: ApiClient, url: str, timeout: float = 900) -> dict:
-    response = api.start(url)
-    assert response.status_code == 200, response.text
-    return api.wait(response.json()["name"], timeout)
+BUILD_TIMEOUT = 900  # R from a CRAN snapshot and conda environments build slowly
+IMAGE_TIMEOUT = 600  # an image with R or conda environments takes a while to start
 
 
 def built(api: ApiClient, url: str) -> dict:
-    record = start_and_wait(api, url)
+    record = api.start_and_wait(url, BUILD_TIMEOUT)
     assert record["status"] == "completed", (record, api.logs(record["name"])[-6000:])
     return record
-
-
-def run_in_image(image: str, command: str, entrypoint: bool = True) -> str:
-    """``command`` (sh -c) in a throw-away container without network: its output."""
-    client = docker.from_env(timeout=600)
-    kwargs = {} if entrypoint else {"entrypoint": []}
-    container = client.containers.run(image, ["sh", "-c", command], detach=True,
-                                      network_mode="none", **kwargs)
-    try:
-        container.wait(timeout=600)
-        return str(container.logs().decode())
-    finally:
-        container.remove(force=True)
-
-
-def template(api: ApiClient, name: str) -> dict:
-    response = api.request("GET", f"/templates/{name}")
-    assert response.status_code == 200, response.text
-    return dict(response.json())
 
 
 def assert_binder_conventions(image: str) -> None:
     """What launchers and user code assume of every Binder image."""
     output = run_in_image(image, "id; echo HOME=$HOME; jupyterhub-singleuser --version "
-                                 "&& jupyter lab --version && echo versions-ok")
+                                 "&& jupyter lab --version && echo versions-ok",
+                          timeout=IMAGE_TIMEOUT)
     assert output.splitlines()[0].startswith("uid=1000(jovyan)"), output
     assert "HOME=/home/jovyan" in output.splitlines()
     assert output.strip().endswith("versions-ok"), output
@@ -132,13 +111,14 @@ def test_apt_requirements_postbuild_start_compose(api: ApiClient, git_server: Gi
 
     output = run_in_image(image, "/usr/games/cowsay moo | grep -c moo; "
                                  "python -c 'import binder_test_pkg as p; print(p.VERSION)'; "
-                                 "cat $HOME/.postbuild-marker; echo $REPO_DIR; ls $REPO_DIR")
+                                 "cat $HOME/.postbuild-marker; echo $REPO_DIR; ls $REPO_DIR",
+                          timeout=IMAGE_TIMEOUT)
     lines = output.splitlines()
     assert lines[:4] == ["1", "1.0", "written by postBuild", "/home/jovyan"], output
     assert "analysis.py" in lines[4:] and "binder" in lines[4:]
     assert_binder_conventions(image)
 
-    tmpl = template(api, record["name"])
+    tmpl = api.template(record["name"])
     assert tmpl["port"] == 8888
     assert tmpl["command"].startswith("jupyter lab --ip=0.0.0.0 --port=8888")
     assert tmpl["interfaces"] == ["lab", "notebook"]
@@ -154,7 +134,7 @@ def test_postbuild_failure_names_the_script_and_line(api: ApiClient, git_server:
         "postBuild": "#!/bin/bash\necho preparing\ncp /no/such/file $HOME/\necho done\n"
                      "exit 4\n",
     })
-    record = start_and_wait(api, f"{repo_url}/kim/{repo}")
+    record = api.start_and_wait(f"{repo_url}/kim/{repo}", BUILD_TIMEOUT)
     assert record["status"] == "failed", record
     assert record["error"] == ("postBuild failed with exit code 4 at line 3: "
                                "cp /no/such/file $HOME/"), record["error"]
@@ -187,8 +167,9 @@ def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_se
     assert f"Dockerfile: FROM binder-root is this farm's Debian root, {root}" in log
     assert "verified: the image serves on port 8888" in log
     assert_binder_conventions(record["image-name"])
-    assert run_in_image(record["image-name"], "cat notes.md").strip() == "hello"
-    assert template(api, record["name"])["command"].startswith("jupyter lab ")
+    assert run_in_image(record["image-name"], "cat notes.md",
+                        timeout=IMAGE_TIMEOUT).strip() == "hello"
+    assert api.template(record["name"])["command"].startswith("jupyter lab ")
 
 
 def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer, repo_url: str,
@@ -219,13 +200,15 @@ def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer,
     for name, module in ((setup_py, "setup_demo"), (pyproject, "pyproject_demo")):
         record = built(api, f"{repo_url}/max/{name}")
         output = run_in_image(record["image-name"],
-                              f"cd /tmp && python -c 'import {module}; print({module}.WHO)'")
+                              f"cd /tmp && python -c 'import {module}; print({module}.WHO)'",
+                              timeout=IMAGE_TIMEOUT)
         assert output.strip() == record["config"], output
     record = built(api, f"{repo_url}/max/{pipfile}")
     assert record["config"] == "Pipfile.lock"
     # The Pipfile says any version (2.0 is the newest): the lock's pin is what is installed.
     output = run_in_image(record["image-name"],
-                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'")
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
     assert output.strip() == "1.0"
     assert "ignoring Pipfile" not in api.logs(record["name"])
 
@@ -250,7 +233,8 @@ def test_runtime_python_from_the_conda_channel(api: ApiClient, git_server: GitSe
     record = built(api, f"{repo_url}/ned/{repo}")
     output = run_in_image(record["image-name"],
                           "python -c 'import sys, binder_test_pkg as p; "
-                          "print(sys.version_info[:2], sys.prefix, p.VERSION)'")
+                          "print(sys.version_info[:2], sys.prefix, p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
     assert output.strip() == "(3, 12) /srv/env 2.0", output
     assert "applying, in order: runtime.txt, requirements.txt" in api.logs(record["name"])
     # The channel was asked; the package itself may come from the host's package cache,
@@ -260,7 +244,7 @@ def test_runtime_python_from_the_conda_channel(api: ApiClient, git_server: GitSe
 
     missing = unique("runtime-py39")
     git_server.make_repo(f"github/ned/{missing}", {"runtime.txt": "python-3.9\n"})
-    record = start_and_wait(api, f"{repo_url}/ned/{missing}")
+    record = api.start_and_wait(f"{repo_url}/ned/{missing}", BUILD_TIMEOUT)
     assert record["status"] == "failed"
     assert record["error"].startswith(
         f"runtime.txt asks for Python 3.9, which the conda channels ({python_channel.url}) "
@@ -288,7 +272,7 @@ def test_r_runtime_with_install_r(api: ApiClient, git_server: GitServer, repo_ur
         in api.logs(record["name"])
     image = record["image-name"]
     output = run_in_image(image, "Rscript -e 'cat(binderhello::hello(), \"\\n\")'; "
-                                 "jupyter kernelspec list")
+                                 "jupyter kernelspec list", timeout=IMAGE_TIMEOUT)
     assert output.splitlines()[0].strip() == "hello from the CRAN snapshot", output
     assert any(line.split()[:1] == ["ir"] for line in output.splitlines()), output
     assert any(f"/{R_SNAPSHOT}/src/contrib/binderhello_0.1.0.tar.gz" in line
@@ -307,21 +291,22 @@ def test_install_r_alone_does_not_choose_r(api: ApiClient, git_server: GitServer
     log = api.logs(record["name"])
     assert ("ignoring install.R: R is chosen by runtime.txt r-YYYY-MM-DD or a DESCRIPTION "
             "file") in log
-    assert run_in_image(record["image-name"], "command -v R || echo no-R").strip() == "no-R"
+    assert run_in_image(record["image-name"], "command -v R || echo no-R",
+                        timeout=IMAGE_TIMEOUT).strip() == "no-R"
 
 
 def test_unsupported_files_fail_with_a_sentence(api: ApiClient, git_server: GitServer,
                                                 repo_url: str) -> None:
     repo = unique("julia")
     git_server.make_repo(f"github/pat/{repo}", {"Project.toml": "[deps]\n"})
-    record = start_and_wait(api, f"{repo_url}/pat/{repo}")
+    record = api.start_and_wait(f"{repo_url}/pat/{repo}", BUILD_TIMEOUT)
     assert record["status"] == "failed"
     assert record["error"].startswith(
         "Project.toml asks for a Julia environment, which this farm cannot build; it builds "
         "requirements.txt, environment.yml, a Dockerfile"), record["error"]
     repo = unique("runtime-julia")
     git_server.make_repo(f"github/pat/{repo}", {"runtime.txt": "julia-1.9\n"})
-    record = start_and_wait(api, f"{repo_url}/pat/{repo}")
+    record = api.start_and_wait(f"{repo_url}/pat/{repo}", BUILD_TIMEOUT)
     assert record["status"] == "failed"
     assert record["error"].startswith("runtime.txt says `julia-1.9`, which this farm cannot "
                                       "build"), record["error"]
@@ -344,5 +329,5 @@ def test_a_second_repository_downloads_no_wheel_again(api: ApiClient, git_server
     record = built(api, f"{repo_url}/quinn/{second}")
     assert [line for line in package_index.access_log if wheel.file_name in line] == downloads
     assert run_in_image(record["image-name"],
-                        "python -c 'import binder_cache_probe as p; print(p.VERSION)'"
-                        ).strip() == "3.0"
+                        "python -c 'import binder_cache_probe as p; print(p.VERSION)'",
+                        timeout=IMAGE_TIMEOUT).strip() == "3.0"

@@ -42,9 +42,9 @@ from common.errors import NameTaken
 from common.models import Status
 from common.service_credentials import mongo_address, redis_address
 from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, TEST_PACKAGE, Served, unique
-from tests.integration.test_pipeline import run_in_image, start_and_wait, template
 from tests.support.farm import ApiClient, Farm, free_port
 from tests.support.git_server import GitServer
+from tests.support.images import run_in_image
 from tests.support.one_worker_farm import OneWorkerFarm, one_worker_farm
 from tests.support.service_clients import base_image, mongo_client, registry_request
 from tests.support.services import RedisInstance
@@ -161,28 +161,28 @@ def test_owner_repo_and_ref_splits_that_collided_keep_their_own_templates_and_im
     urls = {"a-b/c": f"{repo_url}/{a}-b/c", "a/b-c": f"{repo_url}/{a}/b-c",
             "a/b@c": f"{repo_url}/{a}/b/tree/c"}
 
-    built = {who: start_and_wait(api, url) for who, url in urls.items()}
+    built = {who: api.start_and_wait(url) for who, url in urls.items()}
     names = {who: record["name"] for who, record in built.items()}
     assert len(set(names.values())) == 3, names
     assert names["a-b/c"] == f"{a}-b-c"  # the first keeps the plain name
     for who, record in built.items():
         assert record["status"] == "completed", (record, api.logs(record["name"]))
-        assert template(api, record["name"])["image-name"] == record["image-name"]
+        assert api.template(record["name"])["image-name"] == record["image-name"]
         assert marker(record["image-name"]) == who
 
     # a/b-c moves on and rebuilds; the others keep their templates and images.
     git_server.push_commit(f"github/{a}/b-c", {"WHO": "a/b-c v2"})
-    rebuilt = start_and_wait(api, urls["a/b-c"])
+    rebuilt = api.start_and_wait(urls["a/b-c"])
     assert rebuilt["name"] == names["a/b-c"] and not rebuilt["cached"]
     assert marker(rebuilt["image-name"]) == "a/b-c v2"
     for who in ("a-b/c", "a/b@c"):
-        tmpl = template(api, names[who])
+        tmpl = api.template(names[who])
         assert tmpl["image-name"] == built[who]["image-name"]
         assert marker(tmpl["image-name"]) == who
 
     # Starting the others again answers from their own cache, not a/b-c's.
     for who in ("a-b/c", "a/b@c"):
-        again = start_and_wait(api, urls[who])
+        again = api.start_and_wait(urls[who])
         assert again["cached"] and again["image-name"] == built[who]["image-name"], again
     assert_healthy(api)
 
@@ -242,7 +242,7 @@ def test_names_held_by_records_from_before_the_rule_are_not_taken_over(
         assert name.startswith(f"{owner}-{preferred}-") and len(name) == \
             len(f"{owner}-{preferred}-") + 8
     assert api.build(f"{owner}-repo")["repository"] == legacy_repository
-    assert template(api, f"{owner}-tmpl")["image-name"] == "legacy:1"
+    assert api.template(f"{owner}-tmpl")["image-name"] == "legacy:1"
 
 
 def test_a_record_of_another_repository_is_never_replaced(farm_env: dict[str, str]) -> None:
@@ -452,12 +452,12 @@ def test_index_credentials_never_enter_a_build(strict_api: ApiClient, git_server
     client = docker.from_env()
     try:
         # installed from the index that wants credentials, through the host's proxy
-        assert run(client, image, "python -c 'import binder_test_pkg as p; print(p.GREETING)'"
-                   ).strip() == "hello from the local index"
+        assert run_in_image(image, "python -c 'import binder_test_pkg as p; print(p.GREETING)'",
+                            timeout=120).strip() == "hello from the local index"
         history = json.dumps(client.api.history(image))
         config = json.dumps(client.api.inspect_image(image)["Config"])
-        files = run(client, image, f"grep -rsl {shlex.quote(password)} /etc /home /root /srv "
-                                   "/tmp /usr/local /opt; true")
+        files = run_in_image(image, f"grep -rsl {shlex.quote(password)} /etc /home /root /srv "
+                                    "/tmp /usr/local /opt; true", timeout=120)
         for where, text in (("log", log), ("history", history), ("config", config),
                             ("files", files), ("record", json.dumps(record))):
             assert password not in text, where
@@ -475,16 +475,6 @@ def test_environment_yml_pip_entries_may_not_name_an_index(
     assert record["error"] == ("environment.yml pip: entry 2 (`--trusted-host x`) names a "
                                "package index; this farm installs packages only from its own "
                                "index.")
-
-
-def run(client: docker.DockerClient, image: str, command: str) -> str:
-    container = client.containers.run(image, ["sh", "-c", command], detach=True,
-                                      network_mode="none")
-    try:
-        container.wait(timeout=120)
-        return str(container.logs().decode(errors="replace"))
-    finally:
-        container.remove(force=True)
 
 
 # 8. Smaller doors

@@ -11,17 +11,10 @@ import time
 
 from common.config import get_config
 from tests.integration.conftest import SecondHost, unique
-from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
 from workers.docker_engine import docker_client
 from workers.image_identity import BASE_DIGEST_SECONDS
 from workers.registry import auth_config
-
-
-def start_and_wait(api: ApiClient, url: str) -> dict:
-    response = api.start(url)
-    assert response.status_code == 200, response.text
-    return api.wait(response.json()["name"], 300)
 
 
 def replace_base_image(base: str) -> None:
@@ -42,17 +35,17 @@ def test_a_new_base_image_rebuilds_the_commit_under_a_new_tag(
     git_server.make_repo(f"github/base/{repo}", {
         "Dockerfile": f"FROM {second_host.base_image}\nRUN echo built > /tmp/marker\n"})
     url = f"{git_server.url}/github/base/{repo}"
-    first = start_and_wait(api, url)
+    first = api.start_and_wait(url, 300)
     assert first["status"] == "completed" and first["cached"] is False, api.logs(first["name"])
     commit = first["commit"]
     repository, _, tag = first["image-name"].rpartition(":")
     assert tag.startswith(f"{commit}-") and tag != commit
-    again = start_and_wait(api, url)
+    again = api.start_and_wait(url, 300)
     assert again["cached"] is True and again["image-name"] == first["image-name"]
 
     replace_base_image(second_host.base_image)
     time.sleep(BASE_DIGEST_SECONDS + 1)  # the worker asks the registry again
-    rebuilt = start_and_wait(api, url)
+    rebuilt = api.start_and_wait(url, 300)
     assert rebuilt["status"] == "completed", api.logs(rebuilt["name"])
     assert rebuilt["cached"] is False and rebuilt["commit"] == commit
     assert rebuilt["image-name"].startswith(f"{repository}:{commit}-")

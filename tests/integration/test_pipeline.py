@@ -2,43 +2,12 @@
 
 from __future__ import annotations
 
-import docker
-
 from common import build_store
 from tests.integration.conftest import TEST_PACKAGE, Served, unique
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
-from tests.support.service_clients import base_image, registry_request
-
-
-def in_registry(image: str) -> bool:
-    repository, _, tag = image.partition("/")[2].rpartition(":")
-    response = registry_request(
-        "HEAD", f"/v2/{repository}/manifests/{tag}",
-        headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"})
-    return response.status_code == 200
-
-
-def run_in_image(image: str, command: str) -> str:
-    container = docker.from_env().containers.run(image, ["sh", "-c", command], detach=True,
-                                                 network_mode="none")
-    try:
-        container.wait(timeout=60)
-        return str(container.logs().decode())
-    finally:
-        container.remove(force=True)
-
-
-def template(api: ApiClient, name: str) -> dict:
-    response = api.request("GET", f"/templates/{name}")
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def start_and_wait(api: ApiClient, url: str, timeout: float = 600) -> dict:
-    response = api.start(url)
-    assert response.status_code == 200, response.text
-    return api.wait(response.json()["name"], timeout)
+from tests.support.images import in_registry, run_in_image
+from tests.support.service_clients import base_image
 
 
 def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_server: GitServer,
@@ -46,7 +15,7 @@ def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_ser
     repo = unique("plain")
     shas = git_server.make_repo(f"github/alice/{repo}", {"notebook.ipynb": "{}",
                                                          "README.md": "hi"})
-    record = start_and_wait(api, f"{repo_url}/alice/{repo}")
+    record = api.start_and_wait(f"{repo_url}/alice/{repo}")
     assert record["status"] == "completed", (record, api.logs(record["name"]))
     assert record["name"] == f"alice-{repo}"
     assert record["commit"] == shas["main"]
@@ -54,7 +23,7 @@ def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_ser
     image = record["image-name"]
     assert image.rpartition(":")[2].startswith(f"{shas['main']}-")  # commit, base and recipe
     assert in_registry(image)
-    tmpl = template(api, record["name"])
+    tmpl = api.template(record["name"])
     assert tmpl["image-name"] == image and tmpl["port"] == 8888
     assert "jupyter" in tmpl["command"]
     assert run_in_image(image, "id -u; cat /home/jovyan/README.md") == "1000\nhi"
@@ -69,7 +38,7 @@ def test_requirements_repo_installs_from_local_index(api: ApiClient, git_server:
     repo = unique("reqs")
     git_server.make_repo(f"github/bob/{repo}", {"requirements.txt": f"{TEST_PACKAGE}==1.0\n",
                                                  "analysis.py": "print(1)\n"})
-    record = start_and_wait(api, f"{repo_url}/bob/{repo}")
+    record = api.start_and_wait(f"{repo_url}/bob/{repo}")
     assert record["status"] == "completed", (record, api.logs(record["name"]))
     assert record["config"] == "requirements.txt"
     output = run_in_image(record["image-name"],
@@ -87,7 +56,7 @@ def test_dockerfile_repo_builds_its_own_dockerfile(api: ApiClient, git_server: G
         "Dockerfile": f"FROM {BASE_IMAGE}\nUSER root\nRUN echo built-by-dockerfile > /marker\n"
                       "USER ${NB_USER}\n",
     })
-    record = start_and_wait(api, f"{repo_url}/carol/{repo}")
+    record = api.start_and_wait(f"{repo_url}/carol/{repo}")
     assert record["status"] == "completed", (record, api.logs(record["name"]))
     assert record["config"] == "Dockerfile"
     assert run_in_image(record["image-name"], "cat /marker").strip() == "built-by-dockerfile"
@@ -101,9 +70,9 @@ def test_binder_yml_sets_limits_and_services_in_template(api: ApiClient, git_ser
                        "services:\n  - name: postgres\n    version: '15'\n"
                        "    params: {db: demo}\n",
     })
-    record = start_and_wait(api, f"{repo_url}/dave/{repo}")
+    record = api.start_and_wait(f"{repo_url}/dave/{repo}")
     assert record["status"] == "completed", (record, api.logs(record["name"]))
-    tmpl = template(api, record["name"])
+    tmpl = api.template(record["name"])
     assert tmpl["limits"] == {"memory": "512M", "cpu": 0.5}
     assert tmpl["hardware"] == {"gpu": 1}
     assert tmpl["services"] == [{"name": "postgres", "version": "15", "params": {"db": "demo"}}]
@@ -119,7 +88,7 @@ def test_all_three_configs_build_from_requirements(api: ApiClient, git_server: G
         "environment.yml": "dependencies: [does-not-matter]\n",
         "Dockerfile": "FROM scratch-that-is-not-used\n",
     })
-    record = start_and_wait(api, f"{repo_url}/erin/{repo}")
+    record = api.start_and_wait(f"{repo_url}/erin/{repo}")
     assert record["status"] == "completed", (record, api.logs(record["name"]))
     assert record["config"] == "requirements.txt"
 
@@ -129,12 +98,12 @@ def test_branch_and_tag_refs(api: ApiClient, git_server: GitServer, repo_url: st
     shas = git_server.make_repo(f"github/frank/{repo}", {"a.txt": "main"},
                                 branches={"feature/x": {"a.txt": "feature"}},
                                 tags={"v1.0": "feature/x"})
-    branch = start_and_wait(api, f"{repo_url}/frank/{repo}/tree/feature/x")
+    branch = api.start_and_wait(f"{repo_url}/frank/{repo}/tree/feature/x")
     assert branch["status"] == "completed", api.logs(branch["name"])
     assert branch["name"] == f"frank-{repo}-feature-x"
     assert branch["display-name"] == f"frank/{repo}/tree/feature/x"
     assert branch["commit"] == shas["feature/x"]
-    tag = start_and_wait(api, f"{repo_url}/frank/{repo}/tree/v1.0")
+    tag = api.start_and_wait(f"{repo_url}/frank/{repo}/tree/v1.0")
     assert tag["status"] == "completed", api.logs(tag["name"])
     assert tag["name"] == f"frank-{repo}-v1.0"
     assert tag["commit"] == shas["feature/x"]
@@ -146,7 +115,7 @@ def test_second_start_of_built_commit_is_a_cache_hit(api: ApiClient, git_server:
     repo = unique("cache")
     git_server.make_repo(f"github/gina/{repo}", {"requirements.txt": f"{TEST_PACKAGE}\n",
                                                   "code.py": "v = 1\n"})
-    first = start_and_wait(api, f"{repo_url}/gina/{repo}")
+    first = api.start_and_wait(f"{repo_url}/gina/{repo}")
     assert first["status"] == "completed" and first["cached"] is False
     # The API answers it: completed in the start's own answer, and no task was sent.
     response = api.start(f"{repo_url}/gina/{repo}")
@@ -162,7 +131,7 @@ def test_second_start_of_built_commit_is_a_cache_hit(api: ApiClient, git_server:
     assert f"{first['image-name']} is already built" in api.logs(second["name"])
     # A code-only change rebuilds without reinstalling the dependencies.
     git_server.push_commit(f"github/gina/{repo}", {"code.py": "v = 2\n"})
-    third = start_and_wait(api, f"{repo_url}/gina/{repo}")
+    third = api.start_and_wait(f"{repo_url}/gina/{repo}")
     assert third["status"] == "completed" and third["cached"] is False
     log = api.logs(third["name"])
     assert step_was_cached(log, "uv pip install"), log
@@ -176,7 +145,7 @@ def step_was_cached(log: str, command: str) -> bool:
 
 
 def failing(api: ApiClient, url: str) -> tuple[dict, str]:
-    record = start_and_wait(api, url)
+    record = api.start_and_wait(url)
     assert record["status"] == "failed", record
     return record, api.logs(record["name"])
 
@@ -223,7 +192,7 @@ def test_environment_yml_repo_from_the_farms_channel_and_pip(
         "environment.yml": f"channels:\n  - {own}\ndependencies:\n  - hello-conda\n"
                            f"  - pip:\n    - {TEST_PACKAGE}\n",
     })
-    record = start_and_wait(api, f"{repo_url}/ivy/{repo}")
+    record = api.start_and_wait(f"{repo_url}/ivy/{repo}")
     assert record["status"] == "completed", (record, api.logs(record["name"]))
     assert record["config"] == "environment.yml"
     output = run_in_image(record["image-name"],
@@ -253,14 +222,14 @@ def test_config_order_setting_and_host_affinity(farm: Farm, api: ApiClient,
     farm.processes.remove(main_worker)
     other = farm.start_worker("test-order", BINDER_CONFIG_ORDER="repo2docker")
     try:
-        record = start_and_wait(api, f"{repo_url}/jo/{repo}")
+        record = api.start_and_wait(f"{repo_url}/jo/{repo}")
         assert record["status"] == "completed", (record, api.logs(record["name"]))
         assert record["config"] == "Dockerfile"
         assert record["workers"] == ["test-order"]
         assert "ignoring requirements.txt: the environment comes from Dockerfile" in \
             api.logs(record["name"])
         # repo2docker's precedence: environment.yml over requirements.txt.
-        record = start_and_wait(api, f"{repo_url}/jo/{conda}")
+        record = api.start_and_wait(f"{repo_url}/jo/{conda}")
         assert record["status"] == "completed", (record, api.logs(record["name"]))
         assert record["config"] == "environment.yml"
         # Now two workers share the queue: each build runs wholly on one host.

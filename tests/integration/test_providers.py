@@ -22,10 +22,10 @@ import docker
 import pytest
 
 from tests.integration.conftest import DATA_DIR, GIT_TOKEN, unique
-from tests.integration.test_pipeline import in_registry, run_in_image, start_and_wait, template
 from tests.support.archives import MiB, make_tar, tar_entry, tar_with, zip_bomb, zip_bytes
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
+from tests.support.images import in_registry, run_in_image
 from tests.support.provider_servers import DataverseFile, ProviderServers
 
 _numbers = itertools.count(int(uuid.uuid4().int % 10**6) * 100)
@@ -43,7 +43,7 @@ def assert_built(api: ApiClient, record: dict, provider: str) -> str:
     image = record["image-name"]
     assert image.rsplit(":", 1)[1].startswith(f"{record['content-id']}-")
     assert in_registry(image)
-    tmpl = template(api, record["name"])
+    tmpl = api.template(record["name"])
     assert (tmpl["provider"], tmpl["content-id"], tmpl["image-name"]) == (
         provider, record["content-id"], image)
     assert tmpl["repository"] == record["repository"]
@@ -57,8 +57,7 @@ def test_gitlab_nested_groups_at_a_ref(api: ApiClient, git_server: GitServer) ->
     project = unique("proj")
     shas = git_server.make_repo(f"gitlab/group/sub/{project}", {"README.md": "main"},
                                 branches={"feature/x": {"README.md": "feature"}})
-    record = start_and_wait(
-        api, f"{git_server.url}/gitlab/group/sub/{project}/-/tree/feature/x")
+    record = api.start_and_wait(f"{git_server.url}/gitlab/group/sub/{project}/-/tree/feature/x")
     image = assert_built(api, record, "gitlab")
     assert record["name"] == f"gitlab-group-sub-{project}-feature-x"
     assert record["commit"] == record["content-id"] == shas["feature/x"]
@@ -71,7 +70,7 @@ def test_gist_at_a_revision(api: ApiClient, git_server: GitServer) -> None:
     gist_id = uuid.uuid4().hex[:20]
     first = git_server.make_repo(f"gist/{gist_id}", {"snippet.py": "print('v1')\n"})["main"]
     git_server.push_commit(f"gist/{gist_id}", {"snippet.py": "print('v2')\n"})
-    record = start_and_wait(api, f"{git_server.url}/gist/alice/{gist_id}@{first}")
+    record = api.start_and_wait(f"{git_server.url}/gist/alice/{gist_id}@{first}")
     image = assert_built(api, record, "gist")
     assert record["name"] == f"gist-alice-{gist_id}-{first}"
     assert record["content-id"] == first
@@ -83,7 +82,7 @@ def test_plain_git_url_at_a_tag(api: ApiClient, git_server: GitServer) -> None:
     shas = git_server.make_repo(f"plain/team/{repo}", {"README.md": "tagged"},
                                 tags={"v1": "main"})
     git_server.push_commit(f"plain/team/{repo}", {"README.md": "later"})
-    record = start_and_wait(api, f"{git_server.url}/plain/team/{repo}.git@v1")
+    record = api.start_and_wait(f"{git_server.url}/plain/team/{repo}.git@v1")
     image = assert_built(api, record, "git")
     assert record["name"] == f"127.0.0.1-{git_server.url.rsplit(':', 1)[1]}-plain-team-{repo}-v1"
     assert record["content-id"] == shas["v1"]
@@ -104,7 +103,7 @@ def test_zenodo_doi_builds_then_caches_then_rebuilds_a_new_version(
     doi.register(f"10.5281/zenodo.{concept}", f"{zenodo.url}/doi/10.5281/zenodo.{concept}")
     spec = f"https://doi.org/10.5281/zenodo.{concept}"
 
-    built = start_and_wait(api, spec)
+    built = api.start_and_wait(spec)
     image = assert_built(api, built, "zenodo")
     assert built["name"] == f"zenodo-{concept}"
     assert built["repository"] == f"doi:10.5281/zenodo.{concept}"
@@ -112,14 +111,14 @@ def test_zenodo_doi_builds_then_caches_then_rebuilds_a_new_version(
     assert run_in_image(image, "cat README.md; ls data") == \
         "version one" + "x.csv\n"
 
-    again = start_and_wait(api, f"doi:10.5281/zenodo.{concept}")
+    again = api.start_and_wait(f"doi:10.5281/zenodo.{concept}")
     assert again["status"] == "completed" and again["cached"] is True, again
     assert (again["name"], again["image-name"]) == (built["name"], image)
 
     second = record_number()
     zenodo.publish(second, {"project-v2.zip": zip_bytes({"project-v2/README.md": "version two"})},
                    concept_id=concept, version="2.0")
-    rebuilt = start_and_wait(api, spec)
+    rebuilt = api.start_and_wait(spec)
     new_image = assert_built(api, rebuilt, "zenodo")
     assert not rebuilt["cached"] and rebuilt["content-id"] != built["content-id"]
     assert f"Zenodo record {second}" in api.logs(rebuilt["name"])
@@ -134,7 +133,7 @@ def test_figshare_article_at_a_version(api: ApiClient,
     figshare.publish(article, {"analysis.py": b"print('one')\n"})
     figshare.publish(article, {"analysis.py": b"print('two')\n", "notes.txt": b"n"},
                      link_only=["huge-elsewhere.dat"])
-    record = start_and_wait(api, f"{figshare.url}/articles/dataset/Some_title/{article}/1")
+    record = api.start_and_wait(f"{figshare.url}/articles/dataset/Some_title/{article}/1")
     image = assert_built(api, record, "figshare")
     assert record["name"] == f"figshare-{article}-v1"
     assert run_in_image(image, "cat analysis.py") == "print('one')\n"
@@ -150,7 +149,7 @@ def test_dataverse_dataset_behind_a_doi(api: ApiClient,
     dataverse.publish(pid, [DataverseFile("README.md", b"from dataverse"),
                             DataverseFile("table.csv", b"a,b\n", directory="data/raw")])
     doi.register(f"10.7910/{suffix}", f"{dataverse.url}/dataset.xhtml?persistentId={pid}")
-    record = start_and_wait(api, f"doi:10.7910/{suffix}")
+    record = api.start_and_wait(f"doi:10.7910/{suffix}")
     image = assert_built(api, record, "dataverse")
     assert record["name"] == f"doi-10.7910-dvn-{suffix[4:].lower()}"
     assert run_in_image(image, "cat README.md data/raw/table.csv") == \
@@ -161,7 +160,7 @@ def test_dataverse_dataset_behind_a_doi(api: ApiClient,
 
 
 def failed(api: ApiClient, spec: str) -> dict:
-    record = start_and_wait(api, spec, timeout=120)
+    record = api.start_and_wait(spec, timeout=120)
     assert record["status"] == "failed", record
     assert record["phase"] == "fetching"
     return record
@@ -268,7 +267,7 @@ def test_after_hostile_archives_a_good_record_builds(api: ApiClient,
                                                      provider_servers: ProviderServers) -> None:
     number = record_number()
     provider_servers.zenodo.publish(number, {"README.md": b"fine"})
-    record = start_and_wait(api, f"{provider_servers.zenodo.url}/records/{number}")
+    record = api.start_and_wait(f"{provider_servers.zenodo.url}/records/{number}")
     assert run_in_image(assert_built(api, record, "zenodo"), "cat README.md") == "fine"
 
 
@@ -279,7 +278,7 @@ def test_a_private_repository_builds_with_the_farm_token_and_keeps_it_out(
         api: ApiClient, git_server: GitServer, farm_env: dict[str, str]) -> None:
     repo = unique("private")
     git_server.make_repo(f"github/private/{repo}", {"README.md": "secret work"})
-    record = start_and_wait(api, f"{git_server.url}/github/private/{repo}")
+    record = api.start_and_wait(f"{git_server.url}/github/private/{repo}")
     image = assert_built(api, record, "github")
     assert run_in_image(image, "cat README.md") == "secret work"
     # The token went to the Git server, and nowhere a user or an image can see.

@@ -233,6 +233,19 @@ class ApiClient:
         raise AssertionError(f"{name} still {record.get('status')}/{record.get('phase')} "
                              f"after {timeout} s: {record}")
 
+    def start_and_wait(self, repository: str, timeout: float = 600) -> dict[str, Any]:
+        """Start a build of ``repository`` (accepted, or the test fails) and wait for its end."""
+        response = self.start(repository)
+        assert response.status_code == 200, response.text
+        return self.wait(response.json()["name"], timeout)
+
+    def template(self, name: str) -> dict[str, Any]:
+        """The template of build ``name`` (it must have one)."""
+        response = self.request("GET", f"/templates/{name}")
+        assert response.status_code == 200, response.text
+        result: dict[str, Any] = response.json()
+        return result
+
     def wait_phase(self, name: str, phase: str, timeout: float = 300) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         record: dict[str, Any] = {}
