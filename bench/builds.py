@@ -35,13 +35,22 @@ def farm_build(lab: Lab, url: str, force: bool = False,
     return time.perf_counter() - started, record
 
 
-def await_build(lab: Lab, record: dict[str, Any], deadline: float) -> dict[str, Any]:
-    """Poll the build of ``record`` until it ends; raise unless it completed."""
+def await_build(lab: Lab, record: dict[str, Any], deadline: float,
+                poll: float = POLL) -> dict[str, Any]:
+    """Poll the build of ``record`` until it ends; raise unless it completed.
+
+    A read the API answers 503 (its store busy past its bound) is asked again,
+    as a user's client would, until the deadline.
+    """
     while record["status"] == "running":
         if time.perf_counter() > deadline:
             raise BuildFailed(f"{record['name']} still running at the deadline")
-        time.sleep(POLL)
-        record = lab.api.build(record["name"])
+        time.sleep(poll)
+        response = lab.api.request("GET", f"/builds/{record['name']}")
+        if response.status_code == 503:
+            continue
+        response.raise_for_status()
+        record = response.json()
     if record["status"] != "completed":
         raise BuildFailed(f"{record['name']} {record['status']}: {record.get('error')}\n"
                           f"{lab.api.logs(record['name'])[-3000:]}")
