@@ -73,9 +73,9 @@ def legacy_dockerfile(base_image: str, index_url: str) -> str:
             "COPY requirements.txt /tmp/requirements.txt\n"
             f"RUN /srv/env/bin/pip install --no-cache-dir --index-url {index_url} "
             "-r /tmp/requirements.txt\n"
-            "COPY . /home/main/\n"
-            "RUN chown -R 1000:1000 /home/main\n"
-            "USER main\n")
+            "COPY . ${HOME}/\n"
+            "RUN chown -R ${NB_UID}:${NB_UID} ${HOME}\n"
+            "USER ${NB_USER}\n")
 
 
 def by_hand_legacy(lab: Lab, host: str, files: dict[str, str], image: str) -> float:

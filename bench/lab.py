@@ -100,8 +100,12 @@ class Lab:
         env = {"PATH": os.environ["PATH"], "DOCKER_HOST": self.engines[host].host,
                "DOCKER_BUILDKIT": "1" if buildkit else "0",
                "DOCKER_CONFIG": str(self.run_dir / "docker-config")}
-        return subprocess.run([DOCKER_CLI, *args], env=env, stdin=stdin, text=True,
-                              capture_output=True, check=True)
+        done = subprocess.run([DOCKER_CLI, *args], env=env, stdin=stdin, text=True,
+                              capture_output=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"docker {' '.join(args[:2])} on host {host} failed "
+                               f"({done.returncode}): {done.stderr[-2000:]}")
+        return done
 
     def client(self, host: str) -> DockerClient:
         return self.engines[host].client(timeout=600)
