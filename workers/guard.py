@@ -54,9 +54,19 @@ class PhaseGuard:
         return lambda: self._hooks.remove(hook) if hook in self._hooks else None
 
     def check(self) -> None:
-        """Raise the reason this phase must stop, if there is one."""
+        """Raise the reason this phase must stop, if there is one (asks the store now)."""
         if self.reason is None:
             self._poll()
+        if self.reason is not None:
+            raise self.reason
+
+    def raise_if_stopped(self) -> None:
+        """Raise the reason the guard has found, without asking the store.
+
+        For tight loops (every event of a push stream, every chunk of a
+        download): the guard's thread asks the store every ``interval``
+        seconds, so a round trip per event would only slow the loop down.
+        """
         if self.reason is not None:
             raise self.reason
 

@@ -77,7 +77,7 @@ def run(phase: PhaseRun) -> PhaseResult:
     check_disk(phase)
     spec = recorded_spec(record, config)
     provider = provider_for(spec, config)
-    limits = FetchLimits.from_config(config, interrupt=phase.guard.check)
+    limits = FetchLimits.from_config(config, interrupt=phase.guard.raise_if_stopped)
     resolved = provider.resolve(spec, limits)
     phase.say(f"resolved: {resolved.description}")
     # The content on today's base image and recipe: a new base rebuilds under a new tag.

@@ -41,7 +41,7 @@ def run(phase: PhaseRun) -> PhaseResult:
         phase.say(f"pushing {image}")
         with watching(phase.config, phase.guard, engine_lost, registry_lost):
             pushed = push_image(client, phase.config, image, on_status=phase.say,
-                                check=phase.guard.check)
+                                check=phase.guard.raise_if_stopped)
         phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
             verifying.result()
