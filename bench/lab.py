@@ -111,15 +111,10 @@ class Lab:
         return self.engines[host].client(timeout=600)
 
     def cold(self, *hosts: str) -> None:
-        """Forget every layer and cache mount the engines built (not the base image)."""
+        """Forget every layer and cache mount the engines built (not the base image),
+        the baselines' by-hand images included."""
         for host in hosts or HOSTS:
-            self.docker(host, "builder", "prune", "--all", "--force")
-            client = self.client(host)
-            for image in client.images.list(filters={"label": "org.binder-build.name"}):
-                for tag in image.tags or [image.id]:
-                    with contextlib.suppress(docker.errors.APIError):
-                        client.images.remove(tag, force=True)
-            client.close()
+            self.forget_images(host)
 
     def forget_images(self, host: str) -> None:
         """Remove every image and build cache of host ``host`` but the base and root images."""
@@ -208,6 +203,21 @@ class Lab:
                     engine.stop()
 
 
+def base_of(made: list[Any]) -> Any:
+    """The base image among images carrying its recipe label.
+
+    Every image built FROM the base inherits that label, and a run that
+    stopped early leaves its built images behind: the base is the one with
+    the fewest layers (a tie, from steps that add none, goes to a base tag).
+    """
+    def rank(image: Any) -> tuple[int, bool]:
+        named = any(tag.rsplit(":", 1)[0].rsplit("/", 1)[-1] == "binder-base"
+                    for tag in image.tags)
+        return len(image.attrs["RootFS"]["Layers"]), not named
+
+    return min(made, key=rank)
+
+
 def ensure_base(lab: Lab, say: Any) -> None:
     """The base image in the lab's registry and on host B: built once, then reused."""
     from common.config import load_config
@@ -217,7 +227,7 @@ def ensure_base(lab: Lab, say: Any) -> None:
     client = lab.client("a")
     made = client.images.list(filters={"label": f"{RECIPE_LABEL}={recipe_hash(config)}"})
     if made:  # built by an earlier run, tagged for that run's registry port
-        made[0].tag(lab.base_image)
+        base_of(made).tag(lab.base_image)
     started = time.monotonic()
     ensure_base_image(config, say=lambda line: say(f"  {line}"))
     say(f"base image ready in {time.monotonic() - started:.0f} s")
