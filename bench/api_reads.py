@@ -86,48 +86,64 @@ def _insert(builds: Any, batch: list[dict[str, Any]]) -> None:
             raise
 
 
-def _direct(args: tuple[str, str, float, int]) -> tuple[int, list[float]]:
+#: What one client process did: reads answered, every read's latency, and the
+#: failed reads' answers.
+Outcome = tuple[int, list[float], list[str]]
+
+
+def _direct(args: tuple[str, str, float, int]) -> Outcome:
     mongo_url, database, seconds, seed = args
     builds: Any = pymongo.MongoClient(mongo_url)[database].builds
-    return _loop(lambda name: builds.find_one({"name": name}), seconds, seed)
+
+    def read(name: str) -> str | None:
+        builds.find_one({"name": name})
+        return None
+    return _loop(read, seconds, seed)
 
 
-def _api(args: tuple[str, str, float, int]) -> tuple[int, list[float]]:
+def _api(args: tuple[str, str, float, int]) -> Outcome:
     url, _, seconds, seed = args
     address = urlsplit(url)
     # One kept-alive connection per client, as pymongo keeps one per direct client.
     connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port,
                                             timeout=10)
 
-    def read(name: str) -> None:
+    def read(name: str) -> str | None:
         connection.request("GET", f"/builds/{name}")
         response = connection.getresponse()
         body = response.read()
         if response.status != 200:
-            raise RuntimeError(f"GET /builds/{name} answered {response.status}: {body[:200]!r}")
+            return f"GET /builds/{name} answered {response.status}: {body[:200]!r}"
         json.loads(body)
+        return None
     return _loop(read, seconds, seed)
 
 
-def _loop(read: Any, seconds: float, seed: int) -> tuple[int, list[float]]:
+def _loop(read: Any, seconds: float, seed: int) -> Outcome:
+    """``read`` random records for ``seconds``; it returns why a read failed, or ``None``.
+    A failed read counts in the latencies, not in the rate, and the run goes on."""
     rng = random.Random(seed)
     latencies: list[float] = []
+    failures: list[str] = []
     end = time.perf_counter() + seconds
     while True:
         started = time.perf_counter()
         if started > end:
-            return len(latencies), latencies
-        read(NAME.format(rng.randrange(RECORDS)))
+            return len(latencies) - len(failures), latencies, failures
+        failure = read(NAME.format(rng.randrange(RECORDS)))
         latencies.append(time.perf_counter() - started)
+        if failure is not None:
+            failures.append(failure)
 
 
 def _clients(target: Any, first: str, second: str, seconds: float,
-             processes: int) -> tuple[float, list[float]]:
+             processes: int) -> tuple[float, list[float], list[str]]:
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes) as pool:
         results = pool.map(target, [(first, second, seconds, seed) for seed in range(processes)])
-    count = sum(n for n, _ in results)
-    return count / seconds, [latency for _, values in results for latency in values]
+    count = sum(n for n, _, _ in results)
+    return (count / seconds, [latency for _, values, _ in results for latency in values],
+            [failure for _, _, failures in results for failure in failures])
 
 
 def api_worker_rss_mb(lab: Lab) -> list[float]:
@@ -152,13 +168,16 @@ def api_reads(lab: Lab, rounds: int, say: Any, seconds: float = 10) -> list[Resu
     say(f"  stored in {time.monotonic() - started:.0f} s")
     processes = os.cpu_count() or 2
     direct_rate, api_rate, latency = Samples("req/s"), Samples("req/s"), Samples("s")
-    p99s = Samples("ms")
+    p99s, failed = Samples("ms"), Samples("reads")
     for round_ in range(rounds):
-        rate, _ = _clients(_direct, lab.env["MONGO_URL"], lab.env["BINDER_MONGO_DB"], seconds,
+        rate, _, _ = _clients(_direct, lab.env["MONGO_URL"], lab.env["BINDER_MONGO_DB"], seconds,
                            processes)
         direct_rate.add(rate)
-        rate, latencies = _clients(_api, lab.api.url, "", seconds, processes)
+        rate, latencies, failures = _clients(_api, lab.api.url, "", seconds, processes)
         api_rate.add(rate)
+        failed.add(len(failures))
+        if failures:
+            say(f"  {len(failures)} reads failed through the API, first: {failures[0]}")
         latency.values.extend(latencies)
         p99s.add(percentile(latencies, 0.99) * 1000)
         say(f"  round {round_ + 1}: direct {direct_rate.values[-1]:.0f}/s, "
@@ -172,4 +191,6 @@ def api_reads(lab: Lab, rounds: int, say: Any, seconds: float = 10) -> list[Resu
                value=percentile(latency.values, 0.99) * 1000),
         Result("GET /builds/NAME, 100,000 records", "RSS of each API worker", rss,
                below(150, "MB"), value=max(rss.values) if rss.values else None),
+        Result("GET /builds/NAME, 100,000 records", "failed reads through the API", failed,
+               at_most(0, "reads"), value=max(failed.values)),
     ]
