@@ -40,6 +40,13 @@ class Session:
         self.output = Output()
         self.as_json = as_json
 
+    def show(self, answer: Any, for_people: Callable[[Output, Any], None]) -> None:
+        """Print the API's ``answer``: as JSON with ``--json``, else as ``for_people`` does."""
+        if self.as_json:
+            self.output.json(answer)
+        else:
+            for_people(self.output, answer)
+
 
 def farm_command(view: F) -> F:
     """Add the connection options and ``--json``; turn ``ApiError`` into message + exit 1."""
@@ -169,11 +176,7 @@ def offer_cancel(session: Session, name: str) -> None:
 @farm_command
 def status(session: Session, name: str) -> None:
     """Show one build: status, phase, image, times, error."""
-    record = session.client.build(name)
-    if session.as_json:
-        session.output.json(record)
-        return
-    show_build(session.output, record)
+    session.show(session.client.build(name), show_build)
 
 
 def show_build(output: Output, record: dict[str, Any]) -> None:
@@ -219,15 +222,16 @@ def build_rows(output: Output, records: list[dict[str, Any]],
 def list_builds(session: Session, status_: str | None, repository: str | None,
                 limit: int) -> None:
     """List builds, newest first."""
-    records = session.client.builds(status=status_, repository=repository, limit=limit)
-    if session.as_json:
-        session.output.json(records)
-        return
-    if not records:
-        session.output.note("no builds" + (f" with status {status_}" if status_ else ""))
-        return
-    session.output.table(["name", "status", "phase", "repository", "started", "duration",
-                          "cached"], build_rows(session.output, records))
+
+    def show(output: Output, records: list[dict[str, Any]]) -> None:
+        if not records:
+            output.note("no builds" + (f" with status {status_}" if status_ else ""))
+            return
+        output.table(["name", "status", "phase", "repository", "started", "duration",
+                      "cached"], build_rows(output, records))
+
+    session.show(session.client.builds(status=status_, repository=repository, limit=limit),
+                 show)
 
 
 @build.command("history")
@@ -235,12 +239,12 @@ def list_builds(session: Session, status_: str | None, repository: str | None,
 @farm_command
 def history(session: Session, name: str) -> None:
     """List every attempt of a build, newest first."""
-    records = session.client.history(name)
-    if session.as_json:
-        session.output.json(records)
-        return
-    session.output.table(["build-id", "status", "phase", "repository", "started", "duration",
-                          "cached"], build_rows(session.output, records, first="build-id"))
+    session.show(session.client.history(name), show_history)
+
+
+def show_history(output: Output, records: list[dict[str, Any]]) -> None:
+    output.table(["build-id", "status", "phase", "repository", "started", "duration",
+                  "cached"], build_rows(output, records, first="build-id"))
 
 
 @build.command("logs")
@@ -281,14 +285,14 @@ def logs(session: Session, name: str, follow: bool, build_id: str | None) -> Non
 @farm_command
 def cancel(session: Session, name: str) -> None:
     """Cancel a queued or running build (it ends cancelled)."""
-    record = session.client.cancel(name)
-    if session.as_json:
-        session.output.json(record)
-        return
-    if is_final(record):
-        session.output.line(f"{name} is {record.get('status')}")
-    else:
-        session.output.line(f"cancelling {name} (it stops within a few seconds)")
+
+    def show(output: Output, record: dict[str, Any]) -> None:
+        if is_final(record):
+            output.line(f"{name} is {record.get('status')}")
+        else:
+            output.line(f"cancelling {name} (it stops within a few seconds)")
+
+    session.show(session.client.cancel(name), show)
 
 
 # -- templates ----------------------------------------------------------------
@@ -298,14 +302,14 @@ def cancel(session: Session, name: str) -> None:
 @farm_command
 def list_templates(session: Session) -> None:
     """List templates: one per completed build."""
-    records = session.client.templates()
-    if session.as_json:
-        session.output.json(records)
-        return
+    session.show(session.client.templates(), show_templates)
+
+
+def show_templates(output: Output, records: list[dict[str, Any]]) -> None:
     if not records:
-        session.output.note("no templates")
+        output.note("no templates")
         return
-    session.output.table(
+    output.table(
         ["name", "image", "port", "repository", "modified"],
         [[t.get("name"), t.get("image-name"), t.get("port"), t.get("repository"),
           ago(t.get("time-modified"))] for t in records])
@@ -316,16 +320,16 @@ def list_templates(session: Session) -> None:
 @farm_command
 def show_template(session: Session, name: str) -> None:
     """Show a template: image, port, command, limits and how to run it."""
-    template = session.client.template(name)
-    if session.as_json:
-        session.output.json(template)
-        return
-    session.output.fields([("image", template.get("image-name")),
-                           ("repository", template.get("repository")),
-                           ("commit", template.get("commit")),
-                           ("config", template.get("config")),
-                           *template_pairs(template),
-                           ("modified", template.get("time-modified"))])
+    session.show(session.client.template(name), show_template_fields)
+
+
+def show_template_fields(output: Output, template: dict[str, Any]) -> None:
+    output.fields([("image", template.get("image-name")),
+                   ("repository", template.get("repository")),
+                   ("commit", template.get("commit")),
+                   ("config", template.get("config")),
+                   *template_pairs(template),
+                   ("modified", template.get("time-modified"))])
 
 
 COMMANDS = (build, templates)
