@@ -12,31 +12,24 @@ import re
 
 from common.errors import BadRepoSource
 from workers.providers.base import Spec, check_part, check_ref
-from workers.providers.git import GitProvider
+from workers.providers.git import HostedGitProvider
 
 _GIST_ID = re.compile(r"^[0-9a-fA-F]{1,64}$")
 
 
-class GistProvider(GitProvider):
+class GistProvider(HostedGitProvider):
     id = "gist"
     label = "Gist"
+    base_setting = "gist_url"
+    usage = "{base}/USER/ID, with a revision as {base}/USER/ID@REF"
 
-    def detect(self, text: str) -> Spec | None:
-        base = self.config.gist_url.rstrip("/")
-        rest = self.path_on(text, base)
-        if rest is None:
-            return None
-        hint = f"Use {base}/USER/ID, with a revision as {base}/USER/ID@REF."
-        path, _, ref_part = rest.strip("/").partition("@")
+    def parse(self, text: str, base: str, path: str, hint: str) -> Spec:
+        path, _, ref_part = path.partition("@")
         user, _, gist_id = path.partition("/")
         gist_id = gist_id.removesuffix(".git")
         if not _GIST_ID.match(gist_id):
             raise BadRepoSource(f"{text!r} names no gist.", suggestions=[hint])
         check_part(user, "user name", hint)
         ref = check_ref(ref_part, hint=hint)
-        at = f"@{ref}" if ref else ""
-        return Spec(
-            provider=self.id, repository=f"{base}/{user}/{gist_id}".lower(), ref=ref,
-            text=f"{base}/{user}/{gist_id}{at}", display_name=f"{user}/{gist_id}{at}",
-            name_parts=("gist", user, gist_id, *([ref] if ref else [])),
-            locator={"clone_url": f"{base}/{gist_id}.git"})
+        return self.hosted_spec(base, f"{user}/{gist_id}", ref, ("gist", user, gist_id),
+                                clone_path=gist_id)

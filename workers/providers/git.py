@@ -73,12 +73,6 @@ class GitProvider(ContentProvider):
             name_parts=(host, *segments, *([ref] if ref else [])),
             locator={"clone_url": clone_url})
 
-    def path_on(self, text: str, base: str) -> str | None:
-        """The path of ``text`` after a hosted provider's ``base``, or ``None`` if elsewhere."""
-        rest = split_base(text, base)
-        if rest is not None:
-            check_url_policy(base, self.config)
-        return rest
 
     def git_config(self, clone_url: str, limits: FetchLimits) -> GitConfig:
         """The header carrying this host's token (if one is configured), for git only."""
@@ -103,3 +97,44 @@ class GitProvider(ContentProvider):
         fetch_commit(resolved.detail["target"], resolved.content_id, dest,
                      limits.remaining("The checkout"), limits.max_bytes, say,
                      self.git_config(clone_url, limits))
+
+
+class HostedGitProvider(GitProvider):
+    """A Git host at a base URL taken from the settings (GitHub, GitLab, Gists).
+
+    ``detect`` claims the URLs under the base; ``parse`` reads the path after
+    it, in the host's own way, and ``hosted_spec`` makes the ``Spec`` all of
+    them share: repository ``BASE/PATH`` (lower-cased, as the hosts compare
+    it), the ref written after ``ref_marker``.
+    """
+
+    #: the setting that holds the host's base URL
+    base_setting = ""
+    #: what a URL of this host looks like, ``{base}`` standing for the base
+    usage = ""
+    #: what comes between the path and the ref in this host's URLs
+    ref_marker = "@"
+
+    def detect(self, text: str) -> Spec | None:
+        base = str(getattr(self.config, self.base_setting)).rstrip("/")
+        rest = split_base(text, base)
+        if rest is None:
+            return None
+        check_url_policy(base, self.config)
+        return self.parse(text, base, rest.strip("/"), f"Use {self.usage.format(base=base)}.")
+
+    def parse(self, text: str, base: str, path: str, hint: str) -> Spec:
+        """The ``Spec`` of ``text``, whose ``path`` follows ``base``; ``BadRepoSource``
+        saying ``hint`` when it names no repository of this host."""
+        raise NotImplementedError
+
+    def hosted_spec(self, base: str, path: str, ref: str | None, name_parts: tuple[str, ...],
+                    clone_path: str | None = None) -> Spec:
+        """The ``Spec`` of repository ``path`` at ``ref``, cloned from ``BASE/CLONE_PATH.git``
+        (``clone_path`` defaults to ``path``)."""
+        at = f"{self.ref_marker}{ref}" if ref else ""
+        return Spec(
+            provider=self.id, repository=f"{base}/{path}".lower(), ref=ref,
+            text=f"{base}/{path}{at}", display_name=f"{path}{at}",
+            name_parts=(*name_parts, *([ref] if ref else [])),
+            locator={"clone_url": f"{base}/{clone_path or path}.git"})

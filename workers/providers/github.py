@@ -9,20 +9,18 @@ from __future__ import annotations
 
 from common.errors import BadRepoSource
 from workers.providers.base import Spec, check_part, check_ref
-from workers.providers.git import GitProvider
+from workers.providers.git import HostedGitProvider
 
 
-class GitHubProvider(GitProvider):
+class GitHubProvider(HostedGitProvider):
     id = "github"
     label = "GitHub"
+    base_setting = "github_url"
+    usage = "{base}/OWNER/REPO, with a ref as {base}/OWNER/REPO/tree/REF"
+    ref_marker = "/tree/"
 
-    def detect(self, text: str) -> Spec | None:
-        base = self.config.github_url.rstrip("/")
-        rest = self.path_on(text, base)
-        if rest is None:
-            return None
-        hint = f"Use {base}/OWNER/REPO, with a ref as {base}/OWNER/REPO/tree/REF."
-        owner, _, remainder = rest.strip("/").partition("/")
+    def parse(self, text: str, base: str, path: str, hint: str) -> Spec:
+        owner, _, remainder = path.partition("/")
         repo, _, tail = remainder.partition("/")
         ref = None
         if tail:
@@ -35,9 +33,4 @@ class GitHubProvider(GitProvider):
             raise BadRepoSource(f"{text!r} names no repository.", suggestions=[hint])
         check_part(owner, "owner", hint)
         check_part(repo, "repository name", hint)
-        tree = f"/tree/{ref}" if ref else ""
-        return Spec(
-            provider=self.id, repository=f"{base}/{owner}/{repo}".lower(), ref=ref,
-            text=f"{base}/{owner}/{repo}{tree}", display_name=f"{owner}/{repo}{tree}",
-            name_parts=(owner, repo, *([ref] if ref else [])),
-            locator={"clone_url": f"{base}/{owner}/{repo}.git"})
+        return self.hosted_spec(base, f"{owner}/{repo}", ref, (owner, repo))

@@ -10,21 +10,19 @@ from __future__ import annotations
 
 from common.errors import BadRepoSource
 from workers.providers.base import Spec, check_part, check_ref
-from workers.providers.git import GitProvider
+from workers.providers.git import HostedGitProvider
 
 
-class GitLabProvider(GitProvider):
+class GitLabProvider(HostedGitProvider):
     id = "gitlab"
     label = "GitLab"
     token_user = "oauth2"
+    base_setting = "gitlab_url"
+    usage = "{base}/GROUP/PROJECT, with a ref as {base}/GROUP/PROJECT/-/tree/REF"
+    ref_marker = "/-/tree/"
 
-    def detect(self, text: str) -> Spec | None:
-        base = self.config.gitlab_url.rstrip("/")
-        rest = self.path_on(text, base)
-        if rest is None:
-            return None
-        hint = f"Use {base}/GROUP/PROJECT, with a ref as {base}/GROUP/PROJECT/-/tree/REF."
-        path, marker, ref_part = rest.strip("/").partition("/-/tree/")
+    def parse(self, text: str, base: str, path: str, hint: str) -> Spec:
+        path, marker, ref_part = path.partition(self.ref_marker)
         if marker and not ref_part:
             raise BadRepoSource(f"{text!r} names no ref after /-/tree/.", suggestions=[hint])
         if "/-/" in f"/{path}/":
@@ -36,10 +34,4 @@ class GitLabProvider(GitProvider):
         segments[-1] = segments[-1].removesuffix(".git") or segments[-1]
         for segment in segments:
             check_part(segment, "group or project name", hint)
-        project = "/".join(segments)
-        tree = f"/-/tree/{ref}" if ref else ""
-        return Spec(
-            provider=self.id, repository=f"{base}/{project}".lower(), ref=ref,
-            text=f"{base}/{project}{tree}", display_name=f"{project}{tree}",
-            name_parts=("gitlab", *segments, *([ref] if ref else [])),
-            locator={"clone_url": f"{base}/{project}.git"})
+        return self.hosted_spec(base, "/".join(segments), ref, ("gitlab", *segments))
