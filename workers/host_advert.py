@@ -35,6 +35,7 @@ from common.clock import utcnow
 from common.config import Config, get_config
 from common.errors import BinderError
 from common.host_store import HostRecord
+from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.docker_engine import docker_client
 from workers.queues import SHARED_QUEUE
 from workers.registry import pull_image
@@ -174,15 +175,33 @@ class HostGate(bootsteps.StartStopStep):
 
 @worker_init.connect
 def _pull_base(**_: Any) -> None:
-    """Before the first task: a host whose engine lacks the base image pulls it."""
+    """Before the first task: a host whose engine lacks the base image pulls it, and the
+    engine's build containers are put under the build memory limit."""
     def say(line: str) -> None:  # before Celery's logging is set up
         print(f"base image | {line}", flush=True)
 
+    config = get_config()
     try:
-        ensure_base_pulled(get_config(), say)
+        ensure_base_pulled(config, say)
     except (docker.errors.DockerException, OSError, BinderError) as exc:
         # Builds still pull it themselves (their FROM); say why it was not here.
         log.warning("could not pull the base image: %s", exc)
+    limit_build_memory_early(config)
+
+
+def limit_build_memory_early(config: Config) -> None:
+    """Limit the build cgroup in the worker's main process, before its pool forks.
+
+    Each pool process inherits that it is done, so no build waits for the
+    helper container that sets it (a second or more on a busy host). When it
+    fails here, each build tries again and says why it could not.
+    """
+    if not config.limit_build_cgroup:
+        return
+    try:
+        limit_build_memory(config)
+    except LimitNotSet as exc:
+        log.warning("the build memory limit is not set yet: %s", exc)
 
 
 @worker_shutdown.connect
