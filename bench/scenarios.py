@@ -11,7 +11,13 @@ import time
 import uuid
 from typing import Any
 
-from bench.builds import by_hand_buildkit, by_hand_legacy, farm_build, run_parallel
+from bench.builds import (
+    await_build,
+    by_hand_buildkit,
+    by_hand_legacy,
+    farm_build,
+    run_parallel,
+)
 from bench.lab import Lab
 from bench.stats import Result, Samples, at_most, below, ratio_at_most
 from bench.wheelhouse import SCIENTIFIC
@@ -167,6 +173,7 @@ def _burst(lab: Lab, urls: list[str]) -> tuple[float, dict[str, str]]:
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(lambda url: (url, lab.api.start(url)), urls))
     names: dict[str, str] = {}
+    started_builds: list[dict[str, Any]] = []
     for url, answer in answers:
         body = answer.json()
         if answer.status_code == 409 and body.get("type") == "alreadyBuilding":
@@ -175,12 +182,11 @@ def _burst(lab: Lab, urls: list[str]) -> tuple[float, dict[str, str]]:
             raise RuntimeError(f"start of {url}: {answer.status_code} {body}")
         if names.setdefault(url, body["name"]) != body["name"]:
             raise RuntimeError(f"{url} started as {names[url]} and {body['name']}")
+        started_builds.append(body)
     if set(names) != set(urls):
         raise RuntimeError(f"no build started for {sorted(set(urls) - set(names))}")
-    for name in names.values():
-        record = lab.api.wait(name, timeout=1800)
-        if record["status"] != "completed":
-            raise RuntimeError(f"{name} {record['status']}: {record.get('error')}")
+    for record in started_builds:
+        await_build(lab, record, started + 1800, poll=0.1)
     return time.perf_counter() - started, names
 
 
