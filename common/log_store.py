@@ -128,18 +128,24 @@ class BuildLogWriter:
         self._drainer.start()
 
     def _last_seq(self) -> int:
-        """The last line number used, in MongoDB or in the live stream (a worker
-        that died may have streamed lines it never flushed)."""
-        with translate_errors():
-            doc = get_db().logs.find_one({"build_id": self.build_id},
-                                         sort=[("seq", -1)])
-        stored = 0 if doc is None else doc["seq"] + len(doc["lines"]) - 1
+        """The last line number used, in the live stream or in MongoDB (a worker
+        that died may have streamed lines it never flushed; lines written while
+        Redis was away are only in MongoDB).
+
+        The stream's newest line bounds the MongoDB query: the next phase of a
+        build that printed a gigabyte reads the few documents at its end, not
+        every document of its log (a sort the store cannot take from an index).
+        """
         try:
             newest = redis_client(self.config).xrevrange(stream_key(self.build_id), count=1)
         except redis.RedisError:
             newest = []
         # entry ids are "<last line number>-0"
         streamed = int(str(newest[0][0]).split("-")[0]) if newest else 0
+        with translate_errors():
+            docs = get_db().logs.find({"build_id": self.build_id, "last": {"$gte": streamed}},
+                                      {"last": 1})
+            stored = max((doc["last"] for doc in docs), default=0)
         return max(stored, streamed)
 
     def write(self, line: str) -> None:

@@ -21,8 +21,8 @@ class Logs:
     def __init__(self) -> None:
         self.inserted: list[dict[str, Any]] = []
 
-    def find_one(self, *args: object, **kwargs: object) -> None:
-        return None
+    def find(self, *args: object, **kwargs: object) -> list[dict[str, Any]]:
+        return []
 
     def insert_one(self, doc: dict[str, Any]) -> None:
         self.inserted.append(doc)
@@ -47,9 +47,12 @@ class Collection:
     def __init__(self) -> None:
         self.docs: list[dict[str, Any]] = []
         self.failing = False
+        self.queries: list[dict[str, Any]] = []
 
-    def find_one(self, *args: object, **kwargs: object) -> None:
-        return None
+    def find(self, query: dict[str, Any], *args: object) -> list[dict[str, Any]]:
+        self.queries.append(query)
+        return [doc for doc in self.docs if doc["build_id"] == query["build_id"]
+                and doc["last"] >= query["last"]["$gte"]]
 
     def insert_one(self, doc: dict[str, Any]) -> None:
         if self.failing:
@@ -224,3 +227,19 @@ def test_a_reader_starting_inside_a_stream_entry_gets_the_lines_after(
     assert log_store.read_lines("b8", after=2) == [(3, "three"), (4, "four"),
                                                    (5, "five\nstill five")]
     assert log_store.read_lines("b8", after=5) == []
+
+
+def test_a_reopened_log_numbers_on_reading_only_the_end_of_the_stored_log(
+        stores: tuple[Collection, fakeredis.FakeRedis]) -> None:
+    logs, stream = stores
+    # lines 1-7 streamed and stored; 8-9 stored while Redis was away
+    logs.docs += [log_store.log_document("b10", 1, ["l"] * 7),
+                  log_store.log_document("b10", 8, ["l"] * 2)]
+    entry_id, fields = log_store.stream_entry(1, ["l"] * 7)
+    stream.xadd(log_store.stream_key("b10"), fields, id=entry_id)
+    writer = log_store.BuildLogWriter("b10", load_config(environ={}))
+    writer.write("next")
+    writer.close()
+    assert logs.docs[-1]["seq"] == 10
+    # the store was asked for the documents from the stream's last line on only
+    assert logs.queries[0] == {"build_id": "b10", "last": {"$gte": 7}}
