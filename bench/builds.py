@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import requests
+
 from bench.lab import Lab
 from common.config import load_config
 from workers.buildpacks import detect
@@ -39,14 +41,17 @@ def await_build(lab: Lab, record: dict[str, Any], deadline: float,
                 poll: float = POLL) -> dict[str, Any]:
     """Poll the build of ``record`` until it ends; raise unless it completed.
 
-    A read the API answers 503 (its store busy past its bound) is asked again,
-    as a user's client would, until the deadline.
+    A read the API answers 503 (its store busy past its bound) or does not
+    answer in time is asked again, as a user's client would, until the deadline.
     """
     while record["status"] == "running":
         if time.perf_counter() > deadline:
             raise BuildFailed(f"{record['name']} still running at the deadline")
         time.sleep(poll)
-        response = lab.api.request("GET", f"/builds/{record['name']}")
+        try:
+            response = lab.api.request("GET", f"/builds/{record['name']}")
+        except requests.RequestException:  # no answer within the client's timeout
+            continue
         if response.status_code == 503:
             continue
         response.raise_for_status()
