@@ -82,6 +82,7 @@ def task_config(task: Task) -> Config:
 @after_setup_task_logger.connect
 def _structured_logs(logger: logging.Logger, **_: Any) -> None:
     set_host(get_config().worker_host)
+    logging.captureWarnings(True)
     configure_logger(logger)
 
 

@@ -14,7 +14,9 @@ that ``grep build=owner-repo`` or any logfmt reader takes apart.
 
 A phase binds its build with :func:`bind_build`; the API binds the build a
 request names. The host is the process's: a worker's host id, else the
-machine's name.
+machine's name. :func:`log_everything` brings in what others write: Python
+warnings (``logger=py.warnings``) and the lines of third-party loggers
+(tornado's and Flower's in the Flower process) that end at the root logger.
 """
 
 from __future__ import annotations
@@ -92,7 +94,8 @@ def bind_build(name: str, phase: str = "-", attempt: int | str = "-") -> Iterato
 
 
 def configure_handler(handler: logging.Handler) -> None:
-    handler.addFilter(BuildContextFilter())
+    if not any(isinstance(f, BuildContextFilter) for f in handler.filters):
+        handler.addFilter(BuildContextFilter())
     handler.setFormatter(LogfmtFormatter())
 
 
@@ -100,6 +103,22 @@ def configure_logger(logger: logging.Logger) -> None:
     """Give every handler of ``logger`` the build context and the format."""
     for handler in logger.handlers:
         configure_handler(handler)
+
+
+def log_everything() -> None:
+    """Make every line of this process a logfmt line: Python warnings become records of
+    ``py.warnings``, and the root logger, where every other logger's records end,
+    writes in the format (to stderr, at INFO, when nothing set it up before).
+
+    Call it before a library sets up logging of its own: tornado (Flower) adds its
+    own stderr handler only to a root logger that has none.
+    """
+    logging.captureWarnings(True)
+    root = logging.getLogger()
+    if not root.handlers:
+        root.addHandler(logging.StreamHandler())
+        root.setLevel(logging.INFO)
+    configure_logger(root)
 
 
 #: ``logging.config.dictConfig`` for a process whose logs go to stderr (gunicorn's

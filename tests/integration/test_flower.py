@@ -1,5 +1,5 @@
 """Flower, as ``binder-build flower`` runs it: behind basic auth, listing a build's
-tasks by the build's name."""
+tasks by the build's name, every line of its log in the farm's format."""
 
 from __future__ import annotations
 
@@ -69,3 +69,11 @@ def test_flower_refuses_without_its_password(flower: str, auth: tuple[str, str] 
         response = requests.get(f"{flower}{path}", auth=auth, timeout=10)
         assert response.status_code == 401, (path, response.status_code)
         assert "binder." not in response.text  # nothing of the queue shows
+
+
+def test_flowers_own_lines_are_logfmt(flower: str, farm: Farm) -> None:
+    """Flower's, tornado's and Celery's lines and Python warnings in the farm's format."""
+    [log] = [p.log_path for p in farm.processes if p.name == "flower"]
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    assert lines and all(line.startswith("time=") for line in lines), lines[:20]
+    assert any("logger=flower.command" in line for line in lines), lines[:20]

@@ -37,6 +37,7 @@ def test_flower_gets_basic_auth_from_settings(tmp_path: Path,
     assert environ["FLOWER_BASIC_AUTH"] == "ops:s3cret-pass"
     assert not any("s3cret-pass" in arg for arg in argv)  # not visible in ps
     assert "flower" in argv
+    assert argv[1:3] == ["-m", "workers.flower_main"]  # logfmt lines (process_logs)
 
 
 def test_flower_password_is_generated_once_and_private(tmp_path: Path,

@@ -7,6 +7,8 @@ import logging
 import logging.config
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -121,3 +123,42 @@ def test_celery_prints_no_banner_between_log_lines(command: str, tmp_path: Path,
     assert result.exit_code == 0, result.output
     [argv] = calls
     assert argv.index("--quiet") < argv.index(command)  # celery's global option
+
+
+#: What the Flower process does: the farm's logging first, then Flower's options
+#: (tornado's option parser sets up logging as Flower's command line parses), then
+#: a Python warning, tornado's and Flower's own lines and a library's warning.
+_FLOWER_LIKE = """
+import logging, warnings
+from workers.process_logs import log_everything
+log_everything()
+from tornado.options import parse_command_line
+parse_command_line(["flower", "--logging=info"])
+warnings.warn("an old option", DeprecationWarning)
+logging.getLogger("tornado.access").info("200 GET /api/workers (127.0.0.1) 2.10ms")
+logging.getLogger("flower.command").info("Visit me at http://127.0.0.1:5555")
+logging.getLogger("celery.utils.functional").warning("a third-party warning")
+"""
+
+
+def test_warnings_and_third_party_lines_are_logfmt() -> None:
+    result = subprocess.run([sys.executable, "-W", "always", "-c", _FLOWER_LIKE],
+                            capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    records = [parse(line) for line in result.stderr.splitlines()]
+    assert [(r["logger"], r["level"]) for r in records] == [
+        ("py.warnings", "WARNING"), ("tornado.access", "INFO"), ("flower.command", "INFO"),
+        ("celery.utils.functional", "WARNING")]
+    assert "DeprecationWarning: an old option" in records[0]["msg"]
+    assert all(list(r)[:len(FIELDS)] == list(FIELDS) for r in records)
+
+
+def test_log_everything_twice_adds_no_second_handler_or_filter() -> None:
+    script = ("import logging\nfrom workers.process_logs import log_everything\n"
+              "log_everything(); log_everything()\n"
+              "[h] = logging.getLogger().handlers\nprint(len(h.filters))")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=60, cwd=Path(__file__).resolve().parents[2])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "1"

@@ -225,8 +225,9 @@ def flower(config_file: str | None) -> None:
         raise click.ClickException("BINDER_FLOWER_PASSWORD may not hold a comma, nor "
                                    "BINDER_FLOWER_USER a colon (Flower splits on them).")
     # Flower reads its options from FLOWER_* variables too: the password stays off the
-    # command line (ps).
-    _exec([sys.executable, "-m", "celery", "-A", "workers.worker_app", "flower",
+    # command line (ps). workers.flower_main is celery's command line with the farm's
+    # log format set up first.
+    _exec([sys.executable, "-m", "workers.flower_main", "-A", "workers.worker_app", "flower",
            f"--address={config.host}", f"--port={config.flower_port}"], config,
           FLOWER_BASIC_AUTH=f"{config.flower_user}:{password}")
 
