@@ -230,5 +230,9 @@ def ensure_base(lab: Lab, say: Any) -> None:
         base_of(made).tag(lab.base_image)
     started = time.monotonic()
     ensure_base_image(config, say=lambda line: say(f"  {line}"))
+    # Pushed from host A even when the registry holds it: an engine that has not
+    # pushed to this registry yet would upload the base's layers again with the
+    # first image a scenario times (cheap when the engine already knows them).
+    lab.docker("a", "push", lab.base_image)
     say(f"base image ready in {time.monotonic() - started:.0f} s")
     client.close()

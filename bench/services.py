@@ -82,9 +82,15 @@ def mongo_daemon(run_dir: Path) -> Daemon:
 
 
 def registry_daemon(run_dir: Path, storage: Path) -> Daemon:
-    """A registry whose storage outlives the run (the base image stays in it)."""
-    port = free_port()
+    """A registry whose storage outlives the run (the base image stays in it).
+
+    It keeps its port from run to run when that port is free: an engine
+    knows which layers a registry holds by the registry's address, so on a
+    new port the first push of a run would upload the base image's layers
+    again, and that time would land on whichever build pushed first.
+    """
     storage.mkdir(parents=True, exist_ok=True)
+    port = _kept_port(storage.parent / "registry.port")
     config = run_dir / "registry.yml"
     config.write_text("version: 0.1\nlog:\n  level: warn\n"
                       f"storage:\n  filesystem:\n    rootdirectory: {storage}\n"
@@ -92,6 +98,18 @@ def registry_daemon(run_dir: Path, storage: Path) -> Daemon:
                       f"http:\n  addr: 127.0.0.1:{port}\n")
     return Daemon("registry", ["docker-registry", "serve", str(config)], port,
                   run_dir / "registry.log")
+
+
+def _kept_port(path: Path) -> int:
+    """The port saved in ``path`` if nothing listens on it now, else a new free one (saved)."""
+    with contextlib.suppress(OSError, ValueError):
+        port = int(path.read_text())
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", port))
+        return port
+    port = free_port()
+    path.write_text(str(port))
+    return port
 
 
 #: Registry repositories a run leaves for the next one: the base image and the Debian root.
