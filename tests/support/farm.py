@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
 from workers.orphans import die_with_parent
 
@@ -202,6 +204,12 @@ class ApiClient:
         self.url = url
         self.key = key
         self.session = requests.Session()
+        # A kept-alive connection the server closes just as a request goes out on it
+        # ends in "connection aborted"; a launcher asks again, and so do the tests
+        # (reads only: a repeated start or cancel would be a different request).
+        retry = Retry(total=2, connect=2, read=2, status=0, backoff_factor=0.1,
+                      allowed_methods=frozenset({"GET", "HEAD"}))
+        self.session.mount("http://", HTTPAdapter(max_retries=retry))
 
     def request(self, method: str, path: str, auth: bool = True, **kwargs: Any) -> Any:
         headers = kwargs.pop("headers", {})
