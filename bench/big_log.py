@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from bench.builds import await_build
+from bench.builds import await_build, start_build
 from bench.lab import Lab
 from bench.stats import Result, Samples, at_most, below
 from workers.docker_engine import ENGINE_ENVIRONMENT
@@ -132,14 +132,14 @@ def big_log(lab: Lab, say: Any, total: int = 1024**3) -> list[Result]:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     start = time.perf_counter()
-    response = lab.api.start(lab.repo_url(repo))
-    response.raise_for_status()
-    follower = Follower(lab, response.json()["name"])
+    deadline = start + 3 * total / rate + 600
+    started = start_build(lab, lab.repo_url(repo), deadline)
+    follower = Follower(lab, started["name"])
     follower.start()
     try:
         # A slow poll: twenty reads a second for ten minutes would load the store
         # the log goes to; the lag is measured from the record's end, not the poll.
-        record = await_build(lab, response.json(), start + 3 * total / rate + 600, poll=1.0)
+        record = await_build(lab, started, deadline, poll=1.0)
     finally:
         done.set()
     seconds = time.perf_counter() - start

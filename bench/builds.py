@@ -31,10 +31,26 @@ def farm_build(lab: Lab, url: str, force: bool = False,
                timeout: float = 1800) -> tuple[float, dict[str, Any]]:
     """Seconds from the start request to ``completed``, and the final record."""
     started = time.perf_counter()
-    response = lab.api.start(url, force=force)
-    response.raise_for_status()
-    record = await_build(lab, response.json(), started + timeout)
+    record = start_build(lab, url, started + timeout, force=force)
+    record = await_build(lab, record, started + timeout)
     return time.perf_counter() - started, record
+
+
+def start_build(lab: Lab, url: str, deadline: float, force: bool = False,
+                poll: float = POLL) -> dict[str, Any]:
+    """The answer to a start request, asked again while the API answers 503.
+
+    A 503 means the API's store missed its bound (a busy embedded store after
+    a large fill); the start is safe to repeat, since the farm answers a second
+    start of the same commit with the build the first one made.
+    """
+    while True:
+        response = lab.api.start(url, force=force)
+        if response.status_code != 503 or time.perf_counter() > deadline:
+            response.raise_for_status()
+            answer: dict[str, Any] = response.json()
+            return answer
+        time.sleep(max(poll, 0.5))
 
 
 def await_build(lab: Lab, record: dict[str, Any], deadline: float,
