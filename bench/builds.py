@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import tempfile
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,24 @@ from workers.docker_context import write_context
 
 #: Poll interval while waiting for a build: small against what is measured.
 POLL = 0.02
+
+
+def timeline(record: dict[str, Any]) -> str:
+    """Where a build's time went: the wait before each phase, then the phase itself."""
+    at = datetime.fromisoformat(record["start-time"])
+    parts = []
+    phases = sorted(((name, times) for name, times in record["phases"].items()
+                     if times.get("start") and times.get("end")),
+                    key=lambda item: item[1]["start"])
+    for name, times in phases:
+        start, end = (datetime.fromisoformat(times[key]) for key in ("start", "end"))
+        parts.append(f"wait {(start - at).total_seconds():.2f}  {name} "
+                     f"{(end - start).total_seconds():.2f}")
+        at = end
+    if record.get("end-time"):
+        ended = datetime.fromisoformat(record["end-time"])
+        parts.append(f"wait {(ended - at).total_seconds():.2f}")
+    return " | ".join(parts)
 
 
 class BuildFailed(RuntimeError):

@@ -42,6 +42,7 @@ ENV = {
 }
 os.environ.update(ENV)
 
+from bench.builds import timeline  # noqa: E402
 from common.config import get_config, set_config  # noqa: E402
 from common.db import get_client  # noqa: E402
 from tests.support.farm import ApiClient, Farm  # noqa: E402
@@ -58,24 +59,6 @@ def building_seconds(record: dict) -> float:
         return 0.0
     start, end = (datetime.fromisoformat(phase[key]) for key in ("start", "end"))
     return (end - start).total_seconds()
-
-
-def timeline(record: dict) -> str:
-    """Where a build's time went: the wait before each phase, then the phase itself."""
-    at = datetime.fromisoformat(record["start-time"])
-    parts = []
-    phases = sorted(((name, times) for name, times in record["phases"].items()
-                     if times.get("start") and times.get("end")),
-                    key=lambda item: item[1]["start"])
-    for name, times in phases:
-        start, end = (datetime.fromisoformat(times[key]) for key in ("start", "end"))
-        parts.append(f"wait {(start - at).total_seconds():.2f}  {name} "
-                     f"{(end - start).total_seconds():.2f}")
-        at = end
-    if record.get("end-time"):
-        ended = datetime.fromisoformat(record["end-time"])
-        parts.append(f"wait {(ended - at).total_seconds():.2f}")
-    return " | ".join(parts)
 
 
 def timed_build(api: ApiClient, url: str) -> tuple[float, dict]:

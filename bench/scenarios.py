@@ -17,6 +17,7 @@ from bench.builds import (
     by_hand_legacy,
     farm_build,
     run_parallel,
+    timeline,
 )
 from bench.lab import Lab
 from bench.stats import Result, Samples, at_most, below, ratio_at_most
@@ -52,16 +53,18 @@ def scientific(lab: Lab, rounds: int, say: Any) -> list[Result]:
         lab.cold("a")
         repo = f"science/req-{run}-{round_}"
         lab.git.make_repo(f"gh/{repo}", SCIENCE)
-        seconds, _ = farm_build(lab, lab.repo_url(repo))
+        seconds, record = farm_build(lab, lab.repo_url(repo))
         cold.add(seconds)
-        say(f"  farm, cold {seconds:.1f} s")
+        say(f"  farm, cold {seconds:.1f} s: {timeline(record)}")
         other = f"science/other-{run}-{round_}"
         lab.git.make_repo(f"gh/{other}", {**SCIENCE, "analysis.py": "print('another')\n"})
-        second_repo.add(farm_build(lab, lab.repo_url(other))[0])
-        say(f"  farm, second repository {second_repo.values[-1]:.1f} s")
+        seconds, record = farm_build(lab, lab.repo_url(other))
+        second_repo.add(seconds)
+        say(f"  farm, second repository {seconds:.1f} s: {timeline(record)}")
         lab.git.push_commit(f"gh/{repo}", {"analysis.py": f"print('round {round_}')\n"})
-        code_only.add(farm_build(lab, lab.repo_url(repo))[0])
-        say(f"  farm, code-only commit {code_only.values[-1]:.1f} s")
+        seconds, record = farm_build(lab, lab.repo_url(repo))
+        code_only.add(seconds)
+        say(f"  farm, code-only commit {seconds:.1f} s: {timeline(record)}")
         repos.append(repo)
     results = [
         Result("cold scientific build", "POST to completed", cold, ratio_at_most(0.80),
@@ -112,7 +115,7 @@ def second_host(lab: Lab, repos: list[str], cold: Samples, say: Any) -> Result:
             if record.get("worker") != "host-b":
                 raise RuntimeError(f"{repo} was built by {record.get('worker')}, not host-b")
             first_build.add(seconds)
-            say(f"  host B {seconds:.1f} s")
+            say(f"  host B {seconds:.1f} s: {timeline(record)}")
     finally:
         lab.stop_worker("host-b")
         lab.start_worker("a")
@@ -149,8 +152,10 @@ def burst(lab: Lab, rounds: int, say: Any, repos: int = 10, starts: int = 50) ->
             for index, repo_files in enumerate(files):
                 lab.git.make_repo(f"gh/burst/r{run}-{index}", repo_files)
                 urls.append(lab.repo_url(f"burst/r{run}-{index}"))
-            seconds, names = _burst(lab, [urls[i % repos] for i in range(starts)])
+            seconds, names, records = _burst(lab, [urls[i % repos] for i in range(starts)])
             farm.add(seconds)
+            for record in records:
+                say(f"    {record['name']}: {timeline(record)}")
             builds = {url: _docker_builds(lab, name) for url, name in names.items()}
             built_more.append(float(sum(count != 1 for count in builds.values())))
             say(f"  farm, {starts} starts {seconds:.1f} s; builds per repository "
@@ -165,10 +170,12 @@ def burst(lab: Lab, rounds: int, say: Any, repos: int = 10, starts: int = 50) ->
                    value=max(built_more, default=1.0))]
 
 
-def _burst(lab: Lab, urls: list[str]) -> tuple[float, dict[str, str]]:
-    """Start all of ``urls`` at once; seconds until every build completed, and the
-    build name of each repository. Raises on any other answer than started, cached or
-    already building, and on two names for one repository."""
+def _burst(lab: Lab, urls: list[str]) \
+        -> tuple[float, dict[str, str], list[dict[str, Any]]]:
+    """Start all of ``urls`` at once; seconds until every build completed, the
+    build name of each repository and the started builds' final records. Raises
+    on any other answer than started, cached or already building, and on two
+    names for one repository."""
     started = time.perf_counter()
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
         answers = list(pool.map(lambda url: (url, lab.api.start(url)), urls))
@@ -185,9 +192,8 @@ def _burst(lab: Lab, urls: list[str]) -> tuple[float, dict[str, str]]:
         started_builds.append(body)
     if set(names) != set(urls):
         raise RuntimeError(f"no build started for {sorted(set(urls) - set(names))}")
-    for record in started_builds:
-        await_build(lab, record, started + 1800, poll=0.1)
-    return time.perf_counter() - started, names
+    ended = [await_build(lab, record, started + 1800, poll=0.1) for record in started_builds]
+    return time.perf_counter() - started, names, ended
 
 
 def _docker_builds(lab: Lab, name: str) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -40,6 +41,16 @@ class _LoggingHandler(_QuietHandler):
         self.access_log.append(f"{self.command} {self.path} {code}")
 
 
+class _Server(ThreadingHTTPServer):
+    """Says nothing of a client that hung up mid-file (an installer that had enough)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 @contextmanager
 def serve_directory(root: Path, credentials: tuple[str, str] | None = None,
                     access_log: list[str] | None = None) -> Iterator[str]:
@@ -60,8 +71,7 @@ def serve_directory(root: Path, credentials: tuple[str, str] | None = None,
         attributes["access_log"] = access_log
     handler_class = type("Handler", (base,), attributes) if attributes else base
     handler = functools.partial(handler_class, directory=str(root))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.daemon_threads = True
+    server = _Server(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, name=f"serve {root}", daemon=True)
     thread.start()
     try:
