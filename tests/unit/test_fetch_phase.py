@@ -68,3 +68,18 @@ def test_only_the_same_repositorys_image_is_layer_cache(stored: dict[str, Any]) 
     assert build.previous_image(run_of(newer)) == IMAGE
     stored.update(repository="https://evil.example/o/r")
     assert build.previous_image(run_of(newer)) is None
+
+
+def test_the_cache_check_asks_the_registry_only_for_the_image_a_template_points_at(
+        stored: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(fetch, "manifest_exists",
+                        lambda config, image: asked.append(image) or True)
+    assert fetch.cached_template(run_of(RECORD), IMAGE) is None  # nothing built yet
+    stored.update(name="o-r", image_name=IMAGE[:-1] + "b", repository=RECORD["repository"],
+                  ref=None)
+    assert fetch.cached_template(run_of(RECORD), IMAGE) is None  # an older commit's image
+    assert asked == []
+    stored.update(image_name=IMAGE)
+    assert fetch.cached_template(run_of(RECORD), IMAGE) == stored
+    assert asked == [IMAGE]

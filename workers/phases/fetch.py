@@ -46,15 +46,17 @@ def cached_template(phase: PhaseRun, image: str) -> TemplateRecord | None:
     record = phase.record
     if record.get("force"):
         return None
+    # The store first: a build of new content (no template points at its image)
+    # then costs no registry request.
+    template = template_store.find_template(record["name"])
+    if template is None or template.get("image_name") != image or \
+            not belongs(template, record["repository"], record.get("ref")):
+        return None
     try:
         if not manifest_exists(phase.config, image):
             return None
     except requests.RequestException as exc:
         phase.say(f"registry not reachable for the cache check ({exc}); building")
-        return None
-    template = template_store.find_template(record["name"])
-    if template is None or template.get("image_name") != image or \
-            not belongs(template, record["repository"], record.get("ref")):
         return None
     return template
 
