@@ -10,7 +10,7 @@ from flask import current_app, request
 from api.admission import ADMISSION_EXTENSION, Admission
 from api.auth import current_key, public_read, require_build
 from api.blueprint import Blueprint
-from api.cache_hits import answer, find_hit
+from api.cache_hits import answer, look_up
 from api.schemas.builds import (
     SERVED_BUILD_KEYS,
     BuildListQuerySchema,
@@ -71,14 +71,17 @@ def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
     """Admit the start (ban list, the key's and the repository's rates), store the build
     and queue its first step; ``AlreadyBuilding`` while one runs (unless ``force``).
     Content already built is answered ``completed`` and ``cached`` at once
-    (``api/cache_hits.py``). The caller has checked the request's key."""
+    (``api/cache_hits.py``); else the build fetches the commit the lookup
+    resolved, if it did. The caller has checked the request's key."""
     key = current_key()
     assert key is not None  # the caller checked it
     admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
     admission.admit(key, fields["repository"], fields["ref"])
-    hit = find_hit(current_app.config["BINDER"], name, fields)
-    if hit is not None:  # already built: completed now, no task sent
-        return answer(name, fields, hit)
+    lookup = look_up(current_app.config["BINDER"], name, fields)
+    if lookup.hit is not None:  # already built: completed now, no task sent
+        return answer(name, fields, lookup.hit)
+    if lookup.resolved_commit:
+        fields = {**fields, "resolved_commit": lookup.resolved_commit}
     record = build_store.create_build(name, fields, force=bool(fields.get("force")))
     enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
     return record

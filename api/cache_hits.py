@@ -9,6 +9,10 @@ the registry holds it, the start is stored ``completed`` with ``cached:
 true`` and no task is sent. Any doubt (a slow or failing resolve, a
 registry or store that does not answer) leaves the decision to the build's
 fetch phase, which says what is wrong.
+
+A start that is no hit hands the commit its ref resolved to on to the build
+(``resolved_commit``): its fetch phase fetches that commit, with its address
+checked again, instead of asking the repository's host for the ref twice.
 """
 
 from __future__ import annotations
@@ -44,6 +48,15 @@ class CacheHit:
     log_lines: list[str]
 
 
+@dataclass(frozen=True)
+class Lookup:
+    """What the lookup of a start found: a hit, or the commit its ref resolved to."""
+
+    hit: CacheHit | None = None
+    #: the commit a Git ref resolved to, for a start that is no hit (else ``None``)
+    resolved_commit: str | None = None
+
+
 #: How long a process trusts that an image it found in the registry is there.
 PUSHED_SECONDS = 10.0
 PUSHED_MAX = 10_000
@@ -67,39 +80,48 @@ def _lookups() -> ThreadPoolExecutor:
 
 
 def find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | None:
-    """The answer to the start of ``name`` when its content is already built, else ``None``.
+    """The answer to the start of ``name`` when its content is already built, else ``None``."""
+    return look_up(config, name, fields).hit
+
+
+def look_up(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
+    """The start of ``name``'s cache answer, or the commit its ref resolved to, or neither.
 
     The whole lookup (name resolution included, which no timeout of the
     resolve covers) gets ``BINDER_CACHE_RESOLVE_TIMEOUT``; past it, the
     start goes on to the build and the lookup ends on its own.
     """
     if fields.get("force") or config.cache_resolve_timeout <= 0:
-        return None
+        return Lookup()
     lookup = _lookups().submit(_find_hit, config, name, fields)
     try:
         return lookup.result(timeout=config.cache_resolve_timeout)
     except FutureTimeout:
         log.info("no cache answer for %s within %s s", name, config.cache_resolve_timeout)
-        return None
+        return Lookup()
     except Exception as exc:  # noqa: BLE001 -- any doubt means: the build decides
         log.info("no cache answer for %s: %s", name, exc)
-        return None
+        return Lookup()
 
 
-def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | None:
+def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
     spec = parse_spec(fields["spec"], config)
     limits = FetchLimits.from_config(config, timeout=config.cache_resolve_timeout)
     resolved = provider_for(spec, config).resolve(spec, limits)
+    # Only a Git commit is handed on: it names the content and is fetched as it is.
+    miss = Lookup(resolved_commit=resolved.commit
+                  if resolved.commit and resolved.commit == resolved.content_id
+                  and resolved.provider == spec.provider else None)
     image = image_for(config, name, resolved.content_id)
     built = build_store.completed_with_image(image)
     if built is None or not belongs(built, spec.repository, spec.ref):
-        return None
+        return miss
     template = template_store.find_template(name)
     if template is None or template.get("image_name") != image or \
             not belongs(template, spec.repository, spec.ref):
-        return None
+        return miss
     if not in_registry(config, image):
-        return None
+        return miss
     now = utcnow()
     record: dict[str, Any] = {
         "status": Status.COMPLETED.value, "phase": Phase.FINISHED.value, "end_time": now,
@@ -108,9 +130,9 @@ def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | N
         "cached": True,
         **{key: built[key] for key in IMAGE_FACTS if key in built},  # type: ignore[literal-required]
     }
-    return CacheHit(record, [f"resolved: {resolved.description}",
-                             f"{image} is already built (build {built['build_id']}); "
-                             "reusing it"])
+    return Lookup(CacheHit(record, [f"resolved: {resolved.description}",
+                                    f"{image} is already built (build {built['build_id']}); "
+                                    "reusing it"]))
 
 
 def in_registry(config: Config, image: str) -> bool:

@@ -106,6 +106,7 @@ class BuildRecord(TypedDict, total=False):
     cancel_requested: bool
     error: str | None
     commit: str | None  # the commit SHA of Git content, else None
+    resolved_commit: str  # the commit the API resolved the request's ref to (Git only)
     content_id: str  # the image tag: a commit SHA or an archive record's digest
     image_name: str | None
     image_source: str | None

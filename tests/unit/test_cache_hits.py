@@ -173,3 +173,40 @@ def test_a_cache_hit_start_stores_its_log_then_the_record_and_sends_no_task(
     (log_kind, log_id), (record_kind, (name, record_id, force)) = writes
     assert (log_kind, record_kind, name, force) == ("log", "record", "o-r", False)
     assert log_id == record_id == body["build-id"]
+
+
+def test_a_start_that_is_no_hit_hands_on_the_commit_its_ref_resolved_to(
+        farm: dict[str, Any]) -> None:
+    farm.update(resolved="d" * 40)  # the ref moved on: a new commit to build
+    lookup = cache_hits.look_up(CONFIG, "o-r", FIELDS)
+    assert lookup.hit is None and lookup.resolved_commit == "d" * 40
+    farm.update(resolved=COMMIT, pushed=False)
+    assert cache_hits.look_up(CONFIG, "o-r", FIELDS).resolved_commit == COMMIT
+
+
+def test_nothing_is_handed_on_that_was_not_resolved(farm: dict[str, Any]) -> None:
+    farm.update(resolve_error=OSError("connection refused"))
+    assert cache_hits.look_up(CONFIG, "o-r", FIELDS) == cache_hits.Lookup()
+    farm.update(resolve_error=None)
+    assert cache_hits.look_up(CONFIG, "o-r", {**FIELDS, "force": True}) == cache_hits.Lookup()
+
+
+def test_a_start_that_is_no_hit_stores_the_resolved_commit_with_the_build(
+        client: FlaskClient, farm: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    farm.update(resolved="d" * 40)
+    created: list[dict[str, Any]] = []
+
+    def create_build(name: str, fields: dict[str, Any], force: bool = False) -> dict[str, Any]:
+        created.append(fields)
+        return {"name": name, "build_id": "b2", **fields, "attempt": 1, "status": "running",
+                "phase": "queued", "start_time": datetime(2024, 1, 2, tzinfo=UTC)}
+
+    monkeypatch.setattr(api.builds.name_store, "claim_name", lambda *args: "o-r")
+    monkeypatch.setattr(api.builds, "enqueue_build", lambda *args: True)
+    monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
+    response = client.post("/builds/repo", json={"repository": "https://github.com/O/R"},
+                           headers={"Authorization": "k"})
+    assert response.status_code == 200, response.text
+    assert [fields["resolved_commit"] for fields in created] == ["d" * 40]
+    assert "resolved_commit" not in response.get_json()
+    assert "resolved-commit" not in response.get_json()

@@ -83,3 +83,38 @@ def test_the_cache_check_asks_the_registry_only_for_the_image_a_template_points_
     stored.update(image_name=IMAGE)
     assert fetch.cached_template(run_of(RECORD), IMAGE) == stored
     assert asked == [IMAGE]
+
+
+class Provider:
+    """Records how the fetch phase came to its content."""
+
+    def __init__(self, known: bool = True) -> None:
+        self.known = known
+        self.calls: list[tuple[str, str | None]] = []
+
+    def resolve(self, spec: Any, limits: Any) -> str:
+        self.calls.append(("resolve", None))
+        return "asked the host"
+
+    def resolved_as(self, spec: Any, content_id: str) -> str | None:
+        self.calls.append(("resolved_as", content_id))
+        return f"known {content_id}" if self.known else None
+
+
+def test_the_fetch_takes_the_commit_the_api_resolved_for_this_start() -> None:
+    spec, provider = fetch.recorded_spec(RECORD, CONFIG), Provider()
+    known = {**RECORD, "resolved_commit": "c" * 40}
+    assert fetch.resolve(run_of(known), spec, provider, None) == "known " + "c" * 40  # type: ignore[arg-type]
+    assert provider.calls == [("resolved_as", "c" * 40)]
+
+
+def test_without_a_known_commit_the_fetch_resolves_the_ref_itself() -> None:
+    spec = fetch.recorded_spec(RECORD, CONFIG)
+    provider = Provider()
+    assert fetch.resolve(run_of(RECORD), spec, provider, None) == "asked the host"  # type: ignore[arg-type]
+    assert provider.calls == [("resolve", None)]
+    # A provider that cannot use it (archives) resolves too.
+    unknowing = Provider(known=False)
+    known = {**RECORD, "resolved_commit": "c" * 40}
+    assert fetch.resolve(run_of(known), spec, unknowing, None) == "asked the host"  # type: ignore[arg-type]
+    assert unknowing.calls == [("resolved_as", "c" * 40), ("resolve", None)]

@@ -23,7 +23,14 @@ from workers.git import directory_bytes
 from workers.image_identity import image_for
 from workers.outages import registry_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
-from workers.providers import FetchLimits, Spec, parse_spec, provider_for
+from workers.providers import (
+    ContentProvider,
+    FetchLimits,
+    Resolved,
+    Spec,
+    parse_spec,
+    provider_for,
+)
 from workers.registry import manifest_exists
 
 
@@ -61,6 +68,16 @@ def cached_template(phase: PhaseRun, image: str) -> TemplateRecord | None:
     return template
 
 
+def resolve(phase: PhaseRun, spec: Spec, provider: ContentProvider,
+            limits: FetchLimits) -> Resolved:
+    """What ``spec`` resolves to: the commit the API resolved for this start, when it
+    did (asking the host for the ref again would only cost time), else the
+    provider's answer now."""
+    known = phase.record.get("resolved_commit")
+    resolved = provider.resolved_as(spec, known) if known else None
+    return resolved or provider.resolve(spec, limits)
+
+
 def check_disk(phase: PhaseRun) -> None:
     """Refuse the build when this worker is short of disk space."""
     root = phase.config.work_root
@@ -80,7 +97,7 @@ def run(phase: PhaseRun) -> PhaseResult:
     spec = recorded_spec(record, config)
     provider = provider_for(spec, config)
     limits = FetchLimits.from_config(config, interrupt=phase.guard.raise_if_stopped)
-    resolved = provider.resolve(spec, limits)
+    resolved = resolve(phase, spec, provider, limits)
     phase.say(f"resolved: {resolved.description}")
     # The content on today's base image and recipe: a new base rebuilds under a new tag.
     with watching(config, phase.guard, registry_lost):  # it asks for the base image's digest

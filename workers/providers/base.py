@@ -234,6 +234,12 @@ class ContentProvider(ABC):
     def resolve(self, spec: Spec, limits: FetchLimits) -> Resolved:
         """The immutable content id of ``spec`` (network, within ``limits``)."""
 
+    def resolved_as(self, spec: Spec, content_id: str) -> Resolved | None:
+        """``spec`` already resolved to ``content_id`` (by the API, for this same start),
+        ready to fetch, its addresses checked now; ``None`` when only ``resolve`` can
+        tell what to fetch (the default)."""
+        return None
+
     @abstractmethod
     def fetch(self, resolved: Resolved, dest: Path, limits: FetchLimits, say: Say) -> None:
         """Put the resolved content into the empty directory ``dest``."""

@@ -18,7 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.errors import BadRepoSource
-from workers.git import GitConfig, fetch_commit, header_config, resolve_ref
+from workers.git import SHA_RE, GitConfig, fetch_commit, header_config, resolve_ref
 from workers.providers.base import (
     ContentProvider,
     FetchLimits,
@@ -90,6 +90,16 @@ class GitProvider(ContentProvider):
                              self.git_config(clone_url, limits))
         return Resolved(spec=spec, provider=self.id, content_id=commit, commit=commit,
                         description=f"{spec.ref or 'the default branch'} is commit {commit}",
+                        detail={"target": target})
+
+    def resolved_as(self, spec: Spec, content_id: str) -> Resolved | None:
+        """A commit SHA is fetched as it is: no ``ls-remote``, the host checked again."""
+        if not SHA_RE.match(content_id):
+            return None
+        target = checked_target(spec.locator["clone_url"], self.config)
+        return Resolved(spec=spec, provider=self.id, content_id=content_id, commit=content_id,
+                        description=f"{spec.ref or 'the default branch'} is commit "
+                                    f"{content_id} (resolved when the build was requested)",
                         detail={"target": target})
 
     def fetch(self, resolved: Resolved, dest: Path, limits: FetchLimits, say: Say) -> None:
