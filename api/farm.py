@@ -11,6 +11,7 @@ from api.blueprint import Blueprint
 from api.farm_state import docker_host, docker_hosts, queue_lengths, worker_hosts
 from api.schemas.farm import DockerHostSchema, HostSchema, QueueSchema
 from common import host_store
+from common.host_events import announce
 
 bp = Blueprint("farm", __name__, description="What the workers do and how much is waiting.")
 
@@ -49,6 +50,7 @@ def drain(host: str) -> dict[str, Any]:
     """Take a host out of service: it takes no new builds and finishes those it runs
     (``running`` lists them); it stays drained across restarts until undrained."""
     record = host_store.set_draining(host, True)
+    announce(current_app.config["BINDER"], host)  # it stops taking builds now, not at a beat
     return docker_host(current_app.config["BINDER"], record)
 
 
@@ -59,4 +61,5 @@ def drain(host: str) -> dict[str, Any]:
 def undrain(host: str) -> dict[str, Any]:
     """Put a drained host back into service."""
     record = host_store.set_draining(host, False)
+    announce(current_app.config["BINDER"], host)
     return docker_host(current_app.config["BINDER"], record)

@@ -27,6 +27,10 @@ from workers.queues import SHARED_QUEUE
 TASK_MODULES = ("workers.pipeline", "workers.reaper", "workers.liveness", "workers.retention",
                 "workers.host_advert")
 
+#: Server-side timeout of a worker's BRPOP (see ``polling_interval`` below): a few
+#: idle BRPOPs a second per worker.
+BRPOP_SECONDS = 0.2
+
 
 class FarmCelery(Celery):
     """A Celery app that carries the farm's settings for its tasks."""
@@ -60,6 +64,10 @@ def create_celery(config: Config, with_tasks: bool = False) -> FarmCelery:
             "socket_connect_timeout": 2,
             "socket_timeout": 10,
             "retry_on_timeout": True,
+            # The server-side timeout of each BRPOP (kombu's default 1 s): the shared
+            # queue a host starts or stops consuming joins or leaves the wait only
+            # when the BRPOP in flight returns, so a freed host would idle this long.
+            "polling_interval": BRPOP_SECONDS,
             **({"global_keyprefix": config.broker_prefix} if config.broker_prefix else {}),
         },
         worker_send_task_events=True,

@@ -5,8 +5,9 @@ In the worker's main process:
 - before it takes any task, the engine gets the base image from the
   registry if it lacks it (a new host starts empty);
 - a thread writes the host's record (``common/host_store.py``) every
-  heartbeat interval: engine version, free disk, concurrency, the builds
-  running there, and reads back whether operators drained it;
+  heartbeat interval, and at once when a build starts or ends here
+  (``common/host_events.py``): engine version, free disk, concurrency, the
+  builds running there, and reads back whether operators drained it;
 - a consumer step (``HostGate``) consumes the shared queue only while the
   host is free, so a full or draining host leaves new builds to the
   others; phases of its own builds keep coming on its ``host.<id>`` queue.
@@ -34,6 +35,7 @@ from common import host_store
 from common.clock import utcnow
 from common.config import Config, get_config
 from common.errors import BinderError
+from common.host_events import Listener
 from common.host_store import HostRecord
 from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.docker_engine import docker_client
@@ -43,6 +45,9 @@ from workers.registry import pull_image
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+#: How often the consumer follows the advert's free/full (a comparison of two flags;
+#: a host that took a new build after it became full would only send it on).
+GATE_INTERVAL = 0.1
 
 
 def ensure_base_pulled(config: Config, say: Callable[[str], None] = log.info) -> bool:
@@ -80,14 +85,20 @@ class HostAdvert:
         self.engine_version = ""
         self.data_root: Path | None = None
         self._stop = threading.Event()
+        # Set by a heartbeat's end and by a word that a build started or ended here.
+        self._wake = threading.Event()
+        self._events = Listener(config, self._wake)
         self._thread = threading.Thread(target=self._run, daemon=True, name="host-advert")
 
     def start(self) -> HostAdvert:
         self._thread.start()
+        self._events.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake.set()
+        self._events.stop()
         try:
             host_store.mark_stopped(self.config.worker_host)
         except BinderError:
@@ -128,12 +139,13 @@ class HostAdvert:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            self._wake.clear()  # a word arriving during the beat brings another one
             try:
                 self.beat()
             except Exception:  # keep advertising: the database may be back next time
                 log.warning("could not advertise host %s", self.config.worker_host,
                             exc_info=True)
-            self._stop.wait(self.config.heartbeat_interval)
+            self._wake.wait(self.config.heartbeat_interval)
 
 
 _advert: HostAdvert | None = None
@@ -155,7 +167,7 @@ class HostGate(bootsteps.StartStopStep):
             _advert = HostAdvert(config, f"{config.worker_host}@{socket.gethostname()}")
             _advert.node = getattr(consumer, "hostname", None) or _advert.node
             _advert.start()
-        self.timer_entry = consumer.timer.call_repeatedly(1.0, self.sync, (consumer,))
+        self.timer_entry = consumer.timer.call_repeatedly(GATE_INTERVAL, self.sync, (consumer,))
 
     def sync(self, consumer: Any) -> None:
         tasks = consumer.task_consumer

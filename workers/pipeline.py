@@ -20,10 +20,11 @@ from celery import Celery, Task, shared_task
 
 from common.config import Config
 from common.errors import NoDatabase
+from common.host_events import announce
 from common.models import STEPS, BuildRecord, Step
 from workers.celery_app import task_config
 from workers.dispatch import enqueue_build
-from workers.phase_runner import PhaseFunction, run_phase
+from workers.phase_runner import Outcome, PhaseFunction, PhaseResult, PhaseRun, run_phase
 from workers.placement import reroute
 from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
 
@@ -49,8 +50,19 @@ def send_next(app: Celery, config: Config, step: Step, record: BuildRecord) -> N
                   queue=queue, shadow=shown_name(following, record["name"]))
 
 
+def claimed_here(function: PhaseFunction) -> PhaseFunction:
+    """``function``, first telling this host's advert that a build now runs here
+    (it has just been claimed), so the host stops taking new ones at once."""
+    def run(phase: PhaseRun) -> PhaseResult | None:
+        announce(phase.config)
+        return function(phase)
+    return run
+
+
 def _make_task(step: Step) -> None:
     function = step_function(step)
+    if step is STEPS[0]:
+        function = claimed_here(function)
     last = step is STEPS[-1]
 
     @shared_task(bind=True, name=task_name(step), **RETRY_WHILE_NO_DATABASE)
@@ -65,7 +77,10 @@ def _make_task(step: Step) -> None:
         def restart(record: BuildRecord) -> None:
             enqueue_build(self.app, config, record)
 
-        run_phase(config, step, build_id, attempt, function, None if last else hand_on, restart)
+        outcome = run_phase(config, step, build_id, attempt, function,
+                            None if last else hand_on, restart)
+        if outcome is not Outcome.CONTINUE:
+            announce(config)  # the build ended (or left): this host may take another
 
 
 for _step in STEPS:

@@ -22,14 +22,16 @@ from celery import Celery
 from common import build_store, host_store
 from common.config import Config
 from common.errors import BinderError
+from common.host_events import announce
 from common.models import STEPS
 from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
 
 log = logging.getLogger(__name__)
 
 #: A build no host may take now goes back to the shared queue; the host that
-#: sent it waits this long first, so that it is not its own next taker.
-BOUNCE_PAUSE = 1.0
+#: sent it waits this long first, so that it is not its own next taker: long
+#: enough for its advert, told at once, to stop its consuming the shared queue.
+BOUNCE_PAUSE = 0.3
 
 
 def queue_for(config: Config, name: str) -> tuple[str, str | None]:
@@ -73,6 +75,7 @@ def reroute(app: Celery, config: Config, build_id: str, attempt: int) -> bool:
         log.warning("could not send %s on (%s); running it here", build_id, exc)
         return False
     log.info("%s: sent %s on to %s", reason, build_id, queue)
+    announce(config)  # its advert thought this host free: look again now
     with contextlib.suppress(BinderError):  # only informative
         host_store.note_placement(build_id, attempt, target)
     if target is None:

@@ -1,0 +1,78 @@
+"""A word on a host's channel wakes its advert at once; a lost Redis is only a delay."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+
+from common import host_events
+from common.config import load_config
+from workers import host_advert
+
+CONFIG = load_config(environ={"BINDER_HEARTBEAT_INTERVAL": "600"}, worker_id="h1")
+
+
+@pytest.fixture
+def broker(monkeypatch: pytest.MonkeyPatch) -> fakeredis.FakeRedis:
+    server = fakeredis.FakeServer()
+    client = fakeredis.FakeRedis(server=server, decode_responses=True)
+    monkeypatch.setattr(host_events, "redis_client", lambda config: client)
+    return client
+
+
+def wait_for_subscriber(client: fakeredis.FakeRedis, host: str) -> None:
+    for _ in range(200):
+        if client.pubsub_numsub(host_events.channel(CONFIG, host))[0][1]:
+            return
+        threading.Event().wait(0.01)
+    raise AssertionError("the listener never subscribed")
+
+
+def test_a_word_for_this_host_wakes_the_listener_and_another_hosts_does_not(
+        broker: fakeredis.FakeRedis) -> None:
+    wake = threading.Event()
+    listener = host_events.Listener(CONFIG, wake).start()
+    try:
+        wait_for_subscriber(broker, "h1")
+        assert wake.wait(2)  # it looks once as it subscribes: a word may have been missed
+        wake.clear()
+        host_events.announce(CONFIG, "h2")
+        assert not wake.wait(0.3)
+        host_events.announce(CONFIG)
+        assert wake.wait(2)
+    finally:
+        listener.stop()
+
+
+def test_announce_without_redis_says_so_and_does_not_raise(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    class Down:
+        def publish(self, *args: Any) -> None:
+            raise redis.ConnectionError("connection refused")
+
+    monkeypatch.setattr(host_events, "redis_client", lambda config: Down())
+    with caplog.at_level("INFO"):
+        host_events.announce(CONFIG, "h3")
+    assert "could not tell host h3's advert" in caplog.text
+
+
+def test_the_advert_beats_again_when_its_host_is_told(
+        broker: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    beats = threading.Semaphore(0)
+    monkeypatch.setattr(host_advert.HostAdvert, "beat", lambda self: beats.release())
+    monkeypatch.setattr(host_advert.host_store, "mark_stopped", lambda host: None)
+    advert = host_advert.HostAdvert(CONFIG, "h1@node").start()
+    try:
+        assert beats.acquire(timeout=2)  # the first beat, as it starts
+        wait_for_subscriber(broker, "h1")
+        while beats.acquire(timeout=0.3):  # and the one the subscription brings
+            pass
+        host_events.announce(CONFIG)
+        # The heartbeat interval is 600 s: only the word can bring this beat.
+        assert beats.acquire(timeout=2)
+    finally:
+        advert.stop()
