@@ -3,7 +3,8 @@
 In the worker's main process:
 
 - before it takes any task, the engine gets the base image from the
-  registry if it lacks it (a new host starts empty);
+  registry if it lacks it (a new host starts empty), and loses the
+  verification containers of builds that no longer run (``workers/verify.py``);
 - a thread writes the host's record (``common/host_store.py``) every
   heartbeat interval, and at once when a build starts or ends here
   (``common/host_events.py``): engine version, free disk, concurrency, the
@@ -31,16 +32,18 @@ import docker.errors
 from celery import bootsteps
 from celery.signals import worker_init, worker_shutdown
 
-from common import host_store
+from common import build_store, host_store
 from common.clock import utcnow
 from common.config import Config, get_config
 from common.errors import BinderError
 from common.host_events import Listener
 from common.host_store import HostRecord
+from common.models import Status
 from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.docker_engine import docker_client
 from workers.queues import SHARED_QUEUE
 from workers.registry import pull_image
+from workers.verify import remove_leftovers
 
 log = logging.getLogger(__name__)
 
@@ -187,8 +190,9 @@ class HostGate(bootsteps.StartStopStep):
 
 @worker_init.connect
 def _pull_base(**_: Any) -> None:
-    """Before the first task: a host whose engine lacks the base image pulls it, and the
-    engine's build containers are put under the build memory limit."""
+    """Before the first task: a host whose engine lacks the base image pulls it, the
+    engine's build containers are put under the build memory limit, and verification
+    containers an earlier worker left are removed."""
     def say(line: str) -> None:  # before Celery's logging is set up
         print(f"base image | {line}", flush=True)
 
@@ -199,6 +203,24 @@ def _pull_base(**_: Any) -> None:
         # Builds still pull it themselves (their FROM); say why it was not here.
         log.warning("could not pull the base image: %s", exc)
     limit_build_memory_early(config)
+    remove_verification_leftovers(config)
+
+
+def build_runs(build_id: str) -> bool:
+    record = build_store.find_by_id(build_id) if build_id else None
+    return record is not None and record.get("status") == Status.RUNNING.value
+
+
+def remove_verification_leftovers(config: Config) -> None:
+    """Remove what a worker that died while verifying left on this engine."""
+    try:
+        removed = remove_leftovers(config, build_runs)
+    except (docker.errors.DockerException, OSError, BinderError) as exc:
+        log.warning("could not look for verification containers left behind: %s", exc)
+        return
+    if removed:
+        log.info("removed %d verification container(s) of builds that no longer run",
+                 removed)
 
 
 def limit_build_memory_early(config: Config) -> None:

@@ -6,14 +6,22 @@ answers, so verification needs no free host port, sends nothing off the
 container and ends the moment the image serves. It is repository code, so it runs bounded:
 memory (no swap), CPUs and processes limited, every capability dropped and
 no privilege gained through setuid programs.
+
+Once the image has served, its container is removed in the background: the
+phase has its answer and need not wait for the engine. A worker that dies
+meanwhile (or mid-verification) leaves a container behind; the next worker
+on that engine removes those whose builds no longer run (``remove_leftovers``).
 """
 
 from __future__ import annotations
 
-import contextlib
+import logging
 import shlex
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import docker.errors
 
@@ -23,6 +31,10 @@ from common.sizes import parse_size
 from workers.docker_engine import docker_client
 from workers.guard import PhaseGuard
 
+log = logging.getLogger(__name__)
+
+#: The label naming the build a verification container belongs to.
+VERIFY_LABEL = "binder-build.verify"
 #: Processes the image may start while it is verified.
 VERIFY_PIDS = 256
 #: CPUs it may use.
@@ -62,8 +74,9 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
         image, command=shlex.split(command) if command else None, detach=True,
         network_mode="none", mem_limit=memory, memswap_limit=memory,
         pids_limit=VERIFY_PIDS, nano_cpus=int(VERIFY_CPUS * 1e9), cap_drop=["ALL"],
-        security_opt=["no-new-privileges"], labels={"binder-build.verify": label})
+        security_opt=["no-new-privileges"], labels={VERIFY_LABEL: label})
     remove = guard.on_abort(lambda: container.remove(force=True))
+    served = False
     try:
         deadline = time.monotonic() + config.verify_timeout
         while True:
@@ -81,6 +94,7 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
             guard.check()
             if probe is not None and probe.exit_code == 0:
                 say(f"verified: the image serves on port {port}")
+                served = True
                 return
             container.reload()
             if container.status != "running":
@@ -93,5 +107,44 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                 time.sleep(0.1)  # the exec could not run yet: try again shortly
     finally:
         remove()
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True)
+        if served:
+            _removals().submit(discard, container)
+        else:
+            discard(container)
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _removals() -> ThreadPoolExecutor:
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(1, thread_name_prefix="verify-removal")
+        return _pool
+
+
+def discard(container: Any) -> None:
+    """Remove a verification container, running or not; say why when the engine refuses."""
+    try:
+        container.remove(force=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.DockerException as exc:
+        log.warning("could not remove verification container %s: %s", container.short_id, exc)
+
+
+def remove_leftovers(config: Config, running: Callable[[str], bool]) -> int:
+    """Remove the verification containers on this host's engine whose build does not
+    run (``running(build_id)`` is false); how many were removed."""
+    client = docker_client(config, timeout=60)
+    removed = 0
+    try:
+        for container in client.containers.list(all=True, filters={"label": VERIFY_LABEL}):
+            if not running(container.labels.get(VERIFY_LABEL, "")):
+                discard(container)
+                removed += 1
+    finally:
+        client.close()
+    return removed

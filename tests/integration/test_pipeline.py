@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+
+import docker
+import docker.errors
+
 from common import build_store
+from common.config import get_config
 from tests.integration.conftest import TEST_PACKAGE, Served, unique
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
 from tests.support.images import in_registry, run_in_image
+from tests.support.processes import wait_until
 from tests.support.service_clients import base_image
+from workers.verify import VERIFY_LABEL, remove_leftovers
 
 
 def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_server: GitServer,
@@ -60,6 +69,36 @@ def test_dockerfile_repo_builds_its_own_dockerfile(api: ApiClient, git_server: G
     assert record["status"] == "completed", (record, api.logs(record["name"]))
     assert record["config"] == "Dockerfile"
     assert run_in_image(record["image-name"], "cat /marker").strip() == "built-by-dockerfile"
+    # Its verification container goes too, after the build (in the background).
+    assert wait_until(lambda: not verification_containers(record["build-id"]), 60)
+
+
+def verification_containers(build_id: str) -> list[str]:
+    client = docker.from_env()
+    try:
+        return [c.id for c in client.containers.list(
+            all=True, filters={"label": f"{VERIFY_LABEL}={build_id}"})]
+    finally:
+        client.close()
+
+
+def test_verification_containers_of_builds_that_no_longer_run_are_removed(services: None) -> None:
+    """What a worker that died while verifying left: removed as the next one starts."""
+    client = docker.from_env()
+    ids = {state: f"{state}-{uuid.uuid4().hex[:8]}" for state in ("ended", "running")}
+    made = [client.containers.run(BASE_IMAGE, ["sleep", "600"], detach=True,
+                                  network_mode="none", labels={VERIFY_LABEL: build_id})
+            for build_id in ids.values()]
+    try:
+        removed = remove_leftovers(get_config(), lambda build_id: build_id == ids["running"])
+        assert removed >= 1
+        assert verification_containers(ids["ended"]) == []
+        assert verification_containers(ids["running"]) == [made[1].id]
+    finally:
+        for container in made:
+            with contextlib.suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        client.close()
 
 
 def test_binder_yml_sets_limits_and_services_in_template(api: ApiClient, git_server: GitServer,
