@@ -32,6 +32,12 @@ class AccessLogger(Logger):
 
 logger_class = AccessLogger
 
+#: Seconds an idle kept-alive connection stays open (gunicorn's default is 2). A
+#: launcher or proxy that reuses its connection after a pause must not find it
+#: closed under its request; 75 s outlasts the usual proxy idle timeout (60 s),
+#: so the proxy, not the API, closes first.
+keepalive = 75
+
 
 def child_exit(server: Any, worker: Any) -> None:
     """Tell prometheus-client's multiprocess mode that a process is gone."""

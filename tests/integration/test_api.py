@@ -7,8 +7,10 @@ Builds, cancel and history are in ``test_api_builds.py``; logs in
 from __future__ import annotations
 
 import contextlib
+import http.client
 import time
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -46,6 +48,24 @@ def test_health_answers_without_a_key(api: ApiClient) -> None:
         assert entry["status"] == "ok" and entry["timestamp"], entry
     # The protocol's client sends its key to /health/; that is fine too.
     assert api.request("GET", "/health/").status_code == 200
+
+
+def test_a_kept_alive_connection_is_answered_after_a_pause(api: ApiClient) -> None:
+    """A client that reuses its connection a few seconds later gets its answer."""
+    address = urlsplit(api.url)
+    connection = http.client.HTTPConnection(address.hostname or "127.0.0.1", address.port,
+                                            timeout=10)
+    try:
+        for pause in (0, 3):
+            time.sleep(pause)
+            connection.request("GET", "/health")
+            response = connection.getresponse()
+            response.read()
+            assert response.status in (200, 503)
+            assert response.getheader("Connection", "").lower() != "close"
+        assert connection.sock is not None  # one connection throughout
+    finally:
+        connection.close()
 
 
 def test_openapi_document_and_docs_page(api: ApiClient) -> None:
