@@ -28,9 +28,10 @@ from typing import Any
 from common import build_store, log_store, template_store
 from common.clock import utcnow
 from common.config import Config
+from common.errors import BuildFailure
 from common.models import BuildRecord, Phase, Status
 from common.name_store import belongs
-from workers.image_identity import image_for
+from workers.image_identity import base_digest, image_for
 from workers.providers import FetchLimits, parse_spec, provider_for
 from workers.registry import manifest_exists
 
@@ -79,6 +80,18 @@ def _lookups() -> ThreadPoolExecutor:
         return _pool
 
 
+_base_pool: ThreadPoolExecutor | None = None
+
+
+def _base_asks() -> ThreadPoolExecutor:
+    """Threads asking the registry for the base image's digest, one per lookup."""
+    global _base_pool
+    with _pool_lock:
+        if _base_pool is None:
+            _base_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="cache-base")
+        return _base_pool
+
+
 def find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | None:
     """The answer to the start of ``name`` when its content is already built, else ``None``."""
     return look_up(config, name, fields).hit
@@ -107,12 +120,19 @@ def look_up(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
 def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
     spec = parse_spec(fields["spec"], config)
     limits = FetchLimits.from_config(config, timeout=config.cache_resolve_timeout)
+    # The registry (for the base image's digest) and the repository's host (for
+    # the ref) are asked at once: the image's name needs both answers.
+    base = _base_asks().submit(base_digest, config)
     resolved = provider_for(spec, config).resolve(spec, limits)
     # Only a Git commit is handed on: it names the content and is fetched as it is.
     miss = Lookup(resolved_commit=resolved.commit
                   if resolved.commit and resolved.commit == resolved.content_id
                   and resolved.provider == spec.provider else None)
-    image = image_for(config, name, resolved.content_id)
+    try:
+        image = image_for(config, name, resolved.content_id, base.result())
+    except BuildFailure as exc:  # the registry did not say; the fetch asks it again
+        log.info("no cache answer for %s: %s", name, exc)
+        return miss
     built = build_store.completed_with_image(image)
     if built is None or not belongs(built, spec.repository, spec.ref):
         return miss

@@ -65,7 +65,8 @@ def image_tag(commit: str, base: str) -> str:
     return f"{commit}-{digest}"
 
 
-def image_for(config: Config, name: str, commit: str) -> str:
-    """The full image address build ``name`` makes of ``commit`` today."""
+def image_for(config: Config, name: str, commit: str, base: str | None = None) -> str:
+    """The full image address build ``name`` makes of ``commit`` today (on the base
+    image of digest ``base``, when the caller already asked for it)."""
     return image_name(config.registry, config.image_prefix, name,
-                      image_tag(commit, base_digest(config)))
+                      image_tag(commit, base or base_digest(config)))

@@ -51,8 +51,16 @@ def farm(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
     monkeypatch.setattr(cache_hits, "provider_for", lambda spec, config: Provider())
     monkeypatch.setattr(cache_hits, "image_for",
-                        lambda config, name, content: f"127.0.0.1:5000/binder-{name}:"
-                                                      f"{content}-0123456789ab")
+                        lambda config, name, content, base: f"127.0.0.1:5000/binder-{name}:"
+                                                            f"{content}-0123456789ab")
+    state["base_error"] = None
+
+    def base_digest(config: Any) -> str:
+        if state["base_error"]:
+            raise state["base_error"]
+        return "sha256:base"
+
+    monkeypatch.setattr(cache_hits, "base_digest", base_digest)
     monkeypatch.setattr(cache_hits.build_store, "completed_with_image", completed_with_image)
     monkeypatch.setattr(cache_hits.template_store, "find_template",
                         lambda name: state["template"])
@@ -210,3 +218,30 @@ def test_a_start_that_is_no_hit_stores_the_resolved_commit_with_the_build(
     assert [fields["resolved_commit"] for fields in created] == ["d" * 40]
     assert "resolved_commit" not in response.get_json()
     assert "resolved-commit" not in response.get_json()
+
+
+def test_the_base_digest_is_asked_while_the_ref_resolves(farm: dict[str, Any],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each answer is needed for the image's name; neither waits for the other."""
+    asked = threading.Event()
+    resolve = cache_hits.provider_for(None, CONFIG).resolve  # type: ignore[arg-type]
+
+    def base_digest(config: Any) -> str:
+        asked.set()
+        return "sha256:base"
+
+    def resolve_after_the_registry_was_asked(spec: Spec, limits: Any) -> Resolved:
+        assert asked.wait(5), "the registry is asked only after the ref resolved"
+        return resolve(spec, limits)
+
+    monkeypatch.setattr(cache_hits, "base_digest", base_digest)
+    provider = cache_hits.provider_for(None, CONFIG)  # type: ignore[arg-type]
+    provider.resolve = resolve_after_the_registry_was_asked  # type: ignore[method-assign]
+    monkeypatch.setattr(cache_hits, "provider_for", lambda spec, config: provider)
+    assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is not None
+
+
+def test_a_registry_that_does_not_say_still_hands_on_the_commit(farm: dict[str, Any]) -> None:
+    farm.update(base_error=BuildFailure("The registry did not answer for the base image."))
+    lookup = cache_hits.look_up(CONFIG, "o-r", FIELDS)
+    assert lookup.hit is None and lookup.resolved_commit == COMMIT
