@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pymongo
@@ -152,6 +154,21 @@ def normal_duration(ff: FaultFarm, git_server: GitServer, repo_url: str, phase: 
     return ff.normal[phase]
 
 
+def frozen_state(target: ServiceProcess) -> str:
+    """What a failed freeze looks like: the process's state and who listens on its port."""
+    try:
+        state = Path(f"/proc/{target.pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError as exc:
+        state = f"unreadable ({exc})"
+    port = getattr(target, "port", None)
+    try:
+        listening = subprocess.run(["ss", "-ltnpH", f"sport = :{port}"], capture_output=True,
+                                   text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        listening = f"unknown ({exc})"
+    return f"pid {target.pid} state {state}; listening on {port}: {listening or 'nothing'}"
+
+
 def inject(ff: FaultFarm, service: str, kind: str, probe: str) -> None:
     """Stop or freeze ``service`` for FAULT_SECONDS; while the store is frozen,
     requests answer 503 within 2.5 s (``probe`` is a build to ask about)."""
@@ -163,7 +180,7 @@ def inject(ff: FaultFarm, service: str, kind: str, probe: str) -> None:
                 for _ in range(3):
                     started = time.monotonic()
                     response = ff.api.request("GET", f"/builds/{probe}")
-                    assert response.status_code == 503, response.text
+                    assert response.status_code == 503, (response.text, frozen_state(target))
                     assert response.json()["type"] == "noDatabase"
                     assert time.monotonic() - started < 2.5
             time.sleep(max(0.0, ends - time.monotonic()))
