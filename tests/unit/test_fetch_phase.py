@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from common.config import load_config
 from common.errors import BuildFailure
 from workers.phases import build, fetch
+from workers.providers import Resolved
 
 CONFIG = load_config(environ={})
 RECORD = {"name": "o-r", "repository": "https://github.com/o/r", "ref": None,
@@ -118,3 +120,78 @@ def test_without_a_known_commit_the_fetch_resolves_the_ref_itself() -> None:
     known = {**RECORD, "resolved_commit": "c" * 40}
     assert fetch.resolve(run_of(known), spec, unknowing, None) == "asked the host"  # type: ignore[arg-type]
     assert unknowing.calls == [("resolved_as", "c" * 40), ("resolve", None)]
+
+
+class Fetching:
+    """A provider whose content is Git (``commit``) or an archive, and its calls."""
+
+    def __init__(self, commit: str | None, fail: BuildFailure | None = None) -> None:
+        self.commit, self.fail = commit, fail
+        self.fetched = 0
+        self.started = threading.Event()
+
+    def resolve(self, spec: Any, limits: Any) -> Resolved:
+        return Resolved(spec=spec, provider="github", content_id=self.commit or "d" * 64,
+                        commit=self.commit, description="resolved")
+
+    def fetch(self, resolved: Any, dest: Any, limits: Any, say: Any) -> None:
+        self.fetched += 1
+        self.started.set()
+        if self.fail:
+            raise self.fail
+
+
+@pytest.fixture
+def fetching(monkeypatch: pytest.MonkeyPatch, stored: dict[str, Any]) -> dict[str, Any]:
+    """The fetch phase's run with a stub provider; the test sets ``provider``."""
+    state: dict[str, Any] = {}
+    monkeypatch.setattr(fetch, "check_disk", lambda phase: None)
+    monkeypatch.setattr(fetch, "directory_bytes", lambda path: 0)
+    monkeypatch.setattr(fetch, "provider_for", lambda spec, config: state["provider"])
+    monkeypatch.setattr(fetch.template_store, "save_template", lambda template: None)
+
+    def image_for(config: Any, name: str, content_id: str) -> str:
+        # Asked while the content downloads, the registry sees the fetch start.
+        state["overlapped"] = state["provider"].started.wait(1)
+        return IMAGE
+
+    monkeypatch.setattr(fetch, "image_for", image_for)
+    return state
+
+
+def fetch_run(record: dict[str, Any]) -> Any:
+    phase = run_of(record)
+    phase.guard = SimpleNamespace(raise_if_stopped=lambda: None, reason=None)
+    phase.checkout = None
+    return fetch.run(phase)
+
+
+def test_a_commit_is_fetched_while_the_registry_is_asked_for_its_image(
+        fetching: dict[str, Any]) -> None:
+    fetching["provider"] = provider = Fetching("c" * 40)
+    result = fetch_run(RECORD)
+    assert provider.fetched == 1 and fetching["overlapped"]
+    assert result.changes["cached"] is False and result.changes["image_name"] == IMAGE
+
+
+def test_a_built_commit_is_a_cache_hit_even_when_its_fetch_fails(
+        fetching: dict[str, Any], stored: dict[str, Any]) -> None:
+    stored.update(name="o-r", image_name=IMAGE, repository=RECORD["repository"], ref=None)
+    fetching["provider"] = Fetching("c" * 40, fail=BuildFailure("host down"))
+    result = fetch_run(RECORD)
+    assert result.complete and result.changes["cached"] is True
+    fetching["provider"] = Fetching("c" * 40, fail=BuildFailure("host down"))
+    stored.clear()
+    with pytest.raises(BuildFailure, match="host down"):
+        fetch_run(RECORD)
+
+
+def test_a_built_archive_is_not_downloaded(fetching: dict[str, Any],
+                                           stored: dict[str, Any]) -> None:
+    stored.update(name="o-r", image_name=IMAGE, repository=RECORD["repository"], ref=None)
+    fetching["provider"] = provider = Fetching(None)
+    assert fetch_run(RECORD).changes["cached"] is True
+    assert provider.fetched == 0 and not fetching["overlapped"]
+    stored.clear()
+    assert fetch_run(RECORD).changes["cached"] is False
+    assert provider.fetched == 1

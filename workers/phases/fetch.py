@@ -10,6 +10,7 @@ and this checks it for records from before that rule).
 from __future__ import annotations
 
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import requests
@@ -91,6 +92,14 @@ def check_disk(phase: PhaseRun) -> None:
                          "BINDER_MIN_FREE_DISK_MB."])
 
 
+def image_and_template(phase: PhaseRun, resolved: Resolved) -> tuple[str, TemplateRecord | None]:
+    """The image the resolved content makes on today's base image and recipe (a new
+    base rebuilds under a new tag), and its template when it is already built."""
+    with watching(phase.config, phase.guard, registry_lost):  # it asks for the base's digest
+        image = image_for(phase.config, phase.record["name"], resolved.content_id)
+    return image, cached_template(phase, image)
+
+
 def run(phase: PhaseRun) -> PhaseResult:
     record, config = phase.record, phase.config
     check_disk(phase)
@@ -99,21 +108,39 @@ def run(phase: PhaseRun) -> PhaseResult:
     limits = FetchLimits.from_config(config, interrupt=phase.guard.raise_if_stopped)
     resolved = resolve(phase, spec, provider, limits)
     phase.say(f"resolved: {resolved.description}")
-    # The content on today's base image and recipe: a new base rebuilds under a new tag.
-    with watching(config, phase.guard, registry_lost):  # it asks for the base image's digest
-        image = image_for(config, record["name"], resolved.content_id)
+    if resolved.commit is None:  # an archive: download it only when it is not built
+        image, template = image_and_template(phase, resolved)
+        if template is None:
+            fetch(phase, provider, resolved, limits)
+    else:
+        # A shallow fetch of one commit is cheap: it runs while the registry and
+        # the store are asked whether the image is built (then the checkout is
+        # dropped with the work dir).
+        with ThreadPoolExecutor(1, thread_name_prefix="fetch-cache") as pool:
+            answer = pool.submit(image_and_template, phase, resolved)
+            try:
+                fetch(phase, provider, resolved, limits)
+            except BuildFailure:
+                image, template = answer.result()
+                if template is None:
+                    raise
+            image, template = answer.result()
     found: dict[str, Any] = {"provider": resolved.provider, "content_id": resolved.content_id,
                              "commit": resolved.commit, "image_name": image}
-    template = cached_template(phase, image)
     if template is not None:
         phase.say(f"{image} is already built; reusing it")
         template_store.save_template({**template, "commit": resolved.commit,
                                       "content_id": resolved.content_id})
         return PhaseResult({**found, "image_source": image, "cached": True,
                             "config": template.get("config")}, complete=True)
-    # Each provider bounds what it writes (git before checkout, archives while
-    # they unpack), so the size here is for the log.
+    return PhaseResult({**found, "cached": False})
+
+
+def fetch(phase: PhaseRun, provider: ContentProvider, resolved: Resolved,
+          limits: FetchLimits) -> None:
+    """Put the resolved content into the checkout. Each provider bounds what it
+    writes (git before checkout, archives while they unpack), so the size said
+    here is for the log."""
     provider.fetch(resolved, phase.checkout, limits, phase.say)
     size = directory_bytes(phase.checkout) / (1024 * 1024)
     phase.say(f"fetched {resolved.content_id} ({size:.1f} MiB)")
-    return PhaseResult({**found, "cached": False})
