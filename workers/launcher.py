@@ -35,9 +35,11 @@ from common.service_credentials import (
     EMBEDDED_MONGO_URL,
     ServiceCredentials,
     as_configured,
+    credentials_path,
     ensure_credentials,
     is_loopback,
     mongo_address,
+    read_credentials,
     record_address,
     redis_address,
     registry_address,
@@ -250,10 +252,13 @@ def ensure_registry(config: Config, credentials: ServiceCredentials, detach: boo
                            "check BINDER_REGISTRY.")
     _refuse_if_taken("The registry", address, problem,
                      "BINDER_REGISTRY_USERNAME and BINDER_REGISTRY_PASSWORD")
+    # The password the launcher generated, unless the operator gave their own.
+    made = read_credentials(credentials_path(config))
     htpasswd = service_auth.write_private(
         config.data_path / "registry.htpasswd",
-        service_auth.htpasswd_line(credentials.registry_username,
-                                   credentials.registry_password))
+        service_auth.htpasswd_line(
+            credentials.registry_username, credentials.registry_password,
+            generated=made is not None and made.registry_password == credentials.registry_password))
     conf = service_auth.write_private(
         config.data_path / "registry.yml",
         service_auth.registry_config_text(address, config.data_path / "registry", htpasswd,

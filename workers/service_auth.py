@@ -47,11 +47,25 @@ def redis_config_text(port: int, credentials: ServiceCredentials) -> str:
             f"requirepass {credentials.redis_password}\n")
 
 
-def htpasswd_line(username: str, password: str) -> str:
-    """An htpasswd entry as the registry accepts it (bcrypt only)."""
+#: bcrypt cost of a password an operator chose (it may be guessable).
+CHOSEN_PASSWORD_ROUNDS = 10
+#: bcrypt cost of a password the farm generated (256 random bits): bcrypt's least.
+GENERATED_PASSWORD_ROUNDS = 4
+
+
+def htpasswd_line(username: str, password: str, generated: bool = False) -> str:
+    """An htpasswd entry as the registry accepts it (bcrypt only).
+
+    The registry checks the hash on every request (each layer of every push
+    and pull): at cost 10 that is ~70 ms of CPU per request, at cost 4 ~1 ms.
+    A slow hash protects a guessable password; a ``generated`` one is 256
+    random bits, which no work factor makes safer, and its plaintext sits
+    beside the hash (``credentials.json``, as private), so it gets the least.
+    """
     import bcrypt
 
-    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=10)).decode()
+    rounds = GENERATED_PASSWORD_ROUNDS if generated else CHOSEN_PASSWORD_ROUNDS
+    hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=rounds)).decode()
     return f"{username}:{hashed}\n"
 
 

@@ -169,7 +169,11 @@ def test_credentials_stay_private(own_services: OwnServices) -> None:
     assert credentials is not None
     secrets = [credentials.redis_password, credentials.mongo_password,
                credentials.registry_password]
-    assert not any(secret in (data_dir / "registry.htpasswd").read_text() for secret in secrets)
+    htpasswd = (data_dir / "registry.htpasswd").read_text()
+    assert not any(secret in htpasswd for secret in secrets)
+    # A generated password is hashed at bcrypt's least cost (the registry checks it
+    # on every request); it is 256 random bits.
+    assert htpasswd.split(":", 1)[1].startswith("$2b$04$")
     for entry in Path("/proc").iterdir():  # no password on any command line
         try:
             cmdline = (entry / "cmdline").read_bytes().decode(errors="replace")
