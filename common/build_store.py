@@ -135,10 +135,25 @@ def _no_build(name: str) -> NoBuildInfo:
 
 Keys = tuple[str, ...] | None
 
+#: Every key a build record may hold.
+RECORD_KEYS = frozenset(BuildRecord.__annotations__)
+
 
 def _projection(keys: Keys) -> dict[str, int] | None:
-    """Only ``keys`` (and no ``_id``), or everything when ``keys`` is None."""
-    return None if keys is None else {"_id": 0, **dict.fromkeys(keys, 1)}
+    """Only ``keys`` (and no ``_id``), or everything when ``keys`` is None.
+
+    Said as the shorter spec: the record's other keys left out, or ``keys`` listed.
+    The embedded store (SecantusDB) compiles the projection of every read, and a
+    long spec, an inclusion most, costs it more per read than a short one (the
+    served fields of ``GET /builds/NAME`` are most of a record); MongoDB answers
+    both alike.
+    """
+    if keys is None:
+        return None
+    left_out = RECORD_KEYS - {"_id", *keys}
+    if len(left_out) < len(keys):
+        return {"_id": 0, **dict.fromkeys(sorted(left_out), 0)}
+    return {"_id": 0, **dict.fromkeys(keys, 1)}
 
 
 def get_build(name: str, keys: Keys = None) -> BuildRecord:
