@@ -55,6 +55,10 @@ INDEXES: dict[str, list[IndexModel]] = {
 _lock = threading.Lock()
 _client: pymongo.MongoClient[dict[str, Any]] | None = None
 _client_key: tuple[int, str] | None = None
+#: The client's Database and Collection objects, made once per database and name:
+#: pymongo makes a new one (options and all) on every ``client[db]`` and
+#: ``database.name``, which an API read otherwise pays for on every request.
+_handles: dict[tuple[int, str, str], Any] = {}
 
 
 def mongo_url(config: Config) -> str:
@@ -82,27 +86,39 @@ def get_client(config: Config | None = None) -> pymongo.MongoClient[dict[str, An
                 connect=False,
             )
             _client_key = key
+            _handles.clear()
         return _client
+
+
+def _handle(config: Config | None, collection: str = "") -> Any:
+    """The farm's database (``collection`` empty) or one of its collections."""
+    config = config or get_config()
+    client = get_client(config)
+    key = (id(client), config.mongo_db, collection)
+    handle = _handles.get(key)
+    if handle is None:
+        database = client[config.mongo_db]
+        handle = _handles[key] = database[collection] if collection else database
+    return handle
 
 
 def get_db(config: Config | None = None) -> Database[dict[str, Any]]:
     """The farm's database."""
-    config = config or get_config()
-    return get_client(config)[config.mongo_db]
+    return cast(Database[dict[str, Any]], _handle(config))
 
 
 def builds(config: Config | None = None) -> Collection[BuildRecord]:
     """Current attempts, one per build name."""
-    return cast(Collection[BuildRecord], get_db(config).builds)
+    return cast(Collection[BuildRecord], _handle(config, "builds"))
 
 
 def attempts(config: Config | None = None) -> Collection[BuildRecord]:
     """Archived attempts (history)."""
-    return cast(Collection[BuildRecord], get_db(config).attempts)
+    return cast(Collection[BuildRecord], _handle(config, "attempts"))
 
 
 def templates(config: Config | None = None) -> Collection[TemplateRecord]:
-    return cast(Collection[TemplateRecord], get_db(config).templates)
+    return cast(Collection[TemplateRecord], _handle(config, "templates"))
 
 
 _indexed: set[tuple[int, str, str]] = set()

@@ -1,0 +1,22 @@
+"""The one door to MongoDB hands out the same handles until the client changes."""
+
+from __future__ import annotations
+
+from common import db
+from common.config import load_config
+
+
+def test_handles_are_made_once_per_client_database_and_name() -> None:
+    first = load_config(environ={"MONGO_URL": "mongodb://127.0.0.1:1", "BINDER_MONGO_DB": "a"})
+    other_db = first.replace(mongo_db="b")
+    builds = db.builds(first)
+    assert db.builds(first) is builds and builds.full_name == "a.builds"
+    assert db.get_db(first) is db.get_db(first) and db.get_db(first).name == "a"
+    assert db.attempts(first).full_name == "a.attempts"
+    assert db.templates(first).full_name == "a.templates"
+    assert db.builds(other_db).full_name == "b.builds"
+    # A new client (another URL, or a forked process) gets handles of its own.
+    moved = first.replace(mongo_url="mongodb://127.0.0.1:2")
+    assert db.builds(moved) is not builds
+    assert db.builds(moved).database.client is db.get_client(moved)
+    assert db.builds(moved).full_name == "a.builds"
