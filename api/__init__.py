@@ -39,6 +39,7 @@ def create_app(config: Config | None = None) -> Flask:
     from api.admission import ADMISSION_EXTENSION, Admission
     from api.auth import KEYS_EXTENSION
     from api.cors import register_cors
+    from api.json_answers import OrjsonProvider
     from api.keys import KeyRing
     from api.request_logs import register_request_logs
     from api.request_metrics import register_request_metrics
@@ -55,7 +56,8 @@ def create_app(config: Config | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = config.max_request_bytes
     app.extensions[KEYS_EXTENSION] = KeyRing(config)
     app.extensions[ADMISSION_EXTENSION] = Admission(config)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.json = OrjsonProvider(app)
+    app.json.sort_keys = False
     register_request_metrics(app)
     register_request_logs(app)
     register_api(app)
