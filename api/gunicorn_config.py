@@ -66,6 +66,9 @@ logger_class = AccessLogger
 #: so the proxy, not the API, closes first.
 keepalive = 75
 
+#: gthread, spreading new connections over the workers (``api/gunicorn_worker.py``).
+worker_class = "api.gunicorn_worker.SpreadingThreadWorker"
+
 
 def child_exit(server: Any, worker: Any) -> None:
     """Tell prometheus-client's multiprocess mode that a process is gone."""

@@ -159,7 +159,7 @@ def api(config_file: str | None) -> None:
     metrics_dir.mkdir(parents=True)
     # This interpreter's gunicorn, so the API runs the same install as this command.
     _exec([sys.executable, "-m", "gunicorn", "--bind", f"{config.host}:{config.port}",
-           "--worker-class", "gthread", "--workers", str(api_workers(config)),
+           "--workers", str(api_workers(config)),
            "--threads", str(max(1, config.api_threads)), "--timeout", "120",
            "--access-logfile", "-", "--limit-request-line", "8190",
            "--config", "python:api.gunicorn_config", "api:create_app()"], config,
