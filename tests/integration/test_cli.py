@@ -180,7 +180,9 @@ def test_ctrl_c_exits_130_and_says_how_to_cancel(api: ApiClient, git_server: Git
     assert follower.stdout is not None
     name = follower.stdout.readline().split()[1].rstrip(":")
     try:
-        api.wait_phase(name, "fetching", timeout=60)
+        # The slow step: the follower is following a running build (the fetch is over
+        # in a tenth of a second, too quick to be seen between two polls).
+        api.wait_phase(name, "building", timeout=60)
         follower.send_signal(signal.SIGINT)
         out, err = follower.communicate(timeout=30)
         assert follower.returncode == 130, out + err
