@@ -109,12 +109,15 @@ def test_a_lookup_past_the_bound_is_left_to_the_build(farm: dict[str, Any],
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A host name that takes long to resolve is no timeout of the resolve's own: the
     whole lookup is bounded, and the start goes on without waiting for it."""
-    release = threading.Event()
+    release, ended = threading.Event(), threading.Event()
     slow = cache_hits._find_hit
 
     def stuck_resolver(*args: Any) -> Any:
-        release.wait(30)
-        return slow(*args)
+        try:
+            release.wait(30)
+            return slow(*args)
+        finally:
+            ended.set()
 
     monkeypatch.setattr(cache_hits, "_find_hit", stuck_resolver)
     try:
@@ -122,6 +125,9 @@ def test_a_lookup_past_the_bound_is_left_to_the_build(farm: dict[str, Any],
                                    FIELDS) is None
     finally:
         release.set()
+        # The abandoned lookup ends on its own; let it end here, not in the next test
+        # (it would note the image as pushed in that test's clock).
+        assert ended.wait(10)
     # The same lookup, let through, would have been a hit.
     assert cache_hits.find_hit(CONFIG, "o-r", FIELDS) is not None
 
