@@ -83,16 +83,25 @@ def _state(host: Mapping[str, Any], stale: dt.datetime) -> str:
     return str(state)
 
 
-def docker_host(config: Config, host: HostRecord) -> dict[str, Any]:
-    """One Docker host's record for the API (see ``common/host_store.py``), with its state."""
+def docker_host(config: Config, host: HostRecord,
+                running: Mapping[str, list[str]] | None = None) -> dict[str, Any]:
+    """One Docker host's record for the API (see ``common/host_store.py``), with its state.
+
+    ``running`` (the builds on each host) is read from the builds themselves when
+    not given: the advert's copy may be a heartbeat old, and an operator who
+    drains a host waits on this list.
+    """
+    if running is None:
+        running = host_store.running_builds(host["host"])
     stale = utcnow() - dt.timedelta(seconds=config.heartbeat_stale)
     return {**host, "state": _state(host, stale), "draining": bool(host.get("draining")),
-            "running": host.get("running") or []}
+            "running": running.get(host["host"], [])}
 
 
 def docker_hosts(config: Config) -> list[dict[str, Any]]:
     """Every Docker host a worker ever ran as."""
-    return [docker_host(config, host) for host in host_store.all_hosts()]
+    running = host_store.running_builds()
+    return [docker_host(config, host, running) for host in host_store.all_hosts()]
 
 
 def queue_lengths(config: Config, hosts: list[str]) -> dict[str, Any]:
