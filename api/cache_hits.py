@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +28,7 @@ from common import build_store, log_store, template_store
 from common.clock import utcnow
 from common.config import Config
 from common.errors import BuildFailure
+from common.lazy_pool import LazyPool
 from common.models import BuildRecord, Phase, Status
 from common.name_store import belongs
 from workers.image_identity import base_digest, image_for
@@ -68,28 +68,9 @@ _clock = time.monotonic
 #: Lookups in flight per API process; a start finding none free gets no cache answer.
 LOOKUP_THREADS = 4
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _lookups() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="cache-lookup")
-        return _pool
-
-
-_base_pool: ThreadPoolExecutor | None = None
-
-
-def _base_asks() -> ThreadPoolExecutor:
-    """Threads asking the registry for the base image's digest, one per lookup."""
-    global _base_pool
-    with _pool_lock:
-        if _base_pool is None:
-            _base_pool = ThreadPoolExecutor(LOOKUP_THREADS, thread_name_prefix="cache-base")
-        return _base_pool
+_lookups = LazyPool(LOOKUP_THREADS, "cache-lookup")
+#: Threads asking the registry for the base image's digest, one per lookup.
+_base_asks = LazyPool(LOOKUP_THREADS, "cache-base")
 
 
 def find_hit(config: Config, name: str, fields: dict[str, Any]) -> CacheHit | None:
@@ -106,7 +87,7 @@ def look_up(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
     """
     if fields.get("force") or config.cache_resolve_timeout <= 0:
         return Lookup()
-    lookup = _lookups().submit(_find_hit, config, name, fields)
+    lookup = _lookups.submit(_find_hit, config, name, fields)
     try:
         return lookup.result(timeout=config.cache_resolve_timeout)
     except FutureTimeout:
@@ -122,7 +103,7 @@ def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
     limits = FetchLimits.from_config(config, timeout=config.cache_resolve_timeout)
     # The registry (for the base image's digest) and the repository's host (for
     # the ref) are asked at once: the image's name needs both answers.
-    base = _base_asks().submit(base_digest, config)
+    base = _base_asks.submit(base_digest, config)
     resolved = provider_for(spec, config).resolve(spec, limits)
     # Only a Git commit is handed on: it names the content and is fetched as it is.
     miss = Lookup(resolved_commit=resolved.commit

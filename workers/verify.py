@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import logging
 import shlex
-import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import docker.errors
 
 from common.config import Config
 from common.errors import BuildFailure
+from common.lazy_pool import LazyPool
 from common.sizes import parse_size
 from workers.docker_engine import docker_client
 from workers.guard import PhaseGuard
@@ -110,21 +109,12 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
     finally:
         remove()
         if served:
-            _removals().submit(discard, container)
+            _removals.submit(discard, container)
         else:
             discard(container)
 
 
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def _removals() -> ThreadPoolExecutor:
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(1, thread_name_prefix="verify-removal")
-        return _pool
+_removals = LazyPool(1, "verify-removal")
 
 
 def discard(container: Any) -> None:
