@@ -12,7 +12,10 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
+import pymongo
+import pymongo.errors
 import requests
 
 from tests.support.farm import BIN, free_port, wait_http
@@ -86,24 +89,49 @@ def _tail(path: Path, chars: int = 3000) -> str:
         return f"({exc})"
 
 
-def _why_not_healthy(data_dir: Path, log: Path, last: str) -> str:
+def _store_answer(data_dir: Path, mongo_url: str) -> str:
+    """Whether the farm's store answers a ping of this process's own (with the run's
+    credentials): tells a hung store from an API that cannot reach a live one."""
+    from common.service_credentials import read_credentials
+
+    credentials = read_credentials(data_dir / "credentials.json")
+    auth = {} if credentials is None else {
+        "username": credentials.mongo_username, "password": credentials.mongo_password,
+        "authSource": "admin"}
+    started = time.monotonic()
+    client: pymongo.MongoClient[dict[str, Any]] = pymongo.MongoClient(
+        mongo_url, serverSelectionTimeoutMS=5000, timeoutMS=5000, **auth)
+    try:
+        client.admin.command("ping")
+        return f"answered in {time.monotonic() - started:.2f} s"
+    except pymongo.errors.PyMongoError as exc:
+        return f"no answer after {time.monotonic() - started:.2f} s: {exc}"
+    finally:
+        client.close()
+
+
+def _why_not_healthy(data_dir: Path, log: Path, last: str, mongo_url: str = "") -> str:
     """What a failure needs to say: the last health answer (with each component's
-    reason), ``up``'s output with the farm's log lines, and each service's own log
-    (the Mongo server's first: a restarted one that does not answer says why there)."""
+    reason), a ping of the store from here, ``up``'s output with the farm's log
+    lines, and each service's own log, the Mongo server's last (a report cut in
+    the middle keeps its end)."""
     services = sorted((data_dir / "logs").glob("*.log"),
-                      key=lambda path: (path.name != "mongo.log", path.name))
-    return "\n".join([f"last health answer: {last}", f"--- {log} (tail):", _tail(log),
-                      *(f"--- {path} (tail):\n{_tail(path, 1500)}" for path in services)])
+                      key=lambda path: (path.name == "mongo.log", path.name))
+    store = f"the store, pinged from the test: {_store_answer(data_dir, mongo_url)}" \
+        if mongo_url else ""
+    return "\n".join([f"last health answer: {last}", store, f"--- {log} (tail):", _tail(log),
+                      *(f"--- {path} (tail):\n{_tail(path, 1500)}" for path in services),
+                      f"last health answer: {last}", store])
 
 
 def _wait_healthy(port: int, up: subprocess.Popen[bytes], data_dir: Path, log: Path,
-                  timeout: float) -> float:
+                  timeout: float, mongo_url: str = "") -> float:
     """Seconds until every component of the farm answers; fails past ``timeout``,
     saying why (see ``_why_not_healthy``)."""
     started = time.monotonic()
     last = "none"
     while time.monotonic() - started < timeout:
-        assert up.poll() is None, _why_not_healthy(data_dir, log, last)
+        assert up.poll() is None, _why_not_healthy(data_dir, log, last, mongo_url)
         key = data_dir / "api-key"  # health names each failing component's reason to a key
         headers = {"Authorization": key.read_text().strip()} if key.exists() else {}
         try:
@@ -116,7 +144,7 @@ def _wait_healthy(port: int, up: subprocess.Popen[bytes], data_dir: Path, log: P
             last = f"{type(exc).__name__}: {exc}"
         time.sleep(0.5)
     raise AssertionError(f"not healthy after {timeout} s\n"
-                         f"{_why_not_healthy(data_dir, log, last)}")
+                         f"{_why_not_healthy(data_dir, log, last, mongo_url)}")
 
 
 def test_up_again_after_sigkill_of_its_process_group_starts_cleanly(
@@ -142,7 +170,7 @@ def test_up_again_after_sigkill_of_its_process_group_starts_cleanly(
     try:
         for attempt in range(3):
             up = _start_up(env, log)
-            _wait_healthy(port, up, data_dir, log, 120)
+            _wait_healthy(port, up, data_dir, log, 120, env["MONGO_URL"])
             if attempt == 2:
                 break
             os.killpg(up.pid, signal.SIGKILL)  # make's process group: make, up
