@@ -2,9 +2,10 @@
 at scrape time, plus the API's own request latencies.
 
 Build counters and histograms are derived from every build record (current
-attempts in ``builds``, earlier ones in ``attempts``), so they are true
-across hosts and API processes: any API process can be scraped, and
-nothing is lost when one restarts. Request latencies are measured in each
+attempts in ``builds``, earlier ones in ``attempts``; each process reads the
+ended ones once, see ``api/build_totals.py``), so they are true across hosts
+and API processes: any API process can be scraped, and nothing is lost when
+one restarts. Request latencies are measured in each
 API process; under gunicorn they are summed across its processes with
 prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, which
 ``binder-build api`` sets and empties at start).
@@ -13,149 +14,28 @@ prometheus-client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR``, which
 from __future__ import annotations
 
 import datetime as dt
-import math
 import os
-from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator
-from pathlib import PurePosixPath
-from typing import Any
+from collections.abc import Iterator
 
 import redis
 from flask import Response, current_app
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest, multiprocess
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.auth import public_read
 from api.blueprint import Blueprint
+from api.build_totals import BuildTotals
 from api.request_metrics import MULTIPROC_ENV, REQUEST_SECONDS
 from common import worker_store
 from common.config import Config
 from common.db import get_db, translate_errors
 from common.errors import BadDatabase, NoDatabase
-from common.models import FINAL_STATUSES, Phase, Status
+from common.models import Phase, Status
 from common.redis_client import redis_client
 from workers.queues import SHARED_QUEUE, host_queue
 
 RECENT = dt.timedelta(hours=1)
-
-#: Upper bounds (seconds) of the phase and build duration histograms.
-DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
-                    math.inf)
-
-#: What a scrape reads of each record.
-RECORD_FIELDS = {"build_id": 1, "status": 1, "phase": 1, "config": 1, "cached": 1,
-                 "start_time": 1, "end_time": 1, "phases": 1, "lease": 1, "pushed_bytes": 1}
-
-
-def config_label(record: dict[str, Any]) -> str:
-    """The config file type a build was detected with: its file name, ``none`` for a
-    repository without one, ``unknown`` when the build ended before detection."""
-    config = record.get("config")
-    if config:
-        return PurePosixPath(config).name
-    phases = record.get("phases") or {}
-    detected = (phases.get(Phase.DETECTING.value) or {}).get("end") or record.get("cached")
-    return "none" if detected else "unknown"
-
-
-class Histogram:
-    """Observations into ``DURATION_BUCKETS``, per label values."""
-
-    def __init__(self) -> None:
-        self.counts: dict[tuple[str, ...], list[int]] = defaultdict(
-            lambda: [0] * len(DURATION_BUCKETS))
-        self.sums: dict[tuple[str, ...], float] = defaultdict(float)
-
-    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
-        for index, bound in enumerate(DURATION_BUCKETS):
-            if seconds <= bound:
-                self.counts[labels][index] += 1
-                break
-        self.sums[labels] += seconds
-
-    def family(self, name: str, help_text: str, label_names: list[str]) -> Metric:
-        family = HistogramMetricFamily(name, help_text, labels=label_names)
-        for labels, counts in sorted(self.counts.items()):
-            cumulative, buckets = 0, []
-            for bound, count in zip(DURATION_BUCKETS, counts, strict=True):
-                cumulative += count
-                buckets.append(("+Inf" if bound == math.inf else str(bound), cumulative))
-            family.add_metric(list(labels), buckets, self.sums[labels])
-        return family
-
-
-def _seconds(start: Any, end: Any) -> float | None:
-    if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
-        return max(0.0, (end - start).total_seconds())
-    return None
-
-
-def build_metrics(records: Iterable[dict[str, Any]]) -> Iterator[Metric]:
-    """Counters and histograms of every build in ``records`` (one per build id)."""
-    started: Counter[tuple[str, str]] = Counter()
-    ended: dict[Status, Counter[tuple[str, str]]] = {s: Counter() for s in FINAL_STATUSES}
-    running_by_host: Counter[str] = Counter()
-    pushed = 0
-    phase_seconds, build_seconds = Histogram(), Histogram()
-    for record in records:
-        labels = (config_label(record), "true" if record.get("cached") else "false")
-        started[labels] += 1
-        status = record.get("status")
-        if status in ended:
-            ended[Status(status)][labels] += 1
-        lease = record.get("lease")
-        if status == Status.RUNNING.value and lease:
-            running_by_host[lease.get("worker") or "unknown"] += 1
-        pushed += int(record.get("pushed_bytes") or 0)
-        for phase, times in (record.get("phases") or {}).items():
-            seconds = _seconds((times or {}).get("start"), (times or {}).get("end"))
-            if seconds is not None:
-                phase_seconds.observe((phase,), seconds)
-        if status == Status.COMPLETED.value:
-            seconds = _seconds(record.get("start_time"), record.get("end_time"))
-            if seconds is not None:
-                build_seconds.observe(labels, seconds)
-    counters = [("started", "Builds accepted", started)] + [
-        (status.value, f"Builds that ended {status.value}", ended[status])
-        for status in FINAL_STATUSES]
-    for what, help_text, counts in counters:
-        family = CounterMetricFamily(f"binder_builds_{what}",
-                                     f"{help_text}, by config file type and cache hit.",
-                                     labels=["config", "cached"])
-        for labels, count in sorted(counts.items()):
-            family.add_metric(list(labels), count)
-        yield family
-    yield phase_seconds.family("binder_phase_duration_seconds",
-                               "Time each phase of a build took (the build's last attempt).",
-                               ["phase"])
-    yield build_seconds.family("binder_build_duration_seconds",
-                               "Start-to-completion time of completed builds.",
-                               ["config", "cached"])
-    by_host = GaugeMetricFamily("binder_running_builds_by_host",
-                                "Running builds by the worker host holding them.",
-                                labels=["host"])
-    for host, count in sorted(running_by_host.items()):
-        by_host.add_metric([host], count)
-    yield by_host
-    yield CounterMetricFamily("binder_pushed_bytes", "Bytes of image layers pushed to the "
-                              "registry (layers it already had are not counted).", value=pushed)
-
-
-def all_builds(config: Config) -> Iterator[dict[str, Any]]:
-    """Every build once: archived attempts first, then the current ones not archived."""
-    db = get_db(config)
-    seen: set[str] = set()
-    for collection in (db.attempts, db.builds):
-        for record in collection.find({}, RECORD_FIELDS):
-            if record["build_id"] not in seen:
-                seen.add(record["build_id"])
-                yield record
 
 
 class FarmCollector(Collector):
@@ -163,6 +43,7 @@ class FarmCollector(Collector):
 
     def __init__(self, config: Config) -> None:
         self.config = config
+        self.builds = BuildTotals()
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("binder_store_up", "1 when MongoDB answered this scrape.")
@@ -189,8 +70,8 @@ class FarmCollector(Collector):
                 {"status": Status.COMPLETED.value,
                  "end_time": {"$gte": dt.datetime.now(dt.UTC) - RECENT}},
                 {"start_time": 1, "end_time": 1, "cached": 1}))
-            records = list(all_builds(self.config))
-        yield from build_metrics(records)
+            totals = self.builds.refresh(db)
+        yield from totals.metrics()
         by_status = GaugeMetricFamily("binder_builds", "Builds by status (current attempt).",
                                       labels=["status"])
         for status in Status:

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 import api.metrics
-from api.metrics import build_metrics, config_label
+from api.build_totals import CLOCK_SLACK, BuildTotals, Totals, config_label
 from api.request_metrics import REQUEST_SECONDS
 from tests.unit.test_api_scopes import make_app
 
@@ -31,18 +31,25 @@ def record(status: str, config: str | None = None, cached: bool = False,
                        for phase, (start, end) in (phases or {}).items()}, **extra}
 
 
-def samples(records: list[dict[str, Any]]) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of the exposition of ``records``, parsed back as Prometheus would."""
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
-    class Records:
+
+def samples_of(totals: Totals) -> Samples:
+    """Every sample of the exposition of ``totals``, parsed back as Prometheus would."""
+
+    class Source:
         def collect(self) -> Any:
-            return build_metrics(records)
+            return totals.metrics()
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(Records())  # type: ignore[arg-type]
+    registry.register(Source())  # type: ignore[arg-type]
     text = generate_latest(registry).decode()
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def samples(records: list[dict[str, Any]]) -> Samples:
+    return samples_of(Totals.of(records))
 
 
 def test_counters_by_status_config_and_cache_hit() -> None:
@@ -140,3 +147,70 @@ def test_the_api_command_starts_gunicorn_in_multiprocess_mode(
     assert environ["PROMETHEUS_MULTIPROC_DIR"] == str(left.parent)
     assert not left.exists() and left.parent.is_dir()  # emptied, so nothing counts twice
     assert argv[argv.index("--config") + 1] == "python:api.gunicorn_config"
+
+
+class FakeCollection:
+    """The two queries ``BuildTotals`` asks: running builds, and ended ones since a time."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self.asked: list[dict[str, Any]] = []
+
+    def find(self, query: dict[str, Any], fields: dict[str, Any],
+             batch_size: int = 0) -> list[dict[str, Any]]:
+        self.asked.append(query)
+        since = query.get("end_time", {}).get("$gte")
+        return [dict(r) for r in self.records if r["status"] == query["status"]
+                and (since is None or r["end_time"] >= since)]
+
+
+class FakeStore:
+    def __init__(self) -> None:
+        self.builds, self.attempts = FakeCollection(), FakeCollection()
+
+
+def started(totals: Totals) -> int:
+    return sum(totals.started.values())
+
+
+def test_ended_builds_are_read_once_then_only_those_that_ended_since() -> None:
+    store, now = FakeStore(), dt.datetime.now(dt.UTC)
+    old = now - dt.timedelta(days=9)
+    store.attempts.records = [record("completed", build_id="old", end_time=old)]
+    store.builds.records = [record("failed", build_id="recent", end_time=now),
+                            record("running", build_id="live", end_time=None,
+                                   lease={"worker": "host-a"})]
+    builds = BuildTotals()
+    first = builds.refresh(store)  # type: ignore[arg-type]
+    assert started(first) == 3 and first.running_by_host == {"host-a": 1}
+    assert "end_time" not in store.builds.asked[-1]  # the first scrape reads every ended build
+    # The running build ends; a new one is archived as cancelled; nothing is counted twice.
+    store.builds.records[1] = record("completed", build_id="live", end_time=now, pushed_bytes=7)
+    store.attempts.records.append(record("cancelled", build_id="replaced", end_time=now))
+    second = builds.refresh(store)  # type: ignore[arg-type]
+    cutoff = store.builds.asked[-1]["end_time"]["$gte"]
+    assert now - CLOCK_SLACK - dt.timedelta(seconds=5) < cutoff < now  # only what ended since
+    assert started(second) == 4 and not second.running_by_host
+    assert {status.value: sum(c.values()) for status, c in second.ended.items()} == \
+        {"completed": 2, "failed": 1, "cancelled": 1}
+    assert second.pushed == 7
+    # Retention deletes the old build: counters do not go back.
+    store.attempts.records = store.attempts.records[1:]
+    assert samples_of(builds.refresh(store)) == samples_of(second)  # type: ignore[arg-type]
+
+
+def test_a_failed_read_counts_nothing() -> None:
+    store, now = FakeStore(), dt.datetime.now(dt.UTC)
+    store.builds.records = [record("completed", build_id="a", end_time=now)]
+    builds = BuildTotals()
+    assert started(builds.refresh(store)) == 1  # type: ignore[arg-type]
+    store.builds.records.append(record("completed", build_id="b", end_time=now))
+
+    def broken(query: dict[str, Any], fields: dict[str, Any],
+               batch_size: int = 0) -> list[dict[str, Any]]:
+        raise RuntimeError("store away")
+    store.attempts.find = broken  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        builds.refresh(store)  # type: ignore[arg-type]
+    store.attempts = FakeCollection()
+    assert started(builds.refresh(store)) == 2  # type: ignore[arg-type]

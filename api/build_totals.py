@@ -1,0 +1,229 @@
+"""Counters and histograms of every build for ``/metrics``, kept by each API process.
+
+Reading every build record at every scrape costs time and memory in
+proportion to the farm's history (seconds and hundreds of MB per scrape at
+100,000 builds). A build that has ended no longer changes, so each API
+process reads them all once, at its first scrape, and from then on only
+the builds that ended since its last scrape, plus the running ones (few,
+and read again each time). Every process thus reports the same totals from
+the same store, restarts lose nothing, and a build deleted by retention
+stays counted (counters only grow, as Prometheus expects).
+
+A build counts once, by ``build_id``, whether found in ``builds`` or in the
+``attempts`` it was archived to. Builds that ended are read by their
+``end_time`` as far back as ``CLOCK_SLACK`` before the last scrape, which
+is how far the clocks of the hosts writing it may differ.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import threading
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Iterator
+from pathlib import PurePosixPath
+from typing import Any
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from pymongo.database import Database
+
+from common.clock import utcnow
+from common.models import FINAL_STATUSES, Phase, Status
+
+#: How far back each scrape looks again for builds that ended (hosts keep time by NTP).
+CLOCK_SLACK = dt.timedelta(minutes=10)
+
+#: Upper bounds (seconds) of the phase and build duration histograms.
+DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
+                    math.inf)
+
+#: What a scrape reads of each record.
+RECORD_FIELDS = {"_id": 0, "build_id": 1, "status": 1, "phase": 1, "config": 1, "cached": 1,
+                 "start_time": 1, "end_time": 1, "phases": 1, "lease": 1, "pushed_bytes": 1}
+
+ENDED = [status.value for status in FINAL_STATUSES]
+
+#: Records per batch of a read: the first scrape reads every build, a batch at a
+#: time (the store's default, 16 MB, would take ~80 MB of a worker's memory at once).
+BATCH = 500
+
+
+def config_label(record: dict[str, Any]) -> str:
+    """The config file type a build was detected with: its file name, ``none`` for a
+    repository without one, ``unknown`` when the build ended before detection."""
+    config = record.get("config")
+    if config:
+        return PurePosixPath(config).name
+    phases = record.get("phases") or {}
+    detected = (phases.get(Phase.DETECTING.value) or {}).get("end") or record.get("cached")
+    return "none" if detected else "unknown"
+
+
+class Histogram:
+    """Observations into ``DURATION_BUCKETS``, per label values."""
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[str, ...], list[int]] = defaultdict(
+            lambda: [0] * len(DURATION_BUCKETS))
+        self.sums: dict[tuple[str, ...], float] = defaultdict(float)
+
+    def observe(self, labels: tuple[str, ...], seconds: float) -> None:
+        for index, bound in enumerate(DURATION_BUCKETS):
+            if seconds <= bound:
+                self.counts[labels][index] += 1
+                break
+        self.sums[labels] += seconds
+
+    def add(self, other: Histogram) -> None:
+        for labels, counts in other.counts.items():
+            mine = self.counts[labels]
+            for index, count in enumerate(counts):
+                mine[index] += count
+            self.sums[labels] += other.sums[labels]
+
+    def family(self, name: str, help_text: str, label_names: list[str]) -> Metric:
+        family = HistogramMetricFamily(name, help_text, labels=label_names)
+        for labels, counts in sorted(self.counts.items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(DURATION_BUCKETS, counts, strict=True):
+                cumulative += count
+                buckets.append(("+Inf" if bound == math.inf else str(bound), cumulative))
+            family.add_metric(list(labels), buckets, self.sums[labels])
+        return family
+
+
+def _seconds(start: Any, end: Any) -> float | None:
+    if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
+        return max(0.0, (end - start).total_seconds())
+    return None
+
+
+class Totals:
+    """What a set of build records adds up to: counters, histograms, running builds."""
+
+    def __init__(self) -> None:
+        self.started: Counter[tuple[str, str]] = Counter()
+        self.ended: dict[Status, Counter[tuple[str, str]]] = {s: Counter()
+                                                              for s in FINAL_STATUSES}
+        self.running_by_host: Counter[str] = Counter()
+        self.pushed = 0
+        self.phase_seconds, self.build_seconds = Histogram(), Histogram()
+
+    @classmethod
+    def of(cls, records: Iterable[dict[str, Any]]) -> Totals:
+        totals = cls()
+        for record in records:
+            totals.count(record)
+        return totals
+
+    def count(self, record: dict[str, Any]) -> None:
+        labels = (config_label(record), "true" if record.get("cached") else "false")
+        self.started[labels] += 1
+        status = record.get("status")
+        if status in self.ended:
+            self.ended[Status(status)][labels] += 1
+        lease = record.get("lease")
+        if status == Status.RUNNING.value and lease:
+            self.running_by_host[lease.get("worker") or "unknown"] += 1
+        self.pushed += int(record.get("pushed_bytes") or 0)
+        for phase, times in (record.get("phases") or {}).items():
+            seconds = _seconds((times or {}).get("start"), (times or {}).get("end"))
+            if seconds is not None:
+                self.phase_seconds.observe((phase,), seconds)
+        if status == Status.COMPLETED.value:
+            seconds = _seconds(record.get("start_time"), record.get("end_time"))
+            if seconds is not None:
+                self.build_seconds.observe(labels, seconds)
+
+    def plus(self, other: Totals) -> Totals:
+        """A new ``Totals`` of both."""
+        both = Totals()
+        for part in (self, other):
+            both.started.update(part.started)
+            for status, counts in part.ended.items():
+                both.ended[status].update(counts)
+            both.running_by_host.update(part.running_by_host)
+            both.pushed += part.pushed
+            both.phase_seconds.add(part.phase_seconds)
+            both.build_seconds.add(part.build_seconds)
+        return both
+
+    def metrics(self) -> Iterator[Metric]:
+        counters = [("started", "Builds accepted", self.started)] + [
+            (status.value, f"Builds that ended {status.value}", self.ended[status])
+            for status in FINAL_STATUSES]
+        for what, help_text, counts in counters:
+            family = CounterMetricFamily(f"binder_builds_{what}",
+                                         f"{help_text}, by config file type and cache hit.",
+                                         labels=["config", "cached"])
+            for labels, count in sorted(counts.items()):
+                family.add_metric(list(labels), count)
+            yield family
+        yield self.phase_seconds.family(
+            "binder_phase_duration_seconds",
+            "Time each phase of a build took (the build's last attempt).", ["phase"])
+        yield self.build_seconds.family("binder_build_duration_seconds",
+                                        "Start-to-completion time of completed builds.",
+                                        ["config", "cached"])
+        by_host = GaugeMetricFamily("binder_running_builds_by_host",
+                                    "Running builds by the worker host holding them.",
+                                    labels=["host"])
+        for host, count in sorted(self.running_by_host.items()):
+            by_host.add_metric([host], count)
+        yield by_host
+        yield CounterMetricFamily("binder_pushed_bytes", "Bytes of image layers pushed to the "
+                                  "registry (layers it already had are not counted).",
+                                  value=self.pushed)
+
+
+class BuildTotals:
+    """The totals of every build in one store, brought up to date at each ``refresh``."""
+
+    def __init__(self) -> None:
+        self._ended = Totals()
+        # Builds counted as ended whose end may still be read again, and when each ended.
+        self._counted: dict[str, dt.datetime] = {}
+        self._since: dt.datetime | None = None
+        self._lock = threading.Lock()  # two scrapes at once count each build once
+
+    def refresh(self, db: Database[dict[str, Any]]) -> Totals:
+        """Count the builds that ended since the last refresh; the totals with the
+        running builds. Raises what the store raises (nothing is counted then)."""
+        with self._lock:
+            now = utcnow()
+            # Running builds first: one that ends meanwhile is then found ended below
+            # and counted once, as ended, rather than in neither query.
+            running = {record["build_id"]: record for record in db.builds.find(
+                {"status": Status.RUNNING.value}, RECORD_FIELDS)}
+            since = {} if self._since is None else {
+                "end_time": {"$gte": self._since - CLOCK_SLACK}}
+            ended, counted = Totals(), dict(self._counted)
+            # One query per status: an equality and a range use the (status, end_time)
+            # index, where the store would scan every record for a list of statuses.
+            for collection, status in itertools.product((db.attempts, db.builds), ENDED):
+                for record in collection.find({"status": status, **since}, RECORD_FIELDS,
+                                              batch_size=BATCH):
+                    build_id = record["build_id"]
+                    running.pop(build_id, None)
+                    if build_id not in counted:
+                        counted[build_id] = record.get("end_time") or now
+                        ended.count(record)
+            # Only now that every read succeeded does the state move on.
+            self._ended = self._ended.plus(ended)
+            horizon = now - CLOCK_SLACK
+            self._counted = {build_id: end for build_id, end in counted.items()
+                             if _aware(end) >= horizon}
+            self._since = now
+            return self._ended.plus(Totals.of(running.values()))
+
+
+def _aware(moment: dt.datetime) -> dt.datetime:
+    """``moment`` in UTC (a store client without ``tz_aware`` hands back naive UTC)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
