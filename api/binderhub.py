@@ -199,7 +199,7 @@ def _follow(record: BuildRecord) -> Iterator[str]:
     while time.monotonic() - started < FOLLOW_MAX_SECONDS:
         try:
             current = build_store.find_attempt(name, build_id)
-            lines = log_store.read_lines(build_id, after)
+            lines = log_store.read_lines(build_id, after, log_store.READ_LINES)
         except BinderError as exc:
             yield _data(_error_event(exc))
             return
@@ -211,6 +211,8 @@ def _follow(record: BuildRecord) -> Iterator[str]:
             yield _data({"phase": phase, "message": f"{text}\n"})
         if lines:
             last_sent = time.monotonic()
+        if len(lines) >= log_store.READ_LINES:
+            continue  # more is stored right behind: send it before anything else
         if ended is not None:
             yield _data(_ending(ended))
             return

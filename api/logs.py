@@ -63,9 +63,20 @@ def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
         return Response(stream_with_context(_follow(name, record["build_id"], after)),
                         mimetype="text/event-stream",
                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-    lines = log_store.read_lines(record["build_id"], after)
-    return Response("".join(f"{text}\n" for _, text in lines),
+    # The first part is read here, so a store that fails answers an error, not a cut text.
+    first = log_store.read_lines(record["build_id"], after, log_store.READ_LINES)
+    return Response(stream_with_context(_text(record["build_id"], first)),
                     mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+
+
+def _text(build_id: str, lines: list[tuple[int, str]]) -> Iterator[str]:
+    """The log from ``lines`` (its first part) on, one part at a time: a log of
+    a gigabyte is sent without being held whole in the API's memory."""
+    while True:
+        yield "".join(f"{text}\n" for _, text in lines)
+        if len(lines) < log_store.READ_LINES:
+            return  # that was the end (of what a running build has written so far)
+        lines = log_store.read_lines(build_id, lines[-1][0], log_store.READ_LINES)
 
 
 #: What the view reads of a build record.
@@ -110,7 +121,7 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
     while time.monotonic() - started < FOLLOW_MAX_SECONDS:
         try:
             status = build_store.find_attempt(name, build_id)["status"]
-            lines = log_store.read_lines(build_id, after)
+            lines = log_store.read_lines(build_id, after, log_store.READ_LINES)
         except BinderError as exc:
             yield f"event: error\ndata: {exc.message}\n\n"
             return
@@ -120,6 +131,9 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
             batch = lines[start:start + EVENTS_PER_WRITE]
             after = batch[-1][0]
             yield "".join(_sse(seq, text) for seq, text in batch)
+        if len(lines) >= log_store.READ_LINES:
+            last_sent = time.monotonic()
+            continue  # more is stored right behind: send it before anything else
         if ended is not None:
             yield f"event: end\ndata: {ended}\n\n"
             return

@@ -46,6 +46,8 @@ MAX_BACKLOG_BYTES = 32 * 1024 * 1024
 MAX_LINE_CHARS = 64 * 1024
 REDIS_RETRY_SECONDS = 5.0
 MONGO_RETRY_SECONDS = 1.0
+#: Lines a reader of a log takes at once (``read_lines``'s ``limit``).
+READ_LINES = 10_000
 
 
 #: The line each phase's log starts with; readers of a log learn the phase from it.
@@ -282,13 +284,16 @@ class BuildLogWriter:
             self._redis.expire(stream_key(self.build_id), 3600)
 
 
-def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
+def read_lines(build_id: str, after: int = 0,
+               limit: int | None = None) -> list[tuple[int, str]]:
     """Numbered lines of a build's log after line ``after``.
 
     MongoDB holds the flushed batches; the live stream gives the rest: lines
     newer than the last batch, and lines a worker streamed but died before
     flushing (a gap between batches, as the next writer numbers on from the
-    stream).
+    stream). With ``limit``, about that many lines (whole batches): the next
+    ones come from calling again after the last line returned, so a reader of
+    a log of millions of lines holds one part of it at a time.
     """
     stored: list[tuple[int, str]] = []
     with translate_errors():
@@ -298,8 +303,14 @@ def read_lines(build_id: str, after: int = 0) -> list[tuple[int, str]]:
                 seq = doc["seq"] + offset
                 if seq > after:
                     stored.append((seq, text))
+            if limit is not None and len(stored) >= limit:
+                break
+    # Cut short: what the stream has past the last stored line comes in the next part.
+    upto = stored[-1][0] if limit is not None and len(stored) >= limit else None
     lines = dict(stored)
     for seq, text in _stream_lines(build_id, _first_missing(stored, after) - 1):
+        if upto is not None and seq > upto:
+            break
         lines.setdefault(seq, text)
     return sorted(lines.items())
 

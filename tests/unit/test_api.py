@@ -256,10 +256,28 @@ def test_a_kept_log_is_read_as_text(client: FlaskClient, monkeypatch: pytest.Mon
     monkeypatch.setattr(api.logs.build_store, "get_build",
                         lambda name, keys=None: {"name": name, "build_id": "b1"})
     monkeypatch.setattr(api.logs.log_store, "read_lines",
-                        lambda build_id, after: [(1, "one"), (2, "two")])
+                        lambda build_id, after, limit=None: [(1, "one"), (2, "two")])
     response = client.get("/builds/o-r/logs")
     assert response.status_code == 200
     assert response.get_data(as_text=True) == "one\ntwo\n"
+
+
+def test_a_long_log_is_read_and_sent_a_part_at_a_time(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = [(seq, f"line {seq}") for seq in range(1, 8)]
+    reads: list[tuple[int, int | None]] = []
+
+    def read_lines(build_id: str, after: int,
+                   limit: int | None = None) -> list[tuple[int, str]]:
+        reads.append((after, limit))
+        return [line for line in log if line[0] > after][:limit]
+    monkeypatch.setattr(api.logs.build_store, "get_build",
+                        lambda name, keys=None: {"name": name, "build_id": "b1"})
+    monkeypatch.setattr(api.logs.log_store, "read_lines", read_lines)
+    monkeypatch.setattr(api.logs.log_store, "READ_LINES", 3)
+    response = client.get("/builds/o-r/logs?after=1")
+    assert response.get_data(as_text=True) == "".join(f"line {n}\n" for n in range(2, 8))
+    assert reads == [(1, 3), (4, 3), (7, 3)]  # never more than a part held at once
 
 
 def test_the_document_says_a_pruned_log_is_gone() -> None:

@@ -26,8 +26,9 @@ class FakeBuild:
             self.lines += lines
         return {"name": name, "build_id": build_id, **self.record}
 
-    def read_lines(self, build_id: str, after: int = 0) -> list[tuple[int, str]]:
-        return [(seq, text) for seq, text in enumerate(self.lines, 1) if seq > after]
+    def read_lines(self, build_id: str, after: int = 0,
+                   limit: int | None = None) -> list[tuple[int, str]]:
+        return [(seq, text) for seq, text in enumerate(self.lines, 1) if seq > after][:limit]
 
     def wait_for_lines(self, build_id: str, after: int, seconds: float) -> None:
         self.now += seconds
@@ -71,6 +72,17 @@ def test_lines_carry_the_phase_of_their_banner_and_ready_ends(fake: Any) -> None
         ("pushing", "== registering on w1 (attempt 1)\n")]
     assert got[-1] == {"phase": "ready", "message": "Done! Image built\n",
                        "imageName": "reg/o-r:abc"}
+
+
+def test_a_long_log_is_sent_a_part_at_a_time_without_waiting_between_parts(
+        fake: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(binderhub.log_store, "READ_LINES", 2)
+    build = fake([([f"line {n}" for n in range(1, 8)],
+                   {"status": "completed", "image_name": "reg/o-r:abc", "cached": False})])
+    got = events(list(binderhub._follow(RECORD)))
+    assert [e["message"] for e in got[1:-1]] == [f"line {n}\n" for n in range(1, 8)]
+    assert got[-1]["phase"] == "ready"
+    assert build.now == 0  # every part was sent at once, no wait for new lines
 
 
 def test_a_cache_hit_says_found(fake: Any) -> None:

@@ -243,3 +243,23 @@ def test_a_reopened_log_numbers_on_reading_only_the_end_of_the_stored_log(
     assert logs.docs[-1]["seq"] == 10
     # the store was asked for the documents from the stream's last line on only
     assert logs.queries[0] == {"build_id": "b10", "last": {"$gte": 7}}
+
+
+def test_a_limited_read_takes_whole_batches_up_to_the_limit_then_goes_on(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Batches 1-3 and 7-9 are stored; 4-6 only reached the stream (a worker died).
+    logs = StoredBatches([{"seq": 1, "last": 3, "lines": ["1", "2", "3"]},
+                          {"seq": 7, "last": 9, "lines": ["7", "8", "9"]},
+                          {"seq": 10, "last": 12, "lines": ["10", "11", "12"]}])
+    stream = fakeredis.FakeRedis(decode_responses=True)
+    entry_id, fields = log_store.stream_entry(4, ["4", "5", "6"])
+    stream.xadd(log_store.stream_key("b10"), fields, id=entry_id)
+    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
+    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
+    parts, after = [], 0
+    while part := log_store.read_lines("b10", after, limit=4):
+        parts.append([seq for seq, _ in part])
+        after = part[-1][0]
+    assert parts == [[1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12]]
+    assert log_store.read_lines("b10", 0) == [(n, str(n)) for n in range(1, 13)]
