@@ -109,18 +109,19 @@ def running_builds(host: str | None = None,
     next phase waits in the host's queue), or, before its first phase, on the
     host it was sent to (``placed_on``): so builds started together spread.
     """
-    hosts: Any = {"$ne": None} if host is None else host
-    selector: dict[str, Any] = {"status": Status.RUNNING.value,
-                                "$or": [{"lease.host": hosts},
-                                        {"lease": None, "placed_on": hosts}]}
-    if exclude_build is not None:
-        selector["build_id"] = {"$ne": exclude_build}
+    # Only the status is asked of the store: its index finds the running builds (few),
+    # where a condition on the lease or the placement made it scan every build ever made.
     with translate_errors():
-        docs = list(get_db().builds.find(selector, {"_id": 0, "name": 1, "lease.host": 1,
-                                                    "placed_on": 1}))
+        docs = list(get_db().builds.find({"status": Status.RUNNING.value},
+                                         {"_id": 0, "name": 1, "build_id": 1, "lease.host": 1,
+                                          "placed_on": 1}))
     result: dict[str, list[str]] = {}
     for doc in docs:
-        where = (doc.get("lease") or {}).get("host") or doc["placed_on"]
+        lease = doc.get("lease")
+        where = lease.get("host") if lease is not None else doc.get("placed_on")
+        if where is None or (host is not None and where != host) \
+                or doc.get("build_id") == exclude_build:
+            continue
         result.setdefault(where, []).append(doc["name"])
     return {key: sorted(names) for key, names in result.items()}
 

@@ -123,13 +123,22 @@ def unsent_builds(config: Config, live_hosts: set[str] | None = None) -> list[Bu
     if epoch is None:
         return []  # the broker is down: nothing can be sent now
     old = utcnow() - REQUEUE_AFTER
+
+    def unsent(record: BuildRecord) -> bool:
+        if record.get("phase") != Phase.QUEUED.value or record.get("lease") is not None:
+            return False
+        enqueued_at = record.get("enqueued_at")
+        placed_on = record.get("placed_on")
+        return (record.get("enqueued") is False or record.get("broker_epoch") != epoch
+                or (enqueued_at is not None and enqueued_at < old)
+                or (live_hosts is not None and placed_on is not None
+                    and placed_on not in live_hosts))
+    # The store is asked only for the running builds (few, and found by the status
+    # index) and the rest is decided here: any further condition made the embedded
+    # store scan every build ever made, every pass.
     with translate_errors():
-        return list(db.builds(config).find({
-            "status": Status.RUNNING.value, "phase": Phase.QUEUED.value, "lease": None,
-            "$or": [{"enqueued": False}, {"broker_epoch": {"$ne": epoch}},
-                    {"enqueued_at": {"$lt": old}},
-                    *([{"placed_on": {"$nin": [None, *sorted(live_hosts)]}}]
-                      if live_hosts is not None else [])]}))
+        running = list(db.builds(config).find({"status": Status.RUNNING.value}))
+    return [record for record in running if unsent(record)]
 
 
 def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
