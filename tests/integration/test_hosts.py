@@ -191,7 +191,9 @@ def test_a_drained_host_finishes_its_build_and_the_burst_goes_to_the_other(
 
     slow = unique("slow")
     git_server.make_repo(f"github/eve/{slow}", {"Dockerfile": (
-        f"FROM {get_config().base_image_name}\nRUN echo slow step && sleep 20\n")})
+        # The step names the repository: a step built before (an earlier run on this
+        # engine) would be cached and end before the drain could wait for it.
+        f"FROM {get_config().base_image_name}\nRUN echo slow step {slow} && sleep 20\n")})
     running = start(api, f"{git_server.url}/github/eve/{slow}")
     record = api.wait_phase(running, "building", 300)
     assert hosts_of(record) == {HOST_A}, record
