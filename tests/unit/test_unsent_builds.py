@@ -11,34 +11,35 @@ import workers.reaper as reaper
 from common.clock import utcnow
 from common.config import load_config
 
-NOW = utcnow()
 QUEUED = {"status": "running", "phase": "queued", "lease": None}
 
 
-def queued(name: str, **fields: Any) -> dict[str, Any]:
-    return {"name": name, **QUEUED, "enqueued": True, "enqueued_at": NOW,
-            "broker_epoch": "e2", "placed_on": "a", **fields}
-
-
-RECORDS = [
-    queued("sent"),
-    queued("never-sent", enqueued=False, enqueued_at=None, broker_epoch=None, placed_on=None),
-    queued("old-broker", broker_epoch="e1"),
-    queued("no-epoch-recorded", broker_epoch=None),
-    queued("long-ago", enqueued_at=NOW - reaper.REQUEUE_AFTER - dt.timedelta(seconds=1)),
-    queued("dead-host", placed_on="gone"),
-    queued("shared-queue", placed_on=None),
-    {**queued("running"), "phase": "building", "lease": {"host": "a"}, "enqueued": False},
-]
+def records(now: dt.datetime) -> list[dict[str, Any]]:
+    """Queued builds sent at ``now`` unless they say otherwise, and one running."""
+    def queued(name: str, **fields: Any) -> dict[str, Any]:
+        return {"name": name, **QUEUED, "enqueued": True, "enqueued_at": now,
+                "broker_epoch": "e2", "placed_on": "a", **fields}
+    return [
+        queued("sent"),
+        queued("never-sent", enqueued=False, enqueued_at=None, broker_epoch=None,
+               placed_on=None),
+        queued("old-broker", broker_epoch="e1"),
+        queued("no-epoch-recorded", broker_epoch=None),
+        queued("long-ago", enqueued_at=now - reaper.REQUEUE_AFTER - dt.timedelta(seconds=1)),
+        queued("dead-host", placed_on="gone"),
+        queued("shared-queue", placed_on=None),
+        {**queued("running"), "phase": "building", "lease": {"host": "a"}, "enqueued": False},
+    ]
 
 
 class Builds:
     def __init__(self) -> None:
+        self.records = records(utcnow())  # made when the test runs: "sent" is recent
         self.asked: list[dict[str, Any]] = []
 
     def find(self, selector: dict[str, Any]) -> list[dict[str, Any]]:
         self.asked.append(selector)
-        return [r for r in RECORDS if all(r.get(k) == v for k, v in selector.items())]
+        return [r for r in self.records if all(r.get(k) == v for k, v in selector.items())]
 
 
 def test_queued_builds_are_sent_again_when_unsent_stale_or_placed_on_a_dead_host(
