@@ -133,8 +133,13 @@ class ServiceProcess:
         self.start()
 
     def freeze(self) -> None:
-        """SIGSTOP: connections are still accepted, nothing is answered."""
+        """SIGSTOP: connections are still accepted, nothing is answered. Returns once
+        the process is stopped (on a loaded machine a thread may answer one more
+        request between the signal and the stop)."""
         os.kill(self.pid, signal.SIGSTOP)
+        deadline = time.monotonic() + 5
+        while not _stopped(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
 
     def thaw(self) -> None:
         if self.running():
@@ -409,3 +414,14 @@ def copy_image(source: str, target: str, repository: str, tag: str,
                          data=blob.iter_content(1 << 20), timeout=300).raise_for_status()
     requests.put(f"{target}/v2/{repository}/manifests/{tag}", data=manifest.content,
                  headers={"Content-Type": media_type}, timeout=30).raise_for_status()
+
+
+def _stopped(pid: int) -> bool:
+    """Whether every thread of process ``pid`` is stopped (state ``T``)."""
+    states = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            states.append(stat.read_text().rpartition(")")[2].split()[0])
+        except OSError:
+            continue  # a thread that ended meanwhile
+    return bool(states) and all(state in ("T", "t") for state in states)
