@@ -219,11 +219,7 @@ class BuildTotals:
             self._ended = self._ended.plus(ended)
             horizon = now - CLOCK_SLACK
             self._counted = {build_id: end for build_id, end in counted.items()
-                             if _aware(end) >= horizon}
+                             if end >= horizon}
             self._since = now
             return self._ended.plus(Totals.of(running.values()))
 
-
-def _aware(moment: dt.datetime) -> dt.datetime:
-    """``moment`` in UTC (a store client without ``tz_aware`` hands back naive UTC)."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
