@@ -79,13 +79,18 @@ def await_build(lab: Lab, record: dict[str, Any], deadline: float,
                 poll: float = POLL) -> dict[str, Any]:
     """Poll the build of ``record`` until it ends; raise unless it completed.
 
-    A read the API answers 503 (its store busy past its bound) or does not
-    answer in time is asked again, as a user's client would, until the deadline.
+    The first read is at once (builds awaited one after another may have ended
+    while an earlier one was awaited), then one every ``poll`` seconds. A read
+    the API answers 503 (its store busy past its bound) or does not answer in
+    time is asked again, as a user's client would, until the deadline.
     """
+    asked = False
     while record["status"] == "running":
         if time.perf_counter() > deadline:
             raise BuildFailed(f"{record['name']} still running at the deadline")
-        time.sleep(poll)
+        if asked:
+            time.sleep(poll)
+        asked = True
         try:
             response = lab.api.request("GET", f"/builds/{record['name']}")
         except requests.RequestException:  # no answer within the client's timeout
