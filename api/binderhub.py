@@ -196,6 +196,7 @@ def _follow(record: BuildRecord) -> Iterator[str]:
     phase, after = "waiting", 0
     started = last_sent = time.monotonic()
     ended: BuildRecord | None = None
+    end_read_at: float | None = None
     while time.monotonic() - started < FOLLOW_MAX_SECONDS:
         try:
             current = build_store.find_attempt(name, build_id)
@@ -203,6 +204,8 @@ def _follow(record: BuildRecord) -> Iterator[str]:
         except BinderError as exc:
             yield _data(_error_event(exc))
             return
+        if lines:
+            end_read_at = time.monotonic() if log_store.ends_log(lines) else None
         for seq, text in lines:
             after = seq
             banner = log_store.banner_phase(text)
@@ -213,6 +216,9 @@ def _follow(record: BuildRecord) -> Iterator[str]:
             last_sent = time.monotonic()
         if len(lines) >= log_store.READ_LINES:
             continue  # more is stored right behind: send it before anything else
+        if ended is None and current["status"] != Status.RUNNING.value \
+                and end_read_at is not None:
+            ended = current  # the end line was read after it: the worker stored every line
         if ended is not None:
             yield _data(_ending(ended))
             return
@@ -222,7 +228,7 @@ def _follow(record: BuildRecord) -> Iterator[str]:
         if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
             last_sent = time.monotonic()
             yield ":keepalive\n\n"
-        log_store.wait_for_lines(build_id, after, POLL_SECONDS)
+        log_store.wait_for_lines(build_id, after, log_store.follow_wait(end_read_at, POLL_SECONDS))
     yield _data(_failed(f"Stopped following after {FOLLOW_MAX_SECONDS} s; the build goes "
                         f"on: GET /builds/{name}."))
 

@@ -117,6 +117,7 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
     """SSE events of ``build_id``'s lines after ``after`` until the attempt ends."""
     started = last_sent = time.monotonic()
     ended: str | None = None
+    end_read_at: float | None = None
     yield "retry: 1000\n\n"
     while time.monotonic() - started < FOLLOW_MAX_SECONDS:
         try:
@@ -125,6 +126,8 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
         except BinderError as exc:
             yield f"event: error\ndata: {exc.message}\n\n"
             return
+        if lines:
+            end_read_at = time.monotonic() if log_store.ends_log(lines) else None
         for start in range(0, len(lines), EVENTS_PER_WRITE):
             # one write per batch of events: a log printing megabytes a second
             # is sent as fast as it is stored, not one system call per line
@@ -134,8 +137,9 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
         if len(lines) >= log_store.READ_LINES:
             last_sent = time.monotonic()
             continue  # more is stored right behind: send it before anything else
-        if ended is not None:
-            yield f"event: end\ndata: {ended}\n\n"
+        if ended is not None or (status != Status.RUNNING.value and end_read_at is not None):
+            # The end line was read after the status: the worker stored every line first.
+            yield f"event: end\ndata: {ended or status}\n\n"
             return
         if status != Status.RUNNING.value:
             ended = status  # one more read: the worker's last lines may trail its status
@@ -144,4 +148,4 @@ def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
         elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
             last_sent = time.monotonic()
             yield ": keep-alive\n\n"
-        log_store.wait_for_lines(build_id, after, POLL_SECONDS)
+        log_store.wait_for_lines(build_id, after, log_store.follow_wait(end_read_at, POLL_SECONDS))

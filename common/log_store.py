@@ -32,6 +32,7 @@ from redis.typing import EncodableT, FieldT
 from common.config import Config, get_config
 from common.db import get_db, translate_errors
 from common.errors import NoDatabase
+from common.models import FINAL_STATUSES
 from common.redis_client import redis_client
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,35 @@ _BANNER = re.compile(r"^== (?P<phase>[a-z]+) on \S+ \(attempt \d+\)$")
 def phase_banner(phase: str, worker: str, attempt: int) -> str:
     """The first line of a phase's part of the log."""
     return f"== {phase} on {worker} (attempt {attempt})"
+
+
+#: The last line of an attempt's log: the worker stores it, then ends the build.
+_END_LINE = re.compile(rf"^== build ({'|'.join(status.value for status in FINAL_STATUSES)})(: |$)")
+#: A follower that has read the end line reads the status again this soon, for at
+#: most END_WATCH_SECONDS (the worker ends the build right after storing that line),
+#: instead of waiting a whole poll for lines that will not come.
+END_PAUSE = 0.02
+END_WATCH_SECONDS = 1.0
+
+
+def end_line(status: str, error: str | None) -> str:
+    """The line a worker ends an attempt's log with, before it ends the build."""
+    return f"== build {status}" + (f": {error}" if error else "")
+
+
+def ends_log(lines: list[tuple[int, str]]) -> bool:
+    """True when the last of ``lines`` is an attempt's end line: once the build's status
+    has ended too, a reader has every line."""
+    return bool(lines) and _END_LINE.match(lines[-1][1]) is not None
+
+
+def follow_wait(end_read_at: float | None, poll: float) -> float:
+    """How long a follower waits for a new line before reading the build again:
+    ``poll``, or END_PAUSE for a moment after it read the end line (``ends_log``)
+    at ``end_read_at`` (``time.monotonic()``)."""
+    if end_read_at is not None and time.monotonic() - end_read_at < END_WATCH_SECONDS:
+        return END_PAUSE
+    return poll
 
 
 def banner_phase(line: str) -> str | None:

@@ -33,7 +33,7 @@ from common import build_store, leases
 from common.clock import utcnow
 from common.config import Config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
-from common.log_store import BuildLogWriter, phase_banner
+from common.log_store import BuildLogWriter, end_line, phase_banner
 from common.models import STEPS, BuildRecord, Phase, Status, Step
 from workers import liveness
 from workers.dispatch import broker_epoch
@@ -348,7 +348,7 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
          writer: BuildLogWriter | None = None) -> Outcome:
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:
-        writer.write(f"== build {status.value}" + (f": {error}" if error else ""))
+        writer.write(end_line(status.value, error))
         # A follower that sees the build end has every line.
         with contextlib.suppress(OutageTooLong):
             wait.call(writer.flush, "storing the log")

@@ -8,30 +8,9 @@ from typing import Any
 import pytest
 
 from api import binderhub
-from common.log_store import phase_banner
-
-
-class FakeBuild:
-    """A build whose log grows and whose status changes as it is polled."""
-
-    def __init__(self, polls: list[tuple[list[str], dict[str, Any]]]) -> None:
-        self.polls = polls
-        self.lines: list[str] = []
-        self.now = 0.0
-        self.record: dict[str, Any] = {}
-
-    def find_attempt(self, name: str, build_id: str) -> dict[str, Any]:
-        if self.polls:  # the last state stays once every poll is used
-            lines, self.record = self.polls.pop(0)
-            self.lines += lines
-        return {"name": name, "build_id": build_id, **self.record}
-
-    def read_lines(self, build_id: str, after: int = 0,
-                   limit: int | None = None) -> list[tuple[int, str]]:
-        return [(seq, text) for seq, text in enumerate(self.lines, 1) if seq > after][:limit]
-
-    def wait_for_lines(self, build_id: str, after: int, seconds: float) -> None:
-        self.now += seconds
+from common import log_store
+from common.log_store import end_line, phase_banner
+from tests.support.fake_build import FakeBuild
 
 
 @pytest.fixture
@@ -111,3 +90,34 @@ def test_an_idle_build_gets_a_keepalive_every_25_seconds(fake: Any) -> None:
     elapsed = build.now
     assert keepalives == int(elapsed // 25) or keepalives == int(elapsed // 25) - 1
     assert keepalives >= 2
+
+
+def test_the_end_line_has_the_status_read_again_at_once_not_after_a_poll(fake: Any) -> None:
+    # The worker stores its end line, then ends the build: only the status is to come.
+    build = fake([([phase_banner("registering", "w1", 1), end_line("completed", None)], RUNNING),
+                  ([], {"status": "completed", "image_name": "reg/o-r:abc", "cached": False})])
+    got = events(list(binderhub._follow(RECORD)))
+    assert got[-1]["phase"] == "ready"
+    assert build.now == pytest.approx(log_store.END_PAUSE)  # not binderhub.POLL_SECONDS
+
+
+def test_without_the_end_line_the_follower_waits_for_trailing_lines(fake: Any) -> None:
+    # Ended from outside (a cancel): the worker's last lines may still come.
+    build = fake([(["working"], RUNNING), ([], {"status": "cancelled", "error": "Cancelled."}),
+                  (["stopping"], {"status": "cancelled", "error": "Cancelled."})])
+    got = events(list(binderhub._follow(RECORD)))
+    assert [e["message"] for e in got[1:]] == ["working\n", "stopping\n",
+                                               "Build cancelled. Cancelled.\n"]
+    assert build.now == pytest.approx(binderhub.POLL_SECONDS)
+
+
+def test_a_status_that_stays_running_after_the_end_line_is_read_again_only_for_a_moment(
+        fake: Any) -> None:
+    # A worker that cannot end the build (its store away) must not have every
+    # follower read the store fifty times a second until it can.
+    build = fake([([end_line("completed", None)], RUNNING)] + [([], RUNNING)] * 80
+                 + [([], {"status": "completed", "image_name": "reg/o-r:abc", "cached": False})])
+    assert events(list(binderhub._follow(RECORD)))[-1]["phase"] == "ready"
+    quick = [wait for wait in build.waits if wait == log_store.END_PAUSE]
+    assert len(quick) <= log_store.END_WATCH_SECONDS / log_store.END_PAUSE + 1
+    assert build.waits[-10:] == [binderhub.POLL_SECONDS] * 10

@@ -1,0 +1,30 @@
+"""A build seen through the store calls a log follower makes, for followers' unit tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FakeBuild:
+    """A build whose log grows and whose status changes as it is polled."""
+
+    def __init__(self, polls: list[tuple[list[str], dict[str, Any]]]) -> None:
+        self.polls = polls
+        self.lines: list[str] = []
+        self.now = 0.0
+        self.waits: list[float] = []
+        self.record: dict[str, Any] = {}
+
+    def find_attempt(self, name: str, build_id: str) -> dict[str, Any]:
+        if self.polls:  # the last state stays once every poll is used
+            lines, self.record = self.polls.pop(0)
+            self.lines += lines
+        return {"name": name, "build_id": build_id, **self.record}
+
+    def read_lines(self, build_id: str, after: int = 0,
+                   limit: int | None = None) -> list[tuple[int, str]]:
+        return [(seq, text) for seq, text in enumerate(self.lines, 1) if seq > after][:limit]
+
+    def wait_for_lines(self, build_id: str, after: int, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds

@@ -1,0 +1,66 @@
+"""Following a log as Server-Sent Events: when the follower ends (store reads faked)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from api import logs
+from common import log_store
+from common.log_store import end_line, phase_banner
+from tests.support.fake_build import FakeBuild
+
+RUNNING = {"status": "running"}
+
+
+@pytest.fixture
+def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
+    def install(polls: list[tuple[list[str], dict[str, Any]]]) -> FakeBuild:
+        build = FakeBuild(polls)
+        monkeypatch.setattr(logs.build_store, "find_attempt", build.find_attempt)
+        monkeypatch.setattr(logs.log_store, "read_lines", build.read_lines)
+        monkeypatch.setattr(logs.log_store, "wait_for_lines", build.wait_for_lines)
+        monkeypatch.setattr(logs.time, "monotonic", lambda: build.now)
+        return build
+    return install
+
+
+def lines_and_end(chunks: list[str]) -> tuple[list[str], str]:
+    text = "".join(chunks)
+    data = [line.removeprefix("data: ") for line in text.splitlines()
+            if line.startswith("data: ")]
+    return data[:-1], data[-1]
+
+
+def test_the_end_comes_as_soon_as_the_build_ends_after_its_end_line(fake: Any) -> None:
+    build = fake([([phase_banner("registering", "w1", 1), end_line("completed", None)], RUNNING),
+                  ([], {"status": "completed"})])
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    assert lines == ["== registering on w1 (attempt 1)", "== build completed"]
+    assert end == "completed"
+    assert build.waits == [log_store.END_PAUSE]  # not a whole poll for lines that won't come
+
+
+def test_a_build_ended_with_its_end_line_read_ends_without_another_read(fake: Any) -> None:
+    build = fake([(["step", end_line("failed", "The step failed.")], {"status": "failed"})])
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    assert lines == ["step", "== build failed: The step failed."]
+    assert end == "failed"
+    assert build.waits == []
+
+
+def test_without_the_end_line_the_lines_trailing_the_status_still_come(fake: Any) -> None:
+    # Cancelled from outside: the status ends first, the worker's last lines follow.
+    build = fake([(["working"], RUNNING), ([], {"status": "cancelled"}),
+                  (["stopping"], {"status": "cancelled"})])
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    assert lines == ["working", "stopping"]
+    assert end == "cancelled"
+    assert build.waits == [logs.POLL_SECONDS, logs.POLL_SECONDS]
+
+
+def test_a_line_that_only_looks_like_the_end_in_a_step_does_not_end_anything(fake: Any) -> None:
+    assert not log_store.ends_log([(1, "#7 0.1 == build completed")])
+    assert not log_store.ends_log([(1, "== build completedly")])
+    assert log_store.ends_log([(1, "== build cancelled: Cancelled by request.")])
