@@ -125,10 +125,15 @@ def prune_logs(config: Config) -> int:
     if config.log_retention_days <= 0:
         return 0
     cutoff = utcnow() - dt.timedelta(days=config.log_retention_days)
-    old = _records(config, {"status": {"$in": [s.value for s in FINAL_STATUSES]},
-                            "end_time": {"$lt": cutoff}, "log_pruned": {"$exists": False}},
-                   {"build_id": 1})
-    build_ids = [record["build_id"] for record in old]
+    # One query per status, on the status and end time alone: the (status, end_time)
+    # index answers that. The embedded store scans every record ever made for an $in
+    # or an $exists beside it (11-17 s at 20,000 builds, holding the store meanwhile),
+    # so whether the log is still there is decided here.
+    build_ids = [record["build_id"] for status in FINAL_STATUSES
+                 for record in _records(config, {"status": status.value,
+                                                 "end_time": {"$lt": cutoff}},
+                                        {"build_id": 1, "log_pruned": 1})
+                 if "log_pruned" not in record]
     with translate_errors():
         for start in range(0, len(build_ids), BATCH):
             batch = build_ids[start:start + BATCH]
