@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from types import ModuleType
 from typing import Any
+
+import pytest
 
 
 class FakeBuild:
@@ -28,3 +32,20 @@ class FakeBuild:
     def wait_for_lines(self, build_id: str, after: int, seconds: float) -> None:
         self.waits.append(seconds)
         self.now += seconds
+
+
+Polls = list[tuple[list[str], dict[str, Any]]]
+
+
+def installer(monkeypatch: pytest.MonkeyPatch,
+              follower: ModuleType) -> Callable[[Polls], FakeBuild]:
+    """What a test calls to put a ``FakeBuild`` behind the store reads and the clock
+    of ``follower`` (a module with a log follower)."""
+    def install(polls: Polls) -> FakeBuild:
+        build = FakeBuild(polls)
+        monkeypatch.setattr(follower.build_store, "find_attempt", build.find_attempt)
+        monkeypatch.setattr(follower.log_store, "read_lines", build.read_lines)
+        monkeypatch.setattr(follower.log_store, "wait_for_lines", build.wait_for_lines)
+        monkeypatch.setattr(follower.time, "monotonic", lambda: build.now)
+        return build
+    return install

@@ -10,19 +10,12 @@ import pytest
 from api import binderhub
 from common import log_store
 from common.log_store import end_line, phase_banner
-from tests.support.fake_build import FakeBuild
+from tests.support.fake_build import installer
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def install(polls: list[tuple[list[str], dict[str, Any]]]) -> FakeBuild:
-        build = FakeBuild(polls)
-        monkeypatch.setattr(binderhub.build_store, "find_attempt", build.find_attempt)
-        monkeypatch.setattr(binderhub.log_store, "read_lines", build.read_lines)
-        monkeypatch.setattr(binderhub.log_store, "wait_for_lines", build.wait_for_lines)
-        monkeypatch.setattr(binderhub.time, "monotonic", lambda: build.now)
-        return build
-    return install
+    return installer(monkeypatch, binderhub)
 
 
 def events(chunks: list[str]) -> list[Any]:

@@ -9,21 +9,14 @@ import pytest
 from api import logs
 from common import log_store
 from common.log_store import end_line, phase_banner
-from tests.support.fake_build import FakeBuild
+from tests.support.fake_build import installer
 
 RUNNING = {"status": "running"}
 
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    def install(polls: list[tuple[list[str], dict[str, Any]]]) -> FakeBuild:
-        build = FakeBuild(polls)
-        monkeypatch.setattr(logs.build_store, "find_attempt", build.find_attempt)
-        monkeypatch.setattr(logs.log_store, "read_lines", build.read_lines)
-        monkeypatch.setattr(logs.log_store, "wait_for_lines", build.wait_for_lines)
-        monkeypatch.setattr(logs.time, "monotonic", lambda: build.now)
-        return build
-    return install
+    return installer(monkeypatch, logs)
 
 
 def lines_and_end(chunks: list[str]) -> tuple[list[str], str]:
