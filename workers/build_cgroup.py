@@ -29,7 +29,7 @@ import docker.errors
 from common.config import Config
 from common.sizes import parse_size
 from workers.docker_engine import docker_client
-from workers.registry import auth_config
+from workers.registry import pull_image
 
 log = logging.getLogger(__name__)
 
@@ -114,6 +114,5 @@ def _helper_image(client: docker.DockerClient, config: Config) -> str:
     try:
         client.images.get(image)
     except docker.errors.ImageNotFound:
-        repository, _, tag = image.rpartition(":")
-        client.images.pull(repository, tag=tag, auth_config=auth_config(config))
+        pull_image(client, config, image)
     return image

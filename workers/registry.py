@@ -115,7 +115,22 @@ def push_image(client: docker.DockerClient, config: Config, image: str,
     return pushed
 
 
-def pull_image(client: docker.DockerClient, config: Config, image: str) -> None:
-    """Pull ``image`` from the registry; raises ``docker.errors.APIError``."""
+def pull(client: docker.DockerClient, image: str,
+         auth: dict[str, str] | None = None) -> None:
+    """Pull ``image`` into the engine; raises ``docker.errors.APIError`` with the
+    engine's own reason when it cannot.
+
+    docker-py's ``images.pull`` drops the error events of the pull's stream and then
+    fails on its lookup of the image, so a full disk or a missing blob would read
+    "no such image"; the stream is read here instead.
+    """
     repository, tag = split_tag(image)
-    client.images.pull(repository, tag=tag, auth_config=auth_config(config))
+    for event in client.api.pull(repository, tag=tag, stream=True, decode=True,
+                                 auth_config=auth):
+        if "error" in event:
+            raise docker.errors.APIError(f"could not pull {image}: {event['error']}")
+
+
+def pull_image(client: docker.DockerClient, config: Config, image: str) -> None:
+    """Pull ``image`` from the farm's registry; raises ``docker.errors.APIError``."""
+    pull(client, image, auth_config(config))

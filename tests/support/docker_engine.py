@@ -23,6 +23,7 @@ import docker
 import docker.errors
 
 from workers.docker_engine import ENGINE_ENVIRONMENT, dockerd_command
+from workers.registry import pull
 
 PR_SET_PDEATHSIG = 1
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -85,10 +86,9 @@ class DockerEngine:
 
     def pull(self, image: str, auth_config: dict[str, str] | None = None) -> None:
         """Fetch ``image`` from its registry (loopback registries need no TLS)."""
-        repository, _, tag = image.rpartition(":")
         client = self.client(timeout=600)
         try:
-            client.images.pull(repository, tag=tag, auth_config=auth_config)
+            pull(client, image, auth_config)
         finally:
             client.close()
 

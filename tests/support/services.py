@@ -41,6 +41,7 @@ from tests.support.farm import BIN, free_port
 from workers.docker_engine import ENGINE_ENVIRONMENT, dockerd_command
 from workers.leftovers import clear_pid_file, read_pid, runs, wait_gone
 from workers.orphans import die_with_parent
+from workers.registry import pull
 
 
 def _die_with_test() -> None:
@@ -379,7 +380,7 @@ class DedicatedServices:
         if self.docker is not None:
             client = self.docker.client()
             try:
-                client.images.pull(f"{self.registry.address}/{repository}", tag=tag)
+                pull(client, f"{self.registry.address}/{image}")
             finally:
                 client.close()
         self.base_image = f"{self.registry.address}/{image}"
