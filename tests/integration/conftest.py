@@ -15,6 +15,7 @@ Services elsewhere: ``REDIS_URL`` (its database number is replaced),
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import tempfile
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
+import docker
+import docker.errors
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -196,7 +199,30 @@ def services(farm_env: dict[str, str]) -> Iterator[None]:
     set_config(None)  # the services' credentials, if starting them made some
     ensure_base_image(get_config(), say=lambda line: None)
     yield
+    remove_run_images()
     stop_services(started)
+
+
+def remove_run_images() -> None:
+    """Remove the images this run tagged in the shared engine (their tags start with
+    the run's image prefix), with the layers only they used.
+
+    The engine outlives the run, and a machine that runs the suite again and again
+    would otherwise gain some sixty images a run until its disk fills and pulls fail.
+    """
+    config = get_config()
+    mine = f"{config.registry}/test-{RUN_ID}"
+    client = docker_client(config, timeout=600)
+    try:
+        for image in client.images.list():
+            for tag in image.tags:
+                if tag.startswith(mine):
+                    # An image a leftover container still uses stays; it is not worth
+                    # failing the run's teardown for.
+                    with contextlib.suppress(docker.errors.APIError):
+                        client.images.remove(tag)
+    finally:
+        client.close()
 
 
 @pytest.fixture(scope="session")
