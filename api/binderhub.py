@@ -24,7 +24,6 @@ BinderHub's public ``/health`` and ``/api/repoproviders``.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
@@ -38,7 +37,7 @@ from api.blueprint import Blueprint
 from api.builds import build_request, start_build
 from api.health import check_all
 from api.keys import Scope
-from api.logs import FOLLOW_MAX_SECONDS, POLL_SECONDS
+from api.log_follow import FOLLOW_MAX_SECONDS, Ended, Failed, KeepAlive, Lines, follow
 from api.schemas.binderhub import BinderHubHealthSchema, RepoProviderSchema, VersionsSchema
 from common import build_store, log_store
 from common.config import Config
@@ -191,44 +190,25 @@ def _ending(record: BuildRecord) -> dict[str, Any]:
 
 def _follow(record: BuildRecord) -> Iterator[str]:
     """The build's events from the start of its log until it ends."""
-    name, build_id = record["name"], record["build_id"]
+    name = record["name"]
     yield _data(WAITING)
-    phase, after = "waiting", 0
-    started = last_sent = time.monotonic()
-    ended: BuildRecord | None = None
-    end_read_at: float | None = None
-    while time.monotonic() - started < FOLLOW_MAX_SECONDS:
-        try:
-            current = build_store.find_attempt(name, build_id)
-            lines = log_store.read_lines(build_id, after, log_store.READ_LINES)
-        except BinderError as exc:
-            yield _data(_error_event(exc))
-            return
-        if lines:
-            end_read_at = time.monotonic() if log_store.ends_log(lines) else None
-        for seq, text in lines:
-            after = seq
-            banner = log_store.banner_phase(text)
-            if banner in BINDERHUB_PHASES:
-                phase = BINDERHUB_PHASES[Phase(banner)]
-            yield _data({"phase": phase, "message": f"{text}\n"})
-        if lines:
-            last_sent = time.monotonic()
-        if len(lines) >= log_store.READ_LINES:
-            continue  # more is stored right behind: send it before anything else
-        if ended is None and current["status"] != Status.RUNNING.value \
-                and end_read_at is not None:
-            ended = current  # the end line was read after it: the worker stored every line
-        if ended is not None:
-            yield _data(_ending(ended))
-            return
-        if current["status"] != Status.RUNNING.value:
-            ended = current  # one more read: the worker's last lines may trail its status
-            continue
-        if time.monotonic() - last_sent > KEEPALIVE_SECONDS:
-            last_sent = time.monotonic()
-            yield ":keepalive\n\n"
-        log_store.wait_for_lines(build_id, after, log_store.follow_wait(end_read_at, POLL_SECONDS))
+    phase = "waiting"
+    for event in follow(name, record["build_id"], 0, KEEPALIVE_SECONDS):
+        match event:
+            case Lines(lines):
+                for _, text in lines:
+                    banner = log_store.banner_phase(text)
+                    if banner in BINDERHUB_PHASES:
+                        phase = BINDERHUB_PHASES[Phase(banner)]
+                    yield _data({"phase": phase, "message": f"{text}\n"})
+            case KeepAlive():
+                yield ":keepalive\n\n"
+            case Ended(ended):
+                yield _data(_ending(ended))
+                return
+            case Failed(error):
+                yield _data(_error_event(error))
+                return
     yield _data(_failed(f"Stopped following after {FOLLOW_MAX_SECONDS} s; the build goes "
                         f"on: GET /builds/{name}."))
 

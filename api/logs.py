@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,22 +10,18 @@ from flask import Response, current_app, stream_with_context
 
 from api.auth import public_read
 from api.blueprint import Blueprint
+from api.log_follow import Ended, Failed, KeepAlive, Lines, follow
 from api.schemas.builds import LogEventSchema, LogHeadersSchema, LogQuerySchema
 from api.schemas.common import ErrorSchema
 from common import build_store, log_store
 from common.config import Config
-from common.errors import BadQuery, BinderError, LogPruned
-from common.models import BuildRecord, Status
+from common.errors import BadQuery, LogPruned
+from common.models import BuildRecord
 
 bp = Blueprint("logs", __name__, description="Build logs, kept and followed live.")
 
-#: Longest wait for a new line (a new line ends the wait at once) or the end.
-POLL_SECONDS = 0.25
 #: A comment line this often keeps proxies from closing an idle stream.
 KEEPALIVE_SECONDS = 15
-#: A follower is closed after this long even if the build still runs;
-#: clients resume with Last-Event-ID.
-FOLLOW_MAX_SECONDS = 3600
 _LINE_BREAKS = re.compile(r"\r\n|\r|\n")
 #: Server-Sent Events sent in one write while following a log.
 EVENTS_PER_WRITE = 1000
@@ -115,37 +110,18 @@ def _sse(seq: int, text: str) -> str:
 
 def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
     """SSE events of ``build_id``'s lines after ``after`` until the attempt ends."""
-    started = last_sent = time.monotonic()
-    ended: str | None = None
-    end_read_at: float | None = None
     yield "retry: 1000\n\n"
-    while time.monotonic() - started < FOLLOW_MAX_SECONDS:
-        try:
-            status = build_store.find_attempt(name, build_id)["status"]
-            lines = log_store.read_lines(build_id, after, log_store.READ_LINES)
-        except BinderError as exc:
-            yield f"event: error\ndata: {exc.message}\n\n"
-            return
-        if lines:
-            end_read_at = time.monotonic() if log_store.ends_log(lines) else None
-        for start in range(0, len(lines), EVENTS_PER_WRITE):
-            # one write per batch of events: a log printing megabytes a second
-            # is sent as fast as it is stored, not one system call per line
-            batch = lines[start:start + EVENTS_PER_WRITE]
-            after = batch[-1][0]
-            yield "".join(_sse(seq, text) for seq, text in batch)
-        if len(lines) >= log_store.READ_LINES:
-            last_sent = time.monotonic()
-            continue  # more is stored right behind: send it before anything else
-        if ended is not None or (status != Status.RUNNING.value and end_read_at is not None):
-            # The end line was read after the status: the worker stored every line first.
-            yield f"event: end\ndata: {ended or status}\n\n"
-            return
-        if status != Status.RUNNING.value:
-            ended = status  # one more read: the worker's last lines may trail its status
-        elif lines:
-            last_sent = time.monotonic()
-        elif time.monotonic() - last_sent > KEEPALIVE_SECONDS:
-            last_sent = time.monotonic()
-            yield ": keep-alive\n\n"
-        log_store.wait_for_lines(build_id, after, log_store.follow_wait(end_read_at, POLL_SECONDS))
+    for event in follow(name, build_id, after, KEEPALIVE_SECONDS):
+        match event:
+            case Lines(lines):
+                for start in range(0, len(lines), EVENTS_PER_WRITE):
+                    # one write per batch of events: a log printing megabytes a second
+                    # is sent as fast as it is stored, not one system call per line
+                    batch = lines[start:start + EVENTS_PER_WRITE]
+                    yield "".join(_sse(seq, text) for seq, text in batch)
+            case KeepAlive():
+                yield ": keep-alive\n\n"
+            case Ended(record):
+                yield f"event: end\ndata: {record['status']}\n\n"
+            case Failed(error):
+                yield f"event: error\ndata: {error.message}\n\n"

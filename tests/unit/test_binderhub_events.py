@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from api import binderhub
+from api import binderhub, log_follow
 from common import log_store
 from common.log_store import end_line, phase_banner
 from tests.support.fake_build import installer
@@ -15,7 +15,7 @@ from tests.support.fake_build import installer
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    return installer(monkeypatch, binderhub)
+    return installer(monkeypatch, log_follow)
 
 
 def events(chunks: list[str]) -> list[Any]:
@@ -54,7 +54,9 @@ def test_a_long_log_is_sent_a_part_at_a_time_without_waiting_between_parts(
     got = events(list(binderhub._follow(RECORD)))
     assert [e["message"] for e in got[1:-1]] == [f"line {n}\n" for n in range(1, 8)]
     assert got[-1]["phase"] == "ready"
-    assert build.now == 0  # every part was sent at once, no wait for new lines
+    # Every part was sent at once; the one wait is for lines that may trail the status
+    # (this log has no end line).
+    assert build.waits == [log_follow.POLL_SECONDS]
 
 
 def test_a_cache_hit_says_found(fake: Any) -> None:
@@ -91,7 +93,7 @@ def test_the_end_line_has_the_status_read_again_at_once_not_after_a_poll(fake: A
                   ([], {"status": "completed", "image_name": "reg/o-r:abc", "cached": False})])
     got = events(list(binderhub._follow(RECORD)))
     assert got[-1]["phase"] == "ready"
-    assert build.now == pytest.approx(log_store.END_PAUSE)  # not binderhub.POLL_SECONDS
+    assert build.now == pytest.approx(log_store.END_PAUSE)  # not log_follow.POLL_SECONDS
 
 
 def test_without_the_end_line_the_follower_waits_for_trailing_lines(fake: Any) -> None:
@@ -101,7 +103,7 @@ def test_without_the_end_line_the_follower_waits_for_trailing_lines(fake: Any) -
     got = events(list(binderhub._follow(RECORD)))
     assert [e["message"] for e in got[1:]] == ["working\n", "stopping\n",
                                                "Build cancelled. Cancelled.\n"]
-    assert build.now == pytest.approx(binderhub.POLL_SECONDS)
+    assert build.now == pytest.approx(2 * log_follow.POLL_SECONDS)  # one after the status
 
 
 def test_a_status_that_stays_running_after_the_end_line_is_read_again_only_for_a_moment(
@@ -113,4 +115,4 @@ def test_a_status_that_stays_running_after_the_end_line_is_read_again_only_for_a
     assert events(list(binderhub._follow(RECORD)))[-1]["phase"] == "ready"
     quick = [wait for wait in build.waits if wait == log_store.END_PAUSE]
     assert len(quick) <= log_store.END_WATCH_SECONDS / log_store.END_PAUSE + 1
-    assert build.waits[-10:] == [binderhub.POLL_SECONDS] * 10
+    assert build.waits[-10:] == [log_follow.POLL_SECONDS] * 10

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from api import logs
+from api import log_follow, logs
 from common import log_store
 from common.log_store import end_line, phase_banner
 from tests.support.fake_build import installer
@@ -16,7 +16,7 @@ RUNNING = {"status": "running"}
 
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Any:
-    return installer(monkeypatch, logs)
+    return installer(monkeypatch, log_follow)
 
 
 def lines_and_end(chunks: list[str]) -> tuple[list[str], str]:
@@ -50,7 +50,7 @@ def test_without_the_end_line_the_lines_trailing_the_status_still_come(fake: Any
     lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
     assert lines == ["working", "stopping"]
     assert end == "cancelled"
-    assert build.waits == [logs.POLL_SECONDS, logs.POLL_SECONDS]
+    assert build.waits == [log_follow.POLL_SECONDS, log_follow.POLL_SECONDS]
 
 
 def test_a_line_that_only_looks_like_the_end_in_a_step_does_not_end_anything(fake: Any) -> None:

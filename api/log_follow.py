@@ -1,0 +1,88 @@
+"""Following one attempt of a build until it ends: its new lines as they are stored,
+keep-alives while it is quiet, and its record once it has ended with every line sent.
+
+The log stream (``api/logs.py``, Server-Sent Events) and BinderHub's event stream
+(``api/binderhub.py``) follow builds alike and only render what ``follow`` yields
+in their own words.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from common import build_store, log_store
+from common.errors import BinderError
+from common.models import BuildRecord, Status
+
+#: Longest wait for a new line (a new line ends the wait at once) or the end.
+POLL_SECONDS = 0.25
+#: A follower is closed after this long even if the build still runs; clients
+#: resume (the log stream with Last-Event-ID) or look the build up.
+FOLLOW_MAX_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class Lines:
+    """New lines of the log, in order: (line number, text)."""
+
+    lines: list[tuple[int, str]]
+
+
+@dataclass(frozen=True)
+class KeepAlive:
+    """Nothing was sent for the keep-alive period: idle proxies close quiet streams."""
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The attempt ended and every line of it was yielded; ``record`` says how."""
+
+    record: BuildRecord
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The store could not be read; following stops."""
+
+    error: BinderError
+
+
+Event = Lines | KeepAlive | Ended | Failed
+
+
+def follow(name: str, build_id: str, after: int, keepalive_seconds: float) -> Iterator[Event]:
+    """The events of attempt ``build_id`` of ``name`` from line ``after`` on.
+
+    Ends after ``Ended`` or ``Failed``; ends without either after
+    ``FOLLOW_MAX_SECONDS`` while the build still runs.
+    """
+    started = last_sent = time.monotonic()
+    ended: BuildRecord | None = None
+    end_read_at: float | None = None
+    while time.monotonic() - started < FOLLOW_MAX_SECONDS:
+        try:
+            current = build_store.find_attempt(name, build_id)
+            lines = log_store.read_lines(build_id, after, log_store.READ_LINES)
+        except BinderError as exc:
+            yield Failed(exc)
+            return
+        if lines:
+            end_read_at = time.monotonic() if log_store.ends_log(lines) else None
+            after, last_sent = lines[-1][0], time.monotonic()
+            yield Lines(lines)
+        if len(lines) >= log_store.READ_LINES:
+            continue  # more is stored right behind: send it before anything else
+        if ended is None and current["status"] != Status.RUNNING.value \
+                and end_read_at is not None:
+            ended = current  # the end line was read after it: the worker stored every line
+        if ended is not None:
+            yield Ended(ended)
+            return
+        if current["status"] != Status.RUNNING.value:
+            ended = current  # one more read: the worker's last lines may trail its status
+        elif time.monotonic() - last_sent > keepalive_seconds:
+            last_sent = time.monotonic()
+            yield KeepAlive()
+        log_store.wait_for_lines(build_id, after, log_store.follow_wait(end_read_at, POLL_SECONDS))
