@@ -204,7 +204,7 @@ def services(farm_env: dict[str, str]) -> Iterator[None]:
 
 
 def remove_run_images() -> None:
-    """Remove the images this run tagged in the shared engine (their tags start with
+    """Remove the images this run made in the shared engine (their names start with
     the run's image prefix), with the layers only they used.
 
     The engine outlives the run, and a machine that runs the suite again and again
@@ -215,12 +215,14 @@ def remove_run_images() -> None:
     client = docker_client(config, timeout=600)
     try:
         for image in client.images.list():
-            for tag in image.tags:
-                if tag.startswith(mine):
+            # Tags, and the digests an image pulled by digest is known by, which keep
+            # it as much as a tag does.
+            for reference in image.tags + image.attrs.get("RepoDigests", []):
+                if reference.startswith(mine):
                     # An image a leftover container still uses stays; it is not worth
                     # failing the run's teardown for.
                     with contextlib.suppress(docker.errors.APIError):
-                        client.images.remove(tag)
+                        client.images.remove(reference)
     finally:
         client.close()
 
