@@ -37,7 +37,15 @@ from api.blueprint import Blueprint
 from api.builds import build_request, start_build
 from api.health import check_all
 from api.keys import Scope
-from api.log_follow import FOLLOW_MAX_SECONDS, Ended, Failed, KeepAlive, Lines, follow
+from api.log_follow import (
+    FOLLOW_MAX_SECONDS,
+    Ended,
+    Failed,
+    KeepAlive,
+    Lines,
+    follow,
+    take_follower_slot,
+)
 from api.schemas.binderhub import BinderHubHealthSchema, RepoProviderSchema, VersionsSchema
 from common import build_store, log_store
 from common.config import Config
@@ -128,14 +136,24 @@ def build(prefix: str, spec: str) -> Response:
             "This server builds images only (BinderHub's build-only mode) and launches "
             "nothing: add ?build_only=true to the request.", 400))]))
     try:
+        # Before the build starts: a process that cannot follow one more build
+        # refuses the request whole, and the launcher's retry starts it.
+        give_back = take_follower_slot(config.api_threads)
+    except BinderError as exc:
+        return _stream(iter([_data(_error_event(exc))]))
+    try:
         text = farm_spec(prefix, _raw_spec(prefix, spec), config)
         name, fields = build_request(text)
         record = _current_or_started(config, name, fields, text)
     except BinderError as exc:
+        give_back()
         return _stream(iter([_data(_error_event(exc))]))
     if record["status"] == Status.COMPLETED.value:
+        give_back()
         return _stream(iter([_data(_ready(record, FOUND))]))
-    return _stream(_follow(record))
+    response = _stream(_follow(record))
+    response.call_on_close(give_back)
+    return response
 
 
 def _current_or_started(config: Config, name: str, fields: dict[str, Any],

@@ -8,12 +8,13 @@ in their own words.
 
 from __future__ import annotations
 
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from common import build_store, log_store
-from common.errors import BinderError
+from common.errors import BinderError, TooManyFollowers
 from common.models import BuildRecord, Status
 
 #: Longest wait for a new line (a new line ends the wait at once) or the end.
@@ -21,6 +22,43 @@ POLL_SECONDS = 0.25
 #: A follower is closed after this long even if the build still runs; clients
 #: resume (the log stream with Last-Event-ID) or look the build up.
 FOLLOW_MAX_SECONDS = 3600
+#: Threads of an API process that never follow a log: a follower holds its thread
+#: for as long as the build runs, and reads must not wait for builds to end.
+KEPT_THREADS = 2
+
+_following = 0
+_following_lock = threading.Lock()
+
+
+def take_follower_slot(threads: int) -> Callable[[], None]:
+    """Count one more response of this process following a log; returns what counts
+    it out again (call it once, when the response closes).
+
+    Raises ``TooManyFollowers`` (503) when ``threads - KEPT_THREADS`` (at least one)
+    already follow: one more would leave the process's other requests waiting.
+    """
+    global _following
+    limit = max(1, threads - KEPT_THREADS)
+    with _following_lock:
+        if _following >= limit:
+            raise TooManyFollowers(
+                f"This API process is following {_following} build logs, all it may "
+                f"beside its other requests.",
+                suggestions=["Retry in a few seconds (Retry-After), or read the log without "
+                             "following it.",
+                             "Operators: more API threads (BINDER_API_THREADS) or workers "
+                             "(BINDER_API_WORKERS) follow more logs at once."])
+        _following += 1
+    released = threading.Event()
+
+    def give_back() -> None:
+        global _following
+        if released.is_set():
+            return
+        released.set()
+        with _following_lock:
+            _following -= 1
+    return give_back
 
 
 @dataclass(frozen=True)

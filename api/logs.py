@@ -10,7 +10,7 @@ from flask import Response, current_app, stream_with_context
 
 from api.auth import public_read
 from api.blueprint import Blueprint
-from api.log_follow import Ended, Failed, KeepAlive, Lines, follow
+from api.log_follow import Ended, Failed, KeepAlive, Lines, follow, take_follower_slot
 from api.schemas.builds import LogEventSchema, LogHeadersSchema, LogQuerySchema
 from api.schemas.common import ErrorSchema
 from common import build_store, log_store
@@ -55,9 +55,12 @@ def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
     if record.get("log_pruned"):
         raise pruned(record, current_app.config["BINDER"])
     if query["follow"]:
-        return Response(stream_with_context(_follow(name, record["build_id"], after)),
-                        mimetype="text/event-stream",
-                        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        give_back = take_follower_slot(current_app.config["BINDER"].api_threads)
+        response = Response(stream_with_context(_follow(name, record["build_id"], after)),
+                            mimetype="text/event-stream",
+                            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        response.call_on_close(give_back)
+        return response
     # The first part is read here, so a store that fails answers an error, not a cut text.
     first = log_store.read_lines(record["build_id"], after, log_store.READ_LINES)
     return Response(stream_with_context(_text(record["build_id"], first)),

@@ -121,6 +121,16 @@ class RateLimited(BinderError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class TooManyFollowers(BinderError):
+    """This API process follows as many logs as it may (``BINDER_API_THREADS``)."""
+
+    type = "tooManyFollowers"
+    status = 503
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": "5"}
+
+
 class BuildFailure(BinderError):
     """A build ended badly; the message is stored as the build's ``error``."""
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
 from common import build_store
+from common.config import get_config
 from common.log_store import BuildLogWriter
 from common.models import Status
 from tests.support.api_cases import Event, read_sse, ticking_repo
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
+from workers.cli.server import api_workers
 from workers.image_build import step_output
 
 
@@ -98,3 +101,54 @@ def test_follow_sends_a_new_line_within_a_second(api: ApiClient) -> None:
     with follow(api, name, query="follow=true&after=6") as response:
         replay = list(read_sse(response))
     assert [(e.event, e.data) for e in replay] == [("message", "two\nparts"), ("end", "failed")]
+
+
+
+def test_followers_past_the_api_threads_are_refused_and_reads_still_answer(
+        api: ApiClient) -> None:
+    # A follower holds an API thread while its build runs. More followers of a quiet
+    # build than the API has threads must not make other requests wait for it to end:
+    # each process keeps two threads, and a follower past that is told to retry.
+    name = f"logs-{uuid.uuid4().hex[:8]}"
+    record = build_store.create_build(name, {"display_name": "logs/quiet",
+                                        "repository": "https://example.org/logs/quiet"})
+    config = get_config()
+    per_process = config.api_threads - 2
+    sessions = [requests.Session() for _ in range(api_workers(config) * config.api_threads + 4)]
+
+    def open_follower(session: requests.Session) -> requests.Response:
+        return session.get(f"{api.url}/builds/{name}/logs?follow=1", stream=True,
+                           timeout=(5, 20))
+    try:
+        with ThreadPoolExecutor(len(sessions)) as pool:
+            followers = list(pool.map(open_follower, sessions))
+        refused = [f for f in followers if f.status_code == 503]
+        following = [f for f in followers if f.status_code == 200]
+        assert len(following) + len(refused) == len(followers), \
+            [f.status_code for f in followers]
+        assert len(following) >= per_process and refused
+        assert {f.json()["type"] for f in refused} == {"tooManyFollowers"}
+        assert {f.headers["Retry-After"] for f in refused} == {"5"}
+        started = time.monotonic()
+        for _ in range(10):
+            assert api.request("GET", f"/builds/{name}").status_code == 200
+        assert time.monotonic() - started < 5
+        # The build ends: its followers end and give their threads back.
+        build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "test over")
+        for follower in following:
+            assert list(read_sse(follower))[-1].event == "end"
+        other = build_store.create_build(f"{name}-2", {
+            "display_name": "logs/quiet2", "repository": "https://example.org/logs/quiet2"})
+        try:
+            # As many as one process may follow: none can be refused once all are free.
+            with ThreadPoolExecutor(per_process) as pool:
+                again = list(pool.map(lambda session: session.get(
+                    f"{api.url}/builds/{name}-2/logs?follow=1", stream=True, timeout=(5, 20)),
+                    sessions[:per_process]))
+            assert [f.status_code for f in again] == [200] * per_process
+        finally:
+            build_store.finish(other["build_id"], other["attempt"], Status.FAILED, "test over")
+    finally:
+        build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "test over")
+        for session in sessions:
+            session.close()

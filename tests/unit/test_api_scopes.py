@@ -1,4 +1,5 @@
-"""Every endpoint's scope, public reads, health details, bans and start limits, in-process.
+"""Every endpoint's scope, public reads, health details, bans, start and follower limits,
+in-process.
 
 The store is replaced: a request that gets past the checks meets a stub
 that answers 409 (a start) or 404 (anything else), so "not 403" below
@@ -7,6 +8,7 @@ means the key was enough.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from prometheus_client.registry import CollectorRegistry
 
 import api.builds
 import api.health
+import api.log_follow
 import api.logs
 import api.metrics
 import api.templates
@@ -189,3 +192,25 @@ def test_starts_past_the_rate_answer_429_with_retry_after(
     assert "https://github.com/owner/repo" in by_repo.get_json()["error"]
     # admins are not limited
     assert call(client, "post", "/builds/repo", KEYS["admin"]).status_code == 409
+
+
+def test_a_process_following_all_it_may_refuses_followers_before_any_build_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Any] = []
+    app = make_app(tmp_path, monkeypatch, BINDER_API_THREADS="4")
+    monkeypatch.setattr(api.builds.build_store, "create_build",
+                        lambda *args, **kwargs: started.append(args))
+    monkeypatch.setattr(api.log_follow, "_following", 2)  # 4 threads, 2 kept
+    client = app.test_client()
+    events = client.get("/build/gh/owner/repo/HEAD?build_only=true",
+                        headers={"Authorization": KEYS["build"]}).get_data(as_text=True)
+    failed = json.loads(events.removeprefix("data: "))
+    assert (failed["phase"], failed["status_code"]) == ("failed", 503), failed
+    assert "following 2 build logs" in failed["message"]
+    assert started == [] and api.log_follow._following == 2
+    monkeypatch.setattr(api.logs.build_store, "get_build",
+                        lambda *args: {"name": "o-r", "build_id": "b1"})
+    logs = client.get("/builds/o-r/logs?follow=1", headers={"Authorization": KEYS["read"]})
+    assert (logs.status_code, logs.get_json()["type"]) == (503, "tooManyFollowers")
+    assert logs.headers["Retry-After"] == "5"
+    assert api.log_follow._following == 2

@@ -8,6 +8,7 @@ import pytest
 
 from api import log_follow, logs
 from common import log_store
+from common.errors import TooManyFollowers
 from common.log_store import end_line, phase_banner
 from tests.support.fake_build import installer
 
@@ -57,3 +58,28 @@ def test_a_line_that_only_looks_like_the_end_in_a_step_does_not_end_anything(fak
     assert not log_store.ends_log([(1, "#7 0.1 == build completed")])
     assert not log_store.ends_log([(1, "== build completedly")])
     assert log_store.ends_log([(1, "== build cancelled: Cancelled by request.")])
+
+
+def test_a_process_follows_at_most_all_its_threads_but_two(monkeypatch: Any) -> None:
+    monkeypatch.setattr(log_follow, "_following", 0)
+    held = [log_follow.take_follower_slot(6) for _ in range(4)]
+    with pytest.raises(TooManyFollowers) as refused:
+        log_follow.take_follower_slot(6)
+    assert refused.value.status == 503 and refused.value.headers() == {"Retry-After": "5"}
+    assert "BINDER_API_THREADS" in " ".join(refused.value.suggestions)
+    held[0]()
+    held[0]()  # a response closed twice gives its slot back once
+    held.append(log_follow.take_follower_slot(6))
+    with pytest.raises(TooManyFollowers):
+        log_follow.take_follower_slot(6)
+    for give_back in held:
+        give_back()
+    assert log_follow._following == 0
+
+
+def test_a_process_of_one_or_two_threads_still_follows_one_log(monkeypatch: Any) -> None:
+    monkeypatch.setattr(log_follow, "_following", 0)
+    give_back = log_follow.take_follower_slot(1)
+    with pytest.raises(TooManyFollowers):
+        log_follow.take_follower_slot(2)
+    give_back()

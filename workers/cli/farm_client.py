@@ -94,8 +94,9 @@ class FarmClient:
                    after: int = 0) -> Iterator[LogEvent]:
         """Lines of the build's log as they are written, then one ``end`` event.
 
-        A dropped connection (a proxy, the API's hour limit, a restart) is
-        resumed after the last line received, so no line is lost or repeated.
+        A dropped connection (a proxy, the API's hour limit, a restart) or a busy
+        API (503) is resumed after the last line received, so no line is lost or
+        repeated.
         """
         params: dict[str, Any] = {"follow": 1}
         if build_id:
@@ -116,7 +117,9 @@ class FarmClient:
                         if event.kind in ("end", "error"):
                             return
             except ApiError as exc:
-                if exc.status is not None or failures >= FOLLOW_RECONNECTS:
+                # 503: the API process follows all it may, or lost its store for a
+                # moment; both pass, as a dropped connection does.
+                if exc.status not in (None, 503) or failures >= FOLLOW_RECONNECTS:
                     raise
             except requests.RequestException as exc:
                 if failures >= FOLLOW_RECONNECTS:
