@@ -19,6 +19,8 @@ from common.models import BuildRecord, Status
 
 #: Longest wait for a new line (a new line ends the wait at once) or the end.
 POLL_SECONDS = 0.25
+#: How often a follower whose build prints nothing reads the build and its log.
+IDLE_READ_SECONDS = 1.0
 #: A follower is closed after this long even if the build still runs; clients
 #: resume (the log stream with Last-Event-ID) or look the build up.
 FOLLOW_MAX_SECONDS = 3600
@@ -99,28 +101,38 @@ def follow(name: str, build_id: str, after: int, keepalive_seconds: float) -> It
     started = last_sent = time.monotonic()
     ended: BuildRecord | None = None
     end_read_at: float | None = None
+    woke: bool | None = None  # what the last wait saw: a new line, none, or could not tell
+    next_read = started
     while time.monotonic() - started < FOLLOW_MAX_SECONDS:
-        try:
-            current = build_store.find_attempt(name, build_id)
-            lines = log_store.read_lines(build_id, after, log_store.READ_LINES)
-        except BinderError as exc:
-            yield Failed(exc)
-            return
-        if lines:
-            end_read_at = time.monotonic() if log_store.ends_log(lines) else None
-            after, last_sent = lines[-1][0], time.monotonic()
-            yield Lines(lines)
-        if len(lines) >= log_store.READ_LINES:
-            continue  # more is stored right behind: send it before anything else
-        if ended is None and current["status"] != Status.RUNNING.value \
-                and end_read_at is not None:
-            ended = current  # the end line was read after it: the worker stored every line
-        if ended is not None:
-            yield Ended(ended)
-            return
-        if current["status"] != Status.RUNNING.value:
-            ended = current  # one more read: the worker's last lines may trail its status
-        elif time.monotonic() - last_sent > keepalive_seconds:
+        # A quiet build's stream says there is nothing new: the store is asked only
+        # now and then (a build ended from outside, lines a Redis outage kept out of
+        # the stream), not after every wait, so idle followers cost the store little.
+        if woke is not False or end_read_at is not None or ended is not None \
+                or time.monotonic() >= next_read:
+            try:
+                current = build_store.find_attempt(name, build_id)
+                lines = log_store.read_lines(build_id, after, log_store.READ_LINES)
+            except BinderError as exc:
+                yield Failed(exc)
+                return
+            next_read = time.monotonic() + IDLE_READ_SECONDS
+            if lines:
+                end_read_at = time.monotonic() if log_store.ends_log(lines) else None
+                after, last_sent = lines[-1][0], time.monotonic()
+                yield Lines(lines)
+            if len(lines) >= log_store.READ_LINES:
+                woke = None
+                continue  # more is stored right behind: send it before anything else
+            if ended is None and current["status"] != Status.RUNNING.value \
+                    and end_read_at is not None:
+                ended = current  # the end line was read after it: the worker stored every line
+            if ended is not None:
+                yield Ended(ended)
+                return
+            if current["status"] != Status.RUNNING.value:
+                ended = current  # one more read: the worker's last lines may trail its status
+        if time.monotonic() - last_sent > keepalive_seconds:
             last_sent = time.monotonic()
             yield KeepAlive()
-        log_store.wait_for_lines(build_id, after, log_store.follow_wait(end_read_at, POLL_SECONDS))
+        woke = log_store.wait_for_lines(build_id, after,
+                                        log_store.follow_wait(end_read_at, POLL_SECONDS))

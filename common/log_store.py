@@ -355,14 +355,20 @@ def _first_missing(lines: list[tuple[int, str]], after: int) -> int:
     return expected
 
 
-def wait_for_lines(build_id: str, after: int, timeout: float) -> None:
+def wait_for_lines(build_id: str, after: int, timeout: float) -> bool | None:
     """Return as soon as the live stream has a line after ``after``, at most ``timeout``
-    seconds later: a follower is woken by the line itself, not by a poll."""
+    seconds later: a follower is woken by the line itself, not by a poll.
+
+    True when the stream has such a line, False when it had none all along, None
+    when there was no stream to ask (Redis away: only MongoDB can tell).
+    """
     try:
-        redis_client(get_config()).xread({stream_key(build_id): f"{after}-0"}, count=1,
-                                         block=max(1, int(timeout * 1000)))
+        found = redis_client(get_config()).xread({stream_key(build_id): f"{after}-0"},
+                                                 count=1, block=max(1, int(timeout * 1000)))
     except redis.RedisError:
         time.sleep(timeout)  # no live stream: the caller reads MongoDB again in a while
+        return None
+    return bool(found)
 
 
 def _stream_lines(build_id: str, after: int) -> Iterator[tuple[int, str]]:

@@ -18,8 +18,12 @@ class FakeBuild:
         self.now = 0.0
         self.waits: list[float] = []
         self.record: dict[str, Any] = {}
+        self.reads = 0
+        #: what each wait says the live stream had: a new line, none, or unknown
+        self.stream_says: bool | None = None
 
     def find_attempt(self, name: str, build_id: str) -> dict[str, Any]:
+        self.reads += 1
         if self.polls:  # the last state stays once every poll is used
             lines, self.record = self.polls.pop(0)
             self.lines += lines
@@ -29,9 +33,10 @@ class FakeBuild:
                    limit: int | None = None) -> list[tuple[int, str]]:
         return [(seq, text) for seq, text in enumerate(self.lines, 1) if seq > after][:limit]
 
-    def wait_for_lines(self, build_id: str, after: int, seconds: float) -> None:
+    def wait_for_lines(self, build_id: str, after: int, seconds: float) -> bool | None:
         self.waits.append(seconds)
         self.now += seconds
+        return self.stream_says
 
 
 Polls = list[tuple[list[str], dict[str, Any]]]

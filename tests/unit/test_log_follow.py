@@ -60,6 +60,27 @@ def test_a_line_that_only_looks_like_the_end_in_a_step_does_not_end_anything(fak
     assert log_store.ends_log([(1, "== build cancelled: Cancelled by request.")])
 
 
+def test_a_quiet_build_has_its_store_read_about_once_a_second_not_after_every_wait(
+        fake: Any) -> None:
+    build = fake([(["started"], RUNNING)] + [([], RUNNING)] * 10 + [([], {"status": "failed"})])
+    build.stream_says = False  # the live stream has nothing new after each wait
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    assert (lines, end) == (["started"], "failed")
+    assert build.reads == 13  # the 12 states, then one more for lines trailing the status
+    # Read once per second of quiet, not after each wait of a quarter of a second.
+    assert build.now >= 11 * log_follow.IDLE_READ_SECONDS
+    assert len(build.waits) >= 11 * log_follow.IDLE_READ_SECONDS / log_follow.POLL_SECONDS
+
+
+def test_a_line_in_the_stream_has_the_store_read_at_once(fake: Any) -> None:
+    build = fake([([], RUNNING), (["a line"], RUNNING), ([end_line("completed", None)], RUNNING),
+                  ([], {"status": "completed"})])
+    build.stream_says = True
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    assert (lines, end) == (["a line", "== build completed"], "completed")
+    assert build.reads == 4 and build.now < 1
+
+
 def test_a_process_follows_at_most_all_its_threads_but_two(monkeypatch: Any) -> None:
     monkeypatch.setattr(log_follow, "_following", 0)
     held = [log_follow.take_follower_slot(6) for _ in range(4)]

@@ -141,10 +141,11 @@ def test_a_follower_waits_for_the_next_line_not_a_poll(
     entry_id, fields = log_store.stream_entry(1, ["one"])
     stream.xadd(log_store.stream_key("b5"), fields, id=entry_id)
     started = time.monotonic()
-    log_store.wait_for_lines("b5", 0, timeout=5)  # a line after 0 is there: no wait
+    assert log_store.wait_for_lines("b5", 0, timeout=5) is True  # a line after 0: no wait
     assert time.monotonic() - started < 1
     started = time.monotonic()
-    log_store.wait_for_lines("b5", 1, timeout=0.3)  # none after 1: waits out the timeout
+    # None after 1: waits out the timeout, and says so.
+    assert log_store.wait_for_lines("b5", 1, timeout=0.3) is False
     assert 0.25 < time.monotonic() - started < 2
 
 
