@@ -72,11 +72,15 @@ def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
     and queue its first step; ``AlreadyBuilding`` while one runs (unless ``force``).
     Content already built is answered ``completed`` and ``cached`` at once
     (``api/cache_hits.py``); else the build fetches the commit the lookup
-    resolved, if it did. The caller has checked the request's key."""
+    resolved, if it did. A start of a build that runs is refused before its ref
+    is resolved. The caller has checked the request's key."""
     key = current_key()
     assert key is not None  # the caller checked it
     admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
     admission.admit(key, fields["repository"], fields["ref"])
+    # A start of a build that runs is refused before its ref is resolved: a burst
+    # of starts of one repository asks its Git host once, not once per start.
+    build_store.check_startable(name, fields)
     lookup = look_up(current_app.config["BINDER"], name, fields)
     if lookup.hit is not None:  # already built: completed now, no task sent
         return answer(name, fields, lookup.hit)

@@ -72,17 +72,8 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False,
     record = new_record(name, fields, build_id)
     with translate_errors():
         current = db.builds().find_one({"name": name})
-        if current is not None and "repository" in fields and \
-                not belongs(current, fields["repository"], fields.get("ref")):
-            raise NameTaken(
-                f"The build name {name} belongs to another repository.",
-                suggestions=["Retry the request; tell the operators if it persists."])
+        _refuse_start(current, name, fields, force)
         if current is not None:
-            if current["status"] == Status.RUNNING.value and not force:
-                raise AlreadyBuilding(
-                    f"Already building the image {name} (phase {current['phase']}).",
-                    suggestions=["Wait for it to finish, or send force: true to restart it."],
-                )
             archive(current, cancelled=current["status"] == Status.RUNNING.value)
             replaced = db.builds().find_one_and_replace(
                 {"_id": current["_id"], "build_id": current["build_id"]}, record,
@@ -112,6 +103,36 @@ def _ours_or_already_building(name: str, record: BuildRecord) -> BuildRecord:
     raise AlreadyBuilding(f"Already building the image {name}: another request "
                           "started it just now.",
                           suggestions=["Read its status with GET /builds/NAME."])
+
+
+def check_startable(name: str, fields: dict[str, Any]) -> None:
+    """Raise what ``create_build`` would for this start now (``AlreadyBuilding``,
+    ``NameTaken``), storing nothing: a start that cannot be stored is refused before
+    the work that comes before storing it (resolving its ref)."""
+    if fields.get("force"):
+        return
+    with translate_errors():
+        current = db.builds().find_one({"name": name}, _projection(STARTABLE_KEYS))
+    _refuse_start(current, name, fields, force=False)
+
+
+#: What deciding whether a start may be stored reads of the current record.
+STARTABLE_KEYS = ("repository", "ref", "status", "phase")
+
+
+def _refuse_start(current: BuildRecord | None, name: str, fields: dict[str, Any],
+                  force: bool) -> None:
+    if current is None:
+        return
+    if "repository" in fields and not belongs(current, fields["repository"], fields.get("ref")):
+        raise NameTaken(
+            f"The build name {name} belongs to another repository.",
+            suggestions=["Retry the request; tell the operators if it persists."])
+    if current["status"] == Status.RUNNING.value and not force:
+        raise AlreadyBuilding(
+            f"Already building the image {name} (phase {current['phase']}).",
+            suggestions=["Wait for it to finish, or send force: true to restart it."],
+        )
 
 
 def archive(record: BuildRecord, cancelled: bool = False) -> None:

@@ -61,6 +61,7 @@ def make_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **environ: str) ->
         monkeypatch.setattr(api.builds.build_store, name, _no_build)
     monkeypatch.setattr(api.builds.leases, "cancel", _no_build)
     monkeypatch.setattr(api.builds.build_store, "create_build", _already)
+    monkeypatch.setattr(api.builds.build_store, "check_startable", _already)
     monkeypatch.setattr(api.builds.name_store, "claim_name", lambda preferred, *rest: preferred)
     monkeypatch.setattr(api.logs.build_store, "get_build", _no_build)
     monkeypatch.setattr(api.templates.template_store, "list_templates", lambda: [])

@@ -15,7 +15,7 @@ import api.builds
 import common.config
 from api import cache_hits, create_app
 from common.config import load_config
-from common.errors import BuildFailure
+from common.errors import AlreadyBuilding, BuildFailure
 from workers.providers import Resolved, Spec
 
 CONFIG = load_config(environ={})
@@ -154,10 +154,24 @@ def test_force_or_a_zero_timeout_never_resolves(farm: dict[str, Any]) -> None:
 @pytest.fixture
 def client(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FlaskClient]:
     monkeypatch.setattr(common.config, "_current", common.config._current)
+    monkeypatch.setattr(api.builds.build_store, "check_startable", lambda name, fields: None)
     app = create_app(load_config(environ={"BINDER_API_KEY": "k",
                                           "BINDER_DATA_DIR": str(tmp_path)}))
     app.config["TESTING"] = True
     yield app.test_client()
+
+
+def test_a_start_of_a_running_build_is_refused_before_its_ref_is_resolved(
+        client: FlaskClient, farm: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def running(name: str, fields: dict[str, Any]) -> None:
+        raise AlreadyBuilding(f"Already building the image {name} (phase building).")
+
+    monkeypatch.setattr(api.builds.name_store, "claim_name", lambda *args: "o-r")
+    monkeypatch.setattr(api.builds.build_store, "check_startable", running)
+    response = client.post("/builds/repo", json={"repository": "https://github.com/O/R"},
+                           headers={"Authorization": "k"})
+    assert response.status_code == 409, response.text
+    assert farm["timeouts"] == []  # the Git host was not asked
 
 
 def test_a_cache_hit_start_stores_its_log_then_the_record_and_sends_no_task(
