@@ -68,7 +68,8 @@ def _make_task(step: Step) -> None:
     @shared_task(bind=True, name=task_name(step), **RETRY_WHILE_NO_DATABASE)
     def run_step(self: Task, build_id: str, attempt: int) -> None:
         config = task_config(self)
-        if not step.same_host and reroute(self.app, config, build_id, attempt):
+        taken_from = (self.request.delivery_info or {}).get("routing_key")
+        if not step.same_host and reroute(self.app, config, build_id, attempt, taken_from):
             return  # this host takes no new build now; another one will
 
         def hand_on(record: BuildRecord) -> None:

@@ -28,9 +28,11 @@ from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
 
 log = logging.getLogger(__name__)
 
-#: A build no host may take now goes back to the shared queue; the host that
-#: sent it waits this long first, so that it is not its own next taker: long
-#: enough for its advert, told at once, to stop its consuming the shared queue.
+#: A build taken from the shared queue that no host may take now goes back to it;
+#: the host that sent it waits this long first, so that it is not its own next
+#: taker: long enough for its advert, told at once, to stop its consuming the
+#: shared queue. A build taken from the host's own queue goes on at once: the
+#: host's next task may be a phase of the build it is running.
 BOUNCE_PAUSE = 0.3
 
 
@@ -44,10 +46,12 @@ def queue_for(config: Config, name: str) -> tuple[str, str | None]:
     return (host_queue(host), host) if host else (SHARED_QUEUE, None)
 
 
-def reroute(app: Celery, config: Config, build_id: str, attempt: int) -> bool:
+def reroute(app: Celery, config: Config, build_id: str, attempt: int,
+            taken_from: str | None = None) -> bool:
     """In the first phase, before the build is claimed: True when this host may
     not take the build now and it was sent on to another host (or back to the
-    shared queue); False to run it here.
+    shared queue); False to run it here. ``taken_from``: the queue the task came
+    from, when known.
 
     Whatever goes wrong here (the store or broker away) runs the build here
     rather than risk losing it.
@@ -78,6 +82,6 @@ def reroute(app: Celery, config: Config, build_id: str, attempt: int) -> bool:
     announce(config)  # its advert thought this host free: look again now
     with contextlib.suppress(BinderError):  # only informative
         host_store.note_placement(build_id, attempt, target)
-    if target is None:
+    if target is None and taken_from in (SHARED_QUEUE, None):
         time.sleep(BOUNCE_PAUSE)
     return True

@@ -103,6 +103,24 @@ def test_a_draining_or_full_host_sends_the_build_on(store: dict[str, Any]) -> No
     assert app.sent[-1] == ("binder.fetch", ("id2", 1), "builds")  # nobody free: shared
 
 
+
+def test_only_a_build_from_the_shared_queue_waits_before_going_back_to_it(
+        store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # A host sent a burst's builds to its own queue is full: it sends each on at
+    # once, so the next phase of the build it runs does not wait behind them.
+    pauses: list[float] = []
+    monkeypatch.setattr(placement, "BOUNCE_PAUSE", 0.3)
+    monkeypatch.setattr(placement.time, "sleep", pauses.append)
+    store["hosts"] = [host("a"), host("b")]
+    store["running"] = {"a": 1, "b": 1}
+    app = FakeApp()
+    assert placement.reroute(app, CONFIG, "id1", 1, taken_from="host.a")
+    assert pauses == []
+    assert placement.reroute(app, CONFIG, "id2", 1, taken_from="builds")
+    assert placement.reroute(app, CONFIG, "id3", 1)  # not known: as if shared
+    assert pauses == [0.3, 0.3]
+    assert [queue for _, _, queue in app.sent] == ["builds"] * 3
+
 def test_when_it_cannot_send_the_build_on_it_runs_it(store: dict[str, Any]) -> None:
     store["hosts"] = [host("a", draining=True), host("b")]
     assert not placement.reroute(FakeApp(fail=True), CONFIG, "id1", 1)
