@@ -25,6 +25,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,17 +130,23 @@ def dockerfile(phase: str) -> str:
 
 def start_builds(ff: FaultFarm, git_server: GitServer, repo_url: str, phase: str,
                  label: str) -> list[str]:
-    names = []
+    """Start the case's builds at once: a slowed Git server slows each start too (the API
+    resolves the ref), and one after the other the first could end before the last began."""
+    repos = []
     for index in range(BUILDS_PER_CASE):
         repo = unique(f"{label}{index}")
         text = dockerfile(phase).replace("{base}", ff.services.base_image)
         git_server.make_repo(f"github/fault/{repo}", {"Dockerfile": text})
         if phase == "fetching":
             git_server.delays[repo] = 8.0
-        response = ff.api.start(f"{repo_url}/fault/{repo}")
+        repos.append(repo)
+
+    def start(repo: str) -> str:
+        response = ApiClient(ff.api.url, API_KEY).start(f"{repo_url}/fault/{repo}")
         assert response.status_code == 200, response.text
-        names.append(response.json()["name"])
-    return names
+        return str(response.json()["name"])
+    with ThreadPoolExecutor(len(repos)) as pool:
+        return list(pool.map(start, repos))
 
 
 def normal_duration(ff: FaultFarm, git_server: GitServer, repo_url: str, phase: str) -> float:
