@@ -131,11 +131,18 @@ def running_counts() -> Counter[str]:
     return Counter({host: len(names) for host, names in running_builds().items()})
 
 
-def note_placement(build_id: str, attempt: int, host: str | None) -> None:
-    """Record where a queued attempt was sent (``placed_on``; None: the shared queue)."""
+def note_placement(build_id: str, attempt: int, host: str | None,
+                   config: Config | None = None) -> None:
+    """Record where a queued attempt is sent (``placed_on``; None: the shared queue).
+
+    Noted *before* the task is sent: the host it goes to may send it on at once,
+    and that host's note must be the last word. A note written after the send
+    could count the build on a host that no longer has it, and that host would
+    take no new builds while the build waits in the shared queue for a free one.
+    """
     with translate_errors():
-        get_db().builds.update_one({"build_id": build_id, "attempt": attempt},
-                                   {"$set": {"placed_on": host}})
+        get_db(config).builds.update_one({"build_id": build_id, "attempt": attempt},
+                                         {"$set": {"placed_on": host}})
 
 
 def last_build_host(name: str) -> str | None:

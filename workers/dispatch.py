@@ -16,6 +16,7 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
+from common import host_store
 from common.clock import utcnow
 from common.config import Config
 from common.db import get_db, translate_errors
@@ -46,6 +47,7 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     """Send the first step of ``record``'s current attempt; True when sent."""
     build_id, attempt = record["build_id"], record["attempt"]
     queue, host = queue_for(config, record["name"])
+    host_store.note_placement(build_id, attempt, host, config)  # before: see there
     try:
         with celery.connection_for_write(transport_options=SEND_OPTIONS,
                                          connect_timeout=SEND_TIMEOUT) as connection:
@@ -55,10 +57,11 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     except (OperationalError, redis.RedisError, OSError) as exc:
         log.warning("broker unavailable; %s stays queued for the reaper: %s",
                     record["name"], exc)
+        host_store.note_placement(build_id, attempt, None, config)  # not sent: on no host
         return False
     with translate_errors():
         get_db(config).builds.update_one(
             {"build_id": build_id, "attempt": attempt},
-            {"$set": {"enqueued": True, "enqueued_at": utcnow(), "placed_on": host,
+            {"$set": {"enqueued": True, "enqueued_at": utcnow(),
                       "broker_epoch": broker_epoch(config)}})
     return True

@@ -74,14 +74,15 @@ def reroute(app: Celery, config: Config, build_id: str, attempt: int,
     try:
         build = build_store.find_by_id(build_id)
         shown = shown_name(STEPS[0], build["name"]) if build else None
+        host_store.note_placement(build_id, attempt, target)  # before sending: see there
         app.send_task(task_name(STEPS[0]), args=(build_id, attempt), queue=queue, shadow=shown)
     except Exception as exc:
         log.warning("could not send %s on (%s); running it here", build_id, exc)
+        with contextlib.suppress(BinderError):
+            host_store.note_placement(build_id, attempt, me)
         return False
     log.info("%s: sent %s on to %s", reason, build_id, queue)
-    announce(config)  # its advert thought this host free: look again now
-    with contextlib.suppress(BinderError):  # only informative
-        host_store.note_placement(build_id, attempt, target)
+    announce(config)  # its advert thought this host free, and the build is no longer here
     if target is None and taken_from in (SHARED_QUEUE, None):
         time.sleep(BOUNCE_PAUSE)
     return True

@@ -121,6 +121,29 @@ def test_only_a_build_from_the_shared_queue_waits_before_going_back_to_it(
     assert pauses == [0.3, 0.3]
     assert [queue for _, _, queue in app.sent] == ["builds"] * 3
 
+
+def test_where_a_build_goes_is_noted_before_it_is_sent(
+        store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # The host it goes to may send it on at once: its note must come after ours, or
+    # ours would count the build on a host that no longer has it (and that host,
+    # "full", would take no builds while the build waits for a free one).
+    events: list[tuple[str, Any]] = []
+    monkeypatch.setattr(host_store, "note_placement",
+                        lambda build_id, attempt, target: events.append(("note", target)))
+
+    class RecordingApp(FakeApp):
+        def send_task(self, name: str, args: tuple[Any, ...], queue: str,
+                      shadow: str | None = None) -> None:
+            events.append(("send", queue))
+            super().send_task(name, args, queue, shadow)
+
+    store["hosts"] = [host("a", draining=True), host("b")]
+    assert placement.reroute(RecordingApp(), CONFIG, "id1", 1)
+    assert events == [("note", "b"), ("send", "host.b")]
+    events.clear()
+    assert not placement.reroute(RecordingApp(fail=True), CONFIG, "id2", 1)
+    assert events == [("note", "b"), ("send", "host.b"), ("note", "a")]  # runs here after all
+
 def test_when_it_cannot_send_the_build_on_it_runs_it(store: dict[str, Any]) -> None:
     store["hosts"] = [host("a", draining=True), host("b")]
     assert not placement.reroute(FakeApp(fail=True), CONFIG, "id1", 1)

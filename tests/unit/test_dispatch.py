@@ -1,0 +1,64 @@
+"""Sending a build's first step: where it goes is noted before it is sent."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from common.config import load_config
+from workers import dispatch
+
+CONFIG = load_config(environ={})
+RECORD: dict[str, Any] = {"build_id": "b1", "attempt": 1, "name": "o-r"}
+
+
+class FakeCelery:
+    def __init__(self, events: list[tuple[str, Any]], fail: bool = False) -> None:
+        self.events = events
+        self.fail = fail
+
+    @contextlib.contextmanager
+    def connection_for_write(self, **kwargs: Any) -> Iterator[None]:
+        yield None
+
+    def send_task(self, name: str, args: list[Any], queue: str, **kwargs: Any) -> None:
+        if self.fail:
+            raise redis.ConnectionError("broker down")
+        self.events.append(("send", queue))
+
+
+class FakeBuilds:
+    def __init__(self, events: list[tuple[str, Any]]) -> None:
+        self.events = events
+
+    def update_one(self, selector: dict[str, Any], update: dict[str, Any]) -> None:
+        self.events.append(("enqueued", sorted(update["$set"])))
+
+
+@pytest.fixture
+def events(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    seen: list[tuple[str, Any]] = []
+    monkeypatch.setattr(dispatch, "queue_for", lambda config, name: ("host.a", "a"))
+    monkeypatch.setattr(dispatch.host_store, "note_placement",
+                        lambda build_id, attempt, host, config=None: seen.append(("note", host)))
+    monkeypatch.setattr(dispatch, "get_db", lambda config=None: type(
+        "Db", (), {"builds": FakeBuilds(seen)})())
+    monkeypatch.setattr(dispatch, "broker_epoch", lambda config: "epoch")
+    return seen
+
+
+def test_the_host_is_noted_before_the_step_is_sent(events: list[tuple[str, Any]]) -> None:
+    # The host may send the build on at once; its note must be the last word.
+    assert dispatch.enqueue_build(FakeCelery(events), CONFIG, RECORD)  # type: ignore[arg-type]
+    assert events == [("note", "a"), ("send", "host.a"),
+                      ("enqueued", ["broker_epoch", "enqueued", "enqueued_at"])]
+
+
+def test_a_step_the_broker_did_not_take_is_on_no_host(events: list[tuple[str, Any]]) -> None:
+    assert not dispatch.enqueue_build(FakeCelery(events, fail=True), CONFIG,  # type: ignore[arg-type]
+                                      RECORD)
+    assert events == [("note", "a"), ("note", None)]  # left for the reaper to send
