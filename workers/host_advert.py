@@ -48,6 +48,8 @@ from workers.verify import remove_leftovers
 log = logging.getLogger(__name__)
 
 MIB = 1024 * 1024
+#: Longest wait, as the worker stops, for an advert beat in flight to end.
+STOP_JOIN_SECONDS = 10.0
 #: How often the consumer follows the advert's free/full (a comparison of two flags;
 #: a host that took a new build after it became full would only send it on).
 GATE_INTERVAL = 0.1
@@ -102,6 +104,9 @@ class HostAdvert:
         self._stop.set()
         self._wake.set()
         self._events.stop()
+        # A beat in flight would write "up" after "stopped", and the API would go on
+        # placing builds on this host's queue, which nothing consumes any more.
+        self._thread.join(timeout=STOP_JOIN_SECONDS)
         try:
             host_store.mark_stopped(self.config.worker_host)
         except BinderError:

@@ -76,3 +76,29 @@ def test_the_advert_beats_again_when_its_host_is_told(
         assert beats.acquire(timeout=2)
     finally:
         advert.stop()
+
+
+def test_stopping_waits_for_a_beat_in_flight_before_saying_stopped(
+        broker: fakeredis.FakeRedis, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A beat writes "up"; written after "stopped", it had the API place builds on a
+    # host that no worker consumes any more.
+    writes: list[str] = []
+    in_beat, release = threading.Event(), threading.Event()
+
+    def slow_beat(self: host_advert.HostAdvert) -> None:
+        in_beat.set()
+        release.wait(5)
+        writes.append("up")
+
+    monkeypatch.setattr(host_advert.HostAdvert, "beat", slow_beat)
+    monkeypatch.setattr(host_advert.host_store, "mark_stopped",
+                        lambda host: writes.append("stopped"))
+    advert = host_advert.HostAdvert(CONFIG, "h1@node").start()
+    assert in_beat.wait(2)
+    stopping = threading.Thread(target=advert.stop)
+    stopping.start()
+    threading.Event().wait(0.2)
+    assert writes == []  # still waiting for the beat
+    release.set()
+    stopping.join(5)
+    assert writes == ["up", "stopped"]
