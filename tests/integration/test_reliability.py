@@ -235,7 +235,9 @@ def test_start_with_broker_down_or_frozen_is_accepted_fast_and_built_later(
         else:
             cluster.redis.thaw()
     assert response.status_code == 200, response.text
-    assert elapsed < 2.5
+    # Bounded by the API's one-second send timeout, not the broker's socket timeouts
+    # (10 s); on a loaded two-core machine the rest of the start takes a second or two.
+    assert elapsed < 5
     body = response.json()
     assert (body["status"], body["phase"]) == ("running", "queued")
     record = cluster.api.wait(body["name"], timeout=120)
