@@ -12,7 +12,6 @@ from api.auth import current_key, public_read, require_build
 from api.blueprint import Blueprint
 from api.cache_hits import answer, look_up
 from api.schemas.builds import (
-    SERVED_BUILD_KEYS,
     BuildListQuerySchema,
     BuildRequestSchema,
     BuildSchema,
@@ -107,7 +106,7 @@ def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
         status=query.get("status"),
         repository=spec.repository if spec else query.get("repository"),
         ref=spec.ref if spec else None,
-        limit=query["limit"], offset=query["offset"], keys=SERVED_BUILD_KEYS)
+        limit=query["limit"], offset=query["offset"])
     headers = {}
     if len(records) == query["limit"]:
         after = {**request.args.to_dict(), "offset": query["offset"] + query["limit"]}
@@ -132,7 +131,7 @@ def _understood(repository: str) -> Spec | None:
 @bp.alt_response(404, response="NOT_FOUND")
 def status(name: str) -> BuildRecord:
     """One build's record (the protocol's ``build status``)."""
-    return build_store.get_build(name, SERVED_BUILD_KEYS)
+    return build_store.get_build(name)
 
 
 @bp.route("/builds/<name:name>/history")
@@ -141,7 +140,7 @@ def status(name: str) -> BuildRecord:
 @bp.alt_response(404, response="NOT_FOUND")
 def history(name: str) -> list[BuildRecord]:
     """Every attempt of a build, newest first; a rebuild keeps the earlier ones."""
-    return build_store.history(name, SERVED_BUILD_KEYS)
+    return build_store.history(name)
 
 
 @bp.route("/builds/<name:name>", methods=["DELETE"])

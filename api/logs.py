@@ -51,7 +51,7 @@ def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
              if query["follow"] else query.get("after", 0))
     build_id = query.get("build_id")
     record = (build_store.find_attempt(name, build_id) if build_id
-              else build_store.get_build(name, LOG_KEYS))
+              else build_store.get_build(name))
     if record.get("log_pruned"):
         raise pruned(record, current_app.config["BINDER"])
     if query["follow"]:
@@ -76,9 +76,6 @@ def _text(build_id: str, lines: list[tuple[int, str]]) -> Iterator[str]:
             return  # that was the end (of what a running build has written so far)
         lines = log_store.read_lines(build_id, lines[-1][0], log_store.READ_LINES)
 
-
-#: What the view reads of a build record.
-LOG_KEYS = ("name", "build_id", "log_pruned")
 
 
 def pruned(record: BuildRecord, config: Config) -> LogPruned:

@@ -112,12 +112,8 @@ def check_startable(name: str, fields: dict[str, Any]) -> None:
     if fields.get("force"):
         return
     with translate_errors():
-        current = db.builds().find_one({"name": name}, _projection(STARTABLE_KEYS))
+        current = db.builds().find_one({"name": name}, WHOLE_RECORD)
     _refuse_start(current, name, fields, force=False)
-
-
-#: What deciding whether a start may be stored reads of the current record.
-STARTABLE_KEYS = ("repository", "ref", "status", "phase")
 
 
 def _refuse_start(current: BuildRecord | None, name: str, fields: dict[str, Any],
@@ -154,34 +150,19 @@ def _no_build(name: str) -> NoBuildInfo:
                                     "GET /builds/, or start one with POST /builds/repo."])
 
 
-Keys = tuple[str, ...] | None
-
-#: Every key a build record may hold.
-RECORD_KEYS = frozenset(BuildRecord.__annotations__)
-
-
-def _projection(keys: Keys) -> dict[str, int] | None:
-    """Only ``keys`` (and no ``_id``), or everything when ``keys`` is None.
-
-    Said as the shorter spec: the record's other keys left out, or ``keys`` listed.
-    The embedded store (SecantusDB) compiles the projection of every read, and a
-    long spec, an inclusion most, costs it more per read than a short one (the
-    served fields of ``GET /builds/NAME`` are most of a record); MongoDB answers
-    both alike.
-    """
-    if keys is None:
-        return None
-    left_out = RECORD_KEYS - {"_id", *keys}
-    if len(left_out) < len(keys):
-        return {"_id": 0, **dict.fromkeys(sorted(left_out), 0)}
-    return {"_id": 0, **dict.fromkeys(keys, 1)}
+#: What every read of records asks the store for: whole records but ``_id``. The
+#: embedded store (SecantusDB) compiles a projection on every read; leaving out the
+#: dozen-odd keys the API does not serve cost it a fifth more per read than sending
+#: them (bench/api_reads.py). MongoDB answers both alike, and records are small.
+#: Readers that serve records dump them through a schema, which emits only the
+#: fields it declares.
+WHOLE_RECORD = {"_id": 0}
 
 
-def get_build(name: str, keys: Keys = None) -> BuildRecord:
-    """The current record of ``name`` (only ``keys`` of it, if given); raises
-    ``NoBuildInfo`` when unknown."""
+def get_build(name: str) -> BuildRecord:
+    """The current record of ``name``; raises ``NoBuildInfo`` when unknown."""
     with translate_errors():
-        record = db.builds().find_one({"name": name}, _projection(keys))
+        record = db.builds().find_one({"name": name}, WHOLE_RECORD)
     if record is None:
         raise _no_build(name)
     return record
@@ -201,12 +182,9 @@ HISTORY_LIMIT = 100
 
 def list_builds(status: str | None = None, repository: str | None = None,
                 limit: int = 100, offset: int = 0,
-                ref: str | None = None, keys: Keys = None) -> list[BuildRecord]:
-    """Current records, newest first, optionally of one ``status`` or ``repository``.
-
-    With ``ref``, only the builds of the repository at that ref; with
-    ``keys``, only those keys of each.
-    """
+                ref: str | None = None) -> list[BuildRecord]:
+    """Current records, newest first, optionally of one ``status`` or ``repository``;
+    with ``ref``, only the builds of the repository at that ref."""
     selector: dict[str, Any] = {}
     if status is not None:
         selector["status"] = status
@@ -215,20 +193,18 @@ def list_builds(status: str | None = None, repository: str | None = None,
     if ref is not None:
         selector["ref"] = ref
     with translate_errors():
-        cursor = db.builds().find(selector, _projection(keys)).sort(NEWEST_FIRST)
+        cursor = db.builds().find(selector, WHOLE_RECORD).sort(NEWEST_FIRST)
         return list(cursor.skip(offset).limit(limit))
 
 
-def history(name: str, keys: Keys = None) -> list[BuildRecord]:
-    """Every attempt of ``name``, newest first: the current one, then archived ones
-    (only ``keys`` of each, and ``build_id``, if given).
+def history(name: str) -> list[BuildRecord]:
+    """Every attempt of ``name``, newest first: the current one, then archived ones.
 
     Raises ``NoBuildInfo`` when ``name`` was never built.
     """
-    projection = _projection(None if keys is None else (*keys, "build_id"))
     with translate_errors():
-        current = db.builds().find_one({"name": name}, projection)
-        past = list(db.attempts().find({"name": name}, projection)
+        current = db.builds().find_one({"name": name}, WHOLE_RECORD)
+        past = list(db.attempts().find({"name": name}, WHOLE_RECORD)
                     .sort(NEWEST_FIRST).limit(HISTORY_LIMIT))
     if current is None and not past:
         raise _no_build(name)

@@ -78,15 +78,6 @@ class BuildSchema(Schema):
                        "absent while it is kept"})
 
 
-def stored_keys(schema: type[Schema]) -> tuple[str, ...]:
-    """The record keys ``schema`` dumps: all a read it answers needs from the store."""
-    return tuple(sorted({field.attribute or name for name, field in schema().fields.items()}))
-
-
-#: What ``GET /builds/...`` reads of a build record (a projection).
-SERVED_BUILD_KEYS = stored_keys(BuildSchema)
-
-
 class BuildListQuerySchema(Schema):
     """Query of ``GET /builds/``: filters and pagination, newest first."""
 
