@@ -24,7 +24,7 @@ BinderHub's public ``/health`` and ``/api/repoproviders``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +43,7 @@ from api.log_follow import (
     Failed,
     KeepAlive,
     Lines,
+    client_left,
     follow,
     take_follower_slot,
 )
@@ -151,7 +152,7 @@ def build(prefix: str, spec: str) -> Response:
     if record["status"] == Status.COMPLETED.value:
         give_back()
         return _stream(iter([_data(_ready(record, FOUND))]))
-    response = _stream(_follow(record))
+    response = _stream(_follow(record, client_left(request.environ)))
     response.call_on_close(give_back)
     return response
 
@@ -206,12 +207,12 @@ def _ending(record: BuildRecord) -> dict[str, Any]:
     return _failed(record.get("error") or f"Build {status}.")
 
 
-def _follow(record: BuildRecord) -> Iterator[str]:
-    """The build's events from the start of its log until it ends."""
+def _follow(record: BuildRecord, left: Callable[[], bool]) -> Iterator[str]:
+    """The build's events from the start of its log until it ends (or the client leaves)."""
     name = record["name"]
     yield _data(WAITING)
     phase = "waiting"
-    for event in follow(name, record["build_id"], 0, KEEPALIVE_SECONDS):
+    for event in follow(name, record["build_id"], 0, KEEPALIVE_SECONDS, left):
         match event:
             case Lines(lines):
                 for _, text in lines:

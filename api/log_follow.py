@@ -8,10 +8,13 @@ in their own words.
 
 from __future__ import annotations
 
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from common import build_store, log_store
 from common.errors import BinderError, TooManyFollowers
@@ -63,6 +66,30 @@ def take_follower_slot(threads: int) -> Callable[[], None]:
     return give_back
 
 
+def client_left(environ: Mapping[str, Any]) -> Callable[[], bool]:
+    """What tells whether the client of this request closed its connection.
+
+    gunicorn passes the connection's socket in the WSGI environ; a peek that
+    reads end-of-file says the client is gone (a next request waiting on the
+    connection reads as data, not as gone). A follower that asks it each poll
+    gives its thread back within a poll of the client leaving, not at its next
+    write (the keep-alive, seconds later). A TLS socket cannot be peeked at:
+    there the next write finds out, as without gunicorn.
+    """
+    sock = environ.get("gunicorn.socket")
+    if not isinstance(sock, socket.socket) or isinstance(sock, ssl.SSLSocket):
+        return lambda: False
+
+    def left() -> bool:
+        try:
+            return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+        except BlockingIOError:
+            return False  # nothing to read: the client is still there
+        except OSError:
+            return True  # reset or closed under us
+    return left
+
+
 @dataclass(frozen=True)
 class Lines:
     """New lines of the log, in order: (line number, text)."""
@@ -92,11 +119,13 @@ class Failed:
 Event = Lines | KeepAlive | Ended | Failed
 
 
-def follow(name: str, build_id: str, after: int, keepalive_seconds: float) -> Iterator[Event]:
+def follow(name: str, build_id: str, after: int, keepalive_seconds: float,
+           left: Callable[[], bool] = lambda: False) -> Iterator[Event]:
     """The events of attempt ``build_id`` of ``name`` from line ``after`` on.
 
     Ends after ``Ended`` or ``Failed``; ends without either after
-    ``FOLLOW_MAX_SECONDS`` while the build still runs.
+    ``FOLLOW_MAX_SECONDS`` while the build still runs, or as soon as ``left()``
+    says the client is gone (``client_left``).
     """
     started = last_sent = time.monotonic()
     ended: BuildRecord | None = None
@@ -104,6 +133,8 @@ def follow(name: str, build_id: str, after: int, keepalive_seconds: float) -> It
     woke: bool | None = None  # what the last wait saw: a new line, none, or could not tell
     next_read = started
     while time.monotonic() - started < FOLLOW_MAX_SECONDS:
+        if left():
+            return
         # A quiet build's stream says there is nothing new: the store is asked only
         # now and then (a build ended from outside, lines a Redis outage kept out of
         # the stream), not after every wait, so idle followers cost the store little.

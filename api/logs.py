@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
-from flask import Response, current_app, stream_with_context
+from flask import Response, current_app, request, stream_with_context
 
 from api.auth import public_read
 from api.blueprint import Blueprint
-from api.log_follow import Ended, Failed, KeepAlive, Lines, follow, take_follower_slot
+from api.log_follow import (
+    Ended,
+    Failed,
+    KeepAlive,
+    Lines,
+    client_left,
+    follow,
+    take_follower_slot,
+)
 from api.schemas.builds import LogEventSchema, LogHeadersSchema, LogQuerySchema
 from api.schemas.common import ErrorSchema
 from common import build_store, log_store
@@ -56,7 +64,8 @@ def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
         raise pruned(record, current_app.config["BINDER"])
     if query["follow"]:
         give_back = take_follower_slot(current_app.config["BINDER"].api_threads)
-        response = Response(stream_with_context(_follow(name, record["build_id"], after)),
+        events = _follow(name, record["build_id"], after, client_left(request.environ))
+        response = Response(stream_with_context(events),
                             mimetype="text/event-stream",
                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.call_on_close(give_back)
@@ -108,10 +117,11 @@ def _sse(seq: int, text: str) -> str:
     return f"id: {seq}\n{data}\n\n"
 
 
-def _follow(name: str, build_id: str, after: int) -> Iterator[str]:
-    """SSE events of ``build_id``'s lines after ``after`` until the attempt ends."""
+def _follow(name: str, build_id: str, after: int, left: Callable[[], bool]) -> Iterator[str]:
+    """SSE events of ``build_id``'s lines after ``after`` until the attempt ends
+    (or the client leaves)."""
     yield "retry: 1000\n\n"
-    for event in follow(name, build_id, after, KEEPALIVE_SECONDS):
+    for event in follow(name, build_id, after, KEEPALIVE_SECONDS, left):
         match event:
             case Lines(lines):
                 for start in range(0, len(lines), EVENTS_PER_WRITE):

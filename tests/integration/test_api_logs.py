@@ -152,3 +152,40 @@ def test_followers_past_the_api_threads_are_refused_and_reads_still_answer(
         build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "test over")
         for session in sessions:
             session.close()
+
+
+def test_followers_whose_clients_left_give_their_threads_back_at_once(api: ApiClient) -> None:
+    # A closed tab or a dropped link frees its follower's thread within a poll, not at
+    # the stream's next keep-alive (15 s): once every thread that may follow was taken
+    # and their clients left, new followers are served again in seconds.
+    name = f"logs-{uuid.uuid4().hex[:8]}"
+    record = build_store.create_build(name, {"display_name": "logs/left",
+                                        "repository": "https://example.org/logs/left"})
+    config = get_config()
+    per_process = config.api_threads - 2
+    url = f"{api.url}/builds/{name}/logs?follow=1"
+    try:
+        sessions = [requests.Session() for _ in range(api_workers(config) * config.api_threads)]
+        with ThreadPoolExecutor(len(sessions)) as pool:
+            followers = list(pool.map(lambda s: s.get(url, stream=True, timeout=(5, 20)),
+                                      sessions))
+        assert any(f.status_code == 503 for f in followers)  # every follower thread taken
+        for follower, session in zip(followers, sessions, strict=True):
+            follower.close()
+            session.close()
+        left_at = time.monotonic()
+        statuses: list[int] = []
+        while time.monotonic() - left_at < 5:
+            fresh = [requests.Session() for _ in range(per_process)]
+            with ThreadPoolExecutor(per_process) as pool:
+                again = list(pool.map(lambda s: s.get(url, stream=True, timeout=(5, 20)), fresh))
+            statuses = [f.status_code for f in again]
+            for follower, session in zip(again, fresh, strict=True):
+                follower.close()
+                session.close()
+            if statuses == [200] * per_process:
+                break
+            time.sleep(0.5)
+        assert statuses == [200] * per_process, statuses
+    finally:
+        build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "test over")

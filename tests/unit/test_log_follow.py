@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 
 import pytest
@@ -13,6 +14,10 @@ from common.log_store import end_line, phase_banner
 from tests.support.fake_build import installer
 
 RUNNING = {"status": "running"}
+
+
+def STAYS() -> bool:  # noqa: N802 -- a client that never leaves
+    return False
 
 
 @pytest.fixture
@@ -30,7 +35,7 @@ def lines_and_end(chunks: list[str]) -> tuple[list[str], str]:
 def test_the_end_comes_as_soon_as_the_build_ends_after_its_end_line(fake: Any) -> None:
     build = fake([([phase_banner("registering", "w1", 1), end_line("completed", None)], RUNNING),
                   ([], {"status": "completed"})])
-    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0, STAYS)))
     assert lines == ["== registering on w1 (attempt 1)", "== build completed"]
     assert end == "completed"
     assert build.waits == [log_store.END_PAUSE]  # not a whole poll for lines that won't come
@@ -38,7 +43,7 @@ def test_the_end_comes_as_soon_as_the_build_ends_after_its_end_line(fake: Any) -
 
 def test_a_build_ended_with_its_end_line_read_ends_without_another_read(fake: Any) -> None:
     build = fake([(["step", end_line("failed", "The step failed.")], {"status": "failed"})])
-    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0, STAYS)))
     assert lines == ["step", "== build failed: The step failed."]
     assert end == "failed"
     assert build.waits == []
@@ -48,7 +53,7 @@ def test_without_the_end_line_the_lines_trailing_the_status_still_come(fake: Any
     # Cancelled from outside: the status ends first, the worker's last lines follow.
     build = fake([(["working"], RUNNING), ([], {"status": "cancelled"}),
                   (["stopping"], {"status": "cancelled"})])
-    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0, STAYS)))
     assert lines == ["working", "stopping"]
     assert end == "cancelled"
     assert build.waits == [log_follow.POLL_SECONDS, log_follow.POLL_SECONDS]
@@ -64,7 +69,7 @@ def test_a_quiet_build_has_its_store_read_about_once_a_second_not_after_every_wa
         fake: Any) -> None:
     build = fake([(["started"], RUNNING)] + [([], RUNNING)] * 10 + [([], {"status": "failed"})])
     build.stream_says = False  # the live stream has nothing new after each wait
-    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0, STAYS)))
     assert (lines, end) == (["started"], "failed")
     assert build.reads == 13  # the 12 states, then one more for lines trailing the status
     # Read once per second of quiet, not after each wait of a quarter of a second.
@@ -76,7 +81,7 @@ def test_a_line_in_the_stream_has_the_store_read_at_once(fake: Any) -> None:
     build = fake([([], RUNNING), (["a line"], RUNNING), ([end_line("completed", None)], RUNNING),
                   ([], {"status": "completed"})])
     build.stream_says = True
-    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0)))
+    lines, end = lines_and_end(list(logs._follow("o-r", "b1", 0, STAYS)))
     assert (lines, end) == (["a line", "== build completed"], "completed")
     assert build.reads == 4 and build.now < 1
 
@@ -104,3 +109,38 @@ def test_a_process_of_one_or_two_threads_still_follows_one_log(monkeypatch: Any)
     with pytest.raises(TooManyFollowers):
         log_follow.take_follower_slot(2)
     give_back()
+
+
+def test_a_follower_whose_client_left_stops_at_once(fake: Any) -> None:
+    build = fake([(["started"], RUNNING)] + [([], RUNNING)] * 100)
+    build.stream_says = False
+    polls = 0
+
+    def left() -> bool:
+        nonlocal polls
+        polls += 1
+        return polls > 3  # the client closes its connection during the third wait
+
+    chunks = list(logs._follow("o-r", "b1", 0, left))
+    assert "data: started" in "".join(chunks)
+    assert "event: end" not in "".join(chunks)  # nobody is there to read an end
+    assert len(build.waits) == 3
+
+
+def test_a_connection_reads_as_left_once_its_client_closed_it() -> None:
+    server, client = socket.socketpair()
+    try:
+        left = log_follow.client_left({"gunicorn.socket": server})
+        assert not left()
+        client.sendall(b"GET /next HTTP/1.1\r\n")  # a request waiting is no leaving
+        assert not left()
+        assert server.recv(100)  # the peek left it there to read
+        client.close()
+        assert left()
+    finally:
+        server.close()
+        client.close()
+
+
+def test_without_a_socket_to_peek_at_a_client_never_reads_as_left() -> None:
+    assert not log_follow.client_left({})()
