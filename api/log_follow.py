@@ -120,7 +120,7 @@ Event = Lines | KeepAlive | Ended | Failed
 
 
 def follow(name: str, build_id: str, after: int, keepalive_seconds: float,
-           left: Callable[[], bool] = lambda: False) -> Iterator[Event]:
+           left: Callable[[], bool]) -> Iterator[Event]:
     """The events of attempt ``build_id`` of ``name`` from line ``after`` on.
 
     Ends after ``Ended`` or ``Failed``; ends without either after

@@ -86,7 +86,6 @@ def _text(build_id: str, lines: list[tuple[int, str]]) -> Iterator[str]:
         lines = log_store.read_lines(build_id, lines[-1][0], log_store.READ_LINES)
 
 
-
 def pruned(record: BuildRecord, config: Config) -> LogPruned:
     """The answer for a build whose stored log retention deleted."""
     when = record["log_pruned"].strftime("%Y-%m-%d")
