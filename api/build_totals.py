@@ -113,6 +113,7 @@ class Totals:
         self.ended: dict[Status, Counter[tuple[str, str]]] = {s: Counter()
                                                               for s in FINAL_STATUSES}
         self.running_by_host: Counter[str] = Counter()
+        self.running_by_phase: Counter[str] = Counter()
         self.pushed = 0
         self.phase_seconds, self.build_seconds = Histogram(), Histogram()
 
@@ -129,9 +130,11 @@ class Totals:
         status = record.get("status")
         if status in self.ended:
             self.ended[Status(status)][labels] += 1
-        lease = record.get("lease")
-        if status == Status.RUNNING.value and lease:
-            self.running_by_host[lease.get("worker") or "unknown"] += 1
+        if status == Status.RUNNING.value:
+            self.running_by_phase[record.get("phase") or Phase.QUEUED.value] += 1
+            lease = record.get("lease")
+            if lease:
+                self.running_by_host[lease.get("worker") or "unknown"] += 1
         self.pushed += int(record.get("pushed_bytes") or 0)
         for phase, times in (record.get("phases") or {}).items():
             seconds = _seconds((times or {}).get("start"), (times or {}).get("end"))
@@ -150,6 +153,7 @@ class Totals:
             for status, counts in part.ended.items():
                 both.ended[status].update(counts)
             both.running_by_host.update(part.running_by_host)
+            both.running_by_phase.update(part.running_by_phase)
             both.pushed += part.pushed
             both.phase_seconds.add(part.phase_seconds)
             both.build_seconds.add(part.build_seconds)
@@ -178,6 +182,12 @@ class Totals:
         for host, count in sorted(self.running_by_host.items()):
             by_host.add_metric([host], count)
         yield by_host
+        by_phase = GaugeMetricFamily("binder_running_builds", "Running builds by phase.",
+                                     labels=["phase"])
+        for phase in Phase:
+            if phase is not Phase.FINISHED:
+                by_phase.add_metric([phase.value], self.running_by_phase[phase.value])
+        yield by_phase
         yield CounterMetricFamily("binder_pushed_bytes", "Bytes of image layers pushed to the "
                                   "registry (layers it already had are not counted).",
                                   value=self.pushed)

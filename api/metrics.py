@@ -31,7 +31,7 @@ from common import worker_store
 from common.config import Config
 from common.db import get_db, translate_errors
 from common.errors import BadDatabase, NoDatabase
-from common.models import Phase, Status
+from common.models import Status
 from common.redis_client import redis_client
 from workers.queues import SHARED_QUEUE, host_queue
 
@@ -39,7 +39,11 @@ RECENT = dt.timedelta(hours=1)
 
 
 class FarmCollector(Collector):
-    """Builds by status and phase, templates, live workers, queue lengths."""
+    """Build totals and running builds, templates, live workers, queue lengths.
+
+    Nothing here reads every build record at each scrape: the totals read ended
+    builds once (``BuildTotals``), and the rest asks only for running builds and
+    the last hour's, through their indexes."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
@@ -58,11 +62,6 @@ class FarmCollector(Collector):
     def _from_store(self) -> Iterator[Metric]:
         with translate_errors():
             db = get_db(self.config)
-            statuses = {row["_id"]: row["n"] for row in db.builds.aggregate(
-                [{"$group": {"_id": "$status", "n": {"$sum": 1}}}])}
-            phases = {row["_id"]: row["n"] for row in db.builds.aggregate([
-                {"$match": {"status": Status.RUNNING.value}},
-                {"$group": {"_id": "$phase", "n": {"$sum": 1}}}])}
             templates = db.templates.estimated_document_count()
             hosts = len(worker_store.live_hosts(worker_store.all_workers(),
                                                 self.config.heartbeat_stale))
@@ -72,17 +71,6 @@ class FarmCollector(Collector):
                 {"start_time": 1, "end_time": 1, "cached": 1}))
             totals = self.builds.refresh(db)
         yield from totals.metrics()
-        by_status = GaugeMetricFamily("binder_builds", "Builds by status (current attempt).",
-                                      labels=["status"])
-        for status in Status:
-            by_status.add_metric([status.value], statuses.get(status.value, 0))
-        yield by_status
-        by_phase = GaugeMetricFamily("binder_running_builds", "Running builds by phase.",
-                                     labels=["phase"])
-        for phase in Phase:
-            if phase is not Phase.FINISHED:
-                by_phase.add_metric([phase.value], phases.get(phase.value, 0))
-        yield by_phase
         yield GaugeMetricFamily("binder_templates", "Stored templates.", value=templates)
         yield GaugeMetricFamily("binder_worker_hosts", "Worker hosts seen alive.", value=hosts)
         durations = sorted((r["end_time"] - r["start_time"]).total_seconds() for r in recent)

@@ -14,6 +14,7 @@ from prometheus_client.registry import CollectorRegistry
 import api.metrics
 from api.build_totals import CLOCK_SLACK, BuildTotals, Totals, config_label
 from api.request_metrics import REQUEST_SECONDS
+from common.config import load_config
 from tests.unit.test_api_scopes import make_app
 
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -214,3 +215,64 @@ def test_a_failed_read_counts_nothing() -> None:
         builds.refresh(store)  # type: ignore[arg-type]
     store.attempts = FakeCollection()
     assert started(builds.refresh(store)) == 2  # type: ignore[arg-type]
+
+
+class CountingCollection(FakeCollection):
+    """``FakeCollection`` that counts the records it hands out; it has no
+    ``aggregate``, so a scrape that groups every record fails here."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handed = 0
+
+    def find(self, query: dict[str, Any], fields: dict[str, Any],
+             batch_size: int = 0) -> list[dict[str, Any]]:
+        found = super().find(query, fields, batch_size)
+        self.handed += len(found)
+        return found
+
+
+class ScrapedStore:
+    def __init__(self) -> None:
+        self.builds, self.attempts = CountingCollection(), CountingCollection()
+
+        class Templates:
+            def estimated_document_count(self) -> int:
+                return 2
+        self.templates = Templates()
+
+
+def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    store, now = ScrapedStore(), dt.datetime.now(dt.UTC)
+    old = now - dt.timedelta(days=30)
+    store.builds.records = [record("completed", "requirements.txt", build_id=f"old-{i}",
+                                   end_time=old)
+                            for i in range(50)]
+    store.builds.records += [record("running", build_id="live", phase="building",
+                                    end_time=None),
+                             record("running", build_id="waiting", phase="queued",
+                                    end_time=None)]
+    monkeypatch.setattr(api.metrics, "get_db", lambda config: store)
+    monkeypatch.setattr(api.metrics.worker_store, "all_workers", lambda: {})
+    collector = api.metrics.FarmCollector(load_config(environ={"BINDER_DATA_DIR": str(tmp_path)}))
+
+    def scrape() -> Samples:
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(collector)
+        text = generate_latest(registry).decode()
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for family in text_string_to_metric_families(text) for s in family.samples}
+
+    first = scrape()
+    assert store.builds.handed >= 52
+    store.builds.handed = 0
+    second = scrape()
+    assert store.builds.handed == 2  # the running builds, not the 50 ended ones again
+    for metrics in (first, second):
+        assert metrics[("binder_running_builds", (("phase", "building"),))] == 1
+        assert metrics[("binder_running_builds", (("phase", "queued"),))] == 1
+        assert metrics[("binder_running_builds", (("phase", "pushing"),))] == 0
+        assert metrics[("binder_builds_completed_total", (("cached", "false"),
+                                                          ("config", "requirements.txt")))] == 50
+        assert metrics[("binder_store_up", ())] == 1
