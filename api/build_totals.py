@@ -34,11 +34,8 @@ from prometheus_client.core import (
 )
 from pymongo.database import Database
 
-from common.clock import utcnow
+from common.clock import CLOCK_SLACK, utcnow
 from common.models import FINAL_STATUSES, Phase, Status
-
-#: How far back each scrape looks again for builds that ended (hosts keep time by NTP).
-CLOCK_SLACK = dt.timedelta(minutes=10)
 
 #: Upper bounds (seconds) of the phase and build duration histograms.
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,

@@ -94,15 +94,25 @@ def name(config: Config) -> Iterator[str]:
         collection.delete_many(mine)
 
 
-def test_a_name_keeps_its_newest_images_and_its_templates(config: Config, name: str) -> None:
-    registry = Registry(config)
+@pytest.fixture
+def own_store(config: Config) -> Iterator[Config]:
+    """``config`` with a database of the test's own: image retention remembers how far its
+    last pass got (``retention``), which other tests' passes would move."""
+    mine = config.replace(mongo_db=f"retention-{uuid.uuid4().hex[:8]}")
+    yield mine
+    db.get_client(mine).drop_database(mine.mongo_db)
+
+
+def test_a_name_keeps_its_newest_images_and_its_templates(own_store: Config, name: str) -> None:
+    config, registry = own_store, Registry(own_store)
     repository = f"{config.image_prefix}{name}"
     image = {tag: f"{config.registry}/{repository}:{tag}" for tag in
-             ("oldest", "old", "pinned", "newer", "newest", "running")}
+             ("oldest", "old", "pinned", "newer", "newest", "running", "latest")}
     for each in image.values():
         registry.push(each)
-    other = f"{config.registry}/{config.image_prefix}{name}-other:only"
-    registry.push(other)
+    other = {tag: f"{config.registry}/{config.image_prefix}{name}-other:{tag}"
+             for tag in ("only", "older", "oldest")}
+    registry.push(other["only"])
     # Archived attempts, oldest first; the current record is the newest build.
     db.attempts(config).insert_many([
         record(name, image["oldest"], days_ago(30)), record(name, image["old"], days_ago(20)),
@@ -111,7 +121,7 @@ def test_a_name_keeps_its_newest_images_and_its_templates(config: Config, name: 
         record(name, image["newer"], days_ago(5)), record(name, image["newest"], days_ago(1)),
         record(name, None, days_ago(1), status="failed")])
     db.builds(config).insert_many([record(name, image["running"], None, status="running"),
-                                   record(f"{name}-other", other, days_ago(40))])
+                                   record(f"{name}-other", other["only"], days_ago(40))])
     # The template still points at an old image (e.g. a rebuild of new content failed to
     # register): what a launcher would start is never deleted.
     db.templates(config).insert_one({"name": name, "image_name": image["pinned"]})
@@ -119,14 +129,30 @@ def test_a_name_keeps_its_newest_images_and_its_templates(config: Config, name: 
     deleted = prune_images(config)
 
     assert sorted(deleted) == sorted([image["oldest"], image["old"]])
-    assert registry.tags(repository) == {"pinned", "newer", "newest", "running"}
+    assert registry.tags(repository) == {"pinned", "newer", "newest", "running", "latest"}
     assert not manifest_exists(config, image["oldest"])
-    assert manifest_exists(config, other)  # one image of its name: kept
+    assert manifest_exists(config, other["only"])  # one image of its name: kept
     pruned = {r["image_name"] for r in db.attempts(config).find(
         {"name": name, "image_pruned": {"$exists": True}})}
     assert pruned == {image["oldest"], image["old"]}
     assert prune_images(config) == []  # nothing left to do; pruned records are skipped
     assert prune_images(config.replace(keep_images=0)) == []  # 0 keeps everything
+
+    # A later pass looks only at the names with a build completed since the last pass: a
+    # new build of the name pushes its oldest unpinned image out, while the other name,
+    # untouched, is not read (two older images stored behind the passes' back stay).
+    db.attempts(config).insert_one(record(name, image["latest"], utcnow()))
+    for tag, days in (("older", 50), ("oldest", 60)):
+        registry.push(other[tag])
+        db.attempts(config).insert_one(record(f"{name}-other", other[tag], days_ago(days)))
+    assert prune_images(config) == [image["newer"]]
+    assert manifest_exists(config, other["oldest"])
+    # Another BINDER_KEEP_IMAGES makes the next pass a whole one again.
+    assert sorted(prune_images(config.replace(keep_images=1))) == sorted(
+        [image["newest"], other["older"], other["oldest"]])
+    assert registry.tags(repository) == {"pinned", "running", "latest"}
+    mark = db.get_db(config)["retention"].find_one({"_id": "images"})
+    assert mark is not None and mark["keep"] == 1
 
 
 def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config, name: str,
@@ -142,6 +168,9 @@ def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config, name: st
                            "seq": seq, "last": seq, "lines": [f"line {seq}"]}
                           for seq in (1, 2)])
 
+    # A pass reads only builds that ended since the last pass's cutoff; these records were
+    # written with end times in the past, so the test forgets how far earlier passes got.
+    db.get_db(config)["retention"].delete_one({"_id": "logs"})
     assert prune_logs(config) >= 1
 
     assert read_lines(old["build_id"]) == []

@@ -12,8 +12,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 import api.metrics
-from api.build_totals import CLOCK_SLACK, BuildTotals, Totals, config_label
+from api.build_totals import BuildTotals, Totals, config_label
 from api.request_metrics import REQUEST_SECONDS
+from common.clock import CLOCK_SLACK
 from common.config import load_config
 from tests.unit.test_api_scopes import make_app
 
