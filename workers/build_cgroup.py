@@ -29,7 +29,7 @@ import docker.errors
 from common.config import Config
 from common.sizes import parse_size
 from workers.docker_engine import docker_client
-from workers.registry import pull_image
+from workers.registry import ensure_image
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +89,9 @@ def _set_limit(config: Config, limit: int) -> str:
             raise LimitNotSet("the engine uses the systemd cgroup driver, which gives each "
                               "BuildKit step a scope of its own; run it with "
                               "--exec-opt native.cgroupdriver=cgroupfs")
-        image = _helper_image(client, config)
+        # The base image: every build starts from it, so the engine has or can pull it.
+        image = str(config.base_image_name)
+        ensure_image(client, config, image)
         output = client.containers.run(
             image, ["sh", "-c", LIMIT_SCRIPT], user="0", network_mode="none",
             cgroupns="host", environment={"LIMIT": str(limit)}, remove=True,
@@ -106,13 +108,3 @@ def _set_limit(config: Config, limit: int) -> str:
     log.info("build containers of %s are limited to %s bytes in %s", config.docker_host, limit,
              cgroup)
     return cgroup
-
-
-def _helper_image(client: docker.DockerClient, config: Config) -> str:
-    """The base image (every build starts from it, so the engine has or can pull it)."""
-    image = str(config.base_image_name)
-    try:
-        client.images.get(image)
-    except docker.errors.ImageNotFound:
-        pull_image(client, config, image)
-    return image

@@ -42,7 +42,7 @@ from common.models import Status
 from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.docker_engine import docker_client
 from workers.queues import SHARED_QUEUE
-from workers.registry import pull_image
+from workers.registry import ensure_image
 from workers.verify import remove_leftovers
 
 log = logging.getLogger(__name__)
@@ -60,17 +60,13 @@ def ensure_base_pulled(config: Config, say: Callable[[str], None] = log.info) ->
     image = config.base_image_name
     client = docker_client(config, timeout=1800)
     try:
-        try:
-            client.images.get(image)
-            return False
-        except docker.errors.ImageNotFound:
-            pass
-        say(f"the engine at {config.docker_host} has no {image}; pulling it from the registry")
-        pull_image(client, config, image)
-        say(f"pulled {image}")
-        return True
+        pulled = ensure_image(client, config, image, lambda: say(
+            f"the engine at {config.docker_host} has no {image}; pulling it from the registry"))
     finally:
         client.close()
+    if pulled:
+        say(f"pulled {image}")
+    return pulled
 
 
 def free_disk_mb(paths: list[Path]) -> int:

@@ -134,3 +134,16 @@ def pull(client: docker.DockerClient, image: str,
 def pull_image(client: docker.DockerClient, config: Config, image: str) -> None:
     """Pull ``image`` from the farm's registry; raises ``docker.errors.APIError``."""
     pull(client, image, auth_config(config))
+
+
+def ensure_image(client: docker.DockerClient, config: Config, image: str,
+                 before_pull: Callable[[], None] = lambda: None) -> bool:
+    """Pull ``image`` from the farm's registry unless the engine has it (calling
+    ``before_pull`` first); True when it was pulled."""
+    try:
+        client.images.get(image)
+        return False
+    except docker.errors.ImageNotFound:
+        before_pull()
+        pull_image(client, config, image)
+        return True
