@@ -2,12 +2,14 @@
 
 Reading every build record at every scrape costs time and memory in
 proportion to the farm's history (seconds and hundreds of MB per scrape at
-100,000 builds). A build that has ended no longer changes, so each API
-process reads them all once, at its first scrape, and from then on only
-the builds that ended since its last scrape, plus the running ones (few,
-and read again each time). Every process thus reports the same totals from
-the same store, restarts lose nothing, and a build deleted by retention
-stays counted (counters only grow, as Prometheus expects).
+100,000 builds). A build that has ended no longer changes, so the totals
+of ended builds are read once and then brought up to date with only the
+builds that ended since the last scrape, plus the running ones (few, and
+read again each time). They are kept in the store after each scrape, where
+a new API process starts from them (a first read of 20,000 builds on the
+embedded store takes seconds). Every process thus reports the same totals
+from the same store, restarts lose nothing, and a build deleted by
+retention stays counted (counters only grow, as Prometheus expects).
 
 A build counts once, by ``build_id``, whether found in ``builds`` or in the
 ``attempts`` it was archived to. Builds that ended are read by their
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import logging
 import math
 import threading
 from collections import Counter, defaultdict
@@ -33,9 +36,12 @@ from prometheus_client.core import (
     Metric,
 )
 from pymongo.database import Database
+from pymongo.errors import PyMongoError
 
 from common.clock import CLOCK_SLACK, utcnow
 from common.models import FINAL_STATUSES, Phase, Status
+
+log = logging.getLogger(__name__)
 
 #: Upper bounds (seconds) of the phase and build duration histograms.
 DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 1800.0, 3600.0,
@@ -84,6 +90,19 @@ class Histogram:
             for index, count in enumerate(counts):
                 mine[index] += count
             self.sums[labels] += other.sums[labels]
+
+    def to_doc(self) -> list[dict[str, Any]]:
+        return [{"labels": list(labels), "counts": counts, "sum": self.sums[labels]}
+                for labels, counts in self.counts.items()]
+
+    @classmethod
+    def from_doc(cls, doc: list[dict[str, Any]]) -> Histogram:
+        histogram = cls()
+        for row in doc:
+            labels = tuple(row["labels"])
+            histogram.counts[labels] = list(row["counts"])
+            histogram.sums[labels] = float(row["sum"])
+        return histogram
 
     def family(self, name: str, help_text: str, label_names: list[str]) -> Metric:
         family = HistogramMetricFamily(name, help_text, labels=label_names)
@@ -156,6 +175,30 @@ class Totals:
             both.build_seconds.add(part.build_seconds)
         return both
 
+    def to_doc(self) -> dict[str, Any]:
+        """The counters and histograms as a store document (running builds are not kept:
+        they are read again at every refresh). Lists, not maps: config file names hold
+        dots, which a document's keys cannot."""
+        def rows(counts: Counter[tuple[str, str]]) -> list[list[Any]]:
+            return [[*labels, count] for labels, count in counts.items()]
+        return {"started": rows(self.started),
+                "ended": [[status.value, rows(counts)] for status, counts in self.ended.items()],
+                "pushed": self.pushed, "phase_seconds": self.phase_seconds.to_doc(),
+                "build_seconds": self.build_seconds.to_doc()}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> Totals:
+        def counter(rows: list[list[Any]]) -> Counter[tuple[str, str]]:
+            return Counter({(config, cached): count for config, cached, count in rows})
+        totals = cls()
+        totals.started = counter(doc["started"])
+        for status, rows in doc["ended"]:
+            totals.ended[Status(status)] = counter(rows)
+        totals.pushed = int(doc["pushed"])
+        totals.phase_seconds = Histogram.from_doc(doc["phase_seconds"])
+        totals.build_seconds = Histogram.from_doc(doc["build_seconds"])
+        return totals
+
     def metrics(self) -> Iterator[Metric]:
         counters = [("started", "Builds accepted", self.started)] + [
             (status.value, f"Builds that ended {status.value}", self.ended[status])
@@ -190,8 +233,22 @@ class Totals:
                                   value=self.pushed)
 
 
+#: Where the totals of ended builds are kept between processes: one document of the
+#: ``metrics`` collection. Its ``shape`` is checked on reading, so totals kept by another
+#: version (other buckets) are read again from the builds rather than misread.
+SNAPSHOT = {"_id": "ended-builds"}
+SHAPE = {"version": 1, "buckets": [str(bound) for bound in DURATION_BUCKETS]}
+
+
 class BuildTotals:
-    """The totals of every build in one store, brought up to date at each ``refresh``."""
+    """The totals of every build in one store, brought up to date at each ``refresh``.
+
+    After each refresh the totals of ended builds, and how far they reach, are
+    written to the store; a process's first refresh starts from there, so an API
+    restarted on a long history reads only what ended since another process's
+    last scrape. Those totals are the same fold of the same records whichever
+    process made them.
+    """
 
     def __init__(self) -> None:
         self._ended = Totals()
@@ -204,6 +261,8 @@ class BuildTotals:
         """Count the builds that ended since the last refresh; the totals with the
         running builds. Raises what the store raises (nothing is counted then)."""
         with self._lock:
+            if self._since is None:
+                self._resume(db)
             now = utcnow()
             # Running builds first: one that ends meanwhile is then found ended below
             # and counted once, as ended, rather than in neither query.
@@ -228,5 +287,27 @@ class BuildTotals:
             self._counted = {build_id: end for build_id, end in counted.items()
                              if end >= horizon}
             self._since = now
+            self._keep(db)
             return self._ended.plus(Totals.of(running.values()))
+
+    def _resume(self, db: Database[dict[str, Any]]) -> None:
+        """Start from the totals another process (or this one, before a restart) kept."""
+        kept = db.metrics.find_one(SNAPSHOT)
+        if not kept or kept.get("shape") != SHAPE:
+            return
+        self._ended = Totals.from_doc(kept["totals"])
+        self._counted = {row["build_id"]: row["end"] for row in kept["counted"]}
+        self._since = kept["since"]
+
+    def _keep(self, db: Database[dict[str, Any]]) -> None:
+        """Write the totals of ended builds for the next process's first refresh; a
+        store that refuses only costs that process a whole read."""
+        try:
+            db.metrics.replace_one(SNAPSHOT, {
+                **SNAPSHOT, "shape": SHAPE, "since": self._since,
+                "totals": self._ended.to_doc(),
+                "counted": [{"build_id": build_id, "end": end}
+                            for build_id, end in self._counted.items()]}, upsert=True)
+        except PyMongoError as exc:
+            log.warning("could not keep the build totals for other API processes: %s", exc)
 

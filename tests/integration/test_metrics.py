@@ -4,10 +4,17 @@ the API's processes, and the whole exposition parses as Prometheus reads it."""
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
+from collections.abc import Iterator
 
+from prometheus_client import generate_latest
+from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector, CollectorRegistry
 
+from api.build_totals import BuildTotals
+from common.clock import utcnow
 from common.db import get_db
 from tests.support.api_cases import plain_repo
 from tests.support.farm import ApiClient
@@ -78,3 +85,34 @@ def test_metrics_count_the_builds_this_test_ran(api: ApiClient, git_server: GitS
     # The shared queue and the live worker host's own queue are measured (and empty now).
     assert after[("binder_queue_messages", (("queue", "builds"),))] == 0
     assert after[("binder_queue_messages", (("queue", "host.test-a"),))] == 0
+
+
+def test_a_new_api_process_starts_from_the_totals_a_scrape_kept(api: ApiClient) -> None:
+    asked = utcnow()
+    scraped = scrape(api)
+    kept = get_db().metrics.find_one({"_id": "ended-builds"})
+    assert kept is not None and kept["since"] >= asked - dt.timedelta(seconds=1)
+    # A record that ended long before the kept totals reach: a process that read the
+    # whole history would count it, one that starts from the kept totals does not.
+    probe = {"build_id": uuid.uuid4().hex, "name": f"metrics-probe-{uuid.uuid4().hex[:6]}",
+             "status": "completed", "config": "resume-probe.txt", "cached": False,
+             "start_time": utcnow() - dt.timedelta(days=30),
+             "end_time": utcnow() - dt.timedelta(days=30), "attempt": 1}
+    get_db().attempts.insert_one(probe)
+    try:
+        totals = BuildTotals().refresh(get_db())  # as a new API process's first scrape
+
+        class Source(Collector):
+            def collect(self) -> Iterator[Metric]:
+                return totals.metrics()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(Source())
+        fresh = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                 for family in text_string_to_metric_families(generate_latest(registry).decode())
+                 for s in family.samples}
+    finally:
+        get_db().attempts.delete_one({"build_id": probe["build_id"]})
+    assert not [key for key in fresh if ("config", "resume-probe.txt") in key[1]]
+    for name in ("binder_builds_completed_total", "binder_builds_failed_total",
+                 "binder_pushed_bytes_total"):
+        assert total(fresh, name) == total(scraped, name), name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from pathlib import Path
 from typing import Any
@@ -166,9 +167,25 @@ class FakeCollection:
                 and (since is None or r["end_time"] >= since)]
 
 
+class FakeSnapshots:
+    """The ``metrics`` collection: documents by ``_id``, as the store would give them back."""
+
+    def __init__(self) -> None:
+        self.documents: dict[str, dict[str, Any]] = {}
+
+    def find_one(self, query: dict[str, Any]) -> dict[str, Any] | None:
+        kept = self.documents.get(query["_id"])
+        return copy.deepcopy(kept) if kept else None
+
+    def replace_one(self, query: dict[str, Any], document: dict[str, Any],
+                    upsert: bool = False) -> None:
+        self.documents[query["_id"]] = copy.deepcopy(document)
+
+
 class FakeStore:
     def __init__(self) -> None:
         self.builds, self.attempts = FakeCollection(), FakeCollection()
+        self.metrics = FakeSnapshots()
 
 
 def started(totals: Totals) -> int:
@@ -236,6 +253,7 @@ class CountingCollection(FakeCollection):
 class ScrapedStore:
     def __init__(self) -> None:
         self.builds, self.attempts = CountingCollection(), CountingCollection()
+        self.metrics = FakeSnapshots()
 
         class Templates:
             def estimated_document_count(self) -> int:
@@ -277,3 +295,38 @@ def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
         assert metrics[("binder_builds_completed_total", (("cached", "false"),
                                                           ("config", "requirements.txt")))] == 50
         assert metrics[("binder_store_up", ())] == 1
+
+
+def test_a_new_process_resumes_from_the_totals_another_kept() -> None:
+    store, now = FakeStore(), dt.datetime.now(dt.UTC)
+    store.attempts.records = [record("completed", "requirements.txt", build_id=f"old-{i}",
+                                     end_time=now - dt.timedelta(days=3),
+                                     phases={"building": (1, 30)}, pushed_bytes=10)
+                              for i in range(20)]
+    store.builds.records = [record("failed", build_id="lately", end_time=now),
+                            record("running", build_id="live", end_time=None)]
+    first = BuildTotals()
+    whole = samples_of(first.refresh(store))  # type: ignore[arg-type]
+
+    restarted = BuildTotals()
+    store.builds.asked, store.attempts.asked = [], []
+    assert samples_of(restarted.refresh(store)) == whole  # type: ignore[arg-type]
+    # It read only what ended since the kept totals (and the running builds), not history.
+    assert all("end_time" in asked for asked in store.attempts.asked)
+    # A build that ended within the clock slack of the kept totals is read again but
+    # counted once; one that ends now is counted.
+    store.builds.records.append(record("cancelled", build_id="now", end_time=now))
+    after = samples_of(BuildTotals().refresh(store))  # type: ignore[arg-type]
+    assert after[("binder_builds_failed_total", (("cached", "false"), ("config", "unknown")))] \
+        == 1
+    assert after[("binder_builds_cancelled_total",
+                  (("cached", "false"), ("config", "unknown")))] == 1
+    assert after[("binder_builds_started_total",
+                  (("cached", "false"), ("config", "requirements.txt")))] == 20
+    assert after[("binder_pushed_bytes_total", ())] == 200
+
+    # Totals kept in another shape (other buckets) are not trusted: history is read again.
+    store.metrics.documents["ended-builds"]["shape"] = {"version": 0}
+    store.attempts.asked = []
+    assert samples_of(BuildTotals().refresh(store)) == after  # type: ignore[arg-type]
+    assert any("end_time" not in asked for asked in store.attempts.asked)
