@@ -76,10 +76,10 @@ IMAGE_FIELDS = {"name": 1, "image_name": 1, "end_time": 1, "status": 1, "image_p
 
 
 def images_to_prune(records: Iterable[dict[str, Any]], templates: dict[str, str | None],
-                    keep_images: int, registry: str) -> tuple[list[str], set[str]]:
+                    keep_images: int, registry: str) -> tuple[list[tuple[str, str]], set[str]]:
     """Of the images of ``records`` (every record of some names), those in ``registry``
-    past each name's newest ``keep_images`` that nothing still needs; and the images
-    kept (those not yet pruned, in any registry)."""
+    past each name's newest ``keep_images`` that nothing still needs, each with its
+    name; and the images kept (those not yet pruned, in any registry)."""
     newest: dict[str, dict[str, dt.datetime]] = defaultdict(dict)  # name -> image -> end
     needed: set[str] = {image for image in templates.values() if image}
     present: set[str] = set()
@@ -95,14 +95,14 @@ def images_to_prune(records: Iterable[dict[str, Any]], templates: dict[str, str 
         if record.get("status") == Status.COMPLETED.value and record.get("end_time"):
             ended = record["end_time"]
             newest[name][image] = max(ended, newest[name].get(image, ended))
-    prune = []
-    for images in newest.values():
+    prune: list[tuple[str, str]] = []
+    for name, images in newest.items():
         by_age = sorted(images, key=images.__getitem__, reverse=True)
         needed.update(by_age[:keep_images])
-        prune.extend(by_age[keep_images:])
-    prune = [image for image in prune
+        prune.extend((name, image) for image in by_age[keep_images:])
+    prune = [(name, image) for name, image in prune
              if image not in needed and split_image(image)[0] == registry]
-    return prune, present - set(prune)
+    return prune, present - {image for _, image in prune}
 
 
 def _images_of(config: Config, names: Iterable[str] | None) \
@@ -162,11 +162,11 @@ def prune_images(config: Config) -> list[str]:
             config, [Status.COMPLETED], {"$gte": mark["through"] - CLOCK_SLACK}, {"name": 1})}
     records, templates = _images_of(config, names)
     prune, kept = images_to_prune(records, templates, config.keep_images, config.registry)
-    repositories = {split_image(image)[1] for image in prune}
+    repositories = {split_image(image)[1] for _, image in prune}
     keep_digests = {digest for image in kept if split_image(image)[1] in repositories
                     and (digest := manifest_digest(config, image, timeout=10))}
     deleted = []
-    for image in prune:
+    for name, image in prune:
         try:
             gone = delete_image(config, image, keep_digests)
         except requests.RequestException as exc:
@@ -175,8 +175,9 @@ def prune_images(config: Config) -> list[str]:
         if gone:
             deleted.append(image)
             with translate_errors():
+                # By name too: archived attempts are indexed by name, not by image.
                 for collection in (db.builds(config), db.attempts(config)):
-                    collection.update_many({"image_name": image},
+                    collection.update_many({"name": name, "image_name": image},
                                            {"$set": {"image_pruned": utcnow()}})
     if len(deleted) == len(prune):  # else the next pass looks at these names again
         _set_mark(config, "images", through=started, keep=config.keep_images)
