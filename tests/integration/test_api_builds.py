@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 import uuid
 
 import docker
 
-from common import build_store
+from common import build_store, db
+from common.clock import utcnow
 from common.models import Status
 from tests.integration.test_api import assert_error
 from tests.support.api_cases import plain_repo, slow_repo
@@ -84,6 +86,29 @@ def test_list_has_a_default_page_size(api: ApiClient) -> None:
     rest = api.request("GET", f"/builds/?repository={repository}&offset=100").json()
     assert len(rest) == 5
     assert not {b["name"] for b in page} & {b["name"] for b in rest}
+
+
+def test_pages_reach_builds_started_long_ago(api: ApiClient) -> None:
+    """A page is read from the newest window of start times that holds it, then from
+    every record: each page is whole and in order whatever the builds' ages."""
+    repository = f"https://example.org/ages/{uuid.uuid4().hex[:8]}"
+    ages = [dt.timedelta(minutes=30), dt.timedelta(hours=3), dt.timedelta(days=2),
+            dt.timedelta(days=40), dt.timedelta(days=700), dt.timedelta(days=3650)]
+    names = []
+    for index, age in enumerate(ages):
+        record = build_store.create_build(f"ages-{uuid.uuid4().hex[:10]}-{index}", {
+            "display_name": "ages/x", "repository": repository})
+        build_store.finish(record["build_id"], record["attempt"], Status.FAILED, "test record")
+        db.builds().update_one({"build_id": record["build_id"]},
+                               {"$set": {"start_time": utcnow() - age}})
+        names.append(record["name"])
+    assert [b["name"] for b in listing(api, f"repository={repository}")] == names
+    for offset in range(len(ages)):
+        assert [b["name"] for b in listing(api, f"repository={repository}&limit=2"
+                                                f"&offset={offset}")] == names[offset:offset + 2]
+    assert [b["name"] for b in listing(api, f"repository={repository}&status=failed"
+                                            f"&limit=1&offset=5")] == names[5:]
+    assert listing(api, f"repository={repository}&offset=6") == []
 
 
 def build_containers(marker: str) -> list[str]:
