@@ -150,9 +150,14 @@ def translate_errors() -> Iterator[None]:
         yield
     except PyMongoError as exc:
         if isinstance(exc, ConnectionFailure) or exc.timeout:
+            # A store that is down, hung or only slow looks the same from here: no
+            # answer within the bound. Say which bound, so a slow one is not read as down.
+            what = ("did not answer within BINDER_MONGO_TIMEOUT_MS" if exc.timeout
+                    else "cannot be reached")
             raise NoDatabase(
-                "The build database (MongoDB) cannot be reached.",
-                suggestions=["Retry in a few seconds; operators: check MONGO_URL."],
+                f"The build database (MongoDB) {what}.",
+                suggestions=["Retry in a few seconds; operators: check MONGO_URL, and "
+                             "whether MongoDB is overloaded."],
             ) from exc
         details = getattr(exc, "details", None) or {}
         reason = details.get("errmsg") if isinstance(details, dict) else None

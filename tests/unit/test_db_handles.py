@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+from pymongo.errors import AutoReconnect, NetworkTimeout, OperationFailure, PyMongoError
+
 from common import db
 from common.config import load_config
+from common.errors import BadDatabase, NoDatabase
 
 
 def test_handles_are_made_once_per_client_database_and_name() -> None:
@@ -20,3 +24,15 @@ def test_handles_are_made_once_per_client_database_and_name() -> None:
     assert db.builds(moved) is not builds
     assert db.builds(moved).database.client is db.get_client(moved)
     assert db.builds(moved).full_name == "a.builds"
+
+
+@pytest.mark.parametrize(("error", "kind", "says"), [
+    (AutoReconnect("connection reset"), NoDatabase, "cannot be reached"),
+    (NetworkTimeout("timed out"), NoDatabase, "did not answer within BINDER_MONGO_TIMEOUT_MS"),
+    (OperationFailure("bad query", 2, {"errmsg": "bad query"}), BadDatabase, "bad query"),
+])
+def test_store_failures_say_what_happened(error: PyMongoError, kind: type[Exception],
+                                          says: str) -> None:
+    with pytest.raises(kind) as raised, db.translate_errors():
+        raise error
+    assert says in str(raised.value)
