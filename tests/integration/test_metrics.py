@@ -6,12 +6,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator
 
-from prometheus_client import generate_latest
-from prometheus_client.core import Metric
 from prometheus_client.parser import text_string_to_metric_families
-from prometheus_client.registry import Collector, CollectorRegistry
 
 from api.build_totals import BuildTotals
 from common.clock import utcnow
@@ -19,6 +15,7 @@ from common.db import get_db
 from tests.support.api_cases import plain_repo
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
+from tests.unit.test_metrics import samples_of
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -100,16 +97,7 @@ def test_a_new_api_process_starts_from_the_totals_a_scrape_kept(api: ApiClient) 
              "end_time": utcnow() - dt.timedelta(days=30), "attempt": 1}
     get_db().attempts.insert_one(probe)
     try:
-        totals = BuildTotals().refresh(get_db())  # as a new API process's first scrape
-
-        class Source(Collector):
-            def collect(self) -> Iterator[Metric]:
-                return totals.metrics()
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(Source())
-        fresh = {(s.name, tuple(sorted(s.labels.items()))): s.value
-                 for family in text_string_to_metric_families(generate_latest(registry).decode())
-                 for s in family.samples}
+        fresh = samples_of(BuildTotals().refresh(get_db()))  # as a new API process's first scrape
     finally:
         get_db().attempts.delete_one({"build_id": probe["build_id"]})
     assert not [key for key in fresh if ("config", "resume-probe.txt") in key[1]]

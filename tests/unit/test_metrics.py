@@ -37,18 +37,22 @@ def record(status: str, config: str | None = None, cached: bool = False,
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+def exposed(collector: Any) -> Samples:
+    """Every sample ``collector`` exposes, parsed back as Prometheus would."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def samples_of(totals: Totals) -> Samples:
-    """Every sample of the exposition of ``totals``, parsed back as Prometheus would."""
+    """Every sample of the exposition of ``totals``."""
 
     class Source:
         def collect(self) -> Any:
             return totals.metrics()
-
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(Source())  # type: ignore[arg-type]
-    text = generate_latest(registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return exposed(Source())
 
 
 def samples(records: list[dict[str, Any]]) -> Samples:
@@ -276,17 +280,10 @@ def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
     monkeypatch.setattr(api.metrics.worker_store, "all_workers", lambda: {})
     collector = api.metrics.FarmCollector(load_config(environ={"BINDER_DATA_DIR": str(tmp_path)}))
 
-    def scrape() -> Samples:
-        registry = CollectorRegistry(auto_describe=False)
-        registry.register(collector)
-        text = generate_latest(registry).decode()
-        return {(s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text) for s in family.samples}
-
-    first = scrape()
+    first = exposed(collector)
     assert store.builds.handed >= 52
     store.builds.handed = 0
-    second = scrape()
+    second = exposed(collector)
     assert store.builds.handed == 2  # the running builds, not the 50 ended ones again
     for metrics in (first, second):
         assert metrics[("binder_running_builds", (("phase", "building"),))] == 1
