@@ -2,7 +2,7 @@
 
 Starts a lab of its own (``bench/lab.py``: Redis, a Mongo wire server, a
 registry, two Docker engines, the API and workers, a Git server and package
-indexes on loopback), runs each scenario at least three times (the 1 GiB
+indexes on loopback), runs each scenario five times by default (the 1 GiB
 log once), prints min/median/max and each ratio, and writes
 ``bench/RESULTS.md`` with the date, commit, core count and versions.
 
