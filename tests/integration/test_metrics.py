@@ -7,26 +7,20 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from api.build_totals import BuildTotals
 from common.clock import utcnow
 from common.db import get_db
 from tests.support.api_cases import plain_repo
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
-from tests.unit.test_metrics import samples_of
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+from tests.unit.test_metrics import Samples, parsed, samples_of
 
 
 def scrape(api: ApiClient) -> Samples:
     response = api.request("GET", "/metrics", auth=False)
     assert response.status_code == 200, response.text
     assert response.headers["Content-Type"].startswith("text/plain")
-    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(response.text)
-            for sample in family.samples}
+    return parsed(response.text)
 
 
 def delta(before: Samples, after: Samples, name: str, **labels: str) -> float:

@@ -37,13 +37,17 @@ def record(status: str, config: str | None = None, cached: bool = False,
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
+def parsed(text: str) -> Samples:
+    """Every sample of an exposition, parsed as Prometheus would."""
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
 def exposed(collector: Any) -> Samples:
     """Every sample ``collector`` exposes, parsed back as Prometheus would."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
-    text = generate_latest(registry).decode()
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return parsed(generate_latest(registry).decode())
 
 
 def samples_of(totals: Totals) -> Samples:
