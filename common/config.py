@@ -211,6 +211,11 @@ class Config:
         "Start each built image and wait for its port before completing.")
     verify_timeout: int = setting("BINDER_VERIFY_TIMEOUT", 90,
         "Seconds a built image has to answer on its port.")
+    verify_reuse: bool = setting("BINDER_VERIFY_REUSE", True,
+        "Count an image as verified without starting it when an image verified on this host "
+        "had the same layers but the repository's files, command and port, and those files "
+        "cannot change how it starts (a code-only commit, or another repository with the "
+        "same environment).")
     worker_id: str = setting("BINDER_WORKER_ID", "",
         "Host id of this worker (its queue is host.<id>); defaults to the hostname.")
     worker_concurrency: int = setting("BINDER_WORKER_CONCURRENCY", 1,

@@ -106,6 +106,37 @@ def test_verification_containers_of_builds_that_no_longer_run_are_removed(servic
         client.close()
 
 
+def test_a_verification_stands_for_images_that_differ_only_in_inert_files(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    """A second repository with the same environment is not started again; one whose
+    hidden files change how it starts is, and fails."""
+    environment = {"requirements.txt": f"{TEST_PACKAGE}==1.0\n# {unique('env')}\n"}
+    names = {}
+    for which, files in (("first", {"README.md": "first\n"}),
+                         ("second", {"analysis.py": "print(2)\n", ".github/ci.yml": "{}\n"}),
+                         ("hidden", {".jupyter/jupyter_server_config.py":
+                                     "import os\nos._exit(7)\n"})):
+        repo = unique(f"verified-{which}")
+        git_server.make_repo(f"github/vera/{repo}", {**environment, **files})
+        record = api.start_and_wait(f"{repo_url}/vera/{repo}")
+        names[which] = record["name"]
+        log = api.logs(record["name"])
+        if which == "first":
+            assert record["status"] == "completed", (record, log)
+            assert "verifying: starting" in log
+            assert "verified: the image serves on port 8888" in log
+        elif which == "second":
+            assert record["status"] == "completed", (record, log)
+            assert "verifying: starting" not in log
+            assert (f"verified: the image serves on port 8888, as the image of build "
+                    f"{names['first']} did") in log
+            assert not verification_containers(record["build-id"])
+        else:
+            assert record["status"] == "failed", (record, log)
+            assert "verifying this image: the repository holds .jupyter" in log
+            assert record["error"].startswith("The image exited (status 7)"), record["error"]
+
+
 def test_binder_yml_sets_limits_and_services_in_template(api: ApiClient, git_server: GitServer,
                                                          repo_url: str) -> None:
     repo = unique("meta")

@@ -271,7 +271,9 @@ def test_verification_runs_the_template_command(monkeypatch: pytest.MonkeyPatch)
     from workers.phases import push
 
     ran: list[tuple[int, str | None]] = []
-    monkeypatch.setattr(push, "image_facts", lambda config, image: (default_command(), []))
+    image = SimpleNamespace(attrs={"Config": {"Cmd": default_command()}}, history=list)
+    monkeypatch.setattr(push, "docker_client", lambda config, timeout: SimpleNamespace(
+        images=SimpleNamespace(get=lambda name: image)))
     monkeypatch.setattr(push, "verify_image", lambda config, image, port, command, *rest:
                         ran.append((port, command)))
     for binder_yml, expected in (({}, (8888, shlex.join(default_command(8888)))),
@@ -279,7 +281,7 @@ def test_verification_runs_the_template_command(monkeypatch: pytest.MonkeyPatch)
                                  ({"command": "voila"}, (8888, "voila"))):
         record = {"build_id": "b", "binder_yml": binder_yml}
         push.verify(SimpleNamespace(record=record, config=CONFIG, image="i", say=print,
-                                    guard=None))  # type: ignore[arg-type]
+                                    guard=None, checkout=Path("/nonexistent")))  # type: ignore[arg-type]
         assert ran.pop() == expected
         assert launch_command(record, CONFIG, default_command()) == expected[1]  # type: ignore[arg-type]
 

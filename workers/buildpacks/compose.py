@@ -130,6 +130,12 @@ def _appendix(config: Config) -> list[str]:
     return [line for line in text.splitlines() if line.strip()]
 
 
+def repo_copy(config: Config) -> str:
+    """The instruction copying the repository's files into ``REPO_DIR``: the layer that
+    differs between a code-only commit and the one before it."""
+    return f"COPY --chown={config.nb_uid}:{config.nb_uid} repo/ {config.repo_path}/"
+
+
 def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     """The generated Dockerfile of ``pack`` with ``inputs.extras`` composed on top."""
     config = inputs.config
@@ -158,7 +164,7 @@ def compose(pack: BuildPack, inputs: BuildInputs) -> str:
         lines += [f"COPY --chown={uid}:{uid} repo/{extras['install.R']} "
                   f"{CONFIG_STAGING}/install.R",
                   run_install_r(CONFIG_STAGING)]
-    lines += [f"COPY --chown={uid}:{uid} repo/ {repo}/", f"WORKDIR {repo}"]
+    lines += [repo_copy(config), f"WORKDIR {repo}"]
     lines += install.after_repo
     if python:
         lines.append(_register_kernel())

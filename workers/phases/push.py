@@ -9,7 +9,10 @@ itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``).
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
 
+from workers import verification_reuse
+from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_engine import docker_client
 from workers.outages import engine_lost, registry_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
@@ -19,12 +22,41 @@ from workers.verify import verify_image
 
 
 def verify(phase: PhaseRun) -> None:
-    """Start the image as its template will and wait until it serves."""
+    """Start the image as its template will and wait until it serves, unless a
+    verification on this host stands for it (``workers/verification_reuse.py``)."""
     record, config = phase.record, phase.config
-    image_cmd, _ = image_facts(config, phase.image)
-    verify_image(config, phase.image, serving_port(record, config),
-                 launch_command(record, config, image_cmd), record["build_id"],
-                 phase.say, phase.guard)
+    image = docker_client(config, timeout=60).images.get(phase.image)
+    image_cmd, _ = image_facts(image.attrs)
+    port = serving_port(record, config)
+    command = launch_command(record, config, image_cmd)
+    key = _reuse_key(phase, image, port, command)
+    if key is not None:
+        earlier = verification_reuse.standing_verification(key)
+        if earlier is not None:
+            phase.say(f"verified: the image serves on port {port}, as the image of build "
+                      f"{earlier['build']} did: it has the same layers but the repository's "
+                      "files, which cannot change how it starts, and the same command")
+            return
+    verify_image(config, phase.image, port, command, record["build_id"], phase.say,
+                 phase.guard)
+    if key is not None:
+        verification_reuse.remember(key, record["name"], phase.image)
+
+
+def _reuse_key(phase: PhaseRun, image: Any, port: int, command: str) -> str | None:
+    """The key under which a verification may stand for this image; ``None`` when it
+    must be started (see ``workers/verification_reuse.py``)."""
+    if not phase.config.verify_reuse or phase.record.get("buildpack") == DockerfileBuildPack.id:
+        return None
+    try:
+        reason = verification_reuse.inert_files(phase.checkout)
+    except OSError:
+        return None  # no checkout on this host any more: start the image
+    if reason is not None:
+        phase.say(f"verifying this image: {reason}")
+        return None
+    return verification_reuse.reuse_key(phase.config, image.attrs, image.history(), port,
+                                        command)
 
 
 def run(phase: PhaseRun) -> PhaseResult:

@@ -14,6 +14,7 @@ user interfaces the image says it serves (its
 from __future__ import annotations
 
 import shlex
+from typing import Any
 
 from common import template_store
 from common.config import Config
@@ -27,9 +28,10 @@ INTERFACES_LABEL = "org.binder-build.interfaces"
 NO_COMMAND: tuple[list[str], ...] = ([], ["/bin/bash"], ["bash"], ["/bin/sh"], ["sh"])
 
 
-def image_facts(config: Config, image: str) -> tuple[list[str], list[str]]:
-    """The image's own CMD and the interfaces its label names."""
-    attrs = docker_client(config, timeout=60).images.get(image).attrs["Config"]
+def image_facts(image_attrs: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """The image's own CMD and the interfaces its label names, from the engine's
+    description of it."""
+    attrs = image_attrs["Config"]
     labels = attrs.get("Labels") or {}
     interfaces = [name.strip() for name in labels.get(INTERFACES_LABEL, "").split(",")
                   if name.strip()]
@@ -81,7 +83,8 @@ def make_template(record: BuildRecord, image: str, config: Config,
 
 def run(phase: PhaseRun) -> PhaseResult:
     record, config = phase.record, phase.config
-    image_cmd, interfaces = image_facts(config, phase.image)
+    image_cmd, interfaces = image_facts(
+        docker_client(config, timeout=60).images.get(phase.image).attrs)
     template = make_template(record, phase.image, config, image_cmd, interfaces)
     template_store.save_template(template)
     phase.say(f"template {record['name']} saved")
