@@ -37,18 +37,21 @@ from typing import Any
 from common import verification_store
 from common.config import Config
 from common.errors import BadDatabase, NoDatabase
+from workers.binder_yml import FILE_NAMES as BINDER_YML_NAMES
+from workers.buildpacks import CONFIG_DIRS
 from workers.buildpacks.compose import repo_copy
 from workers.verify import VERIFY_CPUS, VERIFY_PIDS
 
 #: Hidden top-level entries a repository may hold and still count as inert: Git's,
-#: CI services' and Binder's own. Any other (``.local``, ``.jupyter``, ``.config``,
-#: ``.bashrc``, ...) lands in the home directory, where Python, Jupyter or a shell
-#: read it at start.
+#: CI services' and Binder's own (the farm reads them before the build). Any other
+#: (``.local``, ``.jupyter``, ``.config``, ``.bashrc``, ...) lands in the home
+#: directory, where Python, Jupyter or a shell read it at start.
 HIDDEN_INERT = frozenset({
     ".git", ".gitignore", ".gitattributes", ".gitmodules", ".mailmap", ".github",
-    ".gitlab", ".gitlab-ci.yml", ".travis.yml", ".circleci", ".binder", ".dockerignore",
+    ".gitlab", ".gitlab-ci.yml", ".travis.yml", ".circleci", ".dockerignore",
     ".editorconfig", ".pre-commit-config.yaml", ".readthedocs.yml", ".readthedocs.yaml",
     ".zenodo.json",
+    *(name for name in (*CONFIG_DIRS, *BINDER_YML_NAMES) if name.startswith(".")),
 })
 #: Top-level names read from the working directory at start: Jupyter's configuration
 #: files (``jupyter_server_config.py``, ...) and a ``start`` script.

@@ -90,7 +90,7 @@ def make(root: Path, *names: str) -> Path:
 
 @pytest.mark.parametrize("names", [
     ("README.md", "analysis.ipynb", "requirements.txt"),
-    (".git/", ".github/", ".gitignore", ".binder/", "binder/", "data/"),
+    (".git/", ".github/", ".gitignore", ".binder/", "binder/", "data/", ".binder.yml"),
 ])
 def test_plain_repository_files_are_inert(tmp_path: Path, names: tuple[str, ...]) -> None:
     assert inert_files(make(tmp_path, *names)) is None
