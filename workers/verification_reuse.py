@@ -31,15 +31,18 @@ import contextlib
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from common import verification_store
 from common.config import Config
 from common.errors import BadDatabase, NoDatabase
+from common.models import BuildRecord
 from workers.binder_yml import FILE_NAMES as BINDER_YML_NAMES
 from workers.buildpacks import CONFIG_DIRS
 from workers.buildpacks.compose import repo_copy
+from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.verify import VERIFY_CPUS, VERIFY_PIDS
 
 #: Hidden top-level entries a repository may hold and still count as inert: Git's,
@@ -76,6 +79,22 @@ def _instruction(text: str) -> str:
     leaves ``--chown`` out), no ``# buildkit`` mark."""
     text = text.removesuffix("# buildkit").strip()
     return " ".join(word for word in text.split() if not word.startswith("--"))
+
+
+def key_for(config: Config, record: BuildRecord, checkout: Path, image: Any, port: int,
+            command: str, say: Callable[[str], None]) -> str | None:
+    """The key under which a verification may stand for the engine's ``image`` of
+    ``record``; ``None`` when it must be started."""
+    if not config.verify_reuse or record.get("buildpack") == DockerfileBuildPack.id:
+        return None
+    try:
+        reason = inert_files(checkout)
+    except OSError:
+        return None  # no checkout on this host any more: start the image
+    if reason is not None:
+        say(f"verifying this image: {reason}")
+        return None
+    return reuse_key(config, image.attrs, image.history(), port, command)
 
 
 def reuse_key(config: Config, attrs: dict[str, Any], history: list[dict[str, Any]],

@@ -9,10 +9,8 @@ itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``).
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
 
 from workers import verification_reuse
-from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_engine import docker_client
 from workers.outages import engine_lost, registry_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
@@ -29,7 +27,8 @@ def verify(phase: PhaseRun) -> None:
     image_cmd, _ = image_facts(image.attrs)
     port = serving_port(record, config)
     command = launch_command(record, config, image_cmd)
-    key = _reuse_key(phase, image, port, command)
+    key = verification_reuse.key_for(config, record, phase.checkout, image, port, command,
+                                     phase.say)
     if key is not None:
         earlier = verification_reuse.standing_verification(key)
         if earlier is not None:
@@ -41,22 +40,6 @@ def verify(phase: PhaseRun) -> None:
                  phase.guard)
     if key is not None:
         verification_reuse.remember(key, record["name"], phase.image)
-
-
-def _reuse_key(phase: PhaseRun, image: Any, port: int, command: str) -> str | None:
-    """The key under which a verification may stand for this image; ``None`` when it
-    must be started (see ``workers/verification_reuse.py``)."""
-    if not phase.config.verify_reuse or phase.record.get("buildpack") == DockerfileBuildPack.id:
-        return None
-    try:
-        reason = verification_reuse.inert_files(phase.checkout)
-    except OSError:
-        return None  # no checkout on this host any more: start the image
-    if reason is not None:
-        phase.say(f"verifying this image: {reason}")
-        return None
-    return verification_reuse.reuse_key(phase.config, image.attrs, image.history(), port,
-                                        command)
 
 
 def run(phase: PhaseRun) -> PhaseResult:
