@@ -8,6 +8,7 @@ import time
 import uuid
 
 import docker
+from bson import ObjectId
 
 from common import build_store, db
 from common.clock import utcnow
@@ -109,6 +110,26 @@ def test_pages_reach_builds_started_long_ago(api: ApiClient) -> None:
     assert [b["name"] for b in listing(api, f"repository={repository}&status=failed"
                                             f"&limit=1&offset=5")] == names[5:]
     assert listing(api, f"repository={repository}&offset=6") == []
+
+
+def test_a_record_stored_under_another_id_is_read_and_superseded_under_its_name(
+        api: ApiClient) -> None:
+    """Records are keyed by build name; one stored before (an ``ObjectId``) is still
+    served, and the next attempt replaces it under the name, the old one archived."""
+    name = f"legacy-{uuid.uuid4().hex[:10]}"
+    fields = {"display_name": "legacy/x", "repository": f"https://example.org/legacy/{name}"}
+    old = {**build_store.new_record(name, {**fields, "status": "failed", "phase": "finished",
+                                           "error": "an old failure"}),
+           "_id": ObjectId()}
+    db.builds().insert_one(old)
+    assert api.build(name)["error"] == "an old failure"
+    new = build_store.create_build(name, fields)
+    assert new["_id"] == name and new["build_id"] != old["build_id"]
+    assert [r["_id"] for r in db.builds().find({"name": name})] == [name]
+    history = api.request("GET", f"/builds/{name}/history").json()
+    assert [a["build-id"] for a in history] == [new["build_id"], old["build_id"]]
+    assert api.build(name)["build-id"] == new["build_id"]
+    build_store.finish(new["build_id"], new["attempt"], Status.FAILED, "test record")
 
 
 def build_containers(marker: str) -> list[str]:

@@ -1,11 +1,12 @@
-"""API reads serve only their schema's fields; the API's process count follows the cores."""
+"""API reads serve only their schema's fields from records keyed by name; the API's
+process count follows the cores."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from api.schemas.builds import BuildSchema
-from common.build_store import WHOLE_RECORD, new_record
+from common.build_store import new_record
 from common.config import load_config
 from workers.cli.server import api_workers
 
@@ -26,8 +27,11 @@ def full_record() -> dict:
     return record
 
 
-def test_reads_ask_the_store_for_whole_records_and_serve_only_the_schema_fields() -> None:
-    assert WHOLE_RECORD == {"_id": 0}
+def test_a_record_is_stored_under_its_build_name() -> None:
+    assert new_record("o-r", {"repository": "https://github.com/o/r"})["_id"] == "o-r"
+
+
+def test_reads_serve_only_the_schema_fields() -> None:
     record = full_record()
     record.update(heartbeat=NOW, enqueued_at=NOW, resolved_commit="b" * 40, broker_epoch=3)
     answer = BuildSchema().dump(record)

@@ -33,7 +33,7 @@ class Builds:
         self.records = records
         self.matched: list[int] = []
 
-    def find(self, query: dict[str, Any], fields: dict[str, int]) -> Cursor:
+    def find(self, query: dict[str, Any]) -> Cursor:
         def matches(record: dict[str, Any]) -> bool:
             return all(record[key] >= want["$gte"] if isinstance(want, dict)
                        else record[key] == want for key, want in query.items())
