@@ -1,11 +1,11 @@
 """Telling a host's advert at once that a build started or ended there, or that
 operators drained or undrained it.
 
-A host takes new builds from the shared queue only while it is free
-(``workers/host_advert.py``), and it learns that from its own record,
-rewritten every heartbeat. Waiting for the next heartbeat would leave a host
-idle for seconds after each build while others wait in the shared queue,
-and let a full host take a new build only to send it on. So the worker
+A host consumes the shared queue only while it takes new builds at all (not
+drained, disk to spare: ``workers/host_advert.py``), and its record tells
+operators what runs there; it learns both from that record, rewritten every
+heartbeat. Waiting for the next heartbeat would let a drained host take new
+builds for seconds, and show what ran there a heartbeat ago. So the worker
 process that claims or ends a build, and the API that drains a host, publish
 a word on the host's Redis channel, and the advert rewrites the record then. The heartbeat stays the
 fallback: a lost word (Redis away) only costs one interval.

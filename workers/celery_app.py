@@ -68,6 +68,10 @@ def create_celery(config: Config, with_tasks: bool = False) -> FarmCelery:
             # queue a host starts or stops consuming joins or leaves the wait only
             # when the BRPOP in flight returns, so a freed host would idle this long.
             "polling_interval": BRPOP_SECONDS,
+            # Queues are asked in the order the worker names them, its own host's
+            # first: a process that frees takes its build's next phase before any
+            # new build from the shared queue (kombu's default rotates the order).
+            "queue_order_strategy": "priority",
             **({"global_keyprefix": config.broker_prefix} if config.broker_prefix else {}),
         },
         worker_send_task_events=True,

@@ -10,8 +10,17 @@ In the worker's main process:
   (``common/host_events.py``): engine version, free disk, concurrency, the
   builds running there, and reads back whether operators drained it;
 - a consumer step (``HostGate``) consumes the shared queue only while the
-  host is free, so a full or draining host leaves new builds to the
-  others; phases of its own builds keep coming on its ``host.<id>`` queue.
+  host takes new builds at all (up, not drained, disk to spare), so a
+  draining host leaves them to the others; phases of its own builds keep
+  coming on its ``host.<id>`` queue.
+
+A host that is only full keeps consuming the shared queue: it has no free
+process to take a message with (tasks are late-acked with prefetch 1), and a
+process that frees takes the next phase of its own build first, since its
+queue comes first and queues are asked in that order
+(``workers/celery_app.py``). So a host whose build ends takes the next waiting
+build at once, where closing the shared queue while full reopened it only
+after the advert, the gate and the next broker poll had each noticed.
 
 What the advert has not seen yet the fetch task checks again as it starts
 (``workers/placement.py``).
@@ -50,8 +59,8 @@ log = logging.getLogger(__name__)
 MIB = 1024 * 1024
 #: Longest wait, as the worker stops, for an advert beat in flight to end.
 STOP_JOIN_SECONDS = 10.0
-#: How often the consumer follows the advert's free/full (a comparison of two flags;
-#: a host that took a new build after it became full would only send it on).
+#: How often the consumer follows the advert's open/closed (a comparison of two flags;
+#: a host that took a new build after it closed would only send it on).
 GATE_INTERVAL = 0.1
 
 
@@ -81,7 +90,10 @@ class HostAdvert:
     def __init__(self, config: Config, node: str) -> None:
         self.config = config
         self.node = node
+        #: Whether the host takes new builds now (free), as its last beat saw it.
         self.accepting = True
+        #: Whether it takes new builds at all: free, or full only (see the module docstring).
+        self.open = True
         self.record: HostRecord | None = None
         self.engine_version = ""
         self.data_root: Path | None = None
@@ -140,6 +152,7 @@ class HostAdvert:
             log.info("host %s %s", self.config.worker_host,
                      "takes new builds" if reason is None else f"takes no new builds: {reason}")
         self.accepting = reason is None
+        self.open = host_store.refusal(self.record, 0, self.config.heartbeat_stale) is None
 
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -156,7 +169,7 @@ _advert: HostAdvert | None = None
 
 
 class HostGate(bootsteps.StartStopStep):
-    """Consume the shared queue only while this host is free (see the module docstring)."""
+    """Consume the shared queue only while this host is open (see the module docstring)."""
 
     requires = {"celery.worker.consumer.tasks:Tasks"}
 
@@ -178,9 +191,9 @@ class HostGate(bootsteps.StartStopStep):
         if _advert is None or tasks is None:
             return
         consuming = tasks.consuming_from(SHARED_QUEUE)
-        if _advert.accepting and not consuming:
+        if _advert.open and not consuming:
             consumer.add_task_queue(SHARED_QUEUE)
-        elif not _advert.accepting and consuming:
+        elif not _advert.open and consuming:
             consumer.cancel_task_queue(SHARED_QUEUE)
 
     def stop(self, consumer: Any) -> None:

@@ -65,7 +65,7 @@ def test_worker_options_name_the_engine_host_id_and_concurrency(
                                        "--host-id", "host-b", "--concurrency", "3"])
     assert result.exit_code == 0, result.output
     argv = ran["argv"]
-    assert argv[argv.index("-Q") + 1] == "builds,host.host-b"
+    assert argv[argv.index("-Q") + 1] == "host.host-b,builds"
     assert argv[argv.index("--concurrency") + 1] == "3"
     assert argv[argv.index("--hostname") + 1] == "host-b@%h"
     config = ran["config"]

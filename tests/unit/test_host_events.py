@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from types import SimpleNamespace
 from typing import Any
 
 import fakeredis
@@ -102,3 +103,44 @@ def test_stopping_waits_for_a_beat_in_flight_before_saying_stopped(
     release.set()
     stopping.join(5)
     assert writes == ["up", "stopped"]
+
+
+class FakeTasks:
+    """The consumer's task consumer, as the gate sees it: which queues it consumes."""
+
+    def __init__(self) -> None:
+        self.queues = {host_advert.SHARED_QUEUE}
+
+    def consuming_from(self, queue: str) -> bool:
+        return queue in self.queues
+
+
+@pytest.mark.parametrize(("record", "running", "free", "shared"), [
+    ({}, [], True, True),
+    ({}, ["busy"], False, True),  # full only: no free process takes from it anyway
+    ({"draining": True}, [], False, False),
+    ({"free_disk_mb": 10}, [], False, False),
+])
+def test_the_gate_closes_the_shared_queue_only_on_a_host_that_takes_no_builds_at_all(
+        monkeypatch: pytest.MonkeyPatch, record: dict[str, Any], running: list[str],
+        free: bool, shared: bool) -> None:
+    advert = host_advert.HostAdvert(CONFIG, "h1@node")
+    mine = {"host": "h1", "state": "up", "last_seen": host_advert.utcnow(), "concurrency": 1,
+            "free_disk_mb": 5000, "min_free_disk_mb": 1000, "running": running}
+    monkeypatch.setattr(advert, "advertised", lambda: mine)
+    monkeypatch.setattr(host_advert.host_store, "advertise", lambda r: {**r, **record})
+    advert.engine_version = "27"
+    advert.beat()
+    assert (advert.accepting, advert.open) == (free, shared)
+
+    tasks = FakeTasks()
+    consumer = SimpleNamespace(
+        task_consumer=tasks, add_task_queue=tasks.queues.add,
+        cancel_task_queue=tasks.queues.discard)
+    monkeypatch.setattr(host_advert, "_advert", advert)
+    gate = host_advert.HostGate.__new__(host_advert.HostGate)
+    gate.sync(consumer)
+    assert tasks.consuming_from(host_advert.SHARED_QUEUE) == shared
+    advert.open = True  # undrained: the gate opens it again
+    gate.sync(consumer)
+    assert tasks.consuming_from(host_advert.SHARED_QUEUE)

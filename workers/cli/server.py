@@ -199,7 +199,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
         raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
     host = config.worker_host
     _exec([sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker_app", "worker",
-           "--loglevel", "INFO", "-Q", f"{SHARED_QUEUE},{host_queue(host)}",
+           "--loglevel", "INFO", "-Q", f"{host_queue(host)},{SHARED_QUEUE}",
            "--hostname", f"{host}@%h", "--concurrency", str(config.worker_concurrency),
            "--without-mingle", "--without-gossip"],
           config.replace(worker_id=host))
