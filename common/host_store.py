@@ -101,13 +101,14 @@ def all_hosts() -> list[HostRecord]:
                 for doc in get_db().hosts.find({}, {"_id": 0}).sort("host", 1)]
 
 
-def running_builds(host: str | None = None,
-                   exclude_build: str | None = None) -> dict[str, list[str]]:
+def running_builds(host: str | None = None, exclude_build: str | None = None,
+                   claimed_only: bool = False) -> dict[str, list[str]]:
     """Names of the running builds on each host (or on ``host``).
 
     A build counts on the host its lease names, also between two phases (its
     next phase waits in the host's queue), or, before its first phase, on the
     host it was sent to (``placed_on``): so builds started together spread.
+    ``claimed_only`` counts only the builds that hold a lease.
     """
     # Only the status is asked of the store: its index finds the running builds (few),
     # where a condition on the lease or the placement made it scan every build ever made.
@@ -118,6 +119,8 @@ def running_builds(host: str | None = None,
     result: dict[str, list[str]] = {}
     for doc in docs:
         lease = doc.get("lease")
+        if lease is None and claimed_only:
+            continue
         where = lease.get("host") if lease is not None else doc.get("placed_on")
         if where is None or (host is not None and where != host) \
                 or doc.get("build_id") == exclude_build:

@@ -61,7 +61,12 @@ def reroute(app: Celery, config: Config, build_id: str, attempt: int,
         record = host_store.find(me)
         if record is None:
             return False
-        running = host_store.running_builds(me, exclude_build=build_id).get(me, [])
+        # Only builds that run here count: a build sent here that has not started
+        # waits in this host's queue, and is sent on when its turn comes if this
+        # one has taken its place. Counted, it had this host send a build on and
+        # pause while its own queue's message was not even there yet.
+        running = host_store.running_builds(me, exclude_build=build_id,
+                                            claimed_only=True).get(me, [])
         reason = host_store.refusal(record, len(running), config.heartbeat_stale)
         if reason is None:
             return False

@@ -42,6 +42,7 @@ def test_a_build_counts_where_its_lease_is_else_where_it_was_sent(builds: Builds
     assert host_store.running_builds("b") == {"b": ["between-phases", "placed"]}
     assert host_store.running_builds("b", exclude_build="3") == {"b": ["between-phases"]}
     assert host_store.running_counts() == {"a": 1, "b": 2}
+    assert host_store.running_builds("b", claimed_only=True) == {"b": ["between-phases"]}
 
 
 def test_the_store_is_asked_only_for_the_status_its_index_finds(builds: Builds) -> None:

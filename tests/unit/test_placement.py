@@ -65,9 +65,10 @@ def store(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """host_store's reads, from a dict the test fills."""
     state: dict[str, Any] = {"hosts": [], "running": {}}
 
-    def running_builds(host: str | None = None,
-                       exclude_build: str | None = None) -> dict[str, list[str]]:
-        return {h: [f"b{i}" for i in range(n)] for h, n in state["running"].items()
+    def running_builds(host: str | None = None, exclude_build: str | None = None,
+                       claimed_only: bool = False) -> dict[str, list[str]]:
+        counts = state["claimed"] if claimed_only and "claimed" in state else state["running"]
+        return {h: [f"b{i}" for i in range(n)] for h, n in counts.items()
                 if host in (None, h)}
 
     monkeypatch.setattr(host_store, "find", lambda name: next(
@@ -102,6 +103,21 @@ def test_a_draining_or_full_host_sends_the_build_on(store: dict[str, Any]) -> No
     assert placement.reroute(app, CONFIG, "id2", 1)
     assert app.sent[-1] == ("binder.fetch", ("id2", 1), "builds")  # nobody free: shared
 
+
+
+def test_a_host_full_only_of_builds_sent_to_it_but_not_started_runs_what_it_took(
+        store: dict[str, Any]) -> None:
+    # A burst: the API sent one build to this host's queue, and the host took
+    # another from the shared queue first. It runs that one; the one it was sent
+    # is sent on when its turn comes.
+    store["hosts"] = [host("a"), host("b")]
+    store["running"], store["claimed"] = {"a": 1, "b": 1}, {"b": 1}
+    app = FakeApp()
+    assert not placement.reroute(app, CONFIG, "id1", 1, taken_from="builds")
+    assert app.sent == []
+    store["claimed"] = {"a": 1, "b": 1}  # it started: the next one is sent on
+    assert placement.reroute(app, CONFIG, "id2", 1, taken_from="host.a")
+    assert app.sent == [("binder.fetch", ("id2", 1), "builds")]
 
 
 def test_only_a_build_from_the_shared_queue_waits_before_going_back_to_it(
