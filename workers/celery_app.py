@@ -66,7 +66,7 @@ def create_celery(config: Config, with_tasks: bool = False) -> FarmCelery:
             "retry_on_timeout": True,
             # The server-side timeout of each BRPOP (kombu's default 1 s): the shared
             # queue a host starts or stops consuming joins or leaves the wait only
-            # when the BRPOP in flight returns, so a freed host would idle this long.
+            # when the BRPOP in flight returns, so an undrained host would idle this long.
             "polling_interval": BRPOP_SECONDS,
             # Queues are asked in the order the worker names them, its own host's
             # first: a process that frees takes its build's next phase before any
