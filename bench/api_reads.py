@@ -48,13 +48,20 @@ FILL_TIMEOUT = 300
 
 def fill(lab: Lab, count: int = RECORDS) -> None:
     """``count`` completed build records shaped as the farm writes them."""
-    from common.build_store import new_record
     from common.db import ensure_indexes, get_db
 
     ensure_indexes()
     builds = get_db().builds
     with pymongo.timeout(FILL_TIMEOUT):
         builds.delete_many({"name": {"$regex": "^bench-read-"}})
+    fill_builds(builds, lab.registry, count)
+
+
+def fill_builds(builds: Any, registry: str, count: int) -> None:
+    """Insert ``count`` completed build records named ``NAME`` into ``builds``, as the
+    farm writes them (images under ``registry``), a batch at a time."""
+    from common.build_store import new_record
+
     now = dt.datetime.now(dt.UTC)
     batch: list[dict[str, Any]] = []
     for index in range(count):
@@ -62,7 +69,7 @@ def fill(lab: Lab, count: int = RECORDS) -> None:
         record = new_record(name, {
             "display_name": f"bench/read-{index}", "repository": f"https://example.org/r/{index}",
             "ref": None, "provider": "git", "status": "completed", "phase": "finished",
-            "commit": f"{index:040x}", "image_name": f"{lab.registry}/bench-{name}:{index:040x}",
+            "commit": f"{index:040x}", "image_name": f"{registry}/bench-{name}:{index:040x}",
             "config": "requirements.txt", "worker": "host-a", "end_time": now,
             "phases": {p: {"start": now, "end": now, "worker": "host-a"}
                        for p in ("fetching", "detecting", "building", "pushing", "registering")}})

@@ -14,7 +14,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
-from pymongo import DESCENDING, ReturnDocument
+from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
 
 from common import db
@@ -79,9 +79,9 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False,
             archive(current, cancelled=current["status"] == Status.RUNNING.value)
             superseded = {"_id": current["_id"], "build_id": current["build_id"]}
             if current["_id"] == name:
-                replaced = db.builds().find_one_and_replace(
-                    superseded, record, return_document=ReturnDocument.AFTER)
-                return replaced or _ours_or_already_building(name, record)
+                # Not find_one_and_replace: see ``db.update_and_read``.
+                db.builds().replace_one(superseded, record)
+                return _ours_or_already_building(name, record)
             # A record stored before records were keyed by name: its ``_id`` cannot
             # change in place, so it goes and the new one is stored under the name.
             if not db.builds().delete_one(superseded).deleted_count:
@@ -270,11 +270,16 @@ def update_running(build_id: str, attempt: int, changes: dict[str, Any],
     """
     update: dict[str, Any] = {"$set": changes, **(extra or {})}
     with translate_errors():
-        record = db.builds().find_one_and_update(
-            _running(build_id, attempt), update, return_document=ReturnDocument.AFTER)
-    if record is None:
+        record = db.update_and_read(db.builds(), _running(build_id, attempt), update,
+                                    {"build_id": build_id})
+    # Also when the attempt ended or started again between the update and the read.
+    if record is None or not _is_running(record, attempt):
         raise LeaseLost(build_id)
     return record
+
+
+def _is_running(record: BuildRecord, attempt: int) -> bool:
+    return record["attempt"] == attempt and record["status"] == Status.RUNNING.value
 
 
 def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker: str,
@@ -290,6 +295,13 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     of the same worker). Anything else (a stale or duplicate task) gets
     ``LeaseLost``. Each claim counts one delivery of this phase of this
     attempt (see :func:`phase_deliveries`).
+
+    Each of those cases is tried as its own atomic claim, in that order, rather
+    than as one ``$or``: the embedded store answers a filter holding ``$or`` by
+    reading every build (4 s at 100,000 builds, past ``BINDER_MONGO_TIMEOUT_MS``,
+    so no build could start), and plain equalities through the ``build_id``
+    index. A build only moves forward, so the cases in turn take what one
+    ``$or`` would.
     """
     now = utcnow()
     changes = {"phase": phase.value, "worker": host, "heartbeat": now,
@@ -298,17 +310,23 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
                **(extra or {})}
     waiting: dict[str, Any] = (
         {"lease": None} if after is Phase.QUEUED else {"lease.worker": None, "lease.host": host})
+    cases = [{**waiting, "phase": after.value},
+             *({"lease.worker": holder, "phase": phase.value}
+               for holder in (worker, replacing) if holder)]
+    update = {"$set": changes, "$addToSet": {"workers": host},
+              "$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
     with translate_errors():
-        record = db.builds().find_one_and_update(
-            {**_running(build_id, attempt),
-             "$or": [{**waiting, "phase": after.value},
-                     *({"lease.worker": holder, "phase": phase.value}
-                       for holder in (worker, replacing) if holder)]},
-            {"$set": changes, "$addToSet": {"workers": host},
-             "$inc": {f"deliveries.{attempt}.{phase.value}": 1}},
-            return_document=ReturnDocument.AFTER)
-    if record is None:
-        raise LeaseLost(build_id)
+        for case in cases:
+            record = db.update_and_read(db.builds(), {**_running(build_id, attempt), **case},
+                                        update, {"build_id": build_id})
+            if record is not None:
+                break
+        else:
+            raise LeaseLost(build_id)
+    lease = record.get("lease") or {}
+    if not _is_running(record, attempt) or (record["phase"], lease.get("worker")) \
+            != (phase.value, worker):
+        raise LeaseLost(build_id)  # claimed, and taken from this worker since
     return record
 
 
@@ -345,5 +363,5 @@ def finish(build_id: str, attempt: int, status: Status, error: str | None = None
     if status is Status.COMPLETED:
         fields["phase"] = Phase.FINISHED.value
     with translate_errors():
-        return db.builds().find_one_and_update(
-            _running(build_id, attempt), {"$set": fields}, return_document=ReturnDocument.AFTER)
+        return db.update_and_read(db.builds(), _running(build_id, attempt), {"$set": fields},
+                                  {"build_id": build_id})

@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Iterator
-from typing import Any, cast
+from collections.abc import Iterator, Mapping
+from typing import Any, TypeVar, cast
 
 import pymongo
 from pymongo import ASCENDING, DESCENDING, IndexModel
@@ -119,6 +119,26 @@ def attempts(config: Config | None = None) -> Collection[BuildRecord]:
 
 def templates(config: Config | None = None) -> Collection[TemplateRecord]:
     return cast(Collection[TemplateRecord], _handle(config, "templates"))
+
+
+Document = TypeVar("Document", bound=Mapping[str, Any])
+
+
+def update_and_read(collection: Collection[Document], selector: Mapping[str, Any],
+                    update: Mapping[str, Any], key: Mapping[str, Any]) -> Document | None:
+    """Apply ``update`` to the document ``selector`` matches and return it, found
+    again by ``key``; ``None`` when ``selector`` matched nothing.
+
+    What ``find_one_and_update`` does, in two steps: the embedded store answers
+    a ``findAndModify`` by reading the whole collection (a second or more at
+    100,000 builds, whatever the filter), an update and a find through an
+    index. The update is the atomic step, its filter the condition the caller
+    asks for; the document read is as that update left it, or as a write after
+    it did (a caller that must know which checks it).
+    """
+    if not collection.update_one(selector, update).matched_count:
+        return None
+    return collection.find_one(key)
 
 
 _indexed: set[tuple[int, str, str]] = set()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from pymongo import ReturnDocument
-
 from common import db, worker_store
 from common.build_store import get_build
 from common.clock import utcnow
@@ -44,8 +42,8 @@ def end_unheld(record: BuildRecord, status: Status, error: str) -> BuildRecord |
     if phase not in (Phase.QUEUED.value, None) and "end" not in record["phases"].get(phase, {}):
         fields[f"phases.{phase}.end"] = fields["end_time"]
     with translate_errors():
-        return db.builds().find_one_and_update(
-            _unchanged(record), {"$set": fields}, return_document=ReturnDocument.AFTER)
+        return db.update_and_read(db.builds(), _unchanged(record), {"$set": fields},
+                                  {"build_id": record["build_id"]})
 
 
 def cancel(name: str, config: Config) -> BuildRecord:
@@ -62,9 +60,9 @@ def cancel(name: str, config: Config) -> BuildRecord:
     if record["status"] != Status.RUNNING.value:
         return record
     with translate_errors():
-        flagged = db.builds().find_one_and_update(
-            {"build_id": record["build_id"], "status": Status.RUNNING.value},
-            {"$set": {"cancel_requested": True}}, return_document=ReturnDocument.AFTER)
+        flagged = db.update_and_read(
+            db.builds(), {"build_id": record["build_id"], "status": Status.RUNNING.value},
+            {"$set": {"cancel_requested": True}}, {"build_id": record["build_id"]})
     if flagged is None:
         return get_build(name)
     lease = flagged.get("lease") or {}
@@ -100,8 +98,8 @@ def restart(record: BuildRecord, reason: str, config: Config) -> BuildRecord | N
     lost = {"worker": lease.get("worker"), "host": lease.get("host"), "reason": reason,
             "at": utcnow()}
     with translate_errors():
-        return db.builds().find_one_and_update(
-            {**_unchanged(record), "heartbeat": record.get("heartbeat")},
+        return db.update_and_read(
+            db.builds(), {**_unchanged(record), "heartbeat": record.get("heartbeat")},
             {"$set": {"attempt": attempt + 1, "phase": Phase.QUEUED.value, "lease": None,
                       "heartbeat": None, "enqueued": False, f"lost.{attempt}": lost}},
-            return_document=ReturnDocument.AFTER)
+            {"build_id": record["build_id"]})
