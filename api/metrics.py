@@ -27,7 +27,7 @@ from api.auth import public_read
 from api.blueprint import Blueprint
 from api.build_totals import BuildTotals
 from api.request_metrics import MULTIPROC_ENV, REQUEST_SECONDS
-from common import worker_store
+from common import template_store, worker_store
 from common.config import Config
 from common.db import get_db, translate_errors
 from common.errors import BadDatabase, NoDatabase
@@ -62,7 +62,7 @@ class FarmCollector(Collector):
     def _from_store(self) -> Iterator[Metric]:
         with translate_errors():
             db = get_db(self.config)
-            templates = db.templates.estimated_document_count()
+            templates = template_store.count_templates()
             hosts = len(worker_store.live_hosts(worker_store.all_workers(),
                                                 self.config.heartbeat_stale))
             recent = list(db.builds.find(

@@ -15,7 +15,8 @@ bp = Blueprint("templates", __name__, description="What a launcher needs to run 
 @require_read
 @bp.response(200, TemplateSchema(many=True))
 def list_all() -> list[TemplateRecord]:
-    """Every template (the protocol's ``registry fetchAll``)."""
+    """Every template, by name (the protocol's ``registry fetchAll``); of more than
+    1000, the 1000 built most recently."""
     return template_store.list_templates()
 
 

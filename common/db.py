@@ -45,7 +45,8 @@ INDEXES: dict[str, list[IndexModel]] = {
     "workers": [IndexModel([("worker", ASCENDING)], unique=True),
                 IndexModel([("node", ASCENDING)])],
     "hosts": [IndexModel([("host", ASCENDING)], unique=True)],
-    "templates": [IndexModel([("name", ASCENDING)], unique=True)],
+    "templates": [IndexModel([("name", ASCENDING)], unique=True),
+                  IndexModel([("time_modified", DESCENDING)])],  # a long listing
     # _id is the name; one name per repository and ref (see common/name_store.py)
     "names": [IndexModel([("key", ASCENDING)], unique=True)],
     "logs": [IndexModel([("build_id", ASCENDING), ("seq", ASCENDING)]),

@@ -1,8 +1,19 @@
-"""Templates in MongoDB: one per build name, upserted by the template phase."""
+"""Templates in MongoDB: one per build name, upserted by the template phase.
+
+Templates are never deleted, so their number only grows: it is kept in a
+tally (``TALLY`` in the ``metrics`` collection) raised by each first save of
+a name, instead of counted. The embedded store answers a count, and any read
+of more than a few records, by reading the whole collection, during which it
+answers nothing else (a second at 100,000 templates: a scrape or a listing
+would stall every build's store writes past ``BINDER_MONGO_TIMEOUT_MS``).
+"""
 
 from __future__ import annotations
 
-from pymongo import ASCENDING
+import datetime as dt
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING
 
 from common import db
 from common.clock import utcnow
@@ -10,17 +21,39 @@ from common.db import translate_errors
 from common.errors import DoesNotExist
 from common.models import TemplateRecord
 
+#: The ``metrics`` document holding how many templates there are.
+TALLY = {"_id": "templates"}
+#: Windows of modification times a long listing is read from, newest first (as
+#: ``build_store.LIST_WINDOWS``): 1 hour to 3.7 years.
+LIST_WINDOWS = [dt.timedelta(hours=8 ** power) for power in range(6)]
+
 
 def save_template(template: TemplateRecord) -> TemplateRecord:
     """Upsert ``template`` by name, keeping its first ``time-created``."""
     now = utcnow()
     fields = {key: value for key, value in template.items() if key != "time_created"}
     with translate_errors():
-        db.templates().update_one(
+        saved = db.templates().update_one(
             {"name": template["name"]},
             {"$set": {**fields, "time_modified": now}, "$setOnInsert": {"time_created": now}},
             upsert=True)
+        if saved.upserted_id is not None:
+            # Not upserted: a store whose tally was never started is counted once instead.
+            db.get_db().metrics.update_one(TALLY, {"$inc": {"count": 1}})
     return get_template(template["name"])
+
+
+def count_templates() -> int:
+    """How many templates there are: the tally, started on first use by one count
+    (a template saved while that count runs may be missed by one)."""
+    with translate_errors():
+        metrics = db.get_db().metrics
+        tally: dict[str, Any] | None = metrics.find_one(TALLY)
+        if tally is None:
+            counted = db.templates().count_documents({})
+            metrics.update_one(TALLY, {"$setOnInsert": {"count": counted}}, upsert=True)
+            tally = metrics.find_one(TALLY)
+    return int((tally or {}).get("count", 0))
 
 
 #: The protocol's message for ``doesNotExist``; ours adds which template.
@@ -45,6 +78,22 @@ def find_template(name: str) -> TemplateRecord | None:
 
 
 def list_templates(limit: int = 1000) -> list[TemplateRecord]:
-    """Templates by name, at most ``limit``."""
+    """Templates by name: every one when there are at most ``limit``, else the
+    ``limit`` saved most recently.
+
+    The newest are read from the narrowest window of modification times that
+    holds ``limit`` of them (as ``build_store.list_builds`` reads a page), so
+    a long history is not read whole for them.
+    """
     with translate_errors():
-        return list(db.templates().find().sort("name", ASCENDING).limit(limit))
+        if count_templates() <= limit:
+            return list(db.templates().find().sort("name", ASCENDING).limit(limit))
+        now = utcnow()
+        for window in LIST_WINDOWS:
+            newest = list(db.templates().find({"time_modified": {"$gte": now - window}})
+                          .sort("time_modified", DESCENDING).limit(limit))
+            if len(newest) >= limit:
+                break
+        else:
+            newest = list(db.templates().find().sort("time_modified", DESCENDING).limit(limit))
+    return sorted(newest, key=lambda template: template["name"])

@@ -15,6 +15,8 @@ reports a scan for a filter on two fields that it answers through an index.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -24,7 +26,9 @@ import pytest
 from pymongo.database import Database
 
 from bench.api_reads import FILL_TIMEOUT, fill_builds
-from common.config import get_config
+from common import template_store
+from common.clock import utcnow
+from common.config import get_config, set_config
 from common.db import INDEXES, get_client, get_db
 from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, unique
 from tests.support.farm import ApiClient, Farm
@@ -78,8 +82,12 @@ def why_scanned(collection: str, what: str, query: dict[str, Any],
 
 
 @pytest.fixture
-def profiled() -> Iterator[Database[dict[str, Any]]]:
-    """The farm's store, recording every command sent to it inside the block."""
+def profiled(api: ApiClient) -> Iterator[Database[dict[str, Any]]]:
+    """The farm's store, recording every command sent to it inside the block.
+
+    A scrape first: the first one in a store's life counts its templates once
+    (``template_store.count_templates``); every later one reads the tally."""
+    assert api.request("GET", "/metrics", auth=False).status_code == 200
     db = get_db()
     db.command("profile", 0)
     db.drop_collection("system.profile")
@@ -108,7 +116,8 @@ def test_a_build_asks_the_store_only_what_its_indexes_answer(
     assert api.wait(name, 120)["status"] == "cancelled"
     for path_read in (f"/builds/{name}", f"/builds/{name}/history", f"/builds/{name}/logs",
                       f"/builds/?repository={repo_url}/quinn/{repo}", "/builds/?status=failed",
-                      "/builds/", f"/templates/{name}", "/queue/", "/hosts/", "/workers/"):
+                      "/builds/", "/templates/", f"/templates/{name}", "/queue/", "/hosts/",
+                      "/workers/", "/metrics"):
         assert api.request("GET", path_read).status_code == 200, path_read
     profiled.command("profile", 0)
 
@@ -178,3 +187,53 @@ def test_a_farm_whose_store_holds_many_builds_builds_and_cancels(
     assert crowded_farm.wait(record["name"], 120)["status"] == "cancelled"
     listed = crowded_farm.request("GET", f"/builds/?repository={repo_url}/cora/{repo}")
     assert [build["status"] for build in listed.json()] == ["cancelled"]
+
+
+@pytest.fixture
+def scratch_store(services: None) -> Iterator[Database[dict[str, Any]]]:
+    """A database of its own, which this process's store calls use meanwhile."""
+    kept = get_config()
+    name = f"binder_test_{RUN_ID}_{unique('scratch')}".replace("-", "_")
+    set_config(dataclasses.replace(kept, mongo_db=name))
+    try:
+        yield get_db()
+    finally:
+        set_config(kept)
+        get_client().drop_database(name)
+
+
+def template(name: str) -> dict[str, Any]:
+    return {"name": name, "image_name": f"registry.test/{name}:1", "port": 8888}
+
+
+def test_templates_are_counted_by_a_tally_raised_once_per_name(
+        scratch_store: Database[dict[str, Any]]) -> None:
+    # A store from before the tally holds templates: the first count starts it.
+    scratch_store.templates.insert_many([template("old-a"), template("old-b")])
+    assert template_store.count_templates() == 2
+    scratch_store.templates.insert_one(template("uncounted"))  # past the tally: not seen
+    assert template_store.count_templates() == 2
+    template_store.save_template(template("new"))  # type: ignore[arg-type]
+    assert template_store.count_templates() == 3
+    template_store.save_template({**template("new"), "port": 9999})  # type: ignore[arg-type]
+    assert template_store.count_templates() == 3
+    assert scratch_store.metrics.find_one(template_store.TALLY) == {**template_store.TALLY,
+                                                                      "count": 3}
+
+
+def test_a_long_listing_holds_the_templates_saved_last_by_name(
+        scratch_store: Database[dict[str, Any]]) -> None:
+    for name in ("e", "d", "c", "b", "a"):
+        template_store.save_template(template(name))  # type: ignore[arg-type]
+    # "e" and "d" were last saved ten days ago: outside every window shorter than that.
+    scratch_store.templates.update_many({"name": {"$in": ["e", "d"]}}, {"$set": {
+        "time_modified": utcnow() - dt.timedelta(days=10)}})
+    scratch_store.templates.update_one({"name": "b"}, {"$set": {
+        "time_modified": utcnow() - dt.timedelta(minutes=5)}})
+
+    def names(limit: int) -> list[str]:
+        return [found["name"] for found in template_store.list_templates(limit)]
+    assert names(10) == ["a", "b", "c", "d", "e"]
+    assert names(2) == ["a", "c"]
+    assert names(3) == ["a", "b", "c"]
+    assert names(4) in (["a", "b", "c", "d"], ["a", "b", "c", "e"])

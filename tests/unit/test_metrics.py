@@ -263,11 +263,6 @@ class ScrapedStore:
         self.builds, self.attempts = CountingCollection(), CountingCollection()
         self.metrics = FakeSnapshots()
 
-        class Templates:
-            def estimated_document_count(self) -> int:
-                return 2
-        self.templates = Templates()
-
 
 def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -282,6 +277,7 @@ def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
                                     end_time=None)]
     monkeypatch.setattr(api.metrics, "get_db", lambda config: store)
     monkeypatch.setattr(api.metrics.worker_store, "all_workers", lambda: {})
+    monkeypatch.setattr(api.metrics.template_store, "count_templates", lambda: 2)
     collector = api.metrics.FarmCollector(load_config(environ={"BINDER_DATA_DIR": str(tmp_path)}))
 
     first = exposed(collector)
@@ -296,6 +292,7 @@ def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
         assert metrics[("binder_builds_completed_total", (("cached", "false"),
                                                           ("config", "requirements.txt")))] == 50
         assert metrics[("binder_store_up", ())] == 1
+        assert metrics[("binder_templates", ())] == 2
 
 
 def test_a_new_process_resumes_from_the_totals_another_kept() -> None:
