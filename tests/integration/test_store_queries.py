@@ -121,9 +121,10 @@ def test_a_build_asks_the_store_only_what_its_indexes_answer(
         assert api.request("GET", path_read).status_code == 200, path_read
     profiled.command("profile", 0)
 
-    entries = list(profiled["system.profile"].find())
-    commands = [(entry["ns"].partition(".")[2], entry["command"]) for entry in entries
-                if entry["ns"].partition(".")[2] in GROWING]
+    entries = [(entry["ns"].partition(".")[2], entry["command"])
+               for entry in profiled["system.profile"].find()]
+    commands = [(collection, command) for collection, command in entries
+                if collection in GROWING]
     questions = [(collection, *question) for collection, command in commands
                  for question in asked(command)]
     assert {"find", "update"} <= {what for collection, what, _, _ in questions
