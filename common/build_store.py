@@ -10,7 +10,6 @@ and learns it lost the lease.
 
 from __future__ import annotations
 
-import datetime as dt
 import uuid
 from typing import Any
 
@@ -191,11 +190,6 @@ def completed_with_image(image: str) -> BuildRecord | None:
 #: Newest first; ``_id`` breaks ties so pages do not overlap.
 NEWEST_FIRST = [("start_time", DESCENDING), ("_id", DESCENDING)]
 HISTORY_LIMIT = 100
-#: How far back a listing looks, narrowest first, before it asks for every record: a
-#: page is read from the newest window that holds it. The embedded store reads every
-#: record a query matches before it sorts, skips and limits (7 s for one page of
-#: 100,000 builds, past the store's bound), and a window costs what its records do.
-LIST_WINDOWS = [dt.timedelta(hours=8 ** power) for power in range(6)]  # 1 hour to 3.7 years
 
 
 def list_builds(status: str | None = None, repository: str | None = None,
@@ -210,19 +204,8 @@ def list_builds(status: str | None = None, repository: str | None = None,
         selector["repository"] = repository
     if ref is not None:
         selector["ref"] = ref
-    wanted = offset + limit
-
-    def newest(query: dict[str, Any]) -> list[BuildRecord]:
-        return list(db.builds().find(query).sort(NEWEST_FIRST).limit(wanted))
     with translate_errors():
-        now = utcnow()
-        for window in LIST_WINDOWS:
-            found = newest({**selector, "start_time": {"$gte": now - window}})
-            # The newest ``wanted`` records of a window that holds that many are the
-            # newest of all: every record outside it started earlier.
-            if len(found) >= wanted:
-                return found[offset:]
-        return newest(selector)[offset:]
+        return db.newest(db.builds(), selector, NEWEST_FIRST, offset + limit)[offset:]
 
 
 def history(name: str) -> list[BuildRecord]:

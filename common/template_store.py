@@ -10,7 +10,6 @@ would stall every build's store writes past ``BINDER_MONGO_TIMEOUT_MS``).
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING
@@ -23,9 +22,6 @@ from common.models import TemplateRecord
 
 #: The ``metrics`` document holding how many templates there are.
 TALLY = {"_id": "templates"}
-#: Windows of modification times a long listing is read from, newest first (as
-#: ``build_store.LIST_WINDOWS``): 1 hour to 3.7 years.
-LIST_WINDOWS = [dt.timedelta(hours=8 ** power) for power in range(6)]
 
 
 def save_template(template: TemplateRecord) -> TemplateRecord:
@@ -82,18 +78,11 @@ def list_templates(limit: int = 1000) -> list[TemplateRecord]:
     ``limit`` saved most recently.
 
     The newest are read from the narrowest window of modification times that
-    holds ``limit`` of them (as ``build_store.list_builds`` reads a page), so
-    a long history is not read whole for them.
+    holds ``limit`` of them (``db.newest``), so a long history is not read
+    whole for them.
     """
     with translate_errors():
         if count_templates() <= limit:
             return list(db.templates().find().sort("name", ASCENDING).limit(limit))
-        now = utcnow()
-        for window in LIST_WINDOWS:
-            newest = list(db.templates().find({"time_modified": {"$gte": now - window}})
-                          .sort("time_modified", DESCENDING).limit(limit))
-            if len(newest) >= limit:
-                break
-        else:
-            newest = list(db.templates().find().sort("time_modified", DESCENDING).limit(limit))
+        newest = db.newest(db.templates(), {}, [("time_modified", DESCENDING)], limit)
     return sorted(newest, key=lambda template: template["name"])

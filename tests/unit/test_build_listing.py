@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from common import build_store
+from common import build_store, db
 from common.clock import utcnow
 
 
@@ -72,4 +72,4 @@ def test_a_deeper_page_widens_the_window_until_it_holds_the_page(builds: Builds)
 def test_past_the_widest_window_every_record_is_asked(builds: Builds) -> None:
     assert names(build_store.list_builds(limit=10, offset=410)) == \
         [f"b{i}" for i in range(410, 415)]
-    assert builds.matched[-1] == 415 and len(builds.matched) == len(build_store.LIST_WINDOWS) + 1
+    assert builds.matched[-1] == 415 and len(builds.matched) == len(db.LIST_WINDOWS) + 1
