@@ -236,7 +236,12 @@ def test_runtime_python_from_the_conda_channel(api: ApiClient, git_server: GitSe
                           "print(sys.version_info[:2], sys.prefix, p.VERSION)'",
                           timeout=IMAGE_TIMEOUT)
     assert output.strip() == "(3, 12) /srv/env 2.0", output
-    assert "applying, in order: runtime.txt, requirements.txt" in api.logs(record["name"])
+    log = api.logs(record["name"])
+    assert "applying, in order: runtime.txt, requirements.txt" in log
+    # This index has ipykernel only for the base image's Python (its dependencies hold
+    # compiled code): the farm tries, then says that notebooks keep the base kernel.
+    assert "installing ipykernel into /srv/env, so that notebooks run its Python" in log
+    assert "WARNING: ipykernel could not be installed for /srv/env/bin/python" in log
     # The channel was asked; the package itself may come from the host's package cache,
     # which an earlier build from a channel like this one filled.
     assert "GET /linux-64/repodata.json 200" in python_channel.access_log

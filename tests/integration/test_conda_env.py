@@ -24,7 +24,7 @@ import docker.errors
 import pytest
 
 from common.config import load_config
-from tests.support.conda_channel import make_channel, script_package
+from tests.support.conda_channel import interpreter_package, make_channel, script_package
 from tests.support.pypi_index import make_index, make_wheel
 from tests.support.static_http import serve_directory
 from workers.buildpacks.base import BuildInputs
@@ -38,6 +38,26 @@ pytestmark = [
     pytest.mark.skipif(DOCKER_URL.startswith("unix://") and not DOCKER_SOCKET.exists(),
                        reason=f"no Docker engine socket at {DOCKER_SOCKET}"),
 ]
+
+
+PYTHON_INSTALL = Path("/root/.pyenv/versions/3.12.1")
+
+#: ipykernel's part the farm uses, for Python 3.12 only: ``python -m ipykernel install``
+#: writes the kernelspec of the Python running it (the index has no real ipykernel for
+#: Python 3.12, whose dependencies hold compiled code).
+IPYKERNEL_MAIN = """import argparse, json, os, sys
+parser = argparse.ArgumentParser()
+parser.add_argument("command", choices=["install"])
+parser.add_argument("--sys-prefix", action="store_true")
+parser.add_argument("--name", default="python3")
+parser.add_argument("--display-name", default="Python 3")
+args = parser.parse_args()
+folder = os.path.join(sys.prefix, "share", "jupyter", "kernels", args.name)
+os.makedirs(folder, exist_ok=True)
+with open(os.path.join(folder, "kernel.json"), "w") as spec:
+    json.dump({"argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+               "display_name": args.display_name, "language": "python"}, spec)
+"""
 
 
 @dataclass
@@ -55,9 +75,16 @@ class BuildResult:
 
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    if not (PYTHON_INSTALL / "bin" / "python3.12").exists():
+        pytest.fail(f"no CPython installation at {PYTHON_INSTALL} to package")
     channel = make_channel(tmp_path_factory.mktemp("channel"),
-                           [script_package("hello-conda", "hello from conda")])
-    index = make_index(tmp_path_factory.mktemp("index"), [make_wheel("tinypkg", "0.1")])
+                           [script_package("hello-conda", "hello from conda"),
+                            interpreter_package(PYTHON_INSTALL, "3.12.1")])
+    ipykernel = make_wheel("ipykernel", "99.0", {"ipykernel/__init__.py": "",
+                                                 "ipykernel/__main__.py": IPYKERNEL_MAIN},
+                           requires_python=">=3.12")
+    index = make_index(tmp_path_factory.mktemp("index"), [make_wheel("tinypkg", "0.1"),
+                                                          ipykernel])
     with serve_directory(channel) as channel_url, serve_directory(index) as index_url:
         yield Servers(channel=channel_url, index=f"{index_url}/simple/")
 
@@ -171,6 +198,26 @@ def test_environment_yml_builds_a_conda_env_with_pip_packages(
     step = next(line.split()[0] for line in again.log
                 if "conda_env.py" in line and " RUN " in line and line.startswith("#"))
     assert f"{step} CACHED" in again.log, "\n".join(again.log)
+
+
+def test_an_environment_python_without_ipykernel_gets_it_and_is_the_kernel(
+        tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
+    """Notebooks run the environment's own Python, with its packages, though the file
+    does not name ipykernel (few do): the farm installs it from its index."""
+    checkout = make_checkout(tmp_path, (
+        f"channels: [{servers.channel}]\ndependencies:\n  - python=3.12\n"))
+    context, dockerfile = render_context(checkout, servers.index, servers.channel)
+    tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
+    images.append(tag)
+
+    result = build(docker_api, context, tag)
+    assert result.ok, "\n".join([dockerfile, *result.log[-40:], result.error])
+    assert "installing ipykernel into /srv/env, so that notebooks run its Python" in result.log
+    kernels = run(docker_api, tag, "/usr/bin/python3", "-c", KERNELS).strip().splitlines()[-1]
+    python = json.loads(kernels)["python3"]["spec"]["argv"][0]
+    assert python.startswith("/srv/env/bin/python"), kernels
+    assert run(docker_api, tag, python, "-c", "import sys, ipykernel; "
+               "print(sys.prefix, sys.version_info[:2])").strip() == "/srv/env (3, 12)"
 
 
 def test_an_unsolvable_environment_fails_with_a_sentence(

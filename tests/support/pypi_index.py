@@ -38,7 +38,7 @@ def _record_hash(data: bytes) -> str:
 
 
 def make_wheel(name: str, version: str = "0.1", modules: dict[str, str] | None = None,
-               requires: tuple[str, ...] = ()) -> Wheel:
+               requires: tuple[str, ...] = (), requires_python: str = "") -> Wheel:
     """A pure-Python ``py3-none-any`` wheel.
 
     ``modules`` maps paths inside the wheel (``tinypkg/__init__.py``) to their
@@ -49,7 +49,8 @@ def make_wheel(name: str, version: str = "0.1", modules: dict[str, str] | None =
     modules = modules or {f"{module}/__init__.py": f'VALUE = "{name} {version}"\n'}
     dist_info = f"{module}-{version}.dist-info"
     metadata = "".join([f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-                        *(f"Requires-Dist: {req}\n" for req in requires)])
+                        *(f"Requires-Dist: {req}\n" for req in requires),
+                        f"Requires-Python: {requires_python}\n" if requires_python else ""])
     files = {path: text.encode() for path, text in modules.items()}
     files[f"{dist_info}/METADATA"] = metadata.encode()
     files[f"{dist_info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: binder-build-tests\n"

@@ -7,7 +7,8 @@ solves ``dependencies`` with py-rattler against the farm's channels
 logs so), installs them into
 ``/srv/env`` (replacing the base image's venv there), installs the ``pip:``
 subsection with the farm's Python installer, and registers the
-environment's Python as the ``python3`` kernel when it can import ipykernel.
+environment's Python as the ``python3`` kernel, installing ipykernel into it
+first (with the same installer) when it has none.
 The same script installs runtime.txt's ``python-X.Y`` alone
 (:func:`runtime_python_step`).
 

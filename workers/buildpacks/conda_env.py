@@ -18,8 +18,8 @@ What it does, in order (each step prints progress lines for the build log):
 4. pip-install the ``pip:`` entries: with the environment's own Python when
    the solution has one, otherwise after making the prefix a venv over the
    system Python (``python3 -m venv --system-site-packages``);
-5. register the environment's Python as the notebook's ``python3`` kernel
-   when it can import ipykernel.
+5. register the environment's Python as the notebook's ``python3`` kernel,
+   installing ipykernel into it first when it has none.
 
 On failure it prints the details on stderr, then ``BINDER-ERROR: <a sentence
 a user can act on>`` as the last line, and exits with 1; the worker stores
@@ -342,18 +342,32 @@ def _stream_pip(command: list[str], workdir: Path) -> None:
                                f"(exit code {process.returncode}); the lines above say why.")
 
 
-def register_kernel(prefix: Path) -> None:
-    """Make the environment's Python the notebook's ``python3`` kernel, when it can be."""
+def _imports_ipykernel(python: Path) -> bool:
+    return subprocess.run([str(python), "-c", "import ipykernel"], check=False,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def register_kernel(prefix: Path, installer: Sequence[str] = DEFAULT_INSTALLER) -> None:
+    """Make the environment's Python the notebook's ``python3`` kernel, installing
+    ipykernel into it with ``installer`` when it has none (environments rarely name
+    it, and without it notebooks would run the base image's Python, which has none of
+    this environment's packages). An ipykernel the farm's index cannot give this
+    Python leaves the base image's kernel, and the log says so."""
     python = prefix / "bin" / "python"
     if not python.exists():
         say("the environment has no Python: notebooks keep the base image's Python 3 kernel")
         return
-    probe = subprocess.run([str(python), "-c", "import ipykernel"], check=False,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    if probe.returncode != 0:
-        say(f"{python} cannot import ipykernel: notebooks keep the base image's Python 3 "
-            "kernel (add ipykernel to dependencies to use this environment in notebooks)")
-        return
+    if not _imports_ipykernel(python):
+        command = [str(python) if word == "{python}" else word for word in installer]
+        say(f"installing ipykernel into {prefix}, so that notebooks run its Python")
+        try:
+            _stream_pip([*command, "ipykernel"], prefix)
+        except EnvironmentFileError:
+            say(f"WARNING: ipykernel could not be installed for {python} (the lines above "
+                "say why): notebooks keep the base image's Python 3 kernel, without this "
+                "environment's packages; add ipykernel to the environment to use it in "
+                "notebooks")
+            return
     say(f"registering {python} as the python3 kernel")
     _run([str(python), "-m", "ipykernel", "install", "--sys-prefix",
           "--name", "python3", "--display-name", "Python 3 (ipykernel)"],
@@ -427,7 +441,7 @@ def build(env_file: Path | None, prefix: Path, installer: Sequence[str] = DEFAUL
     if spec.pip:
         assert env_file is not None
         pip_install(ensure_python(prefix), spec.pip, env_file.parent, installer)
-    register_kernel(prefix)
+    register_kernel(prefix, installer)
     say(f"the environment in {prefix} is ready")
 
 
