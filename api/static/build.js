@@ -104,7 +104,9 @@ document.getElementById('cancel').addEventListener('click', async () => {
 
 document.getElementById('rebuild').addEventListener('click', async () => {
   try {
-    await api('/builds/repo', {method: 'POST', json: {repository: record.repository, force: true}});
+    // The spec, not the repository: it names the ref, which is part of the build.
+    await api('/builds/repo', {method: 'POST',
+                               json: {repository: record.spec || record.repository, force: true}});
     template = null;
     await refresh();
   } catch (error) {

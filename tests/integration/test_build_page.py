@@ -177,6 +177,26 @@ def test_a_finished_build_shows_its_image_and_template(page: Page, api: ApiClien
     page.screenshot("build-completed")
 
 
+def test_rebuild_forces_the_build_shown_at_its_ref(page: Page, api: ApiClient,
+                                                   git_server: GitServer,
+                                                   repo_url: str) -> None:
+    url = plain_repo(git_server, repo_url, owner="page")
+    name = api.start(f"{url}/tree/main").json()["name"]
+    first = api.wait(name, timeout=300)
+    assert first["status"] == "completed" and first["ref"] == "main"
+    page.open(f"/build/{name}")
+    page.use_key(API_KEY)
+    wait_for(page.driver, lambda d: "completed" in text_of(d, "#build-status"), 30, "shown")
+    page.driver.find_element(By.ID, "rebuild").click()
+    wait_for(page.driver, lambda d: api.build(name)["build-id"] != first["build-id"], 30,
+             "a new attempt of this build")
+    again = api.wait(name, timeout=300)
+    assert again["status"] == "completed" and not again["cached"] and again["ref"] == "main"
+    # The repository's default branch is another build, which the button did not start.
+    listed = api.request("GET", "/builds/", params={"repository": url}).json()
+    assert [build["name"] for build in listed] == [name]
+
+
 def test_a_failed_build_shows_its_error_and_coloured_log(page: Page, api: ApiClient,
                                                         git_server: GitServer,
                                                         repo_url: str) -> None:
