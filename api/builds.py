@@ -20,7 +20,7 @@ from common import build_store, leases, name_store
 from common.errors import BadRepoSource
 from common.models import BuildRecord
 from workers.dispatch import enqueue_build
-from workers.providers import Spec, parse_spec
+from workers.providers import Spec, parse_spec, provider_for
 
 bp = Blueprint("builds", __name__, description="Start, read, list and cancel builds.")
 
@@ -45,15 +45,20 @@ def start(body: dict[str, Any]) -> BuildRecord:
     repository answers ``repositoryBanned`` (403), a start past the key's or
     the repository's rate ``rateLimited`` (429, ``Retry-After``).
     """
-    name, fields = build_request(body["repository"], body["force"])
+    name, fields = build_request(body["repository"], body["force"], body["ref"])
     return start_build(name, fields)
 
 
-def build_request(repository: str, force: bool = False) -> tuple[str, dict[str, Any]]:
-    """The build name and record fields a start of ``repository`` makes; ``BadRepoSource``
-    says what is wrong with the spec. No network: the name is claimed in MongoDB
-    (one name per repository and ref, see common/name_store.py)."""
-    spec = parse_spec(repository, current_app.config["BINDER"])
+def build_request(repository: str, force: bool = False,
+                  ref: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The build name and record fields a start of ``repository`` (at ``ref``, when
+    given apart from it) makes; ``BadRepoSource`` says what is wrong with the spec. No
+    network: the name is claimed in MongoDB (one name per repository and ref, see
+    common/name_store.py)."""
+    config = current_app.config["BINDER"]
+    spec = parse_spec(repository, config)
+    if ref is not None:
+        spec = parse_spec(provider_for(spec, config).with_ref(spec, ref), config)
     name = name_store.claim_name(spec.preferred_name, spec.repository, spec.ref,
                                  spec.provider)
     return name, {

@@ -18,6 +18,10 @@ class BuildRequestSchema(Schema):
 
     repository = fields.String(required=True, validate=validate.Length(min=1, max=2048),
                                metadata={"example": "https://github.com/OWNER/REPO"})
+    ref = fields.String(load_default=None, validate=validate.Length(min=1, max=200), metadata={
+        "description": "a branch, tag or commit of the repository, for a URL that names "
+                       "none: the same as the provider's own spelling (GitHub's /tree/REF, "
+                       "GitLab's /-/tree/REF, REPO@REF for any other Git URL)"})
     force = fields.Boolean(load_default=False)
 
 

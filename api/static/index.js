@@ -59,16 +59,6 @@ filter.addEventListener('change', refreshNow);
 const form = document.getElementById('start-form');
 const result = form.querySelector('.form-result');
 
-// The protocol takes a ref on the URL, GitHub style: REPO/tree/REF.
-function withRef(repository, ref) {
-  if (!ref) return repository;
-  if (repository.includes('/tree/')) {
-    throw new ApiError(422, {error: 'The repository URL already names a ref (/tree/...).',
-                             suggestions: ['Give the ref either in the URL or in the Ref field.']});
-  }
-  return `${repository.replace(/\/+$/, '')}/tree/${ref}`;
-}
-
 form.addEventListener('submit', async event => {
   event.preventDefault();
   const data = new FormData(form);
@@ -76,9 +66,12 @@ form.addEventListener('submit', async event => {
   button.disabled = true;
   result.replaceChildren(el('span', {class: 'muted', text: 'Starting…'}));
   try {
-    const repository = withRef(String(data.get('repository')).trim(), String(data.get('ref')).trim());
-    const build = await api('/builds/repo', {method: 'POST',
-                                             json: {repository, force: data.get('force') === 'on'}});
+    // The API spells the ref as the repository's provider does (/tree/REF, @REF, ...).
+    const body = {repository: String(data.get('repository')).trim(),
+                  force: data.get('force') === 'on'};
+    const ref = String(data.get('ref')).trim();
+    if (ref) body.ref = ref;
+    const build = await api('/builds/repo', {method: 'POST', json: body});
     result.replaceChildren(el('span', {class: 'success'}, 'Started ',
                               el('a', {href: buildPath(build.name), text: build.name})));
     refreshNow();

@@ -87,6 +87,11 @@ def test_plain_git_url_at_a_tag(api: ApiClient, git_server: GitServer) -> None:
     assert record["name"] == f"127.0.0.1-{git_server.url.rsplit(':', 1)[1]}-plain-team-{repo}-v1"
     assert record["content-id"] == shas["v1"]
     assert run_in_image(image, "cat README.md") == "tagged"
+    # The ref given apart (as the CLI's --ref and the page's form send it) is the same build.
+    again = api.request("POST", "/builds/repo",
+                        json={"repository": f"{git_server.url}/plain/team/{repo}.git", "ref": "v1"})
+    assert again.status_code == 200, again.text
+    assert again.json()["name"] == record["name"] and again.json()["cached"] is True
 
 
 # Archives behind DOIs

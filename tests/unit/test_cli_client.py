@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import click
 import pytest
 from rich.console import Console
 
@@ -16,7 +15,6 @@ from api.schemas.templates import docker_run_command
 from workers.cli import build_watch
 from workers.cli.build_view import PlainBuildView, phase_state
 from workers.cli.build_watch import watch_build
-from workers.cli.client import repository_with_ref
 from workers.cli.client_settings import DEFAULT_URL, read_client_config, resolve
 from workers.cli.farm_client import ApiError, LogEvent, parse_sse
 from workers.cli.output import Output, ago, duration, last_overwrite, strip_ansi
@@ -75,14 +73,6 @@ def test_durations_and_ages() -> None:
 def test_terminal_text_helpers() -> None:
     assert strip_ansi("\x1b[31mred\x1b[0m plain") == "red plain"
     assert last_overwrite("10%\r50%\r100%\r") == "100%"
-
-
-def test_ref_rides_on_the_url() -> None:
-    assert repository_with_ref("https://github.com/o/r/", "v1") == \
-        "https://github.com/o/r/tree/v1"
-    assert repository_with_ref("https://github.com/o/r", None) == "https://github.com/o/r"
-    with pytest.raises(click.UsageError):
-        repository_with_ref("https://github.com/o/r/tree/main", "v1")
 
 
 def test_settings_come_from_options_then_file_then_defaults(tmp_path: Path) -> None:

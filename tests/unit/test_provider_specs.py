@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from common.config import Config, load_config
@@ -192,6 +194,31 @@ def test_plain_git_refuses_a_web_tree_path_and_says_how_to_give_a_ref() -> None:
     with pytest.raises(BadRepoSource) as caught:
         parse_spec("https://codeberg.org/o/r/tree/main", CONFIG)
     assert "@REF" in caught.value.suggestions[0]
+
+
+@pytest.mark.parametrize(("url", "ref", "spelled"), [
+    ("https://github.com/o/r/", "v1", "https://github.com/o/r/tree/v1"),
+    ("https://github.com/o/r", "feature/x", "https://github.com/o/r/tree/feature/x"),
+    ("https://gitlab.com/g/sub/p", "main", "https://gitlab.com/g/sub/p/-/tree/main"),
+    ("https://gist.github.com/u/0123abc", SHA, f"https://gist.github.com/u/0123abc@{SHA}"),
+    ("https://git.example.org/o/r.git", "v2", "https://git.example.org/o/r.git@v2"),
+])
+def test_a_ref_given_apart_is_spelled_as_its_provider_spells_refs(url: str, ref: str,
+                                                                  spelled: str) -> None:
+    spec = parsed(url)
+    assert provider_by_id(spec.provider, CONFIG).with_ref(spec, ref) == spelled
+    assert parsed(spelled).ref == ref
+
+
+@pytest.mark.parametrize(("url", "refused"), [
+    ("https://github.com/o/r/tree/main", "already names a ref (main)"),
+    ("https://git.example.org/o/r@v1", "already names a ref (v1)"),
+    ("https://zenodo.org/records/123", "has no branches or tags"),
+])
+def test_a_ref_given_apart_is_refused_where_it_cannot_apply(url: str, refused: str) -> None:
+    spec = parsed(url)
+    with pytest.raises(BadRepoSource, match=re.escape(refused)):
+        provider_by_id(spec.provider, CONFIG).with_ref(spec, "v2")
 
 
 def test_plain_http_git_to_an_allowed_host() -> None:

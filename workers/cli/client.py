@@ -86,16 +86,6 @@ def templates() -> None:
 # -- build --------------------------------------------------------------------
 
 
-def repository_with_ref(repository: str, ref: str | None) -> str:
-    """The URL the API takes: a ref rides on it as ``/tree/REF``."""
-    if not ref:
-        return repository
-    if "/tree/" in repository:
-        raise click.UsageError("The repository URL already names a ref (/tree/...); "
-                               "give the ref either there or with --ref.")
-    return f"{repository.rstrip('/')}/tree/{ref}"
-
-
 @build.command("start")
 @click.argument("repository")
 @click.option("--ref", help="Branch, tag or commit to build (default: the default branch).")
@@ -106,7 +96,7 @@ def repository_with_ref(repository: str, ref: str | None) -> str:
 @farm_command
 def start(session: Session, repository: str, ref: str | None, force: bool, follow: bool) -> None:
     """Start a build of REPOSITORY (https://github.com/OWNER/REPO or any Git URL)."""
-    record = session.client.start(repository_with_ref(repository, ref), force)
+    record = session.client.start(repository, force, ref)
     if not follow:
         if session.as_json:
             session.output.json(record)

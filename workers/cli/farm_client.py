@@ -66,8 +66,10 @@ class FarmClient:
 
     # -- builds -----------------------------------------------------------
 
-    def start(self, repository: str, force: bool = False) -> dict[str, Any]:
-        return self._json("POST", "/builds/repo", json={"repository": repository, "force": force})
+    def start(self, repository: str, force: bool = False,
+              ref: str | None = None) -> dict[str, Any]:
+        body = {"repository": repository, "force": force, **({"ref": ref} if ref else {})}
+        return self._json("POST", "/builds/repo", json=body)
 
     def build(self, name: str) -> dict[str, Any]:
         return self._json("GET", f"/builds/{_segment(name)}")

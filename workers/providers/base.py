@@ -243,3 +243,11 @@ class ContentProvider(ABC):
     @abstractmethod
     def fetch(self, resolved: Resolved, dest: Path, limits: FetchLimits, say: Say) -> None:
         """Put the resolved content into the empty directory ``dest``."""
+
+    def with_ref(self, spec: Spec, ref: str) -> str:
+        """``spec`` at ``ref``, spelled as this provider's URLs spell a ref (the default:
+        it has none; ``BadRepoSource``)."""
+        raise BadRepoSource(f"{spec.text!r} is {self.label} content, which has no branches "
+                            "or tags to choose.",
+                            suggestions=["Leave the ref out; name the version in the "
+                                         "repository itself."])

@@ -41,6 +41,15 @@ class GitProvider(ContentProvider):
     label = "Git"
     #: user name that goes with a token in HTTP Basic auth (GitHub takes any)
     token_user = "x-access-token"
+    #: what comes between the repository and the ref in this provider's URLs
+    ref_marker = "@"
+
+    def with_ref(self, spec: Spec, ref: str) -> str:
+        if spec.ref is not None:
+            raise BadRepoSource(f"{spec.text!r} already names a ref ({spec.ref}).",
+                                suggestions=["Give the ref either in the URL or on its own, "
+                                             "not both."])
+        return f"{spec.text.rstrip('/')}{self.ref_marker}{ref}"
 
     def detect(self, text: str) -> Spec | None:
         check_url_policy(text, self.config)
@@ -122,8 +131,6 @@ class HostedGitProvider(GitProvider):
     base_setting = ""
     #: what a URL of this host looks like, ``{base}`` standing for the base
     usage = ""
-    #: what comes between the path and the ref in this host's URLs
-    ref_marker = "@"
 
     def detect(self, text: str) -> Spec | None:
         base = str(getattr(self.config, self.base_setting)).rstrip("/")
