@@ -99,6 +99,8 @@ def look_up(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
 
 
 def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
+    # A hit's record spans the lookup: it ends before the record is written.
+    started = utcnow()
     spec = parse_spec(fields["spec"], config)
     limits = FetchLimits.from_config(config, timeout=config.cache_resolve_timeout)
     # The registry (for the base image's digest) and the repository's host (for
@@ -123,9 +125,9 @@ def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
         return miss
     if not in_registry(config, image):
         return miss
-    now = utcnow()
     record: dict[str, Any] = {
-        "status": Status.COMPLETED.value, "phase": Phase.FINISHED.value, "end_time": now,
+        "status": Status.COMPLETED.value, "phase": Phase.FINISHED.value,
+        "start_time": started, "end_time": utcnow(),
         "provider": resolved.provider, "content_id": resolved.content_id,
         "commit": resolved.commit, "image_name": image, "image_source": image,
         "cached": True,

@@ -14,6 +14,7 @@ from flask.testing import FlaskClient
 import api.builds
 import common.config
 from api import cache_hits, create_app
+from common import build_store
 from common.config import load_config
 from common.errors import AlreadyBuilding, BuildFailure
 from workers.providers import Resolved, Spec
@@ -85,6 +86,10 @@ def test_a_built_commit_is_answered_completed_and_cached(farm: dict[str, Any]) -
     assert hit.fields["config"] == "requirements.txt"
     assert hit.fields["config_files"] == ["requirements.txt"]
     assert any(IMAGE in line and "b1" in line for line in hit.log_lines)
+    # The record spans the lookup, and keeps those times when it is stored.
+    assert hit.fields["start_time"] <= hit.fields["end_time"]
+    stored = build_store.new_record("o-r", hit.fields)
+    assert stored["start_time"] <= stored["end_time"]
     assert farm["timeouts"] == [CONFIG.cache_resolve_timeout] and CONFIG.cache_resolve_timeout <= 1
 
 
