@@ -141,6 +141,18 @@ def test_postbuild_failure_names_the_script_and_line(api: ApiClient, git_server:
     assert "preparing" in api.logs(record["name"])
 
 
+def test_postbuild_shebang_options_stop_the_build(api: ApiClient, git_server: GitServer,
+                                                 repo_url: str) -> None:
+    repo = unique("poste")
+    git_server.make_repo(f"github/kim/{repo}", {
+        "postBuild": "#!/bin/bash -e\necho step1\nfalse\necho after > ~/after.txt\n",
+    })
+    record = api.start_and_wait(f"{repo_url}/kim/{repo}", BUILD_TIMEOUT)
+    assert record["status"] == "failed", record
+    assert record["error"] == "postBuild failed with exit code 1 at line 3: false", record
+    assert "step1" in api.logs(record["name"])
+
+
 def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_server: GitServer,
                                                          repo_url: str,
                                                          package_index: Served) -> None:
