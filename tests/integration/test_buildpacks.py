@@ -153,6 +153,19 @@ def test_postbuild_shebang_options_stop_the_build(api: ApiClient, git_server: Gi
     assert "step1" in api.logs(record["name"])
 
 
+def test_scripts_with_windows_line_endings_fail_before_docker(api: ApiClient,
+                                                             git_server: GitServer,
+                                                             repo_url: str) -> None:
+    repo = unique("crlf")
+    git_server.make_repo(f"github/kim/{repo}", {
+        "binder/start": "#!/bin/bash\r\nexec \"$@\"\r\n",
+    })
+    record = api.start_and_wait(f"{repo_url}/kim/{repo}", BUILD_TIMEOUT)
+    assert record["status"] == "failed", record
+    assert record["error"].startswith("binder/start has Windows (CRLF) line endings"), record
+    assert "generated Dockerfile:" not in api.logs(record["name"])
+
+
 def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_server: GitServer,
                                                          repo_url: str,
                                                          package_index: Served) -> None:

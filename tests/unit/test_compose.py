@@ -133,6 +133,23 @@ def test_unsupported_files_fail_with_a_sentence(tmp_path: Path, name: str, what:
         f"{name} asks for {what}, which this farm cannot build; it builds requirements.txt")
 
 
+@pytest.mark.parametrize("name", ["postBuild", "binder/start"])
+def test_scripts_with_windows_line_endings_fail_before_docker(tmp_path: Path, name: str) -> None:
+    checkout = checkout_with(tmp_path, {name: "#!/bin/bash\r\necho hi > out.txt\r\n"})
+    with pytest.raises(BuildFailure) as caught:
+        check(detect(checkout, CONFIG), checkout, CONFIG)
+    assert caught.value.message == (
+        f"{name} has Windows (CRLF) line endings; Linux runs it only with Unix (LF) ones.")
+    assert f"dos2unix {name}" in caught.value.suggestions[0]
+    assert "git config core.autocrlf input" in caught.value.suggestions[1]
+
+
+def test_scripts_with_unix_line_endings_pass(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, {"postBuild": "#!/bin/bash\necho 'a\rb'\n",
+                                        "start": "#!/bin/bash\nexec \"$@\"\n"})
+    check(detect(checkout, CONFIG), checkout, CONFIG)
+
+
 # the generated Dockerfile
 
 

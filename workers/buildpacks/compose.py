@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from common.config import Config
 from common.errors import BuildFailure
@@ -36,6 +36,8 @@ from workers.buildpacks.r import check_cran_url, cran_url, declared_repos, r_sys
 from workers.buildpacks.runtime import BASE_PYTHON, Runtime, parse_runtime
 from workers.package_index import sources_replaced
 
+#: The repository's scripts the image runs: postBuild while building, start at launch.
+SCRIPTS = ("postBuild", "start")
 RUN_SCRIPT = "run-script"
 SCRIPT_TRAP = "script-trap.sh"
 SCRIPTS_SOURCE = Path(__file__).with_name("scripts")
@@ -73,8 +75,27 @@ def uses_r(inputs: BuildInputs, install: Install) -> bool:
     return install.needs_r or (runtime is not None and runtime.language == "r")
 
 
+def check_line_endings(inputs: BuildInputs, name: str) -> None:
+    """Raise ``BuildFailure`` when the script ``name`` (``postBuild``, ``start``) has
+    Windows line endings: Linux reads ``#!/bin/bash\\r`` as an interpreter that does not
+    exist, and bash runs ``touch x\\r`` as a file name ending in a carriage return."""
+    path = inputs.extras.get(name)
+    # read_bytes: text mode would turn CRLF into LF before we could see it
+    if path is None or b"\r\n" not in (inputs.checkout / path).read_bytes():
+        return
+    raise BuildFailure(
+        f"{path} has Windows (CRLF) line endings; Linux runs it only with Unix (LF) ones.",
+        suggestions=[f"Convert it (`dos2unix {path}`, or your editor's LF line endings), "
+                     "commit and build again.",
+                     "Keep Git from converting it back on Windows: "
+                     "`git config core.autocrlf input`, or a `.gitattributes` line "
+                     f"`{PurePosixPath(path).name} text eol=lf`."])
+
+
 def check_extras(pack: BuildPack, inputs: BuildInputs) -> None:
     """Raise ``BuildFailure`` for a composed file that cannot be built."""
+    for script in SCRIPTS:
+        check_line_endings(inputs, script)
     runtime = runtime_of(inputs)
     if "apt.txt" in inputs.extras:
         apt_packages(inputs.read(inputs.extras["apt.txt"]), str(inputs.extras["apt.txt"]))
