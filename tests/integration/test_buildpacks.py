@@ -166,6 +166,26 @@ def test_scripts_with_windows_line_endings_fail_before_docker(api: ApiClient,
     assert "generated Dockerfile:" not in api.logs(record["name"])
 
 
+def test_postbuild_installs_from_the_farms_index(api: ApiClient, git_server: GitServer,
+                                                repo_url: str, package_index: Served) -> None:
+    # binder-test-pkg exists only on the loopback index: from anywhere else both fail.
+    repo = unique("postpip")
+    git_server.make_repo(f"github/kim/{repo}", {
+        "postBuild": "#!/bin/bash -e\n"
+                     f"pip install {TEST_PACKAGE}==1.0\n"
+                     "python -c 'import binder_test_pkg as p; print(\"pip gave\", p.VERSION)'\n"
+                     f"uv pip install --python \"$(command -v python)\" {TEST_PACKAGE}==2.0\n",
+    })
+    record = built(api, f"{repo_url}/kim/{repo}")
+    assert "pip gave 1.0" in api.logs(record["name"])
+    output = run_in_image(record["image-name"],
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'; "
+                          "env | grep -c -e '^PIP_' -e '^UV_'",
+                          timeout=IMAGE_TIMEOUT)
+    # uv's 2.0 replaced pip's 1.0, and the index was not left in the image's environment
+    assert output.splitlines() == ["2.0", "0"], output
+
+
 def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_server: GitServer,
                                                          repo_url: str,
                                                          package_index: Served) -> None:

@@ -15,7 +15,7 @@ from workers.base_image import RECIPE_DIR
 from workers.buildpacks import Detection, check, detect, notices
 from workers.buildpacks.compose import apt_packages, default_command
 from workers.buildpacks.dockerfile import with_farm_root
-from workers.buildpacks.installers import index_options
+from workers.buildpacks.installers import index_environment, index_options
 from workers.buildpacks.pipfile import requirements
 from workers.buildpacks.r import (
     FARM_REPOS_PRELUDE,
@@ -168,6 +168,26 @@ def test_composed_order_users_expect(tmp_path: Path) -> None:
     assert json.loads(lines[entry].removeprefix("ENTRYPOINT ")) == [
         "tini", "-g", "--", "/home/jovyan/start"]
     assert lines[-1] == f"CMD {json.dumps(default_command())}"
+
+
+def test_post_build_alone_gets_the_farms_index(tmp_path: Path) -> None:
+    lines = dockerfile(tmp_path, {"postBuild": "pip install x\n", "start": "exec \"$@\"\n"})
+    post = lines[position(lines, "run-script postBuild")]
+    assert shlex.split(post)[1:5] == [
+        "PIP_INDEX_URL=http://127.0.0.1:9/simple/", "UV_DEFAULT_INDEX=http://127.0.0.1:9/simple/",
+        "PIP_TRUSTED_HOST=127.0.0.1", "bash"]
+    # nothing of it stays in the image
+    assert not any("127.0.0.1:9" in line for line in lines if not line.startswith("RUN "))
+
+
+@pytest.mark.parametrize(("url", "environment"), [
+    ("", {}),
+    ("https://pypi.example/simple/", {"PIP_INDEX_URL": "https://pypi.example/simple/",
+                                      "UV_DEFAULT_INDEX": "https://pypi.example/simple/"}),
+])
+def test_the_index_environment_trusts_only_plain_http(url: str,
+                                                      environment: dict[str, str]) -> None:
+    assert index_environment(url) == environment
 
 
 def test_runtime_python_comes_from_the_conda_channels(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from workers.buildpacks.base import (
     Install,
 )
 from workers.buildpacks.conda import runtime_python_step, script_file
-from workers.buildpacks.installers import apt_install
+from workers.buildpacks.installers import apt_install, index_environment
 from workers.buildpacks.r import check_cran_url, cran_url, declared_repos, r_system, run_install_r
 from workers.buildpacks.runtime import BASE_PYTHON, Runtime, parse_runtime
 from workers.package_index import sources_replaced
@@ -157,6 +157,15 @@ def repo_copy(config: Config) -> str:
     return f"COPY --chown={config.nb_uid}:{config.nb_uid} repo/ {config.repo_path}/"
 
 
+def run_post_build(config: Config, path: PurePosixPath) -> str:
+    """The ``RUN`` line of ``postBuild``: run-script, with the farm's index for the pip and
+    uv commands the script runs (the index builds see: ``BINDER_PIP_PROXY`` when the
+    index has credentials)."""
+    environment = index_environment(str(config.pip_index_url))
+    assignments = "".join(f"{name}={shlex.quote(value)} " for name, value in environment.items())
+    return f"RUN {assignments}bash {HELPERS}/{RUN_SCRIPT} {shlex.quote(str(path))}"
+
+
 def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     """The generated Dockerfile of ``pack`` with ``inputs.extras`` composed on top."""
     config = inputs.config
@@ -190,7 +199,7 @@ def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     if python:
         lines.append(_register_kernel())
     if "postBuild" in extras:
-        lines.append(f"RUN bash {HELPERS}/{RUN_SCRIPT} {shlex.quote(str(extras['postBuild']))}")
+        lines.append(run_post_build(config, extras["postBuild"]))
     if "start" in extras:
         start = f"{repo}/{extras['start']}"
         lines += [f"RUN chmod +x {shlex.quote(start)}",

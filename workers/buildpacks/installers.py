@@ -5,6 +5,9 @@ the default) or ``pip``. Neither reads the other's configuration, so the
 farm's index (``BINDER_PIP_INDEX_URL``) is passed to each explicitly, by
 :func:`index_options`, the one place that spells those options.
 
+A repository's ``postBuild`` gets the same index through pip's and uv's
+environment variables (:func:`index_environment`), on its step alone.
+
 Downloads are kept in BuildKit cache mounts shared by every build on a
 host (``RUN --mount=type=cache,id=binder-...``): a second repository that
 needs the same wheels, conda packages or Debian archives fetches none of
@@ -34,6 +37,21 @@ def index_options(installer: str, index_url: str) -> list[str]:
     if installer == "pip" and parts.scheme == "http" and parts.hostname:
         options += ["--trusted-host", parts.hostname]
     return options
+
+
+def index_environment(index_url: str) -> dict[str, str]:
+    """Environment variables that make a ``pip install`` or ``uv pip install`` a repository's
+    script runs (``postBuild``) use ``index_url`` and only it, as :func:`index_options`
+    does for the commands the farm writes. Set on that step alone: the image keeps no
+    index, as a launched image may not reach the one the build used."""
+    if not index_url:
+        return {}
+    environment = {"PIP_INDEX_URL": index_url, "UV_DEFAULT_INDEX": index_url}
+    parts = urlsplit(index_url)
+    if parts.scheme == "http" and parts.hostname:
+        # pip refuses a plain-http index it is not told to trust; uv needs no such word
+        environment["PIP_TRUSTED_HOST"] = parts.hostname
+    return environment
 
 
 def installer(config: Config) -> str:
