@@ -9,6 +9,8 @@ repository cannot replace or extend them:
   accepts, abbreviations included) are refused with a sentence naming the
   file and line; files pulled in with ``-r``/``-c`` are read the same way,
   and ``-r``/``-c`` with a URL are refused too;
+* requirements that name where to download them (``name @ URL``, a bare URL,
+  ``git+https://...``) are refused the same way: they would bypass the index;
 * where a config file names its own sources (``environment.yml`` channels,
   a Pipfile's ``[[source]]``, ``repos=`` in ``install.R``), the buildpack uses
   the farm's instead and logs :func:`sources_replaced`'s sentence.
@@ -41,6 +43,8 @@ _OTHER_OPTIONS = ("--editable", "--no-index", "--prefer-binary", "--require-hash
 #: pip's comment pattern (``req_file.COMMENT_RE``)
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+#: a URL anywhere in a line (``git+https://``, ``name @ https://``, ``name@https://``)
+_DIRECT_URL = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://")
 MAX_FILES = 50
 MAX_FILE_BYTES = 1024 * 1024
 
@@ -125,6 +129,7 @@ def check_requirement_lines(lines: Iterable[tuple[int, str]], where: str,
             _check_option(option, value or "", f"{where} {unit} {number}", line)
             if option in FILE_OPTIONS and value and base is not None and checkout is not None:
                 _follow(base / value, checkout, seen)
+        _check_direct_reference(line, f"{where} {unit} {number}")
 
 
 def _check_option(option: str, value: str, where: str, line: str) -> None:
@@ -140,6 +145,20 @@ def _check_option(option: str, value: str, where: str, line: str) -> None:
         raise BuildFailure(
             f"{shown} reads requirements from a URL; this farm reads them only from the "
             "repository.", suggestions=["Commit that file to the repository and name its path."])
+
+
+def _check_direct_reference(line: str, where: str) -> None:
+    """Refuse a requirement that names where to download it (``name @ https://...``, a bare
+    URL, ``git+https://...``): pip and uv fetch those past any index. A ``file:`` URL
+    names a path in the image and passes."""
+    for match in _DIRECT_URL.finditer(line):
+        if match.group(1).lower() != "file":
+            raise BuildFailure(
+                f"{where} (`{shorten(line, 80)}`) installs a package from a URL; this farm "
+                "installs packages only from its own index.",
+                suggestions=["List the package by name if the farm's index has it; otherwise "
+                             "commit its wheel or source to the repository and name its path "
+                             "(./wheels/NAME.whl, ./src/NAME)."])
 
 
 def _follow(path: Path, checkout: Path, seen: set[Path]) -> None:

@@ -438,6 +438,15 @@ def test_requirements_that_name_an_index_are_refused_naming_the_line(
         "package index; this farm installs packages only from its own index.")
 
 
+def test_requirements_that_name_a_download_url_are_refused(api: ApiClient,
+                                                           git_server: GitServer) -> None:
+    record = refused_at_detect(api, git_server, {
+        "requirements.txt": "numpy\ngit+https://evil.example/pkg.git#egg=pkg\n"})
+    assert record["error"] == (
+        "requirements.txt line 2 (`git+https://evil.example/pkg.git#egg=pkg`) installs a "
+        "package from a URL; this farm installs packages only from its own index.")
+
+
 def test_index_credentials_never_enter_a_build(strict_api: ApiClient, git_server: GitServer,
                                               repo_url: str) -> None:
     password = INDEX_CREDENTIALS[1]

@@ -55,12 +55,29 @@ def test_index_options_are_refused_naming_the_line(tmp_path: Path, text: str,
     "--no-index\n-f ./wheels\nmypkg\n",
     "--find-links wheels/\nmypkg\n",
     "-e .\n--pre\n--prefer-binary\n",
-    "git+https://example.org/pkg.git#egg=pkg\n",
-    "pkg @ https://files.example/pkg-1.0-py3-none-any.whl\n",
     "-r other.txt\n",
+    "pkg @ file:///home/jovyan/wheels/pkg-1.0-py3-none-any.whl\n",
+    "./wheels/pkg-1.0-py3-none-any.whl\n",
 ])
 def test_ordinary_requirements_pass(tmp_path: Path, text: str) -> None:
     check(tmp_path, text, others={"other.txt": "requests\n"})
+
+
+@pytest.mark.parametrize(("text", "line"), [
+    ("numpy\ngit+https://example.org/pkg.git#egg=pkg\n", 2),
+    ("pkg @ https://files.example/pkg-1.0-py3-none-any.whl\n", 1),
+    ("pkg@https://files.example/pkg-1.0-py3-none-any.whl\n", 1),
+    ("https://files.example/pkg-1.0-py3-none-any.whl\n", 1),
+    ("-e git+ssh://git@example.org/pkg.git#egg=pkg\n", 1),
+    ("x\\\n  @ http://files.example/x.whl\n", 1),
+])
+def test_direct_references_are_refused_naming_the_line(tmp_path: Path, text: str,
+                                                       line: int) -> None:
+    with pytest.raises(BuildFailure) as caught:
+        check(tmp_path, text)
+    assert caught.value.message.startswith(f"requirements.txt line {line} (`")
+    assert "installs a package from a URL" in caught.value.message
+    assert "commit its wheel" in caught.value.suggestions[0]
 
 
 def test_files_pulled_in_are_read_the_same_way(tmp_path: Path) -> None:
