@@ -142,15 +142,22 @@ class Totals:
 
     def count(self, record: dict[str, Any]) -> None:
         labels = (config_label(record), "true" if record.get("cached") else "false")
-        self.started[labels] += 1
         status = record.get("status")
+        # A running build counts as started once detection named its config: its labels
+        # are then final (a cache hit ends in fetch). Counted before, under "unknown",
+        # it would leave that series when detected, and a counter would go down.
+        if status != Status.RUNNING.value or labels[0] != "unknown":
+            self.started[labels] += 1
         if status in self.ended:
             self.ended[Status(status)][labels] += 1
         if status == Status.RUNNING.value:
             self.running_by_phase[record.get("phase") or Phase.QUEUED.value] += 1
             lease = record.get("lease")
             if lease:
-                self.running_by_host[lease.get("worker") or "unknown"] += 1
+                # The host, not the worker process: one series per host, whatever
+                # its processes (a worker's name changes with each restart).
+                self.running_by_host[lease.get("host") or lease.get("worker")
+                                     or "unknown"] += 1
         self.pushed += int(record.get("pushed_bytes") or 0)
         for phase, times in (record.get("phases") or {}).items():
             seconds = _seconds((times or {}).get("start"), (times or {}).get("end"))

@@ -65,10 +65,14 @@ class FarmCollector(Collector):
             templates = template_store.count_templates()
             hosts = len(worker_store.live_hosts(worker_store.all_workers(),
                                                 self.config.heartbeat_stale))
-            recent = list(db.builds.find(
-                {"status": Status.COMPLETED.value,
-                 "end_time": {"$gte": dt.datetime.now(dt.UTC) - RECENT}},
-                {"start_time": 1, "end_time": 1, "cached": 1}))
+            # Current attempts and those a later start of the same name archived: a
+            # repository built again within the hour counts each time.
+            query = {"status": Status.COMPLETED.value,
+                     "end_time": {"$gte": dt.datetime.now(dt.UTC) - RECENT}}
+            fields = {"build_id": 1, "start_time": 1, "end_time": 1, "cached": 1}
+            recent = list({record["build_id"]: record
+                           for collection in (db.attempts, db.builds)
+                           for record in collection.find(query, fields)}.values())
             totals = self.builds.refresh(db)
         yield from totals.metrics()
         yield GaugeMetricFamily("binder_templates", "Stored templates.", value=templates)

@@ -200,19 +200,33 @@ def started(totals: Totals) -> int:
     return sum(totals.started.values())
 
 
+def test_a_build_moving_through_its_phases_never_takes_a_counter_back() -> None:
+    """Scraped while queued, detected, then ended: every counter only grows."""
+    queued = record("running", None, phase="queued", end_time=None)
+    detected = record("running", "requirements.txt", phase="building", end_time=None,
+                      phases={"detecting": (1, 2)})
+    ended = record("completed", "requirements.txt", phases={"detecting": (1, 2)})
+    seen = [samples([step]) for step in (queued, detected, ended)]
+    for before, after in zip(seen, seen[1:], strict=False):
+        for key, value in before.items():
+            if key[0].endswith(("_total", "_count", "_bucket")):
+                assert after.get(key, 0.0) >= value, (key, before, after)
+
+
 def test_ended_builds_are_read_once_then_only_those_that_ended_since() -> None:
     store, now = FakeStore(), dt.datetime.now(dt.UTC)
     old = now - dt.timedelta(days=9)
     store.attempts.records = [record("completed", build_id="old", end_time=old)]
     store.builds.records = [record("failed", build_id="recent", end_time=now),
-                            record("running", build_id="live", end_time=None,
-                                   lease={"worker": "host-a"})]
+                            record("running", "Dockerfile", build_id="live", end_time=None,
+                                   lease={"worker": "host-a@vm:42", "host": "host-a"})]
     builds = BuildTotals()
     first = builds.refresh(store)  # type: ignore[arg-type]
     assert started(first) == 3 and first.running_by_host == {"host-a": 1}
     assert "end_time" not in store.builds.asked[-1]  # the first scrape reads every ended build
     # The running build ends; a new one is archived as cancelled; nothing is counted twice.
-    store.builds.records[1] = record("completed", build_id="live", end_time=now, pushed_bytes=7)
+    store.builds.records[1] = record("completed", "Dockerfile", build_id="live", end_time=now,
+                                     pushed_bytes=7)
     store.attempts.records.append(record("cancelled", build_id="replaced", end_time=now))
     second = builds.refresh(store)  # type: ignore[arg-type]
     cutoff = store.builds.asked[-1]["end_time"]["$gte"]
@@ -293,6 +307,28 @@ def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
                                                           ("config", "requirements.txt")))] == 50
         assert metrics[("binder_store_up", ())] == 1
         assert metrics[("binder_templates", ())] == 2
+
+
+def test_the_last_hour_counts_builds_a_later_start_archived(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    store, now = ScrapedStore(), dt.datetime.now(dt.UTC)
+    # A repository built, then started again (a cache hit) within the hour: the first
+    # build is in the archive now, the second is the name's current record.
+    store.attempts.records = [record("completed", "requirements.txt", build_id="first",
+                                     start_time=now - dt.timedelta(minutes=10),
+                                     end_time=now - dt.timedelta(minutes=9))]
+    store.builds.records = [record("completed", "requirements.txt", cached=True,
+                                   build_id="again", start_time=now, end_time=now),
+                            record("completed", build_id="yesterday",
+                                   end_time=now - dt.timedelta(days=1))]
+    monkeypatch.setattr(api.metrics, "get_db", lambda config: store)
+    monkeypatch.setattr(api.metrics.worker_store, "all_workers", lambda: {})
+    monkeypatch.setattr(api.metrics.template_store, "count_templates", lambda: 1)
+    metrics = exposed(api.metrics.FarmCollector(
+        load_config(environ={"BINDER_DATA_DIR": str(tmp_path)})))
+    assert metrics[("binder_completed_last_hour", ())] == 2
+    assert metrics[("binder_cache_hits_last_hour", ())] == 1
+    assert metrics[("binder_build_seconds_median_last_hour", ())] == 60
 
 
 def test_a_new_process_resumes_from_the_totals_another_kept() -> None:
