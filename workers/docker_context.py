@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import io
 import tarfile
-from pathlib import Path
+from collections.abc import Callable
+from pathlib import Path, PurePosixPath
 
-from docker.utils.build import exclude_paths
+from docker.utils.build import PatternMatcher, exclude_paths
 
 from workers.buildpacks import BuildInputs, BuildPack
 from workers.dockerignore import ignore_patterns
 
 GENERATED_DOCKERFILE = "Dockerfile"
-
-
-def _without_git(info: tarfile.TarInfo) -> tarfile.TarInfo | None:
-    parts = Path(info.name).parts
-    return None if ".git" in parts[1:2] else info
+#: Where a generated Dockerfile sees the repository.
+REPO_ROOT = "repo"
 
 
 def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
@@ -26,12 +24,40 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
+def _parents(path: PurePosixPath) -> list[str]:
+    return [str(parent) for parent in reversed(path.parents) if str(parent) != "."]
+
+
+def repository_copy(inputs: BuildInputs) -> tuple[list[str], list[PurePosixPath]]:
+    """The repository paths a generated build copies (folders before what they hold),
+    and the build files the ignore file matches but that are copied anyway.
+
+    The ignore file applies to the repository as it does to a Dockerfile's context,
+    except to the files the build is made from (``BuildInputs.build_files``): the
+    generated Dockerfile stages some of them before the repository and runs the others
+    from it, so each is copied even when a pattern matches it.
+    """
+    checkout = inputs.checkout
+    # The matcher itself, not exclude_paths: that one keeps a root Dockerfile whatever
+    # the patterns say, which only a repository Dockerfile's build needs.
+    matcher = PatternMatcher(ignore_patterns(checkout) + [".git"])
+    kept = set(matcher.walk(str(checkout)))
+    forced = [path for path in inputs.build_files if str(path) not in kept]
+    kept.update(str(path) for path in forced)
+    # A folder's own entry, where a pattern left it out but not some of its files
+    # (``!data/keep.txt``) or a build file forced back.
+    kept.update(parent for name in list(kept) for parent in _parents(PurePosixPath(name)))
+    return sorted(kept, key=lambda name: PurePosixPath(name).parts), forced
+
+
 def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
-                  dockerfile_text: str) -> str:
+                  dockerfile_text: str, say: Callable[[str], None] | None = None) -> str:
     """Write the context tar to ``target``; return the Dockerfile path inside it.
 
     Links are stored as links (never followed), so a repository cannot pull
-    files from outside its checkout into the image.
+    files from outside its checkout into the image. The repository's ignore file
+    applies (see ``repository_copy`` for a generated build); ``say`` hears which
+    build files it matches.
     """
     checkout = inputs.checkout
     with tarfile.open(target, "w") as tar:
@@ -53,7 +79,14 @@ def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
                 else:
                     tar.add(checkout / relative, arcname=relative, recursive=False)
             return str(inputs.config_path)
-        tar.add(checkout, arcname="repo", filter=_without_git)
+        copied, forced = repository_copy(inputs)
+        for path in forced:
+            if say is not None:
+                say(f"the ignore file matches {path}, which this build is made from: "
+                    "it is copied all the same")
+        tar.add(checkout, arcname=REPO_ROOT, recursive=False)
+        for relative in copied:
+            tar.add(checkout / relative, arcname=f"{REPO_ROOT}/{relative}", recursive=False)
         _add_bytes(tar, GENERATED_DOCKERFILE, dockerfile_text.encode())
         for name, data in buildpack.extra_files(inputs).items():
             _add_bytes(tar, f".binder-build/{name}", data)

@@ -1,9 +1,12 @@
-"""A repository's ``.dockerignore``: read as a file of its own, never through a link.
+"""A repository's ignore file: read as a file of its own, never through a link.
 
-A link named ``.dockerignore`` (or ``<Dockerfile>.dockerignore``, which
-BuildKit's client prefers) could point at any file the worker may read,
-``/proc/self/environ`` included, and its lines would steer which files
-reach the build. Such links are refused; the file is read with a size cap.
+``.dockerignore`` (else ``.containerignore``, as repo2docker reads them) leaves
+files out of every build: out of a repository Dockerfile's context, and out of
+the repository copied into a generated image. A link of one of those names (or
+``<Dockerfile>.dockerignore``, which BuildKit's client prefers) could point at
+any file the worker may read, ``/proc/self/environ`` included, and its lines
+would steer which files reach the build. Such links are refused; the file is
+read with a size cap.
 """
 
 from __future__ import annotations
@@ -14,14 +17,17 @@ from common.errors import BuildFailure
 from workers.repo_yaml import RepoYamlError, read_repo_file
 
 MAX_BYTES = 256 * 1024
+#: The ignore files read, most preferred first: the first present one applies.
+IGNORE_FILE_NAMES = (".dockerignore", ".containerignore")
 
 
-def ignore_files(checkout: Path, dockerfile: PurePosixPath) -> list[Path]:
-    """The ignore files Docker clients may read for ``dockerfile``, most preferred first."""
-    return [checkout / f"{dockerfile}.dockerignore", checkout / ".dockerignore"]
+def ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) -> list[Path]:
+    """The ignore files a build of ``dockerfile`` (``None``: a generated one) may read."""
+    own = [checkout / f"{dockerfile}.dockerignore"] if dockerfile is not None else []
+    return own + [checkout / name for name in IGNORE_FILE_NAMES]
 
 
-def check_ignore_files(checkout: Path, dockerfile: PurePosixPath) -> None:
+def check_ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) -> None:
     """``BuildFailure`` when an ignore file is a link (or a folder, or too large)."""
     for path in ignore_files(checkout, dockerfile):
         name = path.relative_to(checkout).as_posix()
@@ -35,14 +41,15 @@ def check_ignore_files(checkout: Path, dockerfile: PurePosixPath) -> None:
                                suggestions=[f"Shorten {name}."])
 
 
-def ignore_patterns(checkout: Path, dockerfile: PurePosixPath) -> list[str]:
-    """The patterns of ``.dockerignore`` (comments and blank lines left out)."""
+def ignore_patterns(checkout: Path, dockerfile: PurePosixPath | None = None) -> list[str]:
+    """The patterns of the ignore file that applies (comments and blank lines left out)."""
     check_ignore_files(checkout, dockerfile)
-    path = checkout / ".dockerignore"
-    if not path.is_file():
+    path = next((checkout / name for name in IGNORE_FILE_NAMES
+                 if (checkout / name).is_file()), None)
+    if path is None:
         return []
     try:
-        text = read_repo_file(path, ".dockerignore", MAX_BYTES).decode("utf-8", "replace")
+        text = read_repo_file(path, path.name, MAX_BYTES).decode("utf-8", "replace")
     except RepoYamlError as exc:
         raise BuildFailure(str(exc)) from None
     return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]

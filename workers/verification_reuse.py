@@ -67,6 +67,8 @@ EMPTY_LAYER = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ac
 def inert_files(checkout: Path) -> str | None:
     """Why the repository's files may change how its image starts (the first top-level
     name that may), or ``None`` when they cannot."""
+    # The checkout, not the copy: an ignore file only leaves names out of the image, so
+    # what the checkout holds is at least what the image holds.
     for entry in sorted(checkout.iterdir()):
         name = entry.name
         if (name.startswith(".") and name not in HIDDEN_INERT) or _READ_AT_START.match(name):

@@ -381,3 +381,30 @@ def test_a_second_repository_downloads_no_wheel_again(api: ApiClient, git_server
     assert run_in_image(record["image-name"],
                         "python -c 'import binder_cache_probe as p; print(p.VERSION)'",
                         timeout=IMAGE_TIMEOUT).strip() == "3.0"
+
+
+def test_dockerignore_leaves_files_out_of_a_generated_image(
+        api: ApiClient, git_server: GitServer, repo_url: str, package_index: Served) -> None:
+    """``*.txt`` matches requirements.txt too: the build file is copied all the same."""
+    name = unique("dockerignore")
+    git_server.make_repo(f"github/max/{name}", {
+        "requirements.txt": f"{TEST_PACKAGE}==1.0\n",
+        ".dockerignore": "*.txt\n*.csv\nbig/\n",
+        "secret.txt": "secret\n",
+        "table.csv": "a,b\n",
+        "big/data.bin": "0" * 64,
+        "notes.md": "kept\n",
+        "src/app.py": "print('kept')\n",
+    })
+    record = built(api, f"{repo_url}/max/{name}")
+    output = run_in_image(record["image-name"],
+                          "ls -A; cat requirements.txt; "
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
+    listing = output.split()
+    assert not {"secret.txt", "table.csv", "big"} & set(listing), output
+    assert {"notes.md", "src", "requirements.txt", ".dockerignore"} <= set(listing), output
+    assert output.strip().endswith(f"{TEST_PACKAGE}==1.0\n1.0"), output
+    assert ("the ignore file matches requirements.txt, which this build is made from: "
+            "it is copied all the same") in api.logs(record["name"])
+

@@ -102,6 +102,66 @@ def test_generated_context_stores_links_as_links(tmp_path: Path) -> None:
             for f in [tar.extractfile(m)] if f is not None)
 
 
+def ignoring_checkout(tmp_path: Path, patterns: str) -> Path:
+    checkout = make_checkout(tmp_path)
+    (checkout / "big").mkdir()
+    (checkout / "big" / "data.bin").write_bytes(b"0" * 10)
+    (checkout / "big" / "keep.txt").write_text("keep\n")
+    (checkout / "secret.txt").write_text("secret\n")
+    (checkout / "table.csv").write_text("a,b\n")
+    (checkout / "Dockerfile").write_text("FROM elsewhere\n")  # not the one being built
+    (checkout / ".dockerignore").write_text(patterns)
+    return checkout
+
+
+def test_generated_context_honours_dockerignore(tmp_path: Path) -> None:
+    checkout = ignoring_checkout(tmp_path, "secret.txt\n*.csv\nbig/\n!big/keep.txt\nDockerfile\n")
+    _, names, target = build(tmp_path, DefaultBuildPack(), checkout, None)
+    assert not {"repo/secret.txt", "repo/table.csv", "repo/big/data.bin",
+                "repo/Dockerfile"} & set(names)
+    assert {"repo", "repo/src/app.py", "repo/README.md", "repo/big", "repo/big/keep.txt",
+            "repo/.dockerignore"} <= set(names)
+    assert names["repo/big"].isdir()
+    assert read(target, "Dockerfile") == b"FROM base\n"  # the generated one
+
+
+def test_containerignore_applies_without_a_dockerignore(tmp_path: Path) -> None:
+    checkout = ignoring_checkout(tmp_path, "")
+    (checkout / ".dockerignore").unlink()
+    (checkout / ".containerignore").write_text("secret.txt\n")
+    _, names, _ = build(tmp_path, DefaultBuildPack(), checkout, None)
+    assert "repo/secret.txt" not in names
+    assert "repo/table.csv" in names
+
+
+def test_ignored_build_files_are_copied_all_the_same(tmp_path: Path) -> None:
+    checkout = ignoring_checkout(tmp_path, "binder\n*.txt\n")
+    (checkout / "binder").mkdir()
+    (checkout / "binder" / "requirements.txt").write_text("six\n")
+    (checkout / "binder" / "postBuild").write_text("true\n")
+    (checkout / "binder" / "notes.txt").write_text("notes\n")
+    inputs = BuildInputs(checkout, PurePosixPath("binder/requirements.txt"), CONFIG,
+                         {"postBuild": PurePosixPath("binder/postBuild")})
+    heard: list[str] = []
+    write_context(tmp_path / "context.tar", DefaultBuildPack(), inputs, "FROM base\n",
+                  heard.append)
+    names = members(tmp_path / "context.tar")
+    assert {"repo/binder", "repo/binder/requirements.txt", "repo/binder/postBuild"} <= set(names)
+    assert names["repo/binder"].isdir()
+    assert "repo/binder/notes.txt" not in names and "repo/secret.txt" not in names
+    assert heard == [f"the ignore file matches binder/{name}, which this build is made from: "
+                     "it is copied all the same" for name in ("requirements.txt", "postBuild")]
+
+
+def test_a_generated_build_refuses_an_ignore_file_link(tmp_path: Path) -> None:
+    secret = tmp_path / "environ"
+    secret.write_text("REDIS_PASSWORD=hunter2\n")
+    checkout = make_checkout(tmp_path)
+    os.symlink(secret, checkout / ".containerignore")
+    with pytest.raises(BuildFailure, match="^.containerignore is a link"):
+        build(tmp_path, DefaultBuildPack(), checkout, None)
+
+
 # the repository's own Dockerfile
 
 

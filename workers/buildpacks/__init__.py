@@ -33,6 +33,7 @@ from workers.buildpacks.python_package import PyprojectBuildPack, SetupPyBuildPa
 from workers.buildpacks.r import DescriptionBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
 from workers.buildpacks.unsupported import UNSUPPORTED
+from workers.dockerignore import check_ignore_files
 
 
 class RuntimeBuildPack(DefaultBuildPack):
@@ -194,6 +195,7 @@ def check(detection: Detection, checkout: Path, config: Config) -> None:
     detection.buildpack.check(inputs)
     if not detection.buildpack.owns_context:
         check_extras(detection.buildpack, inputs)
+        check_ignore_files(checkout)
 
 
 def notices(detection: Detection, checkout: Path, config: Config) -> list[str]:

@@ -51,6 +51,13 @@ class BuildInputs:
     def base_image(self) -> str:
         return str(self.config.base_image_name)
 
+    @property
+    def build_files(self) -> list[PurePosixPath]:
+        """The repository's files the build is made from: the environment file and the
+        files composed on top (repository paths)."""
+        files = [self.config_path] if self.config_path is not None else []
+        return files + [path for path in self.extras.values() if path not in files]
+
     def read(self, path: PurePosixPath | None = None) -> str:
         target = path or self.config_path
         assert target is not None

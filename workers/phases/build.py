@@ -62,7 +62,7 @@ def run(phase: PhaseRun) -> PhaseResult | None:
         for line in dockerfile_text.splitlines():
             phase.say(f"  {line}")
     context_tar = phase.workdir / "context.tar"
-    dockerfile = write_context(context_tar, buildpack, inputs, dockerfile_text)
+    dockerfile = write_context(context_tar, buildpack, inputs, dockerfile_text, phase.say)
     request = BuildRequest(
         context=context_tar, dockerfile=dockerfile, tag=phase.image,
         network=config.build_network,
