@@ -408,3 +408,15 @@ def test_dockerignore_leaves_files_out_of_a_generated_image(
     assert ("the ignore file matches requirements.txt, which this build is made from: "
             "it is copied all the same") in api.logs(record["name"])
 
+
+def test_a_wheel_committed_at_the_root_is_installed_from_the_repository(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    wheel = package_wheel("1.0")
+    name = unique("wheel-in-repo")
+    git_server.make_repo(f"github/max/{name}", {
+        "requirements.txt": f"{wheel.file_name}\n", wheel.file_name: wheel.data})
+    record = built(api, f"{repo_url}/max/{name}")
+    output = run_in_image(record["image-name"],
+                          "cd /tmp && python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "1.0"

@@ -59,6 +59,24 @@ def test_requirements_in_binder_folder_are_staged_from_there(tmp_path: Path) -> 
     assert f"{STAGE}binder/requirements.txt /tmp/binder/requirements.txt" in text.splitlines()
 
 
+@pytest.mark.parametrize(("where", "line", "local"), [
+    ("requirements.txt", "wheelinrepo-1.0-py3-none-any.whl", True),
+    ("requirements.txt", "pkg.tar.gz ; python_version >= '3'", True),
+    ("binder/requirements.txt", "pkg.tar.gz", True),  # beside the requirements file
+    ("requirements.txt", "missing-1.0-py3-none-any.whl", False),  # not in the repository
+    ("requirements.txt", "numpy", False),
+])
+def test_a_bare_name_of_a_repository_file_is_installed_after_the_copy(
+        tmp_path: Path, where: str, line: str, local: bool) -> None:
+    inputs = inputs_for(tmp_path, where, f"{line}\n")
+    for name in ("wheelinrepo-1.0-py3-none-any.whl", "pkg.tar.gz"):
+        (inputs.checkout / where).parent.joinpath(name).write_bytes(b"PK")
+    lines = RequirementsBuildPack().render(inputs).splitlines()
+    install = index_of(lines, "RUN --mount=type=cache,id=binder-uv")
+    assert (install > lines.index(COPY_REPO)) is local
+    assert lines[install].endswith(f"-r {where}" if local else "-r /tmp/binder/requirements.txt")
+
+
 def test_no_index_options_without_a_pip_index(tmp_path: Path) -> None:
     text = RequirementsBuildPack().render(inputs_for(tmp_path, "requirements.txt", "numpy\n"))
     assert "--index-url" not in text and "--trusted-host" not in text

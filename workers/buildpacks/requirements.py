@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import Path
 
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
@@ -14,8 +16,13 @@ _LOCAL_REFERENCE = re.compile(r"^\s*(-r|--requirement|-c|--constraint|-e|--edita
 _FIND_LINKS = re.compile(r"^\s*(-f|--find-links)[\s=]+(\S+)")
 
 
-def needs_repository(line: str) -> bool:
-    """True when a requirements line refers to files of the repository."""
+def needs_repository(line: str, folders: tuple[Path, ...] = ()) -> bool:
+    """True when a requirements line refers to files of the repository.
+
+    ``folders`` are where a bare name is looked for (the repository's root, where the
+    install runs, and the requirements file's folder): a line such as
+    ``pkg-1.0-py3-none-any.whl`` that names a file there is a local path to pip.
+    """
     text = line.split(" #", 1)[0].strip()
     if not text or text.startswith("#"):
         return False
@@ -24,8 +31,11 @@ def needs_repository(line: str) -> bool:
     find_links = _FIND_LINKS.match(text)
     if find_links:
         return "://" not in find_links.group(2)
-    first = text.split()[0]
-    return "/" in first and "://" not in first  # a relative path such as wheels/x.whl
+    first = text.split()[0].split(";", 1)[0]
+    if "/" in first and "://" not in first:  # a relative path such as wheels/x.whl
+        return True
+    return first not in ("", ".", "..") and any(
+        os.path.lexists(folder / first) for folder in folders)
 
 
 class RequirementsBuildPack(BuildPack):
@@ -40,7 +50,8 @@ class RequirementsBuildPack(BuildPack):
     def install(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
         text = inputs.read()
-        if any(needs_repository(line) for line in text.splitlines()):
+        folders = (inputs.checkout, inputs.checkout / inputs.config_path.parent)
+        if any(needs_repository(line, folders) for line in text.splitlines()):
             return Install(after_repo=[python_install(
                 inputs.config, ENV_PYTHON, ["-r", str(inputs.config_path)], "requirements.txt")])
         return Install(before_repo=[
