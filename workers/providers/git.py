@@ -32,6 +32,7 @@ from workers.providers.base import (
     host_of,
     split_base,
 )
+from workers.submodules import report_submodules
 
 HINT = "Use https://HOST/OWNER/REPO, with a ref as https://HOST/OWNER/REPO@REF."
 
@@ -116,6 +117,7 @@ class GitProvider(ContentProvider):
         fetch_commit(resolved.detail["target"], resolved.content_id, dest,
                      limits.remaining("The checkout"), limits.max_bytes, say,
                      self.git_config(clone_url, limits))
+        report_submodules(dest, resolved.content_id, limits.remaining("The checkout"), say)
 
 
 class HostedGitProvider(GitProvider):
