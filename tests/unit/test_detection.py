@@ -80,9 +80,17 @@ def test_binder_folder_is_where_config_files_are_looked_for(tmp_path: Path, fold
     assert detected(checkout) == ("environment.yml", f"{folder}/environment.yml")
 
 
-def test_binder_wins_over_dot_binder(tmp_path: Path) -> None:
+def test_binder_wins_over_dot_binder_and_dot_binder_is_named_as_ignored(
+        tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "binder/Dockerfile", ".binder/requirements.txt")
     assert detected(checkout) == ("Dockerfile", "binder/Dockerfile")
+    ignored = [(str(path), reason) for path, reason in detect(checkout, CONFIG).ignored]
+    assert ignored[0] == (".binder", "the files are read from binder/")
+
+
+def test_one_config_folder_ignores_no_folder(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, ".binder/requirements.txt")
+    assert detect(checkout, CONFIG).ignored == []
 
 
 def test_empty_binder_folder_hides_root_config_files(tmp_path: Path) -> None:

@@ -13,7 +13,8 @@ buildpack builds the base image's environment plus the repository.
 A file that applies but is left out in this combination is named in the
 build log, never silently ignored; a file the farm cannot build (Julia,
 Nix) fails the build with a sentence. A ``binder/`` or ``.binder/`` folder,
-when present, is where the files are looked for.
+when present, is where the files are looked for (``binder/`` when both are,
+``.binder/`` then named as ignored).
 """
 
 from __future__ import annotations
@@ -90,13 +91,23 @@ class Detection:
         return files
 
 
+def _config_dirs(checkout: Path) -> list[Path]:
+    """The config folders the repository has (links are not config folders), by precedence."""
+    return [checkout / name for name in CONFIG_DIRS
+            if (checkout / name).is_dir() and not (checkout / name).is_symlink()]
+
+
 def config_dir(checkout: Path) -> Path:
     """``binder/`` or ``.binder/`` when the repository has one, else its root."""
-    for name in CONFIG_DIRS:
-        candidate = checkout / name
-        if candidate.is_dir() and not candidate.is_symlink():
-            return candidate
-    return checkout
+    return next(iter(_config_dirs(checkout)), checkout)
+
+
+def _shadowed_config_dirs(checkout: Path) -> list[tuple[PurePosixPath, str]]:
+    """A second config folder, as a file left out: ``binder/`` wins over ``.binder/``
+    (repo2docker refuses a repository with both; this farm builds it and says so)."""
+    chosen, *others = _config_dirs(checkout) or [checkout]
+    return [(PurePosixPath(f"{other.name}/"), f"the files are read from {chosen.name}/")
+            for other in others]
 
 
 def _inside(checkout: Path, path: Path) -> bool:
@@ -160,7 +171,7 @@ def detect(checkout: Path, config: Config) -> Detection:
             ignored.append((present[name], f"{config_path} builds the image by itself"))
         else:
             extras[name] = present[name]
-    detection = Detection(pack, config_path, extras, ignored)
+    detection = Detection(pack, config_path, extras, _shadowed_config_dirs(checkout) + ignored)
     _leave_out_install_r(checkout, config, detection)
     _leave_out_runtime_python(checkout, config, detection)
     return detection
