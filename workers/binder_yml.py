@@ -18,7 +18,7 @@ import math
 import re
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
@@ -26,6 +26,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate, valida
 from common.errors import BuildFailure
 from common.sizes import parse_size
 from common.validation import field_problems
+from workers.buildpacks import config_dir, find_config_file
 from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file
 
 FILE_NAMES = (".binder.yml", ".binder.yaml", "binder.yml")
@@ -130,11 +131,19 @@ class BinderYmlSchema(Schema):
                              metadata={"description": "build timeout in minutes"})
 
 
-def find_binder_yml(checkout: Path) -> Path | None:
-    for name in FILE_NAMES:
-        path = checkout / name
-        if path.is_file() and not path.is_symlink():
-            return path
+def find_binder_yml(checkout: Path) -> PurePosixPath | None:
+    """The repository path of its ``.binder.yml``: looked for where the other config
+    files are (``binder/`` or ``.binder/`` when there is one), then at the root.
+
+    A link is taken like any config file's: to a file of the repository it is read,
+    anywhere else it is refused with a ``BuildFailure``.
+    """
+    folder = config_dir(checkout)
+    for where in dict.fromkeys((folder, checkout)):
+        for name in FILE_NAMES:
+            path = find_config_file(checkout, where, name)
+            if path is not None:
+                return path
     return None
 
 

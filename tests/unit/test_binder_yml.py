@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pytest
 
@@ -111,18 +111,35 @@ def test_cpu_must_be_a_finite_number(tmp_path: Path, cpu: str) -> None:
 def test_find_prefers_dot_binder_yml(tmp_path: Path) -> None:
     write(tmp_path, "port: 1\n", "binder.yml")
     write(tmp_path, "port: 2\n", ".binder.yaml")
-    assert find_binder_yml(tmp_path) == tmp_path / ".binder.yaml"
+    assert find_binder_yml(tmp_path) == PurePosixPath(".binder.yaml")
     write(tmp_path, "port: 3\n", ".binder.yml")
-    assert find_binder_yml(tmp_path) == tmp_path / ".binder.yml"
+    assert find_binder_yml(tmp_path) == PurePosixPath(".binder.yml")
 
 
-def test_find_ignores_links_and_directories(tmp_path: Path) -> None:
+@pytest.mark.parametrize("folder", ["binder", ".binder"])
+def test_find_looks_in_the_config_folder_first(tmp_path: Path, folder: str) -> None:
+    (tmp_path / folder).mkdir()
+    write(tmp_path, "port: 1\n", ".binder.yml")
+    assert find_binder_yml(tmp_path) == PurePosixPath(".binder.yml")  # still read at the root
+    write(tmp_path / folder, "port: 2\n", ".binder.yml")
+    assert find_binder_yml(tmp_path) == PurePosixPath(f"{folder}/.binder.yml")
+
+
+def test_find_skips_directories_and_takes_links_inside_the_repository(tmp_path: Path) -> None:
+    (tmp_path / ".binder.yml").mkdir()
+    write(tmp_path, "port: 1\n", "meta.yml")
+    os.symlink("meta.yml", tmp_path / ".binder.yaml")
+    assert find_binder_yml(tmp_path) == PurePosixPath(".binder.yaml")
+
+
+def test_find_refuses_a_link_out_of_the_repository(tmp_path: Path) -> None:
     outside = write(tmp_path, "port: 1\n", "outside.yml")
     checkout = tmp_path / "checkout"
     checkout.mkdir()
     os.symlink(outside, checkout / ".binder.yml")
-    (checkout / ".binder.yaml").mkdir()
-    assert find_binder_yml(checkout) is None
+    with pytest.raises(BuildFailure, match=r"^\.binder\.yml is a link that leads outside "
+                                           "the repository"):
+        find_binder_yml(checkout)
 
 
 # hostile values

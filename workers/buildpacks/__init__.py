@@ -133,7 +133,9 @@ def config_order(config: Config) -> tuple[str, ...]:
     return names
 
 
-def _find(checkout: Path, folder: Path, name: str) -> PurePosixPath | None:
+def find_config_file(checkout: Path, folder: Path, name: str) -> PurePosixPath | None:
+    """``folder/name`` as a repository path when it is a file (a link to a file of the
+    repository counts); ``BuildFailure`` for a link that leads anywhere else."""
     path = folder / name
     if not (path.is_file() or path.is_symlink()):
         return None
@@ -148,7 +150,7 @@ def detect(checkout: Path, config: Config) -> Detection:
     by_file = {pack.config_file: pack for pack in BUILDPACKS}
     folder = config_dir(checkout)
     present = {name: path for name in {*config_order(config), *EXTRAS}
-               if (path := _find(checkout, folder, name)) is not None}
+               if (path := find_config_file(checkout, folder, name)) is not None}
     chosen: tuple[BuildPack, PurePosixPath] | None = None
     ignored: list[tuple[PurePosixPath, str]] = []
     for name in config_order(config):

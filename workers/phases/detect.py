@@ -19,9 +19,9 @@ def run(phase: PhaseRun) -> PhaseResult:
     binder_yml: dict[str, Any] = {}
     yml_path = find_binder_yml(checkout)
     if yml_path is not None:
-        binder_yml = load_binder_yml(yml_path, Ceilings(parse_size(config.max_memory),
-                                                        config.max_cpu))
-        phase.say(f"read {yml_path.name}")
+        binder_yml = load_binder_yml(checkout / yml_path, Ceilings(parse_size(config.max_memory),
+                                                                   config.max_cpu))
+        phase.say(f"read {yml_path}")
     applied = [str(path) for path in detection.applied]
     phase.say(f"building with the {detection.buildpack.id} buildpack; applying, in order: "
               f"{', '.join(applied) if applied else 'no configuration file'}")
