@@ -37,6 +37,8 @@ from common.addresses import CheckedTarget
 from common.errors import BuildFailure
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
+#: What an abbreviated commit SHA looks like (Git abbreviates to 7 or more hex digits).
+ABBREVIATED_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,39}$")
 #: Largest output (refs of ls-remote, the tree listing) read from git.
 MAX_OUTPUT = 64 * 1024 * 1024
 #: Entries (files, links, directories) a checkout may have.
@@ -251,6 +253,13 @@ def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float,
     for candidate in (f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}", f"refs/heads/{ref}", ref):
         if candidate in refs:
             return refs[candidate]
+    if ABBREVIATED_SHA_RE.match(ref):
+        # A host fetches a commit by its full SHA only, and ls-remote lists only the
+        # commits that refs point at, so an abbreviation cannot be resolved.
+        raise BuildFailure(f"No branch or tag named {ref!r} in the repository, and a commit "
+                           "must be given as its full 40-character SHA.",
+                           suggestions=["Use the full SHA (git rev-parse "
+                                        f"{ref}), or a branch or tag name."])
     raise BuildFailure(f"No branch or tag named {ref!r} in the repository.",
                        suggestions=["Check the name after /tree/, or use a full commit SHA."])
 

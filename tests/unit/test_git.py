@@ -79,9 +79,17 @@ def test_unknown_ref(ls_remote: list[list[str]]) -> None:
 
 
 def test_short_sha_is_looked_up_not_trusted(ls_remote: list[list[str]]) -> None:
-    with pytest.raises(BuildFailure):
-        git.resolve_ref(TARGET, "aaaaaaa", timeout=5)
+    with pytest.raises(BuildFailure) as caught:
+        git.resolve_ref(TARGET, "aacb5b1", timeout=5)
     assert ls_remote  # git was asked
+    assert str(caught.value) == ("No branch or tag named 'aacb5b1' in the repository, and a "
+                                 "commit must be given as its full 40-character SHA.")
+
+
+def test_a_name_that_is_no_sha_is_only_an_unknown_ref(ls_remote: list[list[str]]) -> None:
+    with pytest.raises(BuildFailure) as caught:
+        git.resolve_ref(TARGET, "cafe", timeout=5)  # too short to be an abbreviation
+    assert str(caught.value) == "No branch or tag named 'cafe' in the repository."
 
 
 def test_empty_repository_has_no_default_branch(monkeypatch: pytest.MonkeyPatch) -> None:
