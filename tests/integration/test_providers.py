@@ -304,3 +304,18 @@ def test_a_private_repository_without_a_token_fails_with_a_sentence(
     git_server.make_repo(f"github/locked/{repo}", {"README.md": "x"})
     record = failed(api, f"{git_server.url}/github/locked/{repo}")
     assert record["error"] == "The repository does not exist or is not public."
+
+
+def test_submodules_are_named_in_the_log_and_left_empty(api: ApiClient,
+                                                        git_server: GitServer) -> None:
+    name = unique("submodules")
+    git_server.make_repo(f"github/max/{name}", {"notes.md": "kept\n"},
+                         submodules={"vendor/lib": "https://git.example/lib.git",
+                                     "theme": "../theme.git"})
+    record = api.start_and_wait(f"{git_server.url}/github/max/{name}")
+    image = assert_built(api, record, "github")
+    assert ("this farm does not fetch Git submodules: theme, vendor/lib are empty folders "
+            "in the image") in api.logs(record["name"])
+    output = run_in_image(image, "test -d vendor/lib && test -d theme && "
+                                 "find vendor/lib theme -mindepth 1 | wc -l; cat notes.md")
+    assert output.split() == ["0", "kept"], output

@@ -127,11 +127,13 @@ class GitServer:
     def make_repo(self, path: str, files: Mapping[str, str | bytes],
                   branches: dict[str, dict[str, str | bytes]] | None = None,
                   tags: dict[str, str] | None = None,
-                  symlinks: dict[str, str] | None = None) -> dict[str, str]:
+                  symlinks: dict[str, str] | None = None,
+                  submodules: dict[str, str] | None = None) -> dict[str, str]:
         """Create bare repo ``path`` (``owner/name``); returns {ref: sha}.
 
         ``files`` is the default branch (main); each of ``branches`` adds its
-        files on top of main; ``tags`` names a ref to tag.
+        files on top of main; ``tags`` names a ref to tag; ``submodules`` maps
+        a folder to the URL ``.gitmodules`` gives it (its commit is never served).
         """
         bare = self.root / f"{path}.git"
         with tempfile.TemporaryDirectory() as scratch:
@@ -139,6 +141,7 @@ class GitServer:
             _git(["init", "-q", "-b", "main"], work)
             _write(work, files, symlinks or {})
             _git(["add", "-A"], work)
+            _add_submodules(work, submodules or {})  # after add -A, which drops gitlinks
             _git(["commit", "-q", "-m", "initial"], work)
             shas = {"main": _git(["rev-parse", "HEAD"], work)}
             for branch, extra in (branches or {}).items():
@@ -167,6 +170,18 @@ class GitServer:
             _git(["commit", "-q", "-m", "update"], work)
             _git(["push", "-q", "origin", branch], work)
             return _git(["rev-parse", "HEAD"], work)
+
+
+def _add_submodules(work: Path, submodules: dict[str, str]) -> None:
+    """``.gitmodules`` and a gitlink for each folder, as ``git submodule add`` leaves them."""
+    if not submodules:
+        return
+    (work / ".gitmodules").write_text("".join(
+        f'[submodule "{folder}"]\n\tpath = {folder}\n\turl = {url}\n'
+        for folder, url in submodules.items()))
+    _git(["add", ".gitmodules"], work)
+    for folder in submodules:
+        _git(["update-index", "--add", "--cacheinfo", f"160000,{'5' * 40},{folder}"], work)
 
 
 def _write(work: Path, files: Mapping[str, str | bytes], symlinks: dict[str, str]) -> None:
