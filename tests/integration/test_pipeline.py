@@ -155,6 +155,21 @@ def test_binder_yml_sets_limits_and_services_in_template(api: ApiClient, git_ser
     assert tmpl["time-created"] and tmpl["time-modified"]
 
 
+def test_binder_yml_in_the_binder_folder_and_a_dot_binder_folder_named_as_ignored(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("meta-folder")
+    git_server.make_repo(f"github/dave/{repo}", {
+        "binder/.binder.yml": "limits: {memory: 384M}\n",
+        ".binder/apt.txt": "cowsay\n",
+    })
+    record = api.start_and_wait(f"{repo_url}/dave/{repo}")
+    log = api.logs(record["name"])
+    assert record["status"] == "completed", (record, log)
+    assert api.template(record["name"])["limits"]["memory"] == "384M"
+    assert "read binder/.binder.yml" in log
+    assert "ignoring .binder: the files are read from binder/" in log
+
+
 def test_all_three_configs_build_from_requirements(api: ApiClient, git_server: GitServer,
                                                    repo_url: str) -> None:
     repo = unique("three")
