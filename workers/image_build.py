@@ -35,6 +35,9 @@ from workers.registry import docker_cli_config
 #: insist on the buildx plugin, which these engines do not need.
 DOCKER_CLI = "/usr/bin/docker"
 
+#: The label every image a farm builds carries: its build name.
+BUILT_LABEL = "org.binder-build.name"
+
 #: Exit code of a step the kernel killed; the farm's own stops are told apart
 #: by the guard, so this is the build cgroup's memory limit at work.
 KILLED = 137

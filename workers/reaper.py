@@ -43,10 +43,12 @@ from common.config import Config
 from common.db import translate_errors
 from common.errors import NoDatabase
 from common.models import BuildRecord, Phase, Status
+from common.naming import image_repository
 from common.worker_store import Holder, WorkerRecord
 from workers.celery_app import FarmCelery, task_config
 from workers.dispatch import broker_epoch, enqueue_build
 from workers.docker_engine import docker_client
+from workers.image_build import BUILT_LABEL
 from workers.phase_runner import work_dir_name
 
 log = logging.getLogger(__name__)
@@ -215,25 +217,30 @@ def disk_percent(path: Path) -> float:
 def remove_old_images(config: Config) -> int:
     """Above the high watermark, remove built images, oldest first, to the low one.
 
-    Only images this farm built (labelled) are touched; they are in the
-    registry already, so a host pulls them again if it needs them.
+    Only images this farm built are touched: labelled as built by a farm, and
+    tagged under this farm's registry and image prefix (another farm may share
+    the engine, with images it has not pushed yet). They are in the registry
+    already, so a host pulls them again if it needs them.
     """
     root = config.data_path
     if disk_percent(root) < config.gc_high_percent:
         return 0
     client = docker_client(config, timeout=120)
-    images = client.images.list(filters={"label": "org.binder-build.name"})
+    ours = image_repository(config.registry, config.image_prefix, "")
+    images = [image for image in client.images.list(filters={"label": BUILT_LABEL})
+              if any(tag.startswith(ours) for tag in image.tags)]
     images.sort(key=lambda image: image.attrs.get("Created", ""))
     removed = 0
     for image in images:
         if disk_percent(root) < config.gc_low_percent:
             break
         for tag in image.tags:
-            with contextlib.suppress(docker.errors.APIError):
-                client.images.remove(tag, noprune=False)
+            if tag.startswith(ours):
+                with contextlib.suppress(docker.errors.APIError):
+                    client.images.remove(tag, noprune=False)
         removed += 1
-    with contextlib.suppress(docker.errors.APIError):
-        client.images.prune(filters={"dangling": True})
+    with contextlib.suppress(docker.errors.APIError):  # untagged farm images serve no one
+        client.images.prune(filters={"dangling": True, "label": BUILT_LABEL})
     return removed
 
 

@@ -12,7 +12,7 @@ from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.buildpacks import detect
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_context import write_context
-from workers.image_build import BuildRequest, run_build
+from workers.image_build import BUILT_LABEL, BuildRequest, run_build
 from workers.index_proxy import build_index_url
 from workers.outages import engine_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
@@ -66,7 +66,7 @@ def run(phase: PhaseRun) -> PhaseResult | None:
     request = BuildRequest(
         context=context_tar, dockerfile=dockerfile, tag=phase.image,
         network=config.build_network,
-        labels={"org.binder-build.name": record["name"],
+        labels={BUILT_LABEL: record["name"],
                 "org.binder-build.provider": record.get("provider") or "",
                 "org.binder-build.repository": record["repository"],
                 "org.binder-build.ref": record.get("ref") or "",
