@@ -10,7 +10,8 @@ Launchers written for BinderHub (and its npm client
   the line belongs to, in BinderHub's words);
 - at the end ``{"phase": "ready", "message": "Done! Image built\\n",
   "imageName": IMAGE}`` (``"Done! Found built image\\n"`` when nothing had
-  to be built) or ``{"phase": "failed", "message": ERROR + "\\n"}``;
+  to be built) or ``{"phase": "failed", "message": ERROR + "\\n"}``, the error
+  followed by its suggestions;
 - a ``:keepalive`` comment every 25 seconds.
 
 A request for a spec whose build is running attaches to it and replays its
@@ -89,9 +90,14 @@ def _failed(message: str, status_code: int | None = None) -> dict[str, Any]:
     return event
 
 
+def _with_suggestions(message: str, suggestions: list[str]) -> str:
+    """One message for the protocol's single ``message``: the sentence, then each suggestion."""
+    sentence = message if message.endswith((".", "?", "!")) else f"{message}."
+    return " ".join([sentence, *suggestions])
+
+
 def _error_event(exc: BinderError) -> dict[str, Any]:
-    message = exc.message if exc.message.endswith((".", "?", "!")) else f"{exc.message}."
-    return _failed(" ".join([message, *exc.suggestions]), exc.status)
+    return _failed(_with_suggestions(exc.message, exc.suggestions), exc.status)
 
 
 def _stream(events: Iterator[str]) -> Response:
@@ -204,7 +210,10 @@ def _ending(record: BuildRecord) -> dict[str, Any]:
         return _ready(record, FOUND if record.get("cached") else BUILT)
     if status == Status.CANCELLED.value:
         return _failed(f"Build cancelled. {record.get('error') or ''}".strip())
-    return _failed(record.get("error") or f"Build {status}.")
+    error = record.get("error")
+    if not error:
+        return _failed(f"Build {status}.")
+    return _failed(_with_suggestions(error, list(record.get("suggestions") or [])))
 
 
 def _follow(record: BuildRecord, left: Callable[[], bool]) -> Iterator[str]:

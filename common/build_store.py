@@ -44,6 +44,7 @@ def new_record(name: str, fields: dict[str, Any], build_id: str | None = None) -
         "enqueued": False,
         "cancel_requested": False,
         "error": None,
+        "suggestions": [],
         "commit": None,
         "image_name": None,
         "image_source": None,
@@ -139,7 +140,7 @@ def archive(record: BuildRecord, cancelled: bool = False) -> None:
     copy = {key: value for key, value in record.items() if key != "_id"}
     if cancelled:
         copy.update(status=Status.CANCELLED.value, error="Replaced by a forced rebuild.",
-                    **{"end_time": utcnow()})
+                    suggestions=[], end_time=utcnow())
     db.attempts().replace_one({"build_id": copy["build_id"]}, copy, upsert=True)
 
 
@@ -338,11 +339,14 @@ def heartbeat(build_id: str, attempt: int) -> BuildRecord:
 
 
 def finish(build_id: str, attempt: int, status: Status, error: str | None = None,
-           changes: dict[str, Any] | None = None) -> BuildRecord | None:
-    """End a running attempt; returns ``None`` if it already ended."""
+           changes: dict[str, Any] | None = None,
+           suggestions: list[str] | None = None) -> BuildRecord | None:
+    """End a running attempt with ``error`` and what to do about it (``suggestions``,
+    kept with the record and its archived copy); returns ``None`` if it already ended."""
     assert status in FINAL_STATUSES
     fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
-                              "error": error, **(changes or {})}
+                              "error": error, "suggestions": list(suggestions or []),
+                              **(changes or {})}
     if status is Status.COMPLETED:
         fields["phase"] = Phase.FINISHED.value
     with translate_errors():

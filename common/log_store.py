@@ -69,9 +69,19 @@ END_PAUSE = 0.02
 END_WATCH_SECONDS = 1.0
 
 
-def end_line(status: str, error: str | None) -> str:
-    """The line a worker ends an attempt's log with, before it ends the build."""
-    return f"== build {status}" + (f": {error}" if error else "")
+def end_line(status: str, error: str | None, suggestions: list[str] | None = None) -> str:
+    """The line a worker ends an attempt's log with, before it ends the build:
+    ``== build STATUS[: ERROR[ Suggestions: A B]]`` (each suggestion is a sentence).
+
+    The suggestions share the end line rather than follow it, so the end line
+    stays the last line of the attempt (``ends_log``).
+    """
+    line = f"== build {status}"
+    if error:
+        line += f": {error}"
+    if error and suggestions:
+        line += " Suggestions: " + " ".join(suggestions)
+    return line
 
 
 def ends_log(lines: list[tuple[int, str]]) -> bool:

@@ -105,6 +105,8 @@ class BuildRecord(TypedDict, total=False):
     broker_epoch: str | None
     cancel_requested: bool
     error: str | None
+    #: What the user can do about ``error`` (a failure's suggestions); empty otherwise.
+    suggestions: list[str]
     commit: str | None  # the commit SHA of Git content, else None
     resolved_commit: str  # the commit the API resolved the request's ref to (Git only)
     content_id: str  # the image tag: a commit SHA or an archive record's digest

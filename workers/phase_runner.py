@@ -237,7 +237,8 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
                     writer=writer)
     except BuildFailure as exc:
-        return _end(config, record, Status.FAILED, wait, exc.message, writer=writer)
+        return _end(config, record, Status.FAILED, wait, exc.message, writer=writer,
+                    suggestions=exc.suggestions)
     except LeaseLost:
         log.warning("%s lost the lease of %s during %s", liveness.worker_name(config),
                     build_id, phase.value)
@@ -345,10 +346,12 @@ def _close_log(writer: BuildLogWriter, wait: OutageWait) -> None:
 
 def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
          error: str | None, changes: dict[str, Any] | None = None,
-         writer: BuildLogWriter | None = None) -> Outcome:
+         writer: BuildLogWriter | None = None, suggestions: list[str] | None = None) -> Outcome:
+    """End the build ``status`` with ``error`` and its ``suggestions``: the log's end
+    line, then the record."""
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:
-        writer.write(end_line(status.value, error))
+        writer.write(end_line(status.value, error, suggestions))
         # A follower that sees the build end has every line.
         with contextlib.suppress(OutageTooLong):
             wait.call(writer.flush, "storing the log")
@@ -356,7 +359,8 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     # step completes the build): every phase that started has its end time.
     changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
     try:
-        wait.call(lambda: build_store.finish(build_id, attempt, status, error, changes),
+        wait.call(lambda: build_store.finish(build_id, attempt, status, error, changes,
+                                             suggestions),
                   f"ending the build {status.value}")
     except OutageTooLong as exc:
         return _give_back(config, record, str(exc))

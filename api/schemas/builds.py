@@ -59,6 +59,9 @@ class BuildSchema(Schema):
     start_time = fields.DateTime(data_key="start-time", required=True)
     end_time = fields.DateTime(data_key="end-time", allow_none=True)
     error = fields.String(allow_none=True)
+    suggestions = fields.List(fields.String(), dump_default=[], metadata={
+        "description": "what to do about error (a failed build's suggestions); empty "
+                       "when there is no error or nothing to suggest"})
     build_id = fields.String(data_key="build-id")
     attempt = fields.Integer(metadata={"description": "how many times the build was started"})
     attempts = fields.Integer(attribute="attempt", dump_only=True,

@@ -213,3 +213,22 @@ def test_forced_restart_of_a_running_build_archives_it(api: ApiClient, git_serve
         asked = time.monotonic()
         api.request("DELETE", f"/builds/{name}")
     wait_cancelled(api, name, asked)
+
+
+def test_a_failed_build_keeps_its_suggestions_in_its_record_history_and_log(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = f"badyaml-{uuid.uuid4().hex[:8]}"
+    git_server.make_repo(f"github/hank/{repo}", {".binder.yml": "port: [8888\n"})
+    first = api.start_and_wait(f"{repo_url}/hank/{repo}", timeout=300)
+    assert first["status"] == "failed", first
+    assert first["suggestions"][0] == "Fix the YAML syntax.", first
+    end = api.logs(first["name"]).rstrip("\n").splitlines()[-1]
+    assert end == f"== build failed: {first['error']} Suggestions: " + " ".join(
+        first["suggestions"]), end
+
+    # The failed attempt is archived with its suggestions when the name is built again.
+    again = start(api, f"{repo_url}/hank/{repo}", force=True)
+    assert api.wait(again["name"], timeout=300)["status"] == "failed"
+    attempts = api.request("GET", f"/builds/{first['name']}/history").json()
+    assert [a["build-id"] for a in attempts] == [again["build-id"], first["build-id"]]
+    assert [a["suggestions"] for a in attempts] == [first["suggestions"]] * 2

@@ -41,6 +41,16 @@ def test_reads_serve_only_the_schema_fields() -> None:
     assert answer["name"] == "o-r" and answer["phases"]["fetching"]["worker"] == "h"
 
 
+def test_a_failed_build_serves_its_suggestions_and_others_an_empty_list() -> None:
+    failed = full_record()
+    failed.update(status="failed", error="Bad YAML.", suggestions=["Fix the YAML syntax."])
+    assert BuildSchema().dump(failed)["suggestions"] == ["Fix the YAML syntax."]
+    assert BuildSchema().dump(full_record())["suggestions"] == []
+    older = full_record()
+    del older["suggestions"]  # stored before records kept suggestions
+    assert BuildSchema().dump(older)["suggestions"] == []
+
+
 def test_api_processes_follow_the_core_count_unless_set() -> None:
     assert api_workers(load_config(environ={}), cores=2) == 5
     assert api_workers(load_config(environ={}), cores=8) == 17

@@ -15,6 +15,7 @@ from api.schemas.templates import docker_run_command
 from workers.cli import build_watch
 from workers.cli.build_view import PlainBuildView, phase_state
 from workers.cli.build_watch import watch_build
+from workers.cli.client import show_build
 from workers.cli.client_settings import DEFAULT_URL, read_client_config, resolve
 from workers.cli.farm_client import ApiError, LogEvent, parse_sse
 from workers.cli.output import Output, ago, duration, last_overwrite, strip_ansi
@@ -122,6 +123,15 @@ def test_plain_table_is_tab_separated(capsys: pytest.CaptureFixture[str]) -> Non
     output, _ = plain_output()
     output.table(["name", "cached"], [["a", True], ["b", None]])
     assert capsys.readouterr().out == "NAME\tCACHED\na\tyes\nb\t\n"
+
+
+def test_status_shows_a_failures_suggestions_under_its_error() -> None:
+    output, buffer = plain_output()
+    show_build(output, {"name": "o-r", "status": "failed", "error": "Bad YAML.",
+                        "suggestions": ["Fix the YAML syntax.", "Allowed keys: port."]})
+    lines = buffer.getvalue().splitlines()
+    assert lines[-3:] == ["error       Bad YAML.", "suggestion  Fix the YAML syntax.",
+                          "suggestion  Allowed keys: port."]
 
 
 class FakeClient:

@@ -65,6 +65,16 @@ def test_a_line_that_only_looks_like_the_end_in_a_step_does_not_end_anything(fak
     assert log_store.ends_log([(1, "== build cancelled: Cancelled by request.")])
 
 
+def test_a_failures_suggestions_share_its_end_line_which_stays_the_end() -> None:
+    line = end_line("failed", "The server did not answer.",
+                    ["Set the right port.", "Fix the command."])
+    assert line == ("== build failed: The server did not answer. "
+                    "Suggestions: Set the right port. Fix the command.")
+    assert log_store.ends_log([(1, line)])
+    assert end_line("failed", "Oops.", []) == "== build failed: Oops."
+    assert end_line("completed", None, ["never shown without an error"]) == "== build completed"
+
+
 def test_a_quiet_build_has_its_store_read_about_once_a_second_not_after_every_wait(
         fake: Any) -> None:
     build = fake([(["started"], RUNNING)] + [([], RUNNING)] * 10 + [([], {"status": "failed"})])

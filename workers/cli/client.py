@@ -191,6 +191,7 @@ def show_build(output: Output, record: dict[str, Any]) -> None:
         ("attempt", record.get("attempt") if (record.get("attempt") or 1) > 1 else None),
         ("phases", timing),
         ("error", record.get("error")),
+        *[("suggestion", suggestion) for suggestion in record.get("suggestions") or []],
     ])
 
 
