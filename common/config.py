@@ -184,7 +184,8 @@ class Config:
     default_port: int = setting("BINDER_DEFAULT_PORT", 8888, "Template port by default.")
     default_memory: str = setting("BINDER_DEFAULT_MEMORY", "2G",
         "Template memory limit by default.")
-    default_cpu: str = setting("BINDER_DEFAULT_CPU", "1", "Template CPU limit by default.")
+    default_cpu: float = setting("BINDER_DEFAULT_CPU", 1.0,
+        "Template CPU limit by default (a number of CPUs).")
     max_memory: str = setting("BINDER_MAX_MEMORY", "64G",
         "Most memory a repository's .binder.yml may ask for.")
     max_cpu: float = setting("BINDER_MAX_CPU", 64.0,

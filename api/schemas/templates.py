@@ -14,7 +14,7 @@ def docker_run_command(template: dict[str, Any]) -> str:
     if limits.get("memory"):
         argv += ["--memory", str(limits["memory"])]
     if limits.get("cpu"):
-        argv += ["--cpus", str(limits["cpu"])]
+        argv += ["--cpus", f"{float(limits['cpu']):g}"]
     gpus = (template.get("hardware") or {}).get("gpu")
     if gpus:
         argv += ["--gpus", str(gpus)]
@@ -29,6 +29,17 @@ class ServiceSchema(Schema):
     params = fields.Dict(allow_none=True)
 
 
+class LimitsSchema(Schema):
+    """What a launcher gives the image's container. ``cpu`` is a number: what
+    ``docker run --cpus`` takes, and a quantity Kubernetes reads as well as its
+    string form."""
+
+    memory = fields.String(metadata={"description": "a size: 512M, 2G", "example": "2G"})
+    cpu = fields.Float(metadata={"description": "a number of CPUs: 0.5, 1.0, 2.0 "
+                                                "(templates stored as a string are served "
+                                                "as a number)", "example": 1.0})
+
+
 class TemplateSchema(Schema):
     """A template as the original registry served it, plus ``limits`` and ``hardware``."""
 
@@ -39,7 +50,7 @@ class TemplateSchema(Schema):
     port = fields.Integer(required=True)
     command = fields.String(allow_none=True)
     services = fields.List(fields.Nested(ServiceSchema))
-    limits = fields.Dict(keys=fields.String(), values=fields.Raw())
+    limits = fields.Nested(LimitsSchema)
     hardware = fields.Dict(keys=fields.String(), values=fields.Raw())
     provider = fields.String(allow_none=True)
     repository = fields.String()

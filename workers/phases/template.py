@@ -57,11 +57,18 @@ def launch_command(record: BuildRecord, config: Config, image_cmd: list[str]) ->
                or template_command(image_cmd, serving_port(record, config)))
 
 
+def template_limits(binder_yml: dict[str, Any], config: Config) -> dict[str, Any]:
+    """The template's limits: ``memory`` a size string (``"2G"``), ``cpu`` a number of
+    CPUs (``1.0``, ``0.5``), whether they come from the farm's defaults or from
+    ``.binder.yml`` (which may spell the CPUs as a string: ``cpu: "2"``)."""
+    limits = {"memory": config.default_memory, "cpu": config.default_cpu,
+              **binder_yml.get("limits", {})}
+    return {"memory": str(limits["memory"]), "cpu": float(limits["cpu"])}
+
+
 def make_template(record: BuildRecord, image: str, config: Config,
                   image_cmd: list[str], interfaces: list[str] | None = None) -> TemplateRecord:
     binder_yml = record.get("binder_yml") or {}
-    limits = {"memory": config.default_memory, "cpu": config.default_cpu,
-              **binder_yml.get("limits", {})}
     return {
         "name": record["name"],
         "image_name": image,
@@ -75,7 +82,7 @@ def make_template(record: BuildRecord, image: str, config: Config,
         "port": serving_port(record, config),
         "command": launch_command(record, config, image_cmd),
         "services": binder_yml.get("services", []),
-        "limits": limits,
+        "limits": template_limits(binder_yml, config),
         "hardware": binder_yml.get("hardware", {}),
         "interfaces": interfaces or [],
     }
