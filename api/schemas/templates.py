@@ -5,11 +5,18 @@ from typing import Any
 
 from marshmallow import Schema, fields
 
+#: The address a copied ``docker run`` line publishes the image's port on.
+LOOPBACK = "127.0.0.1"
+
 
 def docker_run_command(template: dict[str, Any]) -> str:
-    """The ``docker run`` line a template describes: port, limits, GPUs, then the command."""
+    """The ``docker run`` line a template describes: port, limits, GPUs, then the command.
+
+    The port is published on loopback only: the default command serves Jupyter
+    without a token, so a copied line must not open it to the whole network.
+    """
     port = template.get("port") or 8888
-    argv = ["docker", "run", "--rm", "-it", "-p", f"{port}:{port}"]
+    argv = ["docker", "run", "--rm", "-it", "-p", f"{LOOPBACK}:{port}:{port}"]
     limits = template.get("limits") or {}
     if limits.get("memory"):
         argv += ["--memory", str(limits["memory"])]
@@ -68,5 +75,6 @@ class TemplateSchema(Schema):
                                     required=True)
     run_command = fields.Function(docker_run_command, data_key="run-command", dump_only=True,
                                   metadata={"description": "a docker run line for the image, "
-                                                           "with the template's port, limits "
-                                                           "and command"})
+                                                           "with the template's port "
+                                                           "(published on 127.0.0.1 only), "
+                                                           "limits and command"})

@@ -76,7 +76,7 @@ def test_start_follow_completes_with_phases_in_order_and_the_image(
     record = api.build(name)
     assert record["status"] == "completed" and record["ref"] == "main"
     assert f"image     {record['image-name']}" in done.stdout, done.stdout
-    assert "docker run --rm -it -p 8888:8888" in done.stdout
+    assert "docker run --rm -it -p 127.0.0.1:8888:8888" in done.stdout
     assert "\x1b[" not in done.stdout, "no colours in a pipe"
     log_line = next(line for line in api.logs(name).splitlines() if line.strip())
     assert log_line in done.stdout

@@ -109,8 +109,9 @@ def test_default_farm_is_the_local_one(monkeypatch: pytest.MonkeyPatch, tmp_path
 def test_run_command_follows_the_template() -> None:
     template = {"image_name": "reg/img:abc", "port": 9000, "command": "start-it --now",
                 "limits": {"memory": "1G", "cpu": "2"}, "hardware": {"gpu": 1}}
-    assert docker_run_command(template) == ("docker run --rm -it -p 9000:9000 --memory 1G --cpus 2 "
-                                     "--gpus 1 reg/img:abc start-it --now")
+    assert docker_run_command(template) == ("docker run --rm -it -p 127.0.0.1:9000:9000 "
+                                            "--memory 1G --cpus 2 --gpus 1 reg/img:abc "
+                                            "start-it --now")
 
 
 def plain_output() -> tuple[Output, io.StringIO]:
