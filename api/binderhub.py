@@ -211,9 +211,11 @@ def _ending(record: BuildRecord) -> dict[str, Any]:
     if status == Status.CANCELLED.value:
         return _failed(f"Build cancelled. {record.get('error') or ''}".strip())
     error = record.get("error")
+    suggestions = list(record.get("suggestions") or [])
     if not error:
         return _failed(f"Build {status}.")
-    return _failed(_with_suggestions(error, list(record.get("suggestions") or [])))
+    # An error without suggestions is sent as it is stored.
+    return _failed(_with_suggestions(error, suggestions) if suggestions else error)
 
 
 def _follow(record: BuildRecord, left: Callable[[], bool]) -> Iterator[str]:

@@ -70,6 +70,8 @@ def test_a_cache_hit_says_found(fake: Any) -> None:
     ({"status": "failed", "error": "The build failed: exit 3."}, "The build failed: exit 3.\n"),
     ({"status": "failed", "error": "The port is wrong", "suggestions": ["Set it.", "Or not."]},
      "The port is wrong. Set it. Or not.\n"),
+    ({"status": "failed", "error": "Its last output: exit 3", "suggestions": []},
+     "Its last output: exit 3\n"),
     ({"status": "cancelled", "error": "Cancelled by request."},
      "Build cancelled. Cancelled by request.\n"),
 ])
