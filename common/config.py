@@ -196,7 +196,10 @@ class Config:
     limit_build_cgroup: bool = setting("BINDER_LIMIT_BUILD_CGROUP", True,
         "Set that limit on the engine; turn off where another farm shares the engine or its "
         "operator limits the cgroup.")
-    build_timeout: int = setting("BINDER_BUILD_TIMEOUT", 3600, "Seconds a whole build may take.")
+    build_timeout: int = setting(
+        "BINDER_BUILD_TIMEOUT", 3600,
+        "Seconds an attempt of a build may take, from its fetch to its template (a build "
+        "restarted after its worker died has the time again).")
     clone_timeout: int = setting("BINDER_CLONE_TIMEOUT", 300, "Seconds a clone may take.")
     cache_resolve_timeout: float = setting("BINDER_CACHE_RESOLVE_TIMEOUT", 1.0,
         "Seconds the API may spend looking a start up in the cache (resolving its ref, "
