@@ -220,6 +220,27 @@ def test_an_environment_python_without_ipykernel_gets_it_and_is_the_kernel(
                "print(sys.prefix, sys.version_info[:2])").strip() == "/srv/env (3, 12)"
 
 
+def test_an_environment_without_python_still_has_python_pip_and_the_kernel(
+        tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
+    """Conda packages only: the environment replaces the base image's, so it gets a
+    Python (a venv over the system's) rather than leaving a terminal without one."""
+    checkout = make_checkout(tmp_path, (
+        f"channels: [{servers.channel}]\ndependencies: [hello-conda]\n"))
+    context, dockerfile = render_context(checkout, servers.index, servers.channel)
+    tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
+    images.append(tag)
+
+    result = build(docker_api, context, tag)
+    assert result.ok, "\n".join([dockerfile, *result.log[-40:], result.error])
+    found = run(docker_api, tag, "sh", "-c",
+                "for c in hello-conda python pip; do command -v $c; done")
+    assert found.split() == ["/srv/env/bin/hello-conda", "/srv/env/bin/python",
+                             "/srv/env/bin/pip"]
+    assert run(docker_api, tag, "hello-conda").strip() == "hello from conda"
+    kernels = run(docker_api, tag, "/usr/bin/python3", "-c", KERNELS).strip().splitlines()[-1]
+    assert json.loads(kernels)["python3"]["spec"]["argv"][0] == "/srv/env/bin/python"
+
+
 def test_an_unsolvable_environment_fails_with_a_sentence(
         tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
     checkout = make_checkout(tmp_path, (

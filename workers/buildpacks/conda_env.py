@@ -15,9 +15,9 @@ What it does, in order (each step prints progress lines for the build log):
    ``conda-forge`` means ``https://conda.anaconda.org/conda-forge``, full URLs
    are used as given) for this machine's platform and ``noarch``;
 3. install the solution into the prefix;
-4. pip-install the ``pip:`` entries: with the environment's own Python when
-   the solution has one, otherwise after making the prefix a venv over the
-   system Python (``python3 -m venv --system-site-packages``);
+4. make the prefix a venv over the system Python (``python3 -m venv
+   --system-site-packages``) when the solution has no Python, and pip-install
+   the ``pip:`` entries with the environment's Python;
 5. register the environment's Python as the notebook's ``python3`` kernel,
    installing ipykernel into it first when it has none.
 
@@ -287,14 +287,15 @@ async def install(records: list[RepoDataRecord], prefix: Path, cache: Path) -> N
 
 
 def ensure_python(prefix: Path) -> Path:
-    """The prefix's Python; makes the prefix a venv over the system Python if it has none."""
+    """The prefix's Python; makes the prefix a venv over the system Python if it has none,
+    so that ``python``, ``pip`` and the notebooks' kernel work in every environment, as
+    in the base image's (whose ``/srv/env`` this one replaces)."""
     python = prefix / "bin" / "python"
     if python.exists():
         return python
-    say(f"the conda environment has no Python: making {prefix} a venv over {SYSTEM_PYTHON} "
-        "for the pip: packages")
+    say(f"the conda environment has no Python: making {prefix} a venv over {SYSTEM_PYTHON}")
     _run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(prefix)],
-         "making a venv for the pip: packages failed.")
+         "making a venv for the environment's Python failed.")
     return python
 
 
@@ -438,9 +439,10 @@ def build(env_file: Path | None, prefix: Path, installer: Sequence[str] = DEFAUL
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+    interpreter = ensure_python(prefix)
     if spec.pip:
         assert env_file is not None
-        pip_install(ensure_python(prefix), spec.pip, env_file.parent, installer)
+        pip_install(interpreter, spec.pip, env_file.parent, installer)
     register_kernel(prefix, installer)
     say(f"the environment in {prefix} is ready")
 
