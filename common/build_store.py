@@ -106,7 +106,7 @@ def _ours_or_already_building(name: str, record: BuildRecord) -> BuildRecord:
         return stored
     raise AlreadyBuilding(f"Already building the image {name}: another request "
                           "started it just now.",
-                          suggestions=["Read its status with GET /builds/NAME."])
+                          suggestions=["Read its status with GET /builds/NAME."], name=name)
 
 
 def check_startable(name: str, fields: dict[str, Any]) -> None:
@@ -132,7 +132,7 @@ def _refuse_start(current: BuildRecord | None, name: str, fields: dict[str, Any]
         raise AlreadyBuilding(
             f"Already building the image {name} (phase {current['phase']}).",
             suggestions=["Wait for it to finish, or send force: true to restart it."],
-        )
+            name=name)
 
 
 def archive(record: BuildRecord, cancelled: bool = False) -> None:

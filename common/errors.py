@@ -45,8 +45,19 @@ class BadRepoSource(BinderError):
 
 
 class AlreadyBuilding(BinderError):
+    """A start of a build that is running: the answer names it, so a client can follow it."""
+
     type = "alreadyBuilding"
     status = 409
+
+    def __init__(self, message: str, suggestions: list[str] | None = None,
+                 name: str | None = None) -> None:
+        super().__init__(message, suggestions)
+        self.args = (message, self.suggestions, name)  # pickled with its name
+        self.name = name
+
+    def to_body(self) -> dict[str, object]:
+        return {**super().to_body(), **({"name": self.name} if self.name else {})}
 
 
 class NameTaken(BinderError):

@@ -9,6 +9,7 @@ class ErrorSchema(Schema):
                          metadata={"description": "the protocol's name for the error"})
     error = fields.String(required=True, metadata={"description": "what went wrong"})
     suggestions = fields.List(fields.String(), required=True)
+    name = fields.String(metadata={"description": "alreadyBuilding: the build running"})
 
 
 class HealthSchema(Schema):

@@ -31,7 +31,9 @@ def assert_error(response: requests.Response, status: int, kind: str, *words: st
     assert response.status_code == status, (response.status_code, response.text)
     assert response.headers["Content-Type"].startswith("application/json")
     body = response.json()
-    assert set(body) == {"type", "error", "suggestions"}, body
+    # alreadyBuilding also names the build that runs, for a client to follow it.
+    named = {"name"} if kind == "alreadyBuilding" else set()
+    assert set(body) == {"type", "error", "suggestions", *named}, body
     assert body["type"] == kind, body
     assert isinstance(body["suggestions"], list) and body["error"], body
     for word in words:

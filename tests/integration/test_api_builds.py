@@ -148,7 +148,8 @@ def test_already_building_then_cancel_stops_the_build(api: ApiClient, git_server
     url = slow_repo(git_server, repo_url, seconds=seconds)
     name = start(api, url)["name"]
     try:
-        assert_error(api.start(url), 409, "alreadyBuilding", "Already building", name)
+        assert assert_error(api.start(url), 409, "alreadyBuilding", "Already building",
+                            name)["name"] == name
         assert api.wait_phase(name, "building", timeout=120)["status"] == "running"
         deadline = time.monotonic() + 60
         while not build_containers(f"sleep {seconds}") and time.monotonic() < deadline:

@@ -59,6 +59,18 @@ def assert_no_traceback(done: subprocess.CompletedProcess[str]) -> None:
     assert "Traceback" not in done.stdout + done.stderr, done.stderr
 
 
+def test_start_follow_of_a_running_build_follows_it(api: ApiClient, git_server: GitServer,
+                                                    repo_url: str) -> None:
+    url = ticking_repo(git_server, repo_url, ticks=6, owner="cli")
+    name = api.start(url).json()["name"]
+    done = cli(api, "build", "start", url, "--follow")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{name} is already building: following it" in done.stderr + done.stdout
+    assert "tick-6" in done.stdout and api.build(name)["status"] == "completed"
+    history = api.request("GET", f"/builds/{name}/history").json()
+    assert [attempt["build-id"] for attempt in history] == [api.build(name)["build-id"]]
+
+
 def test_start_follow_completes_with_phases_in_order_and_the_image(
         api: ApiClient, git_server: GitServer, repo_url: str) -> None:
     url = plain_repo(git_server, repo_url, owner="cli")

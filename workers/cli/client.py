@@ -95,8 +95,15 @@ def templates() -> None:
                                                    "it completed, 1 when not.")
 @farm_command
 def start(session: Session, repository: str, ref: str | None, force: bool, follow: bool) -> None:
-    """Start a build of REPOSITORY (https://github.com/OWNER/REPO or any Git URL)."""
-    record = session.client.start(repository, force, ref)
+    """Start a build of REPOSITORY (https://github.com/OWNER/REPO or any Git URL); with
+    --follow, a build of it that is already running is followed instead."""
+    try:
+        record = session.client.start(repository, force, ref)
+    except ApiError as exc:
+        if not (follow and exc.type == "alreadyBuilding" and exc.name):
+            raise
+        session.output.note(f"{exc.name} is already building: following it")
+        record = session.client.build(exc.name)
     if not follow:
         if session.as_json:
             session.output.json(record)

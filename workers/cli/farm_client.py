@@ -32,6 +32,8 @@ class ApiError(Exception):
     suggestions: list[str] = field(default_factory=list)
     type: str = "clientError"
     status: int | None = None
+    #: the build an answer names (``alreadyBuilding``: the one running)
+    name: str | None = None
 
     def __post_init__(self) -> None:
         Exception.__init__(self, self.message)
@@ -204,7 +206,8 @@ class FarmClient:
             kind = str(body.get("type") or "httpError")
             if response.status_code in (401, 403) and not self.key:
                 suggestions.append("Give the farm's API key with --api-key or BINDER_API_KEY.")
-            return ApiError(body["error"], suggestions, kind, response.status_code)
+            name = body.get("name") if isinstance(body.get("name"), str) else None
+            return ApiError(body["error"], suggestions, kind, response.status_code, name)
         return ApiError(f"The farm at {self.url} answered HTTP {response.status_code} "
                         f"{response.reason or ''}".rstrip() + ".",
                         suggestions=["Check that --url (BINDER_URL) points at the farm's API."],
