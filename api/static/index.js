@@ -117,13 +117,19 @@ function showWorkers(hosts) {
     workersBox.replaceChildren(el('p', {class: 'note', text: 'No worker has reported yet.'}));
     return;
   }
-  workersBox.replaceChildren(...hosts.map(host => el('div', {class: 'host', 'data-host': host.host},
-    el('span', {class: `dot ${host.state === 'up' ? 'ok' : host.state === 'lost' ? 'failing' : 'unknown'}`}),
-    el('strong', {text: host.host}), ' ',
-    el('span', {class: 'muted', text: `${host.state} · ${host.workers.length} worker${host.workers.length === 1 ? '' : 's'} · seen ${ago(host['last-seen'])}`}),
-    el('div', {class: 'workers'}, ...host.workers.map(worker => el('div', {},
-      `${worker.name} (${worker.state})`,
-      worker.builds.length ? ` building ${worker.builds.join(', ')}` : ''))))));
+  workersBox.replaceChildren(...hosts.map(host => {
+    // Worker processes that died stay on record for a day: counted apart, not listed.
+    const live = host.workers.filter(worker => worker.state !== 'lost');
+    const lost = host.workers.length - live.length;
+    const counts = `${live.length} worker${live.length === 1 ? '' : 's'}${lost ? ` (${lost} lost)` : ''}`;
+    return el('div', {class: 'host', 'data-host': host.host},
+      el('span', {class: `dot ${host.state === 'up' ? 'ok' : host.state === 'lost' ? 'failing' : 'unknown'}`}),
+      el('strong', {text: host.host}), ' ',
+      el('span', {class: 'muted', text: `${host.state} · ${counts} · seen ${ago(host['last-seen'])}`}),
+      el('div', {class: 'workers'}, ...live.map(worker => el('div', {},
+        `${worker.name} (${worker.state})`,
+        worker.builds.length ? ` building ${worker.builds.join(', ')}` : ''))));
+  }));
 }
 
 function failed(box, error) {

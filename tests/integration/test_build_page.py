@@ -8,6 +8,7 @@ without a key, and the page on a phone.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,9 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
+from common import worker_store
+from common.clock import utcnow
+from common.db import get_db
 from tests.integration.conftest import API_KEY, RUN_ID
 from tests.support.api_cases import BASE_IMAGE, plain_repo, ticking_repo
 from tests.support.farm import ApiClient
@@ -126,6 +130,18 @@ def test_the_page_lists_builds(page: Page, api: ApiClient, git_server: GitServer
     assert row is not None and row["href"].endswith(f"/build/{names[0]}")
     wait_for(page.driver, lambda d: "mongo" in text_of(d, "#health"), 15, "health shown")
     wait_for(page.driver, lambda d: "test-a" in text_of(d, "#workers"), 15, "workers shown")
+    # A worker process of that host that died an hour ago: counted apart, not listed.
+    dead = f"test-a@gone:{uuid.uuid4().int % 100000}"
+    worker_store.write({"worker": dead, "node": "test-a@gone", "host": "test-a",
+                        "hostname": "gone", "pid": 1, "state": "up",
+                        "started": utcnow() - dt.timedelta(hours=2),
+                        "last_seen": utcnow() - dt.timedelta(hours=1), "builds": []})
+    try:
+        wait_for(page.driver, lambda d: "(1 lost)" in text_of(d, '[data-host="test-a"]'), 30,
+                 "the lost process counted")
+        assert dead not in text_of(page.driver, "#workers")
+    finally:
+        get_db().workers.delete_one({"worker": dead})
     assert "queue builds" in text_of(page.driver, "#queue")
     page.screenshot("list")
 
