@@ -15,3 +15,13 @@ def parse_size(text: str) -> int:
         raise ValueError("must be a size such as 512M or 2G")
     whole, fraction, unit, _ = match.groups()
     return int(float(whole + (fraction or "")) * _UNITS[unit.lower()])
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes as people write it, in the largest unit that holds it whole (``64G``,
+    ``1536M``); :func:`parse_size` reads it back."""
+    for unit in ("T", "G", "M", "K"):
+        factor = _UNITS[unit.lower()]
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)

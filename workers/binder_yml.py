@@ -24,7 +24,7 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
 from common.errors import BuildFailure
-from common.sizes import parse_size
+from common.sizes import format_size, parse_size
 from common.validation import field_problems
 from workers.buildpacks import config_dir, find_config_file
 from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file
@@ -174,7 +174,7 @@ def load_binder_yml(path: Path, ceilings: Ceilings | None = None) -> dict[str, A
 def _check_ceilings(limits: dict[str, Any], ceilings: Ceilings) -> None:
     problems: dict[str, list[str]] = {}
     if "memory" in limits and parse_size(limits["memory"]) > ceilings.memory_bytes:
-        problems["memory"] = [f"must be at most {ceilings.memory_bytes // 1024**2}M on this "
+        problems["memory"] = [f"must be at most {format_size(ceilings.memory_bytes)} on this "
                               "farm"]
     if "cpu" in limits and float(limits["cpu"]) > ceilings.cpu:
         problems["cpu"] = [f"must be at most {ceilings.cpu:g} on this farm"]

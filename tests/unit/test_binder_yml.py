@@ -8,6 +8,7 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from common.errors import BuildFailure
+from common.sizes import format_size, parse_size
 from workers.binder_yml import find_binder_yml, load_binder_yml
 
 
@@ -147,7 +148,7 @@ def test_find_refuses_a_link_out_of_the_repository(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("text", "field", "reason"), [
     ("limits: {memory: 99999999999999999999T}\n", "limits.memory", "must be a size"),
-    ("limits: {memory: 100T}\n", "limits.memory", "must be at most 65536M on this farm"),
+    ("limits: {memory: 100T}\n", "limits.memory", "must be at most 64G on this farm"),
     ("limits: {cpu: 1e300}\n", "limits.cpu", "must be at most 64 on this farm"),
     ("limits: {cpu: '1e300'}\n", "limits.cpu", "must be at most 64 on this farm"),
     ("hardware: {privileged: true}\n", "hardware.privileged", "Unknown field"),
@@ -179,7 +180,7 @@ def test_custom_ceilings_apply(tmp_path: Path) -> None:
 
     path = write(tmp_path, "limits: {memory: 8G, cpu: 4}\n")
     assert load_binder_yml(path)["limits"] == {"memory": "8G", "cpu": 4}
-    with pytest.raises(BuildFailure, match="limits.memory: must be at most 4096M"):
+    with pytest.raises(BuildFailure, match="limits.memory: must be at most 4G"):
         load_binder_yml(path, Ceilings(memory_bytes=4 * 1024**3, cpu=2))
 
 
@@ -202,3 +203,11 @@ def test_an_oversized_file_is_not_read(tmp_path: Path) -> None:
     with pytest.raises(BuildFailure, match="is 68 KiB; this farm reads config files of at most "
                                            "64 KiB"):
         load_binder_yml(write(tmp_path, "# " + "x" * 70_000 + "\n"))
+
+
+@pytest.mark.parametrize(("size", "written"), [
+    (64 * 1024**3, "64G"), (1536 * 1024**2, "1536M"), (2 * 1024**4, "2T"), (1000, "1000"),
+    (4096, "4K")])
+def test_sizes_are_written_as_people_write_them(size: int, written: str) -> None:
+    assert format_size(size) == written
+    assert parse_size(written) == size
