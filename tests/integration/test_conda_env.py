@@ -149,6 +149,18 @@ def build(docker_api: docker.APIClient, context: bytes, tag: str) -> BuildResult
     return BuildResult(ok=result.returncode == 0, log=log, error=error)
 
 
+def built(tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str],
+          environment_yml: str) -> tuple[str, BuildResult]:
+    """The image of a checkout holding ``environment_yml``, built (the test fails if not)."""
+    checkout = make_checkout(tmp_path, environment_yml)
+    context, dockerfile = render_context(checkout, servers.index, servers.channel)
+    tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
+    images.append(tag)
+    result = build(docker_api, context, tag)
+    assert result.ok, "\n".join([dockerfile, *result.log[-40:], result.error])
+    return tag, result
+
+
 def run(docker_api: docker.APIClient, image: str, *command: str) -> str:
     """Run ``command`` in a throw-away container without network; its output."""
     client = docker.DockerClient(base_url=DOCKER_URL, version="auto")
@@ -204,14 +216,8 @@ def test_an_environment_python_without_ipykernel_gets_it_and_is_the_kernel(
         tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
     """Notebooks run the environment's own Python, with its packages, though the file
     does not name ipykernel (few do): the farm installs it from its index."""
-    checkout = make_checkout(tmp_path, (
+    tag, result = built(tmp_path, servers, docker_api, images, (
         f"channels: [{servers.channel}]\ndependencies:\n  - python=3.12\n"))
-    context, dockerfile = render_context(checkout, servers.index, servers.channel)
-    tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
-    images.append(tag)
-
-    result = build(docker_api, context, tag)
-    assert result.ok, "\n".join([dockerfile, *result.log[-40:], result.error])
     assert "installing ipykernel into /srv/env, so that notebooks run its Python" in result.log
     kernels = run(docker_api, tag, "/usr/bin/python3", "-c", KERNELS).strip().splitlines()[-1]
     python = json.loads(kernels)["python3"]["spec"]["argv"][0]
@@ -224,14 +230,8 @@ def test_an_environment_without_python_still_has_python_pip_and_the_kernel(
         tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
     """Conda packages only: the environment replaces the base image's, so it gets a
     Python (a venv over the system's) rather than leaving a terminal without one."""
-    checkout = make_checkout(tmp_path, (
-        f"channels: [{servers.channel}]\ndependencies: [hello-conda]\n"))
-    context, dockerfile = render_context(checkout, servers.index, servers.channel)
-    tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
-    images.append(tag)
-
-    result = build(docker_api, context, tag)
-    assert result.ok, "\n".join([dockerfile, *result.log[-40:], result.error])
+    tag, _ = built(tmp_path, servers, docker_api, images,
+                   f"channels: [{servers.channel}]\ndependencies: [hello-conda]\n")
     found = run(docker_api, tag, "sh", "-c",
                 "for c in hello-conda python pip; do command -v $c; done")
     assert found.split() == ["/srv/env/bin/hello-conda", "/srv/env/bin/python",
