@@ -157,13 +157,21 @@ def api(config_file: str | None) -> None:
     metrics_dir = config.data_path / "api-metrics" / str(config.port)
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
+    _exec(gunicorn_command(config), config, **{MULTIPROC_ENV: str(metrics_dir)})
+
+
+def gunicorn_command(config: Config) -> list[str]:
+    """The command line that serves the API under gunicorn."""
     # This interpreter's gunicorn, so the API runs the same install as this command.
-    _exec([sys.executable, "-m", "gunicorn", "--bind", f"{config.host}:{config.port}",
-           "--workers", str(api_workers(config)),
-           "--threads", str(max(1, config.api_threads)), "--timeout", "120",
-           "--access-logfile", "-", "--limit-request-line", "8190",
-           "--config", "python:api.gunicorn_config", "api:create_app()"], config,
-          **{MULTIPROC_ENV: str(metrics_dir)})
+    # No control socket: gunicorn's default is one path per user
+    # (~/.gunicorn/gunicorn.ctl), so every farm on the machine would share it, and
+    # `gunicornc` of one would act on another. The farm does not use it; signals
+    # (HUP, TTIN, TTOU) reach the master by its pid.
+    return [sys.executable, "-m", "gunicorn", "--bind", f"{config.host}:{config.port}",
+            "--workers", str(api_workers(config)),
+            "--threads", str(max(1, config.api_threads)), "--timeout", "120",
+            "--access-logfile", "-", "--limit-request-line", "8190", "--no-control-socket",
+            "--config", "python:api.gunicorn_config", "api:create_app()"]
 
 
 @click.group(invoke_without_command=True)
