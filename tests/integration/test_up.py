@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -37,16 +38,30 @@ def farm_processes(marker: str) -> list[int]:
     return pids
 
 
-def test_up_serves_health_then_stops_everything_it_started(
-        farm_env: dict[str, str], services: None, tmp_path: Path) -> None:
+def _on_shared_services(farm_env: dict[str, str], data_dir: Path) -> tuple[dict[str, str], int]:
+    """The environment of an ``up`` with a data dir and ports of its own that uses
+    the shared services, and its API's port."""
     run = uuid.uuid4().hex[:6]
-    data_dir = tmp_path / f"up-{run}"
     port = free_port()
     env = {**os.environ, **farm_env, "BINDER_DATA_DIR": str(data_dir), "BINDER_PORT": str(port),
            "BINDER_FLOWER_PORT": str(free_port()), "REDIS_URL": "redis://127.0.0.1:6379/9",
            "BINDER_MONGO_DB": f"binder_up_{run}", "BINDER_WORKER_ID": f"up-{run}"}
     env.pop("BINDER_API_KEY")
     env["PATH"] = f"{BIN}{os.pathsep}{env['PATH']}"
+    return env, port
+
+
+def _wait_farm_gone(data_dir: Path, timeout: float) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while farm_processes(str(data_dir)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return farm_processes(str(data_dir))
+
+
+def test_up_serves_health_then_stops_everything_it_started(
+        farm_env: dict[str, str], services: None, tmp_path: Path) -> None:
+    data_dir = tmp_path / "up"
+    env, port = _on_shared_services(farm_env, data_dir)
     log = tmp_path / "up.log"
     with open(log, "wb") as out:
         up = subprocess.Popen([str(BIN / "binder-build"), "up"], env=env, stdout=out,
@@ -70,10 +85,44 @@ def test_up_serves_health_then_stops_everything_it_started(
     finally:
         up.send_signal(signal.SIGTERM)
         up.wait(60)
-    deadline = time.monotonic() + 20
-    while farm_processes(str(data_dir)) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert farm_processes(str(data_dir)) == []
+    assert _wait_farm_gone(data_dir, 20) == []
+
+
+def celery_worker_main(data_dir: Path) -> int:
+    """The pid of the farm's Celery worker main process (its pool processes are
+    its children and share its command line)."""
+    def command(pid: int) -> bytes:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    workers = {pid for pid in farm_processes(str(data_dir))
+               if b"celery" in command(pid) and b"\0worker\0" in command(pid)}
+    mains = [pid for pid in workers
+             if int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[1])
+             not in workers]
+    assert len(mains) == 1, (workers, mains)
+    return mains[0]
+
+
+def test_a_farm_process_that_dies_stops_up_with_a_failure_naming_it(
+        farm_env: dict[str, str], services: None, tmp_path: Path) -> None:
+    data_dir = tmp_path / "up"
+    env, port = _on_shared_services(farm_env, data_dir)
+    log = tmp_path / "up.log"
+    up = _start_up(env, log)
+    try:
+        _wait_healthy(port, up, data_dir, log, 120)
+        os.kill(celery_worker_main(data_dir), signal.SIGKILL)
+        status = up.wait(60)
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(60)
+    text = log.read_text()
+    assert status == 1, text[-3000:]
+    # -9, or 137 when a shell ran the process and reports how it ended.
+    assert re.search(r"worker\.1 exited on its own \(rc=(-9|137)\), so the farm stopped",
+                     text), text[-3000:]
+    assert "the farm stopped because one of its processes exited" in text
+    assert _wait_farm_gone(data_dir, 20) == []
 
 
 def _start_up(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

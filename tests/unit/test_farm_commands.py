@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import pytest
 from gunicorn.config import Config as GunicornConfig
 
 from common.config import load_config
-from workers.cli.server import gunicorn_command
+from workers.cli.procfile_runner import PROCESS_EXITED
+from workers.cli.server import gunicorn_command, stopped_by_itself
 
 
 def test_the_api_runs_without_gunicorns_per_user_control_socket() -> None:
@@ -16,3 +25,48 @@ def test_the_api_runs_without_gunicorns_per_user_control_socket() -> None:
     parsed = GunicornConfig().parser().parse_args(argv[3:])
     assert parsed.control_socket_disable is True
     assert parsed.control_socket is None
+
+
+def run_procfile(tmp_path: Path, procfile: str, *names: str,
+                 stop_after: float | None = None) -> tuple[int, str]:
+    """Run ``procfile``'s processes with the runner ``up`` uses; its status and output."""
+    path = tmp_path / "Procfile"
+    path.write_text(procfile)
+    runner = subprocess.Popen([sys.executable, "-m", "workers.cli.procfile_runner", str(path),
+                               *names], stdout=subprocess.PIPE, text=True)
+    if stop_after is not None:
+        time.sleep(stop_after)
+        runner.send_signal(signal.SIGTERM)
+    output, _ = runner.communicate(timeout=30)
+    return runner.returncode, output
+
+
+def test_a_process_that_exits_on_its_own_stops_the_farm_named_and_failing(
+        tmp_path: Path) -> None:
+    status, output = run_procfile(tmp_path, "api: sleep 30\nworker: sleep 0.5\n",
+                                  "api", "worker")
+    assert status == PROCESS_EXITED
+    assert "worker.1 exited on its own (rc=0), so the farm stopped" in output
+    assert "api.1 stopped" in output  # honcho stopped the others
+
+
+def test_a_killed_process_is_named_too(tmp_path: Path) -> None:
+    status, output = run_procfile(tmp_path, "api: sleep 30\nworker: sleep 0.5; kill -9 $$\n",
+                                  "api", "worker")
+    assert status == PROCESS_EXITED
+    assert "worker.1 exited on its own (rc=-9)" in output
+
+
+def test_a_stop_asked_for_is_not_a_process_exiting(tmp_path: Path) -> None:
+    status, output = run_procfile(tmp_path, "api: sleep 30\nworker: sleep 30\n",
+                                  "api", "worker", stop_after=1.5)
+    assert status != PROCESS_EXITED
+    assert "SIGTERM received" in output
+    assert "exited on its own" not in output
+
+
+def test_up_fails_when_its_processes_stop_unasked() -> None:
+    with pytest.raises(click.ClickException, match="one of its processes exited"):
+        stopped_by_itself(PROCESS_EXITED)
+    with pytest.raises(click.ClickException, match="status 0"):
+        stopped_by_itself(0)

@@ -2,10 +2,11 @@
 
 ``up`` starts every component the configuration does not point elsewhere,
 makes sure the base image exists, then runs the Procfile's processes under
-honcho in the foreground. Ctrl-C or SIGTERM stops what it started, in
-reverse order, and nothing else; if ``up`` is killed instead, what it
-started gets SIGTERM, and the next ``up`` clears what is left (see
-``workers/previous_run.py``).
+honcho in the foreground (``workers/cli/procfile_runner.py``). Ctrl-C or
+SIGTERM stops what it started, in reverse order, and nothing else; if
+``up`` is killed instead, what it started gets SIGTERM, and the next ``up``
+clears what is left (see ``workers/previous_run.py``). A process that exits
+on its own stops the farm, and ``up`` exits 1.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from common.api_keys import ensure_api_key, ensure_flower_password
 from common.config import Config, describe_settings, environment_for, load_config
 from common.errors import ConfigError
 from common.service_credentials import credentials_path, with_service_credentials
+from workers.cli.procfile_runner import PROCESS_EXITED
 from workers.launcher import ServiceError, ensure_services, stop_services
 from workers.orphans import die_with_parent
 from workers.previous_run import AlreadyRunning, RunFiles
@@ -53,6 +55,15 @@ def _child_env(config: Config) -> dict[str, str]:
 config_option = click.option("--config", "config_file", envvar="BINDER_CONFIG",
                              type=click.Path(dir_okay=False),
                              help="JSON or TOML config file (BINDER_CONFIG).")
+
+
+def stopped_by_itself(status: int) -> None:
+    """``up``'s processes stopped without being asked to: fail, so a supervisor notices."""
+    if status == PROCESS_EXITED:
+        raise click.ClickException("the farm stopped because one of its processes exited "
+                                   "(named above); start it again with binder-build up")
+    raise click.ClickException(f"the farm's processes stopped unasked (status {status}); "
+                               "start it again with binder-build up")
 
 
 @click.command()
@@ -89,11 +100,11 @@ def up(config_file: str | None) -> None:
         click.echo(f"service credentials  {credentials_path(config)}")
         with resources.as_file(resources.files("workers.cli") / "Procfile") as procfile:
             honcho = subprocess.Popen(
-                [sys.executable, "-m", "honcho", "-f", str(procfile), "-d", os.getcwd(),
-                 "start", *UP_PROCESSES],
+                [sys.executable, "-m", "workers.cli.procfile_runner", str(procfile),
+                 *UP_PROCESSES],
                 env=_child_env(config), start_new_session=True, preexec_fn=die_with_parent)
             run.record_farm(honcho.pid)
-            honcho.wait()
+            stopped_by_itself(honcho.wait())
     except (ServiceError, ConfigError, AlreadyRunning) as exc:
         raise click.ClickException(str(exc)) from exc
     except KeyboardInterrupt:
