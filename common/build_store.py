@@ -11,7 +11,7 @@ and learns it lost the lease.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
@@ -276,9 +276,10 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     ``after`` (queued for fetch, handed on to ``host`` for later phases), or
     ``worker`` already took this very phase (a redelivered task), or the
     process ``replacing`` did and died (its task came back to another process
-    of the same worker). Anything else (a stale or duplicate task) gets
+    of the same worker), or a worker that stopped handed this phase back
+    (:func:`release_phase`). Anything else (a stale or duplicate task) gets
     ``LeaseLost``. Each claim counts one delivery of this phase of this
-    attempt (see :func:`phase_deliveries`).
+    attempt (see :func:`phase_deaths`).
 
     Each of those cases is tried as its own atomic claim, in that order, rather
     than as one ``$or``: the embedded store answers a filter holding ``$or`` by
@@ -294,9 +295,12 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
                **(extra or {})}
     waiting: dict[str, Any] = (
         {"lease": None} if after is Phase.QUEUED else {"lease.worker": None, "lease.host": host})
+    released = {"lease.worker": None, "lease.released": phase.value, "phase": phase.value,
+                **({} if after is Phase.QUEUED else {"lease.host": host})}
     cases = [{**waiting, "phase": after.value},
              *({"lease.worker": holder, "phase": phase.value}
-               for holder in (worker, replacing) if holder)]
+               for holder in (worker, replacing) if holder),
+             released]
     update = {"$set": changes, "$addToSet": {"workers": host},
               "$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
     with translate_errors():
@@ -314,14 +318,44 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     return record
 
 
-def phase_deliveries(record: BuildRecord, phase: Phase) -> int:
-    """How many times ``phase`` of the record's attempt was claimed.
-
-    More than once means its task came back: the worker process running it
-    died (killed, out of memory) and the broker delivered the task again.
-    """
-    per_attempt = (record.get("deliveries") or {}).get(str(record["attempt"])) or {}
+def _count(record: BuildRecord, field: Literal["deliveries", "handed_back"], phase: Phase) -> int:
+    per_attempt = (record.get(field) or {}).get(str(record["attempt"])) or {}
     return int(per_attempt.get(phase.value, 0))
+
+
+def phase_hand_backs(record: BuildRecord, phase: Phase) -> int:
+    """How many times a stopping worker handed ``phase`` of the record's attempt back."""
+    return _count(record, "handed_back", phase)
+
+
+def phase_deaths(record: BuildRecord, phase: Phase) -> int:
+    """How many times the worker process running ``phase`` of the record's attempt
+    died (killed, out of memory) before the claim this record comes from.
+
+    Every claim counts a delivery. One is the first run; each hand-back of a
+    stopping worker brings one more; any other means the task came back because
+    the process running it died and the broker delivered it again.
+    """
+    deliveries = _count(record, "deliveries", phase)
+    return max(0, deliveries - 1 - phase_hand_backs(record, phase))
+
+
+def release_phase(build_id: str, attempt: int, phase: Phase, worker: str) -> BuildRecord:
+    """Hand ``phase``, which ``worker`` runs, back: it stopped in order, and the
+    phase waits to be claimed again (by a worker of its host; any worker, for
+    fetch) without that claim counting as a death. Raises ``LeaseLost`` when
+    ``worker`` no longer holds it."""
+    now = utcnow()
+    update = {"$set": {"lease.worker": None, "lease.released": phase.value,
+                       "lease.handed_by": worker, "lease.handed_at": now},
+              "$inc": {f"handed_back.{attempt}.{phase.value}": 1}}
+    with translate_errors():
+        record = db.update_and_read(
+            db.builds(), {**_running(build_id, attempt), "lease.worker": worker,
+                          "phase": phase.value}, update, {"build_id": build_id})
+    if record is None or not _is_running(record, attempt):
+        raise LeaseLost(build_id)
+    return record
 
 
 def end_phase(build_id: str, attempt: int, phase: Phase, worker: str,

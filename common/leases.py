@@ -4,10 +4,13 @@ A running build's ``lease`` says who runs it: the worker process that took
 its current phase (``worker``), the host it runs on (``host``), the attempt
 and when it was taken (``since``). Between phases ``worker`` is empty and
 ``handed_at`` says since when: any worker of that host may take the next
-phase. Taking and handing on a lease are in ``build_store`` (``start_phase``,
-``end_phase``); whether the lease's worker still holds the build is in
-``worker_store``. Both writes here apply only if the lease is still the one
-the caller looked at, so a worker that took the build meanwhile wins.
+phase. A phase a stopping worker handed back has ``worker`` empty and
+``released`` naming that phase, which waits to be taken again. Taking,
+handing on and handing back a lease are in ``build_store``
+(``start_phase``, ``end_phase``, ``release_phase``); whether the lease's
+worker still holds the build is in ``worker_store``. Both writes here
+apply only if the lease is still the one the caller looked at, so a worker
+that took the build meanwhile wins.
 """
 
 from __future__ import annotations

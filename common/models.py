@@ -69,7 +69,9 @@ class Lease(TypedDict, total=False):
     """Who runs a build: the worker process of its current phase and its host.
 
     Between phases ``worker`` is None, ``handed_by`` the process that ended
-    the last phase and ``handed_at`` when (see ``common/leases.py``).
+    the last phase and ``handed_at`` when (see ``common/leases.py``). A phase
+    a stopping worker handed back has ``worker`` None and ``released`` its
+    name (``build_store.release_phase``).
     """
 
     worker: str | None
@@ -78,6 +80,7 @@ class Lease(TypedDict, total=False):
     since: dt.datetime
     handed_by: str
     handed_at: dt.datetime
+    released: str
 
 
 class BuildRecord(TypedDict, total=False):
@@ -126,6 +129,7 @@ class BuildRecord(TypedDict, total=False):
     phases: dict[str, PhaseTimes]
     lost: dict[str, Any]
     deliveries: dict[str, dict[str, int]]  # attempt -> phase -> claims
+    handed_back: dict[str, dict[str, int]]  # attempt -> phase -> hand-backs on a stop
 
 
 class TemplateRecord(TypedDict, total=False):

@@ -2,7 +2,8 @@
 
 While a phase runs, a thread renews the build's heartbeat every
 ``heartbeat_interval`` seconds and watches for a cancel request, the
-build's deadline and loss of the lease. On any of them it records why and
+build's deadline, loss of the lease and a stop of its worker process
+(``workers/stopping.py``, looked at every ``STOP_TICK``). On any of them it records why and
 calls the abort hooks the phase registered (killing a Docker build,
 removing a container), so even a silent step stops promptly. Phase code
 calls :meth:`check` between steps to turn the reason into an exception.
@@ -14,6 +15,7 @@ import contextlib
 import datetime as dt
 import logging
 import threading
+import time
 from collections.abc import Callable
 from types import TracebackType
 
@@ -21,8 +23,13 @@ from common import build_store
 from common.clock import utcnow
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.models import Phase
+from workers import stopping
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two looks at whether the worker process is stopping: a stop
+#: hands the phase back within about this long.
+STOP_TICK = 0.5
 
 
 class BuildTimedOut(BuildFailure):
@@ -71,7 +78,7 @@ class PhaseGuard:
             raise self.reason
 
     def _poll(self) -> None:
-        if self.reason is not None:
+        if self.reason is not None or self._stopping():
             return
         if utcnow() > self.deadline:
             self._abort(BuildTimedOut(
@@ -90,6 +97,12 @@ class PhaseGuard:
         if record.get("cancel_requested"):
             self._abort(BuildCancelled(self.build_id))
 
+    def _stopping(self) -> bool:
+        """Abort if the worker process is stopping; True if it is."""
+        if stopping.requested():
+            self._abort(stopping.WorkerStopping())
+        return self.reason is not None
+
     def _abort(self, reason: BaseException) -> None:
         if self.reason is not None:
             return
@@ -100,7 +113,11 @@ class PhaseGuard:
                 hook()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        next_poll = time.monotonic() + self.interval
+        while not self._stop.wait(min(STOP_TICK, self.interval)):
+            if self._stopping() or time.monotonic() < next_poll:
+                continue
+            next_poll = time.monotonic() + self.interval
             try:
                 self._poll()
             except Exception:  # the guard must outlive any one failed beat

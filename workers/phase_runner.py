@@ -8,9 +8,15 @@ state with a sentence a user can act on.
 
 A phase that takes its worker process down (SIGKILL, out of memory) comes
 back: its task is late-acked, so the broker delivers it again, to the same
-attempt. Every claim counts a delivery; past ``max_deliveries`` the build
-fails instead of running the phase once more, and a cancelled build ends
-at its next delivery.
+attempt. Every claim counts a delivery; past ``max_deliveries`` deaths the
+build fails instead of running the phase once more, and a cancelled build
+ends at its next delivery.
+
+A worker process asked to stop (SIGTERM, see ``workers/stopping.py``) is
+not a death: the guard stops its phase as a cancel would, and the phase is
+handed back (the lease released for that same phase, counted as a hand-back,
+the task's message back to its queue), so the next worker of its host runs
+it again from its start.
 """
 
 from __future__ import annotations
@@ -35,11 +41,12 @@ from common.config import Config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.log_store import BuildLogWriter, end_line, phase_banner
 from common.models import STEPS, BuildRecord, Phase, Status, Step
-from workers import liveness
+from workers import liveness, stopping
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
 from workers.outages import OutageTooLong, OutageWait, ServiceLost
 from workers.process_logs import bind_build
+from workers.stopping import WorkerStopping
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +58,7 @@ class Outcome(Enum):
     CONTINUE = "continue"  # hand on to the next phase
     DONE = "done"  # the build ended (completed, failed, cancelled)
     DROPPED = "dropped"  # not ours to run (stale attempt, duplicate)
+    HANDED_BACK = "handed back"  # this worker is stopping; the phase runs again elsewhere
 
 
 @dataclass
@@ -176,7 +184,7 @@ def run_phase(config: Config, step: Step, build_id: str, attempt: int,
     be sent, the build starts again as its next attempt, sent by ``restart``.
     """
     phase = step.state
-    with liveness.holding(build_id):
+    with stopping.phase_running(), liveness.holding(build_id):
         try:
             record = claim(build_id, attempt, phase, config)
         except LeaseLost:
@@ -205,21 +213,17 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
     try:
         if record.get("cancel_requested"):
             return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.")
-        deliveries = build_store.phase_deliveries(record, phase)
-        if deliveries > config.max_deliveries:
-            message = _worker_died_message(phase, deliveries - 1)
-            return _end(config, record, Status.FAILED, wait, message)
+        deaths = build_store.phase_deaths(record, phase)
+        if deaths >= config.max_deliveries:
+            return _end(config, record, Status.FAILED, wait, _worker_died_message(phase, deaths))
         deadline, minutes = _deadline(record, config, phase)
         writer = wait.call(lambda: BuildLogWriter(build_id, config), "opening the log")
         guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
         run = PhaseRun(config, record, guard, writer, phase)
         with guard:
             run.say(phase_banner(phase.value, host, attempt))
-            if deliveries > 1:
-                run.say(f"== {phase.value} runs again: its worker process died "
-                        f"{deliveries - 1} time(s) (at most {config.max_deliveries})")
-            result = _run_function(run, function, wait)
-            guard.check()
+            _say_why_again(run, record, deaths)
+            result = _run_stoppable(run, function, wait)
         changes = dict(result.changes)
         if result.complete:
             return _end(config, record, Status.COMPLETED, wait, None, changes, writer)
@@ -233,6 +237,8 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker, changes),
                   f"ending {phase.value}")
         return Outcome.CONTINUE
+    except WorkerStopping as exc:
+        return _hand_back(config, record, exc, writer)
     except BuildCancelled:
         return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
                     writer=writer)
@@ -277,6 +283,59 @@ def _run_function(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> P
             wait.until_back(lost, f"running {phase}")
             run.say(f"{service} is back; running {phase} again")
     raise AssertionError("unreachable")
+
+
+def _run_stoppable(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> PhaseResult:
+    """Run the phase function, then ask the guard whether the phase must stop.
+
+    Whatever ends the phase while its worker process is stopping raises
+    ``WorkerStopping``: the stop, not the repository, ended it (a Docker
+    build the stop reached first fails, before the guard has seen the stop).
+    """
+    try:
+        result = _run_function(run, function, wait)
+        run.guard.check()
+    except Exception as exc:
+        if stopping.requested() and not isinstance(exc, WorkerStopping):
+            raise WorkerStopping() from exc
+        raise
+    return result
+
+
+def _say_why_again(run: PhaseRun, record: BuildRecord, deaths: int) -> None:
+    """Tell the build's log why its phase starts once more, if it does."""
+    phase = run.state
+    if deaths:
+        run.say(f"== {phase.value} runs again: its worker process died "
+                f"{deaths} time(s) (at most {run.config.max_deliveries})")
+    hand_backs = build_store.phase_hand_backs(record, phase)
+    if hand_backs:
+        run.say(f"== {phase.value} runs again: a stopping worker handed it back "
+                f"{hand_backs} time(s)")
+
+
+def _hand_back(config: Config, record: BuildRecord, reason: WorkerStopping,
+               writer: BuildLogWriter | None) -> Outcome:
+    """This worker process is stopping: release the phase for the next worker,
+    without a death counted. What the attempt made on this host stays there for
+    the next run of the phase. If the release cannot be written, the phase's
+    next delivery counts as a death (it is never lost)."""
+    build_id, attempt, name = record["build_id"], record["attempt"], record["name"]
+    phase = Phase(record["phase"])
+    worker = liveness.worker_name(config)
+    if writer is not None:
+        writer.write(f"== {phase.value} handed back: {reason}; the next worker of the farm "
+                     f"runs {phase.value} again")
+    try:
+        build_store.release_phase(build_id, attempt, phase, worker)
+    except LeaseLost:
+        log.info("%s of %s was no longer %s's to hand back", phase.value, name, worker)
+        return Outcome.DROPPED
+    except NoDatabase:
+        log.warning("could not record that %s handed %s of %s back; its next start counts "
+                    "as a death", worker, phase.value, name)
+    log.warning("handed %s of %s back: %s", phase.value, name, reason)
+    return Outcome.HANDED_BACK
 
 
 def _worker_died_message(phase: Phase, deaths: int) -> str:

@@ -17,6 +17,7 @@ import importlib
 from typing import Any
 
 from celery import Celery, Task, shared_task
+from celery.exceptions import Reject
 
 from common.config import Config
 from common.errors import NoDatabase
@@ -80,6 +81,10 @@ def _make_task(step: Step) -> None:
 
         outcome = run_phase(config, step, build_id, attempt, function,
                             None if last else hand_on, restart)
+        if outcome is Outcome.HANDED_BACK:
+            # Back to its queue, for the next worker (or this one, started again).
+            raise Reject(f"{step.name} of {build_id} handed back: this worker is stopping",
+                         requeue=True)
         if outcome is not Outcome.CONTINUE:
             announce(config)  # the build ended (or left): this host may take another
 

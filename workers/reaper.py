@@ -10,7 +10,8 @@ behind builds for a free worker would come too late. Each pass:
   lost: the worker process named in its lease stopped, went silent for
   ``BINDER_HEARTBEAT_STALE``, or is alive but let the build go (see
   ``common/worker_store.py``); a build between phases whose host has no live
-  worker, or whose next phase went with a restarted broker. After
+  worker (a phase handed back by a stopping worker first waits a while for
+  its host to come back), or whose next phase went with a restarted broker. After
   ``BINDER_MAX_ATTEMPTS`` it fails the build saying so;
 * sends again the first phase of a queued build whose message may be lost
   (never sent because the broker was down, or sent before it restarted);
@@ -42,7 +43,7 @@ from common.clock import utcnow
 from common.config import Config
 from common.db import translate_errors
 from common.errors import NoDatabase
-from common.models import BuildRecord, Phase, Status
+from common.models import BuildRecord, Lease, Phase, Status
 from common.naming import image_repository
 from common.worker_store import Holder, WorkerRecord
 from workers.celery_app import FarmCelery, task_config
@@ -102,7 +103,7 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     if held in (Holder.LET_GO, Holder.SILENT, Holder.STOPPED):
         return "restart", f"its worker {worker} {held.value}"
     host = lease.get("host")
-    if host not in live_hosts:
+    if host not in live_hosts and not _waits_for_its_host(lease, now, config, seen_since):
         return "restart", f"no worker of host {host} is alive"
     if epoch is not None and build.get("broker_epoch") not in (None, epoch):
         return "restart", "the broker restarted and lost its next phase"
@@ -110,6 +111,21 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     if now - handed > too_long:
         return "restart", f"its next phase did not start within {too_long}"
     return None
+
+
+#: A phase handed back by a stopping worker waits this many
+#: ``BINDER_HEARTBEAT_STALE`` for a worker of its host before the build starts
+#: again elsewhere: most orderly stops are restarts (an upgrade, ``up`` again).
+HAND_BACK_WAITS = 3
+
+
+def _waits_for_its_host(lease: Lease, now: dt.datetime, config: Config,
+                        seen_since: dt.datetime) -> bool:
+    """True while a phase handed back on a stop still waits for its host to come back."""
+    if not lease.get("released"):
+        return False
+    since = max(lease.get("handed_at") or lease["since"], seen_since)
+    return (now - since).total_seconds() <= HAND_BACK_WAITS * config.heartbeat_stale
 
 
 def _running_with_lease(config: Config) -> list[BuildRecord]:

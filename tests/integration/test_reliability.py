@@ -201,18 +201,55 @@ def test_cancel_ends_build_within_10s_and_removes_its_container(
     assert wait_until(lambda: not commands_running("sleep 602"), 10)
 
 
-def test_sigterm_to_a_worker_mid_build_still_completes(cluster: Cluster, git_server: GitServer,
-                                                       repo_url: str) -> None:
+#: The build step the hand-back tests stop: long enough that a stop which waited
+#: for it would show, short enough to run again in full.
+STEP_SECONDS = 27
+
+
+@pytest.mark.parametrize("how", ["process group", "main process"])
+def test_sigterm_to_a_worker_hands_its_build_back_and_it_completes_without_a_death(
+        cluster: Cluster, git_server: GitServer, repo_url: str, how: str) -> None:
+    """honcho (``up``) and systemd send SIGTERM to every process of a worker; an
+    operator may send it to the main process only. Either is an orderly stop."""
     cluster.workers.ensure()
-    repo = unique("sigterm")
-    git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": slow_dockerfile(8)})
+    repo = unique("handback")
+    step = f"sleep {STEP_SECONDS}"
+    git_server.make_repo(f"github/rel/{repo}", {"Dockerfile": slow_dockerfile(STEP_SECONDS)})
     name = cluster.api.start(f"{repo_url}/rel/{repo}").json()["name"]
-    record = cluster.api.wait_phase(name, "building", timeout=60)
-    worker = cluster.workers[record["worker"]]
-    os.kill(worker.popen.pid, signal.SIGTERM)  # the worker's main process, as an operator would
+    assert cluster.api.wait_phase(name, "building", timeout=60)["phase"] == "building"
+    assert wait_until(lambda: bool(commands_running(step)), 30)
+    step_started = time.monotonic()
+    host = cluster.api.build(name)["worker"]
+    worker = cluster.workers[host]
+    if how == "process group":
+        worker.signal(signal.SIGTERM)
+    else:
+        os.kill(worker.popen.pid, signal.SIGTERM)
+    worker.popen.wait(30)
+    assert time.monotonic() - step_started < STEP_SECONDS - 5  # it did not wait for the step
+    assert wait_until(lambda: not commands_running(step), 10)  # the step was stopped
+    worker_log = worker.log_tail(20000)
+    assert f"handed building of {name} back" in worker_log, worker_log
+    assert "WorkerLostError" not in worker_log and "exited with" not in worker_log, worker_log
+
+    record = cluster.db.builds.find_one({"name": name})
+    assert record is not None
+    assert (record["status"], record["attempt"], record["phase"]) == ("running", 1, "building")
+    assert record["lease"]["worker"] is None and record["lease"]["released"] == "building"
+    assert record["deliveries"]["1"]["building"] == 1
+    assert record["handed_back"]["1"]["building"] == 1
+    assert "== building handed back: the worker process got SIGTERM" in cluster.api.logs(name)
+
+    cluster.workers.ensure()  # its host's next worker runs building again, and on
     done = cluster.api.wait(name, timeout=240)
-    assert done["status"] == "completed", (done, cluster.api.logs(name))
-    worker.popen.wait(120)
+    logs = cluster.api.logs(name)
+    assert done["status"] == "completed", (done, logs)
+    assert (done["attempt"], done["worker"]) == (1, host)
+    record = cluster.db.builds.find_one({"name": name})
+    assert record is not None
+    assert record["deliveries"]["1"]["building"] == 2
+    assert "== building runs again: a stopping worker handed it back 1 time(s)" in logs, logs
+    assert "died" not in logs, logs
 
 
 @pytest.mark.parametrize("fault", ["down", "frozen"])

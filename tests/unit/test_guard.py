@@ -15,7 +15,8 @@ from common.config import load_config
 from common.errors import BuildCancelled
 from common.models import Phase
 from workers import guard as guard_module
-from workers.guard import PhaseGuard
+from workers import stopping
+from workers.guard import STOP_TICK, PhaseGuard
 from workers.phases import push
 
 CONFIG = load_config(environ={}).replace(verify=False)
@@ -93,4 +94,21 @@ def test_the_push_checks_each_event_without_a_store_round_trip(
                             guard=make_guard(), say=said.append)
     result = push.run(phase)  # type: ignore[arg-type]
     assert result.changes["pushed_bytes"] == 1024
+    assert store.beats == []
+
+
+def test_a_stop_of_the_worker_stops_the_phase_within_a_tick_without_the_store(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped: list[bool] = []
+    guard = make_guard(interval=60)  # the store is not asked again for a minute
+    guard.on_abort(lambda: stopped.append(True))
+    with guard:
+        monkeypatch.setattr(stopping, "_requested", True)
+        started = time.monotonic()
+        while not stopped and time.monotonic() - started < 5:
+            time.sleep(0.05)
+        assert time.monotonic() - started < 2 * STOP_TICK + 0.5
+        with pytest.raises(stopping.WorkerStopping):
+            guard.raise_if_stopped()
+    assert stopped == [True]
     assert store.beats == []

@@ -124,6 +124,20 @@ def test_between_phases_a_build_waits_for_a_live_host() -> None:
     assert judge(build(lease_worker=None, handed=700), idle) == "restart"
 
 
+def test_a_phase_handed_back_on_a_stop_waits_a_while_for_its_host() -> None:
+    def handed_back(seconds: float) -> dict[str, Any]:
+        record = build(lease_worker=None, handed=seconds, handed_by=W, broker_epoch="e1")
+        record["lease"]["released"] = "building"
+        return record
+    stopped = workers(worker(builds=(), state="stopped"))
+    # No worker of its host is alive: it is restarting (HAND_BACK_WAITS x 10 s stale).
+    assert judge(handed_back(20), stopped, hosts=set()) is None
+    assert judge(handed_back(31), stopped, hosts=set()) == "restart"  # it did not come back
+    # Measured from when the reaper could see the store, not from the hand-back alone.
+    assert judge(handed_back(100), stopped, hosts=set(), seen_since=ago(5)) is None
+    assert judge(handed_back(20), stopped, epoch="e2") == "restart"  # the broker restarted
+
+
 def test_cancel_requested_ends_a_build_nobody_holds_within_the_quiet_window() -> None:
     cancelled = build(cancel_requested=True)
     assert judge(cancelled, workers(worker(seen=0.5))) is None  # its worker ends it

@@ -1,0 +1,136 @@
+"""An orderly stop of a worker hands its running phases back instead of dying.
+
+SIGTERM is how a worker is stopped: honcho and systemd send it to the
+whole process group (Celery's main process and its pool processes), an
+operator may send it to the main process only. A pool process running a
+phase used to die of it (billiard's handler), and the phase came back as if
+its worker had crashed (counted against ``BINDER_MAX_DELIVERIES``).
+
+Here a pool process takes SIGTERM over when it starts its first phase
+(billiard sets its own handler after every initializer hook). Then a
+SIGTERM while it runs a phase only notes the request: the phase's guard
+(``workers/guard.py``) stops the phase as a cancel does (the Docker build
+is killed), and the phase runner hands the phase back
+(``workers/phase_runner.py``): the lease is released for that same phase,
+the task's message goes back to its queue, and the process exits soon
+after. A pool process that runs no phase stops as it always did (billiard's
+handler). The main process, at the start of its warm shutdown, sends
+SIGTERM to its pool processes, so a SIGTERM to it alone hands back too. A
+process killed with SIGKILL (or out of memory) is still a death: the broker
+delivers its phase again and the claim counts it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from types import FrameType
+from typing import Any
+
+from celery.signals import celeryd_init, worker_process_init, worker_shutting_down
+
+log = logging.getLogger(__name__)
+
+#: After its last phase was handed back, a pool process that was asked to stop
+#: exits this long after, time enough to pass the task's result to Celery's
+#: main process (a warm shutdown ends it sooner).
+EXIT_AFTER_HAND_BACK = 2.0
+
+
+class WorkerStopping(Exception):  # noqa: N818  (a reason, like BuildCancelled)
+    """This worker process was asked to stop: the phase it runs is handed back."""
+
+    def __init__(self, signal_name: str = "SIGTERM") -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+
+    def __str__(self) -> str:
+        return f"the worker process got {self.signal_name} (an orderly stop)"
+
+
+_phases_running = 0
+_requested = False
+#: The SIGTERM handler this process had before it took SIGTERM over (billiard's).
+_previous: Any = signal.SIG_DFL
+#: The Celery worker of this main process (``celeryd_init``), for its pool's pids.
+_worker: Any = None
+
+
+def requested() -> bool:
+    """True once this process was asked to stop while it ran a phase."""
+    return _requested
+
+
+@contextlib.contextmanager
+def phase_running() -> Iterator[None]:
+    """This process runs a phase inside the block: a SIGTERM hands it back."""
+    global _phases_running
+    _take_sigterm()
+    _phases_running += 1
+    try:
+        yield
+    finally:
+        _phases_running -= 1
+        if _requested and not _phases_running:
+            timer = threading.Timer(EXIT_AFTER_HAND_BACK, os._exit, (0,))
+            timer.daemon = True
+            timer.start()
+
+
+def _take_sigterm() -> None:
+    """Handle SIGTERM in this process from now on (only the main thread may)."""
+    global _previous
+    if threading.current_thread() is not threading.main_thread():
+        return
+    current = signal.getsignal(signal.SIGTERM)
+    if current is not _on_sigterm:
+        _previous = current
+        signal.signal(signal.SIGTERM, _on_sigterm)
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    global _requested
+    if not _phases_running:
+        _stop_as_before(signum, frame)  # nothing to hand back
+        return
+    # Only a flag: a signal handler runs between two bytecodes of whatever the
+    # main thread does. The guard's thread acts on it within a tick.
+    _requested = True
+
+
+def _stop_as_before(signum: int, frame: FrameType | None) -> None:
+    if callable(_previous):
+        _previous(signum, frame)
+    elif _previous != signal.SIG_IGN:
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+@worker_process_init.connect
+def _forget_the_parents(**_: Any) -> None:
+    """A pool process starts with nothing running and no stop asked for."""
+    global _phases_running, _requested
+    _phases_running, _requested = 0, False
+
+
+@celeryd_init.connect
+def _keep_worker(instance: Any = None, **_: Any) -> None:
+    global _worker
+    _worker = instance
+
+
+@worker_shutting_down.connect
+def _stop_pool_processes(how: str = "", **_: Any) -> None:
+    """A warm shutdown asked of the main process alone reaches its pool processes,
+    which hand their phases back instead of finishing them."""
+    if how != "Warm" or _worker is None:
+        return
+    pool = getattr(_worker, "pool", None)
+    with contextlib.suppress(Exception):  # a pool not started yet, or already gone
+        for pid in (pool.info.get("processes") or []) if pool is not None else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
