@@ -19,7 +19,11 @@ import pymongo
 import pymongo.errors
 import requests
 
-from tests.support.farm import BIN, free_port, wait_http
+from tests.integration.conftest import unique
+from tests.support.farm import BIN, ApiClient, free_port, wait_http
+from tests.support.git_server import GitServer
+from tests.support.processes import commands_running
+from tests.support.service_clients import base_image
 from tests.support.services import unmount_below
 
 
@@ -122,6 +126,49 @@ def test_a_farm_process_that_dies_stops_up_with_a_failure_naming_it(
     assert re.search(r"worker\.1 exited on its own \(rc=(-9|137)\), so the farm stopped",
                      text), text[-3000:]
     assert "the farm stopped because one of its processes exited" in text
+    assert _wait_farm_gone(data_dir, 20) == []
+
+
+def test_stopping_up_mid_build_hands_the_build_to_the_next_up_without_a_death(
+        farm_env: dict[str, str], services: None, tmp_path: Path, git_server: GitServer,
+        repo_url: str) -> None:
+    """The operator's way to restart the farm: SIGTERM ``up``, start it again. honcho
+    stops each process with SIGTERM to its process group, pool processes included."""
+    data_dir = tmp_path / "up"
+    env, port = _on_shared_services(farm_env, data_dir)
+    log = tmp_path / "up.log"
+    repo = unique("up-restart")
+    marker = uuid.uuid4().hex
+    git_server.make_repo(f"github/ops/{repo}", {"Dockerfile": (
+        f"FROM {base_image()}\nRUN echo {marker} && sleep 45\n")})
+    up = _start_up(env, log)
+    try:
+        _wait_healthy(port, up, data_dir, log, 120)
+        api = ApiClient(f"http://127.0.0.1:{port}", (data_dir / "api-key").read_text().strip())
+        name = api.start(f"{repo_url}/ops/{repo}").json()["name"]
+        assert api.wait_phase(name, "building", timeout=90)["phase"] == "building"
+        deadline = time.monotonic() + 60
+        while not commands_running(marker) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert commands_running(marker), api.logs(name)
+        stopped_at = time.monotonic()
+        up.send_signal(signal.SIGTERM)
+        assert up.wait(60) == 0, _tail(log)
+        assert time.monotonic() - stopped_at < 30, _tail(log)  # not waiting for the step
+        up = _start_up(env, log)
+        _wait_healthy(port, up, data_dir, log, 120)
+        done = api.wait(name, timeout=240)
+        logs = api.logs(name)
+        assert done["status"] == "completed", (done, logs)
+        assert done["attempt"] == 1, logs  # the same attempt, from building
+        assert "== building handed back: the worker process got SIGTERM" in logs, logs
+        assert "== building runs again: a stopping worker handed it back 1 time(s)" in logs
+        assert "died" not in logs, logs
+        assert "WorkerLostError" not in log.read_text(), _tail(log)
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGTERM)
+            up.wait(60)
     assert _wait_farm_gone(data_dir, 20) == []
 
 
