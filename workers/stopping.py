@@ -15,7 +15,7 @@ is killed), and the phase runner hands the phase back
 the task's message goes back to its queue, and the process exits soon
 after. A pool process that runs no phase stops as it always did (billiard's
 handler). The main process, at the start of its warm shutdown, sends
-SIGTERM to its pool processes, so a SIGTERM to it alone hands back too. A
+SIGTERM to its busy pool processes, so a SIGTERM to it alone hands back too. A
 process killed with SIGKILL (or out of memory) is still a death: the broker
 delivers its phase again and the claim counts it.
 """
@@ -31,7 +31,8 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from celery.signals import celeryd_init, worker_process_init, worker_shutting_down
+from celery.signals import worker_process_init, worker_shutting_down
+from celery.worker import state as worker_state
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,6 @@ _phases_running = 0
 _requested = False
 #: The SIGTERM handler this process had before it took SIGTERM over (billiard's).
 _previous: Any = signal.SIG_DFL
-#: The Celery worker of this main process (``celeryd_init``), for its pool's pids.
-_worker: Any = None
 
 
 def requested() -> bool:
@@ -117,20 +116,15 @@ def _forget_the_parents(**_: Any) -> None:
     _phases_running, _requested = 0, False
 
 
-@celeryd_init.connect
-def _keep_worker(instance: Any = None, **_: Any) -> None:
-    global _worker
-    _worker = instance
-
-
 @worker_shutting_down.connect
-def _stop_pool_processes(how: str = "", **_: Any) -> None:
-    """A warm shutdown asked of the main process alone reaches its pool processes,
-    which hand their phases back instead of finishing them."""
-    if how != "Warm" or _worker is None:
+def _stop_busy_pool_processes(how: str = "", **_: Any) -> None:
+    """A warm shutdown asked of the main process alone reaches the pool processes
+    running a task, which hand their phases back instead of finishing them. Idle
+    ones are left to end as a warm shutdown ends them (a SIGTERM would stop them
+    with a status the pool reports as an error)."""
+    if how != "Warm":
         return
-    pool = getattr(_worker, "pool", None)
-    with contextlib.suppress(Exception):  # a pool not started yet, or already gone
-        for pid in (pool.info.get("processes") or []) if pool is not None else []:
+    for pid in {request.worker_pid for request in list(worker_state.active_requests)}:
+        if pid:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
