@@ -55,6 +55,9 @@ class WorkerStopping(Exception):  # noqa: N818  (a reason, like BuildCancelled)
 
 _phases_running = 0
 _requested = False
+#: True in a pool process (Celery's ``worker_process_init``): only there does a
+#: SIGTERM hand back; in a main process it is Celery's warm shutdown.
+_in_pool = False
 #: The SIGTERM handler this process had before it took SIGTERM over (billiard's).
 _previous: Any = signal.SIG_DFL
 
@@ -81,9 +84,9 @@ def phase_running() -> Iterator[None]:
 
 
 def _take_sigterm() -> None:
-    """Handle SIGTERM in this process from now on (only the main thread may)."""
+    """Handle SIGTERM in this pool process from now on (only the main thread may)."""
     global _previous
-    if threading.current_thread() is not threading.main_thread():
+    if not _in_pool or threading.current_thread() is not threading.main_thread():
         return
     current = signal.getsignal(signal.SIGTERM)
     if current is not _on_sigterm:
@@ -110,10 +113,10 @@ def _stop_as_before(signum: int, frame: FrameType | None) -> None:
 
 
 @worker_process_init.connect
-def _forget_the_parents(**_: Any) -> None:
+def _pool_process_started(**_: Any) -> None:
     """A pool process starts with nothing running and no stop asked for."""
-    global _phases_running, _requested
-    _phases_running, _requested = 0, False
+    global _phases_running, _requested, _in_pool
+    _phases_running, _requested, _in_pool = 0, False, True
 
 
 @worker_shutting_down.connect

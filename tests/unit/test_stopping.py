@@ -16,10 +16,12 @@ from common.models import BuildRecord, Phase
 from workers import phase_runner, stopping
 from workers.phase_runner import PhaseResult
 
-#: A pool process as billiard makes one: a SIGTERM handler of its own that exits.
+#: A pool process as Celery and billiard make one: started (``worker_process_init``),
+#: then given a SIGTERM handler of billiard's that exits.
 POOL_PROCESS = """
 import os, signal, sys, time
 from workers import stopping
+stopping._pool_process_started()
 signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(7))
 {body}
 """
@@ -50,6 +52,17 @@ def test_sigterm_with_no_phase_running_stops_the_process_as_before() -> None:
             pass
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(5)
+        print("never", flush=True)
+    """)
+    assert (done.returncode, done.stdout) == (7, "")
+
+
+def test_a_main_process_keeps_its_own_sigterm_handler() -> None:
+    done = run_pool_process("""
+        stopping._in_pool = False  # a main process (a solo pool runs tasks there)
+        with stopping.phase_running():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
         print("never", flush=True)
     """)
     assert (done.returncode, done.stdout) == (7, "")
