@@ -23,7 +23,6 @@ delivers its phase again and the claim counts it.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import signal
 import threading
@@ -33,8 +32,6 @@ from typing import Any
 
 from celery.signals import worker_process_init, worker_shutting_down
 from celery.worker import state as worker_state
-
-log = logging.getLogger(__name__)
 
 #: After its last phase was handed back, a pool process that was asked to stop
 #: exits this long after, time enough to pass the task's result to Celery's
