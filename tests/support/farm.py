@@ -19,9 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pymongo
 import requests
 from urllib3.exceptions import ProtocolError
 
+from common.db import INDEXES
 from workers.orphans import die_with_parent
 
 BIN = Path(sys.executable).parent
@@ -189,6 +191,12 @@ def start_whole_farm(farm: Farm, records: Any, hosts: tuple[str, ...],
                      timeout: float = 90) -> tuple[str, HostWorkers]:
     """The API, beat and one worker per host of ``farm`` (see ``HostWorkers``);
     returns the API's URL and the workers."""
+    # The collections and their indexes first, from here: on a fresh embedded store,
+    # several farm processes creating them at once can hang it for good (its
+    # create_collection waits inside the storage engine, holding the store's lock).
+    with pymongo.timeout(60):
+        for collection, indexes in INDEXES.items():
+            records.database[collection].create_indexes(indexes)
     _, url = farm.start_api()
     farm.start("beat", ["beat"])
     workers = HostWorkers(farm, records, hosts, timeout)
