@@ -180,10 +180,30 @@ def ensure_indexes(config: Config | None = None) -> None:
     if key in _indexed:
         return
     with translate_errors():
-        db = get_db(config)
-        for collection, indexes in INDEXES.items():
-            db[collection].create_indexes(indexes)
+        create_indexes(get_db(config))
     _indexed.add(key)
+
+
+def create_indexes(database: Database[dict[str, Any]]) -> None:
+    """Create the collections of ``database`` with every index in ``INDEXES``."""
+    for collection, indexes in INDEXES.items():
+        database[collection].create_indexes(indexes)
+
+
+#: How long preparing a fresh store may take: its first collections are made on disk.
+PREPARE_TIMEOUT_S = 60.0
+
+
+def prepare_store(config: Config) -> None:
+    """Create the farm's collections and indexes before its processes start.
+
+    A fresh embedded store can hang for good when several processes create
+    collections at once (each ``create_collection`` waits inside the storage
+    engine while holding the store's lock), so whoever starts the farm makes
+    them first, one at a time. Raises ``NoDatabase`` or ``BadDatabase``.
+    """
+    with translate_errors(), pymongo.timeout(PREPARE_TIMEOUT_S):
+        create_indexes(get_db(config))
 
 
 @contextlib.contextmanager

@@ -85,6 +85,9 @@ def test_up_serves_health_then_stops_everything_it_started(
         key = (data_dir / "api-key").read_text().strip()
         assert f"key  {key}" in text and f"http://127.0.0.1:{port}/" in text
         assert "api.1" in text and "worker.1" in text and "beat.1" in text
+        # A fresh store gets its collections from up itself, before any process starts.
+        ready = f"store | collections and indexes of {env['BINDER_MONGO_DB']} ready"
+        assert ready in text and text.index(ready) < text.index("api.1"), text[:3000]
         assert len(farm_processes(str(data_dir))) >= 4
     finally:
         up.send_signal(signal.SIGTERM)

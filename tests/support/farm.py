@@ -23,7 +23,7 @@ import pymongo
 import requests
 from urllib3.exceptions import ProtocolError
 
-from common.db import INDEXES
+from common.db import PREPARE_TIMEOUT_S, create_indexes
 from workers.orphans import die_with_parent
 
 BIN = Path(sys.executable).parent
@@ -191,12 +191,9 @@ def start_whole_farm(farm: Farm, records: Any, hosts: tuple[str, ...],
                      timeout: float = 90) -> tuple[str, HostWorkers]:
     """The API, beat and one worker per host of ``farm`` (see ``HostWorkers``);
     returns the API's URL and the workers."""
-    # The collections and their indexes first, from here: on a fresh embedded store,
-    # several farm processes creating them at once can hang it for good (its
-    # create_collection waits inside the storage engine, holding the store's lock).
-    with pymongo.timeout(60):
-        for collection, indexes in INDEXES.items():
-            records.database[collection].create_indexes(indexes)
+    # The collections and their indexes first, as ``up`` does (see common.db.prepare_store).
+    with pymongo.timeout(PREPARE_TIMEOUT_S):
+        create_indexes(records.database)
     _, url = farm.start_api()
     farm.start("beat", ["beat"])
     workers = HostWorkers(farm, records, hosts, timeout)

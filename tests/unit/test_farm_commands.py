@@ -14,7 +14,7 @@ from gunicorn.config import Config as GunicornConfig
 
 from common.config import load_config
 from workers.cli.procfile_runner import PROCESS_EXITED
-from workers.cli.server import gunicorn_command, stopped_by_itself
+from workers.cli.server import _prepare_store, gunicorn_command, stopped_by_itself
 
 
 def test_the_api_runs_without_gunicorns_per_user_control_socket() -> None:
@@ -70,3 +70,12 @@ def test_up_fails_when_its_processes_stop_unasked() -> None:
         stopped_by_itself(PROCESS_EXITED)
     with pytest.raises(click.ClickException, match="status 0"):
         stopped_by_itself(0)
+
+
+def test_up_goes_on_when_the_store_cannot_be_prepared(capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing listens on port 2: the processes will create the collections later.
+    config = load_config(mongo_url="mongodb://127.0.0.1:2", mongo_timeout_ms=200)
+    _prepare_store(config)
+    said = capsys.readouterr().out
+    assert said.startswith("store | WARNING: collections not prepared: The build database")
+    assert "create them when the store answers" in said

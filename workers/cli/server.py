@@ -25,7 +25,8 @@ import click
 
 from common.api_keys import ensure_api_key, ensure_flower_password
 from common.config import Config, describe_settings, environment_for, load_config
-from common.errors import ConfigError
+from common.db import prepare_store
+from common.errors import BadDatabase, BinderError, ConfigError, NoDatabase
 from common.service_credentials import credentials_path, with_service_credentials
 from workers.cli.procfile_runner import PROCESS_EXITED
 from workers.launcher import ServiceError, ensure_services, stop_services
@@ -35,6 +36,11 @@ from workers.previous_run import AlreadyRunning, RunFiles
 UP_PROCESSES = ("api", "worker", "beat", "flower")
 
 
+def click_error(exc: BinderError) -> click.ClickException:
+    """The farm's error as the command line reports it: what happened, then what to do."""
+    return click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})")
+
+
 def _load(config_file: str | None, **overrides: Any) -> Config:
     """The configuration with the API key and the local services' credentials."""
     try:
@@ -42,7 +48,7 @@ def _load(config_file: str | None, **overrides: Any) -> Config:
         config.data_path.mkdir(parents=True, exist_ok=True)
         config = with_service_credentials(config)
     except ConfigError as exc:
-        raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
+        raise click_error(exc) from exc
     return config.replace(api_key=ensure_api_key(config))
 
 
@@ -64,6 +70,21 @@ def stopped_by_itself(status: int) -> None:
                                    "(named above); start it again with binder-build up")
     raise click.ClickException(f"the farm's processes stopped unasked (status {status}); "
                                "start it again with binder-build up")
+
+
+def _prepare_store(config: Config) -> None:
+    """The store's collections before the farm's processes start (see ``prepare_store``).
+
+    A store that does not answer yet does not stop the farm: its processes
+    create what they need once it does, as they do after an outage.
+    """
+    try:
+        prepare_store(config)
+    except (NoDatabase, BadDatabase) as exc:
+        click.echo(f"store | WARNING: collections not prepared: {exc.message} The farm's "
+                   "processes create them when the store answers.")
+        return
+    click.echo(f"store | collections and indexes of {config.mongo_db} ready")
 
 
 @click.command()
@@ -92,6 +113,7 @@ def up(config_file: str | None) -> None:
         config = with_service_credentials(config)  # made if this started the services
         for service in services:
             click.echo(f"started {service.name} (pid {service.pid}, log {service.log_path})")
+        _prepare_store(config)
         ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
         click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
         click.echo(f"key  {config.api_key}")
@@ -215,7 +237,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
     try:
         check_engine_address(config)
     except ConfigError as exc:
-        raise click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})") from exc
+        raise click_error(exc) from exc
     host = config.worker_host
     _exec([sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker_app", "worker",
            "--loglevel", "INFO", "-Q", f"{host_queue(host)},{SHARED_QUEUE}",
