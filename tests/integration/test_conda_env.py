@@ -106,11 +106,14 @@ def images(docker_api: docker.APIClient) -> Iterator[list[str]]:
             docker_api.remove_image(tag, force=True)
 
 
-def make_checkout(root: Path, environment_yml: str) -> Path:
+def make_checkout(root: Path, environment_yml: str, files: dict[str, bytes] | None = None
+                  ) -> Path:
     checkout = root / "checkout"
     checkout.mkdir()
     (checkout / "environment.yml").write_text(environment_yml)
     (checkout / "notebook.py").write_text("print('hello')\n")
+    for name, data in (files or {}).items():
+        (checkout / name).write_bytes(data)
     return checkout
 
 
@@ -150,9 +153,10 @@ def build(docker_api: docker.APIClient, context: bytes, tag: str) -> BuildResult
 
 
 def built(tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str],
-          environment_yml: str) -> tuple[str, BuildResult]:
-    """The image of a checkout holding ``environment_yml``, built (the test fails if not)."""
-    checkout = make_checkout(tmp_path, environment_yml)
+          environment_yml: str, files: dict[str, bytes] | None = None) -> tuple[str, BuildResult]:
+    """The image of a checkout holding ``environment_yml`` (and ``files``), built (the
+    test fails if not)."""
+    checkout = make_checkout(tmp_path, environment_yml, files)
     context, dockerfile = render_context(checkout, servers.index, servers.channel)
     tag = f"binder-test-conda-env:{uuid.uuid4().hex[:12]}"
     images.append(tag)
@@ -210,6 +214,18 @@ def test_environment_yml_builds_a_conda_env_with_pip_packages(
     step = next(line.split()[0] for line in again.log
                 if "conda_env.py" in line and " RUN " in line and line.startswith("#"))
     assert f"{step} CACHED" in again.log, "\n".join(again.log)
+
+
+def test_a_pip_entry_naming_a_wheel_of_the_repository_installs_it(
+        tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
+    """A bare file name is a path to pip, beside environment.yml: the install runs
+    after the repository is copied in."""
+    wheel = make_wheel("repowheel", "1.0")
+    tag, _ = built(tmp_path, servers, docker_api, images,
+                   f"dependencies:\n  - pip:\n    - {wheel.file_name}\n",
+                   {wheel.file_name: wheel.data})
+    assert run(docker_api, tag, "python", "-c", "import repowheel; print(repowheel.VALUE)"
+               ).strip() == "repowheel 1.0"
 
 
 def test_an_environment_python_without_ipykernel_gets_it_and_is_the_kernel(

@@ -83,12 +83,23 @@ def test_channel_names_map_to_the_channel_alias_and_urls_stay() -> None:
     assert script.channel_urls("defaults") == list(script.DEFAULT_CHANNELS)
 
 
-@pytest.mark.parametrize(("line", "local"), [
+@pytest.mark.parametrize(("entry", "local"), [
     ("tinypkg", False), ("git+https://example.org/x.git", False), ("--index-url https://x", False),
     ("-e .", True), ("-r requirements.txt", True), ("./src/pkg", True), ("file:pkg", True),
+    ("~/pkg", True), ("wheels/tinypkg-1.0-py3-none-any.whl", True),
+    # a bare name is the repository's file when there is one beside environment.yml
+    ("tinypkg-1.0-py3-none-any.whl", True), ("other-1.0-py3-none-any.whl", False),
 ])
-def test_pip_lines_that_need_the_repository(line: str, local: bool) -> None:
-    assert script.pip_needs_repo(script.EnvironmentSpec(pip=(line,))) is local
+def test_pip_entries_that_need_the_repository_install_after_the_copy(
+        tmp_path: Path, entry: str, local: bool) -> None:
+    inputs = inputs_for(tmp_path, f"dependencies: [numpy, {{pip: [{entry!r}]}}]\n",
+                        where="binder/environment.yml")
+    (inputs.checkout / "binder" / "tinypkg-1.0-py3-none-any.whl").write_bytes(b"")
+    lines = CondaBuildPack().render(inputs).splitlines()
+    install = next(n for n, line in enumerate(lines)
+                   if line.startswith("RUN ") and "conda_env.py" in line)
+    copy_repo = lines.index("COPY --chown=1000:1000 repo/ /home/jovyan/")
+    assert (install > copy_repo) is local
 
 
 # the buildpack

@@ -38,7 +38,6 @@ from workers.buildpacks.conda_env import (
     EnvironmentFileError,
     EnvironmentSpec,
     parse_environment,
-    pip_needs_repo,
 )
 from workers.buildpacks.installers import (
     CACHE_ROOT,
@@ -46,6 +45,7 @@ from workers.buildpacks.installers import (
     install_argv,
     python_cache_mount,
 )
+from workers.buildpacks.requirements import needs_repository
 from workers.package_index import check_requirement_lines, sources_replaced
 
 SCRIPT = "conda_env.py"
@@ -128,8 +128,12 @@ class CondaBuildPack(BuildPack):
         return [notice] if notice else []
 
     def _needs_repo(self, inputs: BuildInputs) -> bool:
+        """True when a ``pip:`` entry refers to files of the repository: pip runs
+        beside environment.yml, as it does for conda (see ``conda_env.pip_install``)."""
+        assert inputs.config_path is not None
+        folders = (inputs.checkout / inputs.config_path.parent,)
         try:
-            return pip_needs_repo(self._spec(inputs))
+            return any(needs_repository(line, folders) for line in self._spec(inputs).pip)
         except EnvironmentFileError:
             return False  # the script reports it in the build
 

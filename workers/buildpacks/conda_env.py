@@ -3,8 +3,8 @@
 This script runs in the build with the base image's ``/opt/rattler/bin/python``
 (a venv holding only py-rattler and pyyaml), so it imports nothing from
 binder-build but the repository YAML loader, which is shipped beside it
-(``repo_yaml.py``). The worker imports it too, for :func:`parse_environment`
-and :func:`pip_needs_repo`; py-rattler is therefore imported only where it is used.
+(``repo_yaml.py``). The worker imports it too, for :func:`parse_environment`;
+py-rattler is therefore imported only where it is used.
 
 What it does, in order (each step prints progress lines for the build log):
 
@@ -80,8 +80,6 @@ ERROR_PREFIX = "BINDER-ERROR: "
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9._-]+)*$")
 # pip lines that refer to files of the repository (``-r other.txt``, ``-e .``,
 # local paths): pip then needs the whole repository, not only environment.yml.
-_PIP_LOCAL_REFERENCE = re.compile(
-    r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|~|file:)")
 _NO_CANDIDATES = re.compile(r"^No candidates were found for (.+?)(?: \*)?$")
 _PIP_NOT_FOUND = re.compile(r"No matching distribution found for (\S+)")
 
@@ -160,11 +158,6 @@ def parse_environment(text: str) -> EnvironmentSpec:
     known = {"name", "prefix", "channels", "dependencies"}
     ignored = tuple(sorted(str(key) for key in data if key not in known))
     return EnvironmentSpec(tuple(channels), tuple(conda), tuple(pip), ignored)
-
-
-def pip_needs_repo(spec: EnvironmentSpec) -> bool:
-    """True when a ``pip:`` entry refers to files of the repository."""
-    return any(_PIP_LOCAL_REFERENCE.match(line) for line in spec.pip)
 
 
 def channel_urls(channel: str) -> list[str]:

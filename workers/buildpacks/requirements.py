@@ -12,7 +12,8 @@ from workers.package_index import check_requirements_file
 
 # Lines that refer to other files of the repository (``-r other.txt``,
 # ``-e .``, local paths) need the whole repository before the install runs.
-_LOCAL_REFERENCE = re.compile(r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|file:)")
+_LOCAL_REFERENCE = re.compile(
+    r"^\s*(-r|--requirement|-c|--constraint|-e|--editable|\.|/|~|file:)")
 _FIND_LINKS = re.compile(r"^\s*(-f|--find-links)[\s=]+(\S+)")
 
 
