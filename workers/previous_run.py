@@ -50,8 +50,8 @@ def _wait_gone(text: str, timeout: float) -> bool:
 class RunFiles:
     """The run files of ``up`` for one data dir."""
 
-    def __init__(self, config: Config, say: Say) -> None:
-        self.root = config.data_path / "run"
+    def __init__(self, config: Config, say: Say, root: Path | None = None) -> None:
+        self.root = root or config.data_path / "run"
         self.say = say
 
     def path(self, name: str) -> Path:
@@ -137,15 +137,21 @@ class RunFiles:
     def stop_leftover_service(self, name: str) -> None:
         """Stop what a killed run left of service ``name`` (running, or still
         stopping) and remove its pid file, so this run starts it afresh."""
+        self.stop_service(name, "of the previous run is still there")
+
+    def stop_service(self, name: str, found: str) -> bool:
+        """Stop the recorded process of service ``name`` (SIGTERM, then SIGKILL after
+        ``STOP_WAIT``) and remove its pid file; ``found`` says what it is in the line
+        that says so. False when no such process runs."""
         text = self._read(f"{name}.pid")
         if not text:
-            return
+            return False
         self.forget(f"{name}.pid")
         pid = same_process(text)
         if pid is None:
             self.say(f"stale pid file of {name} (process {text.split()[0]} is gone): removed")
-            return
-        self.say(f"{name} (pid {pid}) of the previous run is still there; stopping it")
+            return False
+        self.say(f"{name} (pid {pid}) {found}; stopping it")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
         if not _wait_gone(text, STOP_WAIT):
@@ -153,6 +159,13 @@ class RunFiles:
                 os.kill(pid, signal.SIGKILL)
             _wait_gone(text, 10)
             self.say(f"{name} (pid {pid}) did not stop within {STOP_WAIT:g} s; killed it")
+        return True
+
+
+def detached_services(config: Config, say: Say) -> RunFiles:
+    """The pid files of the services ``binder-build services`` started detached
+    (``DATA_DIR/run/services``): apart from ``up``'s, which stops its own."""
+    return RunFiles(config, say, config.data_path / "run" / "services")
 
 
 #: The services ``up`` may start, by the name of their pid file.

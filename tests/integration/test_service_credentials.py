@@ -12,7 +12,6 @@ import contextlib
 import io
 import os
 import re
-import signal
 import stat
 import subprocess
 import tarfile
@@ -66,23 +65,26 @@ class OwnServices:
         self.output = result.stdout
         return result.stdout
 
-    def stop(self) -> None:
-        for pid in self.pids:
-            try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline:
-                try:
-                    os.kill(pid, 0)
-                    # reap if it is our grandchild no more: a zombie counts as gone
-                    if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
-                        break
-                except (ProcessLookupError, FileNotFoundError):
-                    break
-                time.sleep(0.2)
+    def stop(self) -> str:
+        """``binder-build services --stop``: its output, once every started process is gone."""
+        result = subprocess.run([str(BIN / "binder-build"), "services", "--stop"],
+                                env={**os.environ, **self.env}, capture_output=True, text=True,
+                                timeout=180)
+        assert result.returncode == 0, result.stdout + result.stderr
+        deadline = time.monotonic() + 10
+        while [pid for pid in self.pids if _runs(pid)] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert [pid for pid in self.pids if _runs(pid)] == [], result.stdout
         self.pids.clear()
+        return result.stdout
+
+
+def _runs(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, has stopped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
 
 
 @pytest.fixture(scope="module")
@@ -246,7 +248,9 @@ def test_a_restart_keeps_the_credentials_and_the_mongo_user(own_services: OwnSer
     data_dir = own_services.data_dir
     before = (data_dir / "credentials.json").read_text()
     provisioned = (data_dir / "mongo.provisioned").stat().st_mtime_ns
-    own_services.stop()
+    stopped = own_services.stop()  # every process it started is gone (see there)
+    assert stopped.splitlines()[-1] == "stopped registry, mongo, redis", stopped
+    assert own_services.stop() == "no service started by binder-build services runs\n"
     output = own_services.start()
     assert {"redis", "mongo", "registry"} <= set(re.findall(r"started (\w+)", output))
     assert (data_dir / "credentials.json").read_text() == before

@@ -31,7 +31,7 @@ from common.service_credentials import credentials_path, with_service_credential
 from workers.cli.procfile_runner import PROCESS_EXITED
 from workers.launcher import ServiceError, ensure_services, stop_services
 from workers.orphans import die_with_parent
-from workers.previous_run import AlreadyRunning, RunFiles
+from workers.previous_run import SERVICES, AlreadyRunning, RunFiles, detached_services
 
 UP_PROCESSES = ("api", "worker", "beat", "flower")
 
@@ -148,18 +148,31 @@ def up(config_file: str | None) -> None:
 @click.command()
 @config_option
 @click.option("--base-image/--no-base-image", default=True, help="Also build the base image.")
-def services(config_file: str | None, base_image: bool) -> None:
+@click.option("--stop", is_flag=True,
+              help="Stop the services an earlier `binder-build services` started, instead.")
+def services(config_file: str | None, base_image: bool, stop: bool) -> None:
     """Start the missing components detached (for CI and tests), then exit."""
     from workers.base_image import ensure_base_image
 
     config = _load(config_file)
+    started_here = detached_services(config, say=click.echo)
+    if stop:
+        stopped = [name for name in reversed(SERVICES)
+                   if started_here.stop_service(name, "started by binder-build services")]
+        click.echo(f"stopped {', '.join(stopped)}" if stopped else
+                   "no service started by binder-build services runs")
+        return
     try:
         started = ensure_services(config, detach=True)
         config = with_service_credentials(config)  # made if this started the services
     except (ServiceError, ConfigError) as exc:
         raise click.ClickException(str(exc)) from exc
     for service in started:
+        started_here.record_service(service.name, service.pid)
         click.echo(f"started {service.name} (pid {service.pid})")
+    if started:
+        click.echo(f"stop them with: binder-build services --stop (BINDER_DATA_DIR "
+                   f"{config.data_path})")
     click.echo(f"service credentials: {credentials_path(config)}")
     if base_image:
         ensure_base_image(config, say=click.echo)
