@@ -71,6 +71,26 @@ def test_start_follow_of_a_running_build_follows_it(api: ApiClient, git_server: 
     assert [attempt["build-id"] for attempt in history] == [api.build(name)["build-id"]]
 
 
+def test_a_start_of_a_running_build_suggests_the_commands_options(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    url = slow_repo(git_server, repo_url, seconds=120, owner="cli")
+    name = api.start(url).json()["name"]
+    try:
+        refused = cli(api, "build", "start", url)
+        # HTTP clients are still told the API's field.
+        told = api.start(url).json()["suggestions"]
+    finally:
+        api.request("DELETE", f"/builds/{name}")
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    assert refused.stderr.startswith(f"error: Already building the image {name}"), \
+        refused.stderr
+    assert "--force" in refused.stderr and "force: true" not in refused.stderr, refused.stderr
+    assert f"binder-build build logs {name} --follow" in refused.stderr, refused.stderr
+    assert any("force: true" in suggestion for suggestion in told), told
+    assert_no_traceback(refused)
+    api.wait(name, timeout=60)
+
+
 def test_start_follow_completes_with_phases_in_order_and_the_image(
         api: ApiClient, git_server: GitServer, repo_url: str) -> None:
     url = plain_repo(git_server, repo_url, owner="cli")

@@ -3,7 +3,8 @@
 Every command takes ``--url`` and ``--api-key`` (see ``client_settings``)
 and prints for people on a terminal, plain text in a pipe, or JSON with
 ``--json``. A request that fails prints the farm's sentence and
-suggestions and exits 1; there is never a traceback.
+suggestions (in the commands' terms, see ``hints``) and exits 1; there
+is never a traceback.
 
 Exit codes of ``build start --follow``: 0 when the build completed, 1 when
 it failed or was cancelled (and on any API error), 130 on Ctrl-C.
@@ -23,6 +24,7 @@ from workers.cli.build_view import LiveBuildView, PlainBuildView, summarise, tem
 from workers.cli.build_watch import is_final, seconds_between, watch_build
 from workers.cli.client_settings import resolve
 from workers.cli.farm_client import ApiError, FarmClient
+from workers.cli.hints import in_command_terms
 from workers.cli.output import Output, ago, duration
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,8 +50,15 @@ class Session:
             for_people(self.output, answer)
 
 
+def command_path() -> str:
+    """The running command as a user types it after the program's name (``build start``)."""
+    context = click.get_current_context()
+    return context.command_path.removeprefix(context.find_root().command_path).strip()
+
+
 def farm_command(view: F) -> F:
-    """Add the connection options and ``--json``; turn ``ApiError`` into message + exit 1."""
+    """Add the connection options and ``--json``; turn ``ApiError`` into message + exit 1,
+    with the suggestions of ``hints`` where it has its own."""
 
     @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
     @click.option("--client-config", envvar="BINDER_CLIENT_CONFIG", metavar="FILE",
@@ -67,7 +76,7 @@ def farm_command(view: F) -> F:
             session = Session(url, api_key, client_config, as_json)
             return view(session, **kwargs)
         except ApiError as exc:
-            output.error(exc)
+            output.error(in_command_terms(exc, command_path(), kwargs))
             sys.exit(EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]

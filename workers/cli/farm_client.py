@@ -204,8 +204,6 @@ class FarmClient:
         if isinstance(body, dict) and isinstance(body.get("error"), str):
             suggestions = [str(item) for item in body.get("suggestions") or []]
             kind = str(body.get("type") or "httpError")
-            if response.status_code in (401, 403) and not self.key:
-                suggestions.append("Give the farm's API key with --api-key or BINDER_API_KEY.")
             name = body.get("name") if isinstance(body.get("name"), str) else None
             return ApiError(body["error"], suggestions, kind, response.status_code, name)
         return ApiError(f"The farm at {self.url} answered HTTP {response.status_code} "

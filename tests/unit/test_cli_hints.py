@@ -1,0 +1,80 @@
+"""The commands suggest their own options for the farm's errors, not the HTTP API's fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from common import build_store
+from common.errors import AlreadyBuilding, BinderError, DoesNotExist, NoBuildInfo
+from workers.cli import main
+from workers.cli.farm_client import ApiError, FarmClient
+from workers.cli.hints import EVERY_COMMAND, ONE_COMMAND, in_command_terms
+
+#: What only an HTTP client can do; a command's suggestion names its options instead.
+HTTP_WORDS = ("GET ", "POST ", "DELETE ", "force: true", "header", "Retry-After", "/builds",
+              "/templates", "/hosts", "send the request")
+
+
+def answer(error: BinderError) -> requests.Response:
+    """The farm's HTTP answer for ``error``, as the API sends it."""
+    response = requests.Response()
+    response.status_code = error.status
+    response._content = json.dumps(error.to_body()).encode()
+    return response
+
+
+def refused_start() -> AlreadyBuilding:
+    """What the farm refuses a start of a running build with (its own words)."""
+    running = {"name": "o-r", "status": "running", "phase": "building",
+               "repository": "https://h/o/r", "ref": None}
+    with pytest.raises(AlreadyBuilding) as refused:
+        build_store._refuse_start(running, "o-r", {}, force=False)  # type: ignore[arg-type]
+    return refused.value
+
+
+def run(monkeypatch: pytest.MonkeyPatch, error: BinderError, *args: str) -> Any:
+    """Run ``binder-build ARGS`` against a farm whose every request answers ``error``."""
+    def refuse(self: FarmClient, *request: Any, **kwargs: Any) -> requests.Response:
+        raise self._error(answer(error))
+
+    monkeypatch.setattr(FarmClient, "_request", refuse)
+    return CliRunner().invoke(main, [*args, "--url", "http://127.0.0.1:9", "--api-key", "k"])
+
+
+def test_a_start_of_a_running_build_suggests_force_not_the_api_field(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    error = refused_start()
+    assert any("force: true" in text for text in error.suggestions)  # the API's words stay
+    done = run(monkeypatch, error, "build", "start", "https://h/o/r")
+    assert done.exit_code == 1
+    assert "error: Already building the image o-r" in done.stderr, done.stderr
+    assert "--force" in done.stderr and "force: true" not in done.stderr, done.stderr
+    assert "binder-build build logs o-r --follow" in done.stderr, done.stderr
+
+
+def test_a_missing_template_and_a_missing_build_point_at_the_list_commands(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    no_template = DoesNotExist("No template named o-r.", ["List them with GET /templates/."])
+    shown = run(monkeypatch, no_template, "templates", "show", "o-r").stderr
+    assert "binder-build templates list" in shown and "GET" not in shown, shown
+    no_build = NoBuildInfo("No build named o-r.", ["List builds with GET /builds/."])
+    shown = run(monkeypatch, no_build, "build", "status", "o-r").stderr
+    assert "binder-build build list" in shown and "GET" not in shown, shown
+    shown = run(monkeypatch, no_build, "build", "logs", "o-r", "--build-id", "b1").stderr
+    assert "binder-build build history o-r" in shown, shown
+
+
+@pytest.mark.parametrize("hint", [*EVERY_COMMAND.values(), *ONE_COMMAND.values()])
+def test_no_suggestion_of_a_command_is_worded_for_http(hint: Any) -> None:
+    for text in hint(ApiError("refused", name="o-r"), {"name": "o-r", "build_id": "b1"}):
+        assert not any(word in text for word in HTTP_WORDS), text
+
+
+def test_a_type_without_hints_of_its_own_keeps_the_farms_suggestions() -> None:
+    error = ApiError("Bad YAML.", ["Fix the YAML syntax."], type="badRepoSource", status=422)
+    assert in_command_terms(error, "build start", {}) is error
