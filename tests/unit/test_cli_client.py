@@ -13,7 +13,7 @@ from rich.console import Console
 
 from api.schemas.templates import docker_run_command
 from workers.cli import build_watch
-from workers.cli.build_view import PlainBuildView, phase_state
+from workers.cli.build_view import PlainBuildView, phase_state, summarise
 from workers.cli.build_watch import watch_build
 from workers.cli.client import show_build
 from workers.cli.client_settings import DEFAULT_URL, read_client_config, resolve
@@ -152,25 +152,33 @@ class FakeClient:
         yield from self.events
 
 
-def test_follow_tells_phases_in_order_then_returns_the_final_record(
+def test_plain_follow_prints_the_log_in_its_order_then_returns_the_final_record(
         monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(build_watch, "POLL_SECONDS", 0.01)
     done = {"start": at(0), "end": at(1)}
-    records = [
-        record("running", "fetching", fetching={"start": at(0)}),
-        record("running", "building", fetching=done, detecting=done, building={"start": at(1)}),
-        {**record("completed", "finished", fetching=done, detecting=done, building=done,
-                  pushing=done, registering={"start": at(1)}), "end-time": at(3)},
-    ]
-    client = FakeClient(records, [LogEvent("line", "hello", 1), LogEvent("end", "completed")])
+    # The record is read ahead of the log: it says building while the log still fetches.
+    building = record("running", "building", fetching=done, detecting=done,
+                      building={"start": at(1)})
+    records = [building, {**record("completed", "finished", fetching=done, detecting=done,
+                                   building=done, pushing=done, registering={"start": at(1)}),
+                          "end-time": at(3)}]
+    log = ["== fetching on h1 (attempt 1)", "Cloning into /work/src", "fetched abc123",
+           "== detecting on h1 (attempt 1)", "== building on h1 (attempt 1)",
+           "\x1b[1mStep 1/2\x1b[0m", "10%\r100%", "== build completed"]
+    events = [LogEvent("line", text, seq) for seq, text in enumerate(log, 1)]
+    client = FakeClient(records, [*events, LogEvent("end", "completed")])
     told: list[str] = []
     output, _ = plain_output()
-    view = PlainBuildView(output, record("running", "queued"), echo=told.append)
-    final = watch_build(client, record("running", "queued"), view)  # type: ignore[arg-type]
+    view = PlainBuildView(output, building, echo=told.append)
+    final = watch_build(client, building, view)  # type: ignore[arg-type]
     assert final["status"] == "completed"
-    story = [line for line in told if line.startswith("==>")]
-    assert story == ["==> fetching", "==> fetching done in 1.0s", "==> detecting",
-                     "==> detecting done in 1.0s", "==> building", "==> building done in 1.0s",
-                     "==> pushing", "==> pushing done in 1.0s", "==> registering",
-                     "==> registering done in 2.0s"]
-    assert "hello" in told and told[0] == "build o-r: https://h/o/r"
+    assert told == ["build o-r: https://h/o/r", *log[:5], "Step 1/2", "100%", log[-1]]
+
+
+def test_plain_summary_tells_each_phases_time() -> None:
+    done = {"start": at(0), "end": at(1)}
+    final = {**record("completed", "finished", fetching=done, building={"start": at(1)}),
+             "end-time": at(3), "image-name": "reg/o-r:abc"}
+    output, buffer = plain_output()
+    summarise(output, final, None)
+    assert "phases  fetching 1.0s  building 2.0s" in buffer.getvalue().splitlines()

@@ -3,9 +3,11 @@
 On a terminal, ``LiveBuildView`` redraws one block in place: each phase
 with a spinner while it runs and its elapsed time, the log's latest lines
 streaming beneath (colours kept). Elsewhere ``PlainBuildView`` prints the
-same story as plain lines, once each: a phase starting, the log, a phase
-done with its time. ``summarise`` prints the end either way: the image and
-template, or the error.
+log as plain lines, in the order it was written: each phase's part starts
+with the worker's ``== PHASE on HOST`` line, so the phases are told where
+they happened (the record, polled apart from the log, cannot place them
+among its lines). ``summarise`` prints the end either way: the image and
+template, or the error; in plain text, the phases' times too.
 """
 
 from __future__ import annotations
@@ -56,6 +58,12 @@ def phase_seconds(record: dict[str, Any], phase: str, now: dt.datetime | None = 
         float | None:
     times = _phase_times(record, phase)
     return seconds_between(times.get("start"), times.get("end") or record.get("end-time"), now)
+
+
+def phase_times(record: dict[str, Any]) -> str:
+    """``fetching 1.2s  building 40.1s ...``: each phase that started, with its time."""
+    return "  ".join(f"{phase} {duration(phase_seconds(record, phase))}"
+                     for phase in WORK_PHASES if _phase_times(record, phase).get("start"))
 
 
 class LiveBuildView:
@@ -147,15 +155,13 @@ class LiveBuildView:
 
 
 class PlainBuildView:
-    """The same story as plain lines, for pipes, files and CI logs."""
+    """The build's log as plain lines, for pipes, files and CI logs."""
 
     def __init__(self, output: Output, record: dict[str, Any],
                  echo: Callable[[str], None] | None = None) -> None:
         self.output = output
         self.echo = echo or output.log_line
-        self._announced: set[tuple[str, str]] = set()
-        self._title_shown = False
-        self.record(record)
+        self.echo(f"build {record.get('name')}: {record.get('repository')}")
 
     def __enter__(self) -> PlainBuildView:
         return self
@@ -164,30 +170,13 @@ class PlainBuildView:
         return None
 
     def record(self, record: dict[str, Any]) -> None:
-        if not self._title_shown:
-            self._title_shown = True
-            self.echo(f"build {record.get('name')}: {record.get('repository')}")
-        for phase in WORK_PHASES:
-            state = phase_state(record, phase)
-            if state in ("running", "done", "failed") and self._once(phase, "start"):
-                self.echo(f"==> {phase}")
-            if state == "done" and self._once(phase, "end"):
-                self.echo(f"==> {phase} done in {duration(phase_seconds(record, phase))}")
-            elif state == "failed" and self._once(phase, "end"):
-                self.echo(f"==> {phase} {record.get('status')} after "
-                          f"{duration(phase_seconds(record, phase))}")
+        """Nothing: the log tells each phase in its place, the summary their times."""
 
     def line(self, text: str) -> None:
         self.echo(strip_ansi(last_overwrite(text)))
 
     def log_unavailable(self, error: ApiError) -> None:
         self.output.note(f"log not available: {error.message}")
-
-    def _once(self, phase: str, what: str) -> bool:
-        if (phase, what) in self._announced:
-            return False
-        self._announced.add((phase, what))
-        return True
 
 
 def summarise(output: Output, record: dict[str, Any],
@@ -198,6 +187,8 @@ def summarise(output: Output, record: dict[str, Any],
     cached = " (cached)" if record.get("cached") else ""
     output.line()
     output.line(Text.assemble(output.status(status), f" in {total}{cached}"))
+    if not output.terminal:  # on a terminal the phases' times stay drawn above
+        output.fields([("phases", phase_times(record))])
     if status == "completed":
         pairs: list[tuple[str, Any]] = [("image", record.get("image-name"))]
         if isinstance(template, dict):

@@ -20,7 +20,13 @@ from typing import Any, TypeVar
 import click
 
 from common.models import Status
-from workers.cli.build_view import LiveBuildView, PlainBuildView, summarise, template_pairs
+from workers.cli.build_view import (
+    LiveBuildView,
+    PlainBuildView,
+    phase_times,
+    summarise,
+    template_pairs,
+)
 from workers.cli.build_watch import is_final, seconds_between, watch_build
 from workers.cli.client_settings import resolve
 from workers.cli.farm_client import ApiError, FarmClient
@@ -186,10 +192,6 @@ def status(session: Session, name: str) -> None:
 
 
 def show_build(output: Output, record: dict[str, Any]) -> None:
-    phases = record.get("phases") or {}
-    timing = "  ".join(
-        f"{phase} {duration(seconds_between(times.get('start'), times.get('end')))}"
-        for phase, times in phases.items() if isinstance(times, dict) and times.get("start"))
     output.fields([
         ("name", record.get("name")),
         ("status", output.status(record.get("status"))),
@@ -205,7 +207,7 @@ def show_build(output: Output, record: dict[str, Any]) -> None:
                                               record.get("end-time")))),
         ("cached", "yes" if record.get("cached") else None),
         ("attempt", record.get("attempt") if (record.get("attempt") or 1) > 1 else None),
-        ("phases", timing),
+        ("phases", phase_times(record)),
         ("error", record.get("error")),
         *[("suggestion", suggestion) for suggestion in record.get("suggestions") or []],
     ])
