@@ -125,17 +125,17 @@ def _find_hit(config: Config, name: str, fields: dict[str, Any]) -> Lookup:
         return miss
     if not in_registry(config, image):
         return miss
+    maker = build_store.image_maker(built)
     record: dict[str, Any] = {
         "status": Status.COMPLETED.value, "phase": Phase.FINISHED.value,
         "start_time": started, "end_time": utcnow(),
         "provider": resolved.provider, "content_id": resolved.content_id,
         "commit": resolved.commit, "image_name": image, "image_source": image,
-        "cached": True,
+        "cached": True, "built_by": maker,
         **{key: built[key] for key in IMAGE_FACTS if key in built},  # type: ignore[literal-required]
     }
     return Lookup(CacheHit(record, [f"resolved: {resolved.description}",
-                                    f"{image} is already built (build {built['build_id']}); "
-                                    "reusing it"]))
+                                    f"{image} is already built (build {maker}); reusing it"]))
 
 
 def in_registry(config: Config, image: str) -> bool:

@@ -188,6 +188,26 @@ def completed_with_image(image: str) -> BuildRecord | None:
         return db.builds().find_one({"image_name": image, "status": Status.COMPLETED.value})
 
 
+def image_maker(record: BuildRecord) -> str:
+    """The build id of the build that made the image of ``record``, a completed build:
+    its own, or, for a cache hit, that of the build the hit reused (``built_by``).
+
+    A hit answered from another hit names the build that made the image, not the
+    hit before it. A hit stored before hits kept ``built_by`` names itself."""
+    return record.get("built_by") or record["build_id"]
+
+
+def earlier_maker(name: str, image: str) -> str | None:
+    """The build id of the build that made ``image`` according to the newest completed
+    archived attempt of ``name`` that names it (``image_maker``), if any: what a
+    running build of ``name`` that found ``image`` built reuses."""
+    with translate_errors():
+        found = list(db.attempts().find({"name": name, "image_name": image,
+                                         "status": Status.COMPLETED.value})
+                     .sort(NEWEST_FIRST).limit(1))
+    return image_maker(found[0]) if found else None
+
+
 #: Newest first; ``_id`` breaks ties so pages do not overlap.
 NEWEST_FIRST = [("start_time", DESCENDING), ("_id", DESCENDING)]
 HISTORY_LIMIT = 100

@@ -123,6 +123,7 @@ class BuildRecord(TypedDict, total=False):
     worker: str | None
     workers: list[str]
     cached: bool
+    built_by: str  # a cache hit's: the build id of the build that made its image
     pushed_bytes: int  # bytes of layers the push phase sent (metrics)
     image_pruned: dt.datetime  # when retention deleted the image from the registry
     log_pruned: dt.datetime  # when retention deleted the stored log

@@ -75,6 +75,9 @@ class BuildSchema(Schema):
     worker = fields.String(allow_none=True)
     workers = fields.List(fields.String())
     cached = fields.Boolean()
+    built_by = fields.String(data_key="built-by", metadata={
+        "description": "a cache hit's: the build-id of the build that made its image "
+                       "(the same through any number of hits)"})
     cancel_requested = fields.Boolean(data_key="cancel-requested")
     phases = fields.Dict(keys=fields.String(), values=fields.Nested(PhaseTimesSchema))
     image_pruned = fields.DateTime(data_key="image-pruned", metadata={

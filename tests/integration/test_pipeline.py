@@ -218,7 +218,15 @@ def test_second_start_of_built_commit_is_a_cache_hit(api: ApiClient, git_server:
     stored = build_store.get_build(second["name"])
     assert stored["build_id"] == second["build-id"] != first["build-id"]
     assert stored["enqueued"] is False and stored["workers"] == []
-    assert f"{first['image-name']} is already built" in api.logs(second["name"])
+    assert second["built-by"] == first["build-id"]
+    assert (f"{first['image-name']} is already built (build {first['build-id']})"
+            in api.logs(second["name"]))
+    # A hit answered from that hit still names the build that made the image.
+    again = api.start(f"{repo_url}/gina/{repo}").json()
+    assert again["cached"] is True and again["build-id"] != second["build-id"]
+    assert again["built-by"] == first["build-id"]
+    assert (f"{first['image-name']} is already built (build {first['build-id']})"
+            in api.logs(again["name"]))
     # A code-only change rebuilds without reinstalling the dependencies.
     git_server.push_commit(f"github/gina/{repo}", {"code.py": "v = 2\n"})
     third = api.start_and_wait(f"{repo_url}/gina/{repo}")

@@ -93,6 +93,16 @@ def test_a_built_commit_is_answered_completed_and_cached(farm: dict[str, Any]) -
     assert farm["timeouts"] == [CONFIG.cache_resolve_timeout] and CONFIG.cache_resolve_timeout <= 1
 
 
+def test_a_hit_of_a_hit_names_the_build_that_made_the_image(farm: dict[str, Any]) -> None:
+    """b1 built the image, hit h1 reused it: the next hit names b1, not h1."""
+    first = cache_hits.find_hit(CONFIG, "o-r", FIELDS)
+    assert first is not None and first.fields["built_by"] == "b1"
+    farm["built"] = {**farm["built"], **first.fields, "build_id": "h1"}
+    second = cache_hits.find_hit(CONFIG, "o-r", FIELDS)
+    assert second is not None and second.fields["built_by"] == "b1"
+    assert second.log_lines[-1] == f"{IMAGE} is already built (build b1); reusing it"
+
+
 @pytest.mark.parametrize("change", [
     {"resolved": "d" * 40},  # the ref moved on
     {"built": None},  # no completed build made the image

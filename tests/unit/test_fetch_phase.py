@@ -149,6 +149,8 @@ def fetching(monkeypatch: pytest.MonkeyPatch, stored: dict[str, Any]) -> dict[st
     monkeypatch.setattr(fetch, "directory_bytes", lambda path: 0)
     monkeypatch.setattr(fetch, "provider_for", lambda spec, config: state["provider"])
     monkeypatch.setattr(fetch.template_store, "save_template", lambda template: None)
+    monkeypatch.setattr(fetch.build_store, "earlier_maker",
+                        lambda name, image: state.get("maker"))
 
     def image_for(config: Any, name: str, content_id: str) -> str:
         # Asked while the content downloads, the registry sees the fetch start.
@@ -184,6 +186,23 @@ def test_a_built_commit_is_a_cache_hit_even_when_its_fetch_fails(
     stored.clear()
     with pytest.raises(BuildFailure, match="host down"):
         fetch_run(RECORD)
+
+
+def test_a_cache_hit_names_the_build_that_made_the_image(
+        fetching: dict[str, Any], stored: dict[str, Any]) -> None:
+    stored.update(name="o-r", image_name=IMAGE, repository=RECORD["repository"], ref=None)
+    fetching["provider"] = Fetching("c" * 40)
+    fetching["maker"] = "b1"
+    phase = run_of(RECORD)
+    phase.guard = SimpleNamespace(raise_if_stopped=lambda: None, reason=None)
+    phase.checkout = None
+    result = fetch.run(phase)
+    assert result.complete and result.changes["built_by"] == "b1"
+    assert f"{IMAGE} is already built (build b1); reusing it" in phase.said
+    # No record says which build made it: the hit says nothing of one.
+    fetching["maker"] = None
+    result = fetch_run(RECORD)
+    assert result.complete and "built_by" not in result.changes
 
 
 def test_a_built_archive_is_not_downloaded(fetching: dict[str, Any],

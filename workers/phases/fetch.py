@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from common import template_store
+from common import build_store, template_store
 from common.config import Config
 from common.errors import BadRepoSource, BuildFailure
 from common.models import BuildRecord, TemplateRecord
@@ -128,12 +128,22 @@ def run(phase: PhaseRun) -> PhaseResult:
     found: dict[str, Any] = {"provider": resolved.provider, "content_id": resolved.content_id,
                              "commit": resolved.commit, "image_name": image}
     if template is not None:
-        phase.say(f"{image} is already built; reusing it")
-        template_store.save_template({**template, "commit": resolved.commit,
-                                      "content_id": resolved.content_id})
-        return PhaseResult({**found, "image_source": image, "cached": True,
-                            "config": template.get("config")}, complete=True)
+        return reuse(phase, resolved, template, found)
     return PhaseResult({**found, "cached": False})
+
+
+def reuse(phase: PhaseRun, resolved: Resolved, template: TemplateRecord,
+          found: dict[str, Any]) -> PhaseResult:
+    """Complete the build as a cache hit of ``template``'s image, naming the build
+    that made it (``built_by``) as a hit answered by the API does."""
+    image = found["image_name"]
+    maker = build_store.earlier_maker(phase.record["name"], image)
+    phase.say(f"{image} is already built{f' (build {maker})' if maker else ''}; reusing it")
+    template_store.save_template({**template, "commit": resolved.commit,
+                                  "content_id": resolved.content_id})
+    return PhaseResult({**found, "image_source": image, "cached": True,
+                        **({"built_by": maker} if maker else {}),
+                        "config": template.get("config")}, complete=True)
 
 
 def fetch(phase: PhaseRun, provider: ContentProvider, resolved: Resolved,
