@@ -1,11 +1,11 @@
-"""The OCI registry: which tags exist and their digests, pushing and pulling through the
-engine, and the credentials Docker needs for it."""
+"""The OCI registry: which tags exist and their digests, deleting a tag, pushing and
+pulling through the engine, and the credentials Docker needs for it."""
 
 from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Set
 from pathlib import Path
 
 import docker
@@ -59,6 +59,30 @@ def manifest_digest(config: Config, image: str, timeout: float = 5) -> str | Non
 def manifest_exists(config: Config, image: str, timeout: float = 5) -> bool:
     """True when the registry holds ``image`` (a full ``registry/repo:tag``)."""
     return manifest_digest(config, image, timeout) is not None
+
+
+def delete_tag(config: Config, image: str, keep_digests: Set[str] = frozenset()) -> bool:
+    """Delete ``image``'s manifest from the registry (by its digest: the registry deletes
+    no tag alone); True when the tag is gone, or was.
+
+    False, deleting nothing, when its digest is in ``keep_digests``: the manifest is
+    also that of a tag to keep, which would go with it. Raises ``requests.HTTPError``
+    when the registry refuses (one that does not allow deletes answers 405), and any
+    ``requests.RequestException`` when it does not answer.
+    """
+    digest = manifest_digest(config, image, timeout=10)
+    if digest is None:
+        return True
+    if digest in keep_digests:
+        return False
+    registry, repository, _ = split_image(image)
+    response = requests.delete(
+        f"{registry_url(registry, config.registry_insecure)}/v2/{repository}/manifests/{digest}",
+        headers={"Accept": MANIFEST_TYPES}, auth=_auth(config), timeout=30)
+    if response.status_code in (202, 404):
+        return True
+    raise requests.HTTPError(f"HTTP {response.status_code} {response.text[:200]}",
+                             response=response)
 
 
 def auth_config(config: Config) -> dict[str, str] | None:

@@ -30,12 +30,12 @@ from pymongo import DeleteMany, UpdateMany
 
 from common import db
 from common.clock import CLOCK_SLACK, utcnow
-from common.config import Config, registry_url
+from common.config import Config
 from common.db import get_db, translate_errors
 from common.errors import NoDatabase
 from common.models import FINAL_STATUSES, Status
 from workers.celery_app import task_config
-from workers.registry import MANIFEST_TYPES, auth_config, manifest_digest, split_image
+from workers.registry import delete_tag, manifest_digest, split_image
 
 log = logging.getLogger(__name__)
 
@@ -122,26 +122,6 @@ def _images_of(config: Config, names: Iterable[str] | None) \
     return records, templates
 
 
-def delete_image(config: Config, image: str, keep_digests: set[str]) -> bool:
-    """Delete ``image``'s manifest from the registry; True when it is gone."""
-    digest = manifest_digest(config, image, timeout=10)
-    if digest is None:
-        return True  # already gone
-    if digest in keep_digests:
-        return False  # a kept tag shares it: deleting would take that one too
-    registry, repository, _ = split_image(image)
-    auth = auth_config(config)
-    response = requests.delete(
-        f"{registry_url(registry, config.registry_insecure)}/v2/{repository}/manifests/{digest}",
-        headers={"Accept": MANIFEST_TYPES}, timeout=30,
-        auth=(auth["username"], auth["password"]) if auth else None)
-    if response.status_code in (202, 404):
-        return True
-    log.warning("registry refused to delete %s: HTTP %s %s", image, response.status_code,
-                response.text[:200])
-    return False
-
-
 def prune_images(config: Config) -> list[str]:
     """Delete old images from the registry; returns those deleted.
 
@@ -168,7 +148,10 @@ def prune_images(config: Config) -> list[str]:
     deleted = []
     for name, image in prune:
         try:
-            gone = delete_image(config, image, keep_digests)
+            gone = delete_tag(config, image, keep_digests)
+        except requests.HTTPError as exc:
+            log.warning("registry refused to delete %s: %s", image, exc)
+            gone = False
         except requests.RequestException as exc:
             log.warning("registry unreachable while deleting %s: %s", image, exc)
             break
