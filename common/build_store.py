@@ -208,6 +208,16 @@ def earlier_maker(name: str, image: str) -> str | None:
     return image_maker(found[0]) if found else None
 
 
+def completed_images(name: str) -> dict[str, str]:
+    """The images the completed builds of ``name`` name (current and archived) that
+    retention has not deleted, each with the build that made it (``image_maker``)."""
+    query = {"name": name, "status": Status.COMPLETED.value}
+    with translate_errors():
+        records = [*db.attempts().find(query), *db.builds().find(query)]
+    return {record["image_name"]: image_maker(record) for record in records
+            if record.get("image_name") and not record.get("image_pruned")}
+
+
 #: Newest first; ``_id`` breaks ties so pages do not overlap.
 NEWEST_FIRST = [("start_time", DESCENDING), ("_id", DESCENDING)]
 HISTORY_LIMIT = 100

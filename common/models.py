@@ -115,6 +115,9 @@ class BuildRecord(TypedDict, total=False):
     content_id: str  # the image tag: a commit SHA or an archive record's digest
     image_name: str | None
     image_source: str | None
+    #: A failed build's: the image it pushed and verification rejected (its image_name is
+    #: None); removed from the registry unless a completed build names it.
+    rejected_image: str
     image_id: str
     config: str | None
     config_files: list[str]

@@ -114,6 +114,23 @@ class PhaseResult:
     complete: bool = False
 
 
+class PhaseFailure(BuildFailure):
+    """A failure that also changes fields of the record it ends, as ``PhaseResult``'s
+    changes do for a phase that succeeds: both are written in the one write that
+    ends the build."""
+
+    def __init__(self, message: str, suggestions: list[str] | None = None,
+                 changes: dict[str, Any] | None = None) -> None:
+        super().__init__(message, suggestions)
+        self.changes = dict(changes or {})
+        self.args = (message, self.suggestions, self.changes)  # pickled with its changes
+
+    @classmethod
+    def of(cls, failure: BuildFailure, changes: dict[str, Any]) -> PhaseFailure:
+        """``failure``, with ``changes`` to the record."""
+        return cls(failure.message, failure.suggestions, changes)
+
+
 PhaseFunction = Callable[[PhaseRun], PhaseResult | None]
 #: Sends the next step of the build (it raises while the broker is unreachable).
 HandOn = Callable[[BuildRecord], None]
@@ -243,7 +260,8 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
                     writer=writer)
     except BuildFailure as exc:
-        return _end(config, record, Status.FAILED, wait, exc.message, writer=writer,
+        return _end(config, record, Status.FAILED, wait, exc.message,
+                    exc.changes if isinstance(exc, PhaseFailure) else None, writer=writer,
                     suggestions=exc.suggestions)
     except LeaseLost:
         log.warning("%s lost the lease of %s during %s", liveness.worker_name(config),

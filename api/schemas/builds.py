@@ -71,6 +71,10 @@ class BuildSchema(Schema):
     image_name = fields.String(data_key="image-name", allow_none=True)
     image_source = fields.String(data_key="image-source",
                                  allow_none=True)
+    rejected_image = fields.String(data_key="rejected-image", metadata={
+        "description": "a failed build's: the image it pushed and verification rejected "
+                       "(its image-name is then null); removed from the registry unless a "
+                       "completed build names it"})
     config = fields.String(allow_none=True, metadata={"description": "config file built from"})
     worker = fields.String(allow_none=True)
     workers = fields.List(fields.String())

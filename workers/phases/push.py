@@ -3,17 +3,21 @@
 Verification (``workers/verify.py``) starts the image on this host while the
 engine pushes it: neither waits for the other, and the phase ends when both
 have succeeded. If the push fails first, the verification is left to end by
-itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``).
+itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``). If the
+verification fails, the pushed image leaves the registry again
+(``workers/image_rejection.py``).
 """
 
 from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from common.errors import BuildFailure
 from workers import verification_reuse
 from workers.docker_engine import docker_client
+from workers.image_rejection import withdraw
 from workers.outages import engine_lost, registry_lost, watching
-from workers.phase_runner import PhaseResult, PhaseRun
+from workers.phase_runner import PhaseFailure, PhaseResult, PhaseRun
 from workers.phases.template import image_facts, launch_command, serving_port
 from workers.registry import push_image
 from workers.verify import verify_image
@@ -42,6 +46,14 @@ def verify(phase: PhaseRun) -> None:
         verification_reuse.remember(key, record["name"], phase.image)
 
 
+def rejected(phase: PhaseRun, failure: BuildFailure) -> PhaseFailure:
+    """The image, pushed, failed verification: its tag leaves the registry unless a
+    completed build names it (``workers/image_rejection.py``), and the build fails
+    with the image named as rejected, not as its image."""
+    withdraw(phase.config, phase.record["name"], phase.image, phase.say)
+    return PhaseFailure.of(failure, {"image_name": None, "rejected_image": phase.image})
+
+
 def run(phase: PhaseRun) -> PhaseResult:
     image = phase.image
     if phase.record.get("cached"):
@@ -59,7 +71,10 @@ def run(phase: PhaseRun) -> PhaseResult:
                                 check=phase.guard.raise_if_stopped)
         phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
-            verifying.result()
+            try:
+                verifying.result()
+            except BuildFailure as exc:
+                raise rejected(phase, exc) from exc
     finally:
         pool.shutdown(wait=False)
     return PhaseResult({"image_source": image, "pushed_bytes": pushed})

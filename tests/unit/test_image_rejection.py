@@ -1,0 +1,162 @@
+"""An image that failed verification leaves the registry, unless something stands for it."""
+
+from __future__ import annotations
+
+import contextlib
+import pickle
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+
+from common.config import load_config
+from common.errors import BuildFailure, NoDatabase
+from workers import image_rejection
+from workers.phase_runner import PhaseFailure
+from workers.phases import push
+
+CONFIG = load_config(environ={})
+REPOSITORY = "127.0.0.1:5000/binder-o-r"
+REJECTED = f"{REPOSITORY}:{'c' * 40}-0123456789ab"
+EARLIER = f"{REPOSITORY}:{'a' * 40}-0123456789ab"
+
+
+@pytest.fixture
+def farm(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A store and a registry; tests fill in what the store holds and the digests."""
+    state: dict[str, Any] = {"completed": {}, "template": None, "store_down": False,
+                             "digests": {REJECTED: "sha256:rejected"}, "deleted": [],
+                             "refusal": None}
+
+    def completed_images(name: str) -> dict[str, str]:
+        if state["store_down"]:
+            raise NoDatabase("The build database is unreachable.")
+        return dict(state["completed"])
+
+    def delete_tag(config: Any, image: str, keep: set[str]) -> bool:
+        if state["refusal"] is not None:
+            raise state["refusal"]
+        state["keep"] = keep
+        if state["digests"].get(image) in keep:
+            return False
+        state["deleted"].append(image)
+        return True
+
+    monkeypatch.setattr(image_rejection.build_store, "completed_images", completed_images)
+    monkeypatch.setattr(image_rejection.template_store, "find_template",
+                        lambda name: state["template"])
+    monkeypatch.setattr(image_rejection, "manifest_digest",
+                        lambda config, image, timeout: state["digests"].get(image))
+    monkeypatch.setattr(image_rejection, "delete_tag", delete_tag)
+    return state
+
+
+def withdraw() -> tuple[bool, list[str]]:
+    said: list[str] = []
+    return image_rejection.withdraw(CONFIG, "o-r", REJECTED, said.append), said
+
+
+def test_a_rejected_image_nothing_names_is_removed(farm: dict[str, Any]) -> None:
+    farm["completed"] = {EARLIER: "b1"}  # another commit's image, of another digest
+    farm["digests"][EARLIER] = "sha256:earlier"
+    gone, said = withdraw()
+    assert gone and farm["deleted"] == [REJECTED]
+    assert farm["keep"] == {"sha256:earlier"}  # its digest is never deleted with it
+    assert said == [f"removed {REJECTED} from the registry: it failed verification"]
+
+
+@pytest.mark.parametrize(("completed", "template", "why"), [
+    ({REJECTED: "b1"}, None, "completed build b1 names it"),  # a forced rebuild's predecessor
+    ({}, {"image_name": REJECTED}, "the template of o-r names it"),
+])
+def test_a_tag_a_completed_build_or_the_template_names_stays(
+        farm: dict[str, Any], completed: dict[str, str], template: dict[str, str] | None,
+        why: str) -> None:
+    farm.update(completed=completed, template=template)
+    gone, said = withdraw()
+    assert not gone and farm["deleted"] == []
+    assert said == [f"{REJECTED} stays in the registry: {why}"]
+
+
+def test_a_digest_a_completed_build_s_tag_shares_stays(farm: dict[str, Any]) -> None:
+    """Another commit of the same files made the same image: deleting the manifest
+    would take that tag too."""
+    farm["completed"] = {EARLIER: "b1"}
+    farm["digests"][EARLIER] = "sha256:rejected"
+    gone, said = withdraw()
+    assert not gone and farm["deleted"] == []
+    assert said[0].startswith(f"warning: {REJECTED} stays in the registry: an image a "
+                              "completed build names has the same digest")
+
+
+@pytest.mark.parametrize(("change", "warning"), [
+    ({"store_down": True}, "the build database could not say whether a completed build "
+                           "names it (The build database is unreachable.)"),
+    ({"refusal": requests.HTTPError("HTTP 405 The operation is unsupported.")},
+     "HTTP 405 The operation is unsupported."),
+    ({"refusal": requests.ConnectionError("connection refused")}, "connection refused"),
+])
+def test_a_tag_that_cannot_be_removed_is_a_warning(farm: dict[str, Any],
+                                                   change: dict[str, Any], warning: str) -> None:
+    farm.update(change)
+    gone, said = withdraw()
+    assert not gone and farm["deleted"] == []
+    assert len(said) == 1 and said[0].startswith("warning: ") and said[0].endswith(warning)
+
+
+# The push phase
+
+
+class _Client:
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """A push phase whose push succeeds and whose verification the test decides."""
+    state: dict[str, Any] = {"verdict": None, "withdrawn": []}
+
+    def verify(phase: Any) -> None:
+        if state["verdict"] is not None:
+            raise state["verdict"]
+
+    monkeypatch.setattr(push, "verify", verify)
+    monkeypatch.setattr(push, "push_image", lambda *args, **kwargs: 2048)
+    monkeypatch.setattr(push, "docker_client", lambda *args, **kwargs: _Client())
+    monkeypatch.setattr(push, "watching", lambda *args: contextlib.nullcontext())
+    monkeypatch.setattr(push, "withdraw", lambda config, name, image, say:
+                        state["withdrawn"].append((name, image)))
+    return state
+
+
+def push_run() -> Any:
+    guard = SimpleNamespace(on_abort=lambda hook: hook, raise_if_stopped=lambda: None)
+    phase = SimpleNamespace(image=REJECTED, record={"name": "o-r"}, config=CONFIG,
+                            guard=guard, say=lambda line: None)
+    return push.run(phase)  # type: ignore[arg-type]
+
+
+def test_a_failed_verification_withdraws_the_image_and_names_it_rejected(
+        pushing: dict[str, Any]) -> None:
+    pushing["verdict"] = BuildFailure("The image exited (status 3).", suggestions=["Fix it."])
+    with pytest.raises(PhaseFailure) as failed:
+        push_run()
+    assert (failed.value.message, failed.value.suggestions) == (
+        "The image exited (status 3).", ["Fix it."])
+    assert failed.value.changes == {"image_name": None, "rejected_image": REJECTED}
+    assert pushing["withdrawn"] == [("o-r", REJECTED)]
+
+
+def test_a_verified_image_stays_and_is_the_builds(pushing: dict[str, Any]) -> None:
+    assert push_run().changes == {"image_source": REJECTED, "pushed_bytes": 2048}
+    assert pushing["withdrawn"] == []
+
+
+def test_a_phase_failure_pickles_with_its_changes() -> None:
+    failure = PhaseFailure("no", ["retry"], {"rejected_image": REJECTED})
+    copy = pickle.loads(pickle.dumps(failure))
+    assert isinstance(copy, BuildFailure)
+    assert (copy.message, copy.suggestions, copy.changes) == (
+        "no", ["retry"], {"rejected_image": REJECTED})
