@@ -205,6 +205,11 @@ def test_a_drained_host_finishes_its_build_and_the_burst_goes_to_the_other(
     drain = two_hosts.cli("worker", "drain", HOST_A)  # waits for the running build
     assert wait_until(lambda: next(h for h in api.request("GET", "/hosts/").json()
                                    if h["host"] == HOST_A)["state"] == "draining", 30)
+    listed, _ = two_hosts.cli("worker", "hosts").communicate(timeout=60)
+    rows = {line.split("\t")[0]: line.split("\t") for line in listed.splitlines()[1:]}
+    assert listed.startswith("HOST\tSTATE\tBUILDS\tRUNNING\t"), listed
+    assert rows[HOST_A][1:4] == ["draining", "1/1", running], listed
+    assert rows[HOST_B][1:4] == ["up", "0/1", ""], listed
 
     git_server.push_commit(layered_path, {"app.py": "print('rebuilt')\n"})
     burst = [start(api, layered_url)]

@@ -76,8 +76,7 @@ def _no_template(error: ApiError, args: Mapping[str, Any]) -> list[str]:
 
 
 def _no_host(error: ApiError, args: Mapping[str, Any]) -> list[str]:
-    return ["Is HOST-ID spelled correctly? The farm's page (its URL, /) lists its worker "
-            "hosts."]
+    return ["Is HOST-ID spelled correctly? List the hosts with: binder-build worker hosts"]
 
 
 #: The suggestions of every command, by the error's ``type``.

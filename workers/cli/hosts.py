@@ -1,8 +1,11 @@
-"""Operators' host commands over the API: ``binder-build worker drain|undrain HOST-ID``.
+"""Operators' host commands over the API: ``binder-build worker hosts`` lists the
+Docker hosts; ``binder-build worker drain|undrain HOST-ID`` take one out of service
+and back.
 
-They need a key of scope ``admin``. ``drain`` stops the host taking new
-builds at once and, unless ``--no-wait``, waits until the builds running
-there have ended (Ctrl-C stops waiting; the host stays drained).
+``hosts`` needs a key that may read; ``drain`` and ``undrain`` a key of scope
+``admin``. ``drain`` stops the host taking new builds at once and, unless
+``--no-wait``, waits until the builds running there have ended (Ctrl-C stops
+waiting; the host stays drained).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Any
 import click
 
 from workers.cli.client import EXIT_INTERRUPTED, Session, farm_command
+from workers.cli.output import Output, ago
 
 #: Seconds between two looks at a draining host.
 POLL_SECONDS = 2.0
@@ -31,6 +35,34 @@ def _show(session: Session, record: dict[str, Any]) -> None:
     session.output.fields([("host", record.get("host")),
                            ("state", record.get("state")),
                            ("running", ", ".join(running) if running else "none")])
+
+
+@click.command("hosts")
+@farm_command
+def list_hosts(session: Session) -> None:
+    """List the Docker hosts: state, builds running, free disk, when last seen."""
+    session.show(session.client.hosts(), show_hosts)
+
+
+def show_hosts(output: Output, records: list[dict[str, Any]]) -> None:
+    if not records:
+        output.note("no Docker host has run a worker of this farm yet "
+                    "(binder-build worker starts one)")
+        return
+    output.table(["host", "state", "builds", "running", "free disk", "engine", "last seen"],
+                 [[record.get("host"), record.get("state"),
+                   f"{len(record.get('running') or [])}/{record.get('concurrency') or '?'}",
+                   ", ".join(record.get("running") or []),
+                   _free_disk(record), record.get("engine-version") or "",
+                   ago(record.get("last-seen"))] for record in records])
+
+
+def _free_disk(record: dict[str, Any]) -> str:
+    free, least = record.get("free-disk-mb"), record.get("min-free-disk-mb")
+    if free is None:
+        return ""
+    shown = f"{free / 1024:.1f} GiB"
+    return f"{shown} (low: under {least} MiB)" if least is not None and free < least else shown
 
 
 @click.command()
@@ -68,4 +100,4 @@ def undrain(session: Session, host_id: str) -> None:
     _show(session, session.client.drain(host_id, False))
 
 
-COMMANDS = (drain, undrain)
+COMMANDS = (list_hosts, drain, undrain)
