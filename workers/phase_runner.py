@@ -228,13 +228,17 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
     build_id, attempt, host = record["build_id"], record["attempt"], config.worker_host
     writer: BuildLogWriter | None = None
     try:
+        # Open before anything can end the build: its log ends with the end line
+        # however it ends, also here, where the log stops at a dead process's last line.
+        writer = wait.call(lambda: BuildLogWriter(build_id, config), "opening the log")
         if record.get("cancel_requested"):
-            return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.")
+            return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
+                        writer=writer)
         deaths = build_store.phase_deaths(record, phase)
         if deaths >= config.max_deliveries:
-            return _end(config, record, Status.FAILED, wait, _worker_died_message(phase, deaths))
+            return _end(config, record, Status.FAILED, wait, _worker_died_message(phase, deaths),
+                        writer=writer)
         deadline, minutes = _deadline(record, config, phase)
-        writer = wait.call(lambda: BuildLogWriter(build_id, config), "opening the log")
         guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
         run = PhaseRun(config, record, guard, writer, phase)
         with guard:

@@ -573,8 +573,11 @@ def test_a_phase_killed_on_every_delivery_fails_after_the_bound(
         "(killed, or out of memory), so it was failed instead of being run again.")
     assert one_worker.deliveries(name) == MAX_DELIVERIES + 1
     assert record["attempt"] == 1  # the same attempt came back each time
+    logs = one_worker.api.logs(name)
     assert (f"building runs again: its worker process died 1 time(s) (at most "
-            f"{MAX_DELIVERIES})") in one_worker.api.logs(name)
+            f"{MAX_DELIVERIES})") in logs
+    # The log ends as a failed build's log does, not at the last process's last line.
+    assert logs.splitlines()[-1] == f"== build failed: {record['error']}", logs[-2000:]
 
     repo = unique("after-killer")  # the worker takes the next build
     git_server.make_repo(f"github/alice/{repo}", {
