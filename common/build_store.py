@@ -311,6 +311,11 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     ``LeaseLost``. Each claim counts one delivery of this phase of this
     attempt (see :func:`phase_deaths`).
 
+    The phase's start time and ``extra`` are written by its first claim in the
+    attempt only: a phase taken over or taken back keeps them, so its times span
+    all its runs (the log says why it ran again) and a deadline counted from
+    them does not move.
+
     Each of those cases is tried as its own atomic claim, in that order, rather
     than as one ``$or``: the embedded store answers a filter holding ``$or`` by
     reading every build (4 s at 100,000 builds, past ``BINDER_MONGO_TIMEOUT_MS``,
@@ -321,8 +326,8 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     now = utcnow()
     changes = {"phase": phase.value, "worker": host, "heartbeat": now,
                "lease": {"worker": worker, "host": host, "attempt": attempt, "since": now},
-               f"phases.{phase.value}.start": now, f"phases.{phase.value}.worker": host,
-               **(extra or {})}
+               f"phases.{phase.value}.worker": host}
+    started = {**changes, f"phases.{phase.value}.start": now, **(extra or {})}
     waiting: dict[str, Any] = (
         {"lease": None} if after is Phase.QUEUED else {"lease.worker": None, "lease.host": host})
     released = {"lease.worker": None, "lease.released": phase.value, "phase": phase.value,
@@ -331,10 +336,10 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
              *({"lease.worker": holder, "phase": phase.value}
                for holder in (worker, replacing) if holder),
              released]
-    update = {"$set": changes, "$addToSet": {"workers": host},
-              "$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
+    counted = {"$addToSet": {"workers": host}, "$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
     with translate_errors():
-        for case in cases:
+        for index, case in enumerate(cases):
+            update = {"$set": started if index == 0 else changes, **counted}
             record = db.update_and_read(db.builds(), {**_running(build_id, attempt), **case},
                                         update, {"build_id": build_id})
             if record is not None:

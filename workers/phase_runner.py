@@ -167,7 +167,8 @@ def claim(build_id: str, attempt: int, phase: Phase, config: Config) -> BuildRec
     build does not wait for it (see ``build_store.start_phase``).
 
     A phase whose process died comes back to another process of the same
-    worker (the task is late-acked): it takes the phase over from the dead one.
+    worker (the task is late-acked): it takes the phase over from the dead one,
+    and the phase keeps its start time.
     """
     extra = {"attempt_start": utcnow()} if phase is Phase.FETCHING else {}
     me, host, after = liveness.worker_name(config), config.worker_host, previous_phase(phase)

@@ -565,6 +565,8 @@ def test_a_phase_killed_on_every_delivery_fails_after_the_bound(
     name = started.json()["name"]
     for delivery in range(1, MAX_DELIVERIES + 1):
         one_worker.wait_delivery(name, delivery, "sleeping")
+        if delivery == 1:
+            started = one_worker.record(name)["phases"]["building"]["start"]
         one_worker.kill_phase_process()  # as the kernel kills a process out of memory
     record = one_worker.api.wait(name, timeout=120)
     assert record["status"] == "failed", record
@@ -578,6 +580,9 @@ def test_a_phase_killed_on_every_delivery_fails_after_the_bound(
             f"{MAX_DELIVERIES})") in logs
     # The log ends as a failed build's log does, not at the last process's last line.
     assert logs.splitlines()[-1] == f"== build failed: {record['error']}", logs[-2000:]
+    # The phase's times span its deliveries: it started with the first.
+    phase_times = one_worker.record(name)["phases"]["building"]
+    assert phase_times["start"] == started and phase_times["end"] > started
 
     repo = unique("after-killer")  # the worker takes the next build
     git_server.make_repo(f"github/alice/{repo}", {

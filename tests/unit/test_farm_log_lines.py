@@ -1,9 +1,11 @@
-"""What a build's log says when its worker process died: a build failed after too many
-deaths (or cancelled) as its phase is claimed again ends its log with the end line."""
+"""What a build's log and times say when its worker process died: the end line of a build
+failed after too many deaths, and a phase's start kept across its deliveries."""
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
@@ -80,3 +82,73 @@ def test_a_phase_that_ends_the_build_as_it_is_claimed_ends_the_log_too(
     assert logs.lines() == ["== building on a (attempt 1)", "#5 RUN make", end]
     assert log_store.ends_log([(3, end)])
     assert [f"== build {status.value}: {error}" for status, error in finished] == [end]
+
+
+def _value(doc: dict[str, Any], path: str) -> Any:
+    for key in path.split("."):
+        doc = doc.get(key) if isinstance(doc, dict) else None  # type: ignore[assignment]
+    return doc
+
+
+def _set(doc: dict[str, Any], path: str, value: Any) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        doc = doc.setdefault(key, {})
+    doc[last] = value
+
+
+class Builds:
+    """One build in a ``builds`` collection: equality filters, ``$set``, ``$inc``,
+    ``$addToSet``, as ``db.update_and_read`` uses them."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self.doc = doc
+
+    def update_one(self, selector: dict[str, Any], update: dict[str, Any]) -> Any:
+        matched = all(_value(self.doc, path) == want for path, want in selector.items())
+        if matched:
+            for path, value in update.get("$set", {}).items():
+                _set(self.doc, path, value)
+            for path, by in update.get("$inc", {}).items():
+                _set(self.doc, path, (_value(self.doc, path) or 0) + by)
+            for path, value in update.get("$addToSet", {}).items():
+                values = _value(self.doc, path) or []
+                _set(self.doc, path, values if value in values else [*values, value])
+        return type("Result", (), {"matched_count": int(matched)})()
+
+    def find_one(self, key: dict[str, Any]) -> dict[str, Any]:
+        return copy.deepcopy(self.doc)
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> Iterator[Builds]:
+    store = Builds(running())
+    monkeypatch.setattr(build_store.db, "builds", lambda config=None: store)
+    yield store
+
+
+def test_a_phase_taken_over_or_back_keeps_its_start(builds: Builds,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    minutes = iter(T0 + dt.timedelta(minutes=minute) for minute in range(100))
+    monkeypatch.setattr(build_store, "utcnow", lambda: next(minutes))
+    builds.doc = running(phase="queued", lease=None, phases={})
+
+    def fetch(worker: str, replacing: str | None = None, attempt: int = 1) -> dict[str, Any]:
+        # As ``phase_runner.claim`` does: each claim of fetch brings its attempt's start.
+        return build_store.start_phase("b1", attempt, Phase.FETCHING, Phase.QUEUED, worker,
+                                       "a", {"attempt_start": next(minutes)}, replacing)
+    first = fetch("a@box:7")
+    # Its process died: another process of the worker takes it over.
+    fetch("a@box:8", replacing="a@box:7")
+    # That one stopped and handed it back; the next claim takes it back.
+    build_store.release_phase("b1", 1, Phase.FETCHING, "a@box:8")
+    again = fetch("a@box:9")
+    assert again["phases"]["fetching"] == {**first["phases"]["fetching"], "worker": "a"}
+    assert again["attempt_start"] == first["attempt_start"]
+    assert (again["lease"]["worker"], again["deliveries"]) == ("a@box:9", {"1": {"fetching": 3}})
+    assert again["heartbeat"] > first["heartbeat"]
+    # The next attempt starts its phases afresh.
+    builds.doc.update(attempt=2, phase="queued", lease=None)
+    restarted = fetch("a@box:9", attempt=2)
+    assert restarted["phases"]["fetching"]["start"] > again["heartbeat"]
+    assert restarted["attempt_start"] > again["heartbeat"]
