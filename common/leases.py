@@ -10,19 +10,25 @@ handing on and handing back a lease are in ``build_store``
 (``start_phase``, ``end_phase``, ``release_phase``); whether the lease's
 worker still holds the build is in ``worker_store``. Both writes here
 apply only if the lease is still the one the caller looked at, so a worker
-that took the build meanwhile wins.
+that took the build meanwhile wins; once one applied, the build's log says
+so (the end line a worker writes, or that the build starts again), since no
+worker is there to write it.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from common import db, worker_store
+from common import db, log_store, worker_store
 from common.build_store import get_build
 from common.clock import utcnow
 from common.config import Config
 from common.db import translate_errors
+from common.errors import NoDatabase
 from common.models import BuildRecord, Phase, Status
+
+log = logging.getLogger(__name__)
 
 
 def _unchanged(record: BuildRecord) -> dict[str, Any]:
@@ -37,16 +43,32 @@ def _unchanged(record: BuildRecord) -> dict[str, Any]:
     return selector
 
 
-def end_unheld(record: BuildRecord, status: Status, error: str) -> BuildRecord | None:
-    """End ``record``'s attempt as ``status``, unless a worker took it meanwhile."""
+def _tell_log(record: BuildRecord, line: str, config: Config) -> None:
+    """Add ``line`` to the build's log. The record already says what happened: a
+    store that fails now loses only the line, not the restart or the end."""
+    try:
+        log_store.append_line(record["build_id"], line, config)
+    except NoDatabase:
+        log.warning("could not add to the log of %s: %s", record["name"], line)
+
+
+def end_unheld(record: BuildRecord, status: Status, error: str,
+               config: Config) -> BuildRecord | None:
+    """End ``record``'s attempt as ``status``, unless a worker took it meanwhile; the
+    log ends with the end line a worker would have written."""
     fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
                               "error": error}
     phase = record.get("phase")
     if phase not in (Phase.QUEUED.value, None) and "end" not in record["phases"].get(phase, {}):
         fields[f"phases.{phase}.end"] = fields["end_time"]
     with translate_errors():
-        return db.update_and_read(db.builds(), _unchanged(record), {"$set": fields},
-                                  {"build_id": record["build_id"]})
+        ended = db.update_and_read(db.builds(), _unchanged(record), {"$set": fields},
+                                   {"build_id": record["build_id"]})
+    # After the record, not before: a line written first could end the log of a build
+    # a worker took meanwhile. A follower reads lines trailing the status a while.
+    if ended is not None:
+        _tell_log(ended, log_store.end_line(status.value, error), config)
+    return ended
 
 
 def cancel(name: str, config: Config) -> BuildRecord:
@@ -77,7 +99,8 @@ def cancel(name: str, config: Config) -> BuildRecord:
         return flagged
     queued = flagged["phase"] == Phase.QUEUED.value
     ended = end_unheld(flagged, Status.CANCELLED,
-                       "Cancelled before it started." if queued else "Cancelled by request.")
+                       "Cancelled before it started." if queued else "Cancelled by request.",
+                       config)
     return ended or get_build(name)
 
 
@@ -96,13 +119,16 @@ def restart(record: BuildRecord, reason: str, config: Config) -> BuildRecord | N
     if attempt >= config.max_attempts:
         end_unheld(record, Status.FAILED,
                    f"The build was lost {attempt} times ({reason}; last on {where}). "
-                   "Retry it; operators should check the workers.")
+                   "Retry it; operators should check the workers.", config)
         return None
     lost = {"worker": lease.get("worker"), "host": lease.get("host"), "reason": reason,
             "at": utcnow()}
     with translate_errors():
-        return db.update_and_read(
+        restarted = db.update_and_read(
             db.builds(), {**_unchanged(record), "heartbeat": record.get("heartbeat")},
             {"$set": {"attempt": attempt + 1, "phase": Phase.QUEUED.value, "lease": None,
                       "heartbeat": None, "enqueued": False, f"lost.{attempt}": lost}},
             {"build_id": record["build_id"]})
+    if restarted is not None:
+        _tell_log(restarted, log_store.restart_line(reason, restarted["attempt"]), config)
+    return restarted

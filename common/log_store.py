@@ -84,6 +84,12 @@ def end_line(status: str, error: str | None, suggestions: list[str] | None = Non
     return line
 
 
+def restart_line(reason: str, attempt: int) -> str:
+    """The line the farm adds when it starts a build again from fetch, its worker
+    lost (``reason``, as the record's ``lost`` keeps it): ``attempt`` is the new one."""
+    return f"== restarted by the farm: {reason}; attempt {attempt} starts from fetch"
+
+
 def ends_log(lines: list[tuple[int, str]]) -> bool:
     """True when the last of ``lines`` is an attempt's end line: once the build's status
     has ended too, a reader has every line."""
@@ -138,6 +144,19 @@ def store_lines(build_id: str, lines: list[str]) -> None:
                                                                 for line in lines]))
         except DuplicateKeyError:
             log.info("log of %s was already written", build_id)
+
+
+def append_line(build_id: str, line: str, config: Config | None = None) -> None:
+    """Add ``line`` at the end of a build's log, from a process that runs no phase of
+    it (the farm restarting or ending a build its worker lost); raises ``NoDatabase``.
+
+    Numbered after the last line, as the next phase's writer numbers its own.
+    """
+    writer = BuildLogWriter(build_id, config)
+    try:
+        writer.write(line)
+    finally:
+        writer.close()
 
 
 class BuildLogWriter:

@@ -17,6 +17,10 @@ behind builds for a free worker would come too late. Each pass:
   (never sent because the broker was down, or sent before it restarted);
   duplicates are harmless because fetch claims the attempt.
 
+The build's log says what the reaper did and why (``common/leases.py``
+writes it with the record): a restart, or the end line a worker would have
+written.
+
 A worker cannot write its record while the database is down, so after an
 outage the reaper judges no record older than the moment it could read the
 database again.
@@ -191,7 +195,8 @@ def _act(celery: Celery, build: BuildRecord, action: str, reason: str, config: C
          done: dict[str, int]) -> None:
     name = build["name"]
     if action == "cancel":
-        if leases.end_unheld(build, Status.CANCELLED, "Cancelled by request.") is not None:
+        if leases.end_unheld(build, Status.CANCELLED, "Cancelled by request.",
+                              config) is not None:
             log.info("cancelled %s: %s", name, reason)
             done["cancelled"] += 1
         return

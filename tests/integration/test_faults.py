@@ -241,6 +241,16 @@ def wait_cancelled(ff: FaultFarm, name: str, timeout: float) -> float:
     raise AssertionError(f"{name} not cancelled within {timeout} s: {ff.status(name)}")
 
 
+def wait_log_end(ff: FaultFarm, name: str, line: str, timeout: float = 5) -> None:
+    """Until the log of ``name`` ends with ``line`` (an ended build's last line may come
+    just after its status); fails past ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while (last := ff.api.logs(name).splitlines()[-1:]) != [line]:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{name}'s log ends with {last}, not {line!r}")
+        time.sleep(0.2)
+
+
 def test_cancel_of_a_build_whose_worker_was_killed_ends_it_within_5s(
         fault_farm: FaultFarm, git_server: GitServer, repo_url: str) -> None:
     ff = fault_farm
@@ -257,6 +267,8 @@ def test_cancel_of_a_build_whose_worker_was_killed_ends_it_within_5s(
     assert response.status_code == 200, response.text
     wait_cancelled(ff, name, timeout=10)
     assert time.monotonic() - started < 5
+    # No worker was left to end the log: the farm ends it as a worker would have.
+    wait_log_end(ff, name, "== build cancelled: Cancelled by request.")
 
 
 def test_cancel_of_a_build_its_worker_gave_back_after_a_store_freeze_ends_it_within_5s(
@@ -285,6 +297,7 @@ def test_cancel_of_a_build_its_worker_gave_back_after_a_store_freeze_ends_it_wit
         assert response.status_code == 200, response.text
         wait_cancelled(ff, name, timeout=10)
         assert time.monotonic() - started < 5
+        wait_log_end(ff, name, "== build cancelled: Cancelled by request.")
     finally:
         impatient.stop()
         ff.workers.ensure()

@@ -118,6 +118,12 @@ def test_sigkill_worker_mid_phase_build_completes_elsewhere(
     assert done["status"] == "completed", (done, cluster.api.logs(name))
     assert done["attempt"] == 2
     assert done["worker"] != victim
+    # The log says why attempt 2 ran, as the record's ``lost`` does, before it ran.
+    logs = cluster.api.logs(name)
+    lost = cluster.db.builds.find_one({"name": name})["lost"]["1"]["reason"]
+    restarted = f"== restarted by the farm: {lost}; attempt 2 starts from fetch\n"
+    assert restarted in logs and f"its worker {victim}@" in lost, (lost, logs[-3000:])
+    assert logs.index(restarted) < logs.index("(attempt 2)\n"), logs[-3000:]
     assert images_in_registry(done["image-name"]) == [done["image-name"].rpartition(":")[2]]
     assert cluster.db.builds.count_documents({"status": "running", "name": name}) == 0
 

@@ -1,5 +1,6 @@
-"""What a build's log and times say when its worker process died: the end line of a build
-failed after too many deaths, and a phase's start kept across its deliveries."""
+"""What a build's log and times say when its worker process died or the farm stepped in:
+the end line of a build failed after too many deaths, a phase's start kept across its
+deliveries, and the line of a restart or an end the reaper decided."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from pymongo.errors import AutoReconnect
 
 import common.log_store as log_store
-from common import build_store
+from common import build_store, leases
 from common.config import load_config
 from common.models import Phase, Status
 from workers import phase_runner
@@ -152,3 +153,41 @@ def test_a_phase_taken_over_or_back_keeps_its_start(builds: Builds,
     restarted = fetch("a@box:9", attempt=2)
     assert restarted["phases"]["fetching"]["start"] > again["heartbeat"]
     assert restarted["attempt_start"] > again["heartbeat"]
+
+
+def test_a_restart_by_the_reaper_is_in_the_log_with_its_reason(logs: Logs,
+                                                                 builds: Builds) -> None:
+    restarted = leases.restart(running(), "its worker a@box:7 went silent", CONFIG)
+    assert restarted is not None and restarted["attempt"] == 2
+    assert logs.lines()[-1] == ("== restarted by the farm: its worker a@box:7 went silent; "
+                                "attempt 2 starts from fetch")
+    assert not log_store.ends_log([(3, logs.lines()[-1])])  # the build goes on
+
+
+def test_a_build_lost_too_often_ends_its_log_with_the_failure(logs: Logs,
+                                                              builds: Builds) -> None:
+    builds.doc["attempt"] = 3
+    lost = running(attempt=3)
+    assert leases.restart(lost, "no worker of host a is alive", CONFIG) is None
+    assert builds.doc["status"] == "failed"
+    assert logs.lines()[-1] == (
+        "== build failed: The build was lost 3 times (no worker of host a is alive; last on "
+        "a@box:7). Retry it; operators should check the workers.")
+    assert logs.lines()[-1] == log_store.end_line("failed", builds.doc["error"])
+
+
+def test_a_worker_that_took_the_build_meanwhile_keeps_the_log_as_it_is(
+        logs: Logs, builds: Builds) -> None:
+    builds.doc["lease"] = {**builds.doc["lease"], "worker": "a@box:8"}
+    assert leases.restart(running(), "its worker a@box:7 stopped", CONFIG) is None
+    assert leases.end_unheld(running(), Status.CANCELLED, "Cancelled by request.",
+                             CONFIG) is None
+    assert logs.lines() == ["== building on a (attempt 1)", "#5 RUN make"]
+
+
+def test_a_store_that_fails_the_line_does_not_undo_the_restart(
+        logs: Logs, builds: Builds, caplog: pytest.LogCaptureFixture) -> None:
+    logs.failing = True
+    restarted = leases.restart(running(), "its worker a@box:7 stopped", CONFIG)
+    assert restarted is not None and builds.doc["attempt"] == 2
+    assert "could not add to the log of owner-repo: == restarted by the farm" in caplog.text
