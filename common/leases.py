@@ -25,7 +25,7 @@ from common.build_store import get_build
 from common.clock import utcnow
 from common.config import Config
 from common.db import translate_errors
-from common.errors import NoDatabase
+from common.errors import BadDatabase, NoDatabase
 from common.models import BuildRecord, Phase, Status
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def _tell_log(record: BuildRecord, line: str, config: Config) -> None:
     store that fails now loses only the line, not the restart or the end."""
     try:
         log_store.append_line(record["build_id"], line, config)
-    except NoDatabase:
-        log.warning("could not add to the log of %s: %s", record["name"], line)
+    except (NoDatabase, BadDatabase) as exc:
+        log.warning("could not add to the log of %s: %s (%s)", record["name"], line, exc)
 
 
 def end_unheld(record: BuildRecord, status: Status, error: str,
