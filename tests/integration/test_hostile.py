@@ -496,6 +496,14 @@ def test_a_dockerignore_link_is_refused(api: ApiClient, git_server: GitServer) -
                                "the repository.")
 
 
+def test_a_config_file_over_the_cap_is_refused_unread(api: ApiClient,
+                                                    git_server: GitServer) -> None:
+    # one comment line of 3 MiB: a few KiB in the pack, far under the repository limit
+    record = refused_at_detect(api, git_server, {"apt.txt": "# " + "x" * 3 * 1024 * 1024 + "\n"})
+    assert record["error"] == ("apt.txt is 3.0 MiB; this farm reads config files of at most "
+                               "1.0 MiB.")
+
+
 @pytest.mark.parametrize(("binder_yml", "problem"), [
     ("limits: {memory: 99999999999999999999T}\n", "limits.memory: must be a size"),
     ("limits: {cpu: 1e300}\n", "limits.cpu: must be at most 64 on this farm"),

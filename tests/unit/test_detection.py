@@ -9,7 +9,8 @@ import pytest
 
 from common.config import Config, load_config
 from common.errors import BuildFailure
-from workers.buildpacks import DEFAULT_BUILDPACK, BuildPack, detect
+from workers.buildpacks import DEFAULT_BUILDPACK, BuildPack, check, detect, notices
+from workers.buildpacks.base import MAX_CONFIG_BYTES
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
@@ -142,6 +143,30 @@ def test_dangling_link_is_refused(tmp_path: Path) -> None:
     os.symlink("missing.txt", checkout / "requirements.txt")
     with pytest.raises(BuildFailure):
         detect(checkout, CONFIG)
+
+
+@pytest.mark.parametrize("name", ["apt.txt", "runtime.txt", "postBuild", "start", "Dockerfile",
+                                  "pyproject.toml", "Pipfile", "DESCRIPTION",
+                                  "binder/apt.txt"])
+def test_a_config_file_over_the_cap_is_refused_unread(tmp_path: Path, name: str) -> None:
+    """A comment line of a few MiB packs into a few KiB: every file detect reads is capped."""
+    checkout = checkout_with(tmp_path, name)
+    (checkout / name).write_text("# " + "x" * MAX_CONFIG_BYTES + "\n")
+    with pytest.raises(BuildFailure) as caught:
+        detection = detect(checkout, CONFIG)  # the phase's reads, in its order
+        check(detection, checkout, CONFIG)
+        notices(detection, checkout, CONFIG)
+        detection.buildpack.render(detection.inputs(checkout, CONFIG))
+    assert caught.value.message == (f"{name} is 1.0 MiB; this farm reads config files of at "
+                                    "most 1.0 MiB.")
+
+
+def test_a_config_file_at_the_cap_is_read(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "apt.txt")
+    (checkout / "apt.txt").write_text("curl\n" + "#" * (MAX_CONFIG_BYTES - 6) + "\n")
+    detection = detect(checkout, CONFIG)
+    check(detection, checkout, CONFIG)
+    assert "curl" in detection.buildpack.render(detection.inputs(checkout, CONFIG))
 
 
 def test_unknown_file_in_config_order_is_refused(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from workers.buildpacks.base import (
     BuildInputs,
     BuildPack,
     Install,
+    read_config_bytes,
 )
 from workers.buildpacks.conda import runtime_python_step, script_file
 from workers.buildpacks.installers import apt_install, index_environment
@@ -81,7 +82,7 @@ def check_line_endings(inputs: BuildInputs, name: str) -> None:
     exist, and bash runs ``touch x\\r`` as a file name ending in a carriage return."""
     path = inputs.extras.get(name)
     # read_bytes: text mode would turn CRLF into LF before we could see it
-    if path is None or b"\r\n" not in (inputs.checkout / path).read_bytes():
+    if path is None or b"\r\n" not in read_config_bytes(inputs.checkout, path):
         return
     raise BuildFailure(
         f"{path} has Windows (CRLF) line endings; Linux runs it only with Unix (LF) ones.",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from common.config import Config
-from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.buildpacks.base import BuildInputs, BuildPack, read_config_text
 from workers.dockerignore import check_ignore_files
 from workers.image_policy import check_dockerfile
 
@@ -37,7 +37,7 @@ class DockerfileBuildPack(BuildPack):
     def _text(self, inputs: BuildInputs) -> str:
         assert inputs.config_path is not None
         # surrogateescape keeps stray bytes as they are, as Docker's parser sees them
-        return (inputs.checkout / inputs.config_path).read_text(errors="surrogateescape")
+        return read_config_text(inputs.checkout, inputs.config_path, "surrogateescape")
 
     def check(self, inputs: BuildInputs) -> None:
         """Every image the build could pull must be allowed (``workers/image_policy.py``);
