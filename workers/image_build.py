@@ -30,6 +30,7 @@ from common.errors import BuildFailure
 from workers.guard import PhaseGuard
 from workers.orphans import die_with_parent
 from workers.registry import docker_cli_config
+from workers.repo_yaml import shorten
 
 #: Debian's client: BuildKit built in. A newer client elsewhere on PATH may
 #: insist on the buildx plugin, which these engines do not need.
@@ -37,6 +38,10 @@ DOCKER_CLI = "/usr/bin/docker"
 
 #: The label every image a farm builds carries: its build name.
 BUILT_LABEL = "org.binder-build.name"
+
+#: Characters of the sentence a failed build ends with: it quotes what build steps
+#: printed, and a step prints what it likes.
+MAX_EXPLANATION = 500
 
 #: Exit code of a step the kernel killed; the farm's own stops are told apart
 #: by the guard, so this is the build cgroup's memory limit at work.
@@ -136,8 +141,14 @@ def explain_failure(error: str, recent: list[str], memory: str) -> str:
     """A sentence a user can act on, from the client's last line and the last step output.
 
     ``recent`` holds what the steps printed, without BuildKit's prefixes;
-    ``memory`` is the build memory limit, named when a step was killed.
+    ``memory`` is the build memory limit, named when a step was killed. The
+    sentence is one printable line of at most ``MAX_EXPLANATION`` characters,
+    whatever a step printed (``BINDER-ERROR:`` lines included).
     """
+    return shorten(_explanation(error, recent, memory), MAX_EXPLANATION)
+
+
+def _explanation(error: str, recent: list[str], memory: str) -> str:
     for line in reversed(recent):
         if line.startswith("BINDER-ERROR: "):
             return line.removeprefix("BINDER-ERROR: ").strip()

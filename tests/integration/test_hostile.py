@@ -496,6 +496,17 @@ def test_a_dockerignore_link_is_refused(api: ApiClient, git_server: GitServer) -
                                "the repository.")
 
 
+def test_a_step_that_prints_the_farms_error_marker_gets_a_bounded_error(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    repo = unique("marker")
+    git_server.make_repo(f"github/mallory/{repo}", {"Dockerfile": (
+        f"FROM {BASE_IMAGE}\n"
+        "RUN python3 -c \"print('BINDER-ERROR: ' + 'x' * 200000)\"; exit 1\n")})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    assert record["error"].startswith("xxx") and record["error"].endswith("x…")
+    assert_healthy(api)
+
+
 def test_a_config_file_over_the_cap_is_refused_unread(api: ApiClient,
                                                     git_server: GitServer) -> None:
     # one comment line of 3 MiB: a few KiB in the pack, far under the repository limit

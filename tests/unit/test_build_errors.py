@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from common.errors import BuildFailure
-from workers.image_build import BuildRequest, build_command, explain_failure, step_output
+from workers.image_build import (
+    MAX_EXPLANATION,
+    BuildRequest,
+    build_command,
+    explain_failure,
+    step_output,
+)
 
 STEP_FAILED = "executor failed running [/bin/sh -c exit 1]: exit code: 1"
 
@@ -70,6 +76,17 @@ def test_binder_error_line_wins() -> None:
               "some trailing output"]
     assert explain(STEP_FAILED, recent) == \
         "conda could not solve the environment: nothing provides x"
+
+
+@pytest.mark.parametrize("line", [
+    "BINDER-ERROR: " + "x" * 200_000,  # a step can print the farm's marker too
+    "ERROR: No matching distribution found for " + "y" * 200_000,
+    "BINDER-ERROR: two\x1b[2Jlines\rand an escape",
+])
+def test_what_a_step_printed_is_quoted_bounded_and_printable(line: str) -> None:
+    message = explain(STEP_FAILED, [line])
+    assert len(message) <= MAX_EXPLANATION
+    assert message.isprintable(), message
 
 
 def test_generic_failure_drops_buildkit_prefixes() -> None:
