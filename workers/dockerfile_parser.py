@@ -25,6 +25,9 @@ of all of them count. A spelling the farm cannot evaluate (a variable in
 ``--mount`` ``from=``, ``${X#pattern}`` in ``FROM``) is refused rather than
 guessed. Everything is a single pass per reading: time grows linearly with
 the file (``bench/dockerfile_parse.py``).
+
+The same readings give the URLs an ``ADD`` makes the engine download
+(``downloaded_sources``), which it fetches on its own network, not the build's.
 """
 
 from __future__ import annotations
@@ -707,4 +710,67 @@ def pulled_images(text: str, build_args: Mapping[str, str] | None = None) -> lis
     return list(unique.values())
 
 
-__all__ = ["DockerfileError", "ImageUse", "ShellLexer", "pulled_images", "syntax_images"]
+#: What BuildKit downloads itself when an ADD source starts with it (git forms included,
+#: which newer frontends clone).
+_REMOTE_SOURCE = re.compile(r"^(?:https?://|git://|git@|ssh://)", re.IGNORECASE)
+
+
+def _add_sources(instruction: _Instruction, escape: str) -> list[str]:
+    """The sources of an ``ADD`` (every word but the destination), as written."""
+    if _is_json_form(instruction.args):
+        words = json.loads(_lstrip(instruction.args))
+    else:
+        words = _raw_words(instruction.args, escape)
+    return [str(word) for word in words[:-1]]
+
+
+@dataclass(frozen=True)
+class Download:
+    """A URL an ``ADD`` makes the engine download, and where."""
+
+    url: str
+    line: int
+    how: str  # "ADD" or "ONBUILD ADD"
+
+
+def downloaded_sources(text: str) -> list[Download]:
+    """Every ``ADD`` (or ``ONBUILD ADD``) source that the engine would download from a URL
+    rather than take from the context, in any reading of ``text``.
+
+    BuildKit fetches those itself, on the engine's network, whatever network the
+    build's steps run on. A source spelled with a variable cannot be told from a
+    URL here, and raises ``DockerfileError``.
+    """
+    lines = text.removeprefix(BOM).split("\n")
+    found: dict[tuple[str, int], Download] = {}
+    for dialect in _readings(lines, _directive_escapes(lines)):
+        try:
+            instructions = list(_instructions(lines, dialect))
+        except _Refused:
+            continue  # Docker cannot build this reading either
+        for instruction in instructions:
+            how = "ADD"
+            if instruction.command == "onbuild":
+                instruction, how = _split_command(instruction.args, instruction.line), \
+                    "ONBUILD ADD"
+            if instruction.command != "add":
+                continue
+            for source in _add_sources(instruction, dialect.escape):
+                lexer = ShellLexer(dialect.escape)
+                try:
+                    value = lexer.process(source)
+                except (_Refused, Uncheckable):
+                    value, lexer.used = source, {"?"}
+                if lexer.used:
+                    raise DockerfileError(
+                        f"The Dockerfile's {how} on line {instruction.line} names a source "
+                        f"with a variable ({shorten(source)}), which this farm cannot check; "
+                        "write it out in full.")
+                if _REMOTE_SOURCE.match(value):
+                    found.setdefault((value, instruction.line),
+                                     Download(value, instruction.line, how))
+    return sorted(found.values(), key=lambda use: use.line)
+
+
+__all__ = ["DockerfileError", "Download", "ImageUse", "ShellLexer", "downloaded_sources",
+           "pulled_images", "syntax_images"]

@@ -564,10 +564,30 @@ def test_the_verification_container_is_limited(api: ApiClient, git_server: GitSe
 
 @pytest.fixture(scope="module")
 def one_worker(farm_env: dict[str, str], services: None) -> Iterator[OneWorkerFarm]:
-    """One worker on a broker of its own and no beat: only redelivery brings a phase back."""
+    """One worker on a broker of its own and no beat: only redelivery brings a phase back.
+    Its builds run on no network (BINDER_BUILD_NETWORK=none)."""
     with one_worker_farm(farm_env, DATA_DIR / "logs" / "one-worker", API_KEY, "redeliver-a",
-                         BINDER_MAX_DELIVERIES=str(MAX_DELIVERIES)) as farm:
+                         BINDER_MAX_DELIVERIES=str(MAX_DELIVERIES),
+                         BINDER_BUILD_NETWORK="none") as farm:
         yield farm
+
+
+def test_an_add_of_a_url_is_refused_when_builds_have_no_network(
+        one_worker: OneWorkerFarm, git_server: GitServer, repo_url: str) -> None:
+    """The engine would download it from the host's network: a cloud's metadata address,
+    the farm's services. A RUN step on the builds' network reaches nothing."""
+    with listening_socket() as (port, connections):
+        repo = unique("add-url")
+        git_server.make_repo(f"github/mallory/{repo}", {"Dockerfile": (
+            f"FROM {BASE_IMAGE}\nADD http://127.0.0.1:{port}/latest/meta-data /tmp/m\n")})
+        record = failed_build(one_worker.api, f"{repo_url}/mallory/{repo}")
+        never_reached_detect_end(record)
+        assert record["error"] == (
+            f"The Dockerfile's ADD on line 2 downloads http://127.0.0.1:{port}/latest/meta-data; "
+            "the Docker engine would fetch it from its own network, not the builds' (none), "
+            "so this farm does not allow it.")
+        assert connections == []
+    assert_healthy(one_worker.api)
 
 
 def sleeping_repo(git_server: GitServer, repo_url: str) -> str:

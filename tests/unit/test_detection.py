@@ -169,6 +169,22 @@ def test_a_config_file_at_the_cap_is_read(tmp_path: Path) -> None:
     assert "curl" in detection.buildpack.render(detection.inputs(checkout, CONFIG))
 
 
+@pytest.mark.parametrize("network", ["none", "default"])
+def test_an_add_of_a_url_is_refused_off_the_host_network(tmp_path: Path, network: str) -> None:
+    """The engine downloads it itself, from the host's network, whatever the builds' is."""
+    checkout = checkout_with(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM scratch\nADD http://169.254.169.254/x /x\n")
+    config = CONFIG.replace(build_network=network)
+    detection = detect(checkout, config)
+    with pytest.raises(BuildFailure) as caught:
+        check(detection, checkout, config)
+    assert caught.value.message == (
+        "The Dockerfile's ADD on line 2 downloads http://169.254.169.254/x; the Docker engine "
+        f"would fetch it from its own network, not the builds' ({network}), so this farm does "
+        "not allow it.")
+    check(detection, checkout, CONFIG.replace(build_network="host"))  # where a step reaches too
+
+
 def test_unknown_file_in_config_order_is_refused(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "requirements.txt")
     config = CONFIG.replace(config_order=("requirements.txt", "Cargo.toml"))

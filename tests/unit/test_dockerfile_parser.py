@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from workers.dockerfile_parser import DockerfileError, ShellLexer, pulled_images
+from workers.dockerfile_parser import DockerfileError, ShellLexer, downloaded_sources, pulled_images
 
 
 def images(text: str, **build_args: str) -> list[tuple[str, str]]:
@@ -147,3 +147,39 @@ def test_shell_lexer_expands_as_docker_does(word: str, env: dict[str, str],
 def test_a_megabyte_of_blank_lines_parses() -> None:
     text = "\n" * 1_000_000 + "FROM ok\n" + " " * 100_000 + "\n# escape" + " " * 100_000
     assert images(text) == [("ok", "FROM")]
+
+
+# ADD sources the engine downloads itself
+
+
+@pytest.mark.parametrize(("text", "url", "how"), [
+    ("FROM ok\nADD http://169.254.169.254/latest/meta-data /m\n",
+     "http://169.254.169.254/latest/meta-data", "ADD"),
+    ("FROM ok\nADD --chown=1:1 local.txt HTTPS://h.example/x /dst/\n", "HTTPS://h.example/x",
+     "ADD"),
+    ('FROM ok\nADD ["https://h.example/x", "/dst"]\n', "https://h.example/x", "ADD"),
+    ("FROM ok\nADD 'http://h.example/x' /d\n", "http://h.example/x", "ADD"),
+    ("FROM ok\nAD\\\nD \\\n  git@h.example:o/r.git /src\n", "git@h.example:o/r.git", "ADD"),
+    ("# escape=`\nFROM ok\nADD `\n  http://h.example/x /d\n", "http://h.example/x", "ADD"),
+    ("FROM ok\nONBUILD ADD http://h.example/x /d\n", "http://h.example/x", "ONBUILD ADD"),
+    # heredoc data to newer Dockerfile parsers, an instruction to older ones
+    ("FROM ok\nRUN <<EOF\nADD http://h.example/x /d\nEOF\n", "http://h.example/x", "ADD"),
+])
+def test_add_sources_the_engine_downloads_are_found(text: str, url: str, how: str) -> None:
+    assert [(d.url, d.how) for d in downloaded_sources(text)] == [(url, how)]
+
+
+@pytest.mark.parametrize("text", [
+    "FROM ok\nADD files.tar.gz /srv/\nCOPY http://h.example/x /d\n",  # COPY takes no URL
+    "FROM ok\nRUN echo ADD http://h.example/x /d\n",
+    "FROM ok\nADD <<EOF /d\nhttp://h.example/x\nEOF\n",
+])
+def test_context_sources_and_other_text_are_not_downloads(text: str) -> None:
+    assert downloaded_sources(text) == []
+
+
+@pytest.mark.parametrize("source", ["$URL", "${URL}", "http${S}://h.example/x"])
+def test_an_add_source_with_a_variable_is_refused(source: str) -> None:
+    with pytest.raises(DockerfileError) as caught:
+        downloaded_sources(f"FROM ok\nARG URL=http://h.example/x\nADD {source} /d\n")
+    assert "line 3" in str(caught.value) and "cannot check" in str(caught.value)

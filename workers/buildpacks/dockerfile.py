@@ -5,6 +5,8 @@ BinderHub passes them; nothing is composed on top of it. ``FROM
 binder-root`` (or ``binder-root:latest``) names the farm's Debian root in
 its registry, ``REGISTRY/binder-root:latest``, unless the Dockerfile has a
 stage of that name; the build uses the Dockerfile with that full name.
+Off the host's network, an ``ADD`` of a URL is refused: the engine would
+download it from the host's network (``check_downloads``).
 """
 
 from __future__ import annotations
@@ -12,9 +14,12 @@ from __future__ import annotations
 import re
 
 from common.config import Config
+from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack, read_config_text
+from workers.dockerfile_parser import DockerfileError, downloaded_sources
 from workers.dockerignore import check_ignore_files
 from workers.image_policy import check_dockerfile
+from workers.repo_yaml import shorten
 
 ROOT_SHORT_NAME = "binder-root"
 _FROM_ROOT = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)binder-root(?::latest)?(?=\s|$)",
@@ -27,6 +32,27 @@ def with_farm_root(text: str, root_image: str) -> str:
     if _ROOT_STAGE.search(text):
         return text
     return _FROM_ROOT.sub(lambda match: match.group(1) + root_image, text)
+
+
+def check_downloads(text: str, network: str) -> None:
+    """``BuildFailure`` for an ``ADD`` of a URL when builds run on a network other than
+    the host's: the engine downloads it itself, from the host's network, where the
+    farm's services and a cloud's metadata address are (``BINDER_BUILD_NETWORK``
+    does not reach it)."""
+    if network == "host":
+        return  # a build step reaches whatever the engine's download would
+    try:
+        downloads = downloaded_sources(text)
+    except DockerfileError as exc:
+        raise BuildFailure(str(exc)) from None
+    if downloads:
+        download = downloads[0]
+        raise BuildFailure(
+            f"The Dockerfile's {download.how} on line {download.line} downloads "
+            f"{shorten(download.url)}; the Docker engine would fetch it from its own network, "
+            f"not the builds' ({network}), so this farm does not allow it.",
+            suggestions=["Download it in a RUN step (curl, wget), which runs on the "
+                         "builds' network, or commit the file."])
 
 
 class DockerfileBuildPack(BuildPack):
@@ -43,8 +69,9 @@ class DockerfileBuildPack(BuildPack):
         """Every image the build could pull must be allowed (``workers/image_policy.py``);
         the ignore files must be files of the repository."""
         assert inputs.config_path is not None
-        check_dockerfile(self.render(inputs), inputs.config.allowed_base_images,
-                         self.build_args(inputs.config))
+        text = self.render(inputs)
+        check_dockerfile(text, inputs.config.allowed_base_images, self.build_args(inputs.config))
+        check_downloads(text, inputs.config.build_network)
         check_ignore_files(inputs.checkout, inputs.config_path)
 
     def notices(self, inputs: BuildInputs) -> list[str]:
