@@ -158,6 +158,11 @@ class Totals:
                 # its processes (a worker's name changes with each restart).
                 self.running_by_host[lease.get("host") or lease.get("worker")
                                      or "unknown"] += 1
+        if status not in self.ended:
+            return
+        # What a build did (its phases' times, the bytes it pushed) is taken once it has
+        # ended: a running one restarted by the reaper runs its phases again and pushes
+        # anew, so counted while running it would take a bucket, a sum or the bytes back.
         self.pushed += int(record.get("pushed_bytes") or 0)
         for phase, times in (record.get("phases") or {}).items():
             seconds = _seconds((times or {}).get("start"), (times or {}).get("end"))
@@ -219,7 +224,7 @@ class Totals:
             yield family
         yield self.phase_seconds.family(
             "binder_phase_duration_seconds",
-            "Time each phase of a build took (the build's last attempt).", ["phase"])
+            "Time each phase of an ended build took (its last attempt).", ["phase"])
         yield self.build_seconds.family("binder_build_duration_seconds",
                                         "Start-to-completion time of completed builds.",
                                         ["config", "cached"])

@@ -86,7 +86,8 @@ def test_counters_by_status_config_and_cache_hit() -> None:
                 (("cached", "false"), ("config", "unknown")))] == 1
     assert sum(v for (name, _), v in got.items() if name == "binder_builds_started_total") == 5
     assert got[("binder_running_builds_by_host", (("host", "host-a"),))] == 1
-    assert got[("binder_pushed_bytes_total", ())] == 1024
+    # The running build's bytes count once it ends (a restart may push them again).
+    assert got[("binder_pushed_bytes_total", ())] == 1000
 
 
 def test_phase_and_build_duration_histograms() -> None:
@@ -211,6 +212,30 @@ def test_a_build_moving_through_its_phases_never_takes_a_counter_back() -> None:
         for key, value in before.items():
             if key[0].endswith(("_total", "_count", "_bucket")):
                 assert after.get(key, 0.0) >= value, (key, before, after)
+
+
+def test_a_restarted_build_never_takes_a_histogram_or_pushed_bytes_back() -> None:
+    """Scraped while its first attempt runs, after the reaper restarted it (its first
+    phases run again, shorter, and its push sends nothing the registry has), and ended:
+    no counter, bucket or sum goes down. What a running build did is observed at its end,
+    since a later attempt may do it again differently."""
+    first = record("running", "requirements.txt", phase="building", end_time=None,
+                   phases={"fetching": (0, 20), "detecting": (20, 22), "pushing": (22, 30)},
+                   pushed_bytes=5000)
+    again = record("running", "requirements.txt", phase="detecting", end_time=None, attempt=2,
+                   phases={"fetching": (100, 103), "detecting": (103, 103),
+                           "pushing": (22, 30)}, pushed_bytes=5000)
+    ended = record("completed", "requirements.txt", attempt=2, pushed_bytes=0,
+                   phases={"fetching": (100, 103), "detecting": (103, 104),
+                           "pushing": (110, 111)})
+    seen = [samples([step]) for step in (first, again, ended)]
+    for before, after in zip(seen, seen[1:], strict=False):
+        for key, value in before.items():
+            if key[0].endswith(("_total", "_count", "_bucket", "_sum")):
+                assert after.get(key, 0.0) >= value, (key, before, after)
+    fetching = (("phase", "fetching"),)
+    assert seen[-1][("binder_phase_duration_seconds_count", fetching)] == 1
+    assert seen[-1][("binder_phase_duration_seconds_sum", fetching)] == 3
 
 
 def test_ended_builds_are_read_once_then_only_those_that_ended_since() -> None:
