@@ -336,10 +336,13 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
              *({"lease.worker": holder, "phase": phase.value}
                for holder in (worker, replacing) if holder),
              released]
-    counted = {"$addToSet": {"workers": host}, "$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
+    # A phase an earlier attempt ran has its end: the phase started again has none yet
+    # (a stale end before the new start would show it done, and time it as nothing).
+    every_claim = {"$unset": {f"phases.{phase.value}.end": ""}, "$addToSet": {"workers": host},
+                   "$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
     with translate_errors():
         for index, case in enumerate(cases):
-            update = {"$set": started if index == 0 else changes, **counted}
+            update = {"$set": started if index == 0 else changes, **every_claim}
             record = db.update_and_read(db.builds(), {**_running(build_id, attempt), **case},
                                         update, {"build_id": build_id})
             if record is not None:

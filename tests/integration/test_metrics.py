@@ -5,13 +5,18 @@ the API's processes, and the whole exposition parses as Prometheus reads it."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
-from api.build_totals import BuildTotals
+from api.build_totals import BuildTotals, Totals
+from common.build_store import create_build, end_phase, get_build, start_phase
 from common.clock import utcnow
+from common.config import get_config
 from common.db import get_db
+from common.leases import end_unheld, restart
+from common.models import Phase, Status
 from tests.support.api_cases import plain_repo
-from tests.support.farm import ApiClient
+from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
 from tests.unit.test_metrics import Samples, parsed, samples_of
 
@@ -98,3 +103,29 @@ def test_a_new_api_process_starts_from_the_totals_a_scrape_kept(api: ApiClient) 
     for name in ("binder_builds_completed_total", "binder_builds_failed_total",
                  "binder_pushed_bytes_total"):
         assert total(fresh, name) == total(scraped, name), name
+
+
+def test_a_phase_run_again_after_a_restart_is_timed_from_its_new_start(farm: Farm) -> None:
+    """The reaper restarts a build whose fetch had ended; the next attempt's fetch is
+    cancelled while it runs: the record shows that fetch running, then ending at the
+    cancel, and the histogram times it from its new start to the cancel."""
+    config = get_config()
+    name = f"metrics-restarted-{uuid.uuid4().hex[:6]}"
+    record = create_build(name, {"repository": f"https://example.org/{name}"})
+    build_id = record["build_id"]
+    start_phase(build_id, 1, Phase.FETCHING, Phase.QUEUED, "gone@host", "host-r")
+    end_phase(build_id, 1, Phase.FETCHING, "gone@host", {})
+    restarted = restart(get_build(name), "its worker stopped", config)
+    assert restarted is not None and restarted["attempt"] == 2
+    time.sleep(0.3)
+    again = start_phase(build_id, 2, Phase.FETCHING, Phase.QUEUED, "next@host", "host-r")
+    assert "end" not in again["phases"]["fetching"], again["phases"]
+    time.sleep(0.2)
+    cancelled = end_unheld(again, Status.CANCELLED, "Cancelled by request.")
+    assert cancelled is not None
+    times = cancelled["phases"]["fetching"]
+    assert times["end"] - times["start"] >= dt.timedelta(seconds=0.2), times
+    fetching = (("phase", "fetching"),)
+    observed = samples_of(Totals.of([cancelled]))
+    assert observed[("binder_phase_duration_seconds_count", fetching)] == 1
+    assert observed[("binder_phase_duration_seconds_sum", fetching)] >= 0.2
