@@ -49,7 +49,8 @@ DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 180
 
 #: What a scrape reads of each record.
 RECORD_FIELDS = {"_id": 0, "build_id": 1, "status": 1, "phase": 1, "config": 1, "cached": 1,
-                 "start_time": 1, "end_time": 1, "phases": 1, "lease": 1, "pushed_bytes": 1}
+                 "start_time": 1, "end_time": 1, "phases": 1, "lease": 1, "pushed_bytes": 1,
+                 "attempt": 1, "lost": 1}
 
 ENDED = [status.value for status in FINAL_STATUSES]
 
@@ -115,6 +116,19 @@ class Histogram:
         return family
 
 
+def queued_since(record: dict[str, Any]) -> dt.datetime | None:
+    """When a queued build joined the queue: when it was started, or when the reaper
+    started it again as its current attempt."""
+    attempt = int(record.get("attempt") or 1)
+    restarted = ((record.get("lost") or {}).get(str(attempt - 1)) or {}).get("at")
+    since = restarted or record.get("start_time")
+    return since if isinstance(since, dt.datetime) else None
+
+
+def _earliest(*times: dt.datetime | None) -> dt.datetime | None:
+    return min((time for time in times if time is not None), default=None)
+
+
 def _seconds(start: Any, end: Any) -> float | None:
     if isinstance(start, dt.datetime) and isinstance(end, dt.datetime):
         return max(0.0, (end - start).total_seconds())
@@ -130,6 +144,8 @@ class Totals:
                                                               for s in FINAL_STATUSES}
         self.running_by_host: Counter[str] = Counter()
         self.running_by_phase: Counter[str] = Counter()
+        #: When the build that has waited longest for a worker joined the queue.
+        self.oldest_queued: dt.datetime | None = None
         self.pushed = 0
         self.phase_seconds, self.build_seconds = Histogram(), Histogram()
 
@@ -151,7 +167,10 @@ class Totals:
         if status in self.ended:
             self.ended[Status(status)][labels] += 1
         if status == Status.RUNNING.value:
-            self.running_by_phase[record.get("phase") or Phase.QUEUED.value] += 1
+            phase = record.get("phase") or Phase.QUEUED.value
+            self.running_by_phase[phase] += 1
+            if phase == Phase.QUEUED.value:
+                self.oldest_queued = _earliest(self.oldest_queued, queued_since(record))
             lease = record.get("lease")
             if lease:
                 # The host, not the worker process: one series per host, whatever
@@ -182,6 +201,7 @@ class Totals:
                 both.ended[status].update(counts)
             both.running_by_host.update(part.running_by_host)
             both.running_by_phase.update(part.running_by_phase)
+            both.oldest_queued = _earliest(both.oldest_queued, part.oldest_queued)
             both.pushed += part.pushed
             both.phase_seconds.add(part.phase_seconds)
             both.build_seconds.add(part.build_seconds)
@@ -240,6 +260,13 @@ class Totals:
             if phase is not Phase.FINISHED:
                 by_phase.add_metric([phase.value], self.running_by_phase[phase.value])
         yield by_phase
+        waited = GaugeMetricFamily(
+            "binder_oldest_queued_build_seconds",
+            "How long the build that has waited longest for a worker has waited (0 when none "
+            "waits).")
+        waited.add_metric([], 0.0 if self.oldest_queued is None else
+                          max(0.0, (utcnow() - self.oldest_queued).total_seconds()))
+        yield waited
         yield CounterMetricFamily("binder_pushed_bytes", "Bytes of image layers pushed to the "
                                   "registry (layers it already had are not counted).",
                                   value=self.pushed)

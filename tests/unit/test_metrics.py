@@ -238,6 +238,26 @@ def test_a_restarted_build_never_takes_a_histogram_or_pushed_bytes_back() -> Non
     assert seen[-1][("binder_phase_duration_seconds_sum", fetching)] == 3
 
 
+def test_the_build_waiting_longest_for_a_worker_shows_how_long() -> None:
+    now = dt.datetime.now(dt.UTC)
+    waiting = record("running", phase="queued", end_time=None, build_id="waiting",
+                     start_time=now - dt.timedelta(seconds=300))
+    # Started long ago, restarted by the reaper 60 s ago: it waits since the restart.
+    again = record("running", "Dockerfile", phase="queued", end_time=None, build_id="again",
+                   start_time=now - dt.timedelta(hours=2), attempt=2,
+                   lost={"1": {"reason": "its worker stopped",
+                               "at": now - dt.timedelta(seconds=60)}})
+    running = record("running", "Dockerfile", phase="building", end_time=None,
+                     build_id="running", start_time=now - dt.timedelta(hours=3))
+    oldest = ("binder_oldest_queued_build_seconds", ())
+    assert 300 <= samples([waiting, again, running])[oldest] < 310
+    assert 60 <= samples([again, running])[oldest] < 70
+    assert samples([running])[oldest] == 0
+    # Totals of several reads (ended builds plus running ones) keep the earliest.
+    both = Totals.of([again]).plus(Totals.of([waiting]))
+    assert 300 <= samples_of(both)[oldest] < 310
+
+
 def test_ended_builds_are_read_once_then_only_those_that_ended_since() -> None:
     store, now = FakeStore(), dt.datetime.now(dt.UTC)
     old = now - dt.timedelta(days=9)
@@ -363,7 +383,7 @@ def test_a_new_process_resumes_from_the_totals_another_kept() -> None:
                                      phases={"building": (1, 30)}, pushed_bytes=10)
                               for i in range(20)]
     store.builds.records = [record("failed", build_id="lately", end_time=now),
-                            record("running", build_id="live", end_time=None)]
+                            record("running", build_id="live", phase="building", end_time=None)]
     first = BuildTotals()
     whole = samples_of(first.refresh(store))  # type: ignore[arg-type]
 
