@@ -55,6 +55,7 @@ from workers.dispatch import broker_epoch, enqueue_build
 from workers.docker_engine import docker_client
 from workers.image_build import BUILT_LABEL
 from workers.phase_runner import work_dir_name
+from workers.process_logs import bind_build
 
 log = logging.getLogger(__name__)
 
@@ -178,12 +179,16 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
     hosts = worker_store.live_hosts(workers, config.heartbeat_stale, now, watch.back_since)
     epoch = broker_epoch(config)
     try:
+        # What the reaper does to a build is logged as that build's (build=NAME), so
+        # following a build through the process logs finds why it started again.
         for build in running:
             decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since)
             if decision is not None:
-                _act(celery, build, *decision, config, done)
+                with bind_build(build["name"], attempt=build["attempt"]):
+                    _act(celery, build, *decision, config, done)
         for record in unsent_builds(config, hosts):
-            done["requeued"] += enqueue_build(celery, config, record)
+            with bind_build(record["name"], attempt=record["attempt"]):
+                done["requeued"] += enqueue_build(celery, config, record)
         worker_store.prune(FORGET_WORKERS_AFTER)
     except NoDatabase:
         watch.failed()

@@ -162,3 +162,37 @@ def test_log_everything_twice_adds_no_second_handler_or_filter() -> None:
                             timeout=60, cwd=Path(__file__).resolve().parents[2])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "1"
+
+
+def test_the_reapers_lines_about_a_build_name_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build the reaper restarts or sends again is found by ``grep build=NAME``."""
+    import workers.reaper as reaper
+    from common.config import load_config
+
+    lost = {"name": "owner-lost", "build_id": "b1", "attempt": 1, "lease": {"host": "gone"}}
+    queued = {"name": "owner-unsent", "build_id": "b2", "attempt": 1}
+    monkeypatch.setattr(reaper.worker_store, "all_workers", lambda: {})
+    monkeypatch.setattr(reaper.worker_store, "prune", lambda after: 0)
+    monkeypatch.setattr(reaper, "_running_with_lease", lambda config: [lost])
+    monkeypatch.setattr(reaper, "broker_epoch", lambda config: "e1")
+    monkeypatch.setattr(reaper, "verdict", lambda build, *rest: ("restart", "its worker stopped"))
+    monkeypatch.setattr(reaper.leases, "restart",
+                        lambda build, reason, config: {**build, "attempt": 2})
+    monkeypatch.setattr(reaper, "unsent_builds", lambda config, hosts: [queued])
+
+    def enqueue(celery: object, config: object, record: dict[str, object]) -> int:
+        reaper.log.info("sent %s", record["name"])
+        return 1
+    monkeypatch.setattr(reaper, "enqueue_build", enqueue)
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    configure_handler(handler)
+    monkeypatch.setattr(reaper.log, "handlers", [handler])
+    monkeypatch.setattr(reaper.log, "propagate", False)
+    monkeypatch.setattr(reaper.log, "level", logging.INFO)
+    config = load_config(environ={})
+    done = reaper.reap(None, config, reaper.StoreWatch(config))
+    assert done["restarted"] == done["requeued"] == 1
+    found = {(line["build"], line["attempt"], line["msg"].split()[0]) for line in lines(out)}
+    assert found == {("owner-lost", "1", "restarting"), ("owner-lost", "1", "sent"),
+                     ("owner-unsent", "1", "sent")}, out.getvalue()
