@@ -116,8 +116,13 @@ class BuildRecord(TypedDict, total=False):
     image_name: str | None
     image_source: str | None
     #: A failed build's: the image it pushed and verification rejected (its image_name is
-    #: None); removed from the registry unless a completed build names it.
+    #: None); removed from the registry unless a completed build names it (then its tag
+    #: names that build's image again, ``predecessor``).
     rejected_image: str
+    #: A push phase's, when its tag was a completed build's (a forced rebuild's): the
+    #: ``image``, its manifest ``digest`` before the push and what ``named_by`` it;
+    #: a rejected image gives the tag back to that manifest.
+    predecessor: dict[str, str]
     image_id: str
     config: str | None
     config_files: list[str]

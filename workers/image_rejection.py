@@ -11,22 +11,28 @@ image of its own (``image_name`` is ``None``).
 A tag stays when something still stands for it: the same commit on the
 same base and recipe is the same tag, which an earlier completed build of
 the name (a forced rebuild's predecessor, or the hits it answered) or the
-name's template may name, and a launcher starts what they name. A digest
-such a tag shares stays too (deleting a manifest deletes every tag of it).
-What became of the tag is said in the build's log; a tag that could not be
-deleted is a warning there and changes nothing else.
+name's template may name, and a launcher starts what they name. The push
+moved that tag to the rejected image, so the push phase learns beforehand
+which manifest the tag holds (``predecessor``) and the rejection puts that
+manifest back under the tag (the registry keeps it by digest meanwhile: only
+its garbage collection, run while nothing pushes, deletes untagged
+manifests; the rejected one is left to it). A digest such a tag shares stays
+too (deleting a manifest deletes every tag of it). What became of the tag is
+said in the build's log; a tag that could not be deleted or restored is a
+warning there and changes nothing else.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import requests
 
 from common import build_store, template_store
 from common.config import Config
 from common.errors import BadDatabase, NoDatabase
-from workers.registry import delete_tag, manifest_digest, split_image
+from workers.registry import delete_tag, manifest_digest, restore_tag, split_image
 
 
 def standing_for(name: str) -> dict[str, str]:
@@ -40,19 +46,69 @@ def standing_for(name: str) -> dict[str, str]:
     return standing
 
 
-def withdraw(config: Config, name: str, image: str, say: Callable[[str], None]) -> bool:
+@dataclass(frozen=True)
+class Predecessor:
+    """The image a tag held before a build pushed to it: its manifest digest, and what
+    names it (``completed build ID``, ``the template of NAME``)."""
+
+    digest: str
+    named_by: str
+
+
+def predecessor(config: Config, name: str, image: str,
+                say: Callable[[str], None]) -> Predecessor | None:
+    """What the tag of ``image`` holds before build ``name`` pushes to it, when
+    something stands for it (``standing_for``); ``None`` when nothing does or the
+    registry has no such tag. Raises nothing: when it cannot be learned, a warning in
+    the log says so and it is ``None``."""
+    try:
+        standing = standing_for(name)
+        digest = manifest_digest(config, image, timeout=10) if image in standing else None
+    except (NoDatabase, BadDatabase, requests.RequestException) as exc:
+        say(f"warning: could not learn which image {image} holds before the push; if "
+            f"verification fails, the tag keeps the image it rejected ({exc})")
+        return None
+    return Predecessor(digest, standing[image]) if digest else None
+
+
+def restore(config: Config, image: str, earlier: Predecessor,
+            say: Callable[[str], None]) -> None:
+    """Put ``earlier`` back under the tag of ``image``, to which a rejected image was
+    pushed, and say so in the build's log. Raises nothing: a tag that could not be
+    restored is a warning in the log."""
+    try:
+        if manifest_digest(config, image, timeout=10) == earlier.digest:
+            say(f"{image} stays in the registry as it was: the image that failed "
+                f"verification is that of {earlier.named_by} ({earlier.digest})")
+            return
+        restore_tag(config, image, earlier.digest)
+    except requests.RequestException as exc:
+        say(f"warning: could not restore {image} to the image of {earlier.named_by} "
+            f"({earlier.digest}): {exc}; the tag holds the image that failed verification")
+        return
+    say(f"restored {image} to the image of {earlier.named_by}")
+
+
+def withdraw(config: Config, name: str, image: str, say: Callable[[str], None],
+             earlier: Predecessor | None = None) -> bool:
     """Delete the tag of ``image``, which build ``name`` pushed and verification
-    rejected, unless something still stands for it; say in the build's log what
-    became of it. True when the tag is gone. Raises nothing: a tag left behind is a
-    warning in the log."""
+    rejected, unless something still stands for it: then put back ``earlier``, what
+    the tag held before the push, when known. Say in the build's log what became of
+    the tag. True when it is gone. Raises nothing: a tag left behind or not restored
+    is a warning in the log."""
     try:
         standing = standing_for(name)
     except (NoDatabase, BadDatabase) as exc:
         say(f"warning: {image} stays in the registry: the build database could not "
             f"say whether a completed build names it ({exc})")
+        if earlier is not None:
+            restore(config, image, earlier, say)
         return False
     if image in standing:
-        say(f"{image} stays in the registry: {standing[image]} names it")
+        if earlier is None:
+            say(f"{image} stays in the registry: {standing[image]} names it")
+        else:
+            restore(config, image, earlier, say)
         return False
     registry, repository, _ = split_image(image)
     try:

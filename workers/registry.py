@@ -1,5 +1,6 @@
-"""The OCI registry: which tags exist and their digests, deleting a tag, pushing and
-pulling through the engine, and the credentials Docker needs for it."""
+"""The OCI registry: which tags exist and their digests, deleting a tag or putting an
+earlier manifest back under it, pushing and pulling through the engine, and the
+credentials Docker needs for it."""
 
 from __future__ import annotations
 
@@ -81,8 +82,34 @@ def delete_tag(config: Config, image: str, keep_digests: Set[str] = frozenset())
         headers={"Accept": MANIFEST_TYPES}, auth=_auth(config), timeout=30)
     if response.status_code in (202, 404):
         return True
-    raise requests.HTTPError(f"HTTP {response.status_code} {response.text[:200]}",
-                             response=response)
+    raise _refused(response)
+
+
+def restore_tag(config: Config, image: str, digest: str) -> None:
+    """Put the manifest ``digest`` of ``image``'s repository back under ``image``'s tag,
+    with its exact bytes and media type (so its digest stays ``digest``).
+
+    The registry keeps a manifest addressable by its digest after its tag moves,
+    until garbage collection deletes it untagged. Raises ``requests.HTTPError``
+    when the registry no longer has it or refuses the tag, and any
+    ``requests.RequestException`` when it does not answer.
+    """
+    registry, repository, tag = split_image(image)
+    manifests = f"{registry_url(registry, config.registry_insecure)}/v2/{repository}/manifests"
+    found = requests.get(f"{manifests}/{digest}", headers={"Accept": MANIFEST_TYPES},
+                         auth=_auth(config), timeout=30)
+    if found.status_code != 200:
+        raise _refused(found)
+    put = requests.put(f"{manifests}/{tag}", data=found.content,
+                       headers={"Content-Type": found.headers.get("Content-Type", "")},
+                       auth=_auth(config), timeout=30)
+    if put.status_code != 201:
+        raise _refused(put)
+
+
+def _refused(response: requests.Response) -> requests.HTTPError:
+    return requests.HTTPError(f"HTTP {response.status_code} {response.text[:200]}",
+                              response=response)
 
 
 def auth_config(config: Config) -> dict[str, str] | None:

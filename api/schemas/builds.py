@@ -74,7 +74,7 @@ class BuildSchema(Schema):
     rejected_image = fields.String(data_key="rejected-image", metadata={
         "description": "a failed build's: the image it pushed and verification rejected "
                        "(its image-name is then null); removed from the registry unless a "
-                       "completed build names it"})
+                       "completed build names it, whose image its tag then names again"})
     config = fields.String(allow_none=True, metadata={"description": "config file built from"})
     worker = fields.String(allow_none=True)
     workers = fields.List(fields.String())

@@ -1,11 +1,12 @@
 """An image that failed verification leaves the real registry, unless a completed build
-of its name names the same tag."""
+of its name names the same tag: then the tag gets back the image it held."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import docker
@@ -21,8 +22,9 @@ from tests.support.images import in_registry
 from tests.support.processes import wait_until
 from tests.support.registry import Registry
 from tests.support.service_clients import base_image
-from workers.image_rejection import withdraw
-from workers.registry import manifest_exists
+from tests.support.static_http import serve_directory
+from workers.image_rejection import Predecessor, predecessor, withdraw
+from workers.registry import manifest_digest, manifest_exists
 from workers.verify import VERIFY_LABEL
 
 BASE_IMAGE = base_image()
@@ -52,16 +54,32 @@ def test_a_rejected_tag_goes_unless_a_completed_build_names_it(name: str) -> Non
     registry.push(other)
     other_build = completed(name, other)
     # The forced rebuild's predecessor, archived: it made the same tag.
-    predecessor = completed(name, rejected)
-    db.attempts().insert_many([other_build, predecessor])
+    made = completed(name, rejected)
+    db.attempts().insert_many([other_build, made])
     said: list[str] = []
 
     assert not withdraw(config, name, rejected, said.append)
     assert manifest_exists(config, rejected)
     assert said == [f"{rejected} stays in the registry: completed build "
-                    f"{predecessor['build_id']} names it"]
+                    f"{made['build_id']} names it"]
 
-    db.attempts().delete_one({"build_id": predecessor["build_id"]})
+    # The forced rebuild pushed another image under the tag: it gets its image back.
+    held = manifest_digest(config, rejected)
+    assert held is not None
+    earlier = predecessor(config, name, rejected, said.append)
+    assert earlier == Predecessor(held, f"completed build {made['build_id']}")
+    registry.push(rejected, variant="rebuilt")
+    assert manifest_digest(config, rejected) != held
+    assert not withdraw(config, name, rejected, said.append, earlier)
+    assert said[-1] == f"restored {rejected} to the image of completed build {made['build_id']}"
+    assert manifest_digest(config, rejected) == held
+    # Withdrawn again with the predecessor's own image under the tag: nothing to do.
+    assert not withdraw(config, name, rejected, said.append, earlier)
+    assert said[-1] == (f"{rejected} stays in the registry as it was: the image that failed "
+                        f"verification is that of completed build {made['build_id']} ({held})")
+    assert manifest_digest(config, rejected) == held
+
+    db.attempts().delete_one({"build_id": made["build_id"]})
     assert withdraw(config, name, rejected, said.append)
     assert said[-1] == f"removed {rejected} from the registry: it failed verification"
     assert not manifest_exists(config, rejected)
@@ -100,28 +118,37 @@ def kill_verification(build_id: str) -> bool:
 
 
 def test_a_forced_rebuild_that_fails_verification_keeps_its_predecessors_tag(
-        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+        api: ApiClient, git_server: GitServer, repo_url: str, tmp_path: Path) -> None:
     repo = unique("slowserve")
     command = "sh -c 'sleep 10; exec python3 -m http.server 8888'"  # serves after 10 s
-    git_server.make_repo(f"github/rita/{repo}", {
-        "Dockerfile": f"FROM {BASE_IMAGE}\n", ".binder.yml": f"command: {json.dumps(command)}\n"})
-    url = f"{repo_url}/rita/{repo}"
-    first = api.start_and_wait(url)
-    assert first["status"] == "completed", api.logs(first["name"])
-    image = first["image-name"]
+    # The Dockerfile adds a file from a URL, as a repository adds data it downloads:
+    # the same commit rebuilt reads it again, so the rebuild makes another image.
+    (tmp_path / "data.txt").write_text("first\n")
+    with serve_directory(tmp_path) as data_url:
+        git_server.make_repo(f"github/rita/{repo}", {
+            "Dockerfile": f"FROM {BASE_IMAGE}\nADD {data_url}/data.txt /srv/data.txt\n",
+            ".binder.yml": f"command: {json.dumps(command)}\n"})
+        url = f"{repo_url}/rita/{repo}"
+        first = api.start_and_wait(url)
+        assert first["status"] == "completed", api.logs(first["name"])
+        image = first["image-name"]
+        config = get_config()
+        served = manifest_digest(config, image)
 
-    response = api.start(url, force=True)
-    assert response.status_code == 200, response.text
-    forced = response.json()
-    # Its image is the same tag; its verification fails (killed while the image starts).
-    assert wait_until(lambda: kill_verification(forced["build-id"]), 300, interval=0.1)
-    rebuilt = api.wait(forced["name"], 300)
+        (tmp_path / "data.txt").write_text("second\n")
+        response = api.start(url, force=True)
+        assert response.status_code == 200, response.text
+        forced = response.json()
+        # Its image is the same tag; its verification fails (killed while the image starts).
+        assert wait_until(lambda: kill_verification(forced["build-id"]), 300, interval=0.1)
+        rebuilt = api.wait(forced["name"], 300)
     log = api.logs(forced["name"])
     assert rebuilt["status"] == "failed" and "instead of serving" in rebuilt["error"], log
     assert rebuilt["rejected-image"] == image and rebuilt["image-name"] is None
-    assert f"{image} stays in the registry: completed build {first['build-id']} names it" \
-        in log
-    assert in_registry(image)
+    assert f"{image} holds the image of completed build {first['build-id']} ({served})" in log
+    # The push moved the tag to the rebuild's image; it is the completed build's again.
+    assert f"restored {image} to the image of completed build {first['build-id']}" in log
+    assert manifest_digest(config, image) == served
     # The template still points at it: the next start reuses it, naming the build that
     # made it.
     again = api.start_and_wait(url)

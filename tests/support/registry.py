@@ -36,12 +36,14 @@ class Registry:
         assert done.status_code == 201, done.text
         return {"digest": digest, "size": len(data)}
 
-    def push(self, image: str) -> None:
-        """A one-layer image whose config names ``image`` (so every tag has its own digest)."""
+    def push(self, image: str, variant: str = "") -> None:
+        """A one-layer image whose config names ``image`` (so every tag has its own digest)
+        and ``variant`` (another image under the same tag)."""
         _, repository, tag = split_image(image)
         layer = self.blob(repository, b"layer of " + image.encode())
+        labels = {"image": image, **({"variant": variant} if variant else {})}
         config = self.blob(repository, json.dumps({
-            "architecture": "amd64", "os": "linux", "config": {"Labels": {"image": image}},
+            "architecture": "amd64", "os": "linux", "config": {"Labels": labels},
             "rootfs": {"type": "layers", "diff_ids": [layer["digest"]]}}).encode())
         manifest = {"schemaVersion": 2, "mediaType": MANIFEST,
                     "config": {"mediaType": "application/vnd.docker.container.image.v1+json",

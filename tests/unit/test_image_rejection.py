@@ -27,7 +27,7 @@ def farm(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A store and a registry; tests fill in what the store holds and the digests."""
     state: dict[str, Any] = {"completed": {}, "template": None, "store_down": False,
                              "digests": {REJECTED: "sha256:rejected"}, "deleted": [],
-                             "refusal": None}
+                             "refusal": None, "restored": []}
 
     def completed_images(name: str) -> dict[str, str]:
         if state["store_down"]:
@@ -48,13 +48,23 @@ def farm(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
                         lambda name: state["template"])
     monkeypatch.setattr(image_rejection, "manifest_digest",
                         lambda config, image, timeout: state["digests"].get(image))
+    def restore_tag(config: Any, image: str, digest: str) -> None:
+        if state["refusal"] is not None:
+            raise state["refusal"]
+        state["restored"].append((image, digest))
+        state["digests"][image] = digest
+
     monkeypatch.setattr(image_rejection, "delete_tag", delete_tag)
+    monkeypatch.setattr(image_rejection, "restore_tag", restore_tag)
     return state
 
 
-def withdraw() -> tuple[bool, list[str]]:
+def withdraw(earlier: image_rejection.Predecessor | None = None) -> tuple[bool, list[str]]:
     said: list[str] = []
-    return image_rejection.withdraw(CONFIG, "o-r", REJECTED, said.append), said
+    return image_rejection.withdraw(CONFIG, "o-r", REJECTED, said.append, earlier), said
+
+
+PREDECESSOR = image_rejection.Predecessor("sha256:predecessor", "completed build b1")
 
 
 def test_a_rejected_image_nothing_names_is_removed(farm: dict[str, Any]) -> None:
@@ -105,6 +115,67 @@ def test_a_tag_that_cannot_be_removed_is_a_warning(farm: dict[str, Any],
     assert len(said) == 1 and said[0].startswith("warning: ") and said[0].endswith(warning)
 
 
+def test_a_completed_build_s_tag_gets_its_image_back(farm: dict[str, Any]) -> None:
+    """A forced rebuild pushed its predecessor's tag: the tag is the predecessor's again."""
+    farm["completed"] = {REJECTED: "b1"}
+    gone, said = withdraw(PREDECESSOR)
+    assert not gone and farm["deleted"] == []
+    assert farm["restored"] == [(REJECTED, "sha256:predecessor")]
+    assert said == [f"restored {REJECTED} to the image of completed build b1"]
+
+
+def test_a_rebuild_of_the_same_image_leaves_the_tag_as_it_was(farm: dict[str, Any]) -> None:
+    farm["completed"] = {REJECTED: "b1"}
+    farm["digests"][REJECTED] = "sha256:predecessor"
+    gone, said = withdraw(PREDECESSOR)
+    assert not gone and farm["deleted"] == [] and farm["restored"] == []
+    assert said == [f"{REJECTED} stays in the registry as it was: the image that failed "
+                    "verification is that of completed build b1 (sha256:predecessor)"]
+
+
+def test_a_tag_that_cannot_be_restored_is_a_warning(farm: dict[str, Any]) -> None:
+    farm.update(completed={REJECTED: "b1"}, refusal=requests.HTTPError("HTTP 404 unknown"))
+    gone, said = withdraw(PREDECESSOR)
+    assert not gone and farm["restored"] == []
+    assert said == [f"warning: could not restore {REJECTED} to the image of completed build "
+                    "b1 (sha256:predecessor): HTTP 404 unknown; the tag holds the image that "
+                    "failed verification"]
+
+
+def test_a_predecessor_is_restored_while_the_store_is_down(farm: dict[str, Any]) -> None:
+    """Something named the tag before the push: it still does, as far as anyone knows."""
+    farm["store_down"] = True
+    gone, said = withdraw(PREDECESSOR)
+    assert not gone and farm["restored"] == [(REJECTED, "sha256:predecessor")]
+    assert said[0].startswith("warning: ")
+    assert said[1] == f"restored {REJECTED} to the image of completed build b1"
+
+
+@pytest.mark.parametrize(("completed", "template", "expected"), [
+    ({REJECTED: "b1"}, None, PREDECESSOR),
+    ({}, {"image_name": REJECTED},
+     image_rejection.Predecessor("sha256:predecessor", "the template of o-r")),
+    ({EARLIER: "b1"}, None, None),  # nothing names the tag: it has nothing to get back
+])
+def test_the_predecessor_is_what_a_named_tag_holds_before_the_push(
+        farm: dict[str, Any], completed: dict[str, str], template: dict[str, str] | None,
+        expected: image_rejection.Predecessor | None) -> None:
+    farm.update(completed=completed, template=template)
+    farm["digests"][REJECTED] = "sha256:predecessor"
+    said: list[str] = []
+    assert image_rejection.predecessor(CONFIG, "o-r", REJECTED, said.append) == expected
+    assert said == []
+
+
+def test_a_predecessor_that_cannot_be_learned_is_a_warning(farm: dict[str, Any]) -> None:
+    farm["store_down"] = True
+    said: list[str] = []
+    assert image_rejection.predecessor(CONFIG, "o-r", REJECTED, said.append) is None
+    assert said == [f"warning: could not learn which image {REJECTED} holds before the push; "
+                    "if verification fails, the tag keeps the image it rejected (The build "
+                    "database is unreachable.)"]
+
+
 # The push phase
 
 
@@ -116,7 +187,12 @@ class _Client:
 @pytest.fixture
 def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A push phase whose push succeeds and whose verification the test decides."""
-    state: dict[str, Any] = {"verdict": None, "withdrawn": []}
+    state: dict[str, Any] = {"verdict": None, "withdrawn": [], "earlier": None,
+                             "asked": 0, "stored": []}
+
+    def predecessor(config: Any, name: str, image: str, say: Any) -> Any:
+        state["asked"] += 1
+        return state["earlier"]
 
     def verify(phase: Any) -> None:
         if state["verdict"] is not None:
@@ -126,15 +202,18 @@ def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(push, "push_image", lambda *args, **kwargs: 2048)
     monkeypatch.setattr(push, "docker_client", lambda *args, **kwargs: _Client())
     monkeypatch.setattr(push, "watching", lambda *args: contextlib.nullcontext())
-    monkeypatch.setattr(push, "withdraw", lambda config, name, image, say:
-                        state["withdrawn"].append((name, image)))
+    monkeypatch.setattr(push, "withdraw", lambda config, name, image, say, earlier:
+                        state["withdrawn"].append((name, image, earlier)))
+    monkeypatch.setattr(push, "predecessor", predecessor)
+    monkeypatch.setattr(push.build_store, "update_running", lambda build_id, attempt, changes:
+                        state["stored"].append((build_id, attempt, changes)))
     return state
 
 
-def push_run() -> Any:
+def push_run(record: dict[str, Any] | None = None) -> Any:
     guard = SimpleNamespace(on_abort=lambda hook: hook, raise_if_stopped=lambda: None)
-    phase = SimpleNamespace(image=REJECTED, record={"name": "o-r"}, config=CONFIG,
-                            guard=guard, say=lambda line: None)
+    phase = SimpleNamespace(image=REJECTED, record=record or {"name": "o-r"}, config=CONFIG,
+                            guard=guard, say=lambda line: None, build_id="b2", attempt=1)
     return push.run(phase)  # type: ignore[arg-type]
 
 
@@ -146,7 +225,27 @@ def test_a_failed_verification_withdraws_the_image_and_names_it_rejected(
     assert (failed.value.message, failed.value.suggestions) == (
         "The image exited (status 3).", ["Fix it."])
     assert failed.value.changes == {"image_name": None, "rejected_image": REJECTED}
-    assert pushing["withdrawn"] == [("o-r", REJECTED)]
+    assert pushing["withdrawn"] == [("o-r", REJECTED, None)]
+
+
+def test_a_rejected_image_gives_its_tag_back_to_what_it_held(pushing: dict[str, Any]) -> None:
+    """The push phase learns what the tag held before it pushed, and keeps it in the
+    record: run again after its push, it must not take its own image for it."""
+    pushing.update(verdict=BuildFailure("The image exited."), earlier=PREDECESSOR)
+    record: dict[str, Any] = {"name": "o-r"}
+    with pytest.raises(PhaseFailure):
+        push_run(record)
+    stored = {"image": REJECTED, "digest": "sha256:predecessor",
+              "named_by": "completed build b1"}
+    assert pushing["stored"] == [("b2", 1, {"predecessor": stored})]
+    assert record["predecessor"] == stored
+    assert pushing["withdrawn"] == [("o-r", REJECTED, PREDECESSOR)]
+
+    pushing["earlier"] = image_rejection.Predecessor("sha256:rejected", "completed build b1")
+    with pytest.raises(PhaseFailure):
+        push_run(record)  # the same record: the phase runs again
+    assert pushing["asked"] == 1 and len(pushing["stored"]) == 1
+    assert pushing["withdrawn"][-1] == ("o-r", REJECTED, PREDECESSOR)
 
 
 def test_a_verified_image_stays_and_is_the_builds(pushing: dict[str, Any]) -> None:
