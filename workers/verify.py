@@ -12,7 +12,9 @@ programs.
 Once the image has served, its container is removed in the background: the
 phase has its answer and need not wait for the engine. A worker that dies
 meanwhile (or mid-verification) leaves a container behind; the next worker
-on that engine removes those whose builds no longer run (``remove_leftovers``).
+on that engine removes those whose builds no longer run (``remove_leftovers``),
+of its own farm only: another farm may share the engine, with builds this
+farm's store does not know.
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ from typing import Any
 import docker.errors
 
 from common.config import Config
+from common.db import mongo_url
 from common.errors import BuildFailure
 from common.lazy_pool import LazyPool
+from common.service_credentials import mongo_address
 from common.sizes import parse_size
 from workers.docker_engine import docker_client
 from workers.guard import PhaseGuard
@@ -36,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: The label naming the build a verification container belongs to.
 VERIFY_LABEL = "binder-build.verify"
+#: The label naming the farm whose build it is (see ``farm_of``).
+FARM_LABEL = "binder-build.farm"
 #: Processes the image may start while it is verified.
 VERIFY_PIDS = 256
 #: CPUs it may use.
@@ -64,6 +70,12 @@ exit 1
 """
 
 
+def farm_of(config: Config) -> str:
+    """The farm a container belongs to, by the store that knows its builds
+    (``HOST:PORT/DATABASE``, without credentials)."""
+    return f"{mongo_address(mongo_url(config))}/{config.mongo_db}"
+
+
 def verify_image(config: Config, image: str, port: int, command: str | None, label: str,
                  say: Callable[[str], None], guard: PhaseGuard) -> None:
     """Raise ``BuildFailure`` unless ``image`` serves on ``port`` in time."""
@@ -75,7 +87,8 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
         image, command=shlex.split(command) if command else None, detach=True,
         network_mode="none", mem_limit=memory, memswap_limit=memory,
         pids_limit=VERIFY_PIDS, nano_cpus=int(VERIFY_CPUS * 1e9), cap_drop=["ALL"],
-        security_opt=["no-new-privileges"], labels={VERIFY_LABEL: label})
+        security_opt=["no-new-privileges"],
+        labels={VERIFY_LABEL: label, FARM_LABEL: farm_of(config)})
     remove = guard.on_abort(lambda: container.remove(force=True))
     served = False
     try:
@@ -128,12 +141,13 @@ def discard(container: Any) -> None:
 
 
 def remove_leftovers(config: Config, running: Callable[[str], bool]) -> int:
-    """Remove the verification containers on this host's engine whose build does not
-    run (``running(build_id)`` is false); how many were removed."""
+    """Remove this farm's verification containers on this host's engine whose build
+    does not run (``running(build_id)`` is false); how many were removed."""
     client = docker_client(config, timeout=60)
     removed = 0
+    ours = {"label": [VERIFY_LABEL, f"{FARM_LABEL}={farm_of(config)}"]}
     try:
-        for container in client.containers.list(all=True, filters={"label": VERIFY_LABEL}):
+        for container in client.containers.list(all=True, filters=ours):
             if not running(container.labels.get(VERIFY_LABEL, "")):
                 discard(container)
                 removed += 1

@@ -16,7 +16,7 @@ from tests.support.git_server import GitServer
 from tests.support.images import in_registry, run_in_image
 from tests.support.processes import wait_until
 from tests.support.service_clients import base_image
-from workers.verify import VERIFY_LABEL, remove_leftovers
+from workers.verify import FARM_LABEL, VERIFY_LABEL, farm_of, remove_leftovers
 
 
 def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_server: GitServer,
@@ -88,19 +88,25 @@ def verification_containers(build_id: str) -> list[str]:
 
 
 def test_verification_containers_of_builds_that_no_longer_run_are_removed(services: None) -> None:
-    """What a worker that died while verifying left: removed as the next one starts."""
+    """What a worker that died while verifying left: removed as the next one starts;
+    another farm's on the same engine are left to it."""
     client = docker.from_env()
-    ids = {state: f"{state}-{uuid.uuid4().hex[:8]}" for state in ("ended", "running")}
-    made = [client.containers.run(BASE_IMAGE, ["sleep", "600"], detach=True,
-                                  network_mode="none", labels={VERIFY_LABEL: build_id})
-            for build_id in ids.values()]
+    config = get_config()
+    ids = {state: f"{state}-{uuid.uuid4().hex[:8]}" for state in ("ended", "running", "other")}
+    farms = {"ended": farm_of(config), "running": farm_of(config),
+             "other": farm_of(config.replace(mongo_db=f"{config.mongo_db}-another"))}
+    made = {state: client.containers.run(
+        BASE_IMAGE, ["sleep", "600"], detach=True, network_mode="none",
+        labels={VERIFY_LABEL: build_id, FARM_LABEL: farms[state]})
+        for state, build_id in ids.items()}
     try:
-        removed = remove_leftovers(get_config(), lambda build_id: build_id == ids["running"])
+        removed = remove_leftovers(config, lambda build_id: build_id == ids["running"])
         assert removed >= 1
         assert verification_containers(ids["ended"]) == []
-        assert verification_containers(ids["running"]) == [made[1].id]
+        assert verification_containers(ids["running"]) == [made["running"].id]
+        assert verification_containers(ids["other"]) == [made["other"].id]
     finally:
-        for container in made:
+        for container in made.values():
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
         client.close()
