@@ -2,7 +2,7 @@
 
 For hostile inputs (blank lines, long runs of spaces, continuation lines)
 and for an ordinary multi-stage Dockerfile repeated, at growing sizes, it
-times :func:`workers.dockerfile_parser.pulled_images` against two baselines
+times :func:`workers.dockerfile_parser.images.pulled_images` against two baselines
 measured in the same run:
 
 * ``scan``: splitting the text into lines and touching each once, the least
@@ -24,7 +24,7 @@ import re
 import time
 from collections.abc import Callable
 
-from workers.dockerfile_parser import pulled_images
+from workers.dockerfile_parser.images import pulled_images
 
 OLD_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.I | re.M)
 ORDINARY = ("FROM python:3.12 AS build\nARG VERSION=1\nRUN pip wheel . \\\n    --wheel-dir /w\n"

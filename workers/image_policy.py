@@ -15,7 +15,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from common.errors import BuildFailure
-from workers.dockerfile_parser import DockerfileError, ImageUse, pulled_images
+from workers.dockerfile_parser import DockerfileError
+from workers.dockerfile_parser.images import ImageUse, pulled_images
 from workers.repo_yaml import shorten
 
 DEFAULT_DOMAIN = "docker.io"

@@ -1,10 +1,14 @@
-"""``workers/dockerfile_parser.py``: every image a Dockerfile pulls, found as Docker finds it."""
+"""``workers/dockerfile_parser/``: every image a Dockerfile pulls and every URL it downloads,
+found as Docker finds them."""
 
 from __future__ import annotations
 
 import pytest
 
-from workers.dockerfile_parser import DockerfileError, ShellLexer, downloaded_sources, pulled_images
+from workers.dockerfile_parser import DockerfileError
+from workers.dockerfile_parser.downloads import downloaded_sources
+from workers.dockerfile_parser.images import pulled_images, syntax_images
+from workers.dockerfile_parser.lexer import ShellLexer
 
 
 def images(text: str, **build_args: str) -> list[tuple[str, str]]:
@@ -90,8 +94,6 @@ def test_syntax_after_an_instruction_is_a_comment() -> None:
 
 
 def test_other_syntax_forms_are_found_even_when_the_file_is_no_dockerfile() -> None:
-    from workers.dockerfile_parser import syntax_images
-
     assert [u.image for u in syntax_images("#!/usr/bin/env x\n//syntax=evil/js\n")] == \
         ["evil/js"]
     assert [u.image for u in syntax_images('{"syntax": "evil/json"}')] == ["evil/json"]
