@@ -21,9 +21,10 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Iterable, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from common.errors import BuildFailure
+from workers.config_files import read_config_text
 from workers.repo_yaml import shorten
 
 #: Long options that change where pip looks for packages (``--pypi-url`` is pip's
@@ -46,7 +47,6 @@ _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 #: a URL anywhere in a line (``git+https://``, ``name @ https://``, ``name@https://``)
 _DIRECT_URL = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://")
 MAX_FILES = 50
-MAX_FILE_BYTES = 1024 * 1024
 
 
 def _long_option(token: str) -> tuple[str | None, str | None]:
@@ -163,8 +163,9 @@ def _check_direct_reference(line: str, where: str) -> None:
 
 def _follow(path: Path, checkout: Path, seen: set[Path]) -> None:
     try:
+        root = checkout.resolve()
         resolved = path.resolve()
-        relative = resolved.relative_to(checkout.resolve())
+        relative = PurePosixPath(resolved.relative_to(root))
     except (OSError, ValueError):
         raise BuildFailure(f"{shorten(str(path.name))} is referred to with -r or -c but lies "
                            "outside the repository.",
@@ -175,10 +176,7 @@ def _follow(path: Path, checkout: Path, seen: set[Path]) -> None:
     if len(seen) > MAX_FILES:
         raise BuildFailure(f"The requirements files refer to more than {MAX_FILES} others.",
                            suggestions=["Merge the requirements files."])
-    if resolved.stat().st_size > MAX_FILE_BYTES:
-        raise BuildFailure(f"{relative} is over {MAX_FILE_BYTES // 1024} KiB.",
-                           suggestions=["Keep requirements files short."])
-    text = resolved.read_text(errors="replace")
+    text = read_config_text(root, relative)
     check_requirement_lines(logical_lines(text), str(relative), resolved.parent, checkout, seen)
 
 

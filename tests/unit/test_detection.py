@@ -10,11 +10,11 @@ import pytest
 from common.config import Config, load_config
 from common.errors import BuildFailure
 from workers.buildpacks import DEFAULT_BUILDPACK, BuildPack, check, detect, notices
-from workers.buildpacks.base import MAX_CONFIG_BYTES
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
+from workers.config_files import MAX_CONFIG_BYTES
 
 CONFIG = load_config(environ={})
 
@@ -145,9 +145,9 @@ def test_dangling_link_is_refused(tmp_path: Path) -> None:
         detect(checkout, CONFIG)
 
 
-@pytest.mark.parametrize("name", ["apt.txt", "runtime.txt", "postBuild", "start", "Dockerfile",
-                                  "pyproject.toml", "Pipfile", "DESCRIPTION",
-                                  "binder/apt.txt"])
+@pytest.mark.parametrize("name", ["requirements.txt", "apt.txt", "runtime.txt", "postBuild",
+                                  "start", "Dockerfile", "pyproject.toml", "Pipfile",
+                                  "DESCRIPTION", "binder/apt.txt"])
 def test_a_config_file_over_the_cap_is_refused_unread(tmp_path: Path, name: str) -> None:
     """A comment line of a few MiB packs into a few KiB: every file detect reads is capped."""
     checkout = checkout_with(tmp_path, name)

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from common.config import Config
-from common.errors import BuildFailure
-from workers.repo_yaml import RepoYamlError, read_repo_file
+from workers.config_files import read_config_text
 
 #: The user's environment: a venv over the system Python in the base image,
 #: a conda prefix when a conda environment or another Python is asked for.
@@ -37,26 +36,6 @@ ENV_PYTHON = f"{ENV_PREFIX}/bin/python"
 CONFIG_STAGING = "/tmp/binder"
 #: Where generated helper files land in the image.
 HELPERS = "/usr/local/share/binder-build"
-#: Largest config file read (requirements.txt, apt.txt, runtime.txt, a Dockerfile,
-#: postBuild ...): a gigabyte of one repeated line packs into a few kilobytes.
-MAX_CONFIG_BYTES = 1024 * 1024
-
-
-def read_config_bytes(checkout: Path, path: PurePosixPath) -> bytes:
-    """The bytes of the repository's config file ``path``, refused (unread) above
-    ``MAX_CONFIG_BYTES`` with a ``BuildFailure`` naming it."""
-    try:
-        return read_repo_file(checkout / path, str(path), MAX_CONFIG_BYTES)
-    except RepoYamlError as exc:
-        raise BuildFailure(str(exc), suggestions=[f"Shorten {path}."]) from None
-
-
-def read_config_text(checkout: Path, path: PurePosixPath, errors: str = "replace") -> str:
-    """The text of the config file ``path`` (UTF-8, newlines as ``\\n``), within the cap
-    of ``read_config_bytes``."""
-    text = read_config_bytes(checkout, path).decode("utf-8", errors)
-    # as a file opened in text mode reads it (universal newlines)
-    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 @dataclass(frozen=True)

@@ -29,12 +29,12 @@ from workers.buildpacks.base import (
     BuildInputs,
     BuildPack,
     Install,
-    read_config_bytes,
 )
 from workers.buildpacks.conda import runtime_python_step, script_file
 from workers.buildpacks.installers import apt_install, index_environment
 from workers.buildpacks.r import check_cran_url, cran_url, declared_repos, r_system, run_install_r
 from workers.buildpacks.runtime import BASE_PYTHON, Runtime, parse_runtime
+from workers.config_files import read_config_bytes
 from workers.package_index import sources_replaced
 
 #: The repository's scripts the image runs: postBuild while building, start at launch.

@@ -15,7 +15,8 @@ import re
 
 from common.config import Config
 from common.errors import BuildFailure
-from workers.buildpacks.base import BuildInputs, BuildPack, read_config_text
+from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.config_files import read_config_text
 from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.downloads import downloaded_sources
 from workers.dockerignore import check_ignore_files
