@@ -11,6 +11,12 @@ embedded store takes seconds). Every process thus reports the same totals
 from the same store, restarts lose nothing, and a build deleted by
 retention stays counted (counters only grow, as Prometheus expects).
 
+Failed builds are counted by their ``cause`` too (``FailureCause``), which the
+worker or the reaper that failed the build recorded. Failures recorded before
+causes were kept count as ``unknown``, as do those in totals kept by an
+earlier version (their causes were not kept, and reading the builds again
+would lose the ones retention deleted, taking the counter back).
+
 A build counts once, by ``build_id``, whether found in ``builds`` or in the
 ``attempts`` it was archived to. Builds that ended are read by their
 ``end_time`` as far back as ``CLOCK_SLACK`` before the last scrape, which
@@ -39,7 +45,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from common.clock import CLOCK_SLACK, utcnow
-from common.models import FINAL_STATUSES, Phase, Status
+from common.models import FINAL_STATUSES, FailureCause, Phase, Status
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +56,7 @@ DURATION_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 180
 #: What a scrape reads of each record.
 RECORD_FIELDS = {"_id": 0, "build_id": 1, "status": 1, "phase": 1, "config": 1, "cached": 1,
                  "start_time": 1, "end_time": 1, "phases": 1, "lease": 1, "pushed_bytes": 1,
-                 "attempt": 1, "lost": 1}
+                 "attempt": 1, "lost": 1, "cause": 1}
 
 ENDED = [status.value for status in FINAL_STATUSES]
 
@@ -68,6 +74,24 @@ def config_label(record: dict[str, Any]) -> str:
     phases = record.get("phases") or {}
     detected = (phases.get(Phase.DETECTING.value) or {}).get("end") or record.get("cached")
     return "none" if detected else "unknown"
+
+
+#: The cause label of failures recorded before causes were kept.
+UNKNOWN_CAUSE = "unknown"
+
+
+def cause_label(record: dict[str, Any]) -> str:
+    """A failed build's cause: the one recorded, ``unknown`` for a failure recorded
+    before causes were kept."""
+    try:
+        return FailureCause(str(record.get("cause"))).value
+    except ValueError:
+        return UNKNOWN_CAUSE
+
+
+#: The labels of each status's counter: a failure's cause too.
+ENDED_LABELS = {status: ["config", "cached", *(["cause"] if status is Status.FAILED else [])]
+                for status in FINAL_STATUSES}
 
 
 class Histogram:
@@ -139,8 +163,9 @@ class Totals:
     """What a set of build records adds up to: counters, histograms, running builds."""
 
     def __init__(self) -> None:
-        self.started: Counter[tuple[str, str]] = Counter()
-        self.ended: dict[Status, Counter[tuple[str, str]]] = {s: Counter()
+        self.started: Counter[tuple[str, ...]] = Counter()
+        #: By ``ENDED_LABELS``: config and cache hit, and a failure's cause.
+        self.ended: dict[Status, Counter[tuple[str, ...]]] = {s: Counter()
                                                               for s in FINAL_STATUSES}
         self.running_by_host: Counter[str] = Counter()
         self.running_by_phase: Counter[str] = Counter()
@@ -164,7 +189,9 @@ class Totals:
         # it would leave that series when detected, and a counter would go down.
         if status != Status.RUNNING.value or labels[0] != "unknown":
             self.started[labels] += 1
-        if status in self.ended:
+        if status == Status.FAILED.value:
+            self.ended[Status.FAILED][(*labels, cause_label(record))] += 1
+        elif status in self.ended:
             self.ended[Status(status)][labels] += 1
         if status == Status.RUNNING.value:
             phase = record.get("phase") or Phase.QUEUED.value
@@ -211,7 +238,7 @@ class Totals:
         """The counters and histograms as a store document (running builds are not kept:
         they are read again at every refresh). Lists, not maps: config file names hold
         dots, which a document's keys cannot."""
-        def rows(counts: Counter[tuple[str, str]]) -> list[list[Any]]:
+        def rows(counts: Counter[tuple[str, ...]]) -> list[list[Any]]:
             return [[*labels, count] for labels, count in counts.items()]
         return {"started": rows(self.started),
                 "ended": [[status.value, rows(counts)] for status, counts in self.ended.items()],
@@ -220,25 +247,33 @@ class Totals:
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Totals:
-        def counter(rows: list[list[Any]]) -> Counter[tuple[str, str]]:
-            return Counter({(config, cached): count for config, cached, count in rows})
+        """The totals ``to_doc`` wrote; failures kept without a cause (by an earlier
+        version) count as cause ``unknown``."""
+        def counter(rows: list[list[Any]], width: int = 2) -> Counter[tuple[str, ...]]:
+            counts: Counter[tuple[str, ...]] = Counter()
+            for *labels, count in rows:
+                labels += [UNKNOWN_CAUSE] * (width - len(labels))
+                counts[tuple(labels)] += count
+            return counts
         totals = cls()
         totals.started = counter(doc["started"])
         for status, rows in doc["ended"]:
-            totals.ended[Status(status)] = counter(rows)
+            totals.ended[Status(status)] = counter(rows, len(ENDED_LABELS[Status(status)]))
         totals.pushed = int(doc["pushed"])
         totals.phase_seconds = Histogram.from_doc(doc["phase_seconds"])
         totals.build_seconds = Histogram.from_doc(doc["build_seconds"])
         return totals
 
     def metrics(self) -> Iterator[Metric]:
-        counters = [("started", "Builds accepted", self.started)] + [
-            (status.value, f"Builds that ended {status.value}", self.ended[status])
-            for status in FINAL_STATUSES]
-        for what, help_text, counts in counters:
-            family = CounterMetricFamily(f"binder_builds_{what}",
-                                         f"{help_text}, by config file type and cache hit.",
-                                         labels=["config", "cached"])
+        counters = [("started", "Builds accepted", self.started, ["config", "cached"])] + [
+            (status.value, f"Builds that ended {status.value}", self.ended[status],
+             ENDED_LABELS[status]) for status in FINAL_STATUSES]
+        for what, help_text, counts, label_names in counters:
+            by = ", by config file type and cache hit" + (
+                f" and cause ({', '.join([*FailureCause, UNKNOWN_CAUSE])})"
+                if "cause" in label_names else "")
+            family = CounterMetricFamily(f"binder_builds_{what}", f"{help_text}{by}.",
+                                         labels=label_names)
             for labels, count in sorted(counts.items()):
                 family.add_metric(list(labels), count)
             yield family
@@ -276,7 +311,9 @@ class Totals:
 #: ``metrics`` collection. Its ``shape`` is checked on reading, so totals kept by another
 #: version (other buckets) are read again from the builds rather than misread.
 SNAPSHOT = {"_id": "ended-builds"}
-SHAPE = {"version": 1, "buckets": [str(bound) for bound in DURATION_BUCKETS]}
+SHAPE = {"version": 2, "buckets": [str(bound) for bound in DURATION_BUCKETS]}
+#: Totals kept before failures had causes: read, their failures as cause ``unknown``.
+SHAPES_READ = (SHAPE, {**SHAPE, "version": 1})
 
 
 class BuildTotals:
@@ -332,7 +369,7 @@ class BuildTotals:
     def _resume(self, db: Database[dict[str, Any]]) -> None:
         """Start from the totals another process (or this one, before a restart) kept."""
         kept = db.metrics.find_one(SNAPSHOT)
-        if not kept or kept.get("shape") != SHAPE:
+        if not kept or kept.get("shape") not in SHAPES_READ:
             return
         self._ended = Totals.from_doc(kept["totals"])
         self._counted = {row["build_id"]: row["end"] for row in kept["counted"]}

@@ -20,7 +20,7 @@ from common import db
 from common.clock import utcnow
 from common.db import ensure_indexes, translate_errors
 from common.errors import AlreadyBuilding, LeaseLost, NameTaken, NoBuildInfo
-from common.models import FINAL_STATUSES, BuildRecord, Phase, Status
+from common.models import FINAL_STATUSES, BuildRecord, FailureCause, Phase, Status
 from common.name_store import belongs
 
 
@@ -412,13 +412,18 @@ def heartbeat(build_id: str, attempt: int) -> BuildRecord:
 
 def finish(build_id: str, attempt: int, status: Status, error: str | None = None,
            changes: dict[str, Any] | None = None,
-           suggestions: list[str] | None = None) -> BuildRecord | None:
-    """End a running attempt with ``error`` and what to do about it (``suggestions``,
-    kept with the record and its archived copy); returns ``None`` if it already ended."""
+           suggestions: list[str] | None = None,
+           cause: FailureCause | None = None) -> BuildRecord | None:
+    """End a running attempt with ``error``, what to do about it (``suggestions``,
+    kept with the record and its archived copy) and, for a failure, its ``cause``;
+    returns ``None`` if it already ended."""
     assert status in FINAL_STATUSES
+    assert cause is None or status is Status.FAILED, "only a failure has a cause"
     fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
                               "error": error, "suggestions": list(suggestions or []),
                               **(changes or {})}
+    if cause is not None:
+        fields["cause"] = cause.value
     if status is Status.COMPLETED:
         fields["phase"] = Phase.FINISHED.value
     with translate_errors():

@@ -6,6 +6,8 @@ can act on, and suggestions. Errors pickle (Celery may carry them).
 
 from __future__ import annotations
 
+from common.models import FailureCause
+
 
 class BinderError(Exception):
     """Base of every error a user may see."""
@@ -143,10 +145,23 @@ class TooManyFollowers(BinderError):
 
 
 class BuildFailure(BinderError):
-    """A build ended badly; the message is stored as the build's ``error``."""
+    """A build ended badly; the message is stored as the build's ``error``, the
+    ``cause`` as its ``cause``.
+
+    Most failures are the repository's (the default); a raise site that knows
+    the farm, the resources or a time limit failed the build passes ``cause``,
+    and a subclass may set its own default.
+    """
 
     type = "buildFailed"
     status = 500
+    cause = FailureCause.REPOSITORY
+
+    def __init__(self, message: str, suggestions: list[str] | None = None,
+                 cause: FailureCause | None = None) -> None:
+        super().__init__(message, suggestions)
+        if cause is not None:
+            self.cause = cause  # an instance attribute: pickled with the error's state
 
 
 class LeaseLost(Exception):

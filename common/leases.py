@@ -26,7 +26,7 @@ from common.clock import utcnow
 from common.config import Config
 from common.db import translate_errors
 from common.errors import BadDatabase, NoDatabase
-from common.models import BuildRecord, Phase, Status
+from common.models import BuildRecord, FailureCause, Phase, Status
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,15 @@ def _tell_log(record: BuildRecord, line: str, config: Config) -> None:
         log.warning("could not add to the log of %s: %s (%s)", record["name"], line, exc)
 
 
-def end_unheld(record: BuildRecord, status: Status, error: str,
-               config: Config) -> BuildRecord | None:
-    """End ``record``'s attempt as ``status``, unless a worker took it meanwhile; the
-    log ends with the end line a worker would have written."""
+def end_unheld(record: BuildRecord, status: Status, error: str, config: Config,
+               cause: FailureCause | None = None) -> BuildRecord | None:
+    """End ``record``'s attempt as ``status`` (a failure with its ``cause``), unless a
+    worker took it meanwhile; the log ends with the end line a worker would have written."""
+    assert cause is None or status is Status.FAILED, "only a failure has a cause"
     fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
                               "error": error}
+    if cause is not None:
+        fields["cause"] = cause.value
     phase = record.get("phase")
     if phase not in (Phase.QUEUED.value, None) and "end" not in record["phases"].get(phase, {}):
         fields[f"phases.{phase}.end"] = fields["end_time"]
@@ -119,7 +122,7 @@ def restart(record: BuildRecord, reason: str, config: Config) -> BuildRecord | N
     if attempt >= config.max_attempts:
         end_unheld(record, Status.FAILED,
                    f"The build was lost {attempt} times ({reason}; last on {where}). "
-                   "Retry it; operators should check the workers.", config)
+                   "Retry it; operators should check the workers.", config, FailureCause.FARM)
         return None
     lost = {"worker": lease.get("worker"), "host": lease.get("host"), "reason": reason,
             "at": utcnow()}

@@ -22,6 +22,34 @@ class Status(StrEnum):
 FINAL_STATUSES = (Status.COMPLETED, Status.FAILED, Status.CANCELLED)
 
 
+class FailureCause(StrEnum):
+    """Why a build failed, for operators: whose fault it was and what to look at.
+
+    A failed record's ``cause`` and the ``cause`` label of
+    ``binder_builds_failed_total`` (where failures recorded before causes were
+    kept count as ``unknown``), so that an alert can tell users' broken
+    repositories from the farm failing. The failure decides it where it is
+    raised (``BuildFailure.cause``), not from its message.
+    """
+
+    #: The repository's own content, config or source: a config file that cannot be
+    #: built, a failed build step, a refused file or archive, a repository or ref that
+    #: does not exist, its host refusing or not answering. Nothing for operators to do.
+    REPOSITORY = "repository"
+    #: The build needed more than it was given or its host had: a step killed at the
+    #: build memory limit, no space left on the device, a worker short of disk.
+    RESOURCES = "resources"
+    #: The build ran past its time limit (BINDER_BUILD_TIMEOUT or .binder.yml's), or a
+    #: clone, download or push past its own.
+    TIMEOUT = "timeout"
+    #: The image was built and pushed but did not serve on its port (BINDER_VERIFY).
+    VERIFICATION = "verification"
+    #: Not the repository's fault: a build lost too many times, a worker process
+    #: killed too often, the registry refusing a push or not answering, the farm's own
+    #: settings, anything the farm did not expect.
+    FARM = "farm"
+
+
 class Phase(StrEnum):
     """Where a build is: ``queued``, then each step's state, then ``finished``."""
 
@@ -108,6 +136,9 @@ class BuildRecord(TypedDict, total=False):
     broker_epoch: str | None
     cancel_requested: bool
     error: str | None
+    #: A failed build's ``FailureCause`` (absent on other builds, and on failed ones
+    #: recorded before causes were kept).
+    cause: str
     #: What the user can do about ``error`` (a failure's suggestions); empty otherwise.
     suggestions: list[str]
     commit: str | None  # the commit SHA of Git content, else None

@@ -35,6 +35,7 @@ from urllib.parse import urlsplit
 
 from common.addresses import CheckedTarget
 from common.errors import BuildFailure
+from common.models import FailureCause
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 #: What an abbreviated commit SHA looks like (Git abbreviates to 7 or more hex digits).
@@ -183,7 +184,8 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
                 if time.monotonic() > deadline:
                     raise BuildFailure(
                         f"git {args[0]} took longer than {int(timeout)} s and was stopped.",
-                        suggestions=["Is the repository very large or its host slow?"])
+                        suggestions=["Is the repository very large or its host slow?"],
+                        cause=FailureCause.TIMEOUT)
                 if limits.watch is not None and \
                         directory_bytes(limits.watch) > limits.watch_bytes:
                     outgrown = True

@@ -22,7 +22,7 @@ from types import TracebackType
 from common import build_store
 from common.clock import utcnow
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
-from common.models import Phase
+from common.models import FailureCause, Phase
 from workers import stopping
 
 log = logging.getLogger(__name__)
@@ -34,6 +34,8 @@ STOP_TICK = 0.5
 
 class BuildTimedOut(BuildFailure):
     """The build ran past its deadline."""
+
+    cause = FailureCause.TIMEOUT
 
 
 class PhaseGuard:

@@ -27,6 +27,7 @@ from pathlib import Path
 from common.config import Config
 from common.docker_connection import cli_flags
 from common.errors import BuildFailure
+from common.models import FailureCause
 from workers.guard import PhaseGuard
 from workers.orphans import die_with_parent
 from workers.registry import docker_cli_config
@@ -57,6 +58,8 @@ _STEP_FAILED = re.compile(r"executor failed running \[(?:/bin/sh -c )?(.*)\]: ex
 _UV_ERROR = re.compile(r"^\s*(?:error:|×)\s+(.+)$")
 _UV_CAUSE = re.compile(r"^\s*(?:cause:|╰─▶)\s+(.+)$")
 _UV_MORE = re.compile(r"^\s{4,}(?=\S)(?![\s^]*$)(.+)$")
+#: What a write to a full disk says (ENOSPC), in a step or in the engine's own error.
+_NO_SPACE = "no space left on device"
 _SOLVE_PREFIX = re.compile(r"^(failed to solve with frontend [\w.]+: )?(failed to [\w ]+: )?")
 
 
@@ -84,7 +87,7 @@ def build_command(request: BuildRequest, iidfile: Path) -> list[str]:
             f"This farm builds on the Docker network {request.network!r}, which BuildKit "
             "cannot run build steps on.",
             suggestions=["Operators: set BINDER_BUILD_NETWORK to default (firewall the "
-                         "engine's default bridge), host or none."])
+                         "engine's default bridge), host or none."], cause=FailureCause.FARM)
     argv = [DOCKER_CLI, "build", "--progress", "plain", "--file", request.dockerfile,
             "--tag", request.tag, "--iidfile", str(iidfile),
             # Layer-cache metadata inside the pushed image: another host's
@@ -146,6 +149,18 @@ def explain_failure(error: str, recent: list[str], memory: str) -> str:
     whatever a step printed (``BINDER-ERROR:`` lines included).
     """
     return shorten(_explanation(error, recent, memory), MAX_EXPLANATION)
+
+
+def failure_cause(error: str, recent: list[str]) -> FailureCause:
+    """Whose fault a failed build was, from the client's last line and the last step
+    output: a step killed at the memory limit, or a device out of space, ran out of
+    ``resources``; anything else the repository asked for failed."""
+    match = _STEP_FAILED.search(error)
+    if match and int(match.group(2)) == KILLED:
+        return FailureCause.RESOURCES
+    if any(_NO_SPACE in line.lower() for line in (error, *recent)):
+        return FailureCause.RESOURCES
+    return FailureCause.REPOSITORY
 
 
 def _explanation(error: str, recent: list[str], memory: str) -> str:
@@ -211,10 +226,11 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
             client.wait()
     guard.check()
     if client.returncode != 0:
-        raise BuildFailure(explain_failure(last, list(recent), config.build_memory))
+        raise BuildFailure(explain_failure(last, list(recent), config.build_memory),
+                           cause=failure_cause(last, list(recent)))
     image_id = iidfile.read_text().strip() if iidfile.exists() else ""
     if not image_id:
-        raise BuildFailure("Docker reported no image for the build.")
+        raise BuildFailure("Docker reported no image for the build.", cause=FailureCause.FARM)
     return image_id
 
 

@@ -23,6 +23,7 @@ import requests
 
 from common.config import Config
 from common.errors import BuildFailure
+from common.models import FailureCause
 from common.naming import image_name
 from workers.registry import manifest_digest, split_image
 
@@ -50,10 +51,12 @@ def base_digest(config: Config) -> str:
         digest = manifest_digest(config, base)
     except requests.RequestException as exc:
         raise BuildFailure(f"The registry did not answer for the base image {base}: {exc}",
-                           suggestions=["Retry; operators: check BINDER_REGISTRY."]) from exc
+                           suggestions=["Retry; operators: check BINDER_REGISTRY."],
+                           cause=FailureCause.FARM) from exc
     if digest is None:
         raise BuildFailure(f"The base image {base} is not in the registry.",
-                           suggestions=["Operators: run `binder-build base-image`."])
+                           suggestions=["Operators: run `binder-build base-image`."],
+                           cause=FailureCause.FARM)
     with _lock:
         _digests[key] = (now, digest)
     return digest

@@ -40,7 +40,7 @@ from common.clock import utcnow
 from common.config import Config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.log_store import BuildLogWriter, end_line, phase_banner
-from common.models import STEPS, BuildRecord, Phase, Status, Step
+from common.models import STEPS, BuildRecord, FailureCause, Phase, Status, Step
 from workers import liveness, stopping
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
@@ -120,15 +120,16 @@ class PhaseFailure(BuildFailure):
     ends the build."""
 
     def __init__(self, message: str, suggestions: list[str] | None = None,
-                 changes: dict[str, Any] | None = None) -> None:
-        super().__init__(message, suggestions)
+                 changes: dict[str, Any] | None = None,
+                 cause: FailureCause | None = None) -> None:
+        super().__init__(message, suggestions, cause)
         self.changes = dict(changes or {})
         self.args = (message, self.suggestions, self.changes)  # pickled with its changes
 
     @classmethod
     def of(cls, failure: BuildFailure, changes: dict[str, Any]) -> PhaseFailure:
-        """``failure``, with ``changes`` to the record."""
-        return cls(failure.message, failure.suggestions, changes)
+        """``failure`` (its cause too), with ``changes`` to the record."""
+        return cls(failure.message, failure.suggestions, changes, failure.cause)
 
 
 PhaseFunction = Callable[[PhaseRun], PhaseResult | None]
@@ -238,7 +239,7 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         deaths = build_store.phase_deaths(record, phase)
         if deaths >= config.max_deliveries:
             return _end(config, record, Status.FAILED, wait, _worker_died_message(phase, deaths),
-                        writer=writer)
+                        writer=writer, cause=FailureCause.FARM)
         deadline, minutes = _deadline(record, config, phase)
         guard = PhaseGuard(build_id, attempt, phase, deadline, minutes, config.heartbeat_interval)
         run = PhaseRun(config, record, guard, writer, phase)
@@ -267,7 +268,7 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
     except BuildFailure as exc:
         return _end(config, record, Status.FAILED, wait, exc.message,
                     exc.changes if isinstance(exc, PhaseFailure) else None, writer=writer,
-                    suggestions=exc.suggestions)
+                    suggestions=exc.suggestions, cause=exc.cause)
     except LeaseLost:
         log.warning("%s lost the lease of %s during %s", liveness.worker_name(config),
                     build_id, phase.value)
@@ -279,7 +280,8 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         log.exception("%s of %s failed unexpectedly", phase.value, build_id)
         message = (f"The farm failed in phase {phase.value} ({type(exc).__name__}: {exc}); "
                    "retry the build, and tell the operators if it persists.")
-        return _end(config, record, Status.FAILED, wait, message, writer=writer)
+        return _end(config, record, Status.FAILED, wait, message, writer=writer,
+                    cause=FailureCause.FARM)
     finally:
         if writer is not None:
             _close_log(writer, wait)
@@ -428,9 +430,10 @@ def _close_log(writer: BuildLogWriter, wait: OutageWait) -> None:
 
 def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
          error: str | None, changes: dict[str, Any] | None = None,
-         writer: BuildLogWriter | None = None, suggestions: list[str] | None = None) -> Outcome:
-    """End the build ``status`` with ``error`` and its ``suggestions``: the log's end
-    line, then the record."""
+         writer: BuildLogWriter | None = None, suggestions: list[str] | None = None,
+         cause: FailureCause | None = None) -> Outcome:
+    """End the build ``status`` with ``error``, its ``suggestions`` and (a failure's)
+    ``cause``: the log's end line, then the record."""
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:
         writer.write(end_line(status.value, error, suggestions))
@@ -442,7 +445,7 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
     try:
         wait.call(lambda: build_store.finish(build_id, attempt, status, error, changes,
-                                             suggestions),
+                                             suggestions, cause),
                   f"ending the build {status.value}")
     except OutageTooLong as exc:
         return _give_back(config, record, str(exc))

@@ -14,6 +14,7 @@ import requests
 
 from common.config import Config, registry_url
 from common.errors import BuildFailure
+from common.models import FailureCause
 from workers.service_auth import write_private
 
 MANIFEST_TYPES = ", ".join([
@@ -152,7 +153,8 @@ def push_image(client: docker.DockerClient, config: Config, image: str,
         check()
         if "error" in event:
             raise BuildFailure(f"The registry refused the image: {event['error']}",
-                               suggestions=["Retry; operators: check BINDER_REGISTRY."])
+                               suggestions=["Retry; operators: check BINDER_REGISTRY."],
+                               cause=FailureCause.FARM)
         status = event.get("status", "")
         layer = event.get("id")
         if layer and status == "Pushing":

@@ -31,6 +31,7 @@ from common.config import Config
 from common.db import mongo_url
 from common.errors import BuildFailure
 from common.lazy_pool import LazyPool
+from common.models import FailureCause
 from common.service_credentials import mongo_address
 from common.sizes import parse_size
 from workers.docker_engine import docker_client
@@ -99,7 +100,8 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
             if left <= 0:
                 raise BuildFailure(
                     f"The image did not serve on port {port} within {config.verify_timeout} s.",
-                    suggestions=["Set the right port in .binder.yml, or fix the command."])
+                    suggestions=["Set the right port in .binder.yml, or fix the command."],
+                    cause=FailureCause.VERIFICATION)
             try:
                 probe = container.exec_run(["sh", "-c", WAIT_FOR_PORT], environment={
                     "PORT": str(port), "SECONDS_LEFT": f"{left:.1f}"})
@@ -116,7 +118,8 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                 raise BuildFailure(
                     f"The image exited (status {container.attrs['State']['ExitCode']}) instead "
                     f"of serving on port {port}. Its last output: {output[-500:] or 'none'}",
-                    suggestions=["Check the command in .binder.yml or the Dockerfile's CMD."])
+                    suggestions=["Check the command in .binder.yml or the Dockerfile's CMD."],
+                    cause=FailureCause.VERIFICATION)
             if probe is None or probe.exit_code != 1:
                 time.sleep(0.1)  # the exec could not run yet: try again shortly
     finally:

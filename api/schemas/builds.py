@@ -2,7 +2,7 @@
 
 from marshmallow import RAISE, Schema, fields, validate
 
-from common.models import Phase, Status
+from common.models import FailureCause, Phase, Status
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
@@ -59,6 +59,13 @@ class BuildSchema(Schema):
     start_time = fields.DateTime(data_key="start-time", required=True)
     end_time = fields.DateTime(data_key="end-time", allow_none=True)
     error = fields.String(allow_none=True)
+    cause = fields.String(validate=validate.OneOf([c.value for c in FailureCause]), metadata={
+        "description": "a failed build's cause, for operators: repository (its content, "
+                       "config or source), resources (out of memory or disk), timeout, "
+                       "verification (the image did not serve), farm (not the "
+                       "repository's fault: lost builds, worker deaths, the registry); "
+                       "absent on other builds and on failures recorded before causes "
+                       "were kept"})
     suggestions = fields.List(fields.String(), dump_default=[], metadata={
         "description": "what to do about error (a failed build's suggestions); empty "
                        "when there is no error or nothing to suggest"})

@@ -77,6 +77,7 @@ function showRecord(build) {
     ...fact('started', ago(build['start-time']), {title: build['start-time']}),
     ...fact(FINAL.has(build.status) ? 'took' : 'running for', took),
     ...fact('phase', build.phase),
+    ...fact('cause', build.status === 'failed' ? build.cause : null),
     ...fact('cache', build.cached ? 'hit: the image was already built' : null),
     ...fact('attempt', build.attempt > 1 ? build.attempt : null));
   const errorArea = document.getElementById('build-error');

@@ -60,7 +60,7 @@ def test_metrics_count_the_builds_this_test_ran(api: ApiClient, git_server: GitS
     assert delta(before, after, counted, config="none", cached="true") == 1
     assert total(after, counted) - total(before, counted) == 2
     assert delta(before, after, "binder_builds_failed_total", config="unknown",
-                 cached="false") == 1
+                 cached="false", cause="repository") == 1
     assert total(after, "binder_builds_cancelled_total") == \
         total(before, "binder_builds_cancelled_total")
     # The cache hit was answered by the API at once, without a phase; the failed build
@@ -81,6 +81,40 @@ def test_metrics_count_the_builds_this_test_ran(api: ApiClient, git_server: GitS
     # The shared queue and the live worker host's own queue are measured (and empty now).
     assert after[("binder_queue_messages", (("queue", "builds"),))] == 0
     assert after[("binder_queue_messages", (("queue", "host.test-a"),))] == 0
+
+
+def test_a_repositorys_failure_and_the_farms_are_told_apart(api: ApiClient,
+                                                            repo_url: str) -> None:
+    """A repository that does not exist fails in a worker's fetch as the repository's
+    fault; a build the reaper finds lost on its last attempt fails as the farm's. Each
+    record says so, and each counts under its own cause."""
+    config = get_config()
+    before = scrape(api)
+    missing = api.start(f"{repo_url}/nobody/gone-{uuid.uuid4().hex[:6]}")
+    assert missing.status_code == 200, missing.text
+    # A build whose worker vanished on its last attempt, as the reaper finds it.
+    name = f"metrics-lost-{uuid.uuid4().hex[:6]}"
+    record = create_build(name, {"repository": f"https://example.org/{name}"})
+    get_db().builds.update_one({"build_id": record["build_id"]},
+                               {"$set": {"attempt": config.max_attempts}})
+    held = start_phase(record["build_id"], config.max_attempts, Phase.FETCHING, Phase.QUEUED,
+                       "gone@host", "host-r")
+    restart(held, "its worker gone@host went silent", config)
+
+    repository, farm = api.wait(missing.json()["name"]), api.build(name)
+    assert (repository["status"], repository["cause"]) == ("failed", "repository"), repository
+    assert (farm["status"], farm["cause"]) == ("failed", "farm"), farm
+    assert farm["error"].startswith(f"The build was lost {config.max_attempts} times"), farm
+    after = scrape(api)
+    failed = "binder_builds_failed_total"
+    assert delta(before, after, failed, config="unknown", cached="false",
+                 cause="repository") == 1
+    assert delta(before, after, failed, config="unknown", cached="false", cause="farm") == 1
+    assert total(after, failed) - total(before, failed) == 2
+    # Counters never go down: the next scrape finds both where they were.
+    again = scrape(api)
+    assert {key: value for key, value in again.items() if key[0] == failed} == \
+        {key: value for key, value in after.items() if key[0] == failed}
 
 
 def test_a_new_api_process_starts_from_the_totals_a_scrape_kept(api: ApiClient) -> None:

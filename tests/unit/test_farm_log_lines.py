@@ -169,7 +169,7 @@ def test_a_build_lost_too_often_ends_its_log_with_the_failure(logs: Logs,
     builds.doc["attempt"] = 3
     lost = running(attempt=3)
     assert leases.restart(lost, "no worker of host a is alive", CONFIG) is None
-    assert builds.doc["status"] == "failed"
+    assert (builds.doc["status"], builds.doc["cause"]) == ("failed", "farm")
     assert logs.lines()[-1] == (
         "== build failed: The build was lost 3 times (no worker of host a is alive; last on "
         "a@box:7). Retry it; operators should check the workers.")

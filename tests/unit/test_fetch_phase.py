@@ -10,6 +10,7 @@ import pytest
 
 from common.config import load_config
 from common.errors import BuildFailure
+from common.models import FailureCause
 from workers.phases import build, fetch
 from workers.providers import Resolved
 
@@ -33,10 +34,12 @@ def test_the_recorded_spec_is_understood_again() -> None:
 
 def test_a_spec_that_reads_differently_now_fails_the_build() -> None:
     moved = CONFIG.replace(github_url="https://github.example")
-    with pytest.raises(BuildFailure, match="provider settings changed"):
+    with pytest.raises(BuildFailure, match="provider settings changed") as changed:
         fetch.recorded_spec(RECORD, moved)
-    with pytest.raises(BuildFailure, match="no longer builds from"):
+    assert changed.value.cause is FailureCause.FARM  # the farm changed, not the repository
+    with pytest.raises(BuildFailure, match="no longer builds from") as refused:
         fetch.recorded_spec({**RECORD, "spec": "file:///etc"}, CONFIG)
+    assert refused.value.cause is FailureCause.REPOSITORY
 
 
 @pytest.fixture

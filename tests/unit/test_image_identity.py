@@ -9,6 +9,7 @@ import pytest
 import workers.image_identity as identity
 from common.config import load_config
 from common.errors import BuildFailure
+from common.models import FailureCause
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 CONFIG = load_config(environ={"BINDER_REGISTRY": "127.0.0.1:5000", "BINDER_IMAGE_PREFIX": "b-"})
@@ -56,6 +57,7 @@ def test_a_missing_base_image_fails_the_build_with_what_to_do(
     with pytest.raises(BuildFailure, match="is not in the registry") as caught:
         identity.base_digest(CONFIG)
     assert "binder-build base-image" in caught.value.suggestions[0]
+    assert caught.value.cause is FailureCause.FARM  # the operators', not the repository's
 
 
 def test_a_base_image_elsewhere_is_known_by_its_reference(

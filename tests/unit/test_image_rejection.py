@@ -12,6 +12,7 @@ import requests
 
 from common.config import load_config
 from common.errors import BuildFailure, NoDatabase
+from common.models import FailureCause
 from workers import image_rejection
 from workers.phase_runner import PhaseFailure
 from workers.phases import push
@@ -219,11 +220,12 @@ def push_run(record: dict[str, Any] | None = None) -> Any:
 
 def test_a_failed_verification_withdraws_the_image_and_names_it_rejected(
         pushing: dict[str, Any]) -> None:
-    pushing["verdict"] = BuildFailure("The image exited (status 3).", suggestions=["Fix it."])
+    pushing["verdict"] = BuildFailure("The image exited (status 3).", suggestions=["Fix it."],
+                                      cause=FailureCause.VERIFICATION)
     with pytest.raises(PhaseFailure) as failed:
         push_run()
-    assert (failed.value.message, failed.value.suggestions) == (
-        "The image exited (status 3).", ["Fix it."])
+    assert (failed.value.message, failed.value.suggestions, failed.value.cause) == (
+        "The image exited (status 3).", ["Fix it."], FailureCause.VERIFICATION)
     assert failed.value.changes == {"image_name": None, "rejected_image": REJECTED}
     assert pushing["withdrawn"] == [("o-r", REJECTED, None)]
 

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import CollectorRegistry
 
 import api.metrics
-from api.build_totals import BuildTotals, Totals, config_label
+from api.build_totals import SHAPE, BuildTotals, Totals, config_label
 from api.request_metrics import REQUEST_SECONDS
 from common.clock import CLOCK_SLACK
 from common.config import load_config
@@ -68,7 +68,8 @@ def test_counters_by_status_config_and_cache_hit() -> None:
         record("completed", "binder/requirements.txt", build_id="a",
                phases={"detecting": (1, 2)}, pushed_bytes=1000),
         record("completed", "requirements.txt", cached=True, build_id="b"),
-        record("failed", None, build_id="c", phases={"fetching": (0, 3), "detecting": (3, 4)}),
+        record("failed", None, build_id="c", phases={"fetching": (0, 3), "detecting": (3, 4)},
+               cause="repository"),
         record("cancelled", None, build_id="d"),
         record("running", "Dockerfile", build_id="e", pushed_bytes=24,
                lease={"worker": "host-a", "attempt": 1, "since": T0}),
@@ -81,13 +82,31 @@ def test_counters_by_status_config_and_cache_hit() -> None:
     assert got[("binder_builds_completed_total", pip)] == 1
     assert got[("binder_builds_completed_total", hit)] == 1
     # No config file found ("none") differs from ending before detection ("unknown").
-    assert got[("binder_builds_failed_total", (("cached", "false"), ("config", "none")))] == 1
+    assert got[("binder_builds_failed_total", (("cached", "false"), ("cause", "repository"),
+                                               ("config", "none")))] == 1
     assert got[("binder_builds_cancelled_total",
                 (("cached", "false"), ("config", "unknown")))] == 1
     assert sum(v for (name, _), v in got.items() if name == "binder_builds_started_total") == 5
     assert got[("binder_running_builds_by_host", (("host", "host-a"),))] == 1
     # The running build's bytes count once it ends (a restart may push them again).
     assert got[("binder_pushed_bytes_total", ())] == 1000
+
+
+def test_failed_builds_are_counted_by_cause() -> None:
+    """Whose fault a failure was is its record's cause; a failure recorded before causes
+    were kept is ``unknown``, as is a cause this version does not know."""
+    causes = ["repository", "repository", "farm", "timeout", "resources", "verification",
+              None, "meteor"]
+    got = samples([record("failed", "requirements.txt", build_id=str(n), cause=cause,
+                          phases={"detecting": (1, 2)})
+                   for n, cause in enumerate(causes)])
+    failed = {dict(labels)["cause"]: value for (name, labels), value in got.items()
+              if name == "binder_builds_failed_total"}
+    assert failed == {"repository": 2, "farm": 1, "timeout": 1, "resources": 1,
+                      "verification": 1, "unknown": 2}
+    # The other counters keep their labels: a started build has no cause yet.
+    assert got[("binder_builds_started_total",
+                (("cached", "false"), ("config", "requirements.txt")))] == 8
 
 
 def test_phase_and_build_duration_histograms() -> None:
@@ -396,8 +415,8 @@ def test_a_new_process_resumes_from_the_totals_another_kept() -> None:
     # counted once; one that ends now is counted.
     store.builds.records.append(record("cancelled", build_id="now", end_time=now))
     after = samples_of(BuildTotals().refresh(store))  # type: ignore[arg-type]
-    assert after[("binder_builds_failed_total", (("cached", "false"), ("config", "unknown")))] \
-        == 1
+    assert after[("binder_builds_failed_total", (("cached", "false"), ("cause", "unknown"),
+                                                 ("config", "unknown")))] == 1
     assert after[("binder_builds_cancelled_total",
                   (("cached", "false"), ("config", "unknown")))] == 1
     assert after[("binder_builds_started_total",
@@ -409,3 +428,29 @@ def test_a_new_process_resumes_from_the_totals_another_kept() -> None:
     store.attempts.asked = []
     assert samples_of(BuildTotals().refresh(store)) == after  # type: ignore[arg-type]
     assert any("end_time" not in asked for asked in store.attempts.asked)
+
+
+def test_totals_kept_before_failures_had_causes_are_resumed_under_unknown() -> None:
+    """An API upgraded on a farm whose totals were kept without causes resumes from them,
+    its failures as ``unknown``: reading every build again instead would lose those that
+    retention deleted, and a counter would go down across the upgrade."""
+    store, now = FakeStore(), dt.datetime.now(dt.UTC)
+    store.metrics.documents["ended-builds"] = {
+        "_id": "ended-builds", "shape": {**SHAPE, "version": 1}, "since": now,
+        "counted": [], "totals": {
+            "started": [["none", "false", 7]],
+            "ended": [["completed", [["none", "false", 2]]],
+                      ["failed", [["none", "false", 5]]], ["cancelled", []]],
+            "pushed": 0, "phase_seconds": [], "build_seconds": []}}
+    # Failed since, with a cause: counted beside the old ones.
+    store.builds.records = [record("failed", build_id="new", end_time=now, cause="farm")]
+    builds = BuildTotals()
+    got = samples_of(builds.refresh(store))  # type: ignore[arg-type]
+    failed = (("cached", "false"), ("config", "unknown"))
+    assert got[("binder_builds_failed_total",
+                (("cached", "false"), ("cause", "unknown"), ("config", "none")))] == 5
+    assert got[("binder_builds_failed_total", (failed[0], ("cause", "farm"), failed[1]))] == 1
+    assert got[("binder_builds_completed_total", (("cached", "false"), ("config", "none")))] == 2
+    # Kept again in this version's shape, and read back the same by the next process.
+    assert store.metrics.documents["ended-builds"]["shape"] == SHAPE
+    assert samples_of(BuildTotals().refresh(store)) == got  # type: ignore[arg-type]

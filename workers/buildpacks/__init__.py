@@ -24,6 +24,7 @@ from pathlib import Path, PurePosixPath
 
 from common.config import Config
 from common.errors import BuildFailure
+from common.models import FailureCause
 from workers.buildpacks.base import BuildInputs, BuildPack
 from workers.buildpacks.compose import check_extras, extras_notices, runtime_of
 from workers.buildpacks.conda import CondaBuildPack
@@ -129,7 +130,7 @@ def config_order(config: Config) -> tuple[str, ...]:
         raise BuildFailure(
             f"BINDER_CONFIG_ORDER names unknown config files: {', '.join(unknown)}",
             suggestions=[f"Use default, repo2docker or files among: "
-                         f"{', '.join(str(f) for f in known)}."])
+                         f"{', '.join(str(f) for f in known)}."], cause=FailureCause.FARM)
     return names
 
 

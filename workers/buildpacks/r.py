@@ -21,6 +21,7 @@ import shlex
 
 from common.config import Config
 from common.errors import BuildFailure
+from common.models import FailureCause
 from workers.buildpacks.base import BuildInputs, BuildPack, Install
 from workers.buildpacks.installers import apt_install
 
@@ -94,7 +95,8 @@ def run_install_r(folder: str) -> str:
 def check_cran_url(config: Config) -> None:
     url = cran_url(config, "2000-01-01")
     if not re.match(r"^https?://[A-Za-z0-9.:\[\]_/@%+~-]+$", url) or "'" in url:
-        raise BuildFailure(f"BINDER_CRAN_URL is not an http(s) URL: {url[:100]}")
+        raise BuildFailure(f"BINDER_CRAN_URL is not an http(s) URL: {url[:100]}",
+                           cause=FailureCause.FARM)
 
 
 def description_dependencies(text: str) -> list[str]:

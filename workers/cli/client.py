@@ -210,6 +210,7 @@ def show_build(output: Output, record: dict[str, Any]) -> None:
         ("attempt", record.get("attempt") if (record.get("attempt") or 1) > 1 else None),
         ("phases", phase_times(record)),
         ("error", record.get("error")),
+        ("cause", record.get("cause")),
         *[("suggestion", suggestion) for suggestion in record.get("suggestions") or []],
     ])
 

@@ -18,7 +18,7 @@ import requests
 from common import build_store, template_store
 from common.config import Config
 from common.errors import BadRepoSource, BuildFailure
-from common.models import BuildRecord, TemplateRecord
+from common.models import BuildRecord, FailureCause, TemplateRecord
 from common.name_store import belongs
 from workers.git import directory_bytes
 from workers.image_identity import image_for
@@ -45,7 +45,7 @@ def recorded_spec(record: BuildRecord, config: Config) -> Spec:
     if not belongs(record, spec.repository, spec.ref):
         raise BuildFailure("This farm's provider settings changed since the build was "
                            "requested, so its repository reads differently now.",
-                           suggestions=["Start the build again."])
+                           suggestions=["Start the build again."], cause=FailureCause.FARM)
     return spec
 
 
@@ -89,7 +89,7 @@ def check_disk(phase: PhaseRun) -> None:
             f"Worker {phase.config.worker_host} has only {free_mb} MiB of disk free "
             f"(it needs {phase.config.min_free_disk_mb} MiB), so it refused the build.",
             suggestions=["Retry later; operators: free disk space or lower "
-                         "BINDER_MIN_FREE_DISK_MB."])
+                         "BINDER_MIN_FREE_DISK_MB."], cause=FailureCause.RESOURCES)
 
 
 def image_and_template(phase: PhaseRun, resolved: Resolved) -> tuple[str, TemplateRecord | None]:

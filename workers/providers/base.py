@@ -49,6 +49,7 @@ from urllib.parse import urlsplit
 from common.addresses import CheckedTarget, Resolver, check_url, resolve_host
 from common.config import Config
 from common.errors import BadRepoSource, BuildFailure
+from common.models import FailureCause
 from common.naming import preferred_name
 
 Say = Callable[[str], None]
@@ -137,7 +138,7 @@ class FetchLimits:
         if left <= 0:
             raise BuildFailure(f"{what} took longer than {int(self.timeout)} s and was stopped.",
                                suggestions=["Is the content very large or its host slow? "
-                                            "Retry later."])
+                                            "Retry later."], cause=FailureCause.TIMEOUT)
         return left
 
     def token_for(self, host: str) -> str | None:

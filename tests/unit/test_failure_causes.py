@@ -1,0 +1,124 @@
+"""Whose fault a failed build was: each failure carries its cause from where it is
+raised to the record the phase runner or the reaper ends the build with."""
+
+from __future__ import annotations
+
+import datetime as dt
+import pickle
+from typing import Any
+
+import fakeredis
+import pytest
+
+import common.log_store as log_store
+from common import build_store
+from common.clock import utcnow
+from common.config import load_config
+from common.errors import BuildFailure
+from common.models import FailureCause, Phase, Status
+from tests.unit.test_farm_log_lines import Logs, running
+from workers import phase_runner
+from workers.guard import BuildTimedOut, PhaseGuard
+from workers.image_build import failure_cause
+from workers.outages import OutageWait
+from workers.phase_runner import PhaseFailure
+from workers.providers.base import FetchLimits
+
+CONFIG = load_config(environ={}, max_deliveries=2, max_attempts=3)
+
+
+@pytest.fixture
+def ended(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """How ``build_store.finish`` was asked to end the build (its log kept in fakes)."""
+    kept = Logs()
+    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": kept})())
+    stream = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    calls: list[dict[str, Any]] = []
+
+    def finish(build_id: str, attempt: int, status: Status, error: str | None = None,
+               changes: dict[str, Any] | None = None, suggestions: list[str] | None = None,
+               cause: FailureCause | None = None) -> None:
+        calls.append({"status": status, "error": error, "cause": cause})
+    monkeypatch.setattr(build_store, "finish", finish)
+    return calls
+
+
+def run_failing(exc: Exception, **fields: Any) -> None:
+    def phase(run: phase_runner.PhaseRun) -> None:
+        raise exc
+    record = running(attempt_start=utcnow(), **fields)
+    outcome = phase_runner._run_claimed(CONFIG, record, Phase.BUILDING,  # type: ignore[arg-type]
+                                        phase, OutageWait(CONFIG))
+    assert outcome is phase_runner.Outcome.DONE
+
+
+@pytest.mark.parametrize(("exc", "cause"), [
+    (BuildFailure("No branch or tag named 'x' in the repository."), FailureCause.REPOSITORY),
+    (BuildFailure("The registry refused the image.", cause=FailureCause.FARM),
+     FailureCause.FARM),
+    (BuildTimedOut("The build timed out after 60 min in phase building."),
+     FailureCause.TIMEOUT),
+    (PhaseFailure.of(BuildFailure("The image exited.", cause=FailureCause.VERIFICATION),
+                     {"rejected_image": "r/o-r:abc"}), FailureCause.VERIFICATION),
+    (KeyError("image-id"), FailureCause.FARM),  # what the farm did not expect is its own
+])
+def test_a_failed_phase_ends_the_build_with_its_failures_cause(
+        ended: list[dict[str, Any]], exc: Exception, cause: FailureCause) -> None:
+    run_failing(exc)
+    assert [(call["status"], call["cause"]) for call in ended] == [(Status.FAILED, cause)]
+
+
+def test_a_build_that_killed_its_worker_too_often_is_the_farms_failure(
+        ended: list[dict[str, Any]]) -> None:
+    run_failing(AssertionError("not run again"), deliveries={"1": {"building": 3}})
+    assert ended[0]["cause"] is FailureCause.FARM
+    assert "took its worker process down" in ended[0]["error"]
+
+
+def test_a_cancelled_build_has_no_cause(ended: list[dict[str, Any]]) -> None:
+    run_failing(AssertionError("not run"), cancel_requested=True)
+    assert [(call["status"], call["cause"]) for call in ended] == [(Status.CANCELLED, None)]
+
+
+def test_a_failure_keeps_its_cause_through_a_pickle() -> None:
+    for failure in (BuildFailure("no", ["retry"], FailureCause.RESOURCES),
+                    PhaseFailure("no", ["retry"], {"image_name": None}, FailureCause.FARM),
+                    BuildTimedOut("late")):
+        copy = pickle.loads(pickle.dumps(failure))
+        assert (type(copy), copy.cause, copy.message) == \
+            (type(failure), failure.cause, failure.message)
+    assert pickle.loads(pickle.dumps(BuildFailure("no"))).cause is FailureCause.REPOSITORY
+
+
+def test_a_build_past_its_deadline_times_out() -> None:
+    guard = PhaseGuard("b" * 32, 1, Phase.BUILDING, utcnow() - dt.timedelta(seconds=1), 60, 5)
+    with pytest.raises(BuildTimedOut) as caught:
+        guard.check()
+    assert caught.value.cause is FailureCause.TIMEOUT
+
+
+def test_a_download_past_its_limit_times_out() -> None:
+    limits = FetchLimits.from_config(CONFIG, timeout=0)
+    with pytest.raises(BuildFailure, match="took longer than") as caught:
+        limits.remaining("The download")
+    assert caught.value.cause is FailureCause.TIMEOUT
+
+
+KILLED_STEP = "executor failed running [/bin/sh -c pip install -r r.txt]: exit code: 137"
+
+
+@pytest.mark.parametrize(("error", "recent", "cause"), [
+    (KILLED_STEP, ["Killed"], FailureCause.RESOURCES),
+    ("executor failed running [/bin/sh -c make]: exit code: 2",
+     ["cp: error writing 'big': No space left on device"], FailureCause.RESOURCES),
+    ("failed to solve: write /var/lib/docker/tmp: no space left on device", [],
+     FailureCause.RESOURCES),
+    ("executor failed running [/bin/sh -c make]: exit code: 2", ["make: *** Error 1"],
+     FailureCause.REPOSITORY),
+    ("failed to solve: dockerfile parse error line 3: unknown instruction: RUNN", [],
+     FailureCause.REPOSITORY),
+])
+def test_a_failed_docker_build_is_the_repositorys_unless_it_ran_out_of_resources(
+        error: str, recent: list[str], cause: FailureCause) -> None:
+    assert failure_cause(error, recent) is cause
