@@ -155,7 +155,7 @@ def test_a_phase_run_again_after_a_restart_is_timed_from_its_new_start(farm: Far
     again = start_phase(build_id, 2, Phase.FETCHING, Phase.QUEUED, "next@host", "host-r")
     assert "end" not in again["phases"]["fetching"], again["phases"]
     time.sleep(0.2)
-    cancelled = end_unheld(again, Status.CANCELLED, "Cancelled by request.")
+    cancelled = end_unheld(again, Status.CANCELLED, "Cancelled by request.", config)
     assert cancelled is not None
     times = cancelled["phases"]["fetching"]
     assert times["end"] - times["start"] >= dt.timedelta(seconds=0.2), times
