@@ -37,6 +37,7 @@ def test_step_allocating_past_the_memory_limit_fails_saying_so(
     log = api.logs(record["name"])
     assert record["status"] == "failed", (record, log)
     assert "ran out of memory" in record["error"], record["error"]
+    assert record["cause"] == "resources", record
     assert SECOND_HOST_MEMORY in record["error"]
     assert f"build memory limit {SECOND_HOST_MEMORY}" in log
 

@@ -612,6 +612,7 @@ def test_a_phase_killed_on_every_delivery_fails_after_the_bound(
     assert record["error"] == (
         f"The build took its worker process down {MAX_DELIVERIES} times in phase building "
         "(killed, or out of memory), so it was failed instead of being run again.")
+    assert record["cause"] == "farm", record
     assert one_worker.deliveries(name) == MAX_DELIVERIES + 1
     assert record["attempt"] == 1  # the same attempt came back each time
     logs = one_worker.api.logs(name)

@@ -97,6 +97,7 @@ def test_an_image_that_fails_verification_leaves_the_registry(
     log = api.logs(record["name"])
     assert record["status"] == "failed", (record, log)
     assert record["error"].startswith("The image exited (status 3) instead of serving"), record
+    assert record["cause"] == "verification", record
     image = record["rejected-image"]
     assert image.rpartition(":")[2].startswith(f"{record['commit']}-")
     assert record["image-name"] is None and record["image-source"] is None

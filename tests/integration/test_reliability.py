@@ -186,6 +186,7 @@ def test_build_over_its_timeout_fails_and_its_container_is_gone(
     record = cluster.api.wait(name, timeout=150)
     assert record["status"] == "failed"
     assert record["error"].startswith("The build timed out after 1 min in phase building"), record
+    assert record["cause"] == "timeout", record
     assert wait_until(lambda: not commands_running("sleep 601"), 15)
 
 
