@@ -152,7 +152,8 @@ class BuildRecord(TypedDict, total=False):
     rejected_image: str
     #: A push phase's, when its tag was a completed build's (a forced rebuild's): the
     #: ``image``, its manifest ``digest`` before the push and what ``named_by`` it;
-    #: a rejected image gives the tag back to that manifest.
+    #: a rejected image, or one its build stopped before verifying, gives the tag back
+    #: to that manifest.
     predecessor: dict[str, str]
     image_id: str
     config: str | None

@@ -20,6 +20,10 @@ manifests; the rejected one is left to it). A digest such a tag shares stays
 too (deleting a manifest deletes every tag of it). What became of the tag is
 said in the build's log; a tag that could not be deleted or restored is a
 warning there and changes nothing else.
+
+An image its build pushed but stopped before verifying (cancelled, timed out,
+its worker stopping, the phase failing) is withdrawn the same way: the farm
+never leaves an image it did not verify under a tag (``UNVERIFIED``).
 """
 
 from __future__ import annotations
@@ -55,6 +59,21 @@ class Predecessor:
     named_by: str
 
 
+@dataclass(frozen=True)
+class Unwanted:
+    """Why a pushed image leaves its tag, in the words of the build's log: ``image``
+    names it, ``reason`` says why it goes."""
+
+    image: str
+    reason: str
+
+
+#: An image verification said no to.
+REJECTED = Unwanted("the image that failed verification", "it failed verification")
+#: An image whose build stopped before verification said yes or no.
+UNVERIFIED = Unwanted("the unverified image", "it was not verified")
+
+
 def predecessor(config: Config, name: str, image: str,
                 say: Callable[[str], None]) -> Predecessor | None:
     """What the tag of ``image`` holds before build ``name`` pushes to it, when
@@ -72,43 +91,43 @@ def predecessor(config: Config, name: str, image: str,
 
 
 def restore(config: Config, image: str, earlier: Predecessor,
-            say: Callable[[str], None]) -> None:
-    """Put ``earlier`` back under the tag of ``image``, to which a rejected image was
-    pushed, and say so in the build's log. Raises nothing: a tag that could not be
+            say: Callable[[str], None], unwanted: Unwanted = REJECTED) -> None:
+    """Put ``earlier`` back under the tag of ``image``, to which an ``unwanted`` image
+    was pushed, and say so in the build's log. Raises nothing: a tag that could not be
     restored is a warning in the log."""
     try:
         if manifest_digest(config, image, timeout=10) == earlier.digest:
-            say(f"{image} stays in the registry as it was: the image that failed "
-                f"verification is that of {earlier.named_by} ({earlier.digest})")
+            say(f"{image} stays in the registry as it was: {unwanted.image} is that of "
+                f"{earlier.named_by} ({earlier.digest})")
             return
         restore_tag(config, image, earlier.digest)
     except requests.RequestException as exc:
         say(f"warning: could not restore {image} to the image of {earlier.named_by} "
-            f"({earlier.digest}): {exc}; the tag holds the image that failed verification")
+            f"({earlier.digest}): {exc}; the tag holds {unwanted.image}")
         return
     say(f"restored {image} to the image of {earlier.named_by}")
 
 
 def withdraw(config: Config, name: str, image: str, say: Callable[[str], None],
-             earlier: Predecessor | None = None) -> bool:
+             earlier: Predecessor | None = None, unwanted: Unwanted = REJECTED) -> bool:
     """Delete the tag of ``image``, which build ``name`` pushed and verification
-    rejected, unless something still stands for it: then put back ``earlier``, what
-    the tag held before the push, when known. Say in the build's log what became of
-    the tag. True when it is gone. Raises nothing: a tag left behind or not restored
-    is a warning in the log."""
+    rejected (or never ended for, ``UNVERIFIED``), unless something still stands for
+    it: then put back ``earlier``, what the tag held before the push, when known. Say
+    in the build's log what became of the tag. True when it is gone. Raises nothing:
+    a tag left behind or not restored is a warning in the log."""
     try:
         standing = standing_for(name)
     except (NoDatabase, BadDatabase) as exc:
         say(f"warning: {image} stays in the registry: the build database could not "
             f"say whether a completed build names it ({exc})")
         if earlier is not None:
-            restore(config, image, earlier, say)
+            restore(config, image, earlier, say, unwanted)
         return False
     if image in standing:
         if earlier is None:
             say(f"{image} stays in the registry: {standing[image]} names it")
         else:
-            restore(config, image, earlier, say)
+            restore(config, image, earlier, say, unwanted)
         return False
     registry, repository, _ = split_image(image)
     try:
@@ -116,11 +135,11 @@ def withdraw(config: Config, name: str, image: str, say: Callable[[str], None],
                 and (digest := manifest_digest(config, other, timeout=10))}
         gone = delete_tag(config, image, keep)
     except requests.RequestException as exc:
-        say(f"warning: could not remove {image}, which failed verification, from the "
-            f"registry: {exc}")
+        say(f"warning: could not remove {image} from the registry ({unwanted.reason}): "
+            f"{exc}")
         return False
     if gone:
-        say(f"removed {image} from the registry: it failed verification")
+        say(f"removed {image} from the registry: {unwanted.reason}")
     else:
         say(f"warning: {image} stays in the registry: an image a completed build names has "
             "the same digest")

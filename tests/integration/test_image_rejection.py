@@ -4,8 +4,10 @@ of its name names the same tag: then the tag gets back the image it held."""
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from common import db
 from common.clock import utcnow
 from common.config import Config, get_config
 from tests.integration.conftest import unique
-from tests.support.farm import ApiClient
+from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
 from tests.support.images import in_registry
 from tests.support.processes import wait_until
@@ -156,3 +158,114 @@ def test_a_forced_rebuild_that_fails_verification_keeps_its_predecessors_tag(
     assert again["status"] == "completed" and again["cached"] is True, api.logs(again["name"])
     assert again["image-name"] == image and again["built-by"] == first["build-id"]
     assert f"{image} is already built (build {first['build-id']})" in api.logs(again["name"])
+
+
+@dataclass
+class Rebuild:
+    """A forced rebuild pushed to its completed predecessor's tag, being verified."""
+
+    first: dict[str, Any]  # the completed build
+    forced: dict[str, Any]  # the rebuild, as its start answered
+    image: str  # the tag both push
+    served: str  # its digest before the rebuild's push
+
+
+def rebuild_being_verified(api: ApiClient, git_server: GitServer, repo_url: str,
+                           tmp_path: Path, repo: str) -> Rebuild:
+    """Build a repository, force its rebuild and wait until the rebuild has pushed its
+    image and is verifying it. The rebuild's data is a byte longer: its image waits ten
+    minutes before serving. (A downloaded file only root may read: its size is what the
+    image's user can see.)"""
+    command = ("sh -c 'test $(stat -c %s /srv/data.txt) -gt 6 && sleep 600; "
+               "exec python3 -m http.server 8888'")
+    (tmp_path / "data.txt").write_text("first\n")
+    with serve_directory(tmp_path) as data_url:
+        git_server.make_repo(f"github/rita/{repo}", {
+            "Dockerfile": f"FROM {BASE_IMAGE}\nADD {data_url}/data.txt /srv/data.txt\n",
+            ".binder.yml": f"command: {json.dumps(command)}\n"})
+        url = f"{repo_url}/rita/{repo}"
+        first = api.start_and_wait(url)
+        assert first["status"] == "completed", api.logs(first["name"])
+        image = first["image-name"]
+        served = manifest_digest(get_config(), image)
+        assert served is not None
+
+        (tmp_path / "data.txt").write_text("second\n")
+        response = api.start(url, force=True)
+        assert response.status_code == 200, response.text
+        forced = response.json()
+        name = forced["name"]
+        assert wait_until(lambda: f"pushed {image} (" in api.logs(name), 300, interval=0.2), \
+            api.logs(name)
+    # The push moved the tag to the rebuild's image, which is not verified yet.
+    assert manifest_digest(get_config(), image) != served
+    # Verification starts beside the push: its container may come after the push.
+    assert wait_until(lambda: verification_running(forced["build-id"]), 60,
+                      interval=0.1), api.logs(name)
+    return Rebuild(first, forced, image, served)
+
+
+def test_a_forced_rebuild_cancelled_while_verified_gives_its_predecessors_tag_back(
+        api: ApiClient, git_server: GitServer, repo_url: str, tmp_path: Path) -> None:
+    rebuild = rebuild_being_verified(api, git_server, repo_url, tmp_path,
+                                     unique("cancelverify"))
+    name, image = rebuild.forced["name"], rebuild.image
+    assert api.request("DELETE", f"/builds/{name}").status_code == 200
+    cancelled = api.wait(name, 120)
+    log = api.logs(name)
+    assert cancelled["status"] == "cancelled", log
+    assert f"{image} was pushed but not verified: the build was cancelled" in log
+    assert (f"restored {image} to the image of completed build "
+            f"{rebuild.first['build-id']}") in log
+    assert manifest_digest(get_config(), image) == rebuild.served
+    # Not a verdict: the cancelled build names the image it was making, none rejected.
+    assert cancelled["image-name"] == image and "rejected-image" not in cancelled
+    assert not verification_running(rebuild.forced["build-id"])
+
+
+def test_a_forced_rebuild_handed_back_while_verified_gives_the_tag_back_until_it_runs_again(
+        api: ApiClient, farm: Farm, git_server: GitServer, repo_url: str,
+        tmp_path: Path) -> None:
+    """A stopping worker hands the push back: the tag holds the predecessor's image
+    meanwhile, and the next worker's run, which pushes again and whose verification
+    fails, gives it back again (the record remembers what it held first)."""
+    rebuild = rebuild_being_verified(api, git_server, repo_url, tmp_path,
+                                     unique("handbackverify"))
+    name, image, maker = rebuild.forced["name"], rebuild.image, rebuild.first["build-id"]
+    worker = next(process for process in reversed(farm.processes)
+                  if process.name == "worker-test-a" and process.alive())
+    try:
+        worker.signal(signal.SIGTERM)
+        worker.popen.wait(60)
+        record = api.build(name)
+        log = api.logs(name)
+        assert (record["status"], record["phase"]) == ("running", "pushing"), log
+        assert "== pushing handed back: the worker process got SIGTERM" in log
+        assert f"{image} was pushed but not verified: its worker is stopping" in log
+        assert manifest_digest(get_config(), image) == rebuild.served
+
+        # The next worker's verification gives up on the image in seconds.
+        farm.start_worker("test-a", BINDER_VERIFY_TIMEOUT="5")
+        failed = api.wait(name, 240)
+    finally:
+        for process in farm.processes:
+            if process.name == "worker-test-a" and process.alive():
+                process.stop()
+        farm.start_worker("test-a")
+    log = api.logs(name)
+    assert failed["status"] == "failed" and "within 5 s" in failed["error"], log
+    assert failed["rejected-image"] == image
+    assert "== pushing runs again: a stopping worker handed it back 1 time(s)" in log
+    assert log.count(f"pushed {image} (") == 2
+    assert log.count(f"{image} holds the image of completed build {maker}") == 1
+    assert log.count(f"restored {image} to the image of completed build {maker}") == 2, log
+    assert manifest_digest(get_config(), image) == rebuild.served
+
+
+def verification_running(build_id: str) -> bool:
+    """True while a verification container of ``build_id`` runs."""
+    client = docker.from_env()
+    try:
+        return bool(client.containers.list(filters={"label": f"{VERIFY_LABEL}={build_id}"}))
+    finally:
+        client.close()

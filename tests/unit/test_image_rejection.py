@@ -7,15 +7,18 @@ import pickle
 from types import SimpleNamespace
 from typing import Any
 
+import docker.errors
 import pytest
 import requests
 
 from common.config import load_config
-from common.errors import BuildFailure, NoDatabase
+from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.models import FailureCause
 from workers import image_rejection
+from workers.guard import BuildTimedOut
 from workers.phase_runner import PhaseFailure
 from workers.phases import push
+from workers.stopping import WorkerStopping
 
 CONFIG = load_config(environ={})
 REPOSITORY = "127.0.0.1:5000/binder-o-r"
@@ -134,6 +137,20 @@ def test_a_rebuild_of_the_same_image_leaves_the_tag_as_it_was(farm: dict[str, An
                     "verification is that of completed build b1 (sha256:predecessor)"]
 
 
+def test_an_unverified_image_is_withdrawn_in_its_own_words(farm: dict[str, Any]) -> None:
+    """A build stopped before verification ended: its image was not rejected."""
+    said: list[str] = []
+    unverified = image_rejection.UNVERIFIED
+    assert image_rejection.withdraw(CONFIG, "o-r", REJECTED, said.append, None, unverified)
+    assert said == [f"removed {REJECTED} from the registry: it was not verified"]
+    farm.update(completed={REJECTED: "b1"})
+    farm["digests"][REJECTED] = "sha256:predecessor"
+    assert not image_rejection.withdraw(CONFIG, "o-r", REJECTED, said.append, PREDECESSOR,
+                                        unverified)
+    assert said[-1] == (f"{REJECTED} stays in the registry as it was: the unverified image "
+                        "is that of completed build b1 (sha256:predecessor)")
+
+
 def test_a_tag_that_cannot_be_restored_is_a_warning(farm: dict[str, Any]) -> None:
     farm.update(completed={REJECTED: "b1"}, refusal=requests.HTTPError("HTTP 404 unknown"))
     gone, said = withdraw(PREDECESSOR)
@@ -188,8 +205,8 @@ class _Client:
 @pytest.fixture
 def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A push phase whose push succeeds and whose verification the test decides."""
-    state: dict[str, Any] = {"verdict": None, "withdrawn": [], "earlier": None,
-                             "asked": 0, "stored": []}
+    state: dict[str, Any] = {"verdict": None, "withdrawn": [], "unwanted": [],
+                             "earlier": None, "asked": 0, "stored": []}
 
     def predecessor(config: Any, name: str, image: str, say: Any) -> Any:
         state["asked"] += 1
@@ -203,18 +220,26 @@ def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(push, "push_image", lambda *args, **kwargs: 2048)
     monkeypatch.setattr(push, "docker_client", lambda *args, **kwargs: _Client())
     monkeypatch.setattr(push, "watching", lambda *args: contextlib.nullcontext())
-    monkeypatch.setattr(push, "withdraw", lambda config, name, image, say, earlier:
-                        state["withdrawn"].append((name, image, earlier)))
+    def withdraw(config: Any, name: str, image: str, say: Any, earlier: Any,
+                 unwanted: image_rejection.Unwanted = image_rejection.REJECTED) -> None:
+        state["withdrawn"].append((name, image, earlier))
+        state["unwanted"].append(unwanted)
+
+    monkeypatch.setattr(push, "withdraw", withdraw)
     monkeypatch.setattr(push, "predecessor", predecessor)
     monkeypatch.setattr(push.build_store, "update_running", lambda build_id, attempt, changes:
                         state["stored"].append((build_id, attempt, changes)))
     return state
 
 
-def push_run(record: dict[str, Any] | None = None) -> Any:
-    guard = SimpleNamespace(on_abort=lambda hook: hook, raise_if_stopped=lambda: None)
+def push_run(record: dict[str, Any] | None = None, reason: BaseException | None = None,
+             said: list[str] | None = None) -> Any:
+    """Run the push phase; ``reason`` is what its guard stopped it for, if anything."""
+    guard = SimpleNamespace(on_abort=lambda hook: hook, raise_if_stopped=lambda: None,
+                            reason=reason)
+    say = (said if said is not None else []).append
     phase = SimpleNamespace(image=REJECTED, record=record or {"name": "o-r"}, config=CONFIG,
-                            guard=guard, say=lambda line: None, build_id="b2", attempt=1)
+                            guard=guard, say=say, build_id="b2", attempt=1)
     return push.run(phase)  # type: ignore[arg-type]
 
 
@@ -253,6 +278,137 @@ def test_a_rejected_image_gives_its_tag_back_to_what_it_held(pushing: dict[str, 
 def test_a_verified_image_stays_and_is_the_builds(pushing: dict[str, Any]) -> None:
     assert push_run().changes == {"image_source": REJECTED, "pushed_bytes": 2048}
     assert pushing["withdrawn"] == []
+
+
+# The push phase stopped after its push, while verification runs
+
+
+def _timed_out() -> BuildTimedOut:
+    return BuildTimedOut("The build timed out after 60 min in phase pushing.")
+
+
+@pytest.mark.parametrize(("reason", "verdict", "how"), [
+    # the guard's reason, raised by verification's own check
+    (BuildCancelled("b2"), None, "the build was cancelled"),
+    (_timed_out(), None, "the build timed out"),
+    (WorkerStopping(), None,
+     "its worker is stopping; the next worker pushes and verifies it again"),
+    # the stop removed the container first: the image seemed to exit
+    (BuildCancelled("b2"), BuildFailure("The image exited (status 137)."),
+     "the build was cancelled"),
+])
+def test_a_phase_stopped_after_its_push_withdraws_the_unverified_image(
+        pushing: dict[str, Any], reason: Exception, verdict: Exception | None,
+        how: str) -> None:
+    """It ends as the stop says (the build stays cancelled, times out, is handed back),
+    and its record keeps naming the image it made, as a build stopped earlier does."""
+    pushing.update(verdict=verdict or reason, earlier=PREDECESSOR)
+    said: list[str] = []
+    with pytest.raises(type(reason)) as ended:
+        push_run(reason=reason, said=said)
+    assert ended.value is reason and not isinstance(ended.value, PhaseFailure)
+    assert pushing["withdrawn"] == [("o-r", REJECTED, PREDECESSOR)]
+    assert pushing["unwanted"] == [image_rejection.UNVERIFIED]
+    assert said[-1] == f"{REJECTED} was pushed but not verified: {how}"
+
+
+def test_a_cancelled_build_stays_cancelled_whatever_becomes_of_its_tag(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    def withdraw(*args: Any) -> None:
+        raise KeyError("digest")
+
+    monkeypatch.setattr(push, "withdraw", withdraw)
+    cancelled = BuildCancelled("b2")
+    pushing["verdict"] = cancelled
+    said: list[str] = []
+    with pytest.raises(BuildCancelled):
+        push_run(reason=cancelled, said=said)
+    assert said[-1] == f"warning: could not withdraw {REJECTED} from its tag: 'digest'"
+
+
+def test_a_phase_the_farm_fails_after_its_push_withdraws_the_image(
+        pushing: dict[str, Any]) -> None:
+    pushing["verdict"] = docker.errors.APIError("the engine went away")
+    said: list[str] = []
+    with pytest.raises(docker.errors.APIError):
+        push_run(said=said)
+    assert pushing["unwanted"] == [image_rejection.UNVERIFIED]
+    assert said[-1] == f"{REJECTED} was pushed but not verified: the phase stopped (APIError)"
+
+
+def test_a_phase_that_lost_its_lease_leaves_the_tag_alone(pushing: dict[str, Any]) -> None:
+    """Another run of the build holds it now, and may be pushing to the same tag."""
+    lost = LeaseLost()
+    pushing["verdict"] = lost
+    with pytest.raises(LeaseLost):
+        push_run(reason=lost)
+    assert pushing["withdrawn"] == []
+
+
+def test_a_phase_stopped_during_its_push_leaves_the_tag_alone(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry moves the tag as the push's last step: a push cut short left the
+    tag as it was."""
+    cancelled = BuildCancelled("b2")
+
+    def push_image(*args: Any, **kwargs: Any) -> int:
+        raise cancelled
+
+    monkeypatch.setattr(push, "push_image", push_image)
+    with pytest.raises(BuildCancelled):
+        push_run(reason=cancelled)
+    assert pushing["withdrawn"] == []
+
+
+class _Died(BaseException):
+    """The worker process dies (SIGKILL): nothing after it runs."""
+
+
+@pytest.mark.parametrize("first_end", [WorkerStopping(), _Died()])
+def test_a_push_run_again_after_its_push_restores_what_the_tag_held_first(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+        first_end: BaseException) -> None:
+    """A phase handed back (or whose worker died) after its push runs again from a
+    record re-read from the store: its verification failing then gives the tag back
+    the image it held before the first push, not the first run's image."""
+    registry = {REJECTED: "sha256:predecessor"}
+    store: dict[str, Any] = {"name": "o-r"}
+
+    def push_image(*args: Any, **kwargs: Any) -> int:
+        registry[REJECTED] = "sha256:rebuilt"
+        return 2048
+
+    def predecessor(config: Any, name: str, image: str, say: Any) -> Any:
+        pushing["asked"] += 1
+        digest = registry.get(image)
+        return image_rejection.Predecessor(digest, "completed build b1") if digest else None
+
+    def withdraw(config: Any, name: str, image: str, say: Any, earlier: Any,
+                 unwanted: image_rejection.Unwanted = image_rejection.REJECTED) -> None:
+        pushing["withdrawn"].append((name, image, earlier))
+        registry[image] = earlier.digest
+
+    def update_running(build_id: str, attempt: int, changes: dict[str, Any]) -> None:
+        store.update(changes)
+
+    monkeypatch.setattr(push, "push_image", push_image)
+    monkeypatch.setattr(push, "predecessor", predecessor)
+    monkeypatch.setattr(push, "withdraw", withdraw)
+    monkeypatch.setattr(push.build_store, "update_running", update_running)
+
+    pushing["verdict"] = first_end
+    with pytest.raises(type(first_end)):
+        push_run(dict(store), reason=first_end if isinstance(first_end, Exception) else None)
+    held_after_first = registry[REJECTED]
+    assert held_after_first == ("sha256:predecessor" if isinstance(first_end, WorkerStopping)
+                                else "sha256:rebuilt")
+
+    pushing["verdict"] = BuildFailure("The image exited.")
+    with pytest.raises(PhaseFailure):
+        push_run(dict(store))  # the next worker's run, from the stored record
+    assert pushing["asked"] == 1  # the run again does not ask the registry
+    assert pushing["withdrawn"][-1] == ("o-r", REJECTED, PREDECESSOR)
+    assert registry[REJECTED] == "sha256:predecessor"
 
 
 def test_a_phase_failure_pickles_with_its_changes() -> None:

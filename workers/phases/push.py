@@ -7,24 +7,33 @@ itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``). If the
 verification fails, the pushed image leaves the registry again
 (``workers/image_rejection.py``), or, when its tag is a completed build's (a
 forced rebuild pushes its predecessor's tag), the tag gets back the image it
-held before the push.
+held before the push. So it does when the phase stops after its push while
+verification still runs (a cancel, the build's deadline, a stopping worker
+handing the phase back, a failure of the farm): the phase ends as it would
+have, but the tag holds no image the farm did not verify. A phase run again
+pushes and verifies again.
 """
 
 from __future__ import annotations
 
+import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 
 from common import build_store
-from common.errors import BuildFailure
+from common.errors import BuildCancelled, BuildFailure, LeaseLost
 from workers import verification_reuse
 from workers.docker_engine import docker_client
-from workers.image_rejection import Predecessor, predecessor, withdraw
+from workers.guard import BuildTimedOut
+from workers.image_rejection import UNVERIFIED, Predecessor, predecessor, withdraw
 from workers.outages import engine_lost, registry_lost, watching
 from workers.phase_runner import PhaseFailure, PhaseResult, PhaseRun
 from workers.phases.template import image_facts, launch_command, serving_port
 from workers.registry import push_image
+from workers.stopping import WorkerStopping
 from workers.verify import verify_image
+
+log = logging.getLogger(__name__)
 
 
 def verify(phase: PhaseRun) -> None:
@@ -81,6 +90,55 @@ def rejected(phase: PhaseRun, failure: BuildFailure, earlier: Predecessor | None
     return PhaseFailure.of(failure, {"image_name": None, "rejected_image": phase.image})
 
 
+def stopped(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -> None:
+    """The phase stops after its push, before verification said yes or no, for
+    ``reason``: the tag is withdrawn as a rejected one's is, and the log says why.
+    The phase still ends for ``reason`` (cancelled, timed out, handed back, failed);
+    its record keeps the image it was making as ``image_name``, as a build stopped
+    before its push does: no verdict makes it a ``rejected_image``."""
+    phase.say(f"{phase.image} was pushed but not verified: {how_it_stopped(reason)}")
+    try:
+        withdraw(phase.config, phase.record["name"], phase.image, phase.say, earlier,
+                 UNVERIFIED)
+    except Exception as exc:  # the phase ends for its reason, whatever became of the tag
+        log.exception("could not withdraw %s", phase.image)
+        phase.say(f"warning: could not withdraw {phase.image} from its tag: {exc}")
+
+
+def how_it_stopped(reason: Exception) -> str:
+    """What stopped the phase, as the build's log says it."""
+    if isinstance(reason, BuildCancelled):
+        return "the build was cancelled"
+    if isinstance(reason, BuildTimedOut):
+        return "the build timed out"
+    if isinstance(reason, WorkerStopping):
+        return "its worker is stopping; the next worker pushes and verifies it again"
+    return f"the phase stopped ({type(reason).__name__})"
+
+
+def verified(phase: PhaseRun, verifying: Future[None], earlier: Predecessor | None) -> None:
+    """Wait until ``verifying`` says the pushed image serves; withdraw its tag when
+    it says no (``rejected``) or the phase stops first (``stopped``).
+
+    What the guard stopped the phase for wins over what verification raised meanwhile
+    (an image whose container the stop removed seems to exit): a cancelled build ends
+    cancelled. One whose lease is lost leaves the tag alone: another run of the build
+    may be pushing to it.
+    """
+    try:
+        verifying.result()
+    except Exception as exc:
+        reason = phase.guard.reason
+        if reason is None and isinstance(exc, BuildFailure):
+            raise rejected(phase, exc, earlier) from exc
+        ending = reason if isinstance(reason, Exception) else exc
+        if not isinstance(ending, LeaseLost):
+            stopped(phase, ending, earlier)
+        if ending is exc:
+            raise
+        raise ending from exc
+
+
 def run(phase: PhaseRun) -> PhaseResult:
     image = phase.image
     if phase.record.get("cached"):
@@ -99,10 +157,7 @@ def run(phase: PhaseRun) -> PhaseResult:
                                 check=phase.guard.raise_if_stopped)
         phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
-            try:
-                verifying.result()
-            except BuildFailure as exc:
-                raise rejected(phase, exc, earlier) from exc
+            verified(phase, verifying, earlier)
     finally:
         pool.shutdown(wait=False)
     return PhaseResult({"image_source": image, "pushed_bytes": pushed})
