@@ -94,7 +94,7 @@ def test_a_repositorys_failure_and_the_farms_are_told_apart(api: ApiClient,
     assert missing.status_code == 200, missing.text
     # A build whose worker vanished on its last attempt, as the reaper finds it.
     name = f"metrics-lost-{uuid.uuid4().hex[:6]}"
-    record = create_build(name, {"repository": f"https://example.org/{name}"})
+    record = create_build(name, {"display_name": name, "repository": f"https://example.org/{name}"})
     get_db().builds.update_one({"build_id": record["build_id"]},
                                {"$set": {"attempt": config.max_attempts}})
     held = start_phase(record["build_id"], config.max_attempts, Phase.FETCHING, Phase.QUEUED,
@@ -145,7 +145,7 @@ def test_a_phase_run_again_after_a_restart_is_timed_from_its_new_start(farm: Far
     cancel, and the histogram times it from its new start to the cancel."""
     config = get_config()
     name = f"metrics-restarted-{uuid.uuid4().hex[:6]}"
-    record = create_build(name, {"repository": f"https://example.org/{name}"})
+    record = create_build(name, {"display_name": name, "repository": f"https://example.org/{name}"})
     build_id = record["build_id"]
     start_phase(build_id, 1, Phase.FETCHING, Phase.QUEUED, "gone@host", "host-r")
     end_phase(build_id, 1, Phase.FETCHING, "gone@host", {})
