@@ -122,39 +122,21 @@ def kill_verification(build_id: str) -> bool:
 
 def test_a_forced_rebuild_that_fails_verification_keeps_its_predecessors_tag(
         api: ApiClient, git_server: GitServer, repo_url: str, tmp_path: Path) -> None:
-    repo = unique("slowserve")
-    command = "sh -c 'sleep 10; exec python3 -m http.server 8888'"  # serves after 10 s
-    # The Dockerfile adds a file from a URL, as a repository adds data it downloads:
-    # the same commit rebuilt reads it again, so the rebuild makes another image.
-    (tmp_path / "data.txt").write_text("first\n")
-    with serve_directory(tmp_path) as data_url:
-        git_server.make_repo(f"github/rita/{repo}", {
-            "Dockerfile": f"FROM {BASE_IMAGE}\nADD {data_url}/data.txt /srv/data.txt\n",
-            ".binder.yml": f"command: {json.dumps(command)}\n"})
-        url = f"{repo_url}/rita/{repo}"
-        first = api.start_and_wait(url)
-        assert first["status"] == "completed", api.logs(first["name"])
-        image = first["image-name"]
-        config = get_config()
-        served = manifest_digest(config, image)
-
-        (tmp_path / "data.txt").write_text("second\n")
-        response = api.start(url, force=True)
-        assert response.status_code == 200, response.text
-        forced = response.json()
-        # Its image is the same tag; its verification fails (killed while the image starts).
-        assert wait_until(lambda: kill_verification(forced["build-id"]), 300, interval=0.1)
-        rebuilt = api.wait(forced["name"], 300)
+    rebuild = rebuild_being_verified(api, git_server, repo_url, tmp_path, unique("slowserve"))
+    first, forced, image, served = rebuild.first, rebuild.forced, rebuild.image, rebuild.served
+    # Its image is the same tag; its verification fails (killed while the image starts).
+    assert wait_until(lambda: kill_verification(forced["build-id"]), 300, interval=0.1)
+    rebuilt = api.wait(forced["name"], 300)
     log = api.logs(forced["name"])
     assert rebuilt["status"] == "failed" and "instead of serving" in rebuilt["error"], log
     assert rebuilt["rejected-image"] == image and rebuilt["image-name"] is None
     assert f"{image} holds the image of completed build {first['build-id']} ({served})" in log
     # The push moved the tag to the rebuild's image; it is the completed build's again.
     assert f"restored {image} to the image of completed build {first['build-id']}" in log
-    assert manifest_digest(config, image) == served
+    assert manifest_digest(get_config(), image) == served
     # The template still points at it: the next start reuses it, naming the build that
     # made it.
-    again = api.start_and_wait(url)
+    again = api.start_and_wait(first["repository"])
     assert again["status"] == "completed" and again["cached"] is True, api.logs(again["name"])
     assert again["image-name"] == image and again["built-by"] == first["build-id"]
     assert f"{image} is already built (build {first['build-id']})" in api.logs(again["name"])
