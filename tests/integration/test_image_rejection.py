@@ -230,9 +230,7 @@ def test_a_forced_rebuild_handed_back_while_verified_gives_the_tag_back_until_it
         farm.start_worker("test-a", BINDER_VERIFY_TIMEOUT="5")
         failed = api.wait(name, 240)
     finally:
-        for process in farm.processes:
-            if process.name == "worker-test-a" and process.alive():
-                process.stop()
+        farm.stop_workers("test-a")
         farm.start_worker("test-a")
     log = api.logs(name)
     assert failed["status"] == "failed" and "within 5 s" in failed["error"], log

@@ -321,10 +321,8 @@ def test_config_order_setting_and_host_affinity(farm: Farm, api: ApiClient,
     conda = unique("order-conda")
     git_server.make_repo(f"github/jo/{conda}", {"requirements.txt": f"{TEST_PACKAGE}\n",
                                                  "environment.yml": "dependencies: []\n"})
-    main_worker = next(p for p in farm.processes if p.name == "worker-test-a")
-    main_worker.stop()
-    farm.processes.remove(main_worker)
-    other = farm.start_worker("test-order", BINDER_CONFIG_ORDER="repo2docker")
+    farm.stop_workers("test-a")
+    farm.start_worker("test-order", BINDER_CONFIG_ORDER="repo2docker")
     try:
         record = api.start_and_wait(f"{repo_url}/jo/{repo}")
         assert record["status"] == "completed", (record, api.logs(record["name"]))
@@ -351,5 +349,6 @@ def test_config_order_setting_and_host_affinity(farm: Farm, api: ApiClient,
             hosts = {phase["worker"] for phase in done["phases"].values()}
             assert len(hosts) == 1 and hosts <= {"test-a", "test-order"}, done["phases"]
     finally:
-        other.stop()
-        farm.processes.remove(other)
+        farm.stop_workers("test-order")
+        if not any(p.name == "worker-test-a" and p.alive() for p in farm.processes):
+            farm.start_worker("test-a")  # the farm's own worker, for the tests after

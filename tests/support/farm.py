@@ -103,6 +103,13 @@ class Farm:
         self.wait_worker(host, process)
         return process
 
+    def stop_workers(self, host: str) -> None:
+        """Stop every worker process of ``host`` this farm started and forget them, the
+        ones that already ended too (a later test looks for the live one by name)."""
+        for process in [p for p in self.processes if p.name == f"worker-{host}"]:
+            process.stop()
+            self.processes.remove(process)
+
     def start_recorded_worker(self, host: str, workers: Any, timeout: float = 90,
                               **extra_env: str) -> Process:
         """Start a worker of ``host`` and wait until it records itself ``up`` in
