@@ -206,7 +206,8 @@ class _Client:
 def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """A push phase whose push succeeds and whose verification the test decides."""
     state: dict[str, Any] = {"verdict": None, "withdrawn": [], "unwanted": [],
-                             "earlier": None, "asked": 0, "stored": []}
+                             "earlier": None, "asked": 0, "stored": [], "tag": None,
+                             "tag_asked": 0}
 
     def predecessor(config: Any, name: str, image: str, say: Any) -> Any:
         state["asked"] += 1
@@ -225,8 +226,15 @@ def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         state["withdrawn"].append((name, image, earlier))
         state["unwanted"].append(unwanted)
 
+    def manifest_digest(config: Any, image: str, timeout: float = 5) -> str | None:
+        state["tag_asked"] += 1
+        if isinstance(state["tag"], Exception):
+            raise state["tag"]
+        return state["tag"]  # type: ignore[no-any-return]
+
     monkeypatch.setattr(push, "withdraw", withdraw)
     monkeypatch.setattr(push, "predecessor", predecessor)
+    monkeypatch.setattr(push, "manifest_digest", manifest_digest)
     monkeypatch.setattr(push.build_store, "update_running", lambda build_id, attempt, changes:
                         state["stored"].append((build_id, attempt, changes)))
     return state
@@ -345,19 +353,80 @@ def test_a_phase_that_lost_its_lease_leaves_the_tag_alone(pushing: dict[str, Any
     assert pushing["withdrawn"] == []
 
 
-def test_a_phase_stopped_during_its_push_leaves_the_tag_alone(
-        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """The registry moves the tag as the push's last step: a push cut short left the
-    tag as it was."""
-    cancelled = BuildCancelled("b2")
-
+def _push_cut_short(monkeypatch: pytest.MonkeyPatch, reason: BaseException) -> None:
     def push_image(*args: Any, **kwargs: Any) -> int:
-        raise cancelled
+        raise reason
 
     monkeypatch.setattr(push, "push_image", push_image)
+
+
+@pytest.mark.parametrize("tag", [None, PREDECESSOR.digest])
+def test_a_phase_stopped_during_its_push_leaves_the_tag_as_it_found_it(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch, tag: str | None) -> None:
+    """The registry moves the tag as the push's last step: a push cut short before it
+    left the tag as it was (no tag, or what it held before)."""
+    cancelled = BuildCancelled("b2")
+    _push_cut_short(monkeypatch, cancelled)
+    pushing.update(earlier=PREDECESSOR, tag=tag)
     with pytest.raises(BuildCancelled):
         push_run(reason=cancelled)
+    assert pushing["tag_asked"] == 1
     assert pushing["withdrawn"] == []
+
+
+def test_a_push_stopped_after_the_registry_took_it_withdraws_the_unverified_image(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop between the registry taking the manifest and the engine saying the push
+    ended: the tag holds the new image, which nothing verified."""
+    cancelled = BuildCancelled("b2")
+    _push_cut_short(monkeypatch, cancelled)
+    pushing.update(earlier=PREDECESSOR, tag="sha256:pushed")
+    said: list[str] = []
+    with pytest.raises(BuildCancelled) as ended:
+        push_run(reason=cancelled, said=said)
+    assert ended.value is cancelled
+    assert pushing["withdrawn"] == [("o-r", REJECTED, PREDECESSOR)]
+    assert pushing["unwanted"] == [image_rejection.UNVERIFIED]
+    assert said[-1] == f"{REJECTED} was pushed but not verified: the build was cancelled"
+
+
+def test_a_push_stopped_while_the_registry_is_away_says_what_it_could_not_learn(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    timed_out = _timed_out()
+    _push_cut_short(monkeypatch, timed_out)
+    pushing["tag"] = requests.ConnectionError("refused")
+    said: list[str] = []
+    with pytest.raises(BuildTimedOut):
+        push_run(reason=timed_out, said=said)
+    assert pushing["withdrawn"] == []
+    assert said[-1] == (f"warning: could not learn whether {REJECTED} reached the registry "
+                        "before the push stopped: refused")
+
+
+def test_a_push_that_lost_its_lease_leaves_the_tag_alone(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another run of the build holds it now, and may be the one that moved the tag."""
+    lost = LeaseLost()
+    _push_cut_short(monkeypatch, lost)
+    pushing["tag"] = "sha256:pushed"
+    with pytest.raises(LeaseLost):
+        push_run(reason=lost)
+    assert pushing["tag_asked"] == 0 and pushing["withdrawn"] == []
+
+
+def test_without_verification_a_push_cut_short_asks_nothing(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    cancelled = BuildCancelled("b2")
+    _push_cut_short(monkeypatch, cancelled)
+    pushing["tag"] = "sha256:pushed"
+    guard = SimpleNamespace(on_abort=lambda hook: hook, raise_if_stopped=lambda: None,
+                            reason=cancelled)
+    phase = SimpleNamespace(image=REJECTED, record={"name": "o-r"},
+                            config=CONFIG.replace(verify=False), guard=guard,
+                            say=[].append, build_id="b2", attempt=1)
+    with pytest.raises(BuildCancelled):
+        push.run(phase)  # type: ignore[arg-type]
+    assert pushing["tag_asked"] == 0 and pushing["withdrawn"] == []
 
 
 class _Died(BaseException):

@@ -3,7 +3,10 @@
 Verification (``workers/verify.py``) starts the image on this host while the
 engine pushes it: neither waits for the other, and the phase ends when both
 have succeeded. If the push fails first, the verification is left to end by
-itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``). If the
+itself (it removes its container within ``BINDER_VERIFY_TIMEOUT``), and the
+tag is withdrawn if the registry took the manifest all the same: the registry
+moves the tag as the push's last step, before the engine says the push ended,
+so a push stopped in that moment has put an unverified image there. If the
 verification fails, the pushed image leaves the registry again
 (``workers/image_rejection.py``), or, when its tag is a completed build's (a
 forced rebuild pushes its predecessor's tag), the tag gets back the image it
@@ -20,6 +23,8 @@ import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 
+import requests
+
 from common import build_store
 from common.errors import BuildCancelled, BuildFailure, LeaseLost
 from workers import verification_reuse
@@ -29,7 +34,7 @@ from workers.image_rejection import UNVERIFIED, Predecessor, predecessor, withdr
 from workers.outages import engine_lost, registry_lost, watching
 from workers.phase_runner import PhaseFailure, PhaseResult, PhaseRun
 from workers.phases.template import image_facts, launch_command, serving_port
-from workers.registry import push_image
+from workers.registry import manifest_digest, push_image
 from workers.stopping import WorkerStopping
 from workers.verify import verify_image
 
@@ -105,6 +110,22 @@ def stopped(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -> 
         phase.say(f"warning: could not withdraw {phase.image} from its tag: {exc}")
 
 
+def cut_short(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -> None:
+    """The push stopped for ``reason`` before the engine said it ended. The registry may
+    have taken its manifest all the same (it moves the tag as the push's last step):
+    when the tag holds anything but what it held before the push, that image is
+    withdrawn as ``stopped`` withdraws one pushed and never verified."""
+    try:
+        digest = manifest_digest(phase.config, phase.image, timeout=10)
+    except requests.RequestException as exc:
+        phase.say(f"warning: could not learn whether {phase.image} reached the registry "
+                  f"before the push stopped: {exc}")
+        return
+    if digest is None or (earlier is not None and digest == earlier.digest):
+        return  # the tag is as the push found it
+    stopped(phase, reason, earlier)
+
+
 def how_it_stopped(reason: Exception) -> str:
     """What stopped the phase, as the build's log says it."""
     if isinstance(reason, BuildCancelled):
@@ -152,9 +173,17 @@ def run(phase: PhaseRun) -> PhaseResult:
         client = docker_client(phase.config, timeout=phase.config.push_timeout)
         phase.guard.on_abort(client.close)
         phase.say(f"pushing {image}")
-        with watching(phase.config, phase.guard, engine_lost, registry_lost):
-            pushed = push_image(client, phase.config, image, on_status=phase.say,
-                                check=phase.guard.raise_if_stopped)
+        try:
+            with watching(phase.config, phase.guard, engine_lost, registry_lost):
+                pushed = push_image(client, phase.config, image, on_status=phase.say,
+                                    check=phase.guard.raise_if_stopped)
+        except Exception as exc:
+            reason = phase.guard.reason
+            ending = reason if isinstance(reason, Exception) else exc
+            # A lost lease leaves the tag alone: another run of the build may push to it.
+            if verifying is not None and not isinstance(ending, LeaseLost):
+                cut_short(phase, ending, earlier)
+            raise
         phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
             verified(phase, verifying, earlier)
