@@ -421,23 +421,25 @@ def load_config(
     return Config(**values)
 
 
+def _environment_text(value: Any) -> str:
+    """A setting's value as its environment variable is written (``true``, ``a,b``)."""
+    if isinstance(value, tuple):
+        return ",".join(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
 def environment_for(config: Config) -> dict[str, str]:
     """The environment variables that reproduce ``config`` in a child process."""
-    result = {}
-    for setting in SETTINGS:
-        value = getattr(config, setting.name)
-        if isinstance(value, tuple):
-            result[setting.env] = ",".join(value)
-        elif isinstance(value, bool):
-            result[setting.env] = "true" if value else "false"
-        else:
-            result[setting.env] = str(value)
-    return result
+    return {setting.env: _environment_text(getattr(config, setting.name))
+            for setting in SETTINGS}
 
 
 def describe_settings() -> list[tuple[str, str, str]]:
-    """(variable, default, help) rows, for the CLI and the README table."""
-    return [(s.env, str(s.default), s.help) for s in SETTINGS]
+    """(variable, default, help) rows for ``binder-build settings``: each default as its
+    variable would be written."""
+    return [(s.env, _environment_text(s.default), s.help) for s in SETTINGS]
 
 
 _current: Config | None = None

@@ -249,6 +249,16 @@ def test_describe_settings_lists_every_variable_once() -> None:
     assert all(help_text for _, _, help_text in rows)
 
 
+def test_describe_settings_writes_defaults_as_the_environment_does() -> None:
+    defaults = {env: default for env, default, _ in describe_settings()}
+    assert defaults["BINDER_PUBLIC_READS"] == "true"
+    assert defaults["BINDER_BANNED_REPOS"] == ""
+    assert defaults["BINDER_CONFIG_ORDER"] == "default"
+    assert defaults["BINDER_DATAVERSE_URLS"] == (
+        "https://dataverse.harvard.edu,https://borealisdata.ca,https://dataverse.no")
+    assert load_config(environ=defaults).values == load_config(environ={}).values
+
+
 def test_config_values_are_not_shared_between_replacements() -> None:
     base = load_config(environ={})
     changed = base.replace(port=1)
