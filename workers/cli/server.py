@@ -234,8 +234,8 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
            host_id: str | None, concurrency: int | None) -> None:
     """Run a Celery worker for one Docker host (queues builds and host.<id>).
 
-    `worker drain HOST-ID` and `worker undrain HOST-ID` take a host out of
-    service and back, through the API.
+    `worker hosts` lists the Docker hosts; `worker drain HOST-ID` and `worker
+    undrain HOST-ID` take a host out of service and back, through the API.
     """
     if ctx.invoked_subcommand is not None:
         return
