@@ -121,7 +121,7 @@ class Config:
     image_prefix: str = setting("BINDER_IMAGE_PREFIX", "binder-", "Prefix of built image names.")
     base_image: str = setting("BINDER_BASE_IMAGE", "",
         "Base image for generated Dockerfiles; empty means REGISTRY/binder-base:jupyterlab4.")
-    base_root_image: str = setting("BINDER_BASE_ROOT", "",
+    base_root: str = setting("BINDER_BASE_ROOT", "",
         "Image the base image recipe starts FROM (e.g. debian:bookworm-slim); empty builds a "
         "Debian root locally with debootstrap.")
     github_url: str = setting("BINDER_GITHUB_URL", "https://github.com",

@@ -164,6 +164,14 @@ def test_overrides_win_over_environment_and_file(tmp_path: Path) -> None:
     assert config.port == 3
 
 
+def test_a_files_short_key_is_its_variable_without_binder_in_lower_case(
+        tmp_path: Path) -> None:
+    for setting in SETTINGS:
+        assert setting.name == setting.env.lower().removeprefix("binder_"), setting.env
+    path = write_toml(tmp_path, 'base_root = "debian:bookworm-slim"\n')
+    assert load_config(environ={}, config_file=path).base_root == "debian:bookworm-slim"
+
+
 def test_unknown_key_in_a_file_is_refused_by_name(tmp_path: Path) -> None:
     path = write_json(tmp_path, {"port": 1, "colour": "blue"})
     with pytest.raises(ConfigError) as caught:

@@ -134,7 +134,7 @@ def recipe_hash(config: Config, recipe: Path = RECIPE_DIR) -> str:
     for name in ("Dockerfile", LOCK_FILE):
         digest.update((recipe / name).read_bytes())
     for value in (jupyterhub_version(config, recipe), config.nb_user, str(config.nb_uid),
-                  config.apt_mirror, config.base_root_image):
+                  config.apt_mirror, config.base_root):
         digest.update(b"\0" + str(value).encode())
     return digest.hexdigest()[:16]
 
@@ -219,7 +219,7 @@ def ensure_base_image(config: Config, say: Say = print, image: str | None = None
         current = client.images.get(image).labels.get(RECIPE_LABEL) == wanted
     except docker.errors.ImageNotFound:
         current = False
-    if not config.base_root_image:
+    if not config.base_root:
         publish_root_image(config, ensure_root_image(config, say), say)
     if current and manifest_exists(config, image):
         say(f"base image {image} is up to date")
@@ -231,7 +231,7 @@ def ensure_base_image(config: Config, say: Say = print, image: str | None = None
 
 
 def build_base_image(config: Config, image: str, recipe: str, say: Say) -> None:
-    root = config.base_root_image or ensure_root_image(config, say)
+    root = config.base_root or ensure_root_image(config, say)
     with tempfile.TemporaryDirectory(dir=config.data_path) as context:
         shutil.copy(RECIPE_DIR / "Dockerfile", context)
         say(f"downloading the locked wheels (jupyterhub {jupyterhub_version(config)})")
