@@ -156,7 +156,8 @@ class Config:
         "Conda channels (names or URLs) of environment.yml builds, used instead of the file's "
         "own, and of runtime.txt's python-X.Y.")
     build_network: str = setting("BINDER_BUILD_NETWORK", "host",
-        "Docker network mode of builds and verification runs (see Production).")
+        "Docker network builds run on: default (the engine's bridge), host or none (see "
+        "Production); verification runs have no network.")
     config_order: tuple[str, ...] = setting("BINDER_CONFIG_ORDER", ("default",),
         "Environment files by precedence, the first present one is built: `default` "
         "(requirements.txt, environment.yml, Dockerfile, then the others), `repo2docker` "
