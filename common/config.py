@@ -40,13 +40,20 @@ _PARSERS: dict[type, Callable[[str], Any]] = {
     bool: _bool, int: int, float: float, tuple: _csv, str: str}
 
 
-def setting(env: str, default: Any, help: str) -> Any:
-    """Declare a setting: its environment variable, default and help line.
+def setting(env: str, default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
+    """Declare a setting: its environment variable, default and help line, and the
+    only values it takes when it has ``choices`` (a word, in any case).
 
     The default's type says how the environment's text is parsed (booleans
     accept true/false/1/0, tuples are comma-separated lists).
     """
-    return field(default=default, metadata={"env": env, "help": help})
+    return field(default=default, metadata={"env": env, "help": help, "choices": choices})
+
+
+#: The networks BuildKit runs build steps on: it takes no named network.
+BUILD_NETWORKS = ("default", "host", "none")
+#: The installers of Python requirements a build may run.
+PYTHON_INSTALLERS = ("uv", "pip")
 
 
 @dataclass(frozen=True)
@@ -157,7 +164,7 @@ class Config:
         "own, and of runtime.txt's python-X.Y.")
     build_network: str = setting("BINDER_BUILD_NETWORK", "host",
         "Docker network builds run on: default (the engine's bridge), host or none (see "
-        "Production); verification runs have no network.")
+        "Production); verification runs have no network.", choices=BUILD_NETWORKS)
     config_order: tuple[str, ...] = setting("BINDER_CONFIG_ORDER", ("default",),
         "Environment files by precedence, the first present one is built: `default` "
         "(requirements.txt, environment.yml, Dockerfile, then the others), `repo2docker` "
@@ -178,7 +185,8 @@ class Config:
         "CRAN-like repository for R packages; `{date}` becomes runtime.txt's date "
         "(a dated snapshot), or `latest` when there is none.")
     python_installer: str = setting("BINDER_PYTHON_INSTALLER", "uv",
-        "Installer of Python requirements in builds: `uv` (uv pip) or `pip`.")
+        "Installer of Python requirements in builds: `uv` (uv pip) or `pip`.",
+        choices=PYTHON_INSTALLERS)
     allowed_base_images: tuple[str, ...] = setting("BINDER_ALLOWED_BASE_IMAGES", (),
         "Images a repository Dockerfile may pull (FROM, COPY --from, ...); an entry without a "
         "tag allows all its tags; empty allows any.")
@@ -298,6 +306,16 @@ class Config:
     def repo_path(self) -> str:
         return str(self.repo_dir or self.home_dir)
 
+    def __post_init__(self) -> None:
+        # Here, not where a value is used: every process refuses it when it starts,
+        # however it came (file, environment, override), not each build when it runs.
+        for spec in dataclasses.fields(self):
+            choices, value = spec.metadata["choices"], getattr(self, spec.name)
+            if choices and value not in choices:
+                raise ConfigError(
+                    f"{spec.metadata['env']} must be one of {', '.join(choices)}, not {value!r}",
+                    suggestions=[f"{spec.metadata['env']}: {spec.metadata['help']}"])
+
     @property
     def worker_host(self) -> str:
         return self.worker_id or socket.gethostname()
@@ -320,17 +338,20 @@ class Setting:
     default: Any
     help: str
     parse: Callable[[str], Any]
+    choices: tuple[str, ...]
 
 
 SETTINGS: tuple[Setting, ...] = tuple(
     Setting(f.name, f.metadata["env"], f.default, f.metadata["help"],
-            _PARSERS[type(f.default)])
+            _PARSERS[type(f.default)], f.metadata["choices"])
     for f in dataclasses.fields(Config))
 _BY_ENV = {s.env: s for s in SETTINGS}
 _BY_NAME = {s.name: s for s in SETTINGS}
 
 
 def _coerce(setting: Setting, raw: Any, source: str) -> Any:
+    if setting.choices and isinstance(raw, str):
+        raw = raw.strip().lower()
     if isinstance(raw, str):
         try:
             return setting.parse(raw)

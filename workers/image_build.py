@@ -76,18 +76,9 @@ class BuildRequest:
     build_args: Mapping[str, str] = field(default_factory=dict)
 
 
-#: The networks BuildKit runs steps on (never a named network).
-BUILDKIT_NETWORKS = ("default", "host", "none")
-
-
 def build_command(request: BuildRequest, iidfile: Path) -> list[str]:
-    """The ``docker build`` argv; the context tar comes on stdin."""
-    if request.network not in BUILDKIT_NETWORKS:
-        raise BuildFailure(
-            f"This farm builds on the Docker network {request.network!r}, which BuildKit "
-            "cannot run build steps on.",
-            suggestions=["Operators: set BINDER_BUILD_NETWORK to default (firewall the "
-                         "engine's default bridge), host or none."], cause=FailureCause.FARM)
+    """The ``docker build`` argv; the context tar comes on stdin. ``request.network``
+    is one of ``common.config.BUILD_NETWORKS``: BuildKit takes no named network."""
     argv = [DOCKER_CLI, "build", "--progress", "plain", "--file", request.dockerfile,
             "--tag", request.tag, "--iidfile", str(iidfile),
             # Layer-cache metadata inside the pushed image: another host's

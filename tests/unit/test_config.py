@@ -172,6 +172,32 @@ def test_a_files_short_key_is_its_variable_without_binder_in_lower_case(
     assert load_config(environ={}, config_file=path).base_root == "debian:bookworm-slim"
 
 
+@pytest.mark.parametrize(("variable", "value"), [
+    ("BINDER_BUILD_NETWORK", "binder-builds"),  # BuildKit runs steps on no named network
+    ("BINDER_PYTHON_INSTALLER", "conda"),
+])
+def test_a_value_outside_a_settings_choices_is_refused_at_load(
+        variable: str, value: str, tmp_path: Path) -> None:
+    """Every process refuses it as it starts, from the environment, a file or an override,
+    instead of each build failing later."""
+    with pytest.raises(ConfigError, match=f"{variable} must be one of .*, not '{value}'") \
+            as caught:
+        load_config(environ={variable: value})
+    assert caught.value.suggestions[0].startswith(f"{variable}: ")
+    file = tmp_path / "farm.json"
+    file.write_text(json.dumps({variable.removeprefix("BINDER_").lower(): value}))
+    with pytest.raises(ConfigError, match=f"{variable} must be one of"):
+        load_config(environ={}, config_file=str(file))
+    with pytest.raises(ConfigError, match=f"{variable} must be one of"):
+        load_config(environ={}).replace(**{variable: value})
+
+
+def test_a_choice_is_taken_in_any_case() -> None:
+    config = load_config(environ={"BINDER_BUILD_NETWORK": " None ",
+                                  "BINDER_PYTHON_INSTALLER": "PIP"})
+    assert (config.build_network, config.python_installer) == ("none", "pip")
+
+
 def test_unknown_key_in_a_file_is_refused_by_name(tmp_path: Path) -> None:
     path = write_json(tmp_path, {"port": 1, "colour": "blue"})
     with pytest.raises(ConfigError) as caught:
