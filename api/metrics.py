@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 
 import redis
 from flask import Response, current_app
@@ -29,7 +30,7 @@ from api.build_totals import BuildTotals
 from api.request_metrics import MULTIPROC_ENV, REQUEST_SECONDS
 from common import template_store, worker_store
 from common.config import Config
-from common.db import get_db, translate_errors
+from common.db import get_db, ping, translate_errors
 from common.errors import BadDatabase, NoDatabase
 from common.models import Status
 from common.redis_client import redis_client
@@ -39,7 +40,8 @@ RECENT = dt.timedelta(hours=1)
 
 
 class FarmCollector(Collector):
-    """Build totals and running builds, templates, live workers, queue lengths.
+    """Build totals and running builds, templates, live workers, queue lengths, and how
+    long the store and the broker took to answer.
 
     Nothing here reads every build record at each scrape: the totals read ended
     builds once (``BuildTotals``), and the rest asks only for running builds and
@@ -51,12 +53,17 @@ class FarmCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("binder_store_up", "1 when MongoDB answered this scrape.")
+        took = GaugeMetricFamily(
+            "binder_store_ping_seconds", "Seconds MongoDB took to answer this scrape's ping "
+            "(until it failed, when binder_store_up is 0).")
         try:
+            time_ping(lambda: ping(self.config), took)
             yield from self._from_store()
             up.add_metric([], 1)
         except (NoDatabase, BadDatabase):
             up.add_metric([], 0)
         yield up
+        yield took
         yield from self._from_broker()
 
     def _from_store(self) -> Iterator[Metric]:
@@ -94,8 +101,12 @@ class FarmCollector(Collector):
                                    "build queue and in each live host's queue.",
                                    labels=["queue"])
         up = GaugeMetricFamily("binder_broker_up", "1 when Redis answered this scrape.")
+        took = GaugeMetricFamily(
+            "binder_broker_ping_seconds", "Seconds Redis took to answer this scrape's ping "
+            "(until it failed, when binder_broker_up is 0).")
         try:
             client = redis_client(self.config)
+            time_ping(client.ping, took)
             for queue in (SHARED_QUEUE, *map(host_queue, self._live_hosts())):
                 queued.add_metric([queue], client.llen(self.config.broker_prefix + queue))
             up.add_metric([], 1)
@@ -103,6 +114,7 @@ class FarmCollector(Collector):
         except redis.RedisError:
             up.add_metric([], 0)
         yield up
+        yield took
 
     def _live_hosts(self) -> list[str]:
         try:
@@ -110,6 +122,17 @@ class FarmCollector(Collector):
                                                   self.config.heartbeat_stale))
         except (NoDatabase, BadDatabase):
             return []
+
+
+def time_ping(round_trip: Callable[[], object], seconds: GaugeMetricFamily) -> None:
+    """Call ``round_trip`` (a ping of a service) and add to ``seconds`` how long it took,
+    or took to fail: a service that answers slowly shows before it stops answering.
+    Raises what ``round_trip`` raises."""
+    started = time.perf_counter()
+    try:
+        round_trip()
+    finally:
+        seconds.add_metric([], time.perf_counter() - started)
 
 
 def farm_registry(config: Config) -> CollectorRegistry:

@@ -1,6 +1,7 @@
 """``/metrics`` under gunicorn: build counters match the builds this test ran, phase
-histograms count their phases, bytes pushed add up, request latencies are summed over
-the API's processes, and the whole exposition parses as Prometheus reads it."""
+histograms count their phases, bytes pushed add up, the store's and broker's round
+trips are timed, request latencies are summed over the API's processes, and the whole
+exposition parses as Prometheus reads it."""
 
 from __future__ import annotations
 
@@ -81,6 +82,10 @@ def test_metrics_count_the_builds_this_test_ran(api: ApiClient, git_server: GitS
     # The shared queue and the live worker host's own queue are measured (and empty now).
     assert after[("binder_queue_messages", (("queue", "builds"),))] == 0
     assert after[("binder_queue_messages", (("queue", "host.test-a"),))] == 0
+    # Both services answered, and how long each took is there, a real round trip.
+    for service in ("store", "broker"):
+        assert after[(f"binder_{service}_up", ())] == 1
+        assert 0 < after[(f"binder_{service}_ping_seconds", ())] < 5, service
 
 
 def test_a_repositorys_failure_and_the_farms_are_told_apart(api: ApiClient,

@@ -7,6 +7,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import fakeredis
 import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -342,6 +343,19 @@ class ScrapedStore:
         self.metrics = FakeSnapshots()
 
 
+def fake_farm(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, store: Any,
+              templates: int = 0) -> api.metrics.FarmCollector:
+    """The farm's collector on ``store`` (for ``get_db``), a store that answers its ping
+    at once, no live workers, ``templates`` templates and an empty broker."""
+    monkeypatch.setattr(api.metrics, "get_db", lambda config: store)
+    monkeypatch.setattr(api.metrics, "ping", lambda config: None)
+    monkeypatch.setattr(api.metrics.worker_store, "all_workers", lambda: {})
+    monkeypatch.setattr(api.metrics.template_store, "count_templates", lambda: templates)
+    broker = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(api.metrics, "redis_client", lambda config: broker)
+    return api.metrics.FarmCollector(load_config(environ={"BINDER_DATA_DIR": str(tmp_path)}))
+
+
 def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     store, now = ScrapedStore(), dt.datetime.now(dt.UTC)
@@ -353,10 +367,7 @@ def test_a_scrape_after_the_first_reads_only_running_and_recent_builds(
                                     end_time=None),
                              record("running", build_id="waiting", phase="queued",
                                     end_time=None)]
-    monkeypatch.setattr(api.metrics, "get_db", lambda config: store)
-    monkeypatch.setattr(api.metrics.worker_store, "all_workers", lambda: {})
-    monkeypatch.setattr(api.metrics.template_store, "count_templates", lambda: 2)
-    collector = api.metrics.FarmCollector(load_config(environ={"BINDER_DATA_DIR": str(tmp_path)}))
+    collector = fake_farm(monkeypatch, tmp_path, store, templates=2)
 
     first = exposed(collector)
     assert store.builds.handed >= 52
@@ -385,11 +396,7 @@ def test_the_last_hour_counts_builds_a_later_start_archived(
                                    build_id="again", start_time=now, end_time=now),
                             record("completed", build_id="yesterday",
                                    end_time=now - dt.timedelta(days=1))]
-    monkeypatch.setattr(api.metrics, "get_db", lambda config: store)
-    monkeypatch.setattr(api.metrics.worker_store, "all_workers", lambda: {})
-    monkeypatch.setattr(api.metrics.template_store, "count_templates", lambda: 1)
-    metrics = exposed(api.metrics.FarmCollector(
-        load_config(environ={"BINDER_DATA_DIR": str(tmp_path)})))
+    metrics = exposed(fake_farm(monkeypatch, tmp_path, store))
     assert metrics[("binder_completed_last_hour", ())] == 2
     assert metrics[("binder_cache_hits_last_hour", ())] == 1
     assert metrics[("binder_build_seconds_median_last_hour", ())] == 60
