@@ -84,15 +84,19 @@ class FarmCollector(Collector):
         yield from totals.metrics()
         yield GaugeMetricFamily("binder_templates", "Stored templates.", value=templates)
         yield GaugeMetricFamily("binder_worker_hosts", "Worker hosts seen alive.", value=hosts)
-        durations = sorted((r["end_time"] - r["start_time"]).total_seconds() for r in recent)
+        # Cache hits end in milliseconds: among them, a slow build would not move the median.
+        durations = sorted((r["end_time"] - r["start_time"]).total_seconds()
+                           for r in recent if not r.get("cached"))
         cached = sum(1 for r in recent if r.get("cached"))
         yield GaugeMetricFamily("binder_completed_last_hour", "Builds completed in the last hour.",
                                 value=len(recent))
         yield GaugeMetricFamily("binder_cache_hits_last_hour",
                                 "Completed builds of the last hour served from the cache.",
                                 value=cached)
-        median = GaugeMetricFamily("binder_build_seconds_median_last_hour",
-                                   "Median start-to-completion time of the last hour's builds.")
+        median = GaugeMetricFamily(
+            "binder_build_seconds_median_last_hour",
+            "Median start-to-completion time of the builds completed in the last hour that "
+            "built their image (cache hits are left out; 0 when none).")
         median.add_metric([], durations[len(durations) // 2] if durations else 0.0)
         yield median
 

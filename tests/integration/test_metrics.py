@@ -1,7 +1,8 @@
 """``/metrics`` under gunicorn: build counters match the builds this test ran, phase
-histograms count their phases, bytes pushed add up, the store's and broker's round
-trips are timed, request latencies are summed over the API's processes, and the whole
-exposition parses as Prometheus reads it."""
+histograms count their phases, bytes pushed add up, the last hour's median leaves
+cache hits out, the store's and broker's round trips are timed, request latencies are
+summed over the API's processes, and the whole exposition parses as Prometheus reads
+it."""
 
 from __future__ import annotations
 
@@ -86,6 +87,29 @@ def test_metrics_count_the_builds_this_test_ran(api: ApiClient, git_server: GitS
     for service in ("store", "broker"):
         assert after[(f"binder_{service}_up", ())] == 1
         assert 0 < after[(f"binder_{service}_ping_seconds", ())] < 5, service
+
+    # Cache hits, served in milliseconds, outnumber the builds that built: the median of
+    # the last hour is still that of the builds. (The hour moves on while a scrape runs.)
+    for _ in range(2):
+        assert api.wait(api.start(url).json()["name"])["cached"]
+    asked = utcnow()
+    hits = scrape(api)
+    answered = utcnow()
+    assert hits[("binder_build_seconds_median_last_hour", ())] in \
+        {median_built_since(asked), median_built_since(answered)}, hits
+
+
+def median_built_since(now: dt.datetime) -> float:
+    """The median start-to-completion time of the builds that completed in the hour
+    before ``now`` without a cache hit, as the store has them (current and archived,
+    each once)."""
+    query = {"status": "completed",
+             "end_time": {"$gte": now - dt.timedelta(hours=1)}, "cached": {"$ne": True}}
+    records = {record["build_id"]: record for collection in (get_db().attempts, get_db().builds)
+               for record in collection.find(query)}
+    seconds = sorted((r["end_time"] - r["start_time"]).total_seconds() for r in records.values())
+    assert seconds, "a build completed in the last hour"
+    return seconds[len(seconds) // 2]
 
 
 def test_a_repositorys_failure_and_the_farms_are_told_apart(api: ApiClient,

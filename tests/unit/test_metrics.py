@@ -402,6 +402,29 @@ def test_the_last_hour_counts_builds_a_later_start_archived(
     assert metrics[("binder_build_seconds_median_last_hour", ())] == 60
 
 
+def test_the_median_build_time_of_the_last_hour_leaves_cache_hits_out(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A burst of cache hits, each served in milliseconds, outnumbers the builds that
+    built: the median is still that of the builds, so a slow build shows."""
+    store, now = ScrapedStore(), dt.datetime.now(dt.UTC)
+
+    def completed(build_id: str, seconds: float, cached: bool = False) -> dict[str, Any]:
+        end = now - dt.timedelta(minutes=5)
+        return record("completed", "requirements.txt", cached=cached, build_id=build_id,
+                      start_time=end - dt.timedelta(seconds=seconds), end_time=end)
+    store.builds.records = [completed("slow", 900), completed("usual", 120),
+                            completed("quick", 60)]
+    store.builds.records += [completed(f"hit-{n}", 0.02, cached=True) for n in range(20)]
+    metrics = exposed(fake_farm(monkeypatch, tmp_path, store))
+    assert metrics[("binder_build_seconds_median_last_hour", ())] == 120
+    assert metrics[("binder_completed_last_hour", ())] == 23
+    assert metrics[("binder_cache_hits_last_hour", ())] == 20
+    # Only cache hits: no build built, and the median says 0, not a hit's milliseconds.
+    store.builds.records = store.builds.records[3:]
+    assert exposed(fake_farm(monkeypatch, tmp_path, store))[
+        ("binder_build_seconds_median_last_hour", ())] == 0
+
+
 def test_a_new_process_resumes_from_the_totals_another_kept() -> None:
     store, now = FakeStore(), dt.datetime.now(dt.UTC)
     store.attempts.records = [record("completed", "requirements.txt", build_id=f"old-{i}",
