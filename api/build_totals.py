@@ -17,6 +17,15 @@ causes were kept count as ``unknown``, as do those in totals kept by an
 earlier version (their causes were not kept, and reading the builds again
 would lose the ones retention deleted, taking the counter back).
 
+Attempts the farm started again because their worker was lost (``lost`` of a
+record, one entry per lost attempt, see ``common/leases.py``) are counted by
+``restart_label``: a running build's each time it is read (its entries only
+grow), an ended one's once, with its other totals. Totals kept by a version
+before restarts were counted did not count them: on resuming from those, the
+restarts of the ended builds they stand for are read once from the builds
+still stored (``lost_in_kept``), so the counter starts with them and never
+counts one twice.
+
 A build counts once, by ``build_id``, whether found in ``builds`` or in the
 ``attempts`` it was archived to. Builds that ended are read by their
 ``end_time`` as far back as ``CLOCK_SLACK`` before the last scrape, which
@@ -45,6 +54,7 @@ from pymongo.database import Database
 from pymongo.errors import PyMongoError
 
 from common.clock import CLOCK_SLACK, utcnow
+from common.leases import RESTART_LABELS, restart_label
 from common.models import FINAL_STATUSES, FailureCause, Phase, Status
 
 log = logging.getLogger(__name__)
@@ -149,6 +159,12 @@ def queued_since(record: dict[str, Any]) -> dt.datetime | None:
     return since if isinstance(since, dt.datetime) else None
 
 
+def lost_attempts(record: dict[str, Any]) -> Counter[str]:
+    """The attempts of ``record`` its worker lost, by ``restart_label`` of their reason."""
+    return Counter(restart_label((entry or {}).get("reason"))
+                   for entry in (record.get("lost") or {}).values())
+
+
 def _earliest(*times: dt.datetime | None) -> dt.datetime | None:
     return min((time for time in times if time is not None), default=None)
 
@@ -173,6 +189,8 @@ class Totals:
         self.oldest_queued: dt.datetime | None = None
         self.pushed = 0
         self.phase_seconds, self.build_seconds = Histogram(), Histogram()
+        #: Lost attempts the farm started again, by ``restart_label``.
+        self.restarted: Counter[str] = Counter()
 
     @classmethod
     def of(cls, records: Iterable[dict[str, Any]]) -> Totals:
@@ -189,6 +207,7 @@ class Totals:
         # it would leave that series when detected, and a counter would go down.
         if status != Status.RUNNING.value or labels[0] != "unknown":
             self.started[labels] += 1
+        self.restarted.update(lost_attempts(record))
         if status == Status.FAILED.value:
             self.ended[Status.FAILED][(*labels, cause_label(record))] += 1
         elif status in self.ended:
@@ -232,6 +251,7 @@ class Totals:
             both.pushed += part.pushed
             both.phase_seconds.add(part.phase_seconds)
             both.build_seconds.add(part.build_seconds)
+            both.restarted.update(part.restarted)
         return both
 
     def to_doc(self) -> dict[str, Any]:
@@ -243,12 +263,14 @@ class Totals:
         return {"started": rows(self.started),
                 "ended": [[status.value, rows(counts)] for status, counts in self.ended.items()],
                 "pushed": self.pushed, "phase_seconds": self.phase_seconds.to_doc(),
-                "build_seconds": self.build_seconds.to_doc()}
+                "build_seconds": self.build_seconds.to_doc(),
+                "restarted": [[label, count] for label, count in self.restarted.items()]}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Totals:
         """The totals ``to_doc`` wrote; failures kept without a cause (by an earlier
-        version) count as cause ``unknown``."""
+        version) count as cause ``unknown``; totals kept without restarts have none
+        (``BuildTotals`` reads those from the builds)."""
         def counter(rows: list[list[Any]], width: int = 2) -> Counter[tuple[str, ...]]:
             counts: Counter[tuple[str, ...]] = Counter()
             for *labels, count in rows:
@@ -262,6 +284,7 @@ class Totals:
         totals.pushed = int(doc["pushed"])
         totals.phase_seconds = Histogram.from_doc(doc["phase_seconds"])
         totals.build_seconds = Histogram.from_doc(doc["build_seconds"])
+        totals.restarted = Counter({label: count for label, count in doc.get("restarted", [])})
         return totals
 
     def metrics(self) -> Iterator[Metric]:
@@ -305,15 +328,43 @@ class Totals:
         yield CounterMetricFamily("binder_pushed_bytes", "Bytes of image layers pushed to the "
                                   "registry (layers it already had are not counted).",
                                   value=self.pushed)
+        restarted = CounterMetricFamily(
+            "binder_builds_restarted", "Attempts the farm started again from fetch because "
+            f"their worker was lost, by reason ({', '.join(RESTART_LABELS)}).",
+            labels=["reason"])
+        for label in RESTART_LABELS:  # every reason, from 0: a rate needs no first sample
+            restarted.add_metric([label], self.restarted[label])
+        yield restarted
 
 
 #: Where the totals of ended builds are kept between processes: one document of the
 #: ``metrics`` collection. Its ``shape`` is checked on reading, so totals kept by another
 #: version (other buckets) are read again from the builds rather than misread.
 SNAPSHOT = {"_id": "ended-builds"}
-SHAPE = {"version": 2, "buckets": [str(bound) for bound in DURATION_BUCKETS]}
-#: Totals kept before failures had causes: read, their failures as cause ``unknown``.
-SHAPES_READ = (SHAPE, {**SHAPE, "version": 1})
+SHAPE = {"version": 3, "buckets": [str(bound) for bound in DURATION_BUCKETS]}
+#: Totals kept before restarts were counted (2), and before failures had causes too (1):
+#: read, their restarts read again from the builds (``lost_in_kept``), their failures
+#: without a cause as cause ``unknown``.
+BEFORE_RESTARTS = ({**SHAPE, "version": 2}, {**SHAPE, "version": 1})
+SHAPES_READ = (SHAPE, *BEFORE_RESTARTS)
+
+
+def lost_in_kept(db: Database[dict[str, Any]], since: dt.datetime,
+                 counted: dict[str, dt.datetime]) -> Counter[str]:
+    """The lost attempts of the ended builds that totals kept up to ``since`` (with the
+    builds they name as ``counted``) stand for, of those still stored: exactly the ended
+    builds the next ``refresh`` leaves out, so none is counted twice."""
+    horizon, seen = since - CLOCK_SLACK, set[str]()
+    restarted: Counter[str] = Counter()
+    fields = {"_id": 0, "build_id": 1, "end_time": 1, "lost": 1}
+    for collection, status in itertools.product((db.attempts, db.builds), ENDED):
+        for record in collection.find({"status": status}, fields, batch_size=BATCH):
+            build_id, end = record["build_id"], record.get("end_time")
+            kept = build_id in counted or (isinstance(end, dt.datetime) and end < horizon)
+            if kept and build_id not in seen:
+                seen.add(build_id)
+                restarted.update(lost_attempts(record))
+    return restarted
 
 
 class BuildTotals:
@@ -371,9 +422,11 @@ class BuildTotals:
         kept = db.metrics.find_one(SNAPSHOT)
         if not kept or kept.get("shape") not in SHAPES_READ:
             return
-        self._ended = Totals.from_doc(kept["totals"])
-        self._counted = {row["build_id"]: row["end"] for row in kept["counted"]}
-        self._since = kept["since"]
+        ended = Totals.from_doc(kept["totals"])
+        counted = {row["build_id"]: row["end"] for row in kept["counted"]}
+        if kept["shape"] in BEFORE_RESTARTS:
+            ended.restarted = lost_in_kept(db, kept["since"], counted)
+        self._ended, self._counted, self._since = ended, counted, kept["since"]
 
     def _keep(self, db: Database[dict[str, Any]]) -> None:
         """Write the totals of ended builds for the next process's first refresh; a

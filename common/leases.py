@@ -135,3 +135,46 @@ def restart(record: BuildRecord, reason: str, config: Config) -> BuildRecord | N
     if restarted is not None:
         _tell_log(restarted, log_store.restart_line(reason, restarted["attempt"]), config)
     return restarted
+
+
+#: Why the farm started builds again, as ``restart_label`` names it: a small fixed
+#: set, for a metric's label (the reasons themselves name workers and hosts).
+RESTART_LABELS = {
+    "worker_silent": "its worker process was not heard from for BINDER_HEARTBEAT_STALE "
+                     "(killed, or its host lost)",
+    "worker_stopped": "its worker process stopped without handing its phase back",
+    "worker_let_go": "its worker process, alive, gave it back (a service it needed did "
+                     "not come back within BINDER_SERVICE_WAIT)",
+    "heartbeat_stopped": "its worker held it but the build's heartbeat stopped for "
+                         "BINDER_HEARTBEAT_STALE + BINDER_BUILD_TIMEOUT",
+    "host_lost": "between phases, no worker of its host was alive",
+    "broker_lost": "its next phase went with a restarted broker, or could not be sent",
+    "next_phase_late": "its next phase did not start within BINDER_HEARTBEAT_STALE + "
+                       "BINDER_BUILD_TIMEOUT",
+    "other": "any other reason (as an earlier version may have written it)",
+}
+
+#: The reasons the reaper (``workers/reaper.py`` ``verdict``) and a worker that could
+#: not send a build's next phase (``workers/phase_runner.py``) write, by how each begins
+#: or ends, and their label.
+_WORKER_GONE = {worker_store.Holder.SILENT: "worker_silent",
+                worker_store.Holder.STOPPED: "worker_stopped",
+                worker_store.Holder.LET_GO: "worker_let_go"}
+_BEGINNINGS = {"no worker of host ": "host_lost",
+               "the broker restarted": "broker_lost",
+               "its next phase could not be sent": "broker_lost",
+               "its next phase did not start": "next_phase_late"}
+
+
+def restart_label(reason: object) -> str:
+    """The label in ``RESTART_LABELS`` of a restart's ``reason`` (the ``reason`` of an
+    entry of a record's ``lost``), ``other`` for a reason no version here writes."""
+    text = str(reason or "")
+    if " holds it but has not worked on it " in text:
+        return "heartbeat_stopped"
+    if text.startswith("its worker "):
+        for held, label in _WORKER_GONE.items():
+            if text.endswith(f" {held.value}"):
+                return label
+    return next((label for beginning, label in _BEGINNINGS.items()
+                 if text.startswith(beginning)), "other")

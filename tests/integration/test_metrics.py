@@ -1,8 +1,8 @@
 """``/metrics`` under gunicorn: build counters match the builds this test ran, phase
-histograms count their phases, bytes pushed add up, the last hour's median leaves
-cache hits out, the store's and broker's round trips are timed, request latencies are
-summed over the API's processes, and the whole exposition parses as Prometheus reads
-it."""
+histograms count their phases, bytes pushed add up, restarts count once by reason, the
+last hour's median leaves cache hits out, the store's and broker's round trips are
+timed, request latencies are summed over the API's processes, and the whole
+exposition parses as Prometheus reads it."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from common.build_store import create_build, end_phase, get_build, start_phase
 from common.clock import utcnow
 from common.config import get_config
 from common.db import get_db
-from common.leases import end_unheld, restart
+from common.leases import RESTART_LABELS, end_unheld, restart
 from common.models import Phase, Status
 from tests.support.api_cases import plain_repo
 from tests.support.farm import ApiClient, Farm
@@ -146,6 +146,34 @@ def test_a_repositorys_failure_and_the_farms_are_told_apart(api: ApiClient,
         {key: value for key, value in after.items() if key[0] == failed}
 
 
+def test_a_restart_counts_once_by_its_reason_while_running_and_once_ended(
+        api: ApiClient) -> None:
+    """The reaper's restart of a build whose worker went silent counts under
+    ``worker_silent`` from the next scrape; when the build ends it still counts once,
+    and a new API process reading the kept totals finds the same."""
+    config = get_config()
+    before = scrape(api)
+    assert {dict(labels)["reason"] for name, labels in before
+            if name == "binder_builds_restarted_total"} == set(RESTART_LABELS)
+    name = f"metrics-silent-{uuid.uuid4().hex[:6]}"
+    record = create_build(name, {"display_name": name, "repository": f"https://example.org/{name}"})
+    held = start_phase(record["build_id"], 1, Phase.FETCHING, Phase.QUEUED, "gone@host", "host-r")
+    restarted = restart(held, "its worker gone@host went silent", config)
+    assert restarted is not None and restarted["lost"]["1"]["host"] == "host-r", restarted
+    running = scrape(api)
+    counter = "binder_builds_restarted_total"
+    assert delta(before, running, counter, reason="worker_silent") == 1
+    assert total(running, counter) - total(before, counter) == 1
+    assert end_unheld(restarted, Status.CANCELLED, "Cancelled by request.", config) is not None
+    for _ in range(2):  # ended, then read again within the clock slack: still once
+        ended = scrape(api)
+        assert total(ended, counter) - total(before, counter) == 1
+        assert delta(before, ended, counter, reason="worker_silent") == 1
+    fresh = samples_of(BuildTotals().refresh(get_db()))  # a new API process's first scrape
+    assert {key: value for key, value in fresh.items() if key[0] == counter} == \
+        {key: value for key, value in ended.items() if key[0] == counter}
+
+
 def test_a_new_api_process_starts_from_the_totals_a_scrape_kept(api: ApiClient) -> None:
     asked = utcnow()
     scraped = scrape(api)
@@ -164,7 +192,7 @@ def test_a_new_api_process_starts_from_the_totals_a_scrape_kept(api: ApiClient) 
         get_db().attempts.delete_one({"build_id": probe["build_id"]})
     assert not [key for key in fresh if ("config", "resume-probe.txt") in key[1]]
     for name in ("binder_builds_completed_total", "binder_builds_failed_total",
-                 "binder_pushed_bytes_total"):
+                 "binder_pushed_bytes_total", "binder_builds_restarted_total"):
         assert total(fresh, name) == total(scraped, name), name
 
 

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from common.config import load_config
+from common.leases import RESTART_LABELS, restart_label
 from common.worker_store import Holder, WorkerRecord, holder, live_hosts, quiet_window
 from workers.reaper import verdict
 
@@ -144,3 +145,42 @@ def test_cancel_requested_ends_a_build_nobody_holds_within_the_quiet_window() ->
     assert judge(cancelled, workers(worker(seen=4))) == "cancel"  # killed a moment ago
     assert judge(cancelled, workers(worker(builds=()))) == "cancel"
     assert judge(build(lease_worker=None, handed=1, cancel_requested=True), {}) == "cancel"
+
+
+def reason(record: dict[str, Any], found: dict[str, WorkerRecord], hosts: set[str] | None = None,
+           epoch: str | None = "e1") -> str:
+    decision = verdict(record, found, {"a"} if hosts is None else hosts, epoch, NOW, CONFIG,
+                       LONG_AGO)
+    assert decision is not None and decision[0] == "restart", decision
+    return decision[1]
+
+
+@pytest.mark.parametrize(("record", "found", "hosts", "epoch", "label"), [
+    (build(), workers(worker(seen=11)), None, "e1", "worker_silent"),
+    (build(), {}, None, "e1", "worker_silent"),  # never wrote its record
+    (build(), workers(worker(state="stopped")), None, "e1", "worker_stopped"),
+    (build(), workers(worker(builds=())), None, "e1", "worker_let_go"),
+    (build(heartbeat=ago(700)), workers(worker()), None, "e1", "heartbeat_stopped"),
+    (build(lease_worker=None, handed=20, broker_epoch="e1"), {}, set(), "e1", "host_lost"),
+    (build(lease_worker=None, handed=20, broker_epoch="e1"), {}, None, "e2", "broker_lost"),
+    (build(lease_worker=None, handed=700), {}, None, "e1", "next_phase_late"),
+])
+def test_each_reason_the_reaper_restarts_a_build_for_has_its_label(
+        record: dict[str, Any], found: dict[str, WorkerRecord], hosts: set[str] | None,
+        epoch: str | None, label: str) -> None:
+    assert restart_label(reason(record, found, hosts, epoch)) == label
+
+
+def test_restart_labels_are_a_fixed_set() -> None:
+    """What a worker that could not send the next phase writes, and any reason no
+    version here writes (a worker's name in it never makes a label of its own)."""
+    assert restart_label("its next phase could not be sent (Connection refused)") == \
+        "broker_lost"
+    for other in ("the moon", "", None, "its worker x@y:1 sneezed"):
+        assert restart_label(other) == "other"
+    worker_names = ["odd stopped", "went silent", "let it go"]
+    assert {restart_label(f"its worker {name} went silent")
+            for name in worker_names} == {"worker_silent"}
+    assert set(RESTART_LABELS) == {"worker_silent", "worker_stopped", "worker_let_go",
+                                   "heartbeat_stopped", "host_lost", "broker_lost",
+                                   "next_phase_late", "other"}
