@@ -133,11 +133,14 @@ def test_a_record_stored_under_another_id_is_read_and_superseded_under_its_name(
 
 
 def build_containers(marker: str) -> list[str]:
-    """Containers (e.g. a classic-builder step) whose command contains ``marker``."""
+    """Containers (e.g. a classic-builder step) whose command contains ``marker``.
+
+    One listing, without inspecting each container: other builds on the engine
+    remove theirs meanwhile."""
     client = docker.from_env()
     try:
-        return [c.id for c in client.containers.list(all=True)
-                if marker in " ".join(c.attrs["Config"].get("Cmd") or [])]
+        return [c["Id"] for c in client.api.containers(all=True)
+                if marker in (c.get("Command") or "")]
     finally:
         client.close()
 
