@@ -6,6 +6,12 @@ so history survives. Workers address a record by ``build_id`` and the
 ``attempt`` they were handed: every write filters on both plus
 ``status: running``, so a stale worker (or a duplicate task) writes nothing
 and learns it lost the lease.
+
+A record's ``image_name`` is set by the fetch phase, before anything is
+pushed. Whatever ends an attempt (its worker, ``leases.end_unheld``, a forced
+rebuild archiving it) asks ``ended_image`` what the ended record says of its
+image: one that ended before its push names none, so nobody pulls an image
+that this build never put in the registry.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from common import db
 from common.clock import utcnow
 from common.db import ensure_indexes, translate_errors
 from common.errors import AlreadyBuilding, LeaseLost, NameTaken, NoBuildInfo
-from common.models import FINAL_STATUSES, BuildRecord, FailureCause, Phase, Status
+from common.models import BEFORE_PUSH, FINAL_STATUSES, BuildRecord, FailureCause, Phase, Status
 from common.name_store import belongs
 
 
@@ -140,8 +146,36 @@ def archive(record: BuildRecord, cancelled: bool = False) -> None:
     copy = {key: value for key, value in record.items() if key != "_id"}
     if cancelled:
         copy.update(status=Status.CANCELLED.value, error="Replaced by a forced rebuild.",
-                    suggestions=[], end_time=utcnow())
+                    suggestions=[], end_time=utcnow(),
+                    **ended_image(record, Status.CANCELLED))
     db.attempts().replace_one({"build_id": copy["build_id"]}, copy, upsert=True)
+
+
+def unpushed(image: str | None) -> dict[str, Any]:
+    """The fields of an ended attempt that was to push ``image`` and pushed nothing: it
+    names no image (``image_name`` None), and keeps the one it planned as
+    ``planned_image`` for operators. Its tag may hold another build's image (a forced
+    rebuild's predecessor), which stays that build's: nothing here touches it."""
+    return {"image_name": None, "planned_image": image} if image else {}
+
+
+def ended_image(record: BuildRecord, status: Status,
+                pushed: bool | None = None) -> dict[str, Any]:
+    """What ``record``'s attempt, ending ``status`` now, says of its image: the fields to
+    write with its end.
+
+    A completed build names its image (pushed, or a cache hit's reused). A failed or
+    cancelled attempt that pushed nothing names none (``unpushed``). ``pushed`` says
+    whether its push landed, when the caller knows (the worker running its push
+    phase); else its phase tells: one that ended before its push phase
+    (``BEFORE_PUSH``) pushed nothing, one that ended in or after it keeps naming its
+    image, since its push may have landed.
+    """
+    if status is Status.COMPLETED:
+        return {}
+    if pushed is None:
+        pushed = record.get("phase") not in BEFORE_PUSH
+    return {} if pushed else unpushed(record.get("image_name"))
 
 
 #: The protocol's message for ``noBuildInfo``; ours adds which build.

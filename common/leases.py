@@ -21,7 +21,7 @@ import logging
 from typing import Any
 
 from common import db, log_store, worker_store
-from common.build_store import get_build
+from common.build_store import ended_image, get_build
 from common.clock import utcnow
 from common.config import Config
 from common.db import translate_errors
@@ -55,10 +55,11 @@ def _tell_log(record: BuildRecord, line: str, config: Config) -> None:
 def end_unheld(record: BuildRecord, status: Status, error: str, config: Config,
                cause: FailureCause | None = None) -> BuildRecord | None:
     """End ``record``'s attempt as ``status`` (a failure with its ``cause``), unless a
-    worker took it meanwhile; the log ends with the end line a worker would have written."""
+    worker took it meanwhile; the log ends with the end line a worker would have written.
+    An attempt ended before its push names no image (``build_store.ended_image``)."""
     assert cause is None or status is Status.FAILED, "only a failure has a cause"
     fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
-                              "error": error}
+                              "error": error, **ended_image(record, status)}
     if cause is not None:
         fields["cause"] = cause.value
     phase = record.get("phase")

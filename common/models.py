@@ -77,6 +77,10 @@ class Step:
     same_host: bool = True
 
 
+#: The phases of a build before its push: an attempt that ends in one of them pushed no
+#: image (``build_store.ended_image``).
+BEFORE_PUSH = frozenset({Phase.QUEUED, Phase.FETCHING, Phase.DETECTING, Phase.BUILDING})
+
 #: The steps of a build, in order: the one list the tasks and the chain are made from.
 STEPS: tuple[Step, ...] = (
     Step("fetch", Phase.FETCHING, same_host=False),
@@ -144,8 +148,16 @@ class BuildRecord(TypedDict, total=False):
     commit: str | None  # the commit SHA of Git content, else None
     resolved_commit: str  # the commit the API resolved the request's ref to (Git only)
     content_id: str  # the image tag: a commit SHA or an archive record's digest
+    #: The image the build pushed (a completed build's: its image, or a cache hit's, the
+    #: one it reused); while it runs, from its fetch on, the image it will push. None
+    #: for an attempt that ended before it pushed (``planned_image``) and for one whose
+    #: image failed verification (``rejected_image``).
     image_name: str | None
     image_source: str | None
+    #: An attempt's that ended failed or cancelled before it pushed anything: the image
+    #: it would have pushed (its image_name is None). Its tag may hold another build's
+    #: image (a forced rebuild's predecessor) or none at all.
+    planned_image: str
     #: A failed build's: the image it pushed and verification rejected (its image_name is
     #: None); removed from the registry unless a completed build names it (then its tag
     #: names that build's image again, ``predecessor``).

@@ -40,7 +40,7 @@ from common.clock import utcnow
 from common.config import Config
 from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.log_store import BuildLogWriter, end_line, phase_banner
-from common.models import STEPS, BuildRecord, FailureCause, Phase, Status, Step
+from common.models import BEFORE_PUSH, STEPS, BuildRecord, FailureCause, Phase, Status, Step
 from workers import liveness, stopping
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
@@ -70,6 +70,10 @@ class PhaseRun:
     guard: PhaseGuard
     log: BuildLogWriter
     state: Phase
+    #: Whether the attempt's push landed, as the push phase knows it: False from its
+    #: start until the registry took the image, then True (None in other phases: the
+    #: phase the build is in tells, ``build_store.ended_image``).
+    pushed: bool | None = None
 
     @property
     def build_id(self) -> str:
@@ -229,13 +233,15 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
                  function: PhaseFunction, wait: OutageWait) -> Outcome:
     build_id, attempt, host = record["build_id"], record["attempt"], config.worker_host
     writer: BuildLogWriter | None = None
+    run: PhaseRun | None = None
     try:
         # Open before anything can end the build: its log ends with the end line
         # however it ends, also here, where the log stops at a dead process's last line.
         writer = wait.call(lambda: BuildLogWriter(build_id, config), "opening the log")
         if record.get("cancel_requested"):
+            # Nothing of this phase ran: the attempt pushed only if a phase before it did.
             return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
-                        writer=writer)
+                        writer=writer, pushed=previous_phase(phase) not in BEFORE_PUSH)
         deaths = build_store.phase_deaths(record, phase)
         if deaths >= config.max_deliveries:
             return _end(config, record, Status.FAILED, wait, _worker_died_message(phase, deaths),
@@ -264,11 +270,11 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         return _hand_back(config, record, exc, writer)
     except BuildCancelled:
         return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
-                    writer=writer)
+                    writer=writer, pushed=_pushed(run))
     except BuildFailure as exc:
         return _end(config, record, Status.FAILED, wait, exc.message,
                     exc.changes if isinstance(exc, PhaseFailure) else None, writer=writer,
-                    suggestions=exc.suggestions, cause=exc.cause)
+                    suggestions=exc.suggestions, cause=exc.cause, pushed=_pushed(run))
     except LeaseLost:
         log.warning("%s lost the lease of %s during %s", liveness.worker_name(config),
                     build_id, phase.value)
@@ -281,7 +287,7 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         message = (f"The farm failed in phase {phase.value} ({type(exc).__name__}: {exc}); "
                    "retry the build, and tell the operators if it persists.")
         return _end(config, record, Status.FAILED, wait, message, writer=writer,
-                    cause=FailureCause.FARM)
+                    cause=FailureCause.FARM, pushed=_pushed(run))
     finally:
         if writer is not None:
             _close_log(writer, wait)
@@ -363,6 +369,11 @@ def _hand_back(config: Config, record: BuildRecord, reason: WorkerStopping,
     return Outcome.HANDED_BACK
 
 
+def _pushed(run: PhaseRun | None) -> bool | None:
+    """Whether the attempt's push landed, if the phase that ends now knows."""
+    return run.pushed if run is not None else None
+
+
 def _worker_died_message(phase: Phase, deaths: int) -> str:
     return (f"The build took its worker process down {deaths} times in phase {phase.value} "
             "(killed, or out of memory), so it was failed instead of being run again.")
@@ -431,9 +442,11 @@ def _close_log(writer: BuildLogWriter, wait: OutageWait) -> None:
 def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
          error: str | None, changes: dict[str, Any] | None = None,
          writer: BuildLogWriter | None = None, suggestions: list[str] | None = None,
-         cause: FailureCause | None = None) -> Outcome:
+         cause: FailureCause | None = None, pushed: bool | None = None) -> Outcome:
     """End the build ``status`` with ``error``, its ``suggestions`` and (a failure's)
-    ``cause``: the log's end line, then the record."""
+    ``cause``: the log's end line, then the record, with what it says of its image
+    (``build_store.ended_image``, told whether the attempt ``pushed`` when that is
+    known; ``changes`` that name the image win)."""
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:
         writer.write(end_line(status.value, error, suggestions))
@@ -442,7 +455,8 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
             wait.call(writer.flush, "storing the log")
     # The phase that ended the build ends too (a cache hit ends in fetch; the last
     # step completes the build): every phase that started has its end time.
-    changes = {**(changes or {}), f"phases.{record['phase']}.end": utcnow()}
+    changes = {**build_store.ended_image(record, status, pushed), **(changes or {}),
+               f"phases.{record['phase']}.end": utcnow()}
     try:
         wait.call(lambda: build_store.finish(build_id, attempt, status, error, changes,
                                              suggestions, cause),

@@ -75,7 +75,17 @@ class BuildSchema(Schema):
                               metadata={"description": "same as attempt"})
     commit = fields.String(allow_none=True, metadata={"description": "for Git content"})
     ref = fields.String(allow_none=True)
-    image_name = fields.String(data_key="image-name", allow_none=True)
+    image_name = fields.String(data_key="image-name", allow_none=True, metadata={
+        "description": "the image the build pushed to the registry (a cached build's: the "
+                       "one it reused); while it runs, from its fetch on, the one it will "
+                       "push; null for a build that ended before it pushed (see "
+                       "planned-image) or whose image failed verification (see "
+                       "rejected-image)"})
+    planned_image = fields.String(data_key="planned-image", metadata={
+        "description": "a build that failed or was cancelled before it pushed: the image "
+                       "it would have pushed (its image-name is then null); not this "
+                       "build's image: the registry may hold none under that name, or "
+                       "another build's"})
     image_source = fields.String(data_key="image-source",
                                  allow_none=True)
     rejected_image = fields.String(data_key="rejected-image", metadata={

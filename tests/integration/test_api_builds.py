@@ -165,6 +165,8 @@ def test_already_building_then_cancel_stops_the_build(api: ApiClient, git_server
         api.request("DELETE", f"/builds/{name}")
     record = wait_cancelled(api, name, asked)
     assert record["error"], record
+    # Cancelled in its build phase: it pushed nothing, so it names no image.
+    assert record["image-name"] is None and record["planned-image"], record
     again = api.request("DELETE", f"/builds/{name}")
     assert again.status_code == 200 and again.json()["status"] == "cancelled"
     deadline = time.monotonic() + 15
@@ -213,6 +215,7 @@ def test_forced_restart_of_a_running_build_archives_it(api: ApiClient, git_serve
         assert [a["build-id"] for a in history] == [second["build-id"], first["build-id"]]
         assert history[1]["status"] == "cancelled"
         assert "forced rebuild" in history[1]["error"]
+        assert history[1]["image-name"] is None, history[1]  # replaced before its push
     finally:
         asked = time.monotonic()
         api.request("DELETE", f"/builds/{name}")

@@ -152,6 +152,9 @@ def test_failing_build_ends_failed_with_the_error(client_js: Path, api: ApiClien
     record = build_of(api, f"{repo_url}/bh/{repo}")
     assert record["status"] == "failed" and record["error"]
     assert failed["message"] == record["error"] + "\n"
+    # Nothing to launch: no event and no record names an image.
+    assert not any("imageName" in event for event in events), events
+    assert record["image-name"] is None and record["planned-image"], record
 
 
 @pytest.mark.parametrize("path, headers, status, words", [

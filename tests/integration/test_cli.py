@@ -128,6 +128,13 @@ def test_start_follow_of_a_failing_repository_exits_1_with_the_error(
     assert "about to fail" in done.stdout  # the log streamed before the end
     assert any(line.startswith("== build failed: ") for line in done.stdout.splitlines())
     assert_no_traceback(done)
+    # It failed in its build phase: no image to pull, only the one it planned.
+    assert record["image-name"] is None and record["planned-image"], record
+    shown = cli(api, "build", "status", name)
+    assert shown.returncode == 0, shown.stderr
+    assert f"planned image  {record['planned-image']}" in shown.stdout, shown.stdout
+    assert not any(line.startswith("image ") for line in
+                   done.stdout.splitlines() + shown.stdout.splitlines()), shown.stdout
 
 
 def test_read_commands_print_json_that_parses(api: ApiClient, git_server: GitServer,

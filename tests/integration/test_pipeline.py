@@ -32,6 +32,7 @@ def test_repo_without_config_builds_base_image_plus_repo(api: ApiClient, git_ser
     image = record["image-name"]
     assert image.rpartition(":")[2].startswith(f"{shas['main']}-")  # commit, base and recipe
     assert in_registry(image)
+    assert "planned-image" not in record, record
     tmpl = api.template(record["name"])
     assert tmpl["image-name"] == image and tmpl["port"] == 8888
     assert "jupyter" in tmpl["command"]
@@ -254,11 +255,24 @@ def failing(api: ApiClient, url: str) -> tuple[dict, str]:
     return record, api.logs(record["name"])
 
 
+def assert_names_no_image(api: ApiClient, record: dict) -> None:
+    """``record``, a build that ended before its push, names no image, in its answer and
+    its history: only the one it planned, which is not in the registry."""
+    planned = record.get("planned-image")
+    assert record["image-name"] is None and planned, record
+    assert planned.rpartition(":")[2].startswith(f"{record['commit']}-"), record
+    assert not in_registry(planned)
+    [attempt] = api.request("GET", f"/builds/{record['name']}/history").json()
+    assert (attempt["image-name"], attempt["planned-image"]) == (None, planned), attempt
+
+
 def test_failures_end_failed_with_clear_errors(api: ApiClient, git_server: GitServer,
                                                repo_url: str) -> None:
     missing, log = failing(api, f"{repo_url}/nobody/{unique('missing')}")
     assert "does not exist or is not public" in missing["error"]
     assert missing["error"] in log
+    # It failed before its fetch named an image: it has none, not even a planned one.
+    assert missing["image-name"] is None and "planned-image" not in missing, missing
 
     repo = unique("noref")
     git_server.make_repo(f"github/hank/{repo}", {"a": "b"})
@@ -280,6 +294,7 @@ def test_failures_end_failed_with_clear_errors(api: ApiClient, git_server: GitSe
     runfail, log = failing(api, f"{repo_url}/hank/{repo}")
     assert "failed with exit code 1" in runfail["error"]
     assert "about to fail" in log
+    assert_names_no_image(api, runfail)
 
     repo = unique("badyml")
     git_server.make_repo(f"github/hank/{repo}", {".binder.yml": "limits:\n  memory: lots\n"})

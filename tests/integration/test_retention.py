@@ -10,13 +10,15 @@ from typing import Any
 
 import pytest
 
-from common import db
+from common import build_store, db
 from common.clock import utcnow
 from common.config import Config, get_config
 from common.log_store import read_lines
+from common.models import Status
 from tests.support.farm import ApiClient
 from tests.support.registry import Registry
 from workers.celery_app import create_celery
+from workers.image_rejection import standing_for
 from workers.registry import manifest_exists
 from workers.retention import prune_images, prune_logs
 
@@ -106,6 +108,50 @@ def test_a_name_keeps_its_newest_images_and_its_templates(own_store: Config, nam
     assert registry.tags(repository) == {"pinned", "running", "latest"}
     mark = db.get_db(config)["retention"].find_one({"_id": "images"})
     assert mark is not None and mark["keep"] == 1
+
+
+def forced_rebuild_failed_in_build(config: Config, name: str, image: str,
+                                   older: str) -> dict[str, Any]:
+    """Store the builds of ``name``: an ``older`` image, then ``image`` (its template's),
+    then a forced rebuild of the same content (the tag of ``image``) that failed in its
+    build phase, ended as its worker ends it. Returns the build that made ``image``."""
+    made = record(name, image, days_ago(1))
+    db.attempts(config).insert_many([record(name, older, days_ago(2)), made])
+    rebuild = {**record(name, image, None, status="running"), "phase": "building"}
+    failed = {**rebuild, "status": "failed", "end_time": utcnow(),
+              **build_store.ended_image(rebuild, Status.FAILED)}  # type: ignore[arg-type]
+    db.builds(config).insert_one(failed)
+    db.templates(config).insert_one({"name": name, "image_name": image})
+    return made
+
+
+def test_a_forced_rebuild_failed_before_its_push_leaves_the_image_its_predecessor_made(
+        own_store: Config, config: Config, name: str, api: ApiClient) -> None:
+    """The rebuild planned the tag its predecessor pushed and pushed nothing: it names no
+    image, and the image stays its predecessor's, kept by retention and standing for
+    the name (what a rejected push to that tag gives it back)."""
+    registry = Registry(own_store)
+    repository = f"{own_store.image_prefix}{name}"
+    image, older = (f"{own_store.registry}/{repository}:{tag}" for tag in ("built", "older"))
+    for each in (image, older):
+        registry.push(each)
+    forced_rebuild_failed_in_build(own_store, name, image, older)
+
+    assert prune_images(own_store.replace(keep_images=1)) == [older]
+    assert manifest_exists(own_store, image)
+    assert not db.attempts(own_store).find_one({"image_name": image,
+                                                "image_pruned": {"$exists": True}})
+
+    # The same builds as the farm serves them.
+    made = forced_rebuild_failed_in_build(config, name, image, older)
+    assert build_store.completed_images(name)[image] == made["build_id"]
+    assert standing_for(name)[image] == f"completed build {made['build_id']}"
+    current = api.build(name)
+    assert (current["status"], current["image-name"], current["planned-image"]) == (
+        "failed", None, image)
+    history = api.request("GET", f"/builds/{name}/history").json()
+    assert [(a["status"], a["image-name"]) for a in history] == [
+        ("failed", None), ("completed", image), ("completed", older)]
 
 
 def test_logs_of_builds_that_ended_long_ago_are_deleted(config: Config, name: str,

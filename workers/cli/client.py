@@ -200,6 +200,7 @@ def show_build(output: Output, record: dict[str, Any]) -> None:
         ("ref", record.get("ref")),
         ("commit", record.get("commit")),
         ("image", record.get("image-name")),
+        ("planned image", record.get("planned-image")),
         ("rejected image", record.get("rejected-image")),
         ("config", record.get("config")),
         ("worker", record.get("worker")),

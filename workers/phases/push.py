@@ -14,7 +14,9 @@ held before the push. So it does when the phase stops after its push while
 verification still runs (a cancel, the build's deadline, a stopping worker
 handing the phase back, a failure of the farm): the phase ends as it would
 have, but the tag holds no image the farm did not verify. A phase run again
-pushes and verifies again.
+pushes and verifies again. A phase that ends before the registry took the
+image (refused, cut short) pushed nothing: the build names no image
+(``PhaseRun.pushed``, ``build_store.ended_image``).
 """
 
 from __future__ import annotations
@@ -99,8 +101,9 @@ def stopped(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -> 
     """The phase stops after its push, before verification said yes or no, for
     ``reason``: the tag is withdrawn as a rejected one's is, and the log says why.
     The phase still ends for ``reason`` (cancelled, timed out, handed back, failed);
-    its record keeps the image it was making as ``image_name``, as a build stopped
-    before its push does: no verdict makes it a ``rejected_image``."""
+    its record keeps the image it pushed as ``image_name``: no verdict makes it a
+    ``rejected_image``. (A build that stops before its push names none, only a
+    ``planned_image``: ``build_store.ended_image``.)"""
     phase.say(f"{phase.image} was pushed but not verified: {how_it_stopped(reason)}")
     try:
         withdraw(phase.config, phase.record["name"], phase.image, phase.say, earlier,
@@ -123,6 +126,7 @@ def cut_short(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -
         return
     if digest is None or (earlier is not None and digest == earlier.digest):
         return  # the tag is as the push found it
+    phase.pushed = True  # the build ends naming the image it pushed, as one stopped later does
     stopped(phase, reason, earlier)
 
 
@@ -164,6 +168,7 @@ def run(phase: PhaseRun) -> PhaseResult:
     image = phase.image
     if phase.record.get("cached"):
         return PhaseResult({"image_source": image})
+    phase.pushed = False  # until the registry took the image: a build ending now pushed none
     earlier = overwritten(phase) if phase.config.verify else None
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify")
     verifying: Future[None] | None = None
@@ -184,6 +189,7 @@ def run(phase: PhaseRun) -> PhaseResult:
             if verifying is not None and not isinstance(ending, LeaseLost):
                 cut_short(phase, ending, earlier)
             raise
+        phase.pushed = True
         phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
             verified(phase, verifying, earlier)
