@@ -241,13 +241,16 @@ def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
 
 
 def push_run(record: dict[str, Any] | None = None, reason: BaseException | None = None,
-             said: list[str] | None = None) -> Any:
-    """Run the push phase; ``reason`` is what its guard stopped it for, if anything."""
+             said: list[str] | None = None, phases: list[Any] | None = None) -> Any:
+    """Run the push phase; ``reason`` is what its guard stopped it for, if anything;
+    ``phases`` gets the phase it ran."""
     guard = SimpleNamespace(on_abort=lambda hook: hook, raise_if_stopped=lambda: None,
                             reason=reason)
     say = (said if said is not None else []).append
     phase = SimpleNamespace(image=REJECTED, record=record or {"name": "o-r"}, config=CONFIG,
                             guard=guard, say=say, build_id="b2", attempt=1)
+    if phases is not None:
+        phases.append(phase)
     return push.run(phase)  # type: ignore[arg-type]
 
 
@@ -368,10 +371,12 @@ def test_a_phase_stopped_during_its_push_leaves_the_tag_as_it_found_it(
     cancelled = BuildCancelled("b2")
     _push_cut_short(monkeypatch, cancelled)
     pushing.update(earlier=PREDECESSOR, tag=tag)
+    phases: list[Any] = []
     with pytest.raises(BuildCancelled):
-        push_run(reason=cancelled)
+        push_run(reason=cancelled, phases=phases)
     assert pushing["tag_asked"] == 1
     assert pushing["withdrawn"] == []
+    assert phases[0].pushed is False  # the build names no image
 
 
 def test_a_push_stopped_after_the_registry_took_it_withdraws_the_unverified_image(
@@ -382,9 +387,11 @@ def test_a_push_stopped_after_the_registry_took_it_withdraws_the_unverified_imag
     _push_cut_short(monkeypatch, cancelled)
     pushing.update(earlier=PREDECESSOR, tag="sha256:pushed")
     said: list[str] = []
+    phases: list[Any] = []
     with pytest.raises(BuildCancelled) as ended:
-        push_run(reason=cancelled, said=said)
+        push_run(reason=cancelled, said=said, phases=phases)
     assert ended.value is cancelled
+    assert phases[0].pushed is True  # it names the image it pushed, as one stopped later does
     assert pushing["withdrawn"] == [("o-r", REJECTED, PREDECESSOR)]
     assert pushing["unwanted"] == [image_rejection.UNVERIFIED]
     assert said[-1] == f"{REJECTED} was pushed but not verified: the build was cancelled"
