@@ -5,11 +5,12 @@ Keys, as the original Binder read them: ``limits`` (``memory``, ``cpu``),
 ``port``, ``command``; plus ``timeout`` (minutes, may only lower the farm's).
 
 Everything in the file is bounded before it is stored or given to a
-launcher: the file's size and shape (``workers/repo_yaml.py``), each value
-(memory and CPUs up to the farm's ceilings, a known hardware key, service
-parameters as short plain values under plain keys, never ``$`` or ``.``,
-which MongoDB would read as operators or paths), and ``command`` must split
-into words as a shell would, checked here rather than after a build.
+launcher: the file's size (``workers/config_files.py``) and shape
+(``workers/repo_yaml.py``), each value (memory and CPUs up to the farm's
+ceilings, a known hardware key, service parameters as short plain values
+under plain keys, never ``$`` or ``.``, which MongoDB would read as
+operators or paths), and ``command`` must split into words as a shell
+would, checked here rather than after a build.
 """
 
 from __future__ import annotations
@@ -27,11 +28,10 @@ from common.errors import BuildFailure
 from common.sizes import format_size, parse_size
 from common.validation import field_problems
 from workers.buildpacks import config_dir, find_config_file
-from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file
+from workers.config_files import read_config_bytes
+from workers.repo_yaml import RepoYamlError, load_repo_yaml
 
 FILE_NAMES = (".binder.yml", ".binder.yaml", "binder.yml")
-#: Largest .binder.yml read.
-MAX_BYTES = 64 * 1024
 MAX_GPUS = 16
 MAX_SERVICES = 10
 MAX_PARAMS = 20
@@ -150,8 +150,9 @@ def find_binder_yml(checkout: Path) -> PurePosixPath | None:
 def load_binder_yml(path: Path, ceilings: Ceilings | None = None) -> dict[str, Any]:
     """Parse and validate; ``BuildFailure`` names the field and the reason."""
     ceilings = ceilings or Ceilings()
+    data = read_config_bytes(path.parent, PurePosixPath(path.name))  # within its cap
     try:
-        raw = load_repo_yaml(read_repo_file(path, path.name, MAX_BYTES), path.name, MAX_BYTES)
+        raw = load_repo_yaml(data, path.name)
     except RepoYamlError as exc:
         raise BuildFailure(str(exc), suggestions=["Fix the YAML syntax.", ALLOWED_KEYS]) from exc
     if raw is None:

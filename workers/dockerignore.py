@@ -5,8 +5,8 @@ files out of every build: out of a repository Dockerfile's context, and out of
 the repository copied into a generated image. A link of one of those names (or
 ``<Dockerfile>.dockerignore``, which BuildKit's client prefers) could point at
 any file the worker may read, ``/proc/self/environ`` included, and its lines
-would steer which files reach the build. Such links are refused; the file is
-read with a size cap.
+would steer which files reach the build. Such links are refused; each is
+read (or, for the engine, checked) within its cap (``workers/config_files.py``).
 """
 
 from __future__ import annotations
@@ -14,9 +14,8 @@ from __future__ import annotations
 from pathlib import Path, PurePosixPath
 
 from common.errors import BuildFailure
-from workers.repo_yaml import RepoYamlError, read_repo_file
+from workers.config_files import check_config_size, read_config_text
 
-MAX_BYTES = 256 * 1024
 #: The ignore files read, most preferred first: the first present one applies.
 IGNORE_FILE_NAMES = (".dockerignore", ".containerignore")
 
@@ -28,28 +27,23 @@ def ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) -> lis
 
 
 def check_ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) -> None:
-    """``BuildFailure`` when an ignore file is a link (or a folder, or too large)."""
+    """``BuildFailure`` when an ignore file is a link (or a folder, or over its cap)."""
     for path in ignore_files(checkout, dockerfile):
-        name = path.relative_to(checkout).as_posix()
+        name = PurePosixPath(path.relative_to(checkout).as_posix())
         if path.is_symlink():
             raise BuildFailure(f"{name} is a link; this farm reads it only as a file of the "
                                "repository.", suggestions=[f"Commit {name} itself, not a link."])
         if path.exists() and not path.is_file():
             raise BuildFailure(f"{name} is not a file.", suggestions=[f"Remove {name}."])
-        if path.is_file() and path.stat().st_size > MAX_BYTES:
-            raise BuildFailure(f"{name} is over {MAX_BYTES // 1024} KiB.",
-                               suggestions=[f"Shorten {name}."])
+        if path.is_file():
+            check_config_size(checkout, name)
 
 
 def ignore_patterns(checkout: Path, dockerfile: PurePosixPath | None = None) -> list[str]:
     """The patterns of the ignore file that applies (comments and blank lines left out)."""
     check_ignore_files(checkout, dockerfile)
-    path = next((checkout / name for name in IGNORE_FILE_NAMES
-                 if (checkout / name).is_file()), None)
-    if path is None:
+    name = next((name for name in IGNORE_FILE_NAMES if (checkout / name).is_file()), None)
+    if name is None:
         return []
-    try:
-        text = read_repo_file(path, path.name, MAX_BYTES).decode("utf-8", "replace")
-    except RepoYamlError as exc:
-        raise BuildFailure(str(exc)) from None
+    text = read_config_text(checkout, PurePosixPath(name))
     return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]

@@ -4,7 +4,8 @@ Every byte of a repository is untrusted, so its YAML files
 (``environment.yml``, ``.binder.yml``, and any later ones) go through
 :func:`load_repo_yaml`, never through ``yaml.safe_load``:
 
-* the text is refused above a size limit before it is parsed;
+* the file is read within its size cap (:func:`read_repo_file`; the caps
+  are ``workers/config_files.py``'s) before the text is parsed;
 * anchors and aliases (``&x`` / ``*x``) are refused: they are how a few
   hundred bytes expand into gigabytes (the "billion laughs" bomb);
 * nodes are counted and nesting depth is bounded while the document is
@@ -15,6 +16,9 @@ Every byte of a repository is untrusted, so its YAML files
 
 Errors are :class:`RepoYamlError` with one sentence naming the file and,
 where known, the line; user text appears in it only shortened.
+
+:func:`read_repo_file` reads any config file of a repository (YAML or not)
+within the cap it is given; ``workers/config_files.py`` holds the caps.
 
 This module imports nothing from binder-build (only PyYAML and the
 standard library): it is also shipped into builds beside scripts that
@@ -32,8 +36,6 @@ from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode
 from yaml.resolver import Resolver
 
-#: Largest YAML config file accepted, unless the caller says otherwise.
-DEFAULT_MAX_BYTES = 512 * 1024
 #: Nodes (scalars, lists, mappings) in one document; real config files have hundreds.
 MAX_NODES = 20_000
 #: Lists and mappings inside each other.
@@ -145,26 +147,30 @@ _Loader.yaml_constructors = {
 }
 
 
-def read_repo_file(path: Path, file_name: str, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
-    """The bytes of a repository's config file, refused (unread) above ``max_bytes``."""
+def check_repo_file_size(path: Path, file_name: str, max_bytes: int) -> None:
+    """``RepoYamlError`` when the file at ``path`` is over ``max_bytes`` (it is not read)."""
     size = path.stat().st_size
     if size > max_bytes:
-        raise RepoYamlError(f"{file_name} is {_size(size)}; this farm reads config files of at "
-                            f"most {_size(max_bytes)}.")
+        raise _too_large(file_name, size, max_bytes)
+
+
+def read_repo_file(path: Path, file_name: str, max_bytes: int) -> bytes:
+    """The bytes of a repository's file, refused above ``max_bytes`` before it is read:
+    its size is looked up first, and at most ``max_bytes`` and one byte are read."""
+    check_repo_file_size(path, file_name, max_bytes)
     with path.open("rb") as file:
-        return file.read(max_bytes + 1)
+        data = file.read(max_bytes + 1)
+    if len(data) > max_bytes:  # grown since, or a file whose size the system does not tell
+        raise _too_large(file_name, None, max_bytes)
+    return data
 
 
-def load_repo_yaml(text: str | bytes, file_name: str,
-                   max_bytes: int = DEFAULT_MAX_BYTES) -> Any:
+def load_repo_yaml(text: str | bytes, file_name: str) -> Any:
     """The data in one YAML document from a repository, or ``RepoYamlError``.
 
-    ``file_name`` names the file in messages (e.g. ``environment.yml``).
+    ``file_name`` names the file in messages (e.g. ``environment.yml``); the text
+    was read within the file's cap (:func:`read_repo_file`).
     """
-    size = len(text.encode("utf-8", "replace") if isinstance(text, str) else text)
-    if size > max_bytes:
-        raise RepoYamlError(f"{file_name} is {_size(size)}; this farm reads config files "
-                            f"of at most {_size(max_bytes)}.")
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     loader = _Loader(text, file_name)
@@ -184,6 +190,16 @@ def load_repo_yaml(text: str | bytes, file_name: str,
         loader.dispose()
 
 
+def _too_large(file_name: str, size: int | None, max_bytes: int) -> RepoYamlError:
+    """The one sentence for a file over its cap (``size`` ``None``: not known)."""
+    cap = _size(max_bytes)
+    shown = _size(size) if size is not None else f"more than {cap}"
+    if shown == cap:  # a few bytes over: rounded, the two would read the same
+        shown, cap = f"{size} bytes", f"{max_bytes} bytes ({cap})"
+    return RepoYamlError(f"{file_name} is {shown}; this farm reads config files of at most "
+                         f"{cap}.")
+
+
 def _size(size: int) -> str:
     if size >= 1024 * 1024:
         return f"{size / (1024 * 1024):.1f} MiB"
@@ -192,4 +208,5 @@ def _size(size: int) -> str:
     return f"{size} bytes"
 
 
-__all__ = ["DEFAULT_MAX_BYTES", "RepoYamlError", "load_repo_yaml", "read_repo_file", "shorten"]
+__all__ = ["RepoYamlError", "check_repo_file_size", "load_repo_yaml", "read_repo_file",
+           "shorten"]

@@ -49,6 +49,7 @@ from tests.support.one_worker_farm import OneWorkerFarm, one_worker_farm
 from tests.support.service_clients import base_image, mongo_client, registry_request
 from tests.support.services import RedisInstance
 from tests.support.static_http import serve_directory
+from workers.config_files import cap_for
 from workers.registry import split_tag
 
 BASE_IMAGE = base_image()
@@ -507,12 +508,15 @@ def test_a_step_that_prints_the_farms_error_marker_gets_a_bounded_error(
     assert_healthy(api)
 
 
-def test_a_config_file_over_the_cap_is_refused_unread(api: ApiClient,
-                                                    git_server: GitServer) -> None:
+@pytest.mark.parametrize(("name", "cap"), [
+    ("apt.txt", "1.0 MiB"), ("environment.yml", "512 KiB"), (".binder.yml", "64 KiB"),
+    (".dockerignore", "256 KiB")])
+def test_a_config_file_over_the_cap_is_refused_unread(api: ApiClient, git_server: GitServer,
+                                                    name: str, cap: str) -> None:
     # one comment line of 3 MiB: a few KiB in the pack, far under the repository limit
-    record = refused_at_detect(api, git_server, {"apt.txt": "# " + "x" * 3 * 1024 * 1024 + "\n"})
-    assert record["error"] == ("apt.txt is 3.0 MiB; this farm reads config files of at most "
-                               "1.0 MiB.")
+    record = refused_at_detect(api, git_server, {name: "# " + "x" * 3 * 1024 * 1024 + "\n"})
+    assert record["error"] == f"{name} is 3.0 MiB; this farm reads config files of at most {cap}."
+    assert record["suggestions"] == [cap_for(name).advice.format(name=name)]
 
 
 @pytest.mark.parametrize(("binder_yml", "problem"), [

@@ -20,6 +20,7 @@ from workers.buildpacks import BUILDPACKS, detect
 from workers.buildpacks import conda_env as script
 from workers.buildpacks.base import BuildInputs
 from workers.buildpacks.conda import RATTLER_PYTHON, CondaBuildPack
+from workers.config_files import cap_for
 
 
 def inputs_for(tmp_path: Path, text: str, *, where: str = "environment.yml",
@@ -130,8 +131,9 @@ def test_render_stages_only_the_environment_file_before_installing(tmp_path: Pat
     [run] = [line for line in lines if line.startswith("RUN ")]
     assert "--mount=type=cache,id=binder-rattler,target=/var/cache/binder/rattler" in run
     argv = json.loads(run[run.index("["):])
-    assert argv[:5] == [RATTLER_PYTHON, "/tmp/binder/conda_env.py",
-                        "/tmp/binder/environment.yml", "--prefix", "/srv/env"]
+    assert argv[:7] == [RATTLER_PYTHON, "/tmp/binder/conda_env.py",
+                        "/tmp/binder/environment.yml", "--max-bytes", "524288",
+                        "--prefix", "/srv/env"]
     installer = json.loads(argv[argv.index("--installer") + 1])
     assert installer[:6] == ["uv", "pip", "install", "--no-config", "--python", "{python}"]
     assert installer[-2:] == ["--index-url", "http://127.0.0.1:8/simple/"]
@@ -171,7 +173,7 @@ def test_render_copies_the_repository_first_for_local_pip_references(tmp_path: P
     assert lines[run - 2:run] == ["COPY --chown=1000:1000 repo/ /home/jovyan/",
                                   "WORKDIR /home/jovyan"]
     argv = json.loads(lines[run][lines[run].index("["):])
-    assert argv[2] == "binder/environment.yml"
+    assert argv[2:5] == ["binder/environment.yml", "--max-bytes", "524288"]
 
 
 def test_render_of_an_invalid_file_leaves_the_error_to_the_build(tmp_path: Path) -> None:
@@ -234,9 +236,13 @@ def test_pip_entries_follow_requirement_files_in_the_repository(tmp_path: Path) 
 
 
 def test_an_oversized_environment_file_is_not_parsed(tmp_path: Path) -> None:
-    inputs = inputs_for(tmp_path, "# " + "x" * (600 * 1024) + "\n")
-    with pytest.raises(BuildFailure, match=r"environment.yml is 600 KiB; this farm reads "):
+    inputs = inputs_for(tmp_path, "# " + "x" * (600 * 1024) + "\n", where="binder/environment.yml")
+    with pytest.raises(BuildFailure) as caught:
         CondaBuildPack().check(inputs)
+    assert caught.value.message == ("binder/environment.yml is 600 KiB; this farm reads config "
+                                    "files of at most 512 KiB.")
+    assert caught.value.suggestions == [
+        cap_for("environment.yml").advice.format(name="binder/environment.yml")]
 
 
 def test_parse_errors_never_repeat_a_huge_value() -> None:
@@ -277,6 +283,7 @@ def run_script(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str],
     env_file = tmp_path / "environment.yml"
     env_file.write_text(text)
     code = script.main([str(env_file), "--prefix", str(tmp_path / "env"),
+                        "--max-bytes", str(cap_for("environment.yml").max_bytes),
                         "--installer", OFFLINE_INSTALLER, *options])
     out, err = capsys.readouterr()
     return code, out, err
@@ -342,6 +349,16 @@ def test_script_reports_invalid_yaml(tmp_path: Path, capsys: pytest.CaptureFixtu
     code, out, _ = run_script(tmp_path, "dependencies: [hello-conda\n", capsys)
     assert code == 1
     assert out.startswith("BINDER-ERROR: environment.yml is not valid YAML")
+
+
+def test_script_reads_the_file_only_within_the_cap_it_is_given(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_script(tmp_path, "# " + "x" * 2048 + "\n", capsys, "--max-bytes", "1024")
+    assert code == 1
+    assert out == ("BINDER-ERROR: environment.yml is 2 KiB; this farm reads config files of at "
+                   "most 1 KiB.\n")
+    with pytest.raises(SystemExit):  # a file and no cap: refused before anything runs
+        script.main([str(tmp_path / "environment.yml"), "--prefix", str(tmp_path / "env")])
 
 
 def test_existing_python_is_used_not_a_venv(tmp_path: Path) -> None:

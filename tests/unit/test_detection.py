@@ -14,7 +14,7 @@ from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
-from workers.config_files import MAX_CONFIG_BYTES
+from workers.config_files import cap_for
 
 CONFIG = load_config(environ={})
 
@@ -151,19 +151,21 @@ def test_dangling_link_is_refused(tmp_path: Path) -> None:
 def test_a_config_file_over_the_cap_is_refused_unread(tmp_path: Path, name: str) -> None:
     """A comment line of a few MiB packs into a few KiB: every file detect reads is capped."""
     checkout = checkout_with(tmp_path, name)
-    (checkout / name).write_text("# " + "x" * MAX_CONFIG_BYTES + "\n")
+    (checkout / name).write_text("# " + "x" * 2 * 1024 * 1024 + "\n")
     with pytest.raises(BuildFailure) as caught:
         detection = detect(checkout, CONFIG)  # the phase's reads, in its order
         check(detection, checkout, CONFIG)
         notices(detection, checkout, CONFIG)
         detection.buildpack.render(detection.inputs(checkout, CONFIG))
-    assert caught.value.message == (f"{name} is 1.0 MiB; this farm reads config files of at "
+    assert caught.value.message == (f"{name} is 2.0 MiB; this farm reads config files of at "
                                     "most 1.0 MiB.")
+    assert caught.value.suggestions == [cap_for(name).advice.format(name=name)]
 
 
 def test_a_config_file_at_the_cap_is_read(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "apt.txt")
-    (checkout / "apt.txt").write_text("curl\n" + "#" * (MAX_CONFIG_BYTES - 6) + "\n")
+    cap = cap_for("apt.txt").max_bytes
+    (checkout / "apt.txt").write_text("curl\n" + "#" * (cap - 6) + "\n")
     detection = detect(checkout, CONFIG)
     check(detection, checkout, CONFIG)
     assert "curl" in detection.buildpack.render(detection.inputs(checkout, CONFIG))

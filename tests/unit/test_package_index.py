@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from common.errors import BuildFailure
-from workers.config_files import MAX_CONFIG_BYTES
+from workers.config_files import cap_for
 from workers.package_index import check_requirements_file, logical_lines, sources_replaced
 
 
@@ -97,12 +97,13 @@ def test_a_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
 
 def test_a_file_pulled_in_over_the_config_cap_is_refused_unread(tmp_path: Path) -> None:
     # past the cap, after a comment line, an index option that would be refused if read
-    big = "# " + "x" * MAX_CONFIG_BYTES + "\n--index-url https://evil.example/simple\n"
+    cap = cap_for("reqs/big.txt")
+    big = "# " + "x" * cap.max_bytes + "\n--index-url https://evil.example/simple\n"
     with pytest.raises(BuildFailure) as caught:
         check(tmp_path, "numpy\n-r reqs/big.txt\n", others={"reqs/big.txt": big})
-    assert caught.value.message == ("reqs/big.txt is 1.0 MiB; this farm reads config files "
-                                    "of at most 1.0 MiB.")
-    assert caught.value.suggestions == ["Shorten reqs/big.txt."]
+    assert caught.value.message == (f"reqs/big.txt is {len(big)} bytes; this farm reads config "
+                                    f"files of at most {cap.max_bytes} bytes (1.0 MiB).")
+    assert caught.value.suggestions == [cap.advice.format(name="reqs/big.txt")]
 
 
 def test_requirement_files_that_include_each_other_end(tmp_path: Path) -> None:

@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+import io
+import os
+from pathlib import Path
+
 import pytest
 
-from workers.repo_yaml import RepoYamlError, load_repo_yaml, shorten
+from workers.repo_yaml import (
+    RepoYamlError,
+    check_repo_file_size,
+    load_repo_yaml,
+    read_repo_file,
+    shorten,
+)
 
 # 470 bytes that PyYAML's safe_load expands into ~10^9 list entries.
 LAUGHS = "\n".join(
@@ -53,12 +63,55 @@ def test_refusals_are_sentences_naming_the_file(text: str, reason: str) -> None:
     assert reason in str(caught.value)
 
 
-def test_size_is_capped_before_parsing() -> None:
-    text = "a: " + "x" * 2048 + "\n"
-    with pytest.raises(RepoYamlError, match=r"f.yml is 2 KiB; this farm reads config files of "
-                                            r"at most 1 KiB"):
-        load_repo_yaml(text, "f.yml", max_bytes=1024)
-    assert load_repo_yaml(text.encode(), "f.yml", max_bytes=4096) == {"a": "x" * 2048}
+def test_a_file_is_read_only_within_its_cap(tmp_path: Path) -> None:
+    path = tmp_path / "f.yml"
+    path.write_text("a: " + "x" * 2048 + "\n")
+    with pytest.raises(RepoYamlError) as caught:
+        read_repo_file(path, "f.yml", 1024)
+    assert str(caught.value) == "f.yml is 2 KiB; this farm reads config files of at most 1 KiB."
+    assert load_repo_yaml(read_repo_file(path, "f.yml", 4096), "f.yml") == {"a": "x" * 2048}
+    assert read_repo_file(path, "f.yml", 2052) == path.read_bytes()  # at the cap
+
+
+def test_a_file_over_its_cap_is_never_opened(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "huge.txt"
+    with path.open("wb") as file:
+        file.truncate(8 * 1024**3)  # sparse: 8 GiB by its size, nothing on disk
+    monkeypatch.setattr(Path, "open", lambda *_, **__: pytest.fail("the file was opened"))
+    with pytest.raises(RepoYamlError, match=r"^huge.txt is 8192.0 MiB; .* at most 1.0 MiB\.$"):
+        read_repo_file(path, "huge.txt", 1024 * 1024)
+    with pytest.raises(RepoYamlError):
+        check_repo_file_size(path, "huge.txt", 1024 * 1024)
+
+
+def test_a_file_larger_than_its_size_says_is_read_no_further_than_the_cap(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # as /proc files (size 0) and files still being written report: the read itself stops
+    class Recorded(io.BytesIO):
+        sizes: list[int | None] = []
+
+        def read(self, size: int | None = -1) -> bytes:
+            self.sizes.append(size)
+            return super().read(size)
+
+    monkeypatch.setattr(Path, "stat", lambda *_, **__: os.stat_result((0,) * 10))
+    monkeypatch.setattr(Path, "open", lambda *_, **__: Recorded(b"x" * 5000))
+    with pytest.raises(RepoYamlError) as caught:
+        read_repo_file(Path("f.txt"), "f.txt", 1024)
+    assert str(caught.value) == ("f.txt is more than 1 KiB; this farm reads config files of at "
+                                 "most 1 KiB.")
+    assert Recorded.sizes == [1025]
+
+
+def test_a_file_a_few_bytes_over_says_so_in_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"x" * (1024 * 1024 + 3))
+    with pytest.raises(RepoYamlError) as caught:
+        read_repo_file(path, "f.txt", 1024 * 1024)
+    # not "1.0 MiB ... at most 1.0 MiB"
+    assert str(caught.value) == ("f.txt is 1048579 bytes; this farm reads config files of at "
+                                 "most 1048576 bytes (1.0 MiB).")
 
 
 def test_node_count_is_capped() -> None:

@@ -46,13 +46,11 @@ from workers.buildpacks.installers import (
     python_cache_mount,
 )
 from workers.buildpacks.requirements import needs_repository
+from workers.config_files import cap_for, read_config_bytes
 from workers.package_index import check_requirement_lines, sources_replaced
 
 SCRIPT = "conda_env.py"
 SCRIPT_SOURCE = Path(__file__).with_name(SCRIPT)
-#: The repository YAML loader the script imports inside the build.
-LOADER = "repo_yaml.py"
-LOADER_SOURCE = Path(repo_yaml.__file__)
 #: The repository YAML loader the script imports inside the build.
 LOADER = "repo_yaml.py"
 LOADER_SOURCE = Path(repo_yaml.__file__)
@@ -94,14 +92,10 @@ class CondaBuildPack(BuildPack):
 
     @staticmethod
     def _spec(inputs: BuildInputs) -> EnvironmentSpec:
-        """The parsed config file; raises ``EnvironmentFileError`` when it is invalid."""
+        """The parsed config file; raises ``EnvironmentFileError`` when it is invalid
+        (``BuildFailure`` when it is over its cap)."""
         assert inputs.config_path is not None
-        try:
-            data = repo_yaml.read_repo_file(inputs.checkout / inputs.config_path,
-                                            "environment.yml")
-        except repo_yaml.RepoYamlError as exc:
-            raise EnvironmentFileError(str(exc)) from None
-        return parse_environment(data.decode("utf-8", "replace"))
+        return parse_environment(read_config_bytes(inputs.checkout, inputs.config_path))
 
     def check(self, inputs: BuildInputs) -> None:
         """The file must parse, and its ``pip:`` entries may not name a package index."""
@@ -140,13 +134,15 @@ class CondaBuildPack(BuildPack):
     def install(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
         result = Install(files=script_file(), own_python=True)
+        # the script reads the file again in the build, within the same cap
+        cap = ["--max-bytes", str(cap_for(inputs.config_path).max_bytes)]
         if self._needs_repo(inputs):
             result.before_repo = script_lines(inputs)
-            result.after_repo = [_run_script(inputs.config, [str(inputs.config_path)])]
+            result.after_repo = [_run_script(inputs.config, [str(inputs.config_path), *cap])]
         else:
             result.before_repo = [*script_lines(inputs),
                                   self.stage(inputs, inputs.config_path, "environment.yml"),
-                                  _run_script(inputs.config, [staged("environment.yml")])]
+                                  _run_script(inputs.config, [staged("environment.yml"), *cap])]
         return result
 
 

@@ -8,8 +8,9 @@ py-rattler is therefore imported only where it is used.
 
 What it does, in order (each step prints progress lines for the build log):
 
-1. read ``environment.yml``: ``channels``, ``dependencies`` and their
-   ``pip:`` subsection (``name``, ``prefix`` and ``variables`` are ignored);
+1. read ``environment.yml`` (no more of it than ``--max-bytes``, the worker's
+   cap): ``channels``, ``dependencies`` and their ``pip:`` subsection
+   (``name``, ``prefix`` and ``variables`` are ignored);
 2. solve the conda dependencies with py-rattler against the channels (the
    farm's, given with ``--channel``, replace the file's own; a name such as
    ``conda-forge`` means ``https://conda.anaconda.org/conda-forge``, full URLs
@@ -38,8 +39,8 @@ Python alone, from the ``--channel`` channels (runtime.txt's python-X.Y).
 
 Usage::
 
-    conda_env.py [ENVIRONMENT_YML] --prefix /srv/env [--installer JSON] [--cache-dir DIR]
-                 [--python X.Y --channel URL ...]
+    conda_env.py [ENVIRONMENT_YML --max-bytes N] --prefix /srv/env [--installer JSON]
+                 [--cache-dir DIR] [--python X.Y --channel URL ...]
 """
 
 from __future__ import annotations
@@ -61,9 +62,14 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 try:
-    from workers.repo_yaml import RepoYamlError, load_repo_yaml, shorten
+    from workers.repo_yaml import RepoYamlError, load_repo_yaml, read_repo_file, shorten
 except ImportError:  # inside a build: the loader is shipped beside this script
-    from repo_yaml import RepoYamlError, load_repo_yaml, shorten  # type: ignore[no-redef]
+    from repo_yaml import (  # type: ignore[no-redef]
+        RepoYamlError,
+        load_repo_yaml,
+        read_repo_file,
+        shorten,
+    )
 
 if TYPE_CHECKING:
     from rattler import RepoDataRecord
@@ -140,8 +146,9 @@ def _split_dependencies(value: Any) -> tuple[list[str], list[str]]:
     return conda, pip
 
 
-def parse_environment(text: str) -> EnvironmentSpec:
-    """The spec of an ``environment.yml``; raises ``EnvironmentFileError`` when invalid."""
+def parse_environment(text: str | bytes) -> EnvironmentSpec:
+    """The spec of an ``environment.yml`` (read within its cap); raises
+    ``EnvironmentFileError`` when invalid."""
     try:
         data = load_repo_yaml(text, "environment.yml")
     except RepoYamlError as exc:
@@ -382,9 +389,10 @@ def clear_venv(prefix: Path) -> None:
 
 def build(env_file: Path | None, prefix: Path, installer: Sequence[str] = DEFAULT_INSTALLER,
           cache: Path | None = None, python: str | None = None,
-          farm_channels: Sequence[str] = ()) -> None:
+          farm_channels: Sequence[str] = (), max_bytes: int = 0) -> None:
     """Everything: read, solve, install, pip, kernel. Raises ``EnvironmentFileError``.
 
+    The file is read only up to ``max_bytes`` (the worker's cap for it);
     ``farm_channels`` replace the file's channels; without a file, ``python``
     (X.Y) alone is installed from them.
     """
@@ -394,11 +402,13 @@ def build(env_file: Path | None, prefix: Path, installer: Sequence[str] = DEFAUL
         spec = EnvironmentSpec(conda=(f"python {python}.*",))
     else:
         try:
-            text = env_file.read_text(errors="replace")
+            data = read_repo_file(env_file, "environment.yml", max_bytes)
+        except RepoYamlError as exc:
+            raise EnvironmentFileError(str(exc)) from None
         except OSError as exc:
             raise EnvironmentFileError(
                 f"environment.yml cannot be read: {exc.strerror}.") from exc
-        spec = parse_environment(text)
+        spec = parse_environment(data)
     if spec.ignored:
         say(f"environment.yml: ignoring {', '.join(spec.ignored)} (only channels, "
             "dependencies and pip: are used)")
@@ -450,10 +460,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--python", default=None, help="X.Y: install this Python only")
     parser.add_argument("--channel", action="append", default=[], dest="channels",
                         help="a channel of the farm (repeatable); replaces the file's channels")
+    parser.add_argument("--max-bytes", type=int, default=0,
+                        help="the most of ENVIRONMENT_YML read (the worker's cap for it)")
     args = parser.parse_args(argv)
+    if args.env_file is not None and args.max_bytes <= 0:
+        parser.error("an ENVIRONMENT_YML needs --max-bytes")
     try:
         build(args.env_file, args.prefix, args.installer, args.cache_dir, args.python,
-              args.channels)
+              args.channels, args.max_bytes)
     except EnvironmentFileError as exc:
         report_error(str(exc))
         return 1
