@@ -12,6 +12,11 @@ resolves there). The rule, checked on the *resolved* addresses:
   may be reached over plain ``http``;
 * everything else is refused with a sentence, before any connection.
 
+A host must be spelled plainly: ASCII letters, digits, ``-``, ``_`` and
+dots, or an IP address. curl (under git) reads a percent-escaped name
+(``%61.example``) or a non-ASCII one (IDN) as another name than the one
+resolved and pinned here, and would look that one up by itself.
+
 :func:`check_url` returns a :class:`CheckedTarget` holding the addresses it
 checked; whoever connects must connect to those (``curl_resolve`` pins them
 for git and curl), so a second DNS answer cannot point elsewhere.
@@ -22,6 +27,7 @@ Tests stub the resolver (the ``resolve`` argument): nothing here connects.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -33,6 +39,9 @@ from common.errors import BadRepoSource
 Resolver = Callable[[str, int], list[str]]
 
 DEFAULT_PORTS = {"https": 443, "http": 80}
+
+#: A host name as every client reads it byte for byte (an IPv4 address in any spelling is one).
+_PLAIN_NAME = re.compile(r"[a-z0-9_-]{1,63}(?:\.[a-z0-9_-]{1,63})*\.?")
 
 
 class ForbiddenAddress(BadRepoSource):
@@ -106,6 +115,18 @@ def is_public_address(address: str) -> bool:
     return True
 
 
+def is_plain_host(host: str) -> bool:
+    """True for a lower-case ASCII host name or an IPv6 address without a zone: a host
+    that git's curl connects to under the very name this module resolves and pins."""
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return False
+        return "%" not in host
+    return _PLAIN_NAME.fullmatch(host) is not None
+
+
 def split_host_port(entry: str) -> tuple[str, int | None]:
     """``host``, ``host:port``, ``[v6]`` or ``[v6]:port`` as (lower-case host, port)."""
     entry = entry.strip().lower()
@@ -135,7 +156,7 @@ def check_url(url: str, allowed_hosts: Iterable[str],
     """Check ``url`` against the address rule (see the module docstring).
 
     Raises ``ForbiddenAddress`` (or ``BadRepoSource`` for a URL that names
-    no host, has credentials or an unknown scheme, ``UnknownHost`` when the
+    no plainly spelled host, has credentials or an unknown scheme, ``UnknownHost`` when the
     name does not resolve) with a sentence that does not repeat the URL.
     With ``resolve=None`` only addresses written in the URL are checked and
     host names pass unresolved (``addresses`` is empty): a quick refusal
@@ -153,6 +174,11 @@ def check_url(url: str, allowed_hosts: Iterable[str],
     if parts.username is not None or parts.password is not None:
         raise BadRepoSource("URLs with credentials are not accepted.",
                             suggestions=["Give the URL without user name or password."])
+    if not is_plain_host(host):
+        raise BadRepoSource("The URL's host must be written in ASCII letters, digits, dots "
+                            "and dashes, or as an IP address.",
+                            suggestions=["Write the host without %-escapes; an international "
+                                         "name in its xn-- form."])
     port = port or DEFAULT_PORTS[scheme]
     allowed = list(allowed_hosts)
     named = host_is_allowed(host, port, allowed)
@@ -183,5 +209,5 @@ def check_url(url: str, allowed_hosts: Iterable[str],
 
 
 __all__ = ["CheckedTarget", "ForbiddenAddress", "Resolver", "UnknownHost", "check_url",
-           "host_is_allowed", "is_public_address", "literal_address", "resolve_host",
-           "split_host_port"]
+           "host_is_allowed", "is_plain_host", "is_public_address", "literal_address",
+           "resolve_host", "split_host_port"]

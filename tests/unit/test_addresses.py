@@ -106,6 +106,31 @@ def test_urls_without_a_usable_host_are_refused(url: str) -> None:
         check_url(url, (), resolve=fake_dns)
 
 
+# Names that a resolver may answer with a public address, but that curl (under git)
+# reads as another name (decoding the escape, converting to xn--), which it then
+# looks up itself: the pinned, checked addresses would not be the ones connected to.
+@pytest.mark.parametrize("host", ["%6cocalhost.example", "public%2eexample", "ñ.example",
+                                  "ｐublic.example", "public.example%00", "[fe80::1%25eth0]",
+                                  "public.example\\.x"])
+def test_hosts_not_spelled_plainly_are_refused_before_resolving(host: str) -> None:
+    asked: list[str] = []
+
+    def answers_public(name: str, port: int) -> list[str]:
+        asked.append(name)
+        return ["93.184.216.34"]
+
+    for resolve in (answers_public, None):
+        with pytest.raises(BadRepoSource, match="ASCII letters, digits"):
+            check_url(f"https://{host}/o/r", (), resolve=resolve)
+    assert asked == []
+
+
+@pytest.mark.parametrize("url", ["https://public.example./o/r", "https://Public.Example/o/r",
+                                 "https://xn--ida.example/o/r", "https://_git.public.example/"])
+def test_plain_host_names_pass(url: str) -> None:
+    assert check_url(url, (), resolve=lambda host, port: ["93.184.216.34"]).addresses
+
+
 def test_unknown_host_is_its_own_error() -> None:
     with pytest.raises(UnknownHost, match="cannot be resolved"):
         check_url("https://nowhere.invalid/x", (), resolve=fake_dns)
