@@ -217,7 +217,7 @@ class Config:
     max_repo_mb: int = setting("BINDER_MAX_REPO_MB", 1024,
         "Largest checkout or download accepted, in MiB.")
     max_repo_files: int = setting("BINDER_MAX_REPO_FILES", 100000,
-        "Most files an archive or record may hold.")
+        "Most files and folders an archive or record may hold.")
     max_archive_ratio: int = setting("BINDER_MAX_ARCHIVE_RATIO", 100,
         "Most times its own size an archive may unpack to (zip bombs).")
     verify: bool = setting("BINDER_VERIFY", True,

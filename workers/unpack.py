@@ -14,7 +14,9 @@ every member is checked before a byte lands:
 - the bytes actually written (never the sizes the headers claim) stay
   within ``max_bytes`` and within ``max_ratio`` times the archive's own
   size (a zip bomb stops at the first chunk over), and the member count
-  within ``max_files``.
+  within ``max_files``, every folder a member's path implies counting as
+  a member too (one short name ``a/a/a/.../f`` would otherwise make
+  thousands of folders, each a block of disk, for nothing written).
 
 A refused archive raises ``UnsafeArchive`` (a ``BuildFailure``) with a
 sentence for the user; what was unpacked so far stays inside the
@@ -98,6 +100,11 @@ def member_path(name: str) -> PurePosixPath | None:
     return PurePosixPath(*parts) if parts else None
 
 
+def implied_folders(relative: PurePosixPath) -> list[PurePosixPath]:
+    """The folders that must exist for ``relative`` to be written, outermost first."""
+    return [folder for folder in reversed(relative.parents) if folder.parts]
+
+
 class _Unpacker:
     def __init__(self, dest: Path, limits: UnpackLimits, archive_size: int) -> None:
         dest.mkdir(parents=True, exist_ok=True)
@@ -108,13 +115,19 @@ class _Unpacker:
         self.written = 0
         self.count = 0
         self.files: set[PurePosixPath] = set()
+        self.folders: set[PurePosixPath] = set()
 
     def inside(self, path: str) -> bool:
         real = os.path.realpath(path)
         return real == self.real_dest or real.startswith(self.real_dest + os.sep)
 
     def parent_of(self, relative: PurePosixPath) -> Path:
-        """Make the parent directory of ``relative``; refuse one that leads outside."""
+        """Make the parent directory of ``relative``, each new folder counted as a member;
+        refuse one that leads outside."""
+        for folder in implied_folders(relative):
+            if folder not in self.folders:
+                self.folders.add(folder)
+                self.count_member()
         parent = self.dest.joinpath(*relative.parent.parts)
         if not self.inside(str(parent)):
             raise _escape(str(relative))
@@ -132,6 +145,7 @@ class _Unpacker:
         folder.mkdir(exist_ok=True)
         if not self.inside(str(folder)):
             raise _escape(str(relative))
+        self.folders.add(relative)  # counted as the member it is
 
     def count_member(self) -> None:
         self.count += 1

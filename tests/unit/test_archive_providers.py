@@ -198,6 +198,19 @@ def test_a_dataverse_path_that_climbs_out_is_refused(servers: ProviderServers, c
     assert sorted(os.listdir(tmp_path)) == ["work"]
 
 
+def test_the_folders_of_a_record_count_toward_the_file_limit(
+        servers: ProviderServers, config: Config, tmp_path: Path) -> None:
+    pid = "doi:10.7910/DVN/DEEP01"
+    servers.dataverse.publish(pid, [DataverseFile(f"f{i}.txt", b"x",
+                                                  directory=f"d{i}/a/b/c/d/e/f/g/h")
+                                    for i in range(5)])
+    page = f"{servers.dataverse.url}/dataset.xhtml?persistentId={pid}"
+    with pytest.raises(BuildFailure, match="has 50 files and folders, over this farm's "
+                                           "limit of 20"):
+        fetch(config, page, tmp_path / "repo", max_files=20)
+    assert not (tmp_path / "repo").exists()
+
+
 def test_a_doi_leading_nowhere_we_know(servers: ProviderServers, config: Config) -> None:
     servers.doi.register("10.21105/joss.01277", "https://joss.example/papers/1277")
     with pytest.raises(BuildFailure, match="leads to joss.example, which is not a provider"):

@@ -168,6 +168,30 @@ def test_the_file_count_limit(work: Path, tmp_path: Path) -> None:
         unpack_archive(archive, work, UnpackLimits(MiB, 10))
 
 
+def test_folders_a_path_implies_count_as_members(work: Path, tmp_path: Path) -> None:
+    # Twenty members within the limit of fifty, whose paths need 120 folders.
+    archive = make_tar(tmp_path / "deep.tar.gz",
+                       {f"d{i}/a/b/c/d/e/f.txt": "x" for i in range(20)})
+    with pytest.raises(UnsafeArchive, match="more than 50 files"):
+        unpack_archive(archive, work, UnpackLimits(MiB, 50))
+    assert sum(1 for path in work.rglob("*") if path.is_dir()) <= 50
+
+
+def test_one_deep_member_cannot_make_thousands_of_folders(work: Path, tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "tower.tar.gz", {"a/" * 1500 + "f": ""}, mode="w:gz")
+    with pytest.raises(UnsafeArchive, match="more than 100 files"):
+        unpack_archive(archive, work, UnpackLimits(MiB, 100))
+    assert sum(1 for _root, dirs, _files in os.walk(work) for _ in dirs) <= 100
+
+
+def test_listed_folders_are_counted_once(work: Path, tmp_path: Path) -> None:
+    files = {"top/": "", "top/sub/": "", "top/sub/a.txt": "a", "top/sub/b.txt": "b"}
+    archive = make_zip(tmp_path / "listed.zip", files)
+    assert unpack_archive(archive, work, UnpackLimits(MiB, 4)) == 4
+    assert tree(work) == {"top": "/", "top/sub": "/", "top/sub/a.txt": "a",
+                          "top/sub/b.txt": "b"}
+
+
 def test_a_damaged_archive_is_a_clear_failure(work: Path, tmp_path: Path) -> None:
     data = make_zip(tmp_path / "a.zip", {"a.txt": "x" * 5000}).read_bytes()
     broken = tmp_path / "broken.zip"

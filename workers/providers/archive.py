@@ -23,7 +23,7 @@ import re
 import shutil
 from abc import abstractmethod
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from common.errors import BadRepoSource, BuildFailure
@@ -38,6 +38,8 @@ from workers.providers.base import (
 from workers.providers.http import AuthHeaders, HttpClient, ProviderError, bearer
 from workers.unpack import (
     UnpackLimits,
+    UnsafeArchive,
+    implied_folders,
     is_archive,
     member_path,
     strip_single_folder,
@@ -101,6 +103,20 @@ class ArchiveRecord:
     record_id: str
     version: str
     files: tuple[ArchiveFile, ...]
+
+
+def record_entries(files: tuple[ArchiveFile, ...]) -> int:
+    """How many files and folders fetching ``files`` makes (each folder a path implies
+    counts, as when unpacking); a path ``member_path`` refuses is left to the fetch."""
+    folders: set[PurePosixPath] = set()
+    for item in files:
+        try:
+            relative = member_path(item.path)
+        except UnsafeArchive:
+            continue
+        if relative is not None:
+            folders.update(implied_folders(relative))
+    return len(files) + len(folders)
 
 
 class ArchiveProvider(ContentProvider):
@@ -170,9 +186,10 @@ class ArchiveProvider(ContentProvider):
             raise BuildFailure(f"{self.label} record {record.record_id} has no files to build.",
                                suggestions=["Check that the record's files are public, or "
                                             "publish a version with files."])
-        if len(record.files) > limits.max_files:
+        entries = record_entries(record.files)
+        if entries > limits.max_files:
             raise BuildFailure(f"{self.label} record {record.record_id} has "
-                               f"{len(record.files)} files, over this farm's limit of "
+                               f"{entries} files and folders, over this farm's limit of "
                                f"{limits.max_files}.",
                                suggestions=["Publish the files as one archive."])
         manifest = {"provider": self.id, "record": record.record_id, "version": record.version,
