@@ -8,9 +8,10 @@ Never a prompt, hooks, submodules or a system/global config; every URL and
 ref comes after ``--`` or was validated, so nothing reads as an option.
 
 Sizes are bounded while bytes arrive, not after: output and every file git
-writes are capped by ``RLIMIT_FSIZE``, the pack is watched while it
-downloads, and the tree's size and file count (``git ls-tree -r -l``) are
-checked before a single file is checked out.
+writes are capped by ``RLIMIT_FSIZE``, the repository's ``.git`` is watched
+while it downloads (its bytes, and its files: each ref a host advertises to
+the full-history fetch is a file of its own), and the tree's size and file
+count (``git ls-tree -r -l``) are checked before a single file is checked out.
 
 What a user sees of a failure is a fixed sentence: git's own words (which
 tell an open port from a closed one) go only to the worker's log.
@@ -44,6 +45,8 @@ ABBREVIATED_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,39}$")
 MAX_OUTPUT = 64 * 1024 * 1024
 #: Entries (files, links, directories) a checkout may have.
 MAX_TREE_ENTRIES = 100_000
+#: Files and folders a fetch may make under ``.git`` (refs and their logs are files).
+MAX_GIT_ENTRIES = 100_000
 #: How often a running download is measured (and the deadline checked).
 WATCH_INTERVAL = 0.1
 #: Attributes that make a checkout write each blob byte for byte (no CRLF,
@@ -73,6 +76,7 @@ class GitLimits:
     max_bytes: int = MAX_OUTPUT  # each file, including its stdout
     watch: Path | None = None  # a directory whose total size is also bounded
     watch_bytes: int = 0
+    watch_entries: int = 0  # and its count of files and folders, when not 0
 
 
 #: Extra git configuration for one command, as ``{key: value}`` (the header
@@ -124,17 +128,34 @@ def _limit_files(max_bytes: int) -> Callable[[], None]:
     return apply
 
 
-def directory_bytes(path: Path) -> int:
-    """Bytes of the regular files under ``path`` (links not followed)."""
-    total = 0
-    for root, _dirs, files in os.walk(path):
+def directory_usage(path: Path) -> tuple[int, int]:
+    """Bytes of the regular files under ``path`` (links not followed), and how many
+    files and folders there are."""
+    total = entries = 0
+    for root, dirs, files in os.walk(path):
+        entries += len(dirs) + len(files)
         for name in files:
             try:
                 stat = os.lstat(os.path.join(root, name))
             except OSError:
                 continue  # git renamed or removed it meanwhile
             total += stat.st_size
-    return total
+    return total, entries
+
+
+def directory_bytes(path: Path) -> int:
+    """Bytes of the regular files under ``path`` (links not followed)."""
+    return directory_usage(path)[0]
+
+
+def _outgrown(limits: GitLimits) -> str | None:
+    """``"bytes"`` or ``"entries"`` when the watched directory passed that bound."""
+    if limits.watch is None:
+        return None
+    size, entries = directory_usage(limits.watch)
+    if size > limits.watch_bytes:
+        return "bytes"
+    return "entries" if 0 < limits.watch_entries < entries else None
 
 
 class ExitNotice:
@@ -177,7 +198,7 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
             git_argv(args, target), cwd=cwd, env=git_env(target, extra), stdin=subprocess.DEVNULL,
             stdout=out, stderr=err, preexec_fn=_limit_files(limits.max_bytes))
         deadline = time.monotonic() + timeout
-        outgrown = False
+        outgrown: str | None = None
         exited = ExitNotice(process)
         try:
             while process.poll() is None:
@@ -186,11 +207,12 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
                         f"git {args[0]} took longer than {int(timeout)} s and was stopped.",
                         suggestions=["Is the repository very large or its host slow?"],
                         cause=FailureCause.TIMEOUT)
-                if limits.watch is not None and \
-                        directory_bytes(limits.watch) > limits.watch_bytes:
-                    outgrown = True
+                outgrown = _outgrown(limits)
+                if outgrown:
                     break
                 exited.wait(min(WATCH_INTERVAL, max(0.0, deadline - time.monotonic())))
+            # what git made between the last look and its exit counts too
+            outgrown = outgrown or _outgrown(limits)
         finally:
             exited.close()
             if process.poll() is None:
@@ -200,6 +222,8 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
         err.seek(0)
         stdout = out.read().decode(errors="replace")
         stderr = err.read(64 * 1024).decode(errors="replace")
+    if outgrown == "entries":
+        raise TooManyFiles(f"git {args[0]} made more files than this farm allows.", stderr)
     if outgrown or _hit_file_limit(process.returncode, limits):
         raise SizeExceeded(f"git {args[0]} wrote more than this farm allows.", stderr)
     if process.returncode != 0:
@@ -217,6 +241,10 @@ def _hit_file_limit(returncode: int, limits: GitLimits) -> bool:
 
 class SizeExceeded(GitError):
     """Git's output, a file or the watched directory passed its bound."""
+
+
+class TooManyFiles(SizeExceeded):
+    """The watched directory passed its count of files and folders."""
 
 
 def _failure(command: str, stderr: str) -> GitError:
@@ -278,8 +306,8 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
         shutil.rmtree(checkout)
     checkout.mkdir(parents=True)
     run_git(["init", "--quiet", str(checkout)], timeout)
-    download = GitLimits(max_bytes=max_bytes, watch=checkout / ".git" / "objects",
-                         watch_bytes=max_bytes)
+    download = GitLimits(max_bytes=max_bytes, watch=checkout / ".git", watch_bytes=max_bytes,
+                         watch_entries=MAX_GIT_ENTRIES)
     try:
         try:
             run_git(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", target.url, commit],
@@ -291,6 +319,11 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
             run_git(["fetch", "--quiet", "--no-tags", "--", target.url,
                      "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
                     timeout, cwd=checkout, target=target, limits=download, extra=extra)
+    except TooManyFiles as exc:
+        raise BuildFailure(f"The repository's download made more than {MAX_GIT_ENTRIES} "
+                           "files (each branch and tag is one) and was stopped.",
+                           suggestions=["Keep fewer branches and tags in the "
+                                        "repository."]) from exc
     except SizeExceeded as exc:
         raise BuildFailure(f"The repository's download passed this farm's limit of "
                            f"{_mib(max_bytes)} and was stopped.",

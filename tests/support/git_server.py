@@ -94,6 +94,8 @@ class GitServer:
             "QUERY_STRING": environ.get("QUERY_STRING", ""),
             "CONTENT_TYPE": environ.get("CONTENT_TYPE", ""),
             "CONTENT_LENGTH": str(len(body)),
+            # git gzips a large request (hundreds of wants); http-backend inflates it
+            "HTTP_CONTENT_ENCODING": environ.get("HTTP_CONTENT_ENCODING", ""),
             "REMOTE_ADDR": "127.0.0.1",
             "GIT_PROTOCOL": environ.get("HTTP_GIT_PROTOCOL", ""),
         }

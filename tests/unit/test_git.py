@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -167,8 +168,6 @@ def test_git_never_follows_redirects_and_connects_to_the_checked_addresses() -> 
 
 
 def _commit(repo: Path, files: dict[str, bytes]) -> str:
-    import subprocess
-
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.invalid",
            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.invalid",
            "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_CONFIG_NOSYSTEM": "1", "PATH": "/usr/bin:/bin"}
@@ -180,6 +179,42 @@ def _commit(repo: Path, files: dict[str, bytes]) -> str:
     subprocess.run(["git", "commit", "-qm", "x"], cwd=repo, check=True, env=env)
     return subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, check=True, env=env,
                           capture_output=True, text=True).stdout.strip()
+
+
+def test_the_full_history_fetch_is_stopped_at_too_many_refs(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that refuses the shallow fetch gets the full one, where each ref it
+    advertises becomes a file (an inode and a block no byte limit counts)."""
+    from tests.support.git_server import GitServer
+
+    server = GitServer(tmp_path / "served").start()
+    try:
+        commit = server.make_repo("o/r", {"requirements.txt": "numpy\n"})["main"]
+        refs = "".join(f"create refs/heads/copy-{i} {commit}\n" for i in range(300))
+        subprocess.run(["git", "update-ref", "--stdin"], input=refs, text=True,
+                       cwd=tmp_path / "served" / "o" / "r.git", check=True,
+                       env={"PATH": "/usr/bin:/bin", "GIT_CONFIG_NOSYSTEM": "1",
+                            "GIT_CONFIG_GLOBAL": "/dev/null"})
+        real_run_git = git.run_git
+
+        def refuse_shallow(args: list[str], *rest: object, **kwargs: object) -> str:
+            if args[0] == "fetch" and "--depth" in args:
+                raise git.GitError("git fetch could not read the repository.")
+            return real_run_git(args, *rest, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(git, "run_git", refuse_shallow)
+        monkeypatch.setattr(git, "MAX_GIT_ENTRIES", 200)
+        target = CheckedTarget(f"{server.url}/o/r.git", "http", "127.0.0.1", server.port,
+                               ("127.0.0.1",), True)
+        with pytest.raises(BuildFailure, match="made more than 200 files"):
+            git.fetch_commit(target, commit, tmp_path / "checkout", 60, 10 * 1024 * 1024,
+                             lambda line: None)
+        monkeypatch.setattr(git, "MAX_GIT_ENTRIES", 2000)
+        git.fetch_commit(target, commit, tmp_path / "checkout", 60, 10 * 1024 * 1024,
+                         lambda line: None)
+    finally:
+        server.stop()
+    assert (tmp_path / "checkout" / "requirements.txt").read_text() == "numpy\n"
 
 
 def test_tree_size_is_read_before_checkout(tmp_path: Path) -> None:
