@@ -16,7 +16,9 @@ every member is checked before a byte lands:
   size (a zip bomb stops at the first chunk over), and the member count
   within ``max_files``, every folder a member's path implies counting as
   a member too (one short name ``a/a/a/.../f`` would otherwise make
-  thousands of folders, each a block of disk, for nothing written).
+  thousands of folders, each a block of disk, for nothing written); a
+  zip's entries are counted before ``zipfile`` reads its central directory,
+  which it holds whole in memory (some 500 bytes for each 50-byte entry).
 
 A refused archive raises ``UnsafeArchive`` (a ``BuildFailure``) with a
 sentence for the user; what was unpacked so far stays inside the
@@ -28,6 +30,7 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import struct
 import tarfile
 import tempfile
 import zipfile
@@ -150,10 +153,7 @@ class _Unpacker:
     def count_member(self) -> None:
         self.count += 1
         if self.count > self.limits.max_files:
-            raise UnsafeArchive(
-                f"The archive holds more than {self.limits.max_files} files, over this "
-                "farm's limit.",
-                suggestions=["Publish fewer files (operators: BINDER_MAX_REPO_FILES)."])
+            raise _too_many(self.limits)
 
     def add(self, member: _Member, source: IO[bytes] | None) -> None:
         self.count_member()
@@ -234,6 +234,36 @@ class _Unpacker:
                     raise _escape(os.path.relpath(path, self.dest))
 
 
+def _too_many(limits: UnpackLimits) -> UnsafeArchive:
+    return UnsafeArchive(
+        f"The archive holds more than {limits.max_files} files, over this farm's limit.",
+        suggestions=["Publish fewer files (operators: BINDER_MAX_REPO_FILES)."])
+
+
+def zip_entries(path: Path, stop: int) -> int:
+    """How many entries the zip's central directory holds, counted up to ``stop`` + 1
+    a header at a time (as ``zipfile`` walks it, without keeping any)."""
+    with open(path, "rb") as handle:
+        end = zipfile._EndRecData(handle)  # type: ignore[attr-defined]
+        if not end:
+            return 0  # not a zip: opening it says so
+        size = end[zipfile._ECD_SIZE]  # type: ignore[attr-defined]
+        start = end[zipfile._ECD_LOCATION] - size  # type: ignore[attr-defined]
+        if end[0] == zipfile.stringEndArchive64:  # type: ignore[attr-defined]
+            start -= zipfile.sizeEndCentDir64 + zipfile.sizeEndCentDir64Locator  # type: ignore[attr-defined]
+        handle.seek(max(start, 0))
+        count = read = 0
+        while read < size and count <= stop:
+            header = handle.read(46)
+            if len(header) < 46 or header[:4] != b"PK\x01\x02":
+                break
+            skip = sum(struct.unpack("<HHH", header[28:34]))  # name, extra field, comment
+            handle.seek(skip, os.SEEK_CUR)
+            read += 46 + skip
+            count += 1
+    return count
+
+
 def _escape(name: str) -> UnsafeArchive:
     return UnsafeArchive(
         f"The archive holds a link or path ({printable(name)}) that leads outside its "
@@ -281,6 +311,8 @@ def unpack_archive(archive: Path, dest: Path, limits: UnpackLimits) -> int:
     unpacker = _Unpacker(dest, limits, archive.stat().st_size)
     try:
         if zipfile.is_zipfile(archive):
+            if zip_entries(archive, limits.max_files) > limits.max_files:
+                raise _too_many(limits)
             with zipfile.ZipFile(archive) as opened:
                 for member, handle in _zip_members(opened):
                     unpacker.add(member, handle)

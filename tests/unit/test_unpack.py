@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import tarfile
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -24,6 +25,7 @@ from workers.unpack import (
     member_path,
     strip_single_folder,
     unpack_archive,
+    zip_entries,
 )
 
 LIMITS = UnpackLimits(max_bytes=64 * MiB, max_files=1000, max_ratio=100)
@@ -190,6 +192,20 @@ def test_listed_folders_are_counted_once(work: Path, tmp_path: Path) -> None:
     assert unpack_archive(archive, work, UnpackLimits(MiB, 4)) == 4
     assert tree(work) == {"top": "/", "top/sub": "/", "top/sub/a.txt": "a",
                           "top/sub/b.txt": "b"}
+
+
+def test_a_zip_of_too_many_entries_is_refused_before_it_is_read_whole(
+        work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    archive = make_zip(tmp_path / "many.zip", {f"f{i}.txt": "x" for i in range(50)})
+    assert zip_entries(archive, 1000) == 50 and zip_entries(archive, 10) == 11
+
+    def read_whole(*args: object, **kwargs: object) -> None:
+        raise AssertionError("zipfile read every entry of the central directory")
+
+    monkeypatch.setattr(zipfile, "ZipFile", read_whole)
+    with pytest.raises(UnsafeArchive, match="more than 10 files"):
+        unpack_archive(archive, work, UnpackLimits(MiB, 10))
+    assert list(work.iterdir()) == []
 
 
 def test_a_damaged_archive_is_a_clear_failure(work: Path, tmp_path: Path) -> None:
