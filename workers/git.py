@@ -35,13 +35,16 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.addresses import CheckedTarget
-from common.errors import BuildFailure
+from common.errors import BuildFailure, ConfigError
 from common.models import FailureCause
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 #: What an abbreviated commit SHA looks like (Git abbreviates to 7 or more hex digits).
 ABBREVIATED_SHA_RE = re.compile(r"^[0-9a-fA-F]{7,39}$")
 #: Largest output (refs of ls-remote, the tree listing) read from git.
+#: The oldest git that pins a host to the addresses checked: an older one ignores
+#: ``http.curloptResolve`` without a word and resolves the name again itself.
+MIN_GIT_VERSION = (2, 37)
 MAX_OUTPUT = 64 * 1024 * 1024
 #: Entries (files, links, directories) a checkout may have.
 MAX_TREE_ENTRIES = 100_000
@@ -110,6 +113,26 @@ def git_env(target: CheckedTarget | None = None, extra: GitConfig | None = None)
     if extra:
         env["GIT_CONFIG_COUNT"] = str(len(extra))
     return env
+
+
+def check_git_version(version: str | None = None) -> None:
+    """Raise ``ConfigError`` unless this machine's git (or ``version``, as ``git
+    --version`` prints it) is ``MIN_GIT_VERSION`` or newer. Every process that asks
+    a repository's host for anything checks it as it starts."""
+    wanted = ".".join(map(str, MIN_GIT_VERSION))
+    advice = [f"Install git {wanted} or newer (Debian 12 has 2.39)."]
+    if version is None:
+        try:
+            version = subprocess.run(["git", "--version"], capture_output=True, text=True,
+                                     timeout=30, check=True).stdout
+        except (OSError, subprocess.SubprocessError) as exc:
+            raise ConfigError(f"git could not be run: {exc}", suggestions=advice) from exc
+    found = re.search(r"(\d+)\.(\d+)", version)
+    if found is None or (int(found[1]), int(found[2])) < MIN_GIT_VERSION:
+        raise ConfigError(
+            f"{version.strip() or 'git'} cannot be held to the addresses the farm checked "
+            f"(git {wanted} or newer pins a host's name to them; an older one resolves it "
+            "again), so it could be led to a private address.", suggestions=advice)
 
 
 def git_argv(args: list[str], target: CheckedTarget | None = None) -> list[str]:

@@ -11,7 +11,7 @@ import pytest
 
 import workers.git as git
 from common.addresses import CheckedTarget
-from common.errors import BuildFailure
+from common.errors import BuildFailure, ConfigError
 
 SHA_A = "a" * 40
 SHA_B = "b" * 40
@@ -265,3 +265,20 @@ def test_git_is_answered_the_moment_it_exits_not_after_a_poll_interval(
     monkeypatch.setattr(git.time, "sleep", no_sleep)
     monkeypatch.setattr(git, "WATCH_INTERVAL", 3600.0)
     assert git.run_git(["rev-parse", "HEAD"], 30, cwd=tmp_path).strip() == commit
+
+
+@pytest.mark.parametrize("version", ["git version 2.37.0", "git version 2.39.5",
+                                     "git version 2.45.1.windows.1", "git version 3.0.0"])
+def test_a_git_that_pins_hosts_is_taken(version: str) -> None:
+    git.check_git_version(version)
+
+
+@pytest.mark.parametrize("version", ["git version 2.36.6", "git version 1.9.9", "", "garbage"])
+def test_an_older_git_is_refused_saying_what_to_install(version: str) -> None:
+    with pytest.raises(ConfigError, match="cannot be held to the addresses") as refused:
+        git.check_git_version(version)
+    assert refused.value.suggestions == ["Install git 2.37 or newer (Debian 12 has 2.39)."]
+
+
+def test_this_machines_git_pins_hosts() -> None:
+    git.check_git_version()  # the farm's processes refuse to start without it

@@ -195,8 +195,13 @@ def api_workers(config: Config, cores: int | None = None) -> int:
 def api(config_file: str | None) -> None:
     """Serve the API under gunicorn."""
     from api.request_metrics import MULTIPROC_ENV
+    from workers.git import check_git_version
 
     config = _load(config_file)
+    try:
+        check_git_version()  # the API resolves refs with git
+    except ConfigError as exc:
+        raise click_error(exc) from exc
     # Request latencies of every gunicorn process, summed at /metrics; what a
     # previous run left there would be counted again. One folder per listening
     # port: another API on the same data folder must not empty this one's.
@@ -240,6 +245,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
     if ctx.invoked_subcommand is not None:
         return
     from common.docker_connection import check_engine_address
+    from workers.git import check_git_version
     from workers.queues import SHARED_QUEUE, host_queue
 
     overrides = {key: value for key, value in (("docker_host", docker_host),
@@ -249,6 +255,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
     config = _load(config_file, **overrides)
     try:
         check_engine_address(config)
+        check_git_version()
     except ConfigError as exc:
         raise click_error(exc) from exc
     host = config.worker_host
