@@ -34,7 +34,7 @@ import struct
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -56,6 +56,9 @@ class UnpackLimits:
     max_bytes: int
     max_files: int
     max_ratio: int = 100
+    #: called before each member and each chunk written; raises to stop the unpacking
+    #: (the fetch's deadline, a cancel): a large archive takes a while
+    check: Callable[[], object] = lambda: None
 
 
 @dataclass
@@ -156,6 +159,7 @@ class _Unpacker:
             raise _too_many(self.limits)
 
     def add(self, member: _Member, source: IO[bytes] | None) -> None:
+        self.limits.check()
         self.count_member()
         relative = member_path(member.name)
         if relative is None:
@@ -188,6 +192,7 @@ class _Unpacker:
         fd = os.open(target, flags, 0o755 if mode & 0o111 else 0o644)
         with os.fdopen(fd, "wb") as out:
             for chunk in iter(lambda: source.read(CHUNK), b""):
+                self.limits.check()
                 self.take(len(chunk))
                 out.write(chunk)
 

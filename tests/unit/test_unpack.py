@@ -164,6 +164,32 @@ def test_the_byte_limit_counts_bytes_written_not_headers(work: Path, tmp_path: P
         unpack_archive(archive, work, UnpackLimits(2 * MiB, 1000))
 
 
+class _Stopped(Exception):
+    """What the fetch's check raises: its deadline passed, or the build was cancelled."""
+
+
+@pytest.mark.parametrize("stop_after", [3, 6])  # between members, inside a large member
+def test_unpacking_stops_when_its_check_says_so(work: Path, tmp_path: Path,
+                                                stop_after: int) -> None:
+    """A large archive takes a while to unpack: a cancel or the fetch's deadline stops it
+    part way, with what the check raised, not once every member is written."""
+    files = {"a.txt": "a", "b.txt": "b", "big.bin": os.urandom(8 * MiB), "z.txt": "z"}
+    checks = []
+
+    def check() -> None:
+        checks.append(1)
+        if len(checks) >= stop_after:
+            raise _Stopped()
+
+    for archive in (make_zip(tmp_path / "a.zip", files), make_tar(tmp_path / "a.tgz", files)):
+        checks.clear()
+        dest = work / archive.suffix.strip(".")
+        with pytest.raises(_Stopped):
+            unpack_archive(archive, dest, UnpackLimits(64 * MiB, 1000, check=check))
+        assert not (dest / "z.txt").exists()
+        assert sum(p.stat().st_size for p in dest.rglob("*") if p.is_file()) < 8 * MiB
+
+
 def test_the_file_count_limit(work: Path, tmp_path: Path) -> None:
     archive = make_zip(tmp_path / "many.zip", {f"f{i}.txt": "x" for i in range(20)})
     with pytest.raises(UnsafeArchive, match="more than 10 files"):

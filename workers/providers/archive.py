@@ -244,8 +244,9 @@ class ArchiveProvider(ContentProvider):
         client.download(item.url, archive, str(relative), limits.max_bytes)
         if is_archive(archive):
             say(f"unpacking {relative}")
-            unpack_archive(archive, dest, UnpackLimits(limits.max_bytes, limits.max_files,
-                                                       limits.max_ratio))
+            unpack_archive(archive, dest, UnpackLimits(
+                limits.max_bytes, limits.max_files, limits.max_ratio,
+                check=lambda: limits.remaining(f"Unpacking {relative}")))
             strip_single_folder(dest)
         else:
             target = dest.joinpath(*relative.parts)
