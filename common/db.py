@@ -38,6 +38,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("status", ASCENDING), ("end_time", DESCENDING)]),
         IndexModel([("repository", ASCENDING), ("start_time", DESCENDING),
                     ("_id", DESCENDING)]),
+        # images awaiting a verdict, which the reaper withdraws once their build ended
+        # without one (workers/unverified.py)
+        IndexModel([("unverified_image", ASCENDING)]),
     ],
     "attempts": [
         IndexModel([("name", ASCENDING), ("start_time", DESCENDING), ("_id", DESCENDING)]),

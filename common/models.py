@@ -167,6 +167,13 @@ class BuildRecord(TypedDict, total=False):
     #: a rejected image, or one its build stopped before verifying, gives the tag back
     #: to that manifest.
     predecessor: dict[str, str]
+    #: The image a push phase pushes, or pushed, with no verdict of verification on it
+    #: yet; ``None`` once there is one, or once the phase withdrew it. Still set when the
+    #: build ends (its worker died after the push), the reaper withdraws it
+    #: (``workers/unverified.py``).
+    unverified_image: str | None
+    #: What the reaper withdrew (``image``) and when (``at``): see ``unverified_image``.
+    unverified_withdrawn: dict[str, Any]
     image_id: str
     config: str | None
     config_files: list[str]

@@ -23,7 +23,11 @@ warning there and changes nothing else.
 
 An image its build pushed but stopped before verifying (cancelled, timed out,
 its worker stopping, the phase failing) is withdrawn the same way: the farm
-never leaves an image it did not verify under a tag (``UNVERIFIED``).
+never leaves an image it did not verify under a tag (``UNVERIFIED``). So is
+one whose worker died before verification said yes or no, once the build
+ended without it: the reaper withdraws it (``workers/unverified.py``), and
+tries again later when the registry or the build database did not answer
+(``Withdrawal.settled``).
 """
 
 from __future__ import annotations
@@ -68,6 +72,25 @@ class Unwanted:
     reason: str
 
 
+@dataclass(frozen=True)
+class Withdrawal:
+    """What became of a withdrawn tag: ``gone`` when the registry no longer has it;
+    ``settled`` unless the registry (a connection failure, a timeout, an error of its
+    own) or the build database did not answer, when the tag may still hold the
+    unwanted image and a later try may do better. A registry that refused outright
+    (a ``4xx``: deletes not allowed, the earlier manifest gone) settles it: trying
+    again would not change its answer."""
+
+    gone: bool
+    settled: bool = True
+
+
+def _settles(exc: requests.RequestException) -> bool:
+    """True when the registry's answer ``exc`` stands however often it is asked."""
+    response = getattr(exc, "response", None)
+    return response is not None and 400 <= response.status_code < 500
+
+
 #: An image verification said no to.
 REJECTED = Unwanted("the image that failed verification", "it failed verification")
 #: An image whose build stopped before verification said yes or no.
@@ -91,21 +114,23 @@ def predecessor(config: Config, name: str, image: str,
 
 
 def restore(config: Config, image: str, earlier: Predecessor,
-            say: Callable[[str], None], unwanted: Unwanted = REJECTED) -> None:
+            say: Callable[[str], None], unwanted: Unwanted = REJECTED) -> bool:
     """Put ``earlier`` back under the tag of ``image``, to which an ``unwanted`` image
     was pushed, and say so in the build's log. Raises nothing: a tag that could not be
-    restored is a warning in the log."""
+    restored is a warning in the log. False when the registry did not answer (see
+    ``Withdrawal.settled``)."""
     try:
         if manifest_digest(config, image, timeout=10) == earlier.digest:
             say(f"{image} stays in the registry as it was: {unwanted.image} is that of "
                 f"{earlier.named_by} ({earlier.digest})")
-            return
+            return True
         restore_tag(config, image, earlier.digest)
     except requests.RequestException as exc:
         say(f"warning: could not restore {image} to the image of {earlier.named_by} "
             f"({earlier.digest}): {exc}; the tag holds {unwanted.image}")
-        return
+        return _settles(exc)
     say(f"restored {image} to the image of {earlier.named_by}")
+    return True
 
 
 def withdraw(config: Config, name: str, image: str, say: Callable[[str], None],
@@ -115,6 +140,12 @@ def withdraw(config: Config, name: str, image: str, say: Callable[[str], None],
     it: then put back ``earlier``, what the tag held before the push, when known. Say
     in the build's log what became of the tag. True when it is gone. Raises nothing:
     a tag left behind or not restored is a warning in the log."""
+    return withdrawal(config, name, image, say, earlier, unwanted).gone
+
+
+def withdrawal(config: Config, name: str, image: str, say: Callable[[str], None],
+               earlier: Predecessor | None = None, unwanted: Unwanted = REJECTED) -> Withdrawal:
+    """``withdraw``, saying also whether what became of the tag is settled."""
     try:
         standing = standing_for(name)
     except (NoDatabase, BadDatabase) as exc:
@@ -122,13 +153,12 @@ def withdraw(config: Config, name: str, image: str, say: Callable[[str], None],
             f"say whether a completed build names it ({exc})")
         if earlier is not None:
             restore(config, image, earlier, say, unwanted)
-        return False
+        return Withdrawal(gone=False, settled=False)
     if image in standing:
         if earlier is None:
             say(f"{image} stays in the registry: {standing[image]} names it")
-        else:
-            restore(config, image, earlier, say, unwanted)
-        return False
+            return Withdrawal(gone=False)
+        return Withdrawal(gone=False, settled=restore(config, image, earlier, say, unwanted))
     registry, repository, _ = split_image(image)
     try:
         keep = {digest for other in standing if split_image(other)[:2] == (registry, repository)
@@ -137,10 +167,10 @@ def withdraw(config: Config, name: str, image: str, say: Callable[[str], None],
     except requests.RequestException as exc:
         say(f"warning: could not remove {image} from the registry ({unwanted.reason}): "
             f"{exc}")
-        return False
+        return Withdrawal(gone=False, settled=_settles(exc))
     if gone:
         say(f"removed {image} from the registry: {unwanted.reason}")
     else:
         say(f"warning: {image} stays in the registry: an image a completed build names has "
             "the same digest")
-    return gone
+    return Withdrawal(gone=gone)

@@ -15,11 +15,15 @@ behind builds for a free worker would come too late. Each pass:
   ``BINDER_MAX_ATTEMPTS`` it fails the build saying so;
 * sends again the first phase of a queued build whose message may be lost
   (never sent because the broker was down, or sent before it restarted);
-  duplicates are harmless because fetch claims the attempt.
+  duplicates are harmless because fetch claims the attempt;
+* withdraws from the registry the image of a build that ended while its push
+  phase's worker was gone, before verification said yes or no
+  (``workers/unverified.py``): the API, which ends such a build when it is
+  cancelled, does not talk to the registry.
 
 The build's log says what the reaper did and why (``common/leases.py``
 writes it with the record): a restart, or the end line a worker would have
-written.
+written, and what became of an image withdrawn after the end.
 
 A worker cannot write its record while the database is down, so after an
 outage the reaper judges no record older than the moment it could read the
@@ -56,6 +60,7 @@ from workers.docker_engine import docker_client
 from workers.image_build import BUILT_LABEL
 from workers.phase_runner import work_dir_name
 from workers.process_logs import bind_build
+from workers.unverified import withdraw_left
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +171,7 @@ def unsent_builds(config: Config, live_hosts: set[str] | None = None) -> list[Bu
 
 def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
     """One pass of the reaper; returns what it did (for logs and tests)."""
-    done = {"cancelled": 0, "restarted": 0, "failed": 0, "requeued": 0}
+    done = {"cancelled": 0, "restarted": 0, "failed": 0, "requeued": 0, "withdrawn": 0}
     now = utcnow()
     try:
         workers = worker_store.all_workers()
@@ -190,6 +195,8 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
             with bind_build(record["name"], attempt=record["attempt"]):
                 done["requeued"] += enqueue_build(celery, config, record)
         worker_store.prune(FORGET_WORKERS_AFTER)
+        # Last: a registry slow to answer delays nothing above.
+        done["withdrawn"] += withdraw_left(config, now)
     except NoDatabase:
         watch.failed()
         log.warning("reaper: database lost during a pass; will try again")

@@ -1,5 +1,7 @@
 """An image that failed verification leaves the real registry, unless a completed build
-of its name names the same tag: then the tag gets back the image it held."""
+of its name names the same tag: then the tag gets back the image it held. So does one
+whose worker died before verification said yes or no, once its build ended: the
+reaper withdraws it (a farm of its own, with beat, whose worker the tests kill)."""
 
 from __future__ import annotations
 
@@ -17,13 +19,13 @@ import pytest
 from common import db
 from common.clock import utcnow
 from common.config import Config, get_config
-from tests.integration.conftest import unique
-from tests.support.farm import ApiClient, Farm
+from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, unique
+from tests.support.farm import ApiClient, Farm, HostWorkers, start_whole_farm
 from tests.support.git_server import GitServer
 from tests.support.images import in_registry
 from tests.support.processes import wait_until
 from tests.support.registry import Registry
-from tests.support.service_clients import base_image
+from tests.support.service_clients import base_image, mongo_client
 from tests.support.static_http import serve_directory
 from workers.image_rejection import Predecessor, predecessor, withdraw
 from workers.registry import manifest_digest, manifest_exists
@@ -249,3 +251,125 @@ def verification_running(build_id: str) -> bool:
         return bool(client.containers.list(filters={"label": f"{VERIFY_LABEL}={build_id}"}))
     finally:
         client.close()
+
+
+# A worker killed after the push, before verification said yes or no
+
+
+@dataclass
+class ReapedFarm:
+    """A farm of its own: API, beat (the reaper, every second) and one worker, which
+    the tests kill; a build lost once fails."""
+
+    api: ApiClient
+    workers: HostWorkers
+    db: Any
+
+    def kill_worker(self) -> None:
+        """SIGKILL every process of the worker: nothing of it runs another line."""
+        worker = self.workers[REAPED_HOST]
+        worker.signal(signal.SIGKILL)
+        worker.popen.wait(30)
+
+
+REAPED_HOST = "unverified-a"
+#: A command verification waits for until BINDER_VERIFY_TIMEOUT (ten minutes).
+NEVER_SERVES = "sh -c 'sleep 600'"
+
+
+@pytest.fixture(scope="module")
+def reaped(farm_env: dict[str, str], services: None) -> Iterator[ReapedFarm]:
+    run = uuid.uuid4().hex[:6]
+    database = f"binder_test_{RUN_ID}_unverified_{run}"
+    farm = Farm({**farm_env, "BINDER_MONGO_DB": database,
+                 "BINDER_BROKER_PREFIX": f"test-{RUN_ID}-unverified-{run}:",
+                 "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-unverified-",
+                 "BINDER_DATA_DIR": str(DATA_DIR / f"farm-unverified-{run}"),
+                 "BINDER_REAPER_INTERVAL": "1", "BINDER_MAX_ATTEMPTS": "1"},
+                DATA_DIR / f"logs-unverified-{run}")
+    client = mongo_client()
+    try:
+        url, workers = start_whole_farm(farm, client[database].workers, (REAPED_HOST,))
+        yield ReapedFarm(ApiClient(url, API_KEY), workers, client[database])
+    finally:
+        farm.stop()
+        client.drop_database(database)
+        client.close()
+
+
+def killed_awaiting_a_verdict(reaped: ReapedFarm, name: str, build_id: str) -> str:
+    """Kill the worker of build ``name`` while it verifies the image it pushed; the image."""
+    image = str(reaped.api.build(name)["image-name"])
+    reaped.kill_worker()
+    record = reaped.db.builds.find_one({"build_id": build_id})
+    assert (record["status"], record["phase"]) == ("running", "pushing"), record
+    assert record["unverified_image"] == image, record  # what the reaper withdraws
+    return image
+
+
+def test_a_rebuild_whose_worker_died_verifying_gets_its_tag_back_when_cancelled(
+        reaped: ReapedFarm, git_server: GitServer, repo_url: str, tmp_path: Path) -> None:
+    """The API cancels the build (nobody holds it) and does not talk to the registry;
+    the reaper gives the tag the image of the completed build it held before."""
+    reaped.workers.ensure()
+    rebuild = rebuild_being_verified(reaped.api, git_server, repo_url, tmp_path,
+                                     unique("deadverify"))
+    name, build_id = rebuild.forced["name"], rebuild.forced["build-id"]
+    maker = rebuild.first["build-id"]
+    try:
+        image = killed_awaiting_a_verdict(reaped, name, build_id)
+        assert image == rebuild.image
+        assert reaped.api.request("DELETE", f"/builds/{name}").status_code == 200
+        cancelled = reaped.api.wait(name, 60)
+        assert cancelled["status"] == "cancelled", cancelled
+        restored = f"restored {image} to the image of completed build {maker}"
+        assert wait_until(lambda: restored in reaped.api.logs(name), 60, interval=0.5), \
+            reaped.api.logs(name)
+    finally:
+        kill_verification(build_id)  # its worker died: nobody else stops it
+    assert manifest_digest(get_config(), image) == rebuild.served
+    log = reaped.api.logs(name)
+    said = (f"{image} was pushed but not verified: the build was cancelled after the worker "
+            f"pushing it was lost\n{restored}\n")
+    assert log.endswith(said), log[-2000:]
+    assert log.count(restored) == 1
+    record = reaped.db.builds.find_one({"build_id": build_id})
+    assert record["unverified_image"] is None and record["status"] == "cancelled"
+    assert record["unverified_withdrawn"]["image"] == image
+    # The build stays as the API ended it, naming the image it was making.
+    again = reaped.api.build(name)
+    assert (again["status"], again["image-name"]) == ("cancelled", image)
+    assert again["end-time"] == cancelled["end-time"]
+
+
+def test_an_image_whose_worker_died_verifying_leaves_the_registry_when_the_build_fails(
+        reaped: ReapedFarm, git_server: GitServer, repo_url: str) -> None:
+    """Nobody cancels: the reaper finds the build lost on its last attempt
+    (BINDER_MAX_ATTEMPTS=1), fails it, and then removes its image from the registry."""
+    reaped.workers.ensure()
+    repo = unique("deadfresh")
+    git_server.make_repo(f"github/rita/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\n",
+        ".binder.yml": f"command: {json.dumps(NEVER_SERVES)}\n"})
+    response = reaped.api.start(f"{repo_url}/rita/{repo}")
+    assert response.status_code == 200, response.text
+    name, build_id = response.json()["name"], response.json()["build-id"]
+    try:
+        assert wait_until(lambda: "pushed " in reaped.api.logs(name)
+                          and verification_running(build_id), 300, interval=0.2), \
+            reaped.api.logs(name)
+        image = killed_awaiting_a_verdict(reaped, name, build_id)
+        assert in_registry(image)
+        failed = reaped.api.wait(name, 120)
+        assert failed["status"] == "failed" and failed["cause"] == "farm", failed
+        assert failed["error"].startswith("The build was lost 1 times"), failed
+        removed = f"removed {image} from the registry: it was not verified"
+        assert wait_until(lambda: removed in reaped.api.logs(name), 60, interval=0.5), \
+            reaped.api.logs(name)
+    finally:
+        kill_verification(build_id)
+    assert not in_registry(image)
+    log = reaped.api.logs(name)
+    assert (f"{image} was pushed but not verified: the build failed after the worker "
+            f"pushing it was lost\n{removed}\n") in log, log[-2000:]
+    assert reaped.db.builds.find_one({"build_id": build_id})["unverified_image"] is None

@@ -262,7 +262,9 @@ def test_a_failed_verification_withdraws_the_image_and_names_it_rejected(
         push_run()
     assert (failed.value.message, failed.value.suggestions, failed.value.cause) == (
         "The image exited (status 3).", ["Fix it."], FailureCause.VERIFICATION)
-    assert failed.value.changes == {"image_name": None, "rejected_image": REJECTED}
+    # The end of the build says the image awaits no verdict any more.
+    assert failed.value.changes == {"image_name": None, "rejected_image": REJECTED,
+                                    "unverified_image": None}
     assert pushing["withdrawn"] == [("o-r", REJECTED, None)]
 
 
@@ -275,20 +277,59 @@ def test_a_rejected_image_gives_its_tag_back_to_what_it_held(pushing: dict[str, 
         push_run(record)
     stored = {"image": REJECTED, "digest": "sha256:predecessor",
               "named_by": "completed build b1"}
-    assert pushing["stored"] == [("b2", 1, {"predecessor": stored})]
+    assert pushing["stored"] == [("b2", 1, {"predecessor": stored}),
+                                 ("b2", 1, {"unverified_image": REJECTED})]
     assert record["predecessor"] == stored
     assert pushing["withdrawn"] == [("o-r", REJECTED, PREDECESSOR)]
 
     pushing["earlier"] = image_rejection.Predecessor("sha256:rejected", "completed build b1")
     with pytest.raises(PhaseFailure):
         push_run(record)  # the same record: the phase runs again
-    assert pushing["asked"] == 1 and len(pushing["stored"]) == 1
+    assert pushing["asked"] == 1
+    assert [changes for _, _, changes in pushing["stored"]].count({"predecessor": stored}) == 1
     assert pushing["withdrawn"][-1] == ("o-r", REJECTED, PREDECESSOR)
 
 
 def test_a_verified_image_stays_and_is_the_builds(pushing: dict[str, Any]) -> None:
-    assert push_run().changes == {"image_source": REJECTED, "pushed_bytes": 2048}
+    assert push_run().changes == {"image_source": REJECTED, "pushed_bytes": 2048,
+                                  "unverified_image": None}
     assert pushing["withdrawn"] == []
+
+
+def awaiting(pushing: dict[str, Any]) -> list[str | None]:
+    """What the phase wrote, in order, about the image awaiting a verdict."""
+    return [changes["unverified_image"] for _, _, changes in pushing["stored"]
+            if "unverified_image" in changes]
+
+
+def test_the_record_names_the_image_awaiting_a_verdict_from_before_the_push_until_it_came(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that dies in between leaves it named: the reaper withdraws it once the
+    build ended (workers/unverified.py)."""
+    at_push: list[list[str | None]] = []
+
+    def push_image(*args: Any, **kwargs: Any) -> int:
+        at_push.append(awaiting(pushing))
+        return 2048
+
+    monkeypatch.setattr(push, "push_image", push_image)
+    push_run()
+    assert at_push == [[REJECTED]]
+    # Cleared as soon as verification said yes: a cancel from then on keeps the image.
+    assert awaiting(pushing) == [REJECTED, None]
+
+
+def test_without_verification_no_image_awaits_a_verdict(
+        pushing: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(push, "verify", lambda phase: pytest.fail("verified"))
+    guard = SimpleNamespace(on_abort=lambda hook: hook, raise_if_stopped=lambda: None,
+                            reason=None)
+    phase = SimpleNamespace(image=REJECTED, record={"name": "o-r"}, guard=guard,
+                            config=load_config(environ={"BINDER_VERIFY": "false"}),
+                            say=lambda line: None, build_id="b2", attempt=1)
+    assert push.run(phase).changes == {  # type: ignore[arg-type]
+        "image_source": REJECTED, "pushed_bytes": 2048}
+    assert pushing["stored"] == []
 
 
 # The push phase stopped after its push, while verification runs
@@ -321,6 +362,7 @@ def test_a_phase_stopped_after_its_push_withdraws_the_unverified_image(
     assert pushing["withdrawn"] == [("o-r", REJECTED, PREDECESSOR)]
     assert pushing["unwanted"] == [image_rejection.UNVERIFIED]
     assert said[-1] == f"{REJECTED} was pushed but not verified: {how}"
+    assert awaiting(pushing) == [REJECTED, None]  # withdrawn here: not the reaper's
 
 
 def test_a_cancelled_build_stays_cancelled_whatever_becomes_of_its_tag(
@@ -354,6 +396,8 @@ def test_a_phase_that_lost_its_lease_leaves_the_tag_alone(pushing: dict[str, Any
     with pytest.raises(LeaseLost):
         push_run(reason=lost)
     assert pushing["withdrawn"] == []
+    # Named still: if the build ended rather than started again, the reaper withdraws it.
+    assert awaiting(pushing) == [REJECTED]
 
 
 def _push_cut_short(monkeypatch: pytest.MonkeyPatch, reason: BaseException) -> None:
@@ -377,6 +421,7 @@ def test_a_phase_stopped_during_its_push_leaves_the_tag_as_it_found_it(
     assert pushing["tag_asked"] == 1
     assert pushing["withdrawn"] == []
     assert phases[0].pushed is False  # the build names no image
+    assert awaiting(pushing) == [REJECTED, None]
 
 
 def test_a_push_stopped_after_the_registry_took_it_withdraws_the_unverified_image(
@@ -395,6 +440,7 @@ def test_a_push_stopped_after_the_registry_took_it_withdraws_the_unverified_imag
     assert pushing["withdrawn"] == [("o-r", REJECTED, PREDECESSOR)]
     assert pushing["unwanted"] == [image_rejection.UNVERIFIED]
     assert said[-1] == f"{REJECTED} was pushed but not verified: the build was cancelled"
+    assert awaiting(pushing) == [REJECTED, None]
 
 
 def test_a_push_stopped_while_the_registry_is_away_says_what_it_could_not_learn(
@@ -408,6 +454,8 @@ def test_a_push_stopped_while_the_registry_is_away_says_what_it_could_not_learn(
     assert pushing["withdrawn"] == []
     assert said[-1] == (f"warning: could not learn whether {REJECTED} reached the registry "
                         "before the push stopped: refused")
+    # Named still: once the build has ended, the reaper asks the registry again.
+    assert awaiting(pushing) == [REJECTED]
 
 
 def test_a_push_that_lost_its_lease_leaves_the_tag_alone(
@@ -419,6 +467,7 @@ def test_a_push_that_lost_its_lease_leaves_the_tag_alone(
     with pytest.raises(LeaseLost):
         push_run(reason=lost)
     assert pushing["tag_asked"] == 0 and pushing["withdrawn"] == []
+    assert awaiting(pushing) == [REJECTED]
 
 
 def test_without_verification_a_push_cut_short_asks_nothing(
@@ -434,6 +483,7 @@ def test_without_verification_a_push_cut_short_asks_nothing(
     with pytest.raises(BuildCancelled):
         push.run(phase)  # type: ignore[arg-type]
     assert pushing["tag_asked"] == 0 and pushing["withdrawn"] == []
+    assert awaiting(pushing) == []
 
 
 class _Died(BaseException):
@@ -478,6 +528,9 @@ def test_a_push_run_again_after_its_push_restores_what_the_tag_held_first(
     held_after_first = registry[REJECTED]
     assert held_after_first == ("sha256:predecessor" if isinstance(first_end, WorkerStopping)
                                 else "sha256:rebuilt")
+    # A dead process's image awaits a verdict still (the reaper's, should the build end).
+    assert store["unverified_image"] == (None if isinstance(first_end, WorkerStopping)
+                                         else REJECTED)
 
     pushing["verdict"] = BuildFailure("The image exited.")
     with pytest.raises(PhaseFailure):

@@ -179,6 +179,7 @@ def test_the_reapers_lines_about_a_build_name_it(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(reaper.leases, "restart",
                         lambda build, reason, config: {**build, "attempt": 2})
     monkeypatch.setattr(reaper, "unsent_builds", lambda config, hosts: [queued])
+    monkeypatch.setattr(reaper, "withdraw_left", lambda config, now: 0)
 
     def enqueue(celery: object, config: object, record: dict[str, object]) -> int:
         reaper.log.info("sent %s", record["name"])

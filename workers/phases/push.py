@@ -17,18 +17,29 @@ have, but the tag holds no image the farm did not verify. A phase run again
 pushes and verifies again. A phase that ends before the registry took the
 image (refused, cut short) pushed nothing: the build names no image
 (``PhaseRun.pushed``, ``build_store.ended_image``).
+
+A phase whose worker dies after its push cannot withdraw anything, so the
+record says beforehand which image awaits a verdict (``unverified_image``,
+``awaiting_verdict``) and the phase clears it once verification said yes or
+no, once it withdrew the image itself, or once its push stopped with the tag
+as it found it. A build that ends with it still set (cancelled or failed
+with nobody running its push, or a push whose tag the registry could not be
+asked about) gets its tag withdrawn by the reaper (``workers/unverified.py``);
+a build that starts again pushes and verifies again, and sets it again.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
+from typing import Final
 
 import requests
 
 from common import build_store
-from common.errors import BuildCancelled, BuildFailure, LeaseLost
+from common.errors import BadDatabase, BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from workers import verification_reuse
 from workers.docker_engine import docker_client
 from workers.guard import BuildTimedOut
@@ -87,6 +98,29 @@ def overwritten(phase: PhaseRun) -> Predecessor | None:
     return found
 
 
+#: The record's field naming the image a push phase pushes, or pushed, with no verdict
+#: on it yet; ``None`` once there is one (``workers/unverified.py`` reads it).
+AWAITING: Final = "unverified_image"
+#: The changes that say the image awaits no verdict any more.
+ANSWERED = {AWAITING: None}
+
+
+def awaiting_verdict(phase: PhaseRun) -> None:
+    """Record, before the push, that the image awaits a verdict: should this process
+    die before verification says yes or no, the image is withdrawn once the build
+    ends without it (``workers/unverified.py``). Raises what ``update_running`` does:
+    a phase that cannot say so does not push."""
+    build_store.update_running(phase.build_id, phase.attempt, {AWAITING: phase.image})
+
+
+def answered(phase: PhaseRun) -> None:
+    """The image awaits no verdict any more (the phase withdrew it, or never moved its
+    tag): clear ``AWAITING``, if the store takes it. If not, the reaper withdraws
+    the tag again once the build ended, which finds it withdrawn."""
+    with contextlib.suppress(LeaseLost, NoDatabase, BadDatabase):
+        build_store.update_running(phase.build_id, phase.attempt, dict(ANSWERED))
+
+
 def rejected(phase: PhaseRun, failure: BuildFailure, earlier: Predecessor | None) \
         -> PhaseFailure:
     """The image, pushed, failed verification: its tag leaves the registry unless a
@@ -94,7 +128,8 @@ def rejected(phase: PhaseRun, failure: BuildFailure, earlier: Predecessor | None
     (``workers/image_rejection.py``); the build fails with the image named as
     rejected, not as its image."""
     withdraw(phase.config, phase.record["name"], phase.image, phase.say, earlier)
-    return PhaseFailure.of(failure, {"image_name": None, "rejected_image": phase.image})
+    return PhaseFailure.of(failure, {"image_name": None, "rejected_image": phase.image,
+                                     **ANSWERED})
 
 
 def stopped(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -> None:
@@ -111,6 +146,7 @@ def stopped(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -> 
     except Exception as exc:  # the phase ends for its reason, whatever became of the tag
         log.exception("could not withdraw %s", phase.image)
         phase.say(f"warning: could not withdraw {phase.image} from its tag: {exc}")
+    answered(phase)
 
 
 def cut_short(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -> None:
@@ -121,11 +157,14 @@ def cut_short(phase: PhaseRun, reason: Exception, earlier: Predecessor | None) -
     try:
         digest = manifest_digest(phase.config, phase.image, timeout=10)
     except requests.RequestException as exc:
+        # The record still says the image awaits a verdict: once the build has ended,
+        # the reaper asks the registry again and withdraws the image if it is there.
         phase.say(f"warning: could not learn whether {phase.image} reached the registry "
                   f"before the push stopped: {exc}")
         return
     if digest is None or (earlier is not None and digest == earlier.digest):
-        return  # the tag is as the push found it
+        answered(phase)  # the tag is as the push found it
+        return
     phase.pushed = True  # the build ends naming the image it pushed, as one stopped later does
     stopped(phase, reason, earlier)
 
@@ -148,7 +187,8 @@ def verified(phase: PhaseRun, verifying: Future[None], earlier: Predecessor | No
     What the guard stopped the phase for wins over what verification raised meanwhile
     (an image whose container the stop removed seems to exit): a cancelled build ends
     cancelled. One whose lease is lost leaves the tag alone: another run of the build
-    may be pushing to it.
+    may be pushing to it (if none is, because the build ended, the reaper withdraws the
+    image its record says awaits a verdict).
     """
     try:
         verifying.result()
@@ -170,6 +210,8 @@ def run(phase: PhaseRun) -> PhaseResult:
         return PhaseResult({"image_source": image})
     phase.pushed = False  # until the registry took the image: a build ending now pushed none
     earlier = overwritten(phase) if phase.config.verify else None
+    if phase.config.verify:
+        awaiting_verdict(phase)
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="verify")
     verifying: Future[None] | None = None
     try:
@@ -193,6 +235,10 @@ def run(phase: PhaseRun) -> PhaseResult:
         phase.say(f"pushed {image} ({pushed / (1024 * 1024):.1f} MiB of new layers)")
         if verifying is not None:
             verified(phase, verifying, earlier)
+            # Now, not only with the phase's end: a build cancelled from here on keeps
+            # its verified image.
+            answered(phase)
     finally:
         pool.shutdown(wait=False)
-    return PhaseResult({"image_source": image, "pushed_bytes": pushed})
+    answers = ANSWERED if verifying is not None else {}
+    return PhaseResult({"image_source": image, "pushed_bytes": pushed, **answers})
