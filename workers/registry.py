@@ -47,14 +47,20 @@ def _auth(config: Config) -> tuple[str, str] | None:
 
 
 def manifest_digest(config: Config, image: str, timeout: float = 5) -> str | None:
-    """The registry's digest of ``image`` (``sha256:...``), ``None`` when it has no such tag."""
+    """The registry's digest of ``image`` (``sha256:...``), ``None`` when it has no such
+    tag (it answers 404). Raises ``requests.HTTPError`` for any other refusal (a
+    registry failing, a login refused): taking that for "no such tag" would have a
+    withdrawal report a tag gone that is there, or retention delete a manifest a kept
+    tag shares; and any ``requests.RequestException`` when it does not answer."""
     registry, repository, tag = split_image(image)
     base = registry_url(registry, config.registry_insecure)
     response = requests.head(f"{base}/v2/{repository}/manifests/{tag}",
                              headers={"Accept": MANIFEST_TYPES}, auth=_auth(config),
                              timeout=timeout)
-    if response.status_code != 200:
+    if response.status_code == 404:
         return None
+    if response.status_code != 200:
+        raise _refused(response)
     return response.headers.get("Docker-Content-Digest") or None
 
 

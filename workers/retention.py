@@ -143,8 +143,14 @@ def prune_images(config: Config) -> list[str]:
     records, templates = _images_of(config, names)
     prune, kept = images_to_prune(records, templates, config.keep_images, config.registry)
     repositories = {split_image(image)[1] for _, image in prune}
-    keep_digests = {digest for image in kept if split_image(image)[1] in repositories
-                    and (digest := manifest_digest(config, image, timeout=10))}
+    try:
+        keep_digests = {digest for image in kept if split_image(image)[1] in repositories
+                        and (digest := manifest_digest(config, image, timeout=10))}
+    except requests.RequestException as exc:
+        # Without every kept tag's digest, a deletion could take a manifest one shares.
+        log.warning("registry did not say which images to keep (%s); images are pruned at "
+                    "a later pass", exc)
+        return []
     deleted = []
     for name, image in prune:
         try:
