@@ -19,7 +19,7 @@ from api.log_follow import (
     follow,
     take_follower_slot,
 )
-from api.schemas.builds import LogEventSchema, LogHeadersSchema, LogQuerySchema
+from api.schemas.builds import MAX_LINE, LogEventSchema, LogHeadersSchema, LogQuerySchema
 from api.schemas.common import ErrorSchema
 from common import build_store, log_store
 from common.config import Config
@@ -101,11 +101,14 @@ def pruned(record: BuildRecord, config: Config) -> LogPruned:
 
 
 def _resume_after(header: str | None, after: int) -> int:
-    """The line to resume after: ``Last-Event-ID`` wins over ``after``."""
+    """The line to resume after: ``Last-Event-ID`` wins over ``after``; a line number
+    (``after``'s range), checked before it is read as one (a number too long for Python
+    or for the store would fail the request rather than refuse it)."""
     if header is None or header.strip() == "":
         return after
     header = header.strip()
-    if not (header.isascii() and header.isdigit()):
+    if not (header.isascii() and header.isdigit() and len(header) <= len(str(MAX_LINE))
+            and int(header) <= MAX_LINE):
         raise BadQuery("Last-Event-ID must be a line number.",
                        suggestions=["Send the id of the last event received."])
     return int(header)

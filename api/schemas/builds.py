@@ -147,8 +147,9 @@ class LogHeadersSchema(Schema):
 
     last_event_id = fields.String(
         data_key="Last-Event-ID",
-        metadata={"description": "resume a follow after this line",
-                  "pattern": "^[0-9]{1,15}$"})
+        metadata={"description": f"resume a follow after this line (at most {MAX_LINE}, "
+                                 "as after)",
+                  "pattern": "^[0-9]{1,16}$"})
 
 
 class LogEventSchema(Schema):

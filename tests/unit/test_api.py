@@ -27,6 +27,7 @@ import common.config
 import common.errors
 from api import create_app
 from api.docs import build_spec
+from api.schemas.builds import MAX_LINE
 from common.config import load_config
 
 KEY = "k"
@@ -229,6 +230,38 @@ def test_bad_log_query_is_bad_query(client: FlaskClient) -> None:
     body = response.get_json()
     assert_error_body(body, "badQuery")
     assert "follow" in body["error"]
+
+
+@pytest.mark.parametrize("last_event_id", [
+    "9" * 5000,  # past Python's longest integer text
+    "9" * 30,  # past MongoDB's 8-byte integers
+    str(MAX_LINE + 1),
+])
+def test_a_last_event_id_past_any_line_is_bad_query(client: FlaskClient,
+                                                    last_event_id: str) -> None:
+    response = client.get("/builds/o-r/logs?follow=1", headers={"Last-Event-ID": last_event_id})
+    assert response.status_code == 422
+    body = response.get_json()
+    assert_error_body(body, "badQuery")
+    assert "Last-Event-ID" in body["error"]
+
+
+def test_the_last_line_number_is_a_last_event_id(client: FlaskClient,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    resumed: list[int] = []
+
+    def follow(name: str, build_id: str, after: int, *args: Any) -> Iterator[Any]:
+        resumed.append(after)
+        return iter(())
+
+    monkeypatch.setattr(api.logs.build_store, "get_build",
+                        lambda name: {"name": name, "build_id": "b1"})
+    monkeypatch.setattr(api.logs, "follow", follow)
+    response = client.get("/builds/o-r/logs?follow=1",
+                          headers={"Last-Event-ID": str(MAX_LINE)})
+    assert response.status_code == 200
+    response.get_data()
+    assert resumed == [MAX_LINE]
 
 
 PRUNED = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
