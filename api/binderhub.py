@@ -155,6 +155,9 @@ def build(prefix: str, spec: str) -> Response:
     except BinderError as exc:
         give_back()
         return _stream(iter([_data(_error_event(exc))]))
+    except BaseException:  # a failure of the farm's own: answered 500, the slot kept by none
+        give_back()
+        raise
     if record["status"] == Status.COMPLETED.value:
         give_back()
         return _stream(iter([_data(_ready(record, FOUND))]))

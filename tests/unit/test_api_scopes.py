@@ -215,3 +215,21 @@ def test_a_process_following_all_it_may_refuses_followers_before_any_build_start
     assert (logs.status_code, logs.get_json()["type"]) == (503, "tooManyFollowers")
     assert logs.headers["Retry-After"] == "5"
     assert api.log_follow._following == 2
+
+
+def test_a_start_that_fails_unexpectedly_gives_its_follower_slot_back(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    app = make_app(tmp_path, monkeypatch, BINDER_API_THREADS="4")
+
+    def broken(*args: object, **kwargs: object) -> Any:
+        raise RuntimeError("a bug in the start")
+
+    monkeypatch.setattr(api.builds.name_store, "claim_name", broken)
+    monkeypatch.setattr(api.log_follow, "_following", 0)
+    client = app.test_client()
+    for _ in range(3):  # more than the process may follow at once (4 threads, 2 kept)
+        response = client.get("/build/gh/owner/repo/HEAD?build_only=true",
+                              headers={"Authorization": KEYS["build"]})
+        assert response.status_code == 500
+        assert "a bug in the start" not in response.get_data(as_text=True)
+    assert api.log_follow._following == 0
