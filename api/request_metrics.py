@@ -23,8 +23,17 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 REQUEST_SECONDS = Histogram(
     "binder_api_request_duration_seconds",
     "Time from a request's arrival to its response headers (a followed log stream counts "
-    "until its first byte), by endpoint (the route's rule), method and status.",
+    "until its first byte), by endpoint (the route's rule), method (other for any "
+    "unusual one) and status.",
     ["endpoint", "method", "status"], buckets=LATENCY_BUCKETS, registry=None)
+
+#: Methods with a series of their own; any other (gunicorn passes on every upper-case
+#: token a client makes up) counts as ``other``, so no client adds series at will.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    return method if method in METHODS else "other"
 
 
 def register_request_metrics(app: Flask) -> None:
@@ -40,6 +49,7 @@ def register_request_metrics(app: Flask) -> None:
         if started is not None:
             # The rule, not the path: one series per route, whatever names users ask for.
             endpoint = request.url_rule.rule if request.url_rule is not None else "unmatched"
-            REQUEST_SECONDS.labels(endpoint, request.method, str(response.status_code)).observe(
+            REQUEST_SECONDS.labels(endpoint, method_label(request.method),
+                                   str(response.status_code)).observe(
                 time.perf_counter() - started)
         return response

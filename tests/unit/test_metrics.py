@@ -158,6 +158,26 @@ def test_requests_are_timed_by_route_method_and_status(tmp_path: Path,
     assert api.metrics.REQUEST_SECONDS is REQUEST_SECONDS
 
 
+def test_methods_a_client_makes_up_share_one_series(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    client = make_app(tmp_path, monkeypatch).test_client()
+
+    def methods() -> set[str]:
+        registry = CollectorRegistry()
+        registry.register(REQUEST_SECONDS)
+        return {sample.labels["method"] for family in registry.collect()
+                for sample in family.samples if "method" in sample.labels}
+
+    # gunicorn passes on any upper-case token of 3 to 20 characters as a method
+    for n in range(5):
+        assert client.open("/builds/", method=f"MADEUP{n}").status_code in (404, 405)
+    assert client.open("/no/such/route", method="BREW").status_code in (404, 405)
+    assert client.get("/builds/o-r").status_code == 404
+    seen = methods()
+    assert not any(method.startswith("MADEUP") or method == "BREW" for method in seen), seen
+    assert {"GET", "other"} <= seen
+
+
 def test_the_api_command_starts_gunicorn_in_multiprocess_mode(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from click.testing import CliRunner
