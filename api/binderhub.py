@@ -44,6 +44,7 @@ from api.log_follow import (
     Failed,
     KeepAlive,
     Lines,
+    bound_writes,
     client_left,
     follow,
     take_follower_slot,
@@ -163,6 +164,7 @@ def build(prefix: str, spec: str) -> Response:
         return _stream(iter([_data(_ready(record, FOUND))]))
     response = _stream(_follow(record, client_left(request.environ)))
     response.call_on_close(give_back)
+    response.call_on_close(bound_writes(request.environ))
     return response
 
 

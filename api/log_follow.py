@@ -8,6 +8,8 @@ in their own words.
 
 from __future__ import annotations
 
+import contextlib
+import select
 import socket
 import ssl
 import threading
@@ -27,6 +29,10 @@ IDLE_READ_SECONDS = 1.0
 #: A follower is closed after this long even if the build still runs; clients
 #: resume (the log stream with Last-Event-ID) or look the build up.
 FOLLOW_MAX_SECONDS = 3600
+#: Longest one write of a streamed log may wait for its client to take it: a client
+#: that stays connected but reads nothing is let go then (its thread and follower slot
+#: given back) instead of holding them for as long as it likes.
+WRITE_SECONDS = 60.0
 #: Threads of an API process that never follow a log: a follower holds its thread
 #: for as long as the build runs, and reads must not wait for builds to end.
 KEPT_THREADS = 2
@@ -81,13 +87,43 @@ def client_left(environ: Mapping[str, Any]) -> Callable[[], bool]:
         return lambda: False
 
     def left() -> bool:
+        # Polled first: a socket with a timeout (``bound_writes``) waits that long for
+        # something to read before it peeks, whatever MSG_DONTWAIT says.
+        poller = select.poll()
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(0):
+            return False  # nothing to read: the client is still there
         try:
             return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
-        except BlockingIOError:
-            return False  # nothing to read: the client is still there
+        except (BlockingIOError, TimeoutError):
+            return False
         except OSError:
             return True  # reset or closed under us
     return left
+
+
+def bound_writes(environ: Mapping[str, Any]) -> Callable[[], None]:
+    """Bound each write of this response to ``WRITE_SECONDS``; returns what undoes it
+    (call it once, when the response closes).
+
+    gunicorn writes a response to a blocking socket without a timeout: to a client
+    that stopped reading, a write of a streamed log waits for good, past the end of
+    the build and ``FOLLOW_MAX_SECONDS`` (the follower only runs between writes),
+    and ``client_left`` never sees it go. With the bound the write fails, and
+    gunicorn closes the connection and the response. Only HTTP/1 connections: an
+    HTTP/2 socket carries other requests too.
+    """
+    sock = environ.get("gunicorn.socket")
+    if not isinstance(sock, socket.socket) or \
+            not str(environ.get("SERVER_PROTOCOL", "")).startswith("HTTP/1"):
+        return lambda: None
+    before = sock.gettimeout()
+    sock.settimeout(WRITE_SECONDS)
+
+    def unbound() -> None:
+        with contextlib.suppress(OSError):  # closed meanwhile: nothing to undo
+            sock.settimeout(before)
+    return unbound
 
 
 @dataclass(frozen=True)

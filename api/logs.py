@@ -15,6 +15,7 @@ from api.log_follow import (
     Failed,
     KeepAlive,
     Lines,
+    bound_writes,
     client_left,
     follow,
     take_follower_slot,
@@ -69,11 +70,14 @@ def logs(query: dict[str, Any], headers: dict[str, Any], name: str) -> Response:
                             mimetype="text/event-stream",
                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
         response.call_on_close(give_back)
+        response.call_on_close(bound_writes(request.environ))
         return response
     # The first part is read here, so a store that fails answers an error, not a cut text.
     first = log_store.read_lines(record["build_id"], after, log_store.READ_LINES)
-    return Response(stream_with_context(_text(record["build_id"], first)),
-                    mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+    response = Response(stream_with_context(_text(record["build_id"], first)),
+                        mimetype="text/plain", headers={"Cache-Control": "no-cache"})
+    response.call_on_close(bound_writes(request.environ))
+    return response
 
 
 def _text(build_id: str, lines: list[tuple[int, str]]) -> Iterator[str]:

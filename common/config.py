@@ -88,7 +88,8 @@ class Config:
     api_threads: int = setting("BINDER_API_THREADS", 16,
         "Threads of each API worker process (requests one process serves at once); a log "
         "followed live holds one while its build runs or until its client leaves (given back "
-        "within a poll), and two are kept for other requests.")
+        "within a poll) or takes nothing of it for a minute, and two are kept for other "
+        "requests.")
     flower_port: int = setting("BINDER_FLOWER_PORT", 5555, "Flower port (make up).")
     flower_user: str = setting("BINDER_FLOWER_USER", "binder", "Flower's basic-auth user name.")
     flower_password: str = setting("BINDER_FLOWER_PASSWORD", "",

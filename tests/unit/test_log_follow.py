@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -147,6 +148,38 @@ def test_a_connection_reads_as_left_once_its_client_closed_it() -> None:
         assert server.recv(100)  # the peek left it there to read
         client.close()
         assert left()
+    finally:
+        server.close()
+        client.close()
+
+
+def test_a_connection_whose_writes_are_bounded_is_peeked_at_without_waiting(
+        monkeypatch: Any) -> None:
+    monkeypatch.setattr(log_follow, "WRITE_SECONDS", 5.0)
+    server, client = socket.socketpair()
+    try:
+        environ = {"gunicorn.socket": server, "SERVER_PROTOCOL": "HTTP/1.1"}
+        unbound = log_follow.bound_writes(environ)
+        assert server.gettimeout() == 5.0
+        left = log_follow.client_left(environ)
+        started = time.monotonic()
+        assert not left()
+        assert time.monotonic() - started < 1
+        client.close()
+        assert left()
+        unbound()
+        assert server.gettimeout() is None
+    finally:
+        server.close()
+        client.close()
+
+
+def test_writes_are_bounded_only_on_an_http1_socket() -> None:
+    server, client = socket.socketpair()
+    try:
+        log_follow.bound_writes({"gunicorn.socket": server, "SERVER_PROTOCOL": "HTTP/2"})()
+        assert server.gettimeout() is None
+        log_follow.bound_writes({})()  # no socket: nothing to bound
     finally:
         server.close()
         client.close()
