@@ -42,6 +42,21 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return members
 
 
+class _LongNumber(ValueError):
+    pass
+
+
+#: Longest integer a body may hold, in digits: far more than any field takes, and
+#: short of Python's own limit, whose refusal speaks of Python.
+_MAX_DIGITS = 100
+
+
+def _integer(text: str) -> int:
+    if len(text) > _MAX_DIGITS:
+        raise _LongNumber(text[:20])
+    return int(text)
+
+
 def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "an array"
@@ -63,12 +78,21 @@ def read_json_object(raw: bytes, schema: Schema) -> dict[str, Any]:
     """``raw`` as one JSON object with no repeated key, or ``MalformedRequest`` saying why
     (and suggesting the fields of ``schema``)."""
     try:
-        body = json.loads(raw, object_pairs_hook=_unique_keys)
+        body = json.loads(raw, object_pairs_hook=_unique_keys, parse_int=_integer)
     except _RepeatedKey as exc:
         raise MalformedRequest(f"Request body has the key {quoted(exc.key, _MAX_QUOTED)} "
                                "more than once.",
                                suggestions=["Give each key once."]) from exc
-    except (ValueError, RecursionError) as exc:  # also bad UTF-8, absurd nesting
+    except RecursionError as exc:
+        raise MalformedRequest("Request body is not JSON: it is nested too deeply.",
+                               suggestions=[_body_hint(schema)]) from exc
+    except json.JSONDecodeError as exc:
+        raise MalformedRequest(f"Request body is not JSON: {exc}.",
+                               suggestions=[_body_hint(schema)]) from exc
+    except _LongNumber as exc:
+        raise MalformedRequest("Request body is not JSON: a number in it is too long.",
+                               suggestions=[_body_hint(schema)]) from exc
+    except ValueError as exc:  # bad UTF-8
         raise MalformedRequest(f"Request body is not JSON: {exc}.",
                                suggestions=[_body_hint(schema)]) from exc
     if not isinstance(body, dict):

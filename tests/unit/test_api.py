@@ -137,6 +137,21 @@ def test_body_that_is_not_a_json_object(client: FlaskClient, data: str | bytes,
     assert fragment in body["error"]
 
 
+@pytest.mark.parametrize(("data", "reason"), [
+    ('{"repository": "https://github.com/o/r", "force": 1' + "0" * 5000 + "}",
+     "a number in it is too long"),
+    ("[" * 1100, "it is nested too deeply"),
+])
+def test_a_body_python_cannot_read_is_refused_without_python_in_the_answer(
+        app: Flask, data: str, reason: str) -> None:
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 16
+    status, body = post(app.test_client(), data)
+    assert status == 422
+    assert_error_body(body, "malformedRequest")
+    assert body["error"] == f"Request body is not JSON: {reason}."
+    assert "sys." not in body["error"] and "recursion" not in body["error"]
+
+
 def test_unknown_field_is_named(client: FlaskClient) -> None:
     status, body = post(client, {"repository": "https://github.com/o/r", "colour": "blue"})
     assert status == 422
