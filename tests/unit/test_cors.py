@@ -59,3 +59,20 @@ def test_other_origins_get_no_grant() -> None:
     client = app_with(ORIGIN).test_client()
     response = client.options("/build/x", headers={**PREFLIGHT, "Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_a_page_of_another_origin_may_read_retry_after_and_the_next_page() -> None:
+    client = app_with(ORIGIN).test_client()
+    answer = client.get("/build/x", headers={"Origin": ORIGIN})
+    exposed = {name.strip().lower()
+               for name in answer.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"retry-after", "link"} <= exposed
+
+
+@pytest.mark.parametrize("origin", [None, "https://evil.example"])
+def test_an_answer_without_a_grant_still_varies_by_origin(origin: str | None) -> None:
+    # else a cache could hand the allowed origin an answer that grants it nothing
+    client = app_with(ORIGIN).test_client()
+    answer = client.get("/build/x", headers={"Origin": origin} if origin else {})
+    assert "Access-Control-Allow-Origin" not in answer.headers
+    assert "Origin" in answer.headers.get("Vary", "")
