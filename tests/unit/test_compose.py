@@ -424,3 +424,14 @@ def test_dockerfile_from_binder_root_is_rendered_checked_and_logged(tmp_path: Pa
         check(detection, tmp_path, strict)
     check(detection, tmp_path, strict.replace(
         allowed_base_images=("registry.test:5000/binder-root",)))
+
+
+def test_pipfile_notice_names_the_farm_index_without_its_credentials(tmp_path: Path) -> None:
+    config = CONFIG.replace(pip_index_url="https://farm:s3cret@index.example/simple/")
+    checkout = checkout_with(tmp_path, {"Pipfile": '[[source]]\nurl = "https://evil.example/simple"'
+                                                   '\nname = "evil"\n[packages]\nx = "*"\n'})
+    detection = detect(checkout, config)
+    [note] = notices(detection, checkout, config)
+    assert "s3cret" not in note and "farm:" not in note
+    assert note.endswith("https://index.example/simple/.")
+

@@ -18,6 +18,7 @@ from typing import Any
 from common.errors import BuildFailure
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
+from workers.index_proxy import without_credentials
 from workers.package_index import sources_replaced
 
 REQUIREMENTS = "Pipfile.requirements.txt"
@@ -127,7 +128,9 @@ class PipfileBuildPack(BuildPack):
         self._parse(inputs)
 
     def notices(self, inputs: BuildInputs) -> list[str]:
-        index = str(inputs.config.pip_index_url) or "the installer's default index"
+        # the log is the user's to read: the index's credentials stay on the host
+        index = (without_credentials(str(inputs.config.pip_index_url))
+                 if inputs.config.pip_index_url else "the installer's default index")
         note = sources_replaced(str(inputs.config_path),
                                 declared_sources(inputs.read(), str(inputs.config_path)),
                                 [index])
