@@ -119,17 +119,43 @@ def check_requirement_lines(lines: Iterable[tuple[int, str]], where: str,
     """
     seen = seen if seen is not None else set()
     for number, line in lines:
-        tokens = _tokens(line)
-        for index, token in enumerate(tokens):
-            option, value = _long_option(token)
-            if option is None:
-                continue
-            if value is None and index + 1 < len(tokens):
-                value = tokens[index + 1]
-            _check_option(option, value or "", f"{where} {unit} {number}", line)
+        for option, value in _options(line, f"{where} {unit} {number}"):
             if option in FILE_OPTIONS and value and base is not None and checkout is not None:
                 _follow(base / value, checkout, seen)
         _check_direct_reference(line, f"{where} {unit} {number}")
+
+
+def check_generated_line(line: str, where: str, direct_reference: bool = False) -> None:
+    """Refuse a requirements line the farm writes from a repository's values (a Pipfile's
+    packages) when pip or uv could read more into it than one requirement: a line break
+    or control character, a continuation at its end, an index option, or (unless
+    ``direct_reference``, a URL the farm wrote itself) a download URL."""
+    if not line.isprintable() or line.rstrip().endswith("\\"):
+        raise BuildFailure(f"{where} holds a line break or a control character.",
+                           suggestions=["Write each value of the entry on one line."])
+    for option, _ in _options(line, where):
+        if option in FILE_OPTIONS:
+            raise BuildFailure(f"{where} (`{shorten(line, 80)}`) reads another requirements "
+                               "file.", suggestions=["Name the package, its version or its "
+                                                     "path in the repository."])
+    if not direct_reference:
+        _check_direct_reference(line, where)
+
+
+def _options(line: str, where: str) -> list[tuple[str, str]]:
+    """The index and file options ``line`` holds (their values), after refusing those
+    that name an index or a URL."""
+    found = []
+    tokens = _tokens(line)
+    for index, token in enumerate(tokens):
+        option, value = _long_option(token)
+        if option is None:
+            continue
+        if value is None and index + 1 < len(tokens):
+            value = tokens[index + 1]
+        _check_option(option, value or "", where, line)
+        found.append((option, value or ""))
+    return found
 
 
 def _check_option(option: str, value: str, where: str, line: str) -> None:
@@ -201,5 +227,5 @@ def sources_replaced(file_name: str, declared: Sequence[str], used: Sequence[str
             f"configured sources instead: {farm}.")
 
 
-__all__ = ["FILE_OPTIONS", "INDEX_OPTIONS", "check_requirement_lines",
+__all__ = ["FILE_OPTIONS", "INDEX_OPTIONS", "check_generated_line", "check_requirement_lines",
            "check_requirements_file", "logical_lines", "sources_replaced"]

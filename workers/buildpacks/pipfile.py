@@ -19,7 +19,8 @@ from common.errors import BuildFailure
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
 from workers.index_proxy import without_credentials
-from workers.package_index import sources_replaced
+from workers.package_index import check_generated_line, sources_replaced
+from workers.repo_yaml import shorten
 
 REQUIREMENTS = "Pipfile.requirements.txt"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -33,7 +34,20 @@ class PipfileError(BuildFailure):
 
 
 def _requirement(name: str, entry: Any, source: str, locked: bool) -> tuple[str, bool]:
-    """One requirements line and whether it refers to the repository's files."""
+    """One requirements line and whether it refers to the repository's files.
+
+    Every value is the repository's: the line must read as this one requirement
+    (``check_generated_line``), never as a pip option or a second line.
+    """
+    line, local, direct = _requirement_line(name, entry, source, locked)
+    check_generated_line(line, f"{source} package {shorten(name, 60)}", direct)
+    return line, local
+
+
+def _requirement_line(name: str, entry: Any, source: str, locked: bool
+                      ) -> tuple[str, bool, bool]:
+    """(the line, whether it refers to the repository's files, whether it names the
+    https URL a ``git`` or ``file`` entry gives)."""
     if not _NAME.match(name):
         raise PipfileError(f"{source}: `{name[:60]}` is not a package name.")
     if isinstance(entry, str):
@@ -49,15 +63,18 @@ def _requirement(name: str, entry: Any, source: str, locked: bool) -> tuple[str,
         path = str(entry["path"])
         if path.startswith(("/", "~")) or ".." in path.split("/"):
             raise PipfileError(f"{source}: {name} points outside the repository ({path[:60]}).")
+        if path.startswith("-") or "://" in path:
+            raise PipfileError(f"{source}: the path of {name} ({path[:60]}) is not a path in "
+                               "the repository.")
         editable = "-e " if entry.get("editable") else ""
-        return f"{editable}{path}", True
+        return f"{editable}{path}", True, False
     if "git" in entry or "file" in entry:
         url = str(entry.get("git") or entry.get("file"))
         if not url.startswith("https://"):
             raise PipfileError(f"{source}: {name} must come from an https:// URL.")
         ref = f"@{entry['ref']}" if entry.get("ref") and "git" in entry else ""
         prefix = "git+" if "git" in entry else ""
-        return f"{requirement} @ {prefix}{url}{ref}", False
+        return f"{requirement} @ {prefix}{url}{ref}", False, True
     version = str(entry.get("version", "*")).strip()
     if not _SPECIFIER.match(version):
         raise PipfileError(f"{source}: the version of {name} ({version[:60]}) is not a "
@@ -70,7 +87,7 @@ def _requirement(name: str, entry: Any, source: str, locked: bool) -> tuple[str,
         hashes = entry.get("hashes") or []
         line += "".join(f" --hash={digest}" for digest in hashes
                         if isinstance(digest, str) and re.match(r"^sha256:[0-9a-f]{64}$", digest))
-    return line, False
+    return line, False, False
 
 
 def declared_sources(text: str, source: str) -> list[str]:
