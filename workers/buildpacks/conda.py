@@ -47,7 +47,7 @@ from workers.buildpacks.installers import (
 )
 from workers.buildpacks.requirements import needs_repository
 from workers.config_files import cap_for, read_config_bytes
-from workers.package_index import check_requirement_lines, sources_replaced
+from workers.package_index import check_requirement_lines, logical_lines, sources_replaced
 
 SCRIPT = "conda_env.py"
 SCRIPT_SOURCE = Path(__file__).with_name(SCRIPT)
@@ -107,8 +107,11 @@ class CondaBuildPack(BuildPack):
                 "See https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/"
                 "manage-environments.html#create-env-file-manually"]) from exc
         env_file = inputs.checkout / inputs.config_path
-        check_requirement_lines(enumerate(spec.pip, start=1), "environment.yml pip:",
-                                env_file.parent, inputs.checkout, unit="entry")
+        # each entry, and the entries as pip reads the file they are written to
+        # (conda_env.pip_install), where one ending with a backslash goes on in the next
+        for lines in (enumerate(spec.pip, start=1), logical_lines("\n".join(spec.pip))):
+            check_requirement_lines(lines, "environment.yml pip:", env_file.parent,
+                                    inputs.checkout, unit="entry")
 
     def notices(self, inputs: BuildInputs) -> list[str]:
         """Say so when the file names channels other than the farm's (which replace them)."""
