@@ -43,10 +43,30 @@ _OTHER_OPTIONS = ("--editable", "--no-index", "--prefer-binary", "--require-hash
                   "--global-option")
 #: pip's comment pattern (``req_file.COMMENT_RE``)
 _COMMENT = re.compile(r"(^|\s+)#.*$")
-_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-#: a URL anywhere in a line (``git+https://``, ``name @ https://``, ``name@https://``)
-_DIRECT_URL = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://")
+#: a scheme anywhere in a line (``git+https:``, ``name @ https:``, ``name@https:``)
+_SCHEME = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*):")
+#: Schemes after which uv, reading URLs as browsers do (WHATWG), needs no slashes:
+#: ``https:host/x`` and ``https:\\host/x`` are ``https://host/x`` to it.
+_WEB_SCHEMES = frozenset({"http", "https", "ftp", "ws", "wss"})
 MAX_FILES = 50
+
+
+def _urls(text: str) -> list[tuple[int, str]]:
+    """(position, scheme) of every URL in ``text``, as pip or uv could read one: a scheme
+    followed by ``//`` (or a backslash), a web scheme with or without them, or a VCS
+    scheme (``git+https:``)."""
+    found = []
+    for match in _SCHEME.finditer(text):
+        scheme = match.group(1).lower()
+        after = text[match.end():match.end() + 2]
+        if (after.startswith(("//", "\\")) or scheme.rpartition("+")[2] in _WEB_SCHEMES
+                or "+" in scheme):
+            found.append((match.start(), scheme))
+    return found
+
+
+def _is_url(value: str) -> bool:
+    return any(position == 0 for position, _ in _urls(value))
 
 
 def _long_option(token: str) -> tuple[str | None, str | None]:
@@ -162,12 +182,12 @@ def _check_option(option: str, value: str, where: str, line: str) -> None:
     shown = f"{where} (`{shorten(line, 80)}`)"
     file_name = where.split(" ", 1)[0]
     if option in _ALWAYS_REFUSED or (
-            option == "--find-links" and _URL.match(value)):
+            option == "--find-links" and _is_url(value)):
         raise BuildFailure(
             f"{shown} names a package index; this farm installs packages only from its own "
             "index.", suggestions=[f"Remove it from {file_name}; list the packages by name "
                                    "(or as wheels in the repository with -f ./folder)."])
-    if option in FILE_OPTIONS and _URL.match(value):
+    if option in FILE_OPTIONS and _is_url(value):
         raise BuildFailure(
             f"{shown} reads requirements from a URL; this farm reads them only from the "
             "repository.", suggestions=["Commit that file to the repository and name its path."])
@@ -177,8 +197,8 @@ def _check_direct_reference(line: str, where: str) -> None:
     """Refuse a requirement that names where to download it (``name @ https://...``, a bare
     URL, ``git+https://...``): pip and uv fetch those past any index. A ``file:`` URL
     names a path in the image and passes."""
-    for match in _DIRECT_URL.finditer(line):
-        if match.group(1).lower() != "file":
+    for _, scheme in _urls(line):
+        if scheme != "file":
             raise BuildFailure(
                 f"{where} (`{shorten(line, 80)}`) installs a package from a URL; this farm "
                 "installs packages only from its own index.",

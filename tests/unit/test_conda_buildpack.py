@@ -222,8 +222,8 @@ def test_render_ships_the_loader_beside_the_script(tmp_path: Path) -> None:
     ("dependencies: [{pip: ['--extra-index-url=https://evil.example/simple']}]\n", 1),
     ("dependencies: [{pip: ['-f https://evil.example/links']}]\n", 1),
     # pip joins an entry ending with a backslash to the next one, as lines of its file
-    ("dependencies: [{pip: [ok, '--extra-ind\\', 'ex-url=https:\\', '//evil.example/s']}]\n", 2),
-    ("dependencies: [{pip: ['-\\', 'ihttps:\\', '//evil.example/simple']}]\n", 1),
+    ("dependencies: [{pip: [ok, '--extra-ind\\', 'ex-url=https\\', '://evil.example/s']}]\n", 2),
+    ("dependencies: [{pip: ['-\\', 'ihttps\\', '://evil.example/simple']}]\n", 1),
 ])
 def test_pip_entries_may_not_name_an_index(tmp_path: Path, text: str, entry: int) -> None:
     with pytest.raises(BuildFailure, match=rf"^environment.yml pip: entry {entry} \(`"):

@@ -39,6 +39,10 @@ def check(tmp_path: Path, text: str, name: str = "requirements.txt",
     ("numpy==1.0 --index-url https://evil.example/simple\n", 1),
     ("-r https://evil.example/reqs.txt\n", 1),
     ("--constraint=http://evil.example/c.txt\n", 1),
+    # uv reads URLs as browsers do: slashes after a web scheme are optional
+    ("-f https:evil.example/links/\n", 1),
+    ("--find-links=HTTP:\\\\evil.example/links/\n", 1),
+    ("-r https:evil.example/reqs.txt\n", 1),
 ])
 def test_index_options_are_refused_naming_the_line(tmp_path: Path, text: str,
                                                    line: int) -> None:
@@ -59,6 +63,8 @@ def test_index_options_are_refused_naming_the_line(tmp_path: Path, text: str,
     "-r other.txt\n",
     "pkg @ file:///home/jovyan/wheels/pkg-1.0-py3-none-any.whl\n",
     "./wheels/pkg-1.0-py3-none-any.whl\n",
+    "pkg==1.0 --hash=sha256:" + "a" * 64 + "\n",
+    "pkg @ file:/home/jovyan/wheels/pkg-1.0-py3-none-any.whl\n",
 ])
 def test_ordinary_requirements_pass(tmp_path: Path, text: str) -> None:
     check(tmp_path, text, others={"other.txt": "requests\n"})
@@ -71,6 +77,13 @@ def test_ordinary_requirements_pass(tmp_path: Path, text: str) -> None:
     ("https://files.example/pkg-1.0-py3-none-any.whl\n", 1),
     ("-e git+ssh://git@example.org/pkg.git#egg=pkg\n", 1),
     ("x\\\n  @ http://files.example/x.whl\n", 1),
+    # uv reads URLs as browsers do: slashes after a web scheme are optional
+    ("pkg @ https:files.example/pkg-1.0-py3-none-any.whl\n", 1),
+    ("pkg@HTTPS:/files.example/pkg-1.0-py3-none-any.whl\n", 1),
+    ("https:files.example/pkg-1.0-py3-none-any.whl\n", 1),
+    ("pkg @ git+https:example.org/pkg.git\n", 1),
+    ("pkg @ https:\\\\files.example/pkg-1.0-py3-none-any.whl\n", 1),
+    ("pkg @ ftp:files.example/pkg-1.0.tar.gz\n", 1),
 ])
 def test_direct_references_are_refused_naming_the_line(tmp_path: Path, text: str,
                                                        line: int) -> None:
