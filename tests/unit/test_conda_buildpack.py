@@ -230,6 +230,25 @@ def test_pip_entries_may_not_name_an_index(tmp_path: Path, text: str, entry: int
         CondaBuildPack().check(inputs_for(tmp_path, text))
 
 
+@pytest.mark.parametrize("dependency", [
+    "https://evil.example/noarch/p-1.0-0.tar.bz2",
+    "HTTP://evil.example/p-1.0-0.conda",
+    "' s3://bucket/p-1.0-0.conda'",
+    "'numpy[url=https://evil.example/numpy-1.0-0.conda]'",
+    "'numpy[version=1.0, url=https://evil.example/numpy-1.0-0.conda]'",
+])
+def test_conda_dependencies_may_not_be_package_urls(tmp_path: Path, dependency: str) -> None:
+    with pytest.raises(BuildFailure, match=r"downloads a package from a URL; this farm "
+                                           r"installs conda packages only from its own channels"):
+        CondaBuildPack().check(inputs_for(tmp_path, f"dependencies: [numpy, {dependency}]\n"))
+
+
+def test_conda_dependencies_by_name_channel_or_local_file_pass(tmp_path: Path) -> None:
+    CondaBuildPack().check(inputs_for(
+        tmp_path, "dependencies: [numpy >=1, 'conda-forge::scipy', 'python 3.12.*',"
+                  " /tmp/local-1.0-0.conda]\n"))
+
+
 def test_pip_entries_follow_requirement_files_in_the_repository(tmp_path: Path) -> None:
     inputs = inputs_for(tmp_path, "dependencies: [{pip: ['-r more.txt']}]\n",
                         where="binder/environment.yml")
@@ -256,7 +275,7 @@ def test_parse_errors_never_repeat_a_huge_value() -> None:
         assert len(str(caught.value)) < 400
     spec = script.parse_environment(f"dependencies: ['{huge}[']\n")
     with pytest.raises(script.EnvironmentFileError) as caught:
-        script._match_specs(spec.conda)
+        script.match_specs(spec.conda)
     assert len(str(caught.value)) < 400
 
 

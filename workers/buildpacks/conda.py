@@ -37,6 +37,7 @@ from workers.buildpacks.base import (
 from workers.buildpacks.conda_env import (
     EnvironmentFileError,
     EnvironmentSpec,
+    match_specs,
     parse_environment,
 )
 from workers.buildpacks.installers import (
@@ -98,10 +99,12 @@ class CondaBuildPack(BuildPack):
         return parse_environment(read_config_bytes(inputs.checkout, inputs.config_path))
 
     def check(self, inputs: BuildInputs) -> None:
-        """The file must parse, and its ``pip:`` entries may not name a package index."""
+        """The file must parse, its dependencies may not be package URLs, and its ``pip:``
+        entries may not name a package index."""
         assert inputs.config_path is not None
         try:
             spec = self._spec(inputs)
+            match_specs(spec.conda)  # no package downloaded past the farm's channels
         except EnvironmentFileError as exc:
             raise BuildFailure(str(exc), suggestions=[
                 "See https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/"

@@ -77,6 +77,9 @@ if TYPE_CHECKING:
 CHANNEL_ALIAS = "https://conda.anaconda.org"
 #: What conda means by ``defaults``.
 DEFAULT_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
+#: The URL a spec downloads its package from (``https://host/p-1.0-0.conda``,
+#: ``p[url=...]``), as rattler writes the spec back.
+_PACKAGE_URL = re.compile(r'\[(?:[^\]]*[ ,])?url="([^"]*)"')
 #: Used when ``environment.yml`` lists no channels (as Binder does).
 FALLBACK_CHANNELS = ("conda-forge",)
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -203,18 +206,24 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
-def _match_specs(specs: Sequence[str]) -> list[Any]:
+def match_specs(specs: Sequence[str]) -> list[Any]:
     from rattler import MatchSpec
     from rattler.exceptions import InvalidMatchSpecError
 
     result = []
     for text in specs:
         try:
-            result.append(MatchSpec(text, strict=False))
+            spec = MatchSpec(text, strict=False)
         except InvalidMatchSpecError as exc:
             raise EnvironmentFileError(f"environment.yml: {shorten(text)!r} is not a valid conda "
                                        f"package spec: {shorten(_one_line(str(exc)), 200)}."
                                        ) from exc
+        url = _PACKAGE_URL.search(str(spec))
+        if url and not url.group(1).lower().startswith("file:"):
+            raise EnvironmentFileError(
+                f"environment.yml: {shorten(text)!r} downloads a package from a URL; this farm "
+                "installs conda packages only from its own channels. List the package by name.")
+        result.append(spec)
     return result
 
 
@@ -228,7 +237,7 @@ async def solve(spec: EnvironmentSpec, channels: list[str], cache: Path) -> list
     from rattler import solve as rattler_solve
     from rattler.exceptions import GatewayError, SolverError
 
-    specs = _match_specs(spec.conda)
+    specs = match_specs(spec.conda)
     if not specs:
         return []
     platform = Subdir.current()
