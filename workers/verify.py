@@ -90,7 +90,7 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
         pids_limit=VERIFY_PIDS, nano_cpus=int(VERIFY_CPUS * 1e9), cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         labels={VERIFY_LABEL: label, FARM_LABEL: farm_of(config)})
-    remove = guard.on_abort(lambda: container.remove(force=True))
+    remove = guard.on_abort(lambda: discard(container))
     served = False
     try:
         deadline = time.monotonic() + config.verify_timeout
@@ -134,9 +134,10 @@ _removals = LazyPool(1, "verify-removal")
 
 
 def discard(container: Any) -> None:
-    """Remove a verification container, running or not; say why when the engine refuses."""
+    """Remove a verification container, running or not, with the anonymous volumes its
+    image's ``VOLUME`` lines gave it; say why when the engine refuses."""
     try:
-        container.remove(force=True)
+        container.remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
     except docker.errors.DockerException as exc:

@@ -3,19 +3,27 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import uuid
+from typing import Any
 
 import docker
 import docker.errors
+import pytest
 
 from common import build_store
+from common.clock import utcnow
 from common.config import get_config
+from common.models import Phase
 from tests.integration.conftest import TEST_PACKAGE, Served, unique
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
 from tests.support.images import in_registry, run_in_image
 from tests.support.processes import wait_until
 from tests.support.service_clients import base_image
+from workers import guard as guard_module
+from workers import verify
+from workers.guard import PhaseGuard
 from workers.verify import FARM_LABEL, VERIFY_LABEL, farm_of, remove_leftovers
 
 
@@ -110,6 +118,52 @@ def test_verification_containers_of_builds_that_no_longer_run_are_removed(servic
         for container in made.values():
             with contextlib.suppress(docker.errors.NotFound):
                 container.remove(force=True)
+        client.close()
+
+
+def test_verification_leaves_no_volume_of_the_image_behind(
+        services: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An image's VOLUME gives its verification container an anonymous volume: removed
+    with it, or every build of such a repository would leave one on the engine."""
+    client = docker.from_env()
+    config = get_config()
+    maker = client.containers.run(BASE_IMAGE, ["true"], detach=True, network_mode="none")
+    maker.wait()
+    image = maker.commit(changes=['VOLUME ["/data"]',
+                                  'CMD ["python3", "-m", "http.server", "8888"]'])
+    maker.remove()
+    volumes: list[str] = []
+    original = verify.discard
+
+    def discard(container: Any) -> None:
+        container.reload()
+        volumes.extend(m["Name"] for m in container.attrs["Mounts"] if m["Type"] == "volume")
+        original(container)
+
+    monkeypatch.setattr(verify, "discard", discard)
+    monkeypatch.setattr(guard_module.build_store, "heartbeat", lambda *args: {})
+    guard = PhaseGuard(uuid.uuid4().hex, 1, Phase.PUSHING,
+                       utcnow() + dt.timedelta(minutes=5), 5, 60)
+    try:
+        verify.verify_image(config, image.id, 8888, None, f"volume-{uuid.uuid4().hex[:8]}",
+                            lambda line: None, guard)
+        assert wait_until(lambda: bool(volumes), timeout=30)
+        assert len(volumes) == 1
+
+        def gone(name: str) -> bool:
+            try:
+                client.volumes.get(name)
+            except docker.errors.NotFound:
+                return True
+            return False
+
+        assert wait_until(lambda: gone(volumes[0]), timeout=30)
+    finally:
+        for name in volumes:
+            with contextlib.suppress(docker.errors.DockerException):
+                client.volumes.get(name).remove(force=True)
+        with contextlib.suppress(docker.errors.DockerException):
+            client.images.remove(image.id, force=True)
         client.close()
 
 
