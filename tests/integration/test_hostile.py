@@ -594,6 +594,22 @@ def test_an_add_of_a_url_is_refused_when_builds_have_no_network(
     assert_healthy(one_worker.api)
 
 
+def test_a_dockerfile_may_not_mount_the_farms_shared_caches(
+        api: ApiClient, git_server: GitServer, repo_url: str) -> None:
+    """Every generated build on the host installs from them: wheels a repository's own
+    step left there would land in other repositories' images."""
+    repo = unique("cache-mount")
+    git_server.make_repo(f"github/mallory/{repo}", {"Dockerfile": (
+        f"FROM {BASE_IMAGE}\nUSER root\nRUN --mount=type=cache,id=binder-uv,target=/c "
+        "touch /c/planted.whl\nUSER 1000\n")})
+    record = failed_build(api, f"{repo_url}/mallory/{repo}")
+    never_reached_detect_end(record)
+    assert record["error"] == (
+        "The Dockerfile's RUN on line 3 mounts the cache binder-uv, which this farm's own "
+        "builds share; a repository's Dockerfile may not use it.")
+    assert_healthy(api)
+
+
 def sleeping_repo(git_server: GitServer, repo_url: str) -> str:
     repo = unique("killer")
     git_server.make_repo(f"github/mallory/{repo}", {

@@ -9,6 +9,7 @@ from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.downloads import downloaded_sources
 from workers.dockerfile_parser.images import pulled_images, syntax_images
 from workers.dockerfile_parser.lexer import ShellLexer
+from workers.dockerfile_parser.mounts import cache_ids
 
 
 def images(text: str, **build_args: str) -> list[tuple[str, str]]:
@@ -185,3 +186,27 @@ def test_an_add_source_with_a_variable_is_refused(source: str) -> None:
     with pytest.raises(DockerfileError) as caught:
         downloaded_sources(f"FROM ok\nARG URL=http://h.example/x\nADD {source} /d\n")
     assert "line 3" in str(caught.value) and "cannot check" in str(caught.value)
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    ("FROM ok\nRUN --mount=type=cache,id=binder-uv,target=/c uv pip install x\n",
+     [("binder-uv", 2, "RUN")]),
+    ('FROM ok\nRUN --mount="type=cache,id=binder-pip,target=/c" --mount=type=tmpfs,'
+     'target=/t true\n', [("binder-pip", 2, "RUN")]),
+    ("FROM ok\nRUN --mount=type=cache,target=/c,'id=binder-apt-lists' true\n",
+     [("binder-apt-lists", 2, "RUN")]),
+    ("FROM ok\nRUN \\\n  --mount=type=cache,id=mine,target=/c \\\n  true\n",
+     [("mine", 2, "RUN")]),
+    ("FROM ok\nONBUILD RUN --mount=type=cache,id=binder-uv,target=/c true\n",
+     [("binder-uv", 2, "ONBUILD RUN")]),
+    ("FROM ok\nRUN --mount=type=cache,target=/root/.cache true\n", []),
+    ("FROM ok\nRUN echo --mount=type=cache,id=binder-uv\n", []),  # an argument, no flag
+])
+def test_the_caches_run_steps_mount_are_found_by_id(
+        text: str, found: list[tuple[str, int, str]]) -> None:
+    assert [(m.cache_id, m.line, m.how) for m in cache_ids(text)] == found
+
+
+def test_a_mount_id_with_a_variable_is_refused() -> None:
+    with pytest.raises(DockerfileError, match="write the id out"):
+        cache_ids("FROM ok\nARG C=binder-uv\nRUN --mount=type=cache,id=$C,target=/c true\n")

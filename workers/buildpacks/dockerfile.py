@@ -6,7 +6,9 @@ binder-root`` (or ``binder-root:latest``) names the farm's Debian root in
 its registry, ``REGISTRY/binder-root:latest``, unless the Dockerfile has a
 stage of that name; the build uses the Dockerfile with that full name.
 Off the host's network, an ``ADD`` of a URL is refused: the engine would
-download it from the host's network (``check_downloads``).
+download it from the host's network (``check_downloads``). A ``RUN --mount``
+of one of the farm's shared caches is refused (``check_cache_mounts``): what
+a build leaves there, other repositories' builds would install.
 """
 
 from __future__ import annotations
@@ -16,9 +18,11 @@ import re
 from common.config import Config
 from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.buildpacks.installers import CACHE_ID_PREFIX
 from workers.config_files import read_config_text
 from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.downloads import downloaded_sources
+from workers.dockerfile_parser.mounts import cache_ids
 from workers.dockerignore import check_ignore_files
 from workers.image_policy import check_dockerfile
 from workers.repo_yaml import shorten
@@ -57,6 +61,24 @@ def check_downloads(text: str, network: str) -> None:
                          "builds' network, or commit the file."])
 
 
+def check_cache_mounts(text: str) -> None:
+    """``BuildFailure`` for a ``RUN --mount`` naming one of the farm's shared caches
+    (``CACHE_ID_PREFIX``): the generated builds of every repository on the host install
+    from them, so a repository's own steps must not write there."""
+    try:
+        mounts = cache_ids(text)
+    except DockerfileError as exc:
+        raise BuildFailure(str(exc)) from None
+    for mount in mounts:
+        if mount.cache_id.lower().startswith(CACHE_ID_PREFIX):
+            raise BuildFailure(
+                f"The Dockerfile's {mount.how} on line {mount.line} mounts the cache "
+                f"{shorten(mount.cache_id)}, which this farm's own builds share; a "
+                "repository's Dockerfile may not use it.",
+                suggestions=[f"Give the cache an id of your own (not starting with "
+                             f"{CACHE_ID_PREFIX}), or leave the id out."])
+
+
 class DockerfileBuildPack(BuildPack):
     id = "Dockerfile"
     config_file = "Dockerfile"
@@ -74,6 +96,7 @@ class DockerfileBuildPack(BuildPack):
         text = self.render(inputs)
         check_dockerfile(text, inputs.config.allowed_base_images, self.build_args(inputs.config))
         check_downloads(text, inputs.config.build_network)
+        check_cache_mounts(text)
         check_ignore_files(inputs.checkout, inputs.config_path)
 
     def notices(self, inputs: BuildInputs) -> list[str]:

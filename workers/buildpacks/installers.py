@@ -13,7 +13,8 @@ host (``RUN --mount=type=cache,id=binder-...``): a second repository that
 needs the same wheels, conda packages or Debian archives fetches none of
 them again. The mounts belong to the image user where the step runs as
 that user; uv copies from its cache rather than hard-linking, as a cache
-mount is another file system.
+mount is another file system. Their ids (``CACHE_ID_PREFIX``) are the farm's:
+a repository's own Dockerfile may not mount them (``workers/buildpacks/dockerfile.py``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from urllib.parse import urlsplit
 from common.config import Config
 
 CACHE_ROOT = "/var/cache/binder"
+#: How the ids of the farm's shared cache mounts begin.
+CACHE_ID_PREFIX = "binder-"
 
 
 def index_options(installer: str, index_url: str) -> list[str]:
@@ -61,7 +64,7 @@ def installer(config: Config) -> str:
 def cache_mount(kind: str, uid: int | None = None, sharing: str = "shared") -> str:
     """A BuildKit cache mount at ``/var/cache/binder/KIND``, shared by builds on a host."""
     owner = f",uid={uid},gid={uid}" if uid is not None else ""
-    return (f"--mount=type=cache,id=binder-{kind},target={CACHE_ROOT}/{kind}"
+    return (f"--mount=type=cache,id={CACHE_ID_PREFIX}{kind},target={CACHE_ROOT}/{kind}"
             f"{owner},sharing={sharing}")
 
 
@@ -96,8 +99,9 @@ def python_install(config: Config, python: str, args: Sequence[str], what: str) 
 def apt_install(packages: Sequence[str]) -> str:
     """A ``RUN`` line (as root) installing Debian ``packages`` (checked names), with the
     archives and package lists in host-wide caches."""
-    mounts = ("--mount=type=cache,id=binder-apt-archives,target=/var/cache/apt/archives,"
-              "sharing=locked --mount=type=cache,id=binder-apt-lists,target=/var/lib/apt/lists,"
+    mounts = (f"--mount=type=cache,id={CACHE_ID_PREFIX}apt-archives,"
+              "target=/var/cache/apt/archives,sharing=locked "
+              f"--mount=type=cache,id={CACHE_ID_PREFIX}apt-lists,target=/var/lib/apt/lists,"
               "sharing=locked")
     return (f"RUN {mounts} apt-get update -qq && apt-get install -y --no-install-recommends "
             f"-o APT::Keep-Downloaded-Packages=true {' '.join(packages)}")

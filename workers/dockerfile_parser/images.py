@@ -18,7 +18,6 @@ The images of every reading count. A variable in ``--mount`` ``from=`` or
 
 from __future__ import annotations
 
-import csv
 import json
 import platform
 import re
@@ -29,6 +28,7 @@ from workers.dockerfile_parser import DockerfileError, Refused, Uncheckable
 from workers.dockerfile_parser.directives import directive_block
 from workers.dockerfile_parser.instructions import INSTRUCTIONS, Instruction, readings
 from workers.dockerfile_parser.lexer import BOM, GO_SPACE, WORD_SPLIT, ShellLexer, raw_words
+from workers.dockerfile_parser.mounts import mount_values
 from workers.repo_yaml import shorten
 
 _STAGE_NAME = re.compile(r"^[a-z][a-z0-9-_.]*$")
@@ -194,35 +194,9 @@ def _from_images(instruction: Instruction, stages: set[str], how_prefix: str = "
             if value and not _is_stage(value, stages):
                 yield ImageUse(value, instruction.line, f"{how_prefix}COPY --from")
         elif instruction.command == "run" and name == "mount":
-            for source in _mount_sources(value, instruction.line):
+            for source in mount_values(value, "from", instruction.line):
                 if not _is_stage(source, stages):
                     yield ImageUse(source, instruction.line, f"{how_prefix}RUN --mount from=")
-
-
-def _mount_sources(value: str, line: int) -> list[str]:
-    try:
-        fields = next(csv.reader([value]), [])
-    except csv.Error as exc:
-        raise Refused(f"line {line}: the --mount value is not valid") from exc
-    # Also every comma-separated piece with its quotes removed: whatever CSV
-    # dialect Docker's version reads, no "from" field goes unseen.
-    pieces = [piece.strip().strip("'\"") for piece in value.split(",")]
-    sources = []
-    for field, strict in [(f, True) for f in fields] + [(p, False) for p in pieces]:
-        key, _, raw = field.partition("=")
-        if key.strip().strip("'\"").lower() != "from":
-            continue
-        lexer = ShellLexer("\\")
-        try:
-            source = lexer.process(raw)
-        except Refused:
-            if strict:
-                raise
-            continue
-        if lexer.used:
-            raise Uncheckable(f"`RUN --mount from={shorten(raw)}` on line {line}")
-        sources.append(source)
-    return sources
 
 
 __all__ = ["ImageUse", "pulled_images", "syntax_images"]
