@@ -79,24 +79,53 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False,
     ensure_indexes()
     record = new_record(name, fields, build_id)
     with translate_errors():
-        current = current_record(name)
-        _refuse_start(current, name, fields, force)
-        if current is not None:
-            archive(current, cancelled=current["status"] == Status.RUNNING.value)
-            superseded = {"_id": current["_id"], "build_id": current["build_id"]}
-            if current["_id"] == name:
-                # Not find_one_and_replace: see ``db.update_and_read``.
-                db.builds().replace_one(superseded, record)
-                return _ours_or_already_building(name, record)
-            # A record stored before records were keyed by name: its ``_id`` cannot
-            # change in place, so it goes and the new one is stored under the name.
-            if not db.builds().delete_one(superseded).deleted_count:
-                return _ours_or_already_building(name, record)
-        try:
-            db.builds().insert_one(record)
-        except DuplicateKeyError:
-            return _ours_or_already_building(name, record)
+        for _ in range(SUPERSEDE_TRIES):
+            current = current_record(name)
+            _refuse_start(current, name, fields, force)
+            if current is None:
+                return _insert(name, record)
+            stored = _supersede(name, current, record)
+            if stored is not None:
+                return stored
+    raise _already_building(name)
+
+
+#: Reads of the current record a start makes while that record keeps changing under it.
+SUPERSEDE_TRIES = 3
+
+
+def _insert(name: str, record: BuildRecord) -> BuildRecord:
+    try:
+        db.builds().insert_one(record)
+    except DuplicateKeyError:
+        return _ours_or_already_building(name, record)
     return record
+
+
+def _supersede(name: str, current: BuildRecord, record: BuildRecord) -> BuildRecord | None:
+    """Archive ``current`` and store ``record`` in its place; ``None`` when ``current``
+    changed meanwhile (its worker ended it, the reaper started it again): the caller
+    reads it again, and archives it as it is then.
+
+    Only the very record archived is replaced: a build that completed between the
+    read and the replace is archived completed, not cancelled by this rebuild.
+    """
+    archive(current, cancelled=current["status"] == Status.RUNNING.value)
+    superseded = {"_id": current["_id"], "build_id": current["build_id"],
+                  "status": current["status"], "attempt": current.get("attempt"),
+                  "phase": current.get("phase")}
+    if current["_id"] == name:
+        # Not find_one_and_replace: see ``db.update_and_read``.
+        if db.builds().replace_one(superseded, record).matched_count:
+            return record
+    elif db.builds().delete_one(superseded).deleted_count:
+        # A record stored before records were keyed by name: its ``_id`` cannot
+        # change in place, so it goes and the new one is stored under the name.
+        return _insert(name, record)
+    stored = current_record(name)
+    if stored is not None and stored["build_id"] == current["build_id"]:
+        return None
+    return _ours_or_already_building(name, record)
 
 
 def _ours_or_already_building(name: str, record: BuildRecord) -> BuildRecord:
@@ -110,9 +139,13 @@ def _ours_or_already_building(name: str, record: BuildRecord) -> BuildRecord:
     stored = current_record(name)
     if stored is not None and stored["build_id"] == record["build_id"]:
         return stored
-    raise AlreadyBuilding(f"Already building the image {name}: another request "
-                          "started it just now.",
-                          suggestions=["Read its status with GET /builds/NAME."], name=name)
+    raise _already_building(name)
+
+
+def _already_building(name: str) -> AlreadyBuilding:
+    return AlreadyBuilding(f"Already building the image {name}: another request "
+                           "started it just now.",
+                           suggestions=["Read its status with GET /builds/NAME."], name=name)
 
 
 def check_startable(name: str, fields: dict[str, Any]) -> None:
