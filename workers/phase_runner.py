@@ -263,8 +263,11 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         if epoch is not None:
             changes["broker_epoch"] = epoch
         worker = liveness.worker_name(config)
-        wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker, changes),
-                  f"ending {phase.value}")
+        ended = wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker,
+                                                        changes),
+                          f"ending {phase.value}")
+        # The epoch the hand-off is judged by (``_note_epoch``).
+        record["broker_epoch"] = ended.get("broker_epoch")
         return Outcome.CONTINUE
     except WorkerStopping as exc:
         return _hand_back(config, record, exc, writer)
@@ -384,11 +387,10 @@ def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart
     """Send the next phase, trying again while the broker is unreachable, up to
     ``BINDER_SERVICE_WAIT``; then give the build back to be started again."""
     deadline = time.monotonic() + config.service_wait
-    sent_before = broker_epoch(config)
     while True:
         try:
             send(record)
-            _note_epoch(config, record, sent_before, wait)
+            _note_epoch(config, record, wait)
             return Outcome.CONTINUE
         except BROKER_ERRORS as exc:
             if time.monotonic() >= deadline:
@@ -409,12 +411,12 @@ def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart
 HAND_ON_RETRY_SECONDS = 2.0
 
 
-def _note_epoch(config: Config, record: BuildRecord, before: str | None,
-                wait: OutageWait) -> None:
-    """After a hand-off the broker took: if it restarted since the phase ended,
-    the message is in the new one, not lost with the old one; say so."""
+def _note_epoch(config: Config, record: BuildRecord, wait: OutageWait) -> None:
+    """After a hand-off the broker took: if it is not the one the record names (it
+    restarted since the phase ended, or could not be asked then, so the record kept
+    an older one), the message is in it, not lost with the old one; say so."""
     epoch = broker_epoch(config)
-    if epoch is None or epoch == before:
+    if epoch is None or epoch == record.get("broker_epoch"):
         return
     build_id, attempt = record["build_id"], record["attempt"]
     with contextlib.suppress(LeaseLost, OutageTooLong):

@@ -1,0 +1,102 @@
+"""The broker epoch a hand-off leaves in the record is the broker that took the message.
+
+The reaper starts again a build handed on whose recorded epoch is not the
+broker's: its next phase went with a restarted broker. A broker that
+restarted while the phase ended (unreachable then, so the record kept the
+epoch it had) and was back before the hand-off must not make the build
+look lost: the message is in it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+
+import common.log_store as log_store
+from common import build_store
+from common.clock import utcnow
+from common.config import load_config
+from common.models import Phase
+from tests.unit.test_farm_log_lines import Logs, running
+from workers import phase_runner
+from workers.outages import OutageWait
+from workers.phase_runner import Outcome
+
+CONFIG = load_config(environ={})
+
+
+class Store:
+    """The record's broker epoch, as the phase's end and the hand-off write it."""
+
+    def __init__(self, record: dict[str, Any]) -> None:
+        self.record = dict(record)
+        self.notes: list[dict[str, Any]] = []
+
+    def end_phase(self, build_id: str, attempt: int, phase: Phase, worker: str,
+                  changes: dict[str, Any]) -> dict[str, Any]:
+        self.record.update(changes, lease={**self.record["lease"], "worker": None})
+        return dict(self.record)
+
+    def update_running(self, build_id: str, attempt: int,
+                       changes: dict[str, Any]) -> dict[str, Any]:
+        if "broker_epoch" in changes:  # not the guard's heartbeats
+            self.notes.append(changes)
+        self.record.update(changes)
+        return dict(self.record)
+
+
+@pytest.fixture
+def logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    kept = Logs()
+    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": kept})())
+    stream = fakeredis.FakeRedis(decode_responses=True)
+    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+
+
+def end_and_hand_on(monkeypatch: pytest.MonkeyPatch, epochs: Iterator[str | None],
+                    stored_epoch: str) -> Store:
+    """Run a phase to its end and hand the build on, the broker's epoch read in turn
+    from ``epochs``; the record held ``stored_epoch`` before."""
+    record = running(attempt_start=utcnow(), broker_epoch=stored_epoch)
+    store = Store(record)
+    monkeypatch.setattr(build_store, "end_phase", store.end_phase)
+    monkeypatch.setattr(build_store, "update_running", store.update_running)
+    last: list[str | None] = [None]
+
+    def epoch(config: object) -> str | None:
+        last[0] = next(epochs, last[0])
+        return last[0]
+    monkeypatch.setattr(phase_runner, "broker_epoch", epoch)
+    wait = OutageWait(CONFIG)
+    outcome = phase_runner._run_claimed(CONFIG, record, Phase.BUILDING,  # type: ignore[arg-type]
+                                        lambda run: None, wait)
+    assert outcome is Outcome.CONTINUE
+    sent: list[str] = []
+    outcome = phase_runner._hand_on(CONFIG, record, lambda r: sent.append(r["build_id"]),  # type: ignore[arg-type]
+                                    None, wait)
+    assert (outcome, sent) == (Outcome.CONTINUE, ["b1"])
+    return store
+
+
+def test_a_broker_back_before_the_hand_off_is_the_one_recorded(
+        monkeypatch: pytest.MonkeyPatch, logs: None) -> None:
+    # Unreachable as the phase ended (restarting), then back as a new run.
+    store = end_and_hand_on(monkeypatch, iter([None, "e2"]), stored_epoch="e1")
+    assert store.record["broker_epoch"] == "e2"
+
+
+def test_a_steady_broker_costs_no_further_write(
+        monkeypatch: pytest.MonkeyPatch, logs: None) -> None:
+    store = end_and_hand_on(monkeypatch, iter(["e1"]), stored_epoch="e1")
+    assert store.record["broker_epoch"] == "e1"
+    assert store.notes == []
+
+
+def test_a_broker_that_restarted_during_the_phase_is_recorded_as_the_phase_ends(
+        monkeypatch: pytest.MonkeyPatch, logs: None) -> None:
+    store = end_and_hand_on(monkeypatch, iter(["e2"]), stored_epoch="e1")
+    assert store.record["broker_epoch"] == "e2"
+    assert store.notes == []
