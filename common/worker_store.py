@@ -104,22 +104,32 @@ def prune(older_than: dt.timedelta) -> int:
             {"last_seen": {"$lt": utcnow() - older_than}}).deleted_count
 
 
+#: When a reader saw each worker's record (by name) last written, by the reader's own
+#: clock (``workers/reaper.py``, ``StoreWatch.heard``): a worker whose host's clock
+#: differs from the reader's is judged by whether it keeps writing, not by the time
+#: its clock writes.
+Heard = Mapping[str, dt.datetime]
+
+
 def seen(worker: WorkerRecord, window: float, now: dt.datetime,
-         seen_since: dt.datetime | None = None) -> bool:
+         seen_since: dt.datetime | None = None, heard: Heard | None = None) -> bool:
     """True when ``worker`` is up and wrote its record within ``window`` seconds.
 
     ``seen_since``: the reader could not see the store until then (it was
     down), so a record cannot be older than that for the worker's fault.
+    ``heard``: when the reader saw it written, if it watched (else its ``last_seen``).
     """
-    last = worker["last_seen"]
+    last = (heard or {}).get(worker["worker"], worker["last_seen"])
     if seen_since is not None and seen_since > last:
         last = seen_since
     return worker["state"] != "stopped" and (now - last).total_seconds() <= window
 
 
 def holder(build: Mapping[str, Any], workers: Mapping[str, WorkerRecord], window: float,
-           now: dt.datetime | None = None, seen_since: dt.datetime | None = None) -> Holder:
-    """Who holds the running ``build``, judging a worker silent after ``window`` s."""
+           now: dt.datetime | None = None, seen_since: dt.datetime | None = None,
+           heard: Heard | None = None) -> Holder:
+    """Who holds the running ``build``, judging a worker silent after ``window`` s
+    (``seen``)."""
     lease = build.get("lease")
     if not lease:
         return Holder.NOBODY
@@ -129,7 +139,8 @@ def holder(build: Mapping[str, Any], workers: Mapping[str, WorkerRecord], window
         # The worker that ended the last phase holds it until the next one is sent.
         sender = workers.get(lease.get("handed_by") or "")
         if sender is not None and build["build_id"] in sender["builds"] \
-                and sender["state"] != "stopped" and seen(sender, window, now, seen_since):
+                and sender["state"] != "stopped" \
+                and seen(sender, window, now, seen_since, heard):
             return Holder.HELD
         return Holder.HANDED_ON
     worker = workers.get(name)
@@ -140,7 +151,7 @@ def holder(build: Mapping[str, Any], workers: Mapping[str, WorkerRecord], window
         return Holder.SILENT if (now - since).total_seconds() > window else Holder.HELD
     if worker["state"] == "stopped":
         return Holder.STOPPED
-    if not seen(worker, window, now, seen_since):
+    if not seen(worker, window, now, seen_since, heard):
         return Holder.SILENT
     # A record written after the lease was taken lists every build the
     # process held then (it adds a build before claiming it).
@@ -150,8 +161,8 @@ def holder(build: Mapping[str, Any], workers: Mapping[str, WorkerRecord], window
 
 
 def live_hosts(workers: Mapping[str, WorkerRecord], window: float, now: dt.datetime | None = None,
-               seen_since: dt.datetime | None = None) -> set[str]:
+               seen_since: dt.datetime | None = None, heard: Heard | None = None) -> set[str]:
     """Host ids with at least one worker process up and seen within ``window`` s."""
     now = now or utcnow()
     return {w["host"] for w in workers.values()
-            if w["state"] == "up" and seen(w, window, now, seen_since)}
+            if w["state"] == "up" and seen(w, window, now, seen_since, heard)}

@@ -53,7 +53,7 @@ from common.db import translate_errors
 from common.errors import NoDatabase
 from common.models import BuildRecord, Lease, Phase, Status
 from common.naming import image_repository
-from common.worker_store import Holder, WorkerRecord
+from common.worker_store import Heard, Holder, WorkerRecord
 from workers.celery_app import FarmCelery, task_config
 from workers.dispatch import broker_epoch, enqueue_build
 from workers.docker_engine import docker_client
@@ -80,6 +80,9 @@ class StoreWatch:
         self.back_since: dt.datetime = utcnow()
         self._last_ok: float | None = None
         self._failing = False
+        #: Per worker: the ``last_seen`` last read, when (this clock) it was read, and
+        #: when (this clock) it was written, as far as this reaper can tell.
+        self._read: dict[str, tuple[dt.datetime, dt.datetime, dt.datetime]] = {}
 
     def failed(self) -> None:
         self._failing = True
@@ -91,18 +94,48 @@ class StoreWatch:
         self._failing = False
         self._last_ok = time.monotonic()
 
+    def heard(self, workers: Mapping[str, WorkerRecord],
+              now: dt.datetime) -> dict[str, dt.datetime]:
+        """When each worker of ``workers`` (read at ``now``) last wrote its record, by
+        this reaper's clock: a worker whose host's clock is behind the beat host's is
+        not lost while it keeps writing, one whose clock is ahead not alive once it
+        stopped (each host's clock may differ; the README asks for ten minutes).
+
+        A record read again unchanged was written when that value was first read. A
+        changed one was written between the previous read and now: at its
+        ``last_seen`` when that lies between them (the clocks agree), else it counts
+        as written now (the worker's clock is behind or ahead). A record read for
+        the first time (a worker that just started, or this reaper did) counts as
+        written now, as ``back_since`` would have it.
+        """
+        heard: dict[str, dt.datetime] = {}
+        for name, worker in workers.items():
+            written = worker["last_seen"]
+            known = self._read.get(name)
+            if known is None:
+                heard[name] = now
+            elif known[0] == written:
+                heard[name] = known[2]
+            else:
+                heard[name] = written if known[1] <= written <= now else now
+        self._read = {name: (worker["last_seen"], now, heard[name])
+                      for name, worker in workers.items()}
+        return heard
+
 
 def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts: set[str],
             epoch: str | None, now: dt.datetime, config: Config,
-            seen_since: dt.datetime) -> tuple[str, str] | None:
+            seen_since: dt.datetime, heard: Heard | None = None) -> tuple[str, str] | None:
     """What to do with a running build holding a lease: ``("cancel", why)``,
-    ``("restart", why)`` or nothing."""
+    ``("restart", why)`` or nothing. ``heard``: when the workers last wrote their
+    records, by the reaper's clock (``StoreWatch.heard``)."""
     lease = build.get("lease")
     assert lease is not None, "the reaper judges builds holding a lease"
     if build.get("cancel_requested"):
-        held = worker_store.holder(build, workers, worker_store.quiet_window(config), now)
+        held = worker_store.holder(build, workers, worker_store.quiet_window(config), now,
+                                   heard=heard)
         return None if held is Holder.HELD else ("cancel", f"nobody holds it ({held.value})")
-    held = worker_store.holder(build, workers, config.heartbeat_stale, now, seen_since)
+    held = worker_store.holder(build, workers, config.heartbeat_stale, now, seen_since, heard)
     worker = lease.get("worker")
     too_long = dt.timedelta(seconds=config.heartbeat_stale + config.build_timeout)
     if held is Holder.HELD:
@@ -181,13 +214,16 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
         log.warning("reaper: database unreachable; will try again")
         return done
     watch.succeeded(now)
-    hosts = worker_store.live_hosts(workers, config.heartbeat_stale, now, watch.back_since)
+    heard = watch.heard(workers, now)
+    hosts = worker_store.live_hosts(workers, config.heartbeat_stale, now, watch.back_since,
+                                    heard)
     epoch = broker_epoch(config)
     try:
         # What the reaper does to a build is logged as that build's (build=NAME), so
         # following a build through the process logs finds why it started again.
         for build in running:
-            decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since)
+            decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since,
+                               heard)
             if decision is not None:
                 with bind_build(build["name"], attempt=build["attempt"]):
                     _act(celery, build, *decision, config, done)

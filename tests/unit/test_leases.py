@@ -10,7 +10,7 @@ import pytest
 from common.config import load_config
 from common.leases import RESTART_LABELS, restart_label
 from common.worker_store import Holder, WorkerRecord, holder, live_hosts, quiet_window
-from workers.reaper import verdict
+from workers.reaper import StoreWatch, verdict
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
 CONFIG = load_config(environ={}, heartbeat_interval=1, heartbeat_stale=10, build_timeout=600)
@@ -184,3 +184,37 @@ def test_restart_labels_are_a_fixed_set() -> None:
     assert set(RESTART_LABELS) == {"worker_silent", "worker_stopped", "worker_let_go",
                                    "heartbeat_stopped", "host_lost", "broker_lost",
                                    "next_phase_late", "other"}
+
+
+def passes(clock_off: float, writes_until: float) -> list[str | None]:
+    """What the reaper decides, one pass every 3 s for 60 s, of a build held by a worker
+    whose clock is ``clock_off`` s ahead of the beat host's, and that writes its record
+    every second until ``writes_until`` s (then it is killed)."""
+    watch = StoreWatch(CONFIG)
+    watch.back_since = LONG_AGO
+    decisions: list[str | None] = []
+    for second in range(0, 60, 3):
+        now = NOW + dt.timedelta(seconds=second)
+        written = NOW + dt.timedelta(seconds=min(second, writes_until) + clock_off)
+        record = {**worker(), "last_seen": written}
+        found = workers(record)
+        heard = watch.heard(found, now)
+        hosts = live_hosts(found, CONFIG.heartbeat_stale, now, LONG_AGO, heard)
+        held = build(since=30, heartbeat=now - dt.timedelta(seconds=1))
+        held["lease"]["since"] = NOW - dt.timedelta(seconds=30 - clock_off)
+        decision = verdict(held, found, hosts, "e1", now, CONFIG, LONG_AGO, heard)
+        decisions.append(None if decision is None else decision[0])
+    return decisions
+
+
+@pytest.mark.parametrize("clock_off", [0, -300, 300])
+def test_the_reaper_judges_a_worker_by_its_writes_not_by_its_hosts_clock(
+        clock_off: float) -> None:
+    """The hosts' clocks may differ (the README asks for ten minutes at most): a worker
+    whose clock is behind the beat host's is not lost while it keeps writing, and one
+    whose clock is ahead is lost once it stops, after ``BINDER_HEARTBEAT_STALE``."""
+    assert passes(clock_off, writes_until=60) == [None] * 20
+    lost = passes(clock_off, writes_until=12)
+    # Killed at 12 s (its last write read by the pass at 12 s): silent 10 s later,
+    # restarted by the pass at 24 s.
+    assert lost == [None] * 8 + ["restart"] * 12
