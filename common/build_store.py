@@ -375,8 +375,8 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     process ``replacing`` did and died (its task came back to another process
     of the same worker), or a worker that stopped handed this phase back
     (:func:`release_phase`). Anything else (a stale or duplicate task) gets
-    ``LeaseLost``. Each claim counts one delivery of this phase of this
-    attempt (see :func:`phase_deaths`).
+    ``LeaseLost``. Each claim but the second kind counts one delivery of this
+    phase of this attempt (see :func:`phase_deaths`).
 
     The phase's start time and ``extra`` are written by its first claim in the
     attempt only: a phase taken over or taken back keeps them, so its times span
@@ -399,17 +399,23 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
         {"lease": None} if after is Phase.QUEUED else {"lease.worker": None, "lease.host": host})
     released = {"lease.worker": None, "lease.released": phase.value, "phase": phase.value,
                 **({} if after is Phase.QUEUED else {"lease.host": host})}
-    cases = [{**waiting, "phase": after.value},
-             *({"lease.worker": holder, "phase": phase.value}
-               for holder in (worker, replacing) if holder),
-             released]
+    # Each case, and whether its claim is a delivery. One this very process made
+    # already is not: it lives (its task came again, retried while the database did
+    # not answer after its first claim had landed), so it counts no death.
+    cases: list[tuple[dict[str, Any], bool]] = [
+        ({**waiting, "phase": after.value}, True),
+        ({"lease.worker": worker, "phase": phase.value}, False)]
+    if replacing and replacing != worker:
+        cases.append(({"lease.worker": replacing, "phase": phase.value}, True))
+    cases.append((released, True))
     # A phase an earlier attempt ran has its end: the phase started again has none yet
     # (a stale end before the new start would show it done, and time it as nothing).
-    every_claim = {"$unset": {f"phases.{phase.value}.end": ""}, "$addToSet": {"workers": host},
-                   "$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
+    every_claim = {"$unset": {f"phases.{phase.value}.end": ""}, "$addToSet": {"workers": host}}
+    delivery = {"$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
     with translate_errors():
-        for index, case in enumerate(cases):
-            update = {"$set": started if index == 0 else changes, **every_claim}
+        for index, (case, delivered) in enumerate(cases):
+            update = {"$set": started if index == 0 else changes, **every_claim,
+                      **(delivery if delivered else {})}
             record = db.update_and_read(db.builds(), {**_running(build_id, attempt), **case},
                                         update, {"build_id": build_id})
             if record is not None:

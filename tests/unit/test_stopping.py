@@ -108,3 +108,49 @@ def test_a_phase_that_fails_while_its_worker_stops_is_handed_back_not_failed(
     with pytest.raises(stopping.WorkerStopping) as stopped:
         phase_runner._run_stoppable(run, failing_build, wait)
     assert isinstance(stopped.value.__cause__, BuildFailure)
+
+
+class Claims:
+    """A running build held in its building phase by ``holder``, as ``start_phase``'s
+    atomic claims see it (only the counters are kept)."""
+
+    def __init__(self, holder: str) -> None:
+        self.record: dict[str, Any] = {
+            "build_id": "b1", "attempt": 1, "status": "running", "phase": "building",
+            "lease": {"worker": holder, "host": "a", "attempt": 1},
+            "deliveries": {"1": {"building": 1}}}
+
+    def update_and_read(self, collection: object, selector: dict[str, Any],
+                        update: dict[str, Any], key: object) -> dict[str, Any] | None:
+        lease = self.record["lease"]
+        wanted = selector.get("lease.worker", "unset")
+        if wanted == "unset" or wanted != lease["worker"] or "lease.released" in selector \
+                or selector.get("phase") != self.record["phase"]:
+            return None
+        for path, count in update.get("$inc", {}).items():
+            _, attempt, phase = path.split(".")
+            counts = self.record["deliveries"].setdefault(attempt, {})
+            counts[phase] = counts.get(phase, 0) + count
+        self.record["lease"] = update["$set"]["lease"]
+        return self.record
+
+
+@pytest.mark.parametrize(("holder", "replacing", "deaths"), [
+    # Its own process claims it again (a task retried while the database did not
+    # answer, whose first claim had landed): nothing died.
+    ("a@box:7", None, 0),
+    # Another process of the worker takes it over from the one that died running it.
+    ("a@box:6", "a@box:6", 1),
+])
+def test_only_a_claim_taken_from_a_dead_process_counts_a_death(
+        monkeypatch: pytest.MonkeyPatch, holder: str, replacing: str | None,
+        deaths: int) -> None:
+    from common import build_store
+    claims = Claims(holder)
+    monkeypatch.setattr(build_store.db, "update_and_read", claims.update_and_read)
+    monkeypatch.setattr(build_store.db, "builds", lambda config=None: None)
+    for _ in range(3 if replacing is None else 1):
+        record = build_store.start_phase("b1", 1, Phase.BUILDING, Phase.DETECTING, "a@box:7",
+                                         "a", replacing=replacing)
+        assert record["lease"]["worker"] == "a@box:7"
+    assert phase_deaths(record, Phase.BUILDING) == deaths
