@@ -385,7 +385,9 @@ def _worker_died_message(phase: Phase, deaths: int) -> str:
 def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart | None,
              wait: OutageWait) -> Outcome:
     """Send the next phase, trying again while the broker is unreachable, up to
-    ``BINDER_SERVICE_WAIT``; then give the build back to be started again."""
+    ``BINDER_SERVICE_WAIT``, or until this worker process is asked to stop (nobody
+    else would send it: it is killed soon after); then give the build back to be
+    started again."""
     deadline = time.monotonic() + config.service_wait
     while True:
         try:
@@ -393,7 +395,7 @@ def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart
             _note_epoch(config, record, wait)
             return Outcome.CONTINUE
         except BROKER_ERRORS as exc:
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline or stopping.requested():
                 reason = f"its next phase could not be sent ({exc})"
                 break
             log.warning("broker unreachable handing %s on; trying again", record["name"])

@@ -100,3 +100,44 @@ def test_a_broker_that_restarted_during_the_phase_is_recorded_as_the_phase_ends(
     store = end_and_hand_on(monkeypatch, iter(["e2"]), stored_epoch="e1")
     assert store.record["broker_epoch"] == "e2"
     assert store.notes == []
+
+
+def test_a_worker_stopping_while_the_broker_is_away_gives_its_hand_off_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody else sends a next phase its worker could not send: a worker that stops
+    (and is killed soon after, by systemd or compose) while it waits for the broker
+    starts the build again at once, rather than leave it waiting for the reaper's
+    ``BINDER_HEARTBEAT_STALE`` + ``BINDER_BUILD_TIMEOUT``."""
+    from kombu.exceptions import OperationalError
+
+    from workers import stopping
+    clock = [0.0]
+    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(phase_runner.time, "sleep",
+                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)
+    record = running(lease={"worker": None, "host": "a", "attempt": 1, "since": utcnow(),
+                            "handed_by": "a@box:7", "handed_at": utcnow()})
+    monkeypatch.setattr(build_store, "find_by_id", lambda build_id: record)
+    restarted: list[str] = []
+
+    def restart(current: dict[str, Any], reason: str, config: object) -> dict[str, Any]:
+        restarted.append(reason)
+        return {**current, "attempt": 2, "phase": "queued", "lease": None}
+    monkeypatch.setattr(phase_runner.leases, "restart", restart)
+    monkeypatch.setattr(phase_runner.liveness, "let_go", lambda build_id: None)
+    tries: list[float] = []
+
+    def send(r: object) -> None:
+        tries.append(clock[0])
+        if len(tries) == 2:
+            monkeypatch.setattr(stopping, "_requested", True)  # SIGTERM meanwhile
+        raise OperationalError("the broker is away")
+    sent_again: list[int] = []
+    outcome = phase_runner._hand_on(CONFIG, record, send,  # type: ignore[arg-type]
+                                    lambda r: sent_again.append(r["attempt"]),
+                                    OutageWait(CONFIG))
+    assert outcome is Outcome.DROPPED
+    assert len(tries) == 2
+    assert len(restarted) == 1 and restarted[0].startswith("its next phase could not be sent")
+    assert sent_again == [2]
