@@ -5,7 +5,8 @@ It runs in the beat process, on a thread of its own every
 behind builds for a free worker would come too late. Each pass:
 
 * ends a build whose cancel was requested and that nobody holds any more
-  (its worker is quiet for a few heartbeat intervals, or let it go);
+  (its worker is quiet for a few heartbeat intervals, or let it go), or whose
+  worker holds it but stopped working on it (stuck where the stop did not reach);
 * restarts from fetch, as the next attempt, a running build its worker
   lost: the worker process named in its lease stopped, went silent for
   ``BINDER_HEARTBEAT_STALE``, or is alive but let the build go (see
@@ -131,16 +132,22 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     records, by the reaper's clock (``StoreWatch.heard``)."""
     lease = build.get("lease")
     assert lease is not None, "the reaper judges builds holding a lease"
+    worker = lease.get("worker")
+    too_long = dt.timedelta(seconds=config.heartbeat_stale + config.build_timeout)
+    beat = build.get("heartbeat")
+    # Held, but its phase is stuck: the guard stops beating once it stopped the phase.
+    stuck = beat is not None and now - beat > too_long
     if build.get("cancel_requested"):
         held = worker_store.holder(build, workers, worker_store.quiet_window(config), now,
                                    heard=heard)
-        return None if held is Holder.HELD else ("cancel", f"nobody holds it ({held.value})")
+        if held is not Holder.HELD:
+            return "cancel", f"nobody holds it ({held.value})"
+        if stuck:
+            return "cancel", f"{worker} holds it but has not worked on it for {too_long}"
+        return None
     held = worker_store.holder(build, workers, config.heartbeat_stale, now, seen_since, heard)
-    worker = lease.get("worker")
-    too_long = dt.timedelta(seconds=config.heartbeat_stale + config.build_timeout)
     if held is Holder.HELD:
-        beat = build.get("heartbeat")
-        if beat is not None and now - beat > too_long:
+        if stuck:
             return "restart", f"{worker} holds it but has not worked on it for {too_long}"
         return None
     if held in (Holder.LET_GO, Holder.SILENT, Holder.STOPPED):

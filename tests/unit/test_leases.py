@@ -147,6 +147,15 @@ def test_cancel_requested_ends_a_build_nobody_holds_within_the_quiet_window() ->
     assert judge(build(lease_worker=None, handed=1, cancel_requested=True), {}) == "cancel"
 
 
+def test_a_cancelled_build_its_stuck_worker_holds_is_ended_after_the_build_timeout() -> None:
+    """A worker that lives and lists the build, but whose phase no longer beats (stuck
+    where the guard's stop did not reach), does not keep a cancelled build running:
+    it is ended as a build it held without beating would be started again."""
+    stuck = build(cancel_requested=True, heartbeat=ago(700))
+    assert judge(stuck, workers(worker())) == "cancel"
+    assert judge(build(cancel_requested=True, heartbeat=ago(300)), workers(worker())) is None
+
+
 def reason(record: dict[str, Any], found: dict[str, WorkerRecord], hosts: set[str] | None = None,
            epoch: str | None = "e1") -> str:
     decision = verdict(record, found, {"a"} if hosts is None else hosts, epoch, NOW, CONFIG,
