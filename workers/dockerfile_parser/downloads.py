@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from workers.dockerfile_parser import DockerfileError, Refused, Uncheckable
-from workers.dockerfile_parser.instructions import Instruction, is_json_form, readings
+from workers.dockerfile_parser.instructions import Instruction, every_instruction, is_json_form
 from workers.dockerfile_parser.lexer import ShellLexer, lstrip, raw_words
 from workers.repo_yaml import shorten
 
@@ -40,22 +40,11 @@ def downloaded_sources(text: str) -> list[Download]:
     Raises ``DockerfileError`` for a source spelled with a variable.
     """
     found: dict[tuple[str, int], Download] = {}
-    for reading in readings(text):
-        try:
-            instructions = reading.instructions()
-        except Refused:
-            continue  # Docker cannot build this reading either
-        for instruction in instructions:
-            how = "ADD"
-            if instruction.command == "onbuild":
-                instruction, how = instruction.trigger(), "ONBUILD ADD"
-            if instruction.command != "add":
-                continue
-            for source in _add_sources(instruction, reading.escape):
-                value = _literal_source(source, reading.escape, how, instruction.line)
-                if _REMOTE_SOURCE.match(value):
-                    found.setdefault((value, instruction.line),
-                                     Download(value, instruction.line, how))
+    for reading, instruction, how in every_instruction(text, "add"):
+        for source in _add_sources(instruction, reading.escape):
+            value = _literal_source(source, reading.escape, how, instruction.line)
+            if _REMOTE_SOURCE.match(value):
+                found.setdefault((value, instruction.line), Download(value, instruction.line, how))
     return sorted(found.values(), key=lambda use: use.line)
 
 

@@ -67,6 +67,26 @@ class Reading:
         return list(_instructions(self))
 
 
+def every_instruction(text: str, command: str) -> Iterator[tuple[Reading, Instruction, str]]:
+    """Each ``command`` instruction (lower case) of every reading of ``text`` that Docker
+    can parse, with its reading and how it is written: ``COMMAND``, or ``ONBUILD
+    COMMAND`` for a trigger (the instruction it registers)."""
+    for reading in readings(text):
+        try:
+            instructions = reading.instructions()
+        except Refused:
+            continue  # Docker cannot build this reading either
+        for instruction in instructions:
+            how = command.upper()
+            if instruction.command == "onbuild":
+                try:
+                    instruction, how = instruction.trigger(), f"ONBUILD {how}"
+                except Refused:
+                    continue
+            if instruction.command == command:
+                yield reading, instruction, how
+
+
 def readings(text: str) -> list[Reading]:
     """The readings of ``text`` worth parsing (only where Docker versions could differ),
     newest first."""

@@ -13,7 +13,7 @@ import csv
 from dataclasses import dataclass
 
 from workers.dockerfile_parser import DockerfileError, Refused, Uncheckable
-from workers.dockerfile_parser.instructions import Instruction, readings
+from workers.dockerfile_parser.instructions import Instruction, every_instruction
 from workers.dockerfile_parser.lexer import ShellLexer
 from workers.repo_yaml import shorten
 
@@ -69,30 +69,19 @@ def cache_ids(text: str) -> list[CacheMount]:
     Raises ``DockerfileError`` for an id spelled with a variable.
     """
     found: dict[tuple[str, int], CacheMount] = {}
-    for reading in readings(text):
-        try:
-            instructions = reading.instructions()
-        except Refused:
-            continue  # Docker cannot build this reading either
-        for instruction in instructions:
-            how = "RUN"
-            if instruction.command == "onbuild":
-                try:
-                    instruction, how = instruction.trigger(), "ONBUILD RUN"
-                except Refused:
-                    continue
-            for value in mounts(instruction):
-                try:
-                    ids = mount_values(value, "id", instruction.line)
-                except Refused:
-                    continue
-                except Uncheckable as exc:
-                    raise DockerfileError(
-                        f"The Dockerfile names a mount's id with a variable ({exc}); this farm "
-                        "checks which caches a build mounts: write the id out.") from None
-                for cache_id in ids:
-                    found.setdefault((cache_id, instruction.line),
-                                     CacheMount(cache_id, instruction.line, how))
+    for _, instruction, how in every_instruction(text, "run"):
+        for value in mounts(instruction):
+            try:
+                ids = mount_values(value, "id", instruction.line)
+            except Refused:
+                continue
+            except Uncheckable as exc:
+                raise DockerfileError(
+                    f"The Dockerfile names a mount's id with a variable ({exc}); this farm "
+                    "checks which caches a build mounts: write the id out.") from None
+            for cache_id in ids:
+                found.setdefault((cache_id, instruction.line),
+                                 CacheMount(cache_id, instruction.line, how))
     return sorted(found.values(), key=lambda mount: mount.line)
 
 
