@@ -9,6 +9,10 @@ into text exactly as Flask does. Anything orjson refuses (an integer beyond 64
 bits, ...) falls back to Flask's encoder. Only answers (``jsonify``) change:
 ``dumps`` (the OpenAPI document, ``tojson`` in pages) and ``loads`` (request
 bodies) stay Flask's own.
+
+Every answer is the farm's state at one moment, some of it for a key only
+(``/health/`` says more with one), so none may be kept by a browser's or a
+proxy's cache (``Cache-Control: no-store``) and served for a later request.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ class OrjsonProvider(DefaultJSONProvider):
     """Flask's JSON provider, writing compact answers (``jsonify``) through orjson."""
 
     def response(self, *args: Any, **kwargs: Any) -> Response:
+        answer = self._written(*args, **kwargs)
+        answer.headers.setdefault("Cache-Control", "no-store")
+        return answer
+
+    def _written(self, *args: Any, **kwargs: Any) -> Response:
         if self.compact is False or (self.compact is None and self._app.debug):
             return super().response(*args, **kwargs)  # indented for people
         obj = self._prepare_response_obj(args, kwargs)

@@ -57,3 +57,14 @@ def test_other_values_read_back_as_flasks() -> None:
     assert json.loads(ours) == json.loads(theirs)
     assert json.loads(ours)["when"] == "Tue, 02 Jan 2024 03:04:05 GMT"
     assert json.loads(answers({"text": "naïve ☃"})[1]) == {"text": "naïve ☃"}
+
+
+def test_no_answer_may_be_kept_by_a_cache() -> None:
+    """The same request later may find another state, or come without the key."""
+    app = Flask(__name__)
+    ours = OrjsonProvider(app)
+    with app.app_context():
+        for value in (ANSWER, {"big": 2**70}):  # orjson's answer, and Flask's fallback
+            assert ours.response(value).headers["Cache-Control"] == "no-store"
+        ours.compact = False  # indented for people
+        assert ours.response(ANSWER).headers["Cache-Control"] == "no-store"
