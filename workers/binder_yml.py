@@ -35,6 +35,9 @@ FILE_NAMES = (".binder.yml", ".binder.yaml", "binder.yml")
 MAX_GPUS = 16
 MAX_SERVICES = 10
 MAX_PARAMS = 20
+#: The longest command a template may hold: ``.binder.yml``'s, or the image's own CMD
+#: written as a shell command (``workers/phases/template.py``).
+MAX_COMMAND_CHARS = 4096
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 _SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 ALLOWED_KEYS = ("Allowed keys: limits (memory, cpu), hardware (gpu), services (name, version, "
@@ -126,7 +129,7 @@ class BinderYmlSchema(Schema):
     services = fields.List(fields.Nested(ServiceSchema), load_default=list,
                            validate=validate.Length(max=MAX_SERVICES))
     port = fields.Integer(strict=True, validate=validate.Range(min=1, max=65535))
-    command = fields.String(validate=[validate.Length(min=1, max=4096), _command])
+    command = fields.String(validate=[validate.Length(min=1, max=MAX_COMMAND_CHARS), _command])
     timeout = fields.Integer(strict=True, validate=validate.Range(min=1, max=24 * 60),
                              metadata={"description": "build timeout in minutes"})
 
