@@ -11,6 +11,7 @@ repository cannot replace or extend them:
   and ``-r``/``-c`` with a URL are refused too;
 * requirements that name where to download them (``name @ URL``, a bare URL,
   ``git+https://...``) are refused the same way: they would bypass the index;
+  so are a Pipfile's ``git`` and ``file`` entries that name one;
 * where a config file names its own sources (``environment.yml`` channels,
   a Pipfile's ``[[source]]``, ``repos=`` in ``install.R``), the buildpack uses
   the farm's instead and logs :func:`sources_replaced`'s sentence.
@@ -145,11 +146,11 @@ def check_requirement_lines(lines: Iterable[tuple[int, str]], where: str,
         _check_direct_reference(line, f"{where} {unit} {number}")
 
 
-def check_generated_line(line: str, where: str, direct_reference: bool = False) -> None:
+def check_generated_line(line: str, where: str) -> None:
     """Refuse a requirements line the farm writes from a repository's values (a Pipfile's
     packages) when pip or uv could read more into it than one requirement: a line break
-    or control character, a continuation at its end, an index option, or (unless
-    ``direct_reference``, a URL the farm wrote itself) a download URL."""
+    or control character, a continuation at its end, an index option, or a download URL
+    (as in a requirements file, a ``file:`` URL passes)."""
     if not line.isprintable() or line.rstrip().endswith("\\"):
         raise BuildFailure(f"{where} holds a line break or a control character.",
                            suggestions=["Write each value of the entry on one line."])
@@ -158,8 +159,7 @@ def check_generated_line(line: str, where: str, direct_reference: bool = False) 
             raise BuildFailure(f"{where} (`{shorten(line, 80)}`) reads another requirements "
                                "file.", suggestions=["Name the package, its version or its "
                                                      "path in the repository."])
-    if not direct_reference:
-        _check_direct_reference(line, where)
+    _check_direct_reference(line, where)
 
 
 def _options(line: str, where: str) -> list[tuple[str, str]]:

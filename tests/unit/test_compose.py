@@ -460,3 +460,30 @@ def test_pipfile_lock_values_cannot_become_pip_options() -> None:
     lock = json.dumps({"default": {"x": {"path": "--index-url=https://evil.example/simple"}}})
     with pytest.raises(BuildFailure):
         requirements(lock, "Pipfile.lock")
+
+
+@pytest.mark.parametrize(("text", "source", "line"), [
+    ('[packages]\nx = {git = "https://example.org/x.git", ref = "main"}\n', "Pipfile",
+     "x @ git+https://example.org/x.git@main"),
+    ('[packages]\nx = {file = "https://files.example/x-1.0-py3-none-any.whl"}\n', "Pipfile",
+     "x @ https://files.example/x-1.0-py3-none-any.whl"),
+    ('[packages]\nx = {git = "ssh://git@example.org/x.git"}\n', "Pipfile",
+     "x @ git+ssh://git@example.org/x.git"),
+    (json.dumps({"default": {"x": {"git": "https://example.org/x.git", "ref": "a" * 40}}}),
+     "Pipfile.lock", f"x @ git+https://example.org/x.git@{'a' * 40}"),
+])
+def test_pipfile_download_urls_are_refused_as_requirements_txt_ones_are(
+        text: str, source: str, line: str) -> None:
+    with pytest.raises(BuildFailure) as caught:
+        requirements(text, source)
+    assert caught.value.message == (f"{source} package x (`{line}`) installs a package from a "
+                                    "URL; this farm installs packages only from its own index.")
+    assert "commit its wheel" in caught.value.suggestions[0]
+
+
+def test_a_pipfile_file_url_names_a_path_in_the_image_as_in_requirements_txt() -> None:
+    lines, _, _ = requirements('[packages]\nx = {file = "file:///home/jovyan/x.whl"}\n',
+                               "Pipfile")
+    assert lines == ["x @ file:///home/jovyan/x.whl"]
+    with pytest.raises(BuildFailure, match="must be a URL"):
+        requirements('[packages]\nx = {file = "./wheels/x.whl"}\n', "Pipfile")

@@ -4,7 +4,9 @@ The worker turns the packages (default and develop, as ``pipenv install
 --dev`` does in repo2docker) into a requirements file: a lock's exact pins
 with their hashes, or a Pipfile's specifiers. It goes in the context under
 ``.binder-build/`` and is installed with the farm's Python installer from
-the farm's index: a ``[[source]]`` of the repository is not used.
+the farm's index: a ``[[source]]`` of the repository is not used, and a
+``git`` or ``file`` entry naming where to download a package is refused as
+such a line of requirements.txt is (``workers/package_index.py``).
 ``[requires] python_version`` asks for that Python, as runtime.txt would.
 """
 
@@ -27,6 +29,7 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SPECIFIER = re.compile(r"^(\*|(===?|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
                         r"(\s*,\s*(===?|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+)*)$")
 _PYTHON_VERSION = re.compile(r"^(\d+)\.(\d+)")
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 class PipfileError(BuildFailure):
@@ -37,17 +40,16 @@ def _requirement(name: str, entry: Any, source: str, locked: bool) -> tuple[str,
     """One requirements line and whether it refers to the repository's files.
 
     Every value is the repository's: the line must read as this one requirement
-    (``check_generated_line``), never as a pip option or a second line.
+    (``check_generated_line``), never as a pip option, a second line or a download
+    URL.
     """
-    line, local, direct = _requirement_line(name, entry, source, locked)
-    check_generated_line(line, f"{source} package {shorten(name, 60)}", direct)
+    line, local = _requirement_line(name, entry, source, locked)
+    check_generated_line(line, f"{source} package {shorten(name, 60)}")
     return line, local
 
 
-def _requirement_line(name: str, entry: Any, source: str, locked: bool
-                      ) -> tuple[str, bool, bool]:
-    """(the line, whether it refers to the repository's files, whether it names the
-    https URL a ``git`` or ``file`` entry gives)."""
+def _requirement_line(name: str, entry: Any, source: str, locked: bool) -> tuple[str, bool]:
+    """(the line, whether it refers to the repository's files)."""
     if not _NAME.match(name):
         raise PipfileError(f"{source}: `{name[:60]}` is not a package name.")
     if isinstance(entry, str):
@@ -67,14 +69,18 @@ def _requirement_line(name: str, entry: Any, source: str, locked: bool
             raise PipfileError(f"{source}: the path of {name} ({path[:60]}) is not a path in "
                                "the repository.")
         editable = "-e " if entry.get("editable") else ""
-        return f"{editable}{path}", True, False
+        return f"{editable}{path}", True
     if "git" in entry or "file" in entry:
-        url = str(entry.get("git") or entry.get("file"))
-        if not url.startswith("https://"):
-            raise PipfileError(f"{source}: {name} must come from an https:// URL.")
-        ref = f"@{entry['ref']}" if entry.get("ref") and "git" in entry else ""
-        prefix = "git+" if "git" in entry else ""
-        return f"{requirement} @ {prefix}{url}{ref}", False, True
+        # Written as requirements.txt would say it, so that check_generated_line holds
+        # it to the same rule: a download URL is refused, a file: URL passes.
+        key = "git" if "git" in entry else "file"
+        url = str(entry[key])
+        if not _URL.match(url):
+            raise PipfileError(f"{source}: the {key} of {name} ({url[:60]}) must be a URL; "
+                               "name a path in the repository with path = instead.")
+        ref = f"@{entry['ref']}" if entry.get("ref") and key == "git" else ""
+        prefix = "git+" if key == "git" else ""
+        return f"{requirement} @ {prefix}{url}{ref}", False
     version = str(entry.get("version", "*")).strip()
     if not _SPECIFIER.match(version):
         raise PipfileError(f"{source}: the version of {name} ({version[:60]}) is not a "
@@ -87,7 +93,7 @@ def _requirement_line(name: str, entry: Any, source: str, locked: bool
         hashes = entry.get("hashes") or []
         line += "".join(f" --hash={digest}" for digest in hashes
                         if isinstance(digest, str) and re.match(r"^sha256:[0-9a-f]{64}$", digest))
-    return line, False, False
+    return line, False
 
 
 def declared_sources(text: str, source: str) -> list[str]:
