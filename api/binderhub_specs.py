@@ -32,6 +32,7 @@ from urllib.parse import unquote
 
 from common.config import Config
 from common.errors import BadRepoSource
+from common.quoting import quoted
 
 #: The ref BinderHub uses for "the default branch".
 DEFAULT_REF = "HEAD"
@@ -87,7 +88,7 @@ _DOI = re.compile(r"^10\.\d{4,9}/\S+$")
 
 def _doi(spec: str, config: Config) -> str:
     if not _DOI.match(spec):
-        raise BadRepoSource(f"{spec!r} is not a DOI.",
+        raise BadRepoSource(f"{quoted(spec)} is not a DOI.",
                             suggestions=["Give the DOI as 10.NNNN/SUFFIX."])
     return f"doi:{spec}"
 
@@ -171,6 +172,6 @@ def farm_spec(prefix: str, spec: str, config: Config) -> str:
     text = known.to_farm(spec.rstrip("/"), config)
     owner = parse_spec(text, config).provider
     if owner not in known.providers:
-        raise BadRepoSource(f"{spec!r} is not a {known.display_name} spec (it is {owner}'s).",
+        raise BadRepoSource(f"{quoted(spec)} is not a {known.display_name} spec (it is {owner}'s).",
                             suggestions=[f"Use the prefix of {owner}."])
     return text

@@ -18,9 +18,10 @@ from marshmallow import Schema, ValidationError, fields
 from webargs.flaskparser import FlaskParser
 from werkzeug.routing import BaseConverter
 
-from api.errors import argument_error, quoted
+from api.errors import argument_error
 from common.errors import BadQuery, MalformedRequest
 from common.naming import MAX_NAME_LENGTH, NAME_PATTERN
+from common.quoting import quoted
 
 #: Longest key quoted back in an error message.
 _MAX_QUOTED = 64

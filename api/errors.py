@@ -10,7 +10,6 @@ body) and flask-smorest's ``abort`` (``docs.Api`` hands its error hook to
 
 from __future__ import annotations
 
-import json
 import logging
 
 from flask import Flask, Response, current_app, jsonify, request
@@ -18,6 +17,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, RequestEntityTooLarge
 
 from common.errors import BadQuery, BinderError, MalformedRequest
+from common.quoting import quoted
 from common.validation import field_problems
 
 log = logging.getLogger(__name__)
@@ -118,12 +118,6 @@ def _http_message_and_suggestions(error: HTTPException) -> tuple[str, list[str]]
 
 def _quoted_path() -> str:
     return quoted(request.path, _MAX_QUOTED_PATH)
-
-
-def quoted(text: str, limit: int) -> str:
-    """``text`` (a user's) as a JSON string to quote in a message, at most ``limit`` long."""
-    literal = json.dumps(text)  # escapes quotes and control characters
-    return literal if len(literal) <= limit else f"{literal[:limit - 4]}...\""
 
 
 def http_error(error: HTTPException) -> tuple[Response, int]:

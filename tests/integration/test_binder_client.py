@@ -126,5 +126,5 @@ def test_errors_print_the_protocol_messages(cli: Cli) -> None:
     output = cli("build", "status", "no-such-build")
     assert "Error: Could not get build information for requested image" in output, output
     output = cli("build", "start", "ftp://example.org/a/b", "false")
-    assert "Error: 'ftp://example.org/a/b' is not an allowed repository URL." in output, output
+    assert 'Error: "ftp://example.org/a/b" is not an allowed repository URL.' in output, output
     assert "Possible fix: host your binder on a supported repository source" in output

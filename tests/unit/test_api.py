@@ -190,6 +190,27 @@ def test_bad_repository_url_is_bad_repo_source(client: FlaskClient, repository: 
     assert body["suggestions"]
 
 
+@pytest.mark.parametrize(("repository", "error"), [
+    ("ftp://example.org/a/b", '"ftp://example.org/a/b" is not an allowed repository URL.'),
+    ("https://github.com/o", '"https://github.com/o" names no repository.'),
+    ("https://github.com/o/r/tree/caf\u00e9",
+     '"caf\\u00e9" is not a valid branch, tag or commit.'),
+    ("https://gitlab.com/g/p/-/tree/", '"https://gitlab.com/g/p/-/tree/" is not a project URL.'),
+])
+def test_a_refused_repository_is_quoted_as_a_json_string(client: FlaskClient, repository: str,
+                                                         error: str) -> None:
+    status, body = post(client, {"repository": repository})
+    assert (status, body["type"]) == (422, "badRepoSource")
+    assert body["error"] == error
+
+
+def test_a_long_refused_repository_is_quoted_shortened(client: FlaskClient) -> None:
+    status, body = post(client, {"repository": "ftp://example.org/" + "a" * 1500})
+    assert (status, body["type"]) == (422, "badRepoSource")
+    assert body["error"].startswith('"ftp://example.org/aaa') and '..."' in body["error"]
+    assert len(body["error"]) < 300
+
+
 def test_start_records_and_enqueues_the_parsed_repository(
         client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
     created: list[tuple[str, dict[str, Any], bool]] = []

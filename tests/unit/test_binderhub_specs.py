@@ -67,6 +67,12 @@ def test_bad_specs_say_why(prefix: str, spec: str, words: str) -> None:
     assert words in " ".join([caught.value.message, *caught.value.suggestions])
 
 
+def test_a_bad_spec_is_quoted_as_a_json_string() -> None:
+    with pytest.raises(BadRepoSource) as caught:
+        farm_spec("zenodo", "not-a-doi\\", CONFIG)
+    assert caught.value.message == '"not-a-doi\\\\" is not a DOI.'
+
+
 def test_display_configs_have_binderhubs_shape() -> None:
     for prefix in PREFIXES.values():
         shown = prefix.display_config(CONFIG)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from common.config import Config, get_config
 from common.errors import BadRepoSource
+from common.quoting import quoted
 from workers.providers.base import ContentProvider, FetchLimits, Resolved, Spec
 from workers.providers.dataverse import DataverseProvider
 from workers.providers.doi import DoiProvider
@@ -44,12 +45,12 @@ def parse_spec(text: str, config: Config | None = None) -> Spec:
     config = config or get_config()
     text = text.strip()
     if not text or text.startswith("-") or any(ch.isspace() or ord(ch) < 32 for ch in text):
-        raise BadRepoSource(f"{text!r} is not a repository URL.", suggestions=[_HINT])
+        raise BadRepoSource(f"{quoted(text)} is not a repository URL.", suggestions=[_HINT])
     for provider_class in PROVIDERS:
         spec = provider_class(config).detect(text)
         if spec is not None:
             return spec
-    raise BadRepoSource(f"No provider handles {text!r}.", suggestions=[_HINT])
+    raise BadRepoSource(f"No provider handles {quoted(text)}.", suggestions=[_HINT])
 
 
 def provider_by_id(provider_id: str, config: Config | None = None) -> ContentProvider:
@@ -57,7 +58,7 @@ def provider_by_id(provider_id: str, config: Config | None = None) -> ContentPro
     for provider_class in PROVIDERS:
         if provider_class.id == provider_id:
             return provider_class(config or get_config())
-    raise BadRepoSource(f"No content provider is called {provider_id!r}.",
+    raise BadRepoSource(f"No content provider is called {quoted(provider_id)}.",
                         suggestions=["Start the build again from its repository URL."])
 
 

@@ -27,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from common.errors import BadRepoSource, BuildFailure
+from common.quoting import quoted
 from workers.providers.base import (
     ContentProvider,
     FetchLimits,
@@ -63,7 +64,7 @@ def doi_of(text: str, resolver: str) -> str | None:
     else:
         return None
     if not DOI_RE.match(doi):
-        raise BadRepoSource(f"{text!r} is not a valid DOI.",
+        raise BadRepoSource(f"{quoted(text)} is not a valid DOI.",
                             suggestions=["Give a DOI as doi:10.NNNN/SUFFIX or "
                                          "https://doi.org/10.NNNN/SUFFIX."])
     return doi
@@ -146,7 +147,7 @@ class ArchiveProvider(ContentProvider):
             return None
         spec = self.landing(text)
         if spec is None:
-            raise BadRepoSource(f"{text!r} is not a {self.label} {self.record_word}.",
+            raise BadRepoSource(f"{quoted(text)} is not a {self.label} {self.record_word}.",
                                 suggestions=[self.hint()])
         return spec
 

@@ -51,6 +51,7 @@ from common.config import Config
 from common.errors import BadRepoSource, BuildFailure
 from common.models import FailureCause
 from common.naming import preferred_name
+from common.quoting import quoted
 
 Say = Callable[[str], None]
 
@@ -162,14 +163,14 @@ def check_ref(ref: str | None, hint: str = "Use a branch or tag name, or a commi
     if ref is None or ref == "":
         return None
     if not _REF_OK.match(ref):
-        raise BadRepoSource(f"{ref!r} is not a valid branch, tag or commit.",
+        raise BadRepoSource(f"{quoted(ref)} is not a valid branch, tag or commit.",
                             suggestions=[hint])
     return ref
 
 
 def check_part(part: str, what: str, hint: str) -> str:
     if not _PART_OK.match(part):
-        raise BadRepoSource(f"{part!r} is not a valid {what}.", suggestions=[hint])
+        raise BadRepoSource(f"{quoted(part)} is not a valid {what}.", suggestions=[hint])
     return part
 
 
@@ -194,7 +195,8 @@ def check_url_policy(url: str, config: Config) -> None:
     hint = "Use an https URL" + (
         "" if parts.scheme != "http" else
         "; plain http only for hosts in BINDER_ALLOWED_SOURCE_HOSTS")
-    raise BadRepoSource(f"{url!r} is not an allowed repository URL.", suggestions=[hint + "."])
+    raise BadRepoSource(f"{quoted(url)} is not an allowed repository URL.",
+                        suggestions=[hint + "."])
 
 
 def checked_target(url: str, config: Config, resolve: Resolver = resolve_host) -> CheckedTarget:
@@ -248,7 +250,7 @@ class ContentProvider(ABC):
     def with_ref(self, spec: Spec, ref: str) -> str:
         """``spec`` at ``ref``, spelled as this provider's URLs spell a ref (the default:
         it has none; ``BadRepoSource``)."""
-        raise BadRepoSource(f"{spec.text!r} is {self.label} content, which has no branches "
+        raise BadRepoSource(f"{quoted(spec.text)} is {self.label} content, which has no branches "
                             "or tags to choose.",
                             suggestions=["Leave the ref out; name the version in the "
                                          "repository itself."])

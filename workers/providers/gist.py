@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 
 from common.errors import BadRepoSource
+from common.quoting import quoted
 from workers.providers.base import Spec, check_part, check_ref
 from workers.providers.git import HostedGitProvider
 
@@ -28,7 +29,7 @@ class GistProvider(HostedGitProvider):
         user, _, gist_id = path.partition("/")
         gist_id = gist_id.removesuffix(".git")
         if not _GIST_ID.match(gist_id):
-            raise BadRepoSource(f"{text!r} names no gist.", suggestions=[hint])
+            raise BadRepoSource(f"{quoted(text)} names no gist.", suggestions=[hint])
         check_part(user, "user name", hint)
         ref = check_ref(ref_part, hint=hint)
         return self.hosted_spec(base, f"{user}/{gist_id}", ref, ("gist", user, gist_id),

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from common.errors import BadRepoSource
+from common.quoting import quoted
 from workers.git import SHA_RE, GitConfig, fetch_commit, header_config, resolve_ref
 from workers.providers.base import (
     ContentProvider,
@@ -47,7 +48,7 @@ class GitProvider(ContentProvider):
 
     def with_ref(self, spec: Spec, ref: str) -> str:
         if spec.ref is not None:
-            raise BadRepoSource(f"{spec.text!r} already names a ref ({spec.ref}).",
+            raise BadRepoSource(f"{quoted(spec.text)} already names a ref ({spec.ref}).",
                                 suggestions=["Give the ref either in the URL or on its own, "
                                              "not both."])
         return f"{spec.text.rstrip('/')}{self.ref_marker}{ref}"
@@ -56,7 +57,7 @@ class GitProvider(ContentProvider):
         check_url_policy(text, self.config)
         parts = urlsplit(text)
         if parts.query or parts.fragment or "@" in parts.netloc:
-            raise BadRepoSource(f"{text!r} carries credentials, a query or a fragment.",
+            raise BadRepoSource(f"{quoted(text)} carries credentials, a query or a fragment.",
                                 suggestions=["Give the plain repository URL. " + HINT])
         path, ref = parts.path.strip("/"), None
         last = path.rsplit("/", 1)[-1]
@@ -64,10 +65,10 @@ class GitProvider(ContentProvider):
             path, _, ref = path.rpartition("@")
         segments = [segment for segment in path.split("/") if segment]
         if len(segments) < 2:
-            raise BadRepoSource(f"{text!r} names no repository.", suggestions=[HINT])
+            raise BadRepoSource(f"{quoted(text)} names no repository.", suggestions=[HINT])
         if "tree" in segments[2:]:
             raise BadRepoSource(
-                f"{text!r} looks like a web page of a repository, not a Git URL.",
+                f"{quoted(text)} looks like a web page of a repository, not a Git URL.",
                 suggestions=["Give the ref of a plain Git URL as https://HOST/OWNER/REPO@REF."])
         segments[-1] = segments[-1].removesuffix(".git") or segments[-1]
         for segment in segments:

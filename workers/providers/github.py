@@ -8,6 +8,7 @@ repository compare case-insensitively, as GitHub does.
 from __future__ import annotations
 
 from common.errors import BadRepoSource
+from common.quoting import quoted
 from workers.providers.base import Spec, check_part, check_ref
 from workers.providers.git import HostedGitProvider
 
@@ -26,11 +27,11 @@ class GitHubProvider(HostedGitProvider):
         if tail:
             kind, _, ref_part = tail.partition("/")
             if kind != "tree" or not ref_part:
-                raise BadRepoSource(f"{text!r} is not a repository URL.", suggestions=[hint])
+                raise BadRepoSource(f"{quoted(text)} is not a repository URL.", suggestions=[hint])
             ref = check_ref(ref_part, hint=hint)
         repo = repo.removesuffix(".git")
         if not owner or not repo:
-            raise BadRepoSource(f"{text!r} names no repository.", suggestions=[hint])
+            raise BadRepoSource(f"{quoted(text)} names no repository.", suggestions=[hint])
         check_part(owner, "owner", hint)
         check_part(repo, "repository name", hint)
         return self.hosted_spec(base, f"{owner}/{repo}", ref, (owner, repo))

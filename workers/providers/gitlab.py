@@ -9,6 +9,7 @@ GitLab does.
 from __future__ import annotations
 
 from common.errors import BadRepoSource
+from common.quoting import quoted
 from workers.providers.base import Spec, check_part, check_ref
 from workers.providers.git import HostedGitProvider
 
@@ -24,13 +25,13 @@ class GitLabProvider(HostedGitProvider):
     def parse(self, text: str, base: str, path: str, hint: str) -> Spec:
         path, marker, ref_part = path.partition(self.ref_marker)
         if marker and not ref_part:
-            raise BadRepoSource(f"{text!r} names no ref after /-/tree/.", suggestions=[hint])
+            raise BadRepoSource(f"{quoted(text)} names no ref after /-/tree/.", suggestions=[hint])
         if "/-/" in f"/{path}/":
-            raise BadRepoSource(f"{text!r} is not a project URL.", suggestions=[hint])
+            raise BadRepoSource(f"{quoted(text)} is not a project URL.", suggestions=[hint])
         ref = check_ref(ref_part, hint=hint) if marker else None
         segments = [segment for segment in path.split("/") if segment]
         if len(segments) < 2:
-            raise BadRepoSource(f"{text!r} names no project.", suggestions=[hint])
+            raise BadRepoSource(f"{quoted(text)} names no project.", suggestions=[hint])
         segments[-1] = segments[-1].removesuffix(".git") or segments[-1]
         for segment in segments:
             check_part(segment, "group or project name", hint)
