@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import logging
 import os
 import threading
 from collections.abc import Iterator, Mapping
@@ -23,6 +24,8 @@ from common.clock import utcnow
 from common.config import Config, get_config
 from common.errors import BadDatabase, NoDatabase
 from common.models import BuildRecord, TemplateRecord
+
+log = logging.getLogger(__name__)
 
 DEFAULT_EMBEDDED_URL = "mongodb://127.0.0.1:27017"
 
@@ -212,7 +215,12 @@ def prepare_store(config: Config) -> None:
 @contextlib.contextmanager
 def translate_errors() -> Iterator[None]:
     """pymongo failures inside become ``NoDatabase`` (unreachable, or no answer
-    within ``BINDER_MONGO_TIMEOUT_MS``) or ``BadDatabase`` (it answered with an error)."""
+    within ``BINDER_MONGO_TIMEOUT_MS``) or ``BadDatabase`` (it answered with an error).
+
+    A ``BadDatabase`` says only that: what MongoDB answered names the farm's
+    collections, indexes and users, so it goes to this process's log, never to a
+    client in an API answer.
+    """
     try:
         yield
     except PyMongoError as exc:
@@ -228,8 +236,10 @@ def translate_errors() -> Iterator[None]:
             ) from exc
         details = getattr(exc, "details", None) or {}
         reason = details.get("errmsg") if isinstance(details, dict) else None
-        raise BadDatabase(f"The build database failed: {reason or exc}",
-                          suggestions=["Retry; operators: check MongoDB."]) from exc
+        log.error("the build database answered with an error: %s", reason or exc)
+        raise BadDatabase("The build database (MongoDB) answered with an error.",
+                          suggestions=["Retry; operators: the log of the process that "
+                                       "answered says what MongoDB said."]) from exc
 
 
 def ping(config: Config | None = None) -> None:

@@ -18,6 +18,7 @@ import marshmallow
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from pymongo.errors import OperationFailure
 
 import api
 import api.builds
@@ -29,6 +30,7 @@ from api import create_app
 from api.docs import build_spec
 from api.schemas.builds import MAX_LINE
 from common.config import load_config
+from common.db import translate_errors
 
 KEY = "k"
 AUTH = {"Authorization": KEY}
@@ -453,6 +455,23 @@ def test_unexpected_errors_do_not_leak_a_traceback(client: FlaskClient,
     body = response.get_json()
     assert_error_body(body, "internalError")
     assert "secret" not in response.get_data(as_text=True)
+
+
+def test_a_database_error_is_answered_without_the_stores_own_words(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    def refused(*args: object, **kwargs: object) -> dict[str, Any]:
+        with translate_errors():
+            raise OperationFailure("not authorized on farm to execute find", 13,
+                                   {"errmsg": "not authorized on farm to execute find"})
+
+    monkeypatch.setattr(api.builds.build_store, "get_build", refused)
+    response = client.get("/builds/o-r")
+    assert response.status_code == 503
+    body = response.get_json()
+    assert_error_body(body, "badDatabase")
+    assert "not authorized" not in response.get_data(as_text=True)
+    assert "not authorized on farm to execute find" in caplog.text
 
 
 # documentation

@@ -29,10 +29,21 @@ def test_handles_are_made_once_per_client_database_and_name() -> None:
 @pytest.mark.parametrize(("error", "kind", "says"), [
     (AutoReconnect("connection reset"), NoDatabase, "cannot be reached"),
     (NetworkTimeout("timed out"), NoDatabase, "did not answer within BINDER_MONGO_TIMEOUT_MS"),
-    (OperationFailure("bad query", 2, {"errmsg": "bad query"}), BadDatabase, "bad query"),
+    (OperationFailure("bad query", 2, {"errmsg": "bad query"}), BadDatabase,
+     "answered with an error"),
 ])
 def test_store_failures_say_what_happened(error: PyMongoError, kind: type[Exception],
                                           says: str) -> None:
     with pytest.raises(kind) as raised, db.translate_errors():
         raise error
     assert says in str(raised.value)
+
+
+def test_what_the_store_answered_is_logged_not_told(caplog: pytest.LogCaptureFixture) -> None:
+    failure = OperationFailure("E11000 in farm.builds index owner_1", 11000,
+                               {"errmsg": "E11000 in farm.builds index owner_1"})
+    with pytest.raises(BadDatabase) as raised, db.translate_errors():
+        raise failure
+    told = " ".join([raised.value.message, *raised.value.suggestions])
+    assert "E11000" not in told and "farm.builds" not in told
+    assert "E11000 in farm.builds index owner_1" in caplog.text
