@@ -133,7 +133,12 @@ def build(prefix: str, spec: str) -> Response:
     Starts the build of the spec (or attaches to the running one) and
     streams its phases and log in BinderHub's events until ``ready`` or
     ``failed``. Prefixes: gh, gl, gist, git, zenodo, figshare, dataverse.
+    ``HEAD`` answers the stream's headers and starts nothing.
     """
+    if request.method == "HEAD":
+        # Flask answers HEAD with the GET view; a HEAD (a link checker, a proxy's
+        # probe) must not start a build.
+        return _stream(iter(()))
     config: Config = current_app.config["BINDER"]
     try:
         check_scope(Scope.BUILD)

@@ -474,6 +474,14 @@ def test_a_database_error_is_answered_without_the_stores_own_words(
     assert "not authorized on farm to execute find" in caplog.text
 
 
+def test_head_on_the_binderhub_build_route_starts_nothing(client: FlaskClient) -> None:
+    # The fixture's store and queue fail the test if a request reaches them.
+    response = client.head("/build/gh/o/r/HEAD?build_only=true", headers=AUTH)
+    assert response.status_code == 200
+    assert response.mimetype == "text/event-stream"
+    assert response.get_data() == b""
+
+
 # documentation
 
 
