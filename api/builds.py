@@ -24,7 +24,8 @@ from workers.providers import Spec, parse_spec, provider_for
 
 bp = Blueprint("builds", __name__, description="Start, read, list and cancel builds.")
 
-_NEXT_PAGE = {"Link": {"description": 'on a full page, <URL of the next page>; rel="next"',
+_NEXT_PAGE = {"Link": {"description": 'on a full page, <?QUERY of the next page>; rel="next": '
+                                      "a reference relative to the request's URL",
                        "schema": {"type": "string"}}}
 
 
@@ -104,7 +105,8 @@ def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
     """Builds newest first (the protocol's ``build statusAll``), one page at a time.
 
     Filters ``status`` and ``repository``; ``limit`` and ``offset`` page. A full
-    page carries a ``Link: <...>; rel="next"`` header to the next one.
+    page carries a ``Link: <?...>; rel="next"`` header to the next one: the query of
+    the next page, a reference relative to the request's URL (RFC 8288, 3.1).
     """
     spec = _understood(query["repository"]) if "repository" in query else None
     records = build_store.list_builds(
@@ -115,7 +117,9 @@ def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
     headers = {}
     if len(records) == query["limit"]:
         after = {**request.args.to_dict(), "offset": query["offset"] + query["limit"]}
-        headers["Link"] = f'<{request.base_url}?{urlencode(after)}>; rel="next"'
+        # Relative, so that the client resolves it against the URL it used: the API may
+        # sit behind a proxy (TLS, another host or path) whose part of the URL it cannot know.
+        headers["Link"] = f'<?{urlencode(after)}>; rel="next"'
     return records, headers
 
 

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import flask_smorest
 import marshmallow
@@ -252,6 +253,30 @@ def test_start_records_and_enqueues_the_parsed_repository(
 
 
 # queries, answered before the database
+
+
+def test_a_full_page_links_the_next_relative_to_the_request(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A TLS proxy gunicorn does not trust reaches the API over http: a link made
+    # absolute from the request would name http://, not the URL the client used.
+    pages: list[tuple[int, int]] = []
+
+    def list_builds(**given: Any) -> list[dict[str, Any]]:
+        pages.append((given["limit"], given["offset"]))
+        return [{"name": f"b{n}"} for n in range(given["limit"])]
+
+    monkeypatch.setattr(api.builds.build_store, "list_builds", list_builds)
+    response = client.get("/builds/?limit=2&status=failed", headers={
+        **AUTH, "X-Forwarded-Proto": "https", "X-Forwarded-Host": "farm.example"})
+    assert response.status_code == 200
+    link = response.headers["Link"]
+    assert link == '<?limit=2&status=failed&offset=2>; rel="next"'
+    target = link[1:link.index(">")]
+    followed = urljoin("https://farm.example/builds/?limit=2&status=failed", target)
+    assert followed == "https://farm.example/builds/?limit=2&status=failed&offset=2"
+    assert client.get(urljoin("http://localhost/builds/", target),
+                      headers=AUTH).status_code == 200
+    assert pages == [(2, 0), (2, 2)]
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=lots", "offset=-1", "status=sleeping",
