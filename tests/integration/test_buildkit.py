@@ -84,3 +84,17 @@ def test_cancel_stops_a_buildkit_build_and_leaves_nothing_running(
     assert wait_until(lambda: not commands_running(marker), 10), commands_running(marker)
     assert time.monotonic() - started < 20
     assert "step started" in api.logs(name)
+
+
+def test_an_image_no_template_holds_fails_before_its_push(
+        second_host: SecondHost, git_server: GitServer) -> None:
+    """The second host verifies nothing: the CMD is checked before the push all the same."""
+    api = second_host.api
+    words = ", ".join(f'"w{index}"' for index in range(300))
+    record = build(api, git_server, "longcmd", {"Dockerfile": (
+        f"FROM {BASE_IMAGE}\nCMD [{words}]\n")})
+    log = api.logs(record["name"])
+    assert record["status"] == "failed", (record, log[-3000:])
+    assert "the image's CMD has 300 words" in record["error"], record["error"]
+    assert record["cause"] == "repository", record
+    assert "built " in log and "== pushing" not in log, log[-3000:]
