@@ -4,9 +4,11 @@ Repository code runs inside builds (an sdist's ``setup.py``, ``postBuild``),
 so nothing secret may enter one. When ``BINDER_PIP_INDEX_URL`` carries
 credentials (``https://USER:PASSWORD@index.example/simple/``), builds are
 given this proxy's URL instead (``http://ADDRESS/simple/``, no credentials):
-the proxy forwards GET and HEAD requests for the index's host, adding the
+the proxy forwards GET and HEAD requests for the index and the files its
+pages link to on its host (``workers/index_scope.py``), adding the
 credentials, rewrites links and redirects that point back at the index so
-they go through the proxy too, and answers nothing else.
+they go through the proxy too, and answers nothing else (403 for other
+paths of the host, which the farm's login might also reach).
 
 The worker's main process starts the proxy before its pool processes
 fork, on ``BINDER_PIP_PROXY`` (host:port, reachable from builds:
@@ -28,6 +30,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 
 from common.errors import ConfigError
+from workers.index_scope import IndexScope
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class _Upstream:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         self.authorization = f"Basic {token}"
         self.proxy_origin = proxy_origin
+        self.scope = IndexScope(self.origin, parts.path)
         self.session = requests.Session()
 
     def rewrite(self, text: str) -> str:
@@ -95,6 +99,10 @@ class _Handler(BaseHTTPRequestHandler):
         if not self.path.startswith("/") or "://" in self.path.split("?", 1)[0]:
             self._answer(400, {"Content-Type": "text/plain"}, b"only index paths\n")
             return
+        if not self.upstream.scope.allows(self.path):
+            self._answer(403, {"Content-Type": "text/plain"},
+                         b"only the package index and the files it links to\n")
+            return
         try:
             response = self.upstream.session.request(
                 "GET" if body else "HEAD", self.upstream.origin + self.path,
@@ -110,13 +118,16 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {k: v for k, v in response.headers.items()
                        if k.lower() not in _HOP_HEADERS}
             if "Location" in headers:
-                headers["Location"] = self.upstream.rewrite(without_credentials(
-                    headers["Location"]))
+                location = without_credentials(headers["Location"])
+                self.upstream.scope.learn_redirect(self.path, location)
+                headers["Location"] = self.upstream.rewrite(location)
             content_type = headers.get("Content-Type", "")
             if not body:
                 self._answer(response.status_code, headers)
             elif content_type.startswith(_REWRITTEN_TYPES):
-                data = self.upstream.rewrite(response.content.decode("utf-8", "replace"))
+                text = response.content.decode("utf-8", "replace")
+                self.upstream.scope.learn_page(self.path, content_type, text)
+                data = self.upstream.rewrite(text)
                 self._answer(response.status_code, headers, data.encode())
             else:
                 self.send_response(response.status_code)

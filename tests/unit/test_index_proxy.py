@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -48,13 +49,14 @@ def index() -> Iterator[tuple[str, list[str]]]:
                 self.end_headers()
             elif self.path == "/root/simple/tinypkg/":
                 body = (f'<a href="{origin}/root/packages/tinypkg-1.0.whl">tinypkg</a>'
+                        '<a href="../../packages/tinypkg-0.9.tar.gz#sha256=00">older</a>'
                         '<a href="https://files.example/other.whl">elsewhere</a>').encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
-            elif self.path == "/root/packages/tinypkg-1.0.whl":
+            elif self.path.startswith(("/root/packages/", "/admin/")):
                 body = b"PK" + b"\0" * 100_000
                 self.send_response(200)
                 self.send_header("Content-Type", "application/octet-stream")
@@ -73,6 +75,14 @@ def index() -> Iterator[tuple[str, list[str]]]:
     yield f"http://127.0.0.1:{server.server_address[1]}", seen
     server.shutdown()
     server.server_close()
+
+
+def raw_status(listen: str, method: str, path: str) -> int:
+    """The status the proxy answers ``method path``, the path sent as written (no client
+    normalises it first)."""
+    with socket.create_connection(("127.0.0.1", int(listen.split(":")[1]))) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.0\r\n\r\n".encode())
+        return int(sock.recv(100).split()[1])
 
 
 def test_urls_without_credentials_are_given_to_builds_as_they_are() -> None:
@@ -135,3 +145,30 @@ def test_a_taken_port_stops_the_worker_with_a_sentence() -> None:
         listen = f"127.0.0.1:{taken.getsockname()[1]}"
         with pytest.raises(ConfigError, match=f"cannot listen on {listen}"):
             start_proxy("https://u:p@pypi.example/simple/", listen)
+
+
+def test_only_the_index_and_the_files_it_links_to(index: tuple[str, list[str]]) -> None:
+    """Other paths of the index's host are not fetched with the farm's credentials."""
+    origin, seen = index
+    listen = f"127.0.0.1:{free_port()}"
+    server = start_proxy(origin.replace("://", f"://{USER}:{quote(PASSWORD, safe='')}@")
+                         + "/root/simple", listen)
+    assert server is not None
+    proxy = f"http://{listen}"
+    try:
+        for path in ("/admin/secret", "/root/packages/unlisted.whl", "/root/simplex/",
+                     "/root/simple/../../admin/secret", "/root/simple/%2e%2e/%2E%2E/admin/x",
+                     "/root/simple/..%2F..%2Fadmin/x"):
+            for method in ("GET", "HEAD"):
+                assert raw_status(listen, method, path) == 403, (method, path)
+        assert seen == []
+        assert requests.get(f"{proxy}/root/simple/tinypkg/", timeout=10).status_code == 200
+        for linked in ("/root/packages/tinypkg-1.0.whl", "/root/packages/tinypkg-0.9.tar.gz",
+                       "/root/packages/tinypkg-1.0.whl.metadata"):
+            assert requests.get(proxy + linked, timeout=10).status_code == 200, linked
+        assert requests.get(f"{proxy}/root/packages/unlisted.whl", timeout=10).status_code \
+            == 403
+        assert requests.get(f"{proxy}/root/simple", timeout=10).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
