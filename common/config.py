@@ -12,12 +12,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import socket
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from common.errors import ConfigError
 from common.service_credentials import with_service_credentials
@@ -40,14 +42,36 @@ _PARSERS: dict[type, Callable[[str], Any]] = {
     bool: _bool, int: int, float: float, tuple: _csv, str: str}
 
 
-def setting(env: str, default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
-    """Declare a setting: its environment variable, default and help line, and the
-    only values it takes when it has ``choices`` (a word, in any case).
+def setting(env: str, default: Any, help: str, choices: tuple[str, ...] = (),
+            seen_by_builds: bool = False) -> Any:
+    """Declare a setting: its environment variable, default and help line, the
+    only values it takes when it has ``choices`` (a word, in any case), and
+    whether its value is written into builds (``seen_by_builds``: generated
+    Dockerfiles and build logs, which repository code reads), so that it may
+    hold no credentials.
 
     The default's type says how the environment's text is parsed (booleans
     accept true/false/1/0, tuples are comma-separated lists).
     """
-    return field(default=default, metadata={"env": env, "help": help, "choices": choices})
+    return field(default=default, metadata={"env": env, "help": help, "choices": choices,
+                                            "seen_by_builds": seen_by_builds})
+
+
+#: conda's own form of a token in a channel URL (``https://HOST/t/TOKEN/CHANNEL``).
+_CONDA_TOKEN = re.compile(r"/t/[^/]+")
+
+
+def credentials_in(url: str) -> str | None:
+    """What kind of credentials ``url`` carries (a user name or password, a conda token),
+    or ``None``; the description never repeats them."""
+    if "://" not in url:
+        return None  # a conda channel's name
+    parts = urlsplit(url)
+    if "@" in parts.netloc:
+        return "a user name or password"
+    if _CONDA_TOKEN.search(parts.path):
+        return "a token (/t/...)"
+    return None
 
 
 #: The networks BuildKit runs build steps on: it takes no named network.
@@ -162,7 +186,8 @@ class Config:
         "BINDER_PIP_INDEX_URL; builds must reach it.")
     conda_channels: tuple[str, ...] = setting("BINDER_CONDA_CHANNELS", ("conda-forge",),
         "Conda channels (names or URLs) of environment.yml builds, used instead of the file's "
-        "own, and of runtime.txt's python-X.Y.")
+        "own, and of runtime.txt's python-X.Y; builds see them, so no credentials.",
+        seen_by_builds=True)
     build_network: str = setting("BINDER_BUILD_NETWORK", "host",
         "Docker network builds run on: default (the engine's bridge), host or none (see "
         "Production); verification runs have no network.", choices=BUILD_NETWORKS)
@@ -181,10 +206,12 @@ class Config:
         "Dockerfile lines appended to every generated build (as BinderHub's appendix).")
     apt_mirror: str = setting("BINDER_APT_MIRROR", "",
         "Debian mirror for the base image and apt.txt (e.g. http://mirror.example/debian); "
-        "empty uses http://deb.debian.org/debian.")
+        "empty uses http://deb.debian.org/debian; builds see it, so no credentials.",
+        seen_by_builds=True)
     cran_url: str = setting("BINDER_CRAN_URL", "https://packagemanager.posit.co/cran/{date}",
         "CRAN-like repository for R packages; `{date}` becomes runtime.txt's date "
-        "(a dated snapshot), or `latest` when there is none.")
+        "(a dated snapshot), or `latest` when there is none; builds see it, so no "
+        "credentials.", seen_by_builds=True)
     python_installer: str = setting("BINDER_PYTHON_INSTALLER", "uv",
         "Installer of Python requirements in builds: `uv` (uv pip) or `pip`.",
         choices=PYTHON_INSTALLERS)
@@ -316,6 +343,8 @@ class Config:
                 raise ConfigError(
                     f"{spec.metadata['env']} must be one of {', '.join(choices)}, not {value!r}",
                     suggestions=[f"{spec.metadata['env']}: {spec.metadata['help']}"])
+            if spec.metadata["seen_by_builds"]:
+                _refuse_credentials(spec.metadata["env"], value)
 
     @property
     def worker_host(self) -> str:
@@ -323,6 +352,18 @@ class Config:
 
     def replace(self, **overrides: Any) -> Config:
         return dataclasses.replace(self, **_coerce_all(overrides, source="override"))
+
+
+def _refuse_credentials(env: str, value: str | tuple[str, ...]) -> None:
+    for url in (value,) if isinstance(value, str) else value:
+        kind = credentials_in(url)
+        if kind:
+            raise ConfigError(
+                f"{env} holds credentials ({kind}); builds see its value in their "
+                "Dockerfiles and logs, where repository code would read them.",
+                suggestions=[f"Give {env} a URL without credentials: a mirror or proxy that "
+                             "builds may reach without them (only BINDER_PIP_INDEX_URL keeps "
+                             "its credentials on the host, see BINDER_PIP_PROXY)."])
 
 
 def registry_url(registry: str, insecure: bool) -> str:

@@ -298,3 +298,33 @@ def test_config_values_are_not_shared_between_replacements() -> None:
     changed = base.replace(port=1)
     assert (base.port, changed.port) == (8082, 1)
     assert isinstance(changed, Config)
+
+
+@pytest.mark.parametrize(("variable", "value"), [
+    ("BINDER_CONDA_CHANNELS", "conda-forge,https://farm:s3cret@conda.example/private"),
+    ("BINDER_CONDA_CHANNELS", "https://conda.example/t/s3cret-token/private"),
+    ("BINDER_CRAN_URL", "https://farm:s3cret@cran.example/{date}"),
+    ("BINDER_APT_MIRROR", "http://s3cret@mirror.example/debian"),
+])
+def test_credentials_in_a_setting_builds_see_are_refused_at_load(
+        variable: str, value: str, tmp_path: Path) -> None:
+    """These values are written into generated Dockerfiles and build logs, where repository
+    code reads them; the message names the variable but not the secret."""
+    with pytest.raises(ConfigError, match=f"{variable} holds credentials") as caught:
+        load_config(environ={variable: value})
+    assert "s3cret" not in str(caught.value) + " ".join(caught.value.suggestions)
+    assert "BINDER_PIP_INDEX_URL" in " ".join(caught.value.suggestions)
+    file = tmp_path / "farm.json"
+    file.write_text(json.dumps({variable.removeprefix("BINDER_").lower(): value}))
+    with pytest.raises(ConfigError, match=f"{variable} holds credentials"):
+        load_config(environ={}, config_file=str(file))
+    with pytest.raises(ConfigError, match=f"{variable} holds credentials"):
+        load_config(environ={}).replace(**{variable: value})
+
+
+def test_urls_without_credentials_are_taken_for_settings_builds_see() -> None:
+    config = load_config(environ={
+        "BINDER_CONDA_CHANNELS": "conda-forge,https://conda.example/tools/t",
+        "BINDER_CRAN_URL": "https://cran.example/snapshots/{date}",
+        "BINDER_APT_MIRROR": "http://mirror.example/debian"})
+    assert config.conda_channels == ("conda-forge", "https://conda.example/tools/t")
