@@ -6,6 +6,14 @@ are one image. An allowed entry without a tag or digest allows every tag
 and digest of its repository; ``NAME:TAG`` allows that tag only (not a
 digest, which could name any manifest of the repository); ``NAME@DIGEST``
 allows that digest only. An empty list allows every image.
+
+Whatever the list, an image on a registry written as a loopback, private or
+link-local address (in any spelling: ``127.1``, ``[::1]``, ``0x7f000001``)
+or as ``localhost`` (or ``*.localhost``) is refused unless it is on one of
+the farm's own registries or an allowed entry covers it: the engine pulls
+it itself, from the host's network (plain http for loopback), so a
+Dockerfile would reach the host's services whatever network builds run on.
+Names are not resolved here.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from common.addresses import is_public_address, literal_address
 from common.errors import BuildFailure
 from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.images import ImageUse, pulled_images
@@ -142,14 +151,40 @@ def allowed_images(entries: Iterable[str]) -> list[AllowedImage]:
     return result
 
 
+def registry_of(image: str) -> str | None:
+    """The registry (``host[:port]``) ``image`` is pulled from, ``None`` if it is no name."""
+    try:
+        return parse_reference(image).domain
+    except InvalidReference:
+        return None
+
+
+def is_internal_registry(domain: str) -> bool:
+    """True for a registry written as ``localhost`` (or ``*.localhost``) or as a
+    non-public address literal; a name is not resolved."""
+    host = domain.lower()
+    if host.startswith("["):
+        host = host[1:].partition("]")[0]
+    elif ":" in host:
+        host = host.rpartition(":")[0]
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    address = literal_address(host)
+    return address is not None and not is_public_address(address)
+
+
 def check_dockerfile(text: str, allowed_entries: Iterable[str],
-                     build_args: Mapping[str, str] | None = None) -> list[ImageUse]:
+                     build_args: Mapping[str, str] | None = None,
+                     farm_registries: Iterable[str] = ()) -> list[ImageUse]:
     """The images building ``text`` would pull, each one allowed; else ``BuildFailure``.
 
     With an empty allowed list every image is allowed, but the file must
-    still be one Docker can build.
+    still be one Docker can build, and an image on an internal registry
+    (:func:`is_internal_registry`) must be on one of ``farm_registries`` or
+    covered by an allowed entry.
     """
     allowed = allowed_images(allowed_entries)
+    farm = {registry.lower() for registry in farm_registries}
     try:
         uses = pulled_images(text, build_args)
     except DockerfileError as exc:
@@ -163,7 +198,17 @@ def check_dockerfile(text: str, allowed_entries: Iterable[str],
                 f"The Dockerfile's {use.how} on line {use.line} names "
                 f"{shorten(use.image)!r}, which is not an image name ({exc}).",
                 suggestions=["Write a valid image name such as debian:bookworm."]) from None
-        if allowed and not any(entry.covers(reference) for entry in allowed):
+        covered = any(entry.covers(reference) for entry in allowed)
+        if not covered and is_internal_registry(reference.domain) \
+                and reference.domain.lower() not in farm:
+            raise BuildFailure(
+                f"The Dockerfile's {use.how} on line {use.line} would pull {reference} from "
+                f"{reference.domain}, a loopback, private or link-local registry; this farm "
+                "pulls from such registries only its own images.",
+                suggestions=["Build FROM an image on a public registry (or FROM binder-root, "
+                             "this farm's Debian root); operators may allow an image in "
+                             "BINDER_ALLOWED_BASE_IMAGES."])
+        if allowed and not covered:
             names = ", ".join(entry.written for entry in allowed)
             raise BuildFailure(
                 f"The Dockerfile's {use.how} on line {use.line} would pull {reference}, which "
@@ -174,4 +219,4 @@ def check_dockerfile(text: str, allowed_entries: Iterable[str],
 
 
 __all__ = ["AllowedImage", "ImageReference", "InvalidReference", "allowed_images",
-           "check_dockerfile", "parse_reference"]
+           "check_dockerfile", "is_internal_registry", "parse_reference", "registry_of"]

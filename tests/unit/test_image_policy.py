@@ -75,3 +75,38 @@ def test_an_empty_list_allows_any_image_but_not_an_unbuildable_file() -> None:
 def test_a_bad_allowed_entry_is_an_operator_error() -> None:
     with pytest.raises(BuildFailure, match="BINDER_ALLOWED_BASE_IMAGES holds 'Not Valid'"):
         check_dockerfile("FROM x\n", ["Not Valid"])
+
+
+FARM = ("127.0.0.1:5000",)
+
+
+@pytest.mark.parametrize(("dockerfile", "registry"), [
+    ("FROM 127.0.0.1:6379/x\n", "127.0.0.1:6379"),
+    ("FROM localhost:27017/x:1\n", "localhost:27017"),
+    ("FROM LOCALHOST/x\n", "LOCALHOST"),
+    ("FROM api.localhost:8082/x\n", "api.localhost:8082"),
+    ("FROM [::1]:2375/x\n", "[::1]:2375"),
+    ("FROM 127.1:5000/x\n", "127.1:5000"),
+    ("FROM 0x7f000001:80/x\n", "0x7f000001:80"),
+    ("FROM 10.0.0.5/x\n", "10.0.0.5"),
+    ("FROM 169.254.169.254/latest\n", "169.254.169.254"),
+    ("FROM [fe80::1]:80/x\n", "[fe80::1]:80"),
+    ("FROM debian\nCOPY --from=192.168.1.1:80/x / /\n", "192.168.1.1:80"),
+    ("# syntax=127.0.0.1:6000/frontend\nFROM debian\n", "127.0.0.1:6000"),
+])
+def test_images_on_loopback_or_private_registries_are_refused(dockerfile: str,
+                                                              registry: str) -> None:
+    """The engine would connect there itself (plain http for loopback), from the host's
+    network, whatever network builds run on."""
+    with pytest.raises(BuildFailure) as caught:
+        check_dockerfile(dockerfile, [], farm_registries=FARM)
+    assert f"from {registry}, a loopback, private or link-local registry" in \
+        caught.value.message
+
+
+def test_the_farms_own_registry_and_allowed_images_are_pulled_from_anywhere() -> None:
+    check_dockerfile("FROM 127.0.0.1:5000/binder-root\n", [], farm_registries=FARM)
+    check_dockerfile("FROM registry.example/x\nFROM 8.8.8.8/y\n", [], farm_registries=FARM)
+    check_dockerfile("FROM 10.0.0.5/x:1\n", ["10.0.0.5/x"], farm_registries=FARM)
+    with pytest.raises(BuildFailure, match="private"):
+        check_dockerfile("FROM localhost:5000/x\n", [], farm_registries=FARM)

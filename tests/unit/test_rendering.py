@@ -208,6 +208,18 @@ def test_disallowed_base_image_is_refused_naming_the_allowed(tmp_path: Path,
     assert "python:3.12, debian:12" in caught.value.message
 
 
+def test_only_the_farms_own_images_come_from_a_loopback_registry(tmp_path: Path) -> None:
+    """The farm's registry and base image may be on loopback or private addresses; any other
+    registry there is refused before the engine would connect to it."""
+    farm = {"BINDER_REGISTRY": "127.0.0.1:5000", "BINDER_BASE_IMAGE": "10.0.0.5:5000/base:1"}
+    for dockerfile in ("FROM binder-root\n", "FROM 127.0.0.1:5000/binder-base:jupyterlab4\n",
+                       "FROM 10.0.0.5:5000/base:1\n"):
+        DockerfileBuildPack().check(inputs_for(tmp_path, "Dockerfile", dockerfile, **farm))
+    inputs = inputs_for(tmp_path, "Dockerfile", "FROM 127.0.0.1:6379/x\n", **farm)
+    with pytest.raises(BuildFailure, match="from 127.0.0.1:6379, a loopback, private"):
+        DockerfileBuildPack().check(inputs)
+
+
 def test_dockerfile_without_from_is_refused(tmp_path: Path) -> None:
     inputs = inputs_for(tmp_path, "Dockerfile", "# FROM python:3.12\nRUN true\n")
     with pytest.raises(BuildFailure, match="no FROM line"):

@@ -5,7 +5,8 @@ BinderHub passes them; nothing is composed on top of it. ``FROM
 binder-root`` (or ``binder-root:latest``) names the farm's Debian root in
 its registry, ``REGISTRY/binder-root:latest``, unless the Dockerfile has a
 stage of that name; the build uses the Dockerfile with that full name.
-Off the host's network, an ``ADD`` of a URL is refused: the engine would
+Images on loopback or private registries come only from the farm's own
+(``farm_registries``). Off the host's network, an ``ADD`` of a URL is refused: the engine would
 download it from the host's network (``check_downloads``). A ``RUN --mount``
 of one of the farm's shared caches is refused (``check_cache_mounts``): what
 a build leaves there, other repositories' builds would install.
@@ -24,7 +25,7 @@ from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.downloads import downloaded_sources
 from workers.dockerfile_parser.mounts import cache_ids
 from workers.dockerignore import check_ignore_files
-from workers.image_policy import check_dockerfile
+from workers.image_policy import check_dockerfile, registry_of
 from workers.repo_yaml import shorten
 
 ROOT_SHORT_NAME = "binder-root"
@@ -38,6 +39,13 @@ def with_farm_root(text: str, root_image: str) -> str:
     if _ROOT_STAGE.search(text):
         return text
     return _FROM_ROOT.sub(lambda match: match.group(1) + root_image, text)
+
+
+def farm_registries(config: Config) -> tuple[str, ...]:
+    """The registries of the farm's own images (its registry, its base image's): the only
+    loopback or private ones a repository Dockerfile may pull from."""
+    base = registry_of(config.base_image_name)
+    return (config.registry, base) if base else (config.registry,)
 
 
 def check_downloads(text: str, network: str) -> None:
@@ -94,7 +102,8 @@ class DockerfileBuildPack(BuildPack):
         the ignore files must be files of the repository."""
         assert inputs.config_path is not None
         text = self.render(inputs)
-        check_dockerfile(text, inputs.config.allowed_base_images, self.build_args(inputs.config))
+        check_dockerfile(text, inputs.config.allowed_base_images, self.build_args(inputs.config),
+                         farm_registries(inputs.config))
         check_downloads(text, inputs.config.build_network)
         check_cache_mounts(text)
         check_ignore_files(inputs.checkout, inputs.config_path)
