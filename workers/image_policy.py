@@ -7,13 +7,18 @@ and digest of its repository; ``NAME:TAG`` allows that tag only (not a
 digest, which could name any manifest of the repository); ``NAME@DIGEST``
 allows that digest only. An empty list allows every image.
 
-Whatever the list, an image on a registry written as a loopback, private or
-link-local address (in any spelling: ``127.1``, ``[::1]``, ``0x7f000001``)
-or as ``localhost`` (or ``*.localhost``) is refused unless it is on one of
-the farm's own registries or an allowed entry covers it: the engine pulls
-it itself, from the host's network (plain http for loopback), so a
-Dockerfile would reach the host's services whatever network builds run on.
-Names are not resolved here.
+Whatever the list, two kinds of image are refused unless they are the
+farm's own (its base and root images, any tag: :class:`FarmImages`) or an
+allowed entry covers them:
+
+* any other image on the farm's registry: the engine pulls with the
+  registry's login, and the images built from other repositories, private
+  ones too, are there;
+* an image on a registry written as a loopback, private or link-local
+  address (in any spelling: ``127.1``, ``[::1]``, ``0x7f000001``) or as
+  ``localhost`` (or ``*.localhost``): the engine pulls it itself, from the
+  host's network (plain http for loopback), so a Dockerfile would reach the
+  host's services whatever network builds run on. Names are not resolved.
 """
 
 from __future__ import annotations
@@ -151,14 +156,6 @@ def allowed_images(entries: Iterable[str]) -> list[AllowedImage]:
     return result
 
 
-def registry_of(image: str) -> str | None:
-    """The registry (``host[:port]``) ``image`` is pulled from, ``None`` if it is no name."""
-    try:
-        return parse_reference(image).domain
-    except InvalidReference:
-        return None
-
-
 def is_internal_registry(domain: str) -> bool:
     """True for a registry written as ``localhost`` (or ``*.localhost``) or as a
     non-public address literal; a name is not resolved."""
@@ -173,18 +170,57 @@ def is_internal_registry(domain: str) -> bool:
     return address is not None and not is_public_address(address)
 
 
+@dataclass(frozen=True)
+class FarmImages:
+    """The farm's registry (``host:port``, pulled from with its login) and the farm's own
+    images (base and root, wherever they are), whose every tag a Dockerfile may pull."""
+
+    registry: str = ""
+    images: tuple[str, ...] = ()
+
+    def owns(self, image: ImageReference) -> bool:
+        return any(image.repository == own.repository for own in self._references())
+
+    def _references(self) -> list[ImageReference]:
+        references = []
+        for name in self.images:
+            try:
+                references.append(parse_reference(name))
+            except InvalidReference:
+                continue  # not pullable, so nothing to allow
+        return references
+
+
+def check_registry(use: ImageUse, image: ImageReference, farm: FarmImages) -> None:
+    """``BuildFailure`` for ``image`` on the farm's registry or an internal one (see the
+    module docstring), unless it is one of the farm's own."""
+    if farm.owns(image):
+        return
+    suggestion = ("Build FROM an image on a public registry (or FROM binder-root, this farm's "
+                  "Debian root); operators may allow an image in BINDER_ALLOWED_BASE_IMAGES.")
+    where = f"The Dockerfile's {use.how} on line {use.line} would pull {image}"
+    if image.domain.lower() == farm.registry.lower():
+        raise BuildFailure(
+            f"{where} from this farm's registry, which holds the images of other "
+            "repositories; only the farm's own base images may come from there.",
+            suggestions=[suggestion])
+    if is_internal_registry(image.domain):
+        raise BuildFailure(
+            f"{where} from {image.domain}, a loopback, private or link-local registry; this "
+            "farm pulls from such registries only its own images.", suggestions=[suggestion])
+
+
 def check_dockerfile(text: str, allowed_entries: Iterable[str],
                      build_args: Mapping[str, str] | None = None,
-                     farm_registries: Iterable[str] = ()) -> list[ImageUse]:
+                     farm: FarmImages = FarmImages()) -> list[ImageUse]:
     """The images building ``text`` would pull, each one allowed; else ``BuildFailure``.
 
     With an empty allowed list every image is allowed, but the file must
-    still be one Docker can build, and an image on an internal registry
-    (:func:`is_internal_registry`) must be on one of ``farm_registries`` or
-    covered by an allowed entry.
+    still be one Docker can build, and an image on the farm's registry or an
+    internal one must be the farm's own (:func:`check_registry`) unless an
+    allowed entry covers it.
     """
     allowed = allowed_images(allowed_entries)
-    farm = {registry.lower() for registry in farm_registries}
     try:
         uses = pulled_images(text, build_args)
     except DockerfileError as exc:
@@ -199,15 +235,8 @@ def check_dockerfile(text: str, allowed_entries: Iterable[str],
                 f"{shorten(use.image)!r}, which is not an image name ({exc}).",
                 suggestions=["Write a valid image name such as debian:bookworm."]) from None
         covered = any(entry.covers(reference) for entry in allowed)
-        if not covered and is_internal_registry(reference.domain) \
-                and reference.domain.lower() not in farm:
-            raise BuildFailure(
-                f"The Dockerfile's {use.how} on line {use.line} would pull {reference} from "
-                f"{reference.domain}, a loopback, private or link-local registry; this farm "
-                "pulls from such registries only its own images.",
-                suggestions=["Build FROM an image on a public registry (or FROM binder-root, "
-                             "this farm's Debian root); operators may allow an image in "
-                             "BINDER_ALLOWED_BASE_IMAGES."])
+        if not covered:
+            check_registry(use, reference, farm)
         if allowed and not covered:
             names = ", ".join(entry.written for entry in allowed)
             raise BuildFailure(
@@ -218,5 +247,5 @@ def check_dockerfile(text: str, allowed_entries: Iterable[str],
     return uses
 
 
-__all__ = ["AllowedImage", "ImageReference", "InvalidReference", "allowed_images",
-           "check_dockerfile", "is_internal_registry", "parse_reference", "registry_of"]
+__all__ = ["AllowedImage", "FarmImages", "ImageReference", "InvalidReference", "allowed_images",
+           "check_dockerfile", "check_registry", "is_internal_registry", "parse_reference"]

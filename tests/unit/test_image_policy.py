@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from common.errors import BuildFailure
-from workers.image_policy import InvalidReference, check_dockerfile, parse_reference
+from workers.image_policy import (
+    FarmImages,
+    InvalidReference,
+    check_dockerfile,
+    parse_reference,
+)
 
 BASE = "127.0.0.1:5000/binder-base"
 
@@ -77,7 +82,8 @@ def test_a_bad_allowed_entry_is_an_operator_error() -> None:
         check_dockerfile("FROM x\n", ["Not Valid"])
 
 
-FARM = ("127.0.0.1:5000",)
+FARM = FarmImages("127.0.0.1:5000", ("127.0.0.1:5000/binder-base:jupyterlab4",
+                                       "127.0.0.1:5000/binder-root:latest"))
 
 
 @pytest.mark.parametrize(("dockerfile", "registry"), [
@@ -99,14 +105,26 @@ def test_images_on_loopback_or_private_registries_are_refused(dockerfile: str,
     """The engine would connect there itself (plain http for loopback), from the host's
     network, whatever network builds run on."""
     with pytest.raises(BuildFailure) as caught:
-        check_dockerfile(dockerfile, [], farm_registries=FARM)
+        check_dockerfile(dockerfile, [], farm=FARM)
     assert f"from {registry}, a loopback, private or link-local registry" in \
         caught.value.message
 
 
-def test_the_farms_own_registry_and_allowed_images_are_pulled_from_anywhere() -> None:
-    check_dockerfile("FROM 127.0.0.1:5000/binder-root\n", [], farm_registries=FARM)
-    check_dockerfile("FROM registry.example/x\nFROM 8.8.8.8/y\n", [], farm_registries=FARM)
-    check_dockerfile("FROM 10.0.0.5/x:1\n", ["10.0.0.5/x"], farm_registries=FARM)
+@pytest.mark.parametrize("image", ["127.0.0.1:5000/binder-private-repo:1a2b",
+                                   "127.0.0.1:5000/other/binder-base"])
+def test_only_the_farms_own_base_images_come_from_its_registry(image: str) -> None:
+    """The engine pulls with the registry's login, and the images built from other (maybe
+    private) repositories are there."""
+    with pytest.raises(BuildFailure, match="from this farm's registry, which holds the "
+                                           "images of other repositories"):
+        check_dockerfile(f"FROM {image}\n", [], farm=FARM)
+    check_dockerfile(f"FROM {image}\n", [image], farm=FARM)  # an operator's choice
+
+
+def test_the_farms_own_images_and_allowed_images_are_pulled_from_anywhere() -> None:
+    check_dockerfile("FROM 127.0.0.1:5000/binder-root\n", [], farm=FARM)
+    check_dockerfile("FROM 127.0.0.1:5000/binder-base:other-tag\n", [], farm=FARM)
+    check_dockerfile("FROM registry.example/x\nFROM 8.8.8.8/y\n", [], farm=FARM)
+    check_dockerfile("FROM 10.0.0.5/x:1\n", ["10.0.0.5/x"], farm=FARM)
     with pytest.raises(BuildFailure, match="private"):
-        check_dockerfile("FROM localhost:5000/x\n", [], farm_registries=FARM)
+        check_dockerfile("FROM localhost:5000/x\n", [], farm=FARM)

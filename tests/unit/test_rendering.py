@@ -208,16 +208,19 @@ def test_disallowed_base_image_is_refused_naming_the_allowed(tmp_path: Path,
     assert "python:3.12, debian:12" in caught.value.message
 
 
-def test_only_the_farms_own_images_come_from_a_loopback_registry(tmp_path: Path) -> None:
-    """The farm's registry and base image may be on loopback or private addresses; any other
-    registry there is refused before the engine would connect to it."""
+def test_only_the_farms_own_images_come_from_its_or_a_loopback_registry(
+        tmp_path: Path) -> None:
+    """The farm's registry and base image may be on loopback or private addresses; other
+    images there, and any other registry there, are refused before the engine pulls."""
     farm = {"BINDER_REGISTRY": "127.0.0.1:5000", "BINDER_BASE_IMAGE": "10.0.0.5:5000/base:1"}
-    for dockerfile in ("FROM binder-root\n", "FROM 127.0.0.1:5000/binder-base:jupyterlab4\n",
-                       "FROM 10.0.0.5:5000/base:1\n"):
+    for dockerfile in ("FROM binder-root\n", "FROM 10.0.0.5:5000/base:1\n"):
         DockerfileBuildPack().check(inputs_for(tmp_path, "Dockerfile", dockerfile, **farm))
-    inputs = inputs_for(tmp_path, "Dockerfile", "FROM 127.0.0.1:6379/x\n", **farm)
-    with pytest.raises(BuildFailure, match="from 127.0.0.1:6379, a loopback, private"):
-        DockerfileBuildPack().check(inputs)
+    for dockerfile, refusal in (("FROM 127.0.0.1:6379/x\n", "from 127.0.0.1:6379, a loopback"),
+                                ("FROM 10.0.0.5:5000/other\n", "from 10.0.0.5:5000, a loopback"),
+                                ("FROM 127.0.0.1:5000/binder-x\n", "from this farm's registry")):
+        inputs = inputs_for(tmp_path, "Dockerfile", dockerfile, **farm)
+        with pytest.raises(BuildFailure, match=refusal):
+            DockerfileBuildPack().check(inputs)
 
 
 def test_dockerfile_without_from_is_refused(tmp_path: Path) -> None:

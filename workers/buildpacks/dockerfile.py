@@ -5,8 +5,9 @@ BinderHub passes them; nothing is composed on top of it. ``FROM
 binder-root`` (or ``binder-root:latest``) names the farm's Debian root in
 its registry, ``REGISTRY/binder-root:latest``, unless the Dockerfile has a
 stage of that name; the build uses the Dockerfile with that full name.
-Images on loopback or private registries come only from the farm's own
-(``farm_registries``). Off the host's network, an ``ADD`` of a URL is refused: the engine would
+From the farm's registry and from loopback or private ones, only the
+farm's own images may come (``farm_images``, ``workers/image_policy.py``).
+Off the host's network, an ``ADD`` of a URL is refused: the engine would
 download it from the host's network (``check_downloads``). A ``RUN --mount``
 of one of the farm's shared caches is refused (``check_cache_mounts``): what
 a build leaves there, other repositories' builds would install.
@@ -25,7 +26,7 @@ from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.downloads import downloaded_sources
 from workers.dockerfile_parser.mounts import cache_ids
 from workers.dockerignore import check_ignore_files
-from workers.image_policy import check_dockerfile, registry_of
+from workers.image_policy import FarmImages, check_dockerfile
 from workers.repo_yaml import shorten
 
 ROOT_SHORT_NAME = "binder-root"
@@ -41,11 +42,9 @@ def with_farm_root(text: str, root_image: str) -> str:
     return _FROM_ROOT.sub(lambda match: match.group(1) + root_image, text)
 
 
-def farm_registries(config: Config) -> tuple[str, ...]:
-    """The registries of the farm's own images (its registry, its base image's): the only
-    loopback or private ones a repository Dockerfile may pull from."""
-    base = registry_of(config.base_image_name)
-    return (config.registry, base) if base else (config.registry,)
+def farm_images(config: Config) -> FarmImages:
+    """The farm's registry and its own images a repository Dockerfile may build on."""
+    return FarmImages(config.registry, (config.base_image_name, config.root_image_name))
 
 
 def check_downloads(text: str, network: str) -> None:
@@ -103,7 +102,7 @@ class DockerfileBuildPack(BuildPack):
         assert inputs.config_path is not None
         text = self.render(inputs)
         check_dockerfile(text, inputs.config.allowed_base_images, self.build_args(inputs.config),
-                         farm_registries(inputs.config))
+                         farm_images(inputs.config))
         check_downloads(text, inputs.config.build_network)
         check_cache_mounts(text)
         check_ignore_files(inputs.checkout, inputs.config_path)
