@@ -115,13 +115,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(502, {"Content-Type": "text/plain"}, b"the package index failed\n")
             return
         with response:
+            # Header names in any case (http.server writes "Content-type"): the
+            # lookups go to requests' case-insensitive headers, not to this copy.
             headers = {k: v for k, v in response.headers.items()
-                       if k.lower() not in _HOP_HEADERS}
-            if "Location" in headers:
-                location = without_credentials(headers["Location"])
+                       if k.lower() not in _HOP_HEADERS | {"location"}}
+            location = response.headers.get("Location")
+            if location is not None:
+                location = without_credentials(location)
                 self.upstream.scope.learn_redirect(self.path, location)
                 headers["Location"] = self.upstream.rewrite(location)
-            content_type = headers.get("Content-Type", "")
+            content_type = response.headers.get("Content-Type", "").lower()
             if not body:
                 self._answer(response.status_code, headers)
             elif content_type.startswith(_REWRITTEN_TYPES):

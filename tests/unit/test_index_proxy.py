@@ -52,7 +52,7 @@ def index() -> Iterator[tuple[str, list[str]]]:
                         '<a href="../../packages/tinypkg-0.9.tar.gz#sha256=00">older</a>'
                         '<a href="https://files.example/other.whl">elsewhere</a>').encode()
                 self.send_response(200)
-                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-type", "text/html")  # as http.server writes it
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -64,7 +64,7 @@ def index() -> Iterator[tuple[str, list[str]]]:
                 self.wfile.write(body)
             elif self.path == "/root/simple/moved/":
                 self.send_response(301)
-                self.send_header("Location", f"{origin}/root/simple/tinypkg/")
+                self.send_header("location", f"{origin}/root/simple/tinypkg/")
                 self.end_headers()
             else:
                 self.send_response(404)
