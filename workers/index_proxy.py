@@ -125,9 +125,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self.upstream.scope.learn_redirect(self.path, location)
                 headers["Location"] = self.upstream.rewrite(location)
             content_type = response.headers.get("Content-Type", "").lower()
+            page = content_type.startswith(_REWRITTEN_TYPES)
+            if page:
+                # A page a client kept would lead it to files a restarted proxy never saw
+                # linked; revalidating (forwarded unconditionally) shows them again.
+                headers = {k: v for k, v in headers.items() if k.lower() != "cache-control"}
+                headers["Cache-Control"] = "no-cache"
             if not body:
                 self._answer(response.status_code, headers)
-            elif content_type.startswith(_REWRITTEN_TYPES):
+            elif page:
                 text = response.content.decode("utf-8", "replace")
                 self.upstream.scope.learn_page(self.path, content_type, text)
                 data = self.upstream.rewrite(text)

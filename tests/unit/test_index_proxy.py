@@ -53,6 +53,7 @@ def index() -> Iterator[tuple[str, list[str]]]:
                         '<a href="https://files.example/other.whl">elsewhere</a>').encode()
                 self.send_response(200)
                 self.send_header("Content-type", "text/html")  # as http.server writes it
+                self.send_header("Cache-Control", "max-age=600")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -109,6 +110,8 @@ def test_the_proxy_adds_the_credentials_and_rewrites_links(
         assert page.status_code == 200
         assert f'href="http://{listen}/root/packages/tinypkg-1.0.whl"' in page.text
         assert 'href="https://files.example/other.whl"' in page.text  # other hosts untouched
+        # a client revalidates through the proxy, which so learns the page's links again
+        assert page.headers["Cache-Control"] == "no-cache"
         wheel = requests.get(f"http://{listen}/root/packages/tinypkg-1.0.whl", timeout=10)
         assert wheel.content == b"PK" + b"\0" * 100_000
         moved = requests.get(f"{visible}moved/", allow_redirects=False, timeout=10)
