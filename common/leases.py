@@ -75,6 +75,22 @@ def end_unheld(record: BuildRecord, status: Status, error: str, config: Config,
     return ended
 
 
+def note_sent_again(record: BuildRecord, step: str, epoch: str | None, reason: str,
+                    config: Config) -> BuildRecord | None:
+    """Note that the farm sent ``record``'s next step, ``step``, to the broker of
+    ``epoch`` (``reason``: its worker died before it did), so it is not sent again;
+    ``None`` when a worker took it meanwhile."""
+    fields: dict[str, Any] = {"lease.resent_at": utcnow()}
+    if epoch is not None:
+        fields["broker_epoch"] = epoch
+    with translate_errors():
+        noted = db.update_and_read(db.builds(), _unchanged(record), {"$set": fields},
+                                   {"build_id": record["build_id"]})
+    if noted is not None:
+        _tell_log(noted, log_store.sent_again_line(step, reason), config)
+    return noted
+
+
 def cancel(name: str, config: Config) -> BuildRecord:
     """Cancel the build ``name``: it ends ``cancelled`` (an ended build is returned as
     it is). Raises ``NoBuildInfo`` when unknown.

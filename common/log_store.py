@@ -90,6 +90,12 @@ def restart_line(reason: str, attempt: int) -> str:
     return f"== restarted by the farm: {reason}; attempt {attempt} starts from fetch"
 
 
+def sent_again_line(step: str, reason: str) -> str:
+    """The line the farm adds when it sends a build's next step, ``step``, itself: the
+    worker that ended the step before did not (``reason``)."""
+    return f"== {step} sent by the farm: {reason}"
+
+
 def ends_log(lines: list[tuple[int, str]]) -> bool:
     """True when the last of ``lines`` is an attempt's end line: once the build's status
     has ended too, a reader has every line."""

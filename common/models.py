@@ -103,7 +103,8 @@ class Lease(TypedDict, total=False):
     Between phases ``worker`` is None, ``handed_by`` the process that ended
     the last phase and ``handed_at`` when (see ``common/leases.py``). A phase
     a stopping worker handed back has ``worker`` None and ``released`` its
-    name (``build_store.release_phase``).
+    name (``build_store.release_phase``). A next phase the reaper sent, the
+    worker that ended the last one having died first, has ``resent_at``.
     """
 
     worker: str | None
@@ -113,6 +114,8 @@ class Lease(TypedDict, total=False):
     handed_by: str
     handed_at: dt.datetime
     released: str
+    #: When the farm sent the next phase, its worker having died before it did.
+    resent_at: dt.datetime
 
 
 class BuildRecord(TypedDict, total=False):

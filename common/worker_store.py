@@ -54,6 +54,7 @@ class Holder(Enum):
     NOBODY = "nobody"  # no lease: waiting for its first phase
     HELD = "held"  # the lease's worker is alive and lists it
     HANDED_ON = "handed on"  # between phases, waiting in its host's queue
+    UNSENT = "died handing it on"  # between phases, its next phase maybe never sent
     LET_GO = "let it go"  # the lease's worker is alive but no longer holds it
     SILENT = "went silent"  # the lease's worker has not been seen for the window
     STOPPED = "stopped"  # the lease's worker stopped
@@ -138,11 +139,16 @@ def holder(build: Mapping[str, Any], workers: Mapping[str, WorkerRecord], window
     if name is None:
         # The worker that ended the last phase holds it until the next one is sent.
         sender = workers.get(lease.get("handed_by") or "")
-        if sender is not None and build["build_id"] in sender["builds"] \
-                and sender["state"] != "stopped" \
-                and seen(sender, window, now, seen_since, heard):
+        if sender is None or build["build_id"] not in sender["builds"]:
+            return Holder.HANDED_ON
+        if sender["state"] != "stopped" and seen(sender, window, now, seen_since, heard):
             return Holder.HELD
-        return Holder.HANDED_ON
+        # Gone while it still held the build: it died before it sent the next phase (or
+        # just after), unless that phase was handed back to its queue on a stop, or the
+        # farm has sent it since.
+        if lease.get("released") or lease.get("resent_at"):
+            return Holder.HANDED_ON
+        return Holder.UNSENT
     worker = workers.get(name)
     if worker is None:
         # Not written yet (a process that took a build as it started), or

@@ -1,11 +1,14 @@
-"""Putting builds on the queue. Used by the API and the reaper.
+"""Putting builds on the queue. Used by the API, the phases and the reaper.
 
 A build goes to the queue of the host placement chooses
 (``workers/placement.py``), or to the shared queue when no host is free.
+Each step after the first goes where the step before it ran
+(``step_queue``).
 
 A message is only a hint: the build record is written first, so a failed
 enqueue (broker down) leaves ``enqueued: false`` and the reaper sends it
-once the broker is back.
+once the broker is back; a next step the worker that ended the step before
+died without sending, the reaper sends (``send_next_again``).
 """
 
 from __future__ import annotations
@@ -16,14 +19,14 @@ import redis
 from celery import Celery
 from kombu.exceptions import OperationalError
 
-from common import host_store
+from common import host_store, leases
 from common.clock import utcnow
 from common.config import Config
 from common.db import get_db, translate_errors
-from common.models import STEPS, BuildRecord
+from common.models import STEPS, BuildRecord, Step
 from common.redis_client import redis_client
 from workers.placement import queue_for
-from workers.queues import shown_name, task_name
+from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
 
 log = logging.getLogger(__name__)
 
@@ -43,17 +46,37 @@ def broker_epoch(config: Config) -> str | None:
         return None
 
 
+def step_queue(step: Step, host: str) -> str:
+    """The queue of ``step`` of a build whose step before it ran on ``host``: that
+    host's, when ``step`` needs what the step before left there."""
+    return host_queue(host) if step.same_host else SHARED_QUEUE
+
+
+def following_step(phase: str | None) -> Step | None:
+    """The step after the one that runs in ``phase`` (None after the last, or for a
+    phase no step runs in)."""
+    states = [step.state.value for step in STEPS]
+    if phase not in states[:-1]:
+        return None
+    return STEPS[states.index(phase) + 1]
+
+
+def _send(celery: Celery, step: Step, record: BuildRecord, queue: str) -> None:
+    """Send ``step`` of ``record``'s attempt to ``queue`` with one short try."""
+    with celery.connection_for_write(transport_options=SEND_OPTIONS,
+                                     connect_timeout=SEND_TIMEOUT) as connection:
+        celery.send_task(task_name(step), args=[record["build_id"], record["attempt"]],
+                         queue=queue, shadow=shown_name(step, record["name"]),
+                         connection=connection, retry=False)
+
+
 def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     """Send the first step of ``record``'s current attempt; True when sent."""
     build_id, attempt = record["build_id"], record["attempt"]
     queue, host = queue_for(config, record["name"])
     host_store.note_placement(build_id, attempt, host, config)  # before: see there
     try:
-        with celery.connection_for_write(transport_options=SEND_OPTIONS,
-                                         connect_timeout=SEND_TIMEOUT) as connection:
-            celery.send_task(task_name(STEPS[0]), args=[build_id, attempt], queue=queue,
-                             shadow=shown_name(STEPS[0], record["name"]),
-                             connection=connection, retry=False)
+        _send(celery, STEPS[0], record, queue)
     except (OperationalError, redis.RedisError, OSError) as exc:
         log.warning("broker unavailable; %s stays queued for the reaper: %s",
                     record["name"], exc)
@@ -64,4 +87,28 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
             {"build_id": build_id, "attempt": attempt},
             {"$set": {"enqueued": True, "enqueued_at": utcnow(),
                       "broker_epoch": broker_epoch(config)}})
+    return True
+
+
+def send_next_again(celery: Celery, config: Config, record: BuildRecord, reason: str) -> bool:
+    """Send the step after the one ``record``'s attempt ended, which the worker that
+    ended it did not send (``reason``: it died first); True when sent.
+
+    The record notes it (``leases.note_sent_again``), with the epoch of the broker
+    read before sending: a broker that restarts just after is not taken for the one
+    that holds the message. A duplicate of a message the worker did send is
+    harmless: only one claim of a step succeeds (``build_store.start_phase``).
+    """
+    step = following_step(record.get("phase"))
+    host = (record.get("lease") or {}).get("host")
+    if step is None or host is None:
+        return False
+    epoch = broker_epoch(config)
+    try:
+        _send(celery, step, record, step_queue(step, host))
+    except (OperationalError, redis.RedisError, OSError) as exc:
+        log.warning("broker unavailable; could not send %s of %s: %s", step.name,
+                    record["name"], exc)
+        return False
+    leases.note_sent_again(record, step.name, epoch, reason, config)
     return True

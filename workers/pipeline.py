@@ -24,10 +24,10 @@ from common.errors import NoDatabase
 from common.host_events import announce
 from common.models import STEPS, BuildRecord, Step
 from workers.celery_app import task_config
-from workers.dispatch import enqueue_build
+from workers.dispatch import enqueue_build, step_queue
 from workers.phase_runner import Outcome, PhaseFunction, PhaseResult, PhaseRun, run_phase
 from workers.placement import reroute
-from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
+from workers.queues import shown_name, task_name
 
 #: A task that cannot reach MongoDB to claim its build waits and tries again
 #: rather than dropping the message (MongoDB is the truth; it will be back).
@@ -46,9 +46,9 @@ def send_next(app: Celery, config: Config, step: Step, record: BuildRecord) -> N
     """Send the step after ``step`` of ``record``'s attempt: on this host's queue
     when it must run where the checkout is, shown with the build's name."""
     following = STEPS[STEPS.index(step) + 1]
-    queue = host_queue(config.worker_host) if following.same_host else SHARED_QUEUE
     app.send_task(task_name(following), args=(record["build_id"], record["attempt"]),
-                  queue=queue, shadow=shown_name(following, record["name"]))
+                  queue=step_queue(following, config.worker_host),
+                  shadow=shown_name(following, record["name"]))
 
 
 def claimed_here(function: PhaseFunction) -> PhaseFunction:

@@ -14,6 +14,9 @@ behind builds for a free worker would come too late. Each pass:
   worker (a phase handed back by a stopping worker first waits a while for
   its host to come back), or whose next phase went with a restarted broker. After
   ``BINDER_MAX_ATTEMPTS`` it fails the build saying so;
+* sends the next phase of a build whose worker died between ending a phase
+  and sending the next one (its record, silent for ``BINDER_HEARTBEAT_STALE``
+  or stopped, still lists the build): the attempt goes on where it was;
 * sends again the first phase of a queued build whose message may be lost
   (never sent because the broker was down, or sent before it restarted);
   duplicates are harmless because fetch claims the attempt;
@@ -56,7 +59,7 @@ from common.models import BuildRecord, Lease, Phase, Status
 from common.naming import image_repository
 from common.worker_store import Heard, Holder, WorkerRecord
 from workers.celery_app import FarmCelery, task_config
-from workers.dispatch import broker_epoch, enqueue_build
+from workers.dispatch import broker_epoch, enqueue_build, following_step, send_next_again
 from workers.docker_engine import docker_client
 from workers.image_build import BUILT_LABEL
 from workers.phase_runner import work_dir_name
@@ -128,8 +131,9 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
             epoch: str | None, now: dt.datetime, config: Config,
             seen_since: dt.datetime, heard: Heard | None = None) -> tuple[str, str] | None:
     """What to do with a running build holding a lease: ``("cancel", why)``,
-    ``("restart", why)`` or nothing. ``heard``: when the workers last wrote their
-    records, by the reaper's clock (``StoreWatch.heard``)."""
+    ``("restart", why)``, ``("send", why)`` (its next phase) or nothing. ``heard``:
+    when the workers last wrote their records, by the reaper's clock
+    (``StoreWatch.heard``)."""
     lease = build.get("lease")
     assert lease is not None, "the reaper judges builds holding a lease"
     worker = lease.get("worker")
@@ -155,6 +159,10 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     host = lease.get("host")
     if host not in live_hosts and not _waits_for_its_host(lease, now, config, seen_since):
         return "restart", f"no worker of host {host} is alive"
+    if held is Holder.UNSENT and following_step(build.get("phase")) is not None:
+        # Before the broker's epoch: a message never sent was in no broker.
+        return "send", (f"the worker {lease.get('handed_by')} that ended {build['phase']} "
+                        f"{held.value}")
     if epoch is not None and build.get("broker_epoch") not in (None, epoch):
         return "restart", "the broker restarted and lost its next phase"
     handed = lease.get("handed_at") or lease["since"]
@@ -211,7 +219,8 @@ def unsent_builds(config: Config, live_hosts: set[str] | None = None) -> list[Bu
 
 def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
     """One pass of the reaper; returns what it did (for logs and tests)."""
-    done = {"cancelled": 0, "restarted": 0, "failed": 0, "requeued": 0, "withdrawn": 0}
+    done = {"cancelled": 0, "restarted": 0, "failed": 0, "resent": 0, "requeued": 0,
+            "withdrawn": 0}
     now = utcnow()
     try:
         workers = worker_store.all_workers()
@@ -254,6 +263,11 @@ def _act(celery: Celery, build: BuildRecord, action: str, reason: str, config: C
                               config) is not None:
             log.info("cancelled %s: %s", name, reason)
             done["cancelled"] += 1
+        return
+    if action == "send":
+        if send_next_again(celery, config, build, reason):
+            log.warning("sent the next phase of %s: %s", name, reason)
+            done["resent"] += 1
         return
     restarted = leases.restart(build, reason, config)
     if restarted is None:

@@ -58,7 +58,13 @@ def workers(*records: WorkerRecord) -> dict[str, WorkerRecord]:
     (build(lease_worker=None, handed=5), workers(worker(builds=())), Holder.HANDED_ON),
     # The worker that ended the last phase still sends the next one.
     (build(lease_worker=None, handed=5, handed_by=W), workers(worker()), Holder.HELD),
+    # It went silent with the build still listed: it died before sending the next phase.
     (build(lease_worker=None, handed=5, handed_by=W), workers(worker(seen=11)),
+     Holder.UNSENT),
+    (build(lease_worker=None, handed=5, handed_by=W), workers(worker(state="stopped")),
+     Holder.UNSENT),
+    # It sent the next phase and let the build go before it went silent.
+    (build(lease_worker=None, handed=5, handed_by=W), workers(worker(seen=11, builds=())),
      Holder.HANDED_ON),
     ({**build(), "lease": None}, {}, Holder.NOBODY),
 ])
@@ -123,6 +129,34 @@ def test_between_phases_a_build_waits_for_a_live_host() -> None:
     assert judge(waiting, idle, epoch="e2") == "restart"  # the broker restarted
     assert judge(waiting, idle, epoch=None) is None  # the broker is unreachable
     assert judge(build(lease_worker=None, handed=700), idle) == "restart"
+
+
+def unsent(**fields: Any) -> dict[str, Any]:
+    """A build whose detect phase ended on ``W``, which then went silent still holding it
+    (SIGKILLed before it sent the next phase)."""
+    record = build(lease_worker=None, handed=15, handed_by=W, broker_epoch="e1", **fields)
+    record.update(phase="detecting", phases={"detecting": {"start": ago(30), "end": ago(15)}})
+    return record
+
+
+def test_a_next_phase_its_worker_died_before_sending_is_sent_again() -> None:
+    """Not left until ``BINDER_HEARTBEAT_STALE`` + ``BINDER_BUILD_TIMEOUT``: once the
+    worker that ended a phase is silent, its next phase is sent (a duplicate of one it
+    did send is harmless: the phase is claimed once)."""
+    dead = workers(worker(seen=11), worker("a@box:11", builds=()))
+    assert judge(unsent(), dead) == "send"
+    assert judge(unsent(), workers(worker(seen=5))) is None  # maybe still sending it
+    # The broker restarted meanwhile: the phase was not in it either, so it is sent.
+    assert judge(unsent(), dead, epoch="e2") == "send"
+    assert judge(unsent(), dead, hosts=set()) == "restart"  # nowhere to send it
+    # Sent again already: it waits in its host's queue like any handed on build.
+    sent = unsent()
+    sent["lease"]["resent_at"] = ago(5)
+    assert judge(sent, dead) is None
+    # A phase handed back on a stop is back in its queue: never sent again.
+    released = unsent()
+    released["lease"]["released"] = "detecting"
+    assert judge(released, dead) is None
 
 
 def test_a_phase_handed_back_on_a_stop_waits_a_while_for_its_host() -> None:

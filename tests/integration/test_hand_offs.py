@@ -1,0 +1,112 @@
+"""A build between two phases is never left waiting for a message nobody sent.
+
+The store is the shared Mongo wire server (a database of this module's own) and
+the broker the shared Redis (keys under a prefix of this module's own); no
+worker runs: each test plays a worker's writes itself and reads what reaches
+the queues.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from common import build_store, log_store, worker_store
+from common.clock import utcnow
+from common.config import Config, get_config, set_config
+from common.db import get_client
+from common.models import Phase
+from common.redis_client import redis_client
+from tests.integration.conftest import RUN_ID
+from workers import reaper
+from workers.celery_app import create_celery
+
+HOST = "handoff-a"
+DEAD = f"{HOST}@box:7"
+ALIVE = f"{HOST}@box:8"
+
+
+@pytest.fixture
+def config() -> Iterator[Config]:
+    """The farm's settings with a store and broker keys of this test's own, and a
+    silence window of one second."""
+    run = uuid.uuid4().hex[:6]
+    set_config(None)
+    config = get_config().replace(mongo_db=f"binder_test_{RUN_ID}_handoff_{run}",
+                                  broker_prefix=f"test-{RUN_ID}-handoff-{run}:",
+                                  heartbeat_stale=1)
+    set_config(config)
+    try:
+        yield config
+    finally:
+        broker = redis_client(config)
+        store = get_client(config)[config.mongo_db]
+        for record in store.builds.find({}, {"build_id": 1}):
+            broker.delete(log_store.stream_key(record["build_id"]))
+        for key in broker.scan_iter(f"{config.broker_prefix}*"):
+            broker.delete(key)
+        get_client(config).drop_database(config.mongo_db)
+        set_config(None)
+
+
+def worker(name: str, builds: list[str], seen: dt.datetime) -> None:
+    node, _, pid = name.rpartition(":")
+    worker_store.write(worker_store.WorkerRecord(
+        worker=name, node=node, host=HOST, hostname="box", pid=int(pid), state="up",
+        started=seen, last_seen=seen, builds=builds))
+
+
+def sent_tasks(config: Config, queue: str) -> list[tuple[str, list[Any]]]:
+    """The tasks waiting in ``queue``: (task name, arguments)."""
+    broker = redis_client(config)
+    messages = [json.loads(raw) for raw in broker.lrange(f"{config.broker_prefix}{queue}", 0, -1)]
+    return [(message["headers"]["task"], json.loads(base64.b64decode(message["body"]))[0])
+            for message in messages]
+
+
+def ended_detect_on_a_worker_killed_then(config: Config) -> dict[str, Any]:
+    """A build whose detect phase ``DEAD`` ended, and which it still held (its record
+    says so) when it was killed, before it sent the build phase."""
+    record = build_store.create_build(f"o-r-{uuid.uuid4().hex[:6]}", {})
+    build_id = record["build_id"]
+    build_store.start_phase(build_id, 1, Phase.FETCHING, Phase.QUEUED, DEAD, HOST)
+    build_store.end_phase(build_id, 1, Phase.FETCHING, DEAD, {})
+    build_store.start_phase(build_id, 1, Phase.DETECTING, Phase.FETCHING, DEAD, HOST)
+    build_store.end_phase(build_id, 1, Phase.DETECTING, DEAD, {})
+    worker(DEAD, [build_id], utcnow())
+    return dict(record)
+
+
+def test_a_next_phase_its_worker_died_before_sending_is_sent_once_soon(
+        config: Config) -> None:
+    record = ended_detect_on_a_worker_killed_then(config)
+    celery = create_celery(config)
+    watch = reaper.StoreWatch(config)
+    watch.back_since = utcnow() - dt.timedelta(hours=1)
+    worker(ALIVE, [], utcnow())
+    assert reaper.reap(celery, config, watch)["resent"] == 0  # just heard from
+    time.sleep(1.5)
+    worker(ALIVE, [], utcnow())
+    assert reaper.reap(celery, config, watch)["resent"] == 1
+    time.sleep(1.5)
+    worker(ALIVE, [], utcnow())
+    assert reaper.reap(celery, config, watch)["resent"] == 0  # it waits in the queue now
+    assert sent_tasks(config, f"host.{HOST}") == [("binder.build", [record["build_id"], 1])]
+    stored = build_store.find_by_id(record["build_id"])
+    assert stored is not None
+    # The same attempt goes on: nothing it did is lost, and the build phase is claimed
+    # as any hand-off's.
+    assert (stored["attempt"], stored["phase"], stored["status"]) == (1, "detecting", "running")
+    said = [line for _, line in log_store.read_lines(record["build_id"])]
+    assert said == [f"== build sent by the farm: the worker {DEAD} that ended detecting "
+                    "died handing it on"]
+    claimed = build_store.start_phase(record["build_id"], 1, Phase.BUILDING, Phase.DETECTING,
+                                      ALIVE, HOST)
+    assert claimed["lease"]["worker"] == ALIVE
