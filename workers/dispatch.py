@@ -71,10 +71,18 @@ def _send(celery: Celery, step: Step, record: BuildRecord, queue: str) -> None:
 
 
 def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
-    """Send the first step of ``record``'s current attempt; True when sent."""
+    """Send the first step of ``record``'s current attempt; True when sent.
+
+    The record keeps the epoch of the broker read before the send: one that
+    restarts right after it took the step has lost it, and the reaper, seeing
+    another epoch, sends it again (read after, the epoch would name the new
+    broker, which never had it). One that restarts between the read and the
+    send only costs a duplicate, which fetch's claim drops.
+    """
     build_id, attempt = record["build_id"], record["attempt"]
     queue, host = queue_for(config, record["name"])
     host_store.note_placement(build_id, attempt, host, config)  # before: see there
+    epoch = broker_epoch(config)
     try:
         _send(celery, STEPS[0], record, queue)
     except (OperationalError, redis.RedisError, OSError) as exc:
@@ -85,8 +93,7 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     with translate_errors():
         get_db(config).builds.update_one(
             {"build_id": build_id, "attempt": attempt},
-            {"$set": {"enqueued": True, "enqueued_at": utcnow(),
-                      "broker_epoch": broker_epoch(config)}})
+            {"$set": {"enqueued": True, "enqueued_at": utcnow(), "broker_epoch": epoch}})
     return True
 
 
@@ -95,8 +102,7 @@ def send_next_again(celery: Celery, config: Config, record: BuildRecord, reason:
     ended it did not send (``reason``: it died first); True when sent.
 
     The record notes it (``leases.note_sent_again``), with the epoch of the broker
-    read before sending: a broker that restarts just after is not taken for the one
-    that holds the message. A duplicate of a message the worker did send is
+    read before sending (see ``enqueue_build``). A duplicate of a message the worker did send is
     harmless: only one claim of a step succeeds (``build_store.start_phase``).
     """
     step = following_step(record.get("phase"))

@@ -34,9 +34,11 @@ class FakeCelery:
 class FakeBuilds:
     def __init__(self, events: list[tuple[str, Any]]) -> None:
         self.events = events
+        self.written: list[dict[str, Any]] = []
 
     def update_one(self, selector: dict[str, Any], update: dict[str, Any]) -> None:
         self.events.append(("enqueued", sorted(update["$set"])))
+        self.written.append(update["$set"])
 
 
 @pytest.fixture
@@ -62,3 +64,22 @@ def test_a_step_the_broker_did_not_take_is_on_no_host(events: list[tuple[str, An
     assert not dispatch.enqueue_build(FakeCelery(events, fail=True), CONFIG,  # type: ignore[arg-type]
                                       RECORD)
     assert events == [("note", "a"), ("note", None)]  # left for the reaper to send
+
+
+def test_the_epoch_recorded_is_the_brokers_before_the_send(
+        events: list[tuple[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A broker that restarts just after it took the step has lost it: the record names
+    the broker read before the send, so the reaper sends the step again, never the one
+    read after it (the reaper would take it for the broker holding the step)."""
+    broker = {"epoch": "e1"}
+    monkeypatch.setattr(dispatch, "broker_epoch", lambda config: broker["epoch"])
+    builds = FakeBuilds(events)
+    monkeypatch.setattr(dispatch, "get_db", lambda config=None: type(
+        "Db", (), {"builds": builds})())
+
+    class RestartingCelery(FakeCelery):
+        def send_task(self, name: str, args: list[Any], queue: str, **kwargs: Any) -> None:
+            super().send_task(name, args, queue, **kwargs)
+            broker["epoch"] = "e2"  # restarted, the step lost with it
+    assert dispatch.enqueue_build(RestartingCelery(events), CONFIG, RECORD)  # type: ignore[arg-type]
+    assert [fields["broker_epoch"] for fields in builds.written] == ["e1"]
