@@ -391,8 +391,9 @@ def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart
     deadline = time.monotonic() + config.service_wait
     while True:
         try:
+            epoch = broker_epoch(config)  # before: see ``_note_epoch``
             send(record)
-            _note_epoch(config, record, wait)
+            _note_epoch(record, epoch, wait)
             return Outcome.CONTINUE
         except BROKER_ERRORS as exc:
             if time.monotonic() >= deadline or stopping.requested():
@@ -413,11 +414,12 @@ def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart
 HAND_ON_RETRY_SECONDS = 2.0
 
 
-def _note_epoch(config: Config, record: BuildRecord, wait: OutageWait) -> None:
-    """After a hand-off the broker took: if it is not the one the record names (it
-    restarted since the phase ended, or could not be asked then, so the record kept
-    an older one), the message is in it, not lost with the old one; say so."""
-    epoch = broker_epoch(config)
+def _note_epoch(record: BuildRecord, epoch: str | None, wait: OutageWait) -> None:
+    """After a hand-off the broker took: if the broker read just before the send,
+    ``epoch``, is not the one the record names (it restarted since the phase ended,
+    or could not be asked then, so the record kept an older one), the message is in
+    it, not lost with the old one; say so. Read after the send, a broker restarting
+    just after it took the message would be recorded as holding it."""
     if epoch is None or epoch == record.get("broker_epoch"):
         return
     build_id, attempt = record["build_id"], record["attempt"]

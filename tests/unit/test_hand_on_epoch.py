@@ -141,3 +141,24 @@ def test_a_worker_stopping_while_the_broker_is_away_gives_its_hand_off_back(
     assert len(tries) == 2
     assert len(restarted) == 1 and restarted[0].startswith("its next phase could not be sent")
     assert sent_again == [2]
+
+
+def test_a_broker_that_restarts_just_after_the_hand_off_is_not_the_one_recorded(
+        monkeypatch: pytest.MonkeyPatch, logs: None) -> None:
+    """The next phase went with it: the record keeps the broker that took it, so the
+    reaper starts the build again rather than take the new broker for one holding it."""
+    broker = {"epoch": "e1"}
+    record = running(attempt_start=utcnow(), broker_epoch="e1")
+    store = Store(record)
+    monkeypatch.setattr(build_store, "end_phase", store.end_phase)
+    monkeypatch.setattr(build_store, "update_running", store.update_running)
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: broker["epoch"])
+    wait = OutageWait(CONFIG)
+    outcome = phase_runner._run_claimed(CONFIG, record, Phase.BUILDING,  # type: ignore[arg-type]
+                                        lambda run: None, wait)
+    assert outcome is Outcome.CONTINUE
+
+    def send(sent: object) -> None:
+        broker["epoch"] = "e2"  # took the message, then restarted
+    assert phase_runner._hand_on(CONFIG, record, send, None, wait) is Outcome.CONTINUE  # type: ignore[arg-type]
+    assert store.record["broker_epoch"] == "e1"
