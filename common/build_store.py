@@ -451,15 +451,19 @@ def phase_deaths(record: BuildRecord, phase: Phase) -> int:
     return max(0, deliveries - 1 - phase_hand_backs(record, phase))
 
 
-def release_phase(build_id: str, attempt: int, phase: Phase, worker: str) -> BuildRecord:
+def release_phase(build_id: str, attempt: int, phase: Phase, worker: str,
+                  epoch: str | None = None) -> BuildRecord:
     """Hand ``phase``, which ``worker`` runs, back: it stopped in order, and the
     phase waits to be claimed again (by a worker of its host; any worker, for
-    fetch) without that claim counting as a death. Raises ``LeaseLost`` when
-    ``worker`` no longer holds it."""
+    fetch) without that claim counting as a death. ``epoch``: the broker its
+    message goes back to, when known. Raises ``LeaseLost`` when ``worker`` no
+    longer holds it."""
     now = utcnow()
-    update = {"$set": {"lease.worker": None, "lease.released": phase.value,
-                       "lease.handed_by": worker, "lease.handed_at": now},
-              "$inc": {f"handed_back.{attempt}.{phase.value}": 1}}
+    changes: dict[str, Any] = {"lease.worker": None, "lease.released": phase.value,
+                               "lease.handed_by": worker, "lease.handed_at": now}
+    if epoch is not None:
+        changes["broker_epoch"] = epoch
+    update = {"$set": changes, "$inc": {f"handed_back.{attempt}.{phase.value}": 1}}
     with translate_errors():
         record = db.update_and_read(
             db.builds(), {**_running(build_id, attempt), "lease.worker": worker,

@@ -361,7 +361,9 @@ def _hand_back(config: Config, record: BuildRecord, reason: WorkerStopping,
         writer.write(f"== {phase.value} handed back: {reason}; the next worker of the farm "
                      f"runs {phase.value} again")
     try:
-        build_store.release_phase(build_id, attempt, phase, worker)
+        # The broker the task's message goes back to once this returns
+        # (``workers/pipeline.py``): one that restarted while the phase ran holds it.
+        build_store.release_phase(build_id, attempt, phase, worker, broker_epoch(config))
     except LeaseLost:
         log.info("%s of %s was no longer %s's to hand back", phase.value, name, worker)
         return Outcome.DROPPED

@@ -25,8 +25,10 @@ from common.db import get_client
 from common.models import Phase
 from common.redis_client import redis_client
 from tests.integration.conftest import RUN_ID
-from workers import reaper
+from workers import liveness, phase_runner, reaper
 from workers.celery_app import create_celery
+from workers.dispatch import broker_epoch
+from workers.stopping import WorkerStopping
 
 HOST = "handoff-a"
 DEAD = f"{HOST}@box:7"
@@ -110,3 +112,22 @@ def test_a_next_phase_its_worker_died_before_sending_is_sent_once_soon(
     claimed = build_store.start_phase(record["build_id"], 1, Phase.BUILDING, Phase.DETECTING,
                                       ALIVE, HOST)
     assert claimed["lease"]["worker"] == ALIVE
+
+
+def test_a_phase_handed_back_names_the_broker_its_message_goes_back_to(
+        config: Config) -> None:
+    """A stopping worker hands its phase back and its message goes back to the broker
+    of now: one that restarted while the phase ran (the record names the one before)
+    holds it, so the build is not started again as if the broker had lost it."""
+    me = liveness.worker_name(config)
+    record = build_store.create_build(f"o-r-{uuid.uuid4().hex[:6]}", {})
+    build_id = record["build_id"]
+    build_store.start_phase(build_id, 1, Phase.FETCHING, Phase.QUEUED, me, HOST)
+    claimed = build_store.update_running(build_id, 1, {"broker_epoch": "before-a-restart"})
+    outcome = phase_runner._hand_back(config, claimed, WorkerStopping(), None)
+    assert outcome is phase_runner.Outcome.HANDED_BACK
+    stored = build_store.find_by_id(build_id)
+    assert stored is not None and stored["lease"]["released"] == "fetching"
+    now = broker_epoch(config)
+    assert now is not None and stored["broker_epoch"] == now
+    assert reaper.verdict(stored, {}, {HOST}, now, utcnow(), config, utcnow()) is None
