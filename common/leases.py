@@ -129,10 +129,16 @@ def restart(record: BuildRecord, reason: str, config: Config) -> BuildRecord | N
     worker that ran it is lost or let it go (``reason`` says which); after
     ``BINDER_MAX_ATTEMPTS`` attempts, fail it saying so.
 
+    A build whose cancel was requested is not started again: it ends
+    cancelled (its next attempt's fetch would only end it).
+
     Returns the restarted record (the caller sends its first phase), or
-    ``None`` when the build failed or the lease changed meanwhile. Only if
+    ``None`` when the build ended or the lease changed meanwhile. Only if
     its heartbeat did not move either: a build that is still beating is not lost.
     """
+    if record.get("cancel_requested"):
+        end_unheld(record, Status.CANCELLED, "Cancelled by request.", config)
+        return None
     attempt = record["attempt"]
     lease = record.get("lease") or {}
     where = lease.get("worker") or lease.get("host") or "an unknown worker"

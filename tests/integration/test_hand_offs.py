@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from common import build_store, log_store, worker_store
+from common import build_store, leases, log_store, worker_store
 from common.clock import utcnow
 from common.config import Config, get_config, set_config
 from common.db import get_client
@@ -131,3 +131,17 @@ def test_a_phase_handed_back_names_the_broker_its_message_goes_back_to(
     now = broker_epoch(config)
     assert now is not None and stored["broker_epoch"] == now
     assert reaper.verdict(stored, {}, {HOST}, now, utcnow(), config, utcnow()) is None
+
+
+def test_a_cancelled_build_given_back_ends_cancelled_not_started_again(
+        config: Config) -> None:
+    """Its worker could not send its next phase and gives it back: a cancel asked
+    meanwhile ends it, rather than start it again only for its fetch to end it."""
+    record = ended_detect_on_a_worker_killed_then(config)
+    build_id = record["build_id"]
+    flagged = build_store.update_running(build_id, 1, {"cancel_requested": True})
+    assert leases.restart(flagged, "its next phase could not be sent (down)", config) is None
+    stored = build_store.find_by_id(build_id)
+    assert stored is not None
+    assert (stored["status"], stored["attempt"], stored["error"]) == \
+        ("cancelled", 1, "Cancelled by request.")
