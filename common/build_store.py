@@ -17,7 +17,7 @@ that this build never put in the registry.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from pymongo import DESCENDING
 from pymongo.errors import DuplicateKeyError
@@ -363,20 +363,32 @@ def _is_running(record: BuildRecord, attempt: int) -> bool:
     return record["attempt"] == attempt and record["status"] == Status.RUNNING.value
 
 
+class TaskTry(NamedTuple):
+    """The try of a Celery task a claim comes from: its id, and how many times
+    Celery retried it before (``request.retries``)."""
+
+    task: str
+    retries: int
+
+
 def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker: str,
                 host: str, extra: dict[str, Any] | None = None,
-                replacing: str | None = None) -> BuildRecord:
+                replacing: str | None = None, task: TaskTry | None = None,
+                retried_from: str | None = None) -> BuildRecord:
     """Take the lease for ``phase`` and mark it started, in one atomic step.
 
     ``worker`` (a process, see ``worker_store``) on ``host`` may take it when
     the build waits for ``phase``: nobody holds the build and its phase is
     ``after`` (queued for fetch, handed on to ``host`` for later phases), or
     ``worker`` already took this very phase (a redelivered task), or the
+    process ``retried_from`` did in an earlier try of the same ``task`` (the
+    lease keeps the try that took it: Celery retried a task whose claim
+    landed but whose answer was lost, maybe on another process), or the
     process ``replacing`` did and died (its task came back to another process
     of the same worker), or a worker that stopped handed this phase back
     (:func:`release_phase`). Anything else (a stale or duplicate task) gets
-    ``LeaseLost``. Each claim but the second kind counts one delivery of this
-    phase of this attempt (see :func:`phase_deaths`).
+    ``LeaseLost``. Each claim but the second and third kinds counts one
+    delivery of this phase of this attempt (see :func:`phase_deaths`).
 
     The phase's start time and ``extra`` are written by its first claim in the
     attempt only: a phase taken over or taken back keeps them, so its times span
@@ -391,8 +403,10 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     ``$or`` would.
     """
     now = utcnow()
-    changes = {"phase": phase.value, "worker": host, "heartbeat": now,
-               "lease": {"worker": worker, "host": host, "attempt": attempt, "since": now},
+    lease: dict[str, Any] = {"worker": worker, "host": host, "attempt": attempt, "since": now}
+    if task is not None:
+        lease.update(task=task.task, retries=task.retries)
+    changes = {"phase": phase.value, "worker": host, "heartbeat": now, "lease": lease,
                f"phases.{phase.value}.worker": host}
     started = {**changes, f"phases.{phase.value}.start": now, **(extra or {})}
     waiting: dict[str, Any] = (
@@ -405,6 +419,10 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     cases: list[tuple[dict[str, Any], bool]] = [
         ({**waiting, "phase": after.value}, True),
         ({"lease.worker": worker, "phase": phase.value}, False)]
+    if retried_from and task is not None:
+        # Its earlier try ended (Celery retries a task after it raised): nothing died.
+        cases.append(({"lease.worker": retried_from, "lease.task": task.task,
+                       "phase": phase.value}, False))
     if replacing and replacing != worker:
         cases.append(({"lease.worker": replacing, "phase": phase.value}, True))
     cases.append((released, True))
@@ -422,8 +440,8 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
                 break
         else:
             raise LeaseLost(build_id)
-    lease = record.get("lease") or {}
-    if not _is_running(record, attempt) or (record["phase"], lease.get("worker")) \
+    taken = record.get("lease") or {}
+    if not _is_running(record, attempt) or (record["phase"], taken.get("worker")) \
             != (phase.value, worker):
         raise LeaseLost(build_id)  # claimed, and taken from this worker since
     return record

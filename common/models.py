@@ -116,6 +116,10 @@ class Lease(TypedDict, total=False):
     released: str
     #: When the farm sent the next phase, its worker having died before it did.
     resent_at: dt.datetime
+    #: The Celery task whose claim took the current phase, and its try
+    #: (``build_store.TaskTry``).
+    task: str
+    retries: int
 
 
 class BuildRecord(TypedDict, total=False):

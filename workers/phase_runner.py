@@ -167,27 +167,38 @@ def _deadline(record: BuildRecord, config: Config, phase: Phase) -> tuple[dt.dat
     return deadline, minutes
 
 
-def claim(build_id: str, attempt: int, phase: Phase, config: Config) -> BuildRecord:
-    """Take the lease for ``phase`` for this worker process; ``LeaseLost`` if the
-    build does not wait for it (see ``build_store.start_phase``).
+def claim(build_id: str, attempt: int, phase: Phase, config: Config,
+          task: build_store.TaskTry | None = None) -> BuildRecord:
+    """Take the lease for ``phase`` for this worker process, as ``task``'s try;
+    ``LeaseLost`` if the build does not wait for it (see ``build_store.start_phase``).
 
     A phase whose process died comes back to another process of the same
     worker (the task is late-acked): it takes the phase over from the dead one,
-    and the phase keeps its start time.
+    and the phase keeps its start time. So does a later try of the task whose
+    claim landed unanswered (the store stopped answering; Celery retried the
+    task, maybe on another process), without a death counted.
     """
     extra = {"attempt_start": utcnow()} if phase is Phase.FETCHING else {}
     me, host, after = liveness.worker_name(config), config.worker_host, previous_phase(phase)
     try:
-        return build_store.start_phase(build_id, attempt, phase, after, me, host, extra)
+        return build_store.start_phase(build_id, attempt, phase, after, me, host, extra,
+                                       task=task)
     except LeaseLost:
         record = build_store.find_by_id(build_id)
-        holder = ((record or {}).get("lease") or {}).get("worker")
+        lease = (record or {}).get("lease") or {}
+        holder = lease.get("worker")
+        if holder and task is not None and lease.get("task") == task.task \
+                and lease.get("retries", task.retries) < task.retries:
+            log.warning("%s takes %s of %s over from %s: an earlier try of its task "
+                        "claimed it", me, phase.value, build_id, holder)
+            return build_store.start_phase(build_id, attempt, phase, after, me, host, extra,
+                                           task=task, retried_from=holder)
         if not holder or not liveness.died_here(holder, config):
             raise
         log.warning("%s takes %s of %s over from %s, which died running it",
                     me, phase.value, build_id, holder)
         return build_store.start_phase(build_id, attempt, phase, after, me, host, extra,
-                                       replacing=holder)
+                                       replacing=holder, task=task)
 
 
 def previous_phase(phase: Phase) -> Phase:
@@ -199,8 +210,9 @@ def previous_phase(phase: Phase) -> Phase:
 
 def run_phase(config: Config, step: Step, build_id: str, attempt: int,
               function: PhaseFunction, hand_on: HandOn | None = None,
-              restart: Restart | None = None) -> Outcome:
-    """Run one step of one attempt; see the module docstring.
+              restart: Restart | None = None,
+              task: build_store.TaskTry | None = None) -> Outcome:
+    """Run one step of one attempt, as ``task``'s try; see the module docstring.
 
     ``hand_on`` sends the next step; it is called (while this process still
     holds the build) when the step ends with the build going on. If it cannot
@@ -209,7 +221,7 @@ def run_phase(config: Config, step: Step, build_id: str, attempt: int,
     phase = step.state
     with stopping.phase_running(), liveness.holding(build_id):
         try:
-            record = claim(build_id, attempt, phase, config)
+            record = claim(build_id, attempt, phase, config, task)
         except LeaseLost:
             log.info("%s of %s attempt %s is not ours to run; dropped",
                      step.name, build_id, attempt)

@@ -19,6 +19,7 @@ from typing import Any
 from celery import Celery, Task, shared_task
 from celery.exceptions import Reject
 
+from common.build_store import TaskTry
 from common.config import Config
 from common.errors import NoDatabase
 from common.host_events import announce
@@ -80,7 +81,8 @@ def _make_task(step: Step) -> None:
             enqueue_build(self.app, config, record)
 
         outcome = run_phase(config, step, build_id, attempt, function,
-                            None if last else hand_on, restart)
+                            None if last else hand_on, restart,
+                            TaskTry(self.request.id, self.request.retries))
         if outcome is Outcome.HANDED_BACK:
             # Back to its queue, for the next worker (or this one, started again).
             raise Reject(f"{step.name} of {build_id} handed back: this worker is stopping",

@@ -22,6 +22,7 @@ from common import build_store, leases, log_store, worker_store
 from common.clock import utcnow
 from common.config import Config, get_config, set_config
 from common.db import get_client
+from common.errors import LeaseLost
 from common.models import Phase
 from common.redis_client import redis_client
 from tests.integration.conftest import RUN_ID
@@ -145,3 +146,23 @@ def test_a_cancelled_build_given_back_ends_cancelled_not_started_again(
     assert stored is not None
     assert (stored["status"], stored["attempt"], stored["error"]) == \
         ("cancelled", 1, "Cancelled by request.")
+
+
+def test_a_claim_retried_on_another_process_takes_the_phase_its_first_try_claimed(
+        config: Config) -> None:
+    """The first try's claim landed but its answer was lost (the store stopped
+    answering): Celery retries the task, maybe on another process, which takes the
+    phase on as the same delivery, not leave it to the reaper to start again as a
+    build its first process let go. A second delivery of the same try (its process
+    died, or runs it still) is no retry and takes nothing from a live process."""
+    first = f"{HOST}@elsewhere:1"
+    record = build_store.create_build(f"o-r-{uuid.uuid4().hex[:6]}", {})
+    build_id = record["build_id"]
+    build_store.start_phase(build_id, 1, Phase.FETCHING, Phase.QUEUED, first, HOST,
+                            task=build_store.TaskTry("t1", 0))
+    with pytest.raises(LeaseLost):
+        phase_runner.claim(build_id, 1, Phase.FETCHING, config, build_store.TaskTry("t1", 0))
+    claimed = phase_runner.claim(build_id, 1, Phase.FETCHING, config,
+                                 build_store.TaskTry("t1", 1))
+    assert claimed["lease"]["worker"] == liveness.worker_name(config)
+    assert (claimed["attempt"], build_store.phase_deaths(claimed, Phase.FETCHING)) == (1, 0)
