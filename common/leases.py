@@ -1,18 +1,21 @@
-"""What happens to a running build nobody holds: it is ended or started again.
+"""What happens to a running build nobody holds: it is ended, started again, or
+its next phase is sent for the worker that died before sending it.
 
 A running build's ``lease`` says who runs it: the worker process that took
 its current phase (``worker``), the host it runs on (``host``), the attempt
 and when it was taken (``since``). Between phases ``worker`` is empty and
 ``handed_at`` says since when: any worker of that host may take the next
-phase. A phase a stopping worker handed back has ``worker`` empty and
-``released`` naming that phase, which waits to be taken again. Taking,
+phase (``resent_at`` says when the farm sent it, the worker that ended the
+phase before having died first). A phase a stopping worker handed back has
+``worker`` empty and ``released`` naming that phase, which waits to be taken
+again. Taking,
 handing on and handing back a lease are in ``build_store``
 (``start_phase``, ``end_phase``, ``release_phase``); whether the lease's
-worker still holds the build is in ``worker_store``. Both writes here
+worker still holds the build is in ``worker_store``. The writes here
 apply only if the lease is still the one the caller looked at, so a worker
 that took the build meanwhile wins; once one applied, the build's log says
-so (the end line a worker writes, or that the build starts again), since no
-worker is there to write it.
+so (the end line a worker writes, that the build starts again, or that its
+next phase was sent), since no worker is there to write it.
 """
 
 from __future__ import annotations
