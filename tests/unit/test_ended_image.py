@@ -13,7 +13,8 @@ import pytest
 from common import build_store, leases
 from common.errors import BuildCancelled, BuildFailure
 from common.models import Phase, Status
-from tests.unit.test_farm_log_lines import CONFIG, Builds, Logs, logs, running
+from tests.support.log_stores import KeptLogs, logs
+from tests.unit.test_farm_log_lines import CONFIG, Builds, running
 from workers import phase_runner
 from workers.outages import OutageWait
 from workers.phase_runner import PhaseFailure, PhaseRun
@@ -59,7 +60,7 @@ def test_a_completed_build_and_one_that_named_no_image_yet_change_nothing() -> N
 
 
 @pytest.fixture
-def end_in(monkeypatch: pytest.MonkeyPatch, logs: Logs) -> Callable[..., dict[str, Any]]:
+def end_in(monkeypatch: pytest.MonkeyPatch, logs: KeptLogs) -> Callable[..., dict[str, Any]]:
     """Run a phase function as the build's phase: the changes ``build_store.finish`` is
     asked to end the build with."""
     calls: list[dict[str, Any]] = []
@@ -186,7 +187,7 @@ def builds(monkeypatch: pytest.MonkeyPatch) -> Builds:
     ("pushing", {"image_name": IMAGE}),
 ])
 def test_a_build_nobody_holds_ended_by_the_farm_names_what_it_pushed(
-        logs: Logs, builds: Builds, phase: str, expected: dict[str, Any]) -> None:
+        logs: KeptLogs, builds: Builds, phase: str, expected: dict[str, Any]) -> None:
     builds.doc["phase"] = phase
     ended = leases.end_unheld(running(phase=phase, image_name=IMAGE),  # type: ignore[arg-type]
                               Status.CANCELLED, "Cancelled by request.", CONFIG)

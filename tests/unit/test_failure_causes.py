@@ -7,16 +7,15 @@ import datetime as dt
 import pickle
 from typing import Any
 
-import fakeredis
 import pytest
 
-import common.log_store as log_store
 from common import build_store
 from common.clock import utcnow
 from common.config import load_config
 from common.errors import BuildFailure
 from common.models import FailureCause, Phase, Status
-from tests.unit.test_farm_log_lines import Logs, running
+from tests.support.log_stores import KeptLogs, use_log_stores
+from tests.unit.test_farm_log_lines import running
 from workers import phase_runner
 from workers.guard import BuildTimedOut, PhaseGuard
 from workers.image_build import failure_cause
@@ -30,10 +29,7 @@ CONFIG = load_config(environ={}, max_deliveries=2, max_attempts=3)
 @pytest.fixture
 def ended(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """How ``build_store.finish`` was asked to end the build (its log kept in fakes)."""
-    kept = Logs()
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": kept})())
-    stream = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    use_log_stores(monkeypatch, KeptLogs())
     calls: list[dict[str, Any]] = []
 
     def finish(build_id: str, attempt: int, status: Status, error: str | None = None,

@@ -9,49 +9,20 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
-import fakeredis
 import pytest
-from pymongo.errors import AutoReconnect
 
 import common.log_store as log_store
 from common import build_store, leases
 from common.config import load_config
 from common.models import Phase, Status
+from tests.support.log_stores import KeptLogs, logs
 from workers import phase_runner
 from workers.outages import OutageWait
 
+__all__ = ["logs"]  # the fixture, used by name
+
 CONFIG = load_config(environ={}, max_deliveries=2, max_attempts=3)
 T0 = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
-
-
-class Logs:
-    """A ``logs`` collection holding what a phase's process stored before it died."""
-
-    def __init__(self) -> None:
-        self.docs = [log_store.log_document("b1", 1, ["== building on a (attempt 1)",
-                                                      "#5 RUN make"])]
-        self.failing = False
-
-    def find(self, query: dict[str, Any], *args: object) -> list[dict[str, Any]]:
-        return [doc for doc in self.docs if doc["build_id"] == query["build_id"]]
-
-    def insert_one(self, doc: dict[str, Any]) -> None:
-        if self.failing:
-            raise AutoReconnect("down")
-        self.docs.append(doc)
-
-    def lines(self) -> list[str]:
-        return [line for doc in sorted(self.docs, key=lambda d: d["seq"])
-                for line in doc["lines"]]
-
-
-@pytest.fixture
-def logs(monkeypatch: pytest.MonkeyPatch) -> Logs:
-    kept = Logs()
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": kept})())
-    stream = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
-    return kept
 
 
 def running(**fields: Any) -> dict[str, Any]:
@@ -69,7 +40,7 @@ def running(**fields: Any) -> dict[str, Any]:
      "== build cancelled: Cancelled by request."),
 ])
 def test_a_phase_that_ends_the_build_as_it_is_claimed_ends_the_log_too(
-        logs: Logs, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], end: str) -> None:
+        logs: KeptLogs, monkeypatch: pytest.MonkeyPatch, fields: dict[str, Any], end: str) -> None:
     finished: list[tuple[Status, str | None]] = []
     monkeypatch.setattr(build_store, "finish", lambda build_id, attempt, status, error, *_:
                         finished.append((status, error)))
@@ -155,7 +126,7 @@ def test_a_phase_taken_over_or_back_keeps_its_start(builds: Builds,
     assert restarted["attempt_start"] > again["heartbeat"]
 
 
-def test_a_restart_by_the_reaper_is_in_the_log_with_its_reason(logs: Logs,
+def test_a_restart_by_the_reaper_is_in_the_log_with_its_reason(logs: KeptLogs,
                                                                  builds: Builds) -> None:
     restarted = leases.restart(running(), "its worker a@box:7 went silent", CONFIG)
     assert restarted is not None and restarted["attempt"] == 2
@@ -164,7 +135,7 @@ def test_a_restart_by_the_reaper_is_in_the_log_with_its_reason(logs: Logs,
     assert not log_store.ends_log([(3, logs.lines()[-1])])  # the build goes on
 
 
-def test_a_build_lost_too_often_ends_its_log_with_the_failure(logs: Logs,
+def test_a_build_lost_too_often_ends_its_log_with_the_failure(logs: KeptLogs,
                                                               builds: Builds) -> None:
     builds.doc["attempt"] = 3
     lost = running(attempt=3)
@@ -177,7 +148,7 @@ def test_a_build_lost_too_often_ends_its_log_with_the_failure(logs: Logs,
 
 
 def test_a_worker_that_took_the_build_meanwhile_keeps_the_log_as_it_is(
-        logs: Logs, builds: Builds) -> None:
+        logs: KeptLogs, builds: Builds) -> None:
     builds.doc["lease"] = {**builds.doc["lease"], "worker": "a@box:8"}
     assert leases.restart(running(), "its worker a@box:7 stopped", CONFIG) is None
     assert leases.end_unheld(running(), Status.CANCELLED, "Cancelled by request.",
@@ -186,7 +157,7 @@ def test_a_worker_that_took_the_build_meanwhile_keeps_the_log_as_it_is(
 
 
 def test_a_store_that_fails_the_line_does_not_undo_the_restart(
-        logs: Logs, builds: Builds, caplog: pytest.LogCaptureFixture) -> None:
+        logs: KeptLogs, builds: Builds, caplog: pytest.LogCaptureFixture) -> None:
     logs.failing = True
     restarted = leases.restart(running(), "its worker a@box:7 stopped", CONFIG)
     assert restarted is not None and builds.doc["attempt"] == 2

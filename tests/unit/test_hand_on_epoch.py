@@ -12,18 +12,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import fakeredis
 import pytest
 
-import common.log_store as log_store
 from common import build_store
 from common.clock import utcnow
 from common.config import load_config
 from common.models import Phase
-from tests.unit.test_farm_log_lines import Logs, running
+from tests.support.log_stores import KeptLogs, logs
+from tests.unit.test_farm_log_lines import running
 from workers import phase_runner
 from workers.outages import OutageWait
 from workers.phase_runner import Outcome
+
+__all__ = ["logs"]  # the fixture, used by name
 
 CONFIG = load_config(environ={})
 
@@ -46,14 +47,6 @@ class Store:
             self.notes.append(changes)
         self.record.update(changes)
         return dict(self.record)
-
-
-@pytest.fixture
-def logs(monkeypatch: pytest.MonkeyPatch) -> None:
-    kept = Logs()
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": kept})())
-    stream = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
 
 
 def end_and_hand_on(monkeypatch: pytest.MonkeyPatch, epochs: Iterator[str | None],
@@ -82,21 +75,21 @@ def end_and_hand_on(monkeypatch: pytest.MonkeyPatch, epochs: Iterator[str | None
 
 
 def test_a_broker_back_before_the_hand_off_is_the_one_recorded(
-        monkeypatch: pytest.MonkeyPatch, logs: None) -> None:
+        monkeypatch: pytest.MonkeyPatch, logs: KeptLogs) -> None:
     # Unreachable as the phase ended (restarting), then back as a new run.
     store = end_and_hand_on(monkeypatch, iter([None, "e2"]), stored_epoch="e1")
     assert store.record["broker_epoch"] == "e2"
 
 
 def test_a_steady_broker_costs_no_further_write(
-        monkeypatch: pytest.MonkeyPatch, logs: None) -> None:
+        monkeypatch: pytest.MonkeyPatch, logs: KeptLogs) -> None:
     store = end_and_hand_on(monkeypatch, iter(["e1"]), stored_epoch="e1")
     assert store.record["broker_epoch"] == "e1"
     assert store.notes == []
 
 
 def test_a_broker_that_restarted_during_the_phase_is_recorded_as_the_phase_ends(
-        monkeypatch: pytest.MonkeyPatch, logs: None) -> None:
+        monkeypatch: pytest.MonkeyPatch, logs: KeptLogs) -> None:
     store = end_and_hand_on(monkeypatch, iter(["e2"]), stored_epoch="e1")
     assert store.record["broker_epoch"] == "e2"
     assert store.notes == []

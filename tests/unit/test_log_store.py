@@ -13,6 +13,7 @@ from pymongo.errors import DuplicateKeyError
 import common.log_store as log_store
 from common.config import load_config
 from common.errors import NoDatabase
+from tests.support.log_stores import use_log_stores
 
 
 class Logs:
@@ -32,9 +33,7 @@ class Logs:
 def test_a_retried_batch_that_was_written_does_not_fail_the_build(
         monkeypatch: pytest.MonkeyPatch) -> None:
     logs = Logs()
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
-    monkeypatch.setattr(log_store, "redis_client",
-                        lambda config: fakeredis.FakeRedis(decode_responses=True))
+    use_log_stores(monkeypatch, logs)
     writer = log_store.BuildLogWriter("b1", load_config(environ={}))
     writer.write("one")
     writer.flush()  # no BadDatabase
@@ -63,10 +62,8 @@ class Collection:
 
 @pytest.fixture
 def stores(monkeypatch: pytest.MonkeyPatch) -> tuple[Collection, fakeredis.FakeRedis]:
-    logs, stream = Collection(), fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
-    return logs, stream
+    logs = Collection()
+    return logs, use_log_stores(monkeypatch, logs)
 
 
 def kept_lines(logs: Collection) -> list[tuple[int, str]]:
@@ -173,8 +170,7 @@ def test_lines_a_dead_worker_streamed_but_never_stored_are_read(
     for seq, line in enumerate(["one", "two, then killed", "three"], start=1):
         entry_id, fields = log_store.stream_entry(seq, [line])
         stream.xadd(key, fields, id=entry_id)
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    use_log_stores(monkeypatch, logs, stream)
     monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
     expected = [(1, "one"), (2, "two, then killed"), (3, "three")]
     assert log_store.read_lines("b9") == expected
@@ -188,8 +184,7 @@ def test_a_reader_behind_the_trimmed_stream_gets_every_line_in_order(
         monkeypatch: pytest.MonkeyPatch) -> None:
     logs = StoredBatches([{"seq": 1, "last": 3, "lines": ["one", "two", "three"]}])
     stream = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    use_log_stores(monkeypatch, logs, stream)
     monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
     # lines 4-6 already trimmed from the live stream, not yet stored
     entry_id, fields = log_store.stream_entry(7, [f"line {seq}" for seq in (7, 8, 9)])
@@ -218,8 +213,7 @@ def test_a_reader_starting_inside_a_stream_entry_gets_the_lines_after(
         monkeypatch: pytest.MonkeyPatch) -> None:
     logs = StoredBatches([])
     stream = fakeredis.FakeRedis(decode_responses=True)
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    use_log_stores(monkeypatch, logs, stream)
     monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
     key = log_store.stream_key("b8")
     for first, lines in ((1, ["one", "two", "three"]), (4, ["four", "five\nstill five"])):
@@ -255,8 +249,7 @@ def test_a_limited_read_takes_whole_batches_up_to_the_limit_then_goes_on(
     stream = fakeredis.FakeRedis(decode_responses=True)
     entry_id, fields = log_store.stream_entry(4, ["4", "5", "6"])
     stream.xadd(log_store.stream_key("b10"), fields, id=entry_id)
-    monkeypatch.setattr(log_store, "get_db", lambda: type("Db", (), {"logs": logs})())
-    monkeypatch.setattr(log_store, "redis_client", lambda config: stream)
+    use_log_stores(monkeypatch, logs, stream)
     monkeypatch.setattr(log_store, "get_config", lambda: load_config(environ={}))
     parts, after = [], 0
     while part := log_store.read_lines("b10", after, limit=4):
