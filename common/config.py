@@ -244,6 +244,9 @@ class Config:
     push_timeout: int = setting("BINDER_PUSH_TIMEOUT", 900, "Seconds a push may take.")
     max_repo_mb: int = setting("BINDER_MAX_REPO_MB", 1024,
         "Largest checkout or download accepted, in MiB.")
+    git_memory_mb: int = setting("BINDER_GIT_MEMORY_MB", 1024,
+        "Most memory each git process of a fetch may allocate, in MiB (the refs a host "
+        "advertises and the objects git unpacks are held in it); 0 for no limit.")
     max_repo_files: int = setting("BINDER_MAX_REPO_FILES", 100000,
         "Most files and folders an archive or record may hold.")
     max_archive_ratio: int = setting("BINDER_MAX_ARCHIVE_RATIO", 100,

@@ -8,7 +8,8 @@ Never a prompt, hooks, submodules or a system/global config; every URL and
 ref comes after ``--`` or was validated, so nothing reads as an option.
 
 Sizes are bounded while bytes arrive, not after: output and every file git
-writes are capped by ``RLIMIT_FSIZE``, the repository's ``.git`` is watched
+writes are capped by ``RLIMIT_FSIZE``, what each git process allocates (a
+host's ref list, the objects it unpacks) by ``RLIMIT_DATA``, the repository's ``.git`` is watched
 while it downloads (its bytes, and its files: each ref a host advertises to
 the full-history fetch is a file of its own), and the tree's size and file
 count (``git ls-tree -r -l``) are checked before a single file is checked out.
@@ -55,6 +56,12 @@ WATCH_INTERVAL = 0.1
 #: Attributes that make a checkout write each blob byte for byte (no CRLF,
 #: no re-encoding, no filters), so the listed sizes are the sizes on disk.
 EXACT_CHECKOUT = "* -text -eol -ident -filter -working-tree-encoding\n"
+#: How git says an allocation failed ("Out of memory, malloc failed", "mmap failed:
+#: Cannot allocate memory"), or a thread could not start: a thread's stack counts
+#: towards the same limit.
+OUT_OF_MEMORY_RE = re.compile(r"out of memory|cannot allocate memory|"
+                              r"cannot create async thread|unable to create thread",
+                              re.IGNORECASE)
 
 Say = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -77,6 +84,7 @@ class GitLimits:
     """What one git command may write."""
 
     max_bytes: int = MAX_OUTPUT  # each file, including its stdout
+    max_memory: int = 0  # what each git process may allocate; 0 for no bound
     watch: Path | None = None  # a directory whose total size is also bounded
     watch_bytes: int = 0
     watch_entries: int = 0  # and its count of files and folders, when not 0
@@ -145,9 +153,17 @@ def git_argv(args: list[str], target: CheckedTarget | None = None) -> list[str]:
     return argv + args
 
 
-def _limit_files(max_bytes: int) -> Callable[[], None]:
+def _limit_process(limits: GitLimits) -> Callable[[], None]:
+    """What the child runs before git: the bounds of its files and of its memory."""
     def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, max_bytes))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limits.max_bytes, limits.max_bytes))
+        if limits.max_memory:
+            # RLIMIT_DATA, not RLIMIT_AS: it counts what git allocates but not its
+            # read-only maps of pack files, which may be as large as the download.
+            _, hard = resource.getrlimit(resource.RLIMIT_DATA)
+            memory = limits.max_memory if hard == resource.RLIM_INFINITY \
+                else min(limits.max_memory, hard)
+            resource.setrlimit(resource.RLIMIT_DATA, (memory, memory))
     return apply
 
 
@@ -213,13 +229,14 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
             extra: GitConfig | None = None) -> str:
     """Run git within ``limits`` and ``timeout``; its stdout, or ``GitError``.
 
-    Raises ``SizeExceeded`` when the watched directory outgrows its bound.
+    Raises ``SizeExceeded`` when the watched directory outgrows its bound, and
+    ``MemoryExceeded`` when git could not allocate within ``limits.max_memory``.
     """
     limits = limits or GitLimits()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
             git_argv(args, target), cwd=cwd, env=git_env(target, extra), stdin=subprocess.DEVNULL,
-            stdout=out, stderr=err, preexec_fn=_limit_files(limits.max_bytes))
+            stdout=out, stderr=err, preexec_fn=_limit_process(limits))
         deadline = time.monotonic() + timeout
         outgrown: str | None = None
         exited = ExitNotice(process)
@@ -249,6 +266,12 @@ def run_git(args: list[str], timeout: float, cwd: Path | None = None,
         raise TooManyFiles(f"git {args[0]} made more files than this farm allows.", stderr)
     if outgrown or _hit_file_limit(process.returncode, limits):
         raise SizeExceeded(f"git {args[0]} wrote more than this farm allows.", stderr)
+    if process.returncode != 0 and limits.max_memory and OUT_OF_MEMORY_RE.search(stderr):
+        log.warning("git %s ran out of memory: %s", args[0], stderr[-4000:])
+        raise MemoryExceeded(f"git {args[0]} needed more memory than this farm's limit of "
+                             f"{_mib(limits.max_memory)} and was stopped.", stderr,
+                             ["Keep fewer branches and tags, and large files out of the "
+                              "repository."])
     if process.returncode != 0:
         log.warning("git %s failed (exit %s): %s", args[0], process.returncode, stderr[-4000:])
         raise _failure(args[0], stderr)
@@ -270,6 +293,12 @@ class TooManyFiles(SizeExceeded):
     """The watched directory passed its count of files and folders."""
 
 
+class MemoryExceeded(GitError):
+    """Git could not allocate what it needed within ``GitLimits.max_memory``."""
+
+    cause = FailureCause.RESOURCES
+
+
 def _failure(command: str, stderr: str) -> GitError:
     """The fixed sentence for a failed git command (see the module docstring)."""
     lowered = stderr.lower()
@@ -289,11 +318,13 @@ def _failure(command: str, stderr: str) -> GitError:
 
 
 def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float,
-                extra: GitConfig | None = None) -> str:
-    """The full commit SHA of ``ref`` (default branch when ``None``) via ls-remote."""
+                extra: GitConfig | None = None, max_memory: int = 0) -> str:
+    """The full commit SHA of ``ref`` (default branch when ``None``) via ls-remote, git
+    allocating at most ``max_memory`` bytes (0: no bound)."""
     if ref and SHA_RE.match(ref):
         return ref
-    output = run_git(["ls-remote", "--", target.url], timeout, target=target, extra=extra)
+    output = run_git(["ls-remote", "--", target.url], timeout, target=target, extra=extra,
+                     limits=GitLimits(max_memory=max_memory))
     refs: dict[str, str] = {}
     for line in output.splitlines():
         sha, _, name = line.partition("\t")
@@ -318,25 +349,27 @@ def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float,
 
 
 def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: float,
-                 max_bytes: int, say: Say, extra: GitConfig | None = None) -> int:
+                 max_bytes: int, say: Say, extra: GitConfig | None = None,
+                 max_memory: int = 0) -> int:
     """Check out exactly ``commit`` into ``checkout``; return its size in bytes.
 
     The download may not pass ``max_bytes``, nor may the tree (checked with
     ``ls-tree`` before anything is written), nor its entry count
-    ``MAX_TREE_ENTRIES``: each refusal is a ``BuildFailure`` naming the limit.
+    ``MAX_TREE_ENTRIES``, nor may a git process allocate more than ``max_memory``
+    bytes (0: no bound): each refusal is a ``BuildFailure`` naming the limit.
     """
     if checkout.exists():
         shutil.rmtree(checkout)
     checkout.mkdir(parents=True)
     run_git(["init", "--quiet", str(checkout)], timeout)
-    download = GitLimits(max_bytes=max_bytes, watch=checkout / ".git", watch_bytes=max_bytes,
-                         watch_entries=MAX_GIT_ENTRIES)
+    download = GitLimits(max_bytes=max_bytes, max_memory=max_memory, watch=checkout / ".git",
+                         watch_bytes=max_bytes, watch_entries=MAX_GIT_ENTRIES)
     try:
         try:
             run_git(["fetch", "--quiet", "--depth", "1", "--no-tags", "--", target.url, commit],
                     timeout, cwd=checkout, target=target, limits=download, extra=extra)
-        except SizeExceeded:
-            raise
+        except (SizeExceeded, MemoryExceeded):
+            raise  # the full history would only be larger
         except GitError:
             say("server refused a shallow fetch by SHA; fetching the full history")
             run_git(["fetch", "--quiet", "--no-tags", "--", target.url,
@@ -356,7 +389,7 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
     (checkout / ".git" / "info" / "attributes").write_text(EXACT_CHECKOUT)
     try:
         run_git(["checkout", "--quiet", "--detach", commit], timeout, cwd=checkout,
-                limits=GitLimits(max_bytes=max(max_bytes, 1)))
+                limits=GitLimits(max_bytes=max(max_bytes, 1), max_memory=max_memory))
     except GitError as exc:
         raise BuildFailure(f"Commit {commit} is not in the repository.",
                            suggestions=["Check the commit SHA."]) from exc

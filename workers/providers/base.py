@@ -104,12 +104,14 @@ class Resolved:
 
 @dataclass(frozen=True)
 class FetchLimits:
-    """Bounds of one resolve or fetch: time, bytes, files, and the tokens to use."""
+    """Bounds of one resolve or fetch: time, bytes, files, git's memory, and the tokens to
+    use."""
 
     timeout: float
     max_bytes: int
     max_files: int
     max_ratio: int = 100
+    git_memory: int = 0  # bytes each git process may allocate; 0 for no bound
     tokens: Mapping[str, str] = field(default_factory=dict, repr=False)
     deadline: float = field(default=0.0)
     #: called between steps; raises to stop (the phase guard: cancel, lease lost)
@@ -126,6 +128,7 @@ class FetchLimits:
                    max_bytes=int(config.max_repo_mb) * 1024 * 1024,
                    max_files=int(config.max_repo_files),
                    max_ratio=int(config.max_archive_ratio),
+                   git_memory=int(config.git_memory_mb) * 1024 * 1024,
                    tokens=parse_tokens(config.source_tokens), interrupt=interrupt)
 
     def remaining(self, what: str) -> float:

@@ -98,7 +98,7 @@ class GitProvider(ContentProvider):
         clone_url = spec.locator["clone_url"]
         target = checked_target(clone_url, self.config)
         commit = resolve_ref(target, spec.ref, limits.remaining("Resolving the ref"),
-                             self.git_config(clone_url, limits))
+                             self.git_config(clone_url, limits), limits.git_memory)
         return Resolved(spec=spec, provider=self.id, content_id=commit, commit=commit,
                         description=f"{spec.ref or 'the default branch'} is commit {commit}",
                         detail={"target": target})
@@ -117,7 +117,7 @@ class GitProvider(ContentProvider):
         clone_url = resolved.spec.locator["clone_url"]
         fetch_commit(resolved.detail["target"], resolved.content_id, dest,
                      limits.remaining("The checkout"), limits.max_bytes, say,
-                     self.git_config(clone_url, limits))
+                     self.git_config(clone_url, limits), limits.git_memory)
         report_submodules(dest, resolved.content_id, limits.remaining("The checkout"), say)
 
 
