@@ -26,19 +26,15 @@ import click
 from common.api_keys import ensure_api_key, ensure_flower_password
 from common.config import Config, describe_settings, environment_for, load_config
 from common.db import prepare_store
-from common.errors import BadDatabase, BinderError, ConfigError, NoDatabase
+from common.errors import BadDatabase, ConfigError, NoDatabase
 from common.service_credentials import credentials_path, with_service_credentials
+from workers.cli.failures import click_error, make_base_image
 from workers.cli.procfile_runner import PROCESS_EXITED
 from workers.launcher import ServiceError, ensure_services, stop_services
 from workers.orphans import die_with_parent
 from workers.previous_run import SERVICES, AlreadyRunning, RunFiles, detached_services
 
 UP_PROCESSES = ("api", "worker", "beat", "flower")
-
-
-def click_error(exc: BinderError) -> click.ClickException:
-    """The farm's error as the command line reports it: what happened, then what to do."""
-    return click.ClickException(f"{exc.message} ({'; '.join(exc.suggestions)})")
 
 
 def _load(config_file: str | None, **overrides: Any) -> Config:
@@ -91,8 +87,6 @@ def _prepare_store(config: Config) -> None:
 @config_option
 def up(config_file: str | None) -> None:
     """Run the whole farm locally in the foreground."""
-    from workers.base_image import ensure_base_image
-
     die_with_parent()  # get SIGTERM when make or the shell dies: nothing is left behind
     config = _load(config_file)
 
@@ -114,7 +108,7 @@ def up(config_file: str | None) -> None:
         for service in services:
             click.echo(f"started {service.name} (pid {service.pid}, log {service.log_path})")
         _prepare_store(config)
-        ensure_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
+        make_base_image(config, say=lambda line: click.echo(f"base-image | {line}"))
         click.echo(f"API  http://{config.host}:{config.port}/  (docs at /docs)")
         click.echo(f"key  {config.api_key}")
         click.echo(f"Flower  http://{config.host}:{config.flower_port}/  (user "
@@ -152,8 +146,6 @@ def up(config_file: str | None) -> None:
               help="Stop the services an earlier `binder-build services` started, instead.")
 def services(config_file: str | None, base_image: bool, stop: bool) -> None:
     """Start the missing components detached (for CI and tests), then exit."""
-    from workers.base_image import ensure_base_image
-
     config = _load(config_file)
     started_here = detached_services(config, say=click.echo)
     if stop:
@@ -175,7 +167,7 @@ def services(config_file: str | None, base_image: bool, stop: bool) -> None:
                    f"{config.data_path})")
     click.echo(f"service credentials: {credentials_path(config)}")
     if base_image:
-        ensure_base_image(config, say=click.echo)
+        make_base_image(config, say=click.echo)
 
 
 def _exec(argv: list[str], config: Config, **extra_env: str) -> None:
@@ -300,12 +292,12 @@ def flower(config_file: str | None) -> None:
 @click.option("--tag", default=None, help="Build and push under this image name instead.")
 def base_image_command(config_file: str | None, lock: bool, tag: str | None) -> None:
     """Build and push the base image (and the Debian root) if the recipe changed."""
-    from workers.base_image import ensure_base_image, write_lock
+    from workers.base_image import write_lock
 
     if lock:
         write_lock(say=click.echo)
         return
-    ensure_base_image(_load(config_file), say=click.echo, image=tag)
+    make_base_image(_load(config_file), say=click.echo, image=tag)
 
 
 @click.command()
