@@ -10,6 +10,7 @@ overrides (tests, the app factory).
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import re
@@ -426,10 +427,21 @@ def _coerce_all(raw: Mapping[str, Any], source: str) -> dict[str, Any]:
     for key, value in raw.items():
         setting = _BY_NAME.get(key) or _BY_ENV.get(key)
         if setting is None:
-            known = ", ".join(sorted(_BY_ENV))
-            raise ConfigError(f"{source}: unknown setting {key!r}", suggestions=[f"Known: {known}"])
+            raise ConfigError(f"{source}: unknown setting {key!r}",
+                              suggestions=_unknown_setting_advice(key))
         values[setting.name] = _coerce(setting, value, source)
     return values
+
+
+def _unknown_setting_advice(key: str) -> list[str]:
+    """The setting ``key`` most likely meant, if one is close, and where all are listed."""
+    everything = "binder-build settings lists every setting; a file names one by its " \
+                 "variable (BINDER_PORT) or in lower case without BINDER_ (port)."
+    close = difflib.get_close_matches(key, [*_BY_NAME, *_BY_ENV], n=1, cutoff=0.7)
+    if not close:
+        return [everything]
+    meant = _BY_NAME.get(close[0]) or _BY_ENV[close[0]]
+    return [f"Did you mean {meant.name} ({meant.env})?", everything]
 
 
 def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:

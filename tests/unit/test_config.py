@@ -203,7 +203,24 @@ def test_unknown_key_in_a_file_is_refused_by_name(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_config(environ={}, config_file=path)
     assert "'colour'" in caught.value.message
-    assert "BINDER_PORT" in caught.value.suggestions[0]  # lists the known variables
+    # where to read every setting, not a hundred of them in one line
+    assert caught.value.suggestions == [
+        "binder-build settings lists every setting; a file names one by its variable "
+        "(BINDER_PORT) or in lower case without BINDER_ (port)."]
+
+
+@pytest.mark.parametrize(("key", "meant"), [
+    ("prot", "port (BINDER_PORT)"),
+    ("BINDER_MAX_REPO_MIB", "max_repo_mb (BINDER_MAX_REPO_MB)"),
+    ("registry_user", "registry_username (BINDER_REGISTRY_USERNAME)"),
+])
+def test_a_misspelt_key_in_a_file_is_answered_with_the_setting_meant(
+        tmp_path: Path, key: str, meant: str) -> None:
+    path = write_json(tmp_path, {key: 1})
+    with pytest.raises(ConfigError, match=f"unknown setting '{key}'") as caught:
+        load_config(environ={}, config_file=path)
+    assert caught.value.suggestions[0] == f"Did you mean {meant}?"
+    assert caught.value.suggestions[1].startswith("binder-build settings lists every setting")
 
 
 def test_unknown_override_is_refused() -> None:
