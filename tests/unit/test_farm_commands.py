@@ -10,9 +10,11 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 from gunicorn.config import Config as GunicornConfig
 
 from common.config import load_config
+from workers.cli import main
 from workers.cli.procfile_runner import PROCESS_EXITED
 from workers.cli.server import _prepare_store, gunicorn_command, stopped_by_itself
 
@@ -79,3 +81,18 @@ def test_up_goes_on_when_the_store_cannot_be_prepared(capsys: pytest.CaptureFixt
     said = capsys.readouterr().out
     assert said.startswith("store | WARNING: collections not prepared: The build database")
     assert "create them when the store answers" in said
+
+
+@pytest.mark.parametrize("command", ["beat", "api", "worker", "flower", "up", "services"])
+def test_a_data_folder_that_cannot_be_made_is_a_sentence_naming_it(
+        tmp_path: Path, command: str) -> None:
+    """Every farm command keeps its key and state under BINDER_DATA_DIR: one that
+    cannot be made stops the command with its name before anything starts."""
+    (tmp_path / "a-file").write_text("")
+    data = tmp_path / "a-file" / "data"
+    result = CliRunner().invoke(main, [command], env={"BINDER_DATA_DIR": str(data),
+                                                      "BINDER_CONFIG": None})
+    assert result.exit_code == 1
+    assert isinstance(result.exception, SystemExit), result.exception  # no traceback
+    assert result.output == (f"Error: The data folder {data} (BINDER_DATA_DIR) cannot be "
+                             "used: Not a directory.\n")

@@ -41,11 +41,17 @@ def _load(config_file: str | None, **overrides: Any) -> Config:
     """The configuration with the API key and the local services' credentials."""
     try:
         config = load_config(config_file=config_file, **overrides)
-        config.data_path.mkdir(parents=True, exist_ok=True)
-        config = with_service_credentials(config)
     except ConfigError as exc:
         raise click_error(exc) from exc
-    return config.replace(api_key=ensure_api_key(config))
+    try:
+        config.data_path.mkdir(parents=True, exist_ok=True)
+        config = with_service_credentials(config)
+        return config.replace(api_key=ensure_api_key(config))
+    except ConfigError as exc:
+        raise click_error(exc) from exc
+    except OSError as exc:  # the key and the credentials are kept in it
+        raise click.ClickException(f"The data folder {config.data_path} (BINDER_DATA_DIR) "
+                                   f"cannot be used: {exc.strerror or exc}.") from exc
 
 
 def _child_env(config: Config) -> dict[str, str]:
