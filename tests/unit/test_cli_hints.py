@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,7 +11,7 @@ import requests
 from click.testing import CliRunner
 
 from common import build_store
-from common.errors import AlreadyBuilding, BinderError, DoesNotExist, NoBuildInfo
+from common.errors import AlreadyBuilding, BinderError, DoesNotExist, NoBuildInfo, Unauthorized
 from workers.cli import main
 from workers.cli.farm_client import ApiError, FarmClient
 from workers.cli.hints import EVERY_COMMAND, ONE_COMMAND, in_command_terms
@@ -78,3 +79,26 @@ def test_no_suggestion_of_a_command_is_worded_for_http(hint: Any) -> None:
 def test_a_type_without_hints_of_its_own_keeps_the_farms_suggestions() -> None:
     error = ApiError("Bad YAML.", ["Fix the YAML syntax."], type="badRepoSource", status=422)
     assert in_command_terms(error, "build start", {}) is error
+
+
+def test_a_request_refused_for_want_of_a_key_says_none_was_sent_and_where_it_is(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Run outside the folder ``make up`` ran in, a command finds no saved key of the
+    local farm: it says it sent none and where that key is, not only "give a key"."""
+    def refuse(self: FarmClient, *request: Any, **kwargs: Any) -> requests.Response:
+        raise self._error(answer(Unauthorized("Unauthorized request", ["Send a key."])))
+
+    monkeypatch.setattr(FarmClient, "_request", refuse)
+    monkeypatch.chdir(tmp_path)
+    env = {"BINDER_API_KEY": None, "BINDER_URL": None, "BINDER_CLIENT_CONFIG": None,
+           "BINDER_CONFIG": None, "BINDER_DATA_DIR": None,
+           "XDG_CONFIG_HOME": str(tmp_path / "config")}
+    start = ["build", "start", "https://h/o/r", "--url", "http://127.0.0.1:9"]
+    shown = CliRunner().invoke(main, start, env=env).stderr
+    assert "No API key was sent: give a key of the farm with --api-key" in shown, shown
+    assert ("A farm on this machine (make up) keeps its key in .binder-data/api-key of the "
+            "folder it runs in (BINDER_DATA_DIR): run the command there, or give that key."
+            ) in shown, shown
+    shown = CliRunner().invoke(main, [*start, "--api-key", "wrong"], env=env).stderr
+    assert "No API key was sent" not in shown and "make up" not in shown, shown
+    assert "Give a key of the farm with --api-key" in shown, shown

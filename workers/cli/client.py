@@ -30,7 +30,7 @@ from workers.cli.build_view import (
 from workers.cli.build_watch import is_final, seconds_between, watch_build
 from workers.cli.client_settings import resolve
 from workers.cli.farm_client import ApiError, FarmClient
-from workers.cli.hints import in_command_terms
+from workers.cli.hints import KEY_SOURCE, in_command_terms
 from workers.cli.output import Output, ago, duration
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -78,11 +78,14 @@ def farm_command(view: F) -> F:
     def wrapper(url: str | None, api_key: str | None, client_config: str | None,
                 as_json: bool, **kwargs: Any) -> Any:
         output = Output()
+        session: Session | None = None
         try:
             session = Session(url, api_key, client_config, as_json)
             return view(session, **kwargs)
         except ApiError as exc:
-            output.error(in_command_terms(exc, command_path(), kwargs))
+            key_source = session.settings.key_source if session else None
+            output.error(in_command_terms(exc, command_path(),
+                                          {**kwargs, KEY_SOURCE: key_source}))
             sys.exit(EXIT_FAILED)
 
     return wrapper  # type: ignore[return-value]

@@ -22,12 +22,18 @@ from workers.cli.farm_client import ApiError
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 CONFIG_KEYS = ("url", "api_key")
+#: ``ClientSettings.key_source`` when no key was found: for any farm, and for a farm
+#: on this machine, whose saved key was looked for and not found.
+NO_KEY = "none"
+NO_LOCAL_KEY = "none: no saved key of the local farm"
 
 
 @dataclass(frozen=True)
 class ClientSettings:
     url: str
     api_key: str | None
+    #: where the key came from: "option", the config file's path, "local farm",
+    #: or ``NO_KEY``/``NO_LOCAL_KEY``
     key_source: str
 
 
@@ -99,4 +105,5 @@ def resolve(url: str | None, api_key: str | None, config_file: str | None) -> Cl
         saved = local_farm_key()
         if saved:
             return ClientSettings(chosen_url, saved, "local farm")
-    return ClientSettings(chosen_url, None, "none")
+        return ClientSettings(chosen_url, None, NO_LOCAL_KEY)
+    return ClientSettings(chosen_url, None, NO_KEY)

@@ -16,10 +16,13 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from workers.cli.client_settings import NO_KEY, NO_LOCAL_KEY
 from workers.cli.farm_client import ApiError
 
-#: A command's suggestions for an error, given the command's arguments and options.
+#: A command's suggestions for an error, given the command's arguments and options,
+#: and under ``KEY_SOURCE`` where its key came from (``ClientSettings.key_source``).
 Hint = Callable[[ApiError, Mapping[str, Any]], list[str]]
+KEY_SOURCE = "key_source"
 
 
 def _name(error: ApiError, args: Mapping[str, Any]) -> str:
@@ -53,8 +56,17 @@ def _too_many_followers(error: ApiError, args: Mapping[str, Any]) -> list[str]:
 
 
 def _unauthorized(error: ApiError, args: Mapping[str, Any]) -> list[str]:
-    return ["Give a key of the farm with --api-key, BINDER_API_KEY or api_key in the "
-            "client config (--client-config)."]
+    give = "a key of the farm with --api-key, BINDER_API_KEY or api_key in the client " \
+           "config (--client-config)."
+    source = args.get(KEY_SOURCE)
+    if source not in (NO_KEY, NO_LOCAL_KEY):
+        return [f"Give {give}"]
+    hints = [f"No API key was sent: give {give}"]
+    if source == NO_LOCAL_KEY:  # looked for where `make up` saves it, in vain
+        hints.append("A farm on this machine (make up) keeps its key in "
+                     ".binder-data/api-key of the folder it runs in (BINDER_DATA_DIR): run "
+                     "the command there, or give that key.")
+    return hints
 
 
 def _not_valid(error: ApiError, args: Mapping[str, Any]) -> list[str]:
