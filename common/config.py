@@ -452,11 +452,14 @@ def read_config_file(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {file}: {exc.strerror}",
                           suggestions=["Check BINDER_CONFIG or --config."]) from exc
+    as_toml = file.suffix == ".toml"
     try:
-        data = tomllib.loads(text) if file.suffix == ".toml" else json.loads(text)
+        data = tomllib.loads(text) if as_toml else json.loads(text)
     except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {file} is not valid: {exc}",
-                          suggestions=["Use JSON (.json) or TOML (.toml)."]) from exc
+        read_as = "TOML" if as_toml else "JSON (a file not named *.toml is read as JSON)"
+        raise ConfigError(f"config file {file} is not valid {read_as}: {exc}",
+                          suggestions=["Write it as JSON, or as TOML in a file named "
+                                       "*.toml."]) from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {file} must hold an object of settings")
     return _coerce_all(translate_original(data), source=str(file))

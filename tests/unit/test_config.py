@@ -259,6 +259,20 @@ def test_unreadable_config_files(tmp_path: Path, name: str, text: str, message: 
         read_config_file(path)
 
 
+@pytest.mark.parametrize(("name", "read_as"), [
+    ("farm.yaml", "JSON (a file not named *.toml is read as JSON)"),
+    ("farm.toml", "TOML"),
+])
+def test_a_config_file_that_does_not_parse_says_what_it_was_read_as(
+        tmp_path: Path, name: str, read_as: str) -> None:
+    path = tmp_path / name
+    path.write_text("port: 8082\n")
+    with pytest.raises(ConfigError) as caught:
+        read_config_file(path)
+    assert caught.value.message.startswith(f"config file {path} is not valid {read_as}: ")
+    assert caught.value.suggestions == ["Write it as JSON, or as TOML in a file named *.toml."]
+
+
 def test_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot read config file"):
         load_config(environ={"BINDER_CONFIG": str(tmp_path / "absent.json")})
