@@ -262,7 +262,8 @@ class Config:
         "cannot change how it starts (a code-only commit, or another repository with the "
         "same environment).")
     worker_id: str = setting("BINDER_WORKER_ID", "",
-        "Host id of this worker (its queue is host.<id>); defaults to the hostname.")
+        "Host id of this worker (its queue is host.<id>): letters, digits, '.', '-' and "
+        "'_'; defaults to the hostname.")
     worker_concurrency: int = setting("BINDER_WORKER_CONCURRENCY", 1,
         "Builds one worker (one Docker host) runs at once; a host running that many takes "
         "no new ones.")

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from gunicorn.config import Config as GunicornConfig
 
 from common.config import load_config
-from workers.cli import main
+from workers.cli import main, server
 from workers.cli.procfile_runner import PROCESS_EXITED
 from workers.cli.server import _prepare_store, gunicorn_command, stopped_by_itself
 
@@ -96,3 +96,21 @@ def test_a_data_folder_that_cannot_be_made_is_a_sentence_naming_it(
     assert isinstance(result.exception, SystemExit), result.exception  # no traceback
     assert result.output == (f"Error: The data folder {data} (BINDER_DATA_DIR) cannot be "
                              "used: Not a directory.\n")
+
+
+@pytest.mark.parametrize("host_id", ["gpu,builds", "a@b", "a/b", "a b"])
+def test_a_host_id_that_cannot_name_a_queue_is_refused_before_the_worker_starts(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host_id: str) -> None:
+    """The id names the host's queue (``-Q host.ID,builds``: a comma would add a queue),
+    its Celery node (``ID@machine``) and its API path (``/hosts/ID/drain``)."""
+    started: list[list[str]] = []
+    monkeypatch.setattr(server, "_exec", lambda argv, *args, **kwargs: started.append(argv))
+    env = {"BINDER_DATA_DIR": str(tmp_path), "BINDER_CONFIG": None,
+           "DOCKER_HOST": "unix:///var/run/docker.sock"}
+    result = CliRunner().invoke(main, ["worker", "--host-id", host_id], env=env)
+    assert (result.exit_code, started) == (1, [])
+    assert result.output.startswith(f"Error: The host id {host_id!r} cannot name a "
+                                    "Docker host's queue"), result.output
+    result = CliRunner().invoke(main, ["worker", "--host-id", "gpu-1.example"], env=env)
+    assert result.exit_code == 0, result.output
+    assert started[0][started[0].index("-Q") + 1] == "host.gpu-1.example,builds"

@@ -244,7 +244,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
         return
     from common.docker_connection import check_engine_address
     from workers.git import check_git_version
-    from workers.queues import SHARED_QUEUE, host_queue
+    from workers.queues import SHARED_QUEUE, check_host_id, host_queue
 
     overrides = {key: value for key, value in (("docker_host", docker_host),
                                                ("worker_id", host_id),
@@ -252,11 +252,11 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
                  if value is not None}
     config = _load(config_file, **overrides)
     try:
+        host = check_host_id(config.worker_host)
         check_engine_address(config)
         check_git_version()
     except ConfigError as exc:
         raise click_error(exc) from exc
-    host = config.worker_host
     _exec([sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker_app", "worker",
            "--loglevel", "INFO", "-Q", f"{host_queue(host)},{SHARED_QUEUE}",
            "--hostname", f"{host}@%h", "--concurrency", str(config.worker_concurrency),
