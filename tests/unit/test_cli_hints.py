@@ -102,3 +102,25 @@ def test_a_request_refused_for_want_of_a_key_says_none_was_sent_and_where_it_is(
     shown = CliRunner().invoke(main, [*start, "--api-key", "wrong"], env=env).stderr
     assert "No API key was sent" not in shown and "make up" not in shown, shown
     assert "Give a key of the farm with --api-key" in shown, shown
+
+
+@pytest.mark.parametrize("command", [["build", "status"], ["build", "history"],
+                                     ["build", "logs"], ["build", "cancel"],
+                                     ["templates", "show"]])
+def test_a_repository_given_for_a_name_is_answered_before_any_request(
+        monkeypatch: pytest.MonkeyPatch, command: list[str]) -> None:
+    """Sent, a URL is a path the API does not have, and the answer would blame --url."""
+    def no_request(self: FarmClient, *request: Any, **kwargs: Any) -> requests.Response:
+        raise AssertionError(f"requested {request}")
+
+    monkeypatch.setattr(FarmClient, "_request", no_request)
+    url = "https://github.com/Owner/Repo"
+    done = CliRunner().invoke(main, [*command, url, "--url", "http://127.0.0.1:9"])
+    assert done.exit_code == 2, done.output
+    assert (f"{url} is a repository, not a build's name (such as owner-repo): binder-build "
+            f"build list --repository {url} lists its builds with their names."
+            ) in " ".join(done.stderr.split()), done.stderr
+    done = CliRunner().invoke(main, [*command, "Owner-Repo", "--url", "http://127.0.0.1:9"])
+    assert done.exit_code == 2, done.output
+    assert ("'Owner-Repo' is not a build's name: names are lower-case letters, digits, "
+            "'.', '_' and '-'") in " ".join(done.stderr.split()), done.stderr

@@ -31,6 +31,7 @@ from workers.cli.build_watch import is_final, seconds_between, watch_build
 from workers.cli.client_settings import resolve
 from workers.cli.farm_client import ApiError, FarmClient
 from workers.cli.hints import KEY_SOURCE, in_command_terms
+from workers.cli.names import name_argument
 from workers.cli.output import Output, ago, duration
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -187,7 +188,7 @@ def offer_cancel(session: Session, name: str) -> None:
 
 
 @build.command("status")
-@click.argument("name")
+@name_argument
 @farm_command
 def status(session: Session, name: str) -> None:
     """Show one build: status, phase, image, times, error."""
@@ -250,7 +251,7 @@ def list_builds(session: Session, status_: str | None, repository: str | None,
 
 
 @build.command("history")
-@click.argument("name")
+@name_argument
 @farm_command
 def history(session: Session, name: str) -> None:
     """List every attempt of a build, newest first."""
@@ -263,7 +264,7 @@ def show_history(output: Output, records: list[dict[str, Any]]) -> None:
 
 
 @build.command("logs")
-@click.argument("name")
+@name_argument
 @click.option("--follow", "-f", is_flag=True, help="Keep printing lines until the build ends.")
 @click.option("--build-id", help="An earlier attempt's log (see build history).")
 @farm_command
@@ -296,7 +297,7 @@ def logs(session: Session, name: str, follow: bool, build_id: str | None) -> Non
 
 
 @build.command("cancel")
-@click.argument("name")
+@name_argument
 @farm_command
 def cancel(session: Session, name: str) -> None:
     """Cancel a queued or running build (it ends cancelled)."""
@@ -331,7 +332,7 @@ def show_templates(output: Output, records: list[dict[str, Any]]) -> None:
 
 
 @templates.command("show")
-@click.argument("name")
+@name_argument
 @farm_command
 def show_template(session: Session, name: str) -> None:
     """Show a template: image, port, command, limits and how to run it."""
