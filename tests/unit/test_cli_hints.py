@@ -124,3 +124,16 @@ def test_a_repository_given_for_a_name_is_answered_before_any_request(
     assert done.exit_code == 2, done.output
     assert ("'Owner-Repo' is not a build's name: names are lower-case letters, digits, "
             "'.', '_' and '-'") in " ".join(done.stderr.split()), done.stderr
+
+
+@pytest.mark.parametrize("command", ["drain", "undrain"])
+def test_a_host_id_that_cannot_be_one_is_answered_before_any_request(
+        monkeypatch: pytest.MonkeyPatch, command: str) -> None:
+    def no_request(self: FarmClient, *request: Any, **kwargs: Any) -> requests.Response:
+        raise AssertionError(f"requested {request}")
+
+    monkeypatch.setattr(FarmClient, "_request", no_request)
+    done = CliRunner().invoke(main, ["worker", command, "box/1", "--url", "http://127.0.0.1:9"])
+    assert done.exit_code == 2, done.output
+    assert ("'box/1' is not a host id: host ids are letters, digits, '.', '-' and '_' "
+            "(binder-build worker hosts lists them).") in " ".join(done.stderr.split())

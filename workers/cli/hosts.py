@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from workers.cli.client import EXIT_INTERRUPTED, Session, farm_command
+from workers.cli.names import host_id_argument
 from workers.cli.output import Output, ago
 
 #: Seconds between two looks at a draining host.
@@ -66,7 +67,7 @@ def _free_disk(record: dict[str, Any]) -> str:
 
 
 @click.command()
-@click.argument("host_id", metavar="HOST-ID")
+@host_id_argument
 @click.option("--wait/--no-wait", default=True, show_default=True,
               help="Wait until the builds running on the host have ended.")
 @farm_command
@@ -93,7 +94,7 @@ def drain(session: Session, host_id: str, wait: bool) -> None:
 
 
 @click.command()
-@click.argument("host_id", metavar="HOST-ID")
+@host_id_argument
 @farm_command
 def undrain(session: Session, host_id: str) -> None:
     """Put HOST-ID back into service: it takes new builds again."""
