@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from workers.cli import main
@@ -21,3 +22,18 @@ def test_an_engine_that_does_not_answer_is_named_not_a_traceback(tmp_path: Path)
         f"Error: The Docker engine at unix://{socket} does not answer, so the base image "
         "cannot be made")
     assert "Is the engine running? Check DOCKER_HOST." in result.output
+
+
+def test_lock_and_tag_together_are_refused_not_one_ignored(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--lock only re-pins the recipe's wheels: a --tag beside it would be ignored."""
+    import workers.base_image
+
+    locked: list[object] = []
+    monkeypatch.setattr(workers.base_image, "write_lock", lambda **kwargs: locked.append(kwargs))
+    result = CliRunner().invoke(main, ["base-image", "--lock", "--tag", "reg/base:x"],
+                                env={"BINDER_DATA_DIR": str(tmp_path), "BINDER_CONFIG": None})
+    assert (result.exit_code, locked) == (2, [])
+    assert "--lock re-pins the recipe's wheels and builds no image: it takes no --tag." \
+        in result.output
+

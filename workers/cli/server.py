@@ -301,6 +301,9 @@ def base_image_command(config_file: str | None, lock: bool, tag: str | None) -> 
     from workers.base_image import write_lock
 
     if lock:
+        if tag is not None:
+            raise click.UsageError("--lock re-pins the recipe's wheels and builds no image: "
+                                   "it takes no --tag.")
         write_lock(say=click.echo)
         return
     make_base_image(_load(config_file), say=click.echo, image=tag)
