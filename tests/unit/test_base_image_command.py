@@ -37,3 +37,7 @@ def test_lock_and_tag_together_are_refused_not_one_ignored(
     assert "--lock re-pins the recipe's wheels and builds no image: it takes no --tag." \
         in result.output
 
+
+def test_services_help_says_it_makes_the_base_image_unless_told_not_to() -> None:
+    result = CliRunner().invoke(main, ["services", "--help"], terminal_width=120)
+    assert "[default: base-image]" in result.output

@@ -147,7 +147,8 @@ def up(config_file: str | None) -> None:
 
 @click.command()
 @config_option
-@click.option("--base-image/--no-base-image", default=True, help="Also build the base image.")
+@click.option("--base-image/--no-base-image", default=True, show_default=True,
+              help="Also build the base image.")
 @click.option("--stop", is_flag=True,
               help="Stop the services an earlier `binder-build services` started, instead.")
 def services(config_file: str | None, base_image: bool, stop: bool) -> None:
