@@ -15,6 +15,9 @@ heartbeat interval, and at once when the builds it holds change (see
     last_seen   when the record was written
     builds      ids of the builds the process holds: a phase of theirs runs
                 there, or it is sending their next phase
+    unsent      ids of builds whose phase the process ended but could send the
+                next phase of neither to the broker nor, starting the build
+                again, write to MongoDB (both were away): the reaper sends it
 
 A build's lease names the worker process that took its current phase and
 the host it runs on (between phases: the host, and the process that handed
@@ -29,7 +32,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from enum import Enum
-from typing import Any, TypedDict, cast
+from typing import Any, NotRequired, TypedDict, cast
 
 from common.clock import utcnow
 from common.config import Config
@@ -46,6 +49,7 @@ class WorkerRecord(TypedDict):
     started: dt.datetime
     last_seen: dt.datetime
     builds: list[str]
+    unsent: NotRequired[list[str]]  # absent from records of earlier versions
 
 
 class Holder(Enum):
@@ -55,6 +59,7 @@ class Holder(Enum):
     HELD = "held"  # the lease's worker is alive and lists it
     HANDED_ON = "handed on"  # between phases, waiting in its host's queue
     UNSENT = "died handing it on"  # between phases, its next phase maybe never sent
+    SEND_FAILED = "could not send it on"  # between phases, its next phase never sent
     LET_GO = "let it go"  # the lease's worker is alive but no longer holds it
     SILENT = "went silent"  # the lease's worker has not been seen for the window
     STOPPED = "stopped"  # the lease's worker stopped
@@ -139,6 +144,11 @@ def holder(build: Mapping[str, Any], workers: Mapping[str, WorkerRecord], window
     if name is None:
         # The worker that ended the last phase holds it until the next one is sent.
         sender = workers.get(lease.get("handed_by") or "")
+        # Sent since (or handed back to its queue): it waits there like any other.
+        waits = bool(lease.get("released") or lease.get("resent_at"))
+        if sender is not None and build["build_id"] in sender.get("unsent", ()) \
+                and not waits:
+            return Holder.SEND_FAILED
         if sender is None or build["build_id"] not in sender["builds"]:
             return Holder.HANDED_ON
         if sender["state"] != "stopped" and seen(sender, window, now, seen_since, heard):
@@ -146,7 +156,7 @@ def holder(build: Mapping[str, Any], workers: Mapping[str, WorkerRecord], window
         # Gone while it still held the build: it died before it sent the next phase (or
         # just after), unless that phase was handed back to its queue on a stop, or the
         # farm has sent it since.
-        if lease.get("released") or lease.get("resent_at"):
+        if waits:
             return Holder.HANDED_ON
         return Holder.UNSENT
     worker = workers.get(name)

@@ -7,7 +7,10 @@ when the builds it holds change. The phase runner holds a build from just
 before it claims a phase until the next phase is handed on or the build
 ended; a worker that gives a build up (it could not reach the database for
 too long) lets it go, and its next record says so, so the reaper restarts
-the build at once instead of waiting for its heartbeat to go stale.
+the build at once instead of waiting for its heartbeat to go stale. One whose
+next phase it could not send, nor its restart write (the broker and MongoDB
+were both away), lists it as ``unsent`` instead, and the reaper sends that
+phase once it can: the build looks handed on otherwise.
 
 A pool process writes only while its Celery main process lives: without it
 the process can neither take nor acknowledge tasks, and its silence makes
@@ -21,6 +24,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -79,6 +83,8 @@ class Heartbeat:
         self.started = utcnow()
         self.state = "up"
         self._held: set[str] = set()
+        #: Builds this process could not send on, and when (monotonic) it gave up.
+        self._unsent: dict[str, float] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -92,7 +98,25 @@ class Heartbeat:
     def hold(self, build_id: str) -> None:
         with self._lock:
             self._held.add(build_id)
+            self._unsent.pop(build_id, None)  # a phase of it is here again after all
         self._wake.set()
+
+    def could_not_send(self, build_id: str) -> None:
+        """Stop holding ``build_id``, whose next phase this process could not send
+        nor its restart write: list it as ``unsent`` for the reaper to send."""
+        with self._lock:
+            self._held.discard(build_id)
+            self._unsent[build_id] = time.monotonic()
+        self._wake.set()
+
+    def unsent(self) -> list[str]:
+        # Kept until the reaper would restart the build anyway (its next phase late).
+        keep = self.config.heartbeat_stale + self.config.build_timeout
+        with self._lock:
+            now = time.monotonic()
+            self._unsent = {build: at for build, at in self._unsent.items()
+                            if now - at <= keep}
+            return sorted(self._unsent)
 
     def release(self, build_id: str) -> None:
         with self._lock:
@@ -110,7 +134,7 @@ class Heartbeat:
         return worker_store.WorkerRecord(
             worker=self.name, node=node_name(self.config), host=self.config.worker_host,
             hostname=socket.gethostname(), pid=os.getpid(), state=self.state,
-            started=self.started, last_seen=now, builds=self.held())
+            started=self.started, last_seen=now, builds=self.held(), unsent=self.unsent())
 
     def write(self) -> None:
         worker_store.write(self.record())
@@ -166,6 +190,12 @@ def holding(build_id: str) -> Iterator[None]:
 def let_go(build_id: str) -> None:
     """Stop holding ``build_id`` before the block ends (the build is given up)."""
     heartbeat().release(build_id)
+
+
+def could_not_send(build_id: str) -> None:
+    """Stop holding ``build_id``, whose next phase could not be sent nor its restart
+    written: the reaper sends that phase (``Heartbeat.could_not_send``)."""
+    heartbeat().could_not_send(build_id)
 
 
 @celeryd_init.connect

@@ -38,7 +38,7 @@ from kombu.exceptions import OperationalError
 from common import build_store, leases
 from common.clock import utcnow
 from common.config import Config
-from common.errors import BuildCancelled, BuildFailure, LeaseLost, NoDatabase
+from common.errors import BadDatabase, BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.log_store import BuildLogWriter, end_line, phase_banner
 from common.models import BEFORE_PUSH, STEPS, BuildRecord, FailureCause, Phase, Status, Step
 from workers import liveness, stopping
@@ -401,7 +401,10 @@ def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart
     """Send the next phase, trying again while the broker is unreachable, up to
     ``BINDER_SERVICE_WAIT``, or until this worker process is asked to stop (nobody
     else would send it: it is killed soon after); then give the build back to be
-    started again."""
+    started again. If MongoDB does not take that restart either, the build stays
+    this process's as one it could not send on (``liveness.could_not_send``), with
+    what the attempt made on this host: the reaper sends the next phase here once
+    it can (released, the build would look handed on)."""
     deadline = time.monotonic() + config.service_wait
     while True:
         try:
@@ -417,9 +420,13 @@ def _hand_on(config: Config, record: BuildRecord, send: HandOn, restart: Restart
             time.sleep(HAND_ON_RETRY_SECONDS)
     try:
         current = wait.call(lambda: build_store.find_by_id(record["build_id"]), "giving back")
-        restarted = leases.restart(current, reason, config) if current else None
-    except OutageTooLong:
-        restarted = None
+        restarted = wait.call(lambda: leases.restart(current, reason, config),
+                              "starting it again") if current else None
+    except (OutageTooLong, BadDatabase) as exc:
+        log.error("could not send %s on nor start it again: %s; %s", record["name"], reason,
+                  exc)
+        liveness.could_not_send(record["build_id"])
+        return Outcome.DROPPED
     if restarted is not None and restart is not None:
         restart(restarted)
     return _give_back(config, record, reason)

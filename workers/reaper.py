@@ -16,7 +16,9 @@ behind builds for a free worker would come too late. Each pass:
   ``BINDER_MAX_ATTEMPTS`` it fails the build saying so;
 * sends the next phase of a build whose worker died between ending a phase
   and sending the next one (its record, silent for ``BINDER_HEARTBEAT_STALE``
-  or stopped, still lists the build): the attempt goes on where it was;
+  or stopped, still lists the build), or, alive, could neither send it nor
+  start the build again (its record lists the build as ``unsent``): the
+  attempt goes on where it was;
 * sends again the first phase of a queued build whose message may be lost
   (never sent because the broker was down, or sent before it restarted);
   duplicates are harmless because fetch claims the attempt;
@@ -159,7 +161,8 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     host = lease.get("host")
     if host not in live_hosts and not _waits_for_its_host(lease, now, config, seen_since):
         return "restart", f"no worker of host {host} is alive"
-    if held is Holder.UNSENT and following_step(build.get("phase")) is not None:
+    if held in (Holder.UNSENT, Holder.SEND_FAILED) \
+            and following_step(build.get("phase")) is not None:
         # Before the broker's epoch: a message never sent was in no broker.
         return "send", (f"the worker {lease.get('handed_by')} that ended {build['phase']} "
                         f"{held.value}")

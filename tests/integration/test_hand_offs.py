@@ -166,3 +166,30 @@ def test_a_claim_retried_on_another_process_takes_the_phase_its_first_try_claime
                                  build_store.TaskTry("t1", 1))
     assert claimed["lease"]["worker"] == liveness.worker_name(config)
     assert (claimed["attempt"], build_store.phase_deaths(claimed, Phase.FETCHING)) == (1, 0)
+
+
+def test_a_next_phase_its_live_worker_could_not_send_nor_restart_is_sent_at_once(
+        config: Config) -> None:
+    """The worker that ended detect could reach neither the broker to send the build
+    phase nor MongoDB to start the build again: alive, its record lists the build as
+    one it could not send on, and the reaper's first pass sends the phase (not one
+    after ``BINDER_HEARTBEAT_STALE`` + ``BINDER_BUILD_TIMEOUT``)."""
+    me = liveness.worker_name(config)
+    beat = liveness.Heartbeat(config)  # this process's record, written by the test
+    record = build_store.create_build(f"o-r-{uuid.uuid4().hex[:6]}", {})
+    build_id = record["build_id"]
+    beat.hold(build_id)
+    build_store.start_phase(build_id, 1, Phase.FETCHING, Phase.QUEUED, me, HOST)
+    build_store.end_phase(build_id, 1, Phase.FETCHING, me, {})
+    build_store.start_phase(build_id, 1, Phase.DETECTING, Phase.FETCHING, me, HOST)
+    build_store.end_phase(build_id, 1, Phase.DETECTING, me, {})
+    beat.could_not_send(build_id)
+    beat.write()  # once MongoDB is back
+    worker(ALIVE, [], utcnow())
+    watch = reaper.StoreWatch(config)
+    watch.back_since = utcnow() - dt.timedelta(hours=1)
+    assert reaper.reap(create_celery(config), config, watch)["resent"] == 1
+    assert sent_tasks(config, f"host.{HOST}") == [("binder.build", [build_id, 1])]
+    said = [line for _, line in log_store.read_lines(build_id)]
+    assert said == [f"== build sent by the farm: the worker {me} that ended detecting "
+                    "could not send it on"]

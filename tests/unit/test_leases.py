@@ -22,10 +22,10 @@ def ago(seconds: float) -> dt.datetime:
 
 
 def worker(name: str = W, seen: float = 0.5, builds: tuple[str, ...] = ("b1",),
-           state: str = "up", host: str = "a") -> WorkerRecord:
+           state: str = "up", host: str = "a", unsent: tuple[str, ...] = ()) -> WorkerRecord:
     return WorkerRecord(worker=name, node=name.split(":")[0], host=host, hostname="box",
                         pid=int(name.rsplit(":", 1)[1]), state=state, started=ago(3600),
-                        last_seen=ago(seen), builds=list(builds))
+                        last_seen=ago(seen), builds=list(builds), unsent=list(unsent))
 
 
 def build(lease_worker: str | None = W, since: float = 30, handed: float | None = None,
@@ -66,6 +66,9 @@ def workers(*records: WorkerRecord) -> dict[str, WorkerRecord]:
     # It sent the next phase and let the build go before it went silent.
     (build(lease_worker=None, handed=5, handed_by=W), workers(worker(seen=11, builds=())),
      Holder.HANDED_ON),
+    # Alive, it could send neither the next phase nor the build's restart.
+    (build(lease_worker=None, handed=5, handed_by=W),
+     workers(worker(builds=(), unsent=("b1",))), Holder.SEND_FAILED),
     ({**build(), "lease": None}, {}, Holder.NOBODY),
 ])
 def test_holder(record: dict[str, Any], found: dict[str, WorkerRecord], expected: Holder) -> None:
@@ -157,6 +160,21 @@ def test_a_next_phase_its_worker_died_before_sending_is_sent_again() -> None:
     released = unsent()
     released["lease"]["released"] = "detecting"
     assert judge(released, dead) is None
+
+
+def test_a_next_phase_its_live_worker_could_not_send_is_sent_at_once() -> None:
+    """Its worker could not reach the broker to send it, nor MongoDB to start the build
+    again: not left looking handed on until ``BINDER_HEARTBEAT_STALE`` +
+    ``BINDER_BUILD_TIMEOUT``, its next phase is sent as soon as the reaper can."""
+    alive = workers(worker(builds=(), unsent=("b1",)))
+    assert judge(unsent(), alive) == "send"
+    decision = verdict(unsent(), alive, {"a"}, "e1", NOW, CONFIG, LONG_AGO)
+    assert decision is not None and decision[1].endswith(f"{W} that ended detecting "
+                                                         "could not send it on")
+    assert judge(unsent(), alive, hosts=set()) == "restart"  # nowhere to send it
+    sent = unsent()
+    sent["lease"]["resent_at"] = ago(5)
+    assert judge(sent, alive) is None  # sent already: it waits in its host's queue
 
 
 def test_a_phase_handed_back_on_a_stop_waits_a_while_for_its_host() -> None:
