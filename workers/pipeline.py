@@ -31,7 +31,8 @@ from workers.placement import reroute
 from workers.queues import shown_name, task_name
 
 #: A task that cannot reach MongoDB to claim its build waits and tries again
-#: rather than dropping the message (MongoDB is the truth; it will be back).
+#: rather than dropping the message (MongoDB is the truth; it will be back): first
+#: in its process, holding the message (``phase_runner.claim``), then as a retry.
 RETRY_WHILE_NO_DATABASE: dict[str, Any] = {
     "autoretry_for": (NoDatabase,), "retry_backoff": 2, "retry_backoff_max": 60,
     "max_retries": None, "retry_jitter": True,

@@ -1,9 +1,11 @@
-"""A worker that can send neither a build's next phase (the broker is away) nor its
-restart (MongoDB is away too) does not leave the build looking handed on.
+"""A build whose worker loses the broker and MongoDB at once, around a hand-off, is
+not left to the reaper's backstop (``BINDER_HEARTBEAT_STALE`` +
+``BINDER_BUILD_TIMEOUT``).
 
-Such a build waited ``BINDER_HEARTBEAT_STALE`` + ``BINDER_BUILD_TIMEOUT`` for the
-reaper; the worker's record now lists it as one it could not send on, and the
-reaper sends its next phase once the services are back.
+A worker that can send neither a build's next phase nor its restart lists the build
+as one it could not send on, and the reaper sends its next phase once the services
+are back; a phase task that cannot claim its build waits for MongoDB while it holds
+its message, rather than hand it to a broker that may be away too.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from common import build_store
 from common.clock import utcnow
 from common.config import get_config, load_config
 from common.errors import NoDatabase
+from common.models import Phase
 from tests.unit.test_farm_log_lines import running
 from workers import liveness, phase_runner
 from workers.outages import OutageWait
@@ -70,3 +73,53 @@ def test_a_build_taken_again_is_no_longer_listed_as_unsent() -> None:
     assert (beat.record()["builds"], beat.record().get("unsent")) == ([], ["b1"])
     beat.hold("b1")  # its next phase came here after all
     assert (beat.record()["builds"], beat.record().get("unsent")) == (["b1"], [])
+
+
+class FlakyStore:
+    """``start_phase`` that fails ``down`` times (MongoDB away) before the claim lands."""
+
+    def __init__(self, down: int) -> None:
+        self.down = down
+        self.tries = 0
+
+    def start_phase(self, build_id: str, *args: object, **kwargs: object) -> dict[str, Any]:
+        self.tries += 1
+        if self.tries <= self.down:
+            raise NoDatabase("The build database (MongoDB) cannot be reached.")
+        return handed_on()
+
+
+def test_a_claim_waits_for_mongodb_rather_than_leave_its_message_to_the_broker(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A phase task that cannot claim its build was sent again through the broker
+    (Celery's retry): a broker away as well (the worker's host cut off for a moment)
+    lost the message, and the build waited for the reaper's backstop. The claim waits
+    for MongoDB while the task still holds its message, up to ``BINDER_SERVICE_WAIT``."""
+    clock = [0.0]
+    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(phase_runner.time, "sleep",
+                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    store = FlakyStore(down=3)
+    monkeypatch.setattr(build_store, "start_phase", store.start_phase)
+    record = phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
+    assert record["build_id"] == "b1" and store.tries == 4
+    assert 0 < clock[0] < CONFIG.service_wait
+    # Past the wait, the task's retry takes over, as before.
+    store = FlakyStore(down=10**6)
+    monkeypatch.setattr(build_store, "start_phase", store.start_phase)
+    clock[0] = 0.0
+    with pytest.raises(NoDatabase):
+        phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
+    assert CONFIG.service_wait <= clock[0] < CONFIG.service_wait + 5
+
+
+def test_a_stopping_worker_does_not_wait_to_claim(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It is killed soon after: its task goes back to the broker at once instead."""
+    from workers import stopping
+    monkeypatch.setattr(stopping, "_requested", True)
+    store = FlakyStore(down=1)
+    monkeypatch.setattr(build_store, "start_phase", store.start_phase)
+    monkeypatch.setattr(phase_runner.time, "sleep", lambda seconds: None)
+    with pytest.raises(NoDatabase):
+        phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
+    assert store.tries == 1
