@@ -216,12 +216,20 @@ class BuildLogWriter:
         return max(stored, streamed)
 
     def write(self, line: str) -> None:
-        """Queue one line; waits only while the queue is full."""
+        """Queue one line; waits only while the queue is full, and then for at most
+        ``BINDER_SERVICE_WAIT``: raises ``NoDatabase`` when it is still full (the
+        phase then gives its build back rather than sit here for good)."""
         self._raise_failure()
         line = line.rstrip("\n")[:MAX_LINE_CHARS]
         with self._cond:
+            deadline = time.monotonic() + self.config.service_wait
             while self._backlog > MAX_BACKLOG_BYTES and self._error is None:
-                self._cond.wait(1)
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise NoDatabase(
+                        f"the build's log could not be stored for {self.config.service_wait} s "
+                        f"and {MAX_BACKLOG_BYTES // (1024 * 1024)} MiB of it waits")
+                self._cond.wait(min(1.0, left))
             seq = self._next
             self._next += 1
             self._unpublished.append((seq, line))

@@ -355,9 +355,12 @@ def _run_function(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> P
             service = lost.service if lost else "the database"
             if count == PHASE_RUNS:
                 raise OutageTooLong(f"{service} failed {count} runs of {phase}") from exc
-            run.say(f"{service} stopped answering during {phase}; waiting for it")
+            # The log's store may be the service that is away: the notes are best effort.
+            with contextlib.suppress(NoDatabase):
+                run.say(f"{service} stopped answering during {phase}; waiting for it")
             wait.until_back(lost, f"running {phase}")
-            run.say(f"{service} is back; running {phase} again")
+            with contextlib.suppress(NoDatabase):
+                run.say(f"{service} is back; running {phase} again")
     raise AssertionError("unreachable")
 
 

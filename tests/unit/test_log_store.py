@@ -131,6 +131,24 @@ def test_writes_go_on_while_the_store_is_away_and_every_line_is_kept_after(
     assert kept_lines(logs) == [(1, "first"), (2, "second")]
 
 
+def test_a_full_queue_while_the_store_stays_away_ends_the_wait_after_the_service_wait(
+        stores: tuple[Collection, fakeredis.FakeRedis], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A build printing much while MongoDB stays away is not held in ``write`` for good:
+    after ``BINDER_SERVICE_WAIT`` the write raises, and the phase can give the build back."""
+    logs, _ = stores
+    monkeypatch.setattr(log_store, "MAX_BACKLOG_BYTES", 1000)
+    writer = log_store.BuildLogWriter("b7", load_config(environ={"BINDER_SERVICE_WAIT": "1"}))
+    logs.failing = True
+    started = time.monotonic()
+    with pytest.raises(NoDatabase, match="could not be stored"):
+        for _ in range(100):
+            writer.write("x" * 100)
+    assert 0.9 <= time.monotonic() - started < 10
+    logs.failing = False
+    writer.close()
+    assert len(kept_lines(logs)) > 10  # what was queued before is kept once it is back
+
+
 def test_a_follower_waits_for_the_next_line_not_a_poll(
         stores: tuple[Collection, fakeredis.FakeRedis], monkeypatch: pytest.MonkeyPatch) -> None:
     _, stream = stores

@@ -107,3 +107,31 @@ def test_a_phase_stopped_on_purpose_is_not_a_lost_service() -> None:
     guard.reason = TimeoutError("over its timeout")
     with pytest.raises(BuildFailure), watching(CONFIG, guard, gone):  # type: ignore[arg-type]
         raise BuildFailure("stopped")
+
+
+def test_a_phase_whose_log_cannot_say_the_outage_still_waits_and_runs_again() -> None:
+    """The log's own store may be the service that is away: saying so must not end the phase
+    as a farm failure (``BuildLogWriter.write`` raises once its queue stayed full)."""
+    from types import SimpleNamespace
+
+    from common.models import Phase
+    from workers.phase_runner import PhaseResult, _run_function
+
+    waited: list[str] = []
+    runs = failing(1)
+
+    def say(line: str) -> None:
+        raise NoDatabase("the build's log could not be stored")
+
+    def function(run: Any) -> PhaseResult:
+        runs()
+        return PhaseResult({"ran": True})
+
+    class Wait:
+        def until_back(self, lost: Any, doing: str) -> None:
+            waited.append(doing)
+
+    run = SimpleNamespace(state=Phase.BUILDING, say=say)
+    result = _run_function(run, function, Wait())  # type: ignore[arg-type]
+    assert result.changes == {"ran": True}
+    assert waited == ["running building"]
