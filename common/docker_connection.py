@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 import docker
 import docker.tls
@@ -35,8 +35,16 @@ def uses_tls(config: Config) -> bool:
 def check_engine_address(config: Config) -> None:
     """Raise ``ConfigError`` unless ``DOCKER_HOST`` is a unix socket or TCP with TLS."""
     address = config.docker_host
-    scheme = urlsplit(address).scheme
+    parts = urlsplit(address)
+    scheme = parts.scheme
     if scheme == "unix":
+        # The SDK reads a bare unix:// as the default socket, the Docker CLI that runs
+        # builds does not: both must reach the same engine, so the path is spelt out.
+        if parts.netloc or len(parts.path) < 2 or not parts.path.startswith("/"):
+            raise ConfigError(
+                f"DOCKER_HOST {address} names no socket.",
+                suggestions=["Name the engine's socket by its absolute path: "
+                             "unix:///var/run/docker.sock (three slashes)."])
         return
     if scheme != "tcp":
         raise ConfigError(
@@ -44,6 +52,10 @@ def check_engine_address(config: Config) -> None:
             suggestions=["Use unix:///PATH/docker.sock for an engine on this machine, or "
                          "tcp://HOST:PORT with BINDER_DOCKER_TLS_CA, BINDER_DOCKER_TLS_CERT "
                          "and BINDER_DOCKER_TLS_KEY for a remote one."])
+    if not parts.hostname or _port(parts) is None:
+        raise ConfigError(f"DOCKER_HOST {address} names no host and port.",
+                          suggestions=["Write a remote engine as tcp://HOST:PORT (2376 is "
+                                       "the usual port of an engine behind TLS)."])
     missing = [name for name, path in zip(TLS_SETTINGS, _tls_files(config), strict=True)
                if not path]
     if missing:
@@ -57,6 +69,13 @@ def check_engine_address(config: Config) -> None:
         if not os.access(path, os.R_OK):
             raise ConfigError(f"{name} {path} cannot be read.",
                               suggestions=[f"Check the path and permissions of {name}."])
+
+
+def _port(parts: SplitResult) -> int | None:
+    try:
+        return parts.port
+    except ValueError:  # not a number, or out of range
+        return None
 
 
 def client_options(config: Config) -> dict[str, Any]:

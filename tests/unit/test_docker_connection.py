@@ -35,6 +35,29 @@ def test_plain_tcp_and_unknown_engine_addresses_are_refused() -> None:
             docker_tls_cert="/nonexistent/c.pem", docker_tls_key="/nonexistent/k.pem"))
 
 
+def test_engine_addresses_without_a_socket_path_or_a_host_are_refused(tmp_path: Path) -> None:
+    for name in ("ca", "cert", "key"):
+        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
+    tls = {f"docker_tls_{name}": str(tmp_path / f"{name}.pem") for name in ("ca", "cert", "key")}
+    for address in ("unix://", "unix:///", "unix:", "unix://var/run/docker.sock"):
+        with pytest.raises(ConfigError, match="names no socket"):
+            check_engine_address(load_config(environ={}, docker_host=address))
+    for address in ("tcp://", "tcp://:2376", "tcp://h"):
+        with pytest.raises(ConfigError, match="names no host and port"):
+            check_engine_address(load_config(environ={}, docker_host=address, **tls))
+    check_engine_address(load_config(environ={}, docker_host="tcp://h:2376", **tls))
+
+
+def test_worker_refuses_an_engine_socket_without_a_path(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BINDER_API_KEY", "k")
+    result = CliRunner().invoke(main, ["worker", "--docker-host", "unix://"])
+    assert result.exit_code != 0
+    assert "names no socket" in result.output
+
+
 def test_tls_reaches_both_the_sdk_and_the_docker_cli(tmp_path: Path) -> None:
     files = {}
     for name in ("ca", "cert", "key"):
