@@ -114,3 +114,24 @@ def test_a_host_id_that_cannot_name_a_queue_is_refused_before_the_worker_starts(
     result = CliRunner().invoke(main, ["worker", "--host-id", "gpu-1.example"], env=env)
     assert result.exit_code == 0, result.output
     assert started[0][started[0].index("-Q") + 1] == "host.gpu-1.example,builds"
+
+
+@pytest.mark.parametrize("options", [["--host-id", "host-b"], ["--docker-host", "unix:///x.sock"],
+                                     ["--concurrency", "2"], ["--config", "farm.json"]])
+@pytest.mark.parametrize("command", [["hosts"], ["drain", "host-a"], ["undrain", "host-a"]])
+def test_the_workers_own_options_are_refused_before_a_host_command(
+        monkeypatch: pytest.MonkeyPatch, options: list[str], command: list[str]) -> None:
+    """``worker --host-id X drain Y`` would otherwise drain Y and drop X unsaid."""
+    monkeypatch.setattr(server, "_exec", lambda argv, *args, **kwargs: pytest.fail("started"))
+    done = CliRunner().invoke(main, ["worker", *options, *command, "--url", "http://127.0.0.1:9"],
+                              env={"BINDER_CONFIG": "farm.json"})
+    assert done.exit_code == 2, done.output
+    assert (f"{options[0]} is an option of the worker itself; binder-build worker "
+            f"{command[0]} takes none of the worker's options") in " ".join(done.output.split())
+
+
+def test_a_config_file_named_by_the_environment_does_not_stop_host_commands(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    done = CliRunner().invoke(main, ["worker", "hosts", "--help"],
+                              env={"BINDER_CONFIG": "farm.json"})
+    assert done.exit_code == 0, done.output

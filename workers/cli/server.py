@@ -242,6 +242,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
     undrain HOST-ID` take a host out of service and back, through the API.
     """
     if ctx.invoked_subcommand is not None:
+        _refuse_worker_options(ctx)
         return
     from common.docker_connection import check_engine_address
     from workers.git import check_git_version
@@ -263,6 +264,17 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
            "--hostname", f"{host}@%h", "--concurrency", str(config.worker_concurrency),
            "--without-mingle", "--without-gossip"],
           config.replace(worker_id=host))
+
+
+def _refuse_worker_options(ctx: click.Context) -> None:
+    """Refuse the worker's own options given before ``hosts``, ``drain`` or ``undrain``:
+    those talk to the API, so ``worker --host-id A drain B`` would drop A unsaid."""
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name or "") is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(
+                f"{param.opts[0]} is an option of the worker itself; binder-build worker "
+                f"{ctx.invoked_subcommand} takes none of the worker's options (it asks the "
+                "API, see its --help).", ctx=ctx)
 
 
 @click.command()
