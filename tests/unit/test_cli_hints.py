@@ -137,3 +137,28 @@ def test_a_host_id_that_cannot_be_one_is_answered_before_any_request(
     assert done.exit_code == 2, done.output
     assert ("'box/1' is not a host id: host ids are letters, digits, '.', '-' and '_' "
             "(binder-build worker hosts lists them).") in " ".join(done.stderr.split())
+
+
+@pytest.mark.parametrize("ref", ["", "  "])
+def test_an_empty_ref_is_refused_before_any_request(monkeypatch: pytest.MonkeyPatch,
+                                                    ref: str) -> None:
+    """An empty --ref would otherwise build the default branch without a word."""
+    def no_request(self: FarmClient, *request: Any, **kwargs: Any) -> requests.Response:
+        raise AssertionError(f"requested {request}")
+
+    monkeypatch.setattr(FarmClient, "_request", no_request)
+    done = CliRunner().invoke(main, ["build", "start", "https://github.com/o/r", "--ref", ref,
+                                     "--url", "http://127.0.0.1:9"])
+    assert done.exit_code == 2, done.output
+    assert ("'--ref': an empty ref names nothing: name a branch, tag or commit, or leave "
+            "--ref out to build the default branch.") in " ".join(done.stderr.split()), done.stderr
+
+
+def test_the_client_sends_an_empty_ref_for_the_farm_to_refuse(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[Any] = []
+    monkeypatch.setattr(FarmClient, "_json",
+                        lambda self, *request, **kwargs: sent.append(kwargs["json"]) or {})
+    FarmClient("http://127.0.0.1:9", "k").start("https://github.com/o/r", ref="")
+    FarmClient("http://127.0.0.1:9", "k").start("https://github.com/o/r")
+    assert [body.get("ref", "absent") for body in sent] == ["", "absent"]

@@ -105,9 +105,19 @@ def templates() -> None:
 # -- build --------------------------------------------------------------------
 
 
+def check_ref(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``value`` unless it is empty: an empty ref (``--ref "$UNSET"``) names nothing, and
+    building the default branch for it would hide the mistake."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("an empty ref names nothing: name a branch, tag or commit, "
+                                 "or leave --ref out to build the default branch.")
+    return value
+
+
 @build.command("start")
 @click.argument("repository")
-@click.option("--ref", help="Branch, tag or commit to build (default: the default branch).")
+@click.option("--ref", callback=check_ref,
+              help="Branch, tag or commit to build (default: the default branch).")
 @click.option("--force", is_flag=True, help="Build again even if an image exists, or restart "
                                             "a running build.")
 @click.option("--follow", "-f", is_flag=True, help="Watch the build until it ends; exit 0 when "

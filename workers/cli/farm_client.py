@@ -70,7 +70,9 @@ class FarmClient:
 
     def start(self, repository: str, force: bool = False,
               ref: str | None = None) -> dict[str, Any]:
-        body = {"repository": repository, "force": force, **({"ref": ref} if ref else {})}
+        # An empty ref is sent too: the farm refuses it rather than build the default branch.
+        body = {"repository": repository, "force": force,
+                **({"ref": ref} if ref is not None else {})}
         return self._json("POST", "/builds/repo", json=body)
 
     def build(self, name: str) -> dict[str, Any]:
