@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from rich.console import Console
 
 from api.schemas.templates import docker_run_command
-from workers.cli import build_watch
+from workers.cli import build_watch, main
 from workers.cli.build_view import PlainBuildView, phase_state, summarise
 from workers.cli.build_watch import watch_build
 from workers.cli.client import show_build
@@ -182,3 +183,10 @@ def test_plain_summary_tells_each_phases_time() -> None:
     output, buffer = plain_output()
     summarise(output, final, None)
     assert "phases  fetching 1.0s  building 2.0s" in buffer.getvalue().splitlines()
+
+
+@pytest.mark.parametrize("url", ["http://", "https:///", "localhost:8082", "ftp://farm:21"])
+def test_a_farm_url_without_a_host_is_named_as_given(url: str) -> None:
+    done = CliRunner().invoke(main, ["build", "list", "--url", url, "--api-key", "k"])
+    assert done.exit_code != 0
+    assert f"{url} is not a URL the client can call" in done.output, done.output

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from workers.cli.farm_client import ApiError
+from workers.cli.farm_client import ApiError, not_a_farm_url
 
 DEFAULT_URL = "http://127.0.0.1:8082"
 CONFIG_KEYS = ("url", "api_key")
@@ -92,11 +92,20 @@ def local_farm_key() -> str | None:
         return None
 
 
+def _checked_url(url: str) -> str:
+    """``url`` if it names a farm (http or https and a host); an error naming it as given
+    otherwise, before any request."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise not_a_farm_url(url)
+    return url
+
+
 def resolve(url: str | None, api_key: str | None, config_file: str | None) -> ClientSettings:
     """Settings from options/environment (already merged by click), the file, the defaults."""
     path = Path(config_file) if config_file else default_config_path()
     file = read_client_config(path, required=config_file is not None)
-    chosen_url = (url or file.get("url") or DEFAULT_URL).strip()
+    chosen_url = _checked_url((url or file.get("url") or DEFAULT_URL).strip())
     if api_key:
         return ClientSettings(chosen_url, api_key, "option")
     if file.get("api_key"):

@@ -55,6 +55,13 @@ def _segment(name: str) -> str:
     return quote(name, safe="")
 
 
+def not_a_farm_url(url: str) -> ApiError:
+    """The error of a farm address the client cannot call, naming it as given."""
+    return ApiError(f"{url} is not a URL the client can call.",
+                    suggestions=["Give the farm's address as http(s)://HOST:PORT with --url "
+                                 "or BINDER_URL."])
+
+
 class FarmClient:
     """One farm at ``url``; ``key`` goes raw in ``Authorization`` as Binder clients send it."""
 
@@ -190,9 +197,7 @@ class FarmClient:
             reason = "no answer in time"
         elif isinstance(exc, requests.exceptions.InvalidURL | requests.exceptions.MissingSchema
                         | requests.exceptions.InvalidSchema):
-            return ApiError(f"{self.url} is not a URL the client can call.",
-                            suggestions=["Give the farm's address as http(s)://HOST:PORT "
-                                         "with --url or BINDER_URL."])
+            return not_a_farm_url(self.url)
         return ApiError(f"Cannot reach the farm at {self.url} ({reason}).",
                         suggestions=["Check --url (BINDER_URL); is the farm running "
                                      "(make up)?"])
