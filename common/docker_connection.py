@@ -20,6 +20,7 @@ import docker.tls
 
 from common.config import Config
 from common.errors import ConfigError
+from common.service_credentials import is_loopback
 
 TLS_SETTINGS = ("BINDER_DOCKER_TLS_CA", "BINDER_DOCKER_TLS_CERT", "BINDER_DOCKER_TLS_KEY")
 
@@ -69,6 +70,21 @@ def check_engine_address(config: Config) -> None:
         if not os.access(path, os.R_OK):
             raise ConfigError(f"{name} {path} cannot be read.",
                               suggestions=[f"Check the path and permissions of {name}."])
+
+
+def check_engine_reaches_registry(config: Config) -> None:
+    """Raise ``ConfigError`` when the engine is on another machine and ``BINDER_REGISTRY``
+    is a loopback address: the engine pushes and pulls by that name, from its own machine."""
+    engine = urlsplit(config.docker_host)
+    if engine.scheme != "tcp" or is_loopback(engine.hostname):
+        return
+    if is_loopback(urlsplit(f"//{config.registry}").hostname):
+        raise ConfigError(
+            f"BINDER_REGISTRY {config.registry} is this machine's loopback, which the engine "
+            f"at {config.docker_host} cannot reach: its pushes would go to its own machine.",
+            suggestions=["Give the registry a name every Docker host reaches, with TLS "
+                         "(BINDER_REGISTRY_INSECURE=false), and use that name for every "
+                         "process of the farm."])
 
 
 def _port(parts: SplitResult) -> int | None:

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from common.config import load_config
 from common.docker_connection import (
     check_engine_address,
+    check_engine_reaches_registry,
     cli_flags,
     client_options,
     engine_client,
@@ -56,6 +57,40 @@ def test_worker_refuses_an_engine_socket_without_a_path(monkeypatch: pytest.Monk
     result = CliRunner().invoke(main, ["worker", "--docker-host", "unix://"])
     assert result.exit_code != 0
     assert "names no socket" in result.output
+
+
+@pytest.mark.parametrize("registry", ["127.0.0.1:5000", "localhost:5000", "[::1]:5000"])
+def test_an_engine_on_another_machine_cannot_push_to_a_loopback_registry(
+        tmp_path: Path, registry: str) -> None:
+    """That engine's loopback is its own machine's: its pushes would find no registry."""
+    for name in ("ca", "cert", "key"):
+        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
+    tls = {f"docker_tls_{name}": str(tmp_path / f"{name}.pem") for name in ("ca", "cert", "key")}
+    remote = load_config(environ={}, docker_host="tcp://docker-host-2.example:2376",
+                         registry=registry, **tls)
+    with pytest.raises(ConfigError) as refused:
+        check_engine_reaches_registry(remote)
+    assert refused.value.message == (
+        f"BINDER_REGISTRY {registry} is this machine's loopback, which the engine at "
+        "tcp://docker-host-2.example:2376 cannot reach: its pushes would go to its own "
+        "machine.")
+    check_engine_reaches_registry(remote.replace(registry="registry.example:5000"))
+    check_engine_reaches_registry(remote.replace(docker_host="tcp://127.0.0.1:2376"))
+    check_engine_reaches_registry(remote.replace(docker_host="unix:///var/run/docker.sock"))
+
+
+def test_worker_of_a_remote_engine_refuses_a_loopback_registry(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
+    for name in ("ca", "cert", "key"):
+        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
+        monkeypatch.setenv(f"BINDER_DOCKER_TLS_{name.upper()}", str(tmp_path / f"{name}.pem"))
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BINDER_API_KEY", "k")
+    monkeypatch.setenv("BINDER_REGISTRY", "127.0.0.1:5000")
+    result = CliRunner().invoke(main, ["worker", "--docker-host", "tcp://host-2.example:2376"])
+    assert result.exit_code != 0
+    assert "BINDER_REGISTRY 127.0.0.1:5000 is this machine's loopback" in result.output
 
 
 def test_tls_reaches_both_the_sdk_and_the_docker_cli(tmp_path: Path) -> None:

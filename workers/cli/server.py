@@ -244,7 +244,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
     if ctx.invoked_subcommand is not None:
         _refuse_worker_options(ctx)
         return
-    from common.docker_connection import check_engine_address
+    from common.docker_connection import check_engine_address, check_engine_reaches_registry
     from workers.git import check_git_version
     from workers.queues import SHARED_QUEUE, check_host_id, host_queue
 
@@ -256,6 +256,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
     try:
         host = check_host_id(config.worker_host)
         check_engine_address(config)
+        check_engine_reaches_registry(config)
         check_git_version()
     except ConfigError as exc:
         raise click_error(exc) from exc
