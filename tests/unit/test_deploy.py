@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from common.config import SETTINGS, load_config
-from common.docker_connection import check_engine_address
+from common.docker_connection import check_engine_address, check_engine_reaches_registry
 from workers.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,11 +38,14 @@ def env_file(path: Path) -> dict[str, str]:
 EXAMPLE = env_file(DEPLOY / ".env.example")
 
 
-def interpolate(value: str) -> str:
-    """What docker-compose makes of ``value`` with .env.example filled in."""
+def interpolate(value: str, env: dict[str, str] | None = None) -> str:
+    """What docker-compose makes of ``value`` with .env.example (or ``env`` over it)
+    filled in."""
+    filled = {**EXAMPLE, **(env or {})}
+
     def one(match: re.Match[str]) -> str:
         name, kind, default = match.groups()
-        given = EXAMPLE.get(name) or ("secret-for-" + name.lower() if kind == "?" else "")
+        given = filled.get(name) or ("secret-for-" + name.lower() if kind == "?" else "")
         return given or (default if kind == "-" else "")
     return INTERPOLATION.sub(one, value.replace("$$", "$"))
 
@@ -130,6 +133,27 @@ def test_one_worker_per_docker_host(tmp_path: Path) -> None:
             file.write_text("PEM")
         config = load_config(environ={**environment, **{k: str(v) for k, v in files.items()}})
         check_engine_address(config)  # the worker's own check: never plain TCP
+
+
+def test_a_remote_engines_worker_and_the_farm_share_the_registry_named_in_env(
+        tmp_path: Path) -> None:
+    """Profile host-2 works once .env names the registry as every host reaches it: the
+    remote engine pushes by that name, and every process must call it the same."""
+    named = {"REGISTRY": "registry.example.org", "REGISTRY_INSECURE": "false"}
+    configs = {}
+    for name, service in farm_services().items():
+        environment = {key: interpolate(str(value), named)
+                       for key, value in service["environment"].items()}
+        for key in [key for key in environment if key.startswith("BINDER_DOCKER_TLS_")]:
+            environment[key] = str(tmp_path / key)
+            (tmp_path / key).write_text("PEM")
+        configs[name] = load_config(environ=environment)
+    assert {(c.registry, c.registry_insecure) for c in configs.values()} == \
+        {("registry.example.org", False)}
+    remote = [c for c in configs.values() if c.docker_host.startswith("tcp://")]
+    assert remote
+    for config in remote:
+        check_engine_reaches_registry(config)
 
 
 def test_systemd_worker_unit() -> None:
