@@ -26,7 +26,13 @@ fi
 echo "installing:$missing"
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
-# The packages enable system services; the farm starts its own processes.
-for service in redis-server docker docker-registry; do
+# The packages just installed enable system services; the farm starts its own
+# processes. Only those: an engine that ran before (a Docker host's) keeps running.
+for package in $missing; do
+    case "$package" in
+        docker.io) service=docker ;;
+        docker-registry|redis-server) service=$package ;;
+        *) continue ;;
+    esac
     (systemctl disable --now "$service" || service "$service" stop) >/dev/null 2>&1 || true
 done

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,25 @@ def test_procfile_runs_the_four_processes(procfile: Path) -> None:
     assert set(processes) == {"api", "worker", "beat", "flower"}
     for name, command in processes.items():
         assert check_command(shlex.split(command)).command.name == name
+
+
+def test_installing_missing_packages_stops_only_the_services_it_installed(
+        tmp_path: Path) -> None:
+    """On a Docker host whose engine runs, installing a missing package must not stop
+    the engine (and every build and container on it)."""
+    bin_dir, calls = tmp_path / "bin", tmp_path / "calls"
+    bin_dir.mkdir()
+    stubs = {"id": "echo 0", "apt-get": f'echo "apt-get $*" >> {calls}',
+             "systemctl": f'echo "systemctl $*" >> {calls}',
+             **{present: "true" for present in ("dockerd", "docker-registry", "git",
+                                                "debootstrap")}}
+    for name, body in stubs.items():
+        (bin_dir / name).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    done = subprocess.run(["/bin/sh", str(DEPLOY / "install-system.sh")],
+                          env={"PATH": str(bin_dir)}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    lines = calls.read_text().splitlines()
+    assert "apt-get install -y -qq redis-server" in lines
+    assert [line for line in lines if line.startswith("systemctl")] == \
+        ["systemctl disable --now redis-server"]
