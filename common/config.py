@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 
 from common.errors import ConfigError
 from common.service_credentials import with_service_credentials
+from common.sizes import parse_size
 
 
 def _csv(value: str) -> tuple[str, ...]:
@@ -44,18 +45,24 @@ _PARSERS: dict[type, Callable[[str], Any]] = {
 
 
 def setting(env: str, default: Any, help: str, choices: tuple[str, ...] = (),
-            seen_by_builds: bool = False) -> Any:
+            seen_by_builds: bool = False, check: Callable[[Any], object] | None = None) -> Any:
     """Declare a setting: its environment variable, default and help line, the
-    only values it takes when it has ``choices`` (a word, in any case), and
+    only values it takes when it has ``choices`` (a word, in any case),
     whether its value is written into builds (``seen_by_builds``: generated
     Dockerfiles and build logs, which repository code reads), so that it may
-    hold no credentials.
+    hold no credentials, and a ``check`` that raises ``ValueError`` (saying
+    what the value must be) for a value the farm could not use.
 
     The default's type says how the environment's text is parsed (booleans
     accept true/false/1/0, tuples are comma-separated lists).
     """
     return field(default=default, metadata={"env": env, "help": help, "choices": choices,
-                                            "seen_by_builds": seen_by_builds})
+                                            "seen_by_builds": seen_by_builds, "check": check})
+
+
+def _at_least_one(value: int) -> None:
+    if value < 1:
+        raise ValueError("must be at least 1")
 
 
 #: conda's own form of a token in a channel URL (``https://HOST/t/TOKEN/CHANNEL``).
@@ -221,16 +228,16 @@ class Config:
         "tag allows all its tags; empty allows any.")
     default_port: int = setting("BINDER_DEFAULT_PORT", 8888, "Template port by default.")
     default_memory: str = setting("BINDER_DEFAULT_MEMORY", "2G",
-        "Template memory limit by default.")
+        "Template memory limit by default.", check=parse_size)
     default_cpu: float = setting("BINDER_DEFAULT_CPU", 1.0,
         "Template CPU limit by default (a number of CPUs).")
     max_memory: str = setting("BINDER_MAX_MEMORY", "64G",
-        "Most memory a repository's .binder.yml may ask for.")
+        "Most memory a repository's .binder.yml may ask for.", check=parse_size)
     max_cpu: float = setting("BINDER_MAX_CPU", 64.0,
         "Most CPUs a repository's .binder.yml may ask for.")
     build_memory: str = setting("BINDER_BUILD_MEMORY", "4G",
         "Memory limit of the builds an engine runs at once (the cgroup its BuildKit step "
-        "containers run under).")
+        "containers run under).", check=parse_size)
     limit_build_cgroup: bool = setting("BINDER_LIMIT_BUILD_CGROUP", True,
         "Set that limit on the engine; turn off where another farm shares the engine or its "
         "operator limits the cgroup.")
@@ -266,7 +273,7 @@ class Config:
         "'_'; defaults to the hostname.")
     worker_concurrency: int = setting("BINDER_WORKER_CONCURRENCY", 1,
         "Builds one worker (one Docker host) runs at once; a host running that many takes "
-        "no new ones.")
+        "no new ones.", check=_at_least_one)
     heartbeat_interval: int = setting("BINDER_HEARTBEAT_INTERVAL", 5,
         "Seconds between heartbeats of a worker and of the builds it runs.")
     heartbeat_stale: int = setting("BINDER_HEARTBEAT_STALE", 60,
@@ -348,6 +355,8 @@ class Config:
                 raise ConfigError(
                     f"{spec.metadata['env']} must be one of {', '.join(choices)}, not {value!r}",
                     suggestions=[f"{spec.metadata['env']}: {spec.metadata['help']}"])
+            if spec.metadata["check"]:
+                _check(spec, value)
             if spec.metadata["seen_by_builds"]:
                 _refuse_credentials(spec.metadata["env"], value)
 
@@ -357,6 +366,15 @@ class Config:
 
     def replace(self, **overrides: Any) -> Config:
         return dataclasses.replace(self, **_coerce_all(overrides, source="override"))
+
+
+def _check(spec: dataclasses.Field[Any], value: Any) -> None:
+    try:
+        spec.metadata["check"](value)
+    except ValueError as exc:
+        raise ConfigError(f"{spec.metadata['env']} is not valid: {exc}, not {value!r}",
+                          suggestions=[f"{spec.metadata['env']}: {spec.metadata['help']}"]
+                          ) from exc
 
 
 def _refuse_credentials(env: str, value: str | tuple[str, ...]) -> None:

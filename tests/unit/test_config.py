@@ -192,6 +192,26 @@ def test_a_value_outside_a_settings_choices_is_refused_at_load(
         load_config(environ={}).replace(**{variable: value})
 
 
+@pytest.mark.parametrize(("variable", "value", "reason"), [
+    ("BINDER_MAX_MEMORY", "lots", "must be a size such as 512M or 2G"),
+    ("BINDER_DEFAULT_MEMORY", "2X", "must be a size such as 512M or 2G"),
+    ("BINDER_BUILD_MEMORY", "", "must be a size such as 512M or 2G"),
+    ("BINDER_WORKER_CONCURRENCY", "0", "must be at least 1"),
+])
+def test_a_value_builds_could_not_use_is_refused_at_load(
+        variable: str, value: str, reason: str, tmp_path: Path) -> None:
+    """A memory size every build would fail to read, or a worker of no builds (Celery
+    reads concurrency 0 as one process per core), stops the process as it starts."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={variable: value})
+    shown = value if value.isdigit() else repr(value)  # as the setting's type reads it
+    assert caught.value.message == f"{variable} is not valid: {reason}, not {shown}"
+    assert caught.value.suggestions[0].startswith(f"{variable}: ")
+    with pytest.raises(ConfigError, match=f"{variable} is not valid"):
+        load_config(environ={}).replace(**{variable: value})
+    load_config(environ={variable: {"0": "2"}.get(value, "512M")})
+
+
 def test_a_choice_is_taken_in_any_case() -> None:
     config = load_config(environ={"BINDER_BUILD_NETWORK": " None ",
                                   "BINDER_PYTHON_INSTALLER": "PIP"})
