@@ -191,7 +191,8 @@ class Config:
         "pip index of builds; credentials in it stay on the host (see BINDER_PIP_PROXY).")
     pip_proxy: str = setting("BINDER_PIP_PROXY", "127.0.0.1:3141",
         "host:port where a worker serves its pip index to builds, adding the credentials of "
-        "BINDER_PIP_INDEX_URL; builds must reach it.")
+        "BINDER_PIP_INDEX_URL; builds must reach it (a worker refuses a loopback one that "
+        "builds on the bridge or a remote engine cannot).")
     conda_channels: tuple[str, ...] = setting("BINDER_CONDA_CHANNELS", ("conda-forge",),
         "Conda channels (names or URLs) of environment.yml builds, used instead of the file's "
         "own, and of runtime.txt's python-X.Y; builds see them, so no credentials.",

@@ -29,7 +29,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 
+from common.config import Config
 from common.errors import ConfigError
+from common.service_credentials import is_loopback
 from workers.index_scope import IndexScope
 
 log = logging.getLogger(__name__)
@@ -154,6 +156,29 @@ def build_index_url(index_url: str, listen: str) -> str:
         return index_url
     parts = urlsplit(index_url)
     return urlunsplit(("http", listen, parts.path, parts.query, ""))
+
+
+def check_proxy_reachable(config: Config) -> None:
+    """Raise ``ConfigError`` when builds need the proxy and ``BINDER_PIP_PROXY`` is a
+    loopback address they cannot reach: builds on the engine's bridge, or on an engine
+    on another machine (whose loopback is its own)."""
+    if not has_credentials(config.pip_index_url):
+        return
+    if not is_loopback(urlsplit(f"//{config.pip_proxy}").hostname):
+        return
+    engine = urlsplit(config.docker_host)
+    if engine.scheme == "tcp" and not is_loopback(engine.hostname):
+        builds = f"builds on the engine at {config.docker_host}"
+    elif config.build_network == "default":
+        builds = "builds on the engine's bridge (BINDER_BUILD_NETWORK=default)"
+    else:
+        return
+    raise ConfigError(
+        f"BINDER_PIP_PROXY {config.pip_proxy} is this machine's loopback, which {builds} "
+        "cannot reach.",
+        suggestions=["Set BINDER_PIP_PROXY to an address of this machine that builds reach "
+                     "(for the bridge, its gateway: docker network inspect bridge), and "
+                     "firewall that port from everything but the builds."])
 
 
 def start_proxy(index_url: str, listen: str) -> ThreadingHTTPServer | None:

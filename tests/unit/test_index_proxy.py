@@ -11,14 +11,23 @@ import socket
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pytest
 import requests
+from click.testing import CliRunner
 
+from common.config import load_config
 from common.errors import ConfigError
-from workers.index_proxy import build_index_url, start_proxy, without_credentials
+from workers.cli import main, server
+from workers.index_proxy import (
+    build_index_url,
+    check_proxy_reachable,
+    start_proxy,
+    without_credentials,
+)
 
 USER, PASSWORD = "farm", "s3cret/with:odd@chars"
 
@@ -175,3 +184,39 @@ def test_only_the_index_and_the_files_it_links_to(index: tuple[str, list[str]]) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_loopback_proxy_builds_cannot_reach_is_refused_as_the_worker_starts(
+        tmp_path: Path) -> None:
+    """Builds on the engine's bridge, or on an engine on another machine, would find
+    nothing on this machine's loopback: every requirements install would fail."""
+    index = "https://farm:secret@index.example/simple/"
+    bridge = load_config(environ={}, pip_index_url=index, build_network="default")
+    with pytest.raises(ConfigError) as refused:
+        check_proxy_reachable(bridge)
+    assert refused.value.message == (
+        "BINDER_PIP_PROXY 127.0.0.1:3141 is this machine's loopback, which builds on the "
+        "engine's bridge (BINDER_BUILD_NETWORK=default) cannot reach.")
+    for name in ("ca", "cert", "key"):
+        (tmp_path / name).write_text("PEM")
+    remote = load_config(environ={}, pip_index_url=index, build_network="host",
+                         docker_host="tcp://docker-host-2.example:2376",
+                         **{f"docker_tls_{name}": str(tmp_path / name)
+                            for name in ("ca", "cert", "key")})
+    with pytest.raises(ConfigError, match="builds on the engine at tcp://docker-host-2"):
+        check_proxy_reachable(remote)
+    check_proxy_reachable(bridge.replace(pip_proxy="172.17.0.1:3141"))
+    check_proxy_reachable(bridge.replace(build_network="host"))
+    check_proxy_reachable(bridge.replace(pip_index_url="https://index.example/simple/"))
+
+
+def test_the_worker_refuses_that_proxy_before_starting(monkeypatch: pytest.MonkeyPatch,
+                                                       tmp_path: Path) -> None:
+    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BINDER_API_KEY", "k")
+    monkeypatch.setenv("BINDER_PIP_INDEX_URL", "https://farm:secret@index.example/simple/")
+    monkeypatch.setenv("BINDER_BUILD_NETWORK", "default")
+    result = CliRunner().invoke(main, ["worker", "--docker-host", "unix:///tmp/d.sock"])
+    assert result.exit_code != 0
+    assert "BINDER_PIP_PROXY 127.0.0.1:3141 is this machine's loopback" in result.output

@@ -246,6 +246,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
         return
     from common.docker_connection import check_engine_address, check_engine_reaches_registry
     from workers.git import check_git_version
+    from workers.index_proxy import check_proxy_reachable
     from workers.queues import SHARED_QUEUE, check_host_id, host_queue
 
     overrides = {key: value for key, value in (("docker_host", docker_host),
@@ -257,6 +258,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
         host = check_host_id(config.worker_host)
         check_engine_address(config)
         check_engine_reaches_registry(config)
+        check_proxy_reachable(config)
         check_git_version()
     except ConfigError as exc:
         raise click_error(exc) from exc
