@@ -161,7 +161,8 @@ bp = Blueprint("metrics", __name__,
              description="Prometheus text exposition format")
 def metrics() -> Response:
     """The farm's metrics, for Prometheus to scrape."""
-    return Response(generate_latest(_registry()), mimetype=CONTENT_TYPE_LATEST)
+    # The whole header, as given: a ``mimetype`` would have Flask add a second charset.
+    return Response(generate_latest(_registry()), content_type=CONTENT_TYPE_LATEST)
 
 
 def _registry() -> CollectorRegistry:

@@ -504,3 +504,14 @@ def test_totals_kept_before_failures_had_causes_are_resumed_under_unknown() -> N
     # Kept again in this version's shape, and read back the same by the next process.
     assert store.metrics.documents["ended-builds"]["shape"] == SHAPE
     assert samples_of(BuildTotals().refresh(store)) == got  # type: ignore[arg-type]
+
+
+def test_the_scrape_says_its_format_and_charset_once(tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    response = make_app(tmp_path, monkeypatch).test_client().get("/metrics")
+    assert response.status_code == 200
+    # A parameter given twice makes a strict scraper (or proxy) refuse the answer.
+    parameters = [part.strip().split("=")[0]
+                  for part in response.headers["Content-Type"].split(";")[1:]]
+    assert sorted(parameters) == ["charset", "version"], response.headers["Content-Type"]
+    assert response.mimetype == "text/plain"
