@@ -207,6 +207,30 @@ def test_a_refused_repository_is_quoted_as_a_json_string(client: FlaskClient, re
     assert body["error"] == error
 
 
+#: URLs Python's own URL parser refuses: a host with a character NFKC makes a separator
+#: of (a full-width solidus), and brackets that hold no IPv6 address.
+UNSPLITTABLE = ["https://github.com\uff0fo/r", "https://[::1::1]/o/r", "https://[::1/o/r"]
+
+
+@pytest.mark.parametrize("repository", UNSPLITTABLE)
+def test_a_url_python_cannot_split_is_a_bad_repo_source(client: FlaskClient,
+                                                        repository: str) -> None:
+    status, body = post(client, {"repository": repository})
+    assert (status, body["type"]) == (422, "badRepoSource"), body
+    assert body["suggestions"]
+
+
+@pytest.mark.parametrize("repository", UNSPLITTABLE)
+def test_a_url_python_cannot_split_filters_the_list_as_given(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch, repository: str) -> None:
+    asked: list[dict[str, Any]] = []
+    monkeypatch.setattr(api.builds.build_store, "list_builds",
+                        lambda **given: asked.append(given) or [])
+    response = client.get("/builds/", query_string={"repository": repository})
+    assert response.status_code == 200, response.get_json()
+    assert asked[0]["repository"] == repository and asked[0]["ref"] is None
+
+
 def test_a_long_refused_repository_is_quoted_shortened(client: FlaskClient) -> None:
     status, body = post(client, {"repository": "ftp://example.org/" + "a" * 1500})
     assert (status, body["type"]) == (422, "badRepoSource")

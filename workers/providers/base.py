@@ -189,7 +189,12 @@ def check_url_policy(url: str, config: Config) -> None:
     host names are resolved, checked and pinned when fetching
     (``checked_target``).
     """
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # brackets without an IPv6 address, a host NFKC would split
+        raise BadRepoSource(f"{quoted(url)} is not a repository URL: its host is not valid.",
+                            suggestions=["Use an https URL such as "
+                                         "https://github.com/OWNER/REPO."]) from exc
     host = host_of(url)
     allowed = {h.lower() for h in config.allowed_source_hosts}
     if (parts.scheme == "https" and host) or (parts.scheme == "http" and host in allowed):
