@@ -19,6 +19,7 @@ from flask.testing import FlaskClient
 from limits.storage import MemoryStorage
 from prometheus_client.registry import CollectorRegistry
 
+import api.binderhub
 import api.builds
 import api.health
 import api.log_follow
@@ -174,6 +175,26 @@ def test_a_banned_repository_is_refused_with_a_sentence(tmp_path: Path,
     other = client.post("/builds/repo", headers={"Authorization": KEYS["admin"]},
                         json={"repository": "https://github.com/someone/else"})
     assert other.status_code == 409
+
+
+@pytest.mark.parametrize("status", ["completed", "running"])
+def test_a_banned_repository_is_refused_on_binderhubs_stream_even_when_built(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
+    client = make_app(tmp_path, monkeypatch,
+                      BINDER_BANNED_REPOS=r"github\.com/owner/").test_client()
+    # Built (or building) before the ban: the stream must not hand its image out.
+    record = {"name": "owner-repo", "build_id": "b1", "status": status,
+              "image_name": "reg/owner-repo:abc", "content_id": "a" * 40}
+    monkeypatch.setattr(api.builds.build_store, "get_build", lambda name: record)
+    monkeypatch.setattr(api.binderhub, "_still_current", lambda *args: True)
+    response = client.get("/build/gh/owner/repo/HEAD?build_only=true",
+                          headers={"Authorization": KEYS["build"]})
+    events = [json.loads(line.removeprefix("data: "))
+              for line in response.get_data(as_text=True).splitlines()
+              if line.startswith("data: ")]
+    assert events == [{"phase": "failed", "status_code": 403, "message": (
+        "Building https://github.com/owner/repo is not allowed on this farm: its operators "
+        "banned it. Ask the farm's operators if you think this is a mistake.\n")}]
 
 
 def test_starts_past_the_rate_answer_429_with_retry_after(
