@@ -209,6 +209,12 @@ def _check_direct_reference(line: str, where: str) -> None:
 
 def _follow(path: Path, checkout: Path, seen: set[Path]) -> None:
     try:
+        path.resolve()
+    except RuntimeError:  # pathlib's resolve() on a link that leads back to itself
+        raise BuildFailure(f"{shorten(str(path.name))} is referred to with -r or -c but is "
+                           "a link that leads back to itself.",
+                           suggestions=["Refer only to files of the repository."]) from None
+    try:
         root = checkout.resolve()
         resolved = path.resolve()
         relative = PurePosixPath(resolved.relative_to(root))

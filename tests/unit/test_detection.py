@@ -145,6 +145,17 @@ def test_dangling_link_is_refused(tmp_path: Path) -> None:
         detect(checkout, CONFIG)
 
 
+@pytest.mark.parametrize("name", ["requirements.txt", "postBuild", "binder/start"])
+def test_a_link_loop_is_refused_with_a_sentence(tmp_path: Path, name: str) -> None:
+    # a repository's mistake, not the farm's: a BuildFailure naming the file
+    checkout = checkout_with(tmp_path, "README.md")
+    (checkout / name).parent.mkdir(parents=True, exist_ok=True)
+    os.symlink(PurePosixPath(name).name, checkout / name)
+    with pytest.raises(BuildFailure) as caught:
+        detect(checkout, CONFIG)
+    assert caught.value.message.startswith(f"{name} is a link")
+
+
 @pytest.mark.parametrize("name", ["requirements.txt", "apt.txt", "runtime.txt", "postBuild",
                                   "start", "Dockerfile", "pyproject.toml", "Pipfile",
                                   "DESCRIPTION", "binder/apt.txt"])

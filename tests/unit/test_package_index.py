@@ -108,6 +108,12 @@ def test_a_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
         check(checkout, "-r ../outside.txt\n")
 
 
+def test_a_file_pulled_in_through_a_link_loop_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "loop.txt").symlink_to("loop.txt")
+    with pytest.raises(BuildFailure, match=r"^loop.txt is referred to with -r or -c"):
+        check(tmp_path, "-r loop.txt\n")
+
+
 def test_a_file_pulled_in_over_the_config_cap_is_refused_unread(tmp_path: Path) -> None:
     # past the cap, after a comment line, an index option that would be refused if read
     cap = cap_for("reqs/big.txt")

@@ -140,7 +140,12 @@ def find_config_file(checkout: Path, folder: Path, name: str) -> PurePosixPath |
     path = folder / name
     if not (path.is_file() or path.is_symlink()):
         return None
-    if not _inside(checkout, path) or not path.is_file():
+    try:
+        inside = _inside(checkout, path)
+    except RuntimeError:  # pathlib's resolve() on a link that leads back to itself
+        raise BuildFailure(f"{path.relative_to(checkout)} is a link that leads back to "
+                           "itself.", suggestions=["Commit the file itself."]) from None
+    if not inside or not path.is_file():
         raise BuildFailure(f"{path.relative_to(checkout)} is a link that leads outside "
                            "the repository.", suggestions=["Commit the file itself."])
     return PurePosixPath(path.relative_to(checkout).as_posix())
