@@ -108,6 +108,26 @@ def test_a_pyproject_without_build_system_is_not_a_package(tmp_path: Path) -> No
                     ).buildpack.id == "pyproject.toml"
 
 
+# Nested deeper than the parsers recurse: within the cap, far from any real file.
+TOO_DEEP = {"Pipfile": "[packages]\nx = " + "[" * 5000 + "\n",
+            "Pipfile.lock": '{"default": ' + "[" * 5000 + "\n",
+            "pyproject.toml": "[build-system]\nrequires = " + "[" * 5000 + "\n"}
+
+
+@pytest.mark.parametrize("name", ["Pipfile", "Pipfile.lock"])
+def test_a_pipfile_nested_too_deep_fails_with_a_sentence(tmp_path: Path, name: str) -> None:
+    checkout = checkout_with(tmp_path, {name: TOO_DEEP[name]})
+    detection = detect(checkout, CONFIG)
+    with pytest.raises(BuildFailure, match=f"^{name} is not valid"):
+        check(detection, checkout, CONFIG)
+    assert notices(detection, checkout, CONFIG) == []
+
+
+def test_a_pyproject_nested_too_deep_is_not_a_package(tmp_path: Path) -> None:
+    detection = detected(tmp_path, {"pyproject.toml": TOO_DEEP["pyproject.toml"]})
+    assert detection.buildpack.id == "default"
+
+
 def test_install_r_needs_r_chosen(tmp_path: Path) -> None:
     without = detected(tmp_path, {"install.R": "1\n", "requirements.txt": ""})
     assert "install.R" not in without.extras

@@ -96,11 +96,25 @@ def _requirement_line(name: str, entry: Any, source: str, locked: bool) -> tuple
     return line, False
 
 
+def _load(text: str, source: str) -> Any:
+    """The data of a Pipfile (TOML) or Pipfile.lock (JSON); ``PipfileError`` when it is
+    not valid, including nested deeper than the parsers recurse (``RecursionError``)."""
+    locked = source.endswith(".lock")
+    try:
+        return json.loads(text) if locked else tomllib.loads(text)
+    except RecursionError:
+        raise PipfileError(f"{source} is not valid {'JSON' if locked else 'TOML'}: its "
+                           "values are nested too deep.") from None
+    except (ValueError, tomllib.TOMLDecodeError) as exc:
+        raise PipfileError(f"{source} is not valid {'JSON' if locked else 'TOML'}: "
+                           f"{str(exc)[:200]}") from exc
+
+
 def declared_sources(text: str, source: str) -> list[str]:
     """The package indexes the file names (``[[source]]``, a lock's ``_meta.sources``)."""
     try:
-        data = json.loads(text) if source.endswith(".lock") else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError):
+        data = _load(text, source)
+    except PipfileError:
         return []
     sources = (data.get("_meta") or {}).get("sources") if source.endswith(".lock") \
         else data.get("source")
@@ -112,11 +126,7 @@ def declared_sources(text: str, source: str) -> list[str]:
 def requirements(text: str, source: str) -> tuple[list[str], bool, str | None]:
     """(requirements lines, whether they need the repository, python version X.Y)."""
     locked = source.endswith(".lock")
-    try:
-        data = json.loads(text) if locked else tomllib.loads(text)
-    except (ValueError, tomllib.TOMLDecodeError) as exc:
-        raise PipfileError(f"{source} is not valid {'JSON' if locked else 'TOML'}: "
-                           f"{str(exc)[:200]}") from exc
+    data = _load(text, source)
     if not isinstance(data, dict):
         raise PipfileError(f"{source} must hold a table of packages.")
     sections = ("default", "develop") if locked else ("packages", "dev-packages")

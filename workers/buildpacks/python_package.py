@@ -30,6 +30,6 @@ class PyprojectBuildPack(SetupPyBuildPack):
         """Only a pyproject.toml that says how to build it makes an installable package."""
         try:
             data = tomllib.loads(inputs.read())
-        except tomllib.TOMLDecodeError:
+        except (tomllib.TOMLDecodeError, RecursionError):  # nested deeper than it recurses
             return False
         return isinstance(data.get("build-system"), dict)
