@@ -167,6 +167,8 @@ def test_a_megabyte_of_blank_lines_parses() -> None:
     ("FROM ok\nONBUILD ADD http://h.example/x /d\n", "http://h.example/x", "ONBUILD ADD"),
     # heredoc data to newer Dockerfile parsers, an instruction to older ones
     ("FROM ok\nRUN <<EOF\nADD http://h.example/x /d\nEOF\n", "http://h.example/x", "ADD"),
+    # not JSON (nested deeper than a parser recurses): the shell form, as to Docker
+    ("FROM ok\nADD " + "[" * 5000 + " http://h.example/x /d\n", "http://h.example/x", "ADD"),
 ])
 def test_add_sources_the_engine_downloads_are_found(text: str, url: str, how: str) -> None:
     assert [(d.url, d.how) for d in downloaded_sources(text)] == [(url, how)]

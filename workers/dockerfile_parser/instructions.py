@@ -108,7 +108,7 @@ def is_json_form(args: str) -> bool:
         return False
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # Docker reads what it cannot decode as the shell form
         return False
     return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
