@@ -11,8 +11,9 @@ Every byte of a repository is untrusted, so its YAML files
 * nodes are counted and nesting depth is bounded while the document is
   composed, so no input makes the parser recurse or allocate without end;
 * only plain data comes out: mappings with text keys (each key once),
-  lists, text, numbers, booleans and null. Dates stay text; ``!!binary``,
-  ``!!set``, ``!!python/...`` and other tags are refused.
+  lists, text, numbers (integers of 64 bits), booleans and null. Dates
+  stay text; ``!!binary``, ``!!set``, ``!!python/...`` and other tags are
+  refused.
 
 Errors are :class:`RepoYamlError` with one sentence naming the file and,
 where known, the line; user text appears in it only shortened.
@@ -40,6 +41,8 @@ from yaml.resolver import Resolver
 MAX_NODES = 20_000
 #: Lists and mappings inside each other.
 MAX_DEPTH = 50
+#: The integers a file may hold: 64 bits, as MongoDB stores them.
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 #: Characters of user text quoted in an error.
 QUOTE_CHARS = 60
 
@@ -130,6 +133,19 @@ class _Loader(_Base):
             seen.add(key_node.value)
         return super().construct_mapping(node, deep=True)
 
+    def construct_bounded_int(self, node: Node) -> int:
+        """An integer of 64 bits: Python turns no more than 4300 digits into an integer
+        (or one into text), and MongoDB, where values of ``.binder.yml`` are kept,
+        stores no larger one."""
+        try:
+            value = self.construct_yaml_int(node)  # type: ignore[arg-type]
+        except ValueError:
+            value = None
+        if not isinstance(value, int) or not INT_MIN <= value <= INT_MAX:
+            raise self.refuse("integers must fit in 64 bits; quote a longer number to "
+                              "write it as text.", node)
+        return value
+
     def construct_timestamp_as_text(self, node: Node) -> str:
         return str(self.construct_scalar(node))  # type: ignore[arg-type]
 
@@ -140,6 +156,7 @@ class _Loader(_Base):
 
 _Loader.yaml_constructors = {
     **SafeConstructor.yaml_constructors,
+    "tag:yaml.org,2002:int": _Loader.construct_bounded_int,
     "tag:yaml.org,2002:timestamp": _Loader.construct_timestamp_as_text,
     **{f"tag:yaml.org,2002:{tag}": _Loader.refuse_tag for tag in ("binary", "set", "omap",
                                                                   "pairs")},

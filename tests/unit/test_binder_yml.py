@@ -101,6 +101,15 @@ def test_not_a_mapping(tmp_path: Path, text: str) -> None:
         load_binder_yml(write(tmp_path, text))
 
 
+@pytest.mark.parametrize("text", ["limits: {cpu: 1" + "0" * 400 + "}\n",
+                                  "services: [{name: db, params: {a: 9223372036854775808}}]\n"])
+def test_numbers_the_farm_cannot_hold_are_refused_with_a_sentence(tmp_path: Path,
+                                                                  text: str) -> None:
+    # neither a float nor MongoDB, where the record keeps the file, holds them
+    with pytest.raises(BuildFailure, match=r"^\.binder\.yml \(line \d\): integers must fit"):
+        load_binder_yml(write(tmp_path, text))
+
+
 @pytest.mark.parametrize("cpu", [".nan", ".inf", "true"])
 def test_cpu_must_be_a_finite_number(tmp_path: Path, cpu: str) -> None:
     with pytest.raises(BuildFailure, match="limits.cpu"):

@@ -31,6 +31,11 @@ def test_plain_data_loads() -> None:
         "flag": True, "nothing": None, "when": "2024-01-02", "n": 3}
 
 
+def test_integers_of_64_bits_load() -> None:
+    assert load_repo_yaml("a: 9223372036854775807\nb: -9223372036854775808\nc: '9' \n",
+                          "f.yml") == {"a": 2**63 - 1, "b": -(2**63), "c": "9"}
+
+
 def test_the_billion_laughs_is_refused_at_its_first_anchor() -> None:
     assert len(LAUGHS) < 600
     with pytest.raises(RepoYamlError) as caught:
@@ -55,6 +60,11 @@ def test_an_alias_alone_is_refused() -> None:
     ("x: !custom 1\n", "the tag !custom is not accepted"),
     ("[" * 60 + "]" * 60, "nested more than 50 deep"),
     ("a: [1\n", "is not valid YAML (line 2)"),
+    # more digits than Python turns into an integer, or into text afterwards
+    ("x: " + "1" * 5000 + "\n", "(line 1): integers must fit in 64 bits"),
+    ("x: 0x" + "f" * 5000 + "\n", "integers must fit in 64 bits"),
+    ("x: 9223372036854775808\n", "integers must fit in 64 bits"),  # what MongoDB stores
+    ("x: -9223372036854775809\n", "integers must fit in 64 bits"),
 ])
 def test_refusals_are_sentences_naming_the_file(text: str, reason: str) -> None:
     with pytest.raises(RepoYamlError) as caught:
