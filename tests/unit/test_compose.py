@@ -362,6 +362,9 @@ def test_runtime_txt(text: str, runtime: Runtime) -> None:
     ("r-2024-13-01", "2024-13-01 is not a date"),
     ("julia-1.9", "says `julia-1.9`, which this farm cannot build"),
     ("python-3.12\npython-3.11", "must hold one line"),
+    # more digits than Python turns into an integer
+    ("python-3." + "1" * 5000, "says `python-3.1111"),
+    ("python-" + "1" * 5000 + ".1", "which this farm cannot build"),
 ])
 def test_runtime_txt_errors(text: str, message: str) -> None:
     with pytest.raises(BuildFailure, match=message):

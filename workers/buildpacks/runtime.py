@@ -20,7 +20,8 @@ BASE_PYTHON = "3.11"
 #: The R Debian ships (bookworm's r-base-core).
 DEBIAN_R = "4.2"
 
-_PYTHON = re.compile(r"^python-(\d+)\.(\d+)(?:\.(\d+))?$")
+#: A few ASCII digits each: Python turns no more than 4300 digits into an integer.
+_PYTHON = re.compile(r"^python-([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?$")
 _R = re.compile(r"^r-(?:(\d+)\.(\d+)(?:\.\d+)?-)?(\d{4}-\d{2}-\d{2})$")
 _R_NO_DATE = re.compile(r"^r-(\d+(?:\.\d+)*)?$")
 
