@@ -479,6 +479,19 @@ def test_pipfile_values_cannot_become_pip_options_or_lines(entry: str) -> None:
         pytest.fail(f"generated {lines!r}")
 
 
+@pytest.mark.parametrize(("lock", "message"), [
+    ({"_meta": 5, "default": {}}, "`_meta` must be a table"),
+    ({"default": {"x": {"version": "==1", "hashes": 5}}}, "the hashes of x must be a list"),
+])
+def test_a_pipfile_lock_of_the_wrong_shape_fails_with_a_sentence(
+        tmp_path: Path, lock: dict[str, object], message: str) -> None:
+    checkout = checkout_with(tmp_path, {"Pipfile.lock": json.dumps(lock)})
+    detection = detect(checkout, CONFIG)
+    with pytest.raises(BuildFailure, match=f"^Pipfile.lock: {message}"):
+        check(detection, checkout, CONFIG)
+    assert notices(detection, checkout, CONFIG) == []
+
+
 def test_pipfile_lock_values_cannot_become_pip_options() -> None:
     lock = json.dumps({"default": {"x": {"path": "--index-url=https://evil.example/simple"}}})
     with pytest.raises(BuildFailure):

@@ -91,6 +91,8 @@ def _requirement_line(name: str, entry: Any, source: str, locked: bool) -> tuple
         line += f"; {markers.strip()}"
     if locked:
         hashes = entry.get("hashes") or []
+        if not isinstance(hashes, list):
+            raise PipfileError(f"{source}: the hashes of {name} must be a list.")
         line += "".join(f" --hash={digest}" for digest in hashes
                         if isinstance(digest, str) and re.match(r"^sha256:[0-9a-f]{64}$", digest))
     return line, False
@@ -116,8 +118,11 @@ def declared_sources(text: str, source: str) -> list[str]:
         data = _load(text, source)
     except PipfileError:
         return []
-    sources = (data.get("_meta") or {}).get("sources") if source.endswith(".lock") \
-        else data.get("source")
+    if not isinstance(data, dict):
+        return []
+    meta = data.get("_meta")
+    sources = (meta.get("sources") if isinstance(meta, dict) else None) \
+        if source.endswith(".lock") else data.get("source")
     if not isinstance(sources, list):
         return []
     return [str(entry["url"]) for entry in sources if isinstance(entry, dict) and "url" in entry]
@@ -139,7 +144,10 @@ def requirements(text: str, source: str) -> tuple[list[str], bool, str | None]:
             line, local = _requirement(str(name), entry, source, locked)
             lines.append(line)
             needs_repo = needs_repo or local
-    requires = (data.get("_meta", {}) if locked else data).get("requires") or {}
+    meta = (data.get("_meta") or {}) if locked else data
+    if not isinstance(meta, dict):
+        raise PipfileError(f"{source}: `_meta` must be a table.")
+    requires = meta.get("requires") or {}
     version = None
     if isinstance(requires, dict) and requires.get("python_version"):
         match = _PYTHON_VERSION.match(str(requires["python_version"]))
