@@ -65,6 +65,7 @@ def test_parse_reports_ignored_keys_and_accepts_an_empty_file() -> None:
     ("dependencies: [[numpy]]\n", "must be a text"),
     ("channels: [file:///srv/channel]\n", "is not an http(s) URL"),
     ("channels: ['conda forge']\n", "is not a channel name or URL"),
+    ("channels: ['https://[conda-forge/']\n", "is not an http(s) URL"),  # urlsplit refuses it
     ("dependencies: [" + "1" * 5000 + "]\n", "integers must fit in 64 bits"),
 ])
 def test_parse_errors_are_sentences(text: str, message: str) -> None:

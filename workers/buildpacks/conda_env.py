@@ -177,9 +177,13 @@ def channel_urls(channel: str) -> list[str]:
     if channel == "defaults":
         return list(DEFAULT_CHANNELS)
     if "://" in channel:
-        if urlsplit(channel).scheme not in {"http", "https"}:
-            raise EnvironmentFileError(f"environment.yml: channel {channel} is not an http(s) "
-                                       "URL; use a channel name or an https:// URL.")
+        try:
+            scheme = urlsplit(channel).scheme
+        except ValueError:  # such as an unclosed [ of an IPv6 address
+            scheme = ""
+        if scheme not in {"http", "https"}:
+            raise EnvironmentFileError(f"environment.yml: channel {shorten(channel)} is not an "
+                                       "http(s) URL; use a channel name or an https:// URL.")
         return [channel.rstrip("/")]
     if not _CHANNEL_NAME.match(channel):
         raise EnvironmentFileError(f"environment.yml: {shorten(channel)!r} is not a channel "
