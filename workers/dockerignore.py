@@ -7,14 +7,20 @@ the repository copied into a generated image. A link of one of those names (or
 any file the worker may read, ``/proc/self/environ`` included, and its lines
 would steer which files reach the build. Such links are refused; each is
 read (or, for the engine, checked) within its cap (``workers/config_files.py``).
+A pattern that cannot be matched (``[z-a]``) is refused with its line at detect,
+not met as an error while the context is packed.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path, PurePosixPath
+
+from docker.utils.build import PatternMatcher
 
 from common.errors import BuildFailure
 from workers.config_files import check_config_size, read_config_text
+from workers.repo_yaml import shorten
 
 #: The ignore files read, most preferred first: the first present one applies.
 IGNORE_FILE_NAMES = (".dockerignore", ".containerignore")
@@ -27,7 +33,12 @@ def ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) -> lis
 
 
 def check_ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) -> None:
-    """``BuildFailure`` when an ignore file is a link (or a folder, or over its cap)."""
+    """``BuildFailure`` when an ignore file is a link (or a folder, or over its cap), or
+    when the one the farm applies holds a pattern that cannot be matched."""
+    ignore_patterns(checkout, dockerfile)
+
+
+def _check_files(checkout: Path, dockerfile: PurePosixPath | None) -> None:
     for path in ignore_files(checkout, dockerfile):
         name = PurePosixPath(path.relative_to(checkout).as_posix())
         if path.is_symlink():
@@ -40,10 +51,23 @@ def check_ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) 
 
 
 def ignore_patterns(checkout: Path, dockerfile: PurePosixPath | None = None) -> list[str]:
-    """The patterns of the ignore file that applies (comments and blank lines left out)."""
-    check_ignore_files(checkout, dockerfile)
+    """The patterns of the ignore file that applies (comments and blank lines left out);
+    ``BuildFailure`` naming the line of one that cannot be matched."""
+    _check_files(checkout, dockerfile)
     name = next((name for name in IGNORE_FILE_NAMES if (checkout / name).is_file()), None)
     if name is None:
         return []
     text = read_config_text(checkout, PurePosixPath(name))
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    patterns = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        try:
+            # the pattern is compiled where it is first matched, inside the context's walk
+            PatternMatcher([line]).matches("x")
+        except re.error as exc:
+            raise BuildFailure(f"{name} line {number}: `{shorten(line)}` is not a pattern "
+                               f"files can be matched with ({exc}).",
+                               suggestions=[f"Correct or remove that line of {name}."]) from None
+        patterns.append(line)
+    return patterns

@@ -14,6 +14,7 @@ from workers.buildpacks.base import BuildInputs, BuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_context import write_context
+from workers.dockerignore import check_ignore_files
 
 CONFIG = load_config(environ={})
 
@@ -236,6 +237,20 @@ def test_an_ignore_file_that_is_a_link_is_refused(tmp_path: Path, ignore_file: s
     inputs = BuildInputs(checkout, PurePosixPath("Dockerfile"), CONFIG)
     with pytest.raises(BuildFailure, match=f"^{ignore_file} is a link"):
         DockerfileBuildPack().check(inputs)  # refused at detect, before any build
+
+
+@pytest.mark.parametrize(("pack", "config_path"), [(DefaultBuildPack(), None),
+                                                    (DockerfileBuildPack(), "Dockerfile")])
+def test_a_pattern_that_cannot_be_matched_is_refused_by_its_line(
+        tmp_path: Path, pack: BuildPack, config_path: str | None) -> None:
+    checkout = ignoring_checkout(tmp_path, "# data\nbig/\n[z-a]*\n")
+    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
+    message = r"^\.dockerignore line 3: `\[z-a\]\*` is not a pattern"
+    with pytest.raises(BuildFailure, match=message):
+        build(tmp_path, pack, checkout, config_path)
+    inputs = BuildInputs(checkout, PurePosixPath(config_path) if config_path else None, CONFIG)
+    with pytest.raises(BuildFailure, match=message):
+        pack.check(inputs) if config_path else check_ignore_files(checkout)  # at detect
 
 
 def test_a_dockerignore_that_is_no_text_still_reads(tmp_path: Path) -> None:
