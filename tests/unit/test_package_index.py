@@ -167,6 +167,19 @@ def test_logical_lines_follow_pip() -> None:
     assert logical_lines(text) == [(1, "a   b"), (5, "c"), (7, "d")]
 
 
+@pytest.mark.timeout(10)
+def test_a_megabyte_of_blanks_in_a_line_is_read_in_linear_time() -> None:
+    # pip's comment pattern backtracks over every blank for every blank: hours of a worker
+    blanks = " " * (1024 * 1024)
+    assert logical_lines(f"numpy{blanks}x\nscipy{blanks}# note\n") == [
+        (1, f"numpy{blanks}x"), (2, "scipy")]
+
+
+def test_comments_are_removed_as_pip_removes_them() -> None:
+    assert logical_lines("# all\na#b\nc \t# d # e\n\u00a0# nbsp\nf\u3000#x\n#\n") == [
+        (2, "a#b"), (3, "c"), (5, "f")]
+
+
 def test_sources_replaced_sentence() -> None:
     assert sources_replaced("Pipfile", [], ["https://index.example/simple"]) is None
     assert sources_replaced("environment.yml", ["conda-forge", "https://evil.example/ch"],
