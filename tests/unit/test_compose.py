@@ -236,6 +236,12 @@ def test_r_runtime_installs_r_irkernel_and_the_dated_snapshot(tmp_path: Path) ->
     assert r.index("r-base-core") and position(lines, "r-base-core") < lines.index("USER jovyan")
 
 
+@pytest.mark.timeout(10)
+def test_a_megabyte_of_unclosed_repos_vectors_is_read_in_linear_time() -> None:
+    # each unclosed `c(` used to be read to the end of the file: over a minute of a worker
+    assert declared_repos("repos=c( " * (1024 * 1024 // 9)) == ["c("]
+
+
 def test_install_r_repos_are_named_and_replaced_by_the_farm_repository(tmp_path: Path) -> None:
     install_r = ('install.packages("a", repos = "https://cran.example/")\n'
                  "options(repos=c(CRAN='https://mirror.example/cran', other = \"https://x.example\"))\n"

@@ -35,7 +35,9 @@ BASE_PACKAGES = frozenset({
 _PACKAGE = re.compile(r"^[A-Za-z][A-Za-z0-9.]*[A-Za-z0-9]$")
 _FIELD = re.compile(r"^([A-Za-z/@]+):\s*(.*)$")
 #: ``repos =`` (or R's partial ``repo =``) and what follows, up to the end of its call.
-_REPOS = re.compile(r"\brepos?\s*=(?!=)\s*(c\s*\([^)]*\)|\"[^\"]*\"|'[^']*'|[^,)\s]+)")
+#: A ``c(...)`` vector closes within 1000 characters: read to the end of the file from
+#: every unclosed one, a megabyte of them took over a minute.
+_REPOS = re.compile(r"\brepos?\s*=(?!=)\s*(c\s*\([^)]{0,1000}\)|\"[^\"]*\"|'[^']*'|[^,)\s]+)")
 _STRING = re.compile(r"\"([^\"]*)\"|'([^']*)'")
 #: R run before ``install.R``: every ``install.packages`` call (bare or ``utils::``, also
 #: from packages loaded later) gets the farm's repository, whatever repos it names;
