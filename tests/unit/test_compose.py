@@ -434,10 +434,24 @@ def test_description_dependencies_and_cran_url() -> None:
     ("FROM debian AS binder-root\nFROM binder-root\n",
      "FROM debian AS binder-root\nFROM binder-root\n"),
     ("RUN echo FROM binder-root\n", "RUN echo FROM binder-root\n"),
+    ("  \tFROM binder-root\n", "  \tFROM {root}\n"),
 ])
 def test_short_binder_root_names_the_farm_root(written: str, expected: str) -> None:
     root = CONFIG.root_image_name
     assert with_farm_root(written, root) == expected.format(root=root)
+
+
+@pytest.mark.timeout(10)
+@pytest.mark.parametrize(("written", "expected"), [
+    ("FROM binder-root\n", "FROM {root}\n"),
+    ("FROM debian AS binder-root\n", "FROM debian AS binder-root\n"),
+])
+def test_a_megabyte_of_blank_lines_is_rendered_in_linear_time(written: str,
+                                                              expected: str) -> None:
+    # a blank-line-spanning \s* at each line start read all the blank lines after it again
+    blanks = "\n" * (1024 * 1024 - 64)
+    root = CONFIG.root_image_name
+    assert with_farm_root(blanks + written, root) == blanks + expected.format(root=root)
 
 
 def test_dockerfile_from_binder_root_is_rendered_checked_and_logged(tmp_path: Path) -> None:

@@ -30,9 +30,12 @@ from workers.image_policy import FarmImages, check_dockerfile
 from workers.repo_yaml import shorten
 
 ROOT_SHORT_NAME = "binder-root"
-_FROM_ROOT = re.compile(r"^(\s*FROM\s+(?:--\S+\s+)*)binder-root(?::latest)?(?=\s|$)",
+# Blanks before FROM stay on its line ([^\S\n]): a \s* there spans every blank line after
+# each line start, so a megabyte of blank lines was read again from each of them.
+_FROM_ROOT = re.compile(r"^([^\S\n]*FROM\s+(?:--\S+\s+)*)binder-root(?::latest)?(?=\s|$)",
                         re.IGNORECASE | re.MULTILINE)
-_ROOT_STAGE = re.compile(r"^\s*FROM\s.*\sAS\s+binder-root\s*$", re.IGNORECASE | re.MULTILINE)
+_ROOT_STAGE = re.compile(r"^[^\S\n]*FROM\s.*\sAS\s+binder-root\s*$",
+                         re.IGNORECASE | re.MULTILINE)
 
 
 def with_farm_root(text: str, root_image: str) -> str:
