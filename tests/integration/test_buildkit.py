@@ -32,7 +32,7 @@ def test_step_allocating_past_the_memory_limit_fails_saying_so(
         second_host: SecondHost, git_server: GitServer) -> None:
     api = second_host.api
     record = build(api, git_server, "memory", {"Dockerfile": (
-        f"FROM {BASE_IMAGE}\n"
+        f"FROM {second_host.base_image}\n"
         "RUN python3 -c \"data = b'x' * (600 * 1024 * 1024); print(len(data))\"\n")})
     log = api.logs(record["name"])
     assert record["status"] == "failed", (record, log)
@@ -59,7 +59,8 @@ def test_a_step_printing_3_mib_of_log_arrives_whole(
     api = second_host.api
     lines = 32 * 1024  # 101 bytes each: a little over 3 MiB, at about 1 MiB/s
     record = build(api, git_server, "chatty", {"chatty.py": CHATTY, "Dockerfile": (
-        f"FROM {BASE_IMAGE}\nCOPY chatty.py /tmp/\nRUN python3 /tmp/chatty.py {lines}\n")})
+        f"FROM {second_host.base_image}\nCOPY chatty.py /tmp/\n"
+        f"RUN python3 /tmp/chatty.py {lines}\n")})
     log = api.logs(record["name"])
     assert record["status"] == "completed", (record, log[-3000:])
     numbers = [int(match.group(1)) for match in
@@ -92,7 +93,7 @@ def test_an_image_no_template_holds_fails_before_its_push(
     api = second_host.api
     words = ", ".join(f'"w{index}"' for index in range(300))
     record = build(api, git_server, "longcmd", {"Dockerfile": (
-        f"FROM {BASE_IMAGE}\nCMD [{words}]\n")})
+        f"FROM {second_host.base_image}\nCMD [{words}]\n")})
     log = api.logs(record["name"])
     assert record["status"] == "failed", (record, log[-3000:])
     assert "the image's CMD has 300 words" in record["error"], record["error"]
