@@ -43,6 +43,7 @@ def create_app(config: Config | None = None) -> Flask:
     from api.keys import KeyRing
     from api.request_logs import register_request_logs
     from api.request_metrics import register_request_metrics
+    from api.response_headers import register_response_headers
     from common.api_keys import ensure_api_key
     from workers.celery_app import create_celery
 
@@ -60,6 +61,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.json.sort_keys = False
     register_request_metrics(app)
     register_request_logs(app)
+    register_response_headers(app)
     register_api(app)
     register_cors(app, config.cors_allow_origin)
     return app

@@ -753,3 +753,20 @@ def test_views_make_no_schema_per_request(client: FlaskClient,
         assert client.get("/builds/o-r/logs?follow=perhaps").status_code == 422
         assert post(client, {"repository": "file:///etc"})[0] == 422
     assert made == []
+
+
+# headers every answer carries
+
+
+@pytest.mark.parametrize(("method", "path"), [
+    ("get", "/"),                     # an HTML page
+    ("get", "/openapi.json"),         # JSON
+    ("get", "/static/page.css"),      # a static file
+    ("post", "/builds/repo"),         # an error: no key
+    ("get", "/no/such/path"),         # an error: not found
+])
+def test_every_answer_forbids_content_sniffing(client: FlaskClient, method: str,
+                                               path: str) -> None:
+    # Logs are repository-controlled text: a browser must not read them as HTML.
+    response = getattr(client, method)(path)
+    assert response.headers.get("X-Content-Type-Options") == "nosniff", response.status
