@@ -32,7 +32,6 @@ from urllib.parse import urlsplit
 
 from flask import Response, current_app, request, stream_with_context
 
-from api.admission import ADMISSION_EXTENSION, Admission
 from api.auth import check_scope, no_key
 from api.binderhub_specs import PREFIXES, farm_spec
 from api.blueprint import Blueprint
@@ -157,10 +156,9 @@ def build(prefix: str, spec: str) -> Response:
         return _stream(iter([_data(_error_event(exc))]))
     try:
         text = farm_spec(prefix, _raw_spec(prefix, spec), config)
+        # Refuses a banned repository, also one built or begun before the ban: its
+        # image is not handed out.
         name, fields = build_request(text)
-        # Also for a build made or begun before the ban: its image is not handed out.
-        admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
-        admission.bans.check(fields["repository"], fields["ref"])
         record = _current_or_started(config, name, fields, text)
     except BinderError as exc:
         give_back()

@@ -53,13 +53,16 @@ def start(body: dict[str, Any]) -> BuildRecord:
 def build_request(repository: str, force: bool = False,
                   ref: str | None = None) -> tuple[str, dict[str, Any]]:
     """The build name and record fields a start of ``repository`` (at ``ref``, when
-    given apart from it) makes; ``BadRepoSource`` says what is wrong with the spec. No
-    network: the name is claimed in MongoDB (one name per repository and ref, see
-    common/name_store.py)."""
+    given apart from it) makes; ``BadRepoSource`` says what is wrong with the spec,
+    ``RepositoryBanned`` that the farm refuses it. No network: the name is claimed in
+    MongoDB (one name per repository and ref, see common/name_store.py), and only
+    for a repository that is not banned, so a banned start stores nothing."""
     config = current_app.config["BINDER"]
     spec = parse_spec(repository, config)
     if ref is not None:
         spec = parse_spec(provider_for(spec, config).with_ref(spec, ref), config)
+    admission: Admission = current_app.extensions[ADMISSION_EXTENSION]
+    admission.bans.check(spec.repository, spec.ref)
     name = name_store.claim_name(spec.preferred_name, spec.repository, spec.ref,
                                  spec.provider)
     return name, {

@@ -177,6 +177,21 @@ def test_a_banned_repository_is_refused_with_a_sentence(tmp_path: Path,
     assert other.status_code == 409
 
 
+@pytest.mark.parametrize(("method", "path"), [
+    ("post", "/builds/repo"), ("post", "/builds/"),
+    ("get", "/build/gh/owner/repo/HEAD?build_only=true")])
+def test_a_banned_start_claims_no_build_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                             method: str, path: str) -> None:
+    client = make_app(tmp_path, monkeypatch,
+                      BINDER_BANNED_REPOS=r"github\.com/owner/").test_client()
+    claimed: list[str] = []
+    monkeypatch.setattr(api.builds.name_store, "claim_name",
+                        lambda preferred, *rest: claimed.append(preferred) or preferred)
+    response = call(client, method, path, KEYS["build"])
+    assert "banned it" in response.get_data(as_text=True)
+    assert claimed == []  # a banned repository leaves nothing in the store
+
+
 @pytest.mark.parametrize("status", ["completed", "running"])
 def test_a_banned_repository_is_refused_on_binderhubs_stream_even_when_built(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, status: str) -> None:
