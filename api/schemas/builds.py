@@ -2,6 +2,7 @@
 
 from marshmallow import RAISE, Schema, fields, validate
 
+from api.schemas.query_fields import QueryInteger
 from common.models import FailureCause, Phase, Status
 
 DEFAULT_PAGE = 100
@@ -119,10 +120,10 @@ class BuildListQuerySchema(Schema):
                            metadata={"description": "only builds with this status"})
     repository = fields.String(validate=validate.Length(min=1, max=2048),
                                metadata={"description": "only builds of this repository URL"})
-    limit = fields.Integer(load_default=DEFAULT_PAGE,
+    limit = QueryInteger(load_default=DEFAULT_PAGE,
                            validate=validate.Range(min=1, max=MAX_PAGE),
                            metadata={"description": "page size"})
-    offset = fields.Integer(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET),
+    offset = QueryInteger(load_default=0, validate=validate.Range(min=0, max=MAX_OFFSET),
                             metadata={"description": "builds to skip"})
 
 
@@ -137,7 +138,7 @@ class LogQuerySchema(Schema):
                                                      "build ends"})
     build_id = fields.String(data_key="build-id", validate=validate.Length(min=1, max=64),
                              metadata={"description": "an earlier attempt (see history)"})
-    after = fields.Integer(validate=validate.Range(min=0, max=MAX_LINE),
+    after = QueryInteger(validate=validate.Range(min=0, max=MAX_LINE),
                            metadata={"description": "only lines after this line number "
                                                     "(Last-Event-ID wins when following)"})
 

@@ -304,19 +304,24 @@ def test_a_full_page_links_the_next_relative_to_the_request(
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=lots", "offset=-1", "status=sleeping",
-                                   "limit=1&limit=2", "colour=blue"])
+                                   "limit=1&limit=2", "colour=blue",
+                                   # int() reads these; the API reads ASCII digits only
+                                   "limit=\u0661", "offset=\uff11", "limit=1_0",
+                                   "limit=+5", "limit=%205", "offset=1%0A"])
 def test_bad_list_query_is_bad_query(client: FlaskClient, query: str) -> None:
     response = client.get(f"/builds/?{query}", headers=AUTH)
     assert response.status_code == 422
     assert_error_body(response.get_json(), "badQuery")
 
 
-def test_bad_log_query_is_bad_query(client: FlaskClient) -> None:
-    response = client.get("/builds/o-r/logs?follow=perhaps")
+@pytest.mark.parametrize(("query", "field"), [("follow=perhaps", "follow"),
+                                               ("after=\u0661", "after")])
+def test_bad_log_query_is_bad_query(client: FlaskClient, query: str, field: str) -> None:
+    response = client.get(f"/builds/o-r/logs?{query}")
     assert response.status_code == 422
     body = response.get_json()
     assert_error_body(body, "badQuery")
-    assert "follow" in body["error"]
+    assert field in body["error"]
 
 
 @pytest.mark.parametrize("last_event_id", [
