@@ -12,6 +12,7 @@ from api.auth import current_key, public_read, require_build
 from api.blueprint import Blueprint
 from api.cache_hits import answer, look_up
 from api.schemas.builds import (
+    MAX_OFFSET,
     BuildListQuerySchema,
     BuildRequestSchema,
     BuildSchema,
@@ -25,7 +26,8 @@ from workers.providers import Spec, parse_spec, provider_for
 bp = Blueprint("builds", __name__, description="Start, read, list and cancel builds.")
 
 _NEXT_PAGE = {"Link": {"description": 'on a full page, <?QUERY of the next page>; rel="next": '
-                                      "a reference relative to the request's URL",
+                                      "a reference relative to the request's URL; none when "
+                                      f"the next offset would be past {MAX_OFFSET}",
                        "schema": {"type": "string"}}}
 
 
@@ -109,7 +111,8 @@ def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
 
     Filters ``status`` and ``repository``; ``limit`` and ``offset`` page. A full
     page carries a ``Link: <?...>; rel="next"`` header to the next one: the query of
-    the next page, a reference relative to the request's URL (RFC 8288, 3.1).
+    the next page, a reference relative to the request's URL (RFC 8288, 3.1); none
+    when the next page's offset would be past the largest one the API takes.
     """
     spec = _understood(query["repository"]) if "repository" in query else None
     records = build_store.list_builds(
@@ -118,8 +121,10 @@ def list_all(query: dict[str, Any]) -> tuple[list[BuildRecord], dict[str, str]]:
         ref=spec.ref if spec else None,
         limit=query["limit"], offset=query["offset"])
     headers = {}
-    if len(records) == query["limit"]:
-        after = {**request.args.to_dict(), "offset": query["offset"] + query["limit"]}
+    next_offset = query["offset"] + query["limit"]
+    # No link the query schema would refuse: past MAX_OFFSET the list ends for the API.
+    if len(records) == query["limit"] and next_offset <= MAX_OFFSET:
+        after = {**request.args.to_dict(), "offset": next_offset}
         # Relative, so that the client resolves it against the URL it used: the API may
         # sit behind a proxy (TLS, another host or path) whose part of the URL it cannot know.
         headers["Link"] = f'<?{urlencode(after)}>; rel="next"'

@@ -29,7 +29,7 @@ import common.config
 import common.errors
 from api import create_app
 from api.docs import build_spec
-from api.schemas.builds import MAX_LINE
+from api.schemas.builds import MAX_LINE, MAX_OFFSET
 from common.config import load_config
 from common.db import translate_errors
 
@@ -301,6 +301,23 @@ def test_a_full_page_links_the_next_relative_to_the_request(
     assert client.get(urljoin("http://localhost/builds/", target),
                       headers=AUTH).status_code == 200
     assert pages == [(2, 0), (2, 2)]
+
+
+@pytest.mark.parametrize(("offset", "linked"), [(MAX_OFFSET - 2, True),
+                                                 (MAX_OFFSET - 1, False),
+                                                 (MAX_OFFSET, False)])
+def test_a_full_page_links_no_next_page_past_the_last_offset(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch, offset: int,
+        linked: bool) -> None:
+    monkeypatch.setattr(api.builds.build_store, "list_builds",
+                        lambda **given: [{"name": f"b{n}"} for n in range(given["limit"])])
+    response = client.get(f"/builds/?limit=2&offset={offset}", headers=AUTH)
+    assert response.status_code == 200
+    assert ("Link" in response.headers) is linked
+    if linked:  # the link it gives is one the API takes
+        target = response.headers["Link"][1:response.headers["Link"].index(">")]
+        assert client.get(urljoin("http://localhost/builds/", target),
+                          headers=AUTH).status_code == 200
 
 
 @pytest.mark.parametrize("query", ["limit=0", "limit=lots", "offset=-1", "status=sleeping",
