@@ -23,13 +23,14 @@ import re
 import time
 from dataclasses import dataclass
 
-from limits import RateLimitItem, parse
+from limits import RateLimitItem
 from limits.storage import RedisStorage, Storage
 from limits.strategies import MovingWindowRateLimiter
 
 from api.keys import ApiKey, Scope
 from common.config import Config
 from common.errors import ConfigError, RateLimited, RepositoryBanned
+from common.rates import parse_rate
 
 log = logging.getLogger(__name__)
 
@@ -59,19 +60,6 @@ class BanList:
                 suggestions=["Ask the farm's operators if you think this is a mistake."])
 
 
-def parse_rate(text: str, variable: str) -> RateLimitItem | None:
-    """``N/minute``-style text as a limit; empty means none."""
-    if not text.strip():
-        return None
-    try:
-        return parse(text.strip())
-    except ValueError as exc:
-        raise ConfigError(f"{variable} is not a rate: {text[:40]!r}",
-                          suggestions=[f"Write it as N/second, N/minute, N/hour or N/day "
-                                       f"(e.g. 60/hour), or empty for no limit ({exc})."]
-                          ) from exc
-
-
 @dataclass(frozen=True)
 class _Window:
     limit: RateLimitItem
@@ -84,8 +72,8 @@ class StartLimits:
     """Per-key and per-repository limits on starts (see the module docstring)."""
 
     def __init__(self, config: Config, storage: Storage | None = None) -> None:
-        self.per_key = parse_rate(config.start_rate_per_key, "BINDER_START_RATE_PER_KEY")
-        self.per_repo = parse_rate(config.start_rate_per_repo, "BINDER_START_RATE_PER_REPO")
+        self.per_key = parse_rate(config.start_rate_per_key)
+        self.per_repo = parse_rate(config.start_rate_per_repo)
         if storage is None and (self.per_key or self.per_repo):
             storage = RedisStorage(config.redis_url,
                                    key_prefix=f"{config.broker_prefix}binder-start-limits",

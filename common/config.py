@@ -23,6 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from common.errors import ConfigError
+from common.rates import check_rate
 from common.service_credentials import with_service_credentials
 from common.sizes import parse_size
 
@@ -63,6 +64,27 @@ def setting(env: str, default: Any, help: str, choices: tuple[str, ...] = (),
 def _at_least_one(value: int) -> None:
     if value < 1:
         raise ValueError("must be at least 1")
+
+
+def _port(value: int) -> None:
+    if not 1 <= value <= 65535:
+        raise ValueError("must be a port number from 1 to 65535")
+
+
+def _percent(value: int) -> None:
+    if not 0 <= value <= 100:
+        raise ValueError("must be a percentage from 0 to 100")
+
+
+def _host_and_port(value: str) -> None:
+    # Image names start with it and the registry's API URL is made of it
+    # (see registry_url), so a scheme or a path would break both.
+    if "://" in value:
+        raise ValueError(f"must be HOST[:PORT] without a scheme, such as "
+                         f"{value.split('://', 1)[1].split('/', 1)[0]!r} (plain http or "
+                         f"https is BINDER_REGISTRY_INSECURE's choice)")
+    if not value or "/" in value:
+        raise ValueError("must be HOST[:PORT] alone, such as 127.0.0.1:5000")
 
 
 #: conda's own form of a token in a channel URL (``https://HOST/t/TOKEN/CHANNEL``).
@@ -107,14 +129,15 @@ class Config:
         "Build status, history, logs and the build list need no key.")
     start_rate_per_key: str = setting("BINDER_START_RATE_PER_KEY", "600/hour",
         "Starts one key may make (N/minute, N/hour, N/day); empty for no limit; admin keys "
-        "have none.")
+        "have none.", check=check_rate)
     start_rate_per_repo: str = setting("BINDER_START_RATE_PER_REPO", "120/hour",
-        "Starts of one repository, from all keys together; empty for no limit.")
+        "Starts of one repository, from all keys together; empty for no limit.",
+        check=check_rate)
     banned_repos: tuple[str, ...] = setting("BINDER_BANNED_REPOS", (),
         "Regular expressions (comma-separated; a list in a config file): a repository URL "
         "one of them finds is refused.")
     host: str = setting("BINDER_HOST", "127.0.0.1", "API bind address.")
-    port: int = setting("BINDER_PORT", 8082, "API port.")
+    port: int = setting("BINDER_PORT", 8082, "API port.", check=_port)
     api_workers: int = setting("BINDER_API_WORKERS", 0,
         "API worker processes; 0 is two per core plus one.")
     api_threads: int = setting("BINDER_API_THREADS", 16,
@@ -122,7 +145,8 @@ class Config:
         "followed live holds one while its build runs or until its client leaves (given back "
         "within a poll) or takes nothing of it for a minute, and two are kept for other "
         "requests.")
-    flower_port: int = setting("BINDER_FLOWER_PORT", 5555, "Flower port (make up).")
+    flower_port: int = setting("BINDER_FLOWER_PORT", 5555, "Flower port (make up).",
+        check=_port)
     flower_user: str = setting("BINDER_FLOWER_USER", "binder", "Flower's basic-auth user name.")
     flower_password: str = setting("BINDER_FLOWER_PASSWORD", "",
         "Flower's basic-auth password (no commas); generated and saved under the data dir when "
@@ -153,7 +177,7 @@ class Config:
     docker_tls_key: str = setting("BINDER_DOCKER_TLS_KEY", "",
         "Private key (PEM file) of that client certificate.")
     registry: str = setting("BINDER_REGISTRY", "127.0.0.1:5000",
-        "Registry host:port images are pushed to.")
+        "Registry host:port images are pushed to.", check=_host_and_port)
     registry_username: str = setting("BINDER_REGISTRY_USERNAME", "", "Registry user name.")
     registry_password: str = setting("BINDER_REGISTRY_PASSWORD", "", "Registry password.")
     registry_insecure: bool = setting("BINDER_REGISTRY_INSECURE", True,
@@ -227,7 +251,8 @@ class Config:
     allowed_base_images: tuple[str, ...] = setting("BINDER_ALLOWED_BASE_IMAGES", (),
         "Images a repository Dockerfile may pull (FROM, COPY --from, ...); an entry without a "
         "tag allows all its tags; empty allows any.")
-    default_port: int = setting("BINDER_DEFAULT_PORT", 8888, "Template port by default.")
+    default_port: int = setting("BINDER_DEFAULT_PORT", 8888, "Template port by default.",
+        check=_port)
     default_memory: str = setting("BINDER_DEFAULT_MEMORY", "2G",
         "Template memory limit by default.", check=parse_size)
     default_cpu: float = setting("BINDER_DEFAULT_CPU", 1.0,
@@ -305,9 +330,10 @@ class Config:
     retention_interval: float = setting("BINDER_RETENTION_INTERVAL", 3600.0,
         "Seconds between retention runs (beat).")
     gc_high_percent: int = setting("BINDER_GC_HIGH_PERCENT", 85,
-        "Disk use (%) above which old built images are removed.")
+        "Disk use (%) above which old built images are removed.", check=_percent)
     gc_low_percent: int = setting("BINDER_GC_LOW_PERCENT", 70,
-        "Disk use (%) image removal brings the disk back under.")
+        "Disk use (%) image removal brings the disk back under; at most "
+        "BINDER_GC_HIGH_PERCENT.", check=_percent)
     min_free_disk_mb: int = setting("BINDER_MIN_FREE_DISK_MB", 2048,
         "Free space a worker needs before it accepts a build.")
 
@@ -360,6 +386,13 @@ class Config:
                 _check(spec, value)
             if spec.metadata["seen_by_builds"]:
                 _refuse_credentials(spec.metadata["env"], value)
+        if self.gc_low_percent > self.gc_high_percent:
+            raise ConfigError(
+                f"BINDER_GC_LOW_PERCENT ({self.gc_low_percent}) is above "
+                f"BINDER_GC_HIGH_PERCENT ({self.gc_high_percent}): image removal would start "
+                "and never reach its goal.",
+                suggestions=["Set BINDER_GC_LOW_PERCENT at or below BINDER_GC_HIGH_PERCENT "
+                             f"(e.g. {max(self.gc_high_percent - 15, 0)})."])
 
     @property
     def worker_host(self) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from limits.storage import MemoryStorage
 
-from api.admission import BanList, StartLimits, parse_rate
+from api.admission import BanList, StartLimits
 from api.keys import parse_entry
 from common.config import load_config
 from common.errors import ConfigError, RateLimited, RepositoryBanned
@@ -99,9 +99,3 @@ def test_an_unreachable_redis_admits_the_start(tmp_path: Path,
     starts.admit(LAUNCHER, REPO)
     starts.admit(LAUNCHER, REPO)
     assert "start rate limits not applied" in caplog.text
-
-
-@pytest.mark.parametrize("text", ["often", "5/fortnight", "-1/minute"])
-def test_a_bad_rate_is_a_config_error(text: str) -> None:
-    with pytest.raises(ConfigError, match="is not a rate"):
-        parse_rate(text, "BINDER_START_RATE_PER_KEY")

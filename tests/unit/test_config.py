@@ -197,6 +197,10 @@ def test_a_value_outside_a_settings_choices_is_refused_at_load(
     ("BINDER_DEFAULT_MEMORY", "2X", "must be a size such as 512M or 2G"),
     ("BINDER_BUILD_MEMORY", "", "must be a size such as 512M or 2G"),
     ("BINDER_WORKER_CONCURRENCY", "0", "must be at least 1"),
+    ("BINDER_PORT", "0", "must be a port number from 1 to 65535"),
+    ("BINDER_FLOWER_PORT", "70000", "must be a port number from 1 to 65535"),
+    ("BINDER_DEFAULT_PORT", "-1", "must be a port number from 1 to 65535"),
+    ("BINDER_GC_HIGH_PERCENT", "101", "must be a percentage from 0 to 100"),
 ])
 def test_a_value_builds_could_not_use_is_refused_at_load(
         variable: str, value: str, reason: str, tmp_path: Path) -> None:
@@ -204,12 +208,53 @@ def test_a_value_builds_could_not_use_is_refused_at_load(
     reads concurrency 0 as one process per core), stops the process as it starts."""
     with pytest.raises(ConfigError) as caught:
         load_config(environ={variable: value})
-    shown = value if value.isdigit() else repr(value)  # as the setting's type reads it
+    shown = value if value.lstrip("-").isdigit() else repr(value)  # as its type reads it
     assert caught.value.message == f"{variable} is not valid: {reason}, not {shown}"
     assert caught.value.suggestions[0].startswith(f"{variable}: ")
     with pytest.raises(ConfigError, match=f"{variable} is not valid"):
         load_config(environ={}).replace(**{variable: value})
-    load_config(environ={variable: {"0": "2"}.get(value, "512M")})
+    good = "512M" if "size" in reason else "90" if "percentage" in reason else "2"
+    load_config(environ={variable: good})
+
+
+@pytest.mark.parametrize("variable", ["BINDER_START_RATE_PER_KEY", "BINDER_START_RATE_PER_REPO"])
+@pytest.mark.parametrize("value", ["10/week", "often", "-1/minute", "10/hour;5/minute"])
+def test_a_rate_the_limiter_cannot_count_is_refused_at_load(variable: str, value: str) -> None:
+    """The limiter reads the rate when the API starts its first request; the
+    workers and the CLI never do, so the settings refuse it for every process."""
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={variable: value})
+    assert caught.value.message.startswith(f"{variable} is not valid: must be one N/second, "
+                                           "N/minute, N/hour, N/day, N/month or N/year")
+    assert caught.value.message.endswith(f"not {value!r}")
+    for good in ("60/hour", "5/second", "1000/day", "12/month", ""):
+        load_config(environ={variable: good})
+
+
+@pytest.mark.parametrize("value", ["https://registry.example:5000", "http://reg:5000/ns"])
+def test_a_registry_written_as_a_url_is_refused_with_its_host_and_port(value: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"BINDER_REGISTRY": value})
+    host = value.split("://")[1].split("/")[0]
+    assert caught.value.message.startswith("BINDER_REGISTRY is not valid: must be HOST[:PORT] "
+                                           f"without a scheme, such as {host!r}")
+
+
+def test_a_registry_with_a_path_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"BINDER_REGISTRY is not valid: must be HOST\[:PORT\]"):
+        load_config(environ={"BINDER_REGISTRY": "reg.example:5000/team"})
+    assert load_config(environ={"BINDER_REGISTRY": "reg.example"}).registry == "reg.example"
+
+
+def test_a_gc_low_mark_above_the_high_one_is_refused_at_load() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(environ={"BINDER_GC_HIGH_PERCENT": "60", "BINDER_GC_LOW_PERCENT": "80"})
+    assert caught.value.message.startswith(
+        "BINDER_GC_LOW_PERCENT (80) is above BINDER_GC_HIGH_PERCENT (60)")
+    assert "at or below BINDER_GC_HIGH_PERCENT (e.g. 45)" in caught.value.suggestions[0]
+    with pytest.raises(ConfigError, match="BINDER_GC_LOW_PERCENT"):
+        load_config(environ={}).replace(gc_low_percent=90)
+    load_config(environ={"BINDER_GC_HIGH_PERCENT": "60", "BINDER_GC_LOW_PERCENT": "60"})
 
 
 def test_a_choice_is_taken_in_any_case() -> None:
