@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from common.errors import BuildFailure
 from workers.config_files import read_config_text
 from workers.repo_yaml import shorten
+from workers.shell_words import shell_words
 
 #: Long options that change where pip looks for packages (``--pypi-url`` is pip's
 #: alias of ``--index-url``).
@@ -135,7 +135,7 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 def _tokens(line: str) -> list[str]:
     """Words as pip splits them, and as plain whitespace does (either reading counts)."""
     try:
-        words = shlex.split(line)
+        words = shell_words(line)
     except ValueError:
         words = []
     return words + line.split()
