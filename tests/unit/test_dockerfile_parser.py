@@ -23,6 +23,12 @@ def test_plain_stages_and_stage_references_pull_only_real_images() -> None:
     assert images(text) == [("python:3.12", "FROM"), ("debian:12", "FROM")]
 
 
+def test_stage_names_are_matched_in_any_case_as_docker_matches_them() -> None:
+    text = ("FROM python:3.12 AS Build\nFROM BUILD\nFROM debian:12 as b\n"
+            "COPY --from=B /w /w\nRUN --mount=from=bUiLd,target=/m true\nFROM B\n")
+    assert images(text) == [("python:3.12", "FROM"), ("debian:12", "FROM")]
+
+
 @pytest.mark.parametrize(("text", "image"), [
     # a line continuation splits the instruction word itself
     ("FROM ok\nFR\\\nOM evil\n", "evil"),

@@ -69,6 +69,11 @@ def test_images_outside_the_list_are_refused_naming_line_and_list(dockerfile: st
     assert caught.value.message.endswith(f"allowed images: {BASE}, debian:12.")
 
 
+def test_a_stage_named_in_another_case_is_not_an_image_to_pull() -> None:
+    uses = check_dockerfile("FROM debian:12 AS b\nRUN true\nFROM B\n", ["debian:12"])
+    assert [use.image for use in uses] == ["debian:12"]
+
+
 def test_an_empty_list_allows_any_image_but_not_an_unbuildable_file() -> None:
     assert [u.image for u in check_dockerfile("FROM anything:1\n", [])] == ["anything:1"]
     with pytest.raises(BuildFailure, match="no FROM line"):

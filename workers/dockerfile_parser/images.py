@@ -8,9 +8,10 @@ here, however the file is spelled:
   BuildKit's automatic platform args) expand ``FROM`` as Docker's shell
   lexer does (quotes, escapes, ``$X``, ``${X}``, ``${X:-word}``, ...);
 * a ``FROM``, ``COPY --from`` or ``RUN --mount=from=`` naming an earlier
-  stage (by name or index) or ``scratch`` pulls nothing; anything else is
-  an image, and so is the frontend a ``# syntax`` line (or ``//syntax``, or
-  a JSON ``{"syntax": ...}``) names, and what ``ONBUILD`` triggers name.
+  stage (by index, or by name in any case) or ``scratch`` pulls nothing;
+  anything else is an image, and so is the frontend a ``# syntax`` line (or
+  ``//syntax``, or a JSON ``{"syntax": ...}``) names, and what ``ONBUILD``
+  triggers name.
 
 The images of every reading count. A variable in ``--mount`` ``from=`` or
 ``${X#pattern}`` in ``FROM`` is refused rather than guessed.
@@ -172,7 +173,8 @@ def _stage_start(instruction: Instruction, escape: str, env: Mapping[str, str],
         raise Uncheckable(f"`{exc}` on line {instruction.line}") from None
     if not image:
         raise Refused(f"line {instruction.line}: FROM names no image")
-    uses = [] if image == "scratch" or image in stages else [
+    # Docker keeps stage names in lower case and looks a FROM's up the same way.
+    uses = [] if image == "scratch" or image.lower() in stages else [
         ImageUse(image, instruction.line, "FROM")]
     stages.add(name)
     return uses
