@@ -170,6 +170,14 @@ def test_systemd_worker_unit() -> None:
     assert load_config(environ=settings).worker_id == "docker-host-2"
 
 
+def test_systemd_units_point_at_no_documentation_the_install_does_not_put_there() -> None:
+    # The install is a wheel in a virtualenv: it puts no document on the host, and the
+    # project publishes no documentation address for a unit to name.
+    for unit in (DEPLOY / "systemd").rglob("*"):
+        if unit.is_file():
+            assert not re.findall(r"^Documentation=.*$", unit.read_text(), re.MULTILINE), unit
+
+
 def test_dockerfile_installs_the_farm_without_a_checkout() -> None:
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     install = [line for line in dockerfile.splitlines() if "pip install" in line
