@@ -21,6 +21,26 @@ from common.errors import ConfigError
 from workers.cli import main, server
 
 
+@pytest.fixture
+def tls(tmp_path: Path) -> dict[str, str]:
+    """Settings naming a CA, a certificate and a key that exist (their content is not read)."""
+    files = {}
+    for name in ("ca", "cert", "key"):
+        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
+        files[f"docker_tls_{name}"] = str(tmp_path / f"{name}.pem")
+    return files
+
+
+def refused_worker(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, *args: str) -> str:
+    """The output of a ``worker`` command that must refuse before starting anything."""
+    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("BINDER_API_KEY", "k")
+    result = CliRunner().invoke(main, ["worker", *args])
+    assert result.exit_code != 0
+    return result.output
+
+
 def test_plain_tcp_and_unknown_engine_addresses_are_refused() -> None:
     check_engine_address(load_config(environ={}, docker_host="unix:///run/d.sock"))
     with pytest.raises(ConfigError) as plain:
@@ -36,10 +56,8 @@ def test_plain_tcp_and_unknown_engine_addresses_are_refused() -> None:
             docker_tls_cert="/nonexistent/c.pem", docker_tls_key="/nonexistent/k.pem"))
 
 
-def test_engine_addresses_without_a_socket_path_or_a_host_are_refused(tmp_path: Path) -> None:
-    for name in ("ca", "cert", "key"):
-        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
-    tls = {f"docker_tls_{name}": str(tmp_path / f"{name}.pem") for name in ("ca", "cert", "key")}
+def test_engine_addresses_without_a_socket_path_or_a_host_are_refused(
+        tls: dict[str, str]) -> None:
     for address in ("unix://", "unix:///", "unix:", "unix://var/run/docker.sock"):
         with pytest.raises(ConfigError, match="names no socket"):
             check_engine_address(load_config(environ={}, docker_host=address))
@@ -51,21 +69,13 @@ def test_engine_addresses_without_a_socket_path_or_a_host_are_refused(tmp_path: 
 
 def test_worker_refuses_an_engine_socket_without_a_path(monkeypatch: pytest.MonkeyPatch,
                                                         tmp_path: Path) -> None:
-    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
-    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("BINDER_API_KEY", "k")
-    result = CliRunner().invoke(main, ["worker", "--docker-host", "unix://"])
-    assert result.exit_code != 0
-    assert "names no socket" in result.output
+    assert "names no socket" in refused_worker(monkeypatch, tmp_path, "--docker-host", "unix://")
 
 
 @pytest.mark.parametrize("registry", ["127.0.0.1:5000", "localhost:5000", "[::1]:5000"])
 def test_an_engine_on_another_machine_cannot_push_to_a_loopback_registry(
-        tmp_path: Path, registry: str) -> None:
+        tls: dict[str, str], registry: str) -> None:
     """That engine's loopback is its own machine's: its pushes would find no registry."""
-    for name in ("ca", "cert", "key"):
-        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
-    tls = {f"docker_tls_{name}": str(tmp_path / f"{name}.pem") for name in ("ca", "cert", "key")}
     remote = load_config(environ={}, docker_host="tcp://docker-host-2.example:2376",
                          registry=registry, **tls)
     with pytest.raises(ConfigError) as refused:
@@ -80,34 +90,23 @@ def test_an_engine_on_another_machine_cannot_push_to_a_loopback_registry(
 
 
 def test_worker_of_a_remote_engine_refuses_a_loopback_registry(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
-    for name in ("ca", "cert", "key"):
-        (tmp_path / f"{name}.pem").write_text("-----BEGIN-----\n")
-        monkeypatch.setenv(f"BINDER_DOCKER_TLS_{name.upper()}", str(tmp_path / f"{name}.pem"))
-    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("BINDER_API_KEY", "k")
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tls: dict[str, str]) -> None:
+    for setting, path in tls.items():
+        monkeypatch.setenv(f"BINDER_{setting.upper()}", path)
     monkeypatch.setenv("BINDER_REGISTRY", "127.0.0.1:5000")
-    result = CliRunner().invoke(main, ["worker", "--docker-host", "tcp://host-2.example:2376"])
-    assert result.exit_code != 0
-    assert "BINDER_REGISTRY 127.0.0.1:5000 is this machine's loopback" in result.output
+    output = refused_worker(monkeypatch, tmp_path, "--docker-host", "tcp://host-2.example:2376")
+    assert "BINDER_REGISTRY 127.0.0.1:5000 is this machine's loopback" in output
 
 
-def test_tls_reaches_both_the_sdk_and_the_docker_cli(tmp_path: Path) -> None:
-    files = {}
-    for name in ("ca", "cert", "key"):
-        files[name] = tmp_path / f"{name}.pem"
-        files[name].write_text("-----BEGIN-----\n")
-    config = load_config(environ={}, docker_host="tcp://127.0.0.1:2376",
-                         docker_tls_ca=str(files["ca"]), docker_tls_cert=str(files["cert"]),
-                         docker_tls_key=str(files["key"]))
+def test_tls_reaches_both_the_sdk_and_the_docker_cli(tls: dict[str, str]) -> None:
+    config = load_config(environ={}, docker_host="tcp://127.0.0.1:2376", **tls)
     options = client_options(config)
     assert options["base_url"] == "tcp://127.0.0.1:2376"
-    tls = options["tls"]
-    assert tls.verify is True and tls.ca_cert == str(files["ca"])
-    assert tls.cert == (str(files["cert"]), str(files["key"]))
-    assert cli_flags(config) == ["--tlsverify", f"--tlscacert={files['ca']}",
-                                 f"--tlscert={files['cert']}", f"--tlskey={files['key']}"]
+    ca, cert, key = tls["docker_tls_ca"], tls["docker_tls_cert"], tls["docker_tls_key"]
+    assert options["tls"].verify is True and options["tls"].ca_cert == ca
+    assert options["tls"].cert == (cert, key)
+    assert cli_flags(config) == ["--tlsverify", f"--tlscacert={ca}", f"--tlscert={cert}",
+                                 f"--tlskey={key}"]
     local = load_config(environ={}, docker_host="unix:///var/run/docker.sock")
     assert cli_flags(local) == [] and "tls" not in client_options(local)
 
@@ -133,23 +132,16 @@ def test_worker_options_name_the_engine_host_id_and_concurrency(
 
 def test_worker_refuses_plain_tcp_before_starting(monkeypatch: pytest.MonkeyPatch,
                                                   tmp_path: Path) -> None:
-    monkeypatch.setattr(server, "_exec", lambda argv, config: pytest.fail("started"))
-    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
-    monkeypatch.setenv("BINDER_API_KEY", "k")
-    result = CliRunner().invoke(main, ["worker", "--docker-host", "tcp://127.0.0.1:2375"])
-    assert result.exit_code != 0
-    assert "plain TCP" in result.output
+    output = refused_worker(monkeypatch, tmp_path, "--docker-host", "tcp://127.0.0.1:2375")
+    assert "plain TCP" in output
 
 
 def test_the_engine_ca_wins_over_the_environments_ca_bundle(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    ca, cert, key = (tmp_path / name for name in ("ca.pem", "c.pem", "k.pem"))
-    for path in (ca, cert, key):
-        path.write_text("-----BEGIN-----\n")
+        monkeypatch: pytest.MonkeyPatch, tls: dict[str, str]) -> None:
+    ca = tls["docker_tls_ca"]
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    config = load_config(environ={}, docker_host="tcp://127.0.0.1:2376", docker_tls_ca=str(ca),
-                         docker_tls_cert=str(cert), docker_tls_key=str(key))
+    config = load_config(environ={}, docker_host="tcp://127.0.0.1:2376", **tls)
     url = "https://127.0.0.1:2376/version"
     seen: list[object] = []
 
@@ -160,5 +152,5 @@ def test_the_engine_ca_wins_over_the_environments_ca_bundle(
 
     monkeypatch.setattr(docker.api.client.APIClient, "_retrieve_server_version", version)
     client = engine_client(config, timeout=5)
-    assert seen == [str(ca)]
-    assert client.api.merge_environment_settings(url, {}, None, None, None)["verify"] == str(ca)
+    assert seen == [ca]
+    assert client.api.merge_environment_settings(url, {}, None, None, None)["verify"] == ca
