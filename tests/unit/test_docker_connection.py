@@ -154,3 +154,16 @@ def test_the_engine_ca_wins_over_the_environments_ca_bundle(
     client = engine_client(config, timeout=5)
     assert seen == [ca]
     assert client.api.merge_environment_settings(url, {}, None, None, None)["verify"] == ca
+
+
+@pytest.mark.parametrize("command", [["worker", "--docker-host", "unix:///tmp/b.sock"], ["beat"],
+                                     ["flower"]])
+def test_workers_beat_and_flower_make_no_api_key(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                          command: list[str]) -> None:
+    """Only the API checks keys: a worker host keeps no secret it never uses."""
+    monkeypatch.setattr(server, "_exec", lambda argv, config, **env: None)
+    monkeypatch.setenv("BINDER_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("BINDER_API_KEY", raising=False)
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert not (tmp_path / "api-key").exists()

@@ -37,8 +37,10 @@ from workers.previous_run import SERVICES, AlreadyRunning, RunFiles, detached_se
 UP_PROCESSES = ("api", "worker", "beat", "flower")
 
 
-def _load(config_file: str | None, **overrides: Any) -> Config:
-    """The configuration with the API key and the local services' credentials."""
+def _load(config_file: str | None, *, api_key: bool = True, **overrides: Any) -> Config:
+    """The configuration with the local services' credentials, and the API key (made and
+    saved under the data dir when none is set) unless ``api_key`` is false: only the
+    processes that serve or print the API need one, so a worker host keeps no unused secret."""
     try:
         config = load_config(config_file=config_file, **overrides)
     except ConfigError as exc:
@@ -46,7 +48,7 @@ def _load(config_file: str | None, **overrides: Any) -> Config:
     try:
         config.data_path.mkdir(parents=True, exist_ok=True)
         config = with_service_credentials(config)
-        return config.replace(api_key=ensure_api_key(config))
+        return config.replace(api_key=ensure_api_key(config)) if api_key else config
     except ConfigError as exc:
         raise click_error(exc) from exc
     except OSError as exc:  # the key and the credentials are kept in it
@@ -253,7 +255,7 @@ def worker(ctx: click.Context, config_file: str | None, docker_host: str | None,
                                                ("worker_id", host_id),
                                                ("worker_concurrency", concurrency))
                  if value is not None}
-    config = _load(config_file, **overrides)
+    config = _load(config_file, api_key=False, **overrides)
     try:
         host = check_host_id(config.worker_host)
         check_engine_address(config)
@@ -284,7 +286,7 @@ def _refuse_worker_options(ctx: click.Context) -> None:
 @config_option
 def beat(config_file: str | None) -> None:
     """Run Celery beat (the reaper and garbage collection)."""
-    config = _load(config_file)
+    config = _load(config_file, api_key=False)
     schedule = config.data_path / "celerybeat-schedule"
     _exec([sys.executable, "-m", "celery", "--quiet", "-A", "workers.worker_app", "beat",
            "--loglevel", "INFO", "--schedule", str(schedule)], config)
@@ -294,7 +296,7 @@ def beat(config_file: str | None) -> None:
 @config_option
 def flower(config_file: str | None) -> None:
     """Run Flower to watch the queue (BINDER_FLOWER_PORT), behind basic auth."""
-    config = _load(config_file)
+    config = _load(config_file, api_key=False)
     password = ensure_flower_password(config)
     if "," in password or ":" in config.flower_user:
         raise click.ClickException("BINDER_FLOWER_PASSWORD may not hold a comma, nor "
@@ -322,7 +324,7 @@ def base_image_command(config_file: str | None, lock: bool, tag: str | None) -> 
                                    "it takes no --tag.")
         write_lock(say=click.echo)
         return
-    make_base_image(_load(config_file), say=click.echo, image=tag)
+    make_base_image(_load(config_file, api_key=False), say=click.echo, image=tag)
 
 
 @click.command()
