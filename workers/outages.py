@@ -27,7 +27,7 @@ from common.config import Config
 from common.db import ping
 from common.errors import BuildFailure, NoDatabase
 from common.probes import check_docker, check_registry
-from workers.guard import PhaseGuard
+from workers.guard import BuildTimedOut, PhaseGuard
 
 log = logging.getLogger(__name__)
 
@@ -64,19 +64,30 @@ def registry_lost(config: Config) -> ServiceLost | None:
 def watching(config: Config, guard: PhaseGuard,
              *checks: Callable[[Config], ServiceLost | None]) -> Iterator[None]:
     """Inside, a failure while one of ``checks`` finds its service gone is
-    ``ServiceLost`` (the phase runs again once it is back), not the build's fault."""
+    ``ServiceLost`` (the phase runs again once it is back), not the build's fault.
+    A deadline reached while one is gone (it hung the phase, frozen) is
+    ``OutageTooLong``: the build is given back, not failed as timed out."""
     try:
         yield
     except (BuildFailure, docker.errors.DockerException, requests.RequestException,
             urllib3.exceptions.HTTPError, ConnectionError) as exc:
         # A stream cut short (the engine died mid-push) surfaces as urllib3's
         # ProtocolError, not wrapped by docker-py.
-        if guard.reason is not None:  # stopped on purpose: cancelled, timed out
+        timed_out = isinstance(guard.reason, BuildTimedOut)
+        if guard.reason is not None and not timed_out:  # stopped on purpose: cancelled
             raise
         for check in checks:
             lost = check(config)
-            if lost is not None:
-                raise lost from exc
+            if lost is None:
+                continue
+            if timed_out:
+                # A frozen service hung the phase until the build's deadline: the
+                # farm's fault, not the repository's time. No time is left to run the
+                # phase again, so the build is given back and starts again.
+                raise OutageTooLong(
+                    f"{lost.service} did not answer until the build's deadline "
+                    f"({guard.timeout_minutes:g} min)") from exc
+            raise lost from exc
         raise
 
 

@@ -326,6 +326,11 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         _remove_workdir(config, build_id, attempt)
         return Outcome.DROPPED
     except OutageTooLong as exc:
+        if writer is not None:
+            # The store the log goes to may be the service that is away.
+            with contextlib.suppress(NoDatabase):
+                writer.write(f"== {phase.value} given back: {exc}; the farm starts the "
+                             "build again")
         return _give_back(config, record, str(exc))
     except Exception as exc:
         log.exception("%s of %s failed unexpectedly", phase.value, build_id)

@@ -19,7 +19,7 @@ from tests.unit.test_farm_log_lines import running
 from workers import phase_runner
 from workers.guard import BuildTimedOut, PhaseGuard
 from workers.image_build import failure_cause
-from workers.outages import OutageWait
+from workers.outages import OutageWait, ServiceLost, watching
 from workers.phase_runner import PhaseFailure
 from workers.providers.base import FetchLimits
 
@@ -118,3 +118,45 @@ KILLED_STEP = "executor failed running [/bin/sh -c pip install -r r.txt]: exit c
 def test_a_failed_docker_build_is_the_repositorys_unless_it_ran_out_of_resources(
         error: str, recent: list[str], cause: FailureCause) -> None:
     assert failure_cause(error, recent) is cause
+
+
+def test_a_deadline_reached_while_the_engine_does_not_answer_is_given_back(
+        ended: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frozen engine hangs the build until the build's deadline: that is the farm's
+    fault, not the repository's taking too long. The build is given back (the farm
+    starts it again as its next attempt, up to BINDER_MAX_ATTEMPTS), and its log says
+    why; it does not end failed with a timeout."""
+    let_go: list[str] = []
+    monkeypatch.setattr(phase_runner.liveness, "let_go", let_go.append)
+    logs = KeptLogs()
+    use_log_stores(monkeypatch, logs)
+
+    def frozen_engine(config: Any) -> ServiceLost:
+        return ServiceLost("the Docker engine", lambda: None)
+
+    def phase(run: phase_runner.PhaseRun) -> None:
+        with watching(run.config, run.guard, frozen_engine):
+            run.guard.check()  # the deadline passed while the engine did not answer
+    record = running(attempt_start=utcnow() - dt.timedelta(hours=2))
+    outcome = phase_runner._run_claimed(CONFIG, record, Phase.BUILDING,  # type: ignore[arg-type]
+                                        phase, OutageWait(CONFIG))
+    assert outcome is phase_runner.Outcome.DROPPED
+    assert ended == [] and let_go == ["b1"]
+    assert any("the Docker engine did not answer" in line and "starts the build again" in line
+               for line in logs.lines()), logs.lines()
+
+
+def test_a_deadline_reached_while_every_service_answers_is_the_builds_timeout(
+        ended: list[dict[str, Any]]) -> None:
+    def engine_answers(config: Any) -> None:
+        return None
+
+    def phase(run: phase_runner.PhaseRun) -> None:
+        with watching(run.config, run.guard, engine_answers):
+            run.guard.check()
+    record = running(attempt_start=utcnow() - dt.timedelta(hours=2))
+    outcome = phase_runner._run_claimed(CONFIG, record, Phase.BUILDING,  # type: ignore[arg-type]
+                                        phase, OutageWait(CONFIG))
+    assert outcome is phase_runner.Outcome.DONE
+    assert [(call["status"], call["cause"]) for call in ended] == \
+        [(Status.FAILED, FailureCause.TIMEOUT)]
