@@ -12,12 +12,11 @@ from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.buildpacks import detect
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_context import write_context
-from workers.docker_engine import docker_client
 from workers.image_build import BUILT_LABEL, BuildRequest, run_build
 from workers.index_proxy import build_index_url
 from workers.outages import engine_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
-from workers.phases.template import image_facts
+from workers.phases.template import read_image_facts
 
 
 def previous_image(phase: PhaseRun) -> str | None:
@@ -86,5 +85,5 @@ def run(phase: PhaseRun) -> PhaseResult | None:
     phase.say(f"built {phase.image} ({image_id})")
     # Before anything leaves the host: an image whose CMD or interfaces label no
     # template holds fails here, not after its push (verification may be off).
-    image_facts(docker_client(config, timeout=60).images.get(image_id).attrs)
+    read_image_facts(config, phase.guard, image_id)
     return PhaseResult({"image_id": image_id})

@@ -58,7 +58,8 @@ def verify(phase: PhaseRun) -> None:
     """Start the image as its template will and wait until it serves, unless a
     verification on this host stands for it (``workers/verification_reuse.py``)."""
     record, config = phase.record, phase.config
-    image = docker_client(config, timeout=60).images.get(phase.image)
+    with watching(config, phase.guard, engine_lost):  # an engine away: the phase runs again
+        image = docker_client(config, timeout=60).images.get(phase.image)
     image_cmd, _ = image_facts(image.attrs)
     port = serving_port(record, config)
     command = launch_command(record, config, image_cmd)

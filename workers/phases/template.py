@@ -27,6 +27,8 @@ from common.models import BuildRecord, TemplateRecord
 from workers.binder_yml import MAX_COMMAND_CHARS
 from workers.buildpacks.compose import PORT, default_command
 from workers.docker_engine import docker_client
+from workers.guard import PhaseGuard
+from workers.outages import engine_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
 
 INTERFACES_LABEL = "org.binder-build.interfaces"
@@ -119,6 +121,16 @@ def template_limits(binder_yml: dict[str, Any], config: Config) -> dict[str, Any
     return {"memory": str(limits["memory"]), "cpu": float(limits["cpu"])}
 
 
+def read_image_facts(config: Config, guard: PhaseGuard,
+                     image: str) -> tuple[list[str], list[str]]:
+    """``image_facts`` of ``image`` as this worker's engine describes it. An engine
+    that does not answer (stopped, or frozen until the client's timeout) is
+    ``ServiceLost``: the phase waits for it and runs again."""
+    with watching(config, guard, engine_lost):
+        attrs = docker_client(config, timeout=60).images.get(image).attrs
+    return image_facts(attrs)
+
+
 def make_template(record: BuildRecord, image: str, config: Config,
                   image_cmd: list[str], interfaces: list[str] | None = None) -> TemplateRecord:
     binder_yml = record.get("binder_yml") or {}
@@ -143,8 +155,7 @@ def make_template(record: BuildRecord, image: str, config: Config,
 
 def run(phase: PhaseRun) -> PhaseResult:
     record, config = phase.record, phase.config
-    image_cmd, interfaces = image_facts(
-        docker_client(config, timeout=60).images.get(phase.image).attrs)
+    image_cmd, interfaces = read_image_facts(config, phase.guard, phase.image)
     template = make_template(record, phase.image, config, image_cmd, interfaces)
     template_store.save_template(template)
     phase.say(f"template {record['name']} saved")

@@ -1,0 +1,68 @@
+"""A Docker engine that stops answering (stopped, or frozen until the client's timeout)
+while a phase reads its image is a service lost, not the build's failure: the phase
+waits for the engine and runs again (``workers/outages.py``)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import requests
+
+from common.config import load_config
+from workers.outages import ServiceLost
+from workers.phases import build, push, template
+
+CONFIG = load_config(environ={})
+
+
+class FrozenEngine:
+    """An SDK client whose every read times out, as a frozen engine's does."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.images = self
+
+    def get(self, image: str) -> Any:
+        raise requests.ReadTimeout("Read timed out. (read timeout=60)")
+
+
+def engine_gone(config: Any) -> ServiceLost:
+    return ServiceLost("the Docker engine", lambda: None)
+
+
+class Guard:
+    reason: BaseException | None = None
+
+
+def test_a_template_phase_whose_engine_does_not_answer_waits_for_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(template, "docker_client", FrozenEngine)
+    monkeypatch.setattr(template, "engine_lost", engine_gone)
+    phase = SimpleNamespace(record={"name": "owner-repo"}, config=CONFIG,
+                            image="r/owner-repo:abc", guard=Guard())
+    with pytest.raises(ServiceLost) as raised:
+        template.run(phase)  # type: ignore[arg-type]
+    assert isinstance(raised.value.__cause__, requests.ReadTimeout)
+
+
+def test_reading_an_image_from_an_engine_that_does_not_answer_waits_for_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """What the build phase reads of the image it built, as the template phase does."""
+    monkeypatch.setattr(template, "docker_client", FrozenEngine)
+    monkeypatch.setattr(template, "engine_lost", engine_gone)
+    with pytest.raises(ServiceLost) as raised:
+        template.read_image_facts(CONFIG, Guard(), "sha256:abc")  # type: ignore[arg-type]
+    assert isinstance(raised.value.__cause__, requests.ReadTimeout)
+    assert build.read_image_facts is template.read_image_facts
+
+
+def test_verifying_an_image_on_an_engine_that_does_not_answer_waits_for_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(push, "docker_client", FrozenEngine)
+    monkeypatch.setattr(push, "engine_lost", engine_gone)
+    phase = SimpleNamespace(record={"name": "owner-repo"}, config=CONFIG,
+                            image="r/owner-repo:abc", guard=Guard())
+    with pytest.raises(ServiceLost) as raised:
+        push.verify(phase)  # type: ignore[arg-type]
+    assert isinstance(raised.value.__cause__, requests.ReadTimeout)
