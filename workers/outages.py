@@ -8,7 +8,9 @@ on once the service answers. MongoDB failures show as ``NoDatabase``
 failed because its engine or the registry went away raises ``ServiceLost``,
 and runs again once the service is back. The wait is bounded by
 ``BINDER_SERVICE_WAIT`` per outage; past it the phase gives the build back
-(``OutageTooLong``) and the reaper restarts it.
+(``OutageTooLong``) and the reaper restarts it. The write that ends a build
+waits on past the bound (``OutageWait.call_until_done``): the build ended, and
+given back it would be built again.
 """
 
 from __future__ import annotations
@@ -99,11 +101,17 @@ def _lost(service: str, probe: Callable[[], None]) -> ServiceLost | None:
     return None
 
 
-class OutageWait:
-    """Waits for services on behalf of one phase (``BINDER_SERVICE_WAIT`` per outage)."""
+def _never() -> bool:
+    return False
 
-    def __init__(self, config: Config) -> None:
+
+class OutageWait:
+    """Waits for services on behalf of one phase (``BINDER_SERVICE_WAIT`` per outage),
+    or at once gives up once ``give_up_when()`` is true (this process is stopping)."""
+
+    def __init__(self, config: Config, give_up_when: Callable[[], bool] = _never) -> None:
         self.config = config
+        self._give_up_when = give_up_when
         self._deadline: float | None = None
         self._gave_up = False  # once it gave up, the phase waits no more
 
@@ -117,6 +125,24 @@ class OutageWait:
                 continue
             self._deadline = None
             return result
+
+    def call_until_done(self, action: Callable[[], T], doing: str) -> T:
+        """``action()``, tried again while MongoDB is unreachable, past the bound too,
+        until it lands or ``give_up_when()`` (then ``OutageTooLong``).
+
+        For the write that ends a build: given up, the build would be started again
+        and built anew, though it already ended; waiting loses nothing, since the
+        process can do nothing else without MongoDB either.
+        """
+        while True:
+            try:
+                return self.call(action, doing)
+            except OutageTooLong:
+                if self._give_up_when():
+                    raise
+                log.warning("the database still does not answer while %s; waiting on",
+                            doing)
+                self._deadline, self._gave_up = None, False
 
     def until_back(self, lost: ServiceLost | None, doing: str) -> None:
         """Return once ``lost``'s service (MongoDB when ``None``) answers again."""
@@ -134,7 +160,8 @@ class OutageWait:
 
     def _pause(self, service: str, doing: str) -> None:
         now = time.monotonic()
-        if self._gave_up:
+        if self._gave_up or self._give_up_when():
+            self._gave_up = True
             raise OutageTooLong(f"{service} does not answer while {doing}")
         if self._deadline is None:
             self._deadline = now + self.config.service_wait

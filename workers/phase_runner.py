@@ -523,9 +523,12 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     changes = {**build_store.ended_image(record, status, pushed), **(changes or {}),
                f"phases.{record['phase']}.end": utcnow()}
     try:
-        wait.call(lambda: build_store.finish(build_id, attempt, status, error, changes,
-                                             suggestions, cause),
-                  f"ending the build {status.value}")
+        # Past the bound too: a build given back now would be built again from its
+        # start, though it ended. Not while this process stops: it is killed soon.
+        ending = OutageWait(config, give_up_when=stopping.requested)
+        ending.call_until_done(lambda: build_store.finish(build_id, attempt, status, error,
+                                                          changes, suggestions, cause),
+                               f"ending the build {status.value}")
     except OutageTooLong as exc:
         return _give_back(config, record, str(exc))
     _remove_workdir(config, build_id, attempt)
