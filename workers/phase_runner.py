@@ -356,6 +356,12 @@ def _run_function(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> P
         try:
             return function(run) or PhaseResult()
         except (NoDatabase, ServiceLost) as exc:
+            stopped = run.guard.reason
+            if isinstance(stopped, Exception):
+                # Stopped on purpose (cancelled, timed out, handed back) and then a
+                # service failed its cleanup: the phase ends for why it stopped, not
+                # run again after the outage.
+                raise stopped from exc
             lost = exc if isinstance(exc, ServiceLost) else None
             service = lost.service if lost else "the database"
             if count == PHASE_RUNS:

@@ -12,7 +12,7 @@ import pytest
 from common import build_store
 from common.clock import utcnow
 from common.config import load_config
-from common.errors import BuildFailure
+from common.errors import BuildCancelled, BuildFailure, NoDatabase
 from common.models import FailureCause, Phase, Status
 from tests.support.log_stores import KeptLogs, use_log_stores
 from tests.unit.test_farm_log_lines import running
@@ -160,3 +160,29 @@ def test_a_deadline_reached_while_every_service_answers_is_the_builds_timeout(
     assert outcome is phase_runner.Outcome.DONE
     assert [(call["status"], call["cause"]) for call in ended] == \
         [(Status.FAILED, FailureCause.TIMEOUT)]
+
+
+@pytest.mark.parametrize("lost", [NoDatabase("The build database (MongoDB) cannot be reached."),
+                                  ServiceLost("the Docker engine", lambda: None)])
+def test_a_cancelled_phase_that_loses_a_service_ends_cancelled_not_run_again(
+        lost: Exception) -> None:
+    """The cancel stopped the phase, and its cleanup met MongoDB (or the engine) away:
+    the phase ends for the cancel, instead of waiting for the service and running
+    the phase of a cancelled build again."""
+    from types import SimpleNamespace
+
+    runs: list[int] = []
+    waited: list[str] = []
+
+    class Wait:
+        def until_back(self, service: Any, doing: str) -> None:
+            waited.append(doing)
+
+    def function(run: Any) -> None:
+        runs.append(1)
+        raise lost
+    guard = SimpleNamespace(reason=BuildCancelled("b1"))
+    run = SimpleNamespace(state=Phase.BUILDING, say=lambda line: None, guard=guard)
+    with pytest.raises(BuildCancelled):
+        phase_runner._run_function(run, function, Wait())  # type: ignore[arg-type]
+    assert (runs, waited) == ([1], [])

@@ -131,7 +131,7 @@ def test_a_phase_whose_log_cannot_say_the_outage_still_waits_and_runs_again() ->
         def until_back(self, lost: Any, doing: str) -> None:
             waited.append(doing)
 
-    run = SimpleNamespace(state=Phase.BUILDING, say=say)
+    run = SimpleNamespace(state=Phase.BUILDING, say=say, guard=Guard())
     result = _run_function(run, function, Wait())  # type: ignore[arg-type]
     assert result.changes == {"ran": True}
     assert waited == ["running building"]
