@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import itertools
 import logging
 import shutil
 import time
@@ -168,34 +167,24 @@ def _deadline(record: BuildRecord, config: Config, phase: Phase) -> tuple[dt.dat
     return deadline, minutes
 
 
-#: Seconds between two tries of a claim while MongoDB does not answer.
-CLAIM_RETRY_SECONDS = 1.0
-
-
 def claim(build_id: str, attempt: int, phase: Phase, config: Config,
           task: build_store.TaskTry | None = None) -> BuildRecord:
     """Take the lease for ``phase`` for this worker process, as ``task``'s try;
     ``LeaseLost`` if the build does not wait for it (see ``build_store.start_phase``).
 
-    While MongoDB does not answer, the claim is tried again for up to
-    ``BINDER_SERVICE_WAIT`` (unless this worker process is stopping) before
+    While MongoDB does not answer, the claim is tried again (``OutageWait``) for
+    up to ``BINDER_SERVICE_WAIT``, unless this worker process is stopping, before
     ``NoDatabase`` reaches the task, whose retry is a new message: with the
     broker away too (this host cut off for a moment), it could not be sent and
     the task's message was lost, leaving the build to the reaper's backstop.
     A claim that landed unanswered is taken again as this process's own.
     """
-    deadline = time.monotonic() + config.service_wait
-    for tries in itertools.count(1):
-        try:
-            return _claim(build_id, attempt, phase, config, task)
-        except NoDatabase:
-            if time.monotonic() >= deadline or stopping.requested():
-                raise
-            if tries == 1:
-                log.warning("the database does not answer claiming %s of %s; waiting up "
-                            "to %s s", phase.value, build_id, config.service_wait)
-            time.sleep(CLAIM_RETRY_SECONDS)
-    raise AssertionError("unreachable")
+    wait = OutageWait(config, give_up_when=stopping.requested)
+    try:
+        return wait.call(lambda: _claim(build_id, attempt, phase, config, task),
+                         f"claiming {phase.value} of {build_id}")
+    except OutageTooLong as exc:
+        raise NoDatabase(f"The build database (MongoDB) cannot be reached: {exc}.") from exc
 
 
 def _claim(build_id: str, attempt: int, phase: Phase, config: Config,

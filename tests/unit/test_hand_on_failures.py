@@ -123,3 +123,28 @@ def test_a_stopping_worker_does_not_wait_to_claim(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(NoDatabase):
         phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
     assert store.tries == 1
+
+
+def test_a_claim_tries_every_second_for_the_bound_and_warns_once(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """How a claim waits for MongoDB, try by try: at once, then every second, the last
+    try at ``BINDER_SERVICE_WAIT``, one warning in all; then ``NoDatabase``, which the
+    task's retry takes."""
+    clock = [0.0]
+    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(phase_runner.time, "sleep",
+                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    tried_at: list[float] = []
+    store = FlakyStore(down=10**6)
+
+    def start_phase(*args: object, **kwargs: object) -> dict[str, Any]:
+        tried_at.append(clock[0])
+        return store.start_phase(*args, **kwargs)  # type: ignore[arg-type]
+    monkeypatch.setattr(build_store, "start_phase", start_phase)
+    with caplog.at_level("WARNING"), pytest.raises(NoDatabase):
+        phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
+    assert tried_at == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+    warnings = [record.getMessage() for record in caplog.records
+                if record.levelname == "WARNING"]
+    assert len(warnings) == 1 and "does not answer" in warnings[0]
+    assert "detecting" in warnings[0] and "b1" in warnings[0]
