@@ -10,7 +10,8 @@ and runs again once the service is back. The wait is bounded by
 ``BINDER_SERVICE_WAIT`` per outage; past it the phase gives the build back
 (``OutageTooLong``) and the reaper restarts it. The write that ends a build
 waits on past the bound (``OutageWait.call_until_done``): the build ended, and
-given back it would be built again.
+given back it would be built again. So does a phase's claim while the broker is
+away too (``phase_runner.claim``): its task's retry could not be sent.
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def _never() -> bool:
     return False
 
 
+def _always() -> bool:
+    return True
+
+
 class OutageWait:
     """Waits for services on behalf of one phase (``BINDER_SERVICE_WAIT`` per outage),
     or at once gives up once ``give_up_when()`` is true (this process is stopping)."""
@@ -115,13 +120,15 @@ class OutageWait:
         self._deadline: float | None = None
         self._gave_up = False  # once it gave up, the phase waits no more
 
-    def call(self, action: Callable[[], T], doing: str) -> T:
-        """``action()``, tried again while MongoDB is unreachable, until the bound."""
+    def call(self, action: Callable[[], T], doing: str,
+             longer_while: Callable[[], bool] = _never) -> T:
+        """``action()``, tried again while MongoDB is unreachable, until the bound;
+        past it, for another bound each time, while ``longer_while()`` holds."""
         while True:
             try:
                 result = action()
             except NoDatabase:
-                self._pause("the database", doing)
+                self._pause("the database", doing, longer_while)
                 continue
             self._deadline = None
             return result
@@ -131,18 +138,10 @@ class OutageWait:
         until it lands or ``give_up_when()`` (then ``OutageTooLong``).
 
         For the write that ends a build: given up, the build would be started again
-        and built anew, though it already ended; waiting loses nothing, since the
+        and built anew, though it ended; waiting loses nothing, since the
         process can do nothing else without MongoDB either.
         """
-        while True:
-            try:
-                return self.call(action, doing)
-            except OutageTooLong:
-                if self._give_up_when():
-                    raise
-                log.warning("the database still does not answer while %s; waiting on",
-                            doing)
-                self._deadline, self._gave_up = None, False
+        return self.call(action, doing, longer_while=_always)
 
     def until_back(self, lost: ServiceLost | None, doing: str) -> None:
         """Return once ``lost``'s service (MongoDB when ``None``) answers again."""
@@ -158,7 +157,8 @@ class OutageWait:
             self._deadline = None
             return
 
-    def _pause(self, service: str, doing: str) -> None:
+    def _pause(self, service: str, doing: str,
+               longer_while: Callable[[], bool] = _never) -> None:
         now = time.monotonic()
         if self._gave_up or self._give_up_when():
             self._gave_up = True
@@ -168,7 +168,11 @@ class OutageWait:
             log.warning("%s does not answer while %s; waiting up to %s s",
                         service, doing, self.config.service_wait)
         if now >= self._deadline:
-            self._gave_up = True
-            raise OutageTooLong(f"{service} did not answer for {self.config.service_wait} s "
-                                f"while {doing}")
+            if not longer_while():
+                self._gave_up = True
+                raise OutageTooLong(f"{service} did not answer for "
+                                    f"{self.config.service_wait} s while {doing}")
+            log.warning("%s still does not answer while %s; waiting another %s s",
+                        service, doing, self.config.service_wait)
+            self._deadline = now + self.config.service_wait
         time.sleep(min(RETRY_SECONDS, self._deadline - now))

@@ -174,15 +174,18 @@ def claim(build_id: str, attempt: int, phase: Phase, config: Config,
 
     While MongoDB does not answer, the claim is tried again (``OutageWait``) for
     up to ``BINDER_SERVICE_WAIT``, unless this worker process is stopping, before
-    ``NoDatabase`` reaches the task, whose retry is a new message: with the
-    broker away too (this host cut off for a moment), it could not be sent and
-    the task's message was lost, leaving the build to the reaper's backstop.
+    ``NoDatabase`` reaches the task, whose retry is a new message. With the
+    broker away too (this host cut off), that retry could not be sent and Celery
+    would drop the message it holds (leaving the build to the reaper's backstop):
+    the claim waits on, holding the message, while the broker is away as well.
     A claim that landed unanswered is taken again as this process's own.
     """
     wait = OutageWait(config, give_up_when=stopping.requested)
     try:
         return wait.call(lambda: _claim(build_id, attempt, phase, config, task),
-                         f"claiming {phase.value} of {build_id}")
+                         f"claiming {phase.value} of {build_id}",
+                         # The retry could not be sent: the message would be lost.
+                         longer_while=lambda: broker_epoch(config) is None)
     except OutageTooLong as exc:
         raise NoDatabase(f"The build database (MongoDB) cannot be reached: {exc}.") from exc
 

@@ -99,6 +99,7 @@ def test_a_claim_waits_for_mongodb_rather_than_leave_its_message_to_the_broker(
     monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(phase_runner.time, "sleep",
                         lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: "e1")
     store = FlakyStore(down=3)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
     record = phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
@@ -117,6 +118,7 @@ def test_a_stopping_worker_does_not_wait_to_claim(monkeypatch: pytest.MonkeyPatc
     """It is killed soon after: its task goes back to the broker at once instead."""
     from workers import stopping
     monkeypatch.setattr(stopping, "_requested", True)
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)  # even so
     store = FlakyStore(down=1)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
     monkeypatch.setattr(phase_runner.time, "sleep", lambda seconds: None)
@@ -134,6 +136,7 @@ def test_a_claim_tries_every_second_for_the_bound_and_warns_once(
     monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
     monkeypatch.setattr(phase_runner.time, "sleep",
                         lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: "e1")
     tried_at: list[float] = []
     store = FlakyStore(down=10**6)
 
@@ -148,3 +151,38 @@ def test_a_claim_tries_every_second_for_the_bound_and_warns_once(
                 if record.levelname == "WARNING"]
     assert len(warnings) == 1 and "does not answer" in warnings[0]
     assert "detecting" in warnings[0] and "b1" in warnings[0]
+
+
+def test_a_claim_keeps_its_message_while_the_broker_is_away_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past the bound, the task's retry would be a new message to the broker; with the
+    broker away as well it cannot be sent, and Celery drops the message it holds (a
+    retry it cannot send is a reject without requeue): the build waited for the
+    reaper's backstop. The claim waits on while the broker is away, holding the
+    message, and takes the build once MongoDB is back."""
+    clock = [0.0]
+    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(phase_runner.time, "sleep",
+                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)
+    store = FlakyStore(down=3 * CONFIG.service_wait)
+    monkeypatch.setattr(build_store, "start_phase", store.start_phase)
+    record = phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
+    assert record["build_id"] == "b1"
+    assert clock[0] >= 3 * CONFIG.service_wait
+
+
+def test_a_claim_past_the_bound_gives_the_message_to_the_retry_once_the_broker_answers(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = [0.0]
+    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(phase_runner.time, "sleep",
+                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    broker_back_at = 2 * CONFIG.service_wait + 1
+    monkeypatch.setattr(phase_runner, "broker_epoch",
+                        lambda config: "e1" if clock[0] >= broker_back_at else None)
+    store = FlakyStore(down=10**6)
+    monkeypatch.setattr(build_store, "start_phase", store.start_phase)
+    with pytest.raises(NoDatabase):
+        phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
+    assert broker_back_at <= clock[0] <= broker_back_at + CONFIG.service_wait
