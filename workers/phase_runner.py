@@ -406,8 +406,9 @@ def _hand_back(config: Config, record: BuildRecord, reason: WorkerStopping,
     phase = Phase(record["phase"])
     worker = liveness.worker_name(config)
     if writer is not None:
-        writer.write(f"== {phase.value} handed back: {reason}; the next worker of the farm "
-                     f"runs {phase.value} again")
+        with contextlib.suppress(NoDatabase):  # the log's store may be away: the line only
+            writer.write(f"== {phase.value} handed back: {reason}; the next worker of the "
+                         f"farm runs {phase.value} again")
     try:
         # The broker the task's message goes back to once this returns
         # (``workers/pipeline.py``): one that restarted while the phase ran holds it.
@@ -512,7 +513,9 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     known; ``changes`` that name the image win)."""
     build_id, attempt = record["build_id"], record["attempt"]
     if writer is not None:
-        writer.write(end_line(status.value, error, suggestions))
+        # A log whose store stayed away loses its end line, not the build its end.
+        with contextlib.suppress(NoDatabase):
+            writer.write(end_line(status.value, error, suggestions))
         # A follower that sees the build end has every line.
         with contextlib.suppress(OutageTooLong):
             wait.call(writer.flush, "storing the log")

@@ -77,3 +77,38 @@ def test_a_stopping_worker_gives_back_a_build_it_cannot_end(
     assert outcome is Outcome.DROPPED
     assert store.landed == [] and let_go == ["b1"]
     assert clock.now < store.until
+
+
+class FullLog:
+    """A build's log whose store has been away so long that its queue is full: a
+    write raises ``NoDatabase`` (``BuildLogWriter.write``)."""
+
+    build_id = "b1"
+
+    def write(self, line: str) -> None:
+        raise NoDatabase("the build's log could not be stored for 5 s and 64 MiB of it waits")
+
+    def flush(self) -> None:
+        raise NoDatabase("down")
+
+
+def test_a_build_whose_log_cannot_take_its_end_line_still_ends(
+        clock: Clock, let_go: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The end line is lost with the log's store; the build's end is not."""
+    store = DownFor(clock, 0)
+    monkeypatch.setattr(build_store, "finish", store.finish)
+    outcome = phase_runner._end(CONFIG, running(), Status.CANCELLED, OutageWait(CONFIG),
+                                "Cancelled by request.", writer=FullLog())  # type: ignore[arg-type]
+    assert outcome is Outcome.DONE
+    assert store.landed == [Status.CANCELLED] and let_go == []
+
+
+def test_a_stopping_worker_whose_log_cannot_take_the_line_still_hands_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    released: list[str] = []
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)
+    monkeypatch.setattr(build_store, "release_phase",
+                        lambda build_id, *args: released.append(build_id))
+    outcome = phase_runner._hand_back(CONFIG, running(), stopping.WorkerStopping(),
+                                      FullLog())  # type: ignore[arg-type]
+    assert outcome is Outcome.HANDED_BACK and released == ["b1"]
