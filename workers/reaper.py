@@ -142,7 +142,8 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     too_long = dt.timedelta(seconds=config.heartbeat_stale + config.build_timeout)
     beat = build.get("heartbeat")
     # Held, but its phase is stuck: the guard stops beating once it stopped the phase.
-    stuck = beat is not None and now - beat > too_long
+    # Not while the store was away (no beat could be written), as with workers' records.
+    stuck = beat is not None and now - max(beat, seen_since) > too_long
     if build.get("cancel_requested"):
         held = worker_store.holder(build, workers, worker_store.quiet_window(config), now,
                                    heard=heard)
@@ -169,7 +170,8 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     if epoch is not None and build.get("broker_epoch") not in (None, epoch):
         return "restart", "the broker restarted and lost its next phase"
     handed = lease.get("handed_at") or lease["since"]
-    if now - handed > too_long:
+    # A claim waits for the store while it is away: late only counting from its return.
+    if now - max(handed, seen_since) > too_long:
         return "restart", f"its next phase did not start within {too_long}"
     return None
 

@@ -279,3 +279,26 @@ def test_the_reaper_judges_a_worker_by_its_writes_not_by_its_hosts_clock(
     # Killed at 12 s (its last write read by the pass at 12 s): silent 10 s later,
     # restarted by the pass at 24 s.
     assert lost == [None] * 8 + ["restart"] * 12
+
+
+def test_a_heartbeat_stopped_by_a_store_outage_is_not_a_stuck_phase() -> None:
+    """A store that was away for longer than the build timeout took no heartbeat: the
+    worker that holds the build (waiting to write its end) is not stuck, and the build
+    is not started again as the store comes back, before the worker's write lands. Its
+    heartbeat is judged from when the reaper could read the store again."""
+    back = ago(5)
+    assert judge(build(heartbeat=ago(4000)), workers(worker()), seen_since=back) is None
+    assert judge(build(cancel_requested=True, heartbeat=ago(4000)), workers(worker()),
+                 seen_since=back) is None
+    # Still stuck once the store has been back as long as a stuck phase is judged.
+    assert judge(build(heartbeat=ago(4000)), workers(worker()), seen_since=ago(700)) \
+        == "restart"
+
+
+def test_a_next_phase_held_up_by_a_store_outage_is_not_late() -> None:
+    """Its claim waited for the store (holding its message): the build is not started
+    again as the store comes back, before the claim lands."""
+    waiting = build(lease_worker=None, handed=4000, broker_epoch="e1")
+    idle = workers(worker(builds=()))
+    assert judge(waiting, idle, seen_since=ago(5)) is None
+    assert judge(waiting, idle, seen_since=ago(700)) == "restart"
