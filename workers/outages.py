@@ -9,9 +9,9 @@ failed because its engine or the registry went away raises ``ServiceLost``,
 and runs again once the service is back. The wait is bounded by
 ``BINDER_SERVICE_WAIT`` per outage; past it the phase gives the build back
 (``OutageTooLong``) and the reaper restarts it. The write that ends a build
-waits on past the bound (``OutageWait.call_until_done``): the build ended, and
-given back it would be built again. So does a phase's claim while the broker is
-away too (``phase_runner.claim``): its task's retry could not be sent.
+waits on past the bound (``phase_runner._end``): the build ended, and given
+back it would be built again. So does a phase's claim while the broker is away
+too (``phase_runner.claim``): its task's retry could not be sent.
 """
 
 from __future__ import annotations
@@ -106,10 +106,6 @@ def _never() -> bool:
     return False
 
 
-def _always() -> bool:
-    return True
-
-
 class OutageWait:
     """Waits for services on behalf of one phase (``BINDER_SERVICE_WAIT`` per outage),
     or at once gives up once ``give_up_when()`` is true (this process is stopping)."""
@@ -132,16 +128,6 @@ class OutageWait:
                 continue
             self._deadline = None
             return result
-
-    def call_until_done(self, action: Callable[[], T], doing: str) -> T:
-        """``action()``, tried again while MongoDB is unreachable, past the bound too,
-        until it lands or ``give_up_when()`` (then ``OutageTooLong``).
-
-        For the write that ends a build: given up, the build would be started again
-        and built anew, though it ended; waiting loses nothing, since the
-        process can do nothing else without MongoDB either.
-        """
-        return self.call(action, doing, longer_while=_always)
 
     def until_back(self, lost: ServiceLost | None, doing: str) -> None:
         """Return once ``lost``'s service (MongoDB when ``None``) answers again."""

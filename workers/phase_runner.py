@@ -524,12 +524,14 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     changes = {**build_store.ended_image(record, status, pushed), **(changes or {}),
                f"phases.{record['phase']}.end": utcnow()}
     try:
-        # Past the bound too: a build given back now would be built again from its
-        # start, though it ended. Not while this process stops: it is killed soon.
-        ending = OutageWait(config, give_up_when=stopping.requested)
-        ending.call_until_done(lambda: build_store.finish(build_id, attempt, status, error,
-                                                          changes, suggestions, cause),
-                               f"ending the build {status.value}")
+        # A fresh bound, and past it too: a build given back now would be built again
+        # from its start, though it ended; waiting loses nothing, since the process can
+        # do nothing else without MongoDB either. Not past it while this process is
+        # stopping: it is killed soon.
+        OutageWait(config).call(lambda: build_store.finish(build_id, attempt, status, error,
+                                                           changes, suggestions, cause),
+                                f"ending the build {status.value}",
+                                longer_while=lambda: not stopping.requested())
     except OutageTooLong as exc:
         return _give_back(config, record, str(exc))
     _remove_workdir(config, build_id, attempt)
