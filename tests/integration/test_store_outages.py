@@ -44,11 +44,13 @@ def store(tmp_path: Path) -> Iterator[tuple[MongoInstance, Config]]:
         set_config(None)
 
 
+@pytest.mark.parametrize("status", [Status.COMPLETED, Status.CANCELLED])
 def test_a_build_whose_end_meets_the_store_frozen_past_the_wait_ends_as_it_ended(
-        store: tuple[MongoInstance, Config]) -> None:
+        store: tuple[MongoInstance, Config], status: Status) -> None:
     """The store freezes for several times ``BINDER_SERVICE_WAIT`` as the worker writes
-    that the build completed: once it answers again the build is recorded completed, in
-    its first attempt; it is not given back to be built again from its start."""
+    that the build completed (or, cancelled, stopped): once it answers again the build
+    is recorded so, in its first attempt; it is not given back to be built again from
+    its start."""
     mongo, config = store
     record = build_store.create_build(f"o-r-{uuid.uuid4().hex[:6]}", {})
     build_id = record["build_id"]
@@ -58,15 +60,14 @@ def test_a_build_whose_end_meets_the_store_frozen_past_the_wait_ends_as_it_ended
     thaw = threading.Timer(4 * config.service_wait, mongo.thaw)
     thaw.start()
     try:
-        outcome = phase_runner._end(config, claimed, Status.COMPLETED, OutageWait(config),
-                                    None)
+        outcome = phase_runner._end(config, claimed, status, OutageWait(config), None)
     finally:
         thaw.join()
         mongo.thaw()
     assert outcome is phase_runner.Outcome.DONE
     stored = build_store.find_by_id(build_id)
     assert stored is not None
-    assert (stored["status"], stored["attempt"], stored["lease"]) == ("completed", 1, None)
+    assert (stored["status"], stored["attempt"], stored["lease"]) == (status.value, 1, None)
 
 
 def frozen_claim(mongo: MongoInstance, config: Config, thaw_after: float) -> None:
@@ -82,6 +83,10 @@ def frozen_claim(mongo: MongoInstance, config: Config, thaw_after: float) -> Non
         thaw.join()
         mongo.thaw()
     assert claimed["lease"]["worker"] == liveness.worker_name(config)
+    # The tries the frozen store took at once when it thawed count one delivery: no
+    # death of a worker process is made up by the outage.
+    stored = build_store.find_by_id(record["build_id"])
+    assert stored is not None and build_store.phase_deaths(stored, Phase.FETCHING) == 0
 
 
 def test_a_claim_holds_its_message_while_the_store_and_the_broker_are_both_away(
