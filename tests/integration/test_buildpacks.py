@@ -258,6 +258,24 @@ def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer,
     assert "ignoring Pipfile" not in api.logs(record["name"])
 
 
+def test_requirements_then_the_package_beside_them(api: ApiClient, git_server: GitServer,
+                                                    repo_url: str, package_index: Served) -> None:
+    """repo2docker installs requirements.txt, then the package at the root: both import."""
+    repo = unique("requirements-package")
+    git_server.make_repo(f"github/max/{repo}", {
+        "requirements.txt": f"{TEST_PACKAGE}==1.0\n",
+        "setup.py": "from setuptools import setup\n"
+                    "setup(name='beside-demo', version='0.5', py_modules=['beside_demo'])\n",
+        "beside_demo.py": "import binder_test_pkg\nWHO = 'setup.py'\n",
+    })
+    record = built(api, f"{repo_url}/max/{repo}")
+    assert "applying, in order: requirements.txt, setup.py" in api.logs(record["name"])
+    output = run_in_image(record["image-name"],
+                          "cd /tmp && python -c 'import beside_demo as d, binder_test_pkg as p; "
+                          "print(d.WHO, p.VERSION)'", timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "setup.py 1.0", output
+
+
 @pytest.fixture(scope="module")
 def python_channel(conda_channel: Served) -> Served:
     """The farm's channel, now holding this machine's CPython 3.12 as a conda package."""

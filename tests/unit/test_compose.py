@@ -128,6 +128,41 @@ def test_a_pyproject_nested_too_deep_is_not_a_package(tmp_path: Path) -> None:
     assert detection.buildpack.id == "default"
 
 
+PACKAGES = [{"setup.py": "from setuptools import setup\nsetup()\n"},
+            {"pyproject.toml": "[build-system]\nrequires = []\n"}]
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+@pytest.mark.parametrize("order", ["default", "repo2docker"])
+def test_a_python_package_beside_requirements_txt_is_installed_after_them(
+        tmp_path: Path, package: dict[str, str], order: str) -> None:
+    """As repo2docker does: ``pip install -r requirements.txt``, then ``pip install .``."""
+    files = {"requirements.txt": "numpy\n", **package}
+    config = CONFIG.replace(config_order=(order,))
+    detection = detected(tmp_path, files, config)
+    assert detection.buildpack.id == "requirements.txt"
+    assert [str(path) for path in detection.applied] == ["requirements.txt", *package]
+    assert detection.ignored == []
+    lines = dockerfile(tmp_path, files, config)
+    requirements = position(lines, "-r /tmp/binder/requirements.txt")
+    copy = lines.index("COPY --chown=1000:1000 repo/ /home/jovyan/")
+    installed = position(lines, f"installing the package in . ({next(iter(package))})")
+    assert requirements < copy < installed
+    assert shlex.split(lines[installed])[-1] == "."
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_a_python_package_in_a_config_folder_is_not_installed(
+        tmp_path: Path, package: dict[str, str]) -> None:
+    """repo2docker installs no package when the files are read from binder/."""
+    name = next(iter(package))
+    detection = detected(tmp_path, {"binder/requirements.txt": "numpy\n",
+                                    f"binder/{name}": package[name]})
+    assert [str(path) for path in detection.applied] == ["binder/requirements.txt"]
+    assert [(str(p), r) for p, r in detection.ignored] == [
+        (f"binder/{name}", "the environment comes from binder/requirements.txt")]
+
+
 def test_install_r_needs_r_chosen(tmp_path: Path) -> None:
     without = detected(tmp_path, {"install.R": "1\n", "requirements.txt": ""})
     assert "install.R" not in without.extras

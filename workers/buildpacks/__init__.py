@@ -9,7 +9,9 @@ present file that applies is the environment; with none the default
 buildpack builds the base image's environment plus the repository.
 
 ``apt.txt``, ``runtime.txt``, ``install.R`` (with R), ``postBuild`` and
-``start`` compose on top of any environment but a repository Dockerfile.
+``start`` compose on top of any environment but a repository Dockerfile;
+a Python package (``setup.py``, ``pyproject.toml``) at the root is installed
+after ``requirements.txt`` beside it, as repo2docker does.
 A file that applies but is left out in this combination is named in the
 build log, never silently ignored; a file the farm cannot build (Julia,
 Nix) fails the build with a sentence. A ``binder/`` or ``.binder/`` folder,
@@ -31,7 +33,11 @@ from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.buildpacks.pipfile import PipfileBuildPack, PipfileLockBuildPack
-from workers.buildpacks.python_package import PyprojectBuildPack, SetupPyBuildPack
+from workers.buildpacks.python_package import (
+    PACKAGE_FILES,
+    PyprojectBuildPack,
+    SetupPyBuildPack,
+)
 from workers.buildpacks.r import DescriptionBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
 from workers.buildpacks.unsupported import UNSUPPORTED
@@ -65,6 +71,10 @@ ORDERS = {
 EXTRAS = ("apt.txt", "runtime.txt", "install.R", "postBuild", "start")
 #: Files that go with another one and are never named as ignored beside it.
 COMPANIONS = {"Pipfile.lock": ("Pipfile",)}
+#: Environment files after which a Python package at the repository's root is installed
+#: too (repo2docker's ``pip install -r requirements.txt``, then ``pip install .``; in a
+#: config folder it installs no package).
+WITH_PACKAGE = ("requirements.txt",)
 
 CONFIG_DIRS = ("binder", ".binder")
 
@@ -87,6 +97,7 @@ class Detection:
         files = [self.extras[name] for name in ("apt.txt", "runtime.txt") if name in self.extras]
         if self.config_path is not None and self.config_path not in files:
             files.append(self.config_path)
+        files += [self.extras[name] for name in PACKAGE_FILES if name in self.extras]
         files += [self.extras[name] for name in ("install.R", "postBuild", "start")
                   if name in self.extras]
         return files
@@ -159,15 +170,20 @@ def detect(checkout: Path, config: Config) -> Detection:
                if (path := find_config_file(checkout, folder, name)) is not None}
     chosen: tuple[BuildPack, PurePosixPath] | None = None
     ignored: list[tuple[PurePosixPath, str]] = []
+    package: dict[str, PurePosixPath] = {}
     for name in config_order(config):
         if name not in present:
             continue
         pack = by_file[name]
+        inputs = BuildInputs(checkout, present[name], config)
         if chosen is None:
-            if pack.applies(BuildInputs(checkout, present[name], config)):
+            if pack.applies(inputs):
                 chosen = (pack, present[name])
             else:
                 ignored.append((present[name], "it has no [build-system] table"))
+        elif (name in PACKAGE_FILES and not package and folder == checkout
+              and chosen[0].config_file in WITH_PACKAGE and pack.applies(inputs)):
+            package[name] = present[name]
         elif name not in EXTRAS and name not in COMPANIONS.get(str(chosen[0].config_file), ()):
             ignored.append((present[name], f"the environment comes from {chosen[1]}"))
     pack, config_path = chosen if chosen else (DEFAULT_BUILDPACK, None)
@@ -179,6 +195,7 @@ def detect(checkout: Path, config: Config) -> Detection:
             ignored.append((present[name], f"{config_path} builds the image by itself"))
         else:
             extras[name] = present[name]
+    extras.update(package)
     detection = Detection(pack, config_path, extras, _shadowed_config_dirs(checkout) + ignored)
     _leave_out_install_r(checkout, config, detection)
     _leave_out_runtime_python(checkout, config, detection)

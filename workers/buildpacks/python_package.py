@@ -1,13 +1,36 @@
 """``setup.py`` or ``pyproject.toml`` with a ``[build-system]``: the repository is a
 Python package, installed with ``pip install .`` (or uv's equivalent) from
-``REPO_DIR``."""
+``REPO_DIR``.
+
+Beside ``requirements.txt`` at the repository's root, the package is installed
+after the requirements, as repo2docker does (``PACKAGE_FILES``, composed by
+``workers/buildpacks/__init__.py``).
+"""
 
 from __future__ import annotations
 
 import tomllib
+from pathlib import PurePosixPath
 
+from common.config import Config
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install
 from workers.buildpacks.installers import python_install
+
+#: The files that make the repository an installable Python package, by precedence.
+PACKAGE_FILES = ("setup.py", "pyproject.toml")
+
+
+def install_package(config: Config, path: PurePosixPath) -> str:
+    """The ``RUN`` line installing the package whose ``setup.py`` or ``pyproject.toml`` is
+    ``path`` (from its folder: the root, or binder/), once the repository is copied."""
+    folder = str(path.parent)
+    return python_install(config, ENV_PYTHON, [folder], f"the package in {folder} ({path.name})")
+
+
+def package_beside(inputs: BuildInputs) -> list[str]:
+    """The install of the package composed beside another environment file, if any."""
+    return [install_package(inputs.config, inputs.extras[name])
+            for name in PACKAGE_FILES if name in inputs.extras]
 
 
 class SetupPyBuildPack(BuildPack):
@@ -15,11 +38,8 @@ class SetupPyBuildPack(BuildPack):
     config_file = "setup.py"
 
     def install(self, inputs: BuildInputs) -> Install:
-        # The package's directory is the config file's: the root, or binder/.
         assert inputs.config_path is not None
-        folder = str(inputs.config_path.parent)
-        return Install(after_repo=[python_install(inputs.config, ENV_PYTHON, [folder],
-                                                  f"the package in {folder} ({self.id})")])
+        return Install(after_repo=[install_package(inputs.config, inputs.config_path)])
 
 
 class PyprojectBuildPack(SetupPyBuildPack):

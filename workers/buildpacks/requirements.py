@@ -1,4 +1,6 @@
-"""``requirements.txt``: installed into the user's environment with uv or pip."""
+"""``requirements.txt``: installed into the user's environment with uv or pip, then the
+Python package beside it at the repository's root, if any (``setup.py`` or
+``pyproject.toml``), as repo2docker installs both."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from pathlib import Path
 
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
+from workers.buildpacks.python_package import package_beside
 from workers.package_index import check_requirements_file
 
 # Lines that refer to other files of the repository (``-r other.txt``,
@@ -49,6 +52,11 @@ class RequirementsBuildPack(BuildPack):
         check_requirements_file(inputs.checkout, str(inputs.config_path))
 
     def install(self, inputs: BuildInputs) -> Install:
+        install = self._requirements(inputs)
+        install.after_repo += package_beside(inputs)
+        return install
+
+    def _requirements(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
         text = inputs.read()
         folders = (inputs.checkout, inputs.checkout / inputs.config_path.parent)
