@@ -348,6 +348,21 @@ def test_r_runtime_with_install_r(api: ApiClient, git_server: GitServer, repo_ur
     assert_binder_conventions(image)
 
 
+def test_install_r_that_needs_the_repository_runs_again_once_it_is_copied(
+        api: ApiClient, git_server: GitServer, repo_url: str, r_repository: Served) -> None:
+    """repo2docker reruns install.R from REPO_DIR when it fails before the copy."""
+    repo = unique("r-install-sources")
+    git_server.make_repo(f"github/ola/{repo}", {
+        "binder/runtime.txt": f"r-{R_SNAPSHOT}\n",
+        "binder/install.R": 'source("R/packages.R")\n',
+        "R/packages.R": 'install.packages("binderhello")\n',
+    })
+    record = built(api, f"{repo_url}/ola/{repo}")
+    output = run_in_image(record["image-name"], "Rscript -e 'cat(binderhello::hello())'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "hello from the CRAN snapshot", output
+
+
 def test_install_r_alone_does_not_choose_r(api: ApiClient, git_server: GitServer,
                                            repo_url: str) -> None:
     repo = unique("install-r-only")

@@ -266,9 +266,29 @@ def test_r_runtime_installs_r_irkernel_and_the_dated_snapshot(tmp_path: Path) ->
     assert "r-cran-irkernel" in r and "IRkernel::installspec" in r
     assert "http://127.0.0.1:7/2024-01-01" in r
     staged = lines.index("COPY --chown=1000:1000 repo/install.R /tmp/binder/install.R")
-    assert lines[staged + 1].startswith("RUN cd /tmp/binder && Rscript -e ")
-    assert lines[staged + 1].endswith(""" }); source("install.R")'""")
+    assert lines[staged + 1].startswith("RUN cd /home/jovyan && Rscript -e ")
+    assert """ }); source("/tmp/binder/install.R")' && touch """ in lines[staged + 1]
     assert r.index("r-base-core") and position(lines, "r-base-core") < lines.index("USER jovyan")
+
+
+def test_install_r_runs_again_from_repo_dir_when_it_needs_the_repository(
+        tmp_path: Path) -> None:
+    """As repo2docker: install.R runs before the repository is copied (a code-only change
+    reuses it), and, when that fails (it sources or installs a file of the repository),
+    again from REPO_DIR once the repository is there."""
+    lines = dockerfile(tmp_path, {"binder/runtime.txt": "r-2024-01-01\n",
+                                  "binder/install.R": 'source("R/deps.R")\n'})
+    first = lines[lines.index(
+        "COPY --chown=1000:1000 repo/binder/install.R /tmp/binder/install.R") + 1]
+    copy = lines.index("COPY --chown=1000:1000 repo/ /home/jovyan/")
+    again = position(lines, 'source("binder/install.R")')
+    done = "/tmp/binder/install.R.done"
+    assert first.startswith("RUN cd /home/jovyan && Rscript -e ")
+    assert first.rsplit(" && ", 1)[1].startswith(f"touch {done} || echo ")
+    assert lines.index(first) < copy < again
+    assert lines[copy + 1] == "WORKDIR /home/jovyan"
+    assert lines[again].startswith(f"RUN if [ -e {done} ]; then rm {done}; else Rscript -e ")
+    assert lines[again].endswith("; fi")
 
 
 @pytest.mark.timeout(10)

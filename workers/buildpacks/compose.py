@@ -23,7 +23,6 @@ from pathlib import Path, PurePosixPath
 from common.config import Config
 from common.errors import BuildFailure
 from workers.buildpacks.base import (
-    CONFIG_STAGING,
     ENV_PYTHON,
     HELPERS,
     BuildInputs,
@@ -32,7 +31,13 @@ from workers.buildpacks.base import (
 )
 from workers.buildpacks.conda import runtime_python_step, script_file
 from workers.buildpacks.installers import apt_install, index_environment
-from workers.buildpacks.r import check_cran_url, cran_url, declared_repos, r_system, run_install_r
+from workers.buildpacks.r import (
+    check_cran_url,
+    cran_url,
+    declared_repos,
+    install_r_steps,
+    r_system,
+)
 from workers.buildpacks.runtime import BASE_PYTHON, Runtime, parse_runtime
 from workers.config_files import read_config_bytes
 from workers.package_index import sources_replaced
@@ -191,11 +196,11 @@ def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     if python:
         lines += runtime_python_step(inputs, python)
     lines += install.before_repo
-    if r and "install.R" in extras:
-        lines += [f"COPY --chown={uid}:{uid} repo/{extras['install.R']} "
-                  f"{CONFIG_STAGING}/install.R",
-                  run_install_r(CONFIG_STAGING)]
+    install_r, install_r_again = (install_r_steps(config, extras["install.R"])
+                                  if r and "install.R" in extras else ([], []))
+    lines += install_r
     lines += [repo_copy(config), f"WORKDIR {repo}"]
+    lines += install_r_again
     lines += install.after_repo
     if python:
         lines.append(_register_kernel())

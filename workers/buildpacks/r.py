@@ -8,7 +8,9 @@ runtime.txt's date (a dated snapshot) or ``latest``. The site library
 belongs to the image user, so ``install.R`` (run as that user) and
 ``postBuild`` can install into it.
 
-``install.R`` runs with the farm's repository in place of any it names
+``install.R`` runs from ``REPO_DIR`` (again once the repository is copied
+when it needs its files, as in repo2docker), with the farm's repository in
+place of any it names
 (``install.packages(..., repos = ...)``, ``options(repos = ...)``), as
 pip and conda files get the farm's index and channels; ``repos = NULL``
 (installing a local file) stays.
@@ -16,18 +18,22 @@ pip and conda files get the farm's index and channels; ``repos = NULL``
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from pathlib import PurePosixPath
 
 from common.config import Config
 from common.errors import BuildFailure
 from common.models import FailureCause
-from workers.buildpacks.base import BuildInputs, BuildPack, Install
+from workers.buildpacks.base import BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import apt_install
 
 R_PACKAGES = ("r-base-core", "r-cran-irkernel")
 SITE_LIBRARY = "/usr/local/lib/R/site-library"
 RPROFILE = "/etc/R/Rprofile.site"
+#: Left by ``install.R`` when it finished before the repository was copied.
+INSTALL_R_DONE = staged("install.R.done")
 #: Packages that come with R itself.
 BASE_PACKAGES = frozenset({
     "R", "base", "compiler", "datasets", "grDevices", "graphics", "grid", "methods",
@@ -87,11 +93,29 @@ def declared_repos(text: str) -> list[str]:
     return found
 
 
-def run_install_r(folder: str) -> str:
-    """The ``RUN`` line running ``install.R``, staged in ``folder``, with the farm's
-    repository in place of any it names."""
-    code = f'{FARM_REPOS_PRELUDE}; source("install.R")'
-    return f"RUN cd {folder} && Rscript -e {shlex.quote(code)}"
+def _rscript_install_r(script: str) -> str:
+    """``Rscript`` running the R script ``script`` (a path the farm chose, in R's double
+    quotes) with the farm's repository in place of any it names."""
+    return f"Rscript -e {shlex.quote(f'{FARM_REPOS_PRELUDE}; source({json.dumps(script)})')}"
+
+
+def install_r_steps(config: Config, path: PurePosixPath) -> tuple[list[str], list[str]]:
+    """(lines before the repository is copied, lines once it is there) running the
+    repository's ``install.R`` at ``path``, from ``REPO_DIR`` as in repo2docker.
+
+    It runs first with only itself staged, so that a code-only change reuses its layer;
+    when that fails (it sources or installs a file of the repository), it runs again
+    once the repository is copied, and that run's error fails the build.
+    """
+    uid, repo = config.nb_uid, config.repo_path
+    again = ("install.R did not finish before the repository was copied; "
+             "it runs again once the repository is there.")
+    before = [f"COPY --chown={uid}:{uid} repo/{path} {staged('install.R')}",
+              f"RUN cd {repo} && {_rscript_install_r(staged('install.R'))} && "
+              f"touch {INSTALL_R_DONE} || echo {shlex.quote(again)}"]
+    after = [f"RUN if [ -e {INSTALL_R_DONE} ]; then rm {INSTALL_R_DONE}; else "
+             f"{_rscript_install_r(str(path))}; fi"]
+    return before, after
 
 
 def check_cran_url(config: Config) -> None:
