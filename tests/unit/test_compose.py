@@ -23,7 +23,7 @@ from workers.buildpacks.r import (
     declared_repos,
     description_dependencies,
 )
-from workers.buildpacks.runtime import Runtime, parse_runtime
+from workers.buildpacks.runtime import BASE_PYTHON, Runtime, parse_runtime
 from workers.phases.template import launch_command, template_command
 
 CONFIG = load_config(environ={"BINDER_REGISTRY": "registry.test:5000",
@@ -410,6 +410,9 @@ def test_verification_runs_the_template_command(monkeypatch: pytest.MonkeyPatch)
 @pytest.mark.parametrize(("text", "runtime"), [
     ("python-3.12\n", Runtime("python", "3.12")),
     ("python-3.10.4", Runtime("python", "3.10")),
+    # a major version alone, as repo2docker reads it: its default Python 3, or 2.7
+    ("python-3\n", Runtime("python", BASE_PYTHON)),
+    ("python-2", Runtime("python", "2.7")),
     ("# pinned\nr-2024-01-01\n", Runtime("r", "4.2", "2024-01-01")),
     ("r-4.2-2023-06-30", Runtime("r", "4.2", "2023-06-30")),
 ])
@@ -422,6 +425,7 @@ def test_runtime_txt(text: str, runtime: Runtime) -> None:
     ("r-4.2", "asks for R without a date"),
     ("r-2024-13-01", "2024-13-01 is not a date"),
     ("julia-1.9", "says `julia-1.9`, which this farm cannot build"),
+    ("python-4", "says `python-4`, which this farm cannot build"),
     ("python-3.12\npython-3.11", "must hold one line"),
     # more digits than Python turns into an integer
     ("python-3." + "1" * 5000, "says `python-3.1111"),

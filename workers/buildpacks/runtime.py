@@ -1,6 +1,7 @@
 """``runtime.txt``: which Python or R a repository asks for.
 
-``python-X.Y`` (or ``python-X.Y.Z``) asks for that Python; the base image's
+``python-X.Y`` (or ``python-X.Y.Z``) asks for that Python (``python-3`` alone
+for the base image's, ``python-2`` for 2.7, as repo2docker reads them); the base image's
 own (3.11) is used as it is, any other comes from the conda channels of
 ``BINDER_CONDA_CHANNELS``. ``r-[X.Y-]YYYY-MM-DD`` asks for R, with packages
 from the CRAN snapshot of that date; as in repo2docker, the date is
@@ -21,7 +22,9 @@ BASE_PYTHON = "3.11"
 DEBIAN_R = "4.2"
 
 #: A few ASCII digits each: Python turns no more than 4300 digits into an integer.
-_PYTHON = re.compile(r"^python-([0-9]{1,4})\.([0-9]{1,4})(?:\.([0-9]{1,4}))?$")
+_PYTHON = re.compile(r"^python-([0-9]{1,4})(?:\.([0-9]{1,4})(?:\.([0-9]{1,4}))?)?$")
+#: The Python a major version alone stands for.
+MAJOR_PYTHONS = {2: "2.7", 3: BASE_PYTHON}
 _R = re.compile(r"^r-(?:(\d+)\.(\d+)(?:\.\d+)?-)?(\d{4}-\d{2}-\d{2})$")
 _R_NO_DATE = re.compile(r"^r-(\d+(?:\.\d+)*)?$")
 
@@ -50,8 +53,10 @@ def parse_runtime(text: str, name: str = "runtime.txt") -> Runtime:
         raise BuildFailure(f"{name} must hold one line, such as {SUPPORTED}.")
     line = lines[0]
     match = _PYTHON.match(line)
-    if match:
+    if match and match.group(2) is not None:
         return Runtime("python", f"{int(match.group(1))}.{int(match.group(2))}")
+    if match and int(match.group(1)) in MAJOR_PYTHONS:
+        return Runtime("python", MAJOR_PYTHONS[int(match.group(1))])
     match = _R.match(line)
     if match:
         date = match.group(3)
