@@ -186,6 +186,25 @@ def test_postbuild_installs_from_the_farms_index(api: ApiClient, git_server: Git
     assert output.splitlines() == ["2.0", "0"], output
 
 
+def test_postbuild_installs_with_the_repo2docker_python_prefixes(
+        api: ApiClient, git_server: GitServer, repo_url: str, package_index: Served) -> None:
+    """repo2docker's scripts name the environment by ${NB_PYTHON_PREFIX} and
+    ${KERNEL_PYTHON_PREFIX}; a pip of another Python would refuse or miss the kernel's."""
+    repo = unique("postprefix")
+    git_server.make_repo(f"github/kim/{repo}", {
+        "postBuild": "#!/bin/bash -e\n"
+                     f"${{NB_PYTHON_PREFIX}}/bin/pip install {TEST_PACKAGE}==1.0\n"
+                     "${KERNEL_PYTHON_PREFIX}/bin/python -c "
+                     "'import binder_test_pkg as p; print(\"prefix gave\", p.VERSION)'\n",
+    })
+    record = built(api, f"{repo_url}/kim/{repo}")
+    assert "prefix gave 1.0" in api.logs(record["name"])
+    output = run_in_image(record["image-name"],
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "1.0", output
+
+
 def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_server: GitServer,
                                                          repo_url: str,
                                                          package_index: Served) -> None:

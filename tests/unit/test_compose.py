@@ -225,6 +225,18 @@ def test_composed_order_users_expect(tmp_path: Path) -> None:
     assert lines[-1] == f"CMD {json.dumps(default_command())}"
 
 
+@pytest.mark.parametrize("files", [{"postBuild": "true\n"},
+                                   {"environment.yml": "dependencies: [python]\n"}])
+def test_repo2docker_python_prefixes_name_the_users_environment(
+        tmp_path: Path, files: dict[str, str]) -> None:
+    """repo2docker always defines NB_PYTHON_PREFIX and KERNEL_PYTHON_PREFIX; postBuild and
+    start scripts install with ``${NB_PYTHON_PREFIX}/bin/pip``."""
+    lines = dockerfile(tmp_path, files)
+    env = lines[position(lines, "NB_PYTHON_PREFIX=")]
+    assert env.startswith("ENV ")
+    assert {"NB_PYTHON_PREFIX=/srv/env", "KERNEL_PYTHON_PREFIX=/srv/env"} <= set(env.split())
+
+
 def test_post_build_alone_gets_the_farms_index(tmp_path: Path) -> None:
     lines = dockerfile(tmp_path, {"postBuild": "pip install x\n", "start": "exec \"$@\"\n"})
     post = lines[position(lines, "run-script postBuild")]

@@ -160,7 +160,8 @@ def test_default_is_the_base_image_plus_the_repository(tmp_path: Path) -> None:
     text = DefaultBuildPack().render(inputs_for(tmp_path, None))
     assert text.splitlines() == [
         f"FROM {BASE}", "USER root", "LABEL org.binder-build.config=none",
-        "ENV REPO_DIR=/home/jovyan", "USER jovyan", COPY_REPO, "WORKDIR /home/jovyan", *TAIL]
+        "ENV REPO_DIR=/home/jovyan", "ENV NB_PYTHON_PREFIX=/srv/env KERNEL_PYTHON_PREFIX=/srv/env",
+        "USER jovyan", COPY_REPO, "WORKDIR /home/jovyan", *TAIL]
 
 
 def test_default_uses_a_configured_base_image(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 from common.config import Config
 from common.errors import BuildFailure
 from workers.buildpacks.base import (
+    ENV_PREFIX,
     ENV_PYTHON,
     HELPERS,
     BuildInputs,
@@ -48,6 +49,10 @@ RUN_SCRIPT = "run-script"
 SCRIPT_TRAP = "script-trap.sh"
 SCRIPTS_SOURCE = Path(__file__).with_name("scripts")
 PORT = 8888
+#: repo2docker's names of the user's environment, always defined there, which scripts
+#: written for it use (``${NB_PYTHON_PREFIX}/bin/pip install ...``); here the
+#: notebooks' kernel runs in that environment and Jupyter comes with it on ``PATH``.
+PREFIX_VARIABLES = ("NB_PYTHON_PREFIX", "KERNEL_PYTHON_PREFIX")
 _APT_PACKAGE = re.compile(r"^[a-z0-9][a-z0-9+.-]*(:[a-z0-9-]+)?(=[A-Za-z0-9.+~:-]+)?$")
 
 
@@ -181,7 +186,8 @@ def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     extras = inputs.extras
     lines = [f"FROM {inputs.base_image}", "USER root",
              f"LABEL org.binder-build.config={inputs.config_path or 'none'}",
-             f"ENV REPO_DIR={repo}"]
+             f"ENV REPO_DIR={repo}",
+             "ENV " + " ".join(f"{name}={ENV_PREFIX}" for name in PREFIX_VARIABLES)]
     if "apt.txt" in extras:
         lines.append(apt_install(apt_packages(inputs.read(extras["apt.txt"]))))
     r = uses_r(inputs, install)
