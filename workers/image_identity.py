@@ -28,7 +28,7 @@ from common.naming import image_name
 from workers.registry import manifest_digest, split_image
 
 #: Bump when generated Dockerfiles change so that existing images must be rebuilt.
-RECIPE_VERSION = "3"
+RECIPE_VERSION = "4"
 #: How long a process trusts the base image digest it last asked for.
 BASE_DIGEST_SECONDS = 5.0
 
