@@ -9,6 +9,9 @@ repository cannot replace or extend them:
   accepts, abbreviations included) are refused with a sentence naming the
   file and line; files pulled in with ``-r``/``-c`` are read the same way,
   and ``-r``/``-c`` with a URL are refused too;
+* a requirements file is read as each installer decodes it (a byte-order mark,
+  pip's ``coding:`` declaration, else UTF-8: :func:`requirements_readings`), so
+  that no encoding hides an option from these checks;
 * requirements that name where to download them (``name @ URL``, a bare URL,
   ``git+https://...``) are refused the same way: they would bypass the index;
   so are a Pipfile's ``git`` and ``file`` entries that name one;
@@ -19,13 +22,14 @@ repository cannot replace or extend them:
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from common.errors import BuildFailure
-from workers.config_files import read_config_text
+from workers.config_files import read_config_bytes
 from workers.repo_yaml import shorten
 from workers.shell_words import shell_words
 
@@ -51,6 +55,41 @@ _SCHEME = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*):")
 #: ``https:host/x`` and ``https:\\host/x`` are ``https://host/x`` to it.
 _WEB_SCHEMES = frozenset({"http", "https", "ftp", "ws", "wss"})
 MAX_FILES = 50
+#: Byte-order marks in the order pip's ``auto_decode`` tries them (a UTF-32 LE mark
+#: begins with the UTF-16 LE one, which pip takes); uv honours UTF-8's and UTF-16's.
+_BOMS = ((codecs.BOM_UTF8, "utf-8"), (codecs.BOM_UTF16, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16-be"), (codecs.BOM_UTF16_LE, "utf-16-le"),
+         (codecs.BOM_UTF32, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32-be"),
+         (codecs.BOM_UTF32_LE, "utf-32-le"))
+#: pip's PEP 263 declaration, looked for in a comment on the first two lines.
+_CODING = re.compile(rb"coding[:=]\s*([-\w.]+)")
+
+
+def requirements_readings(data: bytes) -> list[str]:
+    """Each text an installer may read from a requirements file's bytes, the first as pip
+    reads it: decoded by each byte-order mark it starts with, else by pip's ``coding:``
+    declaration, and as UTF-8; newlines as ``\\n``. A codec that is not one, or bytes it
+    cannot decode, make the installer fail: such a reading is left out or replaced."""
+    texts = [_decoded(data[len(bom):], codec) for bom, codec in _BOMS if data.startswith(bom)]
+    if not texts:
+        for line in data.split(b"\n")[:2]:
+            coding = _CODING.search(line) if line[:1] == b"#" else None
+            if coding:
+                texts.append(_decoded(data, coding.group(1).decode("ascii")))
+                break
+    texts.append(_decoded(data.removeprefix(codecs.BOM_UTF8), "utf-8"))
+    readings = []
+    for text in texts:
+        if text is not None and text not in readings:
+            readings.append(text.replace("\r\n", "\n").replace("\r", "\n"))
+    return readings
+
+
+def _decoded(data: bytes, codec: str) -> str | None:
+    try:
+        return data.decode(codec, "replace")
+    except LookupError:  # not a codec, or not a text one (base64): the installer fails
+        return None
 
 
 def _urls(text: str) -> list[tuple[int, str]]:
@@ -253,8 +292,8 @@ def _follow(path: Path, checkout: Path, seen: set[tuple[Path, ...]]) -> None:
     if len(seen) > MAX_FILES:
         raise BuildFailure(f"The requirements files refer to more than {MAX_FILES} others.",
                            suggestions=["Merge the requirements files."])
-    text = read_config_text(root, relative)
-    check_requirement_lines(logical_lines(text), str(relative), path.parent, checkout, seen)
+    for text in requirements_readings(read_config_bytes(root, relative)):
+        check_requirement_lines(logical_lines(text), str(relative), path.parent, checkout, seen)
 
 
 def check_requirements_file(checkout: Path, relative: str) -> None:
@@ -279,4 +318,5 @@ def sources_replaced(file_name: str, declared: Sequence[str], used: Sequence[str
 
 
 __all__ = ["FILE_OPTIONS", "INDEX_OPTIONS", "check_generated_line", "check_requirement_lines",
-           "check_requirements_file", "logical_lines", "sources_replaced"]
+           "check_requirements_file", "logical_lines", "requirements_readings",
+           "sources_replaced"]

