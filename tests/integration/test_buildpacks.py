@@ -295,6 +295,25 @@ def test_requirements_then_the_package_beside_them(api: ApiClient, git_server: G
     assert output.strip() == "setup.py 1.0", output
 
 
+def test_a_utf16_requirements_file_with_a_local_wheel(api: ApiClient, git_server: GitServer,
+                                                      repo_url: str,
+                                                      package_index: Served) -> None:
+    """Windows PowerShell's `pip freeze > requirements.txt` writes UTF-16 with a byte-order
+    mark; pip and uv read it, and so does the farm: a line naming a wheel of the
+    repository is installed once the repository is copied."""
+    wheel = package_wheel("2.0")
+    repo = unique("utf16-requirements")
+    git_server.make_repo(f"github/max/{repo}", {
+        "requirements.txt": f"{wheel.file_name}\r\n".encode("utf-16"),
+        wheel.file_name: wheel.data,
+    })
+    record = built(api, f"{repo_url}/max/{repo}")
+    output = run_in_image(record["image-name"],
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "2.0", output
+
+
 @pytest.fixture(scope="module")
 def python_channel(conda_channel: Served) -> Served:
     """The farm's channel, now holding this machine's CPython 3.12 as a conda package."""

@@ -151,6 +151,18 @@ def test_a_python_package_beside_requirements_txt_is_installed_after_them(
     assert shlex.split(lines[installed])[-1] == "."
 
 
+def test_a_utf16_requirements_file_naming_a_file_of_the_repository_installs_after_it(
+        tmp_path: Path) -> None:
+    """PowerShell writes UTF-16; the installers read it by its byte-order mark."""
+    checkout = checkout_with(tmp_path, {"pkg-1.0-py3-none-any.whl": ""})
+    (checkout / "requirements.txt").write_bytes("pkg-1.0-py3-none-any.whl\r\n".encode("utf-16"))
+    detection = detect(checkout, CONFIG)
+    lines = detection.buildpack.render(detection.inputs(checkout, CONFIG)).splitlines()
+    copy = lines.index("COPY --chown=1000:1000 repo/ /home/jovyan/")
+    assert copy < position(lines, "-r requirements.txt")
+    assert not any("/tmp/binder/requirements.txt" in line for line in lines)
+
+
 @pytest.mark.parametrize("package", PACKAGES)
 def test_a_python_package_in_a_config_folder_is_not_installed(
         tmp_path: Path, package: dict[str, str]) -> None:

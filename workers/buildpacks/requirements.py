@@ -11,7 +11,8 @@ from pathlib import Path
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
 from workers.buildpacks.python_package import package_beside
-from workers.package_index import check_requirements_file
+from workers.config_files import read_config_bytes
+from workers.package_index import check_requirements_file, requirements_readings
 
 # Lines that refer to other files of the repository (``-r other.txt``,
 # ``-e .``, local paths) need the whole repository before the install runs.
@@ -58,9 +59,11 @@ class RequirementsBuildPack(BuildPack):
 
     def _requirements(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
-        text = inputs.read()
+        # every reading an installer may make of it (a UTF-16 file from PowerShell ...)
+        readings = requirements_readings(read_config_bytes(inputs.checkout, inputs.config_path))
         folders = (inputs.checkout, inputs.checkout / inputs.config_path.parent)
-        if any(needs_repository(line, folders) for line in text.splitlines()):
+        if any(needs_repository(line, folders)
+               for text in readings for line in text.splitlines()):
             return Install(after_repo=[python_install(
                 inputs.config, ENV_PYTHON, ["-r", str(inputs.config_path)], "requirements.txt")])
         return Install(before_repo=[
