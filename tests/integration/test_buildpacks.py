@@ -19,7 +19,12 @@ import pytest
 
 from common.config import get_config
 from tests.integration.conftest import TEST_PACKAGE, Served, package_wheel, unique
-from tests.support.conda_channel import interpreter_package, make_channel, script_package
+from tests.support.conda_channel import (
+    CondaPackage,
+    interpreter_package,
+    make_channel,
+    script_package,
+)
 from tests.support.cran_repo import RPackage, make_cran
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
@@ -316,12 +321,33 @@ def test_a_utf16_requirements_file_with_a_local_wheel(api: ApiClient, git_server
 
 @pytest.fixture(scope="module")
 def python_channel(conda_channel: Served) -> Served:
-    """The farm's channel, now holding this machine's CPython 3.12 as a conda package."""
+    """The farm's channel, now holding this machine's CPython 3.12 as a conda package, and
+    stand-ins of R and its kernel's package (which registers the kernel, as conda-forge's
+    r-irkernel does)."""
     if not (PYTHON_INSTALL / "bin" / "python3.12").exists():
         pytest.fail(f"no CPython installation at {PYTHON_INSTALL} to package")
-    make_channel(conda_channel.root, [interpreter_package(PYTHON_INSTALL, "3.12.1"),
-                                      script_package("hello-conda", "hello from conda")])
+    make_channel(conda_channel.root, [
+        interpreter_package(PYTHON_INSTALL, "3.12.1"),
+        script_package("hello-conda", "hello from conda"),
+        script_package("r-base", "R would start"),
+        CondaPackage("r-irkernel", files={"share/jupyter/kernels/ir/kernel.json": json.dumps(
+            {"argv": ["R", "--slave", "-e", "IRkernel::main()", "--args", "{connection_file}"],
+             "display_name": "R", "language": "R"}).encode()})])
     return conda_channel
+
+
+def test_r_packages_in_environment_yml_bring_the_r_kernel(
+        api: ApiClient, git_server: GitServer, repo_url: str, python_channel: Served) -> None:
+    """repo2docker adds the R kernel to an environment that installs R packages."""
+    repo = unique("conda-r")
+    git_server.make_repo(f"github/ned/{repo}", {
+        "environment.yml": "dependencies:\n  - python=3.12\n  - r-base\n"})
+    record = built(api, f"{repo_url}/ned/{repo}")
+    assert "adding r-irkernel, so that notebooks run R" in api.logs(record["name"])
+    output = run_in_image(record["image-name"], "jupyter kernelspec list",
+                          timeout=IMAGE_TIMEOUT)
+    assert any(line.split()[:2] == ["ir", "/srv/env/share/jupyter/kernels/ir"]
+               for line in output.splitlines()), output
 
 
 def test_runtime_python_from_the_conda_channel(api: ApiClient, git_server: GitServer,

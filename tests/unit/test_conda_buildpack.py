@@ -285,6 +285,9 @@ def test_parse_errors_never_repeat_a_huge_value() -> None:
 # the script, run on this host against a local channel
 
 
+IR_KERNEL = "share/jupyter/kernels/ir/kernel.json"
+
+
 @pytest.fixture(scope="module")
 def channel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     root = tmp_path_factory.mktemp("channel")
@@ -292,6 +295,8 @@ def channel_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         script_package("hello-conda", "hello from conda"),
         script_package("needy", "needs more", depends=("missing-thing >=2",)),
         CondaPackage("data-only", files={"share/data-only/data.txt": b"42\n"}),
+        script_package("r-base", "R would start"),
+        CondaPackage("r-irkernel", files={IR_KERNEL: b'{"argv": ["R"], "language": "R"}'}),
     ])
     with serve_directory(root) as url:
         yield url
@@ -330,6 +335,19 @@ def test_script_solves_and_installs_from_the_channel(
     assert "the conda environment has no Python: making" in out
     assert (prefix / "bin" / "python").exists() and (prefix / "pyvenv.cfg").exists()
     assert "WARNING: ipykernel could not be installed" in out
+
+
+@pytest.mark.parametrize("dependencies", ["[r-base]", "[r-base, r-irkernel]"])
+def test_r_packages_bring_the_r_kernel_as_in_repo2docker(
+        tmp_path: Path, channel_url: str, capsys: pytest.CaptureFixture[str],
+        dependencies: str) -> None:
+    """repo2docker adds r-irkernel to an environment that installs R packages; the package
+    registers the kernel in the environment's share/jupyter, where notebooks look."""
+    code, out, err = run_script(
+        tmp_path, f"channels: [{channel_url}]\ndependencies: {dependencies}\n", capsys)
+    assert code == 0, err
+    assert (tmp_path / "env" / IR_KERNEL).exists()
+    assert f"solving 2 conda dependencies for linux-64 from: {channel_url}" in out
 
 
 def test_script_solves_from_the_farms_channels_not_the_files(

@@ -14,7 +14,9 @@ What it does, in order (each step prints progress lines for the build log):
 2. solve the conda dependencies with py-rattler against the channels (the
    farm's, given with ``--channel``, replace the file's own; a name such as
    ``conda-forge`` means ``https://conda.anaconda.org/conda-forge``, full URLs
-   are used as given) for this machine's platform and ``noarch``;
+   are used as given) for this machine's platform and ``noarch``, with
+   ``r-irkernel`` added when they install R packages (``r-...``), as
+   repo2docker adds it, so that notebooks offer R;
 3. install the solution into the prefix;
 4. make the prefix a venv over the system Python (``python3 -m venv
    --system-site-packages``) when the solution has no Python, and pip-install
@@ -231,6 +233,22 @@ def match_specs(specs: Sequence[str]) -> list[Any]:
     return result
 
 
+#: The R kernel's package: it registers the kernel in the environment's share/jupyter.
+R_KERNEL = "r-irkernel"
+
+
+def with_r_kernel(specs: list[Any]) -> list[Any]:
+    """``specs`` and, when they name R packages (``r-...``) but not the R kernel,
+    ``r-irkernel``, as repo2docker adds it."""
+    from rattler import MatchSpec
+
+    names = {str(spec.name.normalized) for spec in specs if spec.name is not None}
+    if R_KERNEL in names or not any(name.startswith("r-") for name in names):
+        return specs
+    say(f"the environment installs R packages: adding {R_KERNEL}, so that notebooks run R")
+    return [*specs, MatchSpec(R_KERNEL)]
+
+
 def _one_line(text: str) -> str:
     return " ".join(line.strip(" └─├│") for line in text.strip().splitlines()).rstrip(".")
 
@@ -241,7 +259,7 @@ async def solve(spec: EnvironmentSpec, channels: list[str], cache: Path) -> list
     from rattler import solve as rattler_solve
     from rattler.exceptions import GatewayError, SolverError
 
-    specs = match_specs(spec.conda)
+    specs = with_r_kernel(match_specs(spec.conda))
     if not specs:
         return []
     platform = Subdir.current()
