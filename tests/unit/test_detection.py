@@ -100,6 +100,20 @@ def test_empty_binder_folder_hides_root_config_files(tmp_path: Path) -> None:
     assert detected(checkout) == ("default", None)
 
 
+@pytest.mark.parametrize("folder", ["binder", ".binder"])
+def test_root_config_files_hidden_by_a_config_folder_are_named(tmp_path: Path,
+                                                               folder: str) -> None:
+    """As in repo2docker, only the folder's files count; the log says which were left."""
+    checkout = checkout_with(tmp_path, "requirements.txt", "apt.txt", "setup.py", "README.md",
+                             f"{folder}/postBuild")
+    os.symlink("/nonexistent", checkout / "start")  # named, never followed
+    detection = detect(checkout, CONFIG)
+    assert [str(path) for path in detection.applied] == [f"{folder}/postBuild"]
+    assert sorted((str(path), reason) for path, reason in detection.ignored) == [
+        (name, f"the files are read from {folder}/")
+        for name in ("apt.txt", "requirements.txt", "setup.py", "start")]
+
+
 def test_binder_folder_that_is_a_link_is_ignored(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "requirements.txt", "elsewhere/Dockerfile")
     os.symlink("elsewhere", checkout / "binder")

@@ -16,7 +16,8 @@ A file that applies but is left out in this combination is named in the
 build log, never silently ignored; a file the farm cannot build (Julia,
 Nix) fails the build with a sentence. A ``binder/`` or ``.binder/`` folder,
 when present, is where the files are looked for (``binder/`` when both are,
-``.binder/`` then named as ignored).
+``.binder/`` then named as ignored); the root's config files are then named
+as ignored, as repo2docker ignores them.
 """
 
 from __future__ import annotations
@@ -122,6 +123,17 @@ def _shadowed_config_dirs(checkout: Path) -> list[tuple[PurePosixPath, str]]:
             for other in others]
 
 
+def _hidden_root_files(checkout: Path, folder: Path,
+                       names: set[str]) -> list[tuple[PurePosixPath, str]]:
+    """The config files at the root that a config folder hides, as files left out (by
+    name only: they are neither read nor followed)."""
+    if folder == checkout:
+        return []
+    return [(PurePosixPath(name), f"the files are read from {folder.name}/")
+            for name in sorted(names)
+            if (checkout / name).is_symlink() or (checkout / name).is_file()]
+
+
 def _inside(checkout: Path, path: Path) -> bool:
     try:
         path.resolve().relative_to(checkout.resolve())
@@ -196,7 +208,9 @@ def detect(checkout: Path, config: Config) -> Detection:
         else:
             extras[name] = present[name]
     extras.update(package)
-    detection = Detection(pack, config_path, extras, _shadowed_config_dirs(checkout) + ignored)
+    detection = Detection(pack, config_path, extras,
+                          _shadowed_config_dirs(checkout) + ignored
+                          + _hidden_root_files(checkout, folder, {*config_order(config), *EXTRAS}))
     _leave_out_install_r(checkout, config, detection)
     _leave_out_runtime_python(checkout, config, detection)
     return detection
