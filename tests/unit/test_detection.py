@@ -118,6 +118,8 @@ def test_binder_folder_that_is_a_link_is_ignored(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, "requirements.txt", "elsewhere/Dockerfile")
     os.symlink("elsewhere", checkout / "binder")
     assert detected(checkout) == ("requirements.txt", "requirements.txt")
+    assert [(str(path), reason) for path, reason in detect(checkout, CONFIG).ignored] == [
+        ("binder", "it is a link, and a config folder must be a folder of the repository")]
 
 
 def test_directory_named_like_a_config_file_is_skipped(tmp_path: Path) -> None:

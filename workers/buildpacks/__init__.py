@@ -117,10 +117,14 @@ def config_dir(checkout: Path) -> Path:
 
 def _shadowed_config_dirs(checkout: Path) -> list[tuple[PurePosixPath, str]]:
     """A second config folder, as a file left out: ``binder/`` wins over ``.binder/``
-    (repo2docker refuses a repository with both; this farm builds it and says so)."""
+    (repo2docker refuses a repository with both; this farm builds it and says so); and a
+    link named like one, which the farm does not follow (repo2docker would)."""
     chosen, *others = _config_dirs(checkout) or [checkout]
-    return [(PurePosixPath(f"{other.name}/"), f"the files are read from {chosen.name}/")
-            for other in others]
+    links = [(PurePosixPath(name), "it is a link, and a config folder must be a folder of "
+                                   "the repository")
+             for name in CONFIG_DIRS if (checkout / name).is_symlink()]
+    return links + [(PurePosixPath(f"{other.name}/"), f"the files are read from {chosen.name}/")
+                    for other in others]
 
 
 def _hidden_root_files(checkout: Path, folder: Path,
