@@ -427,6 +427,29 @@ def test_install_r_that_needs_the_repository_runs_again_once_it_is_copied(
     assert output.strip() == "hello from the CRAN snapshot", output
 
 
+def test_an_r_package_with_requirements_txt_beside_it(api: ApiClient, git_server: GitServer,
+                                                      repo_url: str, r_repository: Served,
+                                                      package_index: Served) -> None:
+    """repo2docker installs the R package and the Python requirements beside it."""
+    repo = unique("r-and-python")
+    git_server.make_repo(f"github/ola/{repo}", {
+        "runtime.txt": f"r-{R_SNAPSHOT}\n",
+        "DESCRIPTION": "Package: besidedemo\nVersion: 0.1\nTitle: Demo\n"
+                       "Description: Demo.\nLicense: MIT\nImports: binderhello\n",
+        "NAMESPACE": "export(who)\n",
+        "R/who.R": "who <- function() 'the R package'\n",
+        "requirements.txt": f"{TEST_PACKAGE}==1.0\n",
+    })
+    record = built(api, f"{repo_url}/ola/{repo}")
+    assert "applying, in order: runtime.txt, requirements.txt, DESCRIPTION" in \
+        api.logs(record["name"])
+    output = run_in_image(record["image-name"],
+                          "Rscript -e 'cat(besidedemo::who(), binderhello::hello(), sep=\"\\n\")'"
+                          "; python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.splitlines() == ["the R package", "hello from the CRAN snapshot", "1.0"], output
+
+
 def test_install_r_alone_does_not_choose_r(api: ApiClient, git_server: GitServer,
                                            repo_url: str) -> None:
     repo = unique("install-r-only")

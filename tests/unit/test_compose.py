@@ -361,6 +361,38 @@ def test_description_installs_its_dependencies_then_the_package(tmp_path: Path) 
         lines, "R CMD INSTALL .")
 
 
+@pytest.mark.parametrize("order", ["default", "repo2docker"])
+def test_an_r_package_and_requirements_txt_beside_it_are_both_installed(
+        tmp_path: Path, order: str) -> None:
+    """repo2docker's R buildpack is its Python one with R: it installs requirements.txt,
+    a Python package at the root and the R package of DESCRIPTION together."""
+    files = {"DESCRIPTION": "Package: demo\nImports: dplyr\n", "requirements.txt": "numpy\n",
+             "setup.py": "", "install.R": "1\n"}
+    config = CONFIG.replace(config_order=(order,))
+    detection = detected(tmp_path, files, config)
+    first = "requirements.txt" if order == "default" else "DESCRIPTION"
+    assert detection.buildpack.id == first
+    assert sorted(str(path) for path in detection.applied) == sorted(files)
+    assert detection.ignored == []
+    lines = dockerfile(tmp_path, files, config)
+    copy = lines.index("COPY --chown=1000:1000 repo/ /home/jovyan/")
+    assert position(lines, "r-base-core") < lines.index("USER jovyan")
+    assert position(lines, '"dplyr"') < copy
+    assert position(lines, "-r /tmp/binder/requirements.txt") < copy
+    assert position(lines, 'source("/tmp/binder/install.R")') < copy
+    assert copy < position(lines, "R CMD INSTALL .")
+    assert copy < position(lines, "installing the package in . (setup.py)")
+
+
+def test_requirements_txt_beside_an_r_package_is_checked_as_any(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, {
+        "DESCRIPTION": "Package: demo\n",
+        "requirements.txt": "--extra-index-url https://evil.example/simple\n"})
+    config = CONFIG.replace(config_order=("repo2docker",))
+    with pytest.raises(BuildFailure, match="^requirements.txt line 1"):
+        check(detect(checkout, config), checkout, config)
+
+
 def test_appendix_and_repo_dir(tmp_path: Path) -> None:
     config = CONFIG.replace(appendix="USER root\\nRUN echo operator-layer\\nUSER jovyan",
                             repo_dir="/srv/repo")

@@ -10,8 +10,9 @@ buildpack builds the base image's environment plus the repository.
 
 ``apt.txt``, ``runtime.txt``, ``install.R`` (with R), ``postBuild`` and
 ``start`` compose on top of any environment but a repository Dockerfile;
-a Python package (``setup.py``, ``pyproject.toml``) at the root is installed
-after ``requirements.txt`` beside it, as repo2docker does.
+``requirements.txt``, a Python package (``setup.py``, ``pyproject.toml``)
+and an R package (``DESCRIPTION``) at the root are installed together, as
+repo2docker does (``BESIDE``).
 A file that applies but is left out in this combination is named in the
 build log, never silently ignored; a file the farm cannot build (Julia,
 Nix) fails the build with a sentence. A ``binder/`` or ``.binder/`` folder,
@@ -29,6 +30,7 @@ from common.config import Config
 from common.errors import BuildFailure
 from common.models import FailureCause
 from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.buildpacks.beside import BesideBuildPack
 from workers.buildpacks.compose import check_extras, extras_notices, runtime_of
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
@@ -72,10 +74,12 @@ ORDERS = {
 EXTRAS = ("apt.txt", "runtime.txt", "install.R", "postBuild", "start")
 #: Files that go with another one and are never named as ignored beside it.
 COMPANIONS = {"Pipfile.lock": ("Pipfile",)}
-#: Environment files after which a Python package at the repository's root is installed
-#: too (repo2docker's ``pip install -r requirements.txt``, then ``pip install .``; in a
-#: config folder it installs no package).
-WITH_PACKAGE = ("requirements.txt",)
+#: Environment files installed after the chosen one when both are at the repository's
+#: root, as repo2docker's Python and R buildpacks install them together (the R package
+#: of DESCRIPTION, ``pip install -r requirements.txt``, ``pip install .``; one Python
+#: package, and none from a config folder).
+BESIDE = {"requirements.txt": ("setup.py", "pyproject.toml", "DESCRIPTION"),
+          "DESCRIPTION": ("requirements.txt", "setup.py", "pyproject.toml")}
 
 CONFIG_DIRS = ("binder", ".binder")
 
@@ -98,7 +102,7 @@ class Detection:
         files = [self.extras[name] for name in ("apt.txt", "runtime.txt") if name in self.extras]
         if self.config_path is not None and self.config_path not in files:
             files.append(self.config_path)
-        files += [self.extras[name] for name in PACKAGE_FILES if name in self.extras]
+        files += [path for name, path in self.extras.items() if name not in EXTRAS]
         files += [self.extras[name] for name in ("install.R", "postBuild", "start")
                   if name in self.extras]
         return files
@@ -186,7 +190,7 @@ def detect(checkout: Path, config: Config) -> Detection:
                if (path := find_config_file(checkout, folder, name)) is not None}
     chosen: tuple[BuildPack, PurePosixPath] | None = None
     ignored: list[tuple[PurePosixPath, str]] = []
-    package: dict[str, PurePosixPath] = {}
+    beside: dict[str, PurePosixPath] = {}
     for name in config_order(config):
         if name not in present:
             continue
@@ -197,12 +201,15 @@ def detect(checkout: Path, config: Config) -> Detection:
                 chosen = (pack, present[name])
             else:
                 ignored.append((present[name], "it has no [build-system] table"))
-        elif (name in PACKAGE_FILES and not package and folder == checkout
-              and chosen[0].config_file in WITH_PACKAGE and pack.applies(inputs)):
-            package[name] = present[name]
+        elif (folder == checkout and name in BESIDE.get(str(chosen[0].config_file), ())
+              and not (name in PACKAGE_FILES and beside.keys() & set(PACKAGE_FILES))
+              and pack.applies(inputs)):
+            beside[name] = present[name]
         elif name not in EXTRAS and name not in COMPANIONS.get(str(chosen[0].config_file), ()):
             ignored.append((present[name], f"the environment comes from {chosen[1]}"))
     pack, config_path = chosen if chosen else (DEFAULT_BUILDPACK, None)
+    if beside:
+        pack = BesideBuildPack(pack, [(by_file[name], path) for name, path in beside.items()])
     extras: dict[str, PurePosixPath] = {}
     for name in EXTRAS:
         if name not in present:
@@ -211,7 +218,7 @@ def detect(checkout: Path, config: Config) -> Detection:
             ignored.append((present[name], f"{config_path} builds the image by itself"))
         else:
             extras[name] = present[name]
-    extras.update(package)
+    extras.update(beside)  # read by the build: kept in its context whatever .dockerignore says
     detection = Detection(pack, config_path, extras,
                           _shadowed_config_dirs(checkout) + ignored
                           + _hidden_root_files(checkout, folder, {*config_order(config), *EXTRAS}))
@@ -235,7 +242,7 @@ def _leave_out_install_r(checkout: Path, config: Config, detection: Detection) -
     if "install.R" not in detection.extras:
         return
     runtime = runtime_of(detection.inputs(checkout, config))
-    with_r = detection.buildpack.id == "DESCRIPTION" or (
+    with_r = "DESCRIPTION" in (detection.buildpack.id, *detection.extras) or (
         runtime is not None and runtime.language == "r")
     if not with_r:
         path = detection.extras.pop("install.R")

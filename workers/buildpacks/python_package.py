@@ -2,9 +2,9 @@
 Python package, installed with ``pip install .`` (or uv's equivalent) from
 ``REPO_DIR``.
 
-Beside ``requirements.txt`` at the repository's root, the package is installed
-after the requirements, as repo2docker does (``PACKAGE_FILES``, composed by
-``workers/buildpacks/__init__.py``).
+Beside ``requirements.txt`` or ``DESCRIPTION`` at the repository's root, the
+package is installed after them, as repo2docker does
+(``workers/buildpacks/beside.py``).
 """
 
 from __future__ import annotations
@@ -25,12 +25,6 @@ def install_package(config: Config, path: PurePosixPath) -> str:
     ``path`` (from its folder: the root, or binder/), once the repository is copied."""
     folder = str(path.parent)
     return python_install(config, ENV_PYTHON, [folder], f"the package in {folder} ({path.name})")
-
-
-def package_beside(inputs: BuildInputs) -> list[str]:
-    """The install of the package composed beside another environment file, if any."""
-    return [install_package(inputs.config, inputs.extras[name])
-            for name in PACKAGE_FILES if name in inputs.extras]
 
 
 class SetupPyBuildPack(BuildPack):

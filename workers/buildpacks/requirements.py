@@ -1,6 +1,4 @@
-"""``requirements.txt``: installed into the user's environment with uv or pip, then the
-Python package beside it at the repository's root, if any (``setup.py`` or
-``pyproject.toml``), as repo2docker installs both."""
+"""``requirements.txt``: installed into the user's environment with uv or pip."""
 
 from __future__ import annotations
 
@@ -10,7 +8,6 @@ from pathlib import Path
 
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
-from workers.buildpacks.python_package import package_beside
 from workers.config_files import read_config_bytes
 from workers.package_index import check_requirements_file, requirements_readings
 
@@ -53,11 +50,6 @@ class RequirementsBuildPack(BuildPack):
         check_requirements_file(inputs.checkout, str(inputs.config_path))
 
     def install(self, inputs: BuildInputs) -> Install:
-        install = self._requirements(inputs)
-        install.after_repo += package_beside(inputs)
-        return install
-
-    def _requirements(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
         # every reading an installer may make of it (a UTF-16 file from PowerShell ...)
         readings = requirements_readings(read_config_bytes(inputs.checkout, inputs.config_path))
