@@ -384,6 +384,15 @@ def test_an_r_package_and_requirements_txt_beside_it_are_both_installed(
     assert copy < position(lines, "installing the package in . (setup.py)")
 
 
+@pytest.mark.parametrize("order", ["default", "repo2docker"])
+def test_an_r_package_and_a_python_package_are_both_installed(tmp_path: Path,
+                                                              order: str) -> None:
+    files = {"DESCRIPTION": "Package: demo\n", "setup.py": ""}
+    detection = detected(tmp_path, files, CONFIG.replace(config_order=(order,)))
+    assert sorted(str(path) for path in detection.applied) == sorted(files)
+    assert detection.ignored == []
+
+
 def test_requirements_txt_beside_an_r_package_is_checked_as_any(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, {
         "DESCRIPTION": "Package: demo\n",

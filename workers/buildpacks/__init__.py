@@ -79,7 +79,8 @@ COMPANIONS = {"Pipfile.lock": ("Pipfile",)}
 #: of DESCRIPTION, ``pip install -r requirements.txt``, ``pip install .``; one Python
 #: package, and none from a config folder).
 BESIDE = {"requirements.txt": ("setup.py", "pyproject.toml", "DESCRIPTION"),
-          "DESCRIPTION": ("requirements.txt", "setup.py", "pyproject.toml")}
+          "DESCRIPTION": ("requirements.txt", "setup.py", "pyproject.toml"),
+          "setup.py": ("DESCRIPTION",), "pyproject.toml": ("DESCRIPTION",)}
 
 CONFIG_DIRS = ("binder", ".binder")
 
