@@ -319,6 +319,23 @@ def test_a_utf16_requirements_file_with_a_local_wheel(api: ApiClient, git_server
     assert output.strip() == "2.0", output
 
 
+def test_a_pipfile_in_binder_installs_the_package_it_names_from_its_folder(
+        api: ApiClient, git_server: GitServer, repo_url: str, package_index: Served) -> None:
+    """pipenv (run by repo2docker in binder/) reads `path = ".."` as the repository."""
+    repo = unique("pipfile-path")
+    git_server.make_repo(f"github/max/{repo}", {
+        "binder/Pipfile": '[packages]\npipfile-demo = {path = "..", editable = true}\n',
+        "setup.py": "from setuptools import setup\n"
+                    "setup(name='pipfile-demo', version='0.6', py_modules=['pipfile_demo'])\n",
+        "pipfile_demo.py": "WHO = 'binder/Pipfile'\n",
+    })
+    record = built(api, f"{repo_url}/max/{repo}")
+    output = run_in_image(record["image-name"],
+                          "cd /tmp && python -c 'import pipfile_demo as d; print(d.WHO)'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "binder/Pipfile", output
+
+
 @pytest.fixture(scope="module")
 def python_channel(conda_channel: Served) -> Served:
     """The farm's channel, now holding this machine's CPython 3.12 as a conda package, and

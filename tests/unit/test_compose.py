@@ -530,6 +530,20 @@ def test_pipfile_lock_pins_with_hashes_and_pipfile_specifiers() -> None:
         requirements('[packages]\nx = {path = "../elsewhere"}\n', "Pipfile")
 
 
+def test_a_pipfile_path_is_read_from_the_pipfiles_folder() -> None:
+    """pipenv reads a path from the Pipfile's folder (repo2docker runs it in binder/);
+    the farm installs from REPO_DIR, so the path is joined to that folder."""
+    lines, needs_repo, _ = requirements('[packages]\ndemo = {path = "..", editable = true}\n',
+                                        "binder/Pipfile")
+    assert lines == ["-e ."] and needs_repo
+    lines, _, _ = requirements('[packages]\ndemo = {path = "src"}\n', "binder/Pipfile")
+    assert lines == ["./binder/src"]
+    lines, _, _ = requirements('[packages]\ndemo = {path = "./src"}\n', "Pipfile")
+    assert lines == ["./src"]
+    with pytest.raises(BuildFailure, match="points outside the repository"):
+        requirements('[packages]\nx = {path = "../.."}\n', "binder/Pipfile")
+
+
 def test_pipfile_sources_are_replaced_by_the_farm_index_and_said(tmp_path: Path) -> None:
     checkout = checkout_with(tmp_path, {"Pipfile": '[[source]]\nurl = "https://evil.example/simple"'
                                                    '\nname = "evil"\n[packages]\nx = "*"\n'})

@@ -7,12 +7,14 @@ with their hashes, or a Pipfile's specifiers. It goes in the context under
 the farm's index: a ``[[source]]`` of the repository is not used, and a
 ``git`` or ``file`` entry naming where to download a package is refused as
 such a line of requirements.txt is (``workers/package_index.py``).
-``[requires] python_version`` asks for that Python, as runtime.txt would.
+``[requires] python_version`` asks for that Python, as runtime.txt would. A
+``path`` is read from the Pipfile's folder, as pipenv reads it.
 """
 
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 import tomllib
 from typing import Any
@@ -63,13 +65,16 @@ def _requirement_line(name: str, entry: Any, source: str, locked: bool) -> tuple
     requirement = name + (f"[{','.join(extras)}]" if extras else "")
     if "path" in entry:
         path = str(entry["path"])
-        if path.startswith(("/", "~")) or ".." in path.split("/"):
+        # pipenv reads a path from the Pipfile's folder (repo2docker runs it there); the
+        # install runs in REPO_DIR, so the path is joined to that folder.
+        joined = posixpath.normpath(posixpath.join(posixpath.dirname(source), path))
+        if path.startswith(("/", "~")) or joined == ".." or joined.startswith("../"):
             raise PipfileError(f"{source}: {name} points outside the repository ({path[:60]}).")
         if path.startswith("-") or "://" in path:
             raise PipfileError(f"{source}: the path of {name} ({path[:60]}) is not a path in "
                                "the repository.")
         editable = "-e " if entry.get("editable") else ""
-        return f"{editable}{path}", True
+        return f"{editable}{joined if joined == '.' else './' + joined}", True
     if "git" in entry or "file" in entry:
         # Written as requirements.txt would say it, so that check_generated_line holds
         # it to the same rule: a download URL is refused, a file: URL passes.
