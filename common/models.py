@@ -122,6 +122,16 @@ class Lease(TypedDict, total=False):
     retries: int
 
 
+class ImageFacts(TypedDict):
+    """What the build phase learned of the image it built (``workers/built_image.py``)."""
+
+    cmd: list[str]  # the image's own CMD
+    interfaces: list[str]  # the interfaces its label names
+    #: What decides whether a verification may stand for it
+    #: (``workers/verification_reuse.image_shape``); None when none may.
+    reuse_shape: dict[str, Any] | None
+
+
 class BuildRecord(TypedDict, total=False):
     """A build's current attempt in ``builds`` (archived attempts in ``attempts``)."""
 
@@ -182,6 +192,7 @@ class BuildRecord(TypedDict, total=False):
     #: What the reaper withdrew (``image``) and when (``at``): see ``unverified_image``.
     unverified_withdrawn: dict[str, Any]
     image_id: str
+    image_facts: ImageFacts  # the build phase's, for the phases after it
     config: str | None
     config_files: list[str]
     buildpack: str

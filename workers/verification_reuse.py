@@ -83,11 +83,17 @@ def _instruction(text: str) -> str:
     return " ".join(word for word in text.split() if not word.startswith("--"))
 
 
-def key_for(config: Config, record: BuildRecord, checkout: Path, image: Any, port: int,
-            command: str, say: Callable[[str], None]) -> str | None:
-    """The key under which a verification may stand for the engine's ``image`` of
-    ``record``; ``None`` when it must be started."""
-    if not config.verify_reuse or record.get("buildpack") == DockerfileBuildPack.id:
+def may_reuse(config: Config, buildpack: str | None) -> bool:
+    """Whether a verification may stand for an image built with ``buildpack`` at all."""
+    return config.verify_reuse and buildpack != DockerfileBuildPack.id
+
+
+def key_for(config: Config, record: BuildRecord, checkout: Path,
+            shape: dict[str, Any] | None, port: int, command: str,
+            say: Callable[[str], None]) -> str | None:
+    """The key under which a verification may stand for the image of ``record``, whose
+    ``shape`` the build phase took (``image_shape``); ``None`` when it must be started."""
+    if not may_reuse(config, record.get("buildpack")) or shape is None:
         return None
     try:
         reason = inert_files(checkout)
@@ -96,14 +102,14 @@ def key_for(config: Config, record: BuildRecord, checkout: Path, image: Any, por
     if reason is not None:
         say(f"verifying this image: {reason}")
         return None
-    return reuse_key(config, image.attrs, image.history(), port, command)
+    return shaped_key(config, shape, port, command)
 
 
-def reuse_key(config: Config, attrs: dict[str, Any], history: list[dict[str, Any]],
-              port: int, command: str) -> str | None:
-    """The key of an image (its engine ``attrs`` and ``history``, newest first) that
-    verification would start with ``command`` on ``port``; ``None`` unless its newest
-    layer is the repository's files."""
+def image_shape(config: Config, attrs: dict[str, Any],
+                history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """What of an image (its engine ``attrs`` and ``history``, newest first) decides
+    how it starts: every layer below the repository's files and its configuration;
+    ``None`` unless its newest layer is the repository's files."""
     newest = next((step for step in history if step.get("Size")), None)
     if newest is None or _instruction(newest.get("CreatedBy") or "") \
             != _instruction(repo_copy(config)):
@@ -112,11 +118,16 @@ def reuse_key(config: Config, attrs: dict[str, Any], history: list[dict[str, Any
     while layers and layers[-1] == EMPTY_LAYER:  # WORKDIR and the like after the copy
         layers.pop()
     image_config = attrs.get("Config") or {}
+    return {"layers": layers[:-1],
+            **{field: image_config.get(field) for field in
+               ("Entrypoint", "Cmd", "Env", "User", "WorkingDir", "ExposedPorts")}}
+
+
+def shaped_key(config: Config, shape: dict[str, Any], port: int, command: str) -> str:
+    """The key of an image of ``shape`` that verification starts with ``command`` on
+    ``port`` on this host, under its limits."""
     shaping = {
-        "layers": layers[:-1],
-        **{field: image_config.get(field) for field in
-           ("Entrypoint", "Cmd", "Env", "User", "WorkingDir", "ExposedPorts")},
-        "port": port, "command": command, "host": config.worker_host,
+        **shape, "port": port, "command": command, "host": config.worker_host,
         "limits": [config.build_memory, VERIFY_CPUS, VERIFY_PIDS, config.verify_timeout],
     }
     return hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()

@@ -454,15 +454,13 @@ def test_verification_runs_the_template_command(monkeypatch: pytest.MonkeyPatch)
     from workers.phases import push
 
     ran: list[tuple[int, str | None]] = []
-    image = SimpleNamespace(attrs={"Config": {"Cmd": default_command()}}, history=list)
-    monkeypatch.setattr(push, "docker_client", lambda config, timeout: SimpleNamespace(
-        images=SimpleNamespace(get=lambda name: image)))
+    facts = {"cmd": default_command(), "interfaces": [], "reuse_shape": None}
     monkeypatch.setattr(push, "verify_image", lambda config, image, port, command, *rest:
                         ran.append((port, command)))
     for binder_yml, expected in (({}, (8888, shlex.join(default_command(8888)))),
                                  ({"port": 9000}, (9000, shlex.join(default_command(9000)))),
                                  ({"command": "voila"}, (8888, "voila"))):
-        record = {"build_id": "b", "binder_yml": binder_yml}
+        record = {"build_id": "b", "binder_yml": binder_yml, "image_facts": facts}
         push.verify(SimpleNamespace(record=record, config=CONFIG, image="i", say=print,
                                     guard=None, checkout=Path("/nonexistent")))  # type: ignore[arg-type]
         assert ran.pop() == expected

@@ -11,8 +11,9 @@ import pytest
 import requests
 
 from common.config import load_config
+from workers import built_image
 from workers.outages import ServiceLost
-from workers.phases import build, push, template
+from workers.phases import push, template
 
 CONFIG = load_config(environ={})
 
@@ -37,8 +38,8 @@ class Guard:
 
 def test_a_template_phase_whose_engine_does_not_answer_waits_for_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(template, "docker_client", FrozenEngine)
-    monkeypatch.setattr(template, "engine_lost", engine_gone)
+    monkeypatch.setattr(built_image, "docker_client", FrozenEngine)
+    monkeypatch.setattr(built_image, "engine_lost", engine_gone)
     phase = SimpleNamespace(record={"name": "owner-repo"}, config=CONFIG,
                             image="r/owner-repo:abc", guard=Guard())
     with pytest.raises(ServiceLost) as raised:
@@ -48,19 +49,20 @@ def test_a_template_phase_whose_engine_does_not_answer_waits_for_it(
 
 def test_reading_an_image_from_an_engine_that_does_not_answer_waits_for_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """What the build phase reads of the image it built, as the template phase does."""
-    monkeypatch.setattr(template, "docker_client", FrozenEngine)
-    monkeypatch.setattr(template, "engine_lost", engine_gone)
+    """What the build phase reads of the image it built."""
+    monkeypatch.setattr(built_image, "docker_client", FrozenEngine)
+    monkeypatch.setattr(built_image, "engine_lost", engine_gone)
     with pytest.raises(ServiceLost) as raised:
-        template.read_image_facts(CONFIG, Guard(), "sha256:abc")  # type: ignore[arg-type]
+        built_image.read_facts(CONFIG, Guard(), "sha256:abc", None)  # type: ignore[arg-type]
     assert isinstance(raised.value.__cause__, requests.ReadTimeout)
-    assert build.read_image_facts is template.read_image_facts
 
 
 def test_verifying_an_image_on_an_engine_that_does_not_answer_waits_for_it(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(push, "docker_client", FrozenEngine)
-    monkeypatch.setattr(push, "engine_lost", engine_gone)
+    """A record without the image's facts (its build phase ran before records kept
+    them) has them read from the engine."""
+    monkeypatch.setattr(built_image, "docker_client", FrozenEngine)
+    monkeypatch.setattr(built_image, "engine_lost", engine_gone)
     phase = SimpleNamespace(record={"name": "owner-repo"}, config=CONFIG,
                             image="r/owner-repo:abc", guard=Guard())
     with pytest.raises(ServiceLost) as raised:

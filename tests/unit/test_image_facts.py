@@ -10,7 +10,7 @@ import pytest
 from common.errors import BuildFailure
 from common.models import FailureCause
 from workers.binder_yml import MAX_COMMAND_CHARS
-from workers.phases.template import (
+from workers.built_image import (
     INTERFACES_LABEL,
     MAX_COMMAND_WORDS,
     MAX_INTERFACE_CHARS,

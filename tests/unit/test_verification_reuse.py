@@ -10,10 +10,10 @@ import pytest
 
 from common.config import Config
 from common.errors import NoDatabase
-from workers import verification_reuse
+from workers import built_image, verification_reuse
 from workers.buildpacks.compose import default_command
 from workers.phases import push
-from workers.verification_reuse import EMPTY_LAYER, inert_files, reuse_key
+from workers.verification_reuse import EMPTY_LAYER, image_shape, inert_files, shaped_key
 
 CONFIG = Config()
 COMMAND = "jupyter lab"
@@ -37,7 +37,8 @@ def attrs(layers: list[str], **config: Any) -> dict[str, Any]:
 
 def key(layers: list[str], steps: list[dict[str, Any]] = BUILT, config: Config = CONFIG,
         port: int = 8888, command: str = COMMAND, **image_config: Any) -> str | None:
-    return reuse_key(config, attrs(layers, **image_config), steps, port, command)
+    shape = image_shape(config, attrs(layers, **image_config), steps)
+    return None if shape is None else shaped_key(config, shape, port, command)
 
 
 def test_only_the_repository_layer_may_differ() -> None:
@@ -124,7 +125,7 @@ def phase(checkout: Path, **record: Any) -> Any:
 def engine(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     """The engine's image (its repository layer newest) and what verification did."""
     image = SimpleNamespace(attrs=attrs([*ENVIRONMENT, "sha256:code"]), history=lambda: BUILT)
-    monkeypatch.setattr(push, "docker_client", lambda config, timeout: SimpleNamespace(
+    monkeypatch.setattr(built_image, "docker_client", lambda config, timeout: SimpleNamespace(
         images=SimpleNamespace(get=lambda name: image)))
     done: list[tuple[str, ...]] = []
     monkeypatch.setattr(push, "verify_image",

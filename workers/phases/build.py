@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from common import template_store
 from common.name_store import belongs
+from workers import built_image
 from workers.build_cgroup import LimitNotSet, limit_build_memory
 from workers.buildpacks import detect
 from workers.buildpacks.dockerfile import DockerfileBuildPack
@@ -16,7 +17,6 @@ from workers.image_build import BUILT_LABEL, BuildRequest, run_build
 from workers.index_proxy import build_index_url
 from workers.outages import engine_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
-from workers.phases.template import read_image_facts
 
 
 def previous_image(phase: PhaseRun) -> str | None:
@@ -85,5 +85,5 @@ def run(phase: PhaseRun) -> PhaseResult | None:
     phase.say(f"built {phase.image} ({image_id})")
     # Before anything leaves the host: an image whose CMD or interfaces label no
     # template holds fails here, not after its push (verification may be off).
-    read_image_facts(config, phase.guard, image_id)
-    return PhaseResult({"image_id": image_id})
+    facts = built_image.read_facts(config, phase.guard, image_id, buildpack.id)
+    return PhaseResult({"image_id": image_id, built_image.FIELD: facts})

@@ -41,12 +41,13 @@ import requests
 from common import build_store
 from common.errors import BadDatabase, BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from workers import verification_reuse
+from workers.built_image import facts
 from workers.docker_engine import docker_client
 from workers.guard import BuildTimedOut
 from workers.image_rejection import UNVERIFIED, Predecessor, predecessor, withdraw
 from workers.outages import engine_lost, registry_lost, watching
 from workers.phase_runner import PhaseFailure, PhaseResult, PhaseRun
-from workers.phases.template import image_facts, launch_command, serving_port
+from workers.phases.template import launch_command, serving_port
 from workers.registry import manifest_digest, push_image
 from workers.stopping import WorkerStopping
 from workers.verify import verify_image
@@ -58,13 +59,11 @@ def verify(phase: PhaseRun) -> None:
     """Start the image as its template will and wait until it serves, unless a
     verification on this host stands for it (``workers/verification_reuse.py``)."""
     record, config = phase.record, phase.config
-    with watching(config, phase.guard, engine_lost):  # an engine away: the phase runs again
-        image = docker_client(config, timeout=60).images.get(phase.image)
-    image_cmd, _ = image_facts(image.attrs)
+    image = facts(phase)
     port = serving_port(record, config)
-    command = launch_command(record, config, image_cmd)
-    key = verification_reuse.key_for(config, record, phase.checkout, image, port, command,
-                                     phase.say)
+    command = launch_command(record, config, image["cmd"])
+    key = verification_reuse.key_for(config, record, phase.checkout, image["reuse_shape"],
+                                     port, command, phase.say)
     if key is not None:
         earlier = verification_reuse.standing_verification(key)
         if earlier is not None:
