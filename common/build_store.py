@@ -359,6 +359,20 @@ def update_running(build_id: str, attempt: int, changes: dict[str, Any],
     return record
 
 
+def set_running(build_id: str, attempt: int, changes: dict[str, Any]) -> None:
+    """Apply ``$set: changes`` to a running attempt, for a caller that needs nothing
+    back: one round trip, where ``update_running`` reads the record again.
+
+    Raises ``LeaseLost`` when the attempt is no longer the running one (the update,
+    atomic, applied only to the running attempt).
+    """
+    with translate_errors():
+        matched = db.builds().update_one(_running(build_id, attempt),
+                                         {"$set": changes}).matched_count
+    if not matched:
+        raise LeaseLost(build_id)
+
+
 def _is_running(record: BuildRecord, attempt: int) -> bool:
     return record["attempt"] == attempt and record["status"] == Status.RUNNING.value
 
@@ -492,17 +506,29 @@ def release_phase(build_id: str, attempt: int, phase: Phase, worker: str,
 
 
 def end_phase(build_id: str, attempt: int, phase: Phase, worker: str,
-              changes: dict[str, Any]) -> BuildRecord:
+              changes: dict[str, Any]) -> None:
     """Mark ``phase`` done and hand the build on: any worker of its host may take
-    the next phase (the lease keeps the host, and ``worker`` as ``handed_by``)."""
+    the next phase (the lease keeps the host, and ``worker`` as ``handed_by``).
+    Raises ``LeaseLost`` when the attempt is no longer the running one."""
     now = utcnow()
-    return update_running(build_id, attempt, {f"phases.{phase.value}.end": now,
-                                              "lease.worker": None, "lease.handed_by": worker,
-                                              "lease.handed_at": now, **changes})
+    set_running(build_id, attempt, {f"phases.{phase.value}.end": now, "lease.worker": None,
+                                    "lease.handed_by": worker, "lease.handed_at": now,
+                                    **changes})
 
 
-def heartbeat(build_id: str, attempt: int) -> BuildRecord:
-    return update_running(build_id, attempt, {"heartbeat": utcnow()})
+def heartbeat(build_id: str, attempt: int) -> bool:
+    """Renew the running attempt's heartbeat; whether a cancel of it was requested.
+    Raises ``LeaseLost`` when the attempt is no longer the running one.
+
+    One round trip while the attempt runs and nobody asked to cancel it (the update's
+    filter asks both); else the record is read to learn which.
+    """
+    now = utcnow()
+    with translate_errors():
+        if db.builds().update_one({**_running(build_id, attempt), "cancel_requested": False},
+                                  {"$set": {"heartbeat": now}}).matched_count:
+            return False
+    return bool(update_running(build_id, attempt, {"heartbeat": now}).get("cancel_requested"))
 
 
 def finish(build_id: str, attempt: int, status: Status, error: str | None = None,

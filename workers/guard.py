@@ -90,13 +90,13 @@ class PhaseGuard:
                              "timeout, up to the farm's BINDER_BUILD_TIMEOUT)."]))
             return
         try:
-            record = build_store.heartbeat(self.build_id, self.attempt)
+            cancelled = build_store.heartbeat(self.build_id, self.attempt)
         except LeaseLost as exc:
             self._abort(exc)
             return
         except NoDatabase:
             return  # keep working; the next beat may get through
-        if record.get("cancel_requested"):
+        if cancelled:
             self._abort(BuildCancelled(self.build_id))
 
     def _stopping(self) -> bool:

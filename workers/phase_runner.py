@@ -297,11 +297,11 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         if epoch is not None:
             changes["broker_epoch"] = epoch
         worker = liveness.worker_name(config)
-        ended = wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker,
-                                                        changes),
-                          f"ending {phase.value}")
-        # The epoch the hand-off is judged by (``_note_epoch``).
-        record["broker_epoch"] = ended.get("broker_epoch")
+        wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker, changes),
+                  f"ending {phase.value}")
+        # The epoch the hand-off is judged by (``_note_epoch``): the one just written,
+        # else the one the claim read (only this process writes it while it holds the build).
+        record["broker_epoch"] = changes.get("broker_epoch", record.get("broker_epoch"))
         return Outcome.CONTINUE
     except WorkerStopping as exc:
         return _hand_back(config, record, exc, writer)
@@ -482,8 +482,7 @@ def _note_epoch(record: BuildRecord, epoch: str | None, wait: OutageWait) -> Non
         return
     build_id, attempt = record["build_id"], record["attempt"]
     with contextlib.suppress(LeaseLost, OutageTooLong):
-        wait.call(lambda: build_store.update_running(build_id, attempt,
-                                                     {"broker_epoch": epoch}),
+        wait.call(lambda: build_store.set_running(build_id, attempt, {"broker_epoch": epoch}),
                   "recording the broker's epoch")
 
 

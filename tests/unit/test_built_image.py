@@ -54,7 +54,7 @@ def farm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(push, "watching", lambda *args: contextlib.nullcontext())
     monkeypatch.setattr(push, "push_image", lambda *args, **kwargs: 2048)
     monkeypatch.setattr(push, "predecessor", lambda *args: None)
-    monkeypatch.setattr(push.build_store, "update_running", lambda *args: None)
+    monkeypatch.setattr(push.build_store, "set_running", lambda *args: None)
     started: list[str] = []
     monkeypatch.setattr(push, "verify_image", lambda config, image, *rest: started.append(image))
     monkeypatch.setattr(verification_reuse.verification_store, "find_verification",

@@ -29,9 +29,9 @@ class Store:
         self.beats: list[tuple[str, int]] = []
         self.cancel = False
 
-    def heartbeat(self, build_id: str, attempt: int) -> dict[str, Any]:
+    def heartbeat(self, build_id: str, attempt: int) -> bool:
         self.beats.append((build_id, attempt))
-        return {"cancel_requested": self.cancel}
+        return self.cancel
 
 
 @pytest.fixture

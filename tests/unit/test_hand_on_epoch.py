@@ -37,16 +37,15 @@ class Store:
         self.notes: list[dict[str, Any]] = []
 
     def end_phase(self, build_id: str, attempt: int, phase: Phase, worker: str,
-                  changes: dict[str, Any]) -> dict[str, Any]:
+                  changes: dict[str, Any]) -> None:
         self.record.update(changes, lease={**self.record["lease"], "worker": None})
-        return dict(self.record)
 
-    def update_running(self, build_id: str, attempt: int,
-                       changes: dict[str, Any]) -> dict[str, Any]:
-        if "broker_epoch" in changes:  # not the guard's heartbeats
-            self.notes.append(changes)
+    def set_running(self, build_id: str, attempt: int, changes: dict[str, Any]) -> None:
+        self.notes.append(changes)
         self.record.update(changes)
-        return dict(self.record)
+
+    def heartbeat(self, build_id: str, attempt: int) -> bool:
+        return bool(self.record.get("cancel_requested"))
 
 
 def end_and_hand_on(monkeypatch: pytest.MonkeyPatch, epochs: Iterator[str | None],
@@ -56,7 +55,8 @@ def end_and_hand_on(monkeypatch: pytest.MonkeyPatch, epochs: Iterator[str | None
     record = running(attempt_start=utcnow(), broker_epoch=stored_epoch)
     store = Store(record)
     monkeypatch.setattr(build_store, "end_phase", store.end_phase)
-    monkeypatch.setattr(build_store, "update_running", store.update_running)
+    monkeypatch.setattr(build_store, "set_running", store.set_running)
+    monkeypatch.setattr(build_store, "heartbeat", store.heartbeat)
     last: list[str | None] = [None]
 
     def epoch(config: object) -> str | None:
@@ -144,7 +144,8 @@ def test_a_broker_that_restarts_just_after_the_hand_off_is_not_the_one_recorded(
     record = running(attempt_start=utcnow(), broker_epoch="e1")
     store = Store(record)
     monkeypatch.setattr(build_store, "end_phase", store.end_phase)
-    monkeypatch.setattr(build_store, "update_running", store.update_running)
+    monkeypatch.setattr(build_store, "set_running", store.set_running)
+    monkeypatch.setattr(build_store, "heartbeat", store.heartbeat)
     monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: broker["epoch"])
     wait = OutageWait(CONFIG)
     outcome = phase_runner._run_claimed(CONFIG, record, Phase.BUILDING,  # type: ignore[arg-type]

@@ -235,7 +235,7 @@ def pushing(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setattr(push, "withdraw", withdraw)
     monkeypatch.setattr(push, "predecessor", predecessor)
     monkeypatch.setattr(push, "manifest_digest", manifest_digest)
-    monkeypatch.setattr(push.build_store, "update_running", lambda build_id, attempt, changes:
+    monkeypatch.setattr(push.build_store, "set_running", lambda build_id, attempt, changes:
                         state["stored"].append((build_id, attempt, changes)))
     return state
 
@@ -514,13 +514,13 @@ def test_a_push_run_again_after_its_push_restores_what_the_tag_held_first(
         pushing["withdrawn"].append((name, image, earlier))
         registry[image] = earlier.digest
 
-    def update_running(build_id: str, attempt: int, changes: dict[str, Any]) -> None:
+    def set_running(build_id: str, attempt: int, changes: dict[str, Any]) -> None:
         store.update(changes)
 
     monkeypatch.setattr(push, "push_image", push_image)
     monkeypatch.setattr(push, "predecessor", predecessor)
     monkeypatch.setattr(push, "withdraw", withdraw)
-    monkeypatch.setattr(push.build_store, "update_running", update_running)
+    monkeypatch.setattr(push.build_store, "set_running", set_running)
 
     pushing["verdict"] = first_end
     with pytest.raises(type(first_end)):

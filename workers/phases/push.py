@@ -93,7 +93,7 @@ def overwritten(phase: PhaseRun) -> Predecessor | None:
         phase.say(f"{phase.image} holds the image of {found.named_by} ({found.digest}), "
                   "which it gets back if this one fails verification")
         fields = {"image": phase.image, **asdict(found)}
-        build_store.update_running(phase.build_id, phase.attempt, {"predecessor": fields})
+        build_store.set_running(phase.build_id, phase.attempt, {"predecessor": fields})
         phase.record["predecessor"] = fields
     return found
 
@@ -108,9 +108,9 @@ ANSWERED = {AWAITING: None}
 def awaiting_verdict(phase: PhaseRun) -> None:
     """Record, before the push, that the image awaits a verdict: should this process
     die before verification says yes or no, the image is withdrawn once the build
-    ends without it (``workers/unverified.py``). Raises what ``update_running`` does:
+    ends without it (``workers/unverified.py``). Raises what ``set_running`` does:
     a phase that cannot say so does not push."""
-    build_store.update_running(phase.build_id, phase.attempt, {AWAITING: phase.image})
+    build_store.set_running(phase.build_id, phase.attempt, {AWAITING: phase.image})
 
 
 def answered(phase: PhaseRun) -> None:
@@ -118,7 +118,7 @@ def answered(phase: PhaseRun) -> None:
     tag): clear ``AWAITING``, if the store takes it. If not, the reaper withdraws
     the tag again once the build ended, which finds it withdrawn."""
     with contextlib.suppress(LeaseLost, NoDatabase, BadDatabase):
-        build_store.update_running(phase.build_id, phase.attempt, dict(ANSWERED))
+        build_store.set_running(phase.build_id, phase.attempt, dict(ANSWERED))
 
 
 def rejected(phase: PhaseRun, failure: BuildFailure, earlier: Predecessor | None) \

@@ -1,0 +1,118 @@
+"""The writes a running phase makes many times per build cost one round trip to the
+store each: a heartbeat (the guard's, and every ``check``), a phase's end, and the
+changes whose writer needs nothing back. Counted against the shared Mongo wire server,
+in a database of this module's own."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pymongo.monitoring
+import pytest
+
+from common import build_store, db
+from common.config import Config, get_config, set_config
+from common.errors import LeaseLost
+from common.models import Phase, Status
+from tests.integration.conftest import RUN_ID
+
+WORKER, HOST = "rt-a@box:1", "rt-a"
+
+
+class Commands(pymongo.monitoring.CommandListener):
+    """The commands sent to the store while ``on``, by name (registered once: pymongo
+    cannot take a listener back)."""
+
+    on = False
+    sent: list[str] = []
+
+    def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
+        if Commands.on and event.database_name.startswith(f"binder_test_{RUN_ID}_rt_"):
+            Commands.sent.append(event.command_name)
+
+    def succeeded(self, event: Any) -> None:
+        pass
+
+    def failed(self, event: Any) -> None:
+        pass
+
+
+pymongo.monitoring.register(Commands())
+
+
+@pytest.fixture
+def config(monkeypatch: pytest.MonkeyPatch, services: None) -> Iterator[Config]:
+    """A store of this test's own, on a client made after the listener."""
+    set_config(None)
+    config = get_config().replace(mongo_db=f"binder_test_{RUN_ID}_rt_{uuid.uuid4().hex[:6]}")
+    set_config(config)
+    monkeypatch.setattr(db, "_client", None)
+    try:
+        yield config
+    finally:
+        Commands.on = False
+        db.get_client(config).drop_database(config.mongo_db)
+        set_config(None)
+
+
+def running_build() -> str:
+    """A build whose fetch phase ``WORKER`` runs."""
+    record = build_store.create_build(f"rt-{uuid.uuid4().hex[:6]}", {})
+    build_store.start_phase(record["build_id"], 1, Phase.FETCHING, Phase.QUEUED, WORKER, HOST)
+    return record["build_id"]
+
+
+def counted(write: Any) -> tuple[Any, list[str]]:
+    Commands.sent.clear()
+    Commands.on = True
+    try:
+        return write(), list(Commands.sent)
+    finally:
+        Commands.on = False
+
+
+def test_a_heartbeat_of_a_running_build_is_one_update(config: Config) -> None:
+    build_id = running_build()
+    cancelled, sent = counted(lambda: build_store.heartbeat(build_id, 1))
+    assert (cancelled, sent) == (False, ["update"])
+    stored = build_store.find_by_id(build_id)
+    assert stored is not None and stored["heartbeat"] is not None
+
+
+def test_a_heartbeat_still_learns_of_a_cancel_and_of_a_lost_lease(config: Config) -> None:
+    build_id = running_build()
+    db.builds().update_one({"build_id": build_id}, {"$set": {"cancel_requested": True}})
+    assert build_store.heartbeat(build_id, 1) is True
+    build_store.finish(build_id, 1, Status.CANCELLED, "Cancelled by request.")
+    with pytest.raises(LeaseLost):
+        build_store.heartbeat(build_id, 1)
+
+
+def test_a_phase_ends_in_one_update(config: Config) -> None:
+    build_id = running_build()
+    _, sent = counted(lambda: build_store.end_phase(build_id, 1, Phase.FETCHING, WORKER,
+                                                    {"broker_epoch": "e1"}))
+    assert sent == ["update"]
+    stored = build_store.find_by_id(build_id)
+    assert stored is not None and stored["lease"]["worker"] is None
+    assert (stored["broker_epoch"], stored["lease"]["handed_by"]) == ("e1", WORKER)
+    # The next phase's claim takes it, as it took one ended the old way.
+    claimed = build_store.start_phase(build_id, 1, Phase.DETECTING, Phase.FETCHING,
+                                      WORKER, HOST)
+    assert claimed["phase"] == Phase.DETECTING.value
+
+
+def test_a_change_nobody_reads_back_is_one_update_and_refused_once_ended(
+        config: Config) -> None:
+    build_id = running_build()
+    _, sent = counted(lambda: build_store.set_running(build_id, 1, {"unverified_image": "i"}))
+    assert sent == ["update"]
+    stored = build_store.find_by_id(build_id)
+    assert stored is not None and stored["unverified_image"] == "i"
+    build_store.finish(build_id, 1, Status.FAILED, "It failed.")
+    with pytest.raises(LeaseLost):
+        build_store.set_running(build_id, 1, {"unverified_image": None})
+    with pytest.raises(LeaseLost):
+        build_store.end_phase(build_id, 1, Phase.FETCHING, WORKER, {})
