@@ -24,7 +24,7 @@ from common.models import TemplateRecord
 TALLY = {"_id": "templates"}
 
 
-def save_template(template: TemplateRecord) -> TemplateRecord:
+def save_template(template: TemplateRecord) -> None:
     """Upsert ``template`` by name, keeping its first ``time-created``."""
     now = utcnow()
     fields = {key: value for key, value in template.items() if key != "time_created"}
@@ -36,7 +36,6 @@ def save_template(template: TemplateRecord) -> TemplateRecord:
         if saved.upserted_id is not None:
             # Not upserted: a store whose tally was never started is counted once instead.
             db.get_db().metrics.update_one(TALLY, {"$inc": {"count": 1}})
-    return get_template(template["name"])
 
 
 def count_templates() -> int:

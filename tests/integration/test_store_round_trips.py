@@ -12,7 +12,7 @@ from typing import Any
 import pymongo.monitoring
 import pytest
 
-from common import build_store, db
+from common import build_store, db, template_store
 from common.config import Config, get_config, set_config
 from common.errors import LeaseLost
 from common.models import Phase, Status
@@ -116,3 +116,14 @@ def test_a_change_nobody_reads_back_is_one_update_and_refused_once_ended(
         build_store.set_running(build_id, 1, {"unverified_image": None})
     with pytest.raises(LeaseLost):
         build_store.end_phase(build_id, 1, Phase.FETCHING, WORKER, {})
+
+
+def test_a_template_is_saved_without_reading_it_back(config: Config) -> None:
+    """One upsert (and the tally's count of a new name): nobody reads what it saved."""
+    template: Any = {"name": f"rt-{uuid.uuid4().hex[:6]}", "image_name": "reg/rt:1"}
+    _, sent = counted(lambda: template_store.save_template(template))
+    assert sent == ["update", "update"]
+    _, sent = counted(lambda: template_store.save_template({**template, "port": 9000}))
+    assert sent == ["update"]
+    saved = template_store.get_template(template["name"])
+    assert (saved["image_name"], saved["port"]) == ("reg/rt:1", 9000)
