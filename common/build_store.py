@@ -534,10 +534,11 @@ def heartbeat(build_id: str, attempt: int) -> bool:
 def finish(build_id: str, attempt: int, status: Status, error: str | None = None,
            changes: dict[str, Any] | None = None,
            suggestions: list[str] | None = None,
-           cause: FailureCause | None = None) -> BuildRecord | None:
+           cause: FailureCause | None = None) -> bool:
     """End a running attempt with ``error``, what to do about it (``suggestions``,
     kept with the record and its archived copy) and, for a failure, its ``cause``;
-    returns ``None`` if it already ended."""
+    returns False if it already ended. One round trip: nobody reads the ended
+    record from here."""
     assert status in FINAL_STATUSES
     assert cause is None or status is Status.FAILED, "only a failure has a cause"
     fields: dict[str, Any] = {"status": status.value, "end_time": utcnow(), "lease": None,
@@ -548,5 +549,5 @@ def finish(build_id: str, attempt: int, status: Status, error: str | None = None
     if status is Status.COMPLETED:
         fields["phase"] = Phase.FINISHED.value
     with translate_errors():
-        return db.update_and_read(db.builds(), _running(build_id, attempt), {"$set": fields},
-                                  {"build_id": build_id})
+        return bool(db.builds().update_one(_running(build_id, attempt),
+                                           {"$set": fields}).matched_count)

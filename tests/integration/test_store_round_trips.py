@@ -127,3 +127,15 @@ def test_a_template_is_saved_without_reading_it_back(config: Config) -> None:
     assert sent == ["update"]
     saved = template_store.get_template(template["name"])
     assert (saved["image_name"], saved["port"]) == ("reg/rt:1", 9000)
+
+
+def test_a_build_ends_in_one_update(config: Config) -> None:
+    build_id = running_build()
+    ended, sent = counted(lambda: build_store.finish(build_id, 1, Status.COMPLETED, None,
+                                                     {"image_source": "reg/rt:1"}))
+    assert (ended, sent) == (True, ["update"])
+    stored = build_store.find_by_id(build_id)
+    assert stored is not None
+    assert (stored["status"], stored["phase"], stored["image_source"]) == (
+        "completed", "finished", "reg/rt:1")
+    assert build_store.finish(build_id, 1, Status.FAILED, "Too late.") is False
