@@ -66,6 +66,19 @@ OUT_OF_MEMORY_RE = re.compile(r"out of memory|cannot allocate memory|"
 Say = Callable[[str], None]
 log = logging.getLogger(__name__)
 
+#: The mode Git gives a submodule's entry (a commit of another repository) in a tree.
+GITLINK_MODE = "160000"
+
+
+@dataclass(frozen=True)
+class Tree:
+    """What the listing of a commit's tree says: the bytes of its blobs, and the
+    folders that are submodules (Git's own record of them, whatever ``.gitmodules``
+    says), which the checkout leaves empty."""
+
+    size: int
+    submodules: list[str]
+
 
 class GitError(BuildFailure):
     """A git command failed; ``message`` is a fixed sentence, ``stderr`` for operators."""
@@ -350,8 +363,8 @@ def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float,
 
 def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: float,
                  max_bytes: int, say: Say, extra: GitConfig | None = None,
-                 max_memory: int = 0) -> int:
-    """Check out exactly ``commit`` into ``checkout``; return its size in bytes.
+                 max_memory: int = 0) -> Tree:
+    """Check out exactly ``commit`` into ``checkout``; return what its tree listing says.
 
     The download may not pass ``max_bytes``, nor may the tree (checked with
     ``ls-tree`` before anything is written), nor its entry count
@@ -384,7 +397,7 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
         raise BuildFailure(f"The repository's download passed this farm's limit of "
                            f"{_mib(max_bytes)} and was stopped.",
                            suggestions=["Keep large data out of the repository."]) from exc
-    size = check_tree(checkout, commit, timeout, max_bytes)
+    tree = check_tree(checkout, commit, timeout, max_bytes)
     (checkout / ".git" / "info").mkdir(exist_ok=True)
     (checkout / ".git" / "info" / "attributes").write_text(EXACT_CHECKOUT)
     try:
@@ -393,11 +406,12 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
     except GitError as exc:
         raise BuildFailure(f"Commit {commit} is not in the repository.",
                            suggestions=["Check the commit SHA."]) from exc
-    return size
+    return tree
 
 
-def check_tree(checkout: Path, commit: str, timeout: float, max_bytes: int) -> int:
-    """Total blob bytes of ``commit``'s tree; ``BuildFailure`` when over a limit."""
+def check_tree(checkout: Path, commit: str, timeout: float, max_bytes: int) -> Tree:
+    """What ``commit``'s tree holds, from one listing; ``BuildFailure`` when it is over
+    a limit."""
     try:
         listing = run_git(["ls-tree", "-r", "-t", "-l", "-z", "--full-tree", commit], timeout,
                           cwd=checkout)
@@ -409,13 +423,17 @@ def check_tree(checkout: Path, commit: str, timeout: float, max_bytes: int) -> i
         raise BuildFailure(f"Commit {commit} is not in the repository.",
                            suggestions=["Check the commit SHA."]) from exc
     total = entries = 0
+    submodules: list[str] = []
     for entry in listing.split("\0"):
         if not entry:
             continue
         entries += 1
-        fields = entry.partition("\t")[0].split()
+        described, _, path = entry.partition("\t")
+        fields = described.split()
         if len(fields) == 4 and fields[3].isdigit():
             total += int(fields[3])
+        if fields and fields[0] == GITLINK_MODE:
+            submodules.append(path)
     if entries > MAX_TREE_ENTRIES:
         raise BuildFailure(f"The repository has {entries} files and folders, over this farm's "
                            f"limit of {MAX_TREE_ENTRIES}.",
@@ -424,7 +442,7 @@ def check_tree(checkout: Path, commit: str, timeout: float, max_bytes: int) -> i
         raise BuildFailure(f"The repository is {_mib(total)}, over this farm's limit of "
                            f"{_mib(max_bytes)}; nothing was checked out.",
                            suggestions=["Keep large data out of the repository."])
-    return total
+    return Tree(total, submodules)
 
 
 def _mib(size: int) -> str:

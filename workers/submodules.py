@@ -10,23 +10,11 @@ user reading it knows why their files are missing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
-from workers.git import run_git
 from workers.repo_yaml import shorten
 
 #: How many submodule folders the log names before it counts the rest.
 MAX_NAMED = 5
-#: The mode Git gives a submodule's entry (a commit of another repository) in a tree.
-GITLINK_MODE = "160000"
-
-
-def submodule_paths(checkout: Path, commit: str, timeout: float) -> list[str]:
-    """The folders of ``commit``'s tree that are submodules (Git's own record of them,
-    whatever ``.gitmodules`` says)."""
-    listing = run_git(["ls-tree", "-r", "-z", "--full-tree", commit], timeout, cwd=checkout)
-    return [entry.partition("\t")[2] for entry in listing.split("\0")
-            if entry.startswith(f"{GITLINK_MODE} ")]
 
 
 def submodule_notice(paths: list[str]) -> str | None:
@@ -40,9 +28,9 @@ def submodule_notice(paths: list[str]) -> str | None:
             "in the image")
 
 
-def report_submodules(checkout: Path, commit: str, timeout: float,
-                      say: Callable[[str], None]) -> None:
-    """Say which of the checkout's folders are submodules left empty."""
-    notice = submodule_notice(submodule_paths(checkout, commit, timeout))
+def report_submodules(paths: list[str], say: Callable[[str], None]) -> None:
+    """Say which of the checkout's folders are submodules left empty (``paths``, from
+    the tree's listing: ``workers.git.Tree``)."""
+    notice = submodule_notice(paths)
     if notice is not None:
         say(notice)

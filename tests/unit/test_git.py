@@ -219,7 +219,7 @@ def test_the_full_history_fetch_is_stopped_at_too_many_refs(
 
 def test_tree_size_is_read_before_checkout(tmp_path: Path) -> None:
     commit = _commit(tmp_path, {"a/b.bin": b"x" * 3000, "c.txt": b"hello"})
-    assert git.check_tree(tmp_path, commit, timeout=30, max_bytes=10_000) == 3005
+    assert git.check_tree(tmp_path, commit, timeout=30, max_bytes=10_000).size == 3005
     with pytest.raises(BuildFailure, match="The repository is 3005 bytes, over this farm's "
                                            "limit of 3000 bytes; nothing was checked out."):
         git.check_tree(tmp_path, commit, timeout=30, max_bytes=3000)

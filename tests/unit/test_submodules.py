@@ -4,8 +4,16 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from workers.submodules import report_submodules, submodule_notice, submodule_paths
+import pytest
+
+from common.config import load_config
+from tests.support.git_server import GitServer
+from workers.git import check_tree
+from workers.providers import parse_spec, provider_for
+from workers.providers.base import FetchLimits
+from workers.submodules import report_submodules, submodule_notice
 
 SUB_SHA = "1" * 40
 
@@ -33,13 +41,13 @@ def repository_with_submodules(tmp_path: Path, paths: list[str]) -> tuple[Path, 
 
 def test_submodule_folders_are_read_from_the_tree(tmp_path: Path) -> None:
     repo, commit = repository_with_submodules(tmp_path, ["lib/dep", "vendor"])
-    assert submodule_paths(repo, commit, 30) == ["lib/dep", "vendor"]
+    assert check_tree(repo, commit, 30, 10_000).submodules == ["lib/dep", "vendor"]
 
 
 def test_the_log_names_the_empty_folders(tmp_path: Path) -> None:
     repo, commit = repository_with_submodules(tmp_path, ["vendor"])
     heard: list[str] = []
-    report_submodules(repo, commit, 30, heard.append)
+    report_submodules(check_tree(repo, commit, 30, 10_000).submodules, heard.append)
     assert heard == ["this farm does not fetch Git submodules: vendor is an empty folder "
                      "in the image"]
 
@@ -47,8 +55,35 @@ def test_the_log_names_the_empty_folders(tmp_path: Path) -> None:
 def test_a_repository_without_submodules_says_nothing(tmp_path: Path) -> None:
     repo, commit = repository_with_submodules(tmp_path, [])
     heard: list[str] = []
-    report_submodules(repo, commit, 30, heard.append)
+    report_submodules(check_tree(repo, commit, 30, 10_000).submodules, heard.append)
     assert heard == []
+
+
+def test_a_fetch_lists_the_tree_once_for_its_limits_and_its_submodules(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    server = GitServer(tmp_path / "served").start()
+    try:
+        server.make_repo("o/r", {"README.md": "hi\n"},
+                         submodules={"vendor": "https://git.example/vendor.git"})
+        config = load_config(environ={"BINDER_ALLOWED_SOURCE_HOSTS": server.host})
+        spec = parse_spec(f"{server.url}/o/r", config)
+        provider, limits = provider_for(spec, config), FetchLimits.from_config(config)
+        resolved = provider.resolve(spec, limits)
+        listings: list[list[str]] = []
+        popen = subprocess.Popen.__init__
+
+        def started(self: Any, args: Any, *rest: Any, **kwargs: Any) -> None:
+            if "ls-tree" in args:
+                listings.append(list(args))
+            popen(self, args, *rest, **kwargs)
+        monkeypatch.setattr(subprocess.Popen, "__init__", started)
+        heard: list[str] = []
+        provider.fetch(resolved, tmp_path / "checkout", limits, heard.append)
+    finally:
+        server.stop()
+    assert len(listings) == 1
+    assert heard[-1] == ("this farm does not fetch Git submodules: vendor is an empty folder "
+                         "in the image")
 
 
 def test_the_notice_names_a_bounded_count() -> None:

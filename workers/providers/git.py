@@ -115,10 +115,10 @@ class GitProvider(ContentProvider):
 
     def fetch(self, resolved: Resolved, dest: Path, limits: FetchLimits, say: Say) -> None:
         clone_url = resolved.spec.locator["clone_url"]
-        fetch_commit(resolved.detail["target"], resolved.content_id, dest,
-                     limits.remaining("The checkout"), limits.max_bytes, say,
-                     self.git_config(clone_url, limits), limits.git_memory)
-        report_submodules(dest, resolved.content_id, limits.remaining("The checkout"), say)
+        tree = fetch_commit(resolved.detail["target"], resolved.content_id, dest,
+                            limits.remaining("The checkout"), limits.max_bytes, say,
+                            self.git_config(clone_url, limits), limits.git_memory)
+        report_submodules(tree.submodules, say)
 
 
 class HostedGitProvider(GitProvider):
