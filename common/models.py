@@ -193,6 +193,9 @@ class BuildRecord(TypedDict, total=False):
     unverified_withdrawn: dict[str, Any]
     image_id: str
     image_facts: ImageFacts  # the build phase's, for the phases after it
+    #: The image whose layers the build phase may reuse, as fetch found it (see
+    #: ``workers/phases/build.py``); absent when fetch read no template.
+    cache_from: str | None
     config: str | None
     config_files: list[str]
     buildpack: str

@@ -52,10 +52,15 @@ def stored(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     return template
 
 
+def cached(record: dict[str, Any], image: str) -> Any:
+    """The cache check of the fetch phase, on the template stored under the name."""
+    return fetch.cached_template(run_of(record), image,
+                                 fetch.template_store.find_template(record["name"]))
+
+
 def test_a_cached_template_of_the_same_repository_is_used(stored: dict[str, Any]) -> None:
     stored.update(name="o-r", image_name=IMAGE, repository=RECORD["repository"], ref=None)
-    assert fetch.cached_template(run_of(RECORD), IMAGE) == stored
-    assert fetch.cached_template(run_of({**RECORD, "force": True}), IMAGE) is None
+    assert cached(RECORD, IMAGE) == stored
 
 
 @pytest.mark.parametrize("other", [{"repository": "https://evil.example/o/r"},
@@ -64,7 +69,7 @@ def test_a_template_of_another_repository_or_ref_is_never_a_cache_hit(
         stored: dict[str, Any], other: dict[str, Any]) -> None:
     stored.update({"name": "o-r", "image_name": IMAGE, "repository": RECORD["repository"],
                    "ref": None, **other})
-    assert fetch.cached_template(run_of(RECORD), IMAGE) is None
+    assert cached(RECORD, IMAGE) is None
 
 
 def test_only_the_same_repositorys_image_is_layer_cache(stored: dict[str, Any]) -> None:
@@ -80,13 +85,13 @@ def test_the_cache_check_asks_the_registry_only_for_the_image_a_template_points_
     asked: list[str] = []
     monkeypatch.setattr(fetch, "manifest_exists",
                         lambda config, image: asked.append(image) or True)
-    assert fetch.cached_template(run_of(RECORD), IMAGE) is None  # nothing built yet
+    assert cached(RECORD, IMAGE) is None  # nothing built yet
     stored.update(name="o-r", image_name=IMAGE[:-1] + "b", repository=RECORD["repository"],
                   ref=None)
-    assert fetch.cached_template(run_of(RECORD), IMAGE) is None  # an older commit's image
+    assert cached(RECORD, IMAGE) is None  # an older commit's image
     assert asked == []
     stored.update(image_name=IMAGE)
-    assert fetch.cached_template(run_of(RECORD), IMAGE) == stored
+    assert cached(RECORD, IMAGE) == stored
     assert asked == [IMAGE]
 
 
@@ -217,3 +222,38 @@ def test_a_built_archive_is_not_downloaded(fetching: dict[str, Any],
     stored.clear()
     assert fetch_run(RECORD).changes["cached"] is False
     assert provider.fetched == 1
+
+
+def test_a_forced_build_is_no_cache_hit(fetching: dict[str, Any],
+                                        stored: dict[str, Any]) -> None:
+    stored.update(name="o-r", image_name=IMAGE, repository=RECORD["repository"], ref=None)
+    fetching["provider"] = Fetching("c" * 40)
+    result = fetch_run({**RECORD, "force": True})
+    assert not result.complete and result.changes["cached"] is False
+
+
+def test_the_template_is_read_once_for_the_cache_check_and_the_layer_cache(
+        fetching: dict[str, Any], stored: dict[str, Any],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The build phase takes the image whose layers it may reuse from what fetch read."""
+    older = IMAGE[:-1] + "b"
+    stored.update(name="o-r", image_name=older, repository=RECORD["repository"], ref=None)
+    reads: list[str] = []
+    monkeypatch.setattr(fetch.template_store, "find_template",
+                        lambda name: reads.append(name) or stored)
+    monkeypatch.setattr(build.template_store, "find_template",
+                        lambda name: reads.append(name) or stored)
+    fetching["provider"] = Fetching("c" * 40)
+    result = fetch_run(RECORD)
+    assert build.previous_image(run_of({**RECORD, **result.changes})) == older
+    assert reads == ["o-r"]
+    # Another repository's template: fetch says so, and the build reuses nothing.
+    stored.update(repository="https://evil.example/o/r")
+    result = fetch_run(RECORD)
+    assert build.previous_image(run_of({**RECORD, **result.changes})) is None
+    # A forced build's fetch reads no template: the build phase reads it.
+    stored.update(repository=RECORD["repository"])
+    reads.clear()
+    result = fetch_run({**RECORD, "force": True})
+    assert build.previous_image(run_of({**RECORD, "force": True, **result.changes})) == older
+    assert reads == ["o-r"]

@@ -6,7 +6,10 @@ renders exactly what the detect phase logged.
 
 from __future__ import annotations
 
+from typing import Final
+
 from common import template_store
+from common.models import BuildRecord, TemplateRecord
 from common.name_store import belongs
 from workers import built_image
 from workers.build_cgroup import LimitNotSet, limit_build_memory
@@ -18,22 +21,34 @@ from workers.index_proxy import build_index_url
 from workers.outages import engine_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
 
+#: The record's field naming the image whose layers the build may reuse
+#: (``layer_cache``), as the fetch phase found it in the template it read for its cache
+#: check; absent when it read none (a forced build), and then read here.
+LAYER_CACHE: Final = "cache_from"
 
-def previous_image(phase: PhaseRun) -> str | None:
-    """The last image built for this name: its inline cache metadata lets BuildKit
-    reuse its layers, pulling only those it needs, on any host.
+
+def layer_cache(record: BuildRecord, template: TemplateRecord | None, image: str) -> str | None:
+    """The image ``template`` names when a build of ``record`` making ``image`` may reuse
+    its layers: its inline cache metadata lets BuildKit reuse them, pulling only those
+    it needs, on any host.
 
     Only an image of this same repository and ref: another repository's
     layers must never end up in this one's image.
     """
-    record = phase.record
-    template = template_store.find_template(record["name"])
     if not belongs(template, record["repository"], record.get("ref")):
         return None
-    image = template.get("image_name") if template else None
-    if not image or image == phase.image:
+    cached = template.get("image_name") if template else None
+    if not cached or cached == image:
         return None
-    return str(image)
+    return str(cached)
+
+
+def previous_image(phase: PhaseRun) -> str | None:
+    """The last image built for this name, when the build may reuse its layers."""
+    record = phase.record
+    if LAYER_CACHE in record:
+        return record[LAYER_CACHE]
+    return layer_cache(record, template_store.find_template(record["name"]), phase.image)
 
 
 def memory_limit(phase: PhaseRun) -> None:

@@ -24,6 +24,7 @@ from workers.git import directory_bytes
 from workers.image_identity import image_for
 from workers.outages import registry_lost, watching
 from workers.phase_runner import PhaseResult, PhaseRun
+from workers.phases.build import LAYER_CACHE, layer_cache
 from workers.providers import (
     ContentProvider,
     FetchLimits,
@@ -49,14 +50,13 @@ def recorded_spec(record: BuildRecord, config: Config) -> Spec:
     return spec
 
 
-def cached_template(phase: PhaseRun, image: str) -> TemplateRecord | None:
-    """The stored template of this repository and ref when ``image`` is built and pushed."""
+def cached_template(phase: PhaseRun, image: str,
+                    template: TemplateRecord | None) -> TemplateRecord | None:
+    """``template``, the one stored under the build's name, when it is of this
+    repository and ref and ``image`` is built and pushed."""
     record = phase.record
-    if record.get("force"):
-        return None
     # The store first: a build of new content (no template points at its image)
     # then costs no registry request.
-    template = template_store.find_template(record["name"])
     if template is None or template.get("image_name") != image or \
             not belongs(template, record["repository"], record.get("ref")):
         return None
@@ -92,12 +92,20 @@ def check_disk(phase: PhaseRun) -> None:
                          "BINDER_MIN_FREE_DISK_MB."], cause=FailureCause.RESOURCES)
 
 
-def image_and_template(phase: PhaseRun, resolved: Resolved) -> tuple[str, TemplateRecord | None]:
+def image_and_template(phase: PhaseRun, resolved: Resolved) \
+        -> tuple[str, TemplateRecord | None, dict[str, Any]]:
     """The image the resolved content makes on today's base image and recipe (a new
-    base rebuilds under a new tag), and its template when it is already built."""
+    base rebuilds under a new tag), its template when it is already built, and what
+    the template read tells the build phase (whose layers it may reuse: one read of
+    the store for both). A forced build reuses no template and reads none here."""
+    record = phase.record
     with watching(phase.config, phase.guard, registry_lost):  # it asks for the base's digest
-        image = image_for(phase.config, phase.record["name"], resolved.content_id)
-    return image, cached_template(phase, image)
+        image = image_for(phase.config, record["name"], resolved.content_id)
+    if record.get("force"):
+        return image, None, {}
+    template = template_store.find_template(record["name"])
+    return (image, cached_template(phase, image, template),
+            {LAYER_CACHE: layer_cache(record, template, image)})
 
 
 def run(phase: PhaseRun) -> PhaseResult:
@@ -109,7 +117,7 @@ def run(phase: PhaseRun) -> PhaseResult:
     resolved = resolve(phase, spec, provider, limits)
     phase.say(f"resolved: {resolved.description}")
     if resolved.commit is None:  # an archive: download it only when it is not built
-        image, template = image_and_template(phase, resolved)
+        image, template, for_build = image_and_template(phase, resolved)
         if template is None:
             fetch(phase, provider, resolved, limits)
     else:
@@ -121,15 +129,15 @@ def run(phase: PhaseRun) -> PhaseResult:
             try:
                 fetch(phase, provider, resolved, limits)
             except BuildFailure:
-                image, template = answer.result()
+                image, template, for_build = answer.result()
                 if template is None:
                     raise
-            image, template = answer.result()
+            image, template, for_build = answer.result()
     found: dict[str, Any] = {"provider": resolved.provider, "content_id": resolved.content_id,
                              "commit": resolved.commit, "image_name": image}
     if template is not None:
         return reuse(phase, resolved, template, found)
-    return PhaseResult({**found, "cached": False})
+    return PhaseResult({**found, **for_build, "cached": False})
 
 
 def reuse(phase: PhaseRun, resolved: Resolved, template: TemplateRecord,
