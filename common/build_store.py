@@ -25,7 +25,7 @@ from pymongo.errors import DuplicateKeyError
 from common import db
 from common.clock import utcnow
 from common.db import ensure_indexes, translate_errors
-from common.errors import AlreadyBuilding, LeaseLost, NameTaken, NoBuildInfo
+from common.errors import AlreadyBuilding, BuildCancelled, LeaseLost, NameTaken, NoBuildInfo
 from common.models import BEFORE_PUSH, FINAL_STATUSES, BuildRecord, FailureCause, Phase, Status
 from common.name_store import belongs
 
@@ -343,6 +343,12 @@ def _running(build_id: str, attempt: int) -> dict[str, Any]:
     return {"build_id": build_id, "attempt": attempt, "status": Status.RUNNING.value}
 
 
+def _uncancelled(build_id: str, attempt: int) -> dict[str, Any]:
+    """The running attempt, while nobody asked to cancel it (a plain equality: the
+    embedded store answers it through the ``build_id`` index)."""
+    return {**_running(build_id, attempt), "cancel_requested": False}
+
+
 def update_running(build_id: str, attempt: int, changes: dict[str, Any],
                    extra: dict[str, Any] | None = None) -> BuildRecord:
     """Apply ``$set: changes`` (and ``extra`` operators) to a running attempt.
@@ -509,11 +515,25 @@ def end_phase(build_id: str, attempt: int, phase: Phase, worker: str,
               changes: dict[str, Any]) -> None:
     """Mark ``phase`` done and hand the build on: any worker of its host may take
     the next phase (the lease keeps the host, and ``worker`` as ``handed_by``).
-    Raises ``LeaseLost`` when the attempt is no longer the running one."""
+
+    Unless a cancel of the attempt was requested: then nothing is written and
+    ``BuildCancelled`` says so (the phase runner ends the build cancelled, as a
+    cancel found by the guard's last look would). ``LeaseLost`` when the attempt is
+    no longer the running one. One round trip when neither is the case.
+    """
     now = utcnow()
-    set_running(build_id, attempt, {f"phases.{phase.value}.end": now, "lease.worker": None,
-                                    "lease.handed_by": worker, "lease.handed_at": now,
-                                    **changes})
+    fields = {f"phases.{phase.value}.end": now, "lease.worker": None,
+              "lease.handed_by": worker, "lease.handed_at": now, **changes}
+    with translate_errors():
+        if db.builds().update_one(_uncancelled(build_id, attempt),
+                                  {"$set": fields}).matched_count:
+            return
+        record = db.builds().find_one({"build_id": build_id})
+    if record is None or not _is_running(record, attempt):
+        raise LeaseLost(build_id)
+    if record.get("cancel_requested"):
+        raise BuildCancelled(build_id)
+    set_running(build_id, attempt, fields)  # a record that never had the field
 
 
 def heartbeat(build_id: str, attempt: int) -> bool:
@@ -525,7 +545,7 @@ def heartbeat(build_id: str, attempt: int) -> bool:
     """
     now = utcnow()
     with translate_errors():
-        if db.builds().update_one({**_running(build_id, attempt), "cancel_requested": False},
+        if db.builds().update_one(_uncancelled(build_id, attempt),
                                   {"$set": {"heartbeat": now}}).matched_count:
             return False
     return bool(update_running(build_id, attempt, {"heartbeat": now}).get("cancel_requested"))

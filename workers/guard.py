@@ -62,10 +62,12 @@ class PhaseGuard:
             hook()
         return lambda: self._hooks.remove(hook) if hook in self._hooks else None
 
-    def check(self) -> None:
-        """Raise the reason this phase must stop, if there is one (asks the store now)."""
+    def check(self, ask_store: bool = True) -> None:
+        """Raise the reason this phase must stop, if there is one: its worker stopping,
+        its deadline passed and, with ``ask_store``, a cancel or a lost lease (asks the
+        store now)."""
         if self.reason is None:
-            self._poll()
+            self._poll(ask_store)
         if self.reason is not None:
             raise self.reason
 
@@ -79,7 +81,7 @@ class PhaseGuard:
         if self.reason is not None:
             raise self.reason
 
-    def _poll(self) -> None:
+    def _poll(self, ask_store: bool = True) -> None:
         if self.reason is not None or self._stopping():
             return
         if utcnow() > self.deadline:
@@ -88,6 +90,8 @@ class PhaseGuard:
                 f"{self.phase.value}.",
                 suggestions=["Make the build lighter, or raise the timeout (.binder.yml "
                              "timeout, up to the farm's BINDER_BUILD_TIMEOUT)."]))
+            return
+        if not ask_store:
             return
         try:
             cancelled = build_store.heartbeat(self.build_id, self.attempt)

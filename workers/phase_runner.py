@@ -376,7 +376,9 @@ def _run_stoppable(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> 
     """
     try:
         result = _run_function(run, function, wait)
-        run.guard.check()
+        # A phase that hands the build on learns of a cancel or a lost lease as it ends
+        # (``build_store.end_phase`` refuses both): only the last asks the store here.
+        run.guard.check(ask_store=result.complete)
     except Exception as exc:
         if stopping.requested() and not isinstance(exc, WorkerStopping):
             raise WorkerStopping() from exc

@@ -14,7 +14,7 @@ import pytest
 
 from common import build_store, db, template_store
 from common.config import Config, get_config, set_config
-from common.errors import LeaseLost
+from common.errors import BuildCancelled, LeaseLost
 from common.models import Phase, Status
 from tests.integration.conftest import RUN_ID
 
@@ -102,6 +102,16 @@ def test_a_phase_ends_in_one_update(config: Config) -> None:
     claimed = build_store.start_phase(build_id, 1, Phase.DETECTING, Phase.FETCHING,
                                       WORKER, HOST)
     assert claimed["phase"] == Phase.DETECTING.value
+
+
+def test_a_cancelled_build_s_phase_ends_without_handing_it_on(config: Config) -> None:
+    build_id = running_build()
+    db.builds().update_one({"build_id": build_id}, {"$set": {"cancel_requested": True}})
+    with pytest.raises(BuildCancelled):
+        build_store.end_phase(build_id, 1, Phase.FETCHING, WORKER, {"broker_epoch": "e1"})
+    stored = build_store.find_by_id(build_id)
+    assert stored is not None and stored["lease"]["worker"] == WORKER
+    assert "end" not in stored["phases"]["fetching"] and "broker_epoch" not in stored
 
 
 def test_a_change_nobody_reads_back_is_one_update_and_refused_once_ended(
