@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import codecs
-import time
 from pathlib import Path
 
 import pytest
@@ -206,14 +205,12 @@ def test_a_megabyte_of_blanks_in_a_line_is_read_in_linear_time() -> None:
         (1, f"numpy{blanks}x"), (2, "scipy")]
 
 
+@pytest.mark.timeout(10)
 @pytest.mark.parametrize("word", ["x" * (1024 * 1024 - 64), '"' + "x" * (1024 * 1024 - 64) + '"',
                                   "\\x" * (512 * 1024 - 64)])
-def test_a_megabyte_long_word_is_checked_in_well_under_a_second(
-        tmp_path: Path, word: str) -> None:
+def test_a_megabyte_long_word_is_checked_in_linear_time(tmp_path: Path, word: str) -> None:
     # shlex builds a word one character at a time: 15 s of a worker per MiB, per file
-    started = time.perf_counter()
     check(tmp_path, f"numpy\n{word}\n")
-    assert time.perf_counter() - started < 1.0
 
 
 def test_comments_are_removed_as_pip_removes_them() -> None:
