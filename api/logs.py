@@ -26,6 +26,7 @@ from common import build_store, log_store
 from common.config import Config
 from common.errors import BadQuery, LogPruned
 from common.models import BuildRecord
+from common.terminal_text import shown_line
 
 bp = Blueprint("logs", __name__, description="Build logs, kept and followed live.")
 
@@ -119,7 +120,9 @@ def _resume_after(header: str | None, after: int) -> int:
 
 
 def _sse(seq: int, text: str) -> str:
-    data = "\n".join(f"data: {part}" for part in _LINE_BREAKS.split(text))
+    """One line as an event: as a terminal shows it (a line that redraws itself with
+    carriage returns, its last redraw; an event cannot carry a carriage return)."""
+    data = "\n".join(f"data: {part}" for part in _LINE_BREAKS.split(shown_line(text)))
     return f"id: {seq}\n{data}\n\n"
 
 

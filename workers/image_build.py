@@ -28,6 +28,7 @@ from common.config import Config
 from common.docker_connection import cli_flags
 from common.errors import BuildFailure
 from common.models import FailureCause
+from common.terminal_text import STEP_PREFIX, shown_line
 from workers.guard import PhaseGuard
 from workers.orphans import die_with_parent
 from workers.registry import docker_cli_config
@@ -48,7 +49,7 @@ MAX_EXPLANATION = 500
 #: by the guard, so this is the build cgroup's memory limit at work.
 KILLED = 137
 
-_STEP_LINE = re.compile(r"^#\d+ \d+\.\d+ (.*)$")
+_STEP_LINE = re.compile(f"^{STEP_PREFIX.pattern}(.*)$")
 _PIP_MISSING = re.compile(r"No matching distribution found for ([^\s]+)")
 _PIP_VERSION = re.compile(r"Could not find a version that satisfies the requirement ([^\s]+)")
 _STEP_FAILED = re.compile(r"executor failed running \[(?:/bin/sh -c )?(.*)\]: exit code: (\d+)",
@@ -204,7 +205,7 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
         for raw in client.stdout:
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             say(line)
-            output = step_output(line)
+            output = step_output(shown_line(line))
             if output is not None:
                 recent.append(output)
             if line.strip():

@@ -160,7 +160,11 @@ class LogEventSchema(Schema):
                           metadata={"description": "message: a log line; end: the build "
                                                    "ended (data: its status); error: the "
                                                    "log could not be read"})
-    data = fields.String(required=True)
+    data = fields.String(required=True,
+                         metadata={"description": "the line as a terminal shows it: of a "
+                                                  "line that redraws itself with carriage "
+                                                  "returns, its last redraw (the text form "
+                                                  "keeps every byte)"})
     id = fields.String(validate=validate.Regexp(r"^[0-9]+$"),
                        metadata={"description": "the line number; resume after it with "
                                                 "Last-Event-ID"})

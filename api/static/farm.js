@@ -190,11 +190,10 @@ export class AnsiState {
   }
 }
 
-// One log line as DOM nodes, its colours rendered; other escapes dropped,
-// and of a line redrawn with carriage returns only what a terminal shows last.
-export function renderAnsi(text, state = new AnsiState()) {
-  const parts = text.split('\r').filter(part => part !== '');
-  const shown = parts.length ? parts[parts.length - 1] : '';
+// One log line as DOM nodes, its colours rendered; other escapes dropped.
+// (A line that redraws itself arrives as its last redraw: the API sends
+// each followed line as a terminal shows it.)
+export function renderAnsi(shown, state = new AnsiState()) {
   const fragment = document.createDocumentFragment();
   const pattern = /\x1b\[([0-9;]*)m|\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]/g;
   let last = 0;

@@ -233,6 +233,26 @@ def test_a_failed_build_shows_its_error_and_coloured_log(page: Page, api: ApiCli
     page.screenshot("build-failed")
 
 
+def test_a_line_that_redraws_itself_shows_its_last_redraw(page: Page, api: ApiClient,
+                                                         git_server: GitServer,
+                                                         repo_url: str) -> None:
+    repo = f"redraw-{uuid.uuid4().hex[:6]}"
+    git_server.make_repo(f"github/page/{repo}", {
+        "Dockerfile": (f"FROM {BASE_IMAGE}\n"
+                       f"RUN printf '{repo} fetch 10%%\\r{repo} fetch 50%%\\r"
+                       f"{repo} fetch 100%%\\n'\n")})
+    name = api.start(f"{repo_url}/page/{repo}").json()["name"]
+    assert api.wait(name, timeout=300)["status"] == "completed"
+    page.open(f"/build/{name}")
+    page.use_key(API_KEY)
+    wait_for(page.driver, lambda d: "ended completed" in text_of(d, "#log-state"), 30, "log")
+    shown = [line for line in page.log_lines() if line.startswith(f"{repo} fetch")]
+    assert shown == [f"{repo} fetch 100%"], shown
+    # The kept log has every byte the step printed.
+    raw = api.request("GET", f"/builds/{name}/logs").text
+    assert f"{repo} fetch 10%\r{repo} fetch 50%\r{repo} fetch 100%" in raw, raw
+
+
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
     page.open("/")
     page.forget_key()

@@ -18,13 +18,14 @@ from pathlib import Path
 import pyte
 from rich.spinner import SPINNERS
 
+from common.terminal_text import shown_line
 from tests.integration.conftest import API_KEY, RUN_ID
 from tests.support.api_cases import BASE_IMAGE, plain_repo, slow_repo, ticking_repo
 from tests.support.farm import BIN, ApiClient
 from tests.support.git_server import GitServer
 from tests.support.screenshots import screenshot_dir
 from tests.support.terminal import Terminal, interruptible, run_in_terminal, screen_svg
-from workers.cli.output import last_overwrite, strip_ansi
+from workers.cli.output import strip_ansi
 
 PHASES = ["fetching", "detecting", "building", "pushing", "registering"]
 SPINNER_FRAMES = "".join(SPINNERS["dots"]["frames"])
@@ -103,7 +104,7 @@ def test_start_follow_prints_the_log_in_order_and_the_image(
     assert record["status"] == "completed" and record["ref"] == "main"
     # The log as the farm stores it, line for line and in its order, each phase's
     # lines after its own banner and before the next phase's.
-    log = [strip_ansi(last_overwrite(line)) for line in api.logs(name).split("\n")[:-1]]
+    log = [strip_ansi(shown_line(line)) for line in api.logs(name).split("\n")[:-1]]
     assert lines[1:1 + len(log)] == log, done.stdout
     banners = [next(i for i, line in enumerate(lines) if line.startswith(f"== {phase} on "))
                for phase in PHASES]

@@ -29,6 +29,7 @@ import common.config
 import common.errors
 from api import create_app
 from api.docs import build_spec
+from api.log_follow import Ended, Lines
 from api.schemas.builds import MAX_LINE, MAX_OFFSET
 from common.config import load_config
 from common.db import translate_errors
@@ -402,6 +403,32 @@ def test_a_kept_log_is_read_as_text(client: FlaskClient, monkeypatch: pytest.Mon
     response = client.get("/builds/o-r/logs")
     assert response.status_code == 200
     assert response.get_data(as_text=True) == "one\ntwo\n"
+
+
+REDRAWN = "#7 1.23 fetch 10%\rfetch 50%\rfetch 100%\r"
+
+
+def test_a_followed_line_that_redraws_itself_arrives_as_a_terminal_shows_it(
+        client: FlaskClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    def follow(name: str, build_id: str, after: int, *args: Any) -> Iterator[Any]:
+        yield Lines([(1, REDRAWN), (2, "#7 1.24 done")])
+        yield Ended({"status": "completed"})
+
+    monkeypatch.setattr(api.logs.build_store, "get_build",
+                        lambda name: {"name": name, "build_id": "b1"})
+    monkeypatch.setattr(api.logs, "follow", follow)
+    body = client.get("/builds/o-r/logs?follow=1").get_data(as_text=True)
+    assert "id: 1\ndata: #7 1.23 fetch 100%\n\n" in body, body
+    assert "10%" not in body and "50%" not in body
+
+
+def test_the_text_log_keeps_the_carriage_returns(client: FlaskClient,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(api.logs.build_store, "get_build",
+                        lambda name, keys=None: {"name": name, "build_id": "b1"})
+    monkeypatch.setattr(api.logs.log_store, "read_lines",
+                        lambda build_id, after, limit=None: [(1, REDRAWN)])
+    assert client.get("/builds/o-r/logs").get_data(as_text=True) == f"{REDRAWN}\n"
 
 
 def test_a_long_log_is_read_and_sent_a_part_at_a_time(

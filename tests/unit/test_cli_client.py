@@ -13,13 +13,14 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from api.schemas.templates import docker_run_command
+from common.terminal_text import shown_line
 from workers.cli import build_watch, main
 from workers.cli.build_view import PlainBuildView, phase_state, summarise
 from workers.cli.build_watch import watch_build
 from workers.cli.client import show_build
 from workers.cli.client_settings import DEFAULT_URL, read_client_config, resolve
 from workers.cli.farm_client import ApiError, LogEvent, parse_sse
-from workers.cli.output import Output, ago, duration, last_overwrite, strip_ansi
+from workers.cli.output import Output, ago, duration, strip_ansi
 
 T0 = "2026-01-01T10:00:00"
 
@@ -74,7 +75,9 @@ def test_durations_and_ages() -> None:
 
 def test_terminal_text_helpers() -> None:
     assert strip_ansi("\x1b[31mred\x1b[0m plain") == "red plain"
-    assert last_overwrite("10%\r50%\r100%\r") == "100%"
+    assert shown_line("10%\r50%\r100%\r") == "100%"
+    assert shown_line("#7 1.23 10%\r100%") == "#7 1.23 100%"  # the step prefix stays
+    assert shown_line("#7 1.23 \r") == "#7 1.23 " and shown_line("a\x1b[0m") == "a\x1b[0m"
 
 
 def test_settings_come_from_options_then_file_then_defaults(tmp_path: Path) -> None:
@@ -190,3 +193,17 @@ def test_a_farm_url_without_a_host_is_named_as_given(url: str) -> None:
     done = CliRunner().invoke(main, ["build", "list", "--url", url, "--api-key", "k"])
     assert done.exit_code != 0
     assert f"{url} is not a URL the client can call" in done.output, done.output
+
+
+@pytest.mark.parametrize(("flags", "printed"), [
+    ([], "#7 1.23 fetch 100%\nnext\n"),  # as a terminal shows the redraws: the last one
+    (["--json"], '{"text": "#7 1.23 fetch 10%\\rfetch 100%"}\n{"text": "next"}\n'),
+])
+def test_a_kept_log_line_that_redraws_itself_is_one_line(
+        monkeypatch: pytest.MonkeyPatch, flags: list[str], printed: str) -> None:
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.log_text",
+                        lambda self, name, build_id=None: "#7 1.23 fetch 10%\rfetch 100%\nnext\n")
+    done = CliRunner().invoke(main, ["build", "logs", "o-r", *flags,
+                                     "--url", "http://127.0.0.1:9", "--api-key", "k"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout == printed

@@ -24,9 +24,10 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from common.terminal_text import shown_line
 from workers.cli.build_watch import WORK_PHASES, seconds_between
 from workers.cli.farm_client import ApiError
-from workers.cli.output import STATUS_STYLES, Output, duration, last_overwrite, strip_ansi
+from workers.cli.output import STATUS_STYLES, Output, duration, strip_ansi
 
 #: Log lines kept under the phases (fewer on a short terminal).
 TAIL_LINES = 16
@@ -94,7 +95,7 @@ class LiveBuildView:
             self._record = record
 
     def line(self, text: str) -> None:
-        shown = last_overwrite(text)
+        shown = shown_line(text)
         if shown.strip():  # blank lines would only push real ones out of the tail
             with self._lock:
                 self._tail.append(shown)
@@ -173,7 +174,7 @@ class PlainBuildView:
         """Nothing: the log tells each phase in its place, the summary their times."""
 
     def line(self, text: str) -> None:
-        self.echo(strip_ansi(last_overwrite(text)))
+        self.echo(strip_ansi(shown_line(text)))
 
     def log_unavailable(self, error: ApiError) -> None:
         self.output.note(f"log not available: {error.message}")

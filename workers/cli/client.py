@@ -283,7 +283,8 @@ def logs(session: Session, name: str, follow: bool, build_id: str | None) -> Non
     output = session.output
     if not follow:
         text = session.client.log_text(name, build_id)
-        for line in text.splitlines():
+        # Lines end at newlines only: a carriage return redraws a line, it does not end one.
+        for line in text.removesuffix("\n").split("\n") if text else []:
             if session.as_json:
                 output.json_line({"text": line})
             else:

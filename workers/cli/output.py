@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from common.terminal_text import shown_line
 from workers.cli.build_watch import parse_time
 from workers.cli.farm_client import ApiError
 
@@ -31,12 +32,6 @@ _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 def strip_ansi(text: str) -> str:
     """``text`` without terminal escape sequences (for output that is not a terminal)."""
     return _ANSI.sub("", text)
-
-
-def last_overwrite(text: str) -> str:
-    """What a terminal would show of a line that redraws itself with carriage returns."""
-    parts = [part for part in text.split("\r") if part]
-    return parts[-1] if parts else ""
 
 
 def duration(seconds: float | None) -> str:
@@ -92,7 +87,7 @@ class Output:
 
     def log_line(self, text: str) -> None:
         """A build log line: its colours on a terminal, plain text elsewhere."""
-        text = last_overwrite(text)
+        text = shown_line(text)
         if self.out.is_terminal and self.out.color_system is not None:
             self.out.print(Text.from_ansi(text), soft_wrap=True)
         else:
