@@ -99,3 +99,17 @@ def test_an_image_no_template_holds_fails_before_its_push(
     assert "the image's CMD has 300 words" in record["error"], record["error"]
     assert record["cause"] == "repository", record
     assert "built " in log and "== pushing" not in log, log[-3000:]
+
+
+def test_dockers_own_syntax_line_builds_with_the_built_in_frontend(
+        api: ApiClient, git_server: GitServer) -> None:
+    """``# syntax=docker/dockerfile:1`` would make the engine pull that frontend from
+    Docker Hub; the farm builds with the engine's own and says so in the log."""
+    record = build(api, git_server, "syntax", {"Dockerfile": (
+        "# syntax=docker/dockerfile:1\n# escape=`\n"
+        f"FROM {BASE_IMAGE}\nRUN echo built-with-`\n  builtin-frontend\n")})
+    log = api.logs(record["name"])
+    assert record["status"] == "completed", (record, log)
+    assert ("Dockerfile line 1: the build uses the Docker engine's built-in Dockerfile "
+            "frontend, not docker/dockerfile:1") in log, log
+    assert "built-with- builtin-frontend" in log, log  # the escape directive still applied

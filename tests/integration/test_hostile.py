@@ -391,14 +391,22 @@ def test_plain_http_is_refused_for_hosts_not_allowed(api: ApiClient) -> None:
      "The Dockerfile's COPY --from on line 2 would pull docker.io/evil/miner:1"),
     (f"FROM {BASE_IMAGE}\nRUN --mount=type=bind,from=evil/miner:1,target=/m true\n",
      "The Dockerfile's RUN --mount from= on line 2 would pull docker.io/evil/miner:1"),
-    (f"# syntax=evil/frontend:1\nFROM {BASE_IMAGE}\n",
-     "The Dockerfile's # syntax on line 1 would pull docker.io/evil/frontend:1"),
 ])
 def test_hidden_base_images_are_refused_at_detect(strict_api: ApiClient, git_server: GitServer,
                                                   dockerfile: str, shown: str) -> None:
     record = refused_at_detect(strict_api, git_server, {"Dockerfile": dockerfile})
     assert record["error"] == (f"{shown}, which this farm does not allow; allowed images: "
                                f"{BASE_REPOSITORY}.")
+
+
+def test_a_frontend_of_its_own_is_refused_at_detect(strict_api: ApiClient,
+                                                   git_server: GitServer) -> None:
+    record = refused_at_detect(strict_api, git_server, {
+        "Dockerfile": f"# syntax=evil/frontend:1\nFROM {BASE_IMAGE}\n"})
+    assert record["error"] == (
+        "The Dockerfile's # syntax on line 1 asks for the frontend evil/frontend:1; this "
+        "farm builds every Dockerfile with the Docker engine's built-in frontend and runs "
+        "no other.")
 
 
 # 6. Checkout size

@@ -10,7 +10,9 @@ farm's own images may come (``farm_images``, ``workers/image_policy.py``).
 Off the host's network, an ``ADD`` of a URL is refused: the engine would
 download it from the host's network (``check_downloads``). A ``RUN --mount``
 of one of the farm's shared caches is refused (``check_cache_mounts``): what
-a build leaves there, other repositories' builds would install.
+a build leaves there, other repositories' builds would install. A ``#
+syntax`` line naming Docker's own frontend is built with the engine's
+built-in one; any other frontend is refused (``workers/dockerfile_frontend.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
 from workers.buildpacks.installers import CACHE_ID_PREFIX
 from workers.config_files import read_config_text
+from workers.dockerfile_frontend import check_frontend, with_builtin_frontend
 from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.downloads import downloaded_sources
 from workers.dockerfile_parser.mounts import cache_ids
@@ -104,6 +107,7 @@ class DockerfileBuildPack(BuildPack):
         the ignore files must be files of the repository."""
         assert inputs.config_path is not None
         text = self.render(inputs)
+        check_frontend(text)
         check_dockerfile(text, inputs.config.allowed_base_images, self.build_args(inputs.config),
                          farm_images(inputs.config))
         check_downloads(text, inputs.config.build_network)
@@ -113,12 +117,21 @@ class DockerfileBuildPack(BuildPack):
     def notices(self, inputs: BuildInputs) -> list[str]:
         text = self._text(inputs)
         root = inputs.config.root_image_name
-        if with_farm_root(text, root) == text:
-            return []
-        return [f"{inputs.config_path}: FROM {ROOT_SHORT_NAME} is this farm's Debian root, {root}"]
+        lines = []
+        dropped = with_builtin_frontend(text).dropped
+        if dropped is not None:
+            lines.append(f"{inputs.config_path} line {dropped.line}: the build uses the Docker "
+                         f"engine's built-in Dockerfile frontend, not {shorten(dropped.image)} "
+                         "(this farm pulls no frontend); syntax newer than the engine's fails "
+                         "to parse.")
+        if with_farm_root(text, root) != text:
+            lines.append(f"{inputs.config_path}: FROM {ROOT_SHORT_NAME} is this farm's Debian "
+                         f"root, {root}")
+        return lines
 
     def render(self, inputs: BuildInputs) -> str:
-        return with_farm_root(self._text(inputs), inputs.config.root_image_name)
+        text = with_farm_root(self._text(inputs), inputs.config.root_image_name)
+        return with_builtin_frontend(text).text
 
     def extra_files(self, inputs: BuildInputs) -> dict[str, bytes]:
         return {}

@@ -5,6 +5,9 @@ only: the first line that is not a directive of a key it knows ends the
 block, and after it ``# syntax=`` is a comment. Docker versions differ on
 what ends the block (``directive_escapes`` reads it as each does);
 ``directive_block`` is the one loop over the block they all share.
+``without_directive`` takes one directive out of the block for every
+version at once (the farm builds Docker's own ``# syntax`` frontend with the
+engine's built-in one: ``workers/dockerfile_frontend.py``).
 """
 
 from __future__ import annotations
@@ -80,4 +83,36 @@ def directive_escapes(lines: list[str]) -> set[str]:
     return escapes
 
 
-__all__ = ["DIRECTIVES", "directive", "directive_block", "directive_escapes"]
+def _read_by_each_version(lines: list[str]) -> list[list[tuple[int, str, str]]]:
+    """The directive block as each Docker version reads it (and as ``# syntax``
+    is looked for: whitespace before ``#`` allowed, Go's spaces after it)."""
+    ways = (*_VERSIONS, (DIRECTIVES, True, GO_SPACE))
+    return [list(directive_block(lines, keys, lenient=lenient, after_mark=after_mark))
+            for keys, lenient, after_mark in ways]
+
+
+def without_directive(lines: list[str], key: str, comment: str) -> list[str] | None:
+    """``lines`` with the ``key`` directive taken out of the block and ``comment`` (a
+    line that is no directive) put at the block's end in its place.
+
+    The other directives move up a line, so each Docker version still reads
+    them as before, and every line after the block keeps its number. ``None``
+    when that cannot be done: the directive is repeated, or written so that
+    versions disagree on the block around it.
+    """
+    before = _read_by_each_version(lines)
+    found = {index for reading in before for index, name, _ in reading if name == key}
+    if not found or any(sum(name == key for _, name, _ in reading) > 1 for reading in before):
+        return None
+    end = max(reading[-1][0] + 1 for reading in before if reading)
+    kept = [line for index, line in enumerate(lines[:end]) if index not in found]
+    moved = [*kept, *([comment] * len(found)), *lines[end:]]
+    after = _read_by_each_version(moved)
+    others = [[(name, value) for _, name, value in reading if name != key] for reading in before]
+    if [[(name, value) for _, name, value in reading] for reading in after] != others:
+        return None
+    return moved
+
+
+__all__ = ["DIRECTIVES", "directive", "directive_block", "directive_escapes",
+           "without_directive"]
