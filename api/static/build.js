@@ -3,7 +3,7 @@
 
 import {
   AnsiState, ApiError, ago, api, copyButton, duration, el, errorBox, followLog, renderAnsi,
-  secondsBetween, statusBadge, wireKeyForm,
+  secondsBetween, shownStatus, statusBadge, wireKeyForm,
 } from './farm.js';
 
 wireKeyForm();
@@ -66,8 +66,10 @@ function repositoryLink(url) {
 }
 
 function showRecord(build) {
-  document.getElementById('build-status').replaceChildren(statusBadge(build.status));
+  document.getElementById('build-status').replaceChildren(statusBadge(build));
   const took = duration(secondsBetween(build['start-time'], build['end-time']));
+  const tookLabel = FINAL.has(build.status) ? 'took'
+    : shownStatus(build) === 'queued' ? 'waiting for' : 'running for';
   document.getElementById('build-facts').replaceChildren(
     ...fact('repository', repositoryLink(build.repository)),
     ...fact('ref', build.ref),
@@ -75,7 +77,7 @@ function showRecord(build) {
     ...fact('config', build.config),
     ...fact('worker', build.worker),
     ...fact('started', ago(build['start-time']), {title: build['start-time']}),
-    ...fact(FINAL.has(build.status) ? 'took' : 'running for', took),
+    ...fact(tookLabel, took),
     ...fact('phase', build.phase),
     ...fact('cause', build.status === 'failed' ? build.cause : null),
     ...fact('cache', build.cached ? 'hit: the image was already built' : null),
@@ -204,7 +206,7 @@ async function showAttempts() {
   }
   body.replaceChildren(...attempts.map(attempt => el('tr', {},
     el('td', {title: attempt['start-time'], text: ago(attempt['start-time'])}),
-    el('td', {}, statusBadge(attempt.status)),
+    el('td', {}, statusBadge(attempt)),
     el('td', {'data-label': 'phase', text: attempt.phase}),
     el('td', {'data-label': 'took', text: duration(secondsBetween(attempt['start-time'], attempt['end-time']))}),
     el('td', {class: 'wide', text: attempt.error || ''}),

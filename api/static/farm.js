@@ -258,7 +258,14 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
-export function statusBadge(status) {
+// The status a person reads: a running build no worker has taken yet is queued
+// (the API says running, with phase queued).
+export function shownStatus(build) {
+  return build.status === 'running' && build.phase === 'queued' ? 'queued' : build.status;
+}
+
+export function statusBadge(build) {
+  const status = shownStatus(build);
   return el('span', {class: `badge status-${status}`, text: status || ''});
 }
 

@@ -23,7 +23,7 @@ function buildRow(build) {
   const took = duration(secondsBetween(build['start-time'], build['end-time']));
   return el('tr', {'data-name': build.name, 'data-status': build.status},
     el('td', {class: 'name'}, el('a', {href: buildPath(build.name), text: build.name})),
-    el('td', {class: 'status'}, statusBadge(build.status)),
+    el('td', {class: 'status'}, statusBadge(build)),
     el('td', {'data-label': 'phase', class: 'phase', text: build.phase}),
     el('td', {class: 'repo', text: build.repository}),
     el('td', {'data-label': 'started', title: build['start-time'], text: ago(build['start-time'])}),

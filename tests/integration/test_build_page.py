@@ -19,7 +19,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from common import worker_store
+from common import build_store, worker_store
 from common.clock import utcnow
 from common.db import get_db
 from tests.integration.conftest import API_KEY, RUN_ID
@@ -251,6 +251,31 @@ def test_a_line_that_redraws_itself_shows_its_last_redraw(page: Page, api: ApiCl
     # The kept log has every byte the step printed.
     raw = api.request("GET", f"/builds/{name}/logs").text
     assert f"{repo} fetch 10%\r{repo} fetch 50%\r{repo} fetch 100%" in raw, raw
+
+
+def queued_build(repo_url: str) -> dict[str, Any]:
+    """A build on record that no worker was sent: it stays queued until ended."""
+    name = f"queued-{uuid.uuid4().hex[:8]}"
+    return build_store.create_build(name, {"display_name": f"page/{name}",
+                                           "repository": f"{repo_url}/page/{name}"})
+
+
+def test_a_queued_build_is_shown_queued_not_running(page: Page, api: ApiClient,
+                                                    repo_url: str) -> None:
+    record = queued_build(repo_url)
+    name = record["name"]
+    try:
+        page.open(f"/build/{name}")
+        page.use_key(API_KEY)
+        wait_for(page.driver, lambda d: text_of(d, "#build-status") == "queued", 15, "queued")
+        assert "waiting for" in text_of(page.driver, "#build-facts")
+        page.open("/")
+        wait_for(page.driver, lambda d: page.row(name) is not None, 15, "listed")
+        row = page.row(name)
+        assert row is not None and row["status"] == "running"  # the API's status
+        assert "queued" in row["text"].split("\t")[1], row
+    finally:
+        api.request("DELETE", f"/builds/{name}")
 
 
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
