@@ -195,6 +195,9 @@ async function showLog(buildId, isCurrent) {
 
 // -- attempts ----------------------------------------------------------------------
 
+// The history is read again when an attempt starts or ends; in between, the
+// current attempt's row follows the record polled every second (its phase and
+// time), changed in place so that its button stays under the pointer.
 async function showAttempts() {
   const body = document.querySelector('#attempts tbody');
   let attempts;
@@ -204,15 +207,28 @@ async function showAttempts() {
     body.replaceChildren(el('tr', {}, el('td', {colspan: 6, class: 'wide'}, errorBox(error))));
     return;
   }
-  body.replaceChildren(...attempts.map(attempt => el('tr', {},
+  body.replaceChildren(...attempts.map(attempt => el('tr', {'data-build-id': attempt['build-id']},
     el('td', {title: attempt['start-time'], text: ago(attempt['start-time'])}),
-    el('td', {}, statusBadge(attempt)),
-    el('td', {'data-label': 'phase', text: attempt.phase}),
-    el('td', {'data-label': 'took', text: duration(secondsBetween(attempt['start-time'], attempt['end-time']))}),
-    el('td', {class: 'wide', text: attempt.error || ''}),
+    el('td', {class: 'status'}),
+    el('td', {'data-label': 'phase'}),
+    el('td', {'data-label': 'took'}),
+    el('td', {class: 'wide'}),
     el('td', {}, el('button', {type: 'button', text: 'show log',
                                onclick: () => showLog(attempt['build-id'],
                                                       attempt['build-id'] === record['build-id'])})))));
+  for (const attempt of attempts) showAttempt(attempt);
+  if (record) showAttempt(record);
+}
+
+function showAttempt(attempt) {
+  const row = [...document.querySelectorAll('#attempts tbody tr')]
+    .find(found => found.dataset.buildId === attempt['build-id']);
+  if (!row) return;
+  row.querySelector('.status').replaceChildren(statusBadge(attempt));
+  row.querySelector('[data-label=phase]').textContent = attempt.phase || '';
+  row.querySelector('[data-label=took]').textContent =
+    duration(secondsBetween(attempt['start-time'], attempt['end-time']));
+  row.querySelector('.wide').textContent = attempt.error || '';
 }
 
 // -- refresh -----------------------------------------------------------------------
@@ -236,6 +252,8 @@ async function refresh() {
   if (lastAttempts !== `${buildId}:${record.status}`) {
     lastAttempts = `${buildId}:${record.status}`;
     showAttempts();
+  } else {
+    showAttempt(record);
   }
   await showImage(record);
   return true;

@@ -278,6 +278,25 @@ def test_a_queued_build_is_shown_queued_not_running(page: Page, api: ApiClient,
         api.request("DELETE", f"/builds/{name}")
 
 
+def test_the_running_attempt_row_follows_its_phase(page: Page, api: ApiClient,
+                                                  repo_url: str) -> None:
+    record = queued_build(repo_url)
+    name, phase_cell = record["name"], "#attempts tbody td[data-label=phase]"
+    try:
+        page.open(f"/build/{name}")
+        page.use_key(API_KEY)
+        wait_for(page.driver, lambda d: text_of(d, phase_cell) == "queued", 15, "attempt")
+        # As a worker taking it would write it.
+        get_db().builds.update_one({"_id": name}, {"$set": {
+            "phase": "fetching", "phases.fetching": {"start": utcnow()}}})
+        running = '#phases li[data-phase="fetching"][data-state="running"]'
+        wait_for(page.driver, lambda d: d.find_elements(By.CSS_SELECTOR, running), 15, "fetching")
+        wait_for(page.driver, lambda d: text_of(d, phase_cell) == "fetching", 15,
+                 "the attempt row's phase")
+    finally:
+        api.request("DELETE", f"/builds/{name}")
+
+
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
     page.open("/")
     page.forget_key()
