@@ -233,13 +233,24 @@ function showAttempt(attempt) {
 
 // -- refresh -----------------------------------------------------------------------
 
+// No such build: the farm's sentence, and what to do on these pages (its
+// suggestions speak of the HTTP API).
+function notFound(error) {
+  const box = errorBox({message: error.message});
+  box.append(el('p', {}, 'Is the name spelled correctly? ',
+                el('a', {href: '/', text: 'The list of builds'}),
+                ' shows every build, and starts new ones.'));
+  return box;
+}
+
 let lastAttempts = null;
 
 async function refresh() {
   try {
     record = await api(PATH);
   } catch (error) {
-    document.getElementById('build-error').replaceChildren(errorBox(error));
+    document.getElementById('build-error').replaceChildren(
+      error.status === 404 ? notFound(error) : errorBox(error));
     return false;
   }
   showRecord(record);

@@ -297,6 +297,17 @@ def test_the_running_attempt_row_follows_its_phase(page: Page, api: ApiClient,
         api.request("DELETE", f"/builds/{name}")
 
 
+def test_a_build_that_does_not_exist_is_explained_in_the_pages_terms(page: Page) -> None:
+    page.open("/build/no-such-build-here")
+    wait_for(page.driver, lambda d: "no-such-build-here" in text_of(d, "#build-error"), 15,
+             "the error")
+    shown = text_of(page.driver, "#build-error")
+    assert "no build named no-such-build-here" in shown, shown
+    assert "GET " not in shown and "POST " not in shown, shown  # the HTTP API's words
+    links = attributes(page.driver, "#build-error a", "href")
+    assert links == ["/"], links
+
+
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
     page.open("/")
     page.forget_key()
