@@ -15,7 +15,7 @@ from rich.console import Console
 from api.schemas.templates import docker_run_command
 from common.terminal_text import shown_line
 from workers.cli import build_watch, main
-from workers.cli.build_view import PlainBuildView, phase_state, summarise
+from workers.cli.build_view import LiveBuildView, PlainBuildView, phase_state, summarise
 from workers.cli.build_watch import watch_build
 from workers.cli.client import show_build
 from workers.cli.client_settings import DEFAULT_URL, read_client_config, resolve
@@ -207,3 +207,15 @@ def test_a_kept_log_line_that_redraws_itself_is_one_line(
                                      "--url", "http://127.0.0.1:9", "--api-key", "k"])
     assert done.exit_code == 0, done.output
     assert done.stdout == printed
+
+
+def test_the_live_view_shows_a_cancelled_phase_cancelled_not_failed() -> None:
+    done = {"start": at(0), "end": at(1)}
+    cancelled = {**record("cancelled", "building", fetching=done, detecting=done,
+                          building={"start": at(1), "end": at(4)}), "end-time": at(4)}
+    assert phase_state(cancelled, "building") == "cancelled"
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=80, color_system=None)
+    console.print(LiveBuildView(Output(console, console), cancelled))
+    drawn = buffer.getvalue()
+    assert "⊘  building" in drawn and "✗" not in drawn, drawn

@@ -27,7 +27,7 @@ from rich.text import Text
 from common.terminal_text import shown_line
 from workers.cli.build_watch import WORK_PHASES, seconds_between
 from workers.cli.farm_client import ApiError
-from workers.cli.output import STATUS_STYLES, Output, duration, strip_ansi
+from workers.cli.output import STATUS_ICONS, STATUS_STYLES, Output, duration, strip_ansi
 
 #: Log lines kept under the phases (fewer on a short terminal).
 TAIL_LINES = 16
@@ -43,11 +43,12 @@ def _phase_times(record: dict[str, Any], phase: str) -> dict[str, Any]:
 
 
 def phase_state(record: dict[str, Any], phase: str) -> str:
-    """``pending``, ``running``, ``done``, ``failed`` (where it ended badly) or ``skipped``."""
+    """``pending``, ``running``, ``done``, ``failed`` or ``cancelled`` (where it ended
+    so) or ``skipped``."""
     times = _phase_times(record, phase)
     status = record.get("status")
-    if status != "running" and record.get("phase") == phase and status != "completed":
-        return "failed"
+    if status in ("failed", "cancelled") and record.get("phase") == phase:
+        return str(status)
     if times.get("end") or (times.get("start") and status == "completed"):
         return "done"
     if times.get("start"):
@@ -148,6 +149,9 @@ class LiveBuildView:
                 grid.add_row(Text("✓", style="green"), Text(phase), Text(seconds))
             elif state == "failed":
                 grid.add_row(Text("✗", style="red"), Text(phase, style="red"), Text(seconds))
+            elif state == "cancelled":
+                grid.add_row(Text(STATUS_ICONS["cancelled"], style="bright_black"),
+                             Text(phase, style="bright_black"), Text(seconds))
             else:
                 label = "cached" if state == "skipped" and record.get("cached") else ""
                 grid.add_row(Text("·", style="bright_black"), Text(phase, style="bright_black"),
