@@ -219,3 +219,19 @@ def test_the_live_view_shows_a_cancelled_phase_cancelled_not_failed() -> None:
     console.print(LiveBuildView(Output(console, console), cancelled))
     drawn = buffer.getvalue()
     assert "⊘  building" in drawn and "✗" not in drawn, drawn
+
+
+@pytest.mark.parametrize(("status", "told"), [
+    ("completed", "o-r had already ended completed: there was nothing to cancel\n"),
+    ("failed", "o-r had already ended failed: there was nothing to cancel\n"),
+    ("cancelled", "o-r is cancelled\n"),
+    ("running", "cancelling o-r (it stops within a few seconds)\n"),
+])
+def test_cancel_says_when_there_was_nothing_to_cancel(
+        monkeypatch: pytest.MonkeyPatch, status: str, told: str) -> None:
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.cancel",
+                        lambda self, name: record(status, "building"))
+    done = CliRunner().invoke(main, ["build", "cancel", "o-r",
+                                     "--url", "http://127.0.0.1:9", "--api-key", "k"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout == told

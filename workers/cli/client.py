@@ -314,8 +314,12 @@ def cancel(session: Session, name: str) -> None:
     """Cancel a queued or running build (it ends cancelled)."""
 
     def show(output: Output, record: dict[str, Any]) -> None:
-        if is_final(record):
-            output.line(f"{name} is {record.get('status')}")
+        ended = record.get("status")
+        if ended == Status.CANCELLED.value:
+            output.line(f"{name} is cancelled")
+        elif is_final(record):
+            # Cancelling is idempotent, so this is no error; but nothing was stopped.
+            output.line(f"{name} had already ended {ended}: there was nothing to cancel")
         else:
             output.line(f"cancelling {name} (it stops within a few seconds)")
 
