@@ -235,3 +235,20 @@ def test_cancel_says_when_there_was_nothing_to_cancel(
                                      "--url", "http://127.0.0.1:9", "--api-key", "k"])
     assert done.exit_code == 0, done.output
     assert done.stdout == told
+
+
+@pytest.mark.parametrize(("flags", "told"), [
+    ([], "no builds"),
+    (["--status", "failed"], "no builds with status failed"),
+    (["--repository", "https://h/o/r"], "no builds of https://h/o/r"),
+    (["--status", "failed", "--repository", "https://h/o/r"],
+     "no builds with status failed of https://h/o/r"),
+])
+def test_an_empty_list_names_every_filter(monkeypatch: pytest.MonkeyPatch, flags: list[str],
+                                          told: str) -> None:
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.builds",
+                        lambda self, **query: [])
+    done = CliRunner().invoke(main, ["build", "list", *flags,
+                                     "--url", "http://127.0.0.1:9", "--api-key", "k"])
+    assert done.exit_code == 0, done.output
+    assert done.stderr.strip() == told

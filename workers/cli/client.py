@@ -251,7 +251,8 @@ def list_builds(session: Session, status_: str | None, repository: str | None,
 
     def show(output: Output, records: list[dict[str, Any]]) -> None:
         if not records:
-            output.note("no builds" + (f" with status {status_}" if status_ else ""))
+            output.note("no builds" + (f" with status {status_}" if status_ else "")
+                        + (f" of {repository}" if repository else ""))
             return
         output.table(["name", "status", "phase", "repository", "started", "duration",
                       "cached"], build_rows(output, records))
