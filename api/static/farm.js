@@ -22,6 +22,8 @@ export class ApiError extends Error {
     this.status = status;
     this.type = explained ? body.type : 'httpError';
     this.suggestions = explained && Array.isArray(body.suggestions) ? body.suggestions : [];
+    // The build an answer is about (alreadyBuilding names the running one).
+    this.buildName = explained && typeof body.name === 'string' ? body.name : null;
   }
 
   get needsKey() {

@@ -77,12 +77,23 @@ form.addEventListener('submit', async event => {
     refreshNow();
     window.location.assign(buildPath(build.name));
   } catch (error) {
-    result.replaceChildren(errorBox(error));
+    result.replaceChildren(error.type === 'alreadyBuilding' && error.buildName
+      ? alreadyBuilding(error) : errorBox(error));
     if (error.needsKey) document.getElementById('key-input').focus();
   } finally {
     button.disabled = false;
   }
 });
+
+// The build is running: what to do here (the farm's suggestions speak of the
+// HTTP API's force field).
+function alreadyBuilding(error) {
+  const box = errorBox({message: error.message});
+  box.append(el('p', {}, el('a', {href: buildPath(error.buildName), text: 'Watch it'}),
+                ', or tick “build again even if an image exists, or restart a running build” '
+                + 'and start it again to restart it.'));
+  return box;
+}
 
 // -- the farm --------------------------------------------------------------------
 

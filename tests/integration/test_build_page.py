@@ -23,7 +23,7 @@ from common import build_store, worker_store
 from common.clock import utcnow
 from common.db import get_db
 from tests.integration.conftest import API_KEY, RUN_ID
-from tests.support.api_cases import BASE_IMAGE, plain_repo, ticking_repo
+from tests.support.api_cases import BASE_IMAGE, plain_repo, slow_repo, ticking_repo
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
 from tests.support.screenshots import screenshot_dir
@@ -306,6 +306,26 @@ def test_a_build_that_does_not_exist_is_explained_in_the_pages_terms(page: Page)
     assert "GET " not in shown and "POST " not in shown, shown  # the HTTP API's words
     links = attributes(page.driver, "#build-error a", "href")
     assert links == ["/"], links
+
+
+def test_starting_a_running_build_from_the_form_points_at_it(page: Page, api: ApiClient,
+                                                             git_server: GitServer,
+                                                             repo_url: str) -> None:
+    url = slow_repo(git_server, repo_url, seconds=120, owner="page")
+    name = api.start(url).json()["name"]
+    try:
+        page.open("/")
+        page.use_key(API_KEY)
+        page.driver.find_element(By.NAME, "repository").send_keys(url)
+        page.driver.find_element(By.CSS_SELECTOR, "#start-form button[type=submit]").click()
+        wait_for(page.driver, lambda d: "Already building" in text_of(d, ".form-result"), 15,
+                 "refused")
+        shown = text_of(page.driver, ".form-result")
+        assert "force: true" not in shown, shown  # the HTTP API's field
+        assert "build again even if an image exists" in shown, shown  # the form's box
+        assert attributes(page.driver, ".form-result a", "href") == [f"/build/{name}"]
+    finally:
+        api.request("DELETE", f"/builds/{name}")
 
 
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
