@@ -89,7 +89,7 @@ function showRecord(build) {
     errorArea.replaceChildren();
   }
   showPhases(build);
-  document.getElementById('cancel').hidden = build.status !== 'running';
+  document.getElementById('cancel').hidden = !['running', 'queued'].includes(shownStatus(build));
   document.getElementById('rebuild').hidden = build.status === 'running';
 }
 

@@ -260,10 +260,13 @@ export function el(tag, attributes = {}, ...children) {
   return node;
 }
 
-// The status a person reads: a running build no worker has taken yet is queued
-// (the API says running, with phase queued).
+// The status a person reads. The API says running for a build no worker has
+// taken yet (phase queued: shown queued) and for one whose cancel was asked
+// and whose worker has yet to stop it (shown cancelling).
 export function shownStatus(build) {
-  return build.status === 'running' && build.phase === 'queued' ? 'queued' : build.status;
+  if (build.status !== 'running') return build.status;
+  if (build['cancel-requested']) return 'cancelling';
+  return build.phase === 'queued' ? 'queued' : 'running';
 }
 
 export function statusBadge(build) {

@@ -328,6 +328,24 @@ def test_starting_a_running_build_from_the_form_points_at_it(page: Page, api: Ap
         api.request("DELETE", f"/builds/{name}")
 
 
+def test_a_build_whose_cancel_was_asked_shows_cancelling(page: Page, api: ApiClient,
+                                                        repo_url: str) -> None:
+    """Its worker stops it at its next heartbeat: until then the page says so and offers
+    no second cancel."""
+    record = queued_build(repo_url)
+    name = record["name"]
+    get_db().builds.update_one({"_id": name}, {"$set": {  # as a worker holding it sees it
+        "phase": "fetching", "phases.fetching": {"start": utcnow()}, "cancel_requested": True}})
+    try:
+        page.open(f"/build/{name}")
+        page.use_key(API_KEY)
+        wait_for(page.driver, lambda d: text_of(d, "#build-status") == "cancelling", 15,
+                 "cancelling")
+        assert page.driver.execute_script("return document.getElementById('cancel').hidden")
+    finally:
+        api.request("DELETE", f"/builds/{name}")
+
+
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
     page.open("/")
     page.forget_key()
