@@ -252,3 +252,10 @@ def test_an_empty_list_names_every_filter(monkeypatch: pytest.MonkeyPatch, flags
                                      "--url", "http://127.0.0.1:9", "--api-key", "k"])
     assert done.exit_code == 0, done.output
     assert done.stderr.strip() == told
+
+
+def test_status_says_a_cancel_is_on_its_way() -> None:
+    output, buffer = plain_output()
+    show_build(output, {**record("running", "building"), "cancel-requested": True})
+    assert "status      running (cancelling: its worker stops it)" in buffer.getvalue(), \
+        buffer.getvalue()

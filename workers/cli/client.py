@@ -206,9 +206,12 @@ def status(session: Session, name: str) -> None:
 
 
 def show_build(output: Output, record: dict[str, Any]) -> None:
+    status = output.status(record.get("status"))
+    if record.get("cancel-requested") and not is_final(record):
+        status.append(" (cancelling: its worker stops it)")
     output.fields([
         ("name", record.get("name")),
-        ("status", output.status(record.get("status"))),
+        ("status", status),
         ("phase", record.get("phase")),
         ("repository", record.get("repository")),
         ("ref", record.get("ref")),
