@@ -28,7 +28,8 @@ function phaseTimes(build, phase) {
   return times && typeof times === 'object' ? times : {};
 }
 
-// pending, running, done, failed, cancelled or skipped (a cache hit skips phases)
+// pending, running, done, failed, cancelled, skipped (a cache hit skips phases)
+// or not-run (a build that ended before it)
 function phaseState(build, phase) {
   const times = phaseTimes(build, phase);
   if (build.status !== 'running' && build.status !== 'completed' && build.phase === phase) {
@@ -36,7 +37,8 @@ function phaseState(build, phase) {
   }
   if (times.end || (times.start && build.status === 'completed')) return 'done';
   if (times.start) return build.status === 'running' ? 'running' : 'failed';
-  return build.status === 'completed' ? 'skipped' : 'pending';
+  if (build.status === 'completed') return 'skipped';
+  return FINAL.has(build.status) ? 'not-run' : 'pending';
 }
 
 function showPhases(build) {
@@ -47,7 +49,7 @@ function showPhases(build) {
     const seconds = times.start ? secondsBetween(times.start, times.end || build['end-time']) : null;
     const label = state === 'skipped' ? (build.cached ? 'cached' : 'skipped') : duration(seconds);
     return el('li', {class: state, 'data-phase': phase, 'data-state': state,
-                     title: `${phase}: ${state}`},
+                     title: `${phase}: ${state.replace('-', ' ')}`},
       el('div', {class: 'bar'}),
       el('div', {class: 'label'}, el('span', {text: phase}), el('span', {class: 'time', text: label})));
   }));

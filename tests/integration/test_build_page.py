@@ -346,6 +346,16 @@ def test_a_build_whose_cancel_was_asked_shows_cancelling(page: Page, api: ApiCli
         api.request("DELETE", f"/builds/{name}")
 
 
+def test_phases_a_failed_build_never_reached_are_not_pending(page: Page, api: ApiClient,
+                                                            repo_url: str) -> None:
+    name = api.start(f"{repo_url}/page/missing-{uuid.uuid4().hex[:6]}").json()["name"]
+    assert api.wait(name, timeout=120)["status"] == "failed"
+    page.open(f"/build/{name}")
+    wait_for(page.driver, lambda d: "ended failed" in text_of(d, "#log-state"), 30, "log")
+    assert attributes(page.driver, "#phases li", "data-state") == ["failed"] + ["not-run"] * 4
+    assert attributes(page.driver, "#phases li", "title")[-1] == "registering: not run"
+
+
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
     page.open("/")
     page.forget_key()
