@@ -18,6 +18,7 @@ const MAX_LINES = 20000;
 
 let record = null;
 let template = null;
+let templateRead = null; // the latest read of the template, while it is under way
 let following = null; // the log shown: {buildId, controller}
 let currentBuildId = null;
 
@@ -134,11 +135,13 @@ async function showImage(build) {
   }
   panel.hidden = false;
   if (!template) {
-    try {
-      template = await api(`/templates/${encodeURIComponent(NAME)}`);
-    } catch (error) {
-      template = error;
-    }
+    // Only the latest read counts: one sent before the key was typed may answer
+    // (needs the key) after the one sent with it.
+    const read = api(`/templates/${encodeURIComponent(NAME)}`).catch(error => error);
+    templateRead = read;
+    const answer = await read;
+    if (read !== templateRead) return;
+    template = answer;
   }
   const rows = [...fact('image', copyable(build['image-name']), {class: 'image'})];
   if (template instanceof ApiError) {
