@@ -13,6 +13,9 @@ of one of the farm's shared caches is refused (``check_cache_mounts``): what
 a build leaves there, other repositories' builds would install. A ``#
 syntax`` line naming Docker's own frontend is built with the engine's
 built-in one; any other frontend is refused (``workers/dockerfile_frontend.py``).
+A ``RUN --mount`` of an SSH agent or a secret gets none: the farm has no
+client to pass them; a required one is refused (``check_client_mounts``),
+an optional one named in the log.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from workers.config_files import read_config_text
 from workers.dockerfile_frontend import check_frontend, with_builtin_frontend
 from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.downloads import downloaded_sources
-from workers.dockerfile_parser.mounts import cache_ids
+from workers.dockerfile_parser.mounts import ClientMount, cache_ids, client_mounts
 from workers.dockerignore import check_ignore_files
 from workers.image_policy import FarmImages, check_dockerfile
 from workers.repo_yaml import shorten
@@ -92,6 +95,25 @@ def check_cache_mounts(text: str) -> None:
                              f"{CACHE_ID_PREFIX}), or leave the id out."])
 
 
+def _what(mount: ClientMount) -> str:
+    return "an SSH agent" if mount.kind == "ssh" else f"the secret {shorten(mount.name)}"
+
+
+def check_client_mounts(text: str) -> None:
+    """``BuildFailure`` for a ``RUN --mount`` that requires an SSH agent or a secret:
+    ``docker build`` takes them from its client (``--ssh``, ``--secret``), and this
+    farm passes builds none, so the engine would stop the step."""
+    for mount in client_mounts(text):
+        if mount.required:
+            raise BuildFailure(
+                f"The Dockerfile's {mount.how} --mount on line {mount.line} requires "
+                f"{_what(mount)}, which this farm cannot pass: builds get no "
+                f"{'SSH agent' if mount.kind == 'ssh' else 'secrets'}.",
+                suggestions=["Leave required=true out (the step then runs without it), or "
+                             "have the step download over https what it needs; never commit "
+                             "a credential."])
+
+
 class DockerfileBuildPack(BuildPack):
     id = "Dockerfile"
     config_file = "Dockerfile"
@@ -112,6 +134,7 @@ class DockerfileBuildPack(BuildPack):
                          farm_images(inputs.config))
         check_downloads(text, inputs.config.build_network)
         check_cache_mounts(text)
+        check_client_mounts(text)
         check_ignore_files(inputs.checkout, inputs.config_path)
 
     def notices(self, inputs: BuildInputs) -> list[str]:
@@ -124,6 +147,12 @@ class DockerfileBuildPack(BuildPack):
                          f"engine's built-in Dockerfile frontend, not {shorten(dropped.image)} "
                          "(this farm pulls no frontend); syntax newer than the engine's fails "
                          "to parse.")
+        for mount in client_mounts(text):
+            if mount.required:
+                continue  # refused by check_client_mounts
+            lines.append(f"{inputs.config_path} line {mount.line}: the {mount.how} "
+                         f"--mount=type={mount.kind} step runs without {_what(mount)} "
+                         "(this farm passes builds none).")
         if with_farm_root(text, root) != text:
             lines.append(f"{inputs.config_path}: FROM {ROOT_SHORT_NAME} is this farm's Debian "
                          f"root, {root}")

@@ -1,4 +1,5 @@
-"""``RUN --mount`` flags: the values of their fields, and the caches they mount.
+"""``RUN --mount`` flags: the values of their fields, the caches they mount, and the
+SSH agents and secrets they ask ``docker build``'s client for.
 
 A mount's fields are comma-separated ``key=value`` pairs, read as CSV by
 BuildKit; which CSV dialect depends on Docker's version, so every
@@ -85,4 +86,41 @@ def cache_ids(text: str) -> list[CacheMount]:
     return sorted(found.values(), key=lambda mount: mount.line)
 
 
-__all__ = ["CacheMount", "cache_ids", "mount_values", "mounts"]
+#: How BuildKit reads ``required=`` as true (Go's ``ParseBool``); a bare ``required`` too.
+_TRUE = frozenset({"", "1", "t", "true"})
+
+
+@dataclass(frozen=True)
+class ClientMount:
+    """An SSH agent (``kind`` ssh) or a secret a ``RUN`` step mounts from the client."""
+
+    kind: str
+    name: str  # the secret's id (or its target's file name); "default" for an agent
+    required: bool
+    line: int
+    how: str  # "RUN" or "ONBUILD RUN"
+
+
+def client_mounts(text: str) -> list[ClientMount]:
+    """Every ``RUN --mount=type=ssh`` and ``type=secret`` of ``text``, in any reading;
+    a mount whose fields cannot be read is left to the checks that refuse it."""
+    found: dict[tuple[str, str, int], ClientMount] = {}
+    for _, instruction, how in every_instruction(text, "run"):
+        for value in mounts(instruction):
+            try:
+                kinds = {kind.lower() for kind in mount_values(value, "type", instruction.line)}
+                names = mount_values(value, "id", instruction.line) + [
+                    target.rstrip("/").rsplit("/", 1)[-1]
+                    for target in mount_values(value, "target", instruction.line)]
+                required = any(flag.lower() in _TRUE for flag in
+                               mount_values(value, "required", instruction.line))
+            except (Refused, Uncheckable):
+                continue
+            for kind in sorted(kinds & {"ssh", "secret"}):
+                name = names[0] if names and kind == "secret" else "default"
+                mount = ClientMount(kind, name, required, instruction.line, how)
+                found.setdefault((kind, name, instruction.line), mount)
+    return sorted(found.values(), key=lambda mount: mount.line)
+
+
+__all__ = ["CacheMount", "ClientMount", "cache_ids", "client_mounts", "mount_values", "mounts"]
