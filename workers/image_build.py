@@ -61,6 +61,8 @@ _UV_CAUSE = re.compile(r"^\s*(?:cause:|╰─▶)\s+(.+)$")
 _UV_MORE = re.compile(r"^\s{4,}(?=\S)(?![\s^]*$)(.+)$")
 #: What a write to a full disk says (ENOSPC), in a step or in the engine's own error.
 _NO_SPACE = "no space left on device"
+#: What the engine's Dockerfile frontend says of a line it cannot read.
+_PARSE_ERROR = "dockerfile parse error"
 _SOLVE_PREFIX = re.compile(r"^(failed to solve with frontend [\w.]+: )?(failed to [\w ]+: )?")
 
 
@@ -155,6 +157,16 @@ def failure_cause(error: str, recent: list[str]) -> FailureCause:
     return FailureCause.REPOSITORY
 
 
+def failure_suggestions(error: str) -> list[str]:
+    """What to do about a failure, when the client's last line says more than the
+    sentence can: a line the engine's Dockerfile parser does not know."""
+    if _PARSE_ERROR in error.lower():
+        return ["The Docker engine reads the Dockerfile with its built-in frontend, which may "
+                "not know syntax added after it (heredocs, COPY --link, ...): write that line "
+                "without it."]
+    return []
+
+
 def _explanation(error: str, recent: list[str], memory: str) -> str:
     for line in reversed(recent):
         if line.startswith("BINDER-ERROR: "):
@@ -219,6 +231,7 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
     guard.check()
     if client.returncode != 0:
         raise BuildFailure(explain_failure(last, list(recent), config.build_memory),
+                           suggestions=failure_suggestions(last),
                            cause=failure_cause(last, list(recent)))
     image_id = iidfile.read_text().strip() if iidfile.exists() else ""
     if not image_id:

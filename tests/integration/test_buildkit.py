@@ -115,3 +115,11 @@ def test_dockers_own_syntax_line_builds_with_the_built_in_frontend(
             "frontend, not docker/dockerfile:1") in log, log
     assert f"{marker}- builtin-frontend" in log, log  # the escape directive still applied
 
+
+def test_syntax_the_engine_does_not_know_is_explained(api: ApiClient,
+                                                      git_server: GitServer) -> None:
+    record = build(api, git_server, "newsyntax", {"Dockerfile": (
+        f"FROM {BASE_IMAGE}\nCOPY --link Dockerfile /tmp/\n")})
+    assert record["status"] == "failed", record
+    assert record["error"].endswith("dockerfile parse error line 2: Unknown flag: link"), record
+    assert any("its built-in frontend" in text for text in record["suggestions"]), record

@@ -11,6 +11,7 @@ from workers.image_build import (
     BuildRequest,
     build_command,
     explain_failure,
+    failure_suggestions,
     step_output,
 )
 
@@ -165,3 +166,16 @@ def test_error_lines_of_other_steps_are_not_read_as_uv() -> None:
     recent = ["error: cannot open file", "  cause: gone"]
     assert explain("executor failed running [/bin/sh -c make]: exit code: 2", recent) == (
         "The build step `RUN make` failed with exit code 2. Its last output: cause: gone")
+
+
+@pytest.mark.parametrize("error", [
+    "failed to solve with frontend dockerfile.v0: failed to create LLB definition: "
+    "dockerfile parse error line 3: Unknown flag: link",
+    "failed to solve with frontend dockerfile.v0: failed to create LLB definition: "
+    "dockerfile parse error line 4: unknown instruction: ECHO",
+])
+def test_a_line_the_engine_cannot_parse_points_at_its_frontend(error: str) -> None:
+    assert failure_suggestions(error) == [
+        "The Docker engine reads the Dockerfile with its built-in frontend, which may not "
+        "know syntax added after it (heredocs, COPY --link, ...): write that line without it."]
+    assert failure_suggestions(STEP_FAILED) == []
