@@ -96,11 +96,11 @@ def test_a_request_refused_for_want_of_a_key_says_none_was_sent_and_where_it_is(
     start = ["build", "start", "https://h/o/r", "--url", "http://127.0.0.1:9"]
     shown = CliRunner().invoke(main, start, env=env).stderr
     assert "No API key was sent: give a key of the farm with --api-key" in shown, shown
-    assert ("A farm on this machine (make up) keeps its key in .binder-data/api-key of the "
+    assert ("A farm on this machine (binder-build up) keeps its key in .binder-data/api-key of the "
             "folder it runs in (BINDER_DATA_DIR): run the command there, or give that key."
             ) in shown, shown
     shown = CliRunner().invoke(main, [*start, "--api-key", "wrong"], env=env).stderr
-    assert "No API key was sent" not in shown and "make up" not in shown, shown
+    assert "No API key was sent" not in shown and "binder-build up" not in shown, shown
     assert "Give a key of the farm with --api-key" in shown, shown
 
 
@@ -162,3 +162,11 @@ def test_the_client_sends_an_empty_ref_for_the_farm_to_refuse(
     FarmClient("http://127.0.0.1:9", "k").start("https://github.com/o/r", ref="")
     FarmClient("http://127.0.0.1:9", "k").start("https://github.com/o/r")
     assert [body.get("ref", "absent") for body in sent] == ["", "absent"]
+
+
+def test_an_unreachable_farm_names_the_command_that_runs_one() -> None:
+    """The program's own command: a person who installed it has no Makefile."""
+    shown = CliRunner().invoke(main, ["build", "list", "--url", "http://127.0.0.1:9",
+                                      "--api-key", "k"]).stderr
+    assert "error: Cannot reach the farm at http://127.0.0.1:9" in shown, shown
+    assert "is the farm running (binder-build up)?" in shown and "make" not in shown, shown

@@ -200,7 +200,7 @@ class FarmClient:
             return not_a_farm_url(self.url)
         return ApiError(f"Cannot reach the farm at {self.url} ({reason}).",
                         suggestions=["Check --url (BINDER_URL); is the farm running "
-                                     "(make up)?"])
+                                     "(binder-build up)?"])
 
     def _error(self, response: requests.Response) -> ApiError:
         """The protocol's error body (``type``, ``error``, ``suggestions``) as an ``ApiError``."""

@@ -62,8 +62,8 @@ def _unauthorized(error: ApiError, args: Mapping[str, Any]) -> list[str]:
     if source not in (NO_KEY, NO_LOCAL_KEY):
         return [f"Give {give}"]
     hints = [f"No API key was sent: give {give}"]
-    if source == NO_LOCAL_KEY:  # looked for where `make up` saves it, in vain
-        hints.append("A farm on this machine (make up) keeps its key in "
+    if source == NO_LOCAL_KEY:  # looked for where `binder-build up` saves it, in vain
+        hints.append("A farm on this machine (binder-build up) keeps its key in "
                      ".binder-data/api-key of the folder it runs in (BINDER_DATA_DIR): run "
                      "the command there, or give that key.")
     return hints
