@@ -259,3 +259,17 @@ def test_status_says_a_cancel_is_on_its_way() -> None:
     show_build(output, {**record("running", "building"), "cancel-requested": True})
     assert "status      running (cancelling: its worker stops it)" in buffer.getvalue(), \
         buffer.getvalue()
+
+
+def test_a_start_the_farm_answers_from_its_cache_says_so() -> None:
+    """Nothing was started: the image was already built; following it would show nothing."""
+    hit = {**record("completed", "finished"), "cached": True, "image-name": "reg/o-r:abc"}
+    client = type("Client", (), {"start": lambda self, *args: hit})()
+    runner = CliRunner()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("workers.cli.client.FarmClient", lambda *args: client)
+        done = runner.invoke(main, ["build", "start", "https://h/o/r",
+                                    "--url", "http://127.0.0.1:9", "--api-key", "k"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout == ("already built  o-r\nstatus         completed\n"
+                           "image          reg/o-r:abc\n"), done.stdout

@@ -136,6 +136,11 @@ def start(session: Session, repository: str, ref: str | None, force: bool, follo
     if not follow:
         if session.as_json:
             session.output.json(record)
+        elif record.get("cached") and is_final(record):
+            # Nothing was started: the farm answered with the image it had built.
+            session.output.fields([("already built", record.get("name")),
+                                   ("status", session.output.status(record.get("status"))),
+                                   ("image", record.get("image-name"))])
         else:
             session.output.fields([("started", record.get("name")),
                                    ("status", session.output.status(record.get("status"))),
