@@ -86,7 +86,10 @@ function showRecord(build) {
     ...fact('cache', build.cached ? 'hit: the image was already built' : null),
     ...fact('attempt', build.attempt > 1 ? build.attempt : null));
   const errorArea = document.getElementById('build-error');
-  if (build.error && build.status !== 'completed') {
+  if (build.error && build.status === 'cancelled') {
+    // Someone asked for it (or a forced rebuild replaced it): a fact, not an error.
+    errorArea.replaceChildren(el('p', {class: 'note', role: 'status', text: build.error}));
+  } else if (build.error && build.status !== 'completed') {
     errorArea.replaceChildren(errorBox({message: build.error, suggestions: build.suggestions || []}));
   } else {
     errorArea.replaceChildren();

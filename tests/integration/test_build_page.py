@@ -398,6 +398,17 @@ def test_phases_a_failed_build_never_reached_are_not_pending(page: Page, api: Ap
     assert attributes(page.driver, "#phases li", "title")[-1] == "registering: not run"
 
 
+def test_a_cancelled_build_is_not_shown_as_an_error(page: Page, api: ApiClient,
+                                                   repo_url: str) -> None:
+    name = queued_build(repo_url)["name"]
+    api.request("DELETE", f"/builds/{name}")
+    page.open(f"/build/{name}")
+    wait_for(page.driver, lambda d: "Cancelled before it started." in text_of(d, "#build-error"),
+             15, "the reason")
+    assert not page.driver.find_elements(By.CSS_SELECTOR, "#build-error .error")
+    assert page.driver.find_elements(By.CSS_SELECTOR, "#build-error .note")
+
+
 def test_without_a_key_the_page_says_what_needs_one(page: Page) -> None:
     page.open("/")
     page.forget_key()
