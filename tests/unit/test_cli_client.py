@@ -273,3 +273,13 @@ def test_a_start_the_farm_answers_from_its_cache_says_so() -> None:
     assert done.exit_code == 0, done.output
     assert done.stdout == ("already built  o-r\nstatus         completed\n"
                            "image          reg/o-r:abc\n"), done.stdout
+
+
+def test_the_end_of_a_cancelled_build_is_no_error() -> None:
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=False, width=200)
+    ended = {**record("cancelled", "building"), "end-time": at(3),
+             "error": "Cancelled by request."}
+    summarise(Output(console, console), ended, None)
+    shown = buffer.getvalue()
+    assert "Cancelled by request." in shown and "error:" not in shown, shown

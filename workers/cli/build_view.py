@@ -203,7 +203,10 @@ def summarise(output: Output, record: dict[str, Any],
         output.fields(pairs)
         return
     error = record.get("error") or f"The build ended {status}."
-    output.error(ApiError(error, [str(item) for item in record.get("suggestions") or []]))
+    if status == "cancelled":
+        output.note(error)  # someone asked for it: no error
+    else:
+        output.error(ApiError(error, [str(item) for item in record.get("suggestions") or []]))
     output.note(f"full log: binder-build build logs {record.get('name')}")
 
 
