@@ -20,6 +20,8 @@ resolved and pinned here, and would look that one up by itself.
 :func:`check_url` returns a :class:`CheckedTarget` holding the addresses it
 checked; whoever connects must connect to those (``curl_resolve`` pins them
 for git and curl), so a second DNS answer cannot point elsewhere.
+:func:`leads_inward` applies the same test to a host alone (the registry a
+Dockerfile pulls from, ``workers/image_policy.py``).
 
 Tests stub the resolver (the ``resolve`` argument): nothing here connects.
 """
@@ -151,6 +153,27 @@ def host_is_allowed(host: str, port: int, allowed_hosts: Iterable[str]) -> bool:
     return False
 
 
+def host_addresses(host: str, port: int, resolve: Resolver = resolve_host) -> tuple[str, ...]:
+    """The addresses ``host`` stands for: the one it spells, else those ``resolve`` finds;
+    ``UnknownHost`` when it finds none."""
+    literal = literal_address(host)
+    if literal is not None:
+        return (literal,)
+    addresses = tuple(resolve(host, port))
+    if not addresses:
+        raise UnknownHost(f"The host {host[:100]} cannot be resolved.",
+                          suggestions=["Check the host name in the URL."])
+    return addresses
+
+
+def leads_inward(host: str, port: int, resolve: Resolver = resolve_host) -> bool:
+    """True when ``host`` (an address literal, or a name resolved with ``resolve``) stands
+    for any loopback, private, link-local or otherwise non-public address; a name that
+    does not resolve raises ``UnknownHost``."""
+    return not all(is_public_address(address)
+                   for address in host_addresses(host, port, resolve))
+
+
 def check_url(url: str, allowed_hosts: Iterable[str],
               resolve: Resolver | None = resolve_host) -> CheckedTarget:
     """Check ``url`` against the address rule (see the module docstring).
@@ -187,16 +210,11 @@ def check_url(url: str, allowed_hosts: Iterable[str],
             f"Plain http is not accepted for {host[:100]}.",
             suggestions=["Use an https URL; operators may allow plain http for a host in "
                          "BINDER_ALLOWED_SOURCE_HOSTS."])
-    literal = literal_address(host)
-    if literal is not None:
-        addresses: tuple[str, ...] = (literal,)
-    elif resolve is None:
-        addresses = ()
+    if resolve is None:
+        literal = literal_address(host)
+        addresses: tuple[str, ...] = (literal,) if literal is not None else ()
     else:
-        addresses = tuple(resolve(host, port))
-        if not addresses:
-            raise UnknownHost(f"The host {host[:100]} cannot be resolved.",
-                              suggestions=["Check the host name in the URL."])
+        addresses = host_addresses(host, port, resolve)
     if not named:
         private = [address for address in addresses if not is_public_address(address)]
         if private:
@@ -209,5 +227,5 @@ def check_url(url: str, allowed_hosts: Iterable[str],
 
 
 __all__ = ["CheckedTarget", "ForbiddenAddress", "Resolver", "UnknownHost", "check_url",
-           "host_is_allowed", "is_plain_host", "is_public_address", "literal_address",
-           "resolve_host", "split_host_port"]
+           "host_addresses", "host_is_allowed", "is_plain_host", "is_public_address",
+           "leads_inward", "literal_address", "resolve_host", "split_host_port"]

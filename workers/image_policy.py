@@ -15,10 +15,16 @@ allowed entry covers them:
   registry's login, and the images built from other repositories, private
   ones too, are there;
 * an image on a registry written as a loopback, private or link-local
-  address (in any spelling: ``127.1``, ``[::1]``, ``0x7f000001``) or as
-  ``localhost`` (or ``*.localhost``): the engine pulls it itself, from the
-  host's network (plain http for loopback), so a Dockerfile would reach the
-  host's services whatever network builds run on. Names are not resolved.
+  address (in any spelling: ``127.1``, ``[::1]``, ``0x7f000001``), as
+  ``localhost`` (or ``*.localhost``), or as a name that resolves to such an
+  address (any of its addresses) or does not resolve: the engine pulls it
+  itself, from the host's network (plain http for loopback), so a
+  Dockerfile would reach the host's services whatever network builds run
+  on. Docker Hub (``docker.io``, the default) is not looked up.
+
+The engine looks a name up again when it pulls, so a name whose answer
+changes in between (DNS rebinding) is not caught here: keep the engines'
+hosts from reaching what builds must not (README, Production).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from common.addresses import is_public_address, literal_address
+from common.addresses import Resolver, UnknownHost, leads_inward, resolve_host, split_host_port
 from common.errors import BuildFailure
 from workers.dockerfile_parser import DockerfileError
 from workers.dockerfile_parser.images import ImageUse, pulled_images
@@ -156,18 +162,16 @@ def allowed_images(entries: Iterable[str]) -> list[AllowedImage]:
     return result
 
 
-def is_internal_registry(domain: str) -> bool:
-    """True for a registry written as ``localhost`` (or ``*.localhost``) or as a
-    non-public address literal; a name is not resolved."""
-    host = domain.lower()
-    if host.startswith("["):
-        host = host[1:].partition("]")[0]
-    elif ":" in host:
-        host = host.rpartition(":")[0]
+def is_internal_registry(domain: str, resolve: Resolver = resolve_host) -> bool:
+    """True for a registry written as ``localhost`` (or ``*.localhost``), as a non-public
+    address literal, or as a name ``resolve`` finds a non-public address of; a name that
+    does not resolve raises ``UnknownHost``. Docker Hub is not looked up."""
+    host, port = split_host_port(domain)
+    if host == DEFAULT_DOMAIN:
+        return False
     if host == "localhost" or host.endswith(".localhost"):
         return True
-    address = literal_address(host)
-    return address is not None and not is_public_address(address)
+    return leads_inward(host, port or 443, resolve)
 
 
 @dataclass(frozen=True)
@@ -191,7 +195,8 @@ class FarmImages:
         return references
 
 
-def check_registry(use: ImageUse, image: ImageReference, farm: FarmImages) -> None:
+def check_registry(use: ImageUse, image: ImageReference, farm: FarmImages,
+                   resolve: Resolver = resolve_host) -> None:
     """``BuildFailure`` for ``image`` on the farm's registry or an internal one (see the
     module docstring), unless it is one of the farm's own."""
     if farm.owns(image):
@@ -204,7 +209,14 @@ def check_registry(use: ImageUse, image: ImageReference, farm: FarmImages) -> No
             f"{where} from this farm's registry, which holds the images of other "
             "repositories; only the farm's own base images may come from there.",
             suggestions=[suggestion])
-    if is_internal_registry(image.domain):
+    try:
+        internal = is_internal_registry(image.domain, resolve)
+    except UnknownHost:
+        raise BuildFailure(
+            f"{where} from {image.domain}, a registry whose name does not resolve; this farm "
+            "pulls only from registries it can tell are not on its own network.",
+            suggestions=[suggestion]) from None
+    if internal:
         raise BuildFailure(
             f"{where} from {image.domain}, a loopback, private or link-local registry; this "
             "farm pulls from such registries only its own images.", suggestions=[suggestion])
@@ -212,13 +224,14 @@ def check_registry(use: ImageUse, image: ImageReference, farm: FarmImages) -> No
 
 def check_dockerfile(text: str, allowed_entries: Iterable[str],
                      build_args: Mapping[str, str] | None = None,
-                     farm: FarmImages = FarmImages()) -> list[ImageUse]:
+                     farm: FarmImages = FarmImages(),
+                     resolve: Resolver = resolve_host) -> list[ImageUse]:
     """The images building ``text`` would pull, each one allowed; else ``BuildFailure``.
 
     With an empty allowed list every image is allowed, but the file must
     still be one Docker can build, and an image on the farm's registry or an
     internal one must be the farm's own (:func:`check_registry`) unless an
-    allowed entry covers it.
+    allowed entry covers it. ``resolve`` looks registry names up (tests stub it).
     """
     allowed = allowed_images(allowed_entries)
     try:
@@ -236,7 +249,7 @@ def check_dockerfile(text: str, allowed_entries: Iterable[str],
                 suggestions=["Write a valid image name such as debian:bookworm."]) from None
         covered = any(entry.covers(reference) for entry in allowed)
         if not covered:
-            check_registry(use, reference, farm)
+            check_registry(use, reference, farm, resolve)
         if allowed and not covered:
             names = ", ".join(entry.written for entry in allowed)
             raise BuildFailure(

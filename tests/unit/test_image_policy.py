@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from common.addresses import UnknownHost
 from common.errors import BuildFailure
 from workers.image_policy import (
     FarmImages,
@@ -90,6 +91,19 @@ def test_a_bad_allowed_entry_is_an_operator_error() -> None:
 FARM = FarmImages("127.0.0.1:5000", ("127.0.0.1:5000/binder-base:jupyterlab4",
                                        "127.0.0.1:5000/binder-root:latest"))
 
+#: Registry names and what they resolve to; nothing is looked up for real.
+DNS = {"registry.example": ["93.184.216.34"], "sneaky.example": ["127.0.0.1"],
+       "mixed.example": ["93.184.216.34", "10.1.2.3"], "metadata.example": ["169.254.169.254"],
+       "v6.example": ["2606:4700::1111", "fd00::5"]}
+looked_up: list[tuple[str, int]] = []
+
+
+def fake_dns(host: str, port: int) -> list[str]:
+    looked_up.append((host, port))
+    if host not in DNS:
+        raise UnknownHost(f"The host {host} cannot be resolved.")
+    return DNS[host]
+
 
 @pytest.mark.parametrize(("dockerfile", "registry"), [
     ("FROM 127.0.0.1:6379/x\n", "127.0.0.1:6379"),
@@ -129,7 +143,41 @@ def test_only_the_farms_own_base_images_come_from_its_registry(image: str) -> No
 def test_the_farms_own_images_and_allowed_images_are_pulled_from_anywhere() -> None:
     check_dockerfile("FROM 127.0.0.1:5000/binder-root\n", [], farm=FARM)
     check_dockerfile("FROM 127.0.0.1:5000/binder-base:other-tag\n", [], farm=FARM)
-    check_dockerfile("FROM registry.example/x\nFROM 8.8.8.8/y\n", [], farm=FARM)
+    check_dockerfile("FROM registry.example/x\nFROM 8.8.8.8/y\n", [], farm=FARM,
+                     resolve=fake_dns)
     check_dockerfile("FROM 10.0.0.5/x:1\n", ["10.0.0.5/x"], farm=FARM)
     with pytest.raises(BuildFailure, match="private"):
         check_dockerfile("FROM localhost:5000/x\n", [], farm=FARM)
+
+
+@pytest.mark.parametrize(("dockerfile", "registry", "image"), [
+    ("FROM sneaky.example/x\n", "sneaky.example", "sneaky.example/x"),
+    ("FROM mixed.example:5000/x:1\n", "mixed.example:5000", "mixed.example:5000/x"),
+    ("FROM debian\nCOPY --from=metadata.example/latest / /\n", "metadata.example",
+     "metadata.example/latest"),
+    ("FROM V6.Example/x\n", "V6.Example", "V6.Example/x"),
+])
+def test_images_on_registries_whose_names_resolve_inward_are_refused(
+        dockerfile: str, registry: str, image: str) -> None:
+    """A name is as good as an address: the engine would look it up and connect there,
+    from the host's network."""
+    with pytest.raises(BuildFailure) as caught:
+        check_dockerfile(dockerfile, [], farm=FARM, resolve=fake_dns)
+    assert f"from {registry}, a loopback, private or link-local registry" in \
+        caught.value.message
+    check_dockerfile(dockerfile, [image, "debian"], farm=FARM,
+                     resolve=fake_dns)  # an operator's choice
+
+
+def test_a_registry_name_that_does_not_resolve_is_refused_with_a_sentence() -> None:
+    with pytest.raises(BuildFailure, match="from nowhere.example, a registry whose name does "
+                                           "not resolve"):
+        check_dockerfile("FROM nowhere.example/x\n", [], farm=FARM, resolve=fake_dns)
+
+
+def test_docker_hub_and_the_farms_own_images_are_not_looked_up() -> None:
+    looked_up.clear()
+    check_dockerfile("FROM debian:12\nFROM docker.io/library/python\n"
+                     "FROM 127.0.0.1:5000/binder-root\nFROM registry.example:8443/x\n", [],
+                     farm=FARM, resolve=fake_dns)
+    assert looked_up == [("registry.example", 8443)]
