@@ -46,19 +46,23 @@ _PARSERS: dict[type, Callable[[str], Any]] = {
 
 
 def setting(env: str, default: Any, help: str, choices: tuple[str, ...] = (),
-            seen_by_builds: bool = False, check: Callable[[Any], object] | None = None) -> Any:
+            seen_by_builds: bool = False, check: Callable[[Any], object] | None = None,
+            login_stays_on_host: bool = False) -> Any:
     """Declare a setting: its environment variable, default and help line, the
     only values it takes when it has ``choices`` (a word, in any case),
     whether its value is written into builds (``seen_by_builds``: generated
     Dockerfiles and build logs, which repository code reads), so that it may
-    hold no credentials, and a ``check`` that raises ``ValueError`` (saying
-    what the value must be) for a value the farm could not use.
+    hold no credentials (but a user name and password when
+    ``login_stays_on_host``: a host-side proxy adds them, builds see the rest
+    of the URL), and a ``check`` that raises ``ValueError`` (saying what the
+    value must be) for a value the farm could not use.
 
     The default's type says how the environment's text is parsed (booleans
     accept true/false/1/0, tuples are comma-separated lists).
     """
     return field(default=default, metadata={"env": env, "help": help, "choices": choices,
-                                            "seen_by_builds": seen_by_builds, "check": check})
+                                            "seen_by_builds": seen_by_builds, "check": check,
+                                            "login_stays_on_host": login_stays_on_host})
 
 
 def _at_least_one(value: int) -> None:
@@ -91,16 +95,24 @@ def _host_and_port(value: str) -> None:
 _CONDA_TOKEN = re.compile(r"/t/[^/]+")
 
 
-def credentials_in(url: str) -> str | None:
-    """What kind of credentials ``url`` carries (a user name or password, a conda token),
-    or ``None``; the description never repeats them."""
+def credentials_in(url: str, login_stays_on_host: bool = False) -> str | None:
+    """What kind of credentials ``url`` carries (a user name or password unless
+    ``login_stays_on_host``, a conda token, a query string), or ``None``; the
+    description never repeats them.
+
+    Any query string counts: a token can hide under any parameter name
+    (``?token=``, ``?access_token=``, a signature), and no package tool needs
+    one on a mirror or index URL (pip, conda, R and apt append paths to it).
+    """
     if "://" not in url:
         return None  # a conda channel's name
     parts = urlsplit(url)
-    if "@" in parts.netloc:
+    if "@" in parts.netloc and not login_stays_on_host:
         return "a user name or password"
     if _CONDA_TOKEN.search(parts.path):
         return "a token (/t/...)"
+    if parts.query:
+        return "a query string (?...), where tokens are passed"
     return None
 
 
@@ -212,7 +224,9 @@ class Config:
         "Extra host[:port] allowed as repository hosts even on loopback or private addresses; "
         "only they may use plain http.")
     pip_index_url: str = setting("BINDER_PIP_INDEX_URL", "",
-        "pip index of builds; credentials in it stay on the host (see BINDER_PIP_PROXY).")
+        "pip index of builds; a user name and password in it stay on the host (see "
+        "BINDER_PIP_PROXY), builds see the rest, so no token in its path or query.",
+        seen_by_builds=True, login_stays_on_host=True)
     pip_proxy: str = setting("BINDER_PIP_PROXY", "127.0.0.1:3141",
         "host:port where a worker serves its pip index to builds, adding the credentials of "
         "BINDER_PIP_INDEX_URL; builds must reach it (a worker refuses a loopback one that "
@@ -385,7 +399,8 @@ class Config:
             if spec.metadata["check"]:
                 _check(spec, value)
             if spec.metadata["seen_by_builds"]:
-                _refuse_credentials(spec.metadata["env"], value)
+                _refuse_credentials(spec.metadata["env"], value,
+                                    spec.metadata["login_stays_on_host"])
         if self.gc_low_percent > self.gc_high_percent:
             raise ConfigError(
                 f"BINDER_GC_LOW_PERCENT ({self.gc_low_percent}) is above "
@@ -411,16 +426,17 @@ def _check(spec: dataclasses.Field[Any], value: Any) -> None:
                           ) from exc
 
 
-def _refuse_credentials(env: str, value: str | tuple[str, ...]) -> None:
+def _refuse_credentials(env: str, value: str | tuple[str, ...],
+                        login_stays_on_host: bool) -> None:
     for url in (value,) if isinstance(value, str) else value:
-        kind = credentials_in(url)
+        kind = credentials_in(url, login_stays_on_host)
         if kind:
             raise ConfigError(
                 f"{env} holds credentials ({kind}); builds see its value in their "
                 "Dockerfiles and logs, where repository code would read them.",
                 suggestions=[f"Give {env} a URL without credentials: a mirror or proxy that "
                              "builds may reach without them (only BINDER_PIP_INDEX_URL keeps "
-                             "its credentials on the host, see BINDER_PIP_PROXY)."])
+                             "a user name and password on the host, see BINDER_PIP_PROXY)."])
 
 
 def registry_url(registry: str, insecure: bool) -> str:

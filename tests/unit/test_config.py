@@ -401,6 +401,12 @@ def test_config_values_are_not_shared_between_replacements() -> None:
     ("BINDER_CONDA_CHANNELS", "https://conda.example/t/s3cret-token/private"),
     ("BINDER_CRAN_URL", "https://farm:s3cret@cran.example/{date}"),
     ("BINDER_APT_MIRROR", "http://s3cret@mirror.example/debian"),
+    ("BINDER_CONDA_CHANNELS", "conda-forge,https://conda.example/private?token=s3cret"),
+    ("BINDER_CRAN_URL", "https://cran.example/{date}?access_token=s3cret"),
+    ("BINDER_APT_MIRROR", "http://mirror.example/debian?X-Sig=s3cret#x"),
+    ("BINDER_PIP_INDEX_URL", "https://index.example/simple/?token=s3cret"),
+    ("BINDER_PIP_INDEX_URL", "https://farm:pw@index.example/simple/?key=s3cret"),
+    ("BINDER_PIP_INDEX_URL", "https://pypi.anaconda.org/t/s3cret/farm/simple/"),
 ])
 def test_credentials_in_a_setting_builds_see_are_refused_at_load(
         variable: str, value: str, tmp_path: Path) -> None:
@@ -424,3 +430,8 @@ def test_urls_without_credentials_are_taken_for_settings_builds_see() -> None:
         "BINDER_CRAN_URL": "https://cran.example/snapshots/{date}",
         "BINDER_APT_MIRROR": "http://mirror.example/debian"})
     assert config.conda_channels == ("conda-forge", "https://conda.example/tools/t")
+
+
+def test_the_pip_index_alone_may_hold_a_login_which_its_proxy_keeps_on_the_host() -> None:
+    index = "https://farm:s3cret@index.example/simple/"
+    assert load_config(environ={"BINDER_PIP_INDEX_URL": index}).pip_index_url == index
