@@ -28,21 +28,38 @@ def _parents(path: PurePosixPath) -> list[str]:
     return [str(parent) for parent in reversed(path.parents) if str(parent) != "."]
 
 
+def _made_from(inputs: BuildInputs) -> list[PurePosixPath]:
+    """The build files, each followed by the file it leads to when it is a link (the
+    farm read that one; ``find_config_file`` keeps it inside the repository)."""
+    root = inputs.checkout.resolve()
+    files = []
+    for path in inputs.build_files:
+        files.append(path)
+        if (inputs.checkout / path).is_symlink():
+            try:
+                files.append(PurePosixPath(
+                    (inputs.checkout / path).resolve().relative_to(root).as_posix()))
+            except (OSError, RuntimeError, ValueError):
+                continue  # refused at detect (find_config_file)
+    return list(dict.fromkeys(files))
+
+
 def repository_copy(inputs: BuildInputs) -> tuple[list[str], list[PurePosixPath]]:
     """The repository paths a generated build copies (folders before what they hold),
     and the build files the ignore file matches but that are copied anyway.
 
     The ignore file applies to the repository as it does to a Dockerfile's context,
-    except to the files the build is made from (``BuildInputs.build_files``): the
-    generated Dockerfile stages some of them before the repository and runs the others
-    from it, so each is copied even when a pattern matches it.
+    except to the files the build is made from (``BuildInputs.build_files``, and the
+    file each that is a link leads to): the generated Dockerfile stages some of them
+    before the repository and runs the others from it, so each is copied even when a
+    pattern matches it; a link copied without its target would lead nowhere.
     """
     checkout = inputs.checkout
     # The matcher itself, not exclude_paths: that one keeps a root Dockerfile whatever
     # the patterns say, which only a repository Dockerfile's build needs.
     matcher = PatternMatcher(ignore_patterns(checkout) + [".git"])
     kept = set(matcher.walk(str(checkout)))
-    forced = [path for path in inputs.build_files if str(path) not in kept]
+    forced = [path for path in _made_from(inputs) if str(path) not in kept]
     kept.update(str(path) for path in forced)
     # A folder's own entry, where a pattern left it out but not some of its files
     # (``!data/keep.txt``) or a build file forced back.

@@ -546,6 +546,21 @@ def test_dockerignore_leaves_files_out_of_a_generated_image(
             "it is copied all the same") in api.logs(record["name"])
 
 
+def test_a_build_file_linking_into_an_ignored_folder_builds_what_the_farm_read(
+        api: ApiClient, git_server: GitServer, repo_url: str, package_index: Served) -> None:
+    """requirements.txt links into a folder the ignore file leaves out: the engine gets
+    the file the farm checked, not a link that leads nowhere."""
+    name = unique("ignored-link")
+    git_server.make_repo(f"github/max/{name}", {
+        "hidden/reqs.txt": f"{TEST_PACKAGE}==1.0\n", "hidden/other.md": "left out\n",
+        ".dockerignore": "hidden/\n"}, symlinks={"requirements.txt": "hidden/reqs.txt"})
+    record = built(api, f"{repo_url}/max/{name}")
+    output = run_in_image(record["image-name"],
+                          "ls -A hidden; python -c 'import binder_test_pkg as p; "
+                          "print(p.VERSION)'", timeout=IMAGE_TIMEOUT)
+    assert output.split() == ["reqs.txt", "1.0"], output
+
+
 def test_a_wheel_committed_at_the_root_is_installed_from_the_repository(
         api: ApiClient, git_server: GitServer, repo_url: str) -> None:
     wheel = package_wheel("1.0")

@@ -285,3 +285,41 @@ def test_own_dockerfile_is_written_as_rendered(tmp_path: Path) -> None:
     path = write_context(tmp_path / "context.tar", pack, inputs, pack.render(inputs))
     assert read(tmp_path / "context.tar", path) == \
         f"FROM {CONFIG.root_image_name}\nRUN true\n".encode()
+
+
+def test_a_build_file_linking_into_an_ignored_folder_brings_what_it_leads_to(
+        tmp_path: Path) -> None:
+    """The farm read the link's target to check the build: the engine must get that file,
+    not a link that leads nowhere in the context."""
+    checkout = ignoring_checkout(tmp_path, "hidden/\n")
+    (checkout / "hidden").mkdir()
+    (checkout / "hidden" / "reqs.txt").write_text("six\n")
+    (checkout / "hidden" / "other.txt").write_text("left out\n")
+    os.symlink("hidden/reqs.txt", checkout / "requirements.txt")
+    inputs = BuildInputs(checkout, PurePosixPath("requirements.txt"), CONFIG)
+    heard: list[str] = []
+    write_context(tmp_path / "context.tar", DefaultBuildPack(), inputs, "FROM base\n",
+                  heard.append)
+    names = members(tmp_path / "context.tar")
+    assert names["repo/requirements.txt"].issym()
+    assert names["repo/hidden"].isdir()
+    assert read(tmp_path / "context.tar", "repo/hidden/reqs.txt") == b"six\n"
+    assert "repo/hidden/other.txt" not in names
+    assert heard == ["the ignore file matches hidden/reqs.txt, which this build is made "
+                     "from: it is copied all the same"]
+
+
+def test_an_own_dockerfile_linking_into_an_ignored_folder_is_sent_as_read(
+        tmp_path: Path) -> None:
+    """The engine gets the text the farm checked, as a file, wherever the link leads."""
+    checkout = ignoring_checkout(tmp_path, "hidden/\n")
+    (checkout / "Dockerfile").unlink()
+    (checkout / "hidden").mkdir()
+    (checkout / "hidden" / "Dockerfile").write_text("FROM binder-root\n")
+    os.symlink("hidden/Dockerfile", checkout / "Dockerfile")
+    inputs = BuildInputs(checkout, PurePosixPath("Dockerfile"), CONFIG)
+    pack = DockerfileBuildPack()
+    path = write_context(tmp_path / "context.tar", pack, inputs, pack.render(inputs))
+    names = members(tmp_path / "context.tar")
+    assert names[path].isfile() and "hidden/Dockerfile" not in names
+    assert read(tmp_path / "context.tar", path) == f"FROM {CONFIG.root_image_name}\n".encode()
