@@ -1,13 +1,18 @@
 """Verification: start the built image as the template says and wait for its port.
 
 The container runs with no network and is probed from inside its own
-namespace with one ``docker exec`` that tries the port every 10 ms until it
+namespace with a ``docker exec`` that tries the port every 10 ms until it
 answers (a refused connection costs microseconds: the start is seen at once
 for no CPU worth naming), so verification needs no free host port, sends
 nothing off the container and ends the moment the image serves. It is
 repository code, so it runs bounded: memory (no swap), CPUs and processes
 limited, every capability dropped and no privilege gained through setuid
-programs.
+programs, and its disk as a fetch's is (``workers/git.py``): no file may
+grow past ``VERIFY_DISK`` (``RLIMIT_FSIZE``), and between probes, each at
+most ``DISK_CHECK_EVERY`` long, the container's own layer is measured and
+the verification fails once it holds more than that. (An image's ``VOLUME``
+gets an anonymous volume, outside that layer: bounded by the time the
+verification takes, and removed with the container.)
 
 Once the image has served, its container is removed in the background: the
 phase has its answer and need not wait for the engine. A worker that dies
@@ -26,6 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 import docker.errors
+import docker.types
 
 from common.config import Config
 from common.db import mongo_url
@@ -33,7 +39,7 @@ from common.errors import BuildFailure
 from common.lazy_pool import LazyPool
 from common.models import FailureCause
 from common.service_credentials import mongo_address
-from common.sizes import parse_size
+from common.sizes import format_size, parse_size
 from workers.docker_engine import docker_client
 from workers.guard import PhaseGuard
 
@@ -47,6 +53,10 @@ FARM_LABEL = "binder-build.farm"
 VERIFY_PIDS = 256
 #: CPUs it may use.
 VERIFY_CPUS = 1.0
+#: Bytes it may write to its container's own layer (each file, and all together).
+VERIFY_DISK = 1024**3
+#: Seconds between two looks at what it wrote (one probe's longest wait).
+DISK_CHECK_EVERY = 2.0
 
 #: Waits inside the container until PORT answers (exit 0) or SECONDS pass (exit 1):
 #: with Python when the image has it, else with bash's /dev/tcp.
@@ -89,6 +99,7 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
         network_mode="none", mem_limit=memory, memswap_limit=memory,
         pids_limit=VERIFY_PIDS, nano_cpus=int(VERIFY_CPUS * 1e9), cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
+        ulimits=[docker.types.Ulimit(name="fsize", soft=VERIFY_DISK, hard=VERIFY_DISK)],
         labels={VERIFY_LABEL: label, FARM_LABEL: farm_of(config)})
     remove = guard.on_abort(lambda: discard(container))
     served = False
@@ -104,7 +115,7 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                     cause=FailureCause.VERIFICATION)
             try:
                 probe = container.exec_run(["sh", "-c", WAIT_FOR_PORT], environment={
-                    "PORT": str(port), "SECONDS_LEFT": f"{left:.1f}"})
+                    "PORT": str(port), "SECONDS_LEFT": f"{min(left, DISK_CHECK_EVERY):.1f}"})
             except docker.errors.APIError:
                 probe = None  # the container stopped (or was stopped) meanwhile
             guard.check()
@@ -112,6 +123,7 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                 say(f"verified: the image serves on port {port}")
                 served = True
                 return
+            check_written(client, container)
             container.reload()
             if container.status != "running":
                 output = container.logs(tail=15).decode(errors="replace").strip()
@@ -131,6 +143,18 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
 
 
 _removals = LazyPool(1, "verify-removal")
+
+
+def check_written(client: docker.DockerClient, container: Any) -> None:
+    """``BuildFailure`` when ``container`` wrote more than ``VERIFY_DISK`` to its own layer."""
+    listed = client.api.containers(all=True, size=True, filters={"id": container.id})
+    written = int((listed[0].get("SizeRw") if listed else None) or 0)
+    if written > VERIFY_DISK:
+        raise BuildFailure(
+            f"The image wrote more than {format_size(VERIFY_DISK)} to its disk while it was "
+            "verified, which this farm does not allow.",
+            suggestions=["Write large files when the image is built, or when a user asks for "
+                         "them, not when it starts."], cause=FailureCause.VERIFICATION)
 
 
 def discard(container: Any) -> None:

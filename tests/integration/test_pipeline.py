@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import uuid
 from typing import Any
 
@@ -14,6 +15,7 @@ import pytest
 from common import build_store
 from common.clock import utcnow
 from common.config import get_config
+from common.errors import BuildFailure
 from common.models import Phase
 from tests.integration.conftest import TEST_PACKAGE, Served, unique
 from tests.support.farm import ApiClient, Farm
@@ -165,6 +167,45 @@ def test_verification_leaves_no_volume_of_the_image_behind(
         with contextlib.suppress(docker.errors.DockerException):
             client.images.remove(image.id, force=True)
         client.close()
+
+
+def verify_command(config: Any, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Verify an image of the base image whose command is ``command`` (a shell line),
+    with 8 MiB of verification disk."""
+    client = docker.from_env()
+    maker = client.containers.run(BASE_IMAGE, ["true"], detach=True, network_mode="none")
+    maker.wait()
+    image = maker.commit(changes=[f"CMD {json.dumps(['sh', '-c', command])}"])
+    maker.remove()
+    monkeypatch.setattr(verify, "VERIFY_DISK", 8 * 1024**2)
+    monkeypatch.setattr(guard_module.build_store, "heartbeat", lambda *args: {})
+    guard = PhaseGuard(uuid.uuid4().hex, 1, Phase.PUSHING,
+                       utcnow() + dt.timedelta(minutes=5), 5, 60)
+    try:
+        verify.verify_image(config, image.id, 8888, None, f"disk-{uuid.uuid4().hex[:8]}",
+                            lambda line: None, guard)
+    finally:
+        with contextlib.suppress(docker.errors.DockerException):
+            client.images.remove(image.id, force=True)
+        client.close()
+
+
+def test_no_file_grows_past_the_verification_disk(
+        services: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The image serves only when its 16 MiB file was cut at 8 MiB (RLIMIT_FSIZE)."""
+    verify_command(get_config(), "head -c 16777216 /dev/zero > /tmp/big; "
+                   "[ $(stat -c %s /tmp/big) -eq 8388608 ] && "
+                   "exec python3 -m http.server 8888", monkeypatch)
+
+
+def test_an_image_writing_past_the_verification_disk_fails_its_verification(
+        services: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many files, each under the per-file bound, together over it."""
+    with pytest.raises(BuildFailure, match="^The image wrote more than 8M to its disk while "
+                                           "it was verified"):
+        verify_command(get_config().replace(verify_timeout=20),
+                       "for i in 1 2 3 4 5 6; do head -c 4194304 /dev/zero > /tmp/f$i; done; "
+                       "exec sleep 600", monkeypatch)
 
 
 def test_a_verification_stands_for_images_that_differ_only_in_inert_files(
