@@ -28,12 +28,13 @@ def _parents(path: PurePosixPath) -> list[str]:
     return [str(parent) for parent in reversed(path.parents) if str(parent) != "."]
 
 
-def _made_from(inputs: BuildInputs) -> list[PurePosixPath]:
-    """The build files, each followed by the file it leads to when it is a link (the
-    farm read that one; ``find_config_file`` keeps it inside the repository)."""
+def _made_from(buildpack: BuildPack, inputs: BuildInputs) -> list[PurePosixPath]:
+    """The build files and the files they pull in, each followed by the file it leads to
+    when it is a link (the farm read that one; ``find_config_file`` keeps it inside the
+    repository)."""
     root = inputs.checkout.resolve()
     files = []
-    for path in inputs.build_files:
+    for path in [*inputs.build_files, *buildpack.pulled_in(inputs)]:
         files.append(path)
         if (inputs.checkout / path).is_symlink():
             try:
@@ -44,13 +45,15 @@ def _made_from(inputs: BuildInputs) -> list[PurePosixPath]:
     return list(dict.fromkeys(files))
 
 
-def repository_copy(inputs: BuildInputs) -> tuple[list[str], list[PurePosixPath]]:
+def repository_copy(buildpack: BuildPack,
+                    inputs: BuildInputs) -> tuple[list[str], list[PurePosixPath]]:
     """The repository paths a generated build copies (folders before what they hold),
     and the build files the ignore file matches but that are copied anyway.
 
     The ignore file applies to the repository as it does to a Dockerfile's context,
-    except to the files the build is made from (``BuildInputs.build_files``, and the
-    file each that is a link leads to): the generated Dockerfile stages some of them
+    except to the files the build is made from (``BuildInputs.build_files``, the files
+    they pull in, ``BuildPack.pulled_in``, and the file each that is a link leads
+    to): the generated Dockerfile stages some of them
     before the repository and runs the others from it, so each is copied even when a
     pattern matches it; a link copied without its target would lead nowhere.
     """
@@ -59,7 +62,7 @@ def repository_copy(inputs: BuildInputs) -> tuple[list[str], list[PurePosixPath]
     # the patterns say, which only a repository Dockerfile's build needs.
     matcher = PatternMatcher(ignore_patterns(checkout) + [".git"])
     kept = set(matcher.walk(str(checkout)))
-    forced = [path for path in _made_from(inputs) if str(path) not in kept]
+    forced = [path for path in _made_from(buildpack, inputs) if str(path) not in kept]
     kept.update(str(path) for path in forced)
     # A folder's own entry, where a pattern left it out but not some of its files
     # (``!data/keep.txt``) or a build file forced back.
@@ -96,7 +99,7 @@ def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
                 else:
                     tar.add(checkout / relative, arcname=relative, recursive=False)
             return str(inputs.config_path)
-        copied, forced = repository_copy(inputs)
+        copied, forced = repository_copy(buildpack, inputs)
         for path in forced:
             if say is not None:
                 say(f"the ignore file matches {path}, which this build is made from: "

@@ -183,19 +183,21 @@ def _tokens(line: str) -> list[str]:
 def check_requirement_lines(lines: Iterable[tuple[int, str]], where: str,
                             base: Path | None = None, checkout: Path | None = None,
                             seen: set[tuple[Path, ...]] | None = None,
-                            unit: str = "line") -> None:
+                            unit: str = "line", opened: list[PurePosixPath] | None = None,
+                            ) -> None:
     """Refuse index options in pip requirement lines; follow ``-r``/``-c`` files in the checkout.
 
     ``where`` names the file in messages and ``unit`` what the numbers count
     (``line``, ``entry``); ``base`` is the folder relative paths are read
-    from, ``checkout`` the repository root they must stay in.
+    from, ``checkout`` the repository root they must stay in; ``opened`` hears
+    the repository paths of the files followed (see ``_follow``).
     """
     seen = seen if seen is not None else set()
     for number, line in lines:
         for option, value in _options(line, f"{where} {unit} {number}"):
             if option in FILE_OPTIONS and value and base is not None and checkout is not None:
                 for path in _readings(base / value):
-                    _follow(path, checkout, seen)
+                    _follow(path, checkout, seen, opened)
         _check_direct_reference(line, f"{where} {unit} {number}")
 
 
@@ -267,9 +269,12 @@ def _check_direct_reference(line: str, where: str) -> None:
                              "(./wheels/NAME.whl, ./src/NAME)."])
 
 
-def _follow(path: Path, checkout: Path, seen: set[tuple[Path, ...]]) -> None:
+def _follow(path: Path, checkout: Path, seen: set[tuple[Path, ...]],
+            opened: list[PurePosixPath] | None = None) -> None:
     """Check the requirements file at ``path`` (as the installer names it) and the files
-    it pulls in, which are joined to the folder of ``path``, not of a link's target."""
+    it pulls in, which are joined to the folder of ``path``, not of a link's target;
+    ``opened`` hears the repository path of each file (as named, and the file a link
+    leads to)."""
     try:
         path.resolve()
     except RuntimeError:  # pathlib's resolve() on a link that leads back to itself
@@ -288,18 +293,26 @@ def _follow(path: Path, checkout: Path, seen: set[tuple[Path, ...]]) -> None:
     key = (resolved, Path(os.path.normpath(path.parent)), path.parent.resolve())
     if key in seen or not resolved.is_file():
         return  # pip reports a missing file itself
+    if opened is not None:
+        named = Path(os.path.normpath(path))
+        if named.is_relative_to(checkout):
+            opened.append(PurePosixPath(named.relative_to(checkout).as_posix()))
+        opened.append(relative)
     seen.add(key)
     if len(seen) > MAX_FILES:
         raise BuildFailure(f"The requirements files refer to more than {MAX_FILES} others.",
                            suggestions=["Merge the requirements files."])
     for text in requirements_readings(read_config_bytes(root, relative)):
-        check_requirement_lines(logical_lines(text), str(relative), path.parent, checkout, seen)
+        check_requirement_lines(logical_lines(text), str(relative), path.parent, checkout, seen,
+                                opened=opened)
 
 
-def check_requirements_file(checkout: Path, relative: str) -> None:
-    """Refuse index options in the requirements file ``relative`` and the files it pulls in."""
+def check_requirements_file(checkout: Path, relative: str,
+                            opened: list[PurePosixPath] | None = None) -> None:
+    """Refuse index options in the requirements file ``relative`` and the files it pulls in;
+    ``opened`` hears their repository paths (each as named, and where a link leads)."""
     path = checkout / relative
-    _follow(path, checkout, set())
+    _follow(path, checkout, set(), opened)
 
 
 def sources_replaced(file_name: str, declared: Sequence[str], used: Sequence[str]) -> str | None:

@@ -561,6 +561,20 @@ def test_a_build_file_linking_into_an_ignored_folder_builds_what_the_farm_read(
     assert output.split() == ["reqs.txt", "1.0"], output
 
 
+def test_a_requirements_file_pulled_in_from_an_ignored_folder_is_installed(
+        api: ApiClient, git_server: GitServer, repo_url: str, package_index: Served) -> None:
+    """``-r`` names a file the ignore file leaves out: pip reads the one the farm checked."""
+    name = unique("ignored-r")
+    git_server.make_repo(f"github/max/{name}", {
+        "requirements.txt": "-r hidden/reqs.txt\n",
+        "hidden/reqs.txt": f"{TEST_PACKAGE}==1.0\n", ".dockerignore": "hidden/\n"})
+    record = built(api, f"{repo_url}/max/{name}")
+    output = run_in_image(record["image-name"],
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "1.0", output
+
+
 def test_a_wheel_committed_at_the_root_is_installed_from_the_repository(
         api: ApiClient, git_server: GitServer, repo_url: str) -> None:
     wheel = package_wheel("1.0")

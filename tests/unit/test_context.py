@@ -13,6 +13,7 @@ from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
+from workers.buildpacks.requirements import RequirementsBuildPack
 from workers.docker_context import write_context
 from workers.dockerignore import check_ignore_files
 
@@ -307,6 +308,29 @@ def test_a_build_file_linking_into_an_ignored_folder_brings_what_it_leads_to(
     assert "repo/hidden/other.txt" not in names
     assert heard == ["the ignore file matches hidden/reqs.txt, which this build is made "
                      "from: it is copied all the same"]
+
+
+def test_requirements_files_pulled_in_from_an_ignored_folder_are_copied(
+        tmp_path: Path) -> None:
+    """pip opens ``-r`` files in the copied repository: the ones the farm checked."""
+    checkout = ignoring_checkout(tmp_path, "hidden/\nmore.txt\n")
+    (checkout / "hidden").mkdir()
+    (checkout / "hidden" / "more.txt").write_text("-r extra.txt\n")
+    (checkout / "hidden" / "extra.txt").write_text("six\n")
+    (checkout / "hidden" / "other.txt").write_text("left out\n")
+    os.symlink("hidden/more.txt", checkout / "more.txt")
+    (checkout / "requirements.txt").write_text("-r more.txt\n-c hidden/extra.txt\n")
+    inputs = BuildInputs(checkout, PurePosixPath("requirements.txt"), CONFIG)
+    heard: list[str] = []
+    write_context(tmp_path / "context.tar", RequirementsBuildPack(), inputs, "FROM base\n",
+                  heard.append)
+    names = members(tmp_path / "context.tar")
+    assert names["repo/more.txt"].issym()
+    assert read(tmp_path / "context.tar", "repo/hidden/extra.txt") == b"six\n"
+    assert {"repo/hidden", "repo/hidden/more.txt"} <= set(names)
+    assert "repo/hidden/other.txt" not in names
+    assert [line.split()[4] for line in heard] == ["more.txt,", "hidden/more.txt,",
+                                                   "hidden/extra.txt,"]
 
 
 def test_an_own_dockerfile_linking_into_an_ignored_folder_is_sent_as_read(

@@ -102,6 +102,11 @@ class BuildPack:
     def check(self, inputs: BuildInputs) -> None:  # noqa: B027 - optional hook
         """Raise ``BuildFailure`` when the config cannot be built (before Docker runs)."""
 
+    def pulled_in(self, inputs: BuildInputs) -> list[PurePosixPath]:
+        """Repository files the build files name, which the build reads from the copied
+        repository (``-r`` files of a requirements file): copied even when ignored."""
+        return []
+
     def notices(self, inputs: BuildInputs) -> list[str]:
         """Lines for the build log at detect, e.g. that the farm's package sources replace
         the ones the config file names (``workers.package_index.sources_replaced``)."""

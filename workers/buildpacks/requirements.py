@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
@@ -48,6 +48,12 @@ class RequirementsBuildPack(BuildPack):
         """The file (and those it pulls in with -r/-c) may not name a package index."""
         assert inputs.config_path is not None
         check_requirements_file(inputs.checkout, str(inputs.config_path))
+
+    def pulled_in(self, inputs: BuildInputs) -> list[PurePosixPath]:
+        assert inputs.config_path is not None
+        opened: list[PurePosixPath] = []
+        check_requirements_file(inputs.checkout, str(inputs.config_path), opened)
+        return opened
 
     def install(self, inputs: BuildInputs) -> Install:
         assert inputs.config_path is not None
