@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
@@ -28,20 +29,35 @@ def _parents(path: PurePosixPath) -> list[str]:
     return [str(parent) for parent in reversed(path.parents) if str(parent) != "."]
 
 
+#: Links followed from one build file, as the system follows them at most.
+MAX_HOPS = 40
+
+
+def _hops(checkout: Path, root: Path, path: PurePosixPath) -> list[PurePosixPath]:
+    """The repository paths a link ``path`` leads through, link by link, to its file
+    (each in its folder's real place); ``find_config_file`` and the requirements check
+    refused links that lead outside the repository or back to themselves."""
+    hops = []
+    current = checkout / path
+    try:
+        for _ in range(MAX_HOPS):
+            if not current.is_symlink():
+                break
+            target = current.parent / os.readlink(current)
+            current = target.parent.resolve() / target.name
+            hops.append(PurePosixPath(current.relative_to(root).as_posix()))
+    except (OSError, RuntimeError, ValueError):
+        pass
+    return hops
+
+
 def _made_from(buildpack: BuildPack, inputs: BuildInputs) -> list[PurePosixPath]:
-    """The build files and the files they pull in, each followed by the file it leads to
-    when it is a link (the farm read that one; ``find_config_file`` keeps it inside the
-    repository)."""
+    """The build files and the files they pull in, each followed by the links and the
+    file it leads to when it is a link (the farm read that file)."""
     root = inputs.checkout.resolve()
     files = []
     for path in [*inputs.build_files, *buildpack.pulled_in(inputs)]:
-        files.append(path)
-        if (inputs.checkout / path).is_symlink():
-            try:
-                files.append(PurePosixPath(
-                    (inputs.checkout / path).resolve().relative_to(root).as_posix()))
-            except (OSError, RuntimeError, ValueError):
-                continue  # refused at detect (find_config_file)
+        files += [path, *_hops(inputs.checkout, root, path)]
     return list(dict.fromkeys(files))
 
 

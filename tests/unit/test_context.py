@@ -310,6 +310,22 @@ def test_a_build_file_linking_into_an_ignored_folder_brings_what_it_leads_to(
                      "from: it is copied all the same"]
 
 
+def test_each_link_a_build_file_leads_through_is_copied(tmp_path: Path) -> None:
+    """The engine follows every link of the chain: each must be in the context."""
+    checkout = ignoring_checkout(tmp_path, "hidden/\nsecret.txt\n")
+    (checkout / "hidden" / "deeper").mkdir(parents=True)
+    (checkout / "hidden" / "deeper" / "reqs.txt").write_text("six\n")
+    os.symlink("deeper/reqs.txt", checkout / "hidden" / "hop.txt")
+    os.symlink("../hidden/hop.txt", checkout / "src" / "hop.txt")
+    os.symlink("src/hop.txt", checkout / "requirements.txt")
+    inputs = BuildInputs(checkout, PurePosixPath("requirements.txt"), CONFIG)
+    write_context(tmp_path / "context.tar", DefaultBuildPack(), inputs, "FROM base\n")
+    names = members(tmp_path / "context.tar")
+    assert names["repo/src/hop.txt"].issym() and names["repo/hidden/hop.txt"].issym()
+    assert read(tmp_path / "context.tar", "repo/hidden/deeper/reqs.txt") == b"six\n"
+    assert "repo/secret.txt" not in names
+
+
 def test_requirements_files_pulled_in_from_an_ignored_folder_are_copied(
         tmp_path: Path) -> None:
     """pip opens ``-r`` files in the copied repository: the ones the farm checked."""
