@@ -154,11 +154,16 @@ def test_relative_link_climbing_out_is_refused(tmp_path: Path) -> None:
         detect(checkout, CONFIG)
 
 
-def test_dangling_link_is_refused(tmp_path: Path) -> None:
-    checkout = checkout_with(tmp_path, "README.md")
-    os.symlink("missing.txt", checkout / "requirements.txt")
-    with pytest.raises(BuildFailure):
+@pytest.mark.parametrize("target", ["missing.txt", ".", "deps"])
+def test_a_link_to_no_file_of_the_repository_is_refused_saying_so(
+        tmp_path: Path, target: str) -> None:
+    """Not "outside the repository": the link stays inside, but leads to no file."""
+    checkout = checkout_with(tmp_path, "deps/README.md")
+    os.symlink(target, checkout / "requirements.txt")
+    with pytest.raises(BuildFailure) as caught:
         detect(checkout, CONFIG)
+    assert caught.value.message == ("requirements.txt is a link to nothing or to a folder, "
+                                    "not to a file.")
 
 
 @pytest.mark.parametrize("name", ["requirements.txt", "postBuild", "binder/start"])

@@ -177,9 +177,13 @@ def find_config_file(checkout: Path, folder: Path, name: str) -> PurePosixPath |
     except RuntimeError:  # pathlib's resolve() on a link that leads back to itself
         raise BuildFailure(f"{path.relative_to(checkout)} is a link that leads back to "
                            "itself.", suggestions=["Commit the file itself."]) from None
-    if not inside or not path.is_file():
+    if not inside:
         raise BuildFailure(f"{path.relative_to(checkout)} is a link that leads outside "
                            "the repository.", suggestions=["Commit the file itself."])
+    if not path.is_file():
+        raise BuildFailure(f"{path.relative_to(checkout)} is a link to nothing or to a folder, "
+                           "not to a file.", suggestions=["Commit the file itself, or link "
+                                                          "to a file of the repository."])
     return PurePosixPath(path.relative_to(checkout).as_posix())
 
 
