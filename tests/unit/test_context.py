@@ -11,10 +11,11 @@ import pytest
 from common.config import load_config
 from common.errors import BuildFailure
 from workers.buildpacks.base import BuildInputs, BuildPack
+from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
-from workers.docker_context import write_context
+from workers.docker_context import repository_copy, write_context
 from workers.dockerignore import check_ignore_files
 
 CONFIG = load_config(environ={})
@@ -347,6 +348,22 @@ def test_requirements_files_pulled_in_from_an_ignored_folder_are_copied(
     assert "repo/hidden/other.txt" not in names
     assert [line.split()[4] for line in heard] == ["more.txt,", "hidden/more.txt,",
                                                    "hidden/extra.txt,"]
+
+
+def test_files_an_environments_pip_entries_pull_in_are_copied_even_if_ignored(
+        tmp_path: Path) -> None:
+    checkout = ignoring_checkout(tmp_path, "hidden/\n")
+    (checkout / "hidden").mkdir()
+    (checkout / "hidden" / "reqs.txt").write_text("six\n")
+    (checkout / "hidden" / "other.txt").write_text("left out\n")
+    (checkout / "environment.yml").write_text(
+        "dependencies:\n  - python=3.12\n  - pip\n  - pip:\n    - -r hidden/reqs.txt\n")
+    inputs = BuildInputs(checkout, PurePosixPath("environment.yml"), CONFIG)
+    # what the context holds of the repository (its extra files would solve the environment)
+    copied, forced = repository_copy(CondaBuildPack(), inputs)
+    assert forced == [PurePosixPath("hidden/reqs.txt")]
+    assert {"hidden", "hidden/reqs.txt"} <= set(copied)
+    assert "hidden/other.txt" not in copied
 
 
 def test_an_own_dockerfile_linking_into_an_ignored_folder_is_sent_as_read(

@@ -20,7 +20,7 @@ repository (``-e .``, ``-r other.txt``), the whole repository comes first.
 from __future__ import annotations
 
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from common.config import Config
 from common.errors import BuildFailure
@@ -109,12 +109,22 @@ class CondaBuildPack(BuildPack):
             raise BuildFailure(str(exc), suggestions=[
                 "See https://docs.conda.io/projects/conda/en/latest/user-guide/tasks/"
                 "manage-environments.html#create-env-file-manually"]) from exc
+        self._check_pip(inputs, spec)
+
+    def _check_pip(self, inputs: BuildInputs, spec: EnvironmentSpec,
+                   opened: list[PurePosixPath] | None = None) -> None:
+        assert inputs.config_path is not None
         env_file = inputs.checkout / inputs.config_path
         # each entry, and the entries as pip reads the file they are written to
         # (conda_env.pip_install), where one ending with a backslash goes on in the next
         for lines in (enumerate(spec.pip, start=1), logical_lines("\n".join(spec.pip))):
             check_requirement_lines(lines, "environment.yml pip:", env_file.parent,
-                                    inputs.checkout, unit="entry")
+                                    inputs.checkout, unit="entry", opened=opened)
+
+    def pulled_in(self, inputs: BuildInputs) -> list[PurePosixPath]:
+        opened: list[PurePosixPath] = []
+        self._check_pip(inputs, self._spec(inputs), opened)
+        return opened
 
     def notices(self, inputs: BuildInputs) -> list[str]:
         """Say so when the file names channels other than the farm's (which replace them)."""
