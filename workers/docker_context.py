@@ -8,10 +8,8 @@ import tarfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
-from docker.utils.build import PatternMatcher, exclude_paths
-
 from workers.buildpacks import BuildInputs, BuildPack
-from workers.dockerignore import ignore_patterns
+from workers.dockerignore import ignore_patterns, kept_paths
 
 GENERATED_DOCKERFILE = "Dockerfile"
 #: Where a generated Dockerfile sees the repository.
@@ -74,10 +72,9 @@ def repository_copy(buildpack: BuildPack,
     pattern matches it; a link copied without its target would lead nowhere.
     """
     checkout = inputs.checkout
-    # The matcher itself, not exclude_paths: that one keeps a root Dockerfile whatever
-    # the patterns say, which only a repository Dockerfile's build needs.
-    matcher = PatternMatcher(ignore_patterns(checkout) + [".git"])
-    kept = set(matcher.walk(str(checkout)))
+    # Nothing kept whatever the patterns say: only a repository Dockerfile's build keeps
+    # its Dockerfile.
+    kept = kept_paths(checkout, ignore_patterns(checkout) + [".git"])
     forced = [path for path in _made_from(buildpack, inputs) if str(path) not in kept]
     kept.update(str(path) for path in forced)
     # A folder's own entry, where a pattern left it out but not some of its files
@@ -107,7 +104,7 @@ def write_context(target: Path, buildpack: BuildPack, inputs: BuildInputs,
         if buildpack.owns_context:
             assert inputs.config_path is not None
             patterns = ignore_patterns(checkout, inputs.config_path) + [".git"]
-            kept = exclude_paths(str(checkout), patterns, dockerfile=str(inputs.config_path))
+            kept = kept_paths(checkout, patterns, keep=str(inputs.config_path))
             for relative in sorted(kept):
                 if relative == str(inputs.config_path):
                     # as rendered (a short FROM binder-root made the farm's full name)

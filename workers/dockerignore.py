@@ -9,21 +9,58 @@ would steer which files reach the build. Such links are refused; each is
 read (or, for the engine, checked) within its cap (``workers/config_files.py``).
 A pattern that cannot be matched (``[z-a]``) is refused with its line at detect,
 not met as an error while the context is packed.
+
+Every pattern is matched against every path the context's walk meets
+(docker's own matcher, :class:`IgnoreMatcher`, with each pattern compiled
+once: docker's recompiles them all for each path once a file has more than
+100). That work is bounded: an ignore file whose patterns times the
+repository's files and folders pass ``MAX_MATCHES`` is refused at detect.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path, PurePosixPath
 
-from docker.utils.build import PatternMatcher
+from docker.utils.build import Pattern, PatternMatcher
+from docker.utils.fnmatch import translate
 
 from common.errors import BuildFailure
-from workers.config_files import check_config_size, read_config_text
+from workers.config_files import cap_for, check_config_size, read_config_text
 from workers.repo_yaml import shorten
 
 #: The ignore files read, most preferred first: the first present one applies.
 IGNORE_FILE_NAMES = (".dockerignore", ".containerignore")
+#: Pattern-by-path matches packing one context may take, about a microsecond each.
+MAX_MATCHES = 20_000_000
+
+
+class _CompiledPattern(Pattern):
+    """docker's ``Pattern``, its regular expression compiled once (docker's ``fnmatch``
+    compares in lower case, so this does too)."""
+
+    def __init__(self, pattern_str: str) -> None:
+        super().__init__(pattern_str)
+        self.regex = re.compile(translate(self.cleaned_pattern.lower()))
+
+    def match(self, filepath: str) -> bool:
+        return self.regex.match(filepath.lower()) is not None
+
+
+class IgnoreMatcher(PatternMatcher):
+    """docker's ``PatternMatcher`` (same paths kept, same walk), each pattern compiled once."""
+
+    def __init__(self, patterns: list[str]) -> None:
+        self.patterns = [pattern for pattern in map(_CompiledPattern, patterns)
+                         if pattern.dirs]
+        self.patterns.append(_CompiledPattern("!.dockerignore"))
+
+
+def kept_paths(checkout: Path, patterns: list[str], keep: str | None = None) -> set[str]:
+    """The repository paths ``patterns`` leave in (and ``keep``, whatever they say), as
+    docker's ``exclude_paths`` finds them."""
+    return set(IgnoreMatcher(patterns + ([f"!{keep}"] if keep else [])).walk(str(checkout)))
 
 
 def ignore_files(checkout: Path, dockerfile: PurePosixPath | None = None) -> list[Path]:
@@ -70,4 +107,24 @@ def ignore_patterns(checkout: Path, dockerfile: PurePosixPath | None = None) -> 
                                f"files can be matched with ({exc}).",
                                suggestions=[f"Correct or remove that line of {name}."]) from None
         patterns.append(line)
+    _check_work(checkout, name, len(patterns))
     return patterns
+
+
+def _check_work(checkout: Path, name: str, patterns: int) -> None:
+    """``BuildFailure`` when matching ``patterns`` (and the few the farm adds: ``.git``,
+    ``!.dockerignore``, ``!Dockerfile``) against the repository's paths would pass
+    ``MAX_MATCHES`` (its files and folders are counted up to that point, not beyond)."""
+    most = MAX_MATCHES // (patterns + 3)
+    entries = 0
+    for folder, dirs, files in os.walk(checkout):
+        if folder == str(checkout) and ".git" in dirs:
+            dirs.remove(".git")
+            entries += 1
+        entries += len(dirs) + len(files)
+        if entries > most:
+            raise BuildFailure(
+                f"{name} holds {patterns} patterns and the repository more than {most} "
+                "files and folders: matching each pattern against each path is more work "
+                "than this farm does for one build.",
+                suggestions=[cap_for(name).advice.format(name=name)])

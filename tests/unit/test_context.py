@@ -7,16 +7,18 @@ import tarfile
 from pathlib import Path, PurePosixPath
 
 import pytest
+from docker.utils.build import PatternMatcher, exclude_paths
 
 from common.config import load_config
 from common.errors import BuildFailure
+from workers import dockerignore
 from workers.buildpacks.base import BuildInputs, BuildPack
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.buildpacks.requirements import RequirementsBuildPack
 from workers.docker_context import repository_copy, write_context
-from workers.dockerignore import check_ignore_files
+from workers.dockerignore import check_ignore_files, kept_paths
 
 CONFIG = load_config(environ={})
 
@@ -253,6 +255,46 @@ def test_a_pattern_that_cannot_be_matched_is_refused_by_its_line(
     inputs = BuildInputs(checkout, PurePosixPath(config_path) if config_path else None, CONFIG)
     with pytest.raises(BuildFailure, match=message):
         pack.check(inputs) if config_path else check_ignore_files(checkout)  # at detect
+
+
+PATTERNS = ["secret.txt", "*.csv", "big/", "!big/keep.txt", "Dockerfile", "SRC", "**/*.py",
+            "src/../README.md", "./notes.git", "big/*", "!big", "[a-c]*", "?EADME.md",
+            "**", "!src/**", "nothing/*/deeper", "/src/app.py/", "big/data.bin/x"]
+
+
+@pytest.mark.parametrize("count", range(1, len(PATTERNS) + 1))
+def test_the_farms_matcher_keeps_what_dockers_keeps(tmp_path: Path, count: int) -> None:
+    """Each pattern compiled once, the paths kept are docker's, pattern by pattern."""
+    checkout = ignoring_checkout(tmp_path, "")
+    (checkout / "Src").mkdir()
+    (checkout / "Src" / "Upper.PY").write_text("x\n")
+    for patterns in (PATTERNS[:count], PATTERNS[count - 1:count]):
+        assert kept_paths(checkout, patterns) == set(PatternMatcher(patterns).walk(str(checkout)))
+        assert kept_paths(checkout, patterns, keep="Dockerfile") == \
+            exclude_paths(str(checkout), list(patterns), "Dockerfile")
+
+
+@pytest.mark.parametrize(("pack", "config_path"), [(DefaultBuildPack(), None),
+                                                    (DockerfileBuildPack(), "Dockerfile")])
+def test_patterns_times_paths_past_the_bound_are_refused_at_detect(
+        tmp_path: Path, pack: BuildPack, config_path: str | None,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Packing matches each pattern against each path: a long ignore file over a
+    repository of many files would keep a worker busy for hours."""
+    checkout = ignoring_checkout(tmp_path, "".join(f"data{i}/*.bin\n" for i in range(7)))
+    for i in range(30):
+        (checkout / "big" / f"part{i}").write_text("")
+    inputs = BuildInputs(checkout, PurePosixPath(config_path) if config_path else None, CONFIG)
+    monkeypatch.setattr(dockerignore, "MAX_MATCHES", 1000)
+    pack.check(inputs) if config_path else check_ignore_files(checkout)
+    monkeypatch.setattr(dockerignore, "MAX_MATCHES", 300)
+    with pytest.raises(BuildFailure) as caught:
+        pack.check(inputs) if config_path else check_ignore_files(checkout)
+    assert caught.value.message == (
+        ".dockerignore holds 7 patterns and the repository more than 30 files and folders: "
+        "matching each pattern against each path is more work than this farm does for one "
+        "build.")
+    assert "rather than a line per file" in caught.value.suggestions[0]
 
 
 def test_a_dockerignore_that_is_no_text_still_reads(tmp_path: Path) -> None:
