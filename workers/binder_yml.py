@@ -62,9 +62,11 @@ class LimitsSchema(Schema):
     @validates("memory")
     def _memory(self, value: str, **_: Any) -> None:
         try:
-            parse_size(value)
+            size = parse_size(value)
         except ValueError as exc:
             raise ValidationError(str(exc)) from None
+        if size <= 0:  # Docker (and so a launcher) reads a limit of 0 as none at all
+            raise ValidationError("must be more than 0 bytes (0 would mean no limit)")
 
     @validates("cpu")
     def _cpu(self, value: Any, **_: Any) -> None:

@@ -58,6 +58,15 @@ def test_memory_sizes(tmp_path: Path, memory: str) -> None:
     assert load_binder_yml(path)["limits"]["memory"] == memory
 
 
+@pytest.mark.parametrize("memory", ["0", "0G", "0.0001K", "0.5"])
+def test_a_memory_limit_of_nothing_is_refused(tmp_path: Path, memory: str) -> None:
+    """Docker reads a memory limit of 0 as none at all: past every ceiling."""
+    with pytest.raises(BuildFailure) as caught:
+        load_binder_yml(write(tmp_path, f"limits: {{memory: '{memory}'}}\n"))
+    assert "limits.memory: must be more than 0 bytes (0 would mean no limit)" in \
+        caught.value.message
+
+
 @pytest.mark.parametrize(("text", "field"), [
     ("colour: blue\n", "colour"),
     ("limits: {memory: lots}\n", "limits.memory"),
