@@ -10,7 +10,9 @@ limited, every capability dropped and no privilege gained through setuid
 programs, and its disk as a fetch's is (``workers/git.py``): no file may
 grow past ``VERIFY_DISK`` (``RLIMIT_FSIZE``), and between probes, each at
 most ``DISK_CHECK_EVERY`` long, the container's own layer is measured and
-the verification fails once it holds more than that. (An image's ``VOLUME``
+the verification fails once it holds more than that. What it prints, which
+the engine writes to its own disk, is kept to its last MiB (``VERIFY_LOG``),
+whatever log driver the engine uses by default. (An image's ``VOLUME``
 gets an anonymous volume, outside that layer: bounded by the time the
 verification takes, and removed with the container.)
 
@@ -57,6 +59,9 @@ VERIFY_CPUS = 1.0
 VERIFY_DISK = 1024**3
 #: Seconds between two looks at what it wrote (one probe's longest wait).
 DISK_CHECK_EVERY = 2.0
+#: Its output the engine keeps on its disk (the last of it tells why an image exited).
+VERIFY_LOG = docker.types.LogConfig(type="json-file",
+                                    config={"max-size": "1m", "max-file": "1"})
 
 #: Waits inside the container until PORT answers (exit 0) or SECONDS pass (exit 1):
 #: with Python when the image has it, else with bash's /dev/tcp.
@@ -100,6 +105,7 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
         pids_limit=VERIFY_PIDS, nano_cpus=int(VERIFY_CPUS * 1e9), cap_drop=["ALL"],
         security_opt=["no-new-privileges"],
         ulimits=[docker.types.Ulimit(name="fsize", soft=VERIFY_DISK, hard=VERIFY_DISK)],
+        log_config=VERIFY_LOG,
         labels={VERIFY_LABEL: label, FARM_LABEL: farm_of(config)})
     remove = guard.on_abort(lambda: discard(container))
     served = False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import json
+import os
 import uuid
 from typing import Any
 
@@ -206,6 +207,25 @@ def test_an_image_writing_past_the_verification_disk_fails_its_verification(
         verify_command(get_config().replace(verify_timeout=20),
                        "for i in 1 2 3 4 5 6; do head -c 4194304 /dev/zero > /tmp/f$i; done; "
                        "exec sleep 600", monkeypatch)
+
+
+def test_what_a_verified_image_prints_is_kept_to_its_last_mib(
+        services: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The engine writes a container's output to its own disk: 20 MB printed before the
+    image serves leave at most about a MiB there."""
+    sizes: list[int] = []
+    original = verify.discard
+
+    def discard(container: Any) -> None:
+        container.reload()
+        sizes.append(os.path.getsize(container.attrs["LogPath"]))
+        original(container)
+
+    monkeypatch.setattr(verify, "discard", discard)
+    verify_command(get_config(), "head -c 20000000 /dev/zero | tr '\\0' x | fold -w 1000; "
+                   "exec python3 -m http.server 8888", monkeypatch)
+    assert wait_until(lambda: bool(sizes), timeout=30)
+    assert 0 < sizes[0] <= 1024**2 + 4096
 
 
 def test_a_verification_stands_for_images_that_differ_only_in_inert_files(

@@ -79,6 +79,9 @@ def test_the_verification_run_is_bounded(monkeypatch: pytest.MonkeyPatch) -> Non
     # no file the image writes grows past the verification's disk (RLIMIT_FSIZE, bytes)
     (fsize,) = [u for u in options["ulimits"] if u["Name"] == "fsize"]
     assert fsize["Soft"] == fsize["Hard"] == verify.VERIFY_DISK
+    # nor what it prints, which the engine keeps on its own disk
+    assert options["log_config"] == {"Type": "json-file",
+                                     "Config": {"max-size": "1m", "max-file": "1"}}
 
 
 def test_an_image_that_writes_past_the_verification_disk_fails_between_probes(
