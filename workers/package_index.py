@@ -285,6 +285,8 @@ def _follow(path: Path, checkout: Path, seen: set[tuple[Path, ...]],
         root = checkout.resolve()
         resolved = path.resolve()
         relative = PurePosixPath(resolved.relative_to(root))
+        if relative.parts[:1] == (".git",):  # the clone's, never part of a build
+            raise ValueError(relative)
     except (OSError, ValueError):
         raise BuildFailure(f"{shorten(str(path.name))} is referred to with -r or -c but lies "
                            "outside the repository.",

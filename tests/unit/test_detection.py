@@ -146,6 +146,16 @@ def test_link_leading_outside_the_checkout_is_refused(tmp_path: Path, where: str
     assert "outside" in caught.value.message
 
 
+@pytest.mark.parametrize("target", [".git/config", "./.git/HEAD"])
+def test_a_link_into_the_clones_git_folder_is_refused(tmp_path: Path, target: str) -> None:
+    """.git never enters a build: a build file leading there would be copied into it."""
+    checkout = checkout_with(tmp_path, ".git/config", ".git/HEAD")
+    os.symlink(target, checkout / "requirements.txt")
+    with pytest.raises(BuildFailure, match="^requirements.txt is a link that leads outside "
+                                           "the repository"):
+        detect(checkout, CONFIG)
+
+
 def test_relative_link_climbing_out_is_refused(tmp_path: Path) -> None:
     (tmp_path / "Dockerfile").write_text("FROM evil\n")
     checkout = checkout_with(tmp_path, "README.md")

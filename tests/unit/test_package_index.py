@@ -138,6 +138,15 @@ def test_a_file_outside_the_repository_is_refused(tmp_path: Path) -> None:
         check(checkout, "-r ../outside.txt\n")
 
 
+def test_a_file_of_the_clones_git_folder_is_refused(tmp_path: Path) -> None:
+    """.git never enters a build, and its lines are not the repository's to quote."""
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".git" / "config").write_text("[remote]\nurl = https://example/x\n")
+    with pytest.raises(BuildFailure, match="^config is referred to with -r or -c but lies "
+                                           "outside the repository"):
+        check(tmp_path, "-r .git/config\n")
+
+
 def test_files_pulled_in_through_a_link_are_read_where_the_installer_reads_them(
         tmp_path: Path) -> None:
     # pip and uv join a nested -r to the folder of the file as named, not of a link's target

@@ -144,11 +144,13 @@ def _hidden_root_files(checkout: Path, folder: Path,
 
 
 def _inside(checkout: Path, path: Path) -> bool:
+    """True when ``path`` leads to the repository's files: inside the checkout, and not
+    into the clone's ``.git``, which never enters a build."""
     try:
-        path.resolve().relative_to(checkout.resolve())
-        return True
+        relative = path.resolve().relative_to(checkout.resolve())
     except ValueError:
         return False
+    return relative.parts[:1] != (".git",)
 
 
 def config_order(config: Config) -> tuple[str, ...]:
