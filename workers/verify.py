@@ -34,6 +34,7 @@ from typing import Any
 
 import docker.errors
 import docker.types
+from docker.utils.socket import frames_iter
 
 from common.config import Config
 from common.db import mongo_url
@@ -59,6 +60,8 @@ VERIFY_CPUS = 1.0
 VERIFY_DISK = 1024**3
 #: Seconds between two looks at what it wrote (one probe's longest wait).
 DISK_CHECK_EVERY = 2.0
+#: What one probe may print: nothing, unless the image's own sh or python3 does.
+PROBE_OUTPUT = 64 * 1024
 #: Its output the engine keeps on its disk (the last of it tells why an image exited).
 VERIFY_LOG = docker.types.LogConfig(type="json-file",
                                     config={"max-size": "1m", "max-file": "1"})
@@ -119,13 +122,9 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                     f"The image did not serve on port {port} within {config.verify_timeout} s.",
                     suggestions=["Set the right port in .binder.yml, or fix the command."],
                     cause=FailureCause.VERIFICATION)
-            try:
-                probe = container.exec_run(["sh", "-c", WAIT_FOR_PORT], environment={
-                    "PORT": str(port), "SECONDS_LEFT": f"{min(left, DISK_CHECK_EVERY):.1f}"})
-            except docker.errors.APIError:
-                probe = None  # the container stopped (or was stopped) meanwhile
+            probe = probe_port(client, container, port, min(left, DISK_CHECK_EVERY))
             guard.check()
-            if probe is not None and probe.exit_code == 0:
+            if probe == 0:
                 say(f"verified: the image serves on port {port}")
                 served = True
                 return
@@ -138,7 +137,7 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
                     f"of serving on port {port}. Its last output: {output[-500:] or 'none'}",
                     suggestions=["Check the command in .binder.yml or the Dockerfile's CMD."],
                     cause=FailureCause.VERIFICATION)
-            if probe is None or probe.exit_code != 1:
+            if probe != 1:
                 time.sleep(0.1)  # the exec could not run yet: try again shortly
     finally:
         remove()
@@ -149,6 +148,41 @@ def verify_image(config: Config, image: str, port: int, command: str | None, lab
 
 
 _removals = LazyPool(1, "verify-removal")
+
+
+def probe_port(client: docker.DockerClient, container: Any, port: int,
+               seconds: float) -> int | None:
+    """Wait inside ``container`` up to ``seconds`` for ``port`` to answer: the probe's
+    exit code (0: it answered, 1: not yet), or ``None`` when it could not run (the
+    container stopped meanwhile).
+
+    The probe runs the image's own ``sh`` (and ``python3``): what they print is read
+    and dropped as it comes, never held, and past ``PROBE_OUTPUT`` the verification
+    fails, so an image cannot fill the worker's memory through it.
+    """
+    try:
+        probe = client.api.exec_create(container.id, ["sh", "-c", WAIT_FOR_PORT], environment={
+            "PORT": str(port), "SECONDS_LEFT": f"{seconds:.1f}"})["Id"]
+        output = client.api.exec_start(probe, socket=True)
+        try:
+            printed = 0
+            for _, chunk in frames_iter(output, tty=False):
+                printed += len(chunk)
+                if printed > PROBE_OUTPUT:
+                    raise BuildFailure(
+                        f"Probing port {port} inside the image printed more than "
+                        f"{format_size(PROBE_OUTPUT)}: the image's sh or python3 does not "
+                        "behave as Debian's do.",
+                        suggestions=["Keep the shell and Python of the base image."],
+                        cause=FailureCause.VERIFICATION)
+        finally:
+            # An exec whose output nobody reads blocks the engine's removal of its
+            # container: the connection is let go before anything else is asked.
+            output.close()
+        code = client.api.exec_inspect(probe)["ExitCode"]
+    except docker.errors.APIError:
+        return None
+    return code if isinstance(code, int) else None
 
 
 def check_written(client: docker.DockerClient, container: Any) -> None:

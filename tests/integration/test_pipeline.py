@@ -170,13 +170,17 @@ def test_verification_leaves_no_volume_of_the_image_behind(
         client.close()
 
 
-def verify_command(config: Any, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Verify an image of the base image whose command is ``command`` (a shell line),
-    with 8 MiB of verification disk."""
+def verify_command(config: Any, command: str, monkeypatch: pytest.MonkeyPatch,
+                   setup: str = "true", path: str = "") -> None:
+    """Verify an image of the base image (changed by the shell line ``setup``, with
+    ``path`` as PATH if given) whose command is ``command`` (a shell line), with 8 MiB
+    of verification disk."""
     client = docker.from_env()
-    maker = client.containers.run(BASE_IMAGE, ["true"], detach=True, network_mode="none")
-    maker.wait()
-    image = maker.commit(changes=[f"CMD {json.dumps(['sh', '-c', command])}"])
+    maker = client.containers.run(BASE_IMAGE, ["sh", "-c", setup], detach=True,
+                                  network_mode="none")
+    assert maker.wait()["StatusCode"] == 0
+    image = maker.commit(changes=[f"CMD {json.dumps(['sh', '-c', command])}",
+                                  *([f"ENV PATH={path}"] if path else [])])
     maker.remove()
     monkeypatch.setattr(verify, "VERIFY_DISK", 8 * 1024**2)
     monkeypatch.setattr(guard_module.build_store, "heartbeat", lambda *args: {})
@@ -207,6 +211,17 @@ def test_an_image_writing_past_the_verification_disk_fails_its_verification(
         verify_command(get_config().replace(verify_timeout=20),
                        "for i in 1 2 3 4 5 6; do head -c 4194304 /dev/zero > /tmp/f$i; done; "
                        "exec sleep 600", monkeypatch)
+
+
+def test_a_probe_the_image_makes_print_without_end_fails_the_verification(
+        services: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe runs the image's own python3: here one that prints forever."""
+    with pytest.raises(BuildFailure, match="^Probing port 8888 inside the image printed "
+                                           "more than 64K"):
+        verify_command(get_config().replace(verify_timeout=60), "exec sleep 600", monkeypatch,
+                       setup="mkdir /tmp/loud && printf '#!/bin/sh\\nexec yes\\n' > "
+                             "/tmp/loud/python3 && chmod +x /tmp/loud/python3",
+                       path="/tmp/loud:/usr/bin:/bin")
 
 
 def test_what_a_verified_image_prints_is_kept_to_its_last_mib(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,14 +23,11 @@ class FakeContainer:
     short_id = "c0ffee"
     status = "running"
 
-    def __init__(self, written: int | None) -> None:
+    def __init__(self, written: int | None, printed: int = 0) -> None:
         self.written = written
+        self.printed = printed  # what the image's sh prints when probed
         self.probes: list[dict[str, str]] = []
         self.removed = False
-
-    def exec_run(self, argv: list[str], environment: dict[str, str]) -> Any:
-        self.probes.append(environment)
-        return SimpleNamespace(exit_code=1)  # the port did not answer in time
 
     def reload(self) -> None:
         pass
@@ -44,7 +41,23 @@ class FakeClient:
         self.run_options: dict[str, Any] = {}
         self.container = container
         self.containers = SimpleNamespace(run=self._run)
-        self.api = SimpleNamespace(containers=self._listed)
+        self.api = SimpleNamespace(containers=self._listed, exec_create=self._exec_create,
+                                   exec_start=self._exec_start, exec_inspect=self._exec_inspect)
+        self.read = 0
+        self.closed = 0
+
+    def _exec_create(self, container: str, argv: list[str],
+                     environment: dict[str, str]) -> dict[str, str]:
+        assert container == self.container.id
+        self.container.probes.append(environment)
+        return {"Id": f"exec{len(self.container.probes)}"}
+
+    def _exec_start(self, exec_id: str, socket: bool) -> FakeOutput:
+        assert socket  # read as it comes, never whole
+        return FakeOutput(self)
+
+    def _exec_inspect(self, exec_id: str) -> dict[str, Any]:
+        return {"ExitCode": 1}  # the port did not answer in time
 
     def _run(self, image: str, **options: Any) -> FakeContainer:
         self.run_options = options
@@ -56,6 +69,26 @@ class FakeClient:
         if self.container.written is not None:
             entry["SizeRw"] = self.container.written
         return [entry]
+
+
+class FakeOutput:
+    """An exec's output connection: 4096-byte frames of what it prints."""
+
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+
+    def frames(self) -> Iterator[tuple[int, bytes]]:
+        for _ in range(self.client.container.printed // 4096):
+            self.client.read += 4096
+            yield 1, b"x" * 4096
+
+    def close(self) -> None:
+        self.client.closed += 1
+
+
+@pytest.fixture(autouse=True)
+def fake_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(verify, "frames_iter", lambda output, tty: output.frames())
 
 
 class FakeGuard:
@@ -110,3 +143,19 @@ def test_an_image_within_the_verification_disk_is_probed_until_its_time_is_up(
     with pytest.raises(BuildFailure, match="did not serve on port 8888 within 1 s"):
         verify.verify_image(CONFIG.replace(verify_timeout=1), "image", 8888, None, "build",
                             lambda line: None, FakeGuard())  # type: ignore[arg-type]
+
+
+def test_what_the_images_own_shell_prints_when_probed_is_never_held(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The probe runs the image's sh and python3, which may print without end: it is read
+    and dropped, and past a bound the verification fails."""
+    client = FakeClient(FakeContainer(0, printed=1024**3))
+    monkeypatch.setattr(verify, "docker_client", lambda config, timeout: client)
+    with pytest.raises(BuildFailure) as caught:
+        verify.verify_image(CONFIG.replace(verify_timeout=600), "image", 8888, None, "build",
+                            lambda line: None, FakeGuard())  # type: ignore[arg-type]
+    assert caught.value.message.startswith("Probing port 8888 inside the image printed more "
+                                           "than 64K")
+    assert client.read <= verify.PROBE_OUTPUT + 4096
+    assert client.closed == 1  # the engine would not remove the container otherwise
+    assert client.container.removed
