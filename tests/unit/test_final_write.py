@@ -9,13 +9,12 @@ from typing import Any
 
 import pytest
 
-import workers.outages
 from common import build_store
 from common.config import load_config
 from common.errors import NoDatabase
 from common.models import FailureCause, Status
+from tests.support.outage_clock import Clock, outage_clock
 from tests.unit.test_farm_log_lines import running
-from tests.unit.test_outages import Clock
 from workers import phase_runner, stopping
 from workers.outages import OutageWait
 from workers.phase_runner import Outcome
@@ -41,10 +40,7 @@ class DownFor:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(workers.outages.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(workers.outages.time, "sleep", clock.sleep)
-    return clock
+    return outage_clock(monkeypatch)
 
 
 @pytest.fixture

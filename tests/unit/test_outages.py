@@ -7,33 +7,17 @@ from typing import Any
 import pytest
 import urllib3.exceptions
 
-import workers.outages
 from common.config import load_config
 from common.errors import BuildFailure, NoDatabase
+from tests.support.outage_clock import Clock, outage_clock
 from workers.outages import OutageTooLong, OutageWait, ServiceLost, watching
 
 CONFIG = load_config(environ={}, service_wait=5, redis_url="redis://127.0.0.1:1/0")
 
 
-class Clock:
-    """Stands in for time.monotonic and time.sleep: sleeping moves it on."""
-
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock()
-    monkeypatch.setattr(workers.outages.time, "monotonic", clock.monotonic)
-    monkeypatch.setattr(workers.outages.time, "sleep", clock.sleep)
-    return clock
+    return outage_clock(monkeypatch)
 
 
 def failing(times: int) -> Any:
