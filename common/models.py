@@ -62,6 +62,21 @@ class Phase(StrEnum):
     FINISHED = "finished"
 
 
+def is_queued(record: dict[str, Any]) -> bool:
+    """Whether an API build record waits for a worker: running, and no worker has taken
+    it yet (phase ``queued``). The API keeps such a build's status ``running``; people
+    read it as queued (the CLI here, the web page in ``shownStatus`` of
+    api/static/farm.js, which follows this rule)."""
+    return record.get("status") == Status.RUNNING.value and \
+        record.get("phase") == Phase.QUEUED.value
+
+
+def shown_status(record: dict[str, Any]) -> str | None:
+    """The status a person reads for an API build record: ``queued`` for a build no
+    worker has taken yet, else its status."""
+    return Phase.QUEUED.value if is_queued(record) else record.get("status")
+
+
 @dataclass(frozen=True)
 class Step:
     """One step of every build.

@@ -283,3 +283,21 @@ def test_the_end_of_a_cancelled_build_is_no_error() -> None:
     summarise(Output(console, console), ended, None)
     shown = buffer.getvalue()
     assert "Cancelled by request." in shown and "error:" not in shown, shown
+
+
+def test_a_build_no_worker_has_taken_reads_queued_in_list_and_status(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The API says running for it; the CLI, like the web page, says queued."""
+    waiting = {**record("running", "queued"), "name": "o-waiting"}
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.builds",
+                        lambda self, **query: [waiting, record("running", "building")])
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.build",
+                        lambda self, name: waiting)
+    farm = ["--url", "http://127.0.0.1:9", "--api-key", "k"]
+    listed = CliRunner().invoke(main, ["build", "list", *farm])
+    assert listed.exit_code == 0, listed.output
+    statuses = [line.split("\t")[1] for line in listed.stdout.splitlines()[1:]]
+    assert statuses == ["queued", "running"], listed.stdout
+    shown = CliRunner().invoke(main, ["build", "status", "o-waiting", *farm])
+    assert shown.exit_code == 0, shown.output
+    assert "status      queued\n" in shown.stdout, shown.stdout

@@ -24,6 +24,7 @@ from rich.spinner import Spinner
 from rich.table import Table
 from rich.text import Text
 
+from common.models import is_queued, shown_status
 from common.terminal_text import shown_line
 from workers.cli.build_watch import WORK_PHASES, seconds_between
 from workers.cli.farm_client import ApiError
@@ -124,7 +125,7 @@ class LiveBuildView:
             yield Group(Text(""), *lines, *(Text(note, style="yellow") for note in notes))
 
     def _title(self, record: dict[str, Any]) -> Text:
-        status = record.get("status") or ""
+        status = shown_status(record) or ""
         total = seconds_between(record.get("start-time"), record.get("end-time"))
         return Text.assemble((record.get("name") or "", "bold"), "  ",
                              (record.get("repository") or "", "cyan"), "  ",
@@ -136,7 +137,7 @@ class LiveBuildView:
         grid.add_column(width=2)
         grid.add_column(min_width=12)
         grid.add_column(justify="right")
-        if record.get("phase") == "queued" and record.get("status") == "running":
+        if is_queued(record):
             grid.add_row(self._spinners["queued"], Text("queued"),
                          Text(duration(seconds_between(record.get("start-time"), None)),
                               style="bright_black"))

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from common.models import Status
+from common.models import Status, shown_status
 from workers.cli.build_view import (
     LiveBuildView,
     PlainBuildView,
@@ -139,11 +139,11 @@ def start(session: Session, repository: str, ref: str | None, force: bool, follo
         elif record.get("cached") and is_final(record):
             # Nothing was started: the farm answered with the image it had built.
             session.output.fields([("already built", record.get("name")),
-                                   ("status", session.output.status(record.get("status"))),
+                                   ("status", session.output.status(shown_status(record))),
                                    ("image", record.get("image-name"))])
         else:
             session.output.fields([("started", record.get("name")),
-                                   ("status", session.output.status(record.get("status"))),
+                                   ("status", session.output.status(shown_status(record))),
                                    ("follow", f"binder-build build logs {record.get('name')} "
                                               "--follow")])
         return
@@ -211,7 +211,7 @@ def status(session: Session, name: str) -> None:
 
 
 def show_build(output: Output, record: dict[str, Any]) -> None:
-    status = output.status(record.get("status"))
+    status = output.status(shown_status(record))
     if record.get("cancel-requested") and not is_final(record):
         status.append(" (cancelling: its worker stops it)")
     output.fields([
@@ -240,7 +240,7 @@ def show_build(output: Output, record: dict[str, Any]) -> None:
 
 def build_rows(output: Output, records: list[dict[str, Any]],
                first: str = "name") -> list[list[Any]]:
-    return [[record.get(first) or "", output.status(record.get("status")), record.get("phase"),
+    return [[record.get(first) or "", output.status(shown_status(record)), record.get("phase"),
              record.get("repository"), ago(record.get("start-time")),
              duration(seconds_between(record.get("start-time"), record.get("end-time"))),
              "yes" if record.get("cached") else ""] for record in records]
