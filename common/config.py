@@ -241,7 +241,8 @@ class Config:
     config_order: tuple[str, ...] = setting("BINDER_CONFIG_ORDER", ("default",),
         "Environment files by precedence, the first present one is built: `default` "
         "(requirements.txt, environment.yml, Dockerfile, then the others), `repo2docker` "
-        "(mybinder.org's: a Dockerfile first) or a comma-separated list of file names.")
+        "(mybinder.org's: a Dockerfile first) or a comma-separated list of file names; a "
+        "`Containerfile` comes right after `Dockerfile` unless the list places it.")
     nb_user: str = setting("BINDER_NB_USER", "jovyan", "User name inside built images.")
     nb_uid: int = setting("BINDER_NB_UID", 1000, "User id inside built images.")
     repo_dir: str = setting("BINDER_REPO_DIR", "",

@@ -30,6 +30,7 @@ from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
 from tests.support.images import run_in_image
 from tests.support.pypi_index import make_index, make_wheel
+from tests.support.service_clients import base_image
 
 PYTHON_INSTALL = Path("/root/.pyenv/versions/3.12.1")
 R_SNAPSHOT = "2024-01-01"
@@ -239,6 +240,24 @@ def test_binder_documentation_dockerfile_from_binder_root(api: ApiClient, git_se
     assert run_in_image(record["image-name"], "cat notes.md",
                         timeout=IMAGE_TIMEOUT).strip() == "hello"
     assert api.template(record["name"])["command"].startswith("jupyter lab ")
+
+
+def test_a_containerfile_builds_as_the_repositorys_dockerfile(api: ApiClient,
+                                                             git_server: GitServer,
+                                                             repo_url: str) -> None:
+    """Podman's name for a Dockerfile: built as one, not replaced by the default image."""
+    repo = unique("containerfile")
+    git_server.make_repo(f"github/lee/{repo}", {
+        "Containerfile": f"FROM {base_image()}\nRUN echo {repo} > /tmp/built-from\n",
+        "apt.txt": "cowsay\n",
+    })
+    record = built(api, f"{repo_url}/lee/{repo}")
+    log = api.logs(record["name"])
+    assert "building with the Dockerfile buildpack; applying, in order: Containerfile" in log
+    assert "ignoring apt.txt: Containerfile builds the image by itself" in log
+    assert record["config"] == "Containerfile", record
+    assert run_in_image(record["image-name"], "cat /tmp/built-from",
+                        timeout=IMAGE_TIMEOUT).strip() == repo
 
 
 def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer, repo_url: str,

@@ -237,3 +237,33 @@ def test_unknown_file_in_config_order_is_refused(tmp_path: Path) -> None:
     assert "Cargo.toml" in caught.value.message
     assert "BINDER_CONFIG_ORDER" in caught.value.message
     assert "requirements.txt" in caught.value.suggestions[0]
+
+
+@pytest.mark.parametrize("order", [("default",), ("repo2docker",),
+                                   ("requirements.txt", "Dockerfile")])
+def test_a_containerfile_builds_as_the_repositorys_dockerfile(tmp_path: Path,
+                                                             order: tuple[str, ...]) -> None:
+    """Podman's name for a Dockerfile: the Dockerfile buildpack builds it, in the Dockerfile's
+    place of any order."""
+    checkout = checkout_with(tmp_path, "binder/Containerfile")
+    pack, path = pack_and_path(checkout, CONFIG.replace(config_order=order))
+    assert isinstance(pack, DockerfileBuildPack) and pack.id == "Dockerfile"
+    assert path == PurePosixPath("binder/Containerfile")
+
+
+def test_a_dockerfile_wins_over_a_containerfile_which_is_named_as_ignored(
+        tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "Dockerfile", "Containerfile")
+    detection = detect(checkout, CONFIG)
+    assert detection.config_path == PurePosixPath("Dockerfile")
+    assert [(str(path), reason) for path, reason in detection.ignored] == [
+        ("Containerfile", "the environment comes from Dockerfile")]
+
+
+def test_a_containerfile_gets_the_dockerfiles_checks(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path)
+    (checkout / "Containerfile").write_text("FROM scratch\nADD http://169.254.169.254/x /x\n")
+    config = CONFIG.replace(build_network="none")
+    with pytest.raises(BuildFailure) as caught:
+        check(detect(checkout, config), checkout, config)
+    assert "ADD on line 2 downloads http://169.254.169.254/x" in caught.value.message

@@ -4,7 +4,8 @@
 ``BINDER_CONFIG_ORDER`` setting orders their files: ``default`` (the
 original binder-build's requirements.txt, environment.yml, Dockerfile, then
 the others), ``repo2docker`` (mybinder.org's precedence: a Dockerfile first,
-environment.yml over requirements.txt) or an explicit list. The first
+environment.yml over requirements.txt) or an explicit list; a ``Containerfile``
+comes right after the Dockerfile in any of them (``ALIASES``). The first
 present file that applies is the environment; with none the default
 buildpack builds the base image's environment plus the repository.
 
@@ -34,7 +35,7 @@ from workers.buildpacks.beside import BesideBuildPack
 from workers.buildpacks.compose import check_extras, extras_notices, runtime_of
 from workers.buildpacks.conda import CondaBuildPack
 from workers.buildpacks.default import DefaultBuildPack
-from workers.buildpacks.dockerfile import DockerfileBuildPack
+from workers.buildpacks.dockerfile import CONTAINERFILE, DockerfileBuildPack
 from workers.buildpacks.pipfile import PipfileBuildPack, PipfileLockBuildPack
 from workers.buildpacks.python_package import (
     PACKAGE_FILES,
@@ -56,7 +57,8 @@ class RuntimeBuildPack(DefaultBuildPack):
 
 #: Every environment buildpack chosen by a file; the default comes when none applies.
 BUILDPACKS: list[BuildPack] = [
-    RequirementsBuildPack(), CondaBuildPack(), DockerfileBuildPack(), SetupPyBuildPack(),
+    RequirementsBuildPack(), CondaBuildPack(), DockerfileBuildPack(),
+    DockerfileBuildPack(CONTAINERFILE), SetupPyBuildPack(),
     PyprojectBuildPack(), PipfileLockBuildPack(), PipfileBuildPack(), DescriptionBuildPack(),
     RuntimeBuildPack(), *UNSUPPORTED,
 ]
@@ -70,6 +72,9 @@ ORDERS = {
                     "DESCRIPTION", "environment.yml", "Pipfile.lock", "Pipfile",
                     "requirements.txt", "setup.py", "pyproject.toml", "runtime.txt"),
 }
+#: Other names of an environment file, looked for right after it in any order that does
+#: not place them itself: Podman's name for a Dockerfile (a Dockerfile wins over it).
+ALIASES = {"Dockerfile": (CONTAINERFILE,)}
 #: Files composed on top of the environment, in the order they apply.
 EXTRAS = ("apt.txt", "runtime.txt", "install.R", "postBuild", "start")
 #: Files that go with another one and are never named as ignored beside it.
@@ -157,7 +162,7 @@ def config_order(config: Config) -> tuple[str, ...]:
     """The environment files by precedence, from ``BINDER_CONFIG_ORDER``."""
     names = tuple(config.config_order)
     if len(names) == 1 and names[0] in ORDERS:
-        return ORDERS[names[0]]
+        return _with_aliases(ORDERS[names[0]])
     known = {pack.config_file for pack in BUILDPACKS}
     unknown = [name for name in names if name not in known]
     if unknown:
@@ -165,7 +170,14 @@ def config_order(config: Config) -> tuple[str, ...]:
             f"BINDER_CONFIG_ORDER names unknown config files: {', '.join(unknown)}",
             suggestions=[f"Use default, repo2docker or files among: "
                          f"{', '.join(str(f) for f in known)}."], cause=FailureCause.FARM)
-    return names
+    return _with_aliases(names)
+
+
+def _with_aliases(names: tuple[str, ...]) -> tuple[str, ...]:
+    """``names`` with each file's ``ALIASES`` right after it, unless ``names`` has them."""
+    return tuple(alias for name in names
+                 for alias in (name, *(other for other in ALIASES.get(name, ())
+                                       if other not in names)))
 
 
 def find_config_file(checkout: Path, folder: Path, name: str) -> PurePosixPath | None:

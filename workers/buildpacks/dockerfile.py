@@ -1,5 +1,8 @@
 """``Dockerfile``: the repository's own, built with the repository as context.
 
+A ``Containerfile`` (Podman's name for the same file) is built the same way,
+with every check below, when there is no Dockerfile (``CONTAINERFILE``).
+
 It gets ``NB_USER``, ``NB_UID`` and ``REPO_DIR`` as build arguments, as
 BinderHub passes them; nothing is composed on top of it. ``FROM
 binder-root`` (or ``binder-root:latest``) names the farm's Debian root in
@@ -114,10 +117,22 @@ def check_client_mounts(text: str) -> None:
                              "a credential."])
 
 
+#: Podman's name for a Dockerfile; same syntax, so the same buildpack builds it.
+CONTAINERFILE = "Containerfile"
+
+
 class DockerfileBuildPack(BuildPack):
+    """The repository's own Dockerfile, under ``config_file``: ``Dockerfile`` or
+    ``CONTAINERFILE``. The id stays ``Dockerfile`` for both: what the farm decides by
+    buildpack (a verification never reused, ``workers/verification_reuse.py``) holds
+    for either name."""
+
     id = "Dockerfile"
     config_file = "Dockerfile"
     owns_context = True
+
+    def __init__(self, config_file: str = "Dockerfile") -> None:
+        self.config_file = config_file
 
     def _text(self, inputs: BuildInputs) -> str:
         assert inputs.config_path is not None
