@@ -178,7 +178,9 @@ def claim(build_id: str, attempt: int, phase: Phase, config: Config,
     broker away too (this host cut off), that retry could not be sent and Celery
     would drop the message it holds (leaving the build to the reaper's backstop):
     the claim waits on, holding the message, while the broker is away as well.
-    A claim that landed unanswered is taken again as this process's own.
+    A claim that landed unanswered is taken again as this process's own. A
+    stopping process does not wait: ``WorkerStopping`` when the broker is away
+    too, so the message goes back to its queue unacknowledged, as a hand-back's.
     """
     wait = OutageWait(config, give_up_when=stopping.requested)
     try:
@@ -187,6 +189,8 @@ def claim(build_id: str, attempt: int, phase: Phase, config: Config,
                          # The retry could not be sent: the message would be lost.
                          longer_while=lambda: broker_epoch(config) is None)
     except OutageTooLong as exc:
+        if stopping.requested() and broker_epoch(config) is None:
+            raise stopping.WorkerStopping() from exc
         raise NoDatabase(f"The build database (MongoDB) cannot be reached: {exc}.") from exc
 
 
@@ -249,6 +253,12 @@ def run_phase(config: Config, step: Step, build_id: str, attempt: int,
                      step.name, build_id, attempt)
             _forget_if_ended(config, build_id, attempt)
             return Outcome.DROPPED
+        except WorkerStopping as exc:
+            # Nothing was claimed (or a claim landed unanswered, which the next
+            # delivery counts as a death): nothing to release.
+            log.warning("handed %s of %s back before claiming it: %s", step.name,
+                        build_id, exc)
+            return Outcome.HANDED_BACK
         with bind_build(record["name"], step.name, attempt):
             # One line as each phase starts and ends, so an operator follows a build
             # through the process logs of every host (grep build=NAME).

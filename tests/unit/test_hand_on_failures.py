@@ -19,7 +19,7 @@ from common import build_store
 from common.clock import utcnow
 from common.config import get_config, load_config
 from common.errors import NoDatabase
-from common.models import Phase
+from common.models import STEPS, Phase
 from tests.unit.test_farm_log_lines import running
 from workers import liveness, phase_runner
 from workers.outages import OutageWait
@@ -115,16 +115,35 @@ def test_a_claim_waits_for_mongodb_rather_than_leave_its_message_to_the_broker(
 
 
 def test_a_stopping_worker_does_not_wait_to_claim(monkeypatch: pytest.MonkeyPatch) -> None:
-    """It is killed soon after: its task goes back to the broker at once instead."""
+    """It is killed soon after: its task goes back to the broker at once instead, as
+    a retry while the broker answers."""
     from workers import stopping
     monkeypatch.setattr(stopping, "_requested", True)
-    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)  # even so
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: "e1")
     store = FlakyStore(down=1)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
     monkeypatch.setattr(phase_runner.time, "sleep", lambda seconds: None)
     with pytest.raises(NoDatabase):
         phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
     assert store.tries == 1
+
+
+def test_a_stopping_worker_hands_its_message_back_while_the_broker_is_away_too(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A retry could not be sent (Celery would drop the message it holds): the phase
+    is handed back as a stopping worker's is, its message left to go back to its
+    queue, and nothing of the build is written or run."""
+    from workers import stopping
+    monkeypatch.setattr(stopping, "_requested", True)
+    monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)
+    store = FlakyStore(down=1)
+    monkeypatch.setattr(build_store, "start_phase", store.start_phase)
+    monkeypatch.setattr(phase_runner.time, "sleep", lambda seconds: None)
+    ran: list[object] = []
+    outcome = phase_runner.run_phase(CONFIG, STEPS[1], "b1", 1,
+                                     lambda phase: ran.append(phase))  # type: ignore[arg-type,return-value]
+    assert outcome is Outcome.HANDED_BACK
+    assert store.tries == 1 and ran == []
 
 
 def test_a_claim_tries_every_second_for_the_bound_and_warns_once(
