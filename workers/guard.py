@@ -5,7 +5,9 @@ While a phase runs, a thread renews the build's heartbeat every
 build's deadline, loss of the lease and a stop of its worker process
 (``workers/stopping.py``, looked at every ``STOP_TICK``). On any of them it records why and
 calls the abort hooks the phase registered (killing a Docker build,
-removing a container), so even a silent step stops promptly. Phase code
+removing a container), so even a silent step stops promptly. At each beat it
+also looks at the watches the phase registered (a frozen engine under a silent
+build, ``workers/silence_watch.py``). Phase code
 calls :meth:`check` between steps to turn the reason into an exception.
 """
 
@@ -51,6 +53,7 @@ class PhaseGuard:
         self.interval = interval
         self.reason: BaseException | None = None
         self._hooks: list[Callable[[], None]] = []
+        self._watches: list[Callable[[], BaseException | None]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name=f"guard-{build_id[:8]}")
@@ -61,6 +64,16 @@ class PhaseGuard:
         if self.reason is not None:
             hook()
         return lambda: self._hooks.remove(hook) if hook in self._hooks else None
+
+    def watch(self, look: Callable[[], BaseException | None]) -> Callable[[], None]:
+        """Call ``look`` at each heartbeat, from the guard's thread; the phase stops
+        for the reason it returns, if it returns one. Returns a remover.
+
+        For what only a probe tells (a service frozen under a silent stream,
+        ``workers/silence_watch.py``): ``look`` may block up to its probe's timeout.
+        """
+        self._watches.append(look)
+        return lambda: self._watches.remove(look) if look in self._watches else None
 
     def check(self, ask_store: bool = True) -> None:
         """Raise the reason this phase must stop, if there is one: its worker stopping,
@@ -103,6 +116,14 @@ class PhaseGuard:
         if cancelled:
             self._abort(BuildCancelled(self.build_id))
 
+    def _look_at_watches(self) -> None:
+        for look in list(self._watches):
+            if self.reason is not None:
+                return
+            reason = look()
+            if reason is not None:
+                self._abort(reason)
+
     def _stopping(self) -> bool:
         """Abort if the worker process is stopping; True if it is."""
         if stopping.requested():
@@ -126,6 +147,7 @@ class PhaseGuard:
             next_poll = time.monotonic() + self.interval
             try:
                 self._poll()
+                self._look_at_watches()
             except Exception:  # the guard must outlive any one failed beat
                 log.exception("heartbeat failed for %s", self.build_id)
 

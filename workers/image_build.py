@@ -28,11 +28,13 @@ from common.config import Config
 from common.docker_connection import cli_flags
 from common.errors import BuildFailure
 from common.models import FailureCause
+from common.probes import check_docker
 from common.terminal_text import STEP_PREFIX, shown_line
 from workers.guard import PhaseGuard
 from workers.orphans import die_with_parent
 from workers.registry import docker_cli_config
 from workers.repo_yaml import shorten
+from workers.silence_watch import SilenceWatch
 
 #: Debian's client: BuildKit built in. A newer client elsewhere on PATH may
 #: insist on the buildx plugin, which these engines do not need.
@@ -210,11 +212,17 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
                                   start_new_session=True,  # a stop reaches nothing else
                                   preexec_fn=lambda: die_with_parent(signal.SIGKILL), cwd=workdir)
     remove_hook = guard.on_abort(lambda: _kill(client))
+    # A frozen engine sends nothing, as a quiet step does: probed while the output
+    # is silent, it stops the build long before the build's deadline.
+    engine = SilenceWatch("the Docker engine", lambda: check_docker(config),
+                          config.service_wait)
+    remove_watch = guard.watch(engine.gone_too_long)
     recent: collections.deque[str] = collections.deque(maxlen=40)
     last = ""
     assert client.stdout is not None
     try:
         for raw in client.stdout:
+            engine.heard()
             line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
             say(line)
             output = step_output(shown_line(line))
@@ -225,6 +233,7 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
         client.wait()
     finally:
         remove_hook()
+        remove_watch()
         if client.poll() is None:
             _kill(client)
             client.wait()

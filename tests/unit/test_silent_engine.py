@@ -1,0 +1,193 @@
+"""A Docker engine that freezes in the middle of a build is noticed while the build's
+stream is silent, not only at the build's deadline (up to ``BINDER_BUILD_TIMEOUT``):
+once it has not answered for ``BINDER_SERVICE_WAIT`` the phase is given back, the
+farm's fault. An engine that answers while a step is quiet lets the build go on."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from common.clock import utcnow
+from common.config import load_config
+from common.models import Phase
+from workers import guard as guard_module
+from workers import image_build
+from workers.guard import PhaseGuard
+from workers.outages import OutageTooLong
+from workers.silence_watch import QUIET_SECONDS, SilenceWatch
+
+BOUND = 300.0
+
+
+class Engine:
+    """A fake probe: it answers unless ``frozen``; counts the probes."""
+
+    def __init__(self) -> None:
+        self.frozen = False
+        self.probes = 0
+
+    def ping(self) -> None:
+        self.probes += 1
+        if self.frozen:
+            raise TimeoutError("the engine did not answer the probe")
+
+
+def watch(clock: list[float], engine: Engine) -> SilenceWatch:
+    return SilenceWatch("the Docker engine", engine.ping, BOUND, clock=lambda: clock[0])
+
+
+def test_a_stream_that_speaks_is_not_probed() -> None:
+    clock, engine = [0.0], Engine()
+    engine.frozen = True
+    silence = watch(clock, engine)
+    for _ in range(100):
+        clock[0] += QUIET_SECONDS / 2
+        silence.heard()
+        assert silence.gone_too_long() is None
+    assert engine.probes == 0
+
+
+def test_a_quiet_step_on_an_answering_engine_goes_on() -> None:
+    clock, engine = [0.0], Engine()
+    silence = watch(clock, engine)
+    while clock[0] < 10 * BOUND:  # silent for far longer than the bound
+        clock[0] += 5
+        assert silence.gone_too_long() is None
+    assert engine.probes > 0
+
+
+def test_a_frozen_engine_is_given_up_after_the_service_wait() -> None:
+    clock, engine = [0.0], Engine()
+    silence = watch(clock, engine)
+    clock[0] = QUIET_SECONDS
+    engine.frozen = True
+    assert silence.gone_too_long() is None  # first failed probe: the wait starts
+    clock[0] += BOUND - 1
+    assert silence.gone_too_long() is None
+    clock[0] += 1
+    reason = silence.gone_too_long()
+    assert isinstance(reason, OutageTooLong)
+    assert "the Docker engine" in str(reason) and f"{BOUND:g}" in str(reason)
+
+
+def test_an_engine_back_within_the_wait_starts_the_wait_afresh() -> None:
+    clock, engine = [0.0], Engine()
+    silence = watch(clock, engine)
+    clock[0] = QUIET_SECONDS
+    engine.frozen = True
+    assert silence.gone_too_long() is None
+    clock[0] += BOUND - 1
+    engine.frozen = False
+    assert silence.gone_too_long() is None  # back: the outage is over
+    engine.frozen = True
+    clock[0] += BOUND - 1
+    assert silence.gone_too_long() is None  # a new outage, with a wait of its own
+    clock[0] += 1
+    assert silence.gone_too_long() is None
+    clock[0] += BOUND
+    assert isinstance(silence.gone_too_long(), OutageTooLong)
+
+
+def test_output_after_a_failed_probe_ends_the_outage() -> None:
+    clock, engine = [0.0], Engine()
+    silence = watch(clock, engine)
+    clock[0] = QUIET_SECONDS
+    engine.frozen = True
+    assert silence.gone_too_long() is None
+    clock[0] += BOUND - 1
+    silence.heard()  # the stream spoke: the engine answers after all
+    clock[0] += QUIET_SECONDS
+    assert silence.gone_too_long() is None
+    clock[0] += BOUND - 1
+    assert silence.gone_too_long() is None
+
+
+def test_the_guard_stops_the_phase_for_a_watch_that_gives_up(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard_module.build_store, "heartbeat", lambda build_id, attempt: False)
+    killed: list[bool] = []
+    guard = PhaseGuard("b" * 32, 1, Phase.BUILDING, utcnow() + dt.timedelta(hours=1), 60,
+                       0.05)
+    guard.on_abort(lambda: killed.append(True))
+    guard.watch(lambda: OutageTooLong("the Docker engine did not answer for 300 s"))
+    with guard, pytest.raises(OutageTooLong):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            guard.raise_if_stopped()
+            time.sleep(0.01)
+    assert killed == [True]
+
+
+def test_a_removed_watch_is_not_looked_at(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(guard_module.build_store, "heartbeat", lambda build_id, attempt: False)
+    looked: list[bool] = []
+    guard = PhaseGuard("b" * 32, 1, Phase.BUILDING, utcnow() + dt.timedelta(hours=1), 60,
+                       0.05)
+    guard.watch(lambda: looked.append(True) or None)()
+    guard._look_at_watches()
+    assert looked == [] and guard.reason is None
+
+
+class RecordedWatch:
+    """Stands for ``SilenceWatch`` in ``run_build``: what the build tells it."""
+
+    made: list[RecordedWatch] = []
+
+    def __init__(self, service: str, probe: object, bound: float) -> None:
+        self.service, self.bound, self.heard_lines = service, bound, 0
+        RecordedWatch.made.append(self)
+
+    def heard(self) -> None:
+        self.heard_lines += 1
+
+    def gone_too_long(self) -> None:
+        return None
+
+
+class WatchedGuard:
+    """The part of ``PhaseGuard`` a build uses; keeps what it is asked to watch."""
+
+    def __init__(self) -> None:
+        self.reason: BaseException | None = None
+        self.watches: list[object] = []
+
+    def on_abort(self, hook: object) -> object:
+        return lambda: None
+
+    def watch(self, look: object) -> object:
+        self.watches.append(look)
+        return lambda: self.watches.remove(look)
+
+    def check(self) -> None:
+        pass
+
+
+def test_a_build_has_its_engine_watched_while_its_output_streams(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    config = load_config(environ={}, service_wait=120)
+    RecordedWatch.made = []
+    monkeypatch.setattr(image_build, "SilenceWatch", RecordedWatch)
+    monkeypatch.setattr(image_build, "client_environment", lambda config: dict(os.environ))
+    watched_during: list[int] = []
+    guard = WatchedGuard()
+
+    def build_command(request: object, iidfile: Path) -> list[str]:
+        iidfile.write_text("sha256:built")
+        return [sys.executable, "-c", "print('step 1'); print('step 2'); print('done')"]
+    monkeypatch.setattr(image_build, "build_command", build_command)
+    say = lambda line: watched_during.append(len(guard.watches))  # noqa: E731
+    context = tmp_path / "context.tar"
+    context.write_bytes(b"")
+    request = image_build.BuildRequest(context=context, dockerfile="Dockerfile", tag="r/x:t")
+    image = image_build.run_build(request, config, tmp_path, say, guard)  # type: ignore[arg-type]
+    assert image == "sha256:built"
+    [made] = RecordedWatch.made
+    assert made.service == "the Docker engine" and made.bound == 120
+    assert made.heard_lines == 3
+    assert watched_during == [1, 1, 1] and guard.watches == []  # removed once it ended
