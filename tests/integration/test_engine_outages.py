@@ -2,7 +2,8 @@
 nothing) until a build's deadline is the farm's fault, not the build's time.
 
 The engine is a dockerd of this module's own, never the shared one; no build
-runs on it: the test asks what a phase stopped at its deadline would raise.
+runs on it: the tests ask what a phase stopped at its deadline would raise, and
+what the watch a build keeps on its engine while its output is silent finds.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import pytest
 from common.clock import utcnow
 from common.config import Config, get_config
 from common.models import Phase
+from common.probes import check_docker
 from tests.support.services import DockerEngine
 from workers.guard import BuildTimedOut, PhaseGuard
 from workers.outages import OutageTooLong, engine_lost, watching
+from workers.silence_watch import QUIET_SECONDS, SilenceWatch
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +59,41 @@ def test_a_deadline_reached_while_the_engine_answers_is_the_builds_timeout(
     guard = past_its_deadline()
     with pytest.raises(BuildTimedOut), watching(config, guard, engine_lost):
         guard.check()
+
+
+def silent_build_watch(config: Config, clock: list[float],
+                       probes: list[float] | None = None) -> SilenceWatch:
+    """The watch a build keeps on its engine, its output silent since time 0;
+    ``probes`` gets the time of each probe."""
+    def probe() -> None:
+        if probes is not None:
+            probes.append(clock[0])
+        check_docker(config)
+    return SilenceWatch("the Docker engine", probe, config.service_wait,
+                        clock=lambda: clock[0])
+
+
+def test_an_engine_frozen_under_a_silent_build_is_given_up_after_the_service_wait(
+        engine: tuple[DockerEngine, Config]) -> None:
+    dockerd, config = engine
+    clock = [0.0]
+    watch = silent_build_watch(config, clock)
+    clock[0] = QUIET_SECONDS
+    with dockerd.frozen():
+        assert watch.gone_too_long() is None  # the wait starts
+        clock[0] += config.service_wait
+        reason = watch.gone_too_long()
+    assert isinstance(reason, OutageTooLong)
+    assert "the Docker engine did not answer" in str(reason)
+
+
+def test_an_answering_engine_under_a_silent_build_lets_it_go_on(
+        engine: tuple[DockerEngine, Config]) -> None:
+    _, config = engine
+    clock, probes = [0.0], []
+    watch = silent_build_watch(config, clock, probes)
+    clock[0] = QUIET_SECONDS
+    for _ in range(3):
+        assert watch.gone_too_long() is None
+        clock[0] += config.service_wait
+    assert len(probes) == 3  # probed each time, and it answered
