@@ -17,7 +17,7 @@ from common.clock import utcnow
 from common.config import load_config
 from common.models import Phase
 from workers import guard as guard_module
-from workers import image_build
+from workers import image_build, silence_watch
 from workers.guard import PhaseGuard
 from workers.outages import OutageTooLong
 from workers.silence_watch import QUIET_SECONDS, SilenceWatch
@@ -191,3 +191,28 @@ def test_a_build_has_its_engine_watched_while_its_output_streams(
     assert made.service == "the Docker engine" and made.bound == 120
     assert made.heard_lines == 3
     assert watched_during == [1, 1, 1] and guard.watches == []  # removed once it ended
+
+
+def test_a_build_whose_engine_stops_answering_is_stopped_as_an_outage(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """End to end in one process: a client that printed a line and hangs (as one
+    reading a frozen engine does) is killed by the guard once the engine's probe has
+    failed for the bound, and the build raises ``OutageTooLong``, not a failure."""
+    monkeypatch.setattr(guard_module.build_store, "heartbeat", lambda build_id, attempt: False)
+    monkeypatch.setattr(silence_watch, "QUIET_SECONDS", 0.0)
+    monkeypatch.setattr(image_build, "client_environment", lambda config: dict(os.environ))
+    frozen = Engine()
+    frozen.frozen = True
+    monkeypatch.setattr(image_build, "check_docker", lambda config: frozen.ping())
+    monkeypatch.setattr(image_build, "build_command", lambda request, iidfile: [
+        sys.executable, "-c", "import time; print('step 1', flush=True); time.sleep(30)"])
+    config = load_config(environ={}, service_wait=0)
+    guard = PhaseGuard("b" * 32, 1, Phase.BUILDING, utcnow() + dt.timedelta(hours=1), 60,
+                       0.05)
+    context = tmp_path / "context.tar"
+    context.write_bytes(b"")
+    request = image_build.BuildRequest(context=context, dockerfile="Dockerfile", tag="r/x:t")
+    said: list[str] = []
+    with guard, pytest.raises(OutageTooLong, match="the Docker engine did not answer"):
+        image_build.run_build(request, config, tmp_path, said.append, guard)
+    assert said == ["step 1"] and frozen.probes >= 1
