@@ -74,7 +74,10 @@ def phase_running() -> Iterator[None]:
         yield
     finally:
         _phases_running -= 1
-        if _requested and not _phases_running:
+        # Only a pool process ends itself: its stop flag is set by its own SIGTERM
+        # handler. Anywhere else (a main process, a test setting the flag) an exit
+        # would end everything the process does, a whole test run as if it passed.
+        if _requested and _in_pool and not _phases_running:
             timer = threading.Timer(EXIT_AFTER_HAND_BACK, os._exit, (0,))
             timer.daemon = True
             timer.start()

@@ -154,3 +154,23 @@ def test_only_a_claim_taken_from_a_dead_process_counts_a_death(
                                          "a", replacing=replacing)
         assert record["lease"]["worker"] == "a@box:7"
     assert phase_deaths(record, Phase.BUILDING) == deaths
+
+
+def test_only_a_pool_process_exits_by_itself_after_a_hand_back(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A stop flag set anywhere else (a test, a main process) never ends the process: an
+    exit there would end a whole test run as if it had passed."""
+    armed: list[object] = []
+    monkeypatch.setattr(stopping.threading, "Timer",
+                        lambda *args: SimpleNamespace(daemon=False,
+                                                      start=lambda: armed.append(args)))
+    monkeypatch.setattr(stopping, "_take_sigterm", lambda: None)  # this process keeps its own
+    monkeypatch.setattr(stopping, "_requested", True)
+    monkeypatch.setattr(stopping, "_in_pool", False)
+    with stopping.phase_running():
+        pass
+    assert armed == []
+    monkeypatch.setattr(stopping, "_in_pool", True)
+    with stopping.phase_running():
+        pass
+    assert len(armed) == 1
