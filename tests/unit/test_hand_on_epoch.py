@@ -19,6 +19,7 @@ from common.clock import utcnow
 from common.config import load_config
 from common.models import Phase
 from tests.support.log_stores import KeptLogs, logs
+from tests.support.outage_clock import outage_clock
 from tests.unit.test_farm_log_lines import running
 from workers import phase_runner
 from workers.outages import OutageWait
@@ -104,10 +105,7 @@ def test_a_worker_stopping_while_the_broker_is_away_gives_its_hand_off_back(
     from kombu.exceptions import OperationalError
 
     from workers import stopping
-    clock = [0.0]
-    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(phase_runner.time, "sleep",
-                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    clock = outage_clock(monkeypatch, start=0.0)
     monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)
     record = running(lease={"worker": None, "host": "a", "attempt": 1, "since": utcnow(),
                             "handed_by": "a@box:7", "handed_at": utcnow()})
@@ -122,7 +120,7 @@ def test_a_worker_stopping_while_the_broker_is_away_gives_its_hand_off_back(
     tries: list[float] = []
 
     def send(r: object) -> None:
-        tries.append(clock[0])
+        tries.append(clock.now)
         if len(tries) == 2:
             monkeypatch.setattr(stopping, "_requested", True)  # SIGTERM meanwhile
         raise OperationalError("the broker is away")

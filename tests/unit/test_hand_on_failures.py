@@ -21,6 +21,7 @@ from common.clock import utcnow
 from common.config import get_config, load_config
 from common.errors import NoDatabase
 from common.models import STEPS, Phase
+from tests.support.outage_clock import outage_clock
 from tests.unit.test_farm_log_lines import running
 from workers import liveness, phase_runner
 from workers.outages import OutageWait
@@ -41,10 +42,7 @@ def handed_on() -> dict[str, Any]:
 @pytest.mark.parametrize("store_fails", ["reading the build", "writing its restart"])
 def test_a_build_neither_sent_on_nor_restarted_is_listed_as_unsent(
         monkeypatch: pytest.MonkeyPatch, store_fails: str) -> None:
-    clock = [0.0]
-    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(phase_runner.time, "sleep",
-                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    outage_clock(monkeypatch, start=0.0)  # the waits pass at once
     monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)
     beat = liveness.Heartbeat(get_config())  # this process's record, not written here
     monkeypatch.setattr(liveness, "_heartbeat", beat)
@@ -96,23 +94,20 @@ def test_a_claim_waits_for_mongodb_rather_than_leave_its_message_to_the_broker(
     (Celery's retry): a broker away as well (the worker's host cut off for a moment)
     lost the message, and the build waited for the reaper's backstop. The claim waits
     for MongoDB while the task still holds its message, up to ``BINDER_SERVICE_WAIT``."""
-    clock = [0.0]
-    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(phase_runner.time, "sleep",
-                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    clock = outage_clock(monkeypatch, start=0.0)
     monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: "e1")
     store = FlakyStore(down=3)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
     record = phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
     assert record["build_id"] == "b1" and store.tries == 4
-    assert 0 < clock[0] < CONFIG.service_wait
+    assert 0 < clock.now < CONFIG.service_wait
     # Past the wait, the task's retry takes over, as before.
     store = FlakyStore(down=10**6)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
-    clock[0] = 0.0
+    clock.now = 0.0
     with pytest.raises(NoDatabase):
         phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
-    assert CONFIG.service_wait <= clock[0] < CONFIG.service_wait + 5
+    assert CONFIG.service_wait <= clock.now < CONFIG.service_wait + 5
 
 
 def test_a_stopping_worker_does_not_wait_to_claim(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,16 +149,13 @@ def test_a_claim_tries_every_second_for_the_bound_and_warns_once(
     """How a claim waits for MongoDB, try by try: at once, then every second, the last
     try at ``BINDER_SERVICE_WAIT``, one warning in all; then ``NoDatabase``, which the
     task's retry takes."""
-    clock = [0.0]
-    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(phase_runner.time, "sleep",
-                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    clock = outage_clock(monkeypatch, start=0.0)
     monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: "e1")
     tried_at: list[float] = []
     store = FlakyStore(down=10**6)
 
     def start_phase(*args: object, **kwargs: object) -> dict[str, Any]:
-        tried_at.append(clock[0])
+        tried_at.append(clock.now)
         return store.start_phase(*args, **kwargs)  # type: ignore[arg-type]
     monkeypatch.setattr(build_store, "start_phase", start_phase)
     with caplog.at_level("WARNING"), pytest.raises(NoDatabase):
@@ -182,29 +174,23 @@ def test_a_claim_keeps_its_message_while_the_broker_is_away_too(
     retry it cannot send is a reject without requeue): the build waited for the
     reaper's backstop. The claim waits on while the broker is away, holding the
     message, and takes the build once MongoDB is back."""
-    clock = [0.0]
-    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(phase_runner.time, "sleep",
-                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    clock = outage_clock(monkeypatch, start=0.0)
     monkeypatch.setattr(phase_runner, "broker_epoch", lambda config: None)
     store = FlakyStore(down=3 * CONFIG.service_wait)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
     record = phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
     assert record["build_id"] == "b1"
-    assert clock[0] >= 3 * CONFIG.service_wait
+    assert clock.now >= 3 * CONFIG.service_wait
 
 
 def test_a_claim_past_the_bound_gives_the_message_to_the_retry_once_the_broker_answers(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    clock = [0.0]
-    monkeypatch.setattr(phase_runner.time, "monotonic", lambda: clock[0])
-    monkeypatch.setattr(phase_runner.time, "sleep",
-                        lambda seconds: clock.__setitem__(0, clock[0] + seconds))
+    clock = outage_clock(monkeypatch, start=0.0)
     broker_back_at = 2 * CONFIG.service_wait + 1
     monkeypatch.setattr(phase_runner, "broker_epoch",
-                        lambda config: "e1" if clock[0] >= broker_back_at else None)
+                        lambda config: "e1" if clock.now >= broker_back_at else None)
     store = FlakyStore(down=10**6)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
     with pytest.raises(NoDatabase):
         phase_runner.claim("b1", 1, Phase.DETECTING, CONFIG)
-    assert broker_back_at <= clock[0] <= broker_back_at + CONFIG.service_wait
+    assert broker_back_at <= clock.now <= broker_back_at + CONFIG.service_wait

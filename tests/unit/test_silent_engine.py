@@ -195,9 +195,10 @@ def test_a_build_has_its_engine_watched_while_its_output_streams(
 
 def test_a_build_whose_engine_stops_answering_is_stopped_as_an_outage(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """End to end in one process: a client that printed a line and hangs (as one
-    reading a frozen engine does) is killed by the guard once the engine's probe has
-    failed for the bound, and the build raises ``OutageTooLong``, not a failure."""
+    """End to end in one process: a client that hangs (as one reading a frozen engine
+    does) is killed by the guard once the engine's probe has failed for the bound, and
+    the build raises ``OutageTooLong``, not a failure. (Whether its first line was read
+    before that is a race on a loaded machine, with a bound of nothing.)"""
     monkeypatch.setattr(guard_module.build_store, "heartbeat", lambda build_id, attempt: False)
     monkeypatch.setattr(silence_watch, "QUIET_SECONDS", 0.0)
     monkeypatch.setattr(image_build, "client_environment", lambda config: dict(os.environ))
@@ -215,4 +216,4 @@ def test_a_build_whose_engine_stops_answering_is_stopped_as_an_outage(
     said: list[str] = []
     with guard, pytest.raises(OutageTooLong, match="the Docker engine did not answer"):
         image_build.run_build(request, config, tmp_path, said.append, guard)
-    assert said == ["step 1"] and frozen.probes >= 1
+    assert said in ([], ["step 1"]) and frozen.probes >= 1
