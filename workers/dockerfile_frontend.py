@@ -77,12 +77,12 @@ def with_builtin_frontend(text: str) -> BuiltIn:
     return BuiltIn(text[:len(text) - len(body)] + "\n".join(moved), use)
 
 
-def check_frontend(text: str) -> None:
+def check_frontend(text: str, file_name: str = "Dockerfile") -> None:
     """``BuildFailure`` for a frontend the farm does not run (what
-    ``with_builtin_frontend`` left in ``text``)."""
+    ``with_builtin_frontend`` left in ``text``, the repository's ``file_name``)."""
     for use in syntax_images(text):
         raise BuildFailure(
-            f"The Dockerfile's {use.how} on line {use.line} asks for the frontend "
+            f"The {file_name}'s {use.how} on line {use.line} asks for the frontend "
             f"{shorten(use.image)}; this farm builds every Dockerfile with the Docker "
             "engine's built-in frontend and runs no other.",
             suggestions=[f"Remove the {use.how} line (or make it # syntax=docker/dockerfile:1), "

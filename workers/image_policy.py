@@ -196,14 +196,14 @@ class FarmImages:
 
 
 def check_registry(use: ImageUse, image: ImageReference, farm: FarmImages,
-                   resolve: Resolver = resolve_host) -> None:
+                   resolve: Resolver = resolve_host, file_name: str = "Dockerfile") -> None:
     """``BuildFailure`` for ``image`` on the farm's registry or an internal one (see the
-    module docstring), unless it is one of the farm's own."""
+    module docstring), unless it is one of the farm's own; messages name ``file_name``."""
     if farm.owns(image):
         return
     suggestion = ("Build FROM an image on a public registry (or FROM binder-root, this farm's "
                   "Debian root); operators may allow an image in BINDER_ALLOWED_BASE_IMAGES.")
-    where = f"The Dockerfile's {use.how} on line {use.line} would pull {image}"
+    where = f"The {file_name}'s {use.how} on line {use.line} would pull {image}"
     if image.domain.lower() == farm.registry.lower():
         raise BuildFailure(
             f"{where} from this farm's registry, which holds the images of other "
@@ -225,8 +225,10 @@ def check_registry(use: ImageUse, image: ImageReference, farm: FarmImages,
 def check_dockerfile(text: str, allowed_entries: Iterable[str],
                      build_args: Mapping[str, str] | None = None,
                      farm: FarmImages = FarmImages(),
-                     resolve: Resolver = resolve_host) -> list[ImageUse]:
-    """The images building ``text`` would pull, each one allowed; else ``BuildFailure``.
+                     resolve: Resolver = resolve_host,
+                     file_name: str = "Dockerfile") -> list[ImageUse]:
+    """The images building ``text`` would pull, each one allowed; else ``BuildFailure``
+    (naming ``file_name``, the repository's name for the file).
 
     With an empty allowed list every image is allowed, but the file must
     still be one Docker can build, and an image on the farm's registry or an
@@ -238,25 +240,25 @@ def check_dockerfile(text: str, allowed_entries: Iterable[str],
         uses = pulled_images(text, build_args)
     except DockerfileError as exc:
         raise BuildFailure(str(exc), suggestions=[
-            "Fix the Dockerfile so that `docker build` accepts it."]) from None
+            f"Fix the {file_name} so that `docker build` accepts it."]) from None
     for use in uses:
         try:
             reference = parse_reference(use.image)
         except InvalidReference as exc:
             raise BuildFailure(
-                f"The Dockerfile's {use.how} on line {use.line} names "
+                f"The {file_name}'s {use.how} on line {use.line} names "
                 f"{shorten(use.image)!r}, which is not an image name ({exc}).",
                 suggestions=["Write a valid image name such as debian:bookworm."]) from None
         covered = any(entry.covers(reference) for entry in allowed)
         if not covered:
-            check_registry(use, reference, farm, resolve)
+            check_registry(use, reference, farm, resolve, file_name)
         if allowed and not covered:
             names = ", ".join(entry.written for entry in allowed)
             raise BuildFailure(
-                f"The Dockerfile's {use.how} on line {use.line} would pull {reference}, which "
+                f"The {file_name}'s {use.how} on line {use.line} would pull {reference}, which "
                 f"this farm does not allow; allowed images: {names}.",
                 suggestions=["Build FROM one of the allowed images (and copy only from "
-                             "stages of your own Dockerfile)."])
+                             f"stages of your own {file_name})."])
     return uses
 
 

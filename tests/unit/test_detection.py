@@ -266,4 +266,18 @@ def test_a_containerfile_gets_the_dockerfiles_checks(tmp_path: Path) -> None:
     config = CONFIG.replace(build_network="none")
     with pytest.raises(BuildFailure) as caught:
         check(detect(checkout, config), checkout, config)
-    assert "ADD on line 2 downloads http://169.254.169.254/x" in caught.value.message
+    assert caught.value.message.startswith(
+        "The Containerfile's ADD on line 2 downloads http://169.254.169.254/x")
+
+
+def test_a_containerfiles_refusals_name_the_containerfile(tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path)
+    config = CONFIG.replace(allowed_base_images=("debian:12",))
+    (checkout / "Containerfile").write_text("FROM alpine:3\n")
+    with pytest.raises(BuildFailure) as pulled:
+        check(detect(checkout, config), checkout, config)
+    assert pulled.value.message.startswith("The Containerfile's FROM on line 1 would pull")
+    (checkout / "Containerfile").write_text("# syntax=example.org/frontend:1\nFROM debian:12\n")
+    with pytest.raises(BuildFailure) as frontend:
+        check(detect(checkout, config), checkout, config)
+    assert frontend.value.message.startswith("The Containerfile's # syntax")

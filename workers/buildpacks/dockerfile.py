@@ -59,7 +59,7 @@ def farm_images(config: Config) -> FarmImages:
     return FarmImages(config.registry, (config.base_image_name, config.root_image_name))
 
 
-def check_downloads(text: str, network: str) -> None:
+def check_downloads(text: str, network: str, file_name: str = "Dockerfile") -> None:
     """``BuildFailure`` for an ``ADD`` of a URL when builds run on a network other than
     the host's: the engine downloads it itself, from the host's network, where the
     farm's services and a cloud's metadata address are (``BINDER_BUILD_NETWORK``
@@ -73,14 +73,14 @@ def check_downloads(text: str, network: str) -> None:
     if downloads:
         download = downloads[0]
         raise BuildFailure(
-            f"The Dockerfile's {download.how} on line {download.line} downloads "
+            f"The {file_name}'s {download.how} on line {download.line} downloads "
             f"{shorten(download.url)}; the Docker engine would fetch it from its own network, "
             f"not the builds' ({network}), so this farm does not allow it.",
             suggestions=["Download it in a RUN step (curl, wget), which runs on the "
                          "builds' network, or commit the file."])
 
 
-def check_cache_mounts(text: str) -> None:
+def check_cache_mounts(text: str, file_name: str = "Dockerfile") -> None:
     """``BuildFailure`` for a ``RUN --mount`` naming one of the farm's shared caches
     (``CACHE_ID_PREFIX``): the generated builds of every repository on the host install
     from them, so a repository's own steps must not write there."""
@@ -91,7 +91,7 @@ def check_cache_mounts(text: str) -> None:
     for mount in mounts:
         if mount.cache_id.lower().startswith(CACHE_ID_PREFIX):
             raise BuildFailure(
-                f"The Dockerfile's {mount.how} on line {mount.line} mounts the cache "
+                f"The {file_name}'s {mount.how} on line {mount.line} mounts the cache "
                 f"{shorten(mount.cache_id)}, which this farm's own builds share; a "
                 "repository's Dockerfile may not use it.",
                 suggestions=[f"Give the cache an id of your own (not starting with "
@@ -102,14 +102,14 @@ def _what(mount: ClientMount) -> str:
     return "an SSH agent" if mount.kind == "ssh" else f"the secret {shorten(mount.name)}"
 
 
-def check_client_mounts(text: str) -> None:
+def check_client_mounts(text: str, file_name: str = "Dockerfile") -> None:
     """``BuildFailure`` for a ``RUN --mount`` that requires an SSH agent or a secret:
     ``docker build`` takes them from its client (``--ssh``, ``--secret``), and this
     farm passes builds none, so the engine would stop the step."""
     for mount in client_mounts(text):
         if mount.required:
             raise BuildFailure(
-                f"The Dockerfile's {mount.how} --mount on line {mount.line} requires "
+                f"The {file_name}'s {mount.how} --mount on line {mount.line} requires "
                 f"{_what(mount)}, which this farm cannot pass: builds get no "
                 f"{'SSH agent' if mount.kind == 'ssh' else 'secrets'}.",
                 suggestions=["Leave required=true out (the step then runs without it), or "
@@ -144,12 +144,13 @@ class DockerfileBuildPack(BuildPack):
         the ignore files must be files of the repository."""
         assert inputs.config_path is not None
         text = self.render(inputs)
-        check_frontend(text)
+        # Messages name the file as the repository does (Dockerfile or Containerfile).
+        check_frontend(text, self.config_file)
         check_dockerfile(text, inputs.config.allowed_base_images, self.build_args(inputs.config),
-                         farm_images(inputs.config))
-        check_downloads(text, inputs.config.build_network)
-        check_cache_mounts(text)
-        check_client_mounts(text)
+                         farm_images(inputs.config), file_name=self.config_file)
+        check_downloads(text, inputs.config.build_network, self.config_file)
+        check_cache_mounts(text, self.config_file)
+        check_client_mounts(text, self.config_file)
         check_ignore_files(inputs.checkout, inputs.config_path)
 
     def notices(self, inputs: BuildInputs) -> list[str]:
