@@ -26,7 +26,6 @@ import os
 import random
 import socket
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,6 +33,7 @@ import pymongo
 from pymongo.errors import BulkWriteError
 
 from bench.lab import Lab
+from bench.processes import process_statuses, rss_mb
 from bench.stats import Result, Samples, at_most, below, percentile, ratio_at_least
 
 RECORDS = 100_000
@@ -194,16 +194,8 @@ def _clients(target: Any, first: str, second: str, seconds: float,
 def api_worker_rss_mb(lab: Lab) -> list[float]:
     """Resident memory of each gunicorn worker of the lab's API."""
     master = next(p for p in lab.farm.processes if p.name == "api").popen.pid
-    sizes = []
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
-                          if ":" in line)
-        except OSError:
-            continue
-        if fields.get("PPid", "").strip() == str(master):
-            sizes.append(int(fields["VmRSS"].split()[0]) / 1024)
-    return sizes
+    return [rss_mb(fields) for _, fields in process_statuses()
+            if fields.get("PPid", "").strip() == str(master)]
 
 
 #: Seconds each side reads, untimed, before the first round.

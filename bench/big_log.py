@@ -15,13 +15,13 @@ import datetime as dt
 import re
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import requests
 
 from bench.builds import await_build, start_build
 from bench.lab import Lab
+from bench.processes import process_statuses, rss_mb
 from bench.stats import Result, Samples, at_most, below
 from workers.docker_engine import ENGINE_ENVIRONMENT
 
@@ -46,22 +46,16 @@ _LINE = re.compile(r" L(\d{10}) x{88}$")
 def process_tree_rss_mb(pid: int) -> float:
     """Resident memory of ``pid`` and all its descendants, in MiB."""
     children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    for status in Path("/proc").glob("[0-9]*/status"):
-        try:
-            fields = dict(line.split(":", 1) for line in status.read_text().splitlines()
-                          if ":" in line)
-        except OSError:
-            continue
-        this = int(status.parent.name)
+    rss: dict[int, float] = {}
+    for this, fields in process_statuses():
         children.setdefault(int(fields["PPid"]), []).append(this)
-        rss[this] = int(fields.get("VmRSS", "0 kB").split()[0])
-    total, todo = 0, [pid]
+        rss[this] = rss_mb(fields)
+    total, todo = 0.0, [pid]
     while todo:
         current = todo.pop()
         total += rss.get(current, 0)
         todo.extend(children.get(current, []))
-    return total / 1024
+    return total
 
 
 class Follower(threading.Thread):
