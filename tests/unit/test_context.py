@@ -87,20 +87,26 @@ def test_extra_files_go_under_binder_build(tmp_path: Path) -> None:
     assert names[".binder-build/install.sh"].mode == 0o644
 
 
-def test_generated_context_stores_links_as_links(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("pack", "config_path", "prefix"), [
+    (DefaultBuildPack(), None, "repo/"),  # a generated Dockerfile: the repository under repo/
+    (DockerfileBuildPack(), "Dockerfile", ""),  # the repository's own context
+])
+def test_context_stores_links_as_links(tmp_path: Path, pack: BuildPack,
+                                       config_path: str | None, prefix: str) -> None:
     secret = tmp_path / "secret.txt"
     secret.write_text("top secret\n")
     outside_dir = tmp_path / "outside"
     outside_dir.mkdir()
     (outside_dir / "key").write_text("key\n")
     checkout = make_checkout(tmp_path)
+    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
     os.symlink(secret, checkout / "leak.txt")
     os.symlink(outside_dir, checkout / "leakdir")
-    _, names, target = build(tmp_path, DefaultBuildPack(), checkout, None)
-    assert names["repo/leak.txt"].issym()
-    assert names["repo/leak.txt"].linkname == str(secret)
-    assert names["repo/leakdir"].issym()
-    assert "repo/leakdir/key" not in names
+    _, names, target = build(tmp_path, pack, checkout, config_path)
+    assert names[f"{prefix}leak.txt"].issym()
+    assert names[f"{prefix}leak.txt"].linkname == str(secret)
+    assert names[f"{prefix}leakdir"].issym()
+    assert f"{prefix}leakdir/key" not in names
     with tarfile.open(target) as tar:
         assert b"top secret" not in b"".join(
             f.read() for m in tar.getmembers() if m.isfile()
@@ -202,22 +208,6 @@ def test_own_context_with_dockerfile_in_binder_folder(tmp_path: Path) -> None:
     assert path == "binder/Dockerfile"
     assert "binder/Dockerfile" in names
     assert "src/app.py" in names
-
-
-def test_own_context_stores_links_as_links(tmp_path: Path) -> None:
-    secret = tmp_path / "secret.txt"
-    secret.write_text("top secret\n")
-    outside_dir = tmp_path / "outside"
-    outside_dir.mkdir()
-    (outside_dir / "key").write_text("key\n")
-    checkout = make_checkout(tmp_path)
-    (checkout / "Dockerfile").write_text("FROM python:3.12\n")
-    os.symlink(secret, checkout / "leak.txt")
-    os.symlink(outside_dir, checkout / "leakdir")
-    _, names, _ = build(tmp_path, DockerfileBuildPack(), checkout, "Dockerfile")
-    assert names["leak.txt"].issym() and names["leak.txt"].linkname == str(secret)
-    assert names["leakdir"].issym()
-    assert "leakdir/key" not in names
 
 
 def test_dockerignore_cannot_drop_the_dockerfile_being_built(tmp_path: Path) -> None:
