@@ -16,6 +16,7 @@ import pytest
 from common.clock import utcnow
 from common.config import load_config
 from common.models import Phase
+from tests.support.outage_clock import Clock
 from workers import guard as guard_module
 from workers import image_build, silence_watch
 from workers.guard import PhaseGuard
@@ -38,73 +39,72 @@ class Engine:
             raise TimeoutError("the engine did not answer the probe")
 
 
-def watch(clock: list[float], engine: Engine) -> SilenceWatch:
-    return SilenceWatch("the Docker engine", engine.ping, BOUND, clock=lambda: clock[0])
+def watch(clock: Clock, engine: Engine) -> SilenceWatch:
+    return SilenceWatch("the Docker engine", engine.ping, BOUND, clock=clock.monotonic)
+
+
+def frozen_as_it_fell_quiet() -> tuple[Clock, Engine, SilenceWatch]:
+    """A watch whose engine froze as the stream fell quiet: its first probe has just
+    failed, which starts the wait."""
+    clock, engine = Clock(0.0), Engine()
+    silence = watch(clock, engine)
+    clock.now = QUIET_SECONDS
+    engine.frozen = True
+    assert silence.gone_too_long() is None
+    return clock, engine, silence
 
 
 def test_a_stream_that_speaks_is_not_probed() -> None:
-    clock, engine = [0.0], Engine()
+    clock, engine = Clock(0.0), Engine()
     engine.frozen = True
     silence = watch(clock, engine)
     for _ in range(100):
-        clock[0] += QUIET_SECONDS / 2
+        clock.now += QUIET_SECONDS / 2
         silence.heard()
         assert silence.gone_too_long() is None
     assert engine.probes == 0
 
 
 def test_a_quiet_step_on_an_answering_engine_goes_on() -> None:
-    clock, engine = [0.0], Engine()
+    clock, engine = Clock(0.0), Engine()
     silence = watch(clock, engine)
-    while clock[0] < 10 * BOUND:  # silent for far longer than the bound
-        clock[0] += 5
+    while clock.now < 10 * BOUND:  # silent for far longer than the bound
+        clock.now += 5
         assert silence.gone_too_long() is None
     assert engine.probes > 0
 
 
 def test_a_frozen_engine_is_given_up_after_the_service_wait() -> None:
-    clock, engine = [0.0], Engine()
-    silence = watch(clock, engine)
-    clock[0] = QUIET_SECONDS
-    engine.frozen = True
-    assert silence.gone_too_long() is None  # first failed probe: the wait starts
-    clock[0] += BOUND - 1
+    clock, engine, silence = frozen_as_it_fell_quiet()
+    clock.now += BOUND - 1
     assert silence.gone_too_long() is None
-    clock[0] += 1
+    clock.now += 1
     reason = silence.gone_too_long()
     assert isinstance(reason, OutageTooLong)
     assert "the Docker engine" in str(reason) and f"{BOUND:g}" in str(reason)
 
 
 def test_an_engine_back_within_the_wait_starts_the_wait_afresh() -> None:
-    clock, engine = [0.0], Engine()
-    silence = watch(clock, engine)
-    clock[0] = QUIET_SECONDS
-    engine.frozen = True
-    assert silence.gone_too_long() is None
-    clock[0] += BOUND - 1
+    clock, engine, silence = frozen_as_it_fell_quiet()
+    clock.now += BOUND - 1
     engine.frozen = False
     assert silence.gone_too_long() is None  # back: the outage is over
     engine.frozen = True
-    clock[0] += BOUND - 1
+    clock.now += BOUND - 1
     assert silence.gone_too_long() is None  # a new outage, with a wait of its own
-    clock[0] += 1
+    clock.now += 1
     assert silence.gone_too_long() is None
-    clock[0] += BOUND
+    clock.now += BOUND
     assert isinstance(silence.gone_too_long(), OutageTooLong)
 
 
 def test_output_after_a_failed_probe_ends_the_outage() -> None:
-    clock, engine = [0.0], Engine()
-    silence = watch(clock, engine)
-    clock[0] = QUIET_SECONDS
-    engine.frozen = True
-    assert silence.gone_too_long() is None
-    clock[0] += BOUND - 1
+    clock, engine, silence = frozen_as_it_fell_quiet()
+    clock.now += BOUND - 1
     silence.heard()  # the stream spoke: the engine answers after all
-    clock[0] += QUIET_SECONDS
+    clock.now += QUIET_SECONDS
     assert silence.gone_too_long() is None
-    clock[0] += BOUND - 1
+    clock.now += BOUND - 1
     assert silence.gone_too_long() is None
 
 
