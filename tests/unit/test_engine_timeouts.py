@@ -36,35 +36,34 @@ class Guard:
     reason: BaseException | None = None
 
 
-def test_a_template_phase_whose_engine_does_not_answer_waits_for_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True)
+def frozen_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every engine the image is read from is frozen, and losing it is a service lost."""
     monkeypatch.setattr(built_image, "docker_client", FrozenEngine)
     monkeypatch.setattr(built_image, "engine_lost", engine_gone)
-    phase = SimpleNamespace(record={"name": "owner-repo"}, config=CONFIG,
-                            image="r/owner-repo:abc", guard=Guard())
+
+
+def phase_without_facts() -> Any:
+    """A phase whose record lacks the image's facts (its build phase ran before records
+    kept them): they are read from the engine."""
+    return SimpleNamespace(record={"name": "owner-repo"}, config=CONFIG,
+                           image="r/owner-repo:abc", guard=Guard())
+
+
+def test_a_template_phase_whose_engine_does_not_answer_waits_for_it() -> None:
     with pytest.raises(ServiceLost) as raised:
-        template.run(phase)  # type: ignore[arg-type]
+        template.run(phase_without_facts())
     assert isinstance(raised.value.__cause__, requests.ReadTimeout)
 
 
-def test_reading_an_image_from_an_engine_that_does_not_answer_waits_for_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reading_an_image_from_an_engine_that_does_not_answer_waits_for_it() -> None:
     """What the build phase reads of the image it built."""
-    monkeypatch.setattr(built_image, "docker_client", FrozenEngine)
-    monkeypatch.setattr(built_image, "engine_lost", engine_gone)
     with pytest.raises(ServiceLost) as raised:
         built_image.read_facts(CONFIG, Guard(), "sha256:abc", None)  # type: ignore[arg-type]
     assert isinstance(raised.value.__cause__, requests.ReadTimeout)
 
 
-def test_verifying_an_image_on_an_engine_that_does_not_answer_waits_for_it(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    """A record without the image's facts (its build phase ran before records kept
-    them) has them read from the engine."""
-    monkeypatch.setattr(built_image, "docker_client", FrozenEngine)
-    monkeypatch.setattr(built_image, "engine_lost", engine_gone)
-    phase = SimpleNamespace(record={"name": "owner-repo"}, config=CONFIG,
-                            image="r/owner-repo:abc", guard=Guard())
+def test_verifying_an_image_on_an_engine_that_does_not_answer_waits_for_it() -> None:
     with pytest.raises(ServiceLost) as raised:
-        push.verify(phase)  # type: ignore[arg-type]
+        push.verify(phase_without_facts())
     assert isinstance(raised.value.__cause__, requests.ReadTimeout)
