@@ -145,8 +145,10 @@ def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts:
     # Not while the store was away (no beat could be written), as with workers' records.
     stuck = beat is not None and now - max(beat, seen_since) > too_long
     if build.get("cancel_requested"):
+        # Quiet counting from the store's return, as for a restart: a worker kept
+        # from writing by an outage still holds the build and ends it itself.
         held = worker_store.holder(build, workers, worker_store.quiet_window(config), now,
-                                   heard=heard)
+                                   seen_since, heard)
         if held is not Holder.HELD:
             return "cancel", f"nobody holds it ({held.value})"
         if stuck:

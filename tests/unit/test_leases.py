@@ -199,6 +199,17 @@ def test_cancel_requested_ends_a_build_nobody_holds_within_the_quiet_window() ->
     assert judge(build(lease_worker=None, handed=1, cancel_requested=True), {}) == "cancel"
 
 
+def test_a_cancel_is_not_taken_from_a_worker_the_store_kept_quiet() -> None:
+    """After a store outage its worker could not write its record: the build it holds
+    is not ended under it as one nobody holds (its worker sees the cancel at its next
+    beat and ends the build itself), but only once it stays quiet after the return."""
+    cancelled = build(cancel_requested=True)
+    quiet_since_outage = workers(worker(seen=25))
+    assert judge(cancelled, quiet_since_outage, seen_since=ago(1)) is None
+    assert judge(cancelled, quiet_since_outage, seen_since=ago(4)) == "cancel"
+    assert judge(cancelled, workers(worker(builds=())), seen_since=ago(1)) == "cancel"
+
+
 def test_a_cancelled_build_its_stuck_worker_holds_is_ended_after_the_build_timeout() -> None:
     """A worker that lives and lists the build, but whose phase no longer beats (stuck
     where the guard's stop did not reach), does not keep a cancelled build running:
