@@ -33,7 +33,7 @@ written, and what became of an image withdrawn after the end.
 
 A worker cannot write its record while the database is down, so after an
 outage the reaper judges no record older than the moment it could read the
-database again.
+database again (``workers/store_watch.py``).
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ from workers.docker_engine import docker_client
 from workers.image_build import BUILT_LABEL
 from workers.phase_runner import work_dir_name
 from workers.process_logs import bind_build
+from workers.store_watch import StoreWatch, kept_in_store
 from workers.unverified import withdraw_left
 
 log = logging.getLogger(__name__)
@@ -74,59 +75,6 @@ log = logging.getLogger(__name__)
 REQUEUE_AFTER = dt.timedelta(minutes=30)
 #: Worker records not written for this long are removed.
 FORGET_WORKERS_AFTER = dt.timedelta(days=1)
-
-
-class StoreWatch:
-    """When the reaper could last not read the database (or did not run)."""
-
-    def __init__(self, config: Config) -> None:
-        self.config = config
-        # Until it has watched for a while, assume the worse: records may be
-        # old because the database was down, not because workers are gone.
-        self.back_since: dt.datetime = utcnow()
-        self._last_ok: float | None = None
-        self._failing = False
-        #: Per worker: the ``last_seen`` last read, when (this clock) it was read, and
-        #: when (this clock) it was written, as far as this reaper can tell.
-        self._read: dict[str, tuple[dt.datetime, dt.datetime, dt.datetime]] = {}
-
-    def failed(self) -> None:
-        self._failing = True
-
-    def succeeded(self, now: dt.datetime) -> None:
-        gap = self.config.reaper_interval * 3 + self.config.mongo_timeout_ms / 1000
-        if self._failing or (self._last_ok is not None and time.monotonic() - self._last_ok > gap):
-            self.back_since = now
-        self._failing = False
-        self._last_ok = time.monotonic()
-
-    def heard(self, workers: Mapping[str, WorkerRecord],
-              now: dt.datetime) -> dict[str, dt.datetime]:
-        """When each worker of ``workers`` (read at ``now``) last wrote its record, by
-        this reaper's clock: a worker whose host's clock is behind the beat host's is
-        not lost while it keeps writing, one whose clock is ahead not alive once it
-        stopped (each host's clock may differ; the README asks for ten minutes).
-
-        A record read again unchanged was written when that value was first read. A
-        changed one was written between the previous read and now: at its
-        ``last_seen`` when that lies between them (the clocks agree), else it counts
-        as written now (the worker's clock is behind or ahead). A record read for
-        the first time (a worker that just started, or this reaper did) counts as
-        written now, as ``back_since`` would have it.
-        """
-        heard: dict[str, dt.datetime] = {}
-        for name, worker in workers.items():
-            written = worker["last_seen"]
-            known = self._read.get(name)
-            if known is None:
-                heard[name] = now
-            elif known[0] == written:
-                heard[name] = known[2]
-            else:
-                heard[name] = written if known[1] <= written <= now else now
-        self._read = {name: (worker["last_seen"], now, heard[name])
-                      for name, worker in workers.items()}
-        return heard
 
 
 def verdict(build: BuildRecord, workers: Mapping[str, WorkerRecord], live_hosts: set[str],
@@ -232,6 +180,7 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
     try:
         workers = worker_store.all_workers()
         running = _running_with_lease(config)
+        watch.resume(now)
     except NoDatabase:
         watch.failed()
         log.warning("reaper: database unreachable; will try again")
@@ -242,6 +191,7 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
                                     heard)
     epoch = broker_epoch(config)
     try:
+        watch.keep(now)
         # What the reaper does to a build is logged as that build's (build=NAME), so
         # following a build through the process logs finds why it started again.
         for build in running:
@@ -289,7 +239,7 @@ def _act(celery: Celery, build: BuildRecord, action: str, reason: str, config: C
 
 def run_forever(celery: FarmCelery, stop: threading.Event) -> None:
     config = celery.farm_config
-    watch = StoreWatch(config)
+    watch = StoreWatch(config, kept_in_store(config))
     while not stop.wait(config.reaper_interval):
         try:
             reap(celery, config, watch)

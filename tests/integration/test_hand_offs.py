@@ -26,7 +26,7 @@ from common.errors import LeaseLost
 from common.models import Phase
 from common.redis_client import redis_client
 from tests.integration.conftest import RUN_ID
-from workers import liveness, phase_runner, reaper
+from workers import liveness, phase_runner, reaper, store_watch
 from workers.celery_app import create_celery
 from workers.dispatch import broker_epoch
 from workers.stopping import WorkerStopping
@@ -193,3 +193,16 @@ def test_a_next_phase_its_live_worker_could_not_send_nor_restart_is_sent_at_once
     said = [line for _, line in log_store.read_lines(build_id)]
     assert said == [f"== build sent by the farm: the worker {me} that ended detecting "
                     "could not send it on"]
+
+
+def test_a_restarted_beat_goes_on_from_the_watch_kept_in_the_store(config: Config) -> None:
+    """What the store keeps of the reaper's watch reads back as the next run needs it
+    (a moment the store stores to the millisecond, with its time zone)."""
+    kept = store_watch.kept_in_store(config)
+    first = reaper.StoreWatch(config, kept)
+    first.back_since = utcnow() - dt.timedelta(hours=1)
+    first.succeeded(utcnow())
+    first.keep(utcnow())
+    second = reaper.StoreWatch(config, kept)
+    second.resume(utcnow())
+    assert abs(second.back_since - first.back_since) < dt.timedelta(milliseconds=1)

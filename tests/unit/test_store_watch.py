@@ -1,0 +1,94 @@
+"""The reaper's watch of the store outlives a restart of the beat."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from common.clock import utcnow
+from common.config import load_config
+from common.models import BuildRecord
+from workers import reaper
+from workers.store_watch import StoreWatch
+
+CONFIG = load_config(environ={}, heartbeat_interval=1, heartbeat_stale=10, build_timeout=600)
+W = "a@box:10"
+
+
+class Kept:
+    """The ``reaper`` collection, as far as the watch uses it."""
+
+    def __init__(self) -> None:
+        self.document: dict[str, Any] | None = None
+
+    def find_one(self, selector: Mapping[str, Any], /) -> Mapping[str, Any] | None:
+        return self.document
+
+    def replace_one(self, selector: Mapping[str, Any], document: dict[str, Any], /,
+                    upsert: bool = False) -> object:
+        self.document = dict(document)
+        return None
+
+
+@pytest.fixture
+def restarted(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """A farm whose one running build is held by a live worker but has not beaten for
+    two hours (its phase is stuck); returns the names of the builds the reaper restarts."""
+    now = utcnow()
+    found = {W: {"worker": W, "node": "a@box", "host": "a", "hostname": "box", "pid": 10,
+                 "state": "up", "started": now, "last_seen": now, "builds": ["b1"]}}
+    stuck = {"build_id": "b1", "name": "n", "attempt": 1, "status": "running",
+             "phase": "building", "phases": {"building": {"start": now}},
+             "lease": {"worker": W, "host": "a", "attempt": 1,
+                       "since": now - dt.timedelta(hours=2)},
+             "heartbeat": now - dt.timedelta(hours=2)}
+    names: list[str] = []
+
+    def restart(build: BuildRecord, reason: str, config: object) -> None:
+        names.append(build["name"])
+    monkeypatch.setattr(reaper.worker_store, "all_workers", lambda: found)
+    monkeypatch.setattr(reaper.worker_store, "prune", lambda after: 0)
+    monkeypatch.setattr(reaper, "_running_with_lease", lambda config: [stuck])
+    monkeypatch.setattr(reaper, "broker_epoch", lambda config: "e1")
+    monkeypatch.setattr(reaper, "unsent_builds", lambda config, hosts: [])
+    monkeypatch.setattr(reaper, "withdraw_left", lambda config, now: 0)
+    monkeypatch.setattr(reaper.leases, "restart", restart)
+    return names
+
+
+def first_run(kept: Kept) -> None:
+    """A beat that watched the store for long, and saw it answer all along."""
+    watch = StoreWatch(CONFIG, kept)
+    watch.back_since = utcnow() - dt.timedelta(days=1)
+    reaper.reap(None, CONFIG, watch)  # type: ignore[arg-type]
+
+
+def test_a_restarted_beat_ends_a_stuck_phase_without_waiting_for_it_again(
+        restarted: list[str]) -> None:
+    """The stuck-phase backstop (``BINDER_HEARTBEAT_STALE`` + ``BINDER_BUILD_TIMEOUT``)
+    counts from the store's return the previous run of the beat saw, not from the
+    new run's start: a beat restarted more often than that would never end the build."""
+    kept = Kept()
+    first_run(kept)
+    assert restarted == ["n"]
+    reaper.reap(None, CONFIG, StoreWatch(CONFIG, kept))  # type: ignore[arg-type]
+    assert restarted == ["n", "n"]
+
+
+def test_a_beat_away_for_long_assumes_the_store_may_have_been_away(
+        restarted: list[str]) -> None:
+    """Nobody watched the store meanwhile: the heartbeat may be old for its outage."""
+    kept = Kept()
+    first_run(kept)
+    assert kept.document is not None
+    kept.document["checked"] -= dt.timedelta(minutes=10)
+    reaper.reap(None, CONFIG, StoreWatch(CONFIG, kept))  # type: ignore[arg-type]
+    assert restarted == ["n"]
+
+
+def test_a_beat_with_nothing_kept_starts_from_its_own_start(restarted: list[str]) -> None:
+    reaper.reap(None, CONFIG, StoreWatch(CONFIG, Kept()))  # type: ignore[arg-type]
+    assert restarted == []
