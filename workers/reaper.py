@@ -195,11 +195,7 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
         # What the reaper does to a build is logged as that build's (build=NAME), so
         # following a build through the process logs finds why it started again.
         for build in running:
-            decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since,
-                               heard)
-            if decision is not None:
-                with bind_build(build["name"], attempt=build["attempt"]):
-                    _act(celery, build, *decision, config, done)
+            _judge(celery, build, workers, hosts, epoch, now, config, watch, heard, done)
         for record in unsent_builds(config, hosts):
             with bind_build(record["name"], attempt=record["attempt"]):
                 done["requeued"] += enqueue_build(celery, config, record)
@@ -210,6 +206,26 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
         watch.failed()
         log.warning("reaper: database lost during a pass; will try again")
     return done
+
+
+def _judge(celery: Celery, build: BuildRecord, workers: Mapping[str, WorkerRecord],
+           hosts: set[str], epoch: str | None, now: dt.datetime, config: Config,
+           watch: StoreWatch, heard: Heard, done: dict[str, int]) -> None:
+    """Judge one running build and act on the verdict. A build the reaper fails on
+    (the store refuses its write, a record no version here writes) is left for the
+    next pass: failing the pass, it would hold up every build after it, every pass.
+    A store that stopped answering ends the pass (``NoDatabase``)."""
+    try:
+        decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since,
+                           heard)
+        if decision is not None:
+            with bind_build(build["name"], attempt=build["attempt"]):
+                _act(celery, build, *decision, config, done)
+    except NoDatabase:
+        raise
+    except Exception:
+        log.exception("reaper: could not deal with the build %s; the other builds go on",
+                      build.get("name"))
 
 
 def _act(celery: Celery, build: BuildRecord, action: str, reason: str, config: Config,
