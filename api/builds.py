@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,10 +19,12 @@ from api.schemas.builds import (
     BuildSchema,
 )
 from common import build_store, leases, name_store
-from common.errors import BadRepoSource
+from common.errors import BadDatabase, BadRepoSource, NoDatabase
 from common.models import BuildRecord
 from workers.dispatch import enqueue_build
 from workers.providers import Spec, parse_spec, provider_for
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("builds", __name__, description="Start, read, list and cancel builds.")
 
@@ -97,8 +100,21 @@ def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
     if lookup.resolved_commit:
         fields = {**fields, "resolved_commit": lookup.resolved_commit}
     record = build_store.create_build(name, fields, force=bool(fields.get("force")))
-    enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
+    _send_first_step(record)
     return record
+
+
+def _send_first_step(record: BuildRecord) -> None:
+    """Send the stored ``record``'s first step. Stored, the start is accepted: a store
+    that fails now leaves the build for the reaper, which sends a queued build not
+    marked sent (a duplicate of one that went is dropped by its claim); an error
+    answered now would only send the client to start it again, into
+    ``alreadyBuilding``."""
+    try:
+        enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
+    except (NoDatabase, BadDatabase) as exc:
+        log.warning("stored %s but could not send it (%s); the reaper sends it",
+                    record["name"], exc)
 
 
 @bp.route("/builds/", strict_slashes=False)
