@@ -202,6 +202,7 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
         worker_store.prune(FORGET_WORKERS_AFTER)
         # Last: a registry slow to answer delays nothing above.
         done["withdrawn"] += withdraw_left(config, now)
+        watch.pass_ended()
     except NoDatabase:
         watch.failed()
         log.warning("reaper: database lost during a pass; will try again")

@@ -90,6 +90,16 @@ class StoreWatch:
         self._failing = False
         self._last_ok = time.monotonic()
 
+    def pass_ended(self) -> None:
+        """A pass ended without the store failing it: it read the store to its end
+        (``withdraw_left`` reads each build's record before its registry requests, each
+        bounded by a timeout), so a pass slowed by the registry is no reaper that did
+        not run. Counted
+        from its start, every slow pass would start the watch again, and a lost build
+        would wait for as long as the registry is slow."""
+        if not self._failing:
+            self._last_ok = time.monotonic()
+
     def keep(self, now: dt.datetime) -> None:
         """Keep the watch in the store for the next run, as read at ``now`` (raises
         ``NoDatabase``)."""

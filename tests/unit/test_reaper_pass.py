@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
+from common.clock import utcnow
 from common.config import load_config
 from common.errors import BadDatabase, NoDatabase
+from tests.support.outage_clock import outage_clock
 from workers import reaper
 from workers.store_watch import StoreWatch
 
@@ -68,3 +71,43 @@ def test_a_store_gone_during_a_pass_still_ends_the_pass(
     reaper.reap(None, CONFIG, watch)  # type: ignore[arg-type]
     assert (restarted, sent) == ([], [])
     assert watch._failing
+
+
+def test_passes_slowed_by_the_registry_still_restart_a_lost_build(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The registry answers each withdrawal only at its timeout, and every pass ends with
+    40 s of them: the reaper, busy all along, read the store at each pass. A worker killed
+    long ago is still judged silent: its builds do not wait for the registry."""
+    clock = outage_clock(monkeypatch)
+    start = clock.now
+    wall = utcnow()
+    monkeypatch.setattr(reaper, "utcnow",
+                        lambda: wall + dt.timedelta(seconds=clock.now - start))
+    dead = "a@box:10"
+    found = {dead: {"worker": dead, "node": "a@box", "host": "a", "hostname": "box",
+                    "pid": 10, "state": "up", "started": wall - dt.timedelta(hours=2),
+                    "last_seen": wall - dt.timedelta(hours=1), "builds": ["b1"]}}
+    held = {"build_id": "b1", "name": "n", "attempt": 1, "status": "running",
+            "phase": "building", "phases": {"building": {"start": wall}},
+            "lease": {"worker": dead, "host": "a", "attempt": 1,
+                      "since": wall - dt.timedelta(hours=1)},
+            "heartbeat": wall - dt.timedelta(hours=1)}
+    restarted: list[str] = []
+
+    def slow_registry(config: object, now: object) -> int:
+        clock.sleep(40)
+        return 0
+    monkeypatch.setattr(reaper.worker_store, "all_workers", lambda: found)
+    monkeypatch.setattr(reaper.worker_store, "prune", lambda after: 0)
+    monkeypatch.setattr(reaper, "_running_with_lease", lambda config: [held])
+    monkeypatch.setattr(reaper, "broker_epoch", lambda config: "e1")
+    monkeypatch.setattr(reaper, "unsent_builds", lambda config, hosts: [])
+    monkeypatch.setattr(reaper, "withdraw_left", slow_registry)
+    monkeypatch.setattr(reaper.leases, "restart",
+                        lambda build, reason, config: restarted.append(reason))
+    watch = StoreWatch(CONFIG)
+    watch.back_since = wall - dt.timedelta(days=1)
+    for _ in range(4):
+        reaper.reap(None, CONFIG, watch)  # type: ignore[arg-type]
+        clock.sleep(CONFIG.reaper_interval)
+    assert restarted and restarted[0] == f"its worker {dead} went silent"
