@@ -66,7 +66,7 @@ from workers.docker_engine import docker_client
 from workers.image_build import BUILT_LABEL
 from workers.phase_runner import work_dir_name
 from workers.process_logs import bind_build
-from workers.store_watch import StoreWatch, kept_in_store
+from workers.store_watch import KeptInStore, StoreWatch
 from workers.unverified import withdraw_left
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ def _act(celery: Celery, build: BuildRecord, action: str, reason: str, config: C
 
 def run_forever(celery: FarmCelery, stop: threading.Event) -> None:
     config = celery.farm_config
-    watch = StoreWatch(config, kept_in_store(config))
+    watch = StoreWatch(config, KeptInStore(config))
     while not stop.wait(config.reaper_interval):
         try:
             reap(celery, config, watch)

@@ -38,10 +38,19 @@ class KeptWatches(Protocol):
                     upsert: bool = ...) -> object: ...
 
 
-def kept_in_store(config: Config) -> KeptWatches:
-    """The collection the beat keeps its watch in."""
-    collection: KeptWatches = get_db(config).reaper
-    return collection
+class KeptInStore:
+    """The ``reaper`` collection of the farm's database, looked up at each use (the
+    process's client is made again after a fork)."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+
+    def find_one(self, selector: Mapping[str, Any], /) -> Mapping[str, Any] | None:
+        return get_db(self.config).reaper.find_one(selector)
+
+    def replace_one(self, selector: Mapping[str, Any], document: dict[str, Any], /,
+                    upsert: bool = False) -> object:
+        return get_db(self.config).reaper.replace_one(selector, document, upsert=upsert)
 
 
 class StoreWatch:

@@ -198,7 +198,7 @@ def test_a_next_phase_its_live_worker_could_not_send_nor_restart_is_sent_at_once
 def test_a_restarted_beat_goes_on_from_the_watch_kept_in_the_store(config: Config) -> None:
     """What the store keeps of the reaper's watch reads back as the next run needs it
     (a moment the store stores to the millisecond, with its time zone)."""
-    kept = store_watch.kept_in_store(config)
+    kept = store_watch.KeptInStore(config)
     first = reaper.StoreWatch(config, kept)
     first.back_since = utcnow() - dt.timedelta(hours=1)
     first.succeeded(utcnow())
