@@ -16,6 +16,7 @@ is like a reaper that did not run: the store may have been away meanwhile.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -23,7 +24,10 @@ from typing import Any, Protocol
 from common.clock import utcnow
 from common.config import Config
 from common.db import get_db, translate_errors
+from common.errors import BadDatabase
 from common.worker_store import WorkerRecord
+
+log = logging.getLogger(__name__)
 
 #: The document of the ``reaper`` collection that keeps the watch between runs.
 KEPT = {"_id": "store-watch"}
@@ -79,11 +83,17 @@ class StoreWatch:
 
     def resume(self, now: dt.datetime) -> None:
         """On this run's first pass, go on from the watch the previous run kept, if it
-        read the store within ``_gap`` before ``now`` (raises ``NoDatabase``)."""
+        read the store within ``_gap`` before ``now`` (raises ``NoDatabase``; a watch
+        the store refuses to give is as none kept)."""
         if self._kept is None or self._last_ok is not None or self._failing:
             return
-        with translate_errors():
-            kept = self._kept.find_one(KEPT)
+        try:
+            with translate_errors():
+                kept = self._kept.find_one(KEPT)
+        except BadDatabase:
+            # Only spares a restarted beat a wait: the passes go on from scratch.
+            log.warning("reaper: the watch kept in the store could not be read")
+            return
         if kept is None:
             return
         checked, back_since = kept.get("checked"), kept.get("back_since")
@@ -111,12 +121,16 @@ class StoreWatch:
 
     def keep(self, now: dt.datetime) -> None:
         """Keep the watch in the store for the next run, as read at ``now`` (raises
-        ``NoDatabase``)."""
+        ``NoDatabase``; one the store refuses is logged, and the pass goes on)."""
         if self._kept is None:
             return
-        with translate_errors():
-            self._kept.replace_one(KEPT, {**KEPT, "checked": now,
-                                          "back_since": self.back_since}, upsert=True)
+        try:
+            with translate_errors():
+                self._kept.replace_one(KEPT, {**KEPT, "checked": now,
+                                              "back_since": self.back_since}, upsert=True)
+        except BadDatabase:
+            log.warning("reaper: the watch could not be kept in the store; a restarted "
+                        "beat judges from its own start")
 
     def heard(self, workers: Mapping[str, WorkerRecord],
               now: dt.datetime) -> dict[str, dt.datetime]:

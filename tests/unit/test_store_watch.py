@@ -10,6 +10,7 @@ import pytest
 
 from common.clock import utcnow
 from common.config import load_config
+from common.errors import BadDatabase
 from common.models import BuildRecord
 from workers import reaper
 from workers.store_watch import StoreWatch
@@ -92,3 +93,23 @@ def test_a_beat_away_for_long_assumes_the_store_may_have_been_away(
 def test_a_beat_with_nothing_kept_starts_from_its_own_start(restarted: list[str]) -> None:
     reaper.reap(None, CONFIG, StoreWatch(CONFIG, Kept()))  # type: ignore[arg-type]
     assert restarted == []
+
+
+class Refusing(Kept):
+    """A store that answers the farm's other questions but refuses the watch's."""
+
+    def find_one(self, selector: Mapping[str, Any], /) -> Mapping[str, Any] | None:
+        raise BadDatabase("The build database (MongoDB) answered with an error.")
+
+    def replace_one(self, selector: Mapping[str, Any], document: dict[str, Any], /,
+                    upsert: bool = False) -> object:
+        raise BadDatabase("The build database (MongoDB) answered with an error.")
+
+
+def test_a_watch_the_store_will_not_keep_does_not_stop_the_reaper(
+        restarted: list[str]) -> None:
+    """Kept only to spare a restarted beat a wait: the passes go on without it."""
+    watch = StoreWatch(CONFIG, Refusing())
+    watch.back_since = utcnow() - dt.timedelta(days=1)
+    reaper.reap(None, CONFIG, watch)  # type: ignore[arg-type]
+    assert restarted == ["n"]
