@@ -44,7 +44,7 @@ import logging
 import shutil
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -195,9 +195,13 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
         # What the reaper does to a build is logged as that build's (build=NAME), so
         # following a build through the process logs finds why it started again.
         for build in running:
-            _judge(celery, build, workers, hosts, epoch, now, config, watch, heard, done)
+            with _one_build(build):
+                decision = verdict(build, workers, hosts, epoch, now, config,
+                                   watch.back_since, heard)
+                if decision is not None:
+                    _act(celery, build, *decision, config, done)
         for record in unsent_builds(config, hosts):
-            with bind_build(record["name"], attempt=record["attempt"]):
+            with _one_build(record):
                 done["requeued"] += enqueue_build(celery, config, record)
         worker_store.prune(FORGET_WORKERS_AFTER)
         # Last: a registry slow to answer delays nothing above.
@@ -209,24 +213,21 @@ def reap(celery: Celery, config: Config, watch: StoreWatch) -> dict[str, int]:
     return done
 
 
-def _judge(celery: Celery, build: BuildRecord, workers: Mapping[str, WorkerRecord],
-           hosts: set[str], epoch: str | None, now: dt.datetime, config: Config,
-           watch: StoreWatch, heard: Heard, done: dict[str, int]) -> None:
-    """Judge one running build and act on the verdict. A build the reaper fails on
-    (the store refuses its write, a record no version here writes) is left for the
-    next pass: failing the pass, it would hold up every build after it, every pass.
-    A store that stopped answering ends the pass (``NoDatabase``)."""
+@contextlib.contextmanager
+def _one_build(record: BuildRecord) -> Iterator[None]:
+    """What the reaper does to one build. A build it fails on (the store refuses its
+    write, a record no version here writes) is left for the next pass: failing the
+    pass, it would hold up every build after it, every pass. A store that stopped
+    answering ends the pass (``NoDatabase``)."""
     try:
-        decision = verdict(build, workers, hosts, epoch, now, config, watch.back_since,
-                           heard)
-        if decision is not None:
-            with bind_build(build["name"], attempt=build["attempt"]):
-                _act(celery, build, *decision, config, done)
+        # Read with defaults: a record without them is one this reports, not fails on.
+        with bind_build(str(record.get("name")), attempt=str(record.get("attempt", "-"))):
+            yield
     except NoDatabase:
         raise
     except Exception:
         log.exception("reaper: could not deal with the build %s; the other builds go on",
-                      build.get("name"))
+                      record.get("name"))
 
 
 def _act(celery: Celery, build: BuildRecord, action: str, reason: str, config: Config,

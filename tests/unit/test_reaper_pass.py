@@ -111,3 +111,21 @@ def test_passes_slowed_by_the_registry_still_restart_a_lost_build(
         reaper.reap(None, CONFIG, watch)  # type: ignore[arg-type]
         clock.sleep(CONFIG.reaper_interval)
     assert restarted and restarted[0] == f"its worker {dead} went silent"
+
+
+def test_a_queued_build_the_reaper_fails_to_send_leaves_the_others_to_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    restarted, sent = farm(monkeypatch, KeyError("never raised here"))
+    monkeypatch.setattr(reaper, "_running_with_lease", lambda config: [])
+    monkeypatch.setattr(reaper, "unsent_builds", lambda config, hosts: [
+        {"name": "refused", "attempt": 1}, {"build_id": "nameless"},
+        {"name": "queued", "attempt": 1}])
+
+    def enqueue(celery: object, config: object, record: dict[str, Any]) -> int:
+        if record.get("name") in ("refused", None):
+            raise BadDatabase("The build database (MongoDB) answered with an error.")
+        sent.append(record["name"])
+        return 1
+    monkeypatch.setattr(reaper, "enqueue_build", enqueue)
+    done = reaper.reap(None, CONFIG, StoreWatch(CONFIG))  # type: ignore[arg-type]
+    assert (sent, done["requeued"]) == (["queued"], 1)
