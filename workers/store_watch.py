@@ -101,6 +101,7 @@ class StoreWatch:
                 and back_since <= checked <= now \
                 and (now - checked).total_seconds() <= self._gap():
             self.back_since = min(back_since, self.back_since)
+            self._read = _reads(kept.get("read"))
 
     def succeeded(self, now: dt.datetime) -> None:
         if self._failing or (self._last_ok is not None
@@ -113,9 +114,8 @@ class StoreWatch:
         """A pass ended without the store failing it: it read the store to its end
         (``withdraw_left`` reads each build's record before its registry requests, each
         bounded by a timeout), so a pass slowed by the registry is no reaper that did
-        not run. Counted
-        from its start, every slow pass would start the watch again, and a lost build
-        would wait for as long as the registry is slow."""
+        not run. Counted from its start, every slow pass would start the watch again,
+        and a lost build would wait for as long as the registry is slow."""
         if not self._failing:
             self._last_ok = time.monotonic()
 
@@ -126,8 +126,13 @@ class StoreWatch:
             return
         try:
             with translate_errors():
-                self._kept.replace_one(KEPT, {**KEPT, "checked": now,
-                                              "back_since": self.back_since}, upsert=True)
+                self._kept.replace_one(KEPT, {
+                    **KEPT, "checked": now, "back_since": self.back_since,
+                    # A list: a worker's name is no field name (it may hold dots).
+                    "read": [{"worker": name, "last_seen": last_seen, "read_at": read_at,
+                              "heard": heard}
+                             for name, (last_seen, read_at, heard) in self._read.items()]},
+                    upsert=True)
         except BadDatabase:
             log.warning("reaper: the watch could not be kept in the store; a restarted "
                         "beat judges from its own start")
@@ -161,3 +166,14 @@ class StoreWatch:
         return heard
 
 
+def _reads(kept: object) -> dict[str, tuple[dt.datetime, dt.datetime, dt.datetime]]:
+    """The reads of worker records a previous run kept (``StoreWatch.keep``); an entry
+    of another shape is left out (its worker counts as read for the first time)."""
+    reads: dict[str, tuple[dt.datetime, dt.datetime, dt.datetime]] = {}
+    for entry in kept if isinstance(kept, list) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("worker"), str):
+            continue
+        times = (entry.get("last_seen"), entry.get("read_at"), entry.get("heard"))
+        if all(isinstance(value, dt.datetime) for value in times):
+            reads[entry["worker"]] = times  # type: ignore[assignment]
+    return reads

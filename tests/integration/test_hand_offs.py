@@ -202,7 +202,13 @@ def test_a_restarted_beat_goes_on_from_the_watch_kept_in_the_store(config: Confi
     first = reaper.StoreWatch(config, kept)
     first.back_since = utcnow() - dt.timedelta(hours=1)
     first.succeeded(utcnow())
+    seen = utcnow().replace(microsecond=0)
+    record = {"worker": "a.b@box.lan:7", "state": "up", "last_seen": seen}
+    first.heard({record["worker"]: record}, seen)  # type: ignore[dict-item]
     first.keep(utcnow())
     second = reaper.StoreWatch(config, kept)
     second.resume(utcnow())
     assert abs(second.back_since - first.back_since) < dt.timedelta(milliseconds=1)
+    # A worker's name holds dots: its read comes back all the same.
+    assert second.heard({record["worker"]: record}, utcnow()) == {  # type: ignore[dict-item]
+        record["worker"]: seen}

@@ -113,3 +113,24 @@ def test_a_watch_the_store_will_not_keep_does_not_stop_the_reaper(
     watch.back_since = utcnow() - dt.timedelta(days=1)
     reaper.reap(None, CONFIG, watch)  # type: ignore[arg-type]
     assert restarted == ["n"]
+
+
+def test_a_restarted_beat_times_a_workers_silence_from_before_its_restart() -> None:
+    """A worker silent since before the restart is not heard anew as the new run first
+    reads its record: its build does not wait ``BINDER_HEARTBEAT_STALE`` once more per
+    restart of the beat."""
+    kept = Kept()
+    first = StoreWatch(CONFIG, kept)
+    start = utcnow()
+    silent = {W: {"worker": W, "node": "a@box", "host": "a", "hostname": "box", "pid": 10,
+                  "state": "up", "started": start, "last_seen": start, "builds": ["b1"]}}
+    first.resume(start)
+    first.succeeded(start)
+    first.heard(silent, start)  # type: ignore[arg-type]
+    first.keep(start)
+    later = start + dt.timedelta(seconds=20)
+    second = StoreWatch(CONFIG, kept)
+    second.resume(later)
+    assert second.heard(silent, later) == {W: start}  # type: ignore[arg-type]
+    # A record read for the first time counts as written as it is read.
+    assert StoreWatch(CONFIG, Kept()).heard(silent, later) == {W: later}  # type: ignore[arg-type]
