@@ -7,10 +7,11 @@ after not running for a while: it cannot tell whether the store was away then.
 
 The watch is kept in the store (one document of the ``reaper`` collection),
 written at each pass: a beat restarted within a few passes goes on from the
-return of the store the previous run saw, so a restart of the beat does not put
-off the judgements counted from it (a stuck phase waits
-``BINDER_HEARTBEAT_STALE`` + ``BINDER_BUILD_TIMEOUT``). A beat away for longer
-is like a reaper that did not run: the store may have been away meanwhile.
+return of the store, and from the reads of worker records, the previous run
+saw, so a restart of the beat does not put off the judgements counted from
+them (a stuck phase waits ``BINDER_HEARTBEAT_STALE`` + ``BINDER_BUILD_TIMEOUT``,
+a silent worker ``BINDER_HEARTBEAT_STALE``). A beat away for longer is like a
+reaper that did not run: the store may have been away meanwhile.
 """
 
 from __future__ import annotations
