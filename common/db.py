@@ -18,7 +18,7 @@ import pymongo
 from pymongo import ASCENDING, DESCENDING, IndexModel
 from pymongo.collection import Collection
 from pymongo.database import Database
-from pymongo.errors import ConnectionFailure, PyMongoError
+from pymongo.errors import CollectionInvalid, ConnectionFailure, PyMongoError
 
 from common.clock import utcnow
 from common.config import Config, get_config
@@ -60,6 +60,12 @@ INDEXES: dict[str, list[IndexModel]] = {
     "logs": [IndexModel([("build_id", ASCENDING), ("seq", ASCENDING)]),
              IndexModel([("build_id", ASCENDING), ("last", ASCENDING)])],
 }
+#: Collections the farm writes that need no index of their own: made with the others,
+#: never by a first write (see ``prepare_store``).
+PLAIN_COLLECTIONS = (
+    "metrics",  # the template tally and the totals' snapshot (api/build_totals.py)
+    "reaper",  # the reaper's watch of the store (workers/store_watch.py)
+)
 
 _lock = threading.Lock()
 _client: pymongo.MongoClient[dict[str, Any]] | None = None
@@ -191,9 +197,14 @@ def ensure_indexes(config: Config | None = None) -> None:
 
 
 def create_indexes(database: Database[dict[str, Any]]) -> None:
-    """Create the collections of ``database`` with every index in ``INDEXES``."""
+    """Create the collections of ``database`` with every index in ``INDEXES``, and
+    the ``PLAIN_COLLECTIONS``."""
     for collection, indexes in INDEXES.items():
         database[collection].create_indexes(indexes)
+    missing = set(PLAIN_COLLECTIONS) - set(database.list_collection_names())
+    for collection in sorted(missing):
+        with contextlib.suppress(CollectionInvalid):  # made meanwhile by another process
+            database.create_collection(collection)
 
 
 #: How long preparing a fresh store may take: its first collections are made on disk.
