@@ -5,7 +5,6 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -30,17 +29,25 @@ def test_the_api_runs_without_gunicorns_per_user_control_socket() -> None:
 
 
 def run_procfile(tmp_path: Path, procfile: str, *names: str,
-                 stop_after: float | None = None) -> tuple[int, str]:
-    """Run ``procfile``'s processes with the runner ``up`` uses; its status and output."""
+                 stop_once_started: bool = False) -> tuple[int, str]:
+    """Run ``procfile``'s processes with the runner ``up`` uses; its status and output.
+    With ``stop_once_started``, SIGTERM goes to the runner once it said each process
+    started (by then it handles the signal: earlier, on a loaded machine, the signal
+    would kill a runner still importing)."""
     path = tmp_path / "Procfile"
     path.write_text(procfile)
     runner = subprocess.Popen([sys.executable, "-m", "workers.cli.procfile_runner", str(path),
                                *names], stdout=subprocess.PIPE, text=True)
-    if stop_after is not None:
-        time.sleep(stop_after)
+    seen = ""
+    if stop_once_started:
+        assert runner.stdout is not None
+        while not all(f"{name}.1 started" in seen for name in names):
+            line = runner.stdout.readline()
+            assert line, f"the runner ended before its processes started:\n{seen}"
+            seen += line
         runner.send_signal(signal.SIGTERM)
     output, _ = runner.communicate(timeout=30)
-    return runner.returncode, output
+    return runner.returncode, seen + output
 
 
 def test_a_process_that_exits_on_its_own_stops_the_farm_named_and_failing(
@@ -61,7 +68,7 @@ def test_a_killed_process_is_named_too(tmp_path: Path) -> None:
 
 def test_a_stop_asked_for_is_not_a_process_exiting(tmp_path: Path) -> None:
     status, output = run_procfile(tmp_path, "api: sleep 30\nworker: sleep 30\n",
-                                  "api", "worker", stop_after=1.5)
+                                  "api", "worker", stop_once_started=True)
     assert status != PROCESS_EXITED
     assert "SIGTERM received" in output
     assert "exited on its own" not in output
