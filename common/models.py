@@ -62,18 +62,25 @@ class Phase(StrEnum):
     FINISHED = "finished"
 
 
+#: The status a person reads for a running build whose cancel was asked and whose
+#: worker has yet to stop it (the API keeps it ``running`` until it ends ``cancelled``).
+CANCELLING = "cancelling"
+
+
 def is_queued(record: dict[str, Any]) -> bool:
     """Whether an API build record waits for a worker: running, and no worker has taken
-    it yet (phase ``queued``). The API keeps such a build's status ``running``; people
-    read it as queued (the CLI here, the web page in ``shownStatus`` of
-    api/static/farm.js, which follows this rule)."""
+    it yet (phase ``queued``)."""
     return record.get("status") == Status.RUNNING.value and \
         record.get("phase") == Phase.QUEUED.value
 
 
 def shown_status(record: dict[str, Any]) -> str | None:
-    """The status a person reads for an API build record: ``queued`` for a build no
-    worker has taken yet, else its status."""
+    """The status a person reads for an API build record: ``cancelling`` for a running
+    build whose cancel was asked (queued or not), ``queued`` for one no worker has taken
+    yet, else its status. The API says ``running`` for both; the CLI and the web page
+    (``shownStatus`` in api/static/farm.js, which follows this rule) show them so."""
+    if record.get("status") == Status.RUNNING.value and record.get("cancel-requested"):
+        return CANCELLING
     return Phase.QUEUED.value if is_queued(record) else record.get("status")
 
 

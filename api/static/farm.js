@@ -262,8 +262,8 @@ export function el(tag, attributes = {}, ...children) {
 
 // The status a person reads. The API says running for a build no worker has
 // taken yet (phase queued: shown queued) and for one whose cancel was asked
-// and whose worker has yet to stop it (shown cancelling). The queued rule is
-// common/models.py's is_queued, which the CLI uses: change both together.
+// and whose worker has yet to stop it (shown cancelling). The rule is
+// common/models.py's shown_status, which the CLI uses: change both together.
 export function shownStatus(build) {
   if (build.status !== 'running') return build.status;
   if (build['cancel-requested']) return 'cancelling';

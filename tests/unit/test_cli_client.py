@@ -13,6 +13,7 @@ from click.testing import CliRunner
 from rich.console import Console
 
 from api.schemas.templates import docker_run_command
+from common.models import shown_status
 from common.terminal_text import shown_line
 from workers.cli import build_watch, main
 from workers.cli.build_view import LiveBuildView, PlainBuildView, phase_state, summarise
@@ -254,11 +255,26 @@ def test_an_empty_list_names_every_filter(monkeypatch: pytest.MonkeyPatch, flags
     assert done.stderr.strip() == told
 
 
-def test_status_says_a_cancel_is_on_its_way() -> None:
+@pytest.mark.parametrize("phase", ["queued", "building"])
+def test_status_says_a_cancel_is_on_its_way(phase: str) -> None:
+    """Queued or running, a build whose cancel was asked reads cancelling, as on the page."""
     output, buffer = plain_output()
-    show_build(output, {**record("running", "building"), "cancel-requested": True})
-    assert "status      running (cancelling: its worker stops it)" in buffer.getvalue(), \
-        buffer.getvalue()
+    show_build(output, {**record("running", phase), "cancel-requested": True})
+    assert "status      cancelling\n" in buffer.getvalue(), buffer.getvalue()
+
+
+@pytest.mark.parametrize(("status", "phase", "cancel_requested", "shown"), [
+    ("running", "queued", False, "queued"),
+    ("running", "building", False, "running"),
+    ("running", "queued", True, "cancelling"),
+    ("running", "building", True, "cancelling"),
+    ("cancelled", "queued", True, "cancelled"),
+    ("completed", "finished", False, "completed"),
+])
+def test_the_shown_status_is_the_pages(status: str, phase: str, cancel_requested: bool,
+                                       shown: str) -> None:
+    """One rule for the CLI and the page (``shownStatus`` in api/static/farm.js)."""
+    assert shown_status({**record(status, phase), "cancel-requested": cancel_requested}) == shown
 
 
 def test_a_start_the_farm_answers_from_its_cache_says_so() -> None:

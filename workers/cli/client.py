@@ -211,12 +211,9 @@ def status(session: Session, name: str) -> None:
 
 
 def show_build(output: Output, record: dict[str, Any]) -> None:
-    status = output.status(shown_status(record))
-    if record.get("cancel-requested") and not is_final(record):
-        status.append(" (cancelling: its worker stops it)")
     output.fields([
         ("name", record.get("name")),
-        ("status", status),
+        ("status", output.status(shown_status(record))),
         ("phase", record.get("phase")),
         ("repository", record.get("repository")),
         ("ref", record.get("ref")),

@@ -23,9 +23,10 @@ from common.terminal_text import shown_line
 from workers.cli.build_watch import parse_time
 from workers.cli.farm_client import ApiError
 
-STATUS_STYLES = {"queued": "bright_black", "running": "yellow", "completed": "green",
-                 "failed": "red", "cancelled": "bright_black"}
-STATUS_ICONS = {"queued": "○", "running": "●", "completed": "✓", "failed": "✗", "cancelled": "⊘"}
+STATUS_STYLES = {"queued": "bright_black", "running": "yellow", "cancelling": "bright_black",
+                 "completed": "green", "failed": "red", "cancelled": "bright_black"}
+STATUS_ICONS = {"queued": "○", "running": "●", "cancelling": "⊘", "completed": "✓",
+                "failed": "✗", "cancelled": "⊘"}
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
 
