@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -198,7 +199,7 @@ def test_a_farm_url_without_a_host_is_named_as_given(url: str) -> None:
 
 @pytest.mark.parametrize(("flags", "printed"), [
     ([], "#7 1.23 fetch 100%\nnext\n"),  # as a terminal shows the redraws: the last one
-    (["--json"], '{"text": "#7 1.23 fetch 10%\\rfetch 100%"}\n{"text": "next"}\n'),
+    (["--json"], '{"text": "#7 1.23 fetch 100%"}\n{"text": "next"}\n'),
 ])
 def test_a_kept_log_line_that_redraws_itself_is_one_line(
         monkeypatch: pytest.MonkeyPatch, flags: list[str], printed: str) -> None:
@@ -208,6 +209,25 @@ def test_a_kept_log_line_that_redraws_itself_is_one_line(
                                      "--url", "http://127.0.0.1:9", "--api-key", "k"])
     assert done.exit_code == 0, done.output
     assert done.stdout == printed
+
+
+def test_json_log_lines_read_the_same_followed_or_not(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A followed log's events carry each line as a terminal shows it (an event cannot
+    carry a carriage return): the kept log's JSON lines carry the same text."""
+    kept = "#7 1.23 fetch 10%\rfetch 100%\n\x1b[1mnext\x1b[0m\n"
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.log_text",
+                        lambda self, name, build_id=None: kept)
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.follow_log",
+                        lambda self, name, build_id=None: iter([
+                            LogEvent("line", shown_line(line), seq)
+                            for seq, line in enumerate(kept.split("\n")[:-1], 1)]))
+    farm = ["--json", "--url", "http://127.0.0.1:9", "--api-key", "k"]
+    texts = {}
+    for flags in ([], ["--follow"]):
+        done = CliRunner().invoke(main, ["build", "logs", "o-r", *flags, *farm])
+        assert done.exit_code == 0, done.output
+        texts[bool(flags)] = [json.loads(line)["text"] for line in done.stdout.splitlines()]
+    assert texts[False] == texts[True] == ["#7 1.23 fetch 100%", "\x1b[1mnext\x1b[0m"], texts
 
 
 def test_the_live_view_shows_a_cancelled_phase_cancelled_not_failed() -> None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import click
 
 from common.models import Status, shown_status
+from common.terminal_text import shown_line
 from workers.cli.build_view import (
     LiveBuildView,
     PlainBuildView,
@@ -285,14 +286,22 @@ def show_history(output: Output, records: list[dict[str, Any]]) -> None:
 @click.option("--build-id", help="An earlier attempt's log (see build history).")
 @farm_command
 def logs(session: Session, name: str, follow: bool, build_id: str | None) -> None:
-    """Print a build's log (with --json, one JSON object per line)."""
+    """Print a build's log, each line as a terminal leaves it (a line redrawn with
+    carriage returns, its last redraw).
+
+    With --json, one JSON object per line: {"text": ...} for each log line, its
+    colour codes kept, the same text followed or not; with --follow each also has
+    its line number as "id", and the end of the build is {"event": "end",
+    "data": STATUS}. The log with every byte kept is GET /builds/NAME/logs.
+    """
     output = session.output
     if not follow:
         text = session.client.log_text(name, build_id)
         # Lines end at newlines only: a carriage return redraws a line, it does not end one.
         for line in text.removesuffix("\n").split("\n") if text else []:
             if session.as_json:
-                output.json_line({"text": line})
+                # as the followed log's events carry it, which cannot hold a carriage return
+                output.json_line({"text": shown_line(line)})
             else:
                 output.log_line(line)
         return
