@@ -337,3 +337,20 @@ def test_a_build_no_worker_has_taken_reads_queued_in_list_and_status(
     shown = CliRunner().invoke(main, ["build", "status", "o-waiting", *farm])
     assert shown.exit_code == 0, shown.output
     assert "status      queued\n" in shown.stdout, shown.stdout
+
+
+def test_the_status_filter_says_where_queued_and_cancelling_builds_are(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The list shows builds queued and cancelling, which the farm counts as running: a
+    user who wants them is told which --status finds them."""
+    asked: dict[str, Any] = {}
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.builds",
+                        lambda self, **query: asked.update(query) or [])
+    helped = CliRunner().invoke(main, ["build", "list", "--help"], terminal_width=200)
+    assert "(running includes the builds shown queued and cancelling)" in helped.stdout, \
+        helped.stdout
+    done = CliRunner().invoke(main, ["build", "list", "--status", "queued",
+                                     "--url", "http://127.0.0.1:9", "--api-key", "k"])
+    assert done.exit_code == 2 and not asked
+    assert "queued and cancelling builds are listed with --status running" in done.stderr, \
+        done.stderr

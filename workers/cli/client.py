@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from common.models import Status, shown_status
+from common.models import CANCELLING, Phase, Status, shown_status
 from common.terminal_text import shown_line
 from workers.cli.build_view import (
     LiveBuildView,
@@ -244,9 +244,23 @@ def build_rows(output: Output, records: list[dict[str, Any]],
              "yes" if record.get("cached") else ""] for record in records]
 
 
+class StatusFilter(click.Choice):
+    """A status the farm keeps; the statuses only shown (``shown_status``) are told where
+    their builds are, rather than refused as unknown words."""
+
+    def convert(self, value: Any, param: click.Parameter | None,
+                ctx: click.Context | None) -> Any:
+        if value in (Phase.QUEUED.value, CANCELLING):
+            self.fail(f"{value} is how a running build is shown, not a status the farm "
+                      "keeps: queued and cancelling builds are listed with --status running.",
+                      param, ctx)
+        return super().convert(value, param, ctx)
+
+
 @build.command("list")
-@click.option("--status", "status_", type=click.Choice([s.value for s in Status]),
-              help="Only builds with this status.")
+@click.option("--status", "status_", type=StatusFilter([s.value for s in Status]),
+              help="Only builds with this status (running includes the builds shown queued "
+                   "and cancelling).")
 @click.option("--repository", help="Only builds of this repository URL.")
 @click.option("--limit", type=click.IntRange(1, 1000), default=20, show_default=True,
               help="How many builds, newest first.")
