@@ -354,3 +354,10 @@ def test_the_status_filter_says_where_queued_and_cancelling_builds_are(
     assert done.exit_code == 2 and not asked
     assert "queued and cancelling builds are listed with --status running" in done.stderr, \
         done.stderr
+
+
+def test_the_logs_json_option_says_what_it_prints() -> None:
+    """The log is text from the API, not JSON: the option's help says what is printed."""
+    helped = CliRunner().invoke(main, ["build", "logs", "--help"], terminal_width=200)
+    option = next(line for line in helped.stdout.splitlines() if line.strip().startswith("--json"))
+    assert "API's JSON" not in option and "one JSON object per line" in option, option

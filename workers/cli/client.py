@@ -64,11 +64,16 @@ def command_path() -> str:
     return context.command_path.removeprefix(context.find_root().command_path).strip()
 
 
-def farm_command(view: F) -> F:
+def farm_command_printing(json_help: str) -> Callable[[F], F]:
+    """``farm_command`` for a command whose ``--json`` prints what ``json_help`` says."""
+    return functools.partial(farm_command, json_help=json_help)
+
+
+def farm_command(view: F, json_help: str = "Print the API's JSON.") -> F:
     """Add the connection options and ``--json``; turn ``ApiError`` into message + exit 1,
     with the suggestions of ``hints`` where it has its own."""
 
-    @click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+    @click.option("--json", "as_json", is_flag=True, help=json_help)
     @click.option("--client-config", envvar="BINDER_CLIENT_CONFIG", metavar="FILE",
                   help="Client config file (TOML: url, api_key) [BINDER_CLIENT_CONFIG; "
                        "default ~/.config/binder-build/client.toml].")
@@ -298,7 +303,7 @@ def show_history(output: Output, records: list[dict[str, Any]]) -> None:
 @name_argument
 @click.option("--follow", "-f", is_flag=True, help="Keep printing lines until the build ends.")
 @click.option("--build-id", help="An earlier attempt's log (see build history).")
-@farm_command
+@farm_command_printing("Print one JSON object per line (see above).")
 def logs(session: Session, name: str, follow: bool, build_id: str | None) -> None:
     """Print a build's log, each line as a terminal leaves it (a line redrawn with
     carriage returns, its last redraw).
