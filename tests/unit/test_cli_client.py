@@ -361,3 +361,18 @@ def test_the_logs_json_option_says_what_it_prints() -> None:
     helped = CliRunner().invoke(main, ["build", "logs", "--help"], terminal_width=200)
     option = next(line for line in helped.stdout.splitlines() if line.strip().startswith("--json"))
     assert "API's JSON" not in option and "one JSON object per line" in option, option
+
+
+def test_logs_follow_says_its_exit_code_is_no_build_outcome(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A followed log of a failed build exits 0 (the log was printed): the help says so,
+    and which command's exit code tells the outcome."""
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.follow_log",
+                        lambda self, name, build_id=None: iter([
+                            LogEvent("line", "boom", 1), LogEvent("end", "failed")]))
+    done = CliRunner().invoke(main, ["build", "logs", "o-r", "--follow",
+                                     "--url", "http://127.0.0.1:9", "--api-key", "k"])
+    assert done.exit_code == 0 and done.stderr == "build o-r failed\n", done.output
+    helped = CliRunner().invoke(main, ["build", "logs", "--help"], terminal_width=200)
+    assert "exits 0 whatever the build's outcome" in helped.stdout, helped.stdout
+    assert "binder-build build start --follow exits 1" in helped.stdout, helped.stdout

@@ -312,6 +312,10 @@ def logs(session: Session, name: str, follow: bool, build_id: str | None) -> Non
     colour codes kept, the same text followed or not; with --follow each also has
     its line number as "id", and the end of the build is {"event": "end",
     "data": STATUS}. The log with every byte kept is GET /builds/NAME/logs.
+
+    With --follow it exits 0 whatever the build's outcome, once the log is printed
+    to its end (binder-build build start --follow exits 1 when the build did not
+    complete; build status tells a build's outcome).
     """
     output = session.output
     if not follow:
