@@ -101,7 +101,7 @@ def test_a_request_refused_for_want_of_a_key_says_none_was_sent_and_where_it_is(
             ) in shown, shown
     shown = CliRunner().invoke(main, [*start, "--api-key", "wrong"], env=env).stderr
     assert "No API key was sent" not in shown and "binder-build up" not in shown, shown
-    assert "Give a key of the farm with --api-key" in shown, shown
+    assert "The farm does not know the key given with --api-key" in shown, shown
 
 
 @pytest.mark.parametrize("command", [["build", "status"], ["build", "history"],
@@ -170,3 +170,22 @@ def test_an_unreachable_farm_names_the_command_that_runs_one() -> None:
                                       "--api-key", "k"]).stderr
     assert "error: Cannot reach the farm at http://127.0.0.1:9" in shown, shown
     assert "is the farm running (binder-build up)?" in shown and "make" not in shown, shown
+
+
+def test_a_key_the_farm_does_not_know_is_named_by_where_it_came_from(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A key was sent and refused: the user is told which key (the option's, the
+    config file's) to replace, not only to give one."""
+    def refuse(self: FarmClient, *request: Any, **kwargs: Any) -> requests.Response:
+        raise self._error(answer(Unauthorized("Unauthorized request", ["Send a key."])))
+
+    monkeypatch.setattr(FarmClient, "_request", refuse)
+    config = tmp_path / "client.toml"
+    config.write_text('api_key = "stale"\n')
+    env = {"BINDER_API_KEY": None, "BINDER_URL": None, "BINDER_CLIENT_CONFIG": None}
+    start = ["build", "start", "https://h/o/r", "--url", "http://127.0.0.1:9"]
+    shown = CliRunner().invoke(main, [*start, "--api-key", "wrong"], env=env).stderr
+    assert ("The farm does not know the key given with --api-key or BINDER_API_KEY: give "
+            "one of its keys") in shown, shown
+    shown = CliRunner().invoke(main, [*start, "--client-config", str(config)], env=env).stderr
+    assert f"The farm does not know the key in {config}: give one of its keys" in shown, shown

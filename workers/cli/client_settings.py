@@ -26,14 +26,18 @@ CONFIG_KEYS = ("url", "api_key")
 #: on this machine, whose saved key was looked for and not found.
 NO_KEY = "none"
 NO_LOCAL_KEY = "none: no saved key of the local farm"
+#: ``ClientSettings.key_source`` of a key from ``--api-key`` or ``BINDER_API_KEY``, and of
+#: the key the local farm saved.
+OPTION_KEY = "option"
+LOCAL_FARM_KEY = "local farm"
 
 
 @dataclass(frozen=True)
 class ClientSettings:
     url: str
     api_key: str | None
-    #: where the key came from: "option", the config file's path, "local farm",
-    #: or ``NO_KEY``/``NO_LOCAL_KEY``
+    #: where the key came from: ``OPTION_KEY``, the config file's path,
+    #: ``LOCAL_FARM_KEY``, or ``NO_KEY``/``NO_LOCAL_KEY``
     key_source: str
 
 
@@ -107,12 +111,12 @@ def resolve(url: str | None, api_key: str | None, config_file: str | None) -> Cl
     file = read_client_config(path, required=config_file is not None)
     chosen_url = _checked_url((url or file.get("url") or DEFAULT_URL).strip())
     if api_key:
-        return ClientSettings(chosen_url, api_key, "option")
+        return ClientSettings(chosen_url, api_key, OPTION_KEY)
     if file.get("api_key"):
         return ClientSettings(chosen_url, file["api_key"], str(path))
     if _is_loopback(chosen_url):
         saved = local_farm_key()
         if saved:
-            return ClientSettings(chosen_url, saved, "local farm")
+            return ClientSettings(chosen_url, saved, LOCAL_FARM_KEY)
         return ClientSettings(chosen_url, None, NO_LOCAL_KEY)
     return ClientSettings(chosen_url, None, NO_KEY)

@@ -16,7 +16,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from workers.cli.client_settings import NO_KEY, NO_LOCAL_KEY
+from workers.cli.client_settings import LOCAL_FARM_KEY, NO_KEY, NO_LOCAL_KEY, OPTION_KEY
 from workers.cli.farm_client import ApiError
 
 #: A command's suggestions for an error, given the command's arguments and options,
@@ -56,12 +56,15 @@ def _too_many_followers(error: ApiError, args: Mapping[str, Any]) -> list[str]:
 
 
 def _unauthorized(error: ApiError, args: Mapping[str, Any]) -> list[str]:
-    give = "a key of the farm with --api-key, BINDER_API_KEY or api_key in the client " \
-           "config (--client-config)."
+    where = "with --api-key, BINDER_API_KEY or api_key in the client config (--client-config)."
     source = args.get(KEY_SOURCE)
     if source not in (NO_KEY, NO_LOCAL_KEY):
-        return [f"Give {give}"]
-    hints = [f"No API key was sent: give {give}"]
+        # A key was sent and refused: name the one to replace.
+        sent = {OPTION_KEY: "given with --api-key or BINDER_API_KEY",
+                LOCAL_FARM_KEY: "saved in .binder-data/api-key by a farm on this machine",
+                None: "sent"}.get(source, f"in {source}")
+        return [f"The farm does not know the key {sent}: give one of its keys {where}"]
+    hints = [f"No API key was sent: give a key of the farm {where}"]
     if source == NO_LOCAL_KEY:  # looked for where `binder-build up` saves it, in vain
         hints.append("A farm on this machine (binder-build up) keeps its key in "
                      ".binder-data/api-key of the folder it runs in (BINDER_DATA_DIR): run "
