@@ -376,3 +376,10 @@ def test_logs_follow_says_its_exit_code_is_no_build_outcome(
     helped = CliRunner().invoke(main, ["build", "logs", "--help"], terminal_width=200)
     assert "exits 0 whatever the build's outcome" in helped.stdout, helped.stdout
     assert "binder-build build start --follow exits 1" in helped.stdout, helped.stdout
+
+
+def test_the_templates_help_says_only_completed_builds_have_one() -> None:
+    """A failed build is finished too, and has no template."""
+    helped = CliRunner().invoke(main, ["--help"], terminal_width=200)
+    line = next(line for line in helped.stdout.splitlines() if line.strip().startswith("templates"))
+    assert "completed builds" in line and "finished" not in line, line

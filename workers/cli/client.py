@@ -105,7 +105,7 @@ def build() -> None:
 
 @click.group()
 def templates() -> None:
-    """Read the templates of finished builds."""
+    """Read the templates of completed builds."""
 
 
 # -- build --------------------------------------------------------------------
