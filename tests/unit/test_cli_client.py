@@ -383,3 +383,15 @@ def test_the_templates_help_says_only_completed_builds_have_one() -> None:
     helped = CliRunner().invoke(main, ["--help"], terminal_width=200)
     line = next(line for line in helped.stdout.splitlines() if line.strip().startswith("templates"))
     assert "completed builds" in line and "finished" not in line, line
+
+
+def test_status_of_a_cancelled_build_gives_its_reason_not_an_error() -> None:
+    """As on the build page and at the end of a followed build: a cancel someone asked
+    for is no error."""
+    output, buffer = plain_output()
+    show_build(output, {**record("cancelled", "building"), "error": "Cancelled by request."})
+    shown = buffer.getvalue()
+    assert "reason      Cancelled by request.\n" in shown and "error" not in shown, shown
+    output, buffer = plain_output()
+    show_build(output, {**record("failed", "building"), "error": "It broke."})
+    assert "error       It broke.\n" in buffer.getvalue(), buffer.getvalue()

@@ -235,7 +235,9 @@ def show_build(output: Output, record: dict[str, Any]) -> None:
         ("cached", "yes" if record.get("cached") else None),
         ("attempt", record.get("attempt") if (record.get("attempt") or 1) > 1 else None),
         ("phases", phase_times(record)),
-        ("error", record.get("error")),
+        # A cancel someone asked for is no error (as on the build page).
+        ("reason" if record.get("status") == Status.CANCELLED.value else "error",
+         record.get("error")),
         ("cause", record.get("cause")),
         *[("suggestion", suggestion) for suggestion in record.get("suggestions") or []],
     ])
