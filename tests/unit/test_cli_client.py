@@ -395,3 +395,17 @@ def test_status_of_a_cancelled_build_gives_its_reason_not_an_error() -> None:
     output, buffer = plain_output()
     show_build(output, {**record("failed", "building"), "error": "It broke."})
     assert "error       It broke.\n" in buffer.getvalue(), buffer.getvalue()
+
+
+def test_a_log_the_farm_could_not_read_says_what_to_do(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("workers.cli.farm_client.FarmClient.follow_log",
+                        lambda self, name, build_id=None: iter([
+                            LogEvent("line", "one", 1),
+                            LogEvent("error", "The build store did not answer.")]))
+    done = CliRunner().invoke(main, ["build", "logs", "o-r", "--follow",
+                                     "--url", "http://127.0.0.1:9", "--api-key", "k"])
+    assert done.exit_code == 1, done.output
+    assert done.stderr == ("error: The log could not be read: The build store did not "
+                           "answer.\n  - Follow it again with: binder-build build logs o-r "
+                           "--follow\n"), done.stderr

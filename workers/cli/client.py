@@ -340,7 +340,10 @@ def logs(session: Session, name: str, follow: bool, build_id: str | None) -> Non
             elif session.as_json:
                 output.json_line({"event": event.kind, "data": event.text})
             elif event.kind == "error":
-                raise ApiError(f"The log could not be read: {event.text}")
+                again = f"binder-build build logs {name} --follow" + \
+                    (f" --build-id {build_id}" if build_id else "")
+                raise ApiError(f"The log could not be read: {event.text}",
+                               [f"Follow it again with: {again}"])
             else:
                 output.note(f"build {name} {event.text}")
     except KeyboardInterrupt:
