@@ -18,6 +18,8 @@ from pathlib import Path
 import pyte
 from rich.spinner import SPINNERS
 
+from common import build_store
+from common.db import get_db
 from common.terminal_text import shown_line
 from tests.integration.conftest import API_KEY, RUN_ID
 from tests.support.api_cases import BASE_IMAGE, plain_repo, slow_repo, ticking_repo
@@ -318,5 +320,23 @@ def test_ctrl_c_on_a_terminal_offers_to_cancel(api: ApiClient, git_server: GitSe
         assert screen.returncode == 130, screen.text
         assert f"cancelling {name}" in screen.text
         assert api.wait(name, timeout=60)["status"] == "cancelled"
+    finally:
+        api.request("DELETE", f"/builds/{name}")
+
+
+def test_a_queued_build_whose_cancel_was_asked_reads_cancelling(api: ApiClient,
+                                                               repo_url: str) -> None:
+    """As the build page shows it (shownStatus): not queued, not running."""
+    name = f"queued-{uuid.uuid4().hex[:8]}"
+    build_store.create_build(name, {"display_name": f"cli/{name}",
+                                    "repository": f"{repo_url}/cli/{name}"})
+    get_db().builds.update_one({"_id": name}, {"$set": {"cancel_requested": True}})
+    try:
+        shown = cli(api, "build", "status", name)
+        assert shown.returncode == 0, shown.stderr
+        assert "status      cancelling\n" in shown.stdout, shown.stdout
+        listed = cli(api, "build", "list", "--status", "running")
+        row = next(line for line in listed.stdout.splitlines() if line.startswith(name))
+        assert row.split("\t")[1:3] == ["cancelling", "queued"], row
     finally:
         api.request("DELETE", f"/builds/{name}")
