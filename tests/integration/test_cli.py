@@ -340,3 +340,25 @@ def test_a_queued_build_whose_cancel_was_asked_reads_cancelling(api: ApiClient,
         assert row.split("\t")[1:3] == ["cancelling", "queued"], row
     finally:
         api.request("DELETE", f"/builds/{name}")
+
+
+def test_json_log_lines_are_the_same_followed_or_not(api: ApiClient, git_server: GitServer,
+                                                     repo_url: str) -> None:
+    """A progress bar's redraws (carriage returns) read as one line, its last redraw,
+    whichever way the log is read: a followed log's events cannot carry a carriage return."""
+    repo = f"redraws-{uuid.uuid4().hex[:6]}"
+    git_server.make_repo(f"github/cli/{repo}", {
+        "Dockerfile": f"FROM {BASE_IMAGE}\nRUN echo {repo} && printf 'got 10%%\\rgot 100%%\\n'\n"})
+    started = cli(api, "build", "start", f"{repo_url}/cli/{repo}", "--follow", "--json")
+    assert started.returncode == 0, started.stderr
+    name = json.loads(started.stdout)["name"]
+    assert "\rgot 100%" in api.logs(name)  # the farm keeps every redraw
+    texts = []
+    for follow in ([], ["--follow"]):
+        done = cli(api, "build", "logs", name, "--json", *follow)
+        assert done.returncode == 0, done.stderr
+        texts.append([line["text"] for line in map(json.loads, done.stdout.splitlines())
+                      if "text" in line])
+    assert texts[0] == texts[1], texts
+    assert not any("\r" in text for text in texts[0]), texts[0]
+    assert any(text.endswith(" got 100%") for text in texts[0]), texts[0]
