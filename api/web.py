@@ -15,7 +15,7 @@ from api.auth import no_key
 from api.blueprint import Blueprint
 from common.build_store import NO_BUILD_INFO
 from common.errors import NoBuildInfo
-from common.models import STEPS, Status
+from common.models import SHOWN_AS_RUNNING, STEPS, Status
 from common.naming import possible_name
 
 bp = Blueprint("web", __name__, description="The farm's own web pages.")
@@ -79,7 +79,16 @@ def _page(template: str, script: str, **context: Any) -> Response:
 @bp.response(200, _HTML, content_type="text/html", description="an HTML page")
 def index() -> Response:
     """The farm's page: start a build, the builds updating live, health, workers and queue."""
-    return _page("index.html", "index.js", statuses=[status.value for status in Status])
+    return _page("index.html", "index.js",
+                 statuses=[(status.value, status_label(status)) for status in Status])
+
+
+def status_label(status: Status) -> str:
+    """A status as the list's filter offers it: running names the statuses the list
+    shows for some running builds, which the filter finds under it."""
+    if status is Status.RUNNING:
+        return f"running (with {' and '.join(SHOWN_AS_RUNNING)})"
+    return status.value
 
 
 @bp.route("/build/<name:name>")

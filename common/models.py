@@ -65,6 +65,8 @@ class Phase(StrEnum):
 #: The status a person reads for a running build whose cancel was asked and whose
 #: worker has yet to stop it (the API keeps it ``running`` until it ends ``cancelled``).
 CANCELLING = "cancelling"
+#: The statuses only shown (``shown_status``): the farm keeps, and filters, them as running.
+SHOWN_AS_RUNNING = (Phase.QUEUED.value, CANCELLING)
 
 
 def is_queued(record: dict[str, Any]) -> bool:

@@ -839,3 +839,12 @@ def test_every_answer_forbids_content_sniffing(client: FlaskClient, method: str,
     # Logs are repository-controlled text: a browser must not read them as HTML.
     response = getattr(client, method)(path)
     assert response.headers.get("X-Content-Type-Options") == "nosniff", response.status
+
+
+def test_the_status_filter_says_running_takes_in_queued_and_cancelling(
+        client: FlaskClient) -> None:
+    """The list shows builds queued and cancelling; the farm keeps them running."""
+    page = client.get("/").get_data(as_text=True)
+    options = re.findall(r'<option value="([^"]*)">([^<]*)</option>', page)
+    assert ("running", "running (with queued and cancelling)") in options, options
+    assert ("failed", "failed") in options, options

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 import click
 
-from common.models import CANCELLING, Phase, Status, shown_status
+from common.models import SHOWN_AS_RUNNING, Status, shown_status
 from common.terminal_text import shown_line
 from workers.cli.build_view import (
     LiveBuildView,
@@ -257,7 +257,7 @@ class StatusFilter(click.Choice):
 
     def convert(self, value: Any, param: click.Parameter | None,
                 ctx: click.Context | None) -> Any:
-        if value in (Phase.QUEUED.value, CANCELLING):
+        if value in SHOWN_AS_RUNNING:
             self.fail(f"{value} is how a running build is shown, not a status the farm "
                       "keeps: queued and cancelling builds are listed with --status running.",
                       param, ctx)
