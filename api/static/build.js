@@ -71,8 +71,9 @@ function repositoryLink(url) {
 function showRecord(build) {
   document.getElementById('build-status').replaceChildren(statusBadge(build));
   const took = duration(secondsBetween(build['start-time'], build['end-time']));
+  // A queued build whose cancel was asked (shown cancelling) still never ran.
   const tookLabel = FINAL.has(build.status) ? 'took'
-    : shownStatus(build) === 'queued' ? 'waiting for' : 'running for';
+    : build.phase === 'queued' ? 'waiting for' : 'running for';
   document.getElementById('build-facts').replaceChildren(
     ...fact('repository', repositoryLink(build.repository)),
     ...fact('ref', build.ref),

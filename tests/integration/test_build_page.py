@@ -388,6 +388,22 @@ def test_a_build_whose_cancel_was_asked_shows_cancelling(page: Page, api: ApiCli
         api.request("DELETE", f"/builds/{name}")
 
 
+def test_a_queued_build_whose_cancel_was_asked_is_still_waiting(page: Page, api: ApiClient,
+                                                                repo_url: str) -> None:
+    """No worker took it: it has been waiting, not running, for the time shown."""
+    name = queued_build(repo_url)["name"]
+    get_db().builds.update_one({"_id": name}, {"$set": {"cancel_requested": True}})
+    try:
+        page.open(f"/build/{name}")
+        page.use_key(API_KEY)
+        wait_for(page.driver, lambda d: text_of(d, "#build-status") == "cancelling", 15,
+                 "cancelling")
+        facts = text_of(page.driver, "#build-facts")
+        assert "waiting for" in facts and "running for" not in facts, facts
+    finally:
+        api.request("DELETE", f"/builds/{name}")
+
+
 def test_phases_a_failed_build_never_reached_are_not_pending(page: Page, api: ApiClient,
                                                             repo_url: str) -> None:
     name = api.start(f"{repo_url}/page/missing-{uuid.uuid4().hex[:6]}").json()["name"]
