@@ -112,6 +112,28 @@ def test_default_farm_is_the_local_one(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert resolve("https://farm.example", None, None).api_key is None
 
 
+@pytest.mark.parametrize(("host", "url"), [
+    ("127.0.0.1", "http://127.0.0.1:9000"),
+    ("0.0.0.0", "http://127.0.0.1:9000"),  # bound to every address: reached on loopback
+    ("::", "http://127.0.0.1:9000"),
+    ("::1", "http://[::1]:9000"),
+])
+def test_default_farm_is_where_the_local_one_listens(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, host: str, url: str) -> None:
+    """``BINDER_PORT=9000 binder-build up``, then a command in the same shell."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("BINDER_HOST", host)
+    monkeypatch.setenv("BINDER_PORT", "9000")
+    assert resolve(None, None, None).url == url
+
+
+def test_a_broken_local_setting_leaves_the_default_farm(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    monkeypatch.setenv("BINDER_PORT", "not-a-port")
+    assert resolve(None, None, None).url == DEFAULT_URL
+
+
 def test_run_command_follows_the_template() -> None:
     template = {"image_name": "reg/img:abc", "port": 9000, "command": "start-it --now",
                 "limits": {"memory": "1G", "cpu": "2"}, "hardware": {"gpu": 1}}

@@ -80,7 +80,8 @@ def farm_command(view: F, json_help: str = "Print the API's JSON.") -> F:
     @click.option("--api-key", envvar="BINDER_API_KEY", metavar="KEY",
                   help="The farm's API key [BINDER_API_KEY].")
     @click.option("--url", envvar="BINDER_URL", metavar="URL",
-                  help="The farm's API [BINDER_URL; default http://127.0.0.1:8082].")
+                  help="The farm's API [BINDER_URL; default the local farm, "
+                       "http://127.0.0.1:BINDER_PORT].")
     @functools.wraps(view)
     def wrapper(url: str | None, api_key: str | None, client_config: str | None,
                 as_json: bool, **kwargs: Any) -> Any:

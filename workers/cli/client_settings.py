@@ -4,7 +4,8 @@ Each value is taken from the first of: the command-line option (``--url``,
 ``--api-key``), the environment (``BINDER_URL``, ``BINDER_API_KEY``), the
 client config file (``--client-config`` or ``BINDER_CLIENT_CONFIG``,
 default ``~/.config/binder-build/client.toml``), then the defaults: the
-local farm ``make up`` serves, and the key it saved under its data dir.
+local farm ``make up`` serves (at ``BINDER_HOST`` and ``BINDER_PORT``, as
+``up`` reads them), and the key it saved under its data dir.
 """
 
 from __future__ import annotations
@@ -96,6 +97,24 @@ def local_farm_key() -> str | None:
         return None
 
 
+def local_farm_url() -> str:
+    """Where the local farm ``up`` serves: its bind address (loopback for one bound to
+    every address) and port; ``DEFAULT_URL`` when the farm's settings cannot be read."""
+    from common.config import load_config
+    from common.errors import ConfigError
+
+    try:
+        config = load_config()
+    except ConfigError:
+        return DEFAULT_URL
+    host = config.host
+    if host in ("", "0.0.0.0", "::"):
+        host = "127.0.0.1"
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}"
+
+
 def _checked_url(url: str) -> str:
     """``url`` if it names a farm (http or https and a host); an error naming it as given
     otherwise, before any request."""
@@ -109,7 +128,7 @@ def resolve(url: str | None, api_key: str | None, config_file: str | None) -> Cl
     """Settings from options/environment (already merged by click), the file, the defaults."""
     path = Path(config_file) if config_file else default_config_path()
     file = read_client_config(path, required=config_file is not None)
-    chosen_url = _checked_url((url or file.get("url") or DEFAULT_URL).strip())
+    chosen_url = _checked_url((url or file.get("url") or local_farm_url()).strip())
     if api_key:
         return ClientSettings(chosen_url, api_key, OPTION_KEY)
     if file.get("api_key"):
