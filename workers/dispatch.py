@@ -14,10 +14,15 @@ died without sending, the reaper sends (``send_next_again``).
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import weakref
 
 import redis
 from celery import Celery
-from kombu.exceptions import OperationalError
+from kombu import Connection
+from kombu.connection import ConnectionPool
+from kombu.exceptions import LimitExceeded, OperationalError
 
 from common import host_store, leases
 from common.clock import utcnow
@@ -30,12 +35,21 @@ from workers.queues import SHARED_QUEUE, host_queue, shown_name, task_name
 
 log = logging.getLogger(__name__)
 
-#: One try on a connection of its own with short socket timeouts, so a request
+#: One try with short socket timeouts, so a request
 #: waits about a second on a broker that is down or frozen (accepts connections,
 #: never answers), not the worker's long, retrying timeouts.
 SEND_TIMEOUT = 1.0
 SEND_OPTIONS = {"socket_timeout": SEND_TIMEOUT, "socket_connect_timeout": SEND_TIMEOUT,
                 "retry_on_timeout": False, "max_retries": 0}
+#: Send connections a process keeps (one per API thread at most is in use at once);
+#: past them a send opens a connection for itself.
+SEND_CONNECTIONS = 16
+
+#: Each app's send connections, with the process they belong to (a forked child
+#: makes its own: a connection is never shared across a fork).
+_send_pools: weakref.WeakKeyDictionary[Celery, tuple[int, ConnectionPool]] = \
+    weakref.WeakKeyDictionary()
+_send_pools_lock = threading.Lock()
 
 
 def broker_epoch(config: Config) -> str | None:
@@ -61,10 +75,29 @@ def following_step(phase: str | None) -> Step | None:
     return STEPS[states.index(phase) + 1]
 
 
+def _send_connection(celery: Celery) -> Connection:
+    """A connection with the short send options (``SEND_OPTIONS``): one this process
+    already has when one is free, so a start does not pay for a new connection to the
+    broker (its handshake is several round trips)."""
+    with _send_pools_lock:
+        owner, pool = _send_pools.get(celery, (None, None))
+        if pool is None or owner != os.getpid():
+            pool = celery.connection_for_write(
+                transport_options=SEND_OPTIONS,
+                connect_timeout=SEND_TIMEOUT).Pool(limit=SEND_CONNECTIONS)
+            _send_pools[celery] = (os.getpid(), pool)
+    try:
+        return pool.acquire(block=False)
+    except LimitExceeded:
+        return celery.connection_for_write(transport_options=SEND_OPTIONS,
+                                           connect_timeout=SEND_TIMEOUT)
+
+
 def _send(celery: Celery, step: Step, record: BuildRecord, queue: str) -> None:
-    """Send ``step`` of ``record``'s attempt to ``queue`` with one short try."""
-    with celery.connection_for_write(transport_options=SEND_OPTIONS,
-                                     connect_timeout=SEND_TIMEOUT) as connection:
+    """Send ``step`` of ``record``'s attempt to ``queue`` with one short try. A pooled
+    connection goes back to its pool afterwards, closed when the send failed (it
+    connects again when next used); one opened for this send is closed."""
+    with _send_connection(celery) as connection:
         celery.send_task(task_name(step), args=[record["build_id"], record["attempt"]],
                          queue=queue, shadow=shown_name(step, record["name"]),
                          connection=connection, retry=False)

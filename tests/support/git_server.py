@@ -50,6 +50,8 @@ class GitServer:
         self.tokens: dict[str, str] = {}
         #: the Authorization header of every request, for tests that follow a token
         self.authorizations: list[str] = []
+        #: ``METHOD PATH`` of every request served, for tests that count them
+        self.served: list[str] = []
         root.mkdir(parents=True, exist_ok=True)
         self._server = make_server("127.0.0.1", 0, self._app, server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
@@ -77,6 +79,7 @@ class GitServer:
                 return [b""]
         authorization = environ.get("HTTP_AUTHORIZATION", "")
         self.authorizations.append(authorization)
+        self.served.append(f"{environ['REQUEST_METHOD']} {path}")
         if not self._authorised(path, authorization):
             start_response("401 Unauthorized", [("WWW-Authenticate", 'Basic realm="git"'),
                                                 ("Content-Type", "text/plain")])

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
+from celery import Celery
+from kombu import Connection
 
 from common.config import load_config
 from workers import dispatch
@@ -21,9 +21,8 @@ class FakeCelery:
         self.events = events
         self.fail = fail
 
-    @contextlib.contextmanager
-    def connection_for_write(self, **kwargs: Any) -> Iterator[None]:
-        yield None
+    def connection_for_write(self, **kwargs: Any) -> Connection:
+        return Connection("memory://")
 
     def send_task(self, name: str, args: list[Any], queue: str, **kwargs: Any) -> None:
         if self.fail:
@@ -83,3 +82,60 @@ def test_the_epoch_recorded_is_the_brokers_before_the_send(
             broker["epoch"] = "e2"  # restarted, the step lost with it
     assert dispatch.enqueue_build(RestartingCelery(events), CONFIG, RECORD)  # type: ignore[arg-type]
     assert [fields["broker_epoch"] for fields in builds.written] == ["e1"]
+
+
+class CountingCelery(Celery):
+    """An app on an in-memory broker that keeps the connection of each send, and fails
+    the sends it is told to."""
+
+    def __init__(self) -> None:
+        super().__init__(broker="memory://")
+        self.used: list[Connection] = []
+        self.failing = False
+
+    def send_task(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        self.used.append(kwargs["connection"])
+        if self.failing:
+            raise redis.ConnectionError("broker down")
+        return super().send_task(*args, **kwargs)
+
+
+def test_sends_reuse_the_process_s_connection() -> None:
+    """A start does not pay for a new broker connection (its handshake is several round
+    trips): the second send goes on the connection of the first."""
+    app = CountingCelery()
+    for _ in range(3):
+        dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
+    assert app.used[0] is app.used[1] is app.used[2]
+
+
+def test_a_connection_whose_send_failed_is_closed(monkeypatch: pytest.MonkeyPatch) -> None:
+    app = CountingCelery()
+    dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
+    assert app.used[0].connected
+    app.failing = True
+    with pytest.raises(redis.ConnectionError):
+        dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
+    assert not app.used[1].connected  # the next send on it connects again
+    app.failing = False
+    dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
+    assert app.used[2].connected
+
+
+def test_a_forked_process_sends_on_connections_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    app = CountingCelery()
+    dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
+    monkeypatch.setattr(dispatch.os, "getpid", lambda: -1)
+    dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
+    assert app.used[0] is not app.used[1]
+
+
+def test_past_the_pool_a_send_opens_a_connection_of_its_own(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch, "SEND_CONNECTIONS", 1)
+    app = CountingCelery()
+    held = dispatch._send_connection(app)  # another thread's send, in flight
+    dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
+    assert app.used[0] is not held
+    held.release()
