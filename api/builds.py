@@ -93,13 +93,14 @@ def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
     admission.admit(key, fields["repository"], fields["ref"])
     # A start of a build that runs is refused before its ref is resolved: a burst
     # of starts of one repository asks its Git host once, not once per start.
-    build_store.check_startable(name, fields)
+    absent = build_store.check_startable(name, fields)
     lookup = look_up(current_app.config["BINDER"], name, fields)
     if lookup.hit is not None:  # already built: completed now, no task sent
         return answer(name, fields, lookup.hit)
     if lookup.resolved_commit:
         fields = {**fields, "resolved_commit": lookup.resolved_commit}
-    record = build_store.create_build(name, fields, force=bool(fields.get("force")))
+    record = build_store.create_build(name, fields, force=bool(fields.get("force")),
+                                      absent=absent)
     _send_first_step(record)
     return record
 

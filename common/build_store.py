@@ -65,9 +65,12 @@ def new_record(name: str, fields: dict[str, Any], build_id: str | None = None) -
 
 
 def create_build(name: str, fields: dict[str, Any], force: bool = False,
-                 build_id: str | None = None) -> BuildRecord:
+                 build_id: str | None = None, absent: bool = False) -> BuildRecord:
     """Store a new build named ``name`` (running, unless ``fields`` say otherwise) and
     return it; ``build_id`` when the caller already wrote under it (its log).
+    ``absent``: the caller found no record of ``name`` just before (``check_startable``),
+    so the record is inserted without reading the name's record again; one stored
+    meanwhile makes it ``AlreadyBuilding``, as a lost race always does.
 
     Raises ``AlreadyBuilding`` when a build of that name is running, unless
     ``force``: then the running one is cancelled and replaced. Racing
@@ -79,6 +82,8 @@ def create_build(name: str, fields: dict[str, Any], force: bool = False,
     ensure_indexes()
     record = new_record(name, fields, build_id)
     with translate_errors():
+        if absent:
+            return _insert(name, record)
         for _ in range(SUPERSEDE_TRIES):
             current = current_record(name)
             _refuse_start(current, name, fields, force)
@@ -148,15 +153,17 @@ def _already_building(name: str) -> AlreadyBuilding:
                            suggestions=["Read its status with GET /builds/NAME."], name=name)
 
 
-def check_startable(name: str, fields: dict[str, Any]) -> None:
+def check_startable(name: str, fields: dict[str, Any]) -> bool:
     """Raise what ``create_build`` would for this start now (``AlreadyBuilding``,
     ``NameTaken``), storing nothing: a start that cannot be stored is refused before
-    the work that comes before storing it (resolving its ref)."""
+    the work that comes before storing it (resolving its ref). True when ``name`` has
+    no record (``create_build``'s ``absent``); a forced start reads none and says False."""
     if fields.get("force"):
-        return
+        return False
     with translate_errors():
         current = current_record(name)
     _refuse_start(current, name, fields, force=False)
+    return current is None
 
 
 def _refuse_start(current: BuildRecord | None, name: str, fields: dict[str, Any],

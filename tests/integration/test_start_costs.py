@@ -119,3 +119,20 @@ def test_a_start_costs_no_new_connection_and_one_ls_remote(client: FlaskClient,
     setup = {what: count for (kind, what), count in SENT.items()
              if kind == "redis" and what in CONNECTION_SETUP}
     assert setup == {}
+
+
+def test_a_start_of_a_new_repository_reads_its_name_s_record_once(
+        client: FlaskClient, git_server: GitServer) -> None:
+    counted_start(client, git_server)  # the process's connections and indexes
+    counted_start(client, git_server)
+    assert {what: count for (kind, what), count in SENT.items() if kind == "mongo"} == {
+        # the name: its claim, and no older record under it (common/name_store.py)
+        "find names": 1, "find templates": 1, "insert names": 1,
+        # that older record's look (1), the check that no build of the name runs (2:
+        # by ``_id``, then by name for records from before), the cache's look for a
+        # completed build of the image (1), the running builds for placement (1);
+        # the record is then stored without being read again
+        "find builds": 5, "insert builds": 1,
+        # placement: the hosts and where the name was last built; then where the
+        # build was sent and that it was
+        "find hosts": 1, "find attempts": 1, "update builds": 2}

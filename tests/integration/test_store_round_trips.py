@@ -14,7 +14,7 @@ import pytest
 
 from common import build_store, db, template_store
 from common.config import Config, get_config, set_config
-from common.errors import BuildCancelled, LeaseLost
+from common.errors import AlreadyBuilding, BuildCancelled, LeaseLost
 from common.models import Phase, Status
 from tests.integration.conftest import RUN_ID
 
@@ -149,3 +149,17 @@ def test_a_build_ends_in_one_update(config: Config) -> None:
     assert (stored["status"], stored["phase"], stored["image_source"]) == (
         "completed", "finished", "reg/rt:1")
     assert build_store.finish(build_id, 1, Status.FAILED, "Too late.") is False
+
+
+def test_a_start_of_a_name_without_a_record_is_one_insert_that_a_race_refuses(
+        config: Config) -> None:
+    """A start that found no record of its name (``check_startable``) stores its own
+    without reading again; a record stored meanwhile still wins, never replaced."""
+    running_build()  # the store's indexes
+    name, fields = f"rt-{uuid.uuid4().hex[:6]}", {"repository": "https://h/o/r", "ref": None}
+    record, sent = counted(lambda: build_store.create_build(name, fields, absent=True))
+    assert sent == ["insert"]
+    with pytest.raises(AlreadyBuilding):
+        build_store.create_build(name, fields, absent=True)
+    stored = build_store.current_record(name)
+    assert stored is not None and stored["build_id"] == record["build_id"]

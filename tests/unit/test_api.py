@@ -244,13 +244,16 @@ def test_start_records_and_enqueues_the_parsed_repository(
     created: list[tuple[str, dict[str, Any], bool]] = []
     enqueued: list[dict[str, Any]] = []
     claimed: list[tuple[str, ...]] = []
+    absents: list[bool] = []
 
     def claim_name(preferred: str, repository: str, ref: str | None, provider: str) -> str:
         claimed.append((preferred, repository, str(ref), provider))
         return preferred
 
-    def create_build(name: str, fields: dict[str, Any], force: bool) -> dict[str, Any]:
+    def create_build(name: str, fields: dict[str, Any], force: bool,
+                     absent: bool = False) -> dict[str, Any]:
         created.append((name, fields, force))
+        absents.append(absent)
         return {"name": name, **fields, "status": "running", "phase": "queued",
                 "start_time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "attempt": 1}
 
@@ -265,6 +268,7 @@ def test_start_records_and_enqueues_the_parsed_repository(
                         "github")]
     name, fields, force = created[0]
     assert (name, force) == ("owner-repo-feat-x", True)
+    assert absents == [False]  # a forced start read no record: create_build reads it
     assert fields["spec"] == "https://github.com/Owner/Repo/tree/feat/x"
     assert fields["ref"] == "feat/x"
     assert fields["provider"] == "github"

@@ -239,7 +239,8 @@ def test_a_start_that_is_no_hit_stores_the_resolved_commit_with_the_build(
     farm.update(resolved="d" * 40)
     created: list[dict[str, Any]] = []
 
-    def create_build(name: str, fields: dict[str, Any], force: bool = False) -> dict[str, Any]:
+    def create_build(name: str, fields: dict[str, Any], force: bool = False,
+                     absent: bool = False) -> dict[str, Any]:
         created.append(fields)
         return {"name": name, "build_id": "b2", **fields, "attempt": 1, "status": "running",
                 "phase": "queued", "start_time": datetime(2024, 1, 2, tzinfo=UTC)}
