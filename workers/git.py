@@ -361,6 +361,24 @@ def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float,
                        suggestions=["Check the name after /tree/, or use a full commit SHA."])
 
 
+#: The configuration of a repository made by ``init_repository``.
+EMPTY_REPOSITORY_CONFIG = "[core]\n\trepositoryformatversion = 0\n\tbare = false\n"
+
+
+def init_repository(checkout: Path) -> None:
+    """An empty repository in ``checkout/.git`` (``checkout`` is made), laid out as
+    ``git init`` lays one out (gitrepository-layout: ``HEAD``, ``objects``, ``refs``,
+    ``config``) without the sample hooks it copies, which nothing here runs: written
+    here, it costs a fetch no git process. Its ``info/attributes`` make the checkout
+    exact (``EXACT_CHECKOUT``)."""
+    git_dir = checkout / ".git"
+    for folder in ("objects/info", "objects/pack", "refs/heads", "refs/tags", "info"):
+        (git_dir / folder).mkdir(parents=True)
+    (git_dir / "HEAD").write_text("ref: refs/heads/main\n")
+    (git_dir / "config").write_text(EMPTY_REPOSITORY_CONFIG)
+    (git_dir / "info" / "attributes").write_text(EXACT_CHECKOUT)
+
+
 def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: float,
                  max_bytes: int, say: Say, extra: GitConfig | None = None,
                  max_memory: int = 0) -> Tree:
@@ -373,8 +391,7 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
     """
     if checkout.exists():
         shutil.rmtree(checkout)
-    checkout.mkdir(parents=True)
-    run_git(["init", "--quiet", str(checkout)], timeout)
+    init_repository(checkout)
     download = GitLimits(max_bytes=max_bytes, max_memory=max_memory, watch=checkout / ".git",
                          watch_bytes=max_bytes, watch_entries=MAX_GIT_ENTRIES)
     try:
@@ -398,8 +415,6 @@ def fetch_commit(target: CheckedTarget, commit: str, checkout: Path, timeout: fl
                            f"{_mib(max_bytes)} and was stopped.",
                            suggestions=["Keep large data out of the repository."]) from exc
     tree = check_tree(checkout, commit, timeout, max_bytes)
-    (checkout / ".git" / "info").mkdir(exist_ok=True)
-    (checkout / ".git" / "info" / "attributes").write_text(EXACT_CHECKOUT)
     try:
         run_git(["checkout", "--quiet", "--detach", commit], timeout, cwd=checkout,
                 limits=GitLimits(max_bytes=max(max_bytes, 1), max_memory=max_memory))

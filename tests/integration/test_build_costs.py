@@ -148,3 +148,10 @@ def test_one_small_build(counting: Config, git_server: GitServer) -> None:
     inspections = {phase: count for (phase, what), count in COUNTS.items()
                    if what == "engine GET images/json"}
     assert inspections == {"build": 1}
+    # The fetch asks the Git server for the commit the API resolved, no ref again (two
+    # requests: its refs, then the pack; the server spawns one http-backend for each),
+    # and runs git three times: fetch, list the tree, check out.
+    fetch_git = {what: count for (phase, what), count in COUNTS.items()
+                 if phase == "fetch" and what.startswith("subprocess git")}
+    assert fetch_git == {"subprocess git fetch": 1, "subprocess git ls-tree": 1,
+                         "subprocess git checkout": 1, "subprocess git http-backend": 2}

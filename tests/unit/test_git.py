@@ -217,6 +217,37 @@ def test_the_full_history_fetch_is_stopped_at_too_many_refs(
     assert (tmp_path / "checkout" / "requirements.txt").read_text() == "numpy\n"
 
 
+def test_a_fetch_runs_git_three_times_and_checks_out_exactly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fetch, list the tree, check out: the empty repository the fetch goes into is
+    laid out without a git process of its own, and every blob lands byte for byte."""
+    from tests.support.git_server import GitServer
+
+    server = GitServer(tmp_path / "served").start()
+    try:
+        commit = server.make_repo("o/r", {"requirements.txt": "numpy\n",
+                                          "crlf.txt": b"a\r\nb\n"})["main"]
+        real_run_git = git.run_git
+        ran: list[str] = []
+
+        def counted(args: list[str], *rest: object, **kwargs: object) -> str:
+            ran.append(args[0])
+            return real_run_git(args, *rest, **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(git, "run_git", counted)
+        target = CheckedTarget(f"{server.url}/o/r.git", "http", "127.0.0.1", server.port,
+                               ("127.0.0.1",), True)
+        tree = git.fetch_commit(target, commit, tmp_path / "checkout", 60, 10 * 1024 * 1024,
+                                lambda line: None)
+    finally:
+        server.stop()
+    assert ran == ["fetch", "ls-tree", "checkout"]
+    assert (tmp_path / "checkout" / "requirements.txt").read_text() == "numpy\n"
+    assert (tmp_path / "checkout" / "crlf.txt").read_bytes() == b"a\r\nb\n"
+    assert tree.size == len("numpy\n") + len(b"a\r\nb\n")
+    assert not (tmp_path / "checkout" / ".git" / "hooks").exists()
+
+
 def test_tree_size_is_read_before_checkout(tmp_path: Path) -> None:
     commit = _commit(tmp_path, {"a/b.bin": b"x" * 3000, "c.txt": b"hello"})
     assert git.check_tree(tmp_path, commit, timeout=30, max_bytes=10_000).size == 3005
