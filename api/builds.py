@@ -22,6 +22,7 @@ from common import build_store, leases, name_store
 from common.errors import BadDatabase, BadRepoSource, NoDatabase
 from common.models import BuildRecord
 from workers.dispatch import enqueue_build
+from workers.placement import queue_for
 from workers.providers import Spec, parse_spec, provider_for
 
 log = logging.getLogger(__name__)
@@ -99,20 +100,24 @@ def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
         return answer(name, fields, lookup.hit)
     if lookup.resolved_commit:
         fields = {**fields, "resolved_commit": lookup.resolved_commit}
-    record = build_store.create_build(name, fields, force=bool(fields.get("force")),
-                                      absent=absent)
-    _send_first_step(record)
+    # Placed before it is stored: the record is written with its host, and the host
+    # is not noted in a write of its own.
+    placed = queue_for(current_app.config["BINDER"], name)
+    record = build_store.create_build(name, {**fields, "placed_on": placed[1]},
+                                      force=bool(fields.get("force")), absent=absent)
+    _send_first_step(record, placed)
     return record
 
 
-def _send_first_step(record: BuildRecord) -> None:
+def _send_first_step(record: BuildRecord, placed: tuple[str, str | None]) -> None:
     """Send the stored ``record``'s first step. Stored, the start is accepted: a store
     that fails now leaves the build for the reaper, which sends a queued build not
     marked sent (a duplicate of one that went is dropped by its claim); an error
     answered now would only send the client to start it again, into
     ``alreadyBuilding``."""
     try:
-        enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record)
+        enqueue_build(current_app.extensions["celery"], current_app.config["BINDER"], record,
+                      placed)
     except (NoDatabase, BadDatabase) as exc:
         log.warning("stored %s but could not send it (%s); the reaper sends it",
                     record["name"], exc)

@@ -103,8 +103,13 @@ def _send(celery: Celery, step: Step, record: BuildRecord, queue: str) -> None:
                          connection=connection, retry=False)
 
 
-def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
+def enqueue_build(celery: Celery, config: Config, record: BuildRecord,
+                  placed: tuple[str, str | None] | None = None) -> bool:
     """Send the first step of ``record``'s current attempt; True when sent.
+
+    ``placed``: the queue and host (``queue_for``) the record was stored with as its
+    ``placed_on`` (a start places its build before storing it, a write less); else
+    they are chosen and noted here, before the send (see ``note_placement``).
 
     The record keeps the epoch of the broker read before the send: one that
     restarts right after it took the step has lost it, and the reaper, seeing
@@ -113,8 +118,11 @@ def enqueue_build(celery: Celery, config: Config, record: BuildRecord) -> bool:
     send only costs a duplicate, which fetch's claim drops.
     """
     build_id, attempt = record["build_id"], record["attempt"]
-    queue, host = queue_for(config, record["name"])
-    host_store.note_placement(build_id, attempt, host, config)  # before: see there
+    if placed is None:
+        queue, host = queue_for(config, record["name"])
+        host_store.note_placement(build_id, attempt, host, config)  # before: see there
+    else:
+        queue, host = placed
     epoch = broker_epoch(config)
     try:
         _send(celery, STEPS[0], record, queue)

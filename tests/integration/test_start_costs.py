@@ -121,7 +121,7 @@ def test_a_start_costs_no_new_connection_and_one_ls_remote(client: FlaskClient,
     assert setup == {}
 
 
-def test_a_start_of_a_new_repository_reads_its_name_s_record_once(
+def test_a_start_of_a_new_repository_reads_its_name_s_record_once_and_writes_it_twice(
         client: FlaskClient, git_server: GitServer) -> None:
     counted_start(client, git_server)  # the process's connections and indexes
     counted_start(client, git_server)
@@ -133,6 +133,13 @@ def test_a_start_of_a_new_repository_reads_its_name_s_record_once(
         # completed build of the image (1), the running builds for placement (1);
         # the record is then stored without being read again
         "find builds": 5, "insert builds": 1,
-        # placement: the hosts and where the name was last built; then where the
-        # build was sent and that it was
-        "find hosts": 1, "find attempts": 1, "update builds": 2}
+        # placement: the hosts and where the name was last built, stored with the
+        # record (``placed_on``); then that the build was sent
+        "find hosts": 1, "find attempts": 1, "update builds": 1}
+
+
+def test_a_started_build_is_stored_with_the_host_it_is_sent_to(
+        client: FlaskClient, git_server: GitServer) -> None:
+    record, _ = counted_start(client, git_server)
+    stored = db.get_db().builds.find_one({"name": record["name"]})
+    assert stored is not None and "placed_on" in stored and stored["enqueued"] is True

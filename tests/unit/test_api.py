@@ -259,8 +259,10 @@ def test_start_records_and_enqueues_the_parsed_repository(
 
     monkeypatch.setattr(api.builds.name_store, "claim_name", claim_name)
     monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
+    monkeypatch.setattr(api.builds, "queue_for", lambda config, name: ("host.a", "a"))
     monkeypatch.setattr(api.builds, "enqueue_build",
-                        lambda celery, config, record: enqueued.append(record))
+                        lambda celery, config, record, placed: enqueued.append(
+                            {**record, "placed": placed}))
     status, body = post(client, {"repository": "https://github.com/Owner/Repo/tree/feat/x",
                                  "force": True})
     assert status == 200
@@ -272,7 +274,9 @@ def test_start_records_and_enqueues_the_parsed_repository(
     assert fields["spec"] == "https://github.com/Owner/Repo/tree/feat/x"
     assert fields["ref"] == "feat/x"
     assert fields["provider"] == "github"
-    assert enqueued == [create_build(name, fields, force)]
+    # stored with the host it is sent to, which enqueue_build then does not note again
+    assert fields["placed_on"] == "a"
+    assert enqueued == [{**create_build(name, fields, force), "placed": ("host.a", "a")}]
     assert body["name"] == "owner-repo-feat-x"
     assert body["display-name"] == "Owner/Repo/tree/feat/x"
     assert body["repository"] == body["repo"] == "https://github.com/owner/repo"

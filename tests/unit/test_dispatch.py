@@ -139,3 +139,20 @@ def test_past_the_pool_a_send_opens_a_connection_of_its_own(
     dispatch._send(app, dispatch.STEPS[0], RECORD, "builds")
     assert app.used[0] is not held
     held.release()
+
+
+def test_a_placement_stored_with_the_record_is_not_noted_again(
+        events: list[tuple[str, Any]]) -> None:
+    """A start stores its record with the host it places it on (``placed_on``): the send
+    goes to that host's queue, and the store is written once, after it."""
+    assert dispatch.enqueue_build(FakeCelery(events), CONFIG, RECORD,  # type: ignore[arg-type]
+                                  ("host.b", "b"))
+    assert events == [("send", "host.b"),
+                      ("enqueued", ["broker_epoch", "enqueued", "enqueued_at"])]
+
+
+def test_a_placed_step_the_broker_did_not_take_is_on_no_host(
+        events: list[tuple[str, Any]]) -> None:
+    assert not dispatch.enqueue_build(FakeCelery(events, fail=True), CONFIG,  # type: ignore[arg-type]
+                                      RECORD, ("host.b", "b"))
+    assert events == [("note", None)]  # left for the reaper to send
