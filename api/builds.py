@@ -102,7 +102,7 @@ def start_build(name: str, fields: dict[str, Any]) -> BuildRecord:
         fields = {**fields, "resolved_commit": lookup.resolved_commit}
     # Placed before it is stored: the record is written with its host, and the host
     # is not noted in a write of its own.
-    placed = queue_for(current_app.config["BINDER"], name)
+    placed = queue_for(current_app.config["BINDER"], name, built_before=not absent)
     record = build_store.create_build(name, {**fields, "placed_on": placed[1]},
                                       force=bool(fields.get("force")), absent=absent)
     _send_first_step(record, placed)

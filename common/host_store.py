@@ -200,7 +200,11 @@ def choose(records: list[HostRecord], running: Mapping[str, int], window: float,
     return min(free, key=load)["host"]
 
 
-def place(config: Config, name: str, exclude: str | None = None) -> str | None:
-    """The host for a new attempt of ``name`` (see ``choose``), from the store now."""
+def place(config: Config, name: str, exclude: str | None = None,
+          built_before: bool = True) -> str | None:
+    """The host for a new attempt of ``name`` (see ``choose``), from the store now.
+    Not ``built_before`` (the name has no record: no attempt of it ever ran), no host
+    is asked for its layers."""
+    preferred = last_build_host(name) if built_before else None
     return choose(all_hosts(), running_counts(), config.heartbeat_stale,
-                  preferred=last_build_host(name), exclude=exclude)
+                  preferred=preferred, exclude=exclude)

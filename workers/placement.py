@@ -36,10 +36,11 @@ log = logging.getLogger(__name__)
 BOUNCE_PAUSE = 0.3
 
 
-def queue_for(config: Config, name: str) -> tuple[str, str | None]:
-    """The queue and host (None: any) for a new attempt of ``name``."""
+def queue_for(config: Config, name: str, built_before: bool = True) -> tuple[str, str | None]:
+    """The queue and host (None: any) for a new attempt of ``name``; not
+    ``built_before``: the name has no record yet (``host_store.place``)."""
     try:
-        host = host_store.place(config, name)
+        host = host_store.place(config, name, built_before=built_before)
     except BinderError as exc:  # the store is away: any host may take it
         log.warning("placing %s without the store: %s", name, exc)
         host = None

@@ -133,9 +133,9 @@ def test_a_start_of_a_new_repository_reads_its_name_s_record_once_and_writes_it_
         # completed build of the image (1), the running builds for placement (1);
         # the record is then stored without being read again
         "find builds": 5, "insert builds": 1,
-        # placement: the hosts and where the name was last built, stored with the
-        # record (``placed_on``); then that the build was sent
-        "find hosts": 1, "find attempts": 1, "update builds": 1}
+        # placement: the hosts (a name without a record was never built anywhere),
+        # stored with the record (``placed_on``); then that the build was sent
+        "find hosts": 1, "update builds": 1}
 
 
 def test_a_started_build_is_stored_with_the_host_it_is_sent_to(

@@ -259,7 +259,8 @@ def test_start_records_and_enqueues_the_parsed_repository(
 
     monkeypatch.setattr(api.builds.name_store, "claim_name", claim_name)
     monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
-    monkeypatch.setattr(api.builds, "queue_for", lambda config, name: ("host.a", "a"))
+    monkeypatch.setattr(api.builds, "queue_for",
+                        lambda config, name, built_before: ("host.a", "a"))
     monkeypatch.setattr(api.builds, "enqueue_build",
                         lambda celery, config, record, placed: enqueued.append(
                             {**record, "placed": placed}))

@@ -246,7 +246,8 @@ def test_a_start_that_is_no_hit_stores_the_resolved_commit_with_the_build(
                 "phase": "queued", "start_time": datetime(2024, 1, 2, tzinfo=UTC)}
 
     monkeypatch.setattr(api.builds.name_store, "claim_name", lambda *args: "o-r")
-    monkeypatch.setattr(api.builds, "queue_for", lambda config, name: ("builds", None))
+    monkeypatch.setattr(api.builds, "queue_for",
+                        lambda config, name, built_before: ("builds", None))
     monkeypatch.setattr(api.builds, "enqueue_build", lambda *args: True)
     monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
     response = client.post("/builds/repo", json={"repository": "https://github.com/O/R"},

@@ -172,5 +172,19 @@ def test_without_the_store_a_build_goes_to_the_shared_queue(
 
     monkeypatch.setattr(host_store, "place", down)
     assert placement.queue_for(CONFIG, "n") == ("builds", None)
-    monkeypatch.setattr(host_store, "place", lambda config, name: "b")
+    monkeypatch.setattr(host_store, "place", lambda config, name, built_before: "b")
     assert placement.queue_for(CONFIG, "n") == ("host.b", "b")
+
+
+def test_a_name_never_built_is_placed_without_asking_where_it_was_built(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(host_store, "all_hosts",
+                        lambda: [host("a", concurrency=2), host("b", concurrency=2)])
+    monkeypatch.setattr(host_store, "running_counts", lambda: Counter({"a": 1}))
+    monkeypatch.setattr(host_store, "utcnow", lambda: NOW)
+    monkeypatch.setattr(host_store, "last_build_host", lambda name: asked.append(name) or "a")
+    assert host_store.place(CONFIG, "n", built_before=False) == "b"  # the least loaded
+    assert asked == []
+    assert host_store.place(CONFIG, "n") == "a"  # its layers are there
+    assert asked == ["n"]
