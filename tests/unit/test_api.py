@@ -292,13 +292,16 @@ def test_a_start_stored_is_accepted_though_the_store_fails_as_it_is_sent(
         error: type[common.errors.BinderError]) -> None:
     """The build is stored: an error now would send the client to start it again, into
     ``alreadyBuilding``. The reaper sends what was not marked sent."""
-    def create_build(name: str, fields: dict[str, Any], force: bool) -> dict[str, Any]:
+    def create_build(name: str, fields: dict[str, Any], force: bool,
+                     absent: bool = False) -> dict[str, Any]:
         return {"name": name, **fields, "status": "running", "phase": "queued",
                 "start_time": datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC), "attempt": 1}
 
-    def enqueue_build(celery: object, config: object, record: object) -> bool:
+    def enqueue_build(celery: object, config: object, record: object,
+                      placed: object = None) -> bool:
         raise error("The build database (MongoDB) cannot be reached.")
     monkeypatch.setattr(api.builds.name_store, "claim_name", lambda preferred, *rest: preferred)
+    monkeypatch.setattr(api.builds, "queue_for", lambda config, name, **given: ("builds", None))
     monkeypatch.setattr(api.builds.build_store, "create_build", create_build)
     monkeypatch.setattr(api.builds, "enqueue_build", enqueue_build)
     status, body = post(client, {"repository": "https://github.com/owner/repo",
