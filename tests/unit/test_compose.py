@@ -679,3 +679,22 @@ def test_a_pipfile_file_url_names_a_path_in_the_image_as_in_requirements_txt() -
     assert lines == ["x @ file:///home/jovyan/x.whl"]
     with pytest.raises(BuildFailure, match="must be a URL"):
         requirements('[packages]\nx = {file = "./wheels/x.whl"}\n', "Pipfile")
+
+
+@pytest.mark.parametrize(("requires", "python"), [
+    ('python_full_version = "3.10.4"', "3.10"),
+    # pipenv writes both; repo2docker reads the full version first
+    ('python_version = "3.9"\npython_full_version = "3.10.4"', "3.10"),
+    ('python_version = "3.12"', "3.12"),
+    # a major version alone stands for that major's default, as in runtime.txt
+    ('python_version = "3"', BASE_PYTHON),
+    ('python_version = "2"', "2.7"),
+    # not a version: repo2docker builds with its default Python, and so does the farm
+    ('python_version = "*"', None),
+])
+def test_pipfile_python_is_read_as_repo2docker_reads_it(requires: str, python: str | None) -> None:
+    pipfile = f'[packages]\nrequests = "*"\n[requires]\n{requires}\n'
+    assert requirements(pipfile, "Pipfile")[2] == python
+    lock = json.dumps({"_meta": {"requires": dict(
+        line.replace('"', "").split(" = ") for line in requires.splitlines())}})
+    assert requirements(lock, "Pipfile.lock")[2] == python

@@ -7,7 +7,9 @@ with their hashes, or a Pipfile's specifiers. It goes in the context under
 the farm's index: a ``[[source]]`` of the repository is not used, and a
 ``git`` or ``file`` entry naming where to download a package is refused as
 such a line of requirements.txt is (``workers/package_index.py``).
-``[requires] python_version`` asks for that Python, as runtime.txt would. A
+``[requires]`` asks for a Python as repo2docker reads it (``python_full_version``, then
+``python_version``; ``3`` alone for the base image's; a value that is no version for
+the base image's too), as runtime.txt would. A
 ``path`` is read from the Pipfile's folder, as pipenv reads it.
 """
 
@@ -22,6 +24,7 @@ from typing import Any
 from common.errors import BuildFailure
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
+from workers.buildpacks.runtime import MAJOR_PYTHONS
 from workers.index_proxy import without_credentials
 from workers.package_index import check_generated_line, sources_replaced
 from workers.repo_yaml import shorten
@@ -30,7 +33,8 @@ REQUIREMENTS = "Pipfile.requirements.txt"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _SPECIFIER = re.compile(r"^(\*|(===?|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
                         r"(\s*,\s*(===?|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+)*)$")
-_PYTHON_VERSION = re.compile(r"^(\d+)\.(\d+)")
+#: A few ASCII digits each: Python turns no more than 4300 digits into an integer.
+_PYTHON_VERSION = re.compile(r"^(\d{1,4})(?:\.(\d{1,4}))?")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
@@ -152,14 +156,24 @@ def requirements(text: str, source: str) -> tuple[list[str], bool, str | None]:
     meta = (data.get("_meta") or {}) if locked else data
     if not isinstance(meta, dict):
         raise PipfileError(f"{source}: `_meta` must be a table.")
-    requires = meta.get("requires") or {}
-    version = None
-    if isinstance(requires, dict) and requires.get("python_version"):
-        match = _PYTHON_VERSION.match(str(requires["python_version"]))
-        if not match:
-            raise PipfileError(f"{source}: python_version must look like 3.12.")
-        version = f"{match.group(1)}.{match.group(2)}"
-    return lines, needs_repo, version
+    return lines, needs_repo, _python_of(meta.get("requires"))
+
+
+def _python_of(requires: Any) -> str | None:
+    """The Python (X.Y) a ``[requires]`` table asks for, read as repo2docker reads it:
+    ``python_full_version`` first, then ``python_version``; a major version alone
+    stands for that major's default (``MAJOR_PYTHONS``). ``None`` (the base image's
+    Python) when neither is a version, where repo2docker builds with its default."""
+    if not isinstance(requires, dict):
+        return None
+    for key in ("python_full_version", "python_version"):
+        match = _PYTHON_VERSION.match(str(requires.get(key) or "").strip())
+        if match is None:
+            continue
+        if match.group(2) is not None:
+            return f"{int(match.group(1))}.{int(match.group(2))}"
+        return MAJOR_PYTHONS.get(int(match.group(1)))
+    return None
 
 
 class PipfileBuildPack(BuildPack):
