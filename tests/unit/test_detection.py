@@ -281,3 +281,28 @@ def test_a_containerfiles_refusals_name_the_containerfile(tmp_path: Path) -> Non
     with pytest.raises(BuildFailure) as frontend:
         check(detect(checkout, config), checkout, config)
     assert frontend.value.message.startswith("The Containerfile's # syntax")
+
+
+@pytest.mark.parametrize("folder", ["", "binder/"])
+def test_a_requirements_file_the_environment_installs_is_not_named_as_ignored(
+        tmp_path: Path, folder: str) -> None:
+    """mybinder.org's common pair: environment.yml whose pip section reads requirements.txt
+    (`-r requirements.txt`); the log may not say the file it installs is ignored."""
+    checkout = checkout_with(tmp_path, f"{folder}requirements.txt", f"{folder}setup.py")
+    (checkout / f"{folder}environment.yml").write_text(
+        "dependencies:\n  - pip\n  - pip:\n    - -r requirements.txt\n")
+    config = load_config(environ={"BINDER_CONFIG_ORDER": "repo2docker"})
+    detection = detect(checkout, config)
+    assert detection.config_path == PurePosixPath(f"{folder}environment.yml")
+    assert [str(path) for path, _ in detection.ignored] == [f"{folder}setup.py"]
+
+
+def test_an_environment_file_that_cannot_be_read_leaves_its_sentence_to_check(
+        tmp_path: Path) -> None:
+    checkout = checkout_with(tmp_path, "requirements.txt")
+    (checkout / "environment.yml").write_text("dependencies: [\n")
+    config = load_config(environ={"BINDER_CONFIG_ORDER": "repo2docker"})
+    detection = detect(checkout, config)
+    assert [str(path) for path, _ in detection.ignored] == ["requirements.txt"]
+    with pytest.raises(BuildFailure, match="environment.yml"):
+        check(detection, checkout, config)

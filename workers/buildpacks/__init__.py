@@ -243,7 +243,22 @@ def detect(checkout: Path, config: Config) -> Detection:
                           + _hidden_root_files(checkout, folder, {*config_order(config), *EXTRAS}))
     _leave_out_install_r(checkout, config, detection)
     _leave_out_runtime_python(checkout, config, detection)
+    _keep_what_the_environment_reads(checkout, config, detection)
     return detection
+
+
+def _keep_what_the_environment_reads(checkout: Path, config: Config,
+                                     detection: Detection) -> None:
+    """A file the environment reads is not left out: environment.yml's pip section often
+    installs ``-r requirements.txt``, and the log may not say that file is ignored."""
+    if detection.config_path is None or detection.buildpack.owns_context:
+        return
+    try:
+        read = set(detection.buildpack.pulled_in(detection.inputs(checkout, config)))
+    except BuildFailure:
+        return  # check() refuses the file with its sentence
+    detection.ignored[:] = [(path, reason) for path, reason in detection.ignored
+                            if path not in read]
 
 
 def _leave_out_runtime_python(checkout: Path, config: Config, detection: Detection) -> None:

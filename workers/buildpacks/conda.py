@@ -123,7 +123,11 @@ class CondaBuildPack(BuildPack):
 
     def pulled_in(self, inputs: BuildInputs) -> list[PurePosixPath]:
         opened: list[PurePosixPath] = []
-        self._check_pip(inputs, self._spec(inputs), opened)
+        try:
+            spec = self._spec(inputs)
+        except EnvironmentFileError:
+            return opened  # check() refuses the file with its sentence
+        self._check_pip(inputs, spec, opened)
         return opened
 
     def notices(self, inputs: BuildInputs) -> list[str]:
