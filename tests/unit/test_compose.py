@@ -189,6 +189,30 @@ def test_environment_yml_brings_its_own_python(tmp_path: Path) -> None:
     assert detection.ignored[0][1] == "environment.yml chooses its own Python"
 
 
+@pytest.mark.parametrize("pipfile", ["Pipfile", "binder/Pipfile"])
+def test_a_pipfiles_python_wins_over_runtime_txt(tmp_path: Path, pipfile: str) -> None:
+    """repo2docker reads a Pipfile's Python from its [requires] and never from runtime.txt;
+    the runtime.txt is then named as ignored."""
+    folder = pipfile.removesuffix("Pipfile")
+    files = {pipfile: '[packages]\nx = "*"\n[requires]\npython_version = "3.10"\n',
+             f"{folder}runtime.txt": "python-3.12\n"}
+    detection = detected(tmp_path, files)
+    assert "runtime.txt" not in detection.extras
+    assert [(str(path), reason) for path, reason in detection.ignored] == [
+        (f"{folder}runtime.txt", f"{pipfile} chooses its own Python")]
+    lines = dockerfile(tmp_path, files)
+    run = lines[position(lines, "conda_env.py\", \"--python\"")]
+    argv = json.loads(run[run.index("["):])
+    assert argv[argv.index("--python") + 1] == "3.10"
+    assert "3.12" not in "\n".join(lines)
+
+
+def test_a_pipfile_without_a_python_keeps_runtime_txt(tmp_path: Path) -> None:
+    detection = detected(tmp_path, {"Pipfile": '[packages]\nx = "*"\n',
+                                    "runtime.txt": "python-3.12\n"})
+    assert "runtime.txt" in detection.extras and detection.ignored == []
+
+
 @pytest.mark.parametrize(("name", "what"), [
     ("Project.toml", "a Julia environment"), ("REQUIRE", "a Julia environment (REQUIRE)"),
     ("default.nix", "a Nix environment")])

@@ -262,13 +262,24 @@ def _keep_what_the_environment_reads(checkout: Path, config: Config,
 
 
 def _leave_out_runtime_python(checkout: Path, config: Config, detection: Detection) -> None:
-    """A conda environment brings its own Python: runtime.txt's python-X.Y does not apply."""
-    if "runtime.txt" not in detection.extras or not detection.buildpack.brings_python:
+    """A conda environment brings its own Python, and a Pipfile that names one in its
+    ``[requires]`` chooses it (repo2docker reads it there, never in runtime.txt):
+    runtime.txt's python-X.Y does not apply."""
+    if "runtime.txt" not in detection.extras or not (
+            detection.buildpack.brings_python or _names_its_python(checkout, config, detection)):
         return
     runtime = runtime_of(detection.inputs(checkout, config))
     if runtime is not None and runtime.language == "python":
         path = detection.extras.pop("runtime.txt")
         detection.ignored.append((path, f"{detection.config_path} chooses its own Python"))
+
+
+def _names_its_python(checkout: Path, config: Config, detection: Detection) -> bool:
+    """True when the environment file names the Python it wants (a Pipfile's ``[requires]``)."""
+    try:
+        return detection.buildpack.install(detection.inputs(checkout, config)).python is not None
+    except BuildFailure:
+        return False  # check() refuses the file with its sentence
 
 
 def _leave_out_install_r(checkout: Path, config: Config, detection: Detection) -> None:
