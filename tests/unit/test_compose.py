@@ -502,6 +502,10 @@ def test_verification_runs_the_template_command(monkeypatch: pytest.MonkeyPatch)
     ("python-2", Runtime("python", "2.7")),
     ("# pinned\nr-2024-01-01\n", Runtime("r", "4.2", "2024-01-01")),
     ("r-4.2-2023-06-30", Runtime("r", "4.2", "2023-06-30")),
+    # repo2docker reads name-version-YYYY-MM-DD for any runtime; a Python's date is unused
+    ("python-3.10-2024-01-01", Runtime("python", "3.10")),
+    ("python-3-2024-01-01", Runtime("python", BASE_PYTHON)),
+    ("python-2024-01-01", Runtime("python", BASE_PYTHON)),
 ])
 def test_runtime_txt(text: str, runtime: Runtime) -> None:
     assert parse_runtime(text) == runtime
@@ -513,6 +517,11 @@ def test_runtime_txt(text: str, runtime: Runtime) -> None:
     ("r-2024-13-01", "2024-13-01 is not a date"),
     ("julia-1.9", "says `julia-1.9`, which this farm cannot build"),
     ("python-4", "says `python-4`, which this farm cannot build"),
+    ("python-3.10-2024-13-01", "2024-13-01 is not a date"),
+    ("python-3.10-2024-01", "which this farm cannot build"),
+    ("python-", "which this farm cannot build"),
+    ("python-32024-01-01", "which this farm cannot build"),
+    ("python-3.10-", "which this farm cannot build"),
     ("python-3.12\npython-3.11", "must hold one line"),
     # more digits than Python turns into an integer
     ("python-3." + "1" * 5000, "says `python-3.1111"),

@@ -1,7 +1,8 @@
 """``runtime.txt``: which Python or R a repository asks for.
 
 ``python-X.Y`` (or ``python-X.Y.Z``) asks for that Python (``python-3`` alone
-for the base image's, ``python-2`` for 2.7, as repo2docker reads them); the base image's
+for the base image's, ``python-2`` for 2.7, as repo2docker reads them; a
+``-YYYY-MM-DD`` after it, or alone, is accepted and unused, as there); the base image's
 own (3.11) is used as it is, any other comes from the conda channels of
 ``BINDER_CONDA_CHANNELS``. ``r-[X.Y-]YYYY-MM-DD`` asks for R, with packages
 from the CRAN snapshot of that date; as in repo2docker, the date is
@@ -21,8 +22,11 @@ BASE_PYTHON = "3.11"
 #: The R Debian ships (bookworm's r-base-core).
 DEBIAN_R = "4.2"
 
-#: A few ASCII digits each: Python turns no more than 4300 digits into an integer.
-_PYTHON = re.compile(r"^python-([0-9]{1,4})(?:\.([0-9]{1,4})(?:\.([0-9]{1,4}))?)?$")
+#: A few ASCII digits each: Python turns no more than 4300 digits into an integer. A
+#: date may follow (or stand for) the version, as repo2docker reads ``name-version-date``
+#: for every runtime; a Python has no use for it.
+_PYTHON = re.compile(r"^python-(?:([0-9]{1,4})(?:\.([0-9]{1,4})(?:\.([0-9]{1,4}))?)?"
+                     r"(?:-([0-9]{4}-[0-9]{2}-[0-9]{2}))?|([0-9]{4}-[0-9]{2}-[0-9]{2}))$")
 #: The Python a major version alone stands for.
 MAJOR_PYTHONS = {2: "2.7", 3: BASE_PYTHON}
 _R = re.compile(r"^r-(?:(\d+)\.(\d+)(?:\.\d+)?-)?(\d{4}-\d{2}-\d{2})$")
@@ -53,6 +57,10 @@ def parse_runtime(text: str, name: str = "runtime.txt") -> Runtime:
         raise BuildFailure(f"{name} must hold one line, such as {SUPPORTED}.")
     line = lines[0]
     match = _PYTHON.match(line)
+    if match and (match.group(4) or match.group(5)):
+        _check_date(match.group(4) or match.group(5), name)
+    if match and match.group(5):  # python-YYYY-MM-DD: no version, the default Python
+        return Runtime("python", BASE_PYTHON)
     if match and match.group(2) is not None:
         return Runtime("python", f"{int(match.group(1))}.{int(match.group(2))}")
     if match and int(match.group(1)) in MAJOR_PYTHONS:
@@ -60,10 +68,7 @@ def parse_runtime(text: str, name: str = "runtime.txt") -> Runtime:
     match = _R.match(line)
     if match:
         date = match.group(3)
-        try:
-            datetime.date.fromisoformat(date)
-        except ValueError:
-            raise BuildFailure(f"{name}: {date} is not a date (YYYY-MM-DD).") from None
+        _check_date(date, name)
         version = f"{match.group(1)}.{match.group(2)}" if match.group(1) else None
         if version and version != DEBIAN_R:
             raise BuildFailure(
@@ -76,3 +81,10 @@ def parse_runtime(text: str, name: str = "runtime.txt") -> Runtime:
                            "packages come from.")
     raise BuildFailure(f"{name} says `{line[:60]}`, which this farm cannot build; "
                        f"it understands {SUPPORTED}.")
+
+
+def _check_date(date: str, name: str) -> None:
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        raise BuildFailure(f"{name}: {date} is not a date (YYYY-MM-DD).") from None
