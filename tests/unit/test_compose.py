@@ -171,8 +171,10 @@ def test_a_python_package_in_a_config_folder_is_not_installed(
     detection = detected(tmp_path, {"binder/requirements.txt": "numpy\n",
                                     f"binder/{name}": package[name]})
     assert [str(path) for path in detection.applied] == ["binder/requirements.txt"]
-    assert [(str(p), r) for p, r in detection.ignored] == [
-        (f"binder/{name}", "the environment comes from binder/requirements.txt")]
+    reason = ("repo2docker installs it only from the root of a repository without a "
+              "binder/ or .binder/ folder" if name == "setup.py"
+              else "the environment comes from binder/requirements.txt")
+    assert [(str(p), r) for p, r in detection.ignored] == [(f"binder/{name}", reason)]
 
 
 def test_install_r_needs_r_chosen(tmp_path: Path) -> None:

@@ -306,3 +306,24 @@ def test_an_environment_file_that_cannot_be_read_leaves_its_sentence_to_check(
     assert [str(path) for path, _ in detection.ignored] == ["requirements.txt"]
     with pytest.raises(BuildFailure, match="environment.yml"):
         check(detection, checkout, config)
+
+
+@pytest.mark.parametrize("folder", ["binder", ".binder"])
+@pytest.mark.parametrize(("files", "chosen", "left_out"), [
+    # repo2docker installs setup.py and an R package (DESCRIPTION) only from the root of a
+    # repository without a config folder: in the folder they are not environment files
+    (("setup.py",), None, ["setup.py"]),
+    (("setup.py", "requirements.txt"), "requirements.txt", ["setup.py"]),
+    (("DESCRIPTION",), None, ["DESCRIPTION"]),
+    (("DESCRIPTION", "requirements.txt"), "requirements.txt", ["DESCRIPTION"]),
+])
+def test_a_config_folder_makes_no_package(tmp_path: Path, folder: str, files: tuple[str, ...],
+                                          chosen: str | None, left_out: list[str]) -> None:
+    checkout = checkout_with(tmp_path, *(f"{folder}/{name}" for name in files))
+    for order in ("default", "repo2docker"):
+        detection = detect(checkout, load_config(environ={"BINDER_CONFIG_ORDER": order}))
+        assert detection.config_path == (PurePosixPath(f"{folder}/{chosen}") if chosen else None)
+        assert [(str(path), reason) for path, reason in detection.ignored] == [
+            (f"{folder}/{name}", "repo2docker installs it only from the root of a repository "
+                                 "without a binder/ or .binder/ folder")
+            for name in left_out]

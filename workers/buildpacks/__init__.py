@@ -19,7 +19,9 @@ build log, never silently ignored; a file the farm cannot build (Julia,
 Nix) fails the build with a sentence. A ``binder/`` or ``.binder/`` folder,
 when present, is where the files are looked for (``binder/`` when both are,
 ``.binder/`` then named as ignored); the root's config files are then named
-as ignored, as repo2docker ignores them.
+as ignored, as repo2docker ignores them, and so are ``setup.py`` and
+``DESCRIPTION`` in the folder (``ROOT_ONLY``): repo2docker installs a package
+only from the root of a repository without one.
 """
 
 from __future__ import annotations
@@ -88,6 +90,9 @@ BESIDE = {"requirements.txt": ("setup.py", "pyproject.toml", "DESCRIPTION"),
           "setup.py": ("DESCRIPTION",), "pyproject.toml": ("DESCRIPTION",)}
 
 CONFIG_DIRS = ("binder", ".binder")
+#: Files that make the repository a package, which repo2docker installs only from the root
+#: of a repository without a config folder: in ``binder/`` they are left out.
+ROOT_ONLY = ("setup.py", "DESCRIPTION")
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,10 @@ def detect(checkout: Path, config: Config) -> Detection:
     present = {name: path for name in {*config_order(config), *EXTRAS}
                if (path := find_config_file(checkout, folder, name)) is not None}
     chosen: tuple[BuildPack, PurePosixPath] | None = None
-    ignored: list[tuple[PurePosixPath, str]] = []
+    ignored: list[tuple[PurePosixPath, str]] = [
+        (present.pop(name), "repo2docker installs it only from the root of a repository "
+                            "without a binder/ or .binder/ folder")
+        for name in ROOT_ONLY if folder != checkout and name in present]
     beside: dict[str, PurePosixPath] = {}
     for name in config_order(config):
         if name not in present:
