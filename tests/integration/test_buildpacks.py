@@ -94,6 +94,21 @@ def kernel_environment(client: docker.DockerClient, image: str, command: str) ->
         container.remove(force=True)
 
 
+def test_a_start_without_a_shebang_runs_with_bash(api: ApiClient, git_server: GitServer,
+                                                 repo_url: str) -> None:
+    """repo2docker's entrypoint runs ``start`` with bash's exec, which runs a script
+    without a shebang with bash: its ``[[`` and ``source`` work there, and so here."""
+    repo = unique("start-bash")
+    git_server.make_repo(f"github/kim/{repo}", {
+        "start": "[[ -n $HOME ]] && source /dev/null && export BINDER_START_VAR=bash\n"
+                 "exec \"$@\"\n",
+    })
+    record = built(api, f"{repo_url}/kim/{repo}")
+    output = run_in_image(record["image-name"], "echo start-var=$BINDER_START_VAR",
+                          timeout=IMAGE_TIMEOUT)
+    assert "start-var=bash" in output.splitlines(), output
+
+
 def test_apt_requirements_postbuild_start_compose(api: ApiClient, git_server: GitServer,
                                                   repo_url: str,
                                                   docker_client: docker.DockerClient) -> None:

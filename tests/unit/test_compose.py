@@ -259,8 +259,24 @@ def test_composed_order_users_expect(tmp_path: Path) -> None:
     entry = position(lines, "ENTRYPOINT")
     assert apt < user < install < copy < post < entry
     assert json.loads(lines[entry].removeprefix("ENTRYPOINT ")) == [
-        "tini", "-g", "--", "/home/jovyan/start"]
+        "tini", "-g", "--", "bash", "/home/jovyan/start"]
     assert lines[-1] == f"CMD {json.dumps(default_command())}"
+
+
+@pytest.mark.parametrize(("start", "entrypoint"), [
+    ("#!/bin/bash\nexec \"$@\"\n", ["/home/jovyan/binder/start"]),
+    ("#!/usr/bin/env python3\nimport os, sys\nos.execvp(sys.argv[1], sys.argv[1:])\n",
+     ["/home/jovyan/binder/start"]),
+    # repo2docker's entrypoint runs it with bash's exec, which runs a script without a
+    # shebang with bash (the system's exec would hand it to sh, which has no [[ or source)
+    ("[[ -n $HOME ]] && source /dev/null\nexec \"$@\"\n",
+     ["bash", "/home/jovyan/binder/start"]),
+])
+def test_start_runs_as_repo2docker_runs_it(tmp_path: Path, start: str,
+                                           entrypoint: list[str]) -> None:
+    lines = dockerfile(tmp_path, {"binder/start": start})
+    assert json.loads(lines[position(lines, "ENTRYPOINT")].removeprefix("ENTRYPOINT ")) == [
+        "tini", "-g", "--", *entrypoint]
 
 
 @pytest.mark.parametrize("files", [{"postBuild": "true\n"},

@@ -9,7 +9,7 @@ The order, as a Binder user expects it (repo2docker's):
    ``install.R``, then the repository copied to ``REPO_DIR``, the steps that
    need it, and ``postBuild``;
 4. ``start`` becomes the entrypoint (it ends with ``exec "$@"``, so what it
-   exports reaches the server);
+   exports reaches the server), run with bash when it has no shebang;
 5. ``BINDER_APPENDIX``, then the user, ``REPO_DIR``, port and command.
 """
 
@@ -177,6 +177,15 @@ def run_post_build(config: Config, path: PurePosixPath) -> str:
     return f"RUN {assignments}bash {HELPERS}/{RUN_SCRIPT} {shlex.quote(str(path))}"
 
 
+def start_command(inputs: BuildInputs, start: str) -> list[str]:
+    """How the image runs ``start`` (at ``start`` in the image): itself, as its shebang
+    says, or with bash when it has none. repo2docker's entrypoint runs it with bash's
+    ``exec``, which hands a script without a shebang to bash; the system's would hand it
+    to sh, which has neither ``[[`` nor ``source``."""
+    first = read_config_bytes(inputs.checkout, inputs.extras["start"]).split(b"\n", 1)[0]
+    return [start] if first.startswith(b"#!") else ["bash", start]
+
+
 def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     """The generated Dockerfile of ``pack`` with ``inputs.extras`` composed on top."""
     config = inputs.config
@@ -215,7 +224,7 @@ def compose(pack: BuildPack, inputs: BuildInputs) -> str:
     if "start" in extras:
         start = f"{repo}/{extras['start']}"
         lines += [f"RUN chmod +x {shlex.quote(start)}",
-                  f"ENTRYPOINT {json.dumps(['tini', '-g', '--', start])}"]
+                  f"ENTRYPOINT {json.dumps(['tini', '-g', '--', *start_command(inputs, start)])}"]
     appendix = _appendix(config)
     if appendix:
         lines += ["# BINDER_APPENDIX", *appendix]
