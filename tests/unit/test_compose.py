@@ -749,3 +749,18 @@ def test_pipfile_python_is_read_as_repo2docker_reads_it(requires: str, python: s
     lock = json.dumps({"_meta": {"requires": dict(
         line.replace('"', "").split(" = ") for line in requires.splitlines())}})
     assert requirements(lock, "Pipfile.lock")[2] == python
+
+
+def test_pipfile_marker_keys_become_markers() -> None:
+    """pipenv (so repo2docker) reads an entry's PEP 508 marker keys as its markers: a
+    Windows-only package is not installed on Linux."""
+    lines, _, _ = requirements(
+        '[packages]\npywin32 = {version = "*", sys_platform = "== \'win32\'"}\n'
+        'x = {version = ">=1", markers = "python_version >= \'3\' or os_name == \'posix\'", '
+        'platform_machine = "!= \'arm64\'"}\n', "Pipfile")
+    assert lines == ["pywin32; sys_platform == 'win32'",
+                     "x>=1; (python_version >= '3' or os_name == 'posix') and "
+                     "(platform_machine != 'arm64')"]
+    with pytest.raises(BuildFailure, match="names a package index"):
+        requirements('[packages]\nx = {version = "*", os_name = "== \'nt\' --index-url '
+                     'https://evil.example/simple"}\n', "Pipfile")

@@ -3,7 +3,9 @@
 The worker turns the packages (default and develop, as ``pipenv install
 --dev`` does in repo2docker) into a requirements file: a lock's exact pins
 with their hashes, or a Pipfile's specifiers. It goes in the context under
-``.binder-build/`` and is installed with the farm's Python installer from
+``.binder-build/`` (with each entry's markers, its marker keys such as
+``sys_platform = "== 'win32'"`` included, as pipenv reads them) and is
+installed with the farm's Python installer from
 the farm's index: a ``[[source]]`` of the repository is not used, and a
 ``git`` or ``file`` entry naming where to download a package is refused as
 such a line of requirements.txt is (``workers/package_index.py``).
@@ -36,6 +38,10 @@ _SPECIFIER = re.compile(r"^(\*|(===?|~=|!=|<=|>=|<|>)\s*[A-Za-z0-9.*+!_-]+"
 #: A few ASCII digits each: Python turns no more than 4300 digits into an integer.
 _PYTHON_VERSION = re.compile(r"^(\d{1,4})(?:\.(\d{1,4}))?")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+#: PEP 508's marker variables, which pipenv reads as keys of a package's entry.
+MARKER_KEYS = ("os_name", "sys_platform", "platform_machine", "platform_python_implementation",
+               "platform_release", "platform_system", "platform_version", "python_version",
+               "python_full_version", "implementation_name", "implementation_version")
 
 
 class PipfileError(BuildFailure):
@@ -95,9 +101,9 @@ def _requirement_line(name: str, entry: Any, source: str, locked: bool) -> tuple
         raise PipfileError(f"{source}: the version of {name} ({version[:60]}) is not a "
                            "version specifier such as ==1.0 or >=2.")
     line = requirement + ("" if version == "*" else version)
-    markers = entry.get("markers")
-    if isinstance(markers, str) and markers.strip():
-        line += f"; {markers.strip()}"
+    markers = _markers(entry)
+    if markers:
+        line += f"; {markers}"
     if locked:
         hashes = entry.get("hashes") or []
         if not isinstance(hashes, list):
@@ -105,6 +111,16 @@ def _requirement_line(name: str, entry: Any, source: str, locked: bool) -> tuple
         line += "".join(f" --hash={digest}" for digest in hashes
                         if isinstance(digest, str) and re.match(r"^sha256:[0-9a-f]{64}$", digest))
     return line, False
+
+
+def _markers(entry: dict[str, Any]) -> str:
+    """The entry's environment markers: its ``markers`` and each PEP 508 marker key
+    (``sys_platform = "== 'win32'"``), joined as pipenv joins them."""
+    found = [str(entry["markers"]).strip()] if isinstance(entry.get("markers"), str) else []
+    found += [f"{key} {str(entry[key]).strip()}" for key in MARKER_KEYS
+              if isinstance(entry.get(key), str)]
+    found = [marker for marker in found if marker]
+    return found[0] if len(found) == 1 else " and ".join(f"({marker})" for marker in found)
 
 
 def _load(text: str, source: str) -> Any:
