@@ -316,6 +316,22 @@ def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer,
     assert "ignoring Pipfile" not in api.logs(record["name"])
 
 
+def test_a_windows_only_package_of_a_pipfile_is_left_out(api: ApiClient, git_server: GitServer,
+                                                         repo_url: str) -> None:
+    """pipenv reads an entry's marker keys: the index has no such package, and a build
+    that tried to install it would fail."""
+    repo = unique("pipfile-markers")
+    git_server.make_repo(f"github/max/{repo}", {
+        "Pipfile": f'[packages]\n{TEST_PACKAGE} = "==1.0"\n'
+                   'windows-only-helper = {version = "*", sys_platform = "== \'win32\'"}\n',
+    })
+    record = built(api, f"{repo_url}/max/{repo}")
+    output = run_in_image(record["image-name"],
+                          "python -c 'import binder_test_pkg as p; print(p.VERSION)'",
+                          timeout=IMAGE_TIMEOUT)
+    assert output.strip() == "1.0", output
+
+
 def test_requirements_then_the_package_beside_them(api: ApiClient, git_server: GitServer,
                                                     repo_url: str, package_index: Served) -> None:
     """repo2docker installs requirements.txt, then the package at the root: both import."""
