@@ -764,3 +764,15 @@ def test_pipfile_marker_keys_become_markers() -> None:
     with pytest.raises(BuildFailure, match="names a package index"):
         requirements('[packages]\nx = {version = "*", os_name = "== \'nt\' --index-url '
                      'https://evil.example/simple"}\n', "Pipfile")
+
+
+@pytest.mark.parametrize("folder", ["", "binder/"])
+def test_a_lock_without_a_python_takes_the_pipfiles(tmp_path: Path, folder: str) -> None:
+    """repo2docker reads the Python of Pipfile.lock's _meta.requires, then the Pipfile's."""
+    lock = json.dumps({"_meta": {"requires": {}}, "default": {}, "develop": {}})
+    files = {f"{folder}Pipfile.lock": lock,
+             f"{folder}Pipfile": '[packages]\n[requires]\npython_version = "3.10"\n'}
+    lines = dockerfile(tmp_path, files)
+    run = lines[position(lines, "conda_env.py\", \"--python\"")]
+    argv = json.loads(run[run.index("["):])
+    assert argv[argv.index("--python") + 1] == "3.10"

@@ -230,3 +230,24 @@ class PipfileBuildPack(BuildPack):
 class PipfileLockBuildPack(PipfileBuildPack):
     id = "Pipfile.lock"
     config_file = "Pipfile.lock"
+
+    def install(self, inputs: BuildInputs) -> Install:
+        """The lock's packages, with the Python of its ``_meta.requires``, else of the
+        Pipfile beside it (repo2docker reads both, the lock first)."""
+        result = super().install(inputs)
+        if result.python is None:
+            result.python = self._pipfile_python(inputs)
+        return result
+
+    @staticmethod
+    def _pipfile_python(inputs: BuildInputs) -> str | None:
+        from workers.buildpacks import find_config_file  # the package imports this module
+
+        assert inputs.config_path is not None
+        try:
+            path = find_config_file(inputs.checkout, inputs.checkout / inputs.config_path.parent,
+                                    "Pipfile")
+            data = _load(inputs.read(path), str(path)) if path is not None else None
+        except BuildFailure:  # the lock is what the build installs: a Pipfile it cannot
+            return None       # read only names no Python
+        return _python_of(data.get("requires")) if isinstance(data, dict) else None
