@@ -444,6 +444,19 @@ def test_requirements_txt_beside_an_r_package_is_checked_as_any(tmp_path: Path) 
         check(detect(checkout, config), checkout, config)
 
 
+def test_files_pulled_in_beside_an_r_package_are_named(tmp_path: Path) -> None:
+    """A requirements.txt installed beside DESCRIPTION reads its -r files as it would alone:
+    the build copies them even where .dockerignore leaves them out."""
+    checkout = checkout_with(tmp_path, {"DESCRIPTION": "Package: demo\n",
+                                        "requirements.txt": "-r requirements-base.txt\n",
+                                        "requirements-base.txt": "numpy\n"})
+    config = CONFIG.replace(config_order=("repo2docker",))
+    detection = detect(checkout, config)
+    assert detection.buildpack.id == "DESCRIPTION"
+    assert "requirements-base.txt" in [str(path) for path in detection.buildpack.pulled_in(
+        detection.inputs(checkout, config))]
+
+
 def test_appendix_and_repo_dir(tmp_path: Path) -> None:
     config = CONFIG.replace(appendix="USER root\\nRUN echo operator-layer\\nUSER jovyan",
                             repo_dir="/srv/repo")

@@ -38,6 +38,10 @@ class BesideBuildPack(BuildPack):
         for pack, each in self._each(inputs):
             pack.check(each)
 
+    def pulled_in(self, inputs: BuildInputs) -> list[PurePosixPath]:
+        return list(dict.fromkeys(path for pack, each in self._each(inputs)
+                                  for path in pack.pulled_in(each)))
+
     def notices(self, inputs: BuildInputs) -> list[str]:
         return [line for pack, each in self._each(inputs) for line in pack.notices(each)]
 
