@@ -98,7 +98,9 @@ def read_config_bytes(checkout: Path, path: PurePosixPath) -> bytes:
 def read_config_text(checkout: Path, path: PurePosixPath, errors: str = "replace") -> str:
     """The text of the config file ``path`` (UTF-8, newlines as ``\\n``), within the cap
     of ``read_config_bytes``."""
-    text = read_config_bytes(checkout, path).decode("utf-8", errors)
+    # utf-8-sig: without the byte-order mark a Windows editor may write first, which Docker
+    # drops from .dockerignore and Dockerfiles, and which would hide a runtime.txt's line
+    text = read_config_bytes(checkout, path).decode("utf-8-sig", errors)
     # as a file opened in text mode reads it (universal newlines)
     return text.replace("\r\n", "\n").replace("\r", "\n")
 

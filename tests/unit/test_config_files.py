@@ -92,3 +92,22 @@ def test_every_reader_refuses_a_file_over_its_cap_the_same_way(tmp_path: Path,
     assert caught.value.message == (f"{name} is {cap.max_bytes + 1} bytes; this farm reads "
                                     f"config files of at most {cap.max_bytes} bytes ({shown}).")
     assert caught.value.suggestions == [cap.advice.format(name=name)]
+
+
+def test_a_byte_order_mark_is_read_as_the_tools_read_it(tmp_path: Path) -> None:
+    """Windows editors may begin a UTF-8 file with a byte-order mark, which Docker drops from
+    .dockerignore and Dockerfiles: the farm reads every config file without it too."""
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    bom = "\ufeff".encode()
+    (checkout / "runtime.txt").write_bytes(bom + b"python-3.12\n")
+    (checkout / "apt.txt").write_bytes(bom + b"cowsay\n")
+    (checkout / "requirements.txt").write_bytes(b"")
+    (checkout / ".dockerignore").write_bytes(bom + b"secret.txt\n")
+    config = CONFIG.replace(conda_channels=("http://127.0.0.1:8/c",))
+    detection = detect(checkout, config)
+    check(detection, checkout, config)
+    lines = detection.buildpack.render(detection.inputs(checkout, config)).splitlines()
+    assert any('"--python", "3.12"' in line for line in lines)
+    assert any(line.startswith("RUN") and " cowsay" in line for line in lines)
+    assert ignore_patterns(checkout) == ["secret.txt"]
