@@ -61,3 +61,15 @@ def test_another_interpreter_runs_the_script_itself(tmp_path: Path) -> None:
     assert "py ran" in result.stdout
     assert result.stdout.splitlines()[-1] == (
         "BINDER-ERROR: postBuild failed with exit code 3; its output above says why.")
+
+
+def test_a_failing_child_script_the_script_handles_is_not_named(tmp_path: Path) -> None:
+    """The trap is postBuild's own: a bash script it runs, failing and handled, prints
+    no BINDER-ERROR line that the farm would keep as the build's error."""
+    child = tmp_path / "child.sh"
+    child.write_text("#!/bin/bash\nexit 3\n")
+    child.chmod(0o755)
+    result = run(tmp_path, "#!/bin/bash -e\n./child.sh || echo handled\nbash ./child.sh || true\n")
+    assert result.returncode == 0, result
+    assert "handled" in result.stdout
+    assert "BINDER-ERROR" not in result.stdout, result.stdout
