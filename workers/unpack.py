@@ -4,7 +4,13 @@ An archive from a data repository is as untrusted as a Git repository: its
 member names, link targets and sizes are chosen by whoever uploaded it. So
 every member is checked before a byte lands:
 
-- names are relative, with no ``..`` component, no drive letter, no NUL;
+- names are relative, with no ``..`` component, no drive letter, no NUL,
+  and no longer than the system takes (``NAME_MAX``, ``PATH_MAX``);
+- a tar's records that carry metadata (GNU long names and link targets, pax
+  headers) are refused above ``MAX_TAR_RECORD`` before ``tarfile`` reads
+  them, which it does whole, into memory (64 KiB of a compressed archive
+  would otherwise hold 64 MiB of one name); GNU sparse members, whose maps
+  ``tarfile`` also holds whole, are refused;
 - symbolic links point inside the destination (checked on the real path,
   and once more over the whole tree at the end, since a later link can
   change where an earlier one leads); hard links only to members already
@@ -42,6 +48,12 @@ from typing import IO
 from common.errors import BuildFailure
 
 CHUNK = 1024 * 1024
+#: Longest tar metadata record (a GNU long name or link target, a pax header) read; a
+#: real one holds a path and a few keys.
+MAX_TAR_RECORD = 64 * 1024
+#: Longest member name component, and whole name, a Linux file system takes.
+NAME_MAX = 255
+PATH_MAX = 4096
 #: Below this many bytes unpacked, the compression ratio is not checked
 #: (small, very compressible files such as notebooks full of zeros are fine).
 RATIO_FLOOR = 32 * 1024 * 1024
@@ -77,8 +89,10 @@ def is_archive(path: Path) -> bool:
 
 
 def _is_tar(path: Path) -> bool:
+    # tarfile.is_tarfile reads the first header with an unbounded TarInfo.
     try:
-        return tarfile.is_tarfile(path)
+        with _open_tar(path):
+            return True
     except (OSError, tarfile.TarError, EOFError, ValueError):
         return False
 
@@ -97,6 +111,9 @@ def member_path(name: str) -> PurePosixPath | None:
     """
     text = name.replace("\\", "/")
     parts = [part for part in text.split("/") if part not in ("", ".")]
+    if len(text.encode(errors="surrogateescape")) >= PATH_MAX or any(
+            len(part.encode(errors="surrogateescape")) > NAME_MAX for part in parts):
+        raise _too_long(name)
     if (text.startswith("/") or "\x00" in text or ".." in parts
             or (parts and len(parts[0]) >= 2 and parts[0][1] == ":")):
         raise UnsafeArchive(
@@ -104,6 +121,48 @@ def member_path(name: str) -> PurePosixPath | None:
             "one that climbs out with '..'.",
             suggestions=["Repack the archive with relative paths inside one folder."])
     return PurePosixPath(*parts) if parts else None
+
+
+def _too_long(name: str) -> UnsafeArchive:
+    return UnsafeArchive(
+        f"The archive holds a path that is too long ({printable(name)}): a file system "
+        f"takes names of at most {NAME_MAX} bytes, in paths of less than {PATH_MAX}.",
+        suggestions=["Repack the archive with shorter file and folder names."])
+
+
+#: The tar record types whose bytes are metadata of the next member (or of all).
+_METADATA_RECORDS = (tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK, tarfile.XHDTYPE,
+                     tarfile.XGLTYPE, tarfile.SOLARIS_XHDTYPE)
+
+
+class _BoundedTarInfo(tarfile.TarInfo):
+    """A tar header that refuses, before ``tarfile`` reads them, the records it would
+    hold whole in memory past ``MAX_TAR_RECORD`` (see the module docstring)."""
+
+    def _proc_member(self, tarfile_: tarfile.TarFile) -> tarfile.TarInfo:
+        if self.type == tarfile.GNUTYPE_SPARSE:
+            raise UnsafeArchive(
+                "The archive holds a GNU sparse file, which this farm does not unpack.",
+                suggestions=["Repack the archive without --sparse (plain files)."])
+        if self.type in _METADATA_RECORDS and self.size > MAX_TAR_RECORD:
+            raise UnsafeArchive(
+                f"The archive holds names or headers of {self.size} bytes (a tar record "
+                f"of long names or pax headers); this farm reads at most {MAX_TAR_RECORD}.",
+                suggestions=["Repack the archive with shorter file names and without "
+                             "extended attributes."])
+        return super()._proc_member(tarfile_)  # type: ignore[misc]
+
+    def _proc_gnusparse_10(self, next_: tarfile.TarInfo, pax_headers: dict[str, str],
+                           tarfile_: tarfile.TarFile) -> None:
+        # A pax-described sparse map, read from the member's data one block at a time.
+        raise UnsafeArchive(
+            "The archive holds a sparse file (pax GNU.sparse), which this farm does not "
+            "unpack.", suggestions=["Repack the archive without --sparse (plain files)."])
+
+
+def _open_tar(path: Path) -> tarfile.TarFile:
+    """``path`` opened as a tar (any compression) whose headers are read bounded."""
+    return tarfile.open(path, "r:*", tarinfo=_BoundedTarInfo)
 
 
 def implied_folders(relative: PurePosixPath) -> list[PurePosixPath]:
@@ -214,6 +273,8 @@ class _Unpacker:
 
     def symlink(self, target: Path, member: _Member) -> None:
         link = member.link
+        if len(link.encode(errors="surrogateescape")) >= PATH_MAX:
+            raise _too_long(link)
         if not link or link.startswith("/") or "\x00" in link or \
                 not self.inside(os.path.join(target.parent, link)):
             raise _escape(member.name)
@@ -322,7 +383,7 @@ def unpack_archive(archive: Path, dest: Path, limits: UnpackLimits) -> int:
                 for member, handle in _zip_members(opened):
                     unpacker.add(member, handle)
         elif _is_tar(archive):
-            with tarfile.open(archive, "r:*") as opened:
+            with _open_tar(archive) as opened:
                 for member, handle in _tar_members(opened):
                     unpacker.add(member, handle)
         else:

@@ -6,6 +6,7 @@ unpacker, would write outside the destination or fill the disk.
 
 from __future__ import annotations
 
+import gzip
 import io
 import stat
 import tarfile
@@ -81,4 +82,22 @@ def zip_bomb(path: Path, unpacked: int = 1024 * MiB) -> Path:
             archive.open("zeros.bin", "w", force_zip64=True) as member:
         for _ in range(unpacked // MiB):
             member.write(chunk)
+    return path
+
+
+def tar_with_record(path: Path, kind: bytes, size: int, then: str = "after.txt") -> Path:
+    """A gzipped tar whose first entry is a metadata record of type ``kind`` (a GNU long
+    name, a pax header, a GNU sparse file) claiming ``size`` bytes, all of them there: a
+    reader holding such a record whole holds ``size`` bytes, though the archive, one
+    repeated byte compressed, is a thousandth of it. A plain file ``then`` follows."""
+    record = tarfile.TarInfo("././@LongLink")
+    record.type, record.size = kind, size
+    with gzip.open(path, "wb", compresslevel=9) as out:
+        out.write(record.tobuf(format=tarfile.GNU_FORMAT))
+        block = b"a" * MiB
+        for _ in range(size // MiB):
+            out.write(block)
+        out.write(b"a" * (size % MiB) + bytes(-size % tarfile.BLOCKSIZE))
+        plain = tarfile.TarInfo(then)
+        out.write(plain.tobuf(format=tarfile.GNU_FORMAT) + bytes(2 * tarfile.BLOCKSIZE))
     return path

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tarfile
+import tracemalloc
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,7 @@ from tests.support.archives import (
     make_zip,
     tar_entry,
     tar_with,
+    tar_with_record,
     zip_bomb,
     zip_with_symlink,
 )
@@ -248,3 +252,44 @@ def test_not_an_archive(work: Path, tmp_path: Path) -> None:
     assert not is_archive(text)
     with pytest.raises(UnsafeArchive, match="not a zip or tar"):
         unpack_archive(text, work, LIMITS)
+
+
+def peak_allocation(action: Callable[[], object]) -> int:
+    """The most Python held at once while ``action`` ran (bytes above what it held before)."""
+    tracemalloc.start()
+    try:
+        with contextlib.suppress(UnsafeArchive):
+            action()
+        return tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("kind", [tarfile.GNUTYPE_LONGNAME, tarfile.GNUTYPE_LONGLINK,
+                                  tarfile.XHDTYPE, tarfile.XGLTYPE])
+def test_a_huge_name_or_header_record_is_refused_before_it_is_read(
+        kind: bytes, work: Path, tmp_path: Path) -> None:
+    # 64 MiB of one long name packs into some 64 KiB: read whole, it is held whole.
+    archive = tar_with_record(tmp_path / "names.tar.gz", kind, 64 * MiB)
+    assert archive.stat().st_size < MiB
+    with pytest.raises(UnsafeArchive, match="names or headers") as caught:
+        unpack_archive(archive, work, LIMITS)
+    assert caught.value.suggestions and len(caught.value.message) < 300
+    assert peak_allocation(lambda: unpack_archive(archive, work, LIMITS)) < 8 * MiB
+    assert peak_allocation(lambda: is_archive(archive)) < 8 * MiB
+
+
+def test_a_gnu_sparse_member_is_refused(work: Path, tmp_path: Path) -> None:
+    # Each of its extension headers adds entries to a map held in memory, without end.
+    archive = tar_with_record(tmp_path / "sparse.tar.gz", tarfile.GNUTYPE_SPARSE, 1024)
+    with pytest.raises(UnsafeArchive, match="sparse"):
+        unpack_archive(archive, work, LIMITS)
+
+
+@pytest.mark.parametrize("name", ["a" * 256, "/".join(["d" * 200] * 25) + "/f.txt"])
+def test_a_name_longer_than_the_system_takes_is_refused(name: str, work: Path,
+                                                        tmp_path: Path) -> None:
+    archive = make_tar(tmp_path / "long.tar.gz", {name: "x"})
+    with pytest.raises(UnsafeArchive, match="too long") as caught:
+        unpack_archive(archive, work, LIMITS)
+    assert len(caught.value.message) < 300
