@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -46,6 +47,7 @@ from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
 from workers.outages import OutageTooLong, OutageWait, ServiceLost
 from workers.process_logs import bind_build
+from workers.repo_yaml import shorten
 from workers.stopping import WorkerStopping
 
 log = logging.getLogger(__name__)
@@ -336,13 +338,29 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         return _give_back(config, record, str(exc))
     except Exception as exc:
         log.exception("%s of %s failed unexpectedly", phase.value, build_id)
-        message = (f"The farm failed in phase {phase.value} ({type(exc).__name__}: {exc}); "
-                   "retry the build, and tell the operators if it persists.")
+        message = unexpected_failure(phase, exc)
         return _end(config, record, Status.FAILED, wait, message, writer=writer,
                     cause=FailureCause.FARM, pushed=_pushed(run))
     finally:
         if writer is not None:
             _close_log(writer, wait)
+
+
+#: Characters of an unexpected exception's text told in a build's error.
+UNEXPECTED_CHARS = 300
+#: The user name and password of a URL (``redis://:PASSWORD@host``).
+_URL_CREDENTIALS = re.compile(r"(?<=://)[^/@\s]*@")
+
+
+def unexpected_failure(phase: Phase, exc: Exception) -> str:
+    """The error of a build that failed with what the farm did not expect. The record is
+    shown to whoever reads builds, and the exception's text is of any length and may
+    hold a service's URL: it is told bounded, on one line, without credentials (the
+    worker's log has it whole)."""
+    told = shorten(_URL_CREDENTIALS.sub("***@", f"{type(exc).__name__}: {exc}"),
+                   UNEXPECTED_CHARS)
+    return (f"The farm failed in phase {phase.value} ({told}); retry the build, and tell "
+            "the operators if it persists.")
 
 
 #: A phase that lost a service half-way runs again (from its start) this often.

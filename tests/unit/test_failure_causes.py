@@ -186,3 +186,19 @@ def test_a_cancelled_phase_that_loses_a_service_ends_cancelled_not_run_again(
     with pytest.raises(BuildCancelled):
         phase_runner._run_function(run, function, Wait())  # type: ignore[arg-type]
     assert (runs, waited) == ([1], [])
+
+
+@pytest.mark.parametrize("exc", [
+    OSError(36, "File name too long", "/work/" + "a" * 100_000),
+    RuntimeError("Error connecting to redis://:s3cret@127.0.0.1:6379/0\n\x1b[31mrefused"),
+])
+def test_an_unexpected_failure_is_told_bounded_without_credentials(
+        ended: list[dict[str, Any]], exc: Exception) -> None:
+    # The error is the record's, which public reads show: what the farm did not expect
+    # carries text of any length, and a service's URL may carry its password.
+    run_failing(exc)
+    [call] = ended
+    assert call["cause"] is FailureCause.FARM
+    assert type(exc).__name__ in call["error"] and "retry the build" in call["error"]
+    assert len(call["error"]) < 600
+    assert "s3cret" not in call["error"] and "\x1b" not in call["error"]
