@@ -27,6 +27,7 @@ import enum
 import hashlib
 import hmac
 import logging
+import re
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -68,6 +69,20 @@ def digest(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
+#: What a misspelt scope looks like ("write", "builder"): short, letters only.
+_SCOPE_WORD = re.compile(r"^[A-Za-z]{1,10}$")
+
+
+def _unknown_scope(text: str) -> str:
+    """The refusal's words for the scope field ``text``: a misspelt scope is quoted; other
+    text is not, since it may be a key written where the scope goes (NAME:KEY:SCOPE),
+    and the refusal goes to logs."""
+    text = text.strip()
+    if _SCOPE_WORD.match(text):
+        return f"the unknown scope {text!r}"
+    return "an unknown scope (not shown: it may be a key written in the scope's place)"
+
+
 def parse_entry(entry: str, where: str) -> ApiKey:
     """``NAME:SCOPE:KEY`` (or ``NAME:SCOPE:sha256:HEX``) as an ``ApiKey``."""
     name, _, rest = entry.strip().partition(":")
@@ -78,8 +93,8 @@ def parse_entry(entry: str, where: str) -> ApiKey:
     try:
         scope = Scope[scope_name.strip().upper()]
     except KeyError:
-        raise ConfigError(f"{where}: the API key {name!r} has the unknown scope "
-                          f"{scope_name[:20]!r}", suggestions=[FORMAT_HINT]) from None
+        raise ConfigError(f"{where}: the API key {name!r} has {_unknown_scope(scope_name)}",
+                          suggestions=[FORMAT_HINT]) from None
     key = key.strip()
     if key.startswith("sha256:"):
         try:

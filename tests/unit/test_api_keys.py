@@ -60,6 +60,23 @@ def test_bad_entries_are_refused_with_a_sentence(tmp_path: Path, entries: str, s
     assert "SECRET" not in caught.value.message
 
 
+@pytest.mark.parametrize("entry", ["ci:Zk3vQ9sL2mN8pR4tYw:read", "ci:zk3vq9sl2m:read"])
+def test_a_key_written_where_the_scope_goes_is_not_told(tmp_path: Path, entry: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    # NAME:KEY:SCOPE, the key in the scope's place: the refusal goes to the logs.
+    with pytest.raises(ConfigError) as caught:
+        ring(tmp_path, BINDER_API_KEYS=entry)
+    assert "unknown scope" in caught.value.message and "ci" in caught.value.message
+    assert "zk3v" not in caught.value.message.lower()
+    path = tmp_path / "keys"
+    path.write_text("launcher:build:first-key\n")
+    keys = ring(tmp_path, BINDER_API_KEYS_FILE=str(path))
+    path.write_text(entry + "\n")
+    os.utime(path, ns=(7, 8))
+    assert keys.find("first-key") is not None
+    assert "unknown scope" in caplog.text and "zk3v" not in caplog.text.lower()
+
+
 def test_the_keys_file_is_read_again_when_it_changes(tmp_path: Path) -> None:
     path = tmp_path / "keys"
     path.write_text("# launcher keys\nlauncher:build:first-key\n\n")
