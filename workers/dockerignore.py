@@ -13,8 +13,9 @@ not met as an error while the context is packed.
 Every pattern is matched against every path the context's walk meets
 (docker's own matcher, :class:`IgnoreMatcher`, with each pattern compiled
 once: docker's recompiles them all for each path once a file has more than
-100). That work is bounded: an ignore file whose patterns times the
-repository's files and folders pass ``MAX_MATCHES`` is refused at detect.
+100; and matched without backtracking, in time linear in the pattern). That
+work is bounded: an ignore file whose patterns times the repository's files
+and folders pass ``MAX_MATCHES`` is refused at detect.
 """
 
 from __future__ import annotations
@@ -24,10 +25,10 @@ import re
 from pathlib import Path, PurePosixPath
 
 from docker.utils.build import Pattern, PatternMatcher
-from docker.utils.fnmatch import translate
 
 from common.errors import BuildFailure
 from workers.config_files import cap_for, check_config_size, read_config_text
+from workers.ignore_glob import GlobPattern
 from workers.repo_yaml import shorten
 
 #: The ignore files read, most preferred first: the first present one applies.
@@ -37,15 +38,17 @@ MAX_MATCHES = 20_000_000
 
 
 class _CompiledPattern(Pattern):
-    """docker's ``Pattern``, its regular expression compiled once (docker's ``fnmatch``
-    compares in lower case, so this does too)."""
+    """docker's ``Pattern``, compiled once into a matcher that does not backtrack
+    (``workers/ignore_glob.py``: docker-py's regular expression, matched by Python's
+    engine, takes longer than any build for a pattern of a few dozen wildcards);
+    docker's ``fnmatch`` compares in lower case, so this does too."""
 
     def __init__(self, pattern_str: str) -> None:
         super().__init__(pattern_str)
-        self.regex = re.compile(translate(self.cleaned_pattern.lower()))
+        self.glob = GlobPattern(self.cleaned_pattern.lower())
 
     def match(self, filepath: str) -> bool:
-        return self.regex.match(filepath.lower()) is not None
+        return self.glob.match(filepath.lower())
 
 
 class IgnoreMatcher(PatternMatcher):
