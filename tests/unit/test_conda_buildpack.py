@@ -245,6 +245,21 @@ def test_conda_dependencies_may_not_be_package_urls(tmp_path: Path, dependency: 
         CondaBuildPack().check(inputs_for(tmp_path, f"dependencies: [numpy, {dependency}]\n"))
 
 
+@pytest.mark.parametrize(("written", "url"), [
+    ('p[url="https://evil.example/p-1.0-0.conda"]', "https://evil.example/p-1.0-0.conda"),
+    ('numpy ==1.0[build="py", url="s3://b/p.conda"]', "s3://b/p.conda"),
+    ('numpy[build="[", url="https://x/p.conda"]', "https://x/p.conda"),
+    ('numpy[build="a]b"]', None), ('numpy >=1', None), ('numpy[sha256="url=x"]', None),
+    ('numpy[build="' + "[" * 300_000 + '"]', None),
+    ('numpy[build="' + "[ " * 100_000 + 'url=x"]', None),
+])
+def test_the_url_a_spec_downloads_from_is_found_in_one_pass(written: str,
+                                                            url: str | None) -> None:
+    # As rattler writes a spec back; the long ones made a backtracking search take
+    # minutes (its time grew with the square of the spec's length).
+    assert script.package_url(written) == url
+
+
 def test_conda_dependencies_by_name_channel_or_local_file_pass(tmp_path: Path) -> None:
     CondaBuildPack().check(inputs_for(
         tmp_path, "dependencies: [numpy >=1, 'conda-forge::scipy', 'python 3.12.*',"

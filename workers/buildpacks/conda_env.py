@@ -79,9 +79,8 @@ if TYPE_CHECKING:
 CHANNEL_ALIAS = "https://conda.anaconda.org"
 #: What conda means by ``defaults``.
 DEFAULT_CHANNELS = ("https://repo.anaconda.com/pkgs/main", "https://repo.anaconda.com/pkgs/r")
-#: The URL a spec downloads its package from (``https://host/p-1.0-0.conda``,
-#: ``p[url=...]``), as rattler writes the spec back.
-_PACKAGE_URL = re.compile(r'\[(?:[^\]]*[ ,])?url="([^"]*)"')
+#: A bracket, or a ``url`` key in brackets with its value, as rattler writes a spec back.
+_URL_TOKEN = re.compile(r'[\[\]]|(?<=[\[ ,])url="([^"]*)"')
 #: Used when ``environment.yml`` lists no channels (as Binder does).
 FALLBACK_CHANNELS = ("conda-forge",)
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -212,6 +211,23 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def package_url(written: str) -> str | None:
+    """The URL a spec downloads its package from (``https://host/p-1.0-0.conda``,
+    ``p[url=...]``), from the spec as rattler writes it back; ``None`` for none.
+
+    One pass over the text: a search for ``[``, then anything, then ``url="``
+    tries the rest of the text again from every ``[``, minutes of work on a spec
+    of a few hundred thousand of them.
+    """
+    inside = False
+    for token in _URL_TOKEN.finditer(written):
+        if token.group(0) in ("[", "]"):
+            inside = token.group(0) == "["
+        elif inside:
+            return token.group(1)
+    return None
+
+
 def match_specs(specs: Sequence[str]) -> list[Any]:
     from rattler import MatchSpec
     from rattler.exceptions import InvalidMatchSpecError
@@ -224,8 +240,8 @@ def match_specs(specs: Sequence[str]) -> list[Any]:
             raise EnvironmentFileError(f"environment.yml: {shorten(text)!r} is not a valid conda "
                                        f"package spec: {shorten(_one_line(str(exc)), 200)}."
                                        ) from exc
-        url = _PACKAGE_URL.search(str(spec))
-        if url and not url.group(1).lower().startswith("file:"):
+        url = package_url(str(spec))
+        if url and not url.lower().startswith("file:"):
             raise EnvironmentFileError(
                 f"environment.yml: {shorten(text)!r} downloads a package from a URL; this farm "
                 "installs conda packages only from its own channels. List the package by name.")
