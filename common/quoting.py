@@ -18,3 +18,11 @@ def quoted(text: str, limit: int = MAX_QUOTED) -> str:
     """``text`` (a user's) as a JSON string to quote in a message, at most ``limit`` long."""
     literal = json.dumps(text)  # escapes quotes and control characters
     return literal if len(literal) <= limit else f"{literal[:limit - 4]}...\""
+
+
+def plain_line(text: str) -> str:
+    """``text`` as one line of plain text: line breaks and tabs as spaces, every other
+    character that is not printable (terminal escapes, C1 controls) as ``?``. A
+    terminal shown a build's error must not obey the repository's bytes in it."""
+    return "".join(char if char.isprintable() else " " if char in "\t\n\r\v\f" else "?"
+                   for char in text)

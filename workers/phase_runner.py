@@ -42,6 +42,7 @@ from common.config import Config
 from common.errors import BadDatabase, BuildCancelled, BuildFailure, LeaseLost, NoDatabase
 from common.log_store import BuildLogWriter, end_line, phase_banner
 from common.models import BEFORE_PUSH, STEPS, BuildRecord, FailureCause, Phase, Status, Step
+from common.quoting import plain_line
 from workers import liveness, stopping
 from workers.dispatch import broker_epoch
 from workers.guard import PhaseGuard
@@ -541,6 +542,9 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     (``build_store.ended_image``, told whether the attempt ``pushed`` when that is
     known; ``changes`` that name the image win)."""
     build_id, attempt = record["build_id"], record["attempt"]
+    # A failure's sentence may quote the repository's output (a step's, the image's).
+    error = plain_line(error) if error is not None else None
+    suggestions = [plain_line(each) for each in suggestions] if suggestions else suggestions
     if writer is not None:
         # A log whose store stayed away loses its end line, not the build its end.
         with contextlib.suppress(NoDatabase):

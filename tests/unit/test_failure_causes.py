@@ -202,3 +202,15 @@ def test_an_unexpected_failure_is_told_bounded_without_credentials(
     assert type(exc).__name__ in call["error"] and "retry the build" in call["error"]
     assert len(call["error"]) < 600
     assert "s3cret" not in call["error"] and "\x1b" not in call["error"]
+
+
+def test_a_failures_sentence_reaches_the_record_as_one_line_of_plain_text(
+        ended: list[dict[str, Any]]) -> None:
+    # A failed step's last output, an image's last words: the repository's bytes, which
+    # a terminal showing the error would obey (OSC 52 writes its clipboard).
+    run_failing(BuildFailure("The build step `RUN x` failed with exit code 1. Its last "
+                             "output: \x1b]52;c;aGk=\x1b\\\x1b[2J\x9b31mred\nnext\x07"))
+    [call] = ended
+    assert not any(char in call["error"] for char in "\x1b\x9b\x07\n")
+    assert call["error"].startswith("The build step `RUN x` failed with exit code 1.")
+    assert "red next" in call["error"]
