@@ -20,13 +20,15 @@ import os
 import re
 import signal
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from common.config import Config
 from common.docker_connection import cli_flags
 from common.errors import BuildFailure
+from common.log_store import MAX_LINE_CHARS
 from common.models import FailureCause
 from common.probes import check_docker
 from common.terminal_text import STEP_PREFIX, shown_line
@@ -194,6 +196,19 @@ def _explanation(error: str, recent: list[str], memory: str) -> str:
     return f"Docker could not build the image: {reason[:500]}"
 
 
+def client_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """The client's output, a line at a time, each cut at what the log keeps of a line
+    (``MAX_LINE_CHARS``): the rest of a longer one is read and dropped as it comes. A
+    step that prints without a newline makes one line of the client's output, as long
+    as the engine lets a step's log grow (gigabytes)."""
+    limit = MAX_LINE_CHARS * 4  # bytes of UTF-8 that hold that many characters
+    cut = False
+    while piece := stream.readline(limit):
+        if not cut:
+            yield piece
+        cut = not piece.endswith(b"\n")
+
+
 def run_build(request: BuildRequest, config: Config, workdir: Path,
               say: Callable[[str], None], guard: PhaseGuard) -> str:
     """Build as ``request`` says on this worker's engine; return the image id.
@@ -221,9 +236,9 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
     last = ""
     assert client.stdout is not None
     try:
-        for raw in client.stdout:
+        for raw in client_lines(client.stdout):
             engine.heard()
-            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+            line = raw.decode("utf-8", errors="replace").rstrip("\r\n")[:MAX_LINE_CHARS]
             say(line)
             output = step_output(shown_line(line))
             if output is not None:

@@ -9,12 +9,14 @@ import datetime as dt
 import os
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from common.clock import utcnow
 from common.config import load_config
+from common.log_store import MAX_LINE_CHARS
 from common.models import Phase
 from tests.support.outage_clock import Clock
 from workers import guard as guard_module
@@ -217,3 +219,33 @@ def test_a_build_whose_engine_stops_answering_is_stopped_as_an_outage(
     with guard, pytest.raises(OutageTooLong, match="the Docker engine did not answer"):
         image_build.run_build(request, config, tmp_path, said.append, guard)
     assert said in ([], ["step 1"]) and frozen.probes >= 1
+
+
+def test_a_line_of_any_length_from_the_client_is_held_cut_at_the_log_line_bound(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    # A step printing without a newline makes one line of the client's output: read
+    # whole, 64 MiB of it was held at once (a step may log 2 GiB).
+    RecordedWatch.made = []
+    monkeypatch.setattr(image_build, "SilenceWatch", RecordedWatch)
+    monkeypatch.setattr(image_build, "client_environment", lambda config: dict(os.environ))
+
+    def build_command(request: object, iidfile: Path) -> list[str]:
+        iidfile.write_text("sha256:built")
+        return [sys.executable, "-c", "import sys; out = sys.stdout.buffer\n"
+                "for _ in range(64): out.write(b'a' * 2**20)\n"
+                "out.write(b'\\nstep 2\\n')"]
+    monkeypatch.setattr(image_build, "build_command", build_command)
+    context = tmp_path / "context.tar"
+    context.write_bytes(b"")
+    request = image_build.BuildRequest(context=context, dockerfile="Dockerfile", tag="r/x:t")
+    said: list[str] = []
+    tracemalloc.start()
+    try:
+        image_build.run_build(request, load_config(environ={}), tmp_path,  # type: ignore[arg-type]
+                              said.append, WatchedGuard())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20
+    assert [len(line) for line in said] == [MAX_LINE_CHARS, len("step 2")]
+    assert said[-1] == "step 2"
