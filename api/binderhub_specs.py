@@ -46,16 +46,17 @@ def _two_parts(spec: str, form: str) -> tuple[str, str]:
     """``ESCAPED/REF`` split at the first ``/``, both unescaped; the ref is required."""
     escaped, _, ref = spec.partition("/")
     if not escaped or not ref:
-        raise BadRepoSource(f'Spec is not of the form "{form}", provided: "{spec}".',
-                            suggestions=[f"Give the ref too: {spec}/HEAD for the default branch."])
+        raise BadRepoSource(f'Spec is not of the form "{form}", provided: {quoted(spec)}.',
+                            suggestions=[f"Give the ref too: {quoted(spec + '/HEAD')} for the "
+                                         "default branch."])
     return unquote(escaped), unquote(ref)
 
 
 def _github(spec: str, config: Config) -> str:
     parts = spec.split("/", 2)  # the ref may contain "/"
     if len(parts) != 3 or not all(parts):
-        raise BadRepoSource(f'Spec is not of the form "user/repo/ref", provided: "{spec}".',
-                            suggestions=[f'Did you mean "{spec.rstrip("/")}/HEAD"?'])
+        raise BadRepoSource(f'Spec is not of the form "user/repo/ref", provided: {quoted(spec)}.',
+                            suggestions=[f'Did you mean {quoted(spec.rstrip("/") + "/HEAD")}?'])
     owner, repo, ref = (unquote(part) for part in parts)
     tree = f"/tree/{ref}" if _ref(ref) else ""
     return f"{config.github_url.rstrip('/')}/{owner}/{repo}{tree}"
@@ -70,7 +71,8 @@ def _gitlab(spec: str, config: Config) -> str:
 def _gist(spec: str, config: Config) -> str:
     parts = spec.split("/")
     if len(parts) not in (2, 3) or not all(parts):
-        raise BadRepoSource(f'Spec is not of the form "user/gist-id[/ref]", provided: "{spec}".',
+        raise BadRepoSource('Spec is not of the form "user/gist-id[/ref]", provided: '
+                            f'{quoted(spec)}.',
                             suggestions=["Give the gist as USER/ID, or USER/ID/REVISION."])
     user, gist_id = unquote(parts[0]), unquote(parts[1])
     ref = _ref(unquote(parts[2])) if len(parts) == 3 else None
@@ -167,7 +169,9 @@ def farm_spec(prefix: str, spec: str, config: Config) -> str:
 
     known = PREFIXES.get(prefix)
     if known is None:
-        raise BadRepoSource(f"No provider found for prefix {prefix}",
+        # BinderHub's sentence names a prefix of letters as it is; other text is quoted.
+        shown = prefix if prefix.isalnum() and len(prefix) <= 60 else quoted(prefix, 60)
+        raise BadRepoSource(f"No provider found for prefix {shown}",
                             suggestions=[f"Use one of: {', '.join(PREFIXES)}."])
     text = known.to_farm(spec.rstrip("/"), config)
     owner = parse_spec(text, config).provider

@@ -73,6 +73,20 @@ def test_a_bad_spec_is_quoted_as_a_json_string() -> None:
     assert caught.value.message == '"not-a-doi\\\\" is not a DOI.'
 
 
+@pytest.mark.parametrize("prefix, spec", [
+    ("gh", "only\x1b[2J" + "x" * 5000), ("gl", "a\x1b]52;c;aGk=\x07" + "x" * 5000),
+    ("git", "x" * 5000 + "\x1b[2J"), ("gist", "a/b/c/\x1b[2J" + "x" * 5000),
+    ("h\x1b[2J" + "g" * 5000, "a/b/HEAD"),
+])
+def test_a_spec_not_of_its_form_is_quoted_bounded_and_escaped(prefix: str, spec: str) -> None:
+    # The path of a request, as the launcher's page shows the refusal.
+    with pytest.raises(BadRepoSource) as caught:
+        farm_spec(prefix, spec, CONFIG)
+    told = " ".join([caught.value.message, *caught.value.suggestions])
+    assert "\x1b" not in told and "\x07" not in told
+    assert len(told) < 1000
+
+
 def test_display_configs_have_binderhubs_shape() -> None:
     for prefix in PREFIXES.values():
         shown = prefix.display_config(CONFIG)
