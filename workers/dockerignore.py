@@ -33,6 +33,9 @@ from workers.repo_yaml import shorten
 
 #: The ignore files read, most preferred first: the first present one applies.
 IGNORE_FILE_NAMES = (".dockerignore", ".containerignore")
+#: Longest pattern matched: as long as a path may be (each character is a step of the
+#: match, for every path the walk meets).
+MAX_PATTERN_CHARS = 4096
 #: Pattern-by-path matches packing one context may take, about a microsecond each.
 MAX_MATCHES = 20_000_000
 
@@ -102,6 +105,12 @@ def ignore_patterns(checkout: Path, dockerfile: PurePosixPath | None = None) -> 
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
+        if len(line) > MAX_PATTERN_CHARS:
+            raise BuildFailure(f"{name} line {number}: a pattern of {len(line)} characters; "
+                               f"this farm matches patterns of at most {MAX_PATTERN_CHARS} "
+                               "(no path is longer).",
+                               suggestions=[f"Shorten that line of {name}: a pattern needs "
+                                            "no more characters than the paths it matches."])
         try:
             # the pattern is compiled where it is first matched, inside the context's walk
             PatternMatcher([line]).matches("x")

@@ -84,11 +84,12 @@ class GlobPattern:
     """
 
     def __init__(self, pattern: str) -> None:
-        self.steps = steps(pattern)
+        written = steps(pattern)
         # One wildcard cannot make the engine backtrack more than once per position,
         # and it is the faster of the two for the patterns most files hold (``*.pyc``).
-        wildcards = sum(step.kind != CHAR for step in self.steps)
+        wildcards = sum(step.kind != CHAR for step in written)
         self.regex = re.compile(translate(pattern)) if wildcards <= 1 else None
+        self.steps = _in_a_row_once(written)
 
     def match(self, path: str) -> bool:
         if self.regex is not None:
@@ -121,6 +122,19 @@ class GlobPattern:
         # ``$`` matches at the end, and before a newline that ends the path
         return bool(at >> LANE * size & 1) or (
             path.endswith("\n") and bool(at >> LANE * (size - 1) & 1))
+
+
+def _in_a_row_once(written: list[Step]) -> list[Step]:
+    """``written`` with ``**`` steps in a row made one: ``(.*/)?(.*/)?`` is ``(.*/)?``, and
+    ``(.*/)?.*`` is ``.*``. Steps that take no character are then never two in a row, so
+    a match passes over at most two steps for each character of the path."""
+    result: list[Step] = []
+    for step in written:
+        if result and result[-1].kind == DOUBLE_STAR and step.kind in (DOUBLE_STAR, REST):
+            result[-1] = step
+        else:
+            result.append(step)
+    return result
 
 
 #: Bits of one position in a set of positions.

@@ -247,6 +247,16 @@ def test_a_pattern_that_cannot_be_matched_is_refused_by_its_line(
         pack.check(inputs) if config_path else check_ignore_files(checkout)  # at detect
 
 
+def test_a_pattern_longer_than_any_path_is_refused_by_its_line(tmp_path: Path) -> None:
+    # Each of its steps is one more pass over every path the context's walk meets.
+    checkout = ignoring_checkout(tmp_path, "big/\n" + "**/" * 2000 + "b\n")
+    with pytest.raises(BuildFailure, match=r"^\.dockerignore line 2: a pattern of 6001 "
+                                           r"characters; this farm matches patterns of at "
+                                           r"most 4096") as caught:
+        check_ignore_files(checkout)
+    assert caught.value.suggestions
+
+
 PATTERNS = ["secret.txt", "*.csv", "big/", "!big/keep.txt", "Dockerfile", "SRC", "**/*.py",
             "src/../README.md", "./notes.git", "big/*", "!big", "[a-c]*", "?EADME.md",
             "**", "!src/**", "nothing/*/deeper", "/src/app.py/", "big/data.bin/x"]

@@ -65,3 +65,13 @@ def test_a_hostile_ignore_file_leaves_the_repository_in(tmp_path: Path) -> None:
     kept = kept_paths(checkout, ["**/" * 12 + "b", "*a" * 30 + "b"])
     assert "b" not in kept
     assert "/".join(["a"] * 60 + ["c.txt"]) in kept
+
+
+def test_wildcards_in_a_row_are_one_step() -> None:
+    # ``**/**/`` is ``**/``, and ``**/`` before a final ``**`` adds nothing: a pattern's
+    # steps that take no character are never more than one in a row.
+    assert [step.kind for step in GlobPattern("**/" * 1000 + "b").steps] == \
+        ["double_star", "char"]
+    assert [step.kind for step in GlobPattern("a/" + "**/" * 10 + "**").steps] == \
+        ["char", "char", "rest"]
+    assert GlobPattern("**/" * 1000 + "b").match("x/y/b")
