@@ -163,6 +163,21 @@ def test_status_shows_a_failures_suggestions_under_its_error() -> None:
                           "suggestion  Allowed keys: port."]
 
 
+def test_a_terminal_is_shown_a_records_text_without_its_escapes() -> None:
+    # A record's error may quote a repository's output (from a farm, or a time, that
+    # stored it as it came): shown raw, a terminal would obey it.
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, color_system="truecolor", width=200)
+    output = Output(console, console)
+    hostile = "x\x1b]52;c;aGk=\x1b\\\x1b[2Jy"
+    show_build(output, {"name": "o-r", "status": "failed", "error": hostile,
+                        "suggestions": [hostile]})
+    output.error(ApiError(hostile, [hostile]))
+    shown = buffer.getvalue()
+    assert "\x1b]52" not in shown and "\x1b[2J" not in shown
+    assert shown.count("x?]52;c;aGk=?\\?[2Jy") == 4
+
+
 class FakeClient:
     """Scripted records and log events, as the follow loop reads them."""
 

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from common.quoting import plain_line
 from common.terminal_text import shown_line
 from workers.cli.build_watch import parse_time
 from workers.cli.farm_client import ApiError
@@ -96,9 +97,9 @@ class Output:
 
     def error(self, error: ApiError) -> None:
         """The error's sentence, then each suggestion on its own line."""
-        self.err.print(Text.assemble(("error: ", "bold red"), error.message))
+        self.err.print(Text.assemble(("error: ", "bold red"), plain_line(error.message)))
         for suggestion in error.suggestions:
-            self.err.print(Text.assemble("  - ", suggestion), style="yellow")
+            self.err.print(Text.assemble("  - ", plain_line(suggestion)), style="yellow")
 
     def status(self, status: str | None) -> Text:
         value = status or ""
@@ -112,7 +113,8 @@ class Output:
         shown = [(label, value) for label, value in pairs if value not in (None, "", [], {})]
         width = max((len(label) for label, _ in shown), default=0)
         for label, value in shown:
-            text = value if isinstance(value, Text) else Text(str(value))
+            # A record's text may quote a repository's output: shown without its escapes.
+            text = value if isinstance(value, Text) else Text(plain_line(str(value)))
             self.out.print(Text.assemble((label.ljust(width), "bold"), "  ", text))
 
     def table(self, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
