@@ -17,6 +17,7 @@ one wildcard, which cannot backtrack far, is matched by that expression).
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 
@@ -34,6 +35,8 @@ class Step:
     kind: str
     #: for ``CHAR``: a one-character expression the character must match
     test: re.Pattern[str] | None = None
+    #: for ``CHAR`` written as itself (not ``?`` or a set): that character
+    literal: str | None = None
 
 
 def steps(pattern: str) -> list[Step]:
@@ -72,8 +75,14 @@ def steps(pattern: str) -> list[Step]:
                     stuff = f"\\{stuff}"
                 result.append(Step(CHAR, re.compile(f"[{stuff}]")))
         else:
-            result.append(Step(CHAR, re.compile(re.escape(c))))
+            result.append(Step(CHAR, re.compile(re.escape(c)), c))
     return result
+
+
+def _literal_run(written: list[Step]) -> str:
+    """The characters ``written`` starts with, each written as itself."""
+    run = itertools.takewhile(lambda step: step.literal is not None, written)
+    return "".join(step.literal or "" for step in run)
 
 
 class GlobPattern:
@@ -90,10 +99,19 @@ class GlobPattern:
         wildcards = sum(step.kind != CHAR for step in written)
         self.regex = re.compile(translate(pattern)) if wildcards <= 1 else None
         self.steps = _in_a_row_once(written)
+        # What every matching path starts and ends with: most paths are told apart by
+        # these alone (``**/*.pyc`` against ``app.py``), at the cost of two comparisons.
+        self.prefix = _literal_run(written)
+        self.suffix = _literal_run(written[::-1])[::-1]
 
     def match(self, path: str) -> bool:
         if self.regex is not None:
             return self.regex.match(path) is not None
+        # ``$`` also matches before a newline that ends the path: such a path is matched
+        # step by step.
+        if not path.startswith(self.prefix) or (
+                not path.endswith("\n") and not path.endswith(self.suffix)):
+            return False
         size = len(path)
         # A set of positions is one integer with a byte for each position (0 or 1), so
         # masks are made by str.translate and moved by shifts, at C's speed.

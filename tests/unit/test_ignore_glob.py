@@ -75,3 +75,22 @@ def test_wildcards_in_a_row_are_one_step() -> None:
     assert [step.kind for step in GlobPattern("a/" + "**/" * 10 + "**").steps] == \
         ["char", "char", "rest"]
     assert GlobPattern("**/" * 1000 + "b").match("x/y/b")
+
+
+def test_a_path_without_the_patterns_literal_ends_is_refused_at_once(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The common ``**/*.pyc``: most paths do not end in ``.pyc``, and they are told
+    apart by their ends, without matching the pattern's steps."""
+    import workers.ignore_glob as ignore_glob
+
+    stepped: list[str] = []
+    real_mask = ignore_glob._mask
+    monkeypatch.setattr(ignore_glob, "_mask",
+                        lambda path, test: stepped.append(path) or real_mask(path, test))
+    for pattern, path, matches in [("**/*.pyc", "src/app.py", False),
+                                   ("**/*.pyc", "src/app.pyc", True),
+                                   ("docs/**/*.md", "src/notes.md", False),
+                                   ("docs/**/*.md", "docs/a/notes.md", True)]:
+        assert GlobPattern(pattern).match(path) is matches, (pattern, path)
+        assert docker_py_matches(pattern, path) is matches
+    assert stepped and not {"src/app.py", "src/notes.md"} & set(stepped)
