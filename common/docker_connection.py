@@ -7,16 +7,24 @@ certificate to check the engine, and a client certificate and key the
 engine checks (``dockerd --tlsverify --tlscacert ... --tlscert ... --tlskey``).
 The SDK (``client_options``) and the Docker CLI that runs BuildKit builds
 (``cli_flags``) get the same settings.
+
+The SDK asks the engine for its API version as each client is made. A
+process asks once per engine address (``engine_client``) and gives later
+clients the answer; an engine replaced at that address by one that does not
+speak that version answers ``EngineChanged``, and the next client asks again.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 import docker
+import docker.errors
 import docker.tls
+import requests
 
 from common.config import Config
 from common.errors import ConfigError
@@ -112,6 +120,24 @@ def cli_flags(config: Config) -> list[str]:
     return ["--tlsverify", f"--tlscacert={ca}", f"--tlscert={cert}", f"--tlskey={key}"]
 
 
+#: The API version each engine address answered this process (``engine_client``).
+_api_versions: dict[str, str] = {}
+
+#: What an engine answers (400) a client that asks for a newer API than it speaks.
+_TOO_NEW = re.compile(r"client version \S+ is too new")
+
+
+class EngineChanged(docker.errors.DockerException):
+    """The engine no longer speaks the API version this process learned from it at
+    its address: it was replaced (downgraded) since. The version is forgotten, so
+    the next client asks again."""
+
+
+def forget_api_version(address: str) -> None:
+    """Ask the engine at ``address`` for its API version again with the next client."""
+    _api_versions.pop(address, None)
+
+
 class _EngineApi(docker.APIClient):
     """The SDK's API client, deaf to the process environment's CA bundles and proxies.
 
@@ -121,6 +147,9 @@ class _EngineApi(docker.APIClient):
     engine for its API version as it is made).
     """
 
+    #: The engine's address as the farm's settings name it (``DOCKER_HOST``).
+    base_address = ""
+
     @property
     def trust_env(self) -> bool:
         return False
@@ -129,12 +158,32 @@ class _EngineApi(docker.APIClient):
     def trust_env(self, value: bool) -> None:
         pass  # requests.Session sets it; it stays off
 
+    def _raise_for_status(self, response: requests.Response) -> None:
+        if response.status_code == 400 and _TOO_NEW.search(response.text):
+            forget_api_version(self.base_address)
+            raise EngineChanged(
+                f"The Docker engine at {self.base_address} no longer speaks API version "
+                f"{self.api_version}, which it answered before: it was replaced by an older "
+                f"engine ({response.text.strip()}). The next request asks it for its "
+                "version again.")
+        super()._raise_for_status(response)
+
 
 class _EngineClient(docker.DockerClient):
-    def __init__(self, **options: Any) -> None:  # the API client only, made our way
+    def __init__(self, address: str, **options: Any) -> None:  # the API client only, our way
         self.api = _EngineApi(**options)
+        self.api.base_address = address
 
 
-def engine_client(config: Config, timeout: int) -> docker.DockerClient:
-    """The SDK client of this worker's engine (see ``client_options``)."""
-    return _EngineClient(**client_options(config), timeout=timeout)
+def engine_client(config: Config, timeout: int, ask_version: bool = False) -> docker.DockerClient:
+    """The SDK client of this worker's engine (see ``client_options``).
+
+    The engine's API version is asked by the first client of this process for
+    its address (and with ``ask_version``: a probe learns what the engine is
+    now); later clients reuse the answer rather than ask for it again.
+    """
+    address = config.docker_host
+    known = None if ask_version else _api_versions.get(address)
+    client = _EngineClient(address, **client_options(config), timeout=timeout, version=known)
+    _api_versions[address] = client.api.api_version
+    return client

@@ -27,7 +27,8 @@ def check_redis(config: Config) -> None:
 
 
 def check_docker(config: Config) -> None:
-    client = engine_client(config, timeout=2)
+    # Asked afresh: an engine replaced since speaks the API version it answers now.
+    client = engine_client(config, timeout=2, ask_version=True)
     try:
         client.ping()
     finally:

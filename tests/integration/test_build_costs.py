@@ -20,7 +20,7 @@ import pytest
 import redis.connection
 import requests
 
-from common import build_store, db
+from common import build_store, db, docker_connection
 from common.config import Config, get_config, set_config
 from common.models import STEPS, Phase, Status
 from tests.integration.conftest import RUN_ID, unique
@@ -70,6 +70,8 @@ def counting(monkeypatch: pytest.MonkeyPatch, services: None) -> Iterator[Config
     set_config(config)
     pymongo.monitoring.register(Commands())
     monkeypatch.setattr(db, "_client", None)
+    # A worker process learns its engine's API version once: this one learns it here.
+    monkeypatch.setattr(docker_connection, "_api_versions", {})
     send = redis.connection.Connection.send_packed_command
 
     def send_packed(self: Any, command: Any, check_health: bool = True) -> None:
@@ -155,3 +157,7 @@ def test_one_small_build(counting: Config, git_server: GitServer) -> None:
                  if phase == "fetch" and what.startswith("subprocess git")}
     assert fetch_git == {"subprocess git fetch": 1, "subprocess git ls-tree": 1,
                          "subprocess git checkout": 1, "subprocess git http-backend": 2}
+    # The engine's API version is asked once per process, by its first client.
+    versions = {phase: count for (phase, what), count in COUNTS.items()
+                if what == "engine GET version"}
+    assert versions == {"build": 1}

@@ -9,8 +9,10 @@ import docker.api.client
 import pytest
 from click.testing import CliRunner
 
+from common import docker_connection
 from common.config import load_config
 from common.docker_connection import (
+    EngineChanged,
     check_engine_address,
     check_engine_reaches_registry,
     cli_flags,
@@ -167,3 +169,44 @@ def test_workers_beat_and_flower_make_no_api_key(monkeypatch: pytest.MonkeyPatch
     result = CliRunner().invoke(main, command)
     assert result.exit_code == 0, result.output
     assert not (tmp_path / "api-key").exists()
+
+
+@pytest.fixture
+def asked(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The engine addresses asked for their API version (each answers 1.41), none yet."""
+    monkeypatch.setattr(docker_connection, "_api_versions", {})
+    addresses: list[str] = []
+
+    def version(self: docker.api.client.APIClient) -> str:
+        addresses.append(self.base_url)
+        return "1.41"
+    monkeypatch.setattr(docker.api.client.APIClient, "_retrieve_server_version", version)
+    return addresses
+
+
+def test_a_process_asks_each_engine_its_api_version_once(asked: list[str]) -> None:
+    first = load_config(environ={}, docker_host="unix:///tmp/a.sock")
+    other = load_config(environ={}, docker_host="unix:///tmp/b.sock")
+    clients = [engine_client(first, timeout=5), engine_client(first, timeout=60),
+               engine_client(other, timeout=5)]
+    assert asked == ["http+docker://localhost", "http+docker://localhost"]
+    assert [client.api.api_version for client in clients] == ["1.41"] * 3
+    engine_client(first, timeout=2, ask_version=True)  # a probe asks what answers now
+    assert len(asked) == 3
+
+
+class _Answer:
+    """A response of an engine that does not speak the version asked for."""
+
+    status_code = 400
+    text = '{"message":"client version 1.41 is too new. Maximum supported API version is 1.40"}'
+
+
+def test_an_engine_replaced_by_an_older_one_is_asked_again(asked: list[str]) -> None:
+    config = load_config(environ={}, docker_host="unix:///tmp/a.sock")
+    client = engine_client(config, timeout=5)
+    with pytest.raises(EngineChanged, match="unix:///tmp/a.sock no longer speaks API version "
+                       "1.41, which it answered before: it was replaced"):
+        client.api._raise_for_status(_Answer())  # type: ignore[arg-type]
+    engine_client(config, timeout=5)
+    assert len(asked) == 2

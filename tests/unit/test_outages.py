@@ -119,3 +119,19 @@ def test_a_phase_whose_log_cannot_say_the_outage_still_waits_and_runs_again() ->
     result = _run_function(run, function, Wait())  # type: ignore[arg-type]
     assert result.changes == {"ran": True}
     assert waited == ["running building"]
+
+
+def test_a_replaced_engine_is_lost_until_the_probe_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An engine that no longer speaks the API version learned from it was replaced: the
+    phase runs again on the engine there now, not failed for the repository."""
+    from common.docker_connection import EngineChanged
+    from workers import outages
+    probed: list[Any] = []
+    monkeypatch.setattr(outages, "check_docker", probed.append)
+    changed = EngineChanged("The Docker engine at unix:///e.sock no longer speaks 1.99.")
+    with pytest.raises(ServiceLost) as raised, watching(CONFIG, Guard(), there):  # type: ignore[arg-type]
+        raise changed
+    assert raised.value.service == "the Docker engine"
+    assert raised.value.__cause__ is changed
+    raised.value.probe()
+    assert probed == [CONFIG]
