@@ -455,12 +455,16 @@ def start_phase(build_id: str, attempt: int, phase: Phase, after: Phase, worker:
     cases.append((released, True))
     # A phase an earlier attempt ran has its end: the phase started again has none yet
     # (a stale end before the new start would show it done, and time it as nothing).
-    every_claim = {"$unset": {f"phases.{phase.value}.end": ""}, "$addToSet": {"workers": host}}
+    unset = {f"phases.{phase.value}.end": ""}
+    every_claim = {"$addToSet": {"workers": host}}
     delivery = {"$inc": {f"deliveries.{attempt}.{phase.value}": 1}}
     with translate_errors():
         for index, (case, delivered) in enumerate(cases):
-            update = {"$set": started if index == 0 else changes, **every_claim,
-                      **(delivery if delivered else {})}
+            # Only the first claim follows the phase that ended on the log's last line:
+            # one taken over or back may follow lines its earlier run wrote.
+            update = {"$set": started if index == 0 else changes,
+                      "$unset": unset if index == 0 else {**unset, LOG_END: ""},
+                      **every_claim, **(delivery if delivered else {})}
             record = db.update_and_read(db.builds(), {**_running(build_id, attempt), **case},
                                         update, {"build_id": build_id})
             if record is not None:
@@ -516,6 +520,32 @@ def release_phase(build_id: str, attempt: int, phase: Phase, worker: str,
     if record is None or not _is_running(record, attempt):
         raise LeaseLost(build_id)
     return record
+
+
+#: The record's field naming the last line number of the log as the phase that handed
+#: the build on left it, and its attempt (``log_end``, ``carried_log_end``).
+LOG_END = "log_end"
+
+
+def log_end(attempt: int, line: int) -> dict[str, Any]:
+    """The ``end_phase`` change saying the log of ``attempt`` ends at line ``line``: the
+    phase ending writes no line after it."""
+    return {LOG_END: {"attempt": attempt, "line": line}}
+
+
+def carried_log_end(record: BuildRecord) -> int | None:
+    """The log's last line number as the phase before this one left it, when nothing
+    may have written since (``None``: ask the log's stores).
+
+    Trusted only in the record a phase's first claim read (``start_phase`` clears it
+    for any later claim, whose earlier run may have written lines) of the same
+    attempt; a farm process that writes to the log between phases clears it too
+    (``leases.note_sent_again``).
+    """
+    carried = record.get("log_end") or {}
+    if carried.get("attempt") != record.get("attempt") or "line" not in carried:
+        return None
+    return int(carried["line"])
 
 
 def end_phase(build_id: str, attempt: int, phase: Phase, worker: str,

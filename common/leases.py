@@ -24,7 +24,7 @@ import logging
 from typing import Any
 
 from common import db, log_store, worker_store
-from common.build_store import ended_image, get_build
+from common.build_store import LOG_END, ended_image, get_build
 from common.clock import utcnow
 from common.config import Config
 from common.db import translate_errors
@@ -87,7 +87,10 @@ def note_sent_again(record: BuildRecord, step: str, epoch: str | None, reason: s
     if epoch is not None:
         fields["broker_epoch"] = epoch
     with translate_errors():
-        noted = db.update_and_read(db.builds(), _unchanged(record), {"$set": fields},
+        # The line below follows the log's end the phase before left: the next phase
+        # asks the log's stores for it.
+        noted = db.update_and_read(db.builds(), _unchanged(record),
+                                   {"$set": fields, "$unset": {LOG_END: ""}},
                                    {"build_id": record["build_id"]})
     if noted is not None:
         _tell_log(noted, log_store.sent_again_line(step, reason), config)

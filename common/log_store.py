@@ -174,7 +174,10 @@ class BuildLogWriter:
     raised by the next ``write`` or ``flush``; its lines stay queued.
     """
 
-    def __init__(self, build_id: str, config: Config | None = None) -> None:
+    def __init__(self, build_id: str, config: Config | None = None,
+                 last_line: int | None = None) -> None:
+        """Number lines after ``last_line`` when the caller knows the log ends there
+        (``build_store.carried_log_end``), else after the last one the stores hold."""
         self.build_id = build_id
         self.config = config or get_config()
         self._cond = threading.Condition()  # guards the queues below
@@ -183,7 +186,7 @@ class BuildLogWriter:
         self._unstored: list[str] = []
         self._unstored_bytes = 0
         self._backlog = 0  # bytes written and not yet stored
-        self._next = self._last_seq() + 1
+        self._next = (self._last_seq() if last_line is None else last_line) + 1
         self._unstored_start = self._next
         self._last_store = time.monotonic()
         self._redis = redis_client(self.config)
@@ -214,6 +217,12 @@ class BuildLogWriter:
                                       {"last": 1})
             stored = max((doc["last"] for doc in docs), default=0)
         return max(stored, streamed)
+
+    @property
+    def last_line(self) -> int:
+        """The number of the last line written (0: none yet, in an empty log)."""
+        with self._cond:
+            return self._next - 1
 
     def write(self, line: str) -> None:
         """Queue one line; waits only while the queue is full, and then for at most

@@ -179,6 +179,9 @@ class BuildRecord(TypedDict, total=False):
     enqueued: bool
     enqueued_at: dt.datetime
     broker_epoch: str | None
+    #: The attempt (``attempt``) and last line number (``line``) of the log as the phase
+    #: that handed the build on left it (``build_store.carried_log_end``).
+    log_end: dict[str, int]
     cancel_requested: bool
     error: str | None
     #: A failed build's ``FailureCause`` (absent on other builds, and on failed ones

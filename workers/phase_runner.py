@@ -284,7 +284,10 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
     try:
         # Open before anything can end the build: its log ends with the end line
         # however it ends, also here, where the log stops at a dead process's last line.
-        writer = wait.call(lambda: BuildLogWriter(build_id, config), "opening the log")
+        # Numbered on from where the phase before left the log, when that is known.
+        writer = wait.call(lambda: BuildLogWriter(build_id, config,
+                                                  build_store.carried_log_end(record)),
+                           "opening the log")
         if record.get("cancel_requested"):
             # Nothing of this phase ran: the attempt pushed only if a phase before it did.
             return _end(config, record, Status.CANCELLED, wait, "Cancelled by request.",
@@ -309,6 +312,8 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         epoch = broker_epoch(config)
         if epoch is not None:
             changes["broker_epoch"] = epoch
+        # The next phase numbers its lines on from here (no line of this one follows).
+        changes.update(build_store.log_end(attempt, writer.last_line))
         worker = liveness.worker_name(config)
         wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker, changes),
                   f"ending {phase.value}")

@@ -161,3 +161,8 @@ def test_one_small_build(counting: Config, git_server: GitServer) -> None:
     versions = {phase: count for (phase, what), count in COUNTS.items()
                 if what == "engine GET version"}
     assert versions == {"build": 1}
+    # The log's last line number is asked of its stores by fetch only: each later phase
+    # numbers on from where the phase before left it (``build_store.carried_log_end``).
+    log_reads = {phase for (phase, what, where) in CALLERS
+                 if "_last_seq" in where and ("find logs" in what or "XREVRANGE" in what)}
+    assert log_reads == {"fetch"}

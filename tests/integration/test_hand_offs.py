@@ -212,3 +212,40 @@ def test_a_restarted_beat_goes_on_from_the_watch_kept_in_the_store(config: Confi
     # A worker's name holds dots: its read comes back all the same.
     assert second.heard({record["worker"]: record}, utcnow()) == {  # type: ignore[dict-item]
         record["worker"]: seen}
+
+
+def phase_writing(config: Config, claimed: dict[str, Any], line: str) -> int:
+    """Write ``line`` to the log as a phase that claimed ``claimed`` does; its number."""
+    writer = log_store.BuildLogWriter(claimed["build_id"], config,
+                                      build_store.carried_log_end(claimed))  # type: ignore[arg-type]
+    writer.write(line)
+    writer.close()
+    return writer.last_line
+
+
+def test_the_next_phase_numbers_its_log_on_from_the_end_the_one_before_left(
+        config: Config) -> None:
+    """The phase that hands the build on says where the log ends, so the next one asks
+    neither store; any claim but a phase's first (taken over from a dead process) and a
+    line the farm wrote between phases send it to the stores again."""
+    record = build_store.create_build(f"o-r-{uuid.uuid4().hex[:6]}", {})
+    build_id = record["build_id"]
+    fetch = build_store.start_phase(build_id, 1, Phase.FETCHING, Phase.QUEUED, DEAD, HOST)
+    assert build_store.carried_log_end(fetch) is None
+    assert phase_writing(config, dict(fetch), "fetched") == 1
+    build_store.end_phase(build_id, 1, Phase.FETCHING, DEAD, build_store.log_end(1, 1))
+    detect = build_store.start_phase(build_id, 1, Phase.DETECTING, Phase.FETCHING, DEAD, HOST)
+    assert build_store.carried_log_end(detect) == 1
+    assert phase_writing(config, dict(detect), "detected, then died") == 2
+    taken = build_store.start_phase(build_id, 1, Phase.DETECTING, Phase.FETCHING, ALIVE, HOST,
+                                    replacing=DEAD)
+    assert build_store.carried_log_end(taken) is None
+    assert phase_writing(config, dict(taken), "detected") == 3
+    build_store.end_phase(build_id, 1, Phase.DETECTING, ALIVE, build_store.log_end(1, 3))
+    ended = build_store.find_by_id(build_id)
+    assert ended is not None and build_store.carried_log_end(ended) == 3
+    assert leases.note_sent_again(ended, "build", None, "it died", config) is not None
+    build = build_store.start_phase(build_id, 1, Phase.BUILDING, Phase.DETECTING, ALIVE, HOST)
+    assert build_store.carried_log_end(build) is None
+    assert phase_writing(config, dict(build), "built") == 5
+    assert [seq for seq, _ in log_store.read_lines(build_id)] == [1, 2, 3, 4, 5]

@@ -275,3 +275,16 @@ def test_a_limited_read_takes_whole_batches_up_to_the_limit_then_goes_on(
         after = part[-1][0]
     assert parts == [[1, 2, 3, 4, 5, 6, 7, 8, 9], [10, 11, 12]]
     assert log_store.read_lines("b10", 0) == [(n, str(n)) for n in range(1, 13)]
+
+
+def test_a_writer_told_where_the_log_ends_numbers_on_without_asking_the_stores(
+        stores: tuple[Collection, fakeredis.FakeRedis]) -> None:
+    logs, stream = stores
+    logs.docs.append(log_store.log_document("b11", 1, ["kept"] * 9))  # not asked
+    writer = log_store.BuildLogWriter("b11", load_config(environ={}), last_line=4)
+    assert writer.last_line == 4
+    writer.write("five")
+    assert writer.last_line == 5
+    writer.close()
+    assert logs.queries == []
+    assert logs.docs[-1]["seq"] == 5 and logs.docs[-1]["lines"] == ["five"]
