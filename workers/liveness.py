@@ -119,9 +119,18 @@ class Heartbeat:
             return sorted(self._unsent)
 
     def release(self, build_id: str) -> None:
+        """Stop holding ``build_id``; the record says so at once, if it held it."""
+        with self._lock:
+            held = build_id in self._held
+            self._held.discard(build_id)
+        if held:
+            self._wake.set()
+
+    def ended(self, build_id: str) -> None:
+        """Stop holding ``build_id``, which ended: the record says so with its next
+        write, not one of its own (only running builds are judged by it)."""
         with self._lock:
             self._held.discard(build_id)
-        self._wake.set()
 
     def held(self) -> list[str]:
         with self._lock:
@@ -190,6 +199,11 @@ def holding(build_id: str) -> Iterator[None]:
 def let_go(build_id: str) -> None:
     """Stop holding ``build_id`` before the block ends (the build is given up)."""
     heartbeat().release(build_id)
+
+
+def ended(build_id: str) -> None:
+    """Stop holding ``build_id``, which ended (``Heartbeat.ended``)."""
+    heartbeat().ended(build_id)
 
 
 def could_not_send(build_id: str) -> None:

@@ -572,6 +572,7 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
                                 longer_while=lambda: not stopping.requested())
     except OutageTooLong as exc:
         return _give_back(config, record, str(exc))
+    liveness.ended(build_id)
     _remove_workdir(config, build_id, attempt)
     return Outcome.DONE
 

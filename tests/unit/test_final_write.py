@@ -50,9 +50,17 @@ def let_go(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return given_back
 
 
+@pytest.fixture(autouse=True)
+def ended(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The builds this process stopped holding as they ended (no record is written)."""
+    builds: list[str] = []
+    monkeypatch.setattr(phase_runner.liveness, "ended", builds.append)
+    return builds
+
+
 @pytest.mark.parametrize("status", [Status.COMPLETED, Status.FAILED, Status.CANCELLED])
 def test_a_build_that_ended_is_recorded_so_once_the_store_is_back(
-        clock: Clock, let_go: list[str], monkeypatch: pytest.MonkeyPatch,
+        clock: Clock, let_go: list[str], ended: list[str], monkeypatch: pytest.MonkeyPatch,
         status: Status) -> None:
     store = DownFor(clock, CONFIG.service_wait * 4)
     monkeypatch.setattr(build_store, "finish", store.finish)
@@ -61,11 +69,13 @@ def test_a_build_that_ended_is_recorded_so_once_the_store_is_back(
                                 cause=cause)
     assert outcome is Outcome.DONE
     assert store.landed == [status] and let_go == []
+    assert ended == ["b1"]  # its worker's record drops it with its next write
     assert clock.now >= store.until
 
 
 def test_a_stopping_worker_gives_back_a_build_it_cannot_end(
-        clock: Clock, let_go: list[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        clock: Clock, let_go: list[str], ended: list[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     """It waits the bound, as before, but not past it: it is killed soon."""
     store = DownFor(clock, CONFIG.service_wait * 4)
     monkeypatch.setattr(build_store, "finish", store.finish)
@@ -73,7 +83,7 @@ def test_a_stopping_worker_gives_back_a_build_it_cannot_end(
     started = clock.now
     outcome = phase_runner._end(CONFIG, running(), Status.COMPLETED, OutageWait(CONFIG), None)
     assert outcome is Outcome.DROPPED
-    assert store.landed == [] and let_go == ["b1"]
+    assert store.landed == [] and let_go == ["b1"] and ended == []
     assert clock.now - started == CONFIG.service_wait
 
 

@@ -34,3 +34,21 @@ def test_processes_of_other_workers_or_machines_are_never_judged() -> None:
     assert not died_here(f"host-b@{NODE.partition('@')[2]}:{child.pid}", CONFIG)
     assert not died_here(f"host-a@elsewhere:{child.pid}", CONFIG)
     assert not died_here("not a worker name", CONFIG)
+
+
+def test_a_build_given_up_is_written_at_once_one_that_ended_with_the_next_write() -> None:
+    """The reaper restarts a build its live worker let go at once (the record says so);
+    an ended build is judged by nobody, so its release waits for the next write."""
+    from workers.liveness import Heartbeat
+    beat = Heartbeat(CONFIG)  # not started: the test reads when it would write
+    beat.hold("given-up")
+    beat.hold("ended")
+    assert beat._wake.is_set()
+    beat._wake.clear()
+    beat.ended("ended")
+    beat.release("ended")  # the phase's hold ends after it
+    assert not beat._wake.is_set()
+    assert beat.held() == ["given-up"]
+    beat.release("given-up")
+    assert beat._wake.is_set()
+    assert beat.held() == []
