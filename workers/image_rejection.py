@@ -102,15 +102,30 @@ def predecessor(config: Config, name: str, image: str,
     """What the tag of ``image`` holds before build ``name`` pushes to it, when
     something stands for it (``standing_for``); ``None`` when nothing does or the
     registry has no such tag. Raises nothing: when it cannot be learned, a warning in
-    the log says so and it is ``None``."""
+    the log says so and it is ``None``.
+
+    The registry is asked first: most pushes make a new tag, which needs no look at
+    what stands for it in the store."""
+    failure: Exception | None = None
+    try:
+        digest = manifest_digest(config, image, timeout=10)
+    except requests.RequestException as exc:
+        digest, failure = None, exc
+    else:
+        if digest is None:
+            return None
     try:
         standing = standing_for(name)
-        digest = manifest_digest(config, image, timeout=10) if image in standing else None
-    except (NoDatabase, BadDatabase, requests.RequestException) as exc:
-        say(f"warning: could not learn which image {image} holds before the push; if "
-            f"verification fails, the tag keeps the image it rejected ({exc})")
-        return None
-    return Predecessor(digest, standing[image]) if digest else None
+    except (NoDatabase, BadDatabase) as exc:
+        failure = exc
+    else:
+        if image not in standing:
+            return None  # nothing to get back, whatever the registry said
+        if digest is not None:
+            return Predecessor(digest, standing[image])
+    say(f"warning: could not learn which image {image} holds before the push; if "
+        f"verification fails, the tag keeps the image it rejected ({failure})")
+    return None
 
 
 def restore(config: Config, image: str, earlier: Predecessor,

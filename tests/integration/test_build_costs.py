@@ -166,3 +166,7 @@ def test_one_small_build(counting: Config, git_server: GitServer) -> None:
     log_reads = {phase for (phase, what, where) in CALLERS
                  if "_last_seq" in where and ("find logs" in what or "XREVRANGE" in what)}
     assert log_reads == {"fetch"}
+    # A push to a new tag asks the registry what the tag held, not the store what names it.
+    standing = [what for (phase, what), count in COUNTS.items()
+                if phase == "push" and what in ("mongo find attempts", "mongo find templates")]
+    assert standing == []

@@ -194,6 +194,31 @@ def test_a_predecessor_that_cannot_be_learned_is_a_warning(farm: dict[str, Any])
                     "database is unreachable.)"]
 
 
+def test_a_tag_the_registry_does_not_hold_has_no_predecessor_without_asking_the_store(
+        farm: dict[str, Any]) -> None:
+    """The usual push makes a new tag: one request to the registry, none to the store."""
+    farm["store_down"] = True  # asked, it would say so
+    del farm["digests"][REJECTED]
+    said: list[str] = []
+    assert image_rejection.predecessor(CONFIG, "o-r", REJECTED, said.append) is None
+    assert said == []
+
+
+@pytest.mark.parametrize(("completed", "warned"), [({REJECTED: "b1"}, True), ({}, False)])
+def test_a_registry_that_does_not_answer_is_a_warning_for_a_named_tag_only(
+        farm: dict[str, Any], monkeypatch: pytest.MonkeyPatch, completed: dict[str, str],
+        warned: bool) -> None:
+    def unanswered(config: Any, image: str, timeout: float) -> str:
+        raise requests.ConnectionError("refused")
+    monkeypatch.setattr(image_rejection, "manifest_digest", unanswered)
+    farm.update(completed=completed)
+    said: list[str] = []
+    assert image_rejection.predecessor(CONFIG, "o-r", REJECTED, said.append) is None
+    assert said == ([f"warning: could not learn which image {REJECTED} holds before the "
+                     "push; if verification fails, the tag keeps the image it rejected "
+                     "(refused)"] if warned else [])
+
+
 # The push phase
 
 
