@@ -180,19 +180,22 @@ RESTART_LABELS = {
     "broker_lost": "its next phase went with a restarted broker, or could not be sent",
     "next_phase_late": "its next phase did not start within BINDER_HEARTBEAT_STALE + "
                        "BINDER_BUILD_TIMEOUT",
+    "store_refused": "the build database kept answering the claim of one of its "
+                     "phases with an error",
     "other": "any other reason (as an earlier version may have written it)",
 }
 
 #: The reasons the reaper (``workers/reaper.py`` ``verdict``) and a worker that could
-#: not send a build's next phase (``workers/phase_runner.py``) write, by how each begins
-#: or ends, and their label.
+#: not send a build's next phase, or claim a phase (``workers/phase_runner.py``), write,
+#: by how each begins or ends, and their label.
 _WORKER_GONE = {worker_store.Holder.SILENT: "worker_silent",
                 worker_store.Holder.STOPPED: "worker_stopped",
                 worker_store.Holder.LET_GO: "worker_let_go"}
 _BEGINNINGS = {"no worker of host ": "host_lost",
                "the broker restarted": "broker_lost",
                "its next phase could not be sent": "broker_lost",
-               "its next phase did not start": "next_phase_late"}
+               "its next phase did not start": "next_phase_late",
+               "the build database answered the claim": "store_refused"}
 
 
 def restart_label(reason: object) -> str:

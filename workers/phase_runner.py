@@ -50,6 +50,7 @@ from workers.outages import OutageTooLong, OutageWait, ServiceLost
 from workers.process_logs import bind_build
 from workers.repo_yaml import shorten
 from workers.stopping import WorkerStopping
+from workers.store_errors import retried
 
 log = logging.getLogger(__name__)
 
@@ -184,11 +185,16 @@ def claim(build_id: str, attempt: int, phase: Phase, config: Config,
     A claim that landed unanswered is taken again as this process's own. A
     stopping process does not wait: ``WorkerStopping`` when the broker is away
     too, so the message goes back to its queue unacknowledged, as a hand-back's.
+
+    A claim MongoDB answers with an error is tried again a few times
+    (``store_errors.retried``); then ``BadDatabase`` (see ``_claim_refused``).
     """
     wait = OutageWait(config, give_up_when=stopping.requested)
+    doing = f"claiming {phase.value} of {build_id}"
     try:
-        return wait.call(lambda: _claim(build_id, attempt, phase, config, task),
-                         f"claiming {phase.value} of {build_id}",
+        return wait.call(lambda: retried(lambda: _claim(build_id, attempt, phase, config, task),
+                                         doing),
+                         doing,
                          # The retry could not be sent: the message would be lost.
                          longer_while=lambda: broker_epoch(config) is None)
     except OutageTooLong as exc:
@@ -262,6 +268,8 @@ def run_phase(config: Config, step: Step, build_id: str, attempt: int,
             log.warning("handed %s of %s back before claiming it: %s", step.name,
                         build_id, exc)
             return Outcome.HANDED_BACK
+        except BadDatabase:
+            return _claim_refused(config, build_id, attempt, phase, restart)
         with bind_build(record["name"], step.name, attempt):
             # One line as each phase starts and ends, so an operator follows a build
             # through the process logs of every host (grep build=NAME).
@@ -274,6 +282,45 @@ def run_phase(config: Config, step: Step, build_id: str, attempt: int,
             log.info("phase %s ended: %s in %.1f s", step.name, outcome.value,
                      time.monotonic() - started)
             return outcome
+
+
+def _claim_refused(config: Config, build_id: str, attempt: int, phase: Phase,
+                   restart: Restart | None) -> Outcome:
+    """MongoDB kept answering the claim of ``phase`` with an error: start the build
+    again as its next attempt (``leases.restart``: past ``BINDER_MAX_ATTEMPTS`` it
+    fails, as the farm's fault), if it still waits for that phase with nobody holding
+    it, rather than leave it to the reaper's backstop (an hour between phases). A
+    refusal that lasts fails every attempt's claim in turn, so this ends too. A store
+    that refuses the restart as well leaves the build to the reaper."""
+    reason = f"the build database answered the claim of its {phase.value} phase with an error"
+    try:
+        current = build_store.find_by_id(build_id)
+        if current is None or not _waits_for(current, attempt, phase, config):
+            log.error("%s of %s: %s; the build no longer waits for it", phase.value,
+                      build_id, reason)
+            return Outcome.DROPPED
+        restarted = leases.restart(current, reason, config)
+    except (NoDatabase, BadDatabase) as exc:
+        log.error("%s of %s: %s, and it could not be started again (%s); the reaper "
+                  "starts it again", phase.value, build_id, reason, exc)
+        return Outcome.DROPPED
+    log.error("%s of %s: %s; %s", phase.value, build_id, reason,
+              "started again" if restarted is not None else "it ended or moved on meanwhile")
+    if restarted is not None and restart is not None:
+        restart(restarted)
+    return Outcome.DROPPED
+
+
+def _waits_for(record: BuildRecord, attempt: int, phase: Phase, config: Config) -> bool:
+    """Whether ``record``'s ``attempt`` waits, unheld, for ``phase`` on this host (the
+    claim's own conditions, ``build_store.start_phase``, but a takeover's)."""
+    if record.get("status") != Status.RUNNING.value or record.get("attempt") != attempt:
+        return False
+    lease = record.get("lease")
+    if lease is None:
+        return previous_phase(phase) is Phase.QUEUED and record.get("phase") == Phase.QUEUED.value
+    return (lease.get("worker") is None and lease.get("host") == config.worker_host
+            and record.get("phase") in (previous_phase(phase).value, phase.value))
 
 
 def _run_claimed(config: Config, record: BuildRecord, phase: Phase,

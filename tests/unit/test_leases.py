@@ -255,7 +255,7 @@ def test_restart_labels_are_a_fixed_set() -> None:
             for name in worker_names} == {"worker_silent"}
     assert set(RESTART_LABELS) == {"worker_silent", "worker_stopped", "worker_let_go",
                                    "heartbeat_stopped", "host_lost", "broker_lost",
-                                   "next_phase_late", "other"}
+                                   "next_phase_late", "store_refused", "other"}
 
 
 def passes(clock_off: float, writes_until: float) -> list[str | None]:
