@@ -362,8 +362,12 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
         # The next phase numbers its lines on from here (no line of this one follows).
         changes.update(build_store.log_end(attempt, writer.last_line))
         worker = liveness.worker_name(config)
-        wait.call(lambda: build_store.end_phase(build_id, attempt, phase, worker, changes),
-                  f"ending {phase.value}")
+        ending = f"ending {phase.value}"
+        # Still refused after its tries, the end fails the build as the farm's fault
+        # (the handler of any unexpected failure, below).
+        wait.call(lambda: retried(lambda: build_store.end_phase(build_id, attempt, phase,
+                                                                worker, changes), ending),
+                  ending)
         # The epoch the hand-off is judged by (``_note_epoch``): the one just written,
         # else the one the claim read (only this process writes it while it holds the build).
         record["broker_epoch"] = changes.get("broker_epoch", record.get("broker_epoch"))
@@ -499,7 +503,7 @@ def _hand_back(config: Config, record: BuildRecord, reason: WorkerStopping,
     except LeaseLost:
         log.info("%s of %s was no longer %s's to hand back", phase.value, name, worker)
         return Outcome.DROPPED
-    except NoDatabase:
+    except (NoDatabase, BadDatabase):
         log.warning("could not record that %s handed %s of %s back; its next start counts "
                     "as a death", worker, phase.value, name)
     log.warning("handed %s of %s back: %s", phase.value, name, reason)
@@ -564,7 +568,8 @@ def _note_epoch(record: BuildRecord, epoch: str | None, wait: OutageWait) -> Non
     if epoch is None or epoch == record.get("broker_epoch"):
         return
     build_id, attempt = record["build_id"], record["attempt"]
-    with contextlib.suppress(LeaseLost, OutageTooLong):
+    # Best effort, a refusal too: the next phase's claim moves the build on anyway.
+    with contextlib.suppress(LeaseLost, OutageTooLong, BadDatabase):
         wait.call(lambda: build_store.set_running(build_id, attempt, {"broker_epoch": epoch}),
                   "recording the broker's epoch")
 
@@ -608,17 +613,20 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     # step completes the build): every phase that started has its end time.
     changes = {**build_store.ended_image(record, status, pushed), **(changes or {}),
                f"phases.{record['phase']}.end": utcnow()}
+    doing = f"ending the build {status.value}"
     try:
         # A fresh bound, and past it too: a build given back now would be built again
         # from its start, though it ended; waiting loses nothing, since the process can
         # do nothing else without MongoDB either. Not past it while this process is
         # stopping: it is killed soon.
-        OutageWait(config).call(lambda: build_store.finish(build_id, attempt, status, error,
-                                                           changes, suggestions, cause),
-                                f"ending the build {status.value}",
-                                longer_while=lambda: not stopping.requested())
-    except OutageTooLong as exc:
-        return _give_back(config, record, str(exc))
+        OutageWait(config).call(
+            lambda: retried(lambda: build_store.finish(build_id, attempt, status, error,
+                                                       changes, suggestions, cause), doing),
+            doing, longer_while=lambda: not stopping.requested())
+    except (OutageTooLong, BadDatabase) as exc:
+        # Refused for good: given back, the reaper starts it again at its next pass,
+        # rather than leave it shown running, held by nobody working on it.
+        return _give_back(config, record, f"{doing} failed: {exc}")
     liveness.ended(build_id)
     _remove_workdir(config, build_id, attempt)
     return Outcome.DONE
@@ -630,7 +638,7 @@ def _forget_if_ended(config: Config, build_id: str, attempt: int) -> None:
     path = work_dir(config, build_id, attempt)
     if not path.exists():
         return
-    with contextlib.suppress(NoDatabase):
+    with contextlib.suppress(NoDatabase, BadDatabase):
         record = build_store.find_by_id(build_id)
         if record is None or record["attempt"] != attempt \
                 or record["status"] != Status.RUNNING.value:

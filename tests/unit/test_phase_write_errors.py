@@ -1,0 +1,119 @@
+"""A build is not failed, nor left held, because MongoDB answered a write of its
+phase's life other than the claim with an error (``BadDatabase``): the phase's end
+and the build's end are tried again a few times, a second apart; a phase end still
+refused fails the build as the farm's fault, a build end still refused gives the
+build back; a refused hand-back still hands the message back, and a refused note of
+the broker's epoch does not fail a hand-on the broker took, nor a refused read a
+stale phase's drop.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from common import build_store
+from common.errors import LeaseLost
+from common.models import STEPS, FailureCause, Phase, Status
+from tests.support.log_stores import KeptLogs, logs
+from tests.unit.test_claim_errors import pauses, refused
+from tests.unit.test_farm_log_lines import CONFIG, running
+from tests.unit.test_phase_end import Store
+from workers import phase_runner, store_errors
+from workers.outages import OutageWait
+from workers.phase_runner import Outcome, PhaseResult
+from workers.stopping import WorkerStopping
+
+__all__ = ["logs", "pauses"]  # the fixtures, used by name
+
+
+class RefusedEnd(Store):
+    """A store that refuses ``end_phase`` ``refusals`` times, and ``finish`` if told."""
+
+    def __init__(self, refusals: int, refuse_finish: bool = False) -> None:
+        super().__init__()
+        self.refusals = refusals
+        self.refuse_finish = refuse_finish
+
+    def end_phase(self, *args: Any) -> None:
+        self.asked.append("end_phase")
+        if self.asked.count("end_phase") <= self.refusals:
+            refused()
+
+    def finish(self, build_id: str, attempt: int, status: Status, *rest: Any) -> bool:
+        if self.refuse_finish:
+            self.asked.append("finish")
+            refused()
+        self.causes = rest
+        return super().finish(build_id, attempt, status, *rest)
+
+
+def run_building(monkeypatch: pytest.MonkeyPatch, store: RefusedEnd) -> Outcome:
+    for name in ("heartbeat", "end_phase", "finish"):
+        monkeypatch.setattr(build_store, name, getattr(store, name))
+    config = CONFIG.replace(heartbeat_interval=600)
+    return phase_runner._run_claimed(config, running(), Phase.BUILDING,
+                                     lambda phase: PhaseResult(), OutageWait(config))
+
+
+def test_a_phase_end_refused_for_a_moment_hands_the_build_on(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float], logs: KeptLogs) -> None:
+    store = RefusedEnd(refusals=1)
+    assert run_building(monkeypatch, store) is Outcome.CONTINUE
+    assert store.asked == ["end_phase", "end_phase"] and store.finished == []
+
+
+def test_a_phase_end_always_refused_fails_the_build_as_the_farms_fault(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float], logs: KeptLogs) -> None:
+    store = RefusedEnd(refusals=10**6)
+    assert run_building(monkeypatch, store) is Outcome.DONE
+    assert store.asked.count("end_phase") == store_errors.ERROR_TRIES
+    assert store.finished == [Status.FAILED]
+    assert FailureCause.FARM in store.causes
+
+
+def test_a_build_end_always_refused_gives_the_build_back(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float], logs: KeptLogs) -> None:
+    """Given back, the reaper starts it again at its next pass (its worker let it go),
+    rather than the error leaving the task with the build still shown held."""
+    store = RefusedEnd(refusals=10**6, refuse_finish=True)
+    assert run_building(monkeypatch, store) is Outcome.DROPPED
+    assert store.asked.count("finish") == store_errors.ERROR_TRIES
+
+
+def test_a_refused_hand_back_still_hands_the_message_back(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float], logs: KeptLogs) -> None:
+    """As when MongoDB is away: the next delivery counts as a death, the phase is not lost."""
+    monkeypatch.setattr(build_store, "release_phase", refused)
+    outcome = phase_runner._hand_back(CONFIG, running(), WorkerStopping(), None)
+    assert outcome is Outcome.HANDED_BACK
+
+
+def test_a_refused_broker_epoch_note_does_not_fail_a_sent_hand_on(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float]) -> None:
+    """The next phase was sent: the note is best effort (the next claim moves the build on)."""
+    monkeypatch.setattr(build_store, "set_running", refused)
+    sent: list[object] = []
+    record = running(broker_epoch="e0")
+    outcome = phase_runner._hand_on(CONFIG, record, sent.append, None, OutageWait(CONFIG))
+    assert outcome is Outcome.CONTINUE and sent == [record]
+
+
+def test_a_stale_phase_whose_build_cannot_be_read_is_dropped_quietly(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float], tmp_path: Path) -> None:
+    """Not its build to run: the refused read only keeps what the attempt left here."""
+    config = CONFIG.replace(data_dir=str(tmp_path))
+    phase_runner.work_dir(config, "b1", 1).mkdir(parents=True)
+
+    def lost(*args: object, **kwargs: object) -> None:
+        raise LeaseLost("b1")
+    monkeypatch.setattr(build_store, "start_phase", lost)
+    reads = iter([running(attempt=2)])  # the claim's read answers, the next is refused
+    monkeypatch.setattr(build_store, "find_by_id",
+                        lambda build_id: next(reads, None) or refused())
+    outcome = phase_runner.run_phase(config, STEPS[1], "b1", 1,
+                                     lambda run: None)  # type: ignore[arg-type,return-value]
+    assert outcome is Outcome.DROPPED
+    assert phase_runner.work_dir(config, "b1", 1).exists()
