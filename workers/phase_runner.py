@@ -56,6 +56,9 @@ log = logging.getLogger(__name__)
 
 #: What sending a message raises while the broker is unreachable.
 BROKER_ERRORS = (OperationalError, redis.RedisError, OSError)
+#: What a line written to a build's log raises when its store fails (away, or
+#: refusing it): the line is lost, not the build's run or end.
+LOG_LOST = (NoDatabase, BadDatabase)
 
 
 class Outcome(Enum):
@@ -389,7 +392,7 @@ def _run_claimed(config: Config, record: BuildRecord, phase: Phase,
     except OutageTooLong as exc:
         if writer is not None:
             # The store the log goes to may be the service that is away.
-            with contextlib.suppress(NoDatabase):
+            with contextlib.suppress(*LOG_LOST):
                 writer.write(f"== {phase.value} given back: {exc}; the farm starts the "
                              "build again")
         return _give_back(config, record, str(exc))
@@ -444,10 +447,10 @@ def _run_function(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> P
             if count == PHASE_RUNS:
                 raise OutageTooLong(f"{service} failed {count} runs of {phase}") from exc
             # The log's store may be the service that is away: the notes are best effort.
-            with contextlib.suppress(NoDatabase):
+            with contextlib.suppress(*LOG_LOST):
                 run.say(f"{service} stopped answering during {phase}; waiting for it")
             wait.until_back(lost, f"running {phase}")
-            with contextlib.suppress(NoDatabase):
+            with contextlib.suppress(*LOG_LOST):
                 run.say(f"{service} is back; running {phase} again")
     raise AssertionError("unreachable")
 
@@ -493,7 +496,7 @@ def _hand_back(config: Config, record: BuildRecord, reason: WorkerStopping,
     phase = Phase(record["phase"])
     worker = liveness.worker_name(config)
     if writer is not None:
-        with contextlib.suppress(NoDatabase):  # the log's store may be away: the line only
+        with contextlib.suppress(*LOG_LOST):  # the log's store may be away: the line only
             writer.write(f"== {phase.value} handed back: {reason}; the next worker of the "
                          f"farm runs {phase.value} again")
     try:
@@ -586,7 +589,7 @@ def _give_back(config: Config, record: BuildRecord, reason: str) -> Outcome:
 def _close_log(writer: BuildLogWriter, wait: OutageWait) -> None:
     try:
         wait.call(writer.close, "storing the log")
-    except OutageTooLong:
+    except (OutageTooLong, BadDatabase):
         log.warning("could not store the end of the log of %s", writer.build_id)
 
 
@@ -604,10 +607,10 @@ def _end(config: Config, record: BuildRecord, status: Status, wait: OutageWait,
     suggestions = [plain_line(each) for each in suggestions] if suggestions else suggestions
     if writer is not None:
         # A log whose store stayed away loses its end line, not the build its end.
-        with contextlib.suppress(NoDatabase):
+        with contextlib.suppress(*LOG_LOST):
             writer.write(end_line(status.value, error, suggestions))
         # A follower that sees the build end has every line.
-        with contextlib.suppress(OutageTooLong):
+        with contextlib.suppress(OutageTooLong, BadDatabase):
             wait.call(writer.flush, "storing the log")
     # The phase that ended the build ends too (a cache hit ends in fetch; the last
     # step completes the build): every phase that started has its end time.

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pymongo.errors import OperationFailure
 
 from common import build_store
 from common.errors import LeaseLost
 from common.models import STEPS, FailureCause, Phase, Status
-from tests.support.log_stores import KeptLogs, logs
+from tests.support.log_stores import KeptLogs, logs, use_log_stores
 from tests.unit.test_claim_errors import pauses, refused
 from tests.unit.test_farm_log_lines import CONFIG, running
 from tests.unit.test_phase_end import Store
@@ -117,3 +118,21 @@ def test_a_stale_phase_whose_build_cannot_be_read_is_dropped_quietly(
                                      lambda run: None)  # type: ignore[arg-type,return-value]
     assert outcome is Outcome.DROPPED
     assert phase_runner.work_dir(config, "b1", 1).exists()
+
+
+class RefusingLogs(KeptLogs):
+    """A ``logs`` collection MongoDB refuses to add to (an error answer)."""
+
+    def insert_one(self, doc: dict[str, Any]) -> None:
+        raise OperationFailure("not authorized on binder to execute command insert")
+
+
+def test_a_refused_log_loses_its_end_line_not_the_builds_end(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float]) -> None:
+    use_log_stores(monkeypatch, RefusingLogs())
+    store = RefusedEnd(refusals=0)
+    monkeypatch.setattr(build_store, "finish", store.finish)
+    outcome = phase_runner._run_claimed(CONFIG, running(cancel_requested=True),
+                                        Phase.BUILDING, lambda run: None, OutageWait(CONFIG))
+    assert outcome is Outcome.DONE
+    assert store.finished == [Status.CANCELLED]
