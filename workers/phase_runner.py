@@ -17,6 +17,11 @@ not a death: the guard stops its phase as a cancel would, and the phase is
 handed back (the lease released for that same phase, counted as a hand-back,
 the task's message back to its queue), so the next worker of its host runs
 it again from its start.
+
+A write of the phase's life that MongoDB answers with an error (an answer,
+not an outage) is tried again a few times (``workers/store_errors.py``); a
+claim still refused starts the build again as its next attempt, a phase end
+still refused fails it as the farm's fault, a build end gives it back.
 """
 
 from __future__ import annotations

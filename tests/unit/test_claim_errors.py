@@ -19,7 +19,7 @@ from common import build_store
 from common.clock import utcnow
 from common.errors import BadDatabase
 from common.leases import restart_label
-from common.models import STEPS, Phase, Status
+from common.models import STEPS, Phase, Status, Step
 from tests.support.log_stores import logs
 from tests.unit.test_farm_log_lines import CONFIG, running
 from workers import phase_runner, store_errors
@@ -89,7 +89,7 @@ class Restarts:
 
 
 def run_detect(monkeypatch: pytest.MonkeyPatch, current: dict[str, Any],
-               restarts: Restarts) -> tuple[Outcome, RefusingStore]:
+               restarts: Restarts, step: Step = DETECT) -> tuple[Outcome, RefusingStore]:
     store = RefusingStore(refusals=10**6)
     monkeypatch.setattr(build_store, "start_phase", store.start_phase)
     monkeypatch.setattr(build_store, "find_by_id", lambda build_id: current)
@@ -97,21 +97,28 @@ def run_detect(monkeypatch: pytest.MonkeyPatch, current: dict[str, Any],
 
     def never(run: object) -> None:
         raise AssertionError("an unclaimed phase does not run")
-    outcome = phase_runner.run_phase(CONFIG, DETECT, "b1", 1, never,  # type: ignore[arg-type]
+    outcome = phase_runner.run_phase(CONFIG, step, "b1", 1, never,  # type: ignore[arg-type]
                                      restart=restarts.sent.append)
     return outcome, store
 
 
+@pytest.mark.parametrize(("step", "current"), [
+    (DETECT, waiting_for_detect()),
+    (DETECT, {**waiting_for_detect(released=DETECT.state.value),  # handed back on a stop
+              "phase": DETECT.state.value}),
+    (STEPS[0], running(phase=Phase.QUEUED.value, lease=None, heartbeat=None)),
+])
 def test_a_claim_always_refused_starts_the_build_again(
-        monkeypatch: pytest.MonkeyPatch, pauses: list[float]) -> None:
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float], step: Step,
+        current: dict[str, Any]) -> None:
     restarted = running(attempt=2, phase=Phase.QUEUED.value, lease=None)
     restarts = Restarts(restarted)
-    outcome, store = run_detect(monkeypatch, waiting_for_detect(), restarts)
+    outcome, store = run_detect(monkeypatch, current, restarts, step)
     assert outcome is Outcome.DROPPED
     assert store.tries == store_errors.ERROR_TRIES  # bounded: no loop on a lasting refusal
     assert restarts.sent == [restarted]
     [reason] = restarts.reasons
-    assert "detecting" in reason and restart_label(reason) == "store_refused"
+    assert step.state.value in reason and restart_label(reason) == "store_refused"
 
 
 @pytest.mark.parametrize("current", [
