@@ -470,8 +470,11 @@ def _run_stoppable(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> 
     try:
         result = _run_function(run, function, wait)
         # A phase that hands the build on learns of a cancel or a lost lease as it ends
-        # (``build_store.end_phase`` refuses both): only the last asks the store here.
-        run.guard.check(ask_store=result.complete)
+        # (``build_store.end_phase`` refuses both): only the last asks the store here,
+        # tried again as a write of the phase's end is (a refusal would fail a build
+        # whose work is done).
+        retried(lambda: run.guard.check(ask_store=result.complete),
+                f"asking whether {run.state.value} of {run.build_id} was cancelled")
     except Exception as exc:
         if stopping.requested() and not isinstance(exc, WorkerStopping):
             raise WorkerStopping() from exc

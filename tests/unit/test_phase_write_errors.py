@@ -136,3 +136,26 @@ def test_a_refused_log_loses_its_end_line_not_the_builds_end(
                                         Phase.BUILDING, lambda run: None, OutageWait(CONFIG))
     assert outcome is Outcome.DONE
     assert store.finished == [Status.CANCELLED]
+
+
+class RefusedAsk(Store):
+    """A store that answers the last phase's ask (``heartbeat``) with an error once."""
+
+    def heartbeat(self, build_id: str, attempt: int) -> bool:
+        self.asked.append("heartbeat")
+        if self.asked.count("heartbeat") == 1:
+            refused()
+        return False
+
+
+def test_the_last_phase_asked_about_a_cancel_for_a_moment_in_vain_completes(
+        monkeypatch: pytest.MonkeyPatch, pauses: list[float], logs: KeptLogs) -> None:
+    store = RefusedAsk()
+    for name in ("heartbeat", "finish"):
+        monkeypatch.setattr(build_store, name, getattr(store, name))
+    config = CONFIG.replace(heartbeat_interval=600)
+    outcome = phase_runner._run_claimed(config, running(), Phase.BUILDING,
+                                        lambda phase: PhaseResult(complete=True),
+                                        OutageWait(config))
+    assert outcome is Outcome.DONE
+    assert store.finished == [Status.COMPLETED]
