@@ -245,13 +245,16 @@ def test_an_environment_python_without_ipykernel_gets_it_and_is_the_kernel(
 def test_an_environment_without_python_still_has_python_pip_and_the_kernel(
         tmp_path: Path, servers: Servers, docker_api: docker.APIClient, images: list[str]) -> None:
     """Conda packages only: the environment replaces the base image's, so it gets a
-    Python (a venv over the system's) rather than leaving a terminal without one."""
+    Python (a venv over the system's) rather than leaving a terminal without one, and
+    Jupyter's commands running that Python, as the base image's venv has them."""
     tag, _ = built(tmp_path, servers, docker_api, images,
                    f"channels: [{servers.channel}]\ndependencies: [hello-conda]\n")
     found = run(docker_api, tag, "sh", "-c",
-                "for c in hello-conda python pip; do command -v $c; done")
+                "for c in hello-conda python pip jupyter; do command -v $c; done; "
+                "head -n 1 /srv/env/bin/jupyter-lab")
     assert found.split() == ["/srv/env/bin/hello-conda", "/srv/env/bin/python",
-                             "/srv/env/bin/pip"]
+                             "/srv/env/bin/pip", "/srv/env/bin/jupyter",
+                             "#!/srv/env/bin/python"]
     assert run(docker_api, tag, "hello-conda").strip() == "hello from conda"
     kernels = run(docker_api, tag, "/usr/bin/python3", "-c", KERNELS).strip().splitlines()[-1]
     assert json.loads(kernels)["python3"]["spec"]["argv"][0] == "/srv/env/bin/python"

@@ -16,6 +16,7 @@ from common.config import load_config
 from common.errors import BuildFailure
 from tests.support.conda_channel import CondaPackage, make_channel, script_package
 from tests.support.static_http import serve_directory
+from workers.base_image import RECIPE_DIR
 from workers.buildpacks import BUILDPACKS, detect
 from workers.buildpacks import conda_env as script
 from workers.buildpacks.base import BuildInputs
@@ -322,6 +323,12 @@ OFFLINE_INSTALLER = json.dumps(["{python}", "-m", "pip", "install", "--no-index"
                                 "--disable-pip-version-check"])
 
 
+@pytest.fixture(autouse=True)
+def make_env_venv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The script runs here, not in the base image: the venv script comes from the recipe."""
+    monkeypatch.setattr(script, "MAKE_ENV_VENV", str(RECIPE_DIR / "make-env-venv"))
+
+
 def run_script(tmp_path: Path, text: str, capsys: pytest.CaptureFixture[str],
                *options: str) -> tuple[int, str, str]:
     env_file = tmp_path / "environment.yml"
@@ -424,3 +431,24 @@ def test_existing_python_is_used_not_a_venv(tmp_path: Path) -> None:
     python.write_text("#!/bin/sh\n")
     assert script.ensure_python(tmp_path) == python
     assert not (tmp_path / "pyvenv.cfg").exists()
+
+
+def test_an_environment_without_python_becomes_the_base_images_kind_of_venv(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same script as the base image's /srv/env, so that Jupyter runs the venv's
+    Python and loads the server extensions installed into it."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(script, "_run", lambda command, failure: commands.append(command))
+    assert script.ensure_python(tmp_path) == tmp_path / "bin" / "python"
+    assert commands == [[str(RECIPE_DIR / "make-env-venv"), str(tmp_path)]]
+
+
+def test_a_base_image_without_the_venv_script_gets_a_plain_venv(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An operator's own base image (BINDER_BASE_IMAGE) may not have the script."""
+    commands: list[list[str]] = []
+    monkeypatch.setattr(script, "_run", lambda command, failure: commands.append(command))
+    monkeypatch.setattr(script, "MAKE_ENV_VENV", str(tmp_path / "missing"))
+    script.ensure_python(tmp_path)
+    assert commands == [["/usr/bin/python3", "-m", "venv", "--system-site-packages",
+                         str(tmp_path)]]

@@ -1,10 +1,10 @@
 """The Binder base image and the farm's Debian root, built once per recipe.
 
-Recipe: beside this module, as package data (``Dockerfile``, ``requirements.in`` and
-``wheels.lock``, the pinned wheels with their sha256). The host downloads
-the locked wheels with pip (hashes checked) into a wheelhouse that goes into
-the build context, so the build needs no Python index; only Debian's mirror
-(``BINDER_APT_MIRROR``) is reached from inside it.
+Recipe: beside this module, as package data (``Dockerfile``, the script it
+installs, ``requirements.in`` and ``wheels.lock``, the pinned wheels with their
+sha256). The host downloads the locked wheels with pip (hashes checked) into a
+wheelhouse that goes into the build context, so the build needs no Python index;
+only Debian's mirror (``BINDER_APT_MIRROR``) is reached from inside it.
 
 The recipe starts FROM ``BINDER_BASE_ROOT`` when set (``debian:bookworm-slim``
 where a registry can be pulled from), otherwise from the farm's Debian root,
@@ -38,6 +38,8 @@ from workers.registry import manifest_exists, push_image, split_tag
 RECIPE_DIR = Path(__file__).resolve().parent
 LOCK_FILE = "wheels.lock"
 REQUIREMENTS_FILE = "requirements.in"
+#: The recipe's files that go into the build context as they are.
+CONTEXT_FILES = ("Dockerfile", "make-env-venv")
 RECIPE_LABEL = "binder-build.recipe"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DEBOOTSTRAP_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates,git,adduser"
@@ -131,7 +133,7 @@ def download_wheels(config: Config, target: Path, recipe: Path = RECIPE_DIR) -> 
 def recipe_hash(config: Config, recipe: Path = RECIPE_DIR) -> str:
     """Everything that shapes the base image, hashed."""
     digest = hashlib.sha256()
-    for name in ("Dockerfile", LOCK_FILE):
+    for name in (*CONTEXT_FILES, LOCK_FILE):
         digest.update((recipe / name).read_bytes())
     for value in (jupyterhub_version(config, recipe), config.nb_user, str(config.nb_uid),
                   config.apt_mirror, config.base_root):
@@ -233,7 +235,8 @@ def ensure_base_image(config: Config, say: Say = print, image: str | None = None
 def build_base_image(config: Config, image: str, recipe: str, say: Say) -> None:
     root = config.base_root or ensure_root_image(config, say)
     with tempfile.TemporaryDirectory(dir=config.data_path) as context:
-        shutil.copy(RECIPE_DIR / "Dockerfile", context)
+        for name in CONTEXT_FILES:
+            shutil.copy(RECIPE_DIR / name, context)
         say(f"downloading the locked wheels (jupyterhub {jupyterhub_version(config)})")
         download_wheels(config, Path(context) / "wheels")
         say(f"building {image} from {root}")

@@ -18,9 +18,10 @@ What it does, in order (each step prints progress lines for the build log):
    ``r-irkernel`` added when they install R packages (``r-...``), as
    repo2docker adds it, so that notebooks offer R;
 3. install the solution into the prefix;
-4. make the prefix a venv over the system Python (``python3 -m venv
-   --system-site-packages``) when the solution has no Python, and pip-install
-   the ``pip:`` entries with the environment's Python;
+4. make the prefix a venv over the system Python when the solution has no
+   Python (the base image's ``make-env-venv``, as it makes its own: Jupyter's
+   commands then run the venv's Python), and pip-install the ``pip:`` entries
+   with the environment's Python;
 5. register the environment's Python as the notebook's ``python3`` kernel,
    installing ipykernel into it first when it has none.
 
@@ -84,6 +85,9 @@ _URL_TOKEN = re.compile(r'[\[\]]|(?<=[\[ ,])url="([^"]*)"')
 #: Used when ``environment.yml`` lists no channels (as Binder does).
 FALLBACK_CHANNELS = ("conda-forge",)
 SYSTEM_PYTHON = "/usr/bin/python3"
+#: Makes a prefix a venv over the system Python, with Jupyter's commands
+#: (``workers/base_image/make-env-venv``, installed by the base image).
+MAKE_ENV_VENV = "/usr/local/libexec/binder/make-env-venv"
 DEFAULT_INSTALLER = ("{python}", "-m", "pip", "install", "--disable-pip-version-check")
 ERROR_PREFIX = "BINDER-ERROR: "
 
@@ -335,13 +339,18 @@ async def install(records: list[RepoDataRecord], prefix: Path, cache: Path) -> N
 
 def ensure_python(prefix: Path) -> Path:
     """The prefix's Python; makes the prefix a venv over the system Python if it has none,
-    so that ``python``, ``pip`` and the notebooks' kernel work in every environment, as
-    in the base image's (whose ``/srv/env`` this one replaces)."""
+    so that ``python``, ``pip``, the notebooks' kernel and Jupyter's server extensions
+    installed into it work in every environment, as in the base image's (whose
+    ``/srv/env`` this one replaces)."""
     python = prefix / "bin" / "python"
     if python.exists():
         return python
     say(f"the conda environment has no Python: making {prefix} a venv over {SYSTEM_PYTHON}")
-    _run([SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(prefix)],
+    if Path(MAKE_ENV_VENV).exists():
+        command = [MAKE_ENV_VENV, str(prefix)]
+    else:  # an operator's base image (BINDER_BASE_IMAGE) without it: the venv alone
+        command = [SYSTEM_PYTHON, "-m", "venv", "--system-site-packages", str(prefix)]
+    _run(command,
          "making a venv for the environment's Python failed.")
     return python
 
