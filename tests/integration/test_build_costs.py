@@ -25,6 +25,7 @@ from common.config import Config, get_config, set_config
 from common.models import STEPS, Phase, Status
 from tests.integration.conftest import RUN_ID, unique
 from tests.support.git_server import GitServer
+from tests.support.store_commands import HOUSEKEEPING, StartedCommands, fresh_client
 from workers.celery_app import create_celery
 from workers.phase_runner import Outcome, run_phase
 from workers.pipeline import send_next, step_function
@@ -43,18 +44,12 @@ def caller() -> str:
 PHASE = ["none"]
 
 
-class Commands(pymongo.monitoring.CommandListener):
+class Commands(StartedCommands):
     def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in ("hello", "isMaster", "ismaster", "ping", "endSessions"):
+        if event.command_name not in HOUSEKEEPING:
             coll = event.command.get(event.command_name)
             COUNTS[(PHASE[0], f"mongo {event.command_name} {coll}")] += 1
             CALLERS[(PHASE[0], f"mongo {event.command_name} {coll}", caller())] += 1
-
-    def succeeded(self, event: Any) -> None:
-        pass
-
-    def failed(self, event: Any) -> None:
-        pass
 
 
 @pytest.fixture
@@ -69,7 +64,7 @@ def counting(monkeypatch: pytest.MonkeyPatch, services: None) -> Iterator[Config
                                   heartbeat_interval=600)
     set_config(config)
     pymongo.monitoring.register(Commands())
-    monkeypatch.setattr(db, "_client", None)
+    fresh_client(monkeypatch)
     # A worker process learns its engine's API version once: this one learns it here.
     monkeypatch.setattr(docker_connection, "_api_versions", {})
     send = redis.connection.Connection.send_packed_command

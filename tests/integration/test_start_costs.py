@@ -21,6 +21,7 @@ from common import db
 from common.config import Config, get_config, set_config
 from tests.integration.conftest import API_KEY, RUN_ID, unique
 from tests.support.git_server import GitServer
+from tests.support.store_commands import HOUSEKEEPING, StartedCommands, fresh_client
 
 #: What a start sent while counting: ``("mongo", "find builds")``, ``("redis", "LPUSH")``,
 #: ``("git", "ls-remote")``.
@@ -30,20 +31,13 @@ COUNTING = [False]
 CONNECTION_SETUP = {"AUTH", "HELLO", "CLIENT", "SELECT"}
 
 
-class Commands(pymongo.monitoring.CommandListener):
+class Commands(StartedCommands):
     """The store's commands while counting (registered once: pymongo cannot take a
     listener back)."""
 
     def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
-        if COUNTING[0] and event.command_name not in ("hello", "isMaster", "ismaster", "ping",
-                                                      "endSessions"):
+        if COUNTING[0] and event.command_name not in HOUSEKEEPING:
             SENT[("mongo", f"{event.command_name} {event.command.get(event.command_name)}")] += 1
-
-    def succeeded(self, event: Any) -> None:
-        pass
-
-    def failed(self, event: Any) -> None:
-        pass
 
 
 pymongo.monitoring.register(Commands())
@@ -57,7 +51,7 @@ def client(monkeypatch: pytest.MonkeyPatch, services: None) -> Iterator[FlaskCli
     set_config(None)
     config: Config = get_config().replace(mongo_db=f"binder_test_{RUN_ID}_start_{run}",
                                           broker_prefix=f"test-{RUN_ID}-start-{run}:")
-    monkeypatch.setattr(db, "_client", None)
+    fresh_client(monkeypatch)
     send = redis.connection.Connection.send_packed_command
 
     def send_packed(self: Any, command: Any, check_health: bool = True) -> None:

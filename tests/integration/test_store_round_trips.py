@@ -17,11 +17,12 @@ from common.config import Config, get_config, set_config
 from common.errors import AlreadyBuilding, BuildCancelled, LeaseLost
 from common.models import Phase, Status
 from tests.integration.conftest import RUN_ID
+from tests.support.store_commands import StartedCommands, fresh_client
 
 WORKER, HOST = "rt-a@box:1", "rt-a"
 
 
-class Commands(pymongo.monitoring.CommandListener):
+class Commands(StartedCommands):
     """The commands sent to the store while ``on``, by name (registered once: pymongo
     cannot take a listener back)."""
 
@@ -31,12 +32,6 @@ class Commands(pymongo.monitoring.CommandListener):
     def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
         if Commands.on and event.database_name.startswith(f"binder_test_{RUN_ID}_rt_"):
             Commands.sent.append(event.command_name)
-
-    def succeeded(self, event: Any) -> None:
-        pass
-
-    def failed(self, event: Any) -> None:
-        pass
 
 
 pymongo.monitoring.register(Commands())
@@ -48,7 +43,7 @@ def config(monkeypatch: pytest.MonkeyPatch, services: None) -> Iterator[Config]:
     set_config(None)
     config = get_config().replace(mongo_db=f"binder_test_{RUN_ID}_rt_{uuid.uuid4().hex[:6]}")
     set_config(config)
-    monkeypatch.setattr(db, "_client", None)
+    fresh_client(monkeypatch)
     try:
         yield config
     finally:
