@@ -197,10 +197,17 @@ def ensure_indexes(config: Config | None = None) -> None:
 
 
 def create_indexes(database: Database[dict[str, Any]]) -> None:
-    """Create the collections of ``database`` with every index in ``INDEXES``, and
-    the ``PLAIN_COLLECTIONS``."""
+    """Create the collections of ``database`` with every index in ``INDEXES``."""
     for collection, indexes in INDEXES.items():
         database[collection].create_indexes(indexes)
+
+
+def create_collections(database: Database[dict[str, Any]]) -> None:
+    """Create every collection of ``database`` with its indexes (``create_indexes``) and
+    the ``PLAIN_COLLECTIONS``: what whoever starts the farm does first, once
+    (``prepare_store``). Not for each process: several creating collections at once is
+    what can hang the embedded store."""
+    create_indexes(database)
     missing = set(PLAIN_COLLECTIONS) - set(database.list_collection_names())
     for collection in sorted(missing):
         with contextlib.suppress(CollectionInvalid):  # made meanwhile by another process
@@ -220,7 +227,7 @@ def prepare_store(config: Config) -> None:
     them first, one at a time. Raises ``NoDatabase`` or ``BadDatabase``.
     """
     with translate_errors(), pymongo.timeout(PREPARE_TIMEOUT_S):
-        create_indexes(get_db(config))
+        create_collections(get_db(config))
 
 
 @contextlib.contextmanager

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import docker
 import docker.errors
+import pymongo
 import pytest
 from selenium.webdriver.remote.webdriver import WebDriver
 
@@ -242,9 +243,19 @@ def farm(request: pytest.FixtureRequest, farm_env: dict[str, str],
         shutil.rmtree(DATA_DIR, ignore_errors=True)
 
 
+def prepare(database: str) -> None:
+    """The farm's collections before its processes start, as ``up`` makes them: several
+    processes creating them at once can hang the embedded store."""
+    from common.db import PREPARE_TIMEOUT_S, create_collections, get_client
+
+    with pymongo.timeout(PREPARE_TIMEOUT_S):
+        create_collections(get_client()[database])
+
+
 @pytest.fixture(scope="session")
 def api(farm: Farm) -> ApiClient:
     """The API under gunicorn plus one worker (host ``test-a``)."""
+    prepare(get_config().mongo_db)
     _, url = farm.start_api()
     farm.start_worker("test-a")
     return ApiClient(url, API_KEY)
@@ -295,6 +306,7 @@ def second_host(farm_env: dict[str, str], services: None) -> Iterator[SecondHost
                "BINDER_BUILD_MEMORY": SECOND_HOST_MEMORY, "BINDER_LIMIT_BUILD_CGROUP": "true",
                "BINDER_VERIFY": "false"}
         farm = Farm(env, DATA_DIR / "logs-b")
+        prepare(env["BINDER_MONGO_DB"])
         _, url = farm.start_api()
         farm.start_worker("engine-b")
         yield SecondHost(engine, farm, ApiClient(url, API_KEY), base)

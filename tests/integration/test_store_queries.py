@@ -29,7 +29,7 @@ from bench.api_reads import FILL_TIMEOUT, fill_builds
 from common import template_store
 from common.clock import utcnow
 from common.config import get_config, set_config
-from common.db import INDEXES, PLAIN_COLLECTIONS, create_indexes, get_client, get_db
+from common.db import INDEXES, PLAIN_COLLECTIONS, create_collections, get_client, get_db
 from tests.integration.conftest import API_KEY, DATA_DIR, RUN_ID, unique
 from tests.support.farm import ApiClient, Farm
 from tests.support.git_server import GitServer
@@ -245,7 +245,7 @@ def test_preparing_a_store_makes_every_collection_the_farm_writes(services: None
     several processes at once can hang (``common.db.prepare_store``)."""
     database = f"binder_test_{RUN_ID}_prepared"
     try:
-        create_indexes(get_client()[database])
+        create_collections(get_client()[database])
         made = set(get_client()[database].list_collection_names())
         assert {*INDEXES, *PLAIN_COLLECTIONS} <= made
         assert {"metrics", "reaper"} <= set(PLAIN_COLLECTIONS)

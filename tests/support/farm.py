@@ -23,7 +23,7 @@ import pymongo
 import requests
 from urllib3.exceptions import ProtocolError
 
-from common.db import PREPARE_TIMEOUT_S, create_indexes
+from common.db import PREPARE_TIMEOUT_S, create_collections
 from workers.orphans import die_with_parent
 
 BIN = Path(sys.executable).parent
@@ -200,7 +200,7 @@ def start_whole_farm(farm: Farm, records: Any, hosts: tuple[str, ...],
     returns the API's URL and the workers."""
     # The collections and their indexes first, as ``up`` does (see common.db.prepare_store).
     with pymongo.timeout(PREPARE_TIMEOUT_S):
-        create_indexes(records.database)
+        create_collections(records.database)
     _, url = farm.start_api()
     farm.start("beat", ["beat"])
     workers = HostWorkers(farm, records, hosts, timeout)
