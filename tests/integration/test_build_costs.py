@@ -46,7 +46,7 @@ PHASE = ["none"]
 
 class Commands(StartedCommands):
     def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
-        if event.command_name not in HOUSEKEEPING:
+        if self.asked(event) and event.command_name not in HOUSEKEEPING:
             coll = event.command.get(event.command_name)
             COUNTS[(PHASE[0], f"mongo {event.command_name} {coll}")] += 1
             CALLERS[(PHASE[0], f"mongo {event.command_name} {coll}", caller())] += 1

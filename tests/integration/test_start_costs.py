@@ -36,7 +36,7 @@ class Commands(StartedCommands):
     listener back)."""
 
     def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
-        if COUNTING[0] and event.command_name not in HOUSEKEEPING:
+        if COUNTING[0] and self.asked(event) and event.command_name not in HOUSEKEEPING:
             SENT[("mongo", f"{event.command_name} {event.command.get(event.command_name)}")] += 1
 
 

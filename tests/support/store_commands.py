@@ -17,8 +17,25 @@ HOUSEKEEPING = frozenset({"hello", "isMaster", "ismaster", "ping", "endSessions"
 class StartedCommands(pymongo.monitoring.CommandListener):
     """A listener of the commands started; what they did after is not looked at."""
 
+    def __init__(self) -> None:
+        self._writes: set[tuple[bytes, int]] = set()
+
     def started(self, event: pymongo.monitoring.CommandStartedEvent) -> None:
         raise NotImplementedError
+
+    def asked(self, event: pymongo.monitoring.CommandStartedEvent) -> bool:
+        """Whether the farm asked for this command, rather than the driver sending a
+        write again after its first try failed on the way (a retryable write: same
+        session and transaction number), which the farm's code never sees."""
+        txn = event.command.get("txnNumber")
+        lsid = event.command.get("lsid")
+        if txn is None or lsid is None:
+            return True
+        key = (bytes(lsid["id"]), int(txn))
+        if key in self._writes:
+            return False
+        self._writes.add(key)
+        return True
 
     def succeeded(self, event: Any) -> None:
         pass
