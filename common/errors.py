@@ -164,6 +164,14 @@ class BuildFailure(BinderError):
             self.cause = cause  # an instance attribute: pickled with the error's state
 
 
+class EngineFault(BuildFailure):
+    """The Docker engine failed a build for a reason of its own, not the repository's
+    (it lost the build context it was streamed): the phase runs again, as after an
+    engine that stopped answering, and fails the build only when that keeps happening."""
+
+    cause = FailureCause.FARM
+
+
 class LeaseLost(Exception):
     """This worker no longer holds the build's lease; stop without writing."""
 

@@ -27,7 +27,7 @@ from typing import IO
 
 from common.config import Config
 from common.docker_connection import cli_flags
-from common.errors import BuildFailure
+from common.errors import BuildFailure, EngineFault
 from common.log_store import MAX_LINE_CHARS
 from common.models import FailureCause
 from common.probes import check_docker
@@ -67,6 +67,9 @@ _UV_MORE = re.compile(r"^\s{4,}(?=\S)(?![\s^]*$)(.+)$")
 _NO_SPACE = "no space left on device"
 #: What the engine's Dockerfile frontend says of a line it cannot read.
 _PARSE_ERROR = "dockerfile parse error"
+#: What the engine says when it lost the context the client streamed to it, after
+#: reading it once: its session's fault (seen under load), gone on the next try.
+_CONTEXT_LOST = re.compile(r'"http://build-context-\w+": context not found')
 _SOLVE_PREFIX = re.compile(r"^(failed to solve with frontend [\w.]+: )?(failed to [\w ]+: )?")
 
 
@@ -254,6 +257,8 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
             client.wait()
     guard.check()
     if client.returncode != 0:
+        if _CONTEXT_LOST.search(last):
+            raise EngineFault(explain_failure(last, [], config.build_memory))
         raise BuildFailure(explain_failure(last, list(recent), config.build_memory),
                            suggestions=failure_suggestions(last),
                            cause=failure_cause(last, list(recent)))

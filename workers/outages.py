@@ -29,7 +29,7 @@ import urllib3.exceptions
 from common.config import Config
 from common.db import ping
 from common.docker_connection import EngineChanged
-from common.errors import BuildFailure, NoDatabase
+from common.errors import BuildFailure, EngineFault, NoDatabase
 from common.probes import check_docker, check_registry
 from workers.guard import BuildTimedOut, PhaseGuard
 
@@ -80,9 +80,10 @@ def watching(config: Config, guard: PhaseGuard,
         timed_out = isinstance(guard.reason, BuildTimedOut)
         if guard.reason is not None and not timed_out:  # stopped on purpose: cancelled
             raise
-        if isinstance(exc, EngineChanged) and not timed_out:
-            # Another engine answers at the address now: the phase runs again on it,
-            # as after an engine that went away and came back.
+        if isinstance(exc, EngineChanged | EngineFault) and not timed_out:
+            # Another engine answers at the address now, or the engine failed the
+            # build of its own accord: the phase runs again (on it), as after an engine
+            # that went away and came back.
             raise ServiceLost("the Docker engine", lambda: check_docker(config)) from exc
         for check in checks:
             lost = check(config)

@@ -8,7 +8,7 @@ import pytest
 import urllib3.exceptions
 
 from common.config import load_config
-from common.errors import BuildFailure, NoDatabase
+from common.errors import BuildFailure, EngineFault, NoDatabase
 from tests.support.outage_clock import Clock, outage_clock
 from workers.outages import OutageTooLong, OutageWait, ServiceLost, watching
 
@@ -135,3 +135,13 @@ def test_a_replaced_engine_is_lost_until_the_probe_answers(monkeypatch: pytest.M
     assert raised.value.__cause__ is changed
     raised.value.probe()
     assert probed == [CONFIG]
+
+
+def test_a_build_the_engine_failed_of_its_own_accord_runs_again() -> None:
+    """The engine lost the context it was streamed: not the repository's failure; the
+    phase runs again while the engine answers (``_run_function`` bounds how often)."""
+    fault = EngineFault('Docker could not build the image: Get "http://build-context-x": '
+                        "context not found")
+    with pytest.raises(ServiceLost) as raised, watching(CONFIG, Guard()):  # type: ignore[arg-type]
+        raise fault
+    assert raised.value.service == "the Docker engine" and raised.value.__cause__ is fault

@@ -16,8 +16,9 @@ import pytest
 
 from common.clock import utcnow
 from common.config import load_config
+from common.errors import BuildFailure, EngineFault
 from common.log_store import MAX_LINE_CHARS
-from common.models import Phase
+from common.models import FailureCause, Phase
 from tests.support.outage_clock import Clock
 from workers import guard as guard_module
 from workers import image_build, silence_watch
@@ -249,3 +250,25 @@ def test_a_line_of_any_length_from_the_client_is_held_cut_at_the_log_line_bound(
     assert peak < 16 * 2**20
     assert [len(line) for line in said] == [MAX_LINE_CHARS, len("step 2")]
     assert said[-1] == "step 2"
+
+
+@pytest.mark.parametrize(("last", "fault"), [
+    ('ERROR: failed to solve: failed to read downloaded context: failed to load cache key: '
+     'Get "http://build-context-u5wvmyfs28fhmo6k9qg9rh7q2": context not found', True),
+    ("ERROR: failed to solve: executor failed running [/bin/sh -c false]: exit code: 1",
+     False),
+])
+def test_a_context_the_engine_lost_is_its_fault_and_a_failed_step_the_repositorys(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path, last: str, fault: bool) -> None:
+    monkeypatch.setattr(image_build, "SilenceWatch", RecordedWatch)
+    monkeypatch.setattr(image_build, "client_environment", lambda config: dict(os.environ))
+    monkeypatch.setattr(image_build, "build_command", lambda request, iidfile: [
+        sys.executable, "-c", f"print({last!r}); raise SystemExit(1)"])
+    context = tmp_path / "context.tar"
+    context.write_bytes(b"")
+    request = image_build.BuildRequest(context=context, dockerfile="Dockerfile", tag="r/x:t")
+    with pytest.raises(BuildFailure) as raised:
+        image_build.run_build(request, load_config(environ={}), tmp_path,  # type: ignore[arg-type]
+                              lambda line: None, WatchedGuard())
+    assert isinstance(raised.value, EngineFault) is fault
+    assert raised.value.cause == (FailureCause.FARM if fault else FailureCause.REPOSITORY)
