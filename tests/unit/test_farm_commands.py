@@ -142,3 +142,24 @@ def test_a_config_file_named_by_the_environment_does_not_stop_host_commands(
     done = CliRunner().invoke(main, ["worker", "hosts", "--help"],
                               env={"BINDER_CONFIG": "farm.json"})
     assert done.exit_code == 0, done.output
+
+
+def test_drain_says_its_host_is_lost_and_stops_when_the_host_is_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Waiting on a host whose worker died ends when the reaper gives its builds back;
+    the wait says so, and a host no longer listed ends it with an error, not forever."""
+    from workers.cli import hosts
+    from workers.cli.farm_client import FarmClient
+    monkeypatch.setattr(hosts, "POLL_SECONDS", 0)
+    listed = [[{"host": "host-a", "state": "lost", "running": ["b1"]}],
+              [{"host": "host-a", "state": "lost", "running": ["b1"]}], []]
+    monkeypatch.setattr(FarmClient, "drain", lambda self, host, draining: {
+        "host": "host-a", "state": "draining", "running": ["b1"]})
+    monkeypatch.setattr(FarmClient, "hosts", lambda self: listed.pop(0))
+    done = CliRunner().invoke(main, ["worker", "drain", "host-a", "--url", "http://127.0.0.1:9"])
+    said = " ".join(done.output.split())
+    assert done.exit_code == 1, done.output
+    assert said.count("host-a is not heard from") == 1, said
+    assert "go back to the queue once they go unheard" in said
+    assert "error: host-a is no longer among the farm's hosts" in said
+    assert listed == []

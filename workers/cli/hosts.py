@@ -17,6 +17,7 @@ from typing import Any
 import click
 
 from workers.cli.client import EXIT_INTERRUPTED, Session, farm_command
+from workers.cli.farm_client import ApiError
 from workers.cli.names import host_id_argument
 from workers.cli.output import Output, ago
 
@@ -78,14 +79,27 @@ def drain(session: Session, host_id: str, wait: bool) -> None:
         _show(session, record)
         return
     shown: list[str] | None = None
+    told_lost = False
     try:
         while record.get("running"):
             if record["running"] != shown and not session.as_json:
                 session.output.note(f"{host_id} is draining; waiting for "
                                     f"{', '.join(record['running'])}")
                 shown = record["running"]
+            if record.get("state") == "lost" and not told_lost:
+                # Its builds do end: the reaper gives them back to the queue, for
+                # another host, once they go unheard.
+                session.output.note(
+                    f"{host_id} is not heard from (its worker stopped or lost its network); "
+                    "its builds go back to the queue once they go unheard for "
+                    "BINDER_HEARTBEAT_STALE seconds. Still waiting (Ctrl-C stops waiting)")
+                told_lost = True
             time.sleep(POLL_SECONDS)
-            record = _host(session, host_id) or record
+            record = _host(session, host_id)
+            if not record:
+                raise ApiError(f"{host_id} is no longer among the farm's hosts (its record "
+                               "was removed): there is nothing left to wait for.",
+                               ["binder-build worker hosts lists the hosts there are."])
     except KeyboardInterrupt:
         session.output.note(f"stopped waiting; {host_id} stays drained "
                             f"(binder-build worker undrain {host_id} takes it back)")
