@@ -55,7 +55,7 @@ from workers.outages import OutageTooLong, OutageWait, ServiceLost
 from workers.process_logs import bind_build
 from workers.repo_yaml import shorten
 from workers.stopping import WorkerStopping
-from workers.store_errors import retried
+from workers.store_errors import ERROR_PAUSE_SECONDS, retried
 
 log = logging.getLogger(__name__)
 
@@ -435,11 +435,22 @@ PHASE_RUNS = 3
 def _run_function(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> PhaseResult:
     """Run the phase function; if a service it needed stopped answering (MongoDB,
     the Docker engine, the registry), wait for it and run the phase again
-    (phases are idempotent)."""
+    (phases are idempotent). One that MongoDB answered with an error runs again a
+    pause later, as the writes of a phase's life are tried again (``store_errors``)."""
     phase = run.state.value
     for count in range(1, PHASE_RUNS + 1):
         try:
             return function(run) or PhaseResult()
+        except BadDatabase as exc:
+            stopped = run.guard.reason
+            if isinstance(stopped, Exception):
+                raise stopped from exc
+            if count == PHASE_RUNS:
+                raise  # lasting (a lost permission): the farm's failure, not run forever
+            with contextlib.suppress(*LOG_LOST):
+                run.say(f"the build database refused a write during {phase}; "
+                        f"running {phase} again")
+            time.sleep(ERROR_PAUSE_SECONDS)
         except (NoDatabase, ServiceLost) as exc:
             stopped = run.guard.reason
             if isinstance(stopped, Exception):

@@ -4,19 +4,20 @@ and the build's end are tried again a few times, a second apart; a phase end sti
 refused fails the build as the farm's fault, a build end still refused gives the
 build back; a refused hand-back still hands the message back, and a refused note of
 the broker's epoch does not fail a hand-on the broker took, nor a refused read a
-stale phase's drop.
+stale phase's drop. A write inside the phase that is refused runs the phase again.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from pymongo.errors import OperationFailure
 
 from common import build_store
-from common.errors import LeaseLost
+from common.errors import BadDatabase, LeaseLost
 from common.models import STEPS, FailureCause, Phase, Status
 from tests.support.log_stores import KeptLogs, logs, use_log_stores
 from tests.unit.test_claim_errors import pauses, refused
@@ -24,7 +25,7 @@ from tests.unit.test_farm_log_lines import CONFIG, running
 from tests.unit.test_phase_end import Store
 from workers import phase_runner, store_errors
 from workers.outages import OutageWait
-from workers.phase_runner import Outcome, PhaseResult
+from workers.phase_runner import PHASE_RUNS, Outcome, PhaseResult, _run_function
 from workers.stopping import WorkerStopping
 
 __all__ = ["logs", "pauses"]  # the fixtures, used by name
@@ -159,3 +160,29 @@ def test_the_last_phase_asked_about_a_cancel_for_a_moment_in_vain_completes(
                                         OutageWait(config))
     assert outcome is Outcome.DONE
     assert store.finished == [Status.COMPLETED]
+
+
+@pytest.mark.parametrize("refusals", [1, 3])
+def test_a_phase_the_database_refused_runs_again_a_bounded_number_of_times(
+        monkeypatch: pytest.MonkeyPatch, refusals: int) -> None:
+    """A refusal that lasts a moment (a write conflict) costs a run of the phase, not the
+    build; one that lasts (a lost permission) still fails it, after ``PHASE_RUNS``."""
+    monkeypatch.setattr(phase_runner, "ERROR_PAUSE_SECONDS", 0)
+    said: list[str] = []
+    runs = {"n": 0}
+
+    def function(run: Any) -> PhaseResult:
+        runs["n"] += 1
+        if runs["n"] <= refusals:
+            raise BadDatabase("WriteConflict")
+        return PhaseResult({"ran": True})
+
+    run = SimpleNamespace(state=Phase.PUSHING, say=said.append, guard=SimpleNamespace(reason=None))
+    if refusals < PHASE_RUNS:
+        assert _run_function(run, function, None).changes == {"ran": True}  # type: ignore[arg-type]
+    else:
+        with pytest.raises(BadDatabase):
+            _run_function(run, function, None)  # type: ignore[arg-type]
+    assert runs["n"] == min(refusals + 1, PHASE_RUNS)
+    assert said == ["the build database refused a write during pushing; running pushing "
+                    "again"] * min(refusals, PHASE_RUNS - 1)
