@@ -3,7 +3,8 @@
 Server extensions a repository installs with pip (nbgitpuller,
 jupyter-server-proxy) load in the started server: their config under the
 environment's ``etc/jupyter`` is read, and ``${NB_PYTHON_PREFIX}/bin/jupyter``
-(with ``--sys-prefix``) works in postBuild.
+(with ``--sys-prefix``) works in postBuild; ``ipython`` in a terminal imports what
+the repository installed.
 """
 
 from __future__ import annotations
@@ -67,9 +68,11 @@ def test_a_server_extension_the_repository_installs_loads(
         record["image-name"],
         f"{command} >/tmp/server.log 2>&1 & for i in $(seq 300); do "
         f"[ -f {MARKER} ] && break; sleep 1; done; cat {MARKER} || tail -20 /tmp/server.log; "
-        "command -v jupyter; jupyter server extension list 2>&1",
+        "command -v jupyter; jupyter server extension list 2>&1; "
+        f"ipython --quick -c 'import {EXTENSION}, sys; print(\"ipython in\", sys.prefix)' 2>&1",
         timeout=IMAGE_TIMEOUT)
     assert output.startswith("loaded\n"), output
+    assert "ipython in /srv/env" in output, output  # a terminal's ipython sees it too
     assert "\n/srv/env/bin/jupyter\n" in output, output
     listed = re.sub(r"\x1b\[[0-9;]*m", "", output)  # without its colours
     assert f"Config dir: /srv/env/etc/jupyter\n    {EXTENSION} enabled\n" in listed, output

@@ -58,18 +58,24 @@ def test_the_script_the_image_installs_is_part_of_its_recipe(tmp_path: Path) -> 
 
 def test_the_environment_venv_runs_jupyter_with_its_own_python(tmp_path: Path) -> None:
     """Server extensions a repository installs into the venv load only in a Jupyter
-    that runs the venv's Python; the system's other commands stay where they are."""
+    that runs the venv's Python, and ``ipython`` in a terminal imports only what the
+    venv's Python sees: the system's Python commands run it; the venv's own stay."""
     system = tmp_path / "bin"
     system.mkdir()
     entry_point = "#!/usr/bin/python3\nimport sys\nprint(sys.prefix, sys.argv[1:])\n"
     (system / "jupyter-lab").write_text(entry_point)
     (system / "jupyter-binary").write_bytes(b"\x7fELF\0\0")
     (system / "ipython").write_text(entry_point)
+    (system / "pip").write_text("#!/usr/bin/python3\nprint('the system pip')\n")
+    (system / "tool.sh").write_text("#!/bin/sh\necho a shell script\n")
     prefix = tmp_path / "env"
     subprocess.run([str(RECIPE_DIR / "make-env-venv"), str(prefix), str(system)], check=True,
                    env={**os.environ, "PATH": f"{Path(sys.base_prefix, 'bin')}:/usr/bin:/bin"})
-    assert sorted(path.name for path in (prefix / "bin").glob("[ij]*")) == ["jupyter-lab"]
-    output = subprocess.run([str(prefix / "bin" / "jupyter-lab"), "--version"], check=True,
-                            capture_output=True, text=True).stdout
-    assert output == f"{prefix} ['--version']\n"
+    assert sorted(path.name for path in (prefix / "bin").glob("[ijt]*")) == [
+        "ipython", "jupyter-lab"]
+    for command in ("jupyter-lab", "ipython"):
+        output = subprocess.run([str(prefix / "bin" / command), "--version"], check=True,
+                                capture_output=True, text=True).stdout
+        assert output == f"{prefix} ['--version']\n"
+    assert "the system pip" not in (prefix / "bin" / "pip").read_text()
     assert "include-system-site-packages = true" in (prefix / "pyvenv.cfg").read_text()
