@@ -290,6 +290,12 @@ def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer,
                           "[project]\nname = 'pyproject-demo'\nversion = '0.4'\n",
         "pyproject_demo.py": "WHO = 'pyproject.toml'\n",
     })
+    # A project that names no build backend: pip and uv build it with setuptools.
+    project_only = unique("project-only")
+    git_server.make_repo(f"github/max/{project_only}", {
+        "pyproject.toml": "[project]\nname = 'project-only-demo'\nversion = '0.5'\n",
+        "project_only_demo.py": "WHO = 'pyproject.toml'\n",
+    })
     wheel = package_wheel("1.0")
     digest = hashlib.sha256(wheel.data).hexdigest()
     pipfile = unique("pipfile")
@@ -300,7 +306,8 @@ def test_python_packages_and_pipfile_lock(api: ApiClient, git_server: GitServer,
             "default": {TEST_PACKAGE: {"version": "==1.0", "hashes": [f"sha256:{digest}"]}},
             "develop": {}}),
     })
-    for name, module in ((setup_py, "setup_demo"), (pyproject, "pyproject_demo")):
+    for name, module in ((setup_py, "setup_demo"), (pyproject, "pyproject_demo"),
+                         (project_only, "project_only_demo")):
         record = built(api, f"{repo_url}/max/{name}")
         output = run_in_image(record["image-name"],
                               f"cd /tmp && python -c 'import {module}; print({module}.WHO)'",

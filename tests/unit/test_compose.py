@@ -99,13 +99,13 @@ def test_default_and_repo2docker_precedence(tmp_path: Path, files: dict[str, str
     assert detected(tmp_path, files, repo2docker).buildpack.id == chosen[1]
 
 
-def test_a_pyproject_without_build_system_is_not_a_package(tmp_path: Path) -> None:
+def test_a_pyproject_of_tools_settings_only_is_not_a_package(tmp_path: Path) -> None:
     detection = detected(tmp_path, {"pyproject.toml": "[tool.ruff]\nline-length = 1\n"})
     assert detection.buildpack.id == "default"
     assert [(str(p), r) for p, r in detection.ignored] == [
-        ("pyproject.toml", "it has no [build-system] table")]
-    assert detected(tmp_path, {"pyproject.toml": "[build-system]\nrequires = []\n"}
-                    ).buildpack.id == "pyproject.toml"
+        ("pyproject.toml", "it has neither a [build-system] nor a [project] table")]
+    for package in ("[build-system]\nrequires = []\n", "[project]\nname = 'p'\n"):
+        assert detected(tmp_path, {"pyproject.toml": package}).buildpack.id == "pyproject.toml"
 
 
 # Nested deeper than the parsers recurse: within the cap, far from any real file.

@@ -227,7 +227,8 @@ def detect(checkout: Path, config: Config) -> Detection:
             if pack.applies(inputs):
                 chosen = (pack, present[name])
             else:
-                ignored.append((present[name], "it has no [build-system] table"))
+                ignored.append((present[name],
+                                "it has neither a [build-system] nor a [project] table"))
         elif (folder == checkout and name in BESIDE.get(str(chosen[0].config_file), ())
               and not (name in PACKAGE_FILES and beside.keys() & set(PACKAGE_FILES))
               and pack.applies(inputs)):

@@ -1,6 +1,6 @@
-"""``setup.py`` or ``pyproject.toml`` with a ``[build-system]``: the repository is a
-Python package, installed with ``pip install .`` (or uv's equivalent) from
-``REPO_DIR``.
+"""``setup.py``, or ``pyproject.toml`` with a ``[build-system]`` or ``[project]``: the
+repository is a Python package, installed with ``pip install .`` (or uv's equivalent)
+from ``REPO_DIR``.
 
 Beside ``requirements.txt`` or ``DESCRIPTION`` at the repository's root, the
 package is installed after them, as repo2docker does
@@ -41,9 +41,11 @@ class PyprojectBuildPack(SetupPyBuildPack):
     config_file = "pyproject.toml"
 
     def applies(self, inputs: BuildInputs) -> bool:
-        """Only a pyproject.toml that says how to build it makes an installable package."""
+        """Only a pyproject.toml that says how to build it, or describes a project (which
+        pip and uv build with setuptools when it names no backend), makes an installable
+        package: one holding only tools' settings (``[tool.ruff]``) does not."""
         try:
             data = tomllib.loads(inputs.read())
         except (tomllib.TOMLDecodeError, RecursionError):  # nested deeper than it recurses
             return False
-        return isinstance(data.get("build-system"), dict)
+        return isinstance(data.get("build-system"), dict) or isinstance(data.get("project"), dict)
