@@ -47,6 +47,14 @@ _OTHER_OPTIONS = ("--editable", "--no-index", "--prefer-binary", "--require-hash
                   "--no-require-hashes", "--pre", "--all-releases", "--only-final",
                   "--only-binary", "--no-binary", "--use-feature", "--hash", "--config-settings",
                   "--global-option")
+#: The options of a requirements file uv reads as pip does, and those it ignores (with a
+#: warning) where pip's reading changes nothing a build needs. uv refuses the others
+#: (``--global-option``, ``--config-settings``, ``--no-require-hashes``) or ignores them
+#: where pip does not (``--pre``).
+_UV_READS_ALIKE = frozenset({
+    "--requirement", "--constraint", "--editable", "--index-url", "--extra-index-url",
+    "--find-links", "--no-index", "--no-binary", "--only-binary", "--trusted-host", "--hash",
+    "--require-hashes", "--use-feature", "--prefer-binary"})
 #: pip's comment pattern (``req_file.COMMENT_RE``)
 _COMMENT = re.compile(r"(^|\s+)#.*$")
 #: a scheme anywhere in a line (``git+https:``, ``name @ https:``, ``name@https:``)
@@ -208,6 +216,21 @@ def _readings(path: Path) -> list[Path]:
     return list(dict.fromkeys((Path(os.path.normpath(path)), path)))
 
 
+def options_uv_misreads(texts: Iterable[str]) -> list[str]:
+    """The long options in requirements files' ``texts`` that uv does not read as pip
+    does, each once, in the order they come (an abbreviation pip accepts counts as
+    one): such files install with pip."""
+    found: list[str] = []
+    for text in texts:
+        for _, line in logical_lines(text):
+            for token in _tokens(line):
+                name = token.partition("=")[0]
+                if (name.startswith("--") and name != "--" and name not in _UV_READS_ALIKE
+                        and name not in found):
+                    found.append(name)
+    return found
+
+
 def check_generated_line(line: str, where: str) -> None:
     """Refuse a requirements line the farm writes from a repository's values (a Pipfile's
     packages) when pip or uv could read more into it than one requirement: a line break
@@ -333,5 +356,5 @@ def sources_replaced(file_name: str, declared: Sequence[str], used: Sequence[str
 
 
 __all__ = ["FILE_OPTIONS", "INDEX_OPTIONS", "check_generated_line", "check_requirement_lines",
-           "check_requirements_file", "logical_lines", "requirements_readings",
-           "sources_replaced"]
+           "check_requirements_file", "logical_lines", "options_uv_misreads",
+           "requirements_readings", "sources_replaced"]

@@ -643,3 +643,22 @@ def test_a_wheel_committed_at_the_root_is_installed_from_the_repository(
                           "cd /tmp && python -c 'import binder_test_pkg as p; print(p.VERSION)'",
                           timeout=IMAGE_TIMEOUT)
     assert output.strip() == "1.0"
+
+
+def test_requirements_written_for_pip_install_with_pip(api: ApiClient, git_server: GitServer,
+                                                       repo_url: str,
+                                                       package_index: Served) -> None:
+    """``--pre`` asks for a pre-release where the index has one: uv ignores the line
+    (it would install 1.0), pip honours it, as on mybinder.org."""
+    wheels = [make_wheel("binder-pre-probe", version,
+                         {"binder_pre_probe.py": f"VERSION = '{version}'\n"})
+              for version in ("1.0", "1.1rc1")]
+    make_index(package_index.root, wheels)
+    repo = unique("pre")
+    git_server.make_repo(f"github/quinn/{repo}", {"requirements.txt": "--pre\nbinder-pre-probe\n"})
+    record = built(api, f"{repo_url}/quinn/{repo}")
+    assert ("installing requirements.txt (uv does not read --pre as pip does) with pip"
+            in api.logs(record["name"]))
+    assert run_in_image(record["image-name"],
+                        "python -c 'import binder_pre_probe as p; print(p.VERSION)'",
+                        timeout=IMAGE_TIMEOUT).strip() == "1.1rc1"

@@ -477,6 +477,29 @@ def test_pip_is_a_setting_away_and_named_in_the_log(tmp_path: Path) -> None:
     assert "id=binder-pip,target=/var/cache/binder/pip,uid=1000" in run
 
 
+@pytest.mark.parametrize(("files", "named"), [
+    ({"requirements.txt": "numpy --global-option=--no-ext\n"}, "--global-option"),
+    ({"requirements.txt": "--pre\nnumpy\n"}, "--pre"),
+    # in a file pulled in, and an abbreviation pip reads as --config-settings
+    ({"requirements.txt": "-r more.txt\n", "more.txt": "numpy --config-set x=y\n"},
+     "--config-set"),
+])
+def test_a_file_with_options_only_pip_reads_installs_with_pip(
+        tmp_path: Path, files: dict[str, str], named: str) -> None:
+    lines = dockerfile(tmp_path, files)
+    run = lines[position(lines, "pip install")]
+    assert f"installing requirements.txt (uv does not read {named} as pip does) with pip" in run
+    assert "/srv/env/bin/python -m pip install --isolated" in run
+
+
+@pytest.mark.parametrize("text", [
+    "numpy==2.0 --hash=sha256:00\n", "--only-binary :all:\nnumpy\n", "--prefer-binary\nnumpy\n",
+    "-e .\n", "--no-binary=numpy\nnumpy\n"])
+def test_a_file_uv_reads_as_pip_does_installs_with_uv(tmp_path: Path, text: str) -> None:
+    lines = dockerfile(tmp_path, {"requirements.txt": text, "setup.py": ""})
+    assert "installing requirements.txt with uv pip" in lines[position(lines, "pip install")]
+
+
 def test_index_options_for_each_installer() -> None:
     assert index_options("uv", "") == []
     assert index_options("uv", "http://127.0.0.1:9/simple/") == [

@@ -6,10 +6,16 @@ import os
 import re
 from pathlib import Path, PurePosixPath
 
+from common.config import Config
+from common.errors import BuildFailure
 from workers.buildpacks.base import ENV_PYTHON, BuildInputs, BuildPack, Install, staged
 from workers.buildpacks.installers import python_install
 from workers.config_files import read_config_bytes
-from workers.package_index import check_requirements_file, requirements_readings
+from workers.package_index import (
+    check_requirements_file,
+    options_uv_misreads,
+    requirements_readings,
+)
 
 # Lines that refer to other files of the repository (``-r other.txt``,
 # ``-e .``, local paths) need the whole repository before the install runs.
@@ -60,11 +66,28 @@ class RequirementsBuildPack(BuildPack):
         # every reading an installer may make of it (a UTF-16 file from PowerShell ...)
         readings = requirements_readings(read_config_bytes(inputs.checkout, inputs.config_path))
         folders = (inputs.checkout, inputs.checkout / inputs.config_path.parent)
+        config, what = self._installer(inputs)
         if any(needs_repository(line, folders)
                for text in readings for line in text.splitlines()):
             return Install(after_repo=[python_install(
-                inputs.config, ENV_PYTHON, ["-r", str(inputs.config_path)], "requirements.txt")])
+                config, ENV_PYTHON, ["-r", str(inputs.config_path)], what)])
         return Install(before_repo=[
             self.stage(inputs, inputs.config_path, "requirements.txt"),
-            python_install(inputs.config, ENV_PYTHON, ["-r", staged("requirements.txt")],
-                           "requirements.txt")])
+            python_install(config, ENV_PYTHON, ["-r", staged("requirements.txt")], what)])
+
+    def _installer(self, inputs: BuildInputs) -> tuple[Config, str]:
+        """The farm's installer, or pip for files written with options only pip reads
+        (written for repo2docker, which installs with pip); what the log calls the step."""
+        assert inputs.config_path is not None
+        try:
+            paths = self.pulled_in(inputs)
+        except BuildFailure:  # a refused file fails the build's check, before it renders
+            paths = [inputs.config_path]
+        texts = [text for path in paths
+                 for text in requirements_readings(read_config_bytes(inputs.checkout, path))]
+        unread = options_uv_misreads(texts)
+        if inputs.config.python_installer != "uv" or not unread:
+            return inputs.config, "requirements.txt"
+        named = ", ".join(unread[:3])
+        return (inputs.config.replace(python_installer="pip"),
+                f"requirements.txt (uv does not read {named} as pip does)")
