@@ -441,23 +441,21 @@ def _run_function(run: PhaseRun, function: PhaseFunction, wait: OutageWait) -> P
     for count in range(1, PHASE_RUNS + 1):
         try:
             return function(run) or PhaseResult()
-        except BadDatabase as exc:
-            stopped = run.guard.reason
-            if isinstance(stopped, Exception):
-                raise stopped from exc
-            if count == PHASE_RUNS:
-                raise  # lasting (a lost permission): the farm's failure, not run forever
-            with contextlib.suppress(*LOG_LOST):
-                run.say(f"the build database refused a write during {phase}; "
-                        f"running {phase} again")
-            time.sleep(ERROR_PAUSE_SECONDS)
-        except (NoDatabase, ServiceLost) as exc:
+        except (NoDatabase, ServiceLost, BadDatabase) as exc:
             stopped = run.guard.reason
             if isinstance(stopped, Exception):
                 # Stopped on purpose (cancelled, timed out, handed back) and then a
                 # service failed its cleanup: the phase ends for why it stopped, not
                 # run again after the outage.
                 raise stopped from exc
+            if isinstance(exc, BadDatabase):
+                if count == PHASE_RUNS:
+                    raise  # lasting (a lost permission): the farm's failure, not run forever
+                with contextlib.suppress(*LOG_LOST):
+                    run.say(f"the build database refused a write during {phase}; "
+                            f"running {phase} again")
+                time.sleep(ERROR_PAUSE_SECONDS)
+                continue
             lost = exc if isinstance(exc, ServiceLost) else None
             service = lost.service if lost else "the database"
             if count == PHASE_RUNS:
