@@ -330,14 +330,26 @@ def _failure(command: str, stderr: str) -> GitError:
                     ["Check the URL; retry later if the host is down."])
 
 
+def _listed_refs(ref: str | None) -> list[str]:
+    """The ls-remote options that list only what can name ``ref``: a branch or tag name
+    asks for branches and tags alone (protocol v2 sends them as ref prefixes, so a host
+    with thousands of pull-request refs does not send those), while the default branch
+    (``HEAD``) and any other ``refs/...`` name need the full listing."""
+    if ref is None or ref == "HEAD":
+        return []
+    if ref.startswith("refs/") and not ref.startswith(("refs/heads/", "refs/tags/")):
+        return []
+    return ["--heads", "--tags"]
+
+
 def resolve_ref(target: CheckedTarget, ref: str | None, timeout: float,
                 extra: GitConfig | None = None, max_memory: int = 0) -> str:
     """The full commit SHA of ``ref`` (default branch when ``None``) via ls-remote, git
     allocating at most ``max_memory`` bytes (0: no bound)."""
     if ref and SHA_RE.match(ref):
         return ref
-    output = run_git(["ls-remote", "--", target.url], timeout, target=target, extra=extra,
-                     limits=GitLimits(max_memory=max_memory))
+    output = run_git(["ls-remote", *_listed_refs(ref), "--", target.url], timeout,
+                     target=target, extra=extra, limits=GitLimits(max_memory=max_memory))
     refs: dict[str, str] = {}
     for line in output.splitlines():
         sha, _, name = line.partition("\t")

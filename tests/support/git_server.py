@@ -52,6 +52,8 @@ class GitServer:
         self.authorizations: list[str] = []
         #: ``METHOD PATH`` of every request served, for tests that count them
         self.served: list[str] = []
+        #: bytes of every answer body sent, for tests that measure what a host sends
+        self.answered_bytes = 0
         root.mkdir(parents=True, exist_ok=True)
         self._server = make_server("127.0.0.1", 0, self._app, server_class=_ThreadingServer,
                                    handler_class=_QuietHandler)
@@ -116,6 +118,7 @@ class GitServer:
             elif key:
                 headers.append((key, value.strip()))
         start_response(status, headers)
+        self.answered_bytes += len(payload)
         return [payload]
 
     def _authorised(self, path: str, authorization: str) -> bool:

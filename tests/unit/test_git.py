@@ -27,6 +27,7 @@ LS_REMOTE = "\n".join([
     f"{SHA_C}\trefs/tags/v1",
     f"{SHA_D}\trefs/tags/v1^{{}}",
     f"{SHA_B}\trefs/tags/light",
+    f"{SHA_C}\trefs/pull/7/head",
 ]) + "\n"
 
 
@@ -72,6 +73,15 @@ def test_default_branch_is_head(ls_remote: list[list[str]]) -> None:
 ])
 def test_named_refs(ls_remote: list[list[str]], ref: str, sha: str) -> None:
     assert git.resolve_ref(TARGET, ref, timeout=5) == sha
+    # a branch or tag name lists only branches and tags, not every ref the host has
+    assert ls_remote == [["ls-remote", "--heads", "--tags", "--", URL]]
+
+
+@pytest.mark.parametrize(("ref", "sha"), [("HEAD", SHA_A), ("refs/pull/7/head", SHA_C)])
+def test_refs_outside_branches_and_tags_get_the_full_listing(
+        ls_remote: list[list[str]], ref: str, sha: str) -> None:
+    assert git.resolve_ref(TARGET, ref, timeout=5) == sha
+    assert ls_remote == [["ls-remote", "--", URL]]
 
 
 def test_unknown_ref(ls_remote: list[list[str]]) -> None:
