@@ -52,6 +52,10 @@ MAX_EXPLANATION = 500
 #: Exit code of a step the kernel killed; the farm's own stops are told apart
 #: by the guard, so this is the build cgroup's memory limit at work.
 KILLED = 137
+#: Longest line (bytes) the Docker client may print: a step that prints much more than
+#: this at once without a line break leaves the engine's client (20.10) spinning without
+#: a word, the image built but the build never followed to its end.
+LONGEST_CLIENT_LINE = 1024 * 1024
 
 _STEP_LINE = re.compile(f"^{STEP_PREFIX.pattern}(.*)$")
 _PIP_MISSING = re.compile(r"No matching distribution found for ([^\s]+)")
@@ -203,13 +207,21 @@ def client_lines(stream: IO[bytes]) -> Iterator[bytes]:
     """The client's output, a line at a time, each cut at what the log keeps of a line
     (``MAX_LINE_CHARS``): the rest of a longer one is read and dropped as it comes. A
     step that prints without a newline makes one line of the client's output, as long
-    as the engine lets a step's log grow (gigabytes)."""
+    as the engine lets a step's log grow (gigabytes), and past ``LONGEST_CLIENT_LINE``
+    the build is stopped with a ``BuildFailure``: the client could no longer follow it."""
     limit = MAX_LINE_CHARS * 4  # bytes of UTF-8 that hold that many characters
-    cut = False
+    length = 0
     while piece := stream.readline(limit):
-        if not cut:
+        if length == 0:
             yield piece
-        cut = not piece.endswith(b"\n")
+        length = 0 if piece.endswith(b"\n") else length + len(piece)
+        if length > LONGEST_CLIENT_LINE:
+            raise BuildFailure(
+                f"A build step printed more than {LONGEST_CLIENT_LINE // 2**20} MiB without "
+                "a line break; Docker's build client stops following a build at such "
+                "output, so the build was stopped.",
+                suggestions=["Print line by line, or send such output to a file "
+                             "(command > /tmp/output.log)."])
 
 
 def run_build(request: BuildRequest, config: Config, workdir: Path,

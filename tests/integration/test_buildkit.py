@@ -123,3 +123,17 @@ def test_syntax_the_engine_does_not_know_is_explained(api: ApiClient,
     assert record["status"] == "failed", record
     assert record["error"].endswith("dockerfile parse error line 2: Unknown flag: link"), record
     assert any("its built-in frontend" in text for text in record["suggestions"]), record
+
+
+def test_a_step_printing_megabytes_without_a_newline_fails_saying_so(
+        api: ApiClient, git_server: GitServer) -> None:
+    """Printed at once without a line break, 3 MiB leave the engine's client spinning
+    without a word; the build ends ``failed`` with a sentence instead of at its timeout."""
+    marker = unique("long")  # in the RUN line, so no layer cache skips it
+    record = build(api, git_server, "longline", {"Dockerfile": (
+        f"FROM {BASE_IMAGE}\n"
+        f"RUN python3 -c \"print('{marker}' + 'x' * 3 * 2**20, end='')\"\n")}, timeout=180)
+    assert record["status"] == "failed", record
+    assert record["error"].startswith("A build step printed more than 1 MiB without a line "
+                                      "break"), record
+    assert record["cause"] == "repository", record

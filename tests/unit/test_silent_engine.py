@@ -9,7 +9,6 @@ import datetime as dt
 import os
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -224,32 +223,52 @@ def test_a_build_whose_engine_stops_answering_is_stopped_as_an_outage(
 
 def test_a_line_of_any_length_from_the_client_is_held_cut_at_the_log_line_bound(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    # A step printing without a newline makes one line of the client's output: read
-    # whole, 64 MiB of it was held at once (a step may log 2 GiB).
+    # A step printing without a newline makes one line of the client's output, kept
+    # only as far as the log keeps a line.
+    said = _client_printing(
+        monkeypatch, tmp_path, "out.write(b'a' * image_build.LONGEST_CLIENT_LINE)\n"
+                               "out.write(b'\\nstep 2\\n')")
+    assert [len(line) for line in said] == [MAX_LINE_CHARS, len("step 2")]
+    assert said[-1] == "step 2"
+
+
+def test_a_line_the_client_cannot_follow_stops_the_build_saying_so(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    pid_file = tmp_path / "client.pid"
+    with pytest.raises(BuildFailure) as raised:
+        _client_printing(monkeypatch, tmp_path,
+                         f"open({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+                         "out.write(b'a' * 2 * image_build.LONGEST_CLIENT_LINE)\n"
+                         "out.flush(); time.sleep(60)")
+    assert str(raised.value) == (
+        "A build step printed more than 1 MiB without a line break; Docker's build client "
+        "stops following a build at such output, so the build was stopped.")
+    assert raised.value.cause is FailureCause.REPOSITORY
+    with pytest.raises(ProcessLookupError):  # the client was stopped, not left running
+        os.kill(int(pid_file.read_text()), 0)
+
+
+def _client_printing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                     program: str) -> list[str]:
+    """What a build says for a Docker client that runs
+    ``program`` (with ``out``, ``os``, ``time`` and ``image_build`` at hand)."""
     RecordedWatch.made = []
     monkeypatch.setattr(image_build, "SilenceWatch", RecordedWatch)
     monkeypatch.setattr(image_build, "client_environment", lambda config: dict(os.environ))
+    setup = ("import os, sys, time; out = sys.stdout.buffer\n"
+             f"class image_build: LONGEST_CLIENT_LINE = {image_build.LONGEST_CLIENT_LINE}\n")
 
     def build_command(request: object, iidfile: Path) -> list[str]:
         iidfile.write_text("sha256:built")
-        return [sys.executable, "-c", "import sys; out = sys.stdout.buffer\n"
-                "for _ in range(64): out.write(b'a' * 2**20)\n"
-                "out.write(b'\\nstep 2\\n')"]
+        return [sys.executable, "-c", setup + program]
     monkeypatch.setattr(image_build, "build_command", build_command)
     context = tmp_path / "context.tar"
     context.write_bytes(b"")
     request = image_build.BuildRequest(context=context, dockerfile="Dockerfile", tag="r/x:t")
     said: list[str] = []
-    tracemalloc.start()
-    try:
-        image_build.run_build(request, load_config(environ={}), tmp_path,  # type: ignore[arg-type]
-                              said.append, WatchedGuard())
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-    assert peak < 16 * 2**20
-    assert [len(line) for line in said] == [MAX_LINE_CHARS, len("step 2")]
-    assert said[-1] == "step 2"
+    image_build.run_build(request, load_config(environ={}), tmp_path,  # type: ignore[arg-type]
+                          said.append, WatchedGuard())
+    return said
 
 
 @pytest.mark.parametrize(("last", "fault"), [
