@@ -80,6 +80,11 @@ def _percent(value: int) -> None:
         raise ValueError("must be a percentage from 0 to 100")
 
 
+def _not_negative(value: int) -> None:
+    if value < 0:
+        raise ValueError("must be 0 or more")
+
+
 def _host_and_port(value: str) -> None:
     # Image names start with it and the registry's API URL is made of it
     # (see registry_url), so a scheme or a path would break both.
@@ -279,8 +284,12 @@ class Config:
     build_memory: str = setting("BINDER_BUILD_MEMORY", "4G",
         "Memory limit of the builds an engine runs at once (the cgroup its BuildKit step "
         "containers run under).", check=parse_size)
+    build_pids: int = setting("BINDER_BUILD_PIDS", 4096,
+        "Processes and threads the builds an engine runs at once may have together (the "
+        "same cgroup's pids limit), so a step that forks without end cannot use up the "
+        "host's; 0 for no limit.", check=_not_negative)
     limit_build_cgroup: bool = setting("BINDER_LIMIT_BUILD_CGROUP", True,
-        "Set that limit on the engine; turn off where another farm shares the engine or its "
+        "Set those limits on the engine; turn off where another farm shares the engine or its "
         "operator limits the cgroup.")
     build_timeout: int = setting(
         "BINDER_BUILD_TIMEOUT", 3600,

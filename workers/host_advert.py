@@ -48,7 +48,7 @@ from common.errors import BinderError
 from common.host_events import Listener
 from common.host_store import HostRecord
 from common.models import Status
-from workers.build_cgroup import LimitNotSet, limit_build_memory
+from workers.build_cgroup import LimitNotSet, limit_builds
 from workers.docker_engine import docker_client
 from workers.queues import SHARED_QUEUE
 from workers.registry import ensure_image
@@ -216,7 +216,7 @@ def _pull_base(**_: Any) -> None:
     except (docker.errors.DockerException, OSError, BinderError) as exc:
         # Builds still pull it themselves (their FROM); say why it was not here.
         log.warning("could not pull the base image: %s", exc)
-    limit_build_memory_early(config)
+    limit_builds_early(config)
     remove_verification_leftovers(config)
 
 
@@ -237,7 +237,7 @@ def remove_verification_leftovers(config: Config) -> None:
                  removed)
 
 
-def limit_build_memory_early(config: Config) -> None:
+def limit_builds_early(config: Config) -> None:
     """Limit the build cgroup in the worker's main process, before its pool forks.
 
     Each pool process inherits that it is done, so no build waits for the
@@ -247,9 +247,9 @@ def limit_build_memory_early(config: Config) -> None:
     if not config.limit_build_cgroup:
         return
     try:
-        limit_build_memory(config)
+        limit_builds(config)
     except LimitNotSet as exc:
-        log.warning("the build memory limit is not set yet: %s", exc)
+        log.warning("the build limits are not set yet: %s", exc)
 
 
 @worker_shutdown.connect

@@ -69,6 +69,11 @@ _UV_CAUSE = re.compile(r"^\s*(?:cause:|╰─▶)\s+(.+)$")
 _UV_MORE = re.compile(r"^\s{4,}(?=\S)(?![\s^]*$)(.+)$")
 #: What a write to a full disk says (ENOSPC), in a step or in the engine's own error.
 _NO_SPACE = "no space left on device"
+#: What a step says when it could not start a process or thread (``EAGAIN`` from fork
+#: or clone, as at the pids limit): shells, C and Go programs, Python, OpenBLAS.
+_NO_PROCESS = re.compile(r"(fork|thread|clone|pthread_create).*resource temporarily "
+                         r"unavailable|can't fork|cannot fork|can't start new thread",
+                         re.IGNORECASE)
 #: What the engine's Dockerfile frontend says of a line it cannot read.
 _PARSE_ERROR = "dockerfile parse error"
 #: What the engine says when it lost the context the client streamed to it, after
@@ -145,23 +150,27 @@ def uv_error(recent: list[str]) -> str | None:
     return None
 
 
-def explain_failure(error: str, recent: list[str], memory: str) -> str:
+def explain_failure(error: str, recent: list[str], memory: str, pids: int = 0) -> str:
     """A sentence a user can act on, from the client's last line and the last step output.
 
     ``recent`` holds what the steps printed, without BuildKit's prefixes;
-    ``memory`` is the build memory limit, named when a step was killed. The
+    ``memory`` is the build memory limit, named when a step was killed, and
+    ``pids`` the process limit (0: none), named when a step could not fork. The
     sentence is one printable line of at most ``MAX_EXPLANATION`` characters,
     whatever a step printed (``BINDER-ERROR:`` lines included).
     """
-    return shorten(_explanation(error, recent, memory), MAX_EXPLANATION)
+    return shorten(_explanation(error, recent, memory, pids), MAX_EXPLANATION)
 
 
 def failure_cause(error: str, recent: list[str]) -> FailureCause:
     """Whose fault a failed build was, from the client's last line and the last step
-    output: a step killed at the memory limit, or a device out of space, ran out of
-    ``resources``; anything else the repository asked for failed."""
+    output: a step killed at the memory limit, one that could not start a process, or a
+    device out of space, ran out of ``resources``; anything else the repository asked
+    for failed."""
     match = _STEP_FAILED.search(error)
     if match and int(match.group(2)) == KILLED:
+        return FailureCause.RESOURCES
+    if match and any(_NO_PROCESS.search(line) for line in recent):
         return FailureCause.RESOURCES
     if any(_NO_SPACE in line.lower() for line in (error, *recent)):
         return FailureCause.RESOURCES
@@ -178,7 +187,7 @@ def failure_suggestions(error: str) -> list[str]:
     return []
 
 
-def _explanation(error: str, recent: list[str], memory: str) -> str:
+def _explanation(error: str, recent: list[str], memory: str, pids: int) -> str:
     for line in reversed(recent):
         if line.startswith("BINDER-ERROR: "):
             return line.removeprefix("BINDER-ERROR: ").strip()
@@ -192,6 +201,11 @@ def _explanation(error: str, recent: list[str], memory: str) -> str:
         if code == KILLED:
             return (f"The build step `RUN {command}` was killed (exit code {KILLED}): the build "
                     f"ran out of memory; builds on this farm are limited to {memory}.")
+        if any(_NO_PROCESS.search(line) for line in recent):
+            limit = (f"builds on this farm may have {pids} processes and threads at once"
+                     if pids else "the host could start no more")
+            return (f"The build step `RUN {command}` could not start a process or thread "
+                    f"(exit code {code}): {limit}.")
         uv = uv_error(recent) if "uv pip " in match.group(1) else None
         if uv:
             return f"uv could not install the Python packages: {uv[:600]}"
@@ -271,7 +285,9 @@ def run_build(request: BuildRequest, config: Config, workdir: Path,
     if client.returncode != 0:
         if _CONTEXT_LOST.search(last):
             raise EngineFault(explain_failure(last, [], config.build_memory))
-        raise BuildFailure(explain_failure(last, list(recent), config.build_memory),
+        raise BuildFailure(explain_failure(last, list(recent), config.build_memory,
+                                           config.build_pids if config.limit_build_cgroup
+                                           else 0),
                            suggestions=failure_suggestions(last),
                            cause=failure_cause(last, list(recent)))
     image_id = iidfile.read_text().strip() if iidfile.exists() else ""

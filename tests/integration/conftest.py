@@ -272,7 +272,8 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
 class SecondHost:
     """A farm of its own on a Docker engine of its own.
 
-    Its engine's build cgroup is limited to ``SECOND_HOST_MEMORY``, and its
+    Its engine's build cgroup is limited to ``SECOND_HOST_MEMORY`` and
+    ``SECOND_HOST_PIDS`` processes and threads, and its
     base image (``base_image``, a copy of the shared one) is its own: tests
     may change either without touching what other farms share.
     """
@@ -284,6 +285,7 @@ class SecondHost:
 
 
 SECOND_HOST_MEMORY = "256M"
+SECOND_HOST_PIDS = 512
 
 
 @pytest.fixture(scope="session")
@@ -304,6 +306,7 @@ def second_host(farm_env: dict[str, str], services: None) -> Iterator[SecondHost
                "BINDER_BROKER_PREFIX": f"test-{RUN_ID}-b:",
                "BINDER_IMAGE_PREFIX": f"test-{RUN_ID}-b-", "BINDER_BASE_IMAGE": base,
                "BINDER_BUILD_MEMORY": SECOND_HOST_MEMORY, "BINDER_LIMIT_BUILD_CGROUP": "true",
+               "BINDER_BUILD_PIDS": str(SECOND_HOST_PIDS),
                "BINDER_VERIFY": "false"}
         farm = Farm(env, DATA_DIR / "logs-b")
         prepare(env["BINDER_MONGO_DB"])

@@ -10,7 +10,13 @@ from __future__ import annotations
 import re
 import time
 
-from tests.integration.conftest import RUN_ID, SECOND_HOST_MEMORY, SecondHost, unique
+from tests.integration.conftest import (
+    RUN_ID,
+    SECOND_HOST_MEMORY,
+    SECOND_HOST_PIDS,
+    SecondHost,
+    unique,
+)
 from tests.support.farm import ApiClient
 from tests.support.git_server import GitServer
 from tests.support.processes import commands_running, wait_until
@@ -40,6 +46,26 @@ def test_step_allocating_past_the_memory_limit_fails_saying_so(
     assert record["cause"] == "resources", record
     assert SECOND_HOST_MEMORY in record["error"]
     assert f"build memory limit {SECOND_HOST_MEMORY}" in log
+
+
+def test_step_starting_threads_past_the_process_limit_fails_saying_so(
+        second_host: SecondHost, git_server: GitServer) -> None:
+    """Processes and threads count together against the build cgroup's pids limit, so
+    a step that starts them without end stops there, not at the host's ``pid_max``."""
+    api = second_host.api
+    threads = 2 * SECOND_HOST_PIDS
+    record = build(api, git_server, "threads", {"Dockerfile": (
+        f"FROM {second_host.base_image}\n"
+        "RUN python3 -c \"import threading, time; [threading.Thread(target=time.sleep, "
+        f"args=(30,), daemon=True).start() for _ in range({threads})]\"\n")})
+    log = api.logs(record["name"])
+    assert record["status"] == "failed", (record, log)
+    assert "can't start new thread" in log, log[-3000:]
+    assert record["error"].endswith(
+        f"could not start a process or thread (exit code 1): builds on this farm may have "
+        f"{SECOND_HOST_PIDS} processes and threads at once."), record["error"]
+    assert record["cause"] == "resources", record
+    assert f"build memory limit {SECOND_HOST_MEMORY}, {SECOND_HOST_PIDS} processes" in log
 
 
 #: Prints numbered lines in bursts of a thousand, about 1 MiB/s, as a

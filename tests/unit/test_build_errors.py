@@ -70,6 +70,22 @@ def test_killed_step_names_the_memory_limit() -> None:
                        "build ran out of memory; builds on this farm are limited to 512M.")
 
 
+@pytest.mark.parametrize("said", [
+    "sh: 1: Cannot fork",
+    "/bin/sh: fork: retry: Resource temporarily unavailable",
+    "RuntimeError: can't start new thread",
+    "OpenBLAS blas_thread_init: pthread_create failed for thread 3 of 8: Resource "
+    "temporarily unavailable",
+])
+def test_a_step_that_could_not_fork_names_the_process_limit(said: str) -> None:
+    error = "executor failed running [/bin/sh -c make -j]: exit code: 2"
+    message = explain_failure(error, ["compiling", said], "4G", 4096)
+    assert message == ("The build step `RUN make -j` could not start a process or thread "
+                       "(exit code 2): builds on this farm may have 4096 processes and "
+                       "threads at once.")
+    assert explain_failure(error, [said], "4G").endswith(": the host could start no more.")
+
+
 def test_binder_error_line_wins() -> None:
     recent = ["ERROR: No matching distribution found for numpy==99",
               "BINDER-ERROR: conda could not solve the environment: nothing provides x  ",

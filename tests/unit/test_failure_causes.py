@@ -112,6 +112,10 @@ KILLED_STEP = "executor failed running [/bin/sh -c pip install -r r.txt]: exit c
      FailureCause.RESOURCES),
     ("executor failed running [/bin/sh -c make]: exit code: 2", ["make: *** Error 1"],
      FailureCause.REPOSITORY),
+    ("executor failed running [/bin/sh -c make]: exit code: 2",
+     ["/bin/sh: fork: retry: Resource temporarily unavailable"], FailureCause.RESOURCES),
+    ("executor failed running [/bin/sh -c make]: exit code: 2",
+     ["read: Resource temporarily unavailable"], FailureCause.REPOSITORY),
     ("failed to solve: dockerfile parse error line 3: unknown instruction: RUNN", [],
      FailureCause.REPOSITORY),
 ])

@@ -12,7 +12,7 @@ from common import template_store
 from common.models import BuildRecord, TemplateRecord
 from common.name_store import belongs
 from workers import built_image
-from workers.build_cgroup import LimitNotSet, limit_build_memory
+from workers.build_cgroup import LimitNotSet, limit_builds
 from workers.buildpacks import detect
 from workers.buildpacks.dockerfile import DockerfileBuildPack
 from workers.docker_context import write_context
@@ -51,16 +51,18 @@ def previous_image(phase: PhaseRun) -> str | None:
     return layer_cache(record, template_store.find_template(record["name"]), phase.image)
 
 
-def memory_limit(phase: PhaseRun) -> None:
-    """Put the engine's build containers under the build memory limit (see build_cgroup)."""
-    if not phase.config.limit_build_cgroup:
+def build_limits(phase: PhaseRun) -> None:
+    """Put the engine's build containers under the build limits (see build_cgroup)."""
+    config = phase.config
+    if not config.limit_build_cgroup:
         return
     try:
-        cgroup = limit_build_memory(phase.config)
+        cgroup = limit_builds(config)
     except LimitNotSet as exc:
-        phase.say(f"warning: the build memory limit is not enforced: {exc}")
+        phase.say(f"warning: the build memory and process limits are not enforced: {exc}")
         return
-    phase.say(f"build memory limit {phase.config.build_memory} (cgroup {cgroup})")
+    processes = f"{config.build_pids} processes" if config.build_pids else "no process limit"
+    phase.say(f"build memory limit {config.build_memory}, {processes} (cgroup {cgroup})")
 
 
 def run(phase: PhaseRun) -> PhaseResult | None:
@@ -94,7 +96,7 @@ def run(phase: PhaseRun) -> PhaseResult | None:
     if cache_from:
         request.cache_from.append(cache_from)
         phase.say(f"reusing layers from {cache_from}")
-    memory_limit(phase)
+    build_limits(phase)
     with watching(config, phase.guard, engine_lost):
         image_id = run_build(request, config, phase.workdir, phase.say, phase.guard)
     phase.say(f"built {phase.image} ({image_id})")
